@@ -1,0 +1,132 @@
+"""The agent's transition table: the conversation floor as data.
+
+States are who holds the floor; tool futures and forks are not states (they
+live in the ledger and raise events). Each row reads: in ``source``, on
+``event``, if ``guard``: go to ``target`` and run ``actions``. Several rows
+for one pair are tried top to bottom. Rows whose guard is ``is_current``
+reject events of a generation that was cancelled (a barge-in), which may
+still be in the queue. ``docs/agent_fsm.md`` is rendered from this table
+(``voice-agent fsm``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from fsm import ActionFailed, Ignore, MachineDefinition, Transition
+
+from .conversation import Conversation as C
+from .events import (
+    DtmfReceived,
+    ForkAdopted,
+    ForkDiscarded,
+    ForkOpened,
+    LlmFailed,
+    LlmTextDelta,
+    LlmToolCallIssued,
+    LlmTurnFinished,
+    PlayoutFinished,
+    PlayoutStarted,
+    SessionEnded,
+    TimerFired,
+    ToolCallFailed,
+    ToolCallResolved,
+    TranscriptFinal,
+    TranscriptPartial,
+    UserSpeechEnded,
+    UserSpeechStarted,
+)
+
+
+class S(StrEnum):
+    """Who holds the floor."""
+
+    LISTENING = "listening"
+    USER_SPEAKING = "user_speaking"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    ENDED = "ended"
+
+
+L, U, T, SP = S.LISTENING, S.USER_SPEAKING, S.THINKING, S.SPEAKING
+AGENT_BUSY = (T, SP)
+USER_SIDE = (L, U)
+
+EVENTS = (
+    UserSpeechStarted, UserSpeechEnded, TranscriptPartial, TranscriptFinal,
+    LlmTextDelta, LlmToolCallIssued, LlmTurnFinished, LlmFailed,
+    ToolCallResolved, ToolCallFailed, PlayoutStarted, PlayoutFinished,
+    ForkOpened, ForkAdopted, ForkDiscarded, DtmfReceived, TimerFired,
+    SessionEnded, ActionFailed,
+)  # fmt: skip
+
+TRANSITIONS = (
+    # ---- the user takes the floor; in the agent's turn that is a barge-in
+    Transition(L, UserSpeechStarted, U, actions=[C.begin_user_speech]),
+    Transition(AGENT_BUSY, UserSpeechStarted, U, actions=[C.barge_in, C.begin_user_speech]),
+    Transition(L, TranscriptPartial, U, actions=[C.record_partial]),
+    Transition(U, TranscriptPartial, None, actions=[C.record_partial]),
+    Transition(AGENT_BUSY, TranscriptPartial, U, actions=[C.barge_in, C.record_partial]),
+    Transition(U, UserSpeechEnded, None, actions=[C.note_speech_end]),
+    # ---- end of the user's turn (a typed message while the agent talks is a barge-in)
+    Transition(USER_SIDE, TranscriptFinal, T, guard=C.nonempty, actions=[C.commit_user_turn]),
+    Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.start_followup]),
+    Transition(USER_SIDE, TranscriptFinal, L, actions=[C.arm_hold]),
+    Transition(AGENT_BUSY, TranscriptFinal, T, guard=C.nonempty, actions=[C.barge_in, C.commit_user_turn]),
+    # ---- the LLM streams (rows with is_current drop a cancelled generation's leftovers)
+    Transition(AGENT_BUSY, LlmTextDelta, None, guard=C.is_current, actions=[C.speak_delta]),
+    Transition(AGENT_BUSY, LlmToolCallIssued, None, guard=C.is_current, actions=[C.issue_call]),
+    Transition(T, LlmTurnFinished, T, guard=C.finishing_silent_with_news, actions=[C.finish_response, C.start_followup]),
+    Transition(T, LlmTurnFinished, L, guard=C.finishing_silent, actions=[C.finish_response, C.arm_hold]),
+    Transition(T, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response]),
+    Transition(SP, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response, C.maybe_followup]),
+    Transition(AGENT_BUSY, LlmFailed, None, guard=C.is_current, actions=[C.apologize]),
+    # ---- tool outcomes (already in the ledger): report at the next free moment
+    Transition(L, ToolCallResolved, T, guard=C.news_and_floor, actions=[C.start_followup]),
+    Transition(L, ToolCallFailed, T, guard=C.news_and_floor, actions=[C.start_followup]),
+    Transition(SP, ToolCallResolved, None, actions=[C.maybe_followup]),
+    Transition(SP, ToolCallFailed, None, actions=[C.maybe_followup]),
+    # ---- playout
+    Transition((L, T), PlayoutStarted, SP, guard=C.known_playout, actions=[C.playout_started]),
+    Transition(SP, PlayoutStarted, None, actions=[C.playout_started]),
+    Transition(SP, PlayoutFinished, T, guard=C.last_playout_with_news, actions=[C.record_played, C.start_followup]),
+    Transition(SP, PlayoutFinished, L, guard=C.last_playout, actions=[C.record_played, C.arm_hold]),
+    Transition(SP, PlayoutFinished, None, actions=[C.record_played]),
+    Transition((L, T), PlayoutFinished, None, actions=[C.record_played]),
+    # ---- holding the line while tools run
+    Transition(L, TimerFired, T, guard=C.hold_due, actions=[C.say_hold]),
+    # ---- errors and the end
+    Transition((T, SP), ActionFailed, L, guard=C.stuck, actions=[C.record_action_failure, C.recover]),
+    Transition("*", ActionFailed, None, actions=[C.record_action_failure]),
+    Transition("*", SessionEnded, S.ENDED, actions=[C.shutdown]),
+)  # fmt: skip
+
+IGNORED = (
+    Ignore(U, UserSpeechStarted, "already speaking"),
+    Ignore((L, T, SP), UserSpeechEnded, "only meaningful while the user speaks"),
+    Ignore(USER_SIDE, LlmTextDelta, "a cancelled generation's leftovers"),
+    Ignore(USER_SIDE, LlmToolCallIssued, "a cancelled generation's leftovers"),
+    Ignore(USER_SIDE, LlmTurnFinished, "a cancelled generation's leftovers"),
+    Ignore(USER_SIDE, LlmFailed, "a cancelled generation's leftovers"),
+    Ignore(U, ToolCallResolved, "recorded; reported when the user's turn ends"),
+    Ignore(U, ToolCallFailed, "recorded; reported when the user's turn ends"),
+    Ignore(T, ToolCallResolved, "recorded; reported when the generation in flight ends"),
+    Ignore(T, ToolCallFailed, "recorded; reported when the generation in flight ends"),
+    Ignore(U, PlayoutStarted, "output was interrupted; nothing plays while the user speaks"),
+    Ignore(U, PlayoutFinished, "recorded at the barge-in"),
+    Ignore((U, T, SP), TimerFired, "the floor is not free: no hold phrase needed"),
+    Ignore("*", ForkOpened, "speculation is recorded in the ledger; the floor does not change"),
+    Ignore("*", ForkAdopted, "speculation is recorded in the ledger; the floor does not change"),
+    Ignore("*", ForkDiscarded, "speculation is recorded in the ledger; the floor does not change"),
+    Ignore("*", DtmfReceived, "keypad digits are handled by the telephony profile"),
+)
+
+AGENT_MACHINE = MachineDefinition(
+    name="agent",
+    states=tuple(S),
+    initial=S.LISTENING,
+    final=(S.ENDED,),
+    events=EVENTS,
+    transitions=TRANSITIONS,
+    ignored=IGNORED,
+)

@@ -1,0 +1,268 @@
+"""Configuration: frozen pydantic models, loaded once at start-up.
+
+Sources, later wins: the embedded defaults (``configs/default.yaml``), a
+user's YAML file, environment variables ``VOICE_AGENT__SECTION__FIELD=value``
+(double underscores nest; values are parsed as YAML scalars), then the
+conventional ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL``, then
+command-line flags. A bad value fails at start-up with :class:`ConfigError`
+naming the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+Mode = Literal["sync", "async", "speculative"]
+
+ENV_PREFIX = "VOICE_AGENT__"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the field and the problem."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LlmConfig(_Frozen):
+    """An OpenAI-compatible endpoint. ``base_url=None`` starts the embedded local model."""
+
+    base_url: str | None = None
+    model: str = "local"
+    api_key: SecretStr = SecretStr("none")
+    timeout_s: float = Field(30.0, gt=0, description="whole-request timeout, seconds")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    first_token_timeout_s: float = Field(
+        15.0, gt=0, description="no first chunk within this many seconds: retry or fail"
+    )
+    max_retries: int = Field(2, ge=0, le=10)
+    retry_backoff_s: float = Field(0.25, ge=0, description="first retry delay; doubles each time")
+    temperature: float = Field(0.3, ge=0, le=2)
+    max_tokens: int = Field(300, gt=0)
+    parallel_tool_calls: bool = True
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {v!r})")
+        return v.rstrip("/")
+
+
+class LocalLlmConfig(_Frozen):
+    """The embedded local model served when ``llm.base_url`` is not set."""
+
+    model: str = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    threads: int = Field(2, ge=1, le=64)
+    ctx: int = Field(4096, ge=512)
+    startup_timeout_s: float = Field(180.0, gt=0)
+
+
+class ToolsConfig(_Frozen):
+    """Where tools come from: ``module:attribute`` references to a ToolRegistry or a list."""
+
+    modules: tuple[str, ...] = ("voice_agent.demo_tools:registry",)
+    default_timeout_s: float = Field(10.0, gt=0)
+
+
+class AgentConfig(_Frozen):
+    """How the agent behaves in a conversation."""
+
+    mode: Mode = "async"
+    system_prompt: str | None = Field(
+        None, description="inline system prompt; overrides prompt_file when set"
+    )
+    prompt_file: str = "customer_service.md"
+    persona: str = "Alex"
+    company: str = "Acme"
+    hold_after_s: float = Field(
+        1.0,
+        gt=0,
+        description="silence (seconds) with tool futures pending before the agent says a hold phrase",
+    )
+    max_hold_phrases: int = Field(3, ge=0, description="per user turn")
+    max_followups: int = Field(8, ge=1, description="LLM continuations per user turn, a loop guard")
+    apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    greeting: str | None = None
+    hold_phrases: tuple[str, ...] = ("One moment.", "Still checking, one moment.", "Almost there.")
+
+
+class LedgerConfig(_Frozen):
+    """Where sessions are persisted (JSONL, one file per session)."""
+
+    directory: str = "sessions"
+    persist: bool = True
+
+
+class VoiceConfig(_Frozen):
+    """Audio peripherals: VAD, ASR, TTS, devices."""
+
+    sample_rate: int = Field(16000, description="transport sample rate, Hz")
+    vad_min_silence_ms: int = Field(500, ge=100, le=3000)
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    asr_model: str = "tiny.en"
+    asr_threads: int = Field(1, ge=1, le=16)
+    asr_partial_interval_s: float = Field(1.0, ge=0.2)
+    tts_voice: str = "en_US-joe-medium"
+    tts_speed: float = Field(1.0, gt=0.25, le=4)
+    input_device: str | None = None
+    output_device: str | None = None
+    barge_in: bool = True
+    echo: Literal["half_duplex", "none"] = "half_duplex"
+
+
+class Config(_Frozen):
+    """The whole configuration."""
+
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    local_llm: LocalLlmConfig = Field(default_factory=LocalLlmConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def embedded_defaults_text() -> str:
+    """The text of the embedded ``configs/default.yaml``."""
+    return _data_file("configs", "default.yaml").read_text(encoding="utf-8")
+
+
+def _data_file(kind: str, name: str) -> Path:
+    """A file from the top-level ``configs/`` or ``prompts/`` shipped with the package."""
+    try:
+        packaged = resources.files("voice_agent").joinpath("data", kind, name)
+        if packaged.is_file():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    return Path(__file__).resolve().parent.parent / kind / name
+
+
+def prompt_path(name: str) -> Path:
+    """Resolve a prompt file: an existing path, else one of the shipped ``prompts/``."""
+    p = Path(name)
+    return p if p.is_file() else _data_file("prompts", name)
+
+
+def config_path(name: str) -> Path:
+    """Resolve a config file: an existing path, else one of the shipped ``configs/``."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = _data_file("configs", name if name.endswith(".yaml") else f"{name}.yaml")
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {name}")
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    conventional = {
+        "OPENAI_BASE_URL": ("llm", "base_url"),
+        "OPENAI_API_KEY": ("llm", "api_key"),
+        "OPENAI_MODEL": ("llm", "model"),
+    }
+    for env, (section, field) in conventional.items():
+        if environ.get(env):
+            out.setdefault(section, {}).setdefault(field, environ[env])
+    return out
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        if "api_key" in where:
+            shown = ""  # never echo a secret
+        lines.append(f"  {where}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load the configuration (defaults ← ``path`` ← environment ← ``overrides``).
+
+    Raises :class:`ConfigError` with every invalid field named.
+    """
+    environ = os.environ if environ is None else environ
+    origins = ["embedded defaults"]
+    data = _read_yaml(embedded_defaults_text(), "configs/default.yaml")
+    if path is not None:
+        p = config_path(str(path))
+        data = _deep_merge(data, _read_yaml(p.read_text(encoding="utf-8"), str(p)))
+        origins.append(str(p))
+    env = _env_overrides(environ)
+    if env:
+        data = _deep_merge(data, env)
+        origins.append("environment")
+    if overrides:
+        data = _deep_merge(data, overrides)
+        origins.append("command line")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, " + ".join(origins))) from None
+
+
+def render_system_prompt(agent: AgentConfig) -> str:
+    """The system prompt: inline text, or the prompt file with ``{persona}``/``{company}`` filled."""
+    if agent.system_prompt:
+        return agent.system_prompt
+    path = prompt_path(agent.prompt_file)
+    if not path.is_file():
+        raise ConfigError(f"agent.prompt_file: file not found: {agent.prompt_file}")
+    text = path.read_text(encoding="utf-8")
+    return text.replace("{persona}", agent.persona).replace("{company}", agent.company)

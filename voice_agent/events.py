@@ -1,0 +1,193 @@
+"""The agent's events: immutable, past-tense facts the agent FSM reacts to.
+
+Transports and peripherals post them (user speech, transcripts, playout), the
+LLM stream and the tool scheduler post them (deltas, calls, outcomes), timers
+post them. The FSM in :mod:`voice_agent.agent_fsm` is the only place that
+decides what each one means in each state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fsm import ActionFailed, Event
+
+__all__ = [
+    "ActionFailed",
+    "AgentEvent",
+    "DtmfReceived",
+    "Event",
+    "ForkAdopted",
+    "ForkDiscarded",
+    "ForkOpened",
+    "LlmFailed",
+    "LlmTextDelta",
+    "LlmToolCallIssued",
+    "LlmTurnFinished",
+    "PlayoutFinished",
+    "PlayoutStarted",
+    "SessionEnded",
+    "TimerFired",
+    "ToolCallFailed",
+    "ToolCallResolved",
+    "TranscriptFinal",
+    "TranscriptPartial",
+    "UserSpeechEnded",
+    "UserSpeechStarted",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpeechStarted(Event):
+    """The VAD (or a transport) says the user started speaking."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpeechEnded(Event):
+    """The VAD says the user stopped speaking (the final transcript follows)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TranscriptPartial(Event):
+    """A stable partial transcript of the user's ongoing turn."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TranscriptFinal(Event):
+    """The final transcript of a user turn (text typed in a text transport)."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmTextDelta(Event):
+    """A piece of the LLM's text for response ``response_id``."""
+
+    response_id: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmToolCallIssued(Event):
+    """A tool call's JSON is complete in the stream of ``response_id``."""
+
+    response_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmTurnFinished(Event):
+    """The LLM stream of ``response_id`` ended normally."""
+
+    response_id: str
+    finish_reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlmFailed(Event):
+    """The LLM request of ``response_id`` failed after the client's retries."""
+
+    response_id: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallResolved(Event):
+    """A tool future finished with a value (already in the ledger)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallFailed(Event):
+    """A tool future failed, timed out or was cancelled (already in the ledger)."""
+
+    call_id: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlayoutStarted(Event):
+    """The first audio (or text) of ``response_id`` reached the user."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlayoutFinished(Event):
+    """Response ``response_id`` has been fully played (or was cut off)."""
+
+    response_id: str
+    heard: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForkOpened(Event):
+    """A speculative fork was opened on a stable partial transcript."""
+
+    fork_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForkAdopted(Event):
+    """The final turn adopted a fork's speculative calls."""
+
+    fork_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForkDiscarded(Event):
+    """A fork's speculative work was thrown away."""
+
+    fork_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DtmfReceived(Event):
+    """A telephone keypad digit arrived."""
+
+    digit: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimerFired(Event):
+    """A named timer the agent armed has expired."""
+
+    name: str
+    token: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionEnded(Event):
+    """The session is over (hang-up, transfer, fatal error, end of input)."""
+
+    reason: str
+    detail: str = field(default="")
+
+
+AgentEvent = (
+    UserSpeechStarted
+    | UserSpeechEnded
+    | TranscriptPartial
+    | TranscriptFinal
+    | LlmTextDelta
+    | LlmToolCallIssued
+    | LlmTurnFinished
+    | LlmFailed
+    | ToolCallResolved
+    | ToolCallFailed
+    | PlayoutStarted
+    | PlayoutFinished
+    | ForkOpened
+    | ForkAdopted
+    | ForkDiscarded
+    | DtmfReceived
+    | TimerFired
+    | SessionEnded
+    | ActionFailed
+)

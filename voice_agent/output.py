@@ -1,0 +1,109 @@
+"""Where the agent's speech goes: the :class:`SpeechOutput` protocol and a text output.
+
+An output receives a response's text as it streams (``push``), learns that the
+response is complete (``end``), plays responses one after another in the order
+they were first pushed, and reports through the ``emit`` callback it was bound
+to: :class:`PlayoutStarted` when a response's first audio (or text) reaches
+the user, :class:`PlayoutFinished` when the response has been fully played.
+``interrupt()`` stops everything at once and returns what the user actually
+heard of each response that had started; no PlayoutFinished follows for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TextIO
+
+from fsm import Event
+
+from .events import PlayoutFinished, PlayoutStarted
+
+
+class SpeechOutput(Protocol):
+    """The agent's mouth (audio, text, a simulated speaker)."""
+
+    def bind(self, emit: Callable[[Event], None]) -> None:
+        """Give the output the callback through which it posts playout events."""
+
+    def push(self, response_id: str, text: str) -> None:
+        """Queue a streamed piece of ``response_id``'s text (non-blocking)."""
+
+    def end(self, response_id: str) -> None:
+        """No more text will come for ``response_id``."""
+
+    def interrupt(self) -> dict[str, str]:
+        """Stop at once, drop everything queued; return heard text per started response."""
+
+    async def aclose(self) -> None:
+        """Release the output (idempotent)."""
+
+
+class TextOutput:
+    """Prints the agent's text as it streams: playout is instantaneous.
+
+    Used by ``voice-agent chat`` and by tests that need no audio.
+    """
+
+    def __init__(self, stream: TextIO | None = None, prefix: str = "agent> ") -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self._emit: Callable[[Event], None] = lambda e: None
+        self._order: list[str] = []
+        self._text: dict[str, str] = {}
+        self._ended: set[str] = set()
+        self._current: str | None = None
+
+    def bind(self, emit: Callable[[Event], None]) -> None:
+        self._emit = emit
+
+    def push(self, response_id: str, text: str) -> None:
+        if response_id not in self._text:
+            self._order.append(response_id)
+            self._text[response_id] = ""
+        self._text[response_id] += text
+        self._drain()
+
+    def end(self, response_id: str) -> None:
+        if response_id not in self._text:
+            return
+        self._ended.add(response_id)
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._order:
+            rid = self._order[0]
+            if self._current != rid:
+                self._current = rid
+                self._printed = 0
+                self._write(self._prefix)
+                self._emit(PlayoutStarted(response_id=rid))
+            text = self._text[rid]
+            self._write(text[self._printed :])
+            self._printed = len(text)
+            if rid not in self._ended:
+                return
+            self._write("\n")
+            self._order.pop(0)
+            self._current = None
+            self._emit(PlayoutFinished(response_id=rid, heard=text, interrupted=False))
+            del self._text[rid]
+            self._ended.discard(rid)
+
+    def _write(self, text: str) -> None:
+        if self._stream is not None and text:
+            self._stream.write(text)
+            self._stream.flush()
+
+    def interrupt(self) -> dict[str, str]:
+        heard: dict[str, str] = {}
+        if self._current is not None:
+            heard[self._current] = self._text[self._current][: self._printed]
+            self._write(" —\n")
+        self._order.clear()
+        self._text.clear()
+        self._ended.clear()
+        self._current = None
+        return heard
+
+    async def aclose(self) -> None:
+        self.interrupt()
