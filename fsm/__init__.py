@@ -1,0 +1,31 @@
+"""A small, typed, asyncio event-driven state machine engine (no audio, no LLM).
+
+Declare the table as data (`Transition`, `Ignore`, `MachineDefinition`; it is
+validated when built and renders itself as Markdown or Mermaid), then run it
+with `Machine` over a context object. Time comes from an injected `Clock`.
+"""
+
+from fsm.clock import Clock, ManualClock, MonotonicClock
+from fsm.definition import ANY_STATE, Action, Guard, Ignore, MachineDefinition, Transition
+from fsm.errors import DefinitionError, MachineClosed
+from fsm.events import ActionFailed, Event
+from fsm.machine import Machine, Outcome, TraceRecord
+
+__all__ = [
+    "ANY_STATE",
+    "Action",
+    "ActionFailed",
+    "Clock",
+    "DefinitionError",
+    "Event",
+    "Guard",
+    "Ignore",
+    "Machine",
+    "MachineClosed",
+    "MachineDefinition",
+    "ManualClock",
+    "MonotonicClock",
+    "Outcome",
+    "TraceRecord",
+    "Transition",
+]
