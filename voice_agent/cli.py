@@ -1,0 +1,215 @@
+"""The ``voice-agent`` command.
+
+``voice-agent`` alone starts the voice console (microphone and speaker) on the
+embedded defaults; ``voice-agent chat`` is the same agent over text. See
+``voice-agent --help`` for the rest (bench, ledger show, fsm, models, config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, load_config
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if getattr(args, "mode", None):
+        over.setdefault("agent", {})["mode"] = args.mode
+    if getattr(args, "base_url", None):
+        over.setdefault("llm", {})["base_url"] = args.base_url
+    if getattr(args, "model", None):
+        over.setdefault("llm", {})["model"] = args.model
+    if getattr(args, "local_model", None):
+        over.setdefault("local_llm", {})["model"] = args.local_model
+    if getattr(args, "no_persist", False):
+        over.setdefault("ledger", {})["persist"] = False
+    return over
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, overrides=_overrides(args))
+
+
+def _add_common(p: argparse.ArgumentParser, *, sub: bool = True) -> None:
+    # On subcommands the defaults are suppressed so that options given before
+    # the subcommand are not overwritten by the subparser's defaults.
+    d: dict[str, Any] = {"default": argparse.SUPPRESS} if sub else {}
+    p.add_argument("--config", "-c", help="a YAML config file or the name of one in configs/", **d)
+    p.add_argument("--mode", choices=["sync", "async", "speculative"], help="agent mode", **d)
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the embedded local model)", **d)
+    p.add_argument("--model", help="model name at --base-url (the API key comes from OPENAI_API_KEY)", **d)
+    p.add_argument("--local-model", help="embedded model: a registry name or a .gguf path", **d)
+    p.add_argument("--no-persist", action="store_true", help="do not write the session ledger", **d)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-agent",
+        description="An asynchronous real-time voice agent (FSM, tool futures, a shared ledger).",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    _add_common(parser, sub=False)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("chat", help="talk to the agent by typing")
+    _add_common(p)
+
+    p = sub.add_parser("console", help="talk through the microphone and speaker")
+    _add_common(p)
+    p.add_argument("--input-device", help="input device index or name substring")
+    p.add_argument("--output-device", help="output device index or name substring")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+
+    p = sub.add_parser("run", help="answer a recorded call: WAV in, WAV out")
+    _add_common(p)
+    p.add_argument("--input", "-i", required=True, help="the caller's audio (WAV)")
+    p.add_argument("--output", "-o", required=True, help="where to write the agent's audio (WAV)")
+    p.add_argument("--realtime", action="store_true", help="pace input in real time (default: as fast as possible)")
+
+    p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
+    p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: bench/scenarios/*.yaml)")
+    p.add_argument("--modes", default="sync,async", help="comma-separated modes to compare")
+    p.add_argument("--json", dest="json_out", help="write results as JSON here")
+    p.add_argument("--out", default="out/bench", help="directory for timeline pictures")
+    p.add_argument("--repeat", type=int, default=1, help="runs per scenario and mode")
+    p.add_argument("--schema", action="store_true", help="print the scenario JSON schema and exit")
+
+    p = sub.add_parser("ledger", help="inspect recorded sessions")
+    lsub = p.add_subparsers(dest="ledger_command", required=True)
+    ps = lsub.add_parser("show", help="print a session readably")
+    ps.add_argument("file")
+    ps.add_argument("--messages", action="store_true", help="print the LLM context as rendered")
+
+    p = sub.add_parser("fsm", help="print the agent's transition table")
+    p.add_argument("--mermaid", action="store_true")
+
+    sub.add_parser("models", help="list the installed models (speech and LLM)")
+
+    p = sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    _add_common(p)
+    return parser
+
+
+def _cmd_ledger_show(args: argparse.Namespace) -> int:
+    from fsm import MonotonicClock
+    from ledger import Ledger, LedgerError, format_session, load_jsonl
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"voice-agent: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        entries = load_jsonl(path)
+    except LedgerError as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+    print(format_session(entries))
+    if args.messages:
+        ledger = Ledger.from_entries(entries, MonotonicClock())
+        print(json.dumps(ledger.render_messages(None), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_fsm(args: argparse.Namespace) -> int:
+    from .agent_fsm import AGENT_MACHINE
+
+    print(AGENT_MACHINE.to_mermaid() if args.mermaid else AGENT_MACHINE.to_markdown())
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        from peripherals.models import list_models
+
+        for m in list_models():
+            size = f"{m.size_bytes / 1e6:.0f} MB" if m.size_bytes else "-"
+            rows.append((m.kind, m.name, size, str(m.path)))
+    except ImportError as exc:
+        rows.append(("speech", "(voice extras not installed)", "-", str(exc)))
+    try:
+        from .local_llm.models import list_local_models
+
+        for m in list_local_models():
+            rows.append(("llm", m["name"], m["size"], m["where"]))
+    except ImportError as exc:
+        rows.append(("llm", "(local-llm extra not installed)", "-", str(exc)))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:>{width[2]}}  {r[3]}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    data = config.model_dump(mode="json")
+    data["llm"]["api_key"] = "***" if config.llm.api_key.get_secret_value() not in ("", "none") else "(none)"
+    import yaml
+
+    print(yaml.safe_dump(data, sort_keys=False))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import main as bench_main
+
+    return bench_main(args)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .transports.text import run_chat
+
+    return asyncio.run(run_chat(_config(args)))
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from .transports.console import main as console_main
+
+    return console_main(_config(args), args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .transports.files import main as files_main
+
+    return files_main(_config(args), args)
+
+
+COMMANDS = {
+    "chat": _cmd_chat,
+    "console": _cmd_console,
+    "run": _cmd_run,
+    "bench": _cmd_bench,
+    "ledger": _cmd_ledger_show,
+    "fsm": _cmd_fsm,
+    "models": _cmd_models,
+    "config": _cmd_config,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = args.command or "console"
+    if command == "console" and not hasattr(args, "list_devices"):
+        args.input_device = args.output_device = None
+        args.list_devices = False
+    try:
+        return COMMANDS[command](args)
+    except ConfigError as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Everything a session needs, built from a :class:`Config`.
+
+``open_session`` resolves the LLM endpoint (starting the embedded local model
+when none is configured), loads the tools, opens the ledger with its JSONL
+file, and yields an :class:`Agent` bound to the given speech output. Every
+transport (text chat, audio console, file, LiveKit) goes through it, so they
+all behave the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fsm import Clock, MonotonicClock
+from ledger import JsonlSink, Ledger
+from ledger import entries as le
+
+from .agent import Agent
+from .config import Config, ConfigError, LlmConfig
+from .llm import LlmClient
+from .output import SpeechOutput
+from .tools import ToolRegistry, ToolSpec
+
+log = logging.getLogger(__name__)
+
+
+def load_tools(references: tuple[str, ...]) -> ToolRegistry:
+    """Import ``module:attribute`` references (a ToolRegistry, a ToolSpec or a list of them)."""
+    registry = ToolRegistry()
+    for ref in references:
+        module_name, _, attr = ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"tools.modules: cannot import {module_name!r}: {exc}") from exc
+        obj = getattr(module, attr or "registry", None)
+        if isinstance(obj, ToolRegistry):
+            registry.merge(obj)
+        elif isinstance(obj, ToolSpec):
+            registry.add(obj)
+        elif isinstance(obj, list | tuple) and all(isinstance(s, ToolSpec) for s in obj):
+            for spec in obj:
+                registry.add(spec)
+        else:
+            raise ConfigError(
+                f"tools.modules: {ref!r} is not a ToolRegistry, a ToolSpec or a list of ToolSpecs"
+            )
+    return registry
+
+
+@asynccontextmanager
+async def llm_endpoint(config: Config) -> AsyncIterator[LlmConfig]:
+    """The LLM endpoint to use: the configured one, or the embedded local model (started here)."""
+    if config.llm.base_url is not None:
+        yield config.llm
+        return
+    from .local_llm.launcher import LocalLlmServer
+
+    log.info("no LLM endpoint configured: starting the local model %s", config.local_llm.model)
+    async with LocalLlmServer(
+        model=config.local_llm.model,
+        threads=config.local_llm.threads,
+        ctx=config.local_llm.ctx,
+        startup_timeout_s=config.local_llm.startup_timeout_s,
+    ) as server:
+        yield config.llm.model_copy(update={"base_url": server.base_url, "model": server.model_name})
+
+
+@dataclass
+class Session:
+    """An open session: the agent and what it was built from."""
+
+    agent: Agent
+    ledger: Ledger
+    llm_config: LlmConfig
+    ledger_path: Path | None
+
+
+@asynccontextmanager
+async def open_session(
+    config: Config,
+    output: SpeechOutput,
+    *,
+    clock: Clock | None = None,
+    tools: ToolRegistry | None = None,
+    transport: str = "text",
+) -> AsyncIterator[Session]:
+    """Build an agent for ``config`` speaking through ``output``; release everything on exit."""
+    clock = clock or MonotonicClock()
+    registry = tools if tools is not None else load_tools(config.tools.modules)
+    session_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    async with AsyncExitStack() as stack:
+        llm_config = await stack.enter_async_context(llm_endpoint(config))
+        sinks = []
+        path: Path | None = None
+        if config.ledger.persist:
+            directory = Path(config.ledger.directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"{session_id}.jsonl"
+            sink = JsonlSink(path)
+            stack.callback(sink.close)
+            sinks.append(sink)
+        ledger = Ledger(session_id, clock, sinks=sinks)
+        ledger.append(
+            le.SessionStarted(
+                session_id=session_id,
+                started_at=datetime.now(UTC).isoformat(),
+                meta={
+                    "mode": config.agent.mode,
+                    "transport": transport,
+                    "model": llm_config.model,
+                    "endpoint": llm_config.base_url,
+                    "tools": [spec.name for spec in registry],
+                },
+            )
+        )
+        llm = LlmClient(llm_config)
+        stack.push_async_callback(llm.aclose)
+        agent = Agent(config.agent, llm, registry, output, ledger, clock)
+        stack.push_async_callback(agent.aclose)
+        yield Session(agent=agent, ledger=ledger, llm_config=llm_config, ledger_path=path)

@@ -1,0 +1,1 @@
+"""Ways into the engine: text chat, audio console, audio files, LiveKit rooms."""

@@ -1,0 +1,110 @@
+"""``voice-agent chat``: a text conversation in the terminal, on the same engine.
+
+Each line typed is a final transcript. Typing while the agent is still
+answering is a barge-in (the answer is cut; the ledger keeps what was shown).
+Tool futures are shown as they start and resolve. When standard input is not
+a terminal (a script, a pipe), each line waits until the agent is idle, so a
+scripted conversation does not interrupt itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TextIO
+
+from ledger import Ledger
+from ledger import entries as le
+
+from ..agent import Agent
+from ..config import Config
+from ..events import SessionEnded, TranscriptFinal
+from ..output import TextOutput
+from ..session import open_session
+
+IDLE_POLL_S = 0.05  # how often a scripted chat checks that the agent is idle, seconds
+
+
+def _short(value: object, width: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class FutureMonitor:
+    """Prints tool calls and futures as the ledger records them."""
+
+    def __init__(self, ledger: Ledger, stream: TextIO) -> None:
+        self._stream = stream
+        self._started: dict[str, le.ToolCallStarted] = {}
+        self._unsubscribe = ledger.subscribe(self._on_entry)
+
+    def _on_entry(self, entry: le.Entry) -> None:
+        if isinstance(entry, le.ToolCallStarted):
+            self._started[entry.call_id] = entry
+            self._print(f"  ⧗ {entry.name}({_short(entry.arguments, 60)}) started [{entry.call_id}]")
+        elif isinstance(entry, le.ToolCallResolved | le.ToolCallFailed | le.ToolCallTimedOut | le.ToolCallCancelled):
+            started = self._started.get(entry.call_id)
+            took = f"{entry.t - started.t:.2f}s" if started else "?"
+            name = started.name if started else entry.call_id
+            if isinstance(entry, le.ToolCallResolved):
+                self._print(f"  ✓ {name} → {_short(entry.result)} ({took})")
+            elif isinstance(entry, le.ToolCallFailed):
+                self._print(f"  ✗ {name} failed: {_short(entry.error)} ({took})")
+            elif isinstance(entry, le.ToolCallTimedOut):
+                self._print(f"  ✗ {name} timed out after {entry.timeout_s:g}s")
+            else:
+                self._print(f"  ✗ {name} cancelled: {entry.reason}")
+        elif isinstance(entry, le.Note) and entry.level != "info":
+            self._print(f"  ! {entry.text}")
+
+    def _print(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
+async def _read_lines(agent: Agent, stdin: TextIO, interactive: bool, stream: TextIO) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        if not interactive:
+            while not agent.is_idle():
+                await asyncio.sleep(IDLE_POLL_S)
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line:
+            break
+        text = line.strip()
+        if text in ("/quit", "/exit"):
+            break
+        if text:
+            if not interactive:
+                stream.write(f"you> {text}\n")
+            agent.post(TranscriptFinal(text=text))
+    if not interactive:
+        while not agent.is_idle():
+            await asyncio.sleep(IDLE_POLL_S)
+    agent.post(SessionEnded(reason="end of input"))
+
+
+async def run_chat(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    """Run a text conversation until end of input or ``/quit``; returns an exit status."""
+    interactive = stdin.isatty()
+    output = TextOutput(stdout)
+    async with open_session(config, output, transport="text") as session:
+        monitor = FutureMonitor(session.ledger, stdout)
+        stdout.write(
+            f"voice-agent chat — mode {config.agent.mode}, model {session.llm_config.model} "
+            f"at {session.llm_config.base_url}. Type /quit to leave.\n"
+        )
+        if session.ledger_path:
+            stdout.write(f"ledger: {session.ledger_path}\n")
+        stdout.flush()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(session.agent.run())
+                tg.create_task(_read_lines(session.agent, stdin, interactive, stdout))
+        finally:
+            monitor.close()
+    return 0
