@@ -1,0 +1,165 @@
+"""A readable transcript of a recorded session (`voice-agent ledger show FILE`).
+
+One line per entry: time relative to the first entry, a word for the kind of
+entry, ids and names, clipped text; then a summary (user turns, responses
+and interruptions, calls by status, speculation and forks). It reads any
+entry sequence, also one that breaks the ledger protocol (it is a diagnosis
+tool), and never renders raw JSON beyond `WIDTH` characters per value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from ledger.entries import (
+    AgentTextPlanned,
+    AgentTextPlayed,
+    Entry,
+    ForkAdopted,
+    ForkDiscarded,
+    ForkOpened,
+    LlmRequestStarted,
+    LlmResponseFinished,
+    Note,
+    SessionEnded,
+    SessionStarted,
+    ToolCallCancelled,
+    ToolCallFailed,
+    ToolCallResolved,
+    ToolCallStarted,
+    ToolCallTimedOut,
+    UserUtterance,
+)
+
+__all__ = ["WIDTH", "format_session"]
+
+WIDTH = 80
+"""Longest text/value shown on one line (characters); longer ones end in an ellipsis."""
+
+_KIND_WIDTH = 16  # column width of the kind word (characters)
+
+
+def _clip(text: str, width: int = WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _quote(text: str) -> str:
+    return f'"{_clip(text)}"'
+
+
+def _json(value: object) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False))
+
+
+def _describe(entry: Entry, names: dict[str, str]) -> tuple[str, str]:
+    """The kind word and the detail text of one entry line."""
+    match entry:
+        case SessionStarted():
+            meta = f" {_json(entry.meta)}" if entry.meta else ""
+            return "session", f"{entry.session_id} started at {entry.started_at}{meta}"
+        case UserUtterance():
+            kind = "user" if entry.final else "user (partial)"
+            return kind, f"turn {entry.turn_id} {_quote(entry.text)}"
+        case LlmRequestStarted():
+            return "llm", f"{entry.response_id} request ({entry.reason}, {entry.mode})"
+        case AgentTextPlanned():
+            return "agent (planned)", f"{entry.response_id} {_quote(entry.text)}"
+        case AgentTextPlayed():
+            cut = " [interrupted]" if entry.interrupted else ""
+            return "agent (heard)", f"{entry.response_id} {_quote(entry.text)}{cut}"
+        case LlmResponseFinished():
+            error = f": {_clip(entry.error)}" if entry.error else ""
+            return "llm", f"{entry.response_id} finished ({entry.finish_reason}){error}"
+        case ToolCallStarted():
+            spec = f" [speculative, fork {entry.fork_id}]" if entry.speculative else ""
+            after = f" after {', '.join(entry.depends_on)}" if entry.depends_on else ""
+            detail = f"{entry.call_id} {entry.name}({_clip(entry.arguments)}) {entry.kind}"
+            return "call ->", f"{detail}{spec}{after}"
+        case ToolCallResolved():
+            return "  <- resolved", f"{_call(entry.call_id, names)}: {_json(entry.result)}"
+        case ToolCallFailed():
+            return "  <- failed", f"{_call(entry.call_id, names)}: {_clip(entry.error)}"
+        case ToolCallTimedOut():
+            return "  <- timed out", f"{_call(entry.call_id, names)} after {entry.timeout_s:g}s"
+        case ToolCallCancelled():
+            return "  <- cancelled", f"{_call(entry.call_id, names)}: {_clip(entry.reason)}"
+        case ForkOpened():
+            return "fork", f"{entry.fork_id} opened on {_quote(entry.transcript)}"
+        case ForkAdopted():
+            pairs = ", ".join(f"{final} <- {spec}" for final, spec in entry.adopted.items())
+            return "fork", f"{entry.fork_id} adopted {pairs or 'nothing'}"
+        case ForkDiscarded():
+            return "fork", f"{entry.fork_id} discarded ({_clip(entry.reason)})"
+        case Note():
+            return "note", f"[{entry.level}] {_clip(entry.text)}"
+        case SessionEnded():
+            return "session", f"ended ({_clip(entry.reason)})"
+
+
+def _call(call_id: str, names: dict[str, str]) -> str:
+    name = names.get(call_id)
+    return f"{call_id} {name}" if name else call_id
+
+
+def _summary(entries: Sequence[Entry]) -> list[str]:
+    turns = {e.turn_id for e in entries if isinstance(e, UserUtterance) and e.final}
+    responses = [e for e in entries if isinstance(e, LlmRequestStarted)]
+    interrupted = {
+        e.response_id for e in entries if isinstance(e, AgentTextPlayed) and e.interrupted
+    }
+    started = [e for e in entries if isinstance(e, ToolCallStarted)]
+    status: dict[str, str] = {}
+    for entry in entries:
+        match entry:
+            case ToolCallResolved():
+                status[entry.call_id] = "resolved"
+            case ToolCallFailed():
+                status[entry.call_id] = "failed"
+            case ToolCallTimedOut():
+                status[entry.call_id] = "timed out"
+            case ToolCallCancelled():
+                status[entry.call_id] = "cancelled"
+            case _:
+                pass
+    adopted = {
+        final: spec
+        for e in entries
+        if isinstance(e, ForkAdopted)
+        for final, spec in e.adopted.items()
+    }
+    final_calls = Counter(
+        status.get(c.call_id) or status.get(adopted.get(c.call_id, ""), "pending")
+        for c in started
+        if not c.speculative
+    )
+    speculative = [c for c in started if c.speculative]
+    forks = Counter(
+        e.type for e in entries if isinstance(e, ForkOpened | ForkAdopted | ForkDiscarded)
+    )
+    by_status = ", ".join(f"{count} {name}" for name, count in sorted(final_calls.items()))
+    return [
+        f"user turns: {len(turns)}",
+        f"responses: {len(responses)} ({len(interrupted)} interrupted)",
+        f"calls: {sum(final_calls.values())}" + (f" ({by_status})" if by_status else ""),
+        f"speculative calls: {len(speculative)} ({len(set(adopted.values()))} adopted)",
+        f"forks: {forks['ForkOpened']} opened, {forks['ForkAdopted']} adopted, "
+        f"{forks['ForkDiscarded']} discarded",
+    ]
+
+
+def format_session(entries: Sequence[Entry]) -> str:
+    """Format a session's entries as readable lines followed by a summary."""
+    if not entries:
+        return "(empty ledger)"
+    origin = entries[0].t
+    names = {e.call_id: e.name for e in entries if isinstance(e, ToolCallStarted)}
+    lines = []
+    for entry in entries:
+        kind, detail = _describe(entry, names)
+        lines.append(f"+{entry.t - origin:7.3f}s  {kind:<{_KIND_WIDTH}} {detail}")
+    lines.append("-" * 40)
+    lines.extend(_summary(entries))
+    return "\n".join(lines)
