@@ -123,6 +123,16 @@ class Machine(Generic[C]):
         return self._closed
 
     @property
+    def queued(self) -> int:
+        """How many posted events wait to be processed (a dispatch in progress not counted)."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """True while events are queued or one is being dispatched."""
+        return bool(self._queue) or self._dispatching
+
+    @property
     def finished(self) -> bool:
         """True when the machine is in a final state."""
         return self.definition.is_final(self._state)

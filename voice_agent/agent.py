@@ -83,7 +83,9 @@ class Agent:
 
     def is_idle(self) -> bool:
         """Listening, nothing playing, no running call of the turn, nothing left to report."""
-        return self.state == "listening" and self.conversation.is_idle()
+        return (
+            self.state == "listening" and not self.machine.busy and self.conversation.is_idle()
+        )
 
     def say(self, text: str) -> None:
         """Speak a fixed text now (a greeting): recorded in the ledger like any response."""

@@ -1,0 +1,279 @@
+"""One llama.cpp model, one generation at a time, decoded in a worker thread.
+
+`LlamaEngine.generate` tokenizes a rendered prompt, decodes in a thread
+(llama.cpp calls block), and hands each decoded text piece to an async
+callback on the event loop. The KV cache is kept between requests:
+`Llama.generate` reuses the longest common token prefix with the previous
+request, so a shared system prompt is evaluated once.
+
+Concurrency: generations are serialised by an `asyncio.Lock`; a second
+caller waits. Cancellation: when the callback raises or the awaiting task is
+cancelled, the worker is told to stop, and `generate` returns or raises only
+after the worker has stopped decoding (between two tokens), so the model is
+never used by two threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from voice_agent.local_llm.errors import LocalLlmError
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+#: Sampling defaults when a request leaves them out. OpenAI's temperature
+#: default is 1.0; a 0.5B model rambles at 1.0, so the server uses 0.7.
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.95
+#: llama.cpp's customary top-k / min-p (candidates kept per step, probability floor).
+_TOP_K = 40
+_MIN_P = 0.05
+
+
+class PromptTooLongError(LocalLlmError):
+    """The prompt does not fit the context window (with room for one token)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What a request may tune. `max_tokens` None means up to the context's end."""
+
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class GenerationStats:
+    """Counts and timings of one generation (seconds on `time.monotonic`)."""
+
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0  # prompt prefix already in the KV cache
+    completion_tokens: int = 0
+    finish_reason: FinishReason = "length"
+    first_token_s: float | None = None  # request start -> first decoded token
+    total_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_END = object()
+
+
+class LlamaEngine:
+    """A loaded model. Build with `LlamaEngine.load`; `close()` frees it."""
+
+    def __init__(self, llama: Any, name: str) -> None:
+        self._llama = llama
+        self.name = name
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def load(cls, path: Path, name: str, threads: int, ctx: int) -> LlamaEngine:
+        """Load a GGUF file (blocking, ~1 s for the 0.5B model)."""
+        from llama_cpp import Llama
+
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,  # True keeps logits for every prompt token: triples prompt time
+            verbose=False,
+        )
+        return cls(llama, name)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self._llama.n_ctx())
+
+    def tokenize(self, prompt: str) -> list[int]:
+        """Prompt tokens; ChatML control tokens in the text are parsed as such."""
+        return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def close(self) -> None:
+        """Free the model (idempotent)."""
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
+
+    async def generate(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        grammar: str | None,
+        on_text: Callable[[str], Awaitable[bool]],
+    ) -> GenerationStats:
+        """Decode a reply to `prompt`, awaiting `on_text(piece)` for each text piece.
+
+        `on_text` returns False to end the reply early (finish_reason "stop").
+
+        Text pieces are whole UTF-8 characters; stop strings are cut off (the
+        stop string itself is never passed on). Returns when decoding ended
+        (end of turn, a stop string, `max_tokens`, or the context's end).
+        If `on_text` raises or the caller is cancelled, decoding stops before
+        the next token and the exception propagates.
+        """
+        tokens = self.tokenize(prompt)
+        room = self.n_ctx - len(tokens)
+        if room < 1:
+            raise PromptTooLongError(
+                f"prompt has {len(tokens)} tokens; the context holds {self.n_ctx}"
+            )
+        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[object] = asyncio.Queue()
+            stop = threading.Event()
+            stats = GenerationStats(prompt_tokens=len(tokens))
+
+            def emit(item: object) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            worker = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self._decode, tokens, params, grammar, max_tokens, stats, stop, emit
+                )
+            )
+            try:
+                while (item := await queue.get()) is not _END:
+                    if not await on_text(str(item)):
+                        stop.set()
+                        stats.extra["stopped_by_caller"] = True
+            finally:
+                stop.set()
+                await _wait_even_if_cancelled(worker)
+            worker.result()  # re-raise a decoding error
+            if stats.extra.get("stopped_by_caller"):
+                stats.finish_reason = "stop"
+            return stats
+
+    def _decode(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        grammar: str | None,
+        max_tokens: int,
+        stats: GenerationStats,
+        stop: threading.Event,
+        emit: Callable[[object], None],
+    ) -> None:
+        """Worker thread: decode until done or `stop` is set; always emits `_END`."""
+        from llama_cpp import LlamaGrammar, llama_vocab_is_eog
+
+        llama = self._llama
+        started = time.monotonic()
+        try:
+            stats.reused_prompt_tokens = _common_prefix(
+                list(llama._input_ids[: llama.n_tokens]), tokens
+            )
+            llama.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stopper = _StopStrings(params.stop)
+            generator = llama.generate(
+                tokens,
+                top_k=_TOP_K,
+                top_p=params.top_p,
+                min_p=_MIN_P,
+                temp=params.temperature,
+                repeat_penalty=1.0,
+                grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
+            )
+            stats.finish_reason = "length"
+            try:
+                for token in generator:
+                    if stop.is_set():
+                        stats.finish_reason = "cancelled"
+                        break
+                    if stats.first_token_s is None:
+                        stats.first_token_s = time.monotonic() - started
+                    if llama_vocab_is_eog(llama._model.vocab, token):
+                        stats.finish_reason = "stop"
+                        break
+                    stats.completion_tokens += 1
+                    text, hit = stopper.feed(decoder.decode(llama.detokenize([token])))
+                    if text:
+                        emit(text)
+                    if hit:
+                        stats.finish_reason = "stop"
+                        break
+                    if stats.completion_tokens >= max_tokens:
+                        break
+            finally:
+                generator.close()
+            if stats.finish_reason != "cancelled":
+                tail = stopper.flush(decoder.decode(b"", final=True))
+                if tail:
+                    emit(tail)
+        finally:
+            stats.total_s = time.monotonic() - started
+            emit(_END)
+
+
+class _StopStrings:
+    """Cuts the text at the first stop string, holding back possible prefixes."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to release, whether a stop string was hit)."""
+        if not self._stops:
+            return text, False
+        buf = self._held + text
+        hits = [i for i in (buf.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._held = ""
+            return buf[: min(hits)], True
+        keep = max((_overlap(buf, s) for s in self._stops), default=0)
+        self._held = buf[len(buf) - keep :] if keep else ""
+        return buf[: len(buf) - keep], False
+
+    def flush(self, text: str) -> str:
+        released, hit = self.feed(text)
+        if hit:
+            return released
+        out, self._held = released + self._held, ""
+        return out
+
+
+async def _wait_even_if_cancelled(worker: asyncio.Future[None]) -> None:
+    """Wait until the decoding thread ended; a cancellation meanwhile is re-raised after.
+
+    The model must be idle before the lock is released, and a thread cannot
+    be interrupted, only asked to stop (it checks between two tokens).
+    """
+    cancelled = False
+    while not worker.done():
+        try:
+            await asyncio.wait({worker})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _overlap(text: str, stop: str) -> int:
+    for n in range(min(len(text), len(stop) - 1), 0, -1):
+        if stop.startswith(text[-n:]):
+            return n
+    return 0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,114 @@
+"""Turn decoded text into OpenAI message deltas: content and finished tool calls.
+
+`ReplyAssembler.feed(piece)` returns the deltas to send now and whether
+decoding should go on. Policy:
+
+- content is passed on as soon as the parser releases it;
+- a tool call is sent when its JSON object is complete and its arguments
+  parse: one delta with index, id, type and name, then one with the
+  arguments. The client cannot start a call before its JSON is complete,
+  so nothing is lost by not streaming half-written arguments, and a call
+  that would have to be retracted is never sent;
+- a call identical (same name, same arguments) to an earlier one in the same
+  reply, or to one already answered in the conversation, ends decoding
+  unsent: small models loop on their last call, and a voice agent never
+  wants the same read twice in one breath (the server then asks for a
+  text-only reply when nothing was sent yet: see `server`);
+- a call cut off by max_tokens is dropped (its arguments are not JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from voice_agent.local_llm.output_parser import (
+    ParseEvent,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStreamParser,
+)
+from voice_agent.local_llm.protocol import tool_call_arguments, tool_call_start
+
+
+@dataclass
+class ReplyAssembler:
+    """Collects one reply; `text` and `calls` hold what was sent."""
+
+    parser: ToolCallStreamParser
+    answered: set[str] = field(default_factory=set)  # keys of calls answered in the history
+    text: str = ""
+    repeated_answered_call: bool = False  # stopped on a call the history already answers
+    calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
+    _seen: set[str] = field(default_factory=set)
+    _sent_index: int = 0
+
+    def feed(self, piece: str) -> tuple[list[dict[str, Any]], bool]:
+        """Deltas to send for this piece, and False when decoding should stop."""
+        return self._convert(self.parser.feed(piece))
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Deltas for whatever the end of the reply releases."""
+        deltas, _ = self._convert(self.parser.finish())
+        return deltas
+
+    @property
+    def sent_nothing(self) -> bool:
+        """True while no content and no call has been sent."""
+        return not self.text and not self.calls
+
+    def finish_reason(self, engine_reason: str) -> str:
+        """OpenAI finish_reason: "tool_calls" when calls were sent, else the engine's."""
+        if self.calls and engine_reason != "length":
+            return "tool_calls"
+        return "stop" if engine_reason == "cancelled" else engine_reason
+
+    def _convert(self, events: list[ParseEvent]) -> tuple[list[dict[str, Any]], bool]:
+        deltas: list[dict[str, Any]] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                self.text += event.text
+                deltas.append({"content": event.text})
+            elif isinstance(event, ToolCallFinished):
+                key = _call_key(event)
+                if key is None:
+                    continue  # truncated: arguments are not JSON
+                if key in self._seen or key in self.answered:
+                    self.repeated_answered_call = key in self.answered
+                    return deltas, False
+                self._seen.add(key)
+                index = self._sent_index
+                self._sent_index += 1
+                self.calls.append((event.call_id, event.name, event.arguments))
+                deltas.append(tool_call_start(index, event.call_id, event.name))
+                deltas.append(tool_call_arguments(index, event.arguments))
+        return deltas, True
+
+
+def answered_calls(messages: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Keys of the assistant tool calls in `messages` that a tool message answers."""
+    answered_ids = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    keys: set[str] = set()
+    for message in messages:
+        for call in message.get("tool_calls") or () if message.get("role") == "assistant" else ():
+            function = call.get("function") or {}
+            arguments = function.get("arguments", "")
+            if call.get("id") in answered_ids and isinstance(arguments, str):
+                key = _key(str(function.get("name")), arguments)
+                if key is not None:
+                    keys.add(key)
+    return keys
+
+
+def _call_key(call: ToolCallFinished) -> str | None:
+    return _key(call.name, call.arguments)
+
+
+def _key(name: str, arguments_text: str) -> str | None:
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return None
+    return json.dumps([name, arguments], sort_keys=True)

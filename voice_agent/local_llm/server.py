@@ -1,0 +1,277 @@
+"""An OpenAI-compatible chat-completions server around one local GGUF model.
+
+Run::
+
+    python -m voice_agent.local_llm.server --model NAME_OR_PATH \\
+        --host 127.0.0.1 --port 0 --threads 2 --ctx 4096
+
+When ready it prints exactly one line ``LISTENING http://HOST:PORT/v1`` on
+stdout. Endpoints: ``GET /v1/models``, ``GET /health``,
+``POST /v1/chat/completions`` (``stream`` true or false).
+
+Prompts use the model's own ChatML template (`chat_format`); with tools, the
+reply is grammar-constrained (`grammar`) and tool calls leave as standard
+``tool_calls`` (`reply`), so the client needs no special case. One
+generation runs at a time (others wait); a client that disconnects mid-stream
+stops decoding before the next token. With ``--exit-on-stdin-eof`` the
+server exits when its stdin closes (its parent died): it never outlives the
+agent that started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from voice_agent.local_llm.chat_format import ChatFormatError, render_messages
+from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, PromptTooLongError
+from voice_agent.local_llm.errors import LocalLlmError
+from voice_agent.local_llm.grammar import GrammarError, build_tool_grammar, check_grammar
+from voice_agent.local_llm.models import resolve_model
+from voice_agent.local_llm.output_parser import ToolCallStreamParser
+from voice_agent.local_llm.protocol import (
+    BadRequest,
+    ChatRequest,
+    chunk,
+    completion,
+    completion_id,
+    error_body,
+    parse_chat_request,
+    usage,
+)
+from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
+
+log = logging.getLogger("voice_agent.local_llm.server")
+
+LISTENING_PREFIX = "LISTENING "
+_ENGINE_KEY = web.AppKey("engine", LlamaEngine)
+
+
+def build_app(engine: LlamaEngine) -> web.Application:
+    """The aiohttp application serving `engine` (which the caller owns and closes)."""
+    app = web.Application(client_max_size=8 * 1024 * 1024)  # bytes; long histories fit
+    app[_ENGINE_KEY] = engine
+    app.router.add_get("/health", _health)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/chat/completions", _chat_completions)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "model": request.app[_ENGINE_KEY].name})
+
+
+async def _models(request: web.Request) -> web.Response:
+    name = request.app[_ENGINE_KEY].name
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "local"}],
+        }
+    )
+
+
+async def _chat_completions(request: web.Request) -> web.StreamResponse:
+    engine = request.app[_ENGINE_KEY]
+    try:
+        chat = parse_chat_request(await request.json())
+        prompt = render_messages(chat.messages, chat.tools or None)
+        grammar = _grammar_for(chat)
+    except json.JSONDecodeError:
+        return web.json_response(error_body("the body is not valid JSON"), status=400)
+    except (BadRequest, ChatFormatError, GrammarError) as exc:
+        return web.json_response(error_body(str(exc)), status=400)
+    parser = ToolCallStreamParser(bare_json_calls=grammar is not None)
+    reply = ReplyAssembler(parser, answered=answered_calls(chat.messages))
+    if chat.stream:
+        return await _stream(request, engine, chat, prompt, grammar, reply)
+    return await _complete(engine, chat, prompt, grammar, reply)
+
+
+async def _generate(
+    engine: LlamaEngine,
+    chat: ChatRequest,
+    prompt: str,
+    grammar: str | None,
+    reply: ReplyAssembler,
+    on_text: Callable[[str], Awaitable[bool]],
+) -> GenerationStats:
+    """Generate; if the model only repeated a call the history already answers, retry as text.
+
+    The 0.5B model tends to call again instead of reporting a result. The
+    retry reuses the cached prompt, so it costs only the wasted tokens.
+    """
+    stats = await engine.generate(prompt, chat.sampling, grammar, on_text)
+    if grammar is not None and reply.repeated_answered_call and reply.sent_nothing:
+        text_only = build_tool_grammar(chat.tools, "none")
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        reply.repeated_answered_call = False
+        retry = await engine.generate(prompt, chat.sampling, text_only, on_text)
+        retry.completion_tokens += stats.completion_tokens
+        retry.extra["retried_as_text"] = True
+        stats = retry
+    return stats
+
+
+def _grammar_for(chat: ChatRequest) -> str | None:
+    if not chat.tools:
+        return None
+    grammar = build_tool_grammar(chat.tools, chat.tool_choice, chat.parallel_tool_calls)
+    check_grammar(grammar)
+    return grammar
+
+
+async def _complete(
+    engine: LlamaEngine, chat: ChatRequest, prompt: str, grammar: str | None, reply: ReplyAssembler
+) -> web.Response:
+    async def on_text(piece: str) -> bool:
+        _, go_on = reply.feed(piece)
+        return go_on
+
+    try:
+        stats = await _generate(engine, chat, prompt, grammar, reply, on_text)
+    except PromptTooLongError as exc:
+        return web.json_response(error_body(str(exc)), status=400)
+    reply.finish()
+    body = completion(
+        completion_id(),
+        engine.name,
+        reply.text,
+        reply.calls,
+        reply.finish_reason(stats.finish_reason),
+        stats.prompt_tokens,
+        stats.completion_tokens,
+    )
+    return web.json_response(body)
+
+
+async def _stream(
+    request: web.Request,
+    engine: LlamaEngine,
+    chat: ChatRequest,
+    prompt: str,
+    grammar: str | None,
+    reply: ReplyAssembler,
+) -> web.StreamResponse:
+    cid, created = completion_id(), int(time.time())
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+
+    async def send(payload: dict[str, Any] | str) -> None:
+        data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        await response.write(f"data: {data}\n\n".encode())
+
+    async def on_text(piece: str) -> bool:
+        deltas, go_on = reply.feed(piece)
+        for delta in deltas:
+            await send(chunk(cid, created, engine.name, delta))
+        return go_on
+
+    try:
+        await send(chunk(cid, created, engine.name, {"role": "assistant", "content": ""}))
+        stats = await _generate(engine, chat, prompt, grammar, reply, on_text)
+        for delta in reply.finish():
+            await send(chunk(cid, created, engine.name, delta))
+        await send(chunk(cid, created, engine.name, {}, reply.finish_reason(stats.finish_reason)))
+        if chat.include_usage:
+            body = chunk(cid, created, engine.name, {})
+            body["choices"] = []
+            body["usage"] = usage(stats.prompt_tokens, stats.completion_tokens)
+            await send(body)
+        await send("[DONE]")
+        await response.write_eof()
+    except ConnectionResetError:
+        log.info("client went away mid-stream; generation stopped")
+    except PromptTooLongError as exc:
+        await send({"error": error_body(str(exc))["error"]})
+    return response
+
+
+# -- process entry point ---------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="registry name or path to a .gguf file")
+    parser.add_argument("--name", help="model id reported to clients (default: --model)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=4096, help="context window in tokens")
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="exit when stdin closes (set by the launcher)",
+    )
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Load the model, serve until SIGTERM/SIGINT (or stdin EOF), then clean up."""
+    path = await asyncio.to_thread(resolve_model, args.model)
+    engine = await asyncio.to_thread(
+        LlamaEngine.load, path, args.name or args.model, args.threads, args.ctx
+    )
+    runner = web.AppRunner(build_app(engine), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        if args.exit_on_stdin_eof:
+            _watch_stdin(loop, stopping)
+        print(f"{LISTENING_PREFIX}http://{host}:{port}/v1", flush=True)
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
+        engine.close()
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stopping.set()
+
+    loop.add_reader(fd, readable)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        asyncio.run(serve(args))
+    except LocalLlmError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
