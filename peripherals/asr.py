@@ -1,0 +1,324 @@
+"""Streaming speech recognition: the ``StreamingAsr`` protocol and ``WhisperStreamingAsr``.
+
+Whisper is not a streaming model; streaming is built from re-decoding the
+growing utterance at a fixed audio cadence and committing words with the
+LocalAgreement-2 policy (``peripherals.stable_prefix``). The final decode
+can start speculatively when the VAD suspects the end of speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from peripherals.audio import ModelNotInstalledError, PeripheralError, rms_dbfs, to_float32
+from peripherals.models import ModelRef, resolve_asr_model
+from peripherals.resample import Resampler
+from peripherals.stable_prefix import StablePrefix
+
+ASR_RATE = 16000  # Whisper's input rate (Hz)
+
+# Utterances quieter than this are silence: no decode at all (dBFS RMS).
+SILENCE_FLOOR_DBFS = -60.0
+# Whisper's own silence rule: a segment is dropped when no_speech_prob is
+# above this *and* its mean token log-probability is below LOGPROB_FLOOR.
+NO_SPEECH_PROB = 0.6
+LOGPROB_FLOOR = -1.0
+# A segment this unlikely is dropped whatever no_speech_prob says (nats/token).
+LOGPROB_HARD_FLOOR = -1.6
+# Text this repetitive (gzip ratio) is a decoding loop, not speech.
+COMPRESSION_RATIO_MAX = 2.4
+# Whisper's stock phrases on near-silence. Dropped only when the utterance is
+# shorter than HALLUCINATION_MAX_S or quieter than HALLUCINATION_RMS_DBFS,
+# so a user who really says "thank you" out loud is still heard.
+KNOWN_HALLUCINATIONS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks for watching",
+        "thank you for watching",
+        "thank you very much",
+        "please subscribe",
+        "bye",
+    }
+)
+HALLUCINATION_MAX_S = 0.35  # seconds of audio
+HALLUCINATION_RMS_DBFS = -40.0  # dBFS RMS over the utterance
+
+
+class AsrError(PeripheralError):
+    """A decode failed (the cause is chained)."""
+
+
+@dataclass(frozen=True)
+class AsrPartial:
+    """A partial transcript: ``text`` is the committed prefix (it only grows
+    within an utterance); ``unstable`` is the rest of the latest hypothesis."""
+
+    text: str
+    unstable: str
+    audio_s: float  # utterance audio covered by the decode (seconds)
+    decode_s: float  # wall time of the decode (seconds)
+
+
+@dataclass(frozen=True)
+class AsrFinal:
+    """The final transcript of an utterance (``""`` for silence or noise)."""
+
+    text: str
+    audio_s: float
+    decode_s: float
+    speculative: bool  # True when the decode started at SpeechPaused was kept
+
+
+class StreamingAsr(Protocol):
+    """Speech recognition of one utterance at a time.
+
+    Feed the audio of one VAD speech segment with ``push`` (called from the
+    event loop; never blocks); adapters report growing partial transcripts
+    through the ``on_partial`` callback they are built with. ``speech_paused``
+    may start the final decode early; ``speech_resumed`` discards it.
+    ``finalize`` returns the final transcript and readies the next utterance;
+    ``discard`` drops the utterance without decoding. ``aclose`` is idempotent.
+    """
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None: ...
+
+    def speech_paused(self) -> None: ...
+
+    def speech_resumed(self) -> None: ...
+
+    async def finalize(self) -> AsrFinal: ...
+
+    async def discard(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    decode_s: float
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^\w' ]+", "", text.lower()).strip()
+
+
+async def _cancel_and_wait(task: asyncio.Task[object] | None) -> None:
+    """Cancel an owned task and wait until it is done, without raising its outcome."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+
+
+class WhisperStreamingAsr:
+    """``StreamingAsr`` with faster-whisper (CTranslate2, CPU, int8).
+
+    Partial decodes run every ``partial_interval_s`` of new audio (skipped
+    while a decode is still running), greedy (beam 1); ``final_beam_size``
+    sets the final decode's beam. All decodes run one at a time in a worker
+    thread this object owns, so the event loop never blocks. Loading the
+    model takes ~0.5 s; build the object before latency matters.
+    """
+
+    def __init__(
+        self,
+        model: str | ModelRef | None = None,
+        *,
+        on_partial: Callable[[AsrPartial], None] | None = None,
+        cpu_threads: int = 1,  # leaves the other core of a 2-core box to TTS
+        language: str = "en",
+        partial_interval_s: float = 1.0,  # ~half the machine at 1 s; 0.5 s takes it all
+        final_beam_size: int = 1,
+        initial_prompt: str | None = None,
+    ) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise ModelNotInstalledError(
+                "WhisperStreamingAsr needs faster-whisper: pip install 'faster-whisper>=1.1,<2'"
+            ) from exc
+        ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
+        self.model_ref = ref
+        self._model = WhisperModel(
+            ref.location, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
+        )
+        self._on_partial = on_partial
+        self._language = language
+        self._interval = int(partial_interval_s * ASR_RATE)
+        self._final_beam = final_beam_size
+        self._prompt = initial_prompt
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._closed = False
+        self._error: BaseException | None = None
+        self._reset_utterance()
+
+    def _reset_utterance(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._length = 0
+        self._since_partial = 0
+        self._resampler: Resampler | None = None
+        self._policy = StablePrefix()
+        self._partial_task: asyncio.Task[None] | None = None
+        self._speculative: asyncio.Task[_Decoded] | None = None
+        self._speculative_length = 0
+
+    # -- feeding -------------------------------------------------------------
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Append audio of the current utterance; may start a partial decode."""
+        self._check()
+        x = to_float32(samples)
+        if sample_rate != ASR_RATE:
+            if self._resampler is None or self._resampler.in_rate != sample_rate:
+                self._resampler = Resampler(sample_rate, ASR_RATE)
+            x = self._resampler.process(x)
+        if len(x) == 0:
+            return
+        self._chunks.append(x)
+        self._length += len(x)
+        self._since_partial += len(x)
+        busy = self._partial_task is not None or self._speculative is not None
+        if self._since_partial >= self._interval and not busy and self._on_partial is not None:
+            self._since_partial = 0
+            self._partial_task = asyncio.get_running_loop().create_task(
+                self._run_partial(self._audio())
+            )
+
+    def speech_paused(self) -> None:
+        """The VAD suspects the end: start the final decode of the audio so far."""
+        self._check()
+        if self._speculative is None and self._length > 0:
+            self._speculative_length = self._length
+            self._speculative = asyncio.get_running_loop().create_task(
+                self._decode(self._audio(), self._final_beam)
+            )
+
+    def speech_resumed(self) -> None:
+        """Speech came back: the speculative final decode is void."""
+        if self._speculative is not None:
+            self._speculative.cancel()  # its thread finishes its decode; the result is dropped
+            self._speculative = None
+
+    # -- results -------------------------------------------------------------
+
+    async def finalize(self) -> AsrFinal:
+        """Final transcript of the utterance; readies the next one.
+
+        Keeps the speculative decode when one is pending (the audio after
+        ``speech_paused`` was silence by the VAD's account); otherwise decodes
+        the whole utterance.
+        """
+        self._check()
+        audio_s = self._length / ASR_RATE
+        try:
+            await _cancel_and_wait(self._partial_task)
+            self._check()
+            if self._speculative is not None:
+                decoded = await self._speculative
+                audio_s = self._speculative_length / ASR_RATE
+                return AsrFinal(decoded.text, audio_s, decoded.decode_s, speculative=True)
+            if self._resampler is not None:
+                tail = self._resampler.flush()
+                if len(tail):
+                    self._chunks.append(tail)
+                    self._length += len(tail)
+            decoded = await self._decode(self._audio(), self._final_beam)
+            return AsrFinal(
+                decoded.text, self._length / ASR_RATE, decoded.decode_s, speculative=False
+            )
+        finally:
+            if self._speculative is not None and not self._speculative.done():
+                self._speculative.cancel()
+            self._reset_utterance()
+
+    async def discard(self) -> None:
+        """Drop the current utterance without a final decode."""
+        await _cancel_and_wait(self._partial_task)
+        await _cancel_and_wait(self._speculative)
+        self._reset_utterance()
+
+    async def aclose(self) -> None:
+        """Stop decoding and release the worker thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.discard()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals -----------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._closed:
+            raise PeripheralError("WhisperStreamingAsr is closed")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise AsrError(f"a partial decode failed: {error!r}") from error
+
+    def _audio(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.float32)
+
+    async def _run_partial(self, audio: np.ndarray) -> None:
+        try:
+            decoded = await self._decode(audio, beam_size=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # surfaced by the next push/finalize
+            self._error = exc
+            return
+        finally:
+            if self._partial_task is asyncio.current_task():
+                self._partial_task = None
+        update = self._policy.update(decoded.text.split())
+        if update.added and self._on_partial is not None:
+            self._on_partial(
+                AsrPartial(
+                    update.text, " ".join(update.tail), len(audio) / ASR_RATE, decoded.decode_s
+                )
+            )
+
+    async def _decode(self, audio: np.ndarray, beam_size: int) -> _Decoded:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._decode_blocking, audio, beam_size)
+
+    def _decode_blocking(self, audio: np.ndarray, beam_size: int) -> _Decoded:
+        started = time.perf_counter()
+        level = rms_dbfs(audio)
+        if len(audio) == 0 or level < SILENCE_FLOOR_DBFS:
+            return _Decoded("", time.perf_counter() - started)
+        segments, _info = self._model.transcribe(
+            audio,
+            language=self._language,
+            beam_size=beam_size,
+            temperature=0.0,  # no temperature fallback: it invents text on noise and costs time
+            condition_on_previous_text=False,
+            vad_filter=False,  # the caller gates on our own VAD
+            without_timestamps=True,
+            initial_prompt=self._prompt,
+        )
+        texts = [
+            s.text.strip()
+            for s in segments
+            if not (s.no_speech_prob > NO_SPEECH_PROB and s.avg_logprob < LOGPROB_FLOOR)
+            and s.avg_logprob >= LOGPROB_HARD_FLOOR
+            and s.compression_ratio <= COMPRESSION_RATIO_MAX
+        ]
+        text = " ".join(t for t in texts if t)
+        if not _plain(text):
+            text = ""
+        elif _plain(text) in KNOWN_HALLUCINATIONS and (
+            len(audio) / ASR_RATE < HALLUCINATION_MAX_S or level < HALLUCINATION_RMS_DBFS
+        ):
+            text = ""
+        return _Decoded(text, time.perf_counter() - started)

@@ -1,0 +1,487 @@
+"""Local audio devices with sounddevice (PortAudio): ``AudioInput``, ``AudioOutput``.
+
+PortAudio calls back from its own thread; the pure, thread-safe buffers here
+(``FrameQueue`` for input, ``PlayoutBuffer`` for output) are what the
+callbacks touch, and the asyncio side waits on them through
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from peripherals.audio import AudioChunk, PeripheralError, to_float32
+
+DeviceKind = Literal["input", "output"]
+
+_PORTAUDIO_HINT = (
+    "PortAudio is not available: install it with 'apt-get install libportaudio2' "
+    "(Debian/Ubuntu) or 'brew install portaudio' (macOS), and sounddevice with "
+    "pip install 'sounddevice>=0.4.6,<0.6'"
+)
+
+
+class AudioDeviceError(PeripheralError):
+    """An audio device is missing, ambiguous or cannot be opened, or PortAudio is absent."""
+
+
+def _sd() -> ModuleType:
+    try:
+        import sounddevice
+    except OSError as exc:  # the PortAudio shared library is missing
+        raise AudioDeviceError(f"{_PORTAUDIO_HINT} ({exc})") from exc
+    except ImportError as exc:
+        raise AudioDeviceError(_PORTAUDIO_HINT) from exc
+    return sounddevice
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device."""
+
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_sample_rate: float
+    is_default_input: bool
+    is_default_output: bool
+
+
+def list_devices() -> list[DeviceInfo]:
+    """All PortAudio devices (possibly none). Raises ``AudioDeviceError``
+    when PortAudio itself is missing."""
+    sd = _sd()
+    try:
+        devices = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        default_in, default_out = sd.default.device
+    except sd.PortAudioError as exc:
+        raise AudioDeviceError(f"cannot query audio devices: {exc}") from exc
+    return [
+        DeviceInfo(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            hostapi=str(hostapis[d["hostapi"]]["name"]),
+            max_input_channels=int(d["max_input_channels"]),
+            max_output_channels=int(d["max_output_channels"]),
+            default_sample_rate=float(d["default_samplerate"]),
+            is_default_input=int(d["index"]) == default_in,
+            is_default_output=int(d["index"]) == default_out,
+        )
+        for d in devices
+    ]
+
+
+def find_device(spec: int | str | None, kind: DeviceKind) -> DeviceInfo:
+    """The device for ``spec``: an index, a case-insensitive name substring,
+    or None for the default ``kind`` device. Raises ``AudioDeviceError``
+    listing the usable devices when there is no such device (or no default)."""
+    devices = list_devices()
+    usable = [
+        d
+        for d in devices
+        if (d.max_input_channels if kind == "input" else d.max_output_channels) > 0
+    ]
+    listing = ", ".join(f"{d.index}: {d.name!r}" for d in usable) or "none"
+    if spec is None:
+        for d in usable:
+            if d.is_default_input if kind == "input" else d.is_default_output:
+                return d
+        raise AudioDeviceError(
+            f"there is no default {kind} device (usable {kind} devices: {listing})"
+        )
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        index = int(spec)
+        for d in usable:
+            if d.index == index:
+                return d
+        raise AudioDeviceError(
+            f"no {kind} device with index {index} (usable {kind} devices: {listing})"
+        )
+    matches = [d for d in usable if spec.lower() in d.name.lower()]
+    exact = [d for d in matches if d.name.lower() == spec.lower()]
+    if exact:
+        return exact[0]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AudioDeviceError(
+            f"no {kind} device named like {spec!r} (usable {kind} devices: {listing})"
+        )
+    names = ", ".join(repr(d.name) for d in matches)
+    raise AudioDeviceError(
+        f"{spec!r} matches several {kind} devices ({names}); give more of the name or an index"
+    )
+
+
+# -- input ------------------------------------------------------------------
+
+
+class FrameQueue:
+    """Bounded FIFO of audio frames for one consumer; on overflow the OLDEST
+    frame is dropped and counted (``dropped``): fresh audio matters more than
+    stale audio for a conversation. ``put_nowait`` and ``get`` run in the
+    event loop's thread."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self._frames: deque[np.ndarray] = deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put_nowait(self, frame: np.ndarray) -> None:
+        if len(self._frames) >= self.maxsize:
+            self._frames.popleft()
+            self.dropped += 1
+        self._frames.append(frame)
+        self._ready.set()
+
+    def get_nowait(self) -> np.ndarray | None:
+        """The oldest frame, or None when empty."""
+        if not self._frames:
+            return None
+        frame = self._frames.popleft()
+        if not self._frames:
+            self._ready.clear()
+        return frame
+
+    async def get(self) -> np.ndarray:
+        """Wait for and return the oldest frame."""
+        while True:
+            frame = self.get_nowait()
+            if frame is not None:
+                return frame
+            await self._ready.wait()
+
+
+class AudioSource(Protocol):
+    """Microphone-like input: fixed-size mono frames at ``sample_rate``."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    async def read(self) -> AudioChunk: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AudioInput:
+    """Microphone input in fixed frames of ``frame_ms`` at ``sample_rate``, float32.
+
+    Frames go into a ``FrameQueue`` of ``queue_s`` seconds; if the consumer
+    falls behind, the oldest frames are dropped (``dropped`` counts them).
+    ``overflows`` counts PortAudio's own input overflows. Use ``async with``,
+    or ``start()`` then ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        sample_rate: int = 16000,
+        frame_ms: int = 20,  # 20 ms: WebRTC/telephony framing; VAD re-frames as it needs
+        queue_s: float = 2.0,  # consumer may stall this long before audio is dropped (seconds)
+    ) -> None:
+        self.device = find_device(device, "input")
+        self._rate = sample_rate
+        self.frame_size = sample_rate * frame_ms // 1000
+        self._queue = FrameQueue(max(1, int(queue_s * 1000 / frame_ms)))
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.overflows = 0
+        self._closed = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    async def start(self) -> None:
+        """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
+        sd = _sd()
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._stream = sd.InputStream(
+                samplerate=self._rate,
+                blocksize=self.frame_size,
+                device=self.device.index,
+                channels=1,
+                dtype="float32",
+                callback=self._callback,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(
+                f"cannot open input device {self.device.index} {self.device.name!r} "
+                f"at {self._rate} Hz mono: {exc}"
+            ) from exc
+
+    def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        frame = indata[:, 0].copy()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._queue.put_nowait, frame)
+
+    async def read(self) -> AudioChunk:
+        """The next frame (waits for it)."""
+        return AudioChunk(await self._queue.get(), self._rate)
+
+    async def frames(self) -> AsyncIterator[AudioChunk]:
+        """Frames until closed."""
+        while not self._closed:
+            yield await self.read()
+
+    async def aclose(self) -> None:
+        """Stop and close the stream (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+
+    async def __aenter__(self) -> AudioInput:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# -- output -----------------------------------------------------------------
+
+
+class PlayoutBuffer:
+    """Thread-safe bounded sample FIFO between ``write`` (producer) and
+    ``read_into`` (the audio callback). Counts the samples actually played."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._chunks: deque[np.ndarray] = deque()
+        self._offset = 0  # samples of _chunks[0] already played
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self.played = 0  # samples handed to the device since creation
+
+    @property
+    def buffered(self) -> int:
+        with self._lock:
+            return self._buffered
+
+    def space(self) -> int:
+        with self._lock:
+            return self.capacity - self._buffered
+
+    def write(self, samples: np.ndarray) -> int:
+        """Queue as many of ``samples`` as fit; returns how many were taken."""
+        with self._lock:
+            n = min(len(samples), self.capacity - self._buffered)
+            if n > 0:
+                self._chunks.append(np.array(samples[:n], dtype=np.float32))
+                self._buffered += n
+            return n
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Fill ``out`` with queued samples, then zeros; returns the real samples."""
+        with self._lock:
+            filled = 0
+            while filled < len(out) and self._chunks:
+                head = self._chunks[0]
+                take = min(len(out) - filled, len(head) - self._offset)
+                out[filled : filled + take] = head[self._offset : self._offset + take]
+                filled += take
+                self._offset += take
+                if self._offset == len(head):
+                    self._chunks.popleft()
+                    self._offset = 0
+            out[filled:] = 0.0
+            self._buffered -= filled
+            self.played += filled
+            return filled
+
+    def clear(self) -> int:
+        """Drop everything queued; returns how many samples were dropped."""
+        with self._lock:
+            dropped = self._buffered
+            self._chunks.clear()
+            self._offset = 0
+            self._buffered = 0
+            return dropped
+
+
+class AudioSink(Protocol):
+    """Speaker-like output of mono audio at ``sample_rate``."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def played_samples(self) -> int: ...
+
+    async def write(self, samples: np.ndarray) -> None: ...
+
+    def clear(self) -> int: ...
+
+    async def wait_drained(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AudioOutput:
+    """Speaker output from a bounded buffer of ``buffer_s`` seconds.
+
+    ``write`` waits while the buffer is full (back-pressure). ``clear()``
+    drops everything queued: the next callback outputs silence.
+    ``played_samples`` counts samples handed to the device (add
+    ``latency_s`` for what has left the speaker). ``on_drained`` is called in
+    the event loop each time the buffer runs dry after audio was played;
+    ``wait_drained()`` waits for that.
+    """
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        sample_rate: int = 24000,
+        block_ms: int = 20,  # callback period; also the granularity of clear() (ms)
+        buffer_s: float = 1.0,  # write() waits beyond this much queued audio (seconds)
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
+        self.device = find_device(device, "output")
+        self._rate = sample_rate
+        self.block_size = sample_rate * block_ms // 1000
+        self._buffer = PlayoutBuffer(int(buffer_s * sample_rate))
+        self._on_drained = on_drained
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._space = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.underflows = 0
+        self._closed = False
+
+    @property
+    def sample_rate(self) -> int:
+        return self._rate
+
+    @property
+    def played_samples(self) -> int:
+        return self._buffer.played
+
+    @property
+    def buffered_samples(self) -> int:
+        return self._buffer.buffered
+
+    @property
+    def latency_s(self) -> float:
+        """PortAudio's reported output latency (seconds; 0 before start)."""
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    async def start(self) -> None:
+        """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
+        sd = _sd()
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=self._rate,
+                blocksize=self.block_size,
+                device=self.device.index,
+                channels=1,
+                dtype="float32",
+                callback=self._callback,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(
+                f"cannot open output device {self.device.index} {self.device.name!r} "
+                f"at {self._rate} Hz mono: {exc}"
+            ) from exc
+
+    def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underflows += 1
+        before = self._buffer.buffered
+        self._buffer.read_into(outdata[:, 0])
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._space.set)
+        if before > 0 and self._buffer.buffered == 0:
+            loop.call_soon_threadsafe(self._signal_drained)
+
+    def _signal_drained(self) -> None:
+        if self._buffer.buffered == 0:
+            self._drained.set()
+            if self._on_drained is not None:
+                self._on_drained()
+
+    async def write(self, samples: np.ndarray) -> None:
+        """Queue float32 or int16 samples, waiting for room as needed."""
+        if self._closed:
+            raise PeripheralError("AudioOutput is closed")
+        x = to_float32(samples)
+        while len(x):
+            self._space.clear()
+            taken = self._buffer.write(x)
+            if taken:
+                self._drained.clear()
+            x = x[taken:]
+            if len(x):
+                await self._space.wait()
+
+    def clear(self) -> int:
+        """Stop at once: drop all queued audio; returns the samples dropped."""
+        dropped = self._buffer.clear()
+        self._space.set()
+        self._drained.set()
+        return dropped
+
+    async def wait_drained(self) -> None:
+        """Wait until everything written has been handed to the device."""
+        await self._drained.wait()
+
+    async def aclose(self) -> None:
+        """Stop and close the stream, dropping queued audio (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.clear()
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+
+    async def __aenter__(self) -> AudioOutput:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def livekit_apm_available() -> bool:
+    """Is livekit's WebRTC AudioProcessingModule (echo cancellation) importable?"""
+    try:
+        from livekit.rtc import AudioProcessingModule  # noqa: F401
+    except (ImportError, OSError):  # package absent, or its FFI library cannot load
+        return False
+    return True

@@ -1,0 +1,125 @@
+"""Cut streaming LLM text into speakable chunks for TTS (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+_SENTENCE_END = ".!?…"
+_CLOSERS = "\"')]}”’»"
+_CLAUSE_END = ",;:"
+# Abbreviations that never end a sentence ("Dr. Smith", "e.g. this").
+_NEVER_FINAL = frozenset(
+    "mr mrs ms dr prof sr jr st mt no nos vs approx fig e.g i.e cf ca ie eg viz dept".split()
+)
+# Abbreviations that end a sentence only when a capital letter follows.
+_MAYBE_FINAL = frozenset(
+    "etc a.m p.m am pm inc ltd co corp u.s jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+_WORD = re.compile(r"\w")
+
+
+class SentenceChunker:
+    """Turns text deltas into chunks a TTS can speak as soon as they are complete.
+
+    ``push(delta)`` returns the chunks completed by the delta, in order;
+    ``flush()`` returns the rest at the end of the text. A chunk ends at:
+
+    - a sentence end (``. ! ? …`` plus closing quotes/brackets) followed by
+      whitespace — a period after an abbreviation ("Dr.", "e.g.") or an
+      initial ("J.") does not count, and "etc."/"a.m." count only before a
+      capital letter; a period inside a number ("3.5") is never followed by
+      whitespace and so never splits;
+    - a line break;
+    - once the chunk has at least ``clause_after_chars`` characters, a
+      clause mark (``, ; :``) followed by whitespace ("1,000" and "3:30"
+      are not split);
+    - as a last resort, the last space before ``max_chars`` characters.
+
+    Chunks are stripped; chunks with no letter or digit are dropped.
+    """
+
+    def __init__(self, *, clause_after_chars: int = 60, max_chars: int = 250) -> None:
+        # clause_after_chars: ~4 s of speech; a shorter first chunk starts audio sooner,
+        # but cutting every clause makes the prosody choppy (characters).
+        # max_chars: ~15 s of speech, a bound on the first-audio delay of run-on text (characters).
+        if not 0 < clause_after_chars <= max_chars:
+            raise ValueError("need 0 < clause_after_chars <= max_chars")
+        self.clause_after_chars = clause_after_chars
+        self.max_chars = max_chars
+        self._buf = ""
+        self._carry = ""  # an unspeakable piece ("...") waiting to lead the next chunk
+
+    def push(self, delta: str) -> list[str]:
+        """Add a text delta; return the chunks it completed."""
+        self._buf += delta
+        return list(self._drain())
+
+    def flush(self) -> list[str]:
+        """End of text: return what is left as a chunk (if speakable) and reset."""
+        rest = f"{self._carry} {self._buf.strip()}".strip()
+        self._buf = self._carry = ""
+        return [rest] if _WORD.search(rest) else []
+
+    def _drain(self) -> Iterator[str]:
+        while True:
+            cut = self._boundary()
+            if cut is None:
+                return
+            chunk, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if _WORD.search(chunk):
+                yield f"{self._carry} {chunk}".strip()
+                self._carry = ""
+            elif chunk:  # punctuation only ("..."): it leads the next chunk
+                self._carry = f"{self._carry} {chunk}".strip()
+
+    def _boundary(self) -> int | None:
+        """Index just after the first complete chunk in the buffer, or None."""
+        buf = self._buf
+        i = 0
+        while i < len(buf):
+            ch = buf[i]
+            if ch == "\n" and buf[:i].strip():
+                return i + 1
+            if ch in _SENTENCE_END:
+                j = i + 1
+                while j < len(buf) and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
+                    j += 1
+                if j >= len(buf):
+                    return None  # cannot tell yet: "3." may become "3.5"
+                if buf[j].isspace():
+                    final = self._is_final(buf, i, j)
+                    if final is None:
+                        return None
+                    if final:
+                        return j
+                i = j
+                continue
+            if ch in _CLAUSE_END and i + 1 >= self.clause_after_chars:
+                if i + 1 >= len(buf):
+                    return None
+                if buf[i + 1].isspace():
+                    return i + 1
+            i += 1
+        if len(buf) >= self.max_chars:
+            space = buf.rfind(" ", 0, self.max_chars)
+            return space if space > 0 else None
+        return None
+
+    @staticmethod
+    def _is_final(buf: str, dot: int, after: int) -> bool | None:
+        """Does the punctuation at ``dot`` end a sentence? None: wait for more text."""
+        if buf[dot] != ".":
+            return True
+        start = dot
+        while start > 0 and not buf[start - 1].isspace():
+            start -= 1
+        word = buf[start:dot].lstrip("\"'([{“‘«").lower()
+        if word in _NEVER_FINAL or (len(word) == 1 and word.isalpha()):
+            return False
+        if word in _MAYBE_FINAL:
+            rest = buf[after:].lstrip()
+            if not rest:
+                return None
+            return rest[0].isupper()
+        return True

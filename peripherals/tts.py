@@ -1,0 +1,143 @@
+"""Text to speech: the ``Tts`` protocol and ``PiperTts`` (piper-tts 1.8, onnxruntime)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+
+from peripherals.audio import AudioChunk, ModelNotInstalledError, PeripheralError
+from peripherals.models import VoiceRef, resolve_tts_voice
+from peripherals.resample import resample
+
+_PIP_PIPER = "pip install 'piper-tts>=1.2,<2'  (or: pip install 'voice-agent[voice]')"
+
+
+class Tts(Protocol):
+    """Speech synthesis.
+
+    ``synthesize(text)`` yields mono float32 audio at ``output_rate`` (or the
+    ``sample_rate`` given), piece by piece as it is produced (at least one
+    piece per sentence). Cancelling the consumer (or closing the iterator)
+    stops production promptly: no synthesis continues past the sentence in
+    progress. ``aclose`` is idempotent.
+    """
+
+    @property
+    def output_rate(self) -> int: ...
+
+    def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Busy-waiting threads would steal the core that ASR is using.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+_DONE = object()
+
+
+class PiperTts:
+    """``Tts`` with a piper voice, synthesising in a worker thread it owns.
+
+    Piper produces one chunk per sentence at the voice's native rate
+    (22.05 kHz for the default voice); each is resampled to the requested
+    rate. ``length_scale`` > 1 speaks slower; ``volume`` scales piper's
+    peak-normalised output (1.0 = full scale).
+    """
+
+    def __init__(
+        self,
+        voice: str | VoiceRef | None = None,
+        *,
+        output_rate: int = 24000,
+        threads: int = 1,  # leaves the other core of a 2-core box to ASR
+        length_scale: float | None = None,
+        volume: float = 0.8,  # headroom below full scale after piper's peak normalisation
+    ) -> None:
+        try:
+            from piper import PiperConfig, PiperVoice, SynthesisConfig
+        except ImportError as exc:
+            raise ModelNotInstalledError(f"PiperTts needs piper-tts: {_PIP_PIPER}") from exc
+        ref = voice if isinstance(voice, VoiceRef) else resolve_tts_voice(voice)
+        if ref.source == "hub" and not ref.model_path.is_file():
+            from piper.download_voices import download_voice
+
+            # Needs the network (Hugging Face): fails offline with a URLError.
+            download_voice(ref.spec, ref.model_path.parent)
+        self.voice_ref = ref
+        with open(ref.config_path, encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        self._voice = PiperVoice(session=_session(str(ref.model_path), threads), config=config)
+        self._syn_config = SynthesisConfig(length_scale=length_scale, volume=volume)
+        self._output_rate = output_rate
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        self._closed = False
+
+    @property
+    def output_rate(self) -> int:
+        return self._output_rate
+
+    @property
+    def native_rate(self) -> int:
+        """The voice's own sample rate (Hz)."""
+        return int(self._voice.config.sample_rate)
+
+    def warm_up(self) -> None:
+        """Run one short synthesis (blocking) so the first real one is not slower."""
+        for _ in self._voice.synthesize("Hello.", syn_config=self._syn_config):
+            pass
+
+    async def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]:
+        """Yield the speech of ``text``, one chunk per sentence, at ``sample_rate``
+        (default ``output_rate``). Empty or unspeakable text yields nothing."""
+        if self._closed:
+            raise PeripheralError("PiperTts is closed")
+        rate = sample_rate or self._output_rate
+        loop = asyncio.get_running_loop()
+        sentences: Iterator[Any] = iter(self._voice.synthesize(text, syn_config=self._syn_config))
+        try:
+            while True:
+                # One sentence per hop into the worker: cancelling the await
+                # leaves at most that sentence running, and nothing after it.
+                chunk: Any = await loop.run_in_executor(self._executor, next, sentences, _DONE)
+                if chunk is _DONE:
+                    return
+                audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
+                yield AudioChunk(resample(audio, int(chunk.sample_rate), rate), rate)
+        finally:
+            # Close the generator in the worker too (generators are not thread-safe
+            # while running); after a cancellation this waits behind the sentence in flight.
+            if not self._closed:
+                self._executor.submit(_close, sentences)
+
+    async def aclose(self) -> None:
+        """Release the worker thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _close(gen: Iterator[Any]) -> None:
+    close = getattr(gen, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,137 @@
+"""Streaming Whisper ASR on real synthesised speech (tiny.en, one thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from peripherals.asr import AsrPartial, WhisperStreamingAsr
+from peripherals.stable_prefix import normalize_word
+from peripherals.wer import word_error_rate, words
+
+SENTENCE = "I would like to check the status of my order and change the delivery address please."
+
+
+async def feed_in_real_time(
+    asr: WhisperStreamingAsr, samples: np.ndarray, rate: int, speed: float = 2.0
+) -> None:
+    """Push 100 ms pieces, sleeping so the stream runs at ``speed`` x real time."""
+    step = rate // 10
+    for i in range(0, len(samples), step):
+        asr.push(samples[i : i + step], rate)
+        await asyncio.sleep(0.1 / speed)
+
+
+async def test_sentence_is_transcribed_with_growing_partials_and_a_matching_final(
+    speech_factory,
+) -> None:
+    speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.3)
+    partials: list[AsrPartial] = []
+    asr = WhisperStreamingAsr(on_partial=partials.append)
+    try:
+        await feed_in_real_time(asr, speech.samples, 16000)
+        started = time.perf_counter()
+        final = await asr.finalize()
+        final_wall = time.perf_counter() - started
+    finally:
+        await asr.aclose()
+    print(
+        f"ASR: {len(partials)} partials, decode {[round(p.decode_s, 3) for p in partials]} s; "
+        f"final {final.decode_s:.3f} s ({final_wall:.3f} s wall) for {final.audio_s:.1f} s audio; {final.text!r}"
+    )
+    assert word_error_rate(SENTENCE, final.text) <= 0.15
+    assert len(partials) >= 2
+    for before, after in zip(partials, partials[1:], strict=False):
+        assert after.text.startswith(before.text) and len(after.text) > len(before.text)
+    committed = [normalize_word(w) for w in partials[-1].text.split()]
+    final_words = words(final.text)
+    agree = sum(a == b for a, b in zip(committed, final_words, strict=False))
+    assert agree >= len(committed) - 1  # the partial is (nearly) a prefix of the final
+
+
+async def test_silence_and_quiet_noise_give_empty_text() -> None:
+    asr = WhisperStreamingAsr(on_partial=lambda p: pytest.fail(f"partial from silence: {p}"))
+    try:
+        asr.push(np.zeros(32000, dtype=np.float32), 16000)
+        assert (await asr.finalize()).text == ""
+        noise = (np.random.default_rng(2).standard_normal(32000) * 0.003).astype(
+            np.float32
+        )  # ≈ -50 dBFS
+        asr.push(noise, 16000)
+        assert (await asr.finalize()).text == ""
+        assert (await asr.finalize()).text == ""  # nothing pushed at all
+    finally:
+        await asr.aclose()
+
+
+async def test_speculative_final_is_kept_when_no_speech_follows(speech_factory) -> None:
+    speech = speech_factory("Please cancel my subscription.", 16000, before_s=0.3, after_s=0.3)
+    asr = WhisperStreamingAsr()
+    try:
+        asr.push(speech.samples, 16000)
+        asr.speech_paused()
+        asr.push(np.zeros(8000, dtype=np.float32), 16000)  # the silence the VAD waited through
+        await asyncio.sleep(1.0)  # the speculative decode finishes during the wait
+        started = time.perf_counter()
+        final = await asr.finalize()
+        waited = time.perf_counter() - started
+    finally:
+        await asr.aclose()
+    assert final.speculative
+    assert word_error_rate(speech.text, final.text) <= 0.2
+    assert waited < 0.05  # the result was already there
+
+
+async def test_speculative_final_is_discarded_when_speech_resumes(speech_factory) -> None:
+    first = speech_factory("Please cancel", 16000, before_s=0.3, after_s=0.2)
+    second = speech_factory("my subscription today.", 16000, before_s=0.0, after_s=0.3)
+    asr = WhisperStreamingAsr()
+    try:
+        asr.push(first.samples, 16000)
+        asr.speech_paused()
+        asr.push(second.samples, 16000)
+        asr.speech_resumed()
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert not final.speculative
+    assert "subscription" in words(final.text)
+
+
+async def test_8khz_input_is_resampled(speech_factory) -> None:
+    speech = speech_factory(SENTENCE, 8000, before_s=0.3, after_s=0.3)
+    asr = WhisperStreamingAsr()
+    try:
+        for i in range(0, len(speech.samples), 160):
+            asr.push(speech.samples[i : i + 160], 8000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert word_error_rate(SENTENCE, final.text) <= 0.2
+
+
+async def test_decoding_never_blocks_the_event_loop(speech_factory) -> None:
+    speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.3)
+    asr = WhisperStreamingAsr()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tick = tg.create_task(ticker())
+            asr.push(speech.samples, 16000)
+            await asr.finalize()
+            tick.cancel()
+    finally:
+        await asr.aclose()
+    assert max(gaps) < 0.1

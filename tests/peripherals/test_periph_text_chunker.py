@@ -1,0 +1,82 @@
+"""SentenceChunker on streaming text."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from peripherals.text_chunker import SentenceChunker
+
+
+def chunks_of(text: str, step: int = 1, **kwargs: int) -> list[str]:
+    chunker = SentenceChunker(**kwargs)
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += chunker.push(text[i : i + step])
+    return out + chunker.flush()
+
+
+def test_sentences_come_out_as_soon_as_they_are_complete() -> None:
+    chunker = SentenceChunker()
+    assert chunker.push("Sure, I can help. Let") == ["Sure, I can help."]
+    assert chunker.push(" me check!") == []  # the "!" could still be followed by more
+    assert chunker.push(" Ok") == ["Let me check!"]
+    assert chunker.flush() == ["Ok"]
+
+
+def test_abbreviations_and_initials_do_not_end_sentences() -> None:
+    text = "Dr. Smith and J. Doe met Mr. Brown, e.g. on Monday. Then they left."
+    assert chunks_of(text) == [
+        "Dr. Smith and J. Doe met Mr. Brown, e.g. on Monday.",
+        "Then they left.",
+    ]
+
+
+def test_etc_and_pm_end_a_sentence_only_before_a_capital() -> None:
+    assert chunks_of("Bring pens, paper etc. and food. We meet at 5 p.m. Bye.") == [
+        "Bring pens, paper etc. and food.",
+        "We meet at 5 p.m.",
+        "Bye.",
+    ]
+
+
+def test_numbers_are_never_split() -> None:
+    text = "It costs 3.5 dollars, or 1,000.25 in total at 3:30 today. Version 2. Done."
+    out = chunks_of(text, clause_after_chars=5)
+    assert "It costs 3.5 dollars," in out
+    assert any("1,000.25" in c for c in out)
+    assert any("3:30" in c for c in out)
+    assert all(not c.endswith(("3.", "1,", "3:")) for c in out)
+
+
+def test_long_sentences_split_at_clauses_after_the_threshold() -> None:
+    text = "Well, the weather in Paris today is sunny, with a high of twenty one degrees; rain tomorrow."
+    assert chunks_of(text, clause_after_chars=30) == [
+        "Well, the weather in Paris today is sunny,",
+        "with a high of twenty one degrees;",
+        "rain tomorrow.",
+    ]
+    assert chunks_of(text, clause_after_chars=100) == [text]
+
+
+def test_line_breaks_and_run_on_text_are_bounded() -> None:
+    assert chunks_of("First item\nSecond item\n") == ["First item", "Second item"]
+    run_on = " ".join(["word"] * 100)
+    out = chunks_of(run_on, max_chars=80)
+    assert all(len(c) <= 80 for c in out) and " ".join(out) == run_on
+
+
+def test_unspeakable_chunks_are_dropped() -> None:
+    assert chunks_of("... !! ") == []
+    assert chunks_of("!\n...\nYes. No") == ["! ... Yes.", "No"]
+    assert chunks_of('Quotes: "Yes." Then?') == ['Quotes: "Yes."', "Then?"]
+
+
+@given(st.text(alphabet="ab .,!?3\n", max_size=120), st.integers(min_value=1, max_value=7))
+def test_no_text_is_lost_and_delta_sizes_do_not_matter(text: str, step: int) -> None:
+    whole = chunks_of(text, step=len(text) or 1)
+    assert chunks_of(text, step=step) == whole
+    kept = "".join("".join(c.split()) for c in whole)
+    everything = "".join(text.split())
+    assert everything.startswith(kept)  # in order, nothing invented
+    assert not any(ch.isalnum() for ch in everything[len(kept) :])  # only punctuation dropped

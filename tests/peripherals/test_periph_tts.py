@@ -1,0 +1,87 @@
+"""Piper TTS: rates, durations, time to first audio, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from peripherals.audio import rms_dbfs
+from peripherals.tts import PiperTts
+
+SENTENCE = "Your order shipped yesterday and should arrive on Friday afternoon."
+LONG = " ".join(
+    f"This is sentence number {i} of a rather long answer that nobody will hear." for i in range(40)
+)
+
+
+@pytest.fixture(scope="module")
+def tts():  # type: ignore[no-untyped-def]
+    engine = PiperTts(output_rate=24000)
+    engine.warm_up()
+    yield engine
+    asyncio.run(engine.aclose())
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+async def test_audio_comes_at_the_requested_rate_with_plausible_duration(
+    tts: PiperTts, rate: int
+) -> None:
+    started = time.perf_counter()
+    first: float | None = None
+    chunks = []
+    async for chunk in tts.synthesize(SENTENCE, sample_rate=rate):
+        first = first if first is not None else time.perf_counter() - started
+        chunks.append(chunk)
+    elapsed = time.perf_counter() - started
+    audio = np.concatenate([c.samples for c in chunks])
+    seconds = len(audio) / rate
+    print(
+        f"TTS {rate} Hz: first chunk {first * 1000:.0f} ms, RTF {elapsed / seconds:.3f}, {seconds:.2f} s audio"
+    )
+    assert all(c.sample_rate == rate and c.samples.dtype == np.float32 for c in chunks)
+    n_words = len(SENTENCE.split())
+    assert n_words / 5.0 < seconds < n_words / 1.5  # 1.5 to 5 words per second
+    assert rms_dbfs(audio) > -30.0
+    assert float(np.max(np.abs(audio))) <= 1.0
+
+
+async def test_one_chunk_per_sentence_and_nothing_for_empty_text(tts: PiperTts) -> None:
+    chunks = [c async for c in tts.synthesize("Hello there. How are you? Fine.")]
+    assert len(chunks) == 3
+    assert [c async for c in tts.synthesize("   ")] == []
+
+
+async def test_cancellation_stops_promptly_and_frees_the_worker(tts: PiperTts) -> None:
+    got_first = asyncio.Event()
+
+    async def speak() -> None:
+        async for _ in tts.synthesize(LONG):
+            got_first.set()
+
+    task = asyncio.create_task(speak())
+    try:
+        await asyncio.wait_for(got_first.wait(), timeout=10)
+        cancelled_at = time.perf_counter()
+        task.cancel()
+        await asyncio.wait([task])
+        assert time.perf_counter() - cancelled_at < 0.05
+    finally:
+        task.cancel()
+    # The worker finishes at most the sentence in flight, not the other 39:
+    started = time.perf_counter()
+    async for _ in tts.synthesize("Okay."):
+        break
+    assert time.perf_counter() - started < 1.5
+
+
+async def test_breaking_out_of_the_iteration_stops_production(tts: PiperTts) -> None:
+    gen = tts.synthesize(LONG)
+    async for _ in gen:
+        break
+    await gen.aclose()
+    started = time.perf_counter()
+    chunks = [c async for c in tts.synthesize("Okay.")]
+    assert len(chunks) == 1 and time.perf_counter() - started < 1.5
