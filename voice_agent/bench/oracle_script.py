@@ -1,0 +1,302 @@
+"""The oracle's decision: given the chat messages it received, what to say
+and which calls to make. Pure (no I/O, no time); the HTTP server in
+``oracle.py`` adds the timing model.
+
+The oracle answers ONLY from the received messages:
+
+1. The current turn is the scenario turn whose text matches the last user
+   message (exact after normalisation; else the turn that starts with it — a
+   speculative partial transcript). Everything after that message is "this
+   turn so far".
+2. Outcomes are read from tool messages: ``{"status": "pending", ...}`` is a
+   placeholder; ``{"status": "resolved", "result": ...}`` / ``failed`` /
+   ``timed_out`` / ``cancelled`` envelopes (directly or through a
+   ``get_result`` call naming the future) are outcomes; any other content is
+   a plain result (the conventional protocol), except ``{"error": ...}``
+   which is a failure.
+3. Calls: every expected call of the turn not yet issued after the user
+   message whose arguments can be filled (``template.render``) is emitted,
+   all in one response (parallel calls).
+4. Facts: every unsaid fact whose needed outcomes are present is said, in
+   script order, together. A needed call that failed with no ``on: failure``
+   fact (``when: failure``) to cover it gets a generic apology.
+5. Waiting: with nothing to say or call while calls are pending, the oracle
+   says the filler (if not yet said), else the hold sentence — unless the last
+   thing it said this turn was already the filler or the hold sentence and no
+   outcome arrived since, in which case it returns an empty response. So it
+   never produces wait-sentences faster than outcomes arrive.
+6. When it emits calls and has said nothing this turn, the filler comes first
+   (text, then tool calls, in one response).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from voice_agent.bench.scenario import ExpectedCall, Scenario
+from voice_agent.bench.template import Unavailable, normalize_text, render
+
+_ENVELOPE_STATUSES = {"pending", "resolved", "failed", "timed_out", "cancelled"}
+_FAILED_STATUSES = {"failed", "timed_out", "cancelled"}
+GET_RESULT_TOOL = "get_result"
+UNMATCHED_REPLY = "Sorry, I didn't catch that."
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """A call the oracle decided to make (the server assigns its id)."""
+
+    expected_id: str
+    name: str
+    arguments: str  # JSON text as sent to the client
+
+
+@dataclass(frozen=True)
+class OracleReply:
+    """What to answer: ``text`` (may be empty) then ``calls``."""
+
+    text: str
+    calls: tuple[PlannedCall, ...] = ()
+    turn_index: int | None = None
+    note: str = ""
+
+
+@dataclass
+class _Outcome:
+    status: str  # pending | resolved | failed
+    result: Any = None
+    error: str = ""
+
+
+@dataclass
+class _Context:
+    """What the received messages say, indexed."""
+
+    issued: list[tuple[int, str, str, Any]] = field(default_factory=list)  # (msg idx, id, name, args)
+    outcomes: dict[str, _Outcome] = field(default_factory=dict)  # tool_call id → latest outcome
+    outcome_positions: list[int] = field(default_factory=list)  # msg idx of non-pending outcomes
+    aliases: dict[str, str] = field(default_factory=dict)  # future name → tool_call id
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message (string content or text parts)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _match_key(text: str) -> str:
+    return normalize_text(re.sub(r"[^\w\s]", " ", text))
+
+
+def match_turn(scenario: Scenario, messages: list[dict[str, Any]]) -> int | None:
+    """Scenario turn index of the last user message, or None."""
+    last: int | None = None
+    previous = -1
+    keys = [_match_key(t.user) for t in scenario.turns]
+    for message in messages:
+        if message.get("role") != "user":
+            continue
+        said = _match_key(message_text(message))
+        candidates = [i for i, k in enumerate(keys) if k == said]
+        if not candidates and said:
+            candidates = [i for i, k in enumerate(keys) if k.startswith(said)]
+        if not candidates:
+            last = None
+            continue
+        later = [i for i in candidates if i > previous]
+        last = later[0] if later else candidates[0]
+        previous = last
+    return last
+
+
+def _parse_content(content: str) -> Any:
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, TypeError):
+        return content
+
+
+def _outcome_from(value: Any) -> _Outcome:
+    if isinstance(value, dict) and value.get("status") in _ENVELOPE_STATUSES:
+        status = value["status"]
+        if status == "resolved":
+            return _Outcome("resolved", result=value.get("result"))
+        if status in _FAILED_STATUSES:
+            return _Outcome("failed", error=str(value.get("error") or status))
+        return _Outcome("pending")
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return _Outcome("failed", error=str(value["error"]))
+    return _Outcome("resolved", result=value)
+
+
+def _index(messages: list[dict[str, Any]]) -> _Context:
+    ctx = _Context()
+    get_result_target: dict[str, str] = {}  # get_result tool_call id → referenced future
+    for pos, message in enumerate(messages):
+        role = message.get("role")
+        if role == "assistant":
+            for call in message.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                args = _parse_content(fn.get("arguments") or "{}")
+                if fn.get("name") == GET_RESULT_TOOL and isinstance(args, dict):
+                    get_result_target[call.get("id", "")] = str(args.get("call_id", ""))
+                else:
+                    ctx.issued.append((pos, call.get("id", ""), fn.get("name", ""), args))
+        elif role == "tool":
+            call_id = message.get("tool_call_id", "")
+            value = _parse_content(message_text(message))
+            outcome = _outcome_from(value)
+            if call_id in get_result_target:
+                target = get_result_target[call_id]
+                call_id = ctx.aliases.get(target, target)
+            elif isinstance(value, dict) and value.get("status") == "pending" and value.get("future"):
+                ctx.aliases[str(value["future"])] = call_id
+            ctx.outcomes[call_id] = outcome
+            if outcome.status != "pending":
+                ctx.outcome_positions.append(pos)
+    return ctx
+
+
+class _Resolver:
+    """Maps expected call ids to issued tool calls and their outcomes."""
+
+    def __init__(self, scenario: Scenario, turn_index: int, user_pos: int, ctx: _Context, user_text: str):
+        self._scenario = scenario
+        self._turn_index = turn_index
+        self._user_pos = user_pos
+        self._ctx = ctx
+        self._user_text = user_text
+        self._current = {c.call_id for c in scenario.turns[turn_index].calls}
+
+    def result_of(self, call_id: str) -> Any:
+        outcome = self.outcome(call_id)
+        if outcome is None or outcome.status != "resolved":
+            raise Unavailable(f"no result for {call_id!r}")
+        return outcome.result
+
+    def render(self, value: Any) -> Any:
+        return render(value, result_of=self.result_of, user_text=self._user_text)
+
+    def issued_id(self, call: ExpectedCall) -> str | None:
+        """tool_call id under which ``call`` was issued, or None."""
+        try:
+            arguments = self.render(call.arguments)
+        except Unavailable:
+            return None
+        earliest = self._user_pos if call.call_id in self._current else -1
+        for pos, tool_call_id, name, args in reversed(self._ctx.issued):
+            if pos > earliest and name == call.tool and args == arguments:
+                return tool_call_id
+        return None
+
+    def outcome(self, call_id: str) -> _Outcome | None:
+        """Latest outcome of an expected call; None when not issued."""
+        tool_call_id = self.issued_id(self._scenario.call(call_id))
+        if tool_call_id is None:
+            return None
+        return self._ctx.outcomes.get(tool_call_id, _Outcome("pending"))
+
+
+def plan_reply(scenario: Scenario, messages: list[dict[str, Any]]) -> OracleReply:
+    """Decide the reply to ``messages`` (see the module docstring)."""
+    user_positions = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not user_positions:
+        return OracleReply(text="", note="no user message")
+    user_pos = user_positions[-1]
+    turn_index = match_turn(scenario, messages)
+    if turn_index is None:
+        return OracleReply(text=UNMATCHED_REPLY, note="user message matches no turn")
+    turn = scenario.turns[turn_index]
+    ctx = _index(messages)
+    user_text = " ".join(message_text(messages[i]) for i in user_positions)
+    resolver = _Resolver(scenario, turn_index, user_pos, ctx, user_text)
+
+    said_messages = [
+        (pos, message_text(m))
+        for pos, m in enumerate(messages)
+        if pos > user_pos and m.get("role") == "assistant" and message_text(m).strip()
+    ]
+    said = normalize_text(" ".join(text for _, text in said_messages))
+
+    def already_said(sentence: str) -> bool:
+        return normalize_text(sentence) in said
+
+    calls = []
+    for call in turn.calls:
+        if resolver.issued_id(call) is not None:
+            continue
+        try:
+            arguments = resolver.render(call.arguments)
+        except Unavailable:
+            continue
+        calls.append(PlannedCall(call.call_id, call.tool, json.dumps(arguments)))
+
+    sentences = _ready_sentences(scenario, turn_index, resolver, already_said)
+    pending = any(
+        (o := resolver.outcome(c.call_id)) is not None and o.status == "pending" for c in turn.calls
+    ) or any(
+        (o := resolver.outcome(n)) is not None and o.status == "pending"
+        for fact in turn.answer
+        for n in fact.needs
+    )
+    filler_due = turn.filler is not None and not already_said(turn.filler)
+
+    if calls:
+        if not said and not sentences and filler_due:
+            sentences.insert(0, turn.filler or "")
+        return OracleReply(" ".join(sentences), tuple(calls), turn_index)
+    if sentences:
+        return OracleReply(" ".join(sentences), (), turn_index)
+    if not pending:
+        return OracleReply("", (), turn_index, note="nothing left to say")
+    if filler_due:
+        return OracleReply(turn.filler or "", (), turn_index, note="filler while pending")
+    waits = [normalize_text(s) for s in (turn.filler, scenario.oracle.hold_sentence) if s]
+    if said_messages:
+        last_pos, last_text = said_messages[-1]
+        last_was_wait = any(normalize_text(last_text).endswith(w) for w in waits)
+        changed = any(pos > last_pos for pos in ctx.outcome_positions)
+        if last_was_wait and not changed:
+            return OracleReply("", (), turn_index, note="still waiting, nothing changed")
+    return OracleReply(scenario.oracle.hold_sentence, (), turn_index, note="hold while pending")
+
+
+def _ready_sentences(
+    scenario: Scenario, turn_index: int, resolver: _Resolver, already_said: Callable[[str], bool]
+) -> list[str]:
+    """Unsaid facts whose needed outcomes are present, in script order, plus
+    a generic apology per failed call that no failure fact covers."""
+    turn = scenario.turns[turn_index]
+    sentences: list[str] = []
+    covered_failures = {n for f in turn.answer if f.on_failure for n in f.needs}
+    apologies: list[str] = []
+    for fact in turn.answer:
+        outcomes = [resolver.outcome(n) for n in fact.needs]
+        statuses = {o.status if o else "not_issued" for o in outcomes}
+        if not fact.on_failure:
+            ready = statuses <= {"resolved"}
+            for need, o in zip(fact.needs, outcomes, strict=True):
+                if o is not None and o.status == "failed" and need not in covered_failures:
+                    tool = scenario.call(need).tool.replace("_", " ")
+                    apology = f"I'm sorry, the {tool} request failed."
+                    if apology not in apologies and not already_said(apology):
+                        apologies.append(apology)
+        else:
+            ready = "failed" in statuses and statuses <= {"resolved", "failed"}
+        if not ready:
+            continue
+        try:
+            sentence = str(resolver.render(fact.say))
+        except Unavailable:
+            continue
+        if not already_said(sentence):
+            sentences.append(sentence)
+    return sentences + apologies

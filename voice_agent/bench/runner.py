@@ -1,0 +1,295 @@
+"""Run scenarios through the real engine against the oracle LLM.
+
+Per (scenario, mode): start the ``OracleServer``; build the ``Agent`` with
+its real ``LlmClient`` over HTTP to the oracle, the scenario's tools
+(scripted: sleep ``latency_ms`` on the clock, then return ``result``, raise
+``error`` or hang), a ``SimulatedSpeechOutput`` and a ``SimulatedUser``; run
+until the user has spoken every turn and the agent is idle; compute metrics.
+Time is real (``MonotonicClock``): the oracle and HTTP are real.
+
+``run_bench`` runs many and writes the JSON report and the timelines.
+``main(args)`` is what ``voice-agent bench`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fsm import Clock, MonotonicClock
+from ledger import JsonlSink, Ledger
+from ledger import entries as le
+from voice_agent.agent import Agent
+from voice_agent.bench.metrics import (
+    Recording,
+    TurnMetrics,
+    decodes_from_oracle,
+    forks_from_ledger,
+    scenario_metrics,
+    summarize,
+    tool_calls_from_ledger,
+)
+from voice_agent.bench.oracle import MODEL_ID, OracleServer
+from voice_agent.bench.scenario import (
+    Scenario,
+    ScenarioError,
+    ToolDef,
+    load_scenario,
+    scenario_json_schema,
+)
+from voice_agent.bench.sim import SimulatedSpeechOutput, SimulatedUser
+from voice_agent.bench.timeline import write_timelines
+from voice_agent.config import AgentConfig, LlmConfig, Mode
+from voice_agent.llm import LlmClient
+from voice_agent.tools import ToolRegistry, ToolSpec
+
+log = logging.getLogger(__name__)
+
+MODES: tuple[Mode, ...] = ("sync", "async", "speculative")
+DEFAULT_SCENARIO_DIR = Path("bench/scenarios")
+
+
+class ScriptedToolError(RuntimeError):
+    """Raised by a scenario tool that is scripted to fail (``error:``)."""
+
+
+@dataclass
+class ScenarioResult:
+    """One run of one scenario in one mode."""
+
+    scenario: str
+    mode: str
+    turns: list[TurnMetrics]
+    recording: Recording
+    oracle: list[dict[str, Any]]
+    tool_invocations: list[dict[str, Any]]
+    error: str | None = None
+    ledger_path: str | None = None
+    repeat: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: per-turn metrics plus the raw timings (clock seconds)."""
+        rec = self.recording
+        return {
+            "scenario": self.scenario,
+            "mode": self.mode,
+            "repeat": self.repeat,
+            "error": self.error,
+            "ledger": self.ledger_path,
+            "turns": [t.to_json() for t in self.turns],
+            "raw": {
+                "user_turns": [asdict(t) for t in rec.user_turns],
+                "sentences": [asdict(s) for s in rec.sentences],
+                "tool_calls": [asdict(c) for c in rec.tool_calls],
+                "decodes": [asdict(d) for d in rec.decodes],
+                "forks": [asdict(f) for f in rec.forks],
+                "session_end": rec.session_end,
+                "oracle": self.oracle,
+                "tool_invocations": self.tool_invocations,
+            },
+        }
+
+
+def build_registry(scenario: Scenario, clock: Clock, invocations: list[dict[str, Any]]) -> ToolRegistry:
+    """The scenario's tools as engine tools; every invocation is appended to ``invocations``."""
+    registry = ToolRegistry()
+    for tool in scenario.tools:
+        registry.add(
+            ToolSpec(
+                name=tool.name,
+                description=tool.description,
+                parameters=tool.parameters,
+                fn=_scripted(tool, clock, invocations),
+                kind=tool.kind,
+                on_interrupt=tool.on_interrupt,
+                timeout_s=tool.timeout_s,
+            )
+        )
+    return registry
+
+
+def _scripted(tool: ToolDef, clock: Clock, invocations: list[dict[str, Any]]) -> Callable[..., Any]:
+    async def scripted_tool(**arguments: Any) -> Any:
+        record: dict[str, Any] = {"name": tool.name, "arguments": arguments, "start": clock.now(),
+                                  "end": None, "outcome": "running"}
+        invocations.append(record)
+        try:
+            await clock.sleep(tool.latency_ms / 1000)
+            if tool.hang:
+                await asyncio.Event().wait()  # never set: runs until the engine cancels it
+            if tool.error is not None:
+                record["outcome"] = "raised"
+                raise ScriptedToolError(tool.error)
+            record["outcome"] = "returned"
+            return tool.result
+        except asyncio.CancelledError:
+            record["outcome"] = "cancelled"
+            raise
+        finally:
+            record["end"] = clock.now()
+
+    scripted_tool.__name__ = tool.name
+    return scripted_tool
+
+
+async def run_scenario(
+    scenario: Scenario,
+    mode: Mode,
+    out_dir: Path | None = None,
+    *,
+    clock: Clock | None = None,
+    repeat: int = 0,
+) -> ScenarioResult:
+    """Run ``scenario`` once in ``mode``; never raises for an engine failure
+    (it is reported in ``error`` with the metrics of what did happen)."""
+    clock = clock or MonotonicClock()
+    invocations: list[dict[str, Any]] = []
+    registry = build_registry(scenario, clock, invocations)
+    session_id = f"bench-{scenario.name}-{mode}-{repeat}-{uuid.uuid4().hex[:6]}"
+    sinks = []
+    ledger_path: Path | None = None
+    if out_dir is not None:
+        _make_dir(out_dir)
+        ledger_path = out_dir / f"{scenario.name}__{mode}__{repeat}.ledger.jsonl"
+        sinks.append(JsonlSink(ledger_path))
+    ledger = Ledger(session_id, clock, sinks=sinks)
+    ledger.append(le.SessionStarted(session_id=session_id, started_at=datetime.now(UTC).isoformat(),
+                                    meta={"mode": mode, "transport": "bench", "scenario": scenario.name}))
+    output = SimulatedSpeechOutput(scenario.peripherals, clock)
+    error: str | None = None
+    async with OracleServer(scenario, clock) as oracle:
+        llm = LlmClient(LlmConfig.model_validate({"base_url": oracle.base_url, "model": MODEL_ID}))
+        config = AgentConfig.model_validate({"mode": mode, "system_prompt": scenario.system_prompt})
+        agent = Agent(config, llm, registry, output, ledger, clock)
+        user = SimulatedUser(scenario, agent.post, clock, agent.is_idle)
+        try:
+            async with asyncio.timeout(scenario.timeout_s):
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(output.run(), name="bench-output")
+                    user_task = tg.create_task(user.run(), name="bench-user")
+                    await agent.run()  # returns after the user's SessionEnded (or the agent ends itself)
+                    if not user_task.done():
+                        error = f"the agent ended before the user finished (state {agent.state})"
+                        user_task.cancel()
+                    await output.aclose()
+        except* TimeoutError:
+            error = f"timed out after {scenario.timeout_s} s"
+        except* Exception as group:
+            error = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+            log.error("bench run %s/%s failed: %s", scenario.name, mode, error)
+        finally:
+            await agent.aclose()
+            await output.aclose()
+            await llm.aclose()
+            ledger.close()
+            for sink in sinks:
+                sink.close()
+        session_end = clock.now()
+        recording = Recording(
+            user_turns=user.turns,
+            sentences=output.sentences,
+            tool_calls=tool_calls_from_ledger(ledger.entries),
+            decodes=decodes_from_oracle(oracle.exchanges),
+            forks=forks_from_ledger(ledger.entries),
+            session_end=session_end,
+        )
+        exchanges = [e.to_json() for e in oracle.exchanges]
+    return ScenarioResult(
+        scenario=scenario.name,
+        mode=mode,
+        turns=scenario_metrics(scenario, mode, recording),
+        recording=recording,
+        oracle=exchanges,
+        tool_invocations=invocations,
+        error=error,
+        ledger_path=str(ledger_path) if ledger_path else None,
+        repeat=repeat,
+    )
+
+
+async def run_bench(
+    paths: Sequence[str | Path],
+    modes: Sequence[Mode],
+    json_out: str | Path | None,
+    out_dir: str | Path | None,
+    *,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """Run every scenario in every mode (one at a time: timings must not
+    compete for the CPU); write the JSON report and the timelines; return
+    the report."""
+    scenarios = [load_scenario(p) for p in paths]
+    results: list[ScenarioResult] = []
+    out = Path(out_dir) if out_dir is not None else None
+    for scenario in scenarios:
+        for n in range(repeat):
+            for mode in modes:
+                log.info("bench: %s / %s (run %d)", scenario.name, mode, n)
+                results.append(await run_scenario(scenario, mode, out, repeat=n))
+    turns = [t for r in results for t in r.turns]
+    report = {
+        "modes": list(modes),
+        "scenarios": [r.to_json() for r in results],
+        "summary": summarize(turns),
+        "errors": [f"{r.scenario}/{r.mode}: {r.error}" for r in results if r.error],
+    }
+    if out is not None:
+        write_timelines(out, [(r.turns, r.recording) for r in results if r.repeat == 0])
+    if json_out is not None:
+        _write_json(Path(json_out), report)
+    return report
+
+
+def _make_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``voice-agent bench``: ``scenarios``, ``modes``, ``json_out``, ``out``, ``repeat``, ``schema``."""
+    if getattr(args, "schema", False):
+        print(json.dumps(scenario_json_schema(), indent=2))
+        return 0
+    paths = list(args.scenarios) or sorted(str(p) for p in DEFAULT_SCENARIO_DIR.glob("*.yaml"))
+    if not paths:
+        print(f"no scenarios given and none in {DEFAULT_SCENARIO_DIR}", file=sys.stderr)
+        return 2
+    modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        print(f"unknown mode(s) {unknown}; choose from {list(MODES)}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(run_bench(paths, modes, args.json_out, args.out, repeat=max(1, args.repeat)))  # type: ignore[arg-type]
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    _print_summary(report)
+    return 1 if report["errors"] else 0
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    keys = ("first_audio_ms", "answer_audio_ms", "complete_answer_ms", "turn_done_ms", "dead_air_ms")
+    print("mode          " + "  ".join(f"{k[:-3]:>15}" for k in keys) + "  correct")
+    for mode, med in report["summary"]["medians"].items():
+        cells = "  ".join(f"{'-' if med[k] is None else f'{med[k]:.0f}':>15}" for k in keys)
+        print(f"{mode:<13} {cells}  {med['correct_rate']}")
+    for pair, ratios in report["summary"]["ratios"].items():
+        cells = "  ".join(f"{'-' if ratios[k] is None else f'{ratios[k]:.2f}':>15}" for k in keys)
+        print(f"{pair:<13} {cells}")
+    for error in report["errors"]:
+        print(f"error: {error}", file=sys.stderr)
