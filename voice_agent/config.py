@@ -87,7 +87,7 @@ class AgentConfig(_Frozen):
     persona: str = "Alex"
     company: str = "Acme"
     hold_after_s: float = Field(
-        1.0,
+        0.6,
         gt=0,
         description="silence (seconds) with tool futures pending before the agent says a hold phrase",
     )
@@ -119,6 +119,10 @@ class VoiceConfig(_Frozen):
     input_device: str | None = None
     output_device: str | None = None
     barge_in: bool = True
+    min_barge_in_ms: int = Field(
+        200, ge=0, le=2000,
+        description="speech must last this long (ms) to interrupt the agent: coughs and clicks do not",
+    )
     echo: Literal["half_duplex", "none"] = "half_duplex"
 
 

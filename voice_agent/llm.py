@@ -242,6 +242,7 @@ class LlmClient:
             kwargs["extra_body"] = dict(self.config.extra_body)
         stream = await self._client.chat.completions.create(**kwargs)
         assembler = ToolCallAssembler()
+        text_tail = ""  # the last character of text streamed so far
         finish_reason = "stop"
         usage: dict[str, Any] | None = None
         try:
@@ -268,8 +269,15 @@ class LlmClient:
                     delta = choice.delta
                     if delta is not None:
                         if delta.content:
+                            text_tail = delta.content[-1]
                             yield TextDelta(delta.content)
                         if delta.tool_calls:
+                            if text_tail and not text_tail.isspace():
+                                # Text before a tool call is a finished segment: a
+                                # boundary lets the speech output voice its last
+                                # sentence now instead of after the calls' JSON.
+                                text_tail = " "
+                                yield TextDelta(" ")
                             for ready in assembler.feed(delta.tool_calls):
                                 yield ready
                     if choice.finish_reason:

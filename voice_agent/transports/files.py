@@ -1,0 +1,244 @@
+"""``voice-agent run --input user.wav --output agent.wav [--realtime]``: answer a recorded call.
+
+The caller's WAV (any rate, mixed to mono, resampled to ``voice.sample_rate``)
+is fed in 20 ms frames to :class:`VoiceInput`; the agent's voice goes through
+:class:`AudioSpeechOutput` into a :class:`TimelineSink` whose play head is
+the input's position, so the output WAV is the agent's audio *on the input's
+timeline*: sample ``i`` of the output plays while sample ``i`` of the input is
+heard. The output is at least as long as the input, plus the agent's tail.
+After the input ends, silence is fed until the agent is idle.
+
+Two clocks:
+
+- ``--realtime``: frame ``k`` is fed when it would have arrived from a
+  microphone (``t0 + (k+1)·20 ms`` on the wall clock) and the play head
+  follows the wall clock. ASR, LLM and TTS take the time they take: latency
+  and barge-in are measured honestly.
+- default, *as fast as possible*: a virtual stream clock that advances one
+  20 ms frame at a time, and only when the engine is settled — no event
+  queued or being handled, no LLM generation streaming, no tool call running,
+  no text waiting for synthesis. So recognition, generation, tool calls and
+  synthesis take zero stream time; the output depends only on the input audio
+  and the LLM's answers (timers such as the hold phrase still run on the wall
+  clock). Leave the agent room to answer between the caller's utterances:
+  speech that starts while the agent talks is a barge-in in both modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from fsm import MonotonicClock
+from ledger import entries as le
+from peripherals.resample import resample
+
+from ..agent import Agent
+from ..config import Config
+from ..events import SessionEnded
+from ..session import open_session
+from ..tools import ToolRegistry
+from ..voice.build import build_input, build_tts
+from ..voice.input import UtteranceTiming, VoiceInput
+from ..voice.output import AudioSpeechOutput
+from ..voice.sinks import TimelineSink
+from ..voice.wavio import WavError, read_wav, write_wav
+
+log = logging.getLogger(__name__)
+
+FRAME_MS = 20  # input framing, and the granularity of the output play head (ms)
+MAX_TAIL_S = 120.0  # after the input ends, wait at most this long for the agent (stream s)
+SETTLE_POLL_S = 0.002  # how often the fast mode checks that the engine settled (s)
+SETTLE_TIMEOUT_S = 60.0  # the engine must settle within this (wall s), else the run fails
+
+
+class EngineStuck(RuntimeError):
+    """In fast mode the engine did not settle in ``SETTLE_TIMEOUT_S``."""
+
+
+@dataclass
+class AudioRunResult:
+    """One answered recording."""
+
+    agent_audio: np.ndarray  # float32 on the input's timeline
+    sample_rate: int
+    input_s: float
+    entries: list[le.Entry]
+    ledger_path: Path | None
+    utterances: list[UtteranceTiming]
+    t0: float  # clock time of stream time 0 (meaningful in realtime mode)
+
+
+def engine_settled(agent: Agent, output: AudioSpeechOutput) -> bool:
+    """Nothing in the engine is working towards output right now (fast mode's condition)."""
+    conv = agent.conversation
+    return (
+        agent.machine.queued == 0
+        and not agent.machine.busy
+        and conv.gen is None
+        and not conv.scheduler.pending()
+        and not output.synthesis_pending
+    )
+
+
+def _agent_done(agent: Agent, output: AudioSpeechOutput, voice: VoiceInput) -> bool:
+    return agent.is_idle() and not output.busy and not voice.in_speech
+
+
+async def _settle(agent: Agent, output: AudioSpeechOutput) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_S
+    await asyncio.sleep(0)
+    while not engine_settled(agent, output):
+        if loop.time() > deadline:
+            raise EngineStuck(
+                f"the engine did not settle within {SETTLE_TIMEOUT_S:g} s (state {agent.state})"
+            )
+        await asyncio.sleep(SETTLE_POLL_S)
+
+
+async def _drive(
+    samples: np.ndarray,
+    rate: int,
+    realtime: bool,
+    agent: Agent,
+    voice: VoiceInput,
+    output: AudioSpeechOutput,
+    sink: TimelineSink,
+    clock: MonotonicClock,
+    t0_box: list[float],
+) -> None:
+    """Feed the input frame by frame on the chosen clock; end the session when done."""
+    frame = rate * FRAME_MS // 1000
+    n = len(samples)
+    t0 = clock.now()
+    t0_box.append(t0)
+    k = 0
+    while True:
+        pos = k * frame
+        if pos >= n:
+            await asyncio.sleep(0)
+            if not realtime:
+                await _settle(agent, output)
+            if _agent_done(agent, output, voice):
+                break
+            if pos - n > MAX_TAIL_S * rate:
+                log.warning("the agent was still busy %.0f s after the input ended", MAX_TAIL_S)
+                break
+            chunk = np.zeros(frame, dtype=np.float32)
+        else:
+            chunk = samples[pos : pos + frame]
+            if len(chunk) < frame:
+                chunk = np.concatenate([chunk, np.zeros(frame - len(chunk), dtype=np.float32)])
+        if realtime:
+            delay = t0 + (k + 1) * frame / rate - clock.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sink.advance_to(int((clock.now() - t0) * rate))
+        else:
+            await _settle(agent, output)
+            sink.advance(frame)
+        output.poll()
+        await voice.process(chunk)
+        k += 1
+    agent.post(SessionEnded(reason="end of input"))
+
+
+async def run_audio(
+    config: Config,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    realtime: bool = False,
+    tools: ToolRegistry | None = None,
+) -> AudioRunResult:
+    """Answer ``samples`` (mono, any rate) with the agent; returns its audio on the input's timeline."""
+    rate = config.voice.sample_rate
+    x = resample(samples.astype(np.float32), sample_rate, rate)
+    clock = MonotonicClock()
+    sink = TimelineSink(rate)
+    tts = build_tts(config.voice, rate)
+    output = AudioSpeechOutput(tts, sink)
+    t0_box: list[float] = []
+    try:
+        async with open_session(config, output, clock=clock, tools=tools, transport="files") as session:
+            agent = session.agent
+            voice = build_input(
+                config.voice,
+                agent.post,
+                agent_busy=lambda: agent.state in ("thinking", "speaking"),
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(agent.run(), name="agent")
+                    tg.create_task(
+                        _drive(x, rate, realtime, agent, voice, output, sink, clock, t0_box),
+                        name="drive-input",
+                    )
+            finally:
+                await voice.aclose()
+                await output.aclose()
+            entries = list(session.ledger.entries)
+            ledger_path = session.ledger_path
+    finally:
+        await output.aclose()
+        await sink.aclose()
+        await tts.aclose()
+    return AudioRunResult(
+        agent_audio=sink.render(len(x)),
+        sample_rate=rate,
+        input_s=len(x) / rate,
+        entries=entries,
+        ledger_path=ledger_path,
+        utterances=voice.turns,
+        t0=t0_box[0] if t0_box else 0.0,
+    )
+
+
+async def run_files(
+    config: Config,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    realtime: bool = False,
+    tools: ToolRegistry | None = None,
+) -> AudioRunResult:
+    """Read ``input_path``, answer it, write the agent's audio to ``output_path`` (16-bit WAV)."""
+    samples, rate = read_wav(input_path)
+    result = await run_audio(config, samples, rate, realtime=realtime, tools=tools)
+    write_wav(output_path, result.agent_audio, result.sample_rate)
+    return result
+
+
+def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
+    """``voice-agent run``: returns the exit status (2 for an unreadable input)."""
+    try:
+        result = asyncio.run(
+            run_files(config, args.input, args.output, realtime=bool(args.realtime))
+        )
+    except WavError as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+    said = [e.text for e in result.entries if isinstance(e, le.UserUtterance) and e.final]
+    stdout.write(
+        f"input: {args.input} ({result.input_s:.1f} s, {len(said)} utterance(s)); "
+        f"agent audio: {args.output} ({len(result.agent_audio) / result.sample_rate:.1f} s, "
+        f"{'real time' if args.realtime else 'as fast as possible'})\n"
+    )
+    for entry in result.entries:
+        if isinstance(entry, le.UserUtterance) and entry.final:
+            stdout.write(f"you>   {entry.text}\n")
+        elif isinstance(entry, le.AgentTextPlayed):
+            cut = " —" if entry.interrupted else ""
+            stdout.write(f"agent> {entry.text}{cut}\n")
+    if result.ledger_path is not None:
+        stdout.write(f"ledger: {result.ledger_path}\n")
+    stdout.flush()
+    return 0

@@ -1,0 +1,83 @@
+"""Build the speech models and the pipeline pieces from ``Config.voice``.
+
+Loading takes about a second (Whisper ~0.5 s, piper ~0.3 s): do it before
+latency matters. Every object returned here is closed by its user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fsm import Event
+from peripherals.asr import AsrPartial, StreamingAsr, WhisperStreamingAsr
+from peripherals.half_duplex import HalfDuplexGate
+from peripherals.tts import PiperTts
+from peripherals.vad import SileroVad, VadSegmenter
+
+from ..config import VoiceConfig
+from .input import VAD_RATES, VoiceInput
+
+# The VAD's end threshold sits this far below its start threshold: hysteresis
+# against a probability flickering around one value (probability).
+VAD_HYSTERESIS = 0.15
+
+
+def build_vad(cfg: VoiceConfig) -> VadSegmenter:
+    """Silero VAD at the transport rate (8/16 kHz) or 16 kHz, segmented per ``cfg``."""
+    rate = cfg.sample_rate if cfg.sample_rate in VAD_RATES else 16000
+    return VadSegmenter(
+        SileroVad(rate),
+        start_threshold=cfg.vad_threshold,
+        end_threshold=max(0.05, cfg.vad_threshold - VAD_HYSTERESIS),
+        min_silence_s=cfg.vad_min_silence_ms / 1000,
+    )
+
+
+def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], StreamingAsr]:
+    """``make_asr(on_partial)`` for :class:`VoiceInput`: streaming Whisper per ``cfg``."""
+
+    def make(on_partial: Callable[[AsrPartial], None]) -> StreamingAsr:
+        return WhisperStreamingAsr(
+            cfg.asr_model,
+            on_partial=on_partial,
+            cpu_threads=cfg.asr_threads,
+            partial_interval_s=cfg.asr_partial_interval_s,
+        )
+
+    return make
+
+
+def build_tts(cfg: VoiceConfig, output_rate: int) -> PiperTts:
+    """Piper with ``cfg``'s voice and speed, producing audio at ``output_rate``; warmed up."""
+    tts = PiperTts(
+        cfg.tts_voice,
+        output_rate=output_rate,
+        length_scale=None if cfg.tts_speed == 1.0 else 1.0 / cfg.tts_speed,
+    )
+    tts.warm_up()
+    return tts
+
+
+def build_gate(cfg: VoiceConfig) -> HalfDuplexGate | None:
+    """The half-duplex gate when ``cfg.echo`` asks for it."""
+    return HalfDuplexGate() if cfg.echo == "half_duplex" else None
+
+
+def build_input(
+    cfg: VoiceConfig,
+    post: Callable[[Event], None],
+    *,
+    agent_busy: Callable[[], bool],
+    gate: HalfDuplexGate | None = None,
+) -> VoiceInput:
+    """A :class:`VoiceInput` for frames at ``cfg.sample_rate``."""
+    return VoiceInput(
+        vad=build_vad(cfg),
+        make_asr=asr_factory(cfg),
+        post=post,
+        sample_rate=cfg.sample_rate,
+        agent_busy=agent_busy,
+        gate=gate,
+        barge_in=cfg.barge_in,
+        min_barge_in_s=cfg.min_barge_in_ms / 1000,
+    )

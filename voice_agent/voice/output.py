@@ -1,0 +1,260 @@
+"""``AudioSpeechOutput``: the agent's voice — streamed text to sentences to piper to a sink.
+
+Contract (see :class:`voice_agent.output.SpeechOutput`):
+
+- Responses play one after another in the order they were first pushed.
+- A response's streamed text is cut by :class:`SentenceChunker`; each chunk is
+  synthesized as soon as it is complete, while the previous one plays (the
+  synthesizer runs at most ``LOOKAHEAD`` chunks ahead of the player), so the
+  first audio leaves while the LLM is still streaming.
+- ``PlayoutStarted(response_id)`` is posted when the sink has *played* the
+  response's first sample (not when it was queued); ``PlayoutFinished(
+  response_id, heard=<all chunks joined by single spaces>, interrupted=False)``
+  when the sink has played its last sample, after ``end(response_id)``.
+- ``interrupt()`` stops at once (cancels synthesis and playing, clears the
+  sink) and returns, per response that had started playing, the chunks fully
+  played plus the leading words of the current chunk in proportion to its
+  samples played (rounded down: never more than was heard). No playout event
+  follows for those responses.
+
+Playout progress is read from ``sink.played_samples`` by :meth:`poll`, which a
+monitor task calls every ``POLL_S``; a transport that moves a stream clock
+(the file transport) calls :meth:`poll` right after each move, so event times
+are exact in stream time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fsm import Event
+from peripherals.text_chunker import SentenceChunker
+from peripherals.tts import Tts
+
+from ..events import PlayoutFinished, PlayoutStarted
+from .sinks import Sink
+from .tasks import TaskTracker
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.01  # how often playout progress is checked: bounds PlayoutStarted/Finished lateness (s)
+LOOKAHEAD = 2  # synthesized chunks waiting for the player; 1 is enough to overlap, 2 absorbs jitter
+
+
+@dataclass
+class _Segment:
+    """One synthesized chunk placed on the sink, in played-sample coordinates."""
+
+    text: str
+    start: int
+    length: int
+
+
+@dataclass
+class _Response:
+    rid: str
+    chunker: SentenceChunker = field(default_factory=SentenceChunker)
+    pending: deque[str] = field(default_factory=deque)  # chunks waiting for synthesis
+    ended: bool = False
+    synthesized_all: bool = False  # every chunk went to the player (after end)
+    end_pos: int | None = None  # played-sample position of its last sample (all written)
+    segments: list[_Segment] = field(default_factory=list)
+    started: bool = False  # PlayoutStarted posted
+
+
+def heard_text(segments: list[_Segment], played: int) -> str:
+    """What a listener heard of ``segments`` once ``played`` samples had played (pure)."""
+    words: list[str] = []
+    for seg in segments:
+        done = played - seg.start
+        if done <= 0:
+            break
+        if done >= seg.length:
+            words.extend(seg.text.split())
+            continue
+        chunk = seg.text.split()
+        words.extend(chunk[: math.floor(len(chunk) * done / seg.length)])
+        break
+    return " ".join(words)
+
+
+class AudioSpeechOutput:
+    """``SpeechOutput`` that speaks through ``tts`` into ``sink``.
+
+    The tts and the sink belong to the caller (this object never closes them).
+    Background tasks start on the first ``push`` and are owned here;
+    ``aclose`` stops them (idempotent).
+    """
+
+    def __init__(self, tts: Tts, sink: Sink) -> None:
+        self._tts = tts
+        self._sink = sink
+        self._emit: Callable[[Event], None] = lambda e: None
+        self._tasks = TaskTracker("speech-output")
+        self._order: deque[_Response] = deque()  # not yet finished, in play order
+        self._by_id: dict[str, _Response] = {}
+        self._more = asyncio.Event()  # new text or an end arrived
+        self._audio: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]] | None = None
+        self._written = 0  # played-sample position where the next written sample will play
+        self._inflight = 0  # chunks accepted but not yet written to the sink
+        self._workers: list[asyncio.Task[None]] = []
+        self._monitor: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ---------------------------------------------------------------- SpeechOutput
+    def bind(self, emit: Callable[[Event], None]) -> None:
+        self._emit = emit
+
+    def push(self, response_id: str, text: str) -> None:
+        """Queue streamed text of ``response_id``; complete chunks go to synthesis at once."""
+        if self._closed:
+            return
+        resp = self._by_id.get(response_id)
+        if resp is None:
+            resp = _Response(response_id)
+            self._by_id[response_id] = resp
+            self._order.append(resp)
+        if resp.ended:
+            log.warning("text pushed after end(%s) is dropped: %r", response_id, text)
+            return
+        self._accept(resp, resp.chunker.push(text))
+
+    def end(self, response_id: str) -> None:
+        """No more text for ``response_id``: its last partial chunk is synthesized too."""
+        resp = self._by_id.get(response_id)
+        if resp is None or resp.ended or self._closed:
+            return
+        self._accept(resp, resp.chunker.flush())
+        resp.ended = True
+        self._more.set()
+
+    def interrupt(self) -> dict[str, str]:
+        """Stop at once; return heard text per response that had started playing."""
+        played = self._sink.played_samples
+        heard = {
+            r.rid: heard_text(r.segments, played)
+            for r in self._order
+            if r.segments and played > r.segments[0].start
+        }
+        for task in self._workers:
+            self._tasks.cancel(task)
+        self._workers = []
+        self._audio = None
+        self._sink.clear()
+        self._written = self._sink.played_samples
+        self._order.clear()
+        self._by_id.clear()
+        self._inflight = 0
+        return heard
+
+    async def aclose(self) -> None:
+        """Stop speaking and release the background tasks (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.interrupt()
+        await self._tasks.aclose()
+
+    # ---------------------------------------------------------------- progress
+    @property
+    def busy(self) -> bool:
+        """Something is queued or playing (a response not yet finished)."""
+        return bool(self._order)
+
+    @property
+    def synthesis_pending(self) -> bool:
+        """Text accepted for speech is not yet all in the sink (synthesis or writing in progress)."""
+        return self._inflight > 0 or any(r.ended and r.end_pos is None for r in self._order)
+
+    def poll(self) -> None:
+        """Post the playout events that the sink's progress allows (idempotent)."""
+        played = self._sink.played_samples
+        while self._order:
+            resp = self._order[0]
+            if not resp.started and (
+                (resp.segments and played > resp.segments[0].start) or resp.end_pos is not None
+            ):
+                resp.started = True
+                self._emit(PlayoutStarted(response_id=resp.rid))
+            if resp.end_pos is None or played < resp.end_pos:
+                return
+            self._order.popleft()
+            self._by_id.pop(resp.rid, None)
+            heard = " ".join(s.text for s in resp.segments)
+            self._emit(PlayoutFinished(response_id=resp.rid, heard=heard, interrupted=False))
+
+    # ---------------------------------------------------------------- pipeline
+    def _accept(self, resp: _Response, chunks: list[str]) -> None:
+        resp.pending.extend(chunks)
+        self._inflight += len(chunks)
+        self._more.set()
+        self._ensure_workers()
+
+    def _ensure_workers(self) -> None:
+        if self._monitor is None:
+            self._monitor = self._tasks.spawn(self._monitor_loop(), "monitor")
+        if not self._workers:
+            queue: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]] = (
+                asyncio.Queue(LOOKAHEAD)
+            )
+            self._audio = queue
+            self._workers = [
+                self._tasks.spawn(self._synthesize_loop(queue), "synthesize"),
+                self._tasks.spawn(self._play_loop(queue), "play"),
+            ]
+
+    def _next_to_synthesize(self) -> _Response | None:
+        for resp in self._order:
+            if not resp.synthesized_all:
+                return resp
+        return None
+
+    async def _synthesize_loop(
+        self, queue: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]]
+    ) -> None:
+        rate = self._sink.sample_rate
+        while True:
+            resp = self._next_to_synthesize()
+            if resp is None or (not resp.pending and not resp.ended):
+                self._more.clear()
+                await self._more.wait()
+                continue
+            if not resp.pending:  # ended and everything synthesized
+                resp.synthesized_all = True
+                await queue.put((resp, None, None))
+                continue
+            text = resp.pending[0]
+            async with aclosing(self._tts.synthesize(text, rate)) as stream:
+                pieces = [chunk.samples async for chunk in stream]
+            resp.pending.popleft()
+            audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+            await queue.put((resp, _Segment(text, 0, len(audio)), audio))
+
+    async def _play_loop(
+        self, queue: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]]
+    ) -> None:
+        while True:
+            resp, seg, audio = await queue.get()
+            if seg is None or audio is None:
+                resp.end_pos = self._written
+                self.poll()
+                continue
+            if len(audio):
+                seg.start = self._written
+                resp.segments.append(seg)
+                self._written += len(audio)
+                await self._sink.write(audio)
+            self._inflight -= 1
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            self.poll()
+            await asyncio.sleep(POLL_S)
