@@ -137,8 +137,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     try:
         from .local_llm.models import list_local_models
 
-        for m in list_local_models():
-            rows.append(("llm", m["name"], m["size"], m["where"]))
+        for row in list_local_models():
+            rows.append(("llm", row["name"], row["size"], row["where"]))
     except ImportError as exc:
         rows.append(("llm", "(local-llm extra not installed)", "-", str(exc)))
     width = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -129,12 +129,12 @@ class VoiceConfig(_Frozen):
 class Config(_Frozen):
     """The whole configuration."""
 
-    llm: LlmConfig = Field(default_factory=LlmConfig)
-    local_llm: LocalLlmConfig = Field(default_factory=LocalLlmConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
-    tools: ToolsConfig = Field(default_factory=ToolsConfig)
-    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
-    voice: VoiceConfig = Field(default_factory=VoiceConfig)
+    llm: LlmConfig = Field(default_factory=lambda: LlmConfig())
+    local_llm: LocalLlmConfig = Field(default_factory=lambda: LocalLlmConfig())
+    agent: AgentConfig = Field(default_factory=lambda: AgentConfig())
+    tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig())
+    ledger: LedgerConfig = Field(default_factory=lambda: LedgerConfig())
+    voice: VoiceConfig = Field(default_factory=lambda: VoiceConfig())
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

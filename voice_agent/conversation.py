@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fsm import ActionFailed, Clock, Event
 from ledger import Ledger
@@ -47,7 +47,13 @@ from .tools import ToolRegistry
 
 log = logging.getLogger(__name__)
 
+
+def _spoken(text: str) -> str:
+    """Whitespace folded: how planned and heard text are recorded, so the two compare equal."""
+    return " ".join(text.split())
+
 HOLD_TIMER = "hold"
+RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 # A sentence ends at . ! ? (optionally followed by a quote/bracket) and whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
 
@@ -57,7 +63,7 @@ class Generation:
     """One LLM response in flight."""
 
     response_id: str
-    reason: str
+    reason: RequestReason
     task: asyncio.Task[None] | None = None
     pushed: bool = False  # some text was handed to the output
     buffer: str = ""  # text not yet recorded as a planned sentence
@@ -210,7 +216,7 @@ class Conversation:
         heard = self.output.interrupt()
         for rid in list(self.playing):
             self.ledger.append(
-                le.AgentTextPlayed(response_id=rid, text=heard.get(rid, ""), interrupted=True)
+                le.AgentTextPlayed(response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True)
             )
         self.playing.clear()
         if self.gen is not None:
@@ -230,7 +236,7 @@ class Conversation:
         if self.news_and_floor():
             self.start_followup(ev)
 
-    def _start_generation(self, reason: str) -> None:
+    def _start_generation(self, reason: RequestReason) -> None:
         if self.gen is not None:
             self._cancel_generation(self.gen)
         rid = self._next_response_id()
@@ -294,11 +300,11 @@ class Conversation:
             m = _SENTENCE_END.search(gen.buffer)
             if m is None:
                 break
-            sentence, gen.buffer = gen.buffer[: m.start()].strip(), gen.buffer[m.end() :]
+            sentence, gen.buffer = _spoken(gen.buffer[: m.start()]), gen.buffer[m.end() :]
             if sentence:
                 self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
         if final and gen.buffer.strip():
-            self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=gen.buffer.strip()))
+            self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=_spoken(gen.buffer)))
             gen.buffer = ""
 
     def issue_call(self, ev: LlmToolCallIssued) -> None:
@@ -326,8 +332,13 @@ class Conversation:
             self.sync_awaiting.update(c.call_id for c in gen.queued_calls)
             for call in gen.queued_calls:
                 self._start_call(call)  # all at once: gathered, in parallel
-        reason = "tool_calls" if gen.call_ids else "stop"
-        self.ledger.append(le.LlmResponseFinished(response_id=gen.response_id, finish_reason=reason, error=None))
+        self.ledger.append(
+            le.LlmResponseFinished(
+                response_id=gen.response_id,
+                finish_reason="tool_calls" if gen.call_ids else "stop",
+                error=None,
+            )
+        )
         if gen.pushed:
             self.output.end(gen.response_id)
         self.gen = None
@@ -359,7 +370,9 @@ class Conversation:
         if self.playing.pop(ev.response_id, None) is None:
             return  # already recorded (e.g. cut off by a barge-in)
         self.ledger.append(
-            le.AgentTextPlayed(response_id=ev.response_id, text=ev.heard, interrupted=ev.interrupted)
+            le.AgentTextPlayed(
+                response_id=ev.response_id, text=_spoken(ev.heard), interrupted=ev.interrupted
+            )
         )
 
     # ================================================================ holding
@@ -385,7 +398,7 @@ class Conversation:
         self.holds_in_turn += 1
         self.say(next(self._hold_phrase), reason="canned")
 
-    def say(self, text: str, *, reason: str = "canned") -> str:
+    def say(self, text: str, *, reason: RequestReason = "canned") -> str:
         """Speak a fixed text as its own response (greetings, hold phrases)."""
         rid = self._next_response_id()
         self.ledger.append(le.LlmRequestStarted(response_id=rid, reason=reason, mode=self.mode))
@@ -414,7 +427,9 @@ class Conversation:
         self._cancel_hold()
         heard = self.output.interrupt()
         for rid in list(self.playing):
-            self.ledger.append(le.AgentTextPlayed(response_id=rid, text=heard.get(rid, ""), interrupted=True))
+            self.ledger.append(
+                le.AgentTextPlayed(response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True)
+            )
         self.playing.clear()
         if self.gen is not None:
             self._cancel_generation(self.gen)
