@@ -91,6 +91,12 @@ class Agent:
         """Speak a fixed text now (a greeting): recorded in the ledger like any response."""
         self.conversation.say(text, reason="canned")
 
+    async def prewarm(self) -> None:
+        """Have the LLM cache the system prompt and tools before the first turn."""
+        conv = self.conversation
+        messages = [{"role": "system", "content": conv.system_prompt}, {"role": "user", "content": "Hello."}]
+        await conv.llm.prewarm(messages, conv.tools.openai_tools() or None)
+
     async def run(self) -> None:
         """Process events until the session ends; always releases what it owns."""
         try:

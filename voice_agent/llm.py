@@ -189,6 +189,23 @@ class LlmClient:
         """Close the HTTP client (idempotent)."""
         await self._client.close()
 
+    async def prewarm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
+        """Send a one-token request so the server caches the prompt prefix (system + tools).
+
+        Worth it for a local server with a KV cache: the first real turn then
+        starts in a fraction of a second instead of evaluating the whole prefix.
+        Failures are logged, never raised: the real request will report them.
+        """
+        kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages, "max_tokens": 1}
+        if tools:
+            kwargs["tools"] = tools
+        try:
+            await self._client.chat.completions.create(**kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("LLM prewarm failed: %s", _describe(exc))
+
     async def stream(
         self,
         messages: list[dict[str, Any]],

@@ -125,4 +125,7 @@ async def open_session(
         stack.push_async_callback(llm.aclose)
         agent = Agent(config.agent, llm, registry, output, ledger, clock)
         stack.push_async_callback(agent.aclose)
+        prewarm = config.llm.prewarm if config.llm.prewarm is not None else config.llm.base_url is None
+        if prewarm:
+            await agent.prewarm()
         yield Session(agent=agent, ledger=ledger, llm_config=llm_config, ledger_path=path)

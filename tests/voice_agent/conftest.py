@@ -55,7 +55,8 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
         llm = LlmClient(LlmConfig(base_url=base_url, model="oracle", retry_backoff_s=0.01, max_retries=1, connect_timeout_s=1))
         ledger = Ledger("test", MonotonicClock())
         printed = io.StringIO()
-        config = AgentConfig(mode=mode, system_prompt="You are a test agent.", **agent_kw)
+        agent_kw.setdefault("system_prompt", "You are a test agent.")
+        config = AgentConfig(mode=mode, **agent_kw)
         agent = Agent(config, llm, tools, TextOutput(printed), ledger)
         task = asyncio.create_task(agent.run())
         try:
