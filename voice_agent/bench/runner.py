@@ -204,6 +204,7 @@ async def run_scenario(
             session_end=session_end,
         )
         exchanges = [e.to_json() for e in oracle.exchanges]
+    trace = agent.trace
     return ScenarioResult(
         scenario=scenario.name,
         mode=mode,
@@ -214,6 +215,11 @@ async def run_scenario(
         error=error,
         ledger_path=str(ledger_path) if ledger_path else None,
         repeat=repeat,
+        extra={
+            # The engine's own overhead: post → dispatch start, and time inside actions.
+            "engine_queued_ms": [r.queued_s * 1000 for r in trace],
+            "engine_action_ms": [r.duration_s * 1000 for r in trace],
+        },
     )
 
 
@@ -241,6 +247,7 @@ async def run_bench(
         "modes": list(modes),
         "scenarios": [r.to_json() for r in results],
         "summary": summarize(turns),
+        "engine": engine_overhead(results),
         "errors": [f"{r.scenario}/{r.mode}: {r.error}" for r in results if r.error],
     }
     if out is not None:
@@ -248,6 +255,25 @@ async def run_bench(
     if json_out is not None:
         _write_json(Path(json_out), report)
     return report
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+def engine_overhead(results: Sequence[ScenarioResult]) -> dict[str, Any]:
+    """Event dispatch latency (post → handling) and action time over every event of every run."""
+    queued = [v for r in results for v in r.extra.get("engine_queued_ms", [])]
+    action = [v for r in results for v in r.extra.get("engine_action_ms", [])]
+    return {
+        "events": len(queued),
+        "dispatch_latency_ms": {"p50": _percentile(queued, 0.5), "p99": _percentile(queued, 0.99)},
+        "action_ms": {"p50": _percentile(action, 0.5), "p99": _percentile(action, 0.99)},
+    }
 
 
 def _make_dir(path: Path) -> None:
@@ -284,12 +310,33 @@ def main(args: argparse.Namespace) -> int:
 
 def _print_summary(report: dict[str, Any]) -> None:
     keys = ("first_audio_ms", "answer_audio_ms", "complete_answer_ms", "turn_done_ms", "dead_air_ms")
-    print("mode          " + "  ".join(f"{k[:-3]:>15}" for k in keys) + "  correct")
+
+    def cell(v: float | None, fmt: str) -> str:
+        return f"{'-' if v is None else format(v, fmt):>9}"
+
+    print(f"{'scenario':<18} {'mode':<12} " + " ".join(f"{k[:-3][:9]:>9}" for k in keys) + "  correct")
+    modes = report["modes"]
+    for scenario, per_mode in report["summary"]["per_scenario"].items():
+        for mode in modes:
+            med = per_mode.get(mode)
+            if med:
+                cells = " ".join(cell(med[k], ".0f") for k in keys)
+                print(f"{scenario:<18} {mode:<12} {cells}  {med['correct_rate']}")
+        base = per_mode.get(modes[0])
+        for mode in modes[1:]:
+            med = per_mode.get(mode)
+            if base and med:
+                ratios = [med[k] / base[k] if med[k] is not None and base[k] else None for k in keys]
+                print(f"{scenario:<18} {mode + '/' + modes[0]:<12} " + " ".join(cell(r, ".2f") for r in ratios))
     for mode, med in report["summary"]["medians"].items():
-        cells = "  ".join(f"{'-' if med[k] is None else f'{med[k]:.0f}':>15}" for k in keys)
-        print(f"{mode:<13} {cells}  {med['correct_rate']}")
-    for pair, ratios in report["summary"]["ratios"].items():
-        cells = "  ".join(f"{'-' if ratios[k] is None else f'{ratios[k]:.2f}':>15}" for k in keys)
-        print(f"{pair:<13} {cells}")
+        cells = " ".join(cell(med[k], ".0f") for k in keys)
+        print(f"{'(all turns)':<18} {mode:<12} {cells}  {med['correct_rate']}")
+    engine = report.get("engine")
+    if engine:
+        d, a = engine["dispatch_latency_ms"], engine["action_ms"]
+        print(
+            f"engine: {engine['events']} events, dispatch latency p50 {d['p50']} ms / p99 {d['p99']} ms, "
+            f"action time p50 {a['p50']} ms / p99 {a['p99']} ms"
+        )
     for error in report["errors"]:
         print(f"error: {error}", file=sys.stderr)
