@@ -64,7 +64,8 @@ GET_RESULT_TOOL = "get_result"
 
 PENDING_NOTE = (
     "This call is still running in the background. Its result will be added to this "
-    "conversation when it arrives; do not call it again."
+    "conversation when it arrives; do not call it again. A call that needs its result "
+    "can take the future's id as that argument's value and will wait for it."
 )
 """The note in a pending placeholder."""
 

@@ -9,6 +9,12 @@ a hang all become outcomes the model reads.
 Two calls that are the same (same tool, same arguments) in one user turn share
 one execution: a ``read`` call joins the running future, a ``write`` call is
 never executed twice (the second gets the first's outcome).
+
+Dependencies: an argument whose value is the id of another call (the model
+read it in that call's pending placeholder, e.g. ``"call_abc"``) makes the
+call wait for that future; the argument then takes the result (the result's
+field of the same name when the result is an object that has one). A failed
+dependency fails the call, naming it.
 """
 
 from __future__ import annotations
@@ -116,6 +122,7 @@ class ToolScheduler:
         if self._closed:
             raise RuntimeError("the tool scheduler is closed")
         spec = self.spec_of(name)
+        depends_on = self._dependencies(arguments)
         self._ledger.append(
             le.ToolCallStarted(
                 call_id=call_id,
@@ -125,7 +132,7 @@ class ToolScheduler:
                 kind=spec.kind if spec else "read",
                 speculative=speculative,
                 fork_id=fork_id,
-                depends_on=[],
+                depends_on=sorted(set(depends_on.values())),
             )
         )
         done: asyncio.Future[le.Entry] = asyncio.get_running_loop().create_future()
@@ -135,6 +142,13 @@ class ToolScheduler:
                 self._registry.get(name)
             except UnknownToolError as exc:
                 self._finish(call_id, le.ToolCallFailed(call_id=call_id, error=str(exc)))
+            return
+        if depends_on:
+            task = asyncio.get_running_loop().create_task(
+                self._after_dependencies(call_id, spec, arguments, depends_on),
+                name=f"tool:{name}:{call_id}",
+            )
+            self._running[call_id] = _Running(call_id, spec, (name, arguments), task, self._turn_id)
             return
         try:
             args = spec.parse_arguments(arguments)
@@ -153,6 +167,52 @@ class ToolScheduler:
             coro = self._execute(call_id, spec, args)
         task = asyncio.get_running_loop().create_task(coro, name=f"tool:{name}:{call_id}")
         self._running[call_id] = _Running(call_id, spec, (name, key[2]), task, self._turn_id)
+
+    def _dependencies(self, arguments: str) -> dict[str, str]:
+        """Top-level arguments whose value names another call: ``{argument: call_id}``."""
+        try:
+            data = json.loads(arguments)
+        except (json.JSONDecodeError, TypeError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, str) and v in self._done}
+
+    async def _after_dependencies(
+        self, call_id: str, spec: ToolSpec, arguments: str, depends_on: dict[str, str]
+    ) -> None:
+        """Wait for the futures this call's arguments name, substitute their values, then run."""
+        data = json.loads(arguments)
+        try:
+            for argument, dependency in depends_on.items():
+                outcome = await asyncio.shield(self._done[dependency])
+                if not isinstance(outcome, le.ToolCallResolved):
+                    self._finish(
+                        call_id,
+                        le.ToolCallFailed(
+                            call_id=call_id,
+                            error=f"it needs {dependency}, which ended as {outcome.type}",
+                        ),
+                    )
+                    return
+                value = outcome.result
+                if isinstance(value, dict) and argument in value:
+                    value = value[argument]
+                data[argument] = value
+        except asyncio.CancelledError:
+            if not self._done[call_id].done():
+                reason = self._cancel_reason.get(call_id, "cancelled")
+                self._finish(call_id, le.ToolCallCancelled(call_id=call_id, reason=reason))
+            raise
+        try:
+            args = spec.parse_arguments(json.dumps(data))
+        except ToolArgumentsError as exc:
+            self._finish(
+                call_id,
+                le.ToolCallFailed(call_id=call_id, error=f"invalid arguments for {spec.name}: {exc}"),
+            )
+            return
+        await self._execute(call_id, spec, args)
 
     async def _execute(self, call_id: str, spec: ToolSpec, args: dict[str, Any]) -> None:
         try:

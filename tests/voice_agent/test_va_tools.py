@@ -177,3 +177,43 @@ async def test_cancel_records_the_reason():
     assert view.status == "cancelled"
     assert view.outcome.reason == "the user interrupted"
     await sched.aclose()
+
+
+async def test_a_call_naming_another_calls_future_waits_for_its_result():
+    reg = ToolRegistry()
+    order: list[str] = []
+
+    @reg.tool
+    async def lookup_customer(phone: str) -> dict:
+        """Find a customer."""
+        await asyncio.sleep(0.1)
+        order.append("lookup")
+        return {"customer_id": "C-7", "name": "Dana"}
+
+    @reg.tool
+    async def get_orders(customer_id: str) -> list:
+        """Orders of a customer."""
+        order.append(f"orders:{customer_id}")
+        return ["jacket"]
+
+    @reg.tool
+    async def broken() -> str:
+        """Fails."""
+        raise RuntimeError("down")
+
+    ledger = Ledger("s", MonotonicClock())
+    sched = ToolScheduler(reg, ledger, lambda e: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(call_id="c1", response_id="r1", name="lookup_customer", arguments='{"phone": "5550142"}')
+    sched.start(call_id="c2", response_id="r1", name="get_orders", arguments='{"customer_id": "c1"}')
+    sched.start(call_id="c3", response_id="r1", name="broken", arguments="{}")
+    sched.start(call_id="c4", response_id="r1", name="get_orders", arguments='{"customer_id": "c3"}')
+    for _ in range(100):
+        if not sched.pending():
+            break
+        await asyncio.sleep(0.01)
+    assert order == ["lookup", "orders:C-7"]
+    assert ledger.call("c2").started.depends_on == ["c1"]
+    assert ledger.call("c2").result == ["jacket"]
+    assert ledger.call("c4").status == "failed" and "needs c3" in ledger.call("c4").error
+    await sched.aclose()
