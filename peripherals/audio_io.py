@@ -355,7 +355,9 @@ class AudioOutput:
     ``played_samples`` counts samples handed to the device (add
     ``latency_s`` for what has left the speaker). ``on_drained`` is called in
     the event loop each time the buffer runs dry after audio was played;
-    ``wait_drained()`` waits for that.
+    ``wait_drained()`` waits for that. ``on_played(block)``, when given, is
+    called in the event loop with a copy of every block handed to the device
+    (silence included), e.g. to feed ``HalfDuplexGate.note_played``.
     """
 
     def __init__(
@@ -366,8 +368,10 @@ class AudioOutput:
         block_ms: int = 20,  # callback period; also the granularity of clear() (ms)
         buffer_s: float = 1.0,  # write() waits beyond this much queued audio (seconds)
         on_drained: Callable[[], None] | None = None,
+        on_played: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         self.device = find_device(device, "output")
+        self._on_played = on_played
         self._rate = sample_rate
         self.block_size = sample_rate * block_ms // 1000
         self._buffer = PlayoutBuffer(int(buffer_s * sample_rate))
@@ -426,6 +430,8 @@ class AudioOutput:
         if loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._space.set)
+        if self._on_played is not None:
+            loop.call_soon_threadsafe(self._on_played, outdata[:, 0].copy())
         if before > 0 and self._buffer.buffered == 0:
             loop.call_soon_threadsafe(self._signal_drained)
 

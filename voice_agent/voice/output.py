@@ -30,7 +30,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,8 +231,13 @@ class AudioSpeechOutput:
                 await queue.put((resp, None, None))
                 continue
             text = resp.pending[0]
-            async with aclosing(self._tts.synthesize(text, rate)) as stream:
+            stream = self._tts.synthesize(text, rate)
+            try:
                 pieces = [chunk.samples async for chunk in stream]
+            finally:  # also on cancellation: the generator stops its worker promptly
+                close = getattr(stream, "aclose", None)
+                if close is not None:
+                    await close()
             resp.pending.popleft()
             audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
             await queue.put((resp, _Segment(text, 0, len(audio)), audio))

@@ -1,0 +1,115 @@
+"""The console transport on real PortAudio streams: a private PulseAudio daemon with null
+sinks stands in for the microphone (mic_feed) and the speaker (agent_out)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from voice_helpers import (
+    ORDER_QUESTION,
+    RATE,
+    caller_recording,
+    order_scenario,
+    start_oracle,
+    transcribe,
+    voice_config,
+)
+
+from ledger import entries as le
+from voice_agent.transports.console import ConsoleResult, run_console
+from voice_agent.voice.wavio import read_wav, write_wav
+
+pytestmark = pytest.mark.audio
+
+ANSWER_TIMEOUT_S = 30.0  # the agent must have answered within this (s)
+
+
+async def _converse(pulse, tmp_path: Path, *, loopback: bool) -> tuple[ConsoleResult, str]:  # type: ignore[no-untyped-def]
+    audio, _ = caller_recording([(0.3, ORDER_QUESTION, 1.0)], 3.5)
+    write_wav(tmp_path / "user.wav", audio, RATE)
+    module = None
+    if loopback:  # the agent's voice leaks into the microphone, as from a speaker in the room
+        module = await _pactl(pulse, "load-module", "module-loopback", "source=agent_out.monitor",
+                              "sink=mic_feed", "latency_msec=60")
+    recorder = await asyncio.create_subprocess_exec(
+        "parecord", "--device=agent_out.monitor", f"--rate={RATE}", "--channels=1",
+        "--file-format=wav", str(tmp_path / "agent.wav"), env=pulse.env,
+    )
+    stop, listening = asyncio.Event(), asyncio.Event()
+    out = io.StringIO()
+    try:
+        async for rig in start_oracle(order_scenario()):
+            config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
+            session = asyncio.create_task(
+                run_console(config, input_device="pulse", output_device="pulse", tools=rig.tools,
+                            stdout=out, stop=stop, listening=listening)
+            )
+            try:
+                await asyncio.wait_for(listening.wait(), 20)
+                player = await asyncio.create_subprocess_exec(
+                    "paplay", "--device=mic_feed", str(tmp_path / "user.wav"), env=pulse.env
+                )
+                await player.wait()
+                async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                    while "AgentTextPlayed" not in _ledger_text(tmp_path / "sessions"):
+                        await asyncio.sleep(0.1)
+                await asyncio.sleep(2.0)  # room for a false barge-in or an echo turn to show up
+            finally:
+                stop.set()
+                result = await session
+    finally:
+        recorder.terminate()
+        await asyncio.wait_for(recorder.wait(), 10)
+        if module:
+            await _pactl(pulse, "unload-module", module)
+    heard, _ = read_wav(tmp_path / "agent.wav")
+    return result, transcribe(heard)
+
+
+async def _pactl(pulse, *args: str) -> str:  # type: ignore[no-untyped-def]
+    proc = await asyncio.create_subprocess_exec(
+        "pactl", *args, env=pulse.env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, f"pactl {args} failed"
+    return out.decode().strip()
+
+
+def _ledger_text(directory: Path) -> str:
+    return "".join(p.read_text() for p in directory.glob("*.jsonl")) if directory.exists() else ""
+
+
+def _check_answered_without_false_barge_in(result: ConsoleResult, heard: str) -> None:
+    finals = [e.text for e in result.entries if isinstance(e, le.UserUtterance) and e.final]
+    assert len(finals) == 1 and "427" in finals[0], finals
+    calls = [e for e in result.entries if isinstance(e, le.ToolCallStarted)]
+    assert [c.arguments for c in calls] == ['{"order_id": "427"}']
+    played = [e for e in result.entries if isinstance(e, le.AgentTextPlayed)]
+    assert played and not any(p.interrupted for p in played), played
+    assert "shipped" in heard
+
+
+async def test_console_answers_through_portaudio_devices(pulse, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result, heard = await _converse(pulse, tmp_path, loopback=False)
+    _check_answered_without_false_barge_in(result, heard)
+
+
+async def test_the_half_duplex_gate_keeps_the_agent_from_hearing_itself(pulse, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result, heard = await _converse(pulse, tmp_path, loopback=True)
+    _check_answered_without_false_barge_in(result, heard)
+    assert result.gate_suppressed > 0, "the agent's voice reached the microphone and was gated"
+
+
+def test_console_without_a_device_says_what_to_do_and_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from voice_agent.config import load_config
+    from voice_agent.transports import console
+
+    args = argparse.Namespace(input_device="no-such-mic-xyz", output_device=None, list_devices=False)
+    assert console.main(load_config(None, environ={}), args) == 2
+    err = capsys.readouterr().err
+    assert "voice-agent chat" in err and "voice-agent run" in err and "docs/audio.md" in err

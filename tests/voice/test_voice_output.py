@@ -1,0 +1,191 @@
+"""AudioSpeechOutput: playout events follow what the sink really played; interrupt reports
+exactly what was heard; responses play in order; synthesis overlaps playback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from peripherals.audio import AudioChunk
+from voice_agent.events import Event, PlayoutFinished, PlayoutStarted
+from voice_agent.voice.output import AudioSpeechOutput
+from voice_agent.voice.sinks import TimelineSink
+
+RATE = 16000
+PER_WORD = 1000  # samples of fake speech per word
+
+
+class WordTts:
+    """A fake TTS: PER_WORD samples of a constant tone level per word; records what it was asked."""
+
+    output_rate = RATE
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.asked: list[str] = []
+        self.delay_s = delay_s
+
+    async def synthesize(self, text: str, sample_rate: int | None = None) -> AsyncIterator[AudioChunk]:
+        self.asked.append(text)
+        await asyncio.sleep(self.delay_s)
+        yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def settle(output: AudioSpeechOutput) -> None:
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if not output.synthesis_pending:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("synthesis never finished")
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[AudioSpeechOutput, TimelineSink, list[Event], WordTts]]:
+    sink = TimelineSink(RATE)
+    tts = WordTts()
+    output = AudioSpeechOutput(tts, sink)
+    events: list[Event] = []
+    output.bind(events.append)
+    yield output, sink, events, tts
+    await output.aclose()
+
+
+async def test_playout_started_only_when_the_first_sample_is_played(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "Hello there. How are you?")
+    await settle(output)
+    output.poll()
+    assert events == []  # queued, not played
+    sink.advance(1)
+    output.poll()
+    assert events == [PlayoutStarted(response_id="r1")]
+
+
+async def test_playout_finished_after_the_last_sample_with_the_full_text(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "Hello there. How ")
+    output.push("r1", "are you?")
+    output.end("r1")
+    await settle(output)
+    total = 5 * PER_WORD
+    sink.advance(total - 1)
+    output.poll()
+    assert events == [PlayoutStarted(response_id="r1")]
+    sink.advance(1)
+    output.poll()
+    assert events[-1] == PlayoutFinished(response_id="r1", heard="Hello there. How are you?", interrupted=False)
+
+
+async def test_a_sentence_is_synthesized_before_the_response_text_is_complete(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, tts = rig
+    output.push("r1", "The first sentence is done. The second is still")
+    await settle(output)
+    assert tts.asked == ["The first sentence is done."]
+    assert sink.queued_samples == 5 * PER_WORD
+
+
+async def test_responses_play_in_the_order_first_pushed(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "One two three.")
+    output.push("r2", "Four five.")
+    output.end("r2")
+    output.push("r1", " Six.")
+    output.end("r1")
+    await settle(output)
+    sink.advance(100 * PER_WORD)
+    output.poll()
+    assert [(type(e).__name__, e.response_id) for e in events] == [  # type: ignore[attr-defined]
+        ("PlayoutStarted", "r1"), ("PlayoutFinished", "r1"),
+        ("PlayoutStarted", "r2"), ("PlayoutFinished", "r2"),
+    ]
+    assert events[1].heard == "One two three. Six."  # type: ignore[attr-defined]
+    timeline = sink.render()
+    assert np.count_nonzero(timeline) == 6 * PER_WORD  # 3 + 1 + 2 words, nothing lost
+
+
+async def test_interrupt_returns_full_sentences_plus_the_played_share_of_the_current_one(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "Your order has shipped. It left the warehouse on Monday morning.")
+    output.end("r1")
+    output.push("r2", "Anything else?")
+    output.end("r2")
+    await settle(output)
+    # first sentence: 4 words; second: 8 words. Play all of the first and 3.5 words of the second.
+    sink.advance(4 * PER_WORD + 3 * PER_WORD + PER_WORD // 2)
+    output.poll()
+    heard = output.interrupt()
+    assert heard == {"r1": "Your order has shipped. It left the"}
+    assert sink.queued_samples == 0
+    sink.advance(10 * PER_WORD)  # nothing more plays after an interrupt
+    assert sink.played_samples == 7 * PER_WORD + PER_WORD // 2
+    output.poll()
+    assert [type(e).__name__ for e in events] == ["PlayoutStarted"]
+
+
+async def test_interrupt_before_anything_played_reports_nothing_and_output_keeps_working(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "Never heard at all.")
+    await settle(output)
+    assert output.interrupt() == {}
+    output.push("r2", "Heard this.")
+    output.end("r2")
+    await settle(output)
+    sink.advance(10 * PER_WORD)
+    output.poll()
+    assert events == [
+        PlayoutStarted(response_id="r2"),
+        PlayoutFinished(response_id="r2", heard="Heard this.", interrupted=False),
+    ]
+    assert np.count_nonzero(sink.render()) == 2 * PER_WORD
+
+
+async def test_interrupt_cancels_synthesis_in_progress() -> None:
+    sink = TimelineSink(RATE)
+    tts = WordTts(delay_s=0.2)
+    output = AudioSpeechOutput(tts, sink)
+    output.bind(lambda e: None)
+    try:
+        output.push("r1", "A slow sentence. And another one.")
+        output.end("r1")
+        await asyncio.sleep(0.05)
+        assert output.synthesis_pending
+        output.interrupt()
+        assert not output.synthesis_pending
+        await asyncio.sleep(0.3)
+        assert sink.queued_samples == 0 and tts.asked == ["A slow sentence."]
+    finally:
+        await output.aclose()
+        await output.aclose()  # idempotent
+
+
+async def test_real_piper_voice_plays_through_the_timeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from voice_helpers import transcribe
+
+    from peripherals.tts import PiperTts
+
+    tts = PiperTts(output_rate=RATE)
+    sink = TimelineSink(RATE)
+    output = AudioSpeechOutput(tts, sink)
+    events: list[Event] = []
+    output.bind(events.append)
+    try:
+        output.push("r1", "Your order has shipped. It arrives on Friday.")
+        output.end("r1")
+        await settle(output)
+        while sink.queued_samples:
+            sink.advance(320)
+            output.poll()
+        assert events[-1] == PlayoutFinished(
+            response_id="r1", heard="Your order has shipped. It arrives on Friday."
+        )
+        heard = transcribe(np.concatenate([sink.render(), np.zeros(RATE // 2, dtype=np.float32)]))
+        assert "order" in heard and "friday" in heard
+    finally:
+        await output.aclose()
+        await tts.aclose()
