@@ -87,6 +87,10 @@ class Agent:
             self.state == "listening" and not self.machine.busy and self.conversation.is_idle()
         )
 
+    def is_settled(self) -> bool:
+        """No event queued, no LLM generation and no tool running (playout may continue)."""
+        return not self.machine.busy and self.conversation.is_settled()
+
     def say(self, text: str) -> None:
         """Speak a fixed text now (a greeting): recorded in the ledger like any response."""
         self.conversation.say(text, reason="canned")

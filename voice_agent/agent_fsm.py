@@ -34,6 +34,8 @@ from .events import (
     TranscriptFinal,
     TranscriptPartial,
     UserSpeechEnded,
+    UserSpeechPaused,
+    UserSpeechResumed,
     UserSpeechStarted,
 )
 
@@ -53,7 +55,8 @@ AGENT_BUSY = (T, SP)
 USER_SIDE = (L, U)
 
 EVENTS = (
-    UserSpeechStarted, UserSpeechEnded, TranscriptPartial, TranscriptFinal,
+    UserSpeechStarted, UserSpeechEnded, UserSpeechPaused, UserSpeechResumed,
+    TranscriptPartial, TranscriptFinal,
     LlmTextDelta, LlmToolCallIssued, LlmTurnFinished, LlmFailed,
     ToolCallResolved, ToolCallFailed, PlayoutStarted, PlayoutFinished,
     ForkOpened, ForkAdopted, ForkDiscarded, DtmfReceived, TimerFired,
@@ -68,7 +71,11 @@ TRANSITIONS = (
     Transition(U, TranscriptPartial, None, actions=[C.record_partial]),
     Transition(AGENT_BUSY, TranscriptPartial, U, actions=[C.barge_in, C.record_partial]),
     Transition(U, UserSpeechEnded, None, actions=[C.note_speech_end]),
+    # ---- a pause may end the turn: answer preemptively, adopt if the final transcript agrees
+    Transition(U, UserSpeechPaused, None, guard=C.can_preempt, actions=[C.start_preemptive]),
+    Transition(U, UserSpeechResumed, None, actions=[C.drop_preemptive]),
     # ---- end of the user's turn (a typed message while the agent talks is a barge-in)
+    Transition(U, TranscriptFinal, T, guard=C.matches_preemptive, actions=[C.adopt_preemptive]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.nonempty, actions=[C.commit_user_turn]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.start_followup]),
     Transition(USER_SIDE, TranscriptFinal, L, actions=[C.arm_hold]),
@@ -104,6 +111,8 @@ TRANSITIONS = (
 IGNORED = (
     Ignore(U, UserSpeechStarted, "already speaking"),
     Ignore((L, T, SP), UserSpeechEnded, "only meaningful while the user speaks"),
+    Ignore((L, T, SP), UserSpeechPaused, "only meaningful while the user speaks"),
+    Ignore((L, T, SP), UserSpeechResumed, "only meaningful while the user speaks"),
     Ignore(USER_SIDE, LlmTextDelta, "a cancelled generation's leftovers"),
     Ignore(USER_SIDE, LlmToolCallIssued, "a cancelled generation's leftovers"),
     Ignore(USER_SIDE, LlmTurnFinished, "a cancelled generation's leftovers"),

@@ -97,6 +97,10 @@ class AgentConfig(_Frozen):
     )
     max_hold_phrases: int = Field(3, ge=0, description="per user turn")
     max_followups: int = Field(8, ge=1, description="LLM continuations per user turn, a loop guard")
+    preemptive_generation: bool = Field(
+        True,
+        description="start the LLM when the user pauses (early transcript); keep it if the turn ends there",
+    )
     apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
     greeting: str | None = None
     hold_phrases: tuple[str, ...] = ("One moment.", "Still checking, one moment.", "Almost there.")

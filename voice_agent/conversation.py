@@ -69,6 +69,11 @@ class Generation:
     buffer: str = ""  # text not yet recorded as a planned sentence
     queued_calls: list[LlmToolCallIssued] = field(default_factory=list)  # sync mode
     call_ids: list[str] = field(default_factory=list)
+    # A preemptive generation is held: its stream items wait here until it is adopted.
+    held: list[Event] | None = None
+    user_text: str = ""  # the transcript a preemptive generation answers
+    ledger_len: int = 0  # ledger size when it started (anything new but partials: not adoptable)
+    started_at: float = 0.0
 
 
 class Conversation:
@@ -98,6 +103,7 @@ class Conversation:
         self.scheduler = ToolScheduler(tools, ledger, self._on_tool_outcome, clock)
         self.turn_id = 0
         self.gen: Generation | None = None
+        self.preempt: Generation | None = None  # started at a pause, adopted at the turn's end
         self.playing: dict[str, bool] = {}  # response ids handed to the output, not yet finished
         self.news: set[str] = set()  # call ids with outcomes the model has not seen
         self.sync_awaiting: set[str] = set()
@@ -201,17 +207,79 @@ class Conversation:
 
     def commit_user_turn(self, ev: TranscriptFinal) -> None:
         """Record the final transcript and start the turn's generation."""
+        self.drop_preemptive(ev)
+        self._begin_turn(ev.text.strip())
+        self._start_generation("user_turn")
+
+    def _begin_turn(self, text: str) -> None:
         self.turn_id += 1
         self.scheduler.new_turn(self.turn_id)
         self.turn_calls.clear()
         self.followups_in_turn = 0
         self.holds_in_turn = 0
         self._cancel_hold()
-        self.ledger.append(le.UserUtterance(turn_id=self.turn_id, text=ev.text.strip(), final=True))
-        self._start_generation("user_turn")
+        self.ledger.append(le.UserUtterance(turn_id=self.turn_id, text=text, final=True))
+
+    # ---------------------------------------------------------------- preemption
+    def can_preempt(self, ev: Any) -> bool:
+        return self.config.preemptive_generation and bool(getattr(ev, "text", "").strip())
+
+    def start_preemptive(self, ev: Any) -> None:
+        """The user paused: start answering the early transcript, holding the output.
+
+        Nothing reaches the ledger or the speaker until the final transcript
+        confirms the turn (:meth:`adopt_preemptive`); the LLM's time to first
+        token is then already spent during the end-of-turn silence.
+        """
+        self.drop_preemptive(ev)
+        text = " ".join(ev.text.split())
+        rid = self._next_response_id()
+        gen = Generation(response_id=rid, reason="user_turn", held=[], user_text=text)
+        gen.ledger_len = len(self.ledger.entries)
+        gen.started_at = self.clock.now()
+        messages = self.ledger.render_messages(self.system_prompt) + [{"role": "user", "content": text}]
+        gen.task = self._spawn(self._generate(gen, messages, self.tools.openai_tools() or None), f"llm:{rid}")
+        self.preempt = gen
+
+    def drop_preemptive(self, ev: Any = None) -> None:
+        """The user went on (or anything else happened): the preemptive answer is void."""
+        gen, self.preempt = self.preempt, None
+        if gen is None:
+            return
+        if gen.task is not None and not gen.task.done():
+            gen.task.cancel()
+        self.ledger.append(
+            le.Note(text=f"preemptive generation on {gen.user_text!r} dropped: the turn went on")
+        )
+
+    def matches_preemptive(self, ev: TranscriptFinal) -> bool:
+        """The final transcript is what the preemptive generation answers, and nothing else changed."""
+        gen = self.preempt
+        if gen is None or " ".join(ev.text.split()) != gen.user_text:
+            return False
+        news = self.ledger.entries[gen.ledger_len :]
+        return all(isinstance(e, le.UserUtterance) and not e.final for e in news)
+
+    def adopt_preemptive(self, ev: TranscriptFinal) -> None:
+        """Commit the turn and make the preemptive generation the current one."""
+        gen = self.preempt
+        assert gen is not None and gen.held is not None
+        self.preempt = None
+        self._begin_turn(gen.user_text)
+        self.ledger.append(le.LlmRequestStarted(response_id=gen.response_id, reason="user_turn", mode=self.mode))
+        ahead = self.clock.now() - gen.started_at
+        self.ledger.append(
+            le.Note(text=f"{gen.response_id}: preemptive generation adopted; it started {ahead:.3f}s before the turn ended")
+        )
+        self.news.clear()
+        self.gen = gen
+        held, gen.held = gen.held, None
+        for event in held:
+            self._post(event)
 
     def barge_in(self, ev: Any) -> None:
         """The user talks over the agent: stop audio, cancel the LLM, apply tool policies."""
+        self.drop_preemptive(ev)
         self._cancel_hold()
         heard = self.output.interrupt()
         for rid in list(self.playing):
@@ -245,17 +313,25 @@ class Conversation:
         messages = self.ledger.render_messages(self.system_prompt)
         self.news.clear()
         tools = self.tools.openai_tools() or None
-        self.gen.task = self._spawn(self._generate(rid, messages, tools), f"llm:{rid}")
+        self.gen.task = self._spawn(self._generate(self.gen, messages, tools), f"llm:{rid}")
 
     async def _generate(
-        self, rid: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+        self, gen: Generation, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
     ) -> None:
+        rid = gen.response_id
+
+        def emit(event: Event) -> None:
+            if gen.held is not None:
+                gen.held.append(event)  # preemptive: wait for the turn to really end
+            else:
+                self._post(event)
+
         try:
             async for item in self.llm.stream(messages, tools):
                 if isinstance(item, TextDelta):
-                    self._post(LlmTextDelta(response_id=rid, text=item.text))
+                    emit(LlmTextDelta(response_id=rid, text=item.text))
                 elif isinstance(item, ToolCallReady):
-                    self._post(
+                    emit(
                         LlmToolCallIssued(
                             response_id=rid,
                             call_id=item.call_id,
@@ -264,14 +340,14 @@ class Conversation:
                         )
                     )
                 elif isinstance(item, StreamFinished):
-                    self._post(LlmTurnFinished(response_id=rid, finish_reason=item.finish_reason))
+                    emit(LlmTurnFinished(response_id=rid, finish_reason=item.finish_reason))
         except asyncio.CancelledError:
             raise
         except LlmError as exc:
-            self._post(LlmFailed(response_id=rid, error=str(exc)))
+            emit(LlmFailed(response_id=rid, error=str(exc)))
         except Exception as exc:  # anything else from the client is still a failed request
             log.exception("LLM generation %s failed", rid)
-            self._post(LlmFailed(response_id=rid, error=f"{type(exc).__name__}: {exc}"))
+            emit(LlmFailed(response_id=rid, error=f"{type(exc).__name__}: {exc}"))
 
     def _cancel_generation(self, gen: Generation) -> None:
         if gen.task is not None and not gen.task.done():
@@ -424,6 +500,7 @@ class Conversation:
         self.say(self.config.apology, reason="canned")
 
     def shutdown(self, ev: Any) -> None:
+        self.drop_preemptive(ev)
         self._cancel_hold()
         heard = self.output.interrupt()
         for rid in list(self.playing):
@@ -446,6 +523,10 @@ class Conversation:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def is_settled(self) -> bool:
+        """No generation (held or not) and no running tool call: only playout may be going on."""
+        return self.gen is None and self.preempt is None and not self.scheduler.pending()
 
     def is_idle(self) -> bool:
         """No generation, nothing playing, no running call of this turn, nothing to report."""

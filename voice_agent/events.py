@@ -33,6 +33,8 @@ __all__ = [
     "TranscriptFinal",
     "TranscriptPartial",
     "UserSpeechEnded",
+    "UserSpeechPaused",
+    "UserSpeechResumed",
     "UserSpeechStarted",
 ]
 
@@ -45,6 +47,22 @@ class UserSpeechStarted(Event):
 @dataclass(frozen=True, kw_only=True)
 class UserSpeechEnded(Event):
     """The VAD says the user stopped speaking (the final transcript follows)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpeechPaused(Event):
+    """The user went quiet: the turn may be over. ``text`` is the early final transcript.
+
+    The agent may start a preemptive generation on it, adopted if the final
+    transcript says the same and dropped if the user goes on.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserSpeechResumed(Event):
+    """The user spoke again after a pause: the turn was not over."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +191,8 @@ class SessionEnded(Event):
 AgentEvent = (
     UserSpeechStarted
     | UserSpeechEnded
+    | UserSpeechPaused
+    | UserSpeechResumed
     | TranscriptPartial
     | TranscriptFinal
     | LlmTextDelta
