@@ -48,7 +48,7 @@ from voice_agent.bench.scenario import (
 )
 from voice_agent.bench.sim import SimulatedSpeechOutput, SimulatedUser
 from voice_agent.bench.timeline import write_timelines
-from voice_agent.config import AgentConfig, LlmConfig, Mode
+from voice_agent.config import LlmConfig, Mode, load_config
 from voice_agent.llm import LlmClient
 from voice_agent.tools import ToolRegistry, ToolSpec
 
@@ -169,7 +169,9 @@ async def run_scenario(
     error: str | None = None
     async with OracleServer(scenario, clock) as oracle:
         llm = LlmClient(LlmConfig.model_validate({"base_url": oracle.base_url, "model": MODEL_ID}))
-        config = AgentConfig.model_validate({"mode": mode, "system_prompt": scenario.system_prompt})
+        # The product's own agent settings (configs/default.yaml + VOICE_AGENT__AGENT__* overrides),
+        # with the scenario's mode and system prompt.
+        config = load_config().agent.model_copy(update={"mode": mode, "system_prompt": scenario.system_prompt})
         agent = Agent(config, llm, registry, output, ledger, clock)
         user = SimulatedUser(scenario, agent.post, clock, agent.is_idle)
         try:
