@@ -111,10 +111,11 @@ async def test_tool_call_round_trip_uses_standard_tool_calls_then_answers_from_t
         },
         {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"status": "shipped"})},
     ]
+    # Greedy: the 0.5B model answers from the result in ~15 of 16 seeded draws
+    # at 0.2, whichever decoding path; a test must not hang on one draw.
     answer = await client.chat.completions.create(
         model=server.model_name,
-        temperature=0.2,
-        seed=1,
+        temperature=0.0,
         max_tokens=60,
         messages=messages,
         tools=TOOLS,

@@ -9,6 +9,7 @@ the standard protocol (streamed ``tool_calls`` deltas).
 Modules: `models` (registry, `resolve_model`), `chat_format` (ChatML
 prompt), `grammar` (GBNF), `output_parser` (incremental text/call split),
 `reply` (OpenAI deltas), `protocol` (wire format), `engine` (llama.cpp),
+`sampling` (grammar checked on the drawn token),
 `server` (HTTP), `launcher` (child process).
 
 Importing this package does not import llama.cpp.

@@ -21,6 +21,7 @@ import sys
 from collections import deque
 from types import TracebackType
 
+from voice_agent.local_llm.engine import DEFAULT_DECODE_PATH, DecodePath
 from voice_agent.local_llm.errors import ServerStartError
 from voice_agent.local_llm.models import DEFAULT_MODEL
 from voice_agent.local_llm.server import LISTENING_PREFIX
@@ -38,6 +39,9 @@ class LocalLlmServer:
     between `__aenter__` and `aclose()`. `aclose()` is idempotent: SIGTERM,
     then SIGKILL after a grace period. A start-up failure raises
     `ServerStartError` with the tail of the child's stderr.
+
+    `decode_path` picks the engine's decoding loop; leave it at the default
+    except to benchmark or diagnose the fallback (`bench/local_llm.py`).
     """
 
     def __init__(
@@ -46,11 +50,13 @@ class LocalLlmServer:
         threads: int = 2,
         ctx: int = 4096,
         startup_timeout_s: float = 120,
+        decode_path: DecodePath = DEFAULT_DECODE_PATH,
     ) -> None:
         self.model = model
         self.threads = threads
         self.ctx = ctx
         self.startup_timeout_s = startup_timeout_s
+        self.decode_path = decode_path
         self.model_name = model
         self._base_url: str | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -99,6 +105,8 @@ class LocalLlmServer:
             str(self.threads),
             "--ctx",
             str(self.ctx),
+            "--decode-path",
+            self.decode_path,
             "--exit-on-stdin-eof",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

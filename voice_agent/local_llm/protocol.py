@@ -108,6 +108,28 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def timings(
+    first_token_s: float | None, total_s: float, completion_tokens: int, decode_path: str
+) -> dict[str, Any]:
+    """Server-side timings of one generation, sent next to ``usage`` (as llama-server does).
+
+    ``predicted_per_second`` counts the tokens after the first over the time
+    after the first; the client cannot time that itself when a tool call's
+    first delta comes only once its name is decoded.
+    """
+    decode_s = total_s - first_token_s if first_token_s is not None else 0.0
+    per_second = (
+        (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else None
+    )
+    return {
+        "first_token_ms": None if first_token_s is None else round(first_token_s * 1e3, 1),
+        "total_ms": round(total_s * 1e3, 1),
+        "predicted_n": completion_tokens,
+        "predicted_per_second": None if per_second is None else round(per_second, 2),
+        "decode_path": decode_path,
+    }
+
+
 def tool_call_start(index: int, call_id: str, name: str) -> dict[str, Any]:
     """The first streamed delta of a call: index, id, type and name (sent once)."""
     return {

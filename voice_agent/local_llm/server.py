@@ -34,7 +34,12 @@ from typing import Any
 from aiohttp import web
 
 from voice_agent.local_llm.chat_format import ChatFormatError, render_messages
-from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, PromptTooLongError
+from voice_agent.local_llm.engine import (
+    DEFAULT_DECODE_PATH,
+    GenerationStats,
+    LlamaEngine,
+    PromptTooLongError,
+)
 from voice_agent.local_llm.errors import LocalLlmError
 from voice_agent.local_llm.grammar import GrammarError, build_tool_grammar, check_grammar
 from voice_agent.local_llm.models import resolve_model
@@ -47,6 +52,7 @@ from voice_agent.local_llm.protocol import (
     completion_id,
     error_body,
     parse_chat_request,
+    timings,
     usage,
 )
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
@@ -189,6 +195,12 @@ async def _stream(
             body = chunk(cid, created, engine.name, {})
             body["choices"] = []
             body["usage"] = usage(stats.prompt_tokens, stats.completion_tokens)
+            body["timings"] = timings(
+                stats.first_token_s,
+                stats.total_s,
+                stats.completion_tokens,
+                str(stats.extra.get("decode_path", "")),
+            )
             await send(body)
         await send("[DONE]")
         await response.write_eof()
@@ -211,6 +223,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=4096, help="context window in tokens")
     parser.add_argument(
+        "--decode-path",
+        choices=("lowlevel", "generate"),
+        default=DEFAULT_DECODE_PATH,
+        help="decoding loop (see voice_agent.local_llm.engine); for benchmarks and diagnosis",
+    )
+    parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
         help="exit when stdin closes (set by the launcher)",
@@ -222,7 +240,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Load the model, serve until SIGTERM/SIGINT (or stdin EOF), then clean up."""
     path = await asyncio.to_thread(resolve_model, args.model)
     engine = await asyncio.to_thread(
-        LlamaEngine.load, path, args.name or args.model, args.threads, args.ctx
+        LlamaEngine.load, path, args.name or args.model, args.threads, args.ctx, args.decode_path
     )
     runner = web.AppRunner(build_app(engine), handler_cancellation=True, access_log=None)
     await runner.setup()

@@ -1,0 +1,205 @@
+"""The engine on the real 0.5B model: the low-level decoding path and its fallback."""
+
+import ctypes
+import json
+import math
+
+import pytest
+import pytest_asyncio
+
+from voice_agent.local_llm import resolve_model
+from voice_agent.local_llm.chat_format import render_messages
+from voice_agent.local_llm.engine import LlamaEngine, SamplingParams
+from voice_agent.local_llm.grammar import build_tool_grammar
+from voice_agent.local_llm.output_parser import TextDelta, ToolCallFinished, ToolCallStreamParser
+from voice_agent.local_llm.sampling import SamplerInitError
+
+pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_order_status",
+            "description": "Get the status of an order",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "set_quantity",
+            "description": "Change how many of an item are in the basket",
+            "parameters": {
+                "type": "object",
+                "properties": {"item": {"type": "string"}, "count": {"type": "integer"}},
+                "required": ["item", "count"],
+            },
+        },
+    },
+]
+SYSTEM = {"role": "system", "content": "You are a customer service agent for an online shop."}
+QUESTIONS = [
+    "What is the status of order 12345?",
+    "Please put three blue mugs in my basket.",
+    "Do you ship to Canada?",
+    "Check orders A-1 and B-2 for me.",
+]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def engine():
+    engine = LlamaEngine.load(resolve_model("qwen2.5-coder-0.5b-instruct-q4_k_m"), "qwen", 2, 2048)
+    yield engine
+    engine.close()
+
+
+def _prompt(question: str) -> str:
+    return render_messages([SYSTEM, {"role": "user", "content": question}], tools=TOOLS)
+
+
+async def _generate(engine, prompt, grammar, **sampling):
+    pieces: list[str] = []
+
+    async def on_text(piece: str) -> bool:
+        pieces.append(piece)
+        return True
+
+    stats = await engine.generate(prompt, SamplingParams(**sampling), grammar, on_text)
+    return "".join(pieces), stats
+
+
+def _grammar_accepts(engine, grammar: str, text: str, complete: bool) -> bool:
+    """Whether llama.cpp's grammar matcher, fed `text` afresh, accepts it (and its end)."""
+    from llama_cpp import llama_cpp as native
+
+    llama = engine._llama
+    matcher = native.llama_sampler_init_grammar(
+        llama._model.vocab, grammar.encode("utf-8"), b"root"
+    )
+    try:
+        tokens = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        for token in [*tokens, llama.token_eos()] if complete else tokens:
+            one = native.llama_token_data(token, 1.0, 0.0)
+            array = native.llama_token_data_array(
+                data=ctypes.pointer(one), size=1, selected=-1, sorted=False
+            )
+            native.llama_sampler_apply(matcher, ctypes.byref(array))
+            if one.logit == -math.inf:
+                return False
+            if token != llama.token_eos():
+                native.llama_sampler_accept(matcher, token)
+        return True
+    finally:
+        native.llama_sampler_free(matcher)
+
+
+def _calls(text: str) -> tuple[str, list[tuple[str, str]]]:
+    parser = ToolCallStreamParser(bare_json_calls=True)
+    events = parser.feed(text) + parser.finish()
+    said = "".join(e.text for e in events if isinstance(e, TextDelta))
+    return said, [(e.name, e.arguments) for e in events if isinstance(e, ToolCallFinished)]
+
+
+async def test_the_checker_rejects_text_outside_the_grammar(engine):
+    grammar = build_tool_grammar(TOOLS)
+    assert _grammar_accepts(
+        engine, grammar, '{"name": "get_order_status", "arguments": {"order_id": "1"}}', True
+    )
+    assert not _grammar_accepts(engine, grammar, '{"name": "nope", "arguments": {}}', True)
+    assert not _grammar_accepts(engine, grammar, "Sure `x`", False)
+    assert not _grammar_accepts(
+        engine, grammar, '{"name": "get_order_status", "arguments": {', True
+    )
+
+
+async def test_low_level_path_is_used_and_every_reply_parses_under_the_grammar(engine):
+    assert engine.decode_path == "lowlevel"
+    grammar = build_tool_grammar(TOOLS)
+    checks = resamples = calls_seen = 0
+    # A high temperature makes the unconstrained draw stray from the grammar
+    # often, so the resampling branch runs too.
+    for seed, question in enumerate(QUESTIONS * 2):
+        text, stats = await _generate(
+            engine, _prompt(question), grammar, temperature=1.2, seed=seed, max_tokens=80
+        )
+        assert stats.extra["decode_path"] == "lowlevel"
+        assert _grammar_accepts(engine, grammar, text, complete=stats.finish_reason == "stop"), text
+        said, calls = _calls(text)
+        assert not set("{<`") & set(said)
+        for name, arguments in calls:
+            args = json.loads(arguments)
+            if name == "get_order_status":
+                assert isinstance(args["order_id"], str)
+            else:
+                assert name == "set_quantity" and isinstance(args["count"], int)
+        calls_seen += len(calls)
+        checks += stats.extra["grammar_checks"]
+        resamples += stats.extra["grammar_resamples"]
+    assert calls_seen > 0
+    assert 0 < resamples < checks / 2  # most drawn tokens pass the one-token check
+
+
+async def test_same_seed_gives_the_same_reply_and_the_prompt_prefix_is_reused(engine):
+    grammar = build_tool_grammar(TOOLS)
+    prompt = _prompt(QUESTIONS[0])
+    first, _ = await _generate(engine, prompt, grammar, temperature=0.7, seed=7, max_tokens=40)
+    second, stats = await _generate(engine, prompt, grammar, temperature=0.7, seed=7, max_tokens=40)
+    assert first == second
+    assert stats.reused_prompt_tokens == stats.prompt_tokens
+    other = _prompt(QUESTIONS[2])
+    _, stats = await _generate(engine, other, None, temperature=0.7, seed=1, max_tokens=5)
+    assert 0 < stats.reused_prompt_tokens < stats.prompt_tokens
+    assert stats.completion_tokens == 5 and stats.finish_reason == "length"
+
+
+async def test_stop_strings_and_caller_stop_end_the_low_level_loop(engine):
+    prompt = render_messages(
+        [SYSTEM, {"role": "user", "content": "Count from 1 to 20, comma separated."}]
+    )
+    text, stats = await _generate(engine, prompt, None, temperature=0.0, stop=("5",), max_tokens=80)
+    assert "5" not in text and stats.finish_reason == "stop"
+    pieces: list[str] = []
+
+    async def two_pieces(piece: str) -> bool:
+        pieces.append(piece)
+        return len(pieces) < 2
+
+    stats = await engine.generate(
+        prompt, SamplingParams(temperature=0.0, max_tokens=80), None, two_pieces
+    )
+    # The worker learns of the stop between two tokens, so a piece may follow.
+    assert 2 <= len(pieces) <= 3 and stats.finish_reason == "stop"
+    assert stats.completion_tokens <= 3
+
+
+async def test_falls_back_to_llama_generate_when_the_sampler_cannot_be_built(engine, monkeypatch):
+    def broken(**_: object) -> None:
+        raise SamplerInitError("simulated")
+
+    monkeypatch.setattr("voice_agent.local_llm.engine.TokenSampler", broken)
+    grammar = build_tool_grammar(TOOLS)
+    text, stats = await _generate(
+        engine, _prompt(QUESTIONS[0]), grammar, temperature=0.2, seed=1, max_tokens=60
+    )
+    assert stats.extra["decode_path"] == "generate"
+    assert _grammar_accepts(engine, grammar, text, complete=stats.finish_reason == "stop")
+
+
+async def test_generate_path_can_be_chosen_and_agrees_at_temperature_zero(engine):
+    grammar = build_tool_grammar(TOOLS)
+    prompt = _prompt(QUESTIONS[1])
+    fast, _ = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=60)
+    engine.decode_path = "generate"
+    try:
+        slow, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=60)
+    finally:
+        engine.decode_path = "lowlevel"
+    assert stats.extra["decode_path"] == "generate"
+    assert fast == slow

@@ -1,0 +1,205 @@
+"""Token sampling on llama.cpp's C API, with the grammar checked on the sampled token only.
+
+`Llama.generate` puts the grammar in the sampler chain, so the grammar is
+matched against all ~151k vocabulary entries at every step; with the tool
+grammar that halves decoding speed. `TokenSampler` does what llama.cpp's own
+`common_sampler_sample` does instead:
+
+1. run the ordinary chain (top-k, top-p, min-p, temperature, draw) on the
+   raw logits (`llama_sampler_sample`, all in C);
+2. ask the grammar about the drawn token alone (a one-element candidate
+   array); if it is allowed, that is the token;
+3. otherwise apply the grammar to the full candidate list, run the chain
+   again on what is left, and take that token.
+
+This is rejection sampling: a token the model would pick anyway costs one
+grammar check instead of ~151k, and each allowed token ends up as likely as
+with grammar-first sampling, except that step 1 computes top-k/top-p/min-p on
+the unconstrained list (an allowed token below those cut-offs is reached only
+through step 3). Greedy decoding (temperature 0) gives exactly the
+grammar-first tokens; with a seed, the tokens differ from grammar-first's
+(the random draws are used differently), not their distribution.
+
+`accept(token)` advances the grammar; call it for every token kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import numpy as np
+
+#: Layout of `llama_token_data` (int32 id, float logit, float p; 12 bytes).
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+class SamplerInitError(RuntimeError):
+    """The C sampler objects could not be built (unexpected llama.cpp build or grammar)."""
+
+
+def check_low_level_api() -> None:
+    """Raise `SamplerInitError` if this llama-cpp-python lacks what `TokenSampler` uses."""
+    from llama_cpp import llama_cpp as native
+
+    needed = (
+        "llama_get_logits_ith",
+        "llama_sampler_sample",
+        "llama_sampler_apply",
+        "llama_sampler_accept",
+        "llama_sampler_chain_init",
+        "llama_sampler_chain_add",
+        "llama_sampler_chain_default_params",
+        "llama_sampler_init_grammar",
+        "llama_sampler_init_top_k",
+        "llama_sampler_init_top_p",
+        "llama_sampler_init_min_p",
+        "llama_sampler_init_temp",
+        "llama_sampler_init_dist",
+        "llama_sampler_init_greedy",
+        "llama_sampler_free",
+        "llama_token_data_array",
+    )
+    missing = [name for name in needed if not hasattr(native, name)]
+    if missing:
+        raise SamplerInitError(f"llama_cpp lacks {', '.join(missing)}")
+    if ctypes.sizeof(native.llama_token_data) != _TOKEN_DATA.itemsize:
+        raise SamplerInitError("llama_token_data has an unexpected layout")
+
+
+class TokenSampler:
+    """Draws the next token from a context's last logits; one instance per generation.
+
+    `temperature` 0 means greedy; below 0, a plain draw from the softmax (as
+    in `Llama.generate`). `grammar` is GBNF text with root rule ``root`` (None:
+    unconstrained). Not thread-safe; `close()` frees the C objects
+    (idempotent).
+    """
+
+    def __init__(
+        self,
+        *,
+        ctx: Any,
+        vocab: Any,
+        n_vocab: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        min_p: float,
+        seed: int,
+        grammar: str | None,
+    ) -> None:
+        from llama_cpp import llama_cpp as native
+
+        self._native = native
+        self._ctx = ctx
+        self._n_vocab = n_vocab
+        self._chain: Any = None
+        self._grammar: Any = None
+        self.grammar_checks = 0  # drawn tokens checked against the grammar
+        self.grammar_resamples = 0  # ... of which were rejected and drawn again
+        try:
+            self._chain = native.llama_sampler_chain_init(
+                native.llama_sampler_chain_default_params()
+            )
+            if not self._chain:
+                raise SamplerInitError("llama_sampler_chain_init returned NULL")
+            # Same chain as Llama._init_sampler, minus its no-op stages: the
+            # repetition penalties (all neutral here) and typical-p (p = 1.0).
+            if temperature < 0:
+                stages = [native.llama_sampler_init_dist(seed)]
+            elif temperature == 0:
+                stages = [native.llama_sampler_init_greedy()]
+            else:
+                stages = [
+                    native.llama_sampler_init_top_k(top_k),
+                    native.llama_sampler_init_top_p(top_p, 1),
+                    native.llama_sampler_init_min_p(min_p, 1),
+                    native.llama_sampler_init_temp(temperature),
+                    native.llama_sampler_init_dist(seed),
+                ]
+            for stage in stages:
+                if not stage:
+                    raise SamplerInitError("a llama_sampler_init_* call returned NULL")
+                native.llama_sampler_chain_add(self._chain, stage)  # the chain owns it
+            if grammar is not None:
+                self._grammar = native.llama_sampler_init_grammar(
+                    vocab, grammar.encode("utf-8"), b"root"
+                )
+                if not self._grammar:
+                    raise SamplerInitError("llama.cpp rejected the grammar")
+            self._candidates = np.empty(n_vocab, dtype=_TOKEN_DATA)
+            self._ids = np.arange(n_vocab, dtype=np.int32)
+            self._array: Any = native.llama_token_data_array(
+                data=self._candidates.ctypes.data_as(native.llama_token_data_p),
+                size=n_vocab,
+                selected=-1,
+                sorted=False,
+            )
+            self._one: Any = native.llama_token_data(0, 0.0, 0.0)
+            self._one_pointer = ctypes.pointer(self._one)
+            self._one_array: Any = native.llama_token_data_array(
+                data=self._one_pointer, size=1, selected=-1, sorted=False
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def sample(self) -> int:
+        """The next token, drawn from the logits of the last evaluated token."""
+        native = self._native
+        # The common case in C: candidates built from the logits, chain applied.
+        token = int(native.llama_sampler_sample(self._chain, self._ctx, -1))
+        if self._grammar is None:
+            return token
+        self.grammar_checks += 1
+        one = self._one
+        one.id, one.logit, one.p = token, 1.0, 0.0
+        array = self._one_array
+        array.data, array.size, array.selected, array.sorted = self._one_pointer, 1, -1, False
+        native.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        if one.logit != -math.inf:
+            return token
+        self.grammar_resamples += 1
+        self._load_logits()
+        native.llama_sampler_apply(self._grammar, ctypes.byref(self._array))
+        native.llama_sampler_apply(self._chain, ctypes.byref(self._array))
+        return self._selected(self._array)
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past `token`.
+
+        (The chain's stages keep no state between tokens, so only the grammar
+        needs it.) Not for an end-of-generation token: decoding stops there
+        anyway, and llama.cpp aborts the process if the grammar is given an
+        end token it does not allow.
+        """
+        if self._grammar is not None:
+            self._native.llama_sampler_accept(self._grammar, token)
+
+    def close(self) -> None:
+        """Free the chain and the grammar (idempotent)."""
+        chain, self._chain = self._chain, None
+        grammar, self._grammar = self._grammar, None
+        if chain:
+            self._native.llama_sampler_free(chain)
+        if grammar:
+            self._native.llama_sampler_free(grammar)
+
+    def _load_logits(self) -> None:
+        logits = self._native.llama_get_logits_ith(self._ctx, -1)
+        if not logits:
+            raise RuntimeError("llama.cpp has no logits for the last token")
+        candidates = self._candidates
+        candidates["id"] = self._ids
+        candidates["logit"] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+        candidates["p"] = 0.0
+        array = self._array
+        array.data = candidates.ctypes.data_as(self._native.llama_token_data_p)
+        array.size, array.selected, array.sorted = self._n_vocab, -1, False
+
+    def _selected(self, array: Any) -> int:
+        if not 0 <= array.selected < array.size:
+            raise RuntimeError("the sampler chain selected no token")
+        return int(array.data[array.selected].id)
