@@ -279,16 +279,7 @@ class Conversation:
 
     def barge_in(self, ev: Any) -> None:
         """The user talks over the agent: stop audio, cancel the LLM, apply tool policies."""
-        self.drop_preemptive(ev)
-        self._cancel_hold()
-        heard = self.output.interrupt()
-        for rid in list(self.playing):
-            self.ledger.append(
-                le.AgentTextPlayed(response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True)
-            )
-        self.playing.clear()
-        if self.gen is not None:
-            self._cancel_generation(self.gen)
+        self._stop_talking()
         cancelled, silent = self.scheduler.on_interrupt()
         self.silent_calls.update(silent)
         self.sync_awaiting.clear()
@@ -499,8 +490,10 @@ class Conversation:
         """An action broke and nothing is left running: apologise so the caller is not left hanging."""
         self.say(self.config.apology, reason="canned")
 
-    def shutdown(self, ev: Any) -> None:
-        self.drop_preemptive(ev)
+    def _stop_talking(self) -> None:
+        """Drop the preemptive answer and the hold timer, cut the audio (recording what was
+        heard), cancel the generation in flight."""
+        self.drop_preemptive()
         self._cancel_hold()
         heard = self.output.interrupt()
         for rid in list(self.playing):
@@ -510,6 +503,9 @@ class Conversation:
         self.playing.clear()
         if self.gen is not None:
             self._cancel_generation(self.gen)
+
+    def shutdown(self, ev: Any) -> None:
+        self._stop_talking()
         self.ledger.append(le.SessionEnded(reason=getattr(ev, "reason", "ended")))
 
     async def aclose(self) -> None:

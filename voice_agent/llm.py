@@ -75,7 +75,6 @@ class _PartialCall:
     name: str = ""
     arguments: str = ""
     emitted: bool = False
-    seen_ids: set[str] = field(default_factory=set)
 
     def add(self, call_id: str | None, name: str | None, arguments: str | None) -> None:
         if call_id and self.call_id is None:
