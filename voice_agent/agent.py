@@ -82,7 +82,7 @@ class Agent:
         self.machine.post_threadsafe(event)
 
     def is_idle(self) -> bool:
-        """Listening, nothing playing, no running call of the turn, nothing left to report."""
+        """Listening, nothing queued or playing, no running call whose result will be reported."""
         return (
             self.state == "listening" and not self.machine.busy and self.conversation.is_idle()
         )

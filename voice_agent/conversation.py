@@ -525,11 +525,12 @@ class Conversation:
         return self.gen is None and self.preempt is None and not self.scheduler.pending()
 
     def is_idle(self) -> bool:
-        """No generation, nothing playing, no running call of this turn, nothing to report."""
+        """No generation, nothing playing, no running call whose result will be reported."""
         return (
             self.gen is None
+            and self.preempt is None
             and not self.playing
-            and not self._waiting_on_tools()
+            and not any(c not in self.silent_calls for c in self.scheduler.pending())
             and not (self.news and self.followups_in_turn < self.config.max_followups)
         )
 

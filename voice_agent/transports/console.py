@@ -136,7 +136,11 @@ async def run_console(
         async with open_session(config, output, tools=tools, transport="console") as session:
             agent = session.agent
             voice = build_input(
-                cfg, agent.post, agent_busy=lambda: agent.state in ("thinking", "speaking"), gate=gate
+                cfg,
+                agent.post,
+                agent_busy=lambda: agent.state in ("thinking", "speaking"),
+                gate=gate,
+                playback=output,
             )
             display = _Display(session.ledger, stdout)
             monitor = FutureMonitor(session.ledger, stdout)

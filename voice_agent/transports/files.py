@@ -22,6 +22,12 @@ Two clocks:
   and the LLM's answers (timers such as the hold phrase still run on the wall
   clock). Leave the agent room to answer between the caller's utterances:
   speech that starts while the agent talks is a barge-in in both modes.
+  ``UserSpeechPaused`` / ``UserSpeechResumed`` are not passed to the agent in
+  this mode: with generation taking no stream time a preemptive answer gains
+  nothing, whether the early decode beats the end of the pause would depend
+  on the machine (the output would no longer depend on the input alone), and
+  a held preemptive generation never counts as settled, so the clock could
+  not reach the end of the pause.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -42,11 +49,11 @@ from peripherals.resample import resample
 
 from ..agent import Agent
 from ..config import Config
-from ..events import SessionEnded
+from ..events import Event, SessionEnded, UserSpeechPaused, UserSpeechResumed
 from ..session import open_session
 from ..tools import ToolRegistry
 from ..voice.build import build_input, build_tts
-from ..voice.input import UtteranceTiming, VoiceInput
+from ..voice.input import PlaybackPause, UtteranceTiming, VoiceInput
 from ..voice.output import AudioSpeechOutput
 from ..voice.sinks import TimelineSink
 from ..voice.wavio import WavError, read_wav, write_wav
@@ -73,19 +80,25 @@ class AudioRunResult:
     entries: list[le.Entry]
     ledger_path: Path | None
     utterances: list[UtteranceTiming]
+    playback_pauses: list[PlaybackPause]  # where a suspected barge-in held the agent's voice
     t0: float  # clock time of stream time 0 (meaningful in realtime mode)
 
 
 def engine_settled(agent: Agent, output: AudioSpeechOutput) -> bool:
     """Nothing in the engine is working towards output right now (fast mode's condition)."""
-    conv = agent.conversation
-    return (
-        agent.machine.queued == 0
-        and not agent.machine.busy
-        and conv.gen is None
-        and not conv.scheduler.pending()
-        and not output.synthesis_pending
-    )
+    return agent.is_settled() and not output.synthesis_pending
+
+
+def _input_poster(agent: Agent, realtime: bool) -> Callable[[Event], None]:
+    """What the voice input posts through: everything in real time; no pause events in fast mode."""
+    if realtime:
+        return agent.post
+
+    def post(event: Event) -> None:
+        if not isinstance(event, UserSpeechPaused | UserSpeechResumed):
+            agent.post(event)
+
+    return post
 
 
 def _agent_done(agent: Agent, output: AudioSpeechOutput, voice: VoiceInput) -> bool:
@@ -172,8 +185,9 @@ async def run_audio(
             agent = session.agent
             voice = build_input(
                 config.voice,
-                agent.post,
+                _input_poster(agent, realtime),
                 agent_busy=lambda: agent.state in ("thinking", "speaking"),
+                playback=output,
             )
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -198,6 +212,7 @@ async def run_audio(
         entries=entries,
         ledger_path=ledger_path,
         utterances=voice.turns,
+        playback_pauses=voice.playback_pauses,
         t0=t0_box[0] if t0_box else 0.0,
     )
 

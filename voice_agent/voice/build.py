@@ -15,7 +15,7 @@ from peripherals.tts import PiperTts
 from peripherals.vad import SileroVad, VadSegmenter
 
 from ..config import VoiceConfig
-from .input import VAD_RATES, VoiceInput
+from .input import VAD_RATES, Playback, VoiceInput
 
 # The VAD's end threshold sits this far below its start threshold: hysteresis
 # against a probability flickering around one value (probability).
@@ -69,8 +69,10 @@ def build_input(
     *,
     agent_busy: Callable[[], bool],
     gate: HalfDuplexGate | None = None,
+    playback: Playback | None = None,
 ) -> VoiceInput:
-    """A :class:`VoiceInput` for frames at ``cfg.sample_rate``."""
+    """A :class:`VoiceInput` for frames at ``cfg.sample_rate``; ``playback`` (the agent's
+    voice) is paused while possible barge-in speech lasts."""
     return VoiceInput(
         vad=build_vad(cfg),
         make_asr=asr_factory(cfg),
@@ -78,6 +80,7 @@ def build_input(
         sample_rate=cfg.sample_rate,
         agent_busy=agent_busy,
         gate=gate,
+        playback=playback,
         barge_in=cfg.barge_in,
         min_barge_in_s=cfg.min_barge_in_ms / 1000,
     )

@@ -14,12 +14,28 @@ agent, in this order per utterance:
   dropped without any event. With ``barge_in=False`` all speech that starts
   while the agent is busy is dropped.
 - ``TranscriptPartial(text)`` for each ASR partial whose committed text grew.
+- ``UserSpeechPaused(text)`` when the VAD suspects the end (``SpeechPaused``)
+  and the early final decode that the pause started (``speech_paused``) has
+  produced non-empty text, provided the speech has not resumed (nor ended)
+  meanwhile; ``UserSpeechResumed`` when the VAD's ``SpeechResumed`` follows
+  a pause that was posted. The agent answers the paused text preemptively.
 - ``UserSpeechEnded`` when the VAD ends the segment.
 - ``TranscriptFinal(text)`` once the ASR's final decode is ready (``""`` when
-  it heard nothing, so the agent returns to listening).
+  it heard nothing, so the agent returns to listening). When no speech came
+  after the last pause this is the early decode's text, the same as the
+  ``UserSpeechPaused`` text, so the agent adopts its preemptive answer.
 
-The VAD's ``SpeechPaused`` starts the ASR's final decode at once
-(``speech_paused``); ``SpeechResumed`` voids it (``speech_resumed``).
+Barge-in without a late stop: while the agent is busy, ``playback`` (the
+agent's voice) is paused as soon as the VAD sees a possible onset
+(``onset_pending``), a frame or two into the speech, and stays paused while
+that speech lasts. If it lasts ``min_barge_in_s``, ``UserSpeechStarted``
+is posted and the pause holds until the agent has taken it (its interrupt
+drops the paused audio; the heard text ends at the paused position). If it
+stops before (the onset is not confirmed, or the VAD pauses), playback
+resumes exactly where it stopped: a cough costs a short gap, not the answer.
+The rule is re-evaluated after every frame from the agent's state, so a
+pause never outlives the speech or the agent's turn.
+
 :meth:`process` awaits the final decode when a segment ends, so the caller's
 source simply queues (a microphone's queue holds seconds of audio).
 
@@ -32,6 +48,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -42,7 +59,15 @@ from peripherals.half_duplex import HalfDuplexGate
 from peripherals.resample import Resampler
 from peripherals.vad import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadSegmenter
 
-from ..events import TranscriptFinal, TranscriptPartial, UserSpeechEnded, UserSpeechStarted
+from ..events import (
+    TranscriptFinal,
+    TranscriptPartial,
+    UserSpeechEnded,
+    UserSpeechPaused,
+    UserSpeechResumed,
+    UserSpeechStarted,
+)
+from .tasks import TaskTracker
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +94,29 @@ class UtteranceTiming:
     ended_s: float | None = None  # stream time when the VAD declared the end
     ended_at: float | None = None  # clock time of UserSpeechEnded
     paused_at: float | None = None  # clock time of the last SpeechPaused (final decode start)
+    pause_posted_at: float | None = None  # clock time UserSpeechPaused was posted for that pause
     final_at: float | None = None  # clock time TranscriptFinal was posted
     final_speculative: bool = False  # the decode started at the pause was kept
     decode_s: float | None = None  # the final decode's own duration (seconds)
     text: str = ""
     dropped: bool = False  # too short to barge in, or barge-in disabled
+
+
+class Playback(Protocol):
+    """The agent's voice as the barge-in rule sees it (``AudioSpeechOutput``)."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+@dataclass
+class PlaybackPause:
+    """One stretch during which the input held the agent's voice paused (stream seconds)."""
+
+    start_s: float
+    end_s: float | None = None  # None: still paused
+    barge_in: bool = False  # a barge-in was confirmed during it (the agent then stopped)
 
 
 class VoiceInput:
@@ -94,6 +137,7 @@ class VoiceInput:
         sample_rate: int,
         agent_busy: Callable[[], bool] = lambda: False,
         gate: HalfDuplexGate | None = None,
+        playback: Playback | None = None,
         barge_in: bool = True,
         min_barge_in_s: float = MIN_BARGE_IN_S,
         preroll_s: float = PREROLL_S,
@@ -108,6 +152,7 @@ class VoiceInput:
         self._post = post
         self._agent_busy = agent_busy
         self._gate = gate
+        self._playback = playback
         self._barge_in = barge_in
         self._min_barge_in = int(min_barge_in_s * self._rate)
         self._preroll = int(preroll_s * self._rate)
@@ -123,7 +168,12 @@ class VoiceInput:
         self._paused = False
         self._partial = ""  # last partial posted (or held) in this segment
         self._partial_held = False
+        self._pause_token = 0  # bumped by every pause, resume and end: voids a pending UserSpeechPaused
+        self._pause_posted = False  # UserSpeechPaused was posted for the current pause
+        self._barge_posted = False  # a barge-in start was posted; the agent has not taken it yet
+        self._tasks = TaskTracker("voice-input")
         self.turns: list[UtteranceTiming] = []
+        self.playback_pauses: list[PlaybackPause] = []
         self._closed = False
 
     @property
@@ -150,24 +200,27 @@ class VoiceInput:
             if isinstance(ev, SpeechStarted):
                 self._begin(ev)
             elif isinstance(ev, SpeechPaused):
-                self._push_pending()
-                self._paused = True
-                if self._current is not None:
-                    self._current.paused_at = self._clock.now()
-                self._asr.speech_paused()
+                self._pause()
             elif isinstance(ev, SpeechResumed):
-                self._paused = False
-                self._asr.speech_resumed()
+                self._resume()
             elif isinstance(ev, SpeechEnded):
                 await self._end(ev)
         self._push_pending()
         self._maybe_release()
+        self._steer_playback()
+
+    @property
+    def playback_paused(self) -> bool:
+        """The input holds the agent's voice paused right now."""
+        return bool(self.playback_pauses) and self.playback_pauses[-1].end_s is None
 
     async def aclose(self) -> None:
-        """Close the ASR (idempotent)."""
+        """Resume a paused playback, stop pending work, close the ASR (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._set_playback_paused(False)
+        await self._tasks.aclose()
         await self._asr.aclose()
 
     # ---------------------------------------------------------------- internals
@@ -191,6 +244,61 @@ class VoiceInput:
         self._history = self._history[drop:]
         self._history_start = self._pushed
 
+    def _pause(self) -> None:
+        """The VAD suspects the end: start the early final decode; announce its text when ready."""
+        self._push_pending()
+        self._paused = True
+        self._pause_token += 1
+        self._asr.speech_paused()
+        cur = self._current
+        if cur is None:
+            return
+        cur.paused_at = self._clock.now()
+        if not self._held and not cur.dropped:
+            self._tasks.spawn(self._announce_pause(cur, self._pause_token), "paused-text")
+
+    async def _announce_pause(self, cur: UtteranceTiming, token: int) -> None:
+        text = await self._asr.paused_text()
+        if not text or self._current is not cur or self._pause_token != token:
+            return  # nothing heard, or the speech went on (or ended) meanwhile
+        self._pause_posted = True
+        cur.pause_posted_at = self._clock.now()
+        self._post(UserSpeechPaused(text=text))
+
+    def _resume(self) -> None:
+        self._paused = False
+        self._pause_token += 1
+        self._asr.speech_resumed()
+        if self._pause_posted:
+            self._pause_posted = False
+            if self._current is not None:
+                self._current.pause_posted_at = None
+            self._post(UserSpeechResumed())
+
+    def _steer_playback(self) -> None:
+        """Pause the agent's voice while possible barge-in speech lasts (see the module doc)."""
+        if self._playback is None:
+            return
+        busy = self._barge_in and self._agent_busy()
+        if not busy:
+            self._barge_posted = False  # the agent took the floor back (or never held it)
+        cur = self._current
+        if cur is None:
+            speech = self._vad.onset_pending
+        else:
+            speech = self._held and not cur.dropped and not self._paused
+        self._set_playback_paused(busy and (speech or self._barge_posted))
+
+    def _set_playback_paused(self, paused: bool) -> None:
+        if self._playback is None or paused == self.playback_paused:
+            return
+        if paused:
+            self.playback_pauses.append(PlaybackPause(self.stream_time, barge_in=self._barge_posted))
+            self._playback.pause()
+        else:
+            self.playback_pauses[-1].end_s = self.stream_time
+            self._playback.resume()
+
     def _begin(self, ev: SpeechStarted) -> None:
         busy = self._agent_busy()
         self._current = UtteranceTiming(
@@ -200,6 +308,7 @@ class VoiceInput:
         self._start_sample = ev.sample
         self._pushed = max(self._history_start, ev.sample - self._preroll)
         self._paused = False
+        self._pause_posted = False
         self._partial = ""
         self._partial_held = False
         self._held = busy
@@ -210,6 +319,10 @@ class VoiceInput:
 
     def _post_start(self) -> None:
         assert self._current is not None
+        if self._held:  # a barge-in: keep the agent paused until it has taken the floor
+            self._barge_posted = True
+            if self.playback_paused:
+                self.playback_pauses[-1].barge_in = True
         self._held = False
         self._current.posted_start_s = self.stream_time
         self._current.posted_start_at = self._clock.now()
@@ -244,6 +357,8 @@ class VoiceInput:
         cur.ended_s = self.stream_time
         self._push_pending()
         self._current = None
+        self._pause_token += 1
+        self._pause_posted = False
         if self._held or cur.dropped:
             cur.dropped = True
             self._held = False

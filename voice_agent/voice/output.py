@@ -3,7 +3,8 @@
 Contract (see :class:`voice_agent.output.SpeechOutput`):
 
 - Responses play one after another in the order they were first pushed.
-- A response's streamed text is cut by :class:`SentenceChunker`; each chunk is
+- A response's streamed text is cut by :class:`SentenceChunker` (its first
+  chunk may end at a clause mark after ``first_chunk_chars``); each chunk is
   synthesized as soon as it is complete, while the previous one plays (the
   synthesizer runs at most ``LOOKAHEAD`` chunks ahead of the player), so the
   first audio leaves while the LLM is still streaming.
@@ -15,7 +16,10 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
   sink) and returns, per response that had started playing, the chunks fully
   played plus the leading words of the current chunk in proportion to its
   samples played (rounded down: never more than was heard). No playout event
-  follows for those responses.
+  follows for those responses. ``interrupt()`` also lifts a ``pause()``.
+- ``pause()`` silences the sink at once without dropping anything (a suspected
+  barge-in); ``resume()`` plays on from the same sample. Synthesis goes on
+  meanwhile; no playout event can fire while paused (nothing is played).
 
 Playout progress is read from ``sink.played_samples`` by :meth:`poll`, which a
 monitor task calls every ``POLL_S``; a transport that moves a stream clock
@@ -46,6 +50,10 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.01  # how often playout progress is checked: bounds PlayoutStarted/Finished lateness (s)
 LOOKAHEAD = 2  # synthesized chunks waiting for the player; 1 is enough to overlap, 2 absorbs jitter
+# A response's first chunk may end at the first clause mark (, ; :) after this many
+# characters (~1.3 s of speech): piper starts on "Sure, let me check that for you,"
+# instead of waiting for the whole first sentence to stream (characters).
+FIRST_CHUNK_CHARS = 20
 
 
 @dataclass
@@ -60,7 +68,7 @@ class _Segment:
 @dataclass
 class _Response:
     rid: str
-    chunker: SentenceChunker = field(default_factory=SentenceChunker)
+    chunker: SentenceChunker
     pending: deque[str] = field(default_factory=deque)  # chunks waiting for synthesis
     ended: bool = False
     synthesized_all: bool = False  # every chunk went to the player (after end)
@@ -93,9 +101,10 @@ class AudioSpeechOutput:
     ``aclose`` stops them (idempotent).
     """
 
-    def __init__(self, tts: Tts, sink: Sink) -> None:
+    def __init__(self, tts: Tts, sink: Sink, *, first_chunk_chars: int = FIRST_CHUNK_CHARS) -> None:
         self._tts = tts
         self._sink = sink
+        self._first_chunk_chars = first_chunk_chars
         self._emit: Callable[[Event], None] = lambda e: None
         self._tasks = TaskTracker("speech-output")
         self._order: deque[_Response] = deque()  # not yet finished, in play order
@@ -118,7 +127,9 @@ class AudioSpeechOutput:
             return
         resp = self._by_id.get(response_id)
         if resp is None:
-            resp = _Response(response_id)
+            resp = _Response(
+                response_id, SentenceChunker(first_clause_after_chars=self._first_chunk_chars)
+            )
             self._by_id[response_id] = resp
             self._order.append(resp)
         if resp.ended:
@@ -148,11 +159,24 @@ class AudioSpeechOutput:
         self._workers = []
         self._audio = None
         self._sink.clear()
+        self._sink.resume()
         self._written = self._sink.played_samples
         self._order.clear()
         self._by_id.clear()
         self._inflight = 0
         return heard
+
+    def pause(self) -> None:
+        """Silence at once, keeping the queued audio and the play position (idempotent)."""
+        self._sink.pause()
+
+    def resume(self) -> None:
+        """Play on exactly where :meth:`pause` stopped (idempotent)."""
+        self._sink.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self._sink.paused
 
     async def aclose(self) -> None:
         """Stop speaking and release the background tasks (idempotent)."""

@@ -25,6 +25,9 @@ class Sink(Protocol):
     ``played_samples`` counts samples handed to the listener (never the
     samples dropped by ``clear``), so a writer that notes ``played_samples``
     at each ``clear`` can map what it wrote to what was heard.
+    ``pause()`` silences at once *without* consuming: queued audio and the
+    play position are kept, and ``resume()`` continues exactly there.
+    ``clear()`` does not resume. Both are idempotent.
     """
 
     @property
@@ -37,6 +40,13 @@ class Sink(Protocol):
 
     def clear(self) -> int: ...
 
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -46,7 +56,8 @@ class TimelineSink:
     ``write`` never blocks (the queue is unbounded: the writer is paced by
     synthesis, not by a device). ``advance(n)`` moves the play head ``n``
     samples: up to ``n`` queued samples are placed on the timeline at the head
-    and count as played; a gap in the queue is silence. ``render(length)``
+    and count as played; a gap in the queue is silence, and so is the whole
+    move while ``paused`` (nothing is consumed). ``render(length)``
     returns the timeline (float32), at least ``length`` samples long.
     """
 
@@ -59,6 +70,7 @@ class TimelineSink:
         self._placed: list[tuple[int, np.ndarray]] = []  # (timeline position, samples)
         self._drained = asyncio.Event()
         self._drained.set()
+        self._paused = False
         self._closed = False
 
     @property
@@ -92,10 +104,22 @@ class TimelineSink:
         self._drained.set()
         return dropped
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop playing from the next ``advance`` on; queued audio waits (idempotent)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Play queued audio again from where it paused (idempotent)."""
+        self._paused = False
+
     def advance(self, n: int) -> int:
         """Move the play head by ``n`` samples, playing queued audio; returns samples played."""
         played = 0
-        while played < n and self._queue:
+        while played < n and self._queue and not self._paused:
             head = self._queue[0]
             take = min(n - played, len(head))
             self._placed.append((self.position + played, head[:take]))
