@@ -173,14 +173,14 @@ def embedded_defaults_text() -> str:
 
 
 def _data_file(kind: str, name: str) -> Path:
-    """A file from the top-level ``configs/`` or ``prompts/`` shipped with the package."""
+    """A file of the top-level ``configs/`` or ``prompts/``, shipped as ``voice_agent.data.<kind>``."""
     try:
-        packaged = resources.files("voice_agent").joinpath("data", kind, name)
+        packaged = resources.files(f"voice_agent.data.{kind}").joinpath(name)
         if packaged.is_file():
             return Path(str(packaged))
     except (ModuleNotFoundError, FileNotFoundError):
         pass
-    return Path(__file__).resolve().parent.parent / kind / name
+    return Path(__file__).resolve().parent.parent / kind / name  # a source checkout
 
 
 def prompt_path(name: str) -> Path:
