@@ -8,6 +8,7 @@ kind is one small ``Protocol``; the adapters implement exactly that:
 - ``peripherals.tts``: ``Tts`` / ``PiperTts`` (piper-tts)
 - ``peripherals.audio_io``: ``AudioInput`` / ``AudioOutput`` (sounddevice)
 - ``peripherals.half_duplex``: ``HalfDuplexGate`` (self-hearing suppression)
+- ``peripherals.aec``: ``EchoCanceller`` / ``WebRtcEchoCanceller`` (livekit), ``NullEchoCanceller``
 - ``peripherals.resample``, ``peripherals.text_chunker``, ``peripherals.stable_prefix``,
   ``peripherals.wer``, ``peripherals.models``
 
