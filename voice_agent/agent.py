@@ -48,7 +48,9 @@ class Agent:
         self.output = output
         self.conversation = Conversation(
             config=config,
-            system_prompt=system_prompt if system_prompt is not None else render_system_prompt(config),
+            system_prompt=system_prompt
+            if system_prompt is not None
+            else render_system_prompt(config),
             llm=llm,
             tools=tools,
             output=output,
@@ -83,9 +85,7 @@ class Agent:
 
     def is_idle(self) -> bool:
         """Listening, nothing queued or playing, no running call whose result will be reported."""
-        return (
-            self.state == "listening" and not self.machine.busy and self.conversation.is_idle()
-        )
+        return self.state == "listening" and not self.machine.busy and self.conversation.is_idle()
 
     def is_settled(self) -> bool:
         """No event queued, no LLM generation and no tool running (playout may continue)."""
@@ -98,7 +98,10 @@ class Agent:
     async def prewarm(self) -> None:
         """Have the LLM cache the system prompt and tools before the first turn."""
         conv = self.conversation
-        messages = [{"role": "system", "content": conv.system_prompt}, {"role": "user", "content": "Hello."}]
+        messages = [
+            {"role": "system", "content": conv.system_prompt},
+            {"role": "user", "content": "Hello."},
+        ]
         await conv.llm.prewarm(messages, conv.tools.openai_tools() or None)
 
     async def run(self) -> None:

@@ -43,8 +43,12 @@ def _add_common(p: argparse.ArgumentParser, *, sub: bool = True) -> None:
     d: dict[str, Any] = {"default": argparse.SUPPRESS} if sub else {}
     p.add_argument("--config", "-c", help="a YAML config file or the name of one in configs/", **d)
     p.add_argument("--mode", choices=["sync", "async", "speculative"], help="agent mode", **d)
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the embedded local model)", **d)
-    p.add_argument("--model", help="model name at --base-url (the API key comes from OPENAI_API_KEY)", **d)
+    p.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (default: the embedded local model)", **d
+    )
+    p.add_argument(
+        "--model", help="model name at --base-url (the API key comes from OPENAI_API_KEY)", **d
+    )
     p.add_argument("--local-model", help="embedded model: a registry name or a .gguf path", **d)
     p.add_argument("--no-persist", action="store_true", help="do not write the session ledger", **d)
 
@@ -71,10 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--input", "-i", required=True, help="the caller's audio (WAV)")
     p.add_argument("--output", "-o", required=True, help="where to write the agent's audio (WAV)")
-    p.add_argument("--realtime", action="store_true", help="pace input in real time (default: as fast as possible)")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace input in real time (default: as fast as possible)",
+    )
 
     p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
-    p.add_argument("scenarios", nargs="*", help="scenario YAML files (default: bench/scenarios/*.yaml)")
+    p.add_argument(
+        "scenarios", nargs="*", help="scenario YAML files (default: bench/scenarios/*.yaml)"
+    )
     p.add_argument("--modes", default="sync,async", help="comma-separated modes to compare")
     p.add_argument("--json", dest="json_out", help="write results as JSON here")
     p.add_argument("--out", default="out/bench", help="directory for timeline pictures")
@@ -150,7 +160,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     config = _config(args)
     data = config.model_dump(mode="json")
-    data["llm"]["api_key"] = "***" if config.llm.api_key.get_secret_value() not in ("", "none") else "(none)"
+    data["llm"]["api_key"] = (
+        "***" if config.llm.api_key.get_secret_value() not in ("", "none") else "(none)"
+    )
     import yaml
 
     print(yaml.safe_dump(data, sort_keys=False))

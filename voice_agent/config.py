@@ -128,7 +128,9 @@ class VoiceConfig(_Frozen):
     output_device: str | None = None
     barge_in: bool = True
     min_barge_in_ms: int = Field(
-        200, ge=0, le=2000,
+        200,
+        ge=0,
+        le=2000,
         description="speech must last this long (ms) to interrupt the agent: coughs and clicks do not",
     )
     echo: Literal["half_duplex", "none"] = "half_duplex"

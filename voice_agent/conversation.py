@@ -52,6 +52,7 @@ def _spoken(text: str) -> str:
     """Whitespace folded: how planned and heard text are recorded, so the two compare equal."""
     return " ".join(text.split())
 
+
 HOLD_TIMER = "hold"
 RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 # A sentence ends at . ! ? (optionally followed by a quote/bracket) and whitespace.
@@ -107,7 +108,9 @@ class Conversation:
         self.playing: dict[str, bool] = {}  # response ids handed to the output, not yet finished
         self.news: set[str] = set()  # call ids with outcomes the model has not seen
         self.sync_awaiting: set[str] = set()
-        self.silent_calls: set[str] = set()  # outcomes to record but not report (on_interrupt=continue)
+        self.silent_calls: set[str] = (
+            set()
+        )  # outcomes to record but not report (on_interrupt=continue)
         self.turn_calls: set[str] = set()
         self.followups_in_turn = 0
         self.holds_in_turn = 0
@@ -159,7 +162,12 @@ class Conversation:
 
     def finishing_silent(self, ev: Any) -> bool:
         """The current generation ends without having said anything, and nothing plays."""
-        return self.is_current(ev) and self.gen is not None and not self.gen.pushed and not self.playing
+        return (
+            self.is_current(ev)
+            and self.gen is not None
+            and not self.gen.pushed
+            and not self.playing
+        )
 
     def finishing_silent_with_news(self, ev: Any) -> bool:
         if not self.finishing_silent(ev):
@@ -200,7 +208,9 @@ class Conversation:
     def record_partial(self, ev: TranscriptPartial) -> None:
         self._cancel_hold()
         if ev.text.strip():
-            self.ledger.append(le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False))
+            self.ledger.append(
+                le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False)
+            )
 
     def note_speech_end(self, ev: Any) -> None:
         """The VAD says the user stopped; the final transcript will follow."""
@@ -237,8 +247,12 @@ class Conversation:
         gen = Generation(response_id=rid, reason="user_turn", held=[], user_text=text)
         gen.ledger_len = len(self.ledger.entries)
         gen.started_at = self.clock.now()
-        messages = self.ledger.render_messages(self.system_prompt) + [{"role": "user", "content": text}]
-        gen.task = self._spawn(self._generate(gen, messages, self.tools.openai_tools() or None), f"llm:{rid}")
+        messages = self.ledger.render_messages(self.system_prompt) + [
+            {"role": "user", "content": text}
+        ]
+        gen.task = self._spawn(
+            self._generate(gen, messages, self.tools.openai_tools() or None), f"llm:{rid}"
+        )
         self.preempt = gen
 
     def drop_preemptive(self, ev: Any = None) -> None:
@@ -266,10 +280,14 @@ class Conversation:
         assert gen is not None and gen.held is not None
         self.preempt = None
         self._begin_turn(gen.user_text)
-        self.ledger.append(le.LlmRequestStarted(response_id=gen.response_id, reason="user_turn", mode=self.mode))
+        self.ledger.append(
+            le.LlmRequestStarted(response_id=gen.response_id, reason="user_turn", mode=self.mode)
+        )
         ahead = self.clock.now() - gen.started_at
         self.ledger.append(
-            le.Note(text=f"{gen.response_id}: preemptive generation adopted; it started {ahead:.3f}s before the turn ended")
+            le.Note(
+                text=f"{gen.response_id}: preemptive generation adopted; it started {ahead:.3f}s before the turn ended"
+            )
         )
         self.news.clear()
         self.gen = gen
@@ -344,7 +362,11 @@ class Conversation:
         if gen.task is not None and not gen.task.done():
             gen.task.cancel()
         self._flush_planned(gen, final=True)
-        self.ledger.append(le.LlmResponseFinished(response_id=gen.response_id, finish_reason="cancelled", error=None))
+        self.ledger.append(
+            le.LlmResponseFinished(
+                response_id=gen.response_id, finish_reason="cancelled", error=None
+            )
+        )
         if self.gen is gen:
             self.gen = None
 
@@ -371,7 +393,9 @@ class Conversation:
             if sentence:
                 self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
         if final and gen.buffer.strip():
-            self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=_spoken(gen.buffer)))
+            self.ledger.append(
+                le.AgentTextPlanned(response_id=gen.response_id, text=_spoken(gen.buffer))
+            )
             gen.buffer = ""
 
     def issue_call(self, ev: LlmToolCallIssued) -> None:
@@ -414,17 +438,28 @@ class Conversation:
         """The LLM failed after retries: say so, record why, keep the session alive."""
         gen = self.gen
         assert gen is not None
-        self.ledger.append(le.Note(text=f"LLM request {gen.response_id} failed: {ev.error}", level="error"))
+        self.ledger.append(
+            le.Note(text=f"LLM request {gen.response_id} failed: {ev.error}", level="error")
+        )
         self._flush_planned(gen, final=True)
         text = (" " if gen.pushed else "") + self.config.apology
         gen.pushed = True
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, text)
-        self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology))
-        for call in gen.queued_calls:  # sync mode: calls of a failed response never start
-            self.scheduler.start(call_id=call.call_id, response_id=call.response_id, name=call.name, arguments=call.arguments)
         self.ledger.append(
-            le.LlmResponseFinished(response_id=gen.response_id, finish_reason="error", error=ev.error)
+            le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology)
+        )
+        for call in gen.queued_calls:  # sync mode: calls of a failed response never start
+            self.scheduler.start(
+                call_id=call.call_id,
+                response_id=call.response_id,
+                name=call.name,
+                arguments=call.arguments,
+            )
+        self.ledger.append(
+            le.LlmResponseFinished(
+                response_id=gen.response_id, finish_reason="error", error=ev.error
+            )
         )
         self.output.end(gen.response_id)
         self.gen = None
@@ -470,7 +505,9 @@ class Conversation:
         rid = self._next_response_id()
         self.ledger.append(le.LlmRequestStarted(response_id=rid, reason=reason, mode=self.mode))
         self.ledger.append(le.AgentTextPlanned(response_id=rid, text=text))
-        self.ledger.append(le.LlmResponseFinished(response_id=rid, finish_reason="stop", error=None))
+        self.ledger.append(
+            le.LlmResponseFinished(response_id=rid, finish_reason="stop", error=None)
+        )
         self.playing[rid] = True
         self.output.push(rid, text)
         self.output.end(rid)
@@ -498,7 +535,9 @@ class Conversation:
         heard = self.output.interrupt()
         for rid in list(self.playing):
             self.ledger.append(
-                le.AgentTextPlayed(response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True)
+                le.AgentTextPlayed(
+                    response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True
+                )
             )
         self.playing.clear()
         if self.gen is not None:

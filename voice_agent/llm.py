@@ -20,7 +20,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -188,7 +188,9 @@ class LlmClient:
         """Close the HTTP client (idempotent)."""
         await self._client.close()
 
-    async def prewarm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
+    async def prewarm(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> None:
         """Send a one-token request so the server caches the prompt prefix (system + tools).
 
         Worth it for a local server with a KV cache: the first real turn then
@@ -233,7 +235,9 @@ class LlmClient:
                 error = exc
             delay = self.config.retry_backoff_s * (2**attempt)
             attempt += 1
-            log.warning("LLM request failed (%s); retry %d in %.2fs", _describe(error), attempt, delay)
+            log.warning(
+                "LLM request failed (%s); retry %d in %.2fs", _describe(error), attempt, delay
+            )
             await self._sleep(delay)
 
     async def _stream_once(

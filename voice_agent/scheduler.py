@@ -209,7 +209,9 @@ class ToolScheduler:
         except ToolArgumentsError as exc:
             self._finish(
                 call_id,
-                le.ToolCallFailed(call_id=call_id, error=f"invalid arguments for {spec.name}: {exc}"),
+                le.ToolCallFailed(
+                    call_id=call_id, error=f"invalid arguments for {spec.name}: {exc}"
+                ),
             )
             return
         await self._execute(call_id, spec, args)
@@ -255,7 +257,9 @@ class ToolScheduler:
         if isinstance(payload, le.ToolCallResolved):
             self._post(ToolCallResolved(call_id=call_id))
         else:
-            error = getattr(payload, "error", None) or getattr(payload, "reason", None) or payload.type
+            error = (
+                getattr(payload, "error", None) or getattr(payload, "reason", None) or payload.type
+            )
             self._post(ToolCallFailed(call_id=call_id, error=str(error)))
 
     # ---------------------------------------------------------------- cancel
@@ -295,4 +299,3 @@ class ToolScheduler:
             tasks.append(running.task)
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
-

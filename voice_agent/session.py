@@ -70,7 +70,9 @@ async def llm_endpoint(config: Config) -> AsyncIterator[LlmConfig]:
         ctx=config.local_llm.ctx,
         startup_timeout_s=config.local_llm.startup_timeout_s,
     ) as server:
-        yield config.llm.model_copy(update={"base_url": server.base_url, "model": server.model_name})
+        yield config.llm.model_copy(
+            update={"base_url": server.base_url, "model": server.model_name}
+        )
 
 
 @dataclass
@@ -125,7 +127,9 @@ async def open_session(
         stack.push_async_callback(llm.aclose)
         agent = Agent(config.agent, llm, registry, output, ledger, clock)
         stack.push_async_callback(agent.aclose)
-        prewarm = config.llm.prewarm if config.llm.prewarm is not None else config.llm.base_url is None
+        prewarm = (
+            config.llm.prewarm if config.llm.prewarm is not None else config.llm.base_url is None
+        )
         if prewarm:
             await agent.prewarm()
         yield Session(agent=agent, ledger=ledger, llm_config=llm_config, ledger_path=path)

@@ -67,7 +67,9 @@ class ToolSpec:
         try:
             data = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as exc:
-            raise ToolArgumentsError(f"arguments are not valid JSON: {exc.msg} at {exc.pos}") from None
+            raise ToolArgumentsError(
+                f"arguments are not valid JSON: {exc.msg} at {exc.pos}"
+            ) from None
         if not isinstance(data, dict):
             raise ToolArgumentsError(f"arguments must be a JSON object, got {type(data).__name__}")
         if self.args_model is not None:

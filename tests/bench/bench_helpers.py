@@ -45,9 +45,15 @@ def one_tool_scenario(**oracle: Any) -> Scenario:
                 {
                     "user": "Where is order NW-1?",
                     "filler": "Let me check.",
-                    "calls": [{"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-1}}"}}],
+                    "calls": [
+                        {"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-1}}"}}
+                    ],
                     "answer": [
-                        {"say": "It shipped and arrives Thursday.", "needs": ["get_order_status"], "expect": ["Thursday"]}
+                        {
+                            "say": "It shipped and arrives Thursday.",
+                            "needs": ["get_order_status"],
+                            "expect": ["Thursday"],
+                        }
                     ],
                 }
             ],
@@ -60,22 +66,44 @@ def chain_scenario() -> Scenario:
         {
             "name": "chain",
             "tools": [
-                {"name": "lookup_customer", "description": "d", "result": {"customer_id": "C-7", "name": "Dana"}},
-                {"name": "get_orders", "description": "d", "result": {"orders": [{"item": "jacket"}]}},
+                {
+                    "name": "lookup_customer",
+                    "description": "d",
+                    "result": {"customer_id": "C-7", "name": "Dana"},
+                },
+                {
+                    "name": "get_orders",
+                    "description": "d",
+                    "result": {"orders": [{"item": "jacket"}]},
+                },
             ],
             "turns": [
                 {
                     "user": "My phone is 555 0142, where is my order?",
                     "filler": "Okay, let me find your account.",
                     "calls": [
-                        {"tool": "lookup_customer", "id": "customer", "arguments": {"phone": "{{user:555 0142}}"}},
-                        {"tool": "get_orders", "id": "orders",
-                         "arguments": {"customer_id": "{{calls.customer.result.customer_id}}"}},
+                        {
+                            "tool": "lookup_customer",
+                            "id": "customer",
+                            "arguments": {"phone": "{{user:555 0142}}"},
+                        },
+                        {
+                            "tool": "get_orders",
+                            "id": "orders",
+                            "arguments": {"customer_id": "{{calls.customer.result.customer_id}}"},
+                        },
                     ],
                     "answer": [
-                        {"say": "Hi {{calls.customer.result.name}}.", "needs": ["customer"], "expect": ["Dana"]},
-                        {"say": "Your {{calls.orders.result.orders.0.item}} is on its way.", "needs": ["orders"],
-                         "expect": ["jacket"]},
+                        {
+                            "say": "Hi {{calls.customer.result.name}}.",
+                            "needs": ["customer"],
+                            "expect": ["Dana"],
+                        },
+                        {
+                            "say": "Your {{calls.orders.result.orders.0.item}} is on its way.",
+                            "needs": ["orders"],
+                            "expect": ["jacket"],
+                        },
                     ],
                 }
             ],

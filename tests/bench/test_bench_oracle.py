@@ -20,7 +20,9 @@ async def ask(server: OracleServer, messages: list[dict[str, Any]]) -> dict[str,
     """Stream one completion; return text, calls and the raw tool-call deltas."""
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="none", max_retries=0)
     try:
-        stream = await client.chat.completions.create(model="oracle", messages=messages, stream=True)
+        stream = await client.chat.completions.create(
+            model="oracle", messages=messages, stream=True
+        )
         text, calls, deltas, finish = "", {}, [], None
         async for chunk in stream:
             choice = chunk.choices[0]
@@ -34,7 +36,12 @@ async def ask(server: OracleServer, messages: list[dict[str, Any]]) -> dict[str,
                 if d.function and d.function.arguments:
                     call["arguments"] += d.function.arguments
             finish = choice.finish_reason or finish
-        return {"text": text, "calls": [calls[i] for i in sorted(calls)], "deltas": deltas, "finish": finish}
+        return {
+            "text": text,
+            "calls": [calls[i] for i in sorted(calls)],
+            "deltas": deltas,
+            "finish": finish,
+        }
     finally:
         await client.close()
 
@@ -43,7 +50,11 @@ def assistant(text: str, calls: list[dict[str, Any]] | None = None) -> dict[str,
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
         message["tool_calls"] = [
-            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
             for c in calls
         ]
     return message
@@ -67,7 +78,9 @@ async def test_first_reply_says_filler_then_streams_the_call_in_deltas() -> None
         reply = await ask(server, [SYSTEM, USER])
     assert reply["text"] == "Let me check."
     assert reply["finish"] == "tool_calls"
-    assert reply["calls"] == [{"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}]
+    assert reply["calls"] == [
+        {"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}
+    ]
     names = [d.function.name for d in reply["deltas"] if d.function and d.function.name]
     assert names == ["get_order_status"]
     assert len([d for d in reply["deltas"] if d.function and d.function.arguments]) >= 3
@@ -75,8 +88,12 @@ async def test_first_reply_says_filler_then_streams_the_call_in_deltas() -> None
 
 async def test_pending_placeholder_after_filler_gets_an_empty_reply() -> None:
     call = {"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}
-    messages = [SYSTEM, USER, assistant("Let me check.", [call]),
-                tool("call_1", {"status": "pending", "future": "call_1", "note": "running"})]
+    messages = [
+        SYSTEM,
+        USER,
+        assistant("Let me check.", [call]),
+        tool("call_1", {"status": "pending", "future": "call_1", "note": "running"}),
+    ]
     async with OracleServer(one_tool_scenario(), JumpClock()) as server:
         reply = await ask(server, messages)
     assert reply["text"] == "" and reply["calls"] == [] and reply["finish"] == "stop"
@@ -84,8 +101,12 @@ async def test_pending_placeholder_after_filler_gets_an_empty_reply() -> None:
 
 async def test_answer_comes_only_after_the_late_result_arrives() -> None:
     call = {"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}
-    base = [SYSTEM, USER, assistant("Let me check.", [call]),
-            tool("call_1", {"status": "pending", "future": "call_1"})]
+    base = [
+        SYSTEM,
+        USER,
+        assistant("Let me check.", [call]),
+        tool("call_1", {"status": "pending", "future": "call_1"}),
+    ]
     late = get_result("call_1", {"status": "resolved", "result": {"status": "shipped"}})
     async with OracleServer(one_tool_scenario(), JumpClock()) as server:
         reply = await ask(server, base + late)
@@ -95,7 +116,12 @@ async def test_answer_comes_only_after_the_late_result_arrives() -> None:
 
 async def test_conventional_inline_result_is_a_result() -> None:
     call = {"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}
-    messages = [SYSTEM, USER, assistant("Let me check.", [call]), tool("call_1", {"status": "shipped"})]
+    messages = [
+        SYSTEM,
+        USER,
+        assistant("Let me check.", [call]),
+        tool("call_1", {"status": "shipped"}),
+    ]
     async with OracleServer(one_tool_scenario(), JumpClock()) as server:
         reply = await ask(server, messages)
     assert reply["text"] == "It shipped and arrives Thursday."
@@ -116,8 +142,12 @@ async def test_dependent_call_waits_for_the_result_it_needs() -> None:
         first = await ask(server, [SYSTEM, user])
         assert [c["name"] for c in first["calls"]] == ["lookup_customer"]
         assert first["text"] == "Okay, let me find your account."
-        history = [SYSTEM, user, assistant(first["text"], first["calls"]),
-                   tool(first["calls"][0]["id"], {"customer_id": "C-7", "name": "Dana"})]
+        history = [
+            SYSTEM,
+            user,
+            assistant(first["text"], first["calls"]),
+            tool(first["calls"][0]["id"], {"customer_id": "C-7", "name": "Dana"}),
+        ]
         second = await ask(server, history)
     assert second["text"] == "Hi Dana."
     assert second["calls"][0]["name"] == "get_orders"
@@ -129,22 +159,40 @@ async def test_hold_sentence_once_then_silence_until_something_changes() -> None
     user = {"role": "user", "content": "My phone is 555 0142, where is my order?"}
     c1 = {"id": "call_1", "name": "lookup_customer", "arguments": '{"phone": "555 0142"}'}
     c2 = {"id": "call_2", "name": "get_orders", "arguments": '{"customer_id": "C-7"}'}
-    history = [SYSTEM, user, assistant("Okay, let me find your account.", [c1]),
-               tool("call_1", {"customer_id": "C-7", "name": "Dana"}),
-               assistant("Hi Dana.", [c2]), tool("call_2", {"status": "pending", "future": "call_2"})]
+    history = [
+        SYSTEM,
+        user,
+        assistant("Okay, let me find your account.", [c1]),
+        tool("call_1", {"customer_id": "C-7", "name": "Dana"}),
+        assistant("Hi Dana.", [c2]),
+        tool("call_2", {"status": "pending", "future": "call_2"}),
+    ]
     async with OracleServer(chain_scenario(), JumpClock()) as server:
         hold = await ask(server, history)
         assert hold["text"] == "Still checking, one moment."
         again = await ask(server, [*history, assistant(hold["text"])])
         assert again["text"] == ""
-        done = await ask(server, [*history, assistant(hold["text"]),
-                                  *get_result("call_2", {"status": "resolved", "result": {"orders": [{"item": "jacket"}]}})])
+        done = await ask(
+            server,
+            [
+                *history,
+                assistant(hold["text"]),
+                *get_result(
+                    "call_2", {"status": "resolved", "result": {"orders": [{"item": "jacket"}]}}
+                ),
+            ],
+        )
     assert done["text"] == "Your jacket is on its way."
 
 
 async def test_failed_result_leads_to_an_apology() -> None:
     call = {"id": "call_1", "name": "get_order_status", "arguments": '{"order_id": "NW-1"}'}
-    base = [SYSTEM, USER, assistant("Let me check.", [call]), tool("call_1", {"status": "pending", "future": "call_1"})]
+    base = [
+        SYSTEM,
+        USER,
+        assistant("Let me check.", [call]),
+        tool("call_1", {"status": "pending", "future": "call_1"}),
+    ]
     late = get_result("call_1", {"status": "timed_out", "timeout_s": 3})
     async with OracleServer(one_tool_scenario(), JumpClock()) as server:
         reply = await ask(server, base + late)
@@ -178,7 +226,9 @@ async def test_timing_model_in_real_time_and_non_streaming() -> None:
             models = await client.models.list()
             assert [m.id for m in models.data] == ["oracle"]
             start = time.monotonic()
-            stream = await client.chat.completions.create(model="oracle", messages=[SYSTEM, USER], stream=True)
+            stream = await client.chat.completions.create(
+                model="oracle", messages=[SYSTEM, USER], stream=True
+            )
             first = None
             async for _chunk in stream:
                 first = first or time.monotonic() - start

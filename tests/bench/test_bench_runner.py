@@ -18,16 +18,40 @@ from voice_agent.bench.runner import run_bench, run_scenario  # noqa: E402
 FAST = {
     "name": "fast",
     "oracle": {"ttft_ms": 50, "tokens_per_s": 400},
-    "peripherals": {"asr_final_delay_ms": 50, "asr_partial_interval_ms": 100, "tts_first_audio_ms": 30,
-                    "speaking_rate_wpm": 900},
-    "tools": [{"name": "get_order_status", "description": "Order status by number.",
-               "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                              "required": ["order_id"]},
-               "latency_ms": 300, "result": {"status": "shipped", "eta": "Thursday"}}],
-    "turns": [{"user": "Where is order NW-1?", "speaking_ms": 400, "filler": "One moment.",
-               "calls": [{"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-1}}"}}],
-               "answer": [{"say": "It shipped and arrives Thursday.", "needs": ["get_order_status"],
-                           "expect": ["Thursday"]}]}],
+    "peripherals": {
+        "asr_final_delay_ms": 50,
+        "asr_partial_interval_ms": 100,
+        "tts_first_audio_ms": 30,
+        "speaking_rate_wpm": 900,
+    },
+    "tools": [
+        {
+            "name": "get_order_status",
+            "description": "Order status by number.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+            "latency_ms": 300,
+            "result": {"status": "shipped", "eta": "Thursday"},
+        }
+    ],
+    "turns": [
+        {
+            "user": "Where is order NW-1?",
+            "speaking_ms": 400,
+            "filler": "One moment.",
+            "calls": [{"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-1}}"}}],
+            "answer": [
+                {
+                    "say": "It shipped and arrives Thursday.",
+                    "needs": ["get_order_status"],
+                    "expect": ["Thursday"],
+                }
+            ],
+        }
+    ],
     "timeout_s": 30,
 }
 

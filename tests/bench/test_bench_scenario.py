@@ -15,7 +15,14 @@ SCENARIOS = sorted((Path(__file__).parents[2] / "bench" / "scenarios").glob("*.y
 
 def test_shipped_scenarios_all_load() -> None:
     names = {p.stem for p in SCENARIOS}
-    assert {"one_slow_tool", "independent_tools", "dependent_chain", "sequential", "failures", "barge_in"} <= names
+    assert {
+        "one_slow_tool",
+        "independent_tools",
+        "dependent_chain",
+        "sequential",
+        "failures",
+        "barge_in",
+    } <= names
     for path in SCENARIOS:
         scenario = load_scenario(path)
         assert scenario.name == path.stem
@@ -30,7 +37,9 @@ def test_failure_facts_are_the_expected_ones_when_the_tool_fails() -> None:
 
 def test_error_names_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("name: bad\nturns:\n  - user: hi\n    calls:\n      - tool: nope\n    bogus: 1\n")
+    path.write_text(
+        "name: bad\nturns:\n  - user: hi\n    calls:\n      - tool: nope\n    bogus: 1\n"
+    )
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     message = str(info.value)
@@ -45,10 +54,13 @@ def test_unknown_tool_and_forward_reference_are_rejected() -> None:
                 "name": "x",
                 "tools": [{"name": "a", "description": "d"}],
                 "turns": [
-                    {"user": "hi", "calls": [
-                        {"tool": "a", "arguments": {"v": "{{calls.b.result.x}}"}},
-                        {"tool": "missing", "id": "b"},
-                    ]}
+                    {
+                        "user": "hi",
+                        "calls": [
+                            {"tool": "a", "arguments": {"v": "{{calls.b.result.x}}"}},
+                            {"tool": "missing", "id": "b"},
+                        ],
+                    }
                 ],
             }
         )
@@ -58,8 +70,13 @@ def test_unknown_tool_and_forward_reference_are_rejected() -> None:
 
 def test_tool_with_two_behaviours_is_rejected() -> None:
     with pytest.raises(ValueError, match="only one of"):
-        scenario_from({"name": "x", "tools": [{"name": "a", "description": "d", "result": 1, "hang": True}],
-                       "turns": [{"user": "hi"}]})
+        scenario_from(
+            {
+                "name": "x",
+                "tools": [{"name": "a", "description": "d", "result": 1, "hang": True}],
+                "turns": [{"user": "hi"}],
+            }
+        )
 
 
 def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
@@ -91,8 +108,13 @@ def test_templates_keep_json_types_and_interpolate_in_text() -> None:
         return results[call_id]
 
     assert render("{{calls.customer.result.customer_id}}", result_of=result_of, user_text="") == 7
-    assert render("a {{calls.customer.result.orders.0.item}}!", result_of=result_of, user_text="") == "a jacket!"
-    assert render({"p": "{{user:555 0142}}"}, result_of=result_of, user_text="It's 555  0142") == {"p": "555 0142"}
+    assert (
+        render("a {{calls.customer.result.orders.0.item}}!", result_of=result_of, user_text="")
+        == "a jacket!"
+    )
+    assert render({"p": "{{user:555 0142}}"}, result_of=result_of, user_text="It's 555  0142") == {
+        "p": "555 0142"
+    }
     with pytest.raises(Unavailable):
         render("{{user:999}}", result_of=result_of, user_text="nothing")
     with pytest.raises(Unavailable):

@@ -86,9 +86,15 @@ async def test_responses_play_in_order_and_a_new_one_waits_for_audio() -> None:
         await run_for(s.clock, 2.0)
         s.output.end("empty")
         await s.output.aclose()
-    assert [(p.response_id, round(p.start, 2)) for p in s.output.sentences] == [("r1", 0.1), ("r2", 2.0)]
+    assert [(p.response_id, round(p.start, 2)) for p in s.output.sentences] == [
+        ("r1", 0.1),
+        ("r2", 2.0),
+    ]
     assert [(type(e).__name__, getattr(e, "response_id", "")) for _, e in s.events] == [
-        ("PlayoutStarted", "r1"), ("PlayoutFinished", "r1"), ("PlayoutStarted", "r2"), ("PlayoutFinished", "r2"),
+        ("PlayoutStarted", "r1"),
+        ("PlayoutFinished", "r1"),
+        ("PlayoutStarted", "r2"),
+        ("PlayoutFinished", "r2"),
     ]
 
 
@@ -96,22 +102,28 @@ def user_scenario(barge_in_ms: float | None = None):  # type: ignore[no-untyped-
     second = {"user": "And the other one?", "speaking_ms": 1000}
     if barge_in_ms is not None:
         second["barge_in_after_ms"] = barge_in_ms
-    return scenario_from({
-        "name": "u",
-        "peripherals": {"asr_final_delay_ms": 250, "asr_partial_interval_ms": 200},
-        "turns": [{"user": "one two three four five", "speaking_ms": 1000}, second],
-    })
+    return scenario_from(
+        {
+            "name": "u",
+            "peripherals": {"asr_final_delay_ms": 250, "asr_partial_interval_ms": 200},
+            "turns": [{"user": "one two three four five", "speaking_ms": 1000}, second],
+        }
+    )
 
 
 async def test_user_speaks_with_partials_then_final_after_asr_delay() -> None:
     clock = ManualClock()
     events: list[tuple[float, Event]] = []
     idle = {"value": False}
-    user = SimulatedUser(user_scenario(), lambda e: events.append((clock.now(), e)), clock, lambda: idle["value"])
+    user = SimulatedUser(
+        user_scenario(), lambda e: events.append((clock.now(), e)), clock, lambda: idle["value"]
+    )
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(user.run())
         await run_for(clock, 2.0)
-        assert not any(isinstance(e, UserSpeechStarted) and t > 0 for t, e in events)  # waits for the agent
+        assert not any(
+            isinstance(e, UserSpeechStarted) and t > 0 for t, e in events
+        )  # waits for the agent
         idle["value"] = True
         await run_for(clock, 3.0)
         assert task.done()
@@ -135,8 +147,12 @@ async def test_barge_in_turn_does_not_wait_for_the_agent() -> None:
     clock = ManualClock()
     events: list[tuple[float, Event]] = []
     idle = {"value": False}
-    user = SimulatedUser(user_scenario(barge_in_ms=700), lambda e: events.append((clock.now(), e)), clock,
-                         lambda: idle["value"])
+    user = SimulatedUser(
+        user_scenario(barge_in_ms=700),
+        lambda e: events.append((clock.now(), e)),
+        clock,
+        lambda: idle["value"],
+    )
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(user.run())
         await run_for(clock, 3.0)

@@ -52,11 +52,24 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
 
     @asynccontextmanager
     async def _make(
-        base_url: str, tools: ToolRegistry, *, mode: str = "async", api_key: str = "none",
-        model: str = "oracle", **agent_kw
+        base_url: str,
+        tools: ToolRegistry,
+        *,
+        mode: str = "async",
+        api_key: str = "none",
+        model: str = "oracle",
+        **agent_kw,
     ) -> AsyncIterator[Harness]:
-        llm = LlmClient(LlmConfig(base_url=base_url, model=model, api_key=api_key, retry_backoff_s=0.01,
-                                  max_retries=1, connect_timeout_s=1))
+        llm = LlmClient(
+            LlmConfig(
+                base_url=base_url,
+                model=model,
+                api_key=api_key,
+                retry_backoff_s=0.01,
+                max_retries=1,
+                connect_timeout_s=1,
+            )
+        )
         ledger = Ledger("test", MonotonicClock())
         printed = io.StringIO()
         agent_kw.setdefault("system_prompt", "You are a test agent.")

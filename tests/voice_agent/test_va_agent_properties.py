@@ -81,7 +81,9 @@ user_action = st.one_of(
     st.tuples(st.just("pause"), st.sampled_from(["please call it", "hello there"])),
     st.tuples(st.just("resume"), st.none()),
     st.tuples(st.just("end"), st.none()),
-    st.tuples(st.just("final"), st.sampled_from(["please call it", "hello there", "", "call again"])),
+    st.tuples(
+        st.just("final"), st.sampled_from(["please call it", "hello there", "", "call again"])
+    ),
     st.tuples(st.just("wait"), st.integers(0, 40)),
 )
 

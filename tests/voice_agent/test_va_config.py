@@ -17,7 +17,11 @@ def test_embedded_defaults_load_and_use_the_local_model():
 def test_file_then_environment_then_overrides(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("agent:\n  mode: sync\n  company: Globex\nllm:\n  max_retries: 1\n")
-    env = {"VOICE_AGENT__LLM__MAX_RETRIES": "4", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-secret"}
+    env = {
+        "VOICE_AGENT__LLM__MAX_RETRIES": "4",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_API_KEY": "sk-secret",
+    }
     config = load_config(path, environ=env, overrides={"agent": {"persona": "Sam"}})
     assert config.agent.mode == "sync"
     assert config.llm.max_retries == 4
@@ -45,7 +49,11 @@ def test_a_bad_config_names_the_field_and_the_problem(tmp_path, yaml_text, field
     with pytest.raises(ConfigError) as info:
         load_config(path, environ={})
     assert field in str(info.value) and problem in str(info.value)
-    assert str(path) in str(info.value) or "not valid" in str(info.value) or "top level" in str(info.value)
+    assert (
+        str(path) in str(info.value)
+        or "not valid" in str(info.value)
+        or "top level" in str(info.value)
+    )
 
 
 def test_a_bad_api_key_value_is_never_echoed(tmp_path):

@@ -19,19 +19,46 @@ TWO_TOOLS = {
     "name": "two",
     "oracle": {"ttft_ms": 50, "tokens_per_s": 60},
     "tools": [
-        {"name": "get_order_status", "description": "Order status.",
-         "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
-         "latency_ms": 300, "result": {"status": "shipped"}},
-        {"name": "get_weather", "description": "Weather in a city.",
-         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-         "latency_ms": 300, "result": {"forecast": "sunny"}},
+        {
+            "name": "get_order_status",
+            "description": "Order status.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+            "latency_ms": 300,
+            "result": {"status": "shipped"},
+        },
+        {
+            "name": "get_weather",
+            "description": "Weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+            "latency_ms": 300,
+            "result": {"forecast": "sunny"},
+        },
     ],
     "turns": [
-        {"user": "Where is order NW-9, and what is the weather in Oslo?", "filler": "Let me check both.",
-         "calls": [{"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-9}}"}},
-                   {"tool": "get_weather", "arguments": {"city": "{{user:Oslo}}"}}],
-         "answer": [{"say": "Your order has shipped.", "needs": ["get_order_status"], "expect": ["shipped"]},
-                    {"say": "It is sunny in Oslo.", "needs": ["get_weather"], "expect": ["sunny"]}]},
+        {
+            "user": "Where is order NW-9, and what is the weather in Oslo?",
+            "filler": "Let me check both.",
+            "calls": [
+                {"tool": "get_order_status", "arguments": {"order_id": "{{user:NW-9}}"}},
+                {"tool": "get_weather", "arguments": {"city": "{{user:Oslo}}"}},
+            ],
+            "answer": [
+                {
+                    "say": "Your order has shipped.",
+                    "needs": ["get_order_status"],
+                    "expect": ["shipped"],
+                },
+                {"say": "It is sunny in Oslo.", "needs": ["get_weather"], "expect": ["sunny"]},
+            ],
+        },
     ],
 }
 
@@ -46,7 +73,9 @@ async def run_two_tools(make_agent, mode: str):
     from fsm import MonotonicClock
 
     async with OracleServer(sc) as oracle:
-        async with make_agent(oracle.base_url, build_registry(sc, MonotonicClock(), invocations), mode=mode) as h:
+        async with make_agent(
+            oracle.base_url, build_registry(sc, MonotonicClock(), invocations), mode=mode
+        ) as h:
             h.say(sc.turns[0].user)
             await h.idle()
             return h
@@ -57,7 +86,10 @@ async def test_both_modes_answer_with_every_fact_and_a_valid_context(make_agent,
     h = await run_two_tools(make_agent, mode)
     heard = " ".join(e.text for e in h.entries("AgentTextPlayed"))
     assert "shipped" in heard and "sunny" in heard
-    assert sorted(e.name for e in h.entries("ToolCallStarted")) == ["get_order_status", "get_weather"]
+    assert sorted(e.name for e in h.entries("ToolCallStarted")) == [
+        "get_order_status",
+        "get_weather",
+    ]
     assert all(h.ledger.call(e.call_id).status == "resolved" for e in h.entries("ToolCallStarted"))
     check_protocol(h.ledger.render_messages("sys"))
 
@@ -85,18 +117,29 @@ LONG_ANSWER = {
     "name": "long",
     "oracle": {"ttft_ms": 30, "tokens_per_s": 25},
     "turns": [
-        {"user": "Tell me about your return policy.",
-         "answer": [{"say": "You can return any item within thirty days. Items must be unused and in their box. "
-                            "Refunds go back to the card you paid with. Shipping costs are not refunded. "
-                            "Gift cards cannot be returned.", "expect": ["thirty days"]}]},
-        {"user": "Actually, what are your opening hours?",
-         "answer": [{"say": "We are open from nine to five.", "expect": ["nine to five"]}]},
+        {
+            "user": "Tell me about your return policy.",
+            "answer": [
+                {
+                    "say": "You can return any item within thirty days. Items must be unused and in their box. "
+                    "Refunds go back to the card you paid with. Shipping costs are not refunded. "
+                    "Gift cards cannot be returned.",
+                    "expect": ["thirty days"],
+                }
+            ],
+        },
+        {
+            "user": "Actually, what are your opening hours?",
+            "answer": [{"say": "We are open from nine to five.", "expect": ["nine to five"]}],
+        },
     ],
 }
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_a_new_user_message_cancels_the_generation_and_keeps_only_what_was_said(make_agent, mode):
+async def test_a_new_user_message_cancels_the_generation_and_keeps_only_what_was_said(
+    make_agent, mode
+):
     sc = scenario(LONG_ANSWER)
     async with OracleServer(sc) as oracle:
         async with make_agent(oracle.base_url, ToolRegistry(), mode=mode) as h:
@@ -106,7 +149,9 @@ async def test_a_new_user_message_cancels_the_generation_and_keeps_only_what_was
             h.say(sc.turns[1].user)  # typed while the agent is still answering: a barge-in
             await h.idle()
             first_response = h.entries("LlmRequestStarted")[0].response_id
-            finished = [e for e in h.entries("LlmResponseFinished") if e.response_id == first_response]
+            finished = [
+                e for e in h.entries("LlmResponseFinished") if e.response_id == first_response
+            ]
             assert finished[0].finish_reason == "cancelled"
             [played] = [e for e in h.entries("AgentTextPlayed") if e.response_id == first_response]
             assert played.interrupted and "thirty days" in played.text
@@ -144,10 +189,26 @@ async def test_a_malformed_tool_call_becomes_an_error_the_model_reads(make_agent
         await resp.prepare(request)
 
         def chunk(delta, finish=None):
-            return ("data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n").encode()
+            return (
+                "data: "
+                + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                + "\n\n"
+            ).encode()
 
         if len(requests) == 1:
-            await resp.write(chunk({"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "lookup", "arguments": '{"id": 12'}}]}))
+            await resp.write(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_x",
+                                "function": {"name": "lookup", "arguments": '{"id": 12'},
+                            }
+                        ]
+                    }
+                )
+            )
             await resp.write(chunk({}, "tool_calls"))
         else:
             await resp.write(chunk({"content": "Sorry, something went wrong with that lookup."}))

@@ -49,7 +49,10 @@ def client(url: str, **kw) -> LlmClient:
 
 async def collect(llm: LlmClient, events: list | None = None) -> list:
     items = []
-    async for item in llm.stream([{"role": "user", "content": "hi"}], [{"type": "function", "function": {"name": "f", "parameters": {}}}]):
+    async for item in llm.stream(
+        [{"role": "user", "content": "hi"}],
+        [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    ):
         items.append(item)
         if events is not None:
             events.append((asyncio.get_running_loop().time(), item))
@@ -67,10 +70,36 @@ async def test_repeated_function_names_are_not_concatenated_and_ids_are_made_up(
         resp = await start_stream(request)
         await resp.write(sse({"role": "assistant", "content": "Let me "}))
         await resp.write(sse({"content": "check."}))
-        for piece in ['{"order', '_id": "1', '2"}']:  # llama.cpp style: the name in every delta, no id
-            await resp.write(sse({"tool_calls": [{"index": 0, "function": {"name": "get_order", "arguments": piece}}]}))
-        await resp.write(sse({"tool_calls": [{"index": 1, "id": "call_b", "function": {"name": "get_hours", "arguments": ""}}]}))
-        await resp.write(sse({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Paris"}'}}]}))
+        for piece in [
+            '{"order',
+            '_id": "1',
+            '2"}',
+        ]:  # llama.cpp style: the name in every delta, no id
+            await resp.write(
+                sse(
+                    {
+                        "tool_calls": [
+                            {"index": 0, "function": {"name": "get_order", "arguments": piece}}
+                        ]
+                    }
+                )
+            )
+        await resp.write(
+            sse(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 1,
+                            "id": "call_b",
+                            "function": {"name": "get_hours", "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        await resp.write(
+            sse({"tool_calls": [{"index": 1, "function": {"arguments": '{"city": "Paris"}'}}]})
+        )
         await resp.write(sse(finish="tool_calls"))
         await resp.write(b"data: [DONE]\n\n")
         return resp
@@ -91,7 +120,15 @@ async def test_repeated_function_names_are_not_concatenated_and_ids_are_made_up(
 async def test_a_call_is_yielded_as_soon_as_its_json_is_complete():
     async def handler(request):
         resp = await start_stream(request)
-        await resp.write(sse({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "a", "arguments": '{"x": 1}'}}]}))
+        await resp.write(
+            sse(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "c1", "function": {"name": "a", "arguments": '{"x": 1}'}}
+                    ]
+                }
+            )
+        )
         await asyncio.sleep(0.3)  # the model keeps generating for a while
         await resp.write(sse({"content": "more"}))
         await resp.write(sse(finish="tool_calls"))

@@ -19,7 +19,9 @@ async def test_the_default_local_model_calls_a_tool_and_answers_from_its_result(
 
     async with LocalLlmServer(model=DEFAULT_MODEL, startup_timeout_s=180) as server:
         prompt = render_system_prompt(load_config(environ={}).agent)
-        async with make_agent(server.base_url, demo_registry, mode="async", system_prompt=prompt) as h:
+        async with make_agent(
+            server.base_url, demo_registry, mode="async", system_prompt=prompt
+        ) as h:
             await h.agent.prewarm()
             h.say("What is the status of order 12345?")
             await h.until(lambda: any(e.type == "ToolCallStarted" for e in h.ledger.entries), 120)

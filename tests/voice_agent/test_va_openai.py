@@ -29,7 +29,9 @@ async def test_a_hosted_model_calls_the_tool_and_answers_from_the_result(make_ag
 
     base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
     model = os.environ.get("VOICE_AGENT_TEST_OPENAI_MODEL", "gpt-4o-mini")
-    async with make_agent(base_url, registry, mode="async", api_key=os.environ["OPENAI_API_KEY"], model=model) as h:
+    async with make_agent(
+        base_url, registry, mode="async", api_key=os.environ["OPENAI_API_KEY"], model=model
+    ) as h:
         h.say("What is the status of order 4417?")
         await h.idle(60)
     [call] = h.entries("ToolCallStarted")

@@ -21,8 +21,14 @@ SCENARIO = Scenario.model_validate(
         "name": "preempt",
         "oracle": {"ttft_ms": 300, "tokens_per_s": 60},
         "turns": [
-            {"user": "What are your opening hours?", "answer": [{"say": "We open at nine.", "expect": ["nine"]}]},
-            {"user": "And on Sunday?", "answer": [{"say": "On Sunday we are closed.", "expect": ["closed"]}]},
+            {
+                "user": "What are your opening hours?",
+                "answer": [{"say": "We open at nine.", "expect": ["nine"]}],
+            },
+            {
+                "user": "And on Sunday?",
+                "answer": [{"say": "On Sunday we are closed.", "expect": ["closed"]}],
+            },
         ],
     }
 )

@@ -92,7 +92,12 @@ def test_explicit_schema_tools_are_checked_too():
         fn=lambda **kw: kw,
     )
     assert spec.parse_arguments('{"n": 3}') == {"n": 3}
-    for raw, msg in [('{"n": true}', "expected integer"), ('{"c": "a"}', "missing"), ('{"n": 1, "z": 1}', "unexpected"), ('{"n": 1, "c": "b"}', "one of")]:
+    for raw, msg in [
+        ('{"n": true}', "expected integer"),
+        ('{"c": "a"}', "missing"),
+        ('{"n": 1, "z": 1}', "unexpected"),
+        ('{"n": 1, "c": "b"}', "one of"),
+    ]:
         with pytest.raises(ToolArgumentsError, match=msg):
             spec.parse_arguments(raw)
 
@@ -134,7 +139,13 @@ async def test_every_failure_kind_becomes_an_outcome_the_model_reads():
         ]
     )
     status = {c: ledger.call(c).status for c in ("c0", "c1", "c2", "c3", "c4")}
-    assert status == {"c0": "resolved", "c1": "timed_out", "c2": "failed", "c3": "failed", "c4": "failed"}
+    assert status == {
+        "c0": "resolved",
+        "c1": "timed_out",
+        "c2": "failed",
+        "c3": "failed",
+        "c4": "failed",
+    }
     assert ledger.call("c0").result == {"order_id": "42", "status": "shipped"}
     assert "backend down for 3" in ledger.call("c2").error
     assert "invalid arguments" in ledger.call("c3").error
@@ -143,7 +154,13 @@ async def test_every_failure_kind_becomes_an_outcome_the_model_reads():
     messages = ledger.render_messages("sys")
     check_protocol(messages)
     tool_contents = [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
-    assert [c["status"] for c in tool_contents] == ["resolved", "timed_out", "failed", "failed", "failed"]
+    assert [c["status"] for c in tool_contents] == [
+        "resolved",
+        "timed_out",
+        "failed",
+        "failed",
+        "failed",
+    ]
 
 
 async def test_a_repeated_write_in_one_turn_runs_once_but_every_call_is_answered():
@@ -156,7 +173,10 @@ async def test_a_repeated_write_in_one_turn_runs_once_but_every_call_is_answered
 
 async def test_the_same_write_in_a_new_turn_runs_again():
     reg, ledger, _ = await run_calls(
-        [("refund", '{"order_id": "1", "amount": 5}'), ("refund", '{"order_id": "1", "amount": 5}')],
+        [
+            ("refund", '{"order_id": "1", "amount": 5}'),
+            ("refund", '{"order_id": "1", "amount": 5}'),
+        ],
         turn_split=1,
     )
     assert reg.refund_fn.count == 2
@@ -204,10 +224,16 @@ async def test_a_call_naming_another_calls_future_waits_for_its_result():
     ledger = Ledger("s", MonotonicClock())
     sched = ToolScheduler(reg, ledger, lambda e: None, MonotonicClock())
     ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
-    sched.start(call_id="c1", response_id="r1", name="lookup_customer", arguments='{"phone": "5550142"}')
-    sched.start(call_id="c2", response_id="r1", name="get_orders", arguments='{"customer_id": "c1"}')
+    sched.start(
+        call_id="c1", response_id="r1", name="lookup_customer", arguments='{"phone": "5550142"}'
+    )
+    sched.start(
+        call_id="c2", response_id="r1", name="get_orders", arguments='{"customer_id": "c1"}'
+    )
     sched.start(call_id="c3", response_id="r1", name="broken", arguments="{}")
-    sched.start(call_id="c4", response_id="r1", name="get_orders", arguments='{"customer_id": "c3"}')
+    sched.start(
+        call_id="c4", response_id="r1", name="get_orders", arguments='{"customer_id": "c3"}'
+    )
     for _ in range(100):
         if not sched.pending():
             break

@@ -40,7 +40,13 @@ from voice_agent.bench.sim import PlayedSentence, UserTurnRecord
 from voice_agent.bench.template import Unavailable, normalize_text, render
 
 DEAD_AIR_MIN_S = 1.0  # silence longer than this while the user waits is dead air, s
-LATENCY_KEYS = ("first_audio_ms", "answer_audio_ms", "complete_answer_ms", "turn_done_ms", "dead_air_ms")
+LATENCY_KEYS = (
+    "first_audio_ms",
+    "answer_audio_ms",
+    "complete_answer_ms",
+    "turn_done_ms",
+    "dead_air_ms",
+)
 BASELINE_MODE = "sync"
 
 
@@ -126,8 +132,16 @@ class TurnMetrics:
 def decodes_from_oracle(exchanges: Iterable[OracleExchange]) -> list[DecodeRecord]:
     """Decode intervals from the oracle's recorded exchanges."""
     return [
-        DecodeRecord(e.index, e.received_at, e.first_token_at, e.finished_at, e.turn_index, e.text,
-                     tuple(c["name"] for c in e.calls), e.cancelled)
+        DecodeRecord(
+            e.index,
+            e.received_at,
+            e.first_token_at,
+            e.finished_at,
+            e.turn_index,
+            e.text,
+            tuple(c["name"] for c in e.calls),
+            e.cancelled,
+        )
         for e in exchanges
     ]
 
@@ -136,8 +150,12 @@ def tool_calls_from_ledger(entries: Iterable[Any]) -> list[ToolCallRecord]:
     """Tool calls (start, outcome, end) from ledger entries (``type`` + ``t``)."""
     started: dict[str, Any] = {}
     ends: dict[str, tuple[float, str]] = {}
-    outcome_types = {"ToolCallResolved": "resolved", "ToolCallFailed": "failed",
-                     "ToolCallTimedOut": "timed_out", "ToolCallCancelled": "cancelled"}
+    outcome_types = {
+        "ToolCallResolved": "resolved",
+        "ToolCallFailed": "failed",
+        "ToolCallTimedOut": "timed_out",
+        "ToolCallCancelled": "cancelled",
+    }
     for entry in entries:
         if entry.type == "ToolCallStarted":
             started[entry.call_id] = entry
@@ -146,8 +164,19 @@ def tool_calls_from_ledger(entries: Iterable[Any]) -> list[ToolCallRecord]:
     records = []
     for call_id, entry in started.items():
         end, outcome = ends.get(call_id, (None, "pending"))
-        records.append(ToolCallRecord(call_id, entry.name, _parse(entry.arguments), entry.kind, entry.t, end,
-                                      outcome, entry.speculative, entry.fork_id))
+        records.append(
+            ToolCallRecord(
+                call_id,
+                entry.name,
+                _parse(entry.arguments),
+                entry.kind,
+                entry.t,
+                end,
+                outcome,
+                entry.speculative,
+                entry.fork_id,
+            )
+        )
     return records
 
 
@@ -196,7 +225,9 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
         fact_end = turns[j + 1].speech_start if j + 1 < len(turns) else rec.session_end
         j += 1
     in_turn = sorted((s for s in rec.sentences if eos <= s.start < end), key=lambda s: s.start)
-    in_facts = sorted((s for s in rec.sentences if eos <= s.start < fact_end), key=lambda s: s.start)
+    in_facts = sorted(
+        (s for s in rec.sentences if eos <= s.start < fact_end), key=lambda s: s.start
+    )
 
     facts = scenario.expected_facts(i)
     expects = [e for f in facts for e in f.expect]
@@ -220,14 +251,26 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
     matched: set[str] = set()
     missing = []
     for call_id, (name, args) in expected_args.items():
-        hit = next((c for c in calls if c.name == name and c.arguments == args and c.call_id not in matched), None)
+        hit = next(
+            (
+                c
+                for c in calls
+                if c.name == name and c.arguments == args and c.call_id not in matched
+            ),
+            None,
+        )
         if hit is None:
             missing.append(call_id)
         else:
             matched.add(hit.call_id)
     unexpected = [c.name for c in calls if c.call_id not in matched and not c.speculative]
     writes_once = all(
-        sum(1 for c in rec.tool_calls if c.name == name and c.arguments == args and not c.speculative) == 1
+        sum(
+            1
+            for c in rec.tool_calls
+            if c.name == name and c.arguments == args and not c.speculative
+        )
+        == 1
         for name, args in expected_args.values()
         if scenario.tool(name).kind == "write"
     )
@@ -244,8 +287,15 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
         turn_done_ms=_ms(turn_done, eos),
         dead_air_ms=round(dead_air * 1000.0, 1),
         tool_calls=[
-            {"call_id": c.call_id, "name": c.name, "arguments": c.arguments, "outcome": c.outcome,
-             "speculative": c.speculative, "start_ms": _ms(c.start, eos), "end_ms": _ms(c.end, eos)}
+            {
+                "call_id": c.call_id,
+                "name": c.name,
+                "arguments": c.arguments,
+                "outcome": c.outcome,
+                "speculative": c.speculative,
+                "start_ms": _ms(c.start, eos),
+                "end_ms": _ms(c.end, eos),
+            }
             for c in calls
         ],
         calls_ok=not missing,
@@ -253,7 +303,10 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
         unexpected_calls=unexpected,
         writes_once=writes_once,
         facts_heard=facts_heard,
-        correct=not missing and writes_once and all(facts_heard.values()) and speculation["speculative_writes"] == 0,
+        correct=not missing
+        and writes_once
+        and all(facts_heard.values())
+        and speculation["speculative_writes"] == 0,
         speculation=speculation,
         heard=" ".join(s.heard for s in in_turn),
     )
@@ -283,13 +336,18 @@ def _expected_calls(scenario: Scenario, i: int) -> dict[str, tuple[str, Any]]:
     out = {}
     for call in scenario.turns[i].calls:
         try:
-            out[call.call_id] = (call.tool, render(call.arguments, result_of=result_of, user_text=user_text))
+            out[call.call_id] = (
+                call.tool,
+                render(call.arguments, result_of=result_of, user_text=user_text),
+            )
         except Unavailable:
             continue  # needs a failing call's result: it cannot be made
     return out
 
 
-def _speculation(rec: Recording, calls: Sequence[ToolCallRecord], start: float, end: float) -> dict[str, Any]:
+def _speculation(
+    rec: Recording, calls: Sequence[ToolCallRecord], start: float, end: float
+) -> dict[str, Any]:
     forks = [f for f in rec.forks if start <= f.opened < end]
     adopted = {c for f in forks for c in f.adopted_calls}
     speculative = [c for c in calls if c.speculative]
@@ -301,7 +359,9 @@ def _speculation(rec: Recording, calls: Sequence[ToolCallRecord], start: float, 
         "speculative_calls": len(speculative),
         "adopted_calls": sum(1 for c in speculative if c.call_id in adopted),
         "discarded_calls": len(discarded),
-        "wasted_tool_s": round(sum((c.end if c.end is not None else end) - c.start for c in discarded), 3),
+        "wasted_tool_s": round(
+            sum((c.end if c.end is not None else end) - c.start for c in discarded), 3
+        ),
         "speculative_writes": sum(1 for c in speculative if c.kind == "write"),
     }
 

@@ -121,7 +121,10 @@ class OracleServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "bench"}]}
+            {
+                "object": "list",
+                "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "bench"}],
+            }
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -162,8 +165,12 @@ class OracleServer:
     def _pieces(self, reply: OracleReply, calls: list[dict[str, str]]) -> list[_Piece]:
         pieces = [_Piece(max(1, self._cost(p)), {"content": p}) for p in self._split(reply.text)]
         for index, call in enumerate(calls):
-            head = {"index": index, "id": call["id"], "type": "function",
-                    "function": {"name": call["name"], "arguments": ""}}
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
             pieces.append(_Piece(max(1, self._cost(call["name"])), {"tool_calls": [head]}))
             for part in self._split(call["arguments"]):
                 delta = {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
@@ -187,7 +194,9 @@ class OracleServer:
         completion_id: str,
         include_usage: bool,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -214,8 +223,14 @@ class OracleServer:
                 await response.write(chunk({"role": "assistant", "content": ""}))
             await response.write(chunk({}, exchange.finish_reason))
             if include_usage:
-                usage = {"id": completion_id, "object": "chat.completion.chunk", "created": 0,
-                         "model": MODEL_ID, "choices": [], "usage": self._usage(exchange, pieces)}
+                usage = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": MODEL_ID,
+                    "choices": [],
+                    "usage": self._usage(exchange, pieces),
+                }
                 await response.write(f"data: {json.dumps(usage)}\n\n".encode())
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -233,7 +248,11 @@ class OracleServer:
         message: dict[str, Any] = {"role": "assistant", "content": exchange.text or None}
         if exchange.calls:
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
                 for c in exchange.calls
             ]
         elif message["content"] is None:
@@ -244,7 +263,9 @@ class OracleServer:
                 "object": "chat.completion",
                 "created": 0,
                 "model": MODEL_ID,
-                "choices": [{"index": 0, "message": message, "finish_reason": exchange.finish_reason}],
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": exchange.finish_reason}
+                ],
                 "usage": self._usage(exchange, pieces),
             }
         )
@@ -252,10 +273,15 @@ class OracleServer:
     def _usage(self, exchange: OracleExchange, pieces: list[_Piece]) -> dict[str, int]:
         prompt = sum(self._cost(json.dumps(m)) for m in exchange.messages)
         completion = sum(p.tokens for p in pieces)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "code": None}}, status=status
+        {"error": {"message": message, "type": "invalid_request_error", "code": None}},
+        status=status,
     )

@@ -76,7 +76,9 @@ class _Outcome:
 class _Context:
     """What the received messages say, indexed."""
 
-    issued: list[tuple[int, str, str, Any]] = field(default_factory=list)  # (msg idx, id, name, args)
+    issued: list[tuple[int, str, str, Any]] = field(
+        default_factory=list
+    )  # (msg idx, id, name, args)
     outcomes: dict[str, _Outcome] = field(default_factory=dict)  # tool_call id → latest outcome
     outcome_positions: list[int] = field(default_factory=list)  # msg idx of non-pending outcomes
     aliases: dict[str, str] = field(default_factory=dict)  # future name → tool_call id
@@ -157,7 +159,9 @@ def _index(messages: list[dict[str, Any]]) -> _Context:
             if call_id in get_result_target:
                 target = get_result_target[call_id]
                 call_id = ctx.aliases.get(target, target)
-            elif isinstance(value, dict) and value.get("status") == "pending" and value.get("future"):
+            elif (
+                isinstance(value, dict) and value.get("status") == "pending" and value.get("future")
+            ):
                 ctx.aliases[str(value["future"])] = call_id
             ctx.outcomes[call_id] = outcome
             if outcome.status != "pending":
@@ -168,7 +172,9 @@ def _index(messages: list[dict[str, Any]]) -> _Context:
 class _Resolver:
     """Maps expected call ids to issued tool calls and their outcomes."""
 
-    def __init__(self, scenario: Scenario, turn_index: int, user_pos: int, ctx: _Context, user_text: str):
+    def __init__(
+        self, scenario: Scenario, turn_index: int, user_pos: int, ctx: _Context, user_text: str
+    ):
         self._scenario = scenario
         self._turn_index = turn_index
         self._user_pos = user_pos

@@ -100,7 +100,9 @@ class ScenarioResult:
         }
 
 
-def build_registry(scenario: Scenario, clock: Clock, invocations: list[dict[str, Any]]) -> ToolRegistry:
+def build_registry(
+    scenario: Scenario, clock: Clock, invocations: list[dict[str, Any]]
+) -> ToolRegistry:
     """The scenario's tools as engine tools; every invocation is appended to ``invocations``."""
     registry = ToolRegistry()
     for tool in scenario.tools:
@@ -120,8 +122,13 @@ def build_registry(scenario: Scenario, clock: Clock, invocations: list[dict[str,
 
 def _scripted(tool: ToolDef, clock: Clock, invocations: list[dict[str, Any]]) -> Callable[..., Any]:
     async def scripted_tool(**arguments: Any) -> Any:
-        record: dict[str, Any] = {"name": tool.name, "arguments": arguments, "start": clock.now(),
-                                  "end": None, "outcome": "running"}
+        record: dict[str, Any] = {
+            "name": tool.name,
+            "arguments": arguments,
+            "start": clock.now(),
+            "end": None,
+            "outcome": "running",
+        }
         invocations.append(record)
         try:
             await clock.sleep(tool.latency_ms / 1000)
@@ -163,15 +170,22 @@ async def run_scenario(
         ledger_path = out_dir / f"{scenario.name}__{mode}__{repeat}.ledger.jsonl"
         sinks.append(JsonlSink(ledger_path))
     ledger = Ledger(session_id, clock, sinks=sinks)
-    ledger.append(le.SessionStarted(session_id=session_id, started_at=datetime.now(UTC).isoformat(),
-                                    meta={"mode": mode, "transport": "bench", "scenario": scenario.name}))
+    ledger.append(
+        le.SessionStarted(
+            session_id=session_id,
+            started_at=datetime.now(UTC).isoformat(),
+            meta={"mode": mode, "transport": "bench", "scenario": scenario.name},
+        )
+    )
     output = SimulatedSpeechOutput(scenario.peripherals, clock)
     error: str | None = None
     async with OracleServer(scenario, clock) as oracle:
         llm = LlmClient(LlmConfig.model_validate({"base_url": oracle.base_url, "model": MODEL_ID}))
         # The product's own agent settings (configs/default.yaml + VOICE_AGENT__AGENT__* overrides),
         # with the scenario's mode and system prompt.
-        config = load_config().agent.model_copy(update={"mode": mode, "system_prompt": scenario.system_prompt})
+        config = load_config().agent.model_copy(
+            update={"mode": mode, "system_prompt": scenario.system_prompt}
+        )
         agent = Agent(config, llm, registry, output, ledger, clock)
         user = SimulatedUser(scenario, agent.post, clock, agent.is_idle)
         try:
@@ -179,7 +193,9 @@ async def run_scenario(
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(output.run(), name="bench-output")
                     user_task = tg.create_task(user.run(), name="bench-user")
-                    await agent.run()  # returns after the user's SessionEnded (or the agent ends itself)
+                    await (
+                        agent.run()
+                    )  # returns after the user's SessionEnded (or the agent ends itself)
                     if not user_task.done():
                         error = f"the agent ended before the user finished (state {agent.state})"
                         user_task.cancel()
@@ -302,7 +318,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"unknown mode(s) {unknown}; choose from {list(MODES)}", file=sys.stderr)
         return 2
     try:
-        report = asyncio.run(run_bench(paths, modes, args.json_out, args.out, repeat=max(1, args.repeat)))  # type: ignore[arg-type]
+        report = asyncio.run(
+            run_bench(paths, modes, args.json_out, args.out, repeat=max(1, args.repeat))
+        )  # type: ignore[arg-type]
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -311,12 +329,20 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _print_summary(report: dict[str, Any]) -> None:
-    keys = ("first_audio_ms", "answer_audio_ms", "complete_answer_ms", "turn_done_ms", "dead_air_ms")
+    keys = (
+        "first_audio_ms",
+        "answer_audio_ms",
+        "complete_answer_ms",
+        "turn_done_ms",
+        "dead_air_ms",
+    )
 
     def cell(v: float | None, fmt: str) -> str:
         return f"{'-' if v is None else format(v, fmt):>9}"
 
-    print(f"{'scenario':<18} {'mode':<12} " + " ".join(f"{k[:-3][:9]:>9}" for k in keys) + "  correct")
+    print(
+        f"{'scenario':<18} {'mode':<12} " + " ".join(f"{k[:-3][:9]:>9}" for k in keys) + "  correct"
+    )
     modes = report["modes"]
     for scenario, per_mode in report["summary"]["per_scenario"].items():
         for mode in modes:
@@ -328,8 +354,13 @@ def _print_summary(report: dict[str, Any]) -> None:
         for mode in modes[1:]:
             med = per_mode.get(mode)
             if base and med:
-                ratios = [med[k] / base[k] if med[k] is not None and base[k] else None for k in keys]
-                print(f"{scenario:<18} {mode + '/' + modes[0]:<12} " + " ".join(cell(r, ".2f") for r in ratios))
+                ratios = [
+                    med[k] / base[k] if med[k] is not None and base[k] else None for k in keys
+                ]
+                print(
+                    f"{scenario:<18} {mode + '/' + modes[0]:<12} "
+                    + " ".join(cell(r, ".2f") for r in ratios)
+                )
     for mode, med in report["summary"]["medians"].items():
         cells = " ".join(cell(med[k], ".0f") for k in keys)
         print(f"{'(all turns)':<18} {mode:<12} {cells}  {med['correct_rate']}")

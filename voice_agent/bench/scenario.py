@@ -45,7 +45,9 @@ class OracleTiming(_Frozen):
 
     ttft_ms: float = Field(300.0, ge=0, description="Request received → first token, ms.")
     tokens_per_s: float = Field(
-        60.0, gt=0, description="Decode speed after the first token; text and tool-call JSON both cost tokens."
+        60.0,
+        gt=0,
+        description="Decode speed after the first token; text and tool-call JSON both cost tokens.",
     )
     tokenizer: Literal["chars4", "words"] = Field(
         "chars4", description="How text is counted: ~4 characters per token, or one token per word."
@@ -59,14 +61,24 @@ class OracleTiming(_Frozen):
 class PeripheralTiming(_Frozen):
     """Simulated ASR/TTS timing (transcript level)."""
 
-    asr_final_delay_ms: float = Field(250.0, ge=0, description="End of speech → final transcript, ms.")
-    asr_partial_interval_ms: float = Field(200.0, gt=0, description="Cadence of partial transcripts, ms.")
-    tts_first_audio_ms: float = Field(
-        120.0, ge=0, description="Sentence text available → its first audio (when the speaker is free), ms."
+    asr_final_delay_ms: float = Field(
+        250.0, ge=0, description="End of speech → final transcript, ms."
     )
-    speaking_rate_wpm: float = Field(160.0, gt=0, description="Agent speaking rate, words per minute.")
+    asr_partial_interval_ms: float = Field(
+        200.0, gt=0, description="Cadence of partial transcripts, ms."
+    )
+    tts_first_audio_ms: float = Field(
+        120.0,
+        ge=0,
+        description="Sentence text available → its first audio (when the speaker is free), ms.",
+    )
+    speaking_rate_wpm: float = Field(
+        160.0, gt=0, description="Agent speaking rate, words per minute."
+    )
     user_speaking_rate_wpm: float = Field(
-        160.0, gt=0, description="User speaking rate, words per minute (when a turn gives no speaking_ms)."
+        160.0,
+        gt=0,
+        description="User speaking rate, words per minute (when a turn gives no speaking_ms).",
     )
 
 
@@ -113,7 +125,8 @@ class ExpectedCall(_Frozen):
 
     tool: str
     id: str | None = Field(
-        None, description="Name used in templates and facts; defaults to the tool name. Unique in the scenario."
+        None,
+        description="Name used in templates and facts; defaults to the tool name. Unique in the scenario.",
     )
     arguments: dict[str, Any] = Field(
         default_factory=dict,
@@ -130,14 +143,17 @@ class Fact(_Frozen):
     """One sentence of the answer, said once the results it needs arrived."""
 
     say: str = Field(description="The sentence; may hold templates.")
-    needs: list[str] = Field(default_factory=list, description="Expected call ids whose outcomes it needs.")
+    needs: list[str] = Field(
+        default_factory=list, description="Expected call ids whose outcomes it needs."
+    )
     when: Literal["success", "failure"] = Field(
         "success",
         description="success: said when every needed call resolved; failure: said when a needed call "
         "failed, timed out or was cancelled (an apology).",
     )
     expect: list[str] = Field(
-        min_length=1, description="Strings that must appear (case-insensitive) in what the user heard."
+        min_length=1,
+        description="Strings that must appear (case-insensitive) in what the user heard.",
     )
 
     @property
@@ -151,10 +167,14 @@ class Turn(_Frozen):
 
     user: str = Field(min_length=1, description="What the user says (the final transcript).")
     speaking_ms: float | None = Field(
-        None, gt=0, description="How long the user speaks; default: words at user_speaking_rate_wpm."
+        None,
+        gt=0,
+        description="How long the user speaks; default: words at user_speaking_rate_wpm.",
     )
     gap_before_ms: float = Field(
-        0.0, ge=0, description="Silence after the agent finished the previous turn, before speaking."
+        0.0,
+        ge=0,
+        description="Silence after the agent finished the previous turn, before speaking.",
     )
     barge_in_after_ms: float | None = Field(
         None,
@@ -181,7 +201,9 @@ class Scenario(_Frozen):
     description: str = ""
     system_prompt: str = "You are a helpful customer-service voice agent."
     oracle: OracleTiming = Field(default_factory=lambda: OracleTiming.model_validate({}))
-    peripherals: PeripheralTiming = Field(default_factory=lambda: PeripheralTiming.model_validate({}))
+    peripherals: PeripheralTiming = Field(
+        default_factory=lambda: PeripheralTiming.model_validate({})
+    )
     tools: list[ToolDef] = Field(default_factory=list)
     turns: list[Turn] = Field(min_length=1)
     timeout_s: float = Field(120.0, gt=0, description="Hard limit for one run of the scenario, s.")
@@ -209,7 +231,9 @@ class Scenario(_Frozen):
                 where = f"turns.{ti}.answer.{fi}"
                 for need in fact.needs:
                     if need not in declared:
-                        problems.append(f"{where}.needs: {need!r} is not a call of this or an earlier turn")
+                        problems.append(
+                            f"{where}.needs: {need!r} is not a call of this or an earlier turn"
+                        )
                 problems.extend(_check_refs(fact.say, declared, f"{where}.say"))
                 if fact.on_failure and not fact.needs:
                     problems.append(f"{where}.when: a failure fact must name the calls it needs")

@@ -82,7 +82,9 @@ class SimulatedUser:
         for index, turn in enumerate(self._scenario.turns):
             timed_out = False
             if turn.barge_in_after_ms is not None and self.turns:
-                await sleep_until(self._clock, self.turns[-1].end_of_speech + turn.barge_in_after_ms / 1000)
+                await sleep_until(
+                    self._clock, self.turns[-1].end_of_speech + turn.barge_in_after_ms / 1000
+                )
             else:
                 if self.turns:
                     timed_out = not await self.wait_for_agent()
@@ -109,7 +111,9 @@ class SimulatedUser:
             await self._clock.sleep(IDLE_POLL_S)
         return False
 
-    async def _speak(self, index: int, text: str, duration_s: float, timing: PeripheralTiming) -> UserTurnRecord:
+    async def _speak(
+        self, index: int, text: str, duration_s: float, timing: PeripheralTiming
+    ) -> UserTurnRecord:
         words = text.split()
         start = self._clock.now()
         self._post(UserSpeechStarted())
@@ -129,7 +133,9 @@ class SimulatedUser:
         self._post(UserSpeechEnded())
         await sleep_until(self._clock, end_of_speech + timing.asr_final_delay_ms / 1000)
         self._post(TranscriptFinal(text=text))
-        record = UserTurnRecord(index, text, start, end_of_speech, self._clock.now(), barge_in=False)
+        record = UserTurnRecord(
+            index, text, start, end_of_speech, self._clock.now(), barge_in=False
+        )
         self.turns.append(record)
         return record
 
@@ -215,7 +221,9 @@ class SimulatedSpeechOutput:
             fraction = (now - playing.start) / max(1e-9, playing.end - playing.start)
             spoken = " ".join(words[: int(len(words) * min(1.0, max(0.0, fraction)))])
             self.sentences.append(
-                PlayedSentence(playing.response_id, playing.text, playing.start, now, spoken, interrupted=True)
+                PlayedSentence(
+                    playing.response_id, playing.text, playing.start, now, spoken, interrupted=True
+                )
             )
             if spoken:
                 self._responses[playing.response_id].heard.append(spoken)
@@ -260,7 +268,9 @@ class SimulatedSpeechOutput:
         for response_id, response in self._responses.items():
             if response.sentences:
                 available_at = response.sentences[0][1]
-                start = max(self._audio_free_at, available_at + self._timing.tts_first_audio_ms / 1000)
+                start = max(
+                    self._audio_free_at, available_at + self._timing.tts_first_audio_ms / 1000
+                )
                 return start, lambda rid=response_id: self._start_sentence(rid)
             if not response.ended:
                 return None, None  # the head response is still streaming: wait for text
@@ -286,6 +296,8 @@ class SimulatedSpeechOutput:
         self._playing = None
         self._audio_free_at = playing.end
         self.sentences.append(
-            PlayedSentence(playing.response_id, playing.text, playing.start, playing.end, playing.text)
+            PlayedSentence(
+                playing.response_id, playing.text, playing.start, playing.end, playing.text
+            )
         )
         self._responses[playing.response_id].heard.append(playing.text)

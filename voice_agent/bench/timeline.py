@@ -55,8 +55,20 @@ def turn_svg(metrics: TurnMetrics, rec: Recording) -> str:
     later = [t.speech_start for t in rec.user_turns[i + 1 :] if not t.barge_in]
     window_end = later[0] if later else rec.session_end
     rows: list[tuple[str, list[_Bar]]] = []
-    speech = [t for t in rec.user_turns if t.speech_start < window_end and t.end_of_speech >= user.speech_start]
-    rows.append(("user", [_Bar(t.speech_start, t.end_of_speech, "#7f8c8d", t.text, label=t.text) for t in speech]))
+    speech = [
+        t
+        for t in rec.user_turns
+        if t.speech_start < window_end and t.end_of_speech >= user.speech_start
+    ]
+    rows.append(
+        (
+            "user",
+            [
+                _Bar(t.speech_start, t.end_of_speech, "#7f8c8d", t.text, label=t.text)
+                for t in speech
+            ],
+        )
+    )
     for d in rec.decodes:
         if d.start >= window_end or (d.end or d.start) < user.speech_start:
             continue
@@ -65,30 +77,59 @@ def turn_svg(metrics: TurnMetrics, rec: Recording) -> str:
         stroke = "#c0392b" if d.cancelled else "none"
         what = d.text + (f" + calls {', '.join(d.calls)}" if d.calls else "")
         title = f"LLM #{d.index}: {what or '(empty)'}" + (" [cancelled]" if d.cancelled else "")
-        rows.append((f"LLM #{d.index}", [
-            _Bar(d.start, first, "#d6eaf8", title + " — waiting for first token", stroke),
-            _Bar(first, end, "#2e86c1", title, stroke, label=what),
-        ]))
+        rows.append(
+            (
+                f"LLM #{d.index}",
+                [
+                    _Bar(d.start, first, "#d6eaf8", title + " — waiting for first token", stroke),
+                    _Bar(first, end, "#2e86c1", title, stroke, label=what),
+                ],
+            )
+        )
     for c in metrics.tool_calls:
         start = eos + c["start_ms"] / 1000
         end = eos + c["end_ms"] / 1000 if c["end_ms"] is not None else window_end
         spec = " (speculative)" if c["speculative"] else ""
         title = f"{c['name']}({c['arguments']}) → {c['outcome']}{spec}"
-        rows.append((f"tool {c['name']}{'*' if spec else ''}",
-                     [_Bar(start, end, OUTCOME_COLOURS.get(c["outcome"], "#333"), title, label=c["outcome"])]))
+        rows.append(
+            (
+                f"tool {c['name']}{'*' if spec else ''}",
+                [
+                    _Bar(
+                        start,
+                        end,
+                        OUTCOME_COLOURS.get(c["outcome"], "#333"),
+                        title,
+                        label=c["outcome"],
+                    )
+                ],
+            )
+        )
     sentences = [s for s in rec.sentences if user.speech_start <= s.start < window_end]
-    rows.append(("agent", [
-        _Bar(s.start, s.end, "#f5b041" if s.interrupted else "#2874a6",
-             f"{s.heard}" + (f" [cut off; planned: {s.text}]" if s.interrupted else ""), label=s.heard)
-        for s in sentences
-    ]))
+    rows.append(
+        (
+            "agent",
+            [
+                _Bar(
+                    s.start,
+                    s.end,
+                    "#f5b041" if s.interrupted else "#2874a6",
+                    f"{s.heard}" + (f" [cut off; planned: {s.text}]" if s.interrupted else ""),
+                    label=s.heard,
+                )
+                for s in sentences
+            ],
+        )
+    )
     ends = [b.end for _, bars in rows for b in bars] + [eos]
     t0 = min(user.speech_start, eos) - PAD_S
     t1 = max(ends) + PAD_S
     return _render(metrics, rows, t0, t1, eos)
 
 
-def _render(metrics: TurnMetrics, rows: Sequence[tuple[str, list[_Bar]]], t0: float, t1: float, eos: float) -> str:
+def _render(
+    metrics: TurnMetrics, rows: Sequence[tuple[str, list[_Bar]]], t0: float, t1: float, eos: float
+) -> str:
     height = TOP + ROW_H * len(rows) + BOTTOM
     plot_w = WIDTH - LABEL_W - 10
 
@@ -107,7 +148,9 @@ def _render(metrics: TurnMetrics, rows: Sequence[tuple[str, list[_Bar]]], t0: fl
         y = TOP + r * ROW_H
         if r % 2:
             out.append(f'<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="#f7f9f9"/>')
-        out.append(f'<text x="6" y="{y + ROW_H * 0.65:.1f}">{html.escape(_short(label, 28))}</text>')
+        out.append(
+            f'<text x="6" y="{y + ROW_H * 0.65:.1f}">{html.escape(_short(label, 28))}</text>'
+        )
         for bar in bars:
             w = max(1.0, x(bar.end) - x(bar.start))
             out.append(
@@ -117,33 +160,54 @@ def _render(metrics: TurnMetrics, rows: Sequence[tuple[str, list[_Bar]]], t0: fl
             )
             if bar.label and w > 40:
                 chars = int(w / 6)
-                out.append(f'<text x="{x(bar.start) + 3}" y="{y + ROW_H * 0.65:.1f}" fill="white" '
-                           f'pointer-events="none">{html.escape(_short(bar.label, chars))}</text>')
+                out.append(
+                    f'<text x="{x(bar.start) + 3}" y="{y + ROW_H * 0.65:.1f}" fill="white" '
+                    f'pointer-events="none">{html.escape(_short(bar.label, chars))}</text>'
+                )
     bottom = TOP + ROW_H * len(rows)
     out.append(_marker(x(eos), "end of speech", "#000", TOP, bottom, 26, dashed=True))
     for n, (key, label, colour) in enumerate(MARKERS):
         value = getattr(metrics, key)
         if value is not None:
-            out.append(_marker(x(eos + value / 1000), f"{label} {value:.0f} ms", colour, TOP, bottom, 26 + 10 * ((n + 1) % 2)))
-    out.append(f'<line x1="{LABEL_W}" y1="{bottom}" x2="{WIDTH - 10}" y2="{bottom}" stroke="#444"/>')
+            out.append(
+                _marker(
+                    x(eos + value / 1000),
+                    f"{label} {value:.0f} ms",
+                    colour,
+                    TOP,
+                    bottom,
+                    26 + 10 * ((n + 1) % 2),
+                )
+            )
+    out.append(
+        f'<line x1="{LABEL_W}" y1="{bottom}" x2="{WIDTH - 10}" y2="{bottom}" stroke="#444"/>'
+    )
     step = _tick_step(t1 - t0)
     tick = (int((t0 - eos) / step) - 1) * step
     while eos + tick <= t1:
         if eos + tick >= t0:
             tx = x(eos + tick)
             out.append(f'<line x1="{tx}" y1="{bottom}" x2="{tx}" y2="{bottom + 4}" stroke="#444"/>')
-            out.append(f'<text x="{tx}" y="{bottom + 16}" text-anchor="middle">{tick * 1000:.0f}</text>')
+            out.append(
+                f'<text x="{tx}" y="{bottom + 16}" text-anchor="middle">{tick * 1000:.0f}</text>'
+            )
         tick += step
-    out.append(f'<text x="{WIDTH - 10}" y="{bottom + 30}" text-anchor="end" fill="#555">ms from end of speech'
-               f" · dead air {metrics.dead_air_ms:.0f} ms · correct: {metrics.correct}</text>")
+    out.append(
+        f'<text x="{WIDTH - 10}" y="{bottom + 30}" text-anchor="end" fill="#555">ms from end of speech'
+        f" · dead air {metrics.dead_air_ms:.0f} ms · correct: {metrics.correct}</text>"
+    )
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _marker(px: float, label: str, colour: str, top: int, bottom: int, label_y: int, dashed: bool = False) -> str:
+def _marker(
+    px: float, label: str, colour: str, top: int, bottom: int, label_y: int, dashed: bool = False
+) -> str:
     dash = ' stroke-dasharray="4 3"' if dashed else ""
-    return (f'<line x1="{px}" y1="{top - 4}" x2="{px}" y2="{bottom}" stroke="{colour}"{dash}/>'
-            f'<text x="{px + 2}" y="{label_y}" fill="{colour}">{html.escape(label)}</text>')
+    return (
+        f'<line x1="{px}" y1="{top - 4}" x2="{px}" y2="{bottom}" stroke="{colour}"{dash}/>'
+        f'<text x="{px + 2}" y="{label_y}" fill="{colour}">{html.escape(label)}</text>'
+    )
 
 
 def _tick_step(span_s: float) -> float:
@@ -162,7 +226,9 @@ def svg_name(metrics: TurnMetrics) -> str:
     return f"{metrics.scenario}__{metrics.mode}__turn{metrics.turn}.svg"
 
 
-def write_timelines(out_dir: Path, runs: Sequence[tuple[list[TurnMetrics], Recording]]) -> list[Path]:
+def write_timelines(
+    out_dir: Path, runs: Sequence[tuple[list[TurnMetrics], Recording]]
+) -> list[Path]:
     """Write one SVG per (scenario, mode, turn) and an ``index.html`` linking them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -172,13 +238,38 @@ def write_timelines(out_dir: Path, runs: Sequence[tuple[list[TurnMetrics], Recor
             path = out_dir / svg_name(m)
             path.write_text(turn_svg(m, rec), encoding="utf-8")
             written.append(path)
-            cells = [m.scenario, m.mode, str(m.turn)] + [
-                "–" if v is None else f"{v:.0f}"
-                for v in (m.first_audio_ms, m.answer_audio_ms, m.complete_answer_ms, m.turn_done_ms, m.dead_air_ms)
-            ] + ["yes" if m.correct else "NO"]
+            cells = (
+                [m.scenario, m.mode, str(m.turn)]
+                + [
+                    "–" if v is None else f"{v:.0f}"
+                    for v in (
+                        m.first_audio_ms,
+                        m.answer_audio_ms,
+                        m.complete_answer_ms,
+                        m.turn_done_ms,
+                        m.dead_air_ms,
+                    )
+                ]
+                + ["yes" if m.correct else "NO"]
+            )
             link = f'<a href="{html.escape(path.name)}">timeline</a>'
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + f"<td>{link}</td></tr>")
-    head = ["scenario", "mode", "turn", "first audio", "answer", "complete", "done", "dead air", "correct", ""]
+            rows.append(
+                "<tr>"
+                + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                + f"<td>{link}</td></tr>"
+            )
+    head = [
+        "scenario",
+        "mode",
+        "turn",
+        "first audio",
+        "answer",
+        "complete",
+        "done",
+        "dead air",
+        "correct",
+        "",
+    ]
     index = out_dir / "index.html"
     index.write_text(
         "<!doctype html><meta charset='utf-8'><title>voice-agent bench timelines</title>"

