@@ -1,6 +1,7 @@
 """Voice-to-voice latency, barge-in stop time, CPU and ASR accuracy, measured from the audio.
 
-    .venv/bin/python bench/voice_latency.py [--ttft-ms 300] [--json out/voice_latency.json]
+    .venv/bin/python bench/voice_latency.py [--ttft-ms 300] [--preemptive both|on|off]
+                                            [--json out/voice_latency.json]
 
 Callers are synthesized with piper (10 utterances × 2 speaking rates), placed
 on a timeline with room for the answers, and answered by the real pipeline
@@ -15,9 +16,21 @@ the output timeline. Breakdown from the pipeline's own records:
 ``endpointing`` (true end of speech → the VAD declares the end),
 ``asr_final`` (VAD end → final transcript posted), ``llm_ttft`` (request →
 first token, at the oracle), ``tts_first_audio`` (first token → first agent
-audio: first sentence complete, synthesized, played), and
-``other`` (the rest: event dispatch, HTTP). Barge-in: callers interrupt long
-answers; stop time = caller's speech onset → last audible agent sample.
+audio: first chunk complete, synthesized, played), and
+``other`` (the rest: event dispatch, HTTP). With preemptive generation the
+request starts at the caller's pause, so ``llm_ttft`` overlaps
+``endpointing``: ``llm_head_start`` (request → final transcript) says by how
+much, ``after_final`` (final transcript → first audio) what is left, and
+``other`` is not computed for those turns. ``preemptive`` counts the turns
+whose preemptive generation was adopted (ledger notes) and those dropped.
+``--preemptive both`` (default) runs the questions with the engine's
+preemptive generation off, then on, in one run: the before/after figures.
+
+Barge-in: callers interrupt long answers; stop time = caller's speech onset →
+last audible agent sample; ``pause`` = onset → the input paused the agent's
+voice (stream time), ``detect`` = onset → the barge-in was confirmed
+(``UserSpeechStarted``, after ``voice.min_barge_in_ms``). ``spurious_pauses``
+counts pauses of the agent's voice that were no barge-in (they are short gaps).
 CPU: process user+system time over wall time during the runs (1.0 = one core).
 Prints JSON.
 """
@@ -100,12 +113,20 @@ def _whisper() -> Any:
 
     from peripherals.models import resolve_asr_model
 
-    return WhisperModel(resolve_asr_model().location, device="cpu", compute_type="int8", cpu_threads=2)
+    return WhisperModel(
+        resolve_asr_model().location, device="cpu", compute_type="int8", cpu_threads=2
+    )
 
 
 def offline_transcript(x: np.ndarray) -> str:
-    segments, _ = _whisper().transcribe(x, language="en", beam_size=1, temperature=0.0,
-                                        condition_on_previous_text=False, without_timestamps=True)
+    segments, _ = _whisper().transcribe(
+        x,
+        language="en",
+        beam_size=1,
+        temperature=0.0,
+        condition_on_previous_text=False,
+        without_timestamps=True,
+    )
     return " ".join(s.text.strip() for s in segments)
 
 
@@ -117,7 +138,9 @@ class Placed:
     kind: str  # "question" | "interruption"
 
 
-def build_recording(items: list[tuple[float, str, float, str]], total_s: float) -> tuple[np.ndarray, list[Placed]]:
+def build_recording(
+    items: list[tuple[float, str, float, str]], total_s: float
+) -> tuple[np.ndarray, list[Placed]]:
     out = np.zeros(int(total_s * RATE), dtype=np.float32)
     placed = []
     for at, text, scale, kind in items:
@@ -140,30 +163,46 @@ def spans(x: np.ndarray, gap_s: float = 0.4) -> list[tuple[float, float]]:
 
 
 def scenario(turns: list[tuple[str, str]], ttft_ms: float, name: str) -> Scenario:
-    return Scenario.model_validate({
-        "name": name,
-        "oracle": {"ttft_ms": ttft_ms, "tokens_per_s": 60},
-        "turns": [{"user": user, "answer": [{"say": say, "expect": [say.split()[0]]}]} for user, say in turns],
-    })
+    return Scenario.model_validate(
+        {
+            "name": name,
+            "oracle": {"ttft_ms": ttft_ms, "tokens_per_s": 60},
+            "turns": [
+                {"user": user, "answer": [{"say": say, "expect": [say.split()[0]]}]}
+                for user, say in turns
+            ],
+        }
+    )
 
 
 VOICE_OVERRIDES: dict[str, Any] = {}  # --min-silence-ms / --min-barge-in-ms
 
 
-def config_for(base_url: str) -> Config:
-    return load_config(None, environ={}, overrides={
-        "llm": {"base_url": base_url, "model": MODEL_ID, "max_retries": 0},
-        "agent": {"mode": "async", "system_prompt": "You are a helpful agent."},
-        "ledger": {"persist": False},
-        "voice": VOICE_OVERRIDES,
-    })
+def config_for(base_url: str, preemptive: bool = True) -> Config:
+    return load_config(
+        None,
+        environ={},
+        overrides={
+            "llm": {"base_url": base_url, "model": MODEL_ID, "max_retries": 0},
+            "agent": {
+                "mode": "async",
+                "system_prompt": "You are a helpful agent.",
+                "preemptive_generation": preemptive,
+            },
+            "ledger": {"persist": False},
+            "voice": VOICE_OVERRIDES,
+        },
+    )
 
 
-async def run_one(audio: np.ndarray, scen: Scenario) -> tuple[AudioRunResult, list[Any], float, float]:
+async def run_one(
+    audio: np.ndarray, scen: Scenario, preemptive: bool = True
+) -> tuple[AudioRunResult, list[Any], float, float]:
     tools = build_registry(scen, MonotonicClock(), [])
     async with OracleServer(scen) as oracle:
         ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-        result = await run_audio(config_for(oracle.base_url), audio, RATE, realtime=True, tools=tools)
+        config = config_for(oracle.base_url, preemptive)
+        result = await run_audio(config, audio, RATE, realtime=True, tools=tools)
         ru1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         exchanges = list(oracle.exchanges)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -178,11 +217,17 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": pct(values, 0.5), "p95": pct(values, 0.95),
-            "mean": round(statistics.fmean(values), 1) if values else None}
+    return {
+        "n": len(values),
+        "p50": pct(values, 0.5),
+        "p95": pct(values, 0.95),
+        "mean": round(statistics.fmean(values), 1) if values else None,
+    }
 
 
-def turn_metrics(result: AudioRunResult, exchanges: list[Any], placed: list[Placed]) -> list[dict[str, Any]]:
+def turn_metrics(
+    result: AudioRunResult, exchanges: list[Any], placed: list[Placed]
+) -> list[dict[str, Any]]:
     """One row per question: latency from the audio plus its breakdown."""
     out_spans = spans(result.agent_audio)
     rows = []
@@ -190,24 +235,40 @@ def turn_metrics(result: AudioRunResult, exchanges: list[Any], placed: list[Plac
     for p in (q for q in placed if q.kind == "question"):
         first = next((s for s, _ in out_spans if s > p.end_s), None)
         u = next((u for u in utts if abs(u.speech_start_s - p.start_s) < 0.5), None)
-        row: dict[str, Any] = {"text": p.text, "end_of_speech_s": round(p.end_s, 3),
-                               "heard": u.text if u else None}
+        row: dict[str, Any] = {
+            "text": p.text,
+            "end_of_speech_s": round(p.end_s, 3),
+            "heard": u.text if u else None,
+        }
         if first is None or u is None or u.ended_at is None or u.final_at is None:
             row["error"] = "no answer or no utterance"
             rows.append(row)
             continue
         first_clock = result.t0 + first
-        exchange = next((e for e in exchanges if e.received_at >= u.final_at - 0.01), None)
+        # A preemptive request arrives after the last pause, an ordinary one after the final.
+        asked_after = (u.paused_at if u.pause_posted_at is not None else u.final_at) or u.final_at
+        exchange = next((e for e in exchanges if e.received_at >= asked_after - 0.01), None)
         row["voice_to_voice_ms"] = round((first - p.end_s) * 1000, 1)
         row["endpointing_ms"] = round((u.ended_s - p.end_s) * 1000, 1)  # type: ignore[operator]
         row["asr_final_ms"] = round((u.final_at - u.ended_at) * 1000, 1)
         row["asr_decode_ms"] = round((u.decode_s or 0) * 1000, 1)
         row["asr_speculative"] = u.final_speculative
+        row["after_final_ms"] = round((first_clock - u.final_at) * 1000, 1)
+        row["pause_posted"] = u.pause_posted_at is not None
         if exchange is not None and exchange.first_token_at is not None:
             row["llm_ttft_ms"] = round((exchange.first_token_at - exchange.received_at) * 1000, 1)
             row["tts_first_audio_ms"] = round((first_clock - exchange.first_token_at) * 1000, 1)
-            row["other_ms"] = round(row["voice_to_voice_ms"] - row["endpointing_ms"] - row["asr_final_ms"]
-                                    - row["llm_ttft_ms"] - row["tts_first_audio_ms"], 1)
+            head_start = u.final_at - exchange.received_at
+            row["llm_head_start_ms"] = round(max(0.0, head_start) * 1000, 1)
+            if head_start <= 0:
+                row["other_ms"] = round(
+                    row["voice_to_voice_ms"]
+                    - row["endpointing_ms"]
+                    - row["asr_final_ms"]
+                    - row["llm_ttft_ms"]
+                    - row["tts_first_audio_ms"],
+                    1,
+                )
         rows.append(row)
     return rows
 
@@ -222,19 +283,51 @@ def barge_metrics(result: AudioRunResult, placed: list[Placed]) -> list[dict[str
             continue
         stop = before[-1][1]
         u = next((u for u in result.utterances if abs(u.speech_start_s - p.start_s) < 0.5), None)
-        row = {"onset_s": round(p.start_s, 3), "stop_ms": round((stop - p.start_s) * 1000, 1)}
+        row: dict[str, Any] = {
+            "onset_s": round(p.start_s, 3),
+            "stop_ms": round((stop - p.start_s) * 1000, 1),
+        }
         if u is not None and u.posted_start_s is not None:
             row["detect_ms"] = round((u.posted_start_s - p.start_s) * 1000, 1)
             row["after_detect_ms"] = round((stop - u.posted_start_s) * 1000, 1)
+        pause = next((q for q in result.playback_pauses if abs(q.start_s - p.start_s) < 0.5), None)
+        if pause is not None:
+            row["pause_ms"] = round((pause.start_s - p.start_s) * 1000, 1)
+            row["confirmed"] = pause.barge_in
         rows.append(row)
     return rows
 
 
-async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
+def preemption(result: AudioRunResult) -> dict[str, Any]:
+    """How many turns adopted a preemptive generation, and how far ahead it started (ms)."""
+    notes = [e.text for e in result.entries if isinstance(e, le.Note)]
+    adopted = [n for n in notes if "preemptive generation adopted" in n]
+    ahead = [float(n.rsplit("started ", 1)[1].split("s ")[0]) * 1000 for n in adopted]
+    return {
+        "adopted": len(adopted),
+        "dropped": sum("preemptive generation on" in n and "dropped" in n for n in notes),
+        "ahead_ms": ahead,
+    }
+
+
+def spurious_pauses(result: AudioRunResult) -> list[float]:
+    """Durations (ms) of pauses of the agent's voice that were no barge-in."""
+    return [
+        round(((p.end_s or p.start_s) - p.start_s) * 1000, 1)
+        for p in result.playback_pauses
+        if not p.barge_in
+    ]
+
+
+async def latency_runs(ttft_ms: float, preemptive: bool) -> dict[str, Any]:
+    """Both speaking rates with the engine's preemptive generation on or off."""
     turns: list[dict[str, Any]] = []
     cpu_total = wall_total = 0.0
     false_barge_ins = 0
     wers: list[float] = []
+    adopted = dropped = 0
+    ahead: list[float] = []
+    spurious: list[float] = []
     for scale in SPEEDS:
         items, t = [], 0.5
         for text in UTTERANCES:
@@ -243,7 +336,7 @@ async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
         audio, placed = build_recording(items, t)
         seg = [offline_transcript(synthesize(p.text, scale)) for p in placed]
         scen = scenario([(s, SHORT_ANSWER) for s in seg], ttft_ms, f"latency_{int(scale * 100)}")
-        result, exchanges, cpu, wall = await run_one(audio, scen)
+        result, exchanges, cpu, wall = await run_one(audio, scen, preemptive)
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
         rows = turn_metrics(result, exchanges, placed)
         for row in rows:
@@ -251,7 +344,54 @@ async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
             if row.get("heard") is not None:
                 wers.append(word_error_rate(row["text"], row["heard"]))
         turns.extend(rows)
-        false_barge_ins += sum(1 for e in result.entries if isinstance(e, le.AgentTextPlayed) and e.interrupted)
+        false_barge_ins += sum(
+            1 for e in result.entries if isinstance(e, le.AgentTextPlayed) and e.interrupted
+        )
+        pre = preemption(result)
+        adopted, dropped, ahead = (
+            adopted + pre["adopted"],
+            dropped + pre["dropped"],
+            ahead + pre["ahead_ms"],
+        )
+        spurious += spurious_pauses(result)
+    ok = [r for r in turns if "voice_to_voice_ms" in r]
+    keys = (
+        "voice_to_voice_ms",
+        "endpointing_ms",
+        "asr_final_ms",
+        "asr_decode_ms",
+        "llm_ttft_ms",
+        "llm_head_start_ms",
+        "after_final_ms",
+        "tts_first_audio_ms",
+        "other_ms",
+    )
+    return {
+        "voice_to_voice": {k: summary([r[k] for r in ok if k in r]) for k in keys},
+        "preemptive": {
+            "enabled": preemptive,
+            "turns": len(ok),
+            "adopted": adopted,
+            "dropped": dropped,
+            "ahead_ms": summary(ahead),
+        },
+        "turns_failed": [r for r in turns if "voice_to_voice_ms" not in r],
+        "false_barge_ins": false_barge_ins,
+        "spurious_pauses_ms": spurious,
+        "asr_wer": {"mean": round(statistics.fmean(wers), 3) if wers else None, "n": len(wers)},
+        "cpu": (cpu_total, wall_total),
+        "turns": turns,
+    }
+
+
+async def main_async(ttft_ms: float, barge_ins: int, preemptive: str) -> dict[str, Any]:
+    settings = {"off": [False], "on": [True], "both": [False, True]}[preemptive]
+    runs = {
+        ("preemptive_on" if p else "preemptive_off"): await latency_runs(ttft_ms, p)
+        for p in settings
+    }
+    cpu_total = sum(r["cpu"][0] for r in runs.values())
+    wall_total = sum(r["cpu"][1] for r in runs.values())
     # Barge-ins: a question that gets a long answer, interrupted mid-answer.
     items, t = [], 0.5
     question = UTTERANCES[3]
@@ -263,35 +403,49 @@ async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
     audio, placed = build_recording(items, t)
     q_text = offline_transcript(synthesize(question, 1.0))
     i_text = offline_transcript(synthesize(INTERRUPTION, 1.0))
-    scen = scenario([(q_text, LONG_ANSWER), (i_text, "Okay, go ahead.")] * barge_ins, ttft_ms, "barge_in")
+    scen = scenario(
+        [(q_text, LONG_ANSWER), (i_text, "Okay, go ahead.")] * barge_ins, ttft_ms, "barge_in"
+    )
     result, _, cpu, wall = await run_one(audio, scen)
     cpu_total, wall_total = cpu_total + cpu, wall_total + wall
     barges = barge_metrics(result, placed)
-    ok = [r for r in turns if "voice_to_voice_ms" in r]
-    keys = ("voice_to_voice_ms", "endpointing_ms", "asr_final_ms", "asr_decode_ms", "llm_ttft_ms",
-            "tts_first_audio_ms", "other_ms")
+    for run in runs.values():
+        del run["cpu"]
+    cfg = config_for("http://x")
     return {
-        "settings": {"oracle_ttft_ms": ttft_ms, "speeds": list(SPEEDS), "utterances": len(UTTERANCES),
-                     "transport": "files --realtime",
-                     "vad_min_silence_ms": config_for("http://x").voice.vad_min_silence_ms,
-                     "min_barge_in_ms": config_for("http://x").voice.min_barge_in_ms},
-        "voice_to_voice": {k: summary([r[k] for r in ok if k in r]) for k in keys},
-        "turns_failed": [r for r in turns if "voice_to_voice_ms" not in r],
+        "settings": {
+            "oracle_ttft_ms": ttft_ms,
+            "speeds": list(SPEEDS),
+            "utterances": len(UTTERANCES),
+            "transport": "files --realtime",
+            "vad_min_silence_ms": cfg.voice.vad_min_silence_ms,
+            "min_barge_in_ms": cfg.voice.min_barge_in_ms,
+        },
+        **runs,
         "barge_in_stop_ms": summary([r["stop_ms"] for r in barges if "stop_ms" in r]),
+        "barge_in_pause_ms": summary([r["pause_ms"] for r in barges if "pause_ms" in r]),
         "barge_in_detect_ms": summary([r["detect_ms"] for r in barges if "detect_ms" in r]),
-        "barge_in_after_detect_ms": summary([r["after_detect_ms"] for r in barges if "after_detect_ms" in r]),
+        "barge_in_after_detect_ms": summary(
+            [r["after_detect_ms"] for r in barges if "after_detect_ms" in r]
+        ),
         "barge_ins": barges,
-        "false_barge_ins": false_barge_ins,
-        "asr_wer": {"mean": round(statistics.fmean(wers), 3) if wers else None, "n": len(wers)},
+        "barge_in_run_spurious_pauses_ms": spurious_pauses(result),
         "cpu_cores_used": round(cpu_total / wall_total, 2) if wall_total else None,
-        "turns": turns,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ttft-ms", type=float, default=300.0, help="oracle time to first token (ms)")
+    parser.add_argument(
+        "--ttft-ms", type=float, default=300.0, help="oracle time to first token (ms)"
+    )
     parser.add_argument("--barge-ins", type=int, default=6, help="interruptions to measure")
+    parser.add_argument(
+        "--preemptive",
+        choices=("both", "on", "off"),
+        default="both",
+        help="engine preemptive generation for the questions (both: off, then on)",
+    )
     parser.add_argument("--min-silence-ms", type=int, help="override voice.vad_min_silence_ms")
     parser.add_argument("--min-barge-in-ms", type=int, help="override voice.min_barge_in_ms")
     parser.add_argument("--json", help="also write the report here")
@@ -300,7 +454,7 @@ def main() -> int:
         VOICE_OVERRIDES["vad_min_silence_ms"] = args.min_silence_ms
     if args.min_barge_in_ms is not None:
         VOICE_OVERRIDES["min_barge_in_ms"] = args.min_barge_in_ms
-    report = asyncio.run(main_async(args.ttft_ms, args.barge_ins))
+    report = asyncio.run(main_async(args.ttft_ms, args.barge_ins, args.preemptive))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

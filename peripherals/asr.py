@@ -85,6 +85,9 @@ class StreamingAsr(Protocol):
     event loop; never blocks); adapters report growing partial transcripts
     through the ``on_partial`` callback they are built with. ``speech_paused``
     may start the final decode early; ``speech_resumed`` discards it.
+    ``paused_text`` waits for that early decode and returns its text (None
+    when there is none or it was voided), which is what ``finalize`` returns
+    when no speech came after the pause.
     ``finalize`` returns the final transcript and readies the next utterance;
     ``discard`` drops the utterance without decoding. ``aclose`` is idempotent.
     """
@@ -94,6 +97,8 @@ class StreamingAsr(Protocol):
     def speech_paused(self) -> None: ...
 
     def speech_resumed(self) -> None: ...
+
+    async def paused_text(self) -> str | None: ...
 
     async def finalize(self) -> AsrFinal: ...
 
@@ -210,6 +215,22 @@ class WhisperStreamingAsr:
             self._speculative = None
 
     # -- results -------------------------------------------------------------
+
+    async def paused_text(self) -> str | None:
+        """Text of the early final decode started by ``speech_paused``, once it is done.
+
+        None when no early decode runs, or when it was voided (``speech_resumed``,
+        the utterance finalized or discarded) or failed before it finished.
+        Waiting here never cancels the decode. Unless speech resumes,
+        ``finalize`` returns this same text.
+        """
+        task = self._speculative
+        if task is None:
+            return None
+        await asyncio.wait([task])
+        if task is not self._speculative or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result().text
 
     async def finalize(self) -> AsrFinal:
         """Final transcript of the utterance; readies the next one.

@@ -273,7 +273,8 @@ class AudioInput:
 
 class PlayoutBuffer:
     """Thread-safe bounded sample FIFO between ``write`` (producer) and
-    ``read_into`` (the audio callback). Counts the samples actually played."""
+    ``read_into`` (the audio callback). Counts the samples actually played.
+    While ``paused``, ``read_into`` outputs silence and consumes nothing."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -282,6 +283,7 @@ class PlayoutBuffer:
         self._buffered = 0
         self._lock = threading.Lock()
         self.played = 0  # samples handed to the device since creation
+        self.paused = False  # set by the event loop, read by the callback: a bool store is atomic
 
     @property
     def buffered(self) -> int:
@@ -305,7 +307,7 @@ class PlayoutBuffer:
         """Fill ``out`` with queued samples, then zeros; returns the real samples."""
         with self._lock:
             filled = 0
-            while filled < len(out) and self._chunks:
+            while filled < len(out) and self._chunks and not self.paused:
                 head = self._chunks[0]
                 take = min(len(out) - filled, len(head) - self._offset)
                 out[filled : filled + take] = head[self._offset : self._offset + take]
@@ -342,6 +344,10 @@ class AudioSink(Protocol):
 
     def clear(self) -> int: ...
 
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
     async def wait_drained(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -355,7 +361,9 @@ class AudioOutput:
     ``played_samples`` counts samples handed to the device (add
     ``latency_s`` for what has left the speaker). ``on_drained`` is called in
     the event loop each time the buffer runs dry after audio was played;
-    ``wait_drained()`` waits for that. ``on_played(block)``, when given, is
+    ``wait_drained()`` waits for that. ``pause()`` makes the next callback
+    output silence without consuming (within one block); ``resume()`` plays on
+    from the same sample. ``on_played(block)``, when given, is
     called in the event loop with a copy of every block handed to the device
     (silence included), e.g. to feed ``HalfDuplexGate.note_played``.
     """
@@ -461,6 +469,18 @@ class AudioOutput:
         self._space.set()
         self._drained.set()
         return dropped
+
+    @property
+    def paused(self) -> bool:
+        return self._buffer.paused
+
+    def pause(self) -> None:
+        """Silence from the next callback on, keeping queued audio and its position (idempotent)."""
+        self._buffer.paused = True
+
+    def resume(self) -> None:
+        """Play queued audio again from where it paused (idempotent)."""
+        self._buffer.paused = False
 
     async def wait_drained(self) -> None:
         """Wait until everything written has been handed to the device."""

@@ -36,19 +36,34 @@ class SentenceChunker:
       are not split);
     - as a last resort, the last space before ``max_chars`` characters.
 
+    The first chunk of a text (until ``flush``) uses ``first_clause_after_chars``
+    instead of ``clause_after_chars`` when given: a short first chunk lets
+    synthesis start before the first sentence has streamed; the later chunks
+    keep the longer rule.
+
     Chunks are stripped; chunks with no letter or digit are dropped.
     """
 
-    def __init__(self, *, clause_after_chars: int = 60, max_chars: int = 250) -> None:
+    def __init__(
+        self,
+        *,
+        clause_after_chars: int = 60,
+        max_chars: int = 250,
+        first_clause_after_chars: int | None = None,
+    ) -> None:
         # clause_after_chars: ~4 s of speech; a shorter first chunk starts audio sooner,
         # but cutting every clause makes the prosody choppy (characters).
         # max_chars: ~15 s of speech, a bound on the first-audio delay of run-on text (characters).
         if not 0 < clause_after_chars <= max_chars:
             raise ValueError("need 0 < clause_after_chars <= max_chars")
+        if first_clause_after_chars is not None and not 0 < first_clause_after_chars <= max_chars:
+            raise ValueError("need 0 < first_clause_after_chars <= max_chars")
         self.clause_after_chars = clause_after_chars
+        self.first_clause_after_chars = first_clause_after_chars or clause_after_chars
         self.max_chars = max_chars
         self._buf = ""
         self._carry = ""  # an unspeakable piece ("...") waiting to lead the next chunk
+        self._first = True  # no chunk of the current text came out yet
 
     def push(self, delta: str) -> list[str]:
         """Add a text delta; return the chunks it completed."""
@@ -59,6 +74,7 @@ class SentenceChunker:
         """End of text: return what is left as a chunk (if speakable) and reset."""
         rest = f"{self._carry} {self._buf.strip()}".strip()
         self._buf = self._carry = ""
+        self._first = True
         return [rest] if _WORD.search(rest) else []
 
     def _drain(self) -> Iterator[str]:
@@ -70,12 +86,14 @@ class SentenceChunker:
             if _WORD.search(chunk):
                 yield f"{self._carry} {chunk}".strip()
                 self._carry = ""
+                self._first = False
             elif chunk:  # punctuation only ("..."): it leads the next chunk
                 self._carry = f"{self._carry} {chunk}".strip()
 
     def _boundary(self) -> int | None:
         """Index just after the first complete chunk in the buffer, or None."""
         buf = self._buf
+        clause_after = self.first_clause_after_chars if self._first else self.clause_after_chars
         i = 0
         while i < len(buf):
             ch = buf[i]
@@ -95,7 +113,7 @@ class SentenceChunker:
                         return j
                 i = j
                 continue
-            if ch in _CLAUSE_END and i + 1 >= self.clause_after_chars:
+            if ch in _CLAUSE_END and i + 1 >= clause_after:
                 if i + 1 >= len(buf):
                     return None
                 if buf[i + 1].isspace():

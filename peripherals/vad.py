@@ -250,6 +250,16 @@ class VadSegmenter:
         return self._speaking
 
     @property
+    def onset_pending(self) -> bool:
+        """A frame reached ``start_threshold`` and awaits ``min_speech_s`` to confirm it.
+
+        The earliest sign of speech (a frame or two after its onset): a
+        listener that must react at once (pause playback) reads it; it turns
+        into ``SpeechStarted`` or goes back to False without an event.
+        """
+        return self._candidate is not None
+
+    @property
     def time(self) -> float:
         """Stream time analysed so far, in seconds."""
         return self._position / self.vad.sample_rate

@@ -80,3 +80,18 @@ def test_no_text_is_lost_and_delta_sizes_do_not_matter(text: str, step: int) -> 
     everything = "".join(text.split())
     assert everything.startswith(kept)  # in order, nothing invented
     assert not any(ch.isalnum() for ch in everything[len(kept) :])  # only punctuation dropped
+
+
+def test_the_first_chunk_may_end_at_an_early_clause_and_later_ones_keep_the_normal_rule() -> None:
+    text = "Sure, let me look that up for you, one moment, please. Your order, number 427, has shipped."
+    assert chunks_of(text, first_clause_after_chars=20) == [
+        "Sure, let me look that up for you,",  # "Sure," is shorter than 20 characters
+        "one moment, please.",
+        "Your order, number 427, has shipped.",
+    ]
+    assert chunks_of(text)[0] == "Sure, let me look that up for you, one moment, please."
+    chunker = SentenceChunker(first_clause_after_chars=20)
+    assert chunker.push(text)[:1] == ["Sure, let me look that up for you,"]
+    chunker.flush()
+    again = chunker.push("Again, the first chunk of a new text, is short.")
+    assert again == ["Again, the first chunk of a new text,"]

@@ -48,19 +48,36 @@ def pulse(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     import time
 
     if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        pytest.skip("pulseaudio / pulseaudio-utils are not installed (scripts/bootstrap installs them)")
+        pytest.skip(
+            "pulseaudio / pulseaudio-utils are not installed (scripts/bootstrap installs them)"
+        )
     root = tmp_path_factory.mktemp("pulse")
     home, runtime = root / "home", root / "run"
     home.mkdir()
     runtime.mkdir(mode=0o700)
     (root / "default.pa").write_text(PULSE_CONFIG)
     saved = {k: os.environ.get(k) for k in ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER")}
-    env = dict(os.environ, HOME=str(home), XDG_RUNTIME_DIR=str(runtime),
-               PULSE_SERVER=f"unix:{runtime}/pulse/native")
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_RUNTIME_DIR=str(runtime),
+        PULSE_SERVER=f"unix:{runtime}/pulse/native",
+    )
     subprocess.run(
-        ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--daemonize=yes",
-         "--exit-idle-time=-1", "--use-pid-file=yes", "--log-level=error"],
-        env=env, check=True, timeout=30, capture_output=True,
+        [
+            "pulseaudio",
+            "-n",
+            "-F",
+            str(root / "default.pa"),
+            "--daemonize=yes",
+            "--exit-idle-time=-1",
+            "--use-pid-file=yes",
+            "--log-level=error",
+        ],
+        env=env,
+        check=True,
+        timeout=30,
+        capture_output=True,
     )
     pid_file = runtime / "pulse" / "pid"
     deadline = time.monotonic() + 10

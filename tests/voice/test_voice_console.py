@@ -32,11 +32,22 @@ async def _converse(pulse, tmp_path: Path, *, loopback: bool) -> tuple[ConsoleRe
     write_wav(tmp_path / "user.wav", audio, RATE)
     module = None
     if loopback:  # the agent's voice leaks into the microphone, as from a speaker in the room
-        module = await _pactl(pulse, "load-module", "module-loopback", "source=agent_out.monitor",
-                              "sink=mic_feed", "latency_msec=60")
+        module = await _pactl(
+            pulse,
+            "load-module",
+            "module-loopback",
+            "source=agent_out.monitor",
+            "sink=mic_feed",
+            "latency_msec=60",
+        )
     recorder = await asyncio.create_subprocess_exec(
-        "parecord", "--device=agent_out.monitor", f"--rate={RATE}", "--channels=1",
-        "--file-format=wav", str(tmp_path / "agent.wav"), env=pulse.env,
+        "parecord",
+        "--device=agent_out.monitor",
+        f"--rate={RATE}",
+        "--channels=1",
+        "--file-format=wav",
+        str(tmp_path / "agent.wav"),
+        env=pulse.env,
     )
     stop, listening = asyncio.Event(), asyncio.Event()
     out = io.StringIO()
@@ -44,8 +55,15 @@ async def _converse(pulse, tmp_path: Path, *, loopback: bool) -> tuple[ConsoleRe
         async for rig in start_oracle(order_scenario()):
             config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
             session = asyncio.create_task(
-                run_console(config, input_device="pulse", output_device="pulse", tools=rig.tools,
-                            stdout=out, stop=stop, listening=listening)
+                run_console(
+                    config,
+                    input_device="pulse",
+                    output_device="pulse",
+                    tools=rig.tools,
+                    stdout=out,
+                    stop=stop,
+                    listening=listening,
+                )
             )
             try:
                 await asyncio.wait_for(listening.wait(), 20)
@@ -109,7 +127,9 @@ def test_console_without_a_device_says_what_to_do_and_exits_2(capsys) -> None:  
     from voice_agent.config import load_config
     from voice_agent.transports import console
 
-    args = argparse.Namespace(input_device="no-such-mic-xyz", output_device=None, list_devices=False)
+    args = argparse.Namespace(
+        input_device="no-such-mic-xyz", output_device=None, list_devices=False
+    )
     assert console.main(load_config(None, environ={}), args) == 2
     err = capsys.readouterr().err
     assert "voice-agent chat" in err and "voice-agent run" in err and "docs/audio.md" in err

@@ -1,5 +1,6 @@
 """VoiceInput with the real Silero VAD and streaming Whisper: the events it posts for
-synthesized speech, the minimum barge-in duration, and the half-duplex gate."""
+synthesized speech (pauses included), the minimum barge-in duration with the agent's
+voice paused meanwhile, and the half-duplex gate."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 
 import numpy as np
 import pytest
-from voice_helpers import ORDER_QUESTION, RATE, caller_recording, speech
+from voice_helpers import ORDER_QUESTION, RATE, burst, caller_recording, speech
 
+from peripherals.asr import AsrFinal
 from peripherals.half_duplex import HalfDuplexGate
 from voice_agent.config import VoiceConfig
 from voice_agent.events import (
@@ -16,9 +18,12 @@ from voice_agent.events import (
     TranscriptFinal,
     TranscriptPartial,
     UserSpeechEnded,
+    UserSpeechPaused,
+    UserSpeechResumed,
     UserSpeechStarted,
 )
-from voice_agent.voice.build import build_input
+from voice_agent.voice.build import build_input, build_vad
+from voice_agent.voice.input import VoiceInput
 
 FRAME = 320  # 20 ms
 
@@ -28,6 +33,59 @@ async def feed(voice, x: np.ndarray, pace_s: float = 0.0) -> None:  # type: igno
     for i in range(0, len(x), FRAME):
         await voice.process(x[i : i + FRAME])
         await asyncio.sleep(pace_s)
+
+
+class RecordingPlayback:
+    """Stands in for the agent's voice: records pause/resume calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.paused = False
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+        self.paused = True
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+        self.paused = False
+
+
+class CountingAsr:
+    """A StreamingAsr whose transcript is the number of seconds it was fed ("1.2 s").
+
+    The early decode finishes at once, so pause events do not depend on decode speed.
+    """
+
+    def __init__(self, on_partial: object) -> None:
+        self.samples = 0
+        self.early: str | None = None
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.samples += len(samples)
+
+    def speech_paused(self) -> None:
+        self.early = f"{self.samples / RATE:.1f} s"
+
+    def speech_resumed(self) -> None:
+        self.early = None
+
+    async def paused_text(self) -> str | None:
+        await asyncio.sleep(0)
+        return self.early
+
+    async def finalize(self) -> AsrFinal:
+        text, speculative = (
+            (self.early, True) if self.early else (f"{self.samples / RATE:.1f} s", False)
+        )
+        self.samples, self.early = 0, None
+        return AsrFinal(text, 0.0, 0.0, speculative=speculative)
+
+    async def discard(self) -> None:
+        self.samples, self.early = 0, None
+
+    async def aclose(self) -> None:
+        pass
 
 
 class StepClock:
@@ -40,7 +98,7 @@ class StepClock:
         return self.t
 
 
-async def test_an_utterance_posts_start_partials_end_then_the_final_transcript() -> None:
+async def test_an_utterance_posts_start_partials_pause_end_then_the_final_transcript() -> None:
     events: list[Event] = []
     cfg = VoiceConfig(asr_partial_interval_s=0.5)
     voice = build_input(cfg, events.append, agent_busy=lambda: False)
@@ -50,7 +108,14 @@ async def test_an_utterance_posts_start_partials_end_then_the_final_transcript()
     finally:
         await voice.aclose()
     kinds = [type(e) for e in events]
-    assert kinds[0] is UserSpeechStarted and kinds[-2:] == [UserSpeechEnded, TranscriptFinal]
+    assert kinds[0] is UserSpeechStarted and kinds[-3:] == [
+        UserSpeechPaused,
+        UserSpeechEnded,
+        TranscriptFinal,
+    ]
+    paused = events[-3]
+    assert isinstance(paused, UserSpeechPaused) and paused.text == events[-1].text  # type: ignore[attr-defined]
+    assert UserSpeechResumed not in kinds
     partials = [e.text for e in events if isinstance(e, TranscriptPartial)]
     assert partials, "a 3 s utterance decoded every 0.5 s yields partials"
     assert all(len(a) < len(b) for a, b in zip(partials, partials[1:], strict=False))
@@ -60,23 +125,79 @@ async def test_an_utterance_posts_start_partials_end_then_the_final_transcript()
     assert abs(turn.speech_start_s - utts[0].start_s) < 0.15
     assert 0 <= turn.speech_end_s - utts[0].end_s < 0.25  # type: ignore[operator]
     assert turn.final_speculative  # the decode started at the pause was kept
+    assert turn.pause_posted_at is not None and turn.pause_posted_at <= turn.final_at  # type: ignore[operator]
 
 
-async def test_while_the_agent_talks_a_cough_does_not_barge_in_but_speech_does() -> None:
+async def test_speech_that_goes_on_after_a_pause_posts_resumed_and_the_final_matches_the_last_pause() -> (
+    None
+):
     events: list[Event] = []
-    voice = build_input(VoiceConfig(min_barge_in_ms=250), events.append, agent_busy=lambda: True)
-    word, _, _ = speech("Stop.")
-    cough = word[np.argmax(np.abs(word) > 0.05) :][: int(0.15 * RATE)]  # 150 ms burst
+    voice = VoiceInput(
+        vad=build_vad(VoiceConfig()), make_asr=CountingAsr, post=events.append, sample_rate=RATE
+    )
+    x, _ = caller_recording(
+        [(0.3, "Where is my order?", 1.0), (1.6, "Number four two seven.", 1.0)], 4.5
+    )
+    try:
+        await feed(voice, x)
+    finally:
+        await voice.aclose()
+    kinds = [type(e) for e in events]
+    assert kinds == [
+        UserSpeechStarted,
+        UserSpeechPaused,
+        UserSpeechResumed,
+        UserSpeechPaused,
+        UserSpeechEnded,
+        TranscriptFinal,
+    ], "the gap between the phrases is a pause (< 500 ms of silence), not an end"
+    first, last, final = events[1], events[3], events[-1]
+    assert first.text != last.text and last.text == final.text  # type: ignore[attr-defined]
+
+
+async def test_while_the_agent_talks_a_cough_only_pauses_its_voice_but_speech_barges_in() -> None:
+    events: list[Event] = []
+    playback = RecordingPlayback()
+    busy = [True]
+    voice = build_input(
+        VoiceConfig(min_barge_in_ms=250),
+        events.append,
+        agent_busy=lambda: busy[0],
+        playback=playback,
+    )
+    cough = burst("Stop.", 150)  # under the 250 ms guard
     silence = np.zeros(RATE, dtype=np.float32)
     try:
         await feed(voice, np.concatenate([silence, cough, silence]))
         assert events == []
         assert voice.turns == [] or all(t.dropped for t in voice.turns)
-        x, utts = caller_recording([(0.2, "Wait, I have another question.", 1.0)], 3.0)
-        await feed(voice, x)
+        assert playback.calls == ["pause", "resume"], "the cough paused the agent, then it went on"
+        (cough_pause,) = voice.playback_pauses
+        assert (
+            1.0 < cough_pause.start_s < 1.1 and cough_pause.end_s is not None
+        )  # paused within 100 ms
+        assert cough_pause.end_s - cough_pause.start_s < 0.3 and not cough_pause.barge_in
+        x, _ = caller_recording([(0.2, "Wait, I have another question.", 1.0)], 3.0)
+        i = 0
+        while not events:  # until the barge-in is confirmed
+            await voice.process(x[i : i + FRAME])
+            i += FRAME
+        assert isinstance(events[0], UserSpeechStarted)
+        assert playback.paused, "paused until the agent has taken the barge-in"
+        barge = voice.playback_pauses[-1]
+        confirmed = [t for t in voice.turns if not t.dropped][0]
+        assert barge.barge_in and barge.start_s <= confirmed.posted_start_s  # type: ignore[operator]
+        # The first pause came at the onset, long before the guard; "Wait," may end before the
+        # guard (the agent goes on during the comma) and the rest of the sentence pause it again.
+        first = next(
+            p for p in voice.playback_pauses if p.start_s > confirmed.speech_start_s - 0.05
+        )
+        assert first.start_s - confirmed.speech_start_s < 0.15
+        busy[0] = False  # the agent handled UserSpeechStarted: the user holds the floor
+        await feed(voice, x[i:])
     finally:
         await voice.aclose()
-    assert isinstance(events[0], UserSpeechStarted)
+    assert not playback.paused and playback.calls[-1] == "resume"
     turn = [t for t in voice.turns if not t.dropped][0]
     assert turn.posted_start_s - turn.speech_start_s >= 0.25  # type: ignore[operator]
     assert isinstance(events[-1], TranscriptFinal) and "question" in events[-1].text.lower()

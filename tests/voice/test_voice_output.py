@@ -27,7 +27,9 @@ class WordTts:
         self.asked: list[str] = []
         self.delay_s = delay_s
 
-    async def synthesize(self, text: str, sample_rate: int | None = None) -> AsyncIterator[AudioChunk]:
+    async def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]:
         self.asked.append(text)
         await asyncio.sleep(self.delay_s)
         yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
@@ -79,7 +81,9 @@ async def test_playout_finished_after_the_last_sample_with_the_full_text(rig) ->
     assert events == [PlayoutStarted(response_id="r1")]
     sink.advance(1)
     output.poll()
-    assert events[-1] == PlayoutFinished(response_id="r1", heard="Hello there. How are you?", interrupted=False)
+    assert events[-1] == PlayoutFinished(
+        response_id="r1", heard="Hello there. How are you?", interrupted=False
+    )
 
 
 async def test_a_sentence_is_synthesized_before_the_response_text_is_complete(rig) -> None:  # type: ignore[no-untyped-def]
@@ -101,15 +105,19 @@ async def test_responses_play_in_the_order_first_pushed(rig) -> None:  # type: i
     sink.advance(100 * PER_WORD)
     output.poll()
     assert [(type(e).__name__, e.response_id) for e in events] == [  # type: ignore[attr-defined]
-        ("PlayoutStarted", "r1"), ("PlayoutFinished", "r1"),
-        ("PlayoutStarted", "r2"), ("PlayoutFinished", "r2"),
+        ("PlayoutStarted", "r1"),
+        ("PlayoutFinished", "r1"),
+        ("PlayoutStarted", "r2"),
+        ("PlayoutFinished", "r2"),
     ]
     assert events[1].heard == "One two three. Six."  # type: ignore[attr-defined]
     timeline = sink.render()
     assert np.count_nonzero(timeline) == 6 * PER_WORD  # 3 + 1 + 2 words, nothing lost
 
 
-async def test_interrupt_returns_full_sentences_plus_the_played_share_of_the_current_one(rig) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_returns_full_sentences_plus_the_played_share_of_the_current_one(
+    rig,
+) -> None:  # type: ignore[no-untyped-def]
     output, sink, events, _ = rig
     output.push("r1", "Your order has shipped. It left the warehouse on Monday morning.")
     output.end("r1")
@@ -128,7 +136,9 @@ async def test_interrupt_returns_full_sentences_plus_the_played_share_of_the_cur
     assert [type(e).__name__ for e in events] == ["PlayoutStarted"]
 
 
-async def test_interrupt_before_anything_played_reports_nothing_and_output_keeps_working(rig) -> None:  # type: ignore[no-untyped-def]
+async def test_interrupt_before_anything_played_reports_nothing_and_output_keeps_working(
+    rig,
+) -> None:  # type: ignore[no-untyped-def]
     output, sink, events, _ = rig
     output.push("r1", "Never heard at all.")
     await settle(output)
@@ -189,3 +199,61 @@ async def test_real_piper_voice_plays_through_the_timeline(tmp_path) -> None:  #
     finally:
         await output.aclose()
         await tts.aclose()
+
+
+async def test_a_paused_output_keeps_its_audio_and_resumes_on_the_same_sample(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "One two three four.")
+    output.end("r1")
+    await settle(output)
+    sink.advance(PER_WORD + 100)
+    output.pause()
+    assert output.paused
+    sink.advance(5 * PER_WORD)  # time passes, nothing is consumed
+    output.poll()
+    assert sink.played_samples == PER_WORD + 100 and sink.queued_samples == 3 * PER_WORD - 100
+    output.resume()
+    sink.advance(10 * PER_WORD)
+    output.poll()
+    timeline = sink.render()
+    assert np.count_nonzero(timeline) == 4 * PER_WORD  # nothing lost, nothing repeated
+    gap = timeline[PER_WORD + 100 : 6 * PER_WORD + 100]
+    assert not gap.any() and timeline[6 * PER_WORD + 100] != 0  # silent while paused, then on
+    assert events[-1] == PlayoutFinished(
+        response_id="r1", heard="One two three four.", interrupted=False
+    )
+
+
+async def test_interrupting_a_paused_output_reports_what_was_heard_before_the_pause(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, _ = rig
+    output.push("r1", "Your order has shipped today.")
+    output.end("r1")
+    await settle(output)
+    sink.advance(2 * PER_WORD + 10)
+    output.pause()
+    sink.advance(3 * PER_WORD)  # the barge-in is confirmed 3 words later: nothing more was heard
+    assert output.interrupt() == {"r1": "Your order"}
+    assert not output.paused  # the next response plays normally
+    output.push("r2", "Yes?")
+    output.end("r2")
+    await settle(output)
+    sink.advance(2 * PER_WORD)
+    output.poll()
+    assert events[-1] == PlayoutFinished(response_id="r2", heard="Yes?", interrupted=False)
+
+
+async def test_the_first_chunk_of_each_response_ends_at_an_early_clause(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, tts = rig
+    output.push("r1", "Sure, let me check that for you, it takes a second, or maybe two. Then, ")
+    await settle(output)
+    output.push("r2", "Okay, I looked at the order history, and")  # waits behind r1
+    output.end("r1")
+    output.end("r2")
+    await settle(output)
+    assert tts.asked == [
+        "Sure, let me check that for you,",
+        "it takes a second, or maybe two.",
+        "Then,",
+        "Okay, I looked at the order history,",
+        "and",
+    ]

@@ -51,15 +51,30 @@ class Utterance:
     end_s: float  # last audible sample
 
 
-def speech(text: str, length_scale: float = 1.0, gain: float = 0.5) -> tuple[np.ndarray, float, float]:
+def speech(
+    text: str, length_scale: float = 1.0, gain: float = 0.5
+) -> tuple[np.ndarray, float, float]:
     """Piper speech at 16 kHz scaled by ``gain``; returns (samples, first, last audible second)."""
     x = _speech(text, length_scale) * gain
     audible = np.nonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))[0]
     return x, audible[0] / RATE, audible[-1] / RATE
 
 
+def burst(text: str = "Stop.", ms: float = 150.0) -> np.ndarray:
+    """The loudest ``ms`` of ``text`` spoken: a cough-like burst that the VAD takes for speech."""
+    x, _, _ = speech(text)
+    n = int(ms / 1000 * RATE)
+    energy = np.convolve(x * x, np.ones(n, dtype=np.float32), "valid")
+    i = int(np.argmax(energy))
+    return x[i : i + n]
+
+
 def caller_recording(
-    parts: list[tuple[float, str, float]], total_s: float, *, snr_db: float | None = None, seed: int = 7
+    parts: list[tuple[float, str, float]],
+    total_s: float,
+    *,
+    snr_db: float | None = None,
+    seed: int = 7,
 ) -> tuple[np.ndarray, list[Utterance]]:
     """A caller's recording: ``(at_s, text, length_scale)`` utterances placed on silence of
     ``total_s``; with ``snr_db``, white noise at that SNR (relative to the speech power)."""
@@ -78,7 +93,9 @@ def caller_recording(
     return out.astype(np.float32), placed
 
 
-def order_scenario(*, answer: str = ORDER_ANSWER, ttft_ms: float = 300.0, filler: str | None = None) -> Scenario:
+def order_scenario(
+    *, answer: str = ORDER_ANSWER, ttft_ms: float = 300.0, filler: str | None = None
+) -> Scenario:
     """One turn: the caller asks for order 427; the oracle calls get_order_status only when
     '427' reached it in the user message, then says ``answer``."""
     turn: dict[str, Any] = {
@@ -148,7 +165,9 @@ def _whisper() -> Any:
 
     from peripherals.models import resolve_asr_model
 
-    return WhisperModel(resolve_asr_model().location, device="cpu", compute_type="int8", cpu_threads=2)
+    return WhisperModel(
+        resolve_asr_model().location, device="cpu", compute_type="int8", cpu_threads=2
+    )
 
 
 def transcribe(samples: np.ndarray, rate: int = RATE) -> str:
@@ -160,7 +179,9 @@ def transcribe(samples: np.ndarray, rate: int = RATE) -> str:
     return " ".join(s.text.strip() for s in segments).lower()
 
 
-def audible_spans(x: np.ndarray, rate: int = RATE, *, threshold: float = 0.01, gap_s: float = 0.3) -> list[tuple[float, float]]:
+def audible_spans(
+    x: np.ndarray, rate: int = RATE, *, threshold: float = 0.01, gap_s: float = 0.3
+) -> list[tuple[float, float]]:
     """(start, end) seconds of non-silent stretches (|x| > threshold), merging gaps < ``gap_s``."""
     idx = np.nonzero(np.abs(x) > threshold)[0]
     if len(idx) == 0:

@@ -121,7 +121,9 @@ async def run_console(
     cfg = config.voice
     rate = cfg.sample_rate
     gate: HalfDuplexGate | None = build_gate(cfg)
-    mic = AudioInput(input_device if input_device is not None else cfg.input_device, sample_rate=rate)
+    mic = AudioInput(
+        input_device if input_device is not None else cfg.input_device, sample_rate=rate
+    )
     speaker = AudioOutput(
         output_device if output_device is not None else cfg.output_device,
         sample_rate=rate,

@@ -181,7 +181,9 @@ async def run_audio(
     output = AudioSpeechOutput(tts, sink)
     t0_box: list[float] = []
     try:
-        async with open_session(config, output, clock=clock, tools=tools, transport="files") as session:
+        async with open_session(
+            config, output, clock=clock, tools=tools, transport="files"
+        ) as session:
             agent = session.agent
             voice = build_input(
                 config.voice,

@@ -42,8 +42,13 @@ class FutureMonitor:
     def _on_entry(self, entry: le.Entry) -> None:
         if isinstance(entry, le.ToolCallStarted):
             self._started[entry.call_id] = entry
-            self._print(f"  ⧗ {entry.name}({_short(entry.arguments, 60)}) started [{entry.call_id}]")
-        elif isinstance(entry, le.ToolCallResolved | le.ToolCallFailed | le.ToolCallTimedOut | le.ToolCallCancelled):
+            self._print(
+                f"  ⧗ {entry.name}({_short(entry.arguments, 60)}) started [{entry.call_id}]"
+            )
+        elif isinstance(
+            entry,
+            le.ToolCallResolved | le.ToolCallFailed | le.ToolCallTimedOut | le.ToolCallCancelled,
+        ):
             started = self._started.get(entry.call_id)
             took = f"{entry.t - started.t:.2f}s" if started else "?"
             name = started.name if started else entry.call_id

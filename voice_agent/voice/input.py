@@ -168,7 +168,9 @@ class VoiceInput:
         self._paused = False
         self._partial = ""  # last partial posted (or held) in this segment
         self._partial_held = False
-        self._pause_token = 0  # bumped by every pause, resume and end: voids a pending UserSpeechPaused
+        self._pause_token = (
+            0  # bumped by every pause, resume and end: voids a pending UserSpeechPaused
+        )
         self._pause_posted = False  # UserSpeechPaused was posted for the current pause
         self._barge_posted = False  # a barge-in start was posted; the agent has not taken it yet
         self._tasks = TaskTracker("voice-input")
@@ -293,7 +295,9 @@ class VoiceInput:
         if self._playback is None or paused == self.playback_paused:
             return
         if paused:
-            self.playback_pauses.append(PlaybackPause(self.stream_time, barge_in=self._barge_posted))
+            self.playback_pauses.append(
+                PlaybackPause(self.stream_time, barge_in=self._barge_posted)
+            )
             self._playback.pause()
         else:
             self.playback_pauses[-1].end_s = self.stream_time
@@ -373,7 +377,11 @@ class VoiceInput:
             log.exception("the final speech recognition of utterance %d failed", cur.index)
             text, cur.final_speculative, cur.decode_s = "", False, None
         else:
-            text, cur.final_speculative, cur.decode_s = final.text, final.speculative, final.decode_s
+            text, cur.final_speculative, cur.decode_s = (
+                final.text,
+                final.speculative,
+                final.decode_s,
+            )
         cur.text = text
         cur.final_at = self._clock.now()
         self._post(TranscriptFinal(text=text))

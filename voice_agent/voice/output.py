@@ -110,7 +110,9 @@ class AudioSpeechOutput:
         self._order: deque[_Response] = deque()  # not yet finished, in play order
         self._by_id: dict[str, _Response] = {}
         self._more = asyncio.Event()  # new text or an end arrived
-        self._audio: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]] | None = None
+        self._audio: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]] | None = (
+            None
+        )
         self._written = 0  # played-sample position where the next written sample will play
         self._inflight = 0  # chunks accepted but not yet written to the sink
         self._workers: list[asyncio.Task[None]] = []

@@ -29,12 +29,16 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError as exc:
         raise WavError(f"no such file: {path}") from exc
     except (wave.Error, EOFError) as exc:
-        raise WavError(f"{path}: not a PCM WAV file ({exc}); convert it, e.g. "
-                       f"'sox in.ext -b 16 out.wav'") from exc
+        raise WavError(
+            f"{path}: not a PCM WAV file ({exc}); convert it, e.g. 'sox in.ext -b 16 out.wav'"
+        ) from exc
     if width == 3:
         b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        ints = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8)
-                | (b[:, 2].astype(np.int8).astype(np.int32) << 16))
+        ints = (
+            b[:, 0].astype(np.int32)
+            | (b[:, 1].astype(np.int32) << 8)
+            | (b[:, 2].astype(np.int8).astype(np.int32) << 16)
+        )
         x = ints.astype(np.float32) / float(1 << 23)
     elif width in _PCM_DTYPES:
         ints = np.frombuffer(raw, dtype=_PCM_DTYPES[width])
