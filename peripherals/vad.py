@@ -242,6 +242,7 @@ class VadSegmenter:
         self._speaking = False
         self._pause: int | None = None  # start sample of the current pause
         self._confident_end = 0  # end sample of the last frame >= start_threshold
+        self._extra_silence = 0  # samples added to the current pause's min silence
         self.last_probability = 0.0
 
     @property
@@ -258,6 +259,16 @@ class VadSegmenter:
         into ``SpeechStarted`` or goes back to False without an event.
         """
         return self._candidate is not None
+
+    def extend_pause(self, seconds: float) -> None:
+        """Require ``seconds`` more silence before the current pause ends the segment.
+
+        For a caller that knows the speech is probably unfinished (e.g. its
+        transcript so far ends with a comma). Applies to the current pause
+        only; the next pause starts from ``min_silence_s`` again.
+        """
+        if self._pause is not None:
+            self._extra_silence = int(round(seconds * self.vad.sample_rate))
 
     @property
     def time(self) -> float:
@@ -304,10 +315,11 @@ class VadSegmenter:
                 return [self._event(SpeechPaused, self._pause)]
             return []
         if prob >= self.start_threshold:
-            self._pause, self._confident_end = None, end
+            self._pause, self._confident_end, self._extra_silence = None, end, 0
             return [self._event(SpeechResumed, start)]
-        if end - self._pause >= self._min_silence:
+        if end - self._pause >= self._min_silence + self._extra_silence:
             ended, self._speaking, self._pause = self._pause, False, None
+            self._extra_silence = 0
             return [self._event(SpeechEnded, ended)]
         return []
 

@@ -118,8 +118,16 @@ class VoiceConfig(_Frozen):
 
     sample_rate: int = Field(16000, description="transport sample rate, Hz")
     vad_min_silence_ms: int = Field(500, ge=100, le=3000)
+    unfinished_extra_silence_ms: int = Field(
+        700,
+        ge=0,
+        le=5000,
+        description="more silence before ending a turn whose transcript looks unfinished ('Thank you,')",
+    )
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     asr_model: str = "tiny.en"
+    # 1 leaves the other core to TTS and a local LLM; 2 makes the end-of-turn decode
+    # ~25% faster (measured 258 → 194 ms) at the cost of more contention.
     asr_threads: int = Field(1, ge=1, le=16)
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
     tts_voice: str = "en_US-joe-medium"

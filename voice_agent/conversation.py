@@ -560,8 +560,10 @@ class Conversation:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def is_settled(self) -> bool:
-        """No generation (held or not) and no running tool call: only playout may be going on."""
-        return self.gen is None and self.preempt is None and not self.scheduler.pending()
+        """No generation streaming (a finished, held preemptive one counts as settled) and no
+        running tool call: only playout may be going on."""
+        held_done = self.preempt is None or (self.preempt.task is not None and self.preempt.task.done())
+        return self.gen is None and held_done and not self.scheduler.pending()
 
     def is_idle(self) -> bool:
         """No generation, nothing playing, no running call whose result will be reported."""

@@ -256,3 +256,21 @@ async def test_bad_request_is_a_400() -> None:
                 await client.chat.completions.create(model="oracle", messages="nope")  # type: ignore[arg-type]
         finally:
             await client.close()
+
+
+def test_a_transcript_with_small_recognition_errors_still_matches_its_turn() -> None:
+    from voice_agent.bench.oracle_script import match_turn
+    from voice_agent.bench.scenario import Scenario
+
+    sc = Scenario.model_validate(
+        {
+            "name": "m",
+            "turns": [
+                {"user": "Where is my order number 427?", "answer": [{"say": "It shipped.", "expect": ["shipped"]}]},
+                {"user": "Thank you, that is all.", "answer": [{"say": "Bye.", "expect": ["Bye"]}]},
+            ],
+        }
+    )
+    assert match_turn(sc, [{"role": "user", "content": "Where's my order number 427?"}]) == 0
+    assert match_turn(sc, [{"role": "user", "content": "Thank you. That's all."}]) == 1
+    assert match_turn(sc, [{"role": "user", "content": "Can I pay with a gift card?"}]) is None

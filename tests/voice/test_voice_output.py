@@ -251,9 +251,9 @@ async def test_the_first_chunk_of_each_response_ends_at_an_early_clause(rig) -> 
     output.end("r2")
     await settle(output)
     assert tts.asked == [
-        "Sure, let me check that for you,",
-        "it takes a second, or maybe two.",
+        "Sure,",  # the first clause of a response goes to the synthesizer at once
+        "let me check that for you, it takes a second, or maybe two.",
         "Then,",
-        "Okay, I looked at the order history,",
-        "and",
+        "Okay,",
+        "I looked at the order history, and",
     ]

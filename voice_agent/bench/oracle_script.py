@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from peripherals.wer import word_error_rate
 from voice_agent.bench.scenario import ExpectedCall, Scenario
 from voice_agent.bench.template import Unavailable, normalize_text, render
 
@@ -95,7 +96,23 @@ def message_text(message: dict[str, Any]) -> str:
 
 
 def _match_key(text: str) -> str:
-    return normalize_text(re.sub(r"[^\w\s]", " ", text))
+    return normalize_text(re.sub(r"[^\w\s]", " ", text.replace("'", "")))
+
+
+# A transcript within this word error rate of a turn's text is that turn: speech
+# recognition says "Where's" for "Where is", drops a "the", mishears one word.
+FUZZY_MATCH_MAX_WER = 0.4
+
+
+def _closest(keys: list[str], said: str) -> list[int]:
+    """The turns nearest to ``said`` by word error rate, if near enough."""
+    scored = [(word_error_rate(k, said), i) for i, k in enumerate(keys) if k]
+    if not scored:
+        return []
+    best = min(score for score, _ in scored)
+    if best > FUZZY_MATCH_MAX_WER:
+        return []
+    return [i for score, i in scored if score == best]
 
 
 def match_turn(scenario: Scenario, messages: list[dict[str, Any]]) -> int | None:
@@ -110,6 +127,8 @@ def match_turn(scenario: Scenario, messages: list[dict[str, Any]]) -> int | None
         candidates = [i for i, k in enumerate(keys) if k == said]
         if not candidates and said:
             candidates = [i for i, k in enumerate(keys) if k.startswith(said)]
+        if not candidates and said:
+            candidates = _closest(keys, said)
         if not candidates:
             last = None
             continue

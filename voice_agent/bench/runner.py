@@ -319,8 +319,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         report = asyncio.run(
-            run_bench(paths, modes, args.json_out, args.out, repeat=max(1, args.repeat))
-        )  # type: ignore[arg-type]
+            run_bench(
+                paths,
+                modes,  # type: ignore[arg-type]  # checked against MODES above
+                args.json_out,
+                args.out,
+                repeat=max(1, args.repeat),
+            )
+        )
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -83,4 +83,5 @@ def build_input(
         playback=playback,
         barge_in=cfg.barge_in,
         min_barge_in_s=cfg.min_barge_in_ms / 1000,
+        unfinished_extra_silence_s=cfg.unfinished_extra_silence_ms / 1000,
     )

@@ -58,6 +58,7 @@ from peripherals.audio import to_float32
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.resample import Resampler
 from peripherals.vad import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadSegmenter
+from voice_agent.voice.endpointing import likely_unfinished
 
 from ..events import (
     TranscriptFinal,
@@ -77,6 +78,9 @@ PREROLL_S = 0.3
 # Default shortest speech that may interrupt the agent (seconds of stream time):
 # coughs and clicks are shorter; a real interruption is longer.
 MIN_BARGE_IN_S = 0.2
+# After a possible barge-in goes quiet, the agent's voice stays paused this long before it
+# resumes: "Wait, I have a question" has a comma pause; a cough does not come back (seconds).
+RESUME_AFTER_SILENCE_S = 0.3
 VAD_RATES = (8000, 16000)  # rates the Silero VAD takes natively; others are resampled to 16 kHz
 
 
@@ -141,9 +145,11 @@ class VoiceInput:
         barge_in: bool = True,
         min_barge_in_s: float = MIN_BARGE_IN_S,
         preroll_s: float = PREROLL_S,
+        unfinished_extra_silence_s: float = 0.0,
         clock: Clock | None = None,
     ) -> None:
         self._vad = vad
+        self._unfinished_extra = unfinished_extra_silence_s
         self._rate = vad.vad.sample_rate
         if sample_rate != self._rate and sample_rate in VAD_RATES:
             raise ValueError(f"the VAD runs at {self._rate} Hz but frames come at {sample_rate} Hz")
@@ -166,6 +172,7 @@ class VoiceInput:
         self._start_sample = 0
         self._held = False  # in a segment whose UserSpeechStarted is held back
         self._paused = False
+        self._paused_since = 0.0  # stream time of the current in-segment pause
         self._partial = ""  # last partial posted (or held) in this segment
         self._partial_held = False
         self._pause_token = (
@@ -250,6 +257,7 @@ class VoiceInput:
         """The VAD suspects the end: start the early final decode; announce its text when ready."""
         self._push_pending()
         self._paused = True
+        self._paused_since = self.stream_time
         self._pause_token += 1
         self._asr.speech_paused()
         cur = self._current
@@ -263,6 +271,10 @@ class VoiceInput:
         text = await self._asr.paused_text()
         if not text or self._current is not cur or self._pause_token != token:
             return  # nothing heard, or the speech went on (or ended) meanwhile
+        if self._unfinished_extra > 0 and likely_unfinished(text):
+            # "Thank you, ..." — probably mid-thought: wait longer, answer nothing yet.
+            self._vad.extend_pause(self._unfinished_extra)
+            return
         self._pause_posted = True
         cur.pause_posted_at = self._clock.now()
         self._post(UserSpeechPaused(text=text))
@@ -288,7 +300,8 @@ class VoiceInput:
         if cur is None:
             speech = self._vad.onset_pending
         else:
-            speech = self._held and not cur.dropped and not self._paused
+            quiet_for = self.stream_time - self._paused_since if self._paused else 0.0
+            speech = self._held and not cur.dropped and quiet_for < RESUME_AFTER_SILENCE_S
         self._set_playback_paused(busy and (speech or self._barge_posted))
 
     def _set_playback_paused(self, paused: bool) -> None:

@@ -51,9 +51,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.01  # how often playout progress is checked: bounds PlayoutStarted/Finished lateness (s)
 LOOKAHEAD = 2  # synthesized chunks waiting for the player; 1 is enough to overlap, 2 absorbs jitter
 # A response's first chunk may end at the first clause mark (, ; :) after this many
-# characters (~1.3 s of speech): piper starts on "Sure, let me check that for you,"
-# instead of waiting for the whole first sentence to stream (characters).
-FIRST_CHUNK_CHARS = 20
+# characters: piper starts on "Sure," or "Okay, so" instead of waiting for the whole
+# first sentence to stream; the first audio then leaves ~one clause earlier (characters).
+FIRST_CHUNK_CHARS = 4
 
 
 @dataclass
