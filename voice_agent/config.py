@@ -141,7 +141,10 @@ class VoiceConfig(_Frozen):
         le=2000,
         description="speech must last this long (ms) to interrupt the agent: coughs and clicks do not",
     )
-    echo: Literal["half_duplex", "none"] = "half_duplex"
+    # How the agent avoids hearing itself on a speaker: "aec" cancels its voice from the
+    # microphone (WebRTC, via the livekit package) so the caller can talk over it freely;
+    # "half_duplex" mutes the microphone while it speaks unless the caller is louder.
+    echo: Literal["aec", "half_duplex", "none"] = "aec"
 
 
 class Config(_Frozen):

@@ -1,8 +1,9 @@
 """``voice-agent console`` (and plain ``voice-agent``): talk through the microphone and speaker.
 
-Microphone frames (sounddevice) go through the half-duplex gate (fed with what
-the speaker plays, so the agent does not hear itself; a caller louder than the
-playback still barges in) into :class:`VoiceInput`; the agent speaks through
+Microphone frames (sounddevice) go through the WebRTC echo canceller (fed with
+what the speaker plays, so the agent does not hear itself and the caller can
+talk over it), or the half-duplex gate with ``voice.echo: half_duplex`` (a
+caller louder than the playback still barges in), into :class:`VoiceInput`; the agent speaks through
 :class:`AudioSpeechOutput` into the speaker. The terminal shows the agent's
 state, the live transcript (partials), what the agent says, and tool futures
 (:class:`FutureMonitor`). Ctrl-C ends the session.
@@ -21,17 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+
 from ledger import Ledger
 from ledger import entries as le
 from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput, list_devices
-from peripherals.half_duplex import HalfDuplexGate
 
 from ..agent import Agent
 from ..config import Config
 from ..events import SessionEnded
 from ..session import open_session
 from ..tools import ToolRegistry
-from ..voice.build import build_gate, build_input, build_tts
+from ..voice.build import build_echo_control, build_input, build_tts
 from ..voice.input import UtteranceTiming
 from ..voice.output import AudioSpeechOutput
 from .text import FutureMonitor
@@ -59,6 +61,7 @@ class ConsoleResult:
     utterances: list[UtteranceTiming]
     gate_suppressed: int  # mic frames the half-duplex gate silenced
     gate_admitted: int
+    echo_cancelled: bool = False  # mic audio went through the WebRTC echo canceller
 
 
 class _Display:
@@ -120,7 +123,14 @@ async def run_console(
     """
     cfg = config.voice
     rate = cfg.sample_rate
-    gate: HalfDuplexGate | None = build_gate(cfg)
+    aec, gate = build_echo_control(cfg)
+
+    def note_played(samples: np.ndarray) -> None:
+        if aec is not None:
+            aec.note_played(samples)
+        if gate is not None:
+            gate.note_played(samples)
+
     mic = AudioInput(
         input_device if input_device is not None else cfg.input_device, sample_rate=rate
     )
@@ -128,7 +138,7 @@ async def run_console(
         output_device if output_device is not None else cfg.output_device,
         sample_rate=rate,
         block_ms=OUTPUT_BLOCK_MS,
-        on_played=gate.note_played if gate is not None else None,
+        on_played=note_played,
     )
     tts = build_tts(cfg, rate)
     output = AudioSpeechOutput(tts, speaker)
@@ -161,7 +171,8 @@ async def run_console(
                     if first and listening is not None:
                         listening.set()
                     first = False
-                    await voice.process(chunk.samples)
+                    samples = chunk.samples if aec is None else aec.process_mic(chunk.samples)
+                    await voice.process(samples)
 
             async def watch_stop() -> None:
                 if stop is None:
@@ -191,6 +202,7 @@ async def run_console(
                 utterances=voice.turns,
                 gate_suppressed=gate.suppressed if gate else 0,
                 gate_admitted=gate.admitted if gate else 0,
+                echo_cancelled=aec is not None,
             )
     finally:
         await output.aclose()

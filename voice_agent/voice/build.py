@@ -6,9 +6,11 @@ latency matters. Every object returned here is closed by its user.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from fsm import Event
+from peripherals.aec import EchoCanceller, EchoCancellerUnavailableError, WebRtcEchoCanceller
 from peripherals.asr import AsrPartial, StreamingAsr, WhisperStreamingAsr
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.tts import PiperTts
@@ -20,6 +22,8 @@ from .input import VAD_RATES, Playback, VoiceInput
 # The VAD's end threshold sits this far below its start threshold: hysteresis
 # against a probability flickering around one value (probability).
 VAD_HYSTERESIS = 0.15
+
+log = logging.getLogger(__name__)
 
 
 def build_vad(cfg: VoiceConfig) -> VadSegmenter:
@@ -58,9 +62,21 @@ def build_tts(cfg: VoiceConfig, output_rate: int) -> PiperTts:
     return tts
 
 
-def build_gate(cfg: VoiceConfig) -> HalfDuplexGate | None:
-    """The half-duplex gate when ``cfg.echo`` asks for it."""
-    return HalfDuplexGate() if cfg.echo == "half_duplex" else None
+def build_echo_control(cfg: VoiceConfig) -> tuple[EchoCanceller | None, HalfDuplexGate | None]:
+    """The echo canceller or the half-duplex gate that ``cfg.echo`` asks for.
+
+    ``aec`` falls back to the gate, with a warning, when the WebRTC module is
+    not installed (``pip install livekit``).
+    """
+    if cfg.echo == "aec":
+        try:
+            return WebRtcEchoCanceller(cfg.sample_rate), None
+        except (EchoCancellerUnavailableError, ValueError) as exc:
+            log.warning("echo cancellation unavailable (%s): using the half-duplex gate", exc)
+            return None, HalfDuplexGate()
+    if cfg.echo == "half_duplex":
+        return None, HalfDuplexGate()
+    return None, None
 
 
 def build_input(
