@@ -180,6 +180,27 @@ class AudioSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _open_stream(kind: str, device: DeviceInfo, rate: int, blocksize: int, callback: Any) -> Any:
+    """Open and start a mono float32 sounddevice stream; ``AudioDeviceError`` if it cannot."""
+    sd = _sd()
+    cls = sd.InputStream if kind == "input" else sd.OutputStream
+    try:
+        stream = cls(
+            samplerate=rate,
+            blocksize=blocksize,
+            device=device.index,
+            channels=1,
+            dtype="float32",
+            callback=callback,
+        )
+        stream.start()
+    except (sd.PortAudioError, ValueError) as exc:
+        raise AudioDeviceError(
+            f"cannot open {kind} device {device.index} {device.name!r} at {rate} Hz mono: {exc}"
+        ) from exc
+    return stream
+
+
 class AudioInput:
     """Microphone input in fixed frames of ``frame_ms`` at ``sample_rate``, float32.
 
@@ -216,23 +237,10 @@ class AudioInput:
 
     async def start(self) -> None:
         """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
-        sd = _sd()
         self._loop = asyncio.get_running_loop()
-        try:
-            self._stream = sd.InputStream(
-                samplerate=self._rate,
-                blocksize=self.frame_size,
-                device=self.device.index,
-                channels=1,
-                dtype="float32",
-                callback=self._callback,
-            )
-            self._stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(
-                f"cannot open input device {self.device.index} {self.device.name!r} "
-                f"at {self._rate} Hz mono: {exc}"
-            ) from exc
+        self._stream = _open_stream(
+            "input", self.device, self._rate, self.frame_size, self._callback
+        )
 
     def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if status.input_overflow:
@@ -411,23 +419,10 @@ class AudioOutput:
 
     async def start(self) -> None:
         """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
-        sd = _sd()
         self._loop = asyncio.get_running_loop()
-        try:
-            self._stream = sd.OutputStream(
-                samplerate=self._rate,
-                blocksize=self.block_size,
-                device=self.device.index,
-                channels=1,
-                dtype="float32",
-                callback=self._callback,
-            )
-            self._stream.start()
-        except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(
-                f"cannot open output device {self.device.index} {self.device.name!r} "
-                f"at {self._rate} Hz mono: {exc}"
-            ) from exc
+        self._stream = _open_stream(
+            "output", self.device, self._rate, self.block_size, self._callback
+        )
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if status.output_underflow:

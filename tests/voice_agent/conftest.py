@@ -58,6 +58,7 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
         mode: str = "async",
         api_key: str = "none",
         model: str = "oracle",
+        temperature: float = 0.3,
         **agent_kw,
     ) -> AsyncIterator[Harness]:
         llm = LlmClient(
@@ -66,6 +67,7 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
                 model=model,
                 api_key=api_key,
                 retry_backoff_s=0.01,
+                temperature=temperature,
                 max_retries=1,
                 connect_timeout_s=1,
             )
