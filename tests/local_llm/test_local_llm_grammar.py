@@ -159,3 +159,12 @@ def test_reply_sends_each_call_once_and_stops_on_a_repeat_or_an_answered_call():
     _, go_on = again.feed('{"name": "get_order_status", "arguments": {"order_id": "1"}}')
     assert not go_on and again.calls == []  # already answered in the history
     assert reply.finish_reason("stop") == "tool_calls"
+
+
+def test_a_call_cut_off_before_its_name_is_dropped_not_spoken():
+    from voice_agent.local_llm.output_parser import ToolCallStreamParser
+
+    parser = ToolCallStreamParser()
+    events = parser.feed("<tool_call>\n{\"name\": \"get")
+    events += parser.finish()
+    assert all(type(e).__name__ != "TextDelta" for e in events), events

@@ -137,7 +137,7 @@ class ToolCallStreamParser:
         call = self._call
         if call is not None:  # truncated mid-call (max_tokens)
             if call.name is None:
-                self._emit_text(events, (TOOL_CALL_OPEN + "\n" if call.tagged else "") + call.obj)
+                pass  # a call cut before its name: nothing to run, and never text to speak
             else:
                 self._finish_call(events, call.obj[call.args_start :].rstrip())
             self._call = None
