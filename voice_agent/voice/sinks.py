@@ -17,9 +17,10 @@ from typing import Protocol
 import numpy as np
 
 from peripherals.audio import to_float32
+from peripherals.audio_io import AudioSink
 
 
-class Sink(Protocol):
+class Sink(AudioSink, Protocol):
     """Speaker-like output; ``played_samples`` only grows, ``clear()`` silences at once.
 
     ``played_samples`` counts samples handed to the listener (never the
@@ -29,20 +30,6 @@ class Sink(Protocol):
     play position are kept, and ``resume()`` continues exactly there.
     ``clear()`` does not resume. Both are idempotent.
     """
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def played_samples(self) -> int: ...
-
-    async def write(self, samples: np.ndarray) -> None: ...
-
-    def clear(self) -> int: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
 
     @property
     def paused(self) -> bool: ...
