@@ -67,6 +67,10 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _invalid(call_id: str, name: str, exc: Exception) -> le.ToolCallFailed:
+    return le.ToolCallFailed(call_id=call_id, error=f"invalid arguments for {name}: {exc}")
+
+
 def _canonical(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), sort_keys=True)
@@ -153,10 +157,7 @@ class ToolScheduler:
         try:
             args = spec.parse_arguments(arguments)
         except ToolArgumentsError as exc:
-            self._finish(
-                call_id,
-                le.ToolCallFailed(call_id=call_id, error=f"invalid arguments for {name}: {exc}"),
-            )
+            self._finish(call_id, _invalid(call_id, name, exc))
             return
         key = (self._turn_id, name, _canonical(arguments))
         first = self._by_key.get(key)
@@ -200,19 +201,12 @@ class ToolScheduler:
                     value = value[argument]
                 data[argument] = value
         except asyncio.CancelledError:
-            if not self._done[call_id].done():
-                reason = self._cancel_reason.get(call_id, "cancelled")
-                self._finish(call_id, le.ToolCallCancelled(call_id=call_id, reason=reason))
+            self._finish(call_id, self._cancelled(call_id))
             raise
         try:
             args = spec.parse_arguments(json.dumps(data))
         except ToolArgumentsError as exc:
-            self._finish(
-                call_id,
-                le.ToolCallFailed(
-                    call_id=call_id, error=f"invalid arguments for {spec.name}: {exc}"
-                ),
-            )
+            self._finish(call_id, _invalid(call_id, spec.name, exc))
             return
         await self._execute(call_id, spec, args)
 
@@ -223,9 +217,7 @@ class ToolScheduler:
         except TimeoutError:
             self._finish(call_id, le.ToolCallTimedOut(call_id=call_id, timeout_s=spec.timeout_s))
         except asyncio.CancelledError:
-            if not self._done[call_id].done():
-                reason = self._cancel_reason.get(call_id, "cancelled")
-                self._finish(call_id, le.ToolCallCancelled(call_id=call_id, reason=reason))
+            self._finish(call_id, self._cancelled(call_id))
             raise
         except Exception as exc:  # a tool's failure is an outcome the model reads
             log.info("tool %s (%s) failed: %r", spec.name, call_id, exc)
@@ -240,14 +232,19 @@ class ToolScheduler:
         try:
             outcome = await asyncio.shield(self._done[first])
         except asyncio.CancelledError:
-            if not self._done[call_id].done():
-                reason = self._cancel_reason.get(call_id, "cancelled")
-                self._finish(call_id, le.ToolCallCancelled(call_id=call_id, reason=reason))
+            self._finish(call_id, self._cancelled(call_id))
             raise
         # The ledger assigns a fresh seq and t when the copy is appended.
         self._finish(call_id, outcome.model_copy(update={"call_id": call_id}))
 
+    def _cancelled(self, call_id: str) -> le.ToolCallCancelled:
+        """The outcome of a cancelled call, with the reason given to :meth:`cancel`."""
+        return le.ToolCallCancelled(
+            call_id=call_id, reason=self._cancel_reason.get(call_id, "cancelled")
+        )
+
     def _finish(self, call_id: str, payload: Any) -> None:
+        """Record ``call_id``'s outcome once (later outcomes are ignored) and post it."""
         self._running.pop(call_id, None)
         done = self._done.get(call_id)
         if done is None or done.done():
