@@ -6,6 +6,7 @@ with `Machine` over a context object. Time comes from an injected `Clock`.
 """
 
 from fsm.clock import Clock, ManualClock, MonotonicClock
+from fsm.deadline import CancelScope, fail_after, fail_at, move_on_after, move_on_at
 from fsm.definition import ANY_STATE, Action, Guard, Ignore, MachineDefinition, Transition
 from fsm.errors import DefinitionError, MachineClosed
 from fsm.events import ActionFailed, Event
@@ -15,9 +16,14 @@ __all__ = [
     "ANY_STATE",
     "Action",
     "ActionFailed",
+    "CancelScope",
     "Clock",
     "DefinitionError",
     "Event",
+    "fail_after",
+    "fail_at",
+    "move_on_after",
+    "move_on_at",
     "Guard",
     "Ignore",
     "Machine",
