@@ -1,0 +1,203 @@
+"""Call control: what a tool may ask of the call, keypad digits, and a caller's yes or no.
+
+A tool that takes a :class:`~voice_agent.tools.ToolContext` can reach the call
+through ``ctx.call`` (a :class:`CallControl`): ask for a transfer, a hang-up
+or DTMF tones. A request never acts at once: it becomes a typed
+:class:`CallAction` posted to the agent's FSM as :class:`CallActionRequested`,
+and the transition table decides when it happens (a hang-up after the
+goodbye has been heard; a transfer after the agent said so). The transport
+carries it out (:class:`CallController`, implemented by the phone and LiveKit
+transports; the console and file transports record it).
+
+:class:`DtmfCollector` turns keypad digits into an entry (``#`` ends it, or a
+pause longer than the inter-digit timeout); :func:`confirmation_answer` reads
+a caller's answer to "shall I go ahead?".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from fsm import Event
+
+__all__ = [
+    "CallAction",
+    "CallActionRequested",
+    "CallControl",
+    "CallController",
+    "DtmfCollector",
+    "HangUp",
+    "SendDtmf",
+    "Transfer",
+    "confirmation_answer",
+]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hand the caller to ``destination`` (a phone number, a SIP URI or a queue name)."""
+
+    destination: str
+    reason: str = ""
+    kind: Literal["transfer"] = "transfer"
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """End the call once what the agent is saying has been heard."""
+
+    reason: str = ""
+    kind: Literal["hang_up"] = "hang_up"
+
+
+@dataclass(frozen=True)
+class SendDtmf:
+    """Play keypad tones on the line (an IVR on the other side)."""
+
+    digits: str
+    kind: Literal["send_dtmf"] = "send_dtmf"
+
+
+CallAction = Transfer | HangUp | SendDtmf
+
+_DTMF = re.compile(r"^[0-9*#A-Dw]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallActionRequested(Event):
+    """A tool asked for a call-control action; the transition table decides when it happens."""
+
+    action: CallAction
+    call_id: str = ""
+
+
+class CallController(Protocol):
+    """What a transport does for call control (the phone and LiveKit transports implement it)."""
+
+    async def transfer(self, destination: str) -> None:
+        """Hand the call to ``destination``; raise on failure."""
+        ...
+
+    async def hang_up(self) -> None:
+        """End the call for everyone."""
+        ...
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Play keypad tones."""
+        ...
+
+
+class CallControl:
+    """The call as a tool sees it: requests become FSM events, never direct actions."""
+
+    def __init__(self, post: Callable[[Event], None], *, call_id: str = "") -> None:
+        self._post = post
+        self._call_id = call_id
+
+    def transfer(self, destination: str, reason: str = "") -> Transfer:
+        """Ask to transfer the caller; returns the request as recorded."""
+        if not destination.strip():
+            raise ValueError("a transfer needs a destination")
+        action = Transfer(destination=destination.strip(), reason=reason)
+        self._post(CallActionRequested(action=action, call_id=self._call_id))
+        return action
+
+    def hang_up(self, reason: str = "") -> HangUp:
+        """Ask to end the call after the current sentence has been heard."""
+        action = HangUp(reason=reason)
+        self._post(CallActionRequested(action=action, call_id=self._call_id))
+        return action
+
+    def send_dtmf(self, digits: str) -> SendDtmf:
+        """Ask to play keypad tones (0-9, *, #, A-D; w is a half-second pause)."""
+        if not _DTMF.match(digits):
+            raise ValueError(f"not DTMF digits: {digits!r}")
+        action = SendDtmf(digits=digits)
+        self._post(CallActionRequested(action=action, call_id=self._call_id))
+        return action
+
+
+class DtmfCollector:
+    """Collects keypad digits into entries: ``#`` ends one, and so does a pause.
+
+    :meth:`press` takes one key at time ``now`` (clock seconds) and returns a
+    finished entry when ``#`` completes one; :meth:`expire` returns the
+    pending entry once ``inter_digit_timeout_s`` passed since the last key
+    (call it from a timer); ``*`` clears what was typed so far.
+    """
+
+    def __init__(self, inter_digit_timeout_s: float = 3.0) -> None:
+        if inter_digit_timeout_s <= 0:
+            raise ValueError("inter_digit_timeout_s must be > 0")
+        self.timeout_s = inter_digit_timeout_s
+        self._digits: list[str] = []
+        self._last = 0.0
+
+    @property
+    def pending(self) -> str:
+        """What has been typed and not yet finished."""
+        return "".join(self._digits)
+
+    def deadline(self) -> float | None:
+        """When the pending entry expires (clock seconds), or None if nothing is pending."""
+        return self._last + self.timeout_s if self._digits else None
+
+    def press(self, key: str, now: float) -> str | None:
+        """Take one key; return the finished entry when ``key`` is ``#`` (None otherwise)."""
+        if key == "#":
+            entry, self._digits = "".join(self._digits), []
+            return entry
+        if key == "*":
+            self._digits = []
+            return None
+        if len(key) != 1 or key not in "0123456789ABCD":
+            raise ValueError(f"not a keypad key: {key!r}")
+        self._digits.append(key)
+        self._last = now
+        return None
+
+    def expire(self, now: float) -> str | None:
+        """The pending entry if the inter-digit timeout passed at ``now``, else None."""
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return None
+        entry, self._digits = "".join(self._digits), []
+        return entry
+
+
+_YES = re.compile(
+    r"^(?:(?:yes|yeah|yep|yup|sure|correct|right|ok(?:ay)?|please|absolutely|definitely|"
+    r"go ahead|do it|that'?s right|that is right|sounds good|confirm(?:ed)?|affirmative|"
+    r"uh[- ]huh|mm[- ]hmm|of course|please do|yes please)[\s,.!]*)+"
+    r"(?:(?:go ahead|do it|please|thanks?|thank you|cancel it|refund it)[\s,.!]*)*$"
+)
+_NO = re.compile(
+    r"^(?:(?:no|nope|nah|don'?t|do not|stop|cancel that|wait|hold on|never ?mind|"
+    r"not now|not yet|no thanks?|no thank you|leave it|scratch that)[\s,.!]*)+"
+    r"(?:(?:don'?t|do not|leave it|thanks?|thank you)[\s,.!]*)*$"
+)
+
+
+def confirmation_answer(text: str) -> Literal["yes", "no", "other"]:
+    """A caller's answer to a read-back: an explicit yes, an explicit no, or anything else.
+
+    Only a short, unambiguous answer counts: "yes please", "yeah go ahead",
+    "no", "no don't". Anything with more in it ("yes but change the address
+    first", "what about order 4417?") is ``other``: the pending write is
+    dropped and the utterance handled as a new request. Keypad: 1 yes, 2 no.
+    """
+    t = " ".join(text.lower().replace("-", " ").split()).strip(" .,!?")
+    if t in ("1",):
+        return "yes"
+    if t in ("2",):
+        return "no"
+    if not t:
+        return "other"
+    if _YES.match(t + " "):
+        return "yes"
+    if _NO.match(t + " "):
+        return "no"
+    return "other"
