@@ -2,7 +2,13 @@
 
 Everything in `fsm/` (and the packages built on it) reads time through a
 `Clock`, never through `time` or `asyncio.sleep` directly, so a test can run
-on `ManualClock` and jump time instead of sleeping.
+on virtual time and jump instead of sleeping:
+
+- `MonotonicClock`: real time.
+- `ManualClock`: time moves only when the test calls `advance` (step by step).
+- `AutojumpClock`: time jumps to the next deadline whenever every task is
+  waiting on it (trio's `autojump_clock`); a whole conversation or bench
+  scenario runs in milliseconds, in the same order it would in real time.
 """
 
 from __future__ import annotations
@@ -10,10 +16,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import selectors
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Executor
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["AutojumpClock", "Clock", "ManualClock", "MonotonicClock"]
+
+_T = TypeVar("_T")
 
 # How many times `ManualClock.advance` yields to the event loop after waking a
 # group of sleepers, so that a woken task can run up to its next real await
@@ -138,3 +149,162 @@ class ManualClock:
     async def _settle() -> None:
         for _ in range(_SETTLE_YIELDS):
             await asyncio.sleep(0)
+
+
+class AutojumpClock:
+    """Virtual time that jumps to the next deadline when every task waits on it.
+
+    The model is trio's `autojump_clock`, for asyncio: the clock comes with
+    its own event loop (`new_event_loop`, or `run`) whose `loop.time()` is
+    this clock. Whenever that loop has nothing to run and no I/O is ready, it
+    jumps virtual time straight to its next timer instead of blocking. So
+    `clock.sleep`, `asyncio.sleep`, `asyncio.timeout`, `fsm.fail_after` and the
+    timeouts inside libraries (httpx, aiohttp) all run on virtual time, and
+    code in the loop runs in the same order as it would in real time: only
+    the waiting is skipped. I/O between tasks of the loop (an in-process HTTP
+    server and its client over 127.0.0.1 or a Unix socket) is delivered by
+    the kernel during the sending call, so it is seen before time jumps.
+
+    Work in threads started with `loop.run_in_executor` / `asyncio.to_thread`
+    counts like CPU work in the loop: the loop waits for it and time stands
+    still, so results stay deterministic. A thread busy for longer than
+    `_THREAD_GRACE_S` of real time is taken to be blocked (a tool calling
+    `time.sleep`): from then on virtual time follows real time (never past the
+    next timer), so a timeout set on it still fires. I/O from outside the process (a
+    subprocess server) is not waited for: set `idle_threshold_s` to the real
+    time the loop waits for I/O before it jumps, or use real time.
+
+    `now()` may be read from any thread; `sleep` must run on this clock's loop.
+    """
+
+    def __init__(self, start: float = 0.0, *, idle_threshold_s: float = 0.0) -> None:
+        if idle_threshold_s < 0:
+            raise ValueError(f"idle_threshold_s must be >= 0, got {idle_threshold_s!r}")
+        self._now = float(start)
+        self.idle_threshold_s = idle_threshold_s
+        self.jumps = 0  # how many times the loop skipped a wait (a measure, for tests)
+
+    def now(self) -> float:
+        """Return the virtual time in seconds."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of virtual time (at once if <= 0, after one yield)."""
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, _AutojumpLoop) or loop.clock is not self:
+            raise RuntimeError(
+                "AutojumpClock.sleep must run on the loop from this clock's new_event_loop()"
+            )
+        await asyncio.sleep(max(0.0, seconds))
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A new event loop on this clock (for `asyncio.Runner(loop_factory=...)`)."""
+        return _AutojumpLoop(self)
+
+    def run(self, main: Coroutine[Any, Any, _T]) -> _T:
+        """Run `main` to completion on a new loop on this clock (like `asyncio.run`)."""
+        with asyncio.Runner(loop_factory=self.new_event_loop) as runner:
+            return runner.run(main)
+
+    def _advance(self, seconds: float) -> None:
+        if seconds > 0:
+            self._now += seconds
+
+
+class _AutojumpLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose time is an `AutojumpClock` (see there)."""
+
+    def __init__(self, clock: AutojumpClock) -> None:
+        self.clock = clock
+        self.threads_running = 0  # run_in_executor jobs not finished yet
+        self.threads_busy_since: float | None = None  # real time the current busy period began
+        super().__init__(_AutojumpSelector(selectors.DefaultSelector(), self))
+
+    def time(self) -> float:
+        """The clock's virtual time (every loop timer is on it)."""
+        return self.clock.now()
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Executor | None, func: Callable[..., _T], *args: Any
+    ) -> asyncio.Future[_T]:
+        """As the base loop, counting the job as running until its future is done."""
+        future = super().run_in_executor(executor, func, *args)
+        if not self.threads_running:
+            self.threads_busy_since = time.monotonic()
+        self.threads_running += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _future: asyncio.Future[Any]) -> None:
+        self.threads_running -= 1
+        if not self.threads_running:
+            self.threads_busy_since = None
+
+
+# Real time threads may stay busy while virtual time stands still (s): longer
+# than the quick jobs libraries hand to threads (getaddrinfo, platform probes,
+# file writes) and a loaded machine's hiccups; a blocked thread costs this once.
+_THREAD_GRACE_S = 1.0
+# Longest real wait, once threads count as blocked, before virtual time catches
+# up with real time (s): bounds how late a virtual timer fires meanwhile.
+_THREAD_SLICE_S = 0.01
+
+
+class _AutojumpSelector(selectors.BaseSelector):
+    """Wraps the real selector: a wait with nothing ready becomes a jump in time.
+
+    The loop calls `select(timeout)` with `timeout == 0` when callbacks are
+    ready, the time to its next timer otherwise, or None without timers.
+    """
+
+    def __init__(self, inner: selectors.BaseSelector, loop: _AutojumpLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = self._inner.select(0)
+        if events or (timeout is not None and timeout <= 0):
+            return events
+        clock = self._loop.clock
+        if self._loop.threads_running:
+            busy = time.monotonic() - (self._loop.threads_busy_since or time.monotonic())
+            if busy < _THREAD_GRACE_S:
+                # Thread work counts like CPU work: wait for it, time stands still.
+                return self._inner.select(_THREAD_GRACE_S - busy)
+            # A blocked thread: virtual time follows real time meanwhile.
+            wait = _THREAD_SLICE_S if timeout is None else min(timeout, _THREAD_SLICE_S)
+            started = time.monotonic()
+            events = self._inner.select(wait)
+            elapsed = time.monotonic() - started
+            clock._advance(elapsed if timeout is None else min(elapsed, timeout))
+            return events
+        if clock.idle_threshold_s > 0:
+            wait = (
+                clock.idle_threshold_s if timeout is None else min(timeout, clock.idle_threshold_s)
+            )
+            events = self._inner.select(wait)
+            if events:
+                return events
+        if timeout is None:
+            return self._inner.select(None)  # no timer at all: only I/O can wake the loop
+        clock._advance(timeout)
+        clock.jumps += 1
+        return []
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._inner.get_map()
+
+    def close(self) -> None:
+        self._inner.close()

@@ -83,13 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
     p.add_argument(
-        "scenarios", nargs="*", help="scenario YAML files (default: bench/scenarios/*.yaml)"
+        "scenarios",
+        nargs="*",
+        help="scenario YAML files or folders of them (default: bench/scenarios)",
     )
     p.add_argument("--modes", default="sync,async", help="comma-separated modes to compare")
     p.add_argument("--json", dest="json_out", help="write results as JSON here")
     p.add_argument("--out", default="out/bench", help="directory for timeline pictures")
     p.add_argument("--repeat", type=int, default=1, help="runs per scenario and mode")
     p.add_argument("--schema", action="store_true", help="print the scenario JSON schema and exit")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run on real time (default: virtual time, a scenario takes milliseconds)",
+    )
+    p.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed warm-up run before timing"
+    )
 
     p = sub.add_parser("ledger", help="inspect recorded sessions")
     lsub = p.add_subparsers(dest="ledger_command", required=True)

@@ -266,7 +266,10 @@ def test_a_transcript_with_small_recognition_errors_still_matches_its_turn() -> 
         {
             "name": "m",
             "turns": [
-                {"user": "Where is my order number 427?", "answer": [{"say": "It shipped.", "expect": ["shipped"]}]},
+                {
+                    "user": "Where is my order number 427?",
+                    "answer": [{"say": "It shipped.", "expect": ["shipped"]}],
+                },
                 {"user": "Thank you, that is all.", "answer": [{"say": "Bye.", "expect": ["Bye"]}]},
             ],
         }

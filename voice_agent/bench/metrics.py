@@ -37,7 +37,7 @@ from typing import Any
 from voice_agent.bench.oracle import OracleExchange
 from voice_agent.bench.scenario import Scenario
 from voice_agent.bench.sim import PlayedSentence, UserTurnRecord
-from voice_agent.bench.template import Unavailable, normalize_text, render
+from voice_agent.bench.template import Unavailable, normalize_text
 
 DEAD_AIR_MIN_S = 1.0  # silence longer than this while the user waits is dead air, s
 LATENCY_KEYS = (
@@ -326,20 +326,10 @@ def _dead_air(eos: float, sentences: Sequence[PlayedSentence], until: float) -> 
 def _expected_calls(scenario: Scenario, i: int) -> dict[str, tuple[str, Any]]:
     """Expected (tool, arguments) per call id of turn ``i``, filled from the scripted results."""
     results = scenario.static_results()
-
-    def result_of(call_id: str) -> Any:
-        if call_id not in results:
-            raise Unavailable(call_id)
-        return results[call_id]
-
-    user_text = " ".join(t.user for t in scenario.turns)
     out = {}
     for call in scenario.turns[i].calls:
         try:
-            out[call.call_id] = (
-                call.tool,
-                render(call.arguments, result_of=result_of, user_text=user_text),
-            )
+            out[call.call_id] = (call.tool, scenario.scripted_arguments(call, results))
         except Unavailable:
             continue  # needs a failing call's result: it cannot be made
     return out

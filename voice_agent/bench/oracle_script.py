@@ -39,7 +39,7 @@ from typing import Any
 
 from peripherals.wer import word_error_rate
 from voice_agent.bench.scenario import ExpectedCall, Scenario
-from voice_agent.bench.template import Unavailable, normalize_text, render
+from voice_agent.bench.template import Unavailable, normalize_text, render, render_arguments
 
 _ENVELOPE_STATUSES = {"pending", "resolved", "failed", "timed_out", "cancelled"}
 _FAILED_STATUSES = {"failed", "timed_out", "cancelled"}
@@ -210,10 +210,17 @@ class _Resolver:
     def render(self, value: Any) -> Any:
         return render(value, result_of=self.result_of, user_text=self._user_text)
 
+    def arguments(self, call: ExpectedCall) -> dict[str, Any]:
+        """``call``'s arguments as the model sends them: filled, typed by the tool's schema."""
+        schema = self._scenario.tool(call.tool).parameters
+        return render_arguments(
+            call.arguments, schema, result_of=self.result_of, user_text=self._user_text
+        )
+
     def issued_id(self, call: ExpectedCall) -> str | None:
         """tool_call id under which ``call`` was issued, or None."""
         try:
-            arguments = self.render(call.arguments)
+            arguments = self.arguments(call)
         except Unavailable:
             return None
         earliest = self._user_pos if call.call_id in self._current else -1
@@ -259,7 +266,7 @@ def plan_reply(scenario: Scenario, messages: list[dict[str, Any]]) -> OracleRepl
         if resolver.issued_id(call) is not None:
             continue
         try:
-            arguments = resolver.render(call.arguments)
+            arguments = resolver.arguments(call)
         except Unavailable:
             continue
         calls.append(PlannedCall(call.call_id, call.tool, json.dumps(arguments)))

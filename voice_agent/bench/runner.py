@@ -2,10 +2,24 @@
 
 Per (scenario, mode): start the ``OracleServer``; build the ``Agent`` with
 its real ``LlmClient`` over HTTP to the oracle, the scenario's tools
-(scripted: sleep ``latency_ms`` on the clock, then return ``result``, raise
-``error`` or hang), a ``SimulatedSpeechOutput`` and a ``SimulatedUser``; run
-until the user has spoken every turn and the agent is idle; compute metrics.
-Time is real (``MonotonicClock``): the oracle and HTTP are real.
+(scripted: per call, the first ``cases`` entry whose ``when`` matches the
+arguments, else the tool's own behaviour: sleep ``latency_ms`` on the clock,
+then return ``result``, raise ``error`` or hang), a ``SimulatedSpeechOutput``
+and a ``SimulatedUser``; run until the user has spoken every turn and the
+agent is idle; compute metrics.
+
+Time: by default the bench runs on virtual time (``fsm.AutojumpClock``): the
+event loop jumps to the next deadline whenever every task waits, so a
+scenario takes milliseconds, and the same scenario gives the same report
+(apart from the ``wall_*`` stamps). Nothing is faked for it: the OpenAI
+client still speaks HTTP and SSE to the oracle over a 127.0.0.1 socket, and
+the kernel hands each write to the reader before the loop can jump.
+``realtime=True`` (``--realtime``) runs on ``MonotonicClock`` and measures
+the engine's own CPU overhead too (virtual time hides it: CPU work takes no
+virtual time).
+
+Fairness: before the first timed run, one untimed warm-up run of the first
+scenario in every mode pays the process's cold start (imports, first client).
 
 ``run_bench`` runs many and writes the JSON report and the timelines.
 ``main(args)`` is what ``voice-agent bench`` calls.
@@ -18,14 +32,14 @@ import asyncio
 import json
 import logging
 import sys
-import uuid
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fsm import Clock, MonotonicClock
+from fsm import AutojumpClock, Clock, MonotonicClock, fail_after
 from ledger import JsonlSink, Ledger
 from ledger import entries as le
 from voice_agent.agent import Agent
@@ -76,6 +90,7 @@ class ScenarioResult:
     ledger_path: str | None = None
     repeat: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0  # real seconds the run took (not deterministic: a wall-clock stamp)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: per-turn metrics plus the raw timings (clock seconds)."""
@@ -86,6 +101,7 @@ class ScenarioResult:
             "repeat": self.repeat,
             "error": self.error,
             "ledger": self.ledger_path,
+            "wall_s": round(self.wall_s, 3),
             "turns": [t.to_json() for t in self.turns],
             "raw": {
                 "user_turns": [asdict(t) for t in rec.user_turns],
@@ -122,23 +138,25 @@ def build_registry(
 
 def _scripted(tool: ToolDef, clock: Clock, invocations: list[dict[str, Any]]) -> Callable[..., Any]:
     async def scripted_tool(**arguments: Any) -> Any:
+        behaviour = tool.behaviour(arguments)
         record: dict[str, Any] = {
             "name": tool.name,
             "arguments": arguments,
+            "case": tool.case_index(arguments),
             "start": clock.now(),
             "end": None,
             "outcome": "running",
         }
         invocations.append(record)
         try:
-            await clock.sleep(tool.latency_ms / 1000)
-            if tool.hang:
+            await clock.sleep(behaviour.latency_ms / 1000)
+            if behaviour.hang:
                 await asyncio.Event().wait()  # never set: runs until the engine cancels it
-            if tool.error is not None:
+            if behaviour.error is not None:
                 record["outcome"] = "raised"
-                raise ScriptedToolError(tool.error)
+                raise ScriptedToolError(behaviour.error)
             record["outcome"] = "returned"
-            return tool.result
+            return behaviour.result
         except asyncio.CancelledError:
             record["outcome"] = "cancelled"
             raise
@@ -160,9 +178,10 @@ async def run_scenario(
     """Run ``scenario`` once in ``mode``; never raises for an engine failure
     (it is reported in ``error`` with the metrics of what did happen)."""
     clock = clock or MonotonicClock()
+    wall_start = time.perf_counter()
     invocations: list[dict[str, Any]] = []
     registry = build_registry(scenario, clock, invocations)
-    session_id = f"bench-{scenario.name}-{mode}-{repeat}-{uuid.uuid4().hex[:6]}"
+    session_id = f"bench-{scenario.name}-{mode}-{repeat}"
     sinks = []
     ledger_path: Path | None = None
     if out_dir is not None:
@@ -189,7 +208,7 @@ async def run_scenario(
         agent = Agent(config, llm, registry, output, ledger, clock)
         user = SimulatedUser(scenario, agent.post, clock, agent.is_idle)
         try:
-            async with asyncio.timeout(scenario.timeout_s):
+            async with fail_after(clock, scenario.timeout_s):
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(output.run(), name="bench-output")
                     user_task = tg.create_task(user.run(), name="bench-user")
@@ -233,6 +252,7 @@ async def run_scenario(
         error=error,
         ledger_path=str(ledger_path) if ledger_path else None,
         repeat=repeat,
+        wall_s=time.perf_counter() - wall_start,
         extra={
             # The engine's own overhead: post → dispatch start, and time inside actions.
             "engine_queued_ms": [r.queued_s * 1000 for r in trace],
@@ -248,31 +268,69 @@ async def run_bench(
     out_dir: str | Path | None,
     *,
     repeat: int = 1,
+    clock: Clock | None = None,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     """Run every scenario in every mode (one at a time: timings must not
     compete for the CPU); write the JSON report and the timelines; return
-    the report."""
-    scenarios = [load_scenario(p) for p in paths]
+    the report.
+
+    ``clock`` is the time of every run (default real time; ``main`` runs on
+    an ``AutojumpClock`` unless ``--realtime``). ``warmup`` first runs the
+    first scenario once in every mode, untimed, so the process's cold start
+    is not charged to the first timed run (sync, which always runs first).
+    ``paths`` may name folders: every ``*.yaml`` / ``*.yml`` in them runs.
+    """
+    clock = clock or MonotonicClock()
+    scenarios = [load_scenario(p) for p in scenario_paths(paths)]
     results: list[ScenarioResult] = []
     out = Path(out_dir) if out_dir is not None else None
+    wall_start = time.perf_counter()
+    if warmup and scenarios:
+        for mode in modes:
+            log.info("bench: warm-up %s / %s (untimed)", scenarios[0].name, mode)
+            await run_scenario(scenarios[0], mode, None, clock=clock, repeat=-1)
     for scenario in scenarios:
         for n in range(repeat):
             for mode in modes:
                 log.info("bench: %s / %s (run %d)", scenario.name, mode, n)
-                results.append(await run_scenario(scenario, mode, out, repeat=n))
+                results.append(await run_scenario(scenario, mode, out, clock=clock, repeat=n))
     turns = [t for r in results for t in r.turns]
     report = {
         "modes": list(modes),
+        "clock": "virtual" if isinstance(clock, AutojumpClock) else "real",
+        "warmup": "first scenario once per mode, untimed" if warmup else "none",
         "scenarios": [r.to_json() for r in results],
         "summary": summarize(turns),
         "engine": engine_overhead(results),
         "errors": [f"{r.scenario}/{r.mode}: {r.error}" for r in results if r.error],
+        "wall_s": round(time.perf_counter() - wall_start, 3),
     }
     if out is not None:
         write_timelines(out, [(r.turns, r.recording) for r in results if r.repeat == 0])
     if json_out is not None:
         _write_json(Path(json_out), report)
     return report
+
+
+def scenario_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` with every folder replaced by its ``*.yaml`` / ``*.yml`` files, sorted.
+
+    Raises ScenarioError for a path that does not exist or a folder without scenarios.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not inside:
+                raise ScenarioError(f"{path}: no scenario files (*.yaml, *.yml) in this folder")
+            found.extend(inside)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ScenarioError(f"{path}: no such file or folder")
+    return found
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -304,29 +362,34 @@ def _write_json(path: Path, report: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``voice-agent bench``: ``scenarios``, ``modes``, ``json_out``, ``out``, ``repeat``, ``schema``."""
+    """``voice-agent bench``: ``scenarios`` (files or folders), ``modes``, ``json_out``, ``out``,
+    ``repeat``, ``schema``, ``realtime``, ``no_warmup``."""
     if getattr(args, "schema", False):
         print(json.dumps(scenario_json_schema(), indent=2))
         return 0
-    paths = list(args.scenarios) or sorted(str(p) for p in DEFAULT_SCENARIO_DIR.glob("*.yaml"))
-    if not paths:
-        print(f"no scenarios given and none in {DEFAULT_SCENARIO_DIR}", file=sys.stderr)
-        return 2
+    paths = list(args.scenarios) or [DEFAULT_SCENARIO_DIR]
     modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         print(f"unknown mode(s) {unknown}; choose from {list(MODES)}", file=sys.stderr)
         return 2
-    try:
-        report = asyncio.run(
-            run_bench(
-                paths,
-                modes,  # type: ignore[arg-type]  # checked against MODES above
-                args.json_out,
-                args.out,
-                repeat=max(1, args.repeat),
-            )
+    realtime = bool(getattr(args, "realtime", False))
+    virtual = AutojumpClock()
+    clock: Clock = MonotonicClock() if realtime else virtual
+
+    async def bench() -> dict[str, Any]:
+        return await run_bench(
+            paths,
+            modes,  # type: ignore[arg-type]  # checked against MODES above
+            args.json_out,
+            args.out,
+            repeat=max(1, args.repeat),
+            clock=clock,
+            warmup=not getattr(args, "no_warmup", False),
         )
+
+    try:
+        report = asyncio.run(bench()) if realtime else virtual.run(bench())
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -377,5 +440,9 @@ def _print_summary(report: dict[str, Any]) -> None:
             f"engine: {engine['events']} events, dispatch latency p50 {d['p50']} ms / p99 {d['p99']} ms, "
             f"action time p50 {a['p50']} ms / p99 {a['p99']} ms"
         )
+    print(
+        f"{len(report['scenarios'])} runs on {report['clock']} time in {report['wall_s']} s wall "
+        f"(warm-up: {report['warmup']})"
+    )
     for error in report["errors"]:
         print(f"error: {error}", file=sys.stderr)

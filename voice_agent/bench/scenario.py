@@ -15,7 +15,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from voice_agent.bench.template import CallRef, TemplateError, references
+from voice_agent.bench.template import (
+    CallRef,
+    TemplateError,
+    Unavailable,
+    UserRef,
+    coercible,
+    parse_expression,
+    references,
+    render_arguments,
+)
 
 __all__ = [
     "ExpectedCall",
@@ -24,6 +33,8 @@ __all__ = [
     "PeripheralTiming",
     "Scenario",
     "ScenarioError",
+    "ToolBehaviour",
+    "ToolCase",
     "ToolDef",
     "Turn",
     "load_scenario",
@@ -82,11 +93,67 @@ class PeripheralTiming(_Frozen):
     )
 
 
+class ToolBehaviour(_Frozen):
+    """What one invocation of a scenario tool does: wait ``latency_ms``, then
+    return ``result``, raise ``error`` or hang."""
+
+    latency_ms: float
+    result: Any = None
+    error: str | None = None
+    hang: bool = False
+
+    @property
+    def fails(self) -> bool:
+        """True when the invocation raises or hangs (its outcome is not a result)."""
+        return self.error is not None or self.hang
+
+
+def _one_behaviour(model: BaseModel, error: str | None, hang: bool) -> None:
+    behaviours = ["result" in model.model_fields_set, error is not None, hang]
+    if sum(behaviours) > 1:
+        raise ValueError("give only one of 'result', 'error' or 'hang: true'")
+
+
+class ToolCase(_Frozen):
+    """How the tool answers calls whose arguments match ``when``.
+
+    ``when`` matches when every key it names is in the call's arguments with
+    an equal JSON value (``5`` equals ``5.0``; other arguments are free).
+    Fields left out are the tool's own (its ``latency_ms``; its behaviour
+    when the case names none of ``result`` / ``error`` / ``hang``).
+    """
+
+    when: dict[str, Any] = Field(description="Argument values this case answers (a subset).")
+    latency_ms: float | None = Field(None, ge=0, description="Default: the tool's latency_ms.")
+    result: Any = None
+    error: str | None = None
+    hang: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> ToolCase:
+        _one_behaviour(self, self.error, self.hang)
+        return self
+
+    def matches(self, arguments: dict[str, Any]) -> bool:
+        """True when every ``when`` value equals the argument of the same name."""
+        return all(k in arguments and _same(arguments[k], v) for k, v in self.when.items())
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
+
 class ToolDef(_Frozen):
     """A tool the agent can call, and what it does in the bench.
 
     Exactly one behaviour: ``result`` (returned after ``latency_ms``),
     ``error`` (raised after ``latency_ms``) or ``hang: true`` (never returns).
+    ``cases`` answer particular arguments differently (first match wins; the
+    tool's own behaviour answers the rest), so one tool can be called several
+    times with different arguments and give different results after
+    different latencies.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
@@ -102,22 +169,41 @@ class ToolDef(_Frozen):
     result: Any = None
     error: str | None = Field(None, description="When set, the tool raises with this message.")
     hang: bool = Field(False, description="When true, the tool never returns (it must time out).")
+    cases: list[ToolCase] = Field(
+        default_factory=list,
+        description="Per-arguments behaviours, tried in order before the tool's own.",
+    )
 
     @model_validator(mode="after")
     def _one_behaviour(self) -> ToolDef:
-        behaviours = [
-            "result" in self.model_fields_set,
-            self.error is not None,
-            self.hang,
-        ]
-        if sum(behaviours) > 1:
-            raise ValueError("give only one of 'result', 'error' or 'hang: true'")
+        _one_behaviour(self, self.error, self.hang)
         return self
 
     @property
     def fails(self) -> bool:
-        """True when the tool raises or hangs (its outcome is not a result)."""
+        """True when the tool's own behaviour raises or hangs."""
         return self.error is not None or self.hang
+
+    def behaviour(self, arguments: dict[str, Any]) -> ToolBehaviour:
+        """What a call with ``arguments`` does: the first matching case, else the tool's own."""
+        own = ToolBehaviour(
+            latency_ms=self.latency_ms, result=self.result, error=self.error, hang=self.hang
+        )
+        for case in self.cases:
+            if not case.matches(arguments):
+                continue
+            named = {"result", "error", "hang"} & case.model_fields_set
+            return ToolBehaviour(
+                latency_ms=self.latency_ms if case.latency_ms is None else case.latency_ms,
+                result=case.result if named else own.result,
+                error=case.error if named else own.error,
+                hang=case.hang if named else own.hang,
+            )
+        return own
+
+    def case_index(self, arguments: dict[str, Any]) -> int | None:
+        """Index of the case that answers ``arguments``, or None (the tool's own behaviour)."""
+        return next((i for i, c in enumerate(self.cases) if c.matches(arguments)), None)
 
 
 class ExpectedCall(_Frozen):
@@ -226,6 +312,10 @@ class Scenario(_Frozen):
                 if call.call_id in declared:
                     problems.append(f"{where}.id: duplicate call id {call.call_id!r}")
                 problems.extend(_check_refs(call.arguments, declared, f"{where}.arguments"))
+                if call.tool in known_tools:
+                    problems.extend(
+                        _check_types(call.arguments, self.tool(call.tool), f"{where}.arguments")
+                    )
                 declared.add(call.call_id)
             for fi, fact in enumerate(turn.answer):
                 where = f"turns.{ti}.answer.{fi}"
@@ -257,8 +347,17 @@ class Scenario(_Frozen):
         raise KeyError(call_id)
 
     def call_fails(self, call_id: str) -> bool:
-        """True when the expected call's tool raises or hangs."""
-        return self.tool(self.call(call_id).tool).fails
+        """True when the expected call raises or hangs (by the case its arguments meet)."""
+        return self.call_behaviour(call_id).fails
+
+    def call_behaviour(self, call_id: str) -> ToolBehaviour:
+        """What the expected call does when made with its scripted arguments.
+
+        The arguments are filled from the scripted results of earlier calls and
+        everything the caller says; a call that cannot be filled (it needs a
+        failing call's result) gets the tool's own behaviour.
+        """
+        return self._scripted()[call_id]
 
     def expected_facts(self, turn_index: int) -> list[Fact]:
         """The facts of a turn that the scripted tool outcomes lead to: success
@@ -273,11 +372,64 @@ class Scenario(_Frozen):
     def static_results(self) -> dict[str, Any]:
         """Scripted result per expected call id (failing calls are absent)."""
         return {
-            call.call_id: self.tool(call.tool).result
-            for turn in self.turns
-            for call in turn.calls
-            if not self.tool(call.tool).fails
+            call_id: behaviour.result
+            for call_id, behaviour in self._scripted().items()
+            if not behaviour.fails
         }
+
+    def scripted_arguments(self, call: ExpectedCall, results: dict[str, Any]) -> dict[str, Any]:
+        """``call``'s arguments filled from ``results`` (by call id) and all the caller says,
+        typed by the tool's schema; raises ``template.Unavailable`` when a result is missing."""
+
+        def result_of(call_id: str) -> Any:
+            if call_id not in results:
+                raise Unavailable(call_id)
+            return results[call_id]
+
+        return render_arguments(
+            call.arguments,
+            self.tool(call.tool).parameters,
+            result_of=result_of,
+            user_text=" ".join(t.user for t in self.turns),
+        )
+
+    def _scripted(self) -> dict[str, ToolBehaviour]:
+        behaviours: dict[str, ToolBehaviour] = {}
+        results: dict[str, Any] = {}
+        for turn in self.turns:
+            for call in turn.calls:
+                tool = self.tool(call.tool)
+                try:
+                    behaviour = tool.behaviour(self.scripted_arguments(call, results))
+                except Unavailable:
+                    behaviour = tool.behaviour({})
+                behaviours[call.call_id] = behaviour
+                if not behaviour.fails:
+                    results[call.call_id] = behaviour.result
+        return behaviours
+
+
+def _check_types(arguments: dict[str, Any], tool: ToolDef, where: str) -> list[str]:
+    """A ``{{user:...}}`` value must read as its parameter's type (a number for a number)."""
+    props = tool.parameters.get("properties") or {}
+    problems = []
+    for name, value in arguments.items():
+        if not isinstance(value, str) or not isinstance(props.get(name), dict):
+            continue
+        try:
+            ref = parse_expression(value.strip()[2:-2].strip()) if _whole(value) else None
+        except TemplateError:
+            continue
+        if isinstance(ref, UserRef) and not coercible(ref.text, props[name]):
+            problems.append(
+                f"{where}.{name}: the caller's {ref.text!r} is not a {props[name].get('type')}"
+            )
+    return problems
+
+
+def _whole(value: str) -> bool:
+    text = value.strip()
+    return text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1
 
 
 def _check_refs(value: Any, declared: set[str], where: str) -> list[str]:

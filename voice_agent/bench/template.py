@@ -13,6 +13,10 @@ Syntax (inside any string of an expected call's ``arguments`` or a fact's
 A string that is exactly one template takes the referenced value with its JSON
 type (``"{{calls.a.result.id}}"`` → ``42``); a template embedded in a longer
 string is interpolated as text. Anything else is a constant.
+
+``render_arguments`` also gives a call's arguments the types of the tool's
+JSON schema: ``{{user:5}}`` for an ``integer`` or ``number`` parameter is the
+number 5 (what the caller says is text; the model sends the schema's type).
 """
 
 from __future__ import annotations
@@ -129,6 +133,76 @@ def render(value: Any, *, result_of: ResultOf, user_text: str) -> Any:
         return resolved if isinstance(resolved, str) else json.dumps(resolved)
 
     return _TEMPLATE.sub(_text, value)
+
+
+def render_arguments(
+    arguments: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    result_of: ResultOf,
+    user_text: str,
+) -> dict[str, Any]:
+    """``render`` the arguments of a call, then ``coerce`` them to the tool's ``schema``."""
+    rendered = render(dict(arguments), result_of=result_of, user_text=user_text)
+    coerced = coerce(rendered, schema)
+    return coerced if isinstance(coerced, dict) else rendered
+
+
+def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Give text the type ``schema`` asks for, where it reads as one; else keep it.
+
+    ``integer`` / ``number``: ``"5"`` → 5, ``"1,200"`` → 1200, ``"5.50"`` → 5.5;
+    ``boolean``: yes/true/no/false. Objects and arrays are walked through
+    ``properties`` / ``items``. A schema that also allows ``string`` keeps text.
+    """
+    kinds = _types(schema)
+    if isinstance(value, Mapping):
+        props = schema.get("properties") or {}
+        return {k: coerce(v, props.get(k) or {}) for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items") or {}
+        return [coerce(v, items if isinstance(items, Mapping) else {}) for v in value]
+    if not isinstance(value, str) or "string" in kinds:
+        return value
+    text = value.strip()
+    if kinds & {"integer", "number"}:
+        number = _number(text)
+        if number is not None and ("number" in kinds or float(number).is_integer()):
+            return int(number) if float(number).is_integer() and "integer" in kinds else number
+    if "boolean" in kinds and text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
+    return value
+
+
+def coercible(value: str, schema: Mapping[str, Any]) -> bool:
+    """True when text ``value`` fits ``schema``'s scalar type (or the schema takes text)."""
+    kinds = _types(schema)
+    if not kinds or "string" in kinds:
+        return True
+    return not isinstance(coerce(value, schema), str)
+
+
+_BOOLEANS = {"yes": True, "true": True, "no": False, "false": False}
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {k for k in kind if isinstance(k, str)}
+    return set()
+
+
+def _number(text: str) -> int | float | None:
+    cleaned = text.replace(",", "").replace("_", "")
+    try:
+        number = json.loads(cleaned)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    return number
 
 
 def _resolve(ref: Ref, result_of: ResultOf, user_text: str) -> Any:

@@ -1,0 +1,137 @@
+"""AutojumpClock: virtual time that jumps when every task waits (trio's autojump_clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from aiohttp import ClientSession, web
+
+from fsm import AutojumpClock, Clock, fail_after, move_on_after
+
+
+def test_an_hour_of_sleeps_takes_no_real_time_and_keeps_the_real_order() -> None:
+    clock = AutojumpClock(start=5.0)
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sleeper("late", 3600.0))
+            tg.create_task(sleeper("early", 1.0))
+            tg.create_task(sleeper("middle", 60.0))
+
+    started = time.monotonic()
+    clock.run(main())
+    assert time.monotonic() - started < 2.0  # generous: an hour of waiting is skipped
+    assert woke == [("early", 6.0), ("middle", 65.0), ("late", 3605.0)]
+    assert isinstance(clock, Clock)
+    assert clock.jumps >= 3
+
+
+def test_loop_timers_asyncio_timeouts_and_fsm_deadlines_run_on_the_clock() -> None:
+    clock = AutojumpClock()
+
+    async def main() -> list[float]:
+        seen = []
+        await asyncio.sleep(10)  # a plain asyncio sleep is virtual on this loop
+        seen.append(clock.now())
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2):
+                await asyncio.sleep(100)
+        seen.append(clock.now())
+        with pytest.raises(TimeoutError):
+            async with fail_after(clock, 3):
+                await asyncio.Event().wait()
+        seen.append(clock.now())
+        async with move_on_after(clock, 1) as scope:
+            await clock.sleep(0.5)
+        seen.append(clock.now())
+        assert not scope.expired
+        return seen
+
+    assert clock.run(main()) == [10.0, 12.0, 15.0, 15.5]
+
+
+def test_http_over_a_real_socket_arrives_before_time_jumps() -> None:
+    """An in-process server streaming SSE at clock deadlines: the client sees every
+    chunk at exactly its deadline, because time only jumps when nothing is in flight."""
+    clock = AutojumpClock()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        start = clock.now()
+        for i in range(20):
+            await clock.sleep(start + 0.25 * (i + 1) - clock.now())
+            await response.write(f"data: {json.dumps({'i': i, 't': clock.now()})}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def main() -> list[tuple[float, float]]:
+        app = web.Application()
+        app.router.add_get("/stream", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        seen = []
+        try:
+            async with ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/stream") as response:
+                    async for line in response.content:
+                        if line.startswith(b"data: "):
+                            sent = json.loads(line[6:])["t"]
+                            seen.append((sent, clock.now()))
+        finally:
+            await runner.cleanup()
+        return seen
+
+    seen = clock.run(main())
+    assert len(seen) == 20
+    assert all(received == sent for sent, received in seen)  # no time passed in flight
+    assert seen[-1][0] - seen[0][0] == pytest.approx(0.25 * 19)
+
+
+def test_quick_thread_work_takes_no_virtual_time() -> None:
+    clock = AutojumpClock()
+
+    async def main() -> float:
+        before = clock.now()
+        await asyncio.to_thread(time.sleep, 0.05)
+        return clock.now() - before
+
+    assert clock.run(main()) == 0.0
+
+
+def test_a_blocked_thread_cannot_stop_a_deadline() -> None:
+    clock = AutojumpClock()
+
+    async def main() -> float:
+        with pytest.raises(TimeoutError):
+            async with fail_after(clock, 0.2):
+                await asyncio.shield(asyncio.to_thread(time.sleep, 2.5))
+        return clock.now()
+
+    started = time.monotonic()
+    fired_at = clock.run(main())
+    assert fired_at == pytest.approx(0.2, abs=0.05)
+    assert time.monotonic() - started < 6.0  # the grace, the timeout, the thread's own end
+
+
+def test_sleep_off_its_loop_is_refused() -> None:
+    clock = AutojumpClock()
+
+    async def main() -> None:
+        await clock.sleep(1)
+
+    with pytest.raises(RuntimeError, match="new_event_loop"):
+        asyncio.run(main())
+    with pytest.raises(ValueError):
+        AutojumpClock(idle_threshold_s=-1)
