@@ -81,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="pace input in real time (default: as fast as possible)",
     )
 
+    p = sub.add_parser(
+        "livekit",
+        help="serve calls in LiveKit rooms (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)",
+    )
+    lk = p.add_subparsers(dest="livekit_command", required=True)
+    for name, text in [
+        ("start", "register a worker; the server dispatches rooms (production)"),
+        ("dev", "register a worker in development mode (verbose, no load limit)"),
+        ("connect", "join one room directly, without dispatch"),
+    ]:
+        q = lk.add_parser(name, help=text)
+        _add_common(q)
+        q.add_argument("--room", required=name == "connect", help="the room to join (connect)")
+        q.add_argument("--max-calls", type=int, default=2, help="concurrent calls per worker")
+        q.add_argument(
+            "--agent-name", default="", help="explicit dispatch name (empty: every new room)"
+        )
+        q.add_argument(
+            "--skip-check", action="store_true", help="do not check the credentials at start-up"
+        )
+
     p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
     p.add_argument(
         "scenarios",
@@ -197,6 +218,19 @@ def _cmd_console(args: argparse.Namespace) -> int:
     return console_main(_config(args), args)
 
 
+def _cmd_livekit(args: argparse.Namespace) -> int:
+    from .transports.livekit_worker import main as livekit_main
+
+    return livekit_main(
+        _config(args),
+        args.livekit_command,
+        room=args.room,
+        max_calls=args.max_calls,
+        agent_name=args.agent_name,
+        skip_check=args.skip_check,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .transports.files import main as files_main
 
@@ -207,6 +241,7 @@ COMMANDS = {
     "chat": _cmd_chat,
     "console": _cmd_console,
     "run": _cmd_run,
+    "livekit": _cmd_livekit,
     "bench": _cmd_bench,
     "ledger": _cmd_ledger_show,
     "fsm": _cmd_fsm,

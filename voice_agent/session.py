@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fsm import Clock, MonotonicClock
+from fsm import Clock, MonotonicClock, TraceRecord
 from ledger import JsonlSink, Ledger
 from ledger import entries as le
 
@@ -93,8 +93,13 @@ async def open_session(
     clock: Clock | None = None,
     tools: ToolRegistry | None = None,
     transport: str = "text",
+    on_transition: Callable[[TraceRecord], None] | None = None,
 ) -> AsyncIterator[Session]:
-    """Build an agent for ``config`` speaking through ``output``; release everything on exit."""
+    """Build an agent for ``config`` speaking through ``output``; release everything on exit.
+
+    ``on_transition`` receives every FSM ``TraceRecord`` (how a transport learns
+    the agent's state without polling).
+    """
     clock = clock or MonotonicClock()
     registry = tools if tools is not None else load_tools(config.tools.modules)
     session_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -125,7 +130,9 @@ async def open_session(
         )
         llm = LlmClient(llm_config)
         stack.push_async_callback(llm.aclose)
-        agent = Agent(config.agent, llm, registry, output, ledger, clock)
+        agent = Agent(
+            config.agent, llm, registry, output, ledger, clock, on_transition=on_transition
+        )
         stack.push_async_callback(agent.aclose)
         prewarm = (
             config.llm.prewarm if config.llm.prewarm is not None else config.llm.base_url is None

@@ -1,0 +1,273 @@
+"""``voice-agent livekit start|dev|connect``: the agent as a LiveKit Agents worker.
+
+The worker is livekit-agents' ``AgentServer`` with one ``rtc_session``: the
+server dispatches a room to it (a phone call arriving through a SIP dispatch
+rule, a browser joining a room, an explicit dispatch to ``--agent-name``), the
+worker joins and :class:`RoomCall` serves the caller with this project's
+engine — its own FSM, ledger, VAD, ASR, TTS and LLM. ``AgentSession`` is not
+used: turn-taking stays with the agent's transition table.
+
+What one worker process holds: the LLM endpoint, resolved once at start (the
+embedded llama.cpp server is started once and shared by every call; a remote
+endpoint is just a URL), and up to ``max_calls`` concurrent calls, each in a
+thread of its own (``JobExecutorType.THREAD``, so the process and its loaded
+libraries are shared) with its own conversation, ledger and audio pipeline.
+The worker reports its load as ``active calls / max_calls`` and the server
+stops dispatching to it when it is full; a room offered anyway is rejected
+(``on_request``), so the server offers it to another worker. More capacity =
+more workers (on more machines) registering with the same server.
+
+``start`` registers for production; ``dev`` registers in development mode
+(verbose logs, no load limit); ``connect --room NAME`` joins one room
+directly, without dispatch (the room is created if it does not exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from ..config import Config
+from ..session import llm_endpoint
+from ..tools import ToolRegistry
+from .livekit_room import RoomCall
+from .livekit_settings import (
+    LiveKitSettings,
+    LiveKitSettingsError,
+    check_credentials,
+    settings_from_env,
+)
+from .livekit_sip import RoomCallControl
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CALLS = 2  # concurrent calls per worker on a 2-core machine with local models
+AGENT_IDENTITY_PREFIX = "voice-agent-"
+# The load the worker reports when full; livekit-agents wants < 1 in production and stops
+# dispatching to a worker at or above its threshold (ratio).
+LOAD_THRESHOLD = 0.99
+
+
+class CallCounter:
+    """Active calls, across the job threads (thread-safe)."""
+
+    def __init__(self, max_calls: int) -> None:
+        self.max_calls = max_calls
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def load(self) -> float:
+        """Load as livekit-agents expects it: 1.0 (≥ threshold) when every slot is taken."""
+        return min(1.0, self._active / self.max_calls)
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._active >= self.max_calls:
+                return False
+            self._active += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+
+
+def build_server(
+    config: Config,
+    settings: LiveKitSettings,
+    *,
+    max_calls: int = DEFAULT_MAX_CALLS,
+    agent_name: str = "",
+    tools: ToolRegistry | None = None,
+) -> Any:
+    """An ``AgentServer`` whose rtc_session runs :class:`RoomCall` (``config.llm`` resolved)."""
+    from livekit import agents
+
+    calls = CallCounter(max_calls)
+    server = agents.AgentServer(
+        ws_url=settings.url,
+        api_key=settings.api_key.get_secret_value(),
+        api_secret=settings.api_secret.get_secret_value(),
+        job_executor_type=agents.JobExecutorType.THREAD,
+        load_fnc=calls.load,
+        load_threshold=LOAD_THRESHOLD,
+        num_idle_processes=0,  # threads start in milliseconds; nothing to pre-spawn
+    )
+
+    async def on_request(request: Any) -> None:
+        if calls.active >= calls.max_calls:
+            log.warning(
+                "room %s offered while full (%d calls): rejected", request.room.name, calls.active
+            )
+            await request.reject()
+            return
+        await request.accept(identity=AGENT_IDENTITY_PREFIX + request.id[-8:], name="voice-agent")
+
+    @server.rtc_session(agent_name=agent_name, on_request=on_request)
+    async def serve_room(ctx: Any) -> None:
+        if not calls.try_acquire():
+            log.warning(
+                "room %s: worker full (%d calls), leaving it", ctx.room.name, calls.max_calls
+            )
+            ctx.shutdown(reason="worker full")
+            return
+        try:
+            await ctx.connect(auto_subscribe=agents.AutoSubscribe.AUDIO_ONLY)
+            call = RoomCall(
+                ctx.room, config, call_control=RoomCallControl(settings, ctx.room.name), tools=tools
+            )
+            result = await call.run()
+            log.info(
+                "room %s: call with %s ended (%s); ledger %s",
+                ctx.room.name,
+                result.caller_identity or "nobody",
+                result.end_reason,
+                result.ledger_path,
+            )
+            ctx.shutdown(reason=result.end_reason)
+        finally:
+            calls.release()
+
+    return server
+
+
+async def _run(
+    mode: str,
+    config: Config,
+    settings: LiveKitSettings,
+    *,
+    room: str | None,
+    max_calls: int,
+    agent_name: str,
+    stdout: TextIO,
+    stop: asyncio.Event,
+) -> None:
+    from livekit import api
+
+    async with llm_endpoint(config) as llm_config:
+        prewarm = (
+            config.llm.prewarm if config.llm.prewarm is not None else config.llm.base_url is None
+        )
+        resolved = config.model_copy(
+            update={"llm": llm_config.model_copy(update={"prewarm": prewarm})}
+        )
+        server = build_server(resolved, settings, max_calls=max_calls, agent_name=agent_name)
+        where = f"room {room!r}" if mode == "connect" else "dispatched rooms"
+        stdout.write(
+            f"voice-agent livekit {mode}: {settings.url}, {where}, up to {max_calls} calls, "
+            f"model {llm_config.model}. Ctrl-C to stop.\n"
+        )
+        stdout.flush()
+        tasks: list[asyncio.Future[None]] = []
+        if mode == "connect":
+            assert room is not None
+
+            async def join_room() -> None:
+                async with api.LiveKitAPI(
+                    settings.http_url,
+                    settings.api_key.get_secret_value(),
+                    settings.api_secret.get_secret_value(),
+                ) as lk:
+                    found = await lk.room.list_rooms(api.ListRoomsRequest(names=[room]))
+                    info = (
+                        found.rooms[0]
+                        if found.rooms
+                        else await lk.room.create_room(api.CreateRoomRequest(name=room))
+                    )
+                await server.simulate_job(
+                    room=room,
+                    fake_job=False,
+                    room_info=info,
+                    agent_identity=AGENT_IDENTITY_PREFIX + "connect",
+                )
+
+            server.once(
+                "worker_started", lambda *_: tasks.append(asyncio.ensure_future(join_room()))
+            )
+        run = asyncio.ensure_future(
+            server.run(devmode=mode != "start", unregistered=mode == "connect")
+        )
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done():
+                run.result()  # the worker failed: raise it
+            elif mode == "start":
+                stdout.write("draining: waiting for the calls in progress to end\n")
+                stdout.flush()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await server.drain()
+        finally:
+            stopped.cancel()
+            for task in tasks:
+                task.cancel()
+            await server.aclose()
+            if not run.done():
+                run.cancel()
+            await asyncio.gather(run, stopped, *tasks, return_exceptions=True)
+
+
+def main(
+    config: Config,
+    command: str,
+    *,
+    room: str | None = None,
+    max_calls: int = DEFAULT_MAX_CALLS,
+    agent_name: str = "",
+    skip_check: bool = False,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
+    """``voice-agent livekit start|dev|connect``: 0 after a clean stop, 2 on bad settings."""
+    env = os.environ if environ is None else environ
+    try:
+        settings = settings_from_env(env)
+        if command == "connect" and not room:
+            raise LiveKitSettingsError("--room", "connect needs the name of the room to join")
+        if max_calls < 1:
+            raise LiveKitSettingsError("--max-calls", f"must be at least 1 (got {max_calls})")
+        if not skip_check:
+            asyncio.run(check_credentials(settings))
+    except LiveKitSettingsError as exc:
+        stderr.write(f"voice-agent livekit {command}: {exc}\n")
+        return 2
+    try:
+        import livekit.agents  # noqa: F401
+    except ImportError as exc:
+        stderr.write(
+            f"voice-agent livekit: livekit-agents is not installed ({exc}); "
+            "pip install 'voice-agent[livekit]'\n"
+        )
+        return 2
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await _run(
+            command,
+            config,
+            settings,
+            room=room,
+            max_calls=max_calls,
+            agent_name=agent_name,
+            stdout=stdout,
+            stop=stop,
+        )
+
+    asyncio.run(run())
+    return 0
