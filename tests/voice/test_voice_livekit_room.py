@@ -31,6 +31,7 @@ from voice_helpers import ORDER_QUESTION, OracleRig, speech, transcribe, voice_c
 
 from ledger import entries as le
 from voice_agent.bench.livekit_loopback import Ear, Mic, until
+from voice_agent.call_control import CallController
 from voice_agent.transports.livekit_room import RoomCall
 from voice_agent.transports.livekit_settings import settings_from_env
 from voice_agent.transports.livekit_sip import RoomCallControl
@@ -184,7 +185,10 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
             "name": "livekit_barge_in",
             "oracle": {"ttft_ms": 200, "tokens_per_s": 60},
             "turns": [
-                {"user": "How does the return process work?", "answer": [{"say": long_answer, "expect": ["explain"]}]}
+                {
+                    "user": "How does the return process work?",
+                    "answer": [{"say": long_answer, "expect": ["explain"]}],
+                }
             ],
         }
     )
@@ -216,3 +220,39 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
     played = [x for x in lines if x["type"] == "AgentTextPlayed"]
     assert played and played[0]["interrupted"] is True
     assert len(played[0]["text"]) < len(long_answer)  # only what the caller heard
+
+
+async def test_call_control_transfers_hangs_up_and_sends_dtmf_through_the_server_api(
+    order_oracle: OracleRig, tmp_path: Path
+) -> None:
+    async with TwirpRecorder() as control:
+        async with CallRig(order_oracle, tmp_path / "a", control.url) as c:
+            controller: CallController = c.call  # the LiveKit transport's CallController
+            await controller.send_dtmf("1w#")
+            sent = [call.kwargs for call in c.room.local_participant.publish_dtmf.await_args_list]
+            assert sent == [{"code": 1, "digit": "1"}, {"code": 11, "digit": "#"}]
+            await controller.transfer("+18005550199")
+            assert c.task is not None
+            result = await asyncio.wait_for(c.task, 30)
+        assert result.end_reason == "transferred"
+        [transfer] = control.requests
+        assert transfer.path == "/twirp/livekit.SIP/TransferSIPParticipant"
+        assert transfer.body.participant_identity == "sip_+15105550123"
+        assert transfer.body.room_name == "call-42"
+
+        async with CallRig(order_oracle, tmp_path / "b", control.url) as c:
+            await c.call.hang_up()
+            assert c.task is not None
+            result = await asyncio.wait_for(c.task, 30)
+        assert result.end_reason == "hung up"
+        assert control.requests[-1].path == "/twirp/livekit.RoomService/DeleteRoom"
+        assert control.requests[-1].body.room == "call-42"
+
+        # the phone leg's own hang-up (sip.callStatus) ends the call too
+        async with CallRig(order_oracle, tmp_path / "c", control.url) as c:
+            c.caller.attributes = {**SIP_ATTRS, "sip.callStatus": "hangup"}
+            c.room.emit("participant_attributes_changed", {"sip.callStatus": "hangup"}, c.caller)
+            assert c.task is not None
+            result = await asyncio.wait_for(c.task, 30)
+        assert result.end_reason == "caller hung up"
+        assert len(control.requests) == 2

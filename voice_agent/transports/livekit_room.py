@@ -49,6 +49,18 @@ log = logging.getLogger(__name__)
 
 AGENT_RATE = 24000  # the agent's voice into the AudioSource (Hz); WebRTC resamples to Opus' 48 kHz
 AGENT_TRACK_NAME = "agent-voice"
+# RFC 4733 event codes of the keypad keys (what LiveKit SIP sends as DTMF).
+DTMF_CODES = {
+    **{str(d): d for d in range(10)},
+    "*": 10,
+    "#": 11,
+    "A": 12,
+    "B": 13,
+    "C": 14,
+    "D": 15,
+}
+DTMF_GAP_S = 0.1  # between two tones: IVRs miss digits sent back to back (s)
+DTMF_PAUSE_S = 0.5  # a "w" in the digits (s), as on a phone's dialler
 
 
 @dataclass
@@ -163,15 +175,16 @@ class RoomCall:
                 self._end("caller hung up")
 
     # ------------------------------------------------------------ call control
-    async def transfer(self, to: str) -> None:
-        """Transfer the phone caller to ``to``; the call then ends here ("transferred").
+    # RoomCall is the LiveKit transport's CallController (voice_agent.call_control).
+    async def transfer(self, destination: str) -> None:
+        """Transfer the phone caller to ``destination``; the call then ends here ("transferred").
 
-        Raises :class:`CallControlError` (recorded in the ledger) when the caller is
-        not a phone leg, no server API is configured, or the server refuses.
+        Raises :class:`CallControlError` when the caller is not a phone leg, no
+        server API is configured, or the server refuses (the message says which).
         """
         if self.call_control is None or self.sip is None:
             raise CallControlError("transfer needs a phone caller (SIP) and the LiveKit server API")
-        await self.call_control.transfer(self.sip.identity, to)
+        await self.call_control.transfer(self.sip.identity, destination)
         self._end("transferred")
 
     async def hang_up(self) -> None:
@@ -180,6 +193,17 @@ class RoomCall:
             raise CallControlError("hang-up needs the LiveKit server API (LIVEKIT_URL and keys)")
         await self.call_control.hang_up()
         self._end("hung up")
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Play keypad tones to the phone leg (``w``: a half-second pause)."""
+        for digit in digits:
+            if digit == "w":
+                await asyncio.sleep(DTMF_PAUSE_S)
+                continue
+            if digit not in DTMF_CODES:
+                raise CallControlError(f"not a DTMF digit: {digit!r}")
+            await self.room.local_participant.publish_dtmf(code=DTMF_CODES[digit], digit=digit)
+            await asyncio.sleep(DTMF_GAP_S)
 
     # ------------------------------------------------------------ run
     async def _publish_voice(self) -> None:
