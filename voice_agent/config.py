@@ -38,10 +38,31 @@ class LlmConfig(_Frozen):
     base_url: str | None = None
     model: str = "local"
     api_key: SecretStr = SecretStr("none")
-    timeout_s: float = Field(30.0, gt=0, description="whole-request timeout, seconds")
+    timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="whole-request deadline, seconds: from sending the request to its last "
+        "chunk, retries included (not per read)",
+    )
     connect_timeout_s: float = Field(5.0, gt=0)
     first_token_timeout_s: float = Field(
-        15.0, gt=0, description="no first chunk within this many seconds: retry or fail"
+        15.0,
+        gt=0,
+        description="no text or tool call within this many seconds of sending: retry or fail "
+        "(empty keep-alive chunks do not count)",
+    )
+    stall_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="once output began, no new text or tool-call data for this many seconds: "
+        "the request fails",
+    )
+    context_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="the model's context window in tokens; requests are fitted into it "
+        "(old turns and large tool results elided). None: unknown, learned from the "
+        "server's context-length errors. The embedded model sets it from local_llm.ctx",
     )
     max_retries: int = Field(2, ge=0, le=10)
     retry_backoff_s: float = Field(0.25, ge=0, description="first retry delay; doubles each time")
@@ -69,7 +90,9 @@ class LocalLlmConfig(_Frozen):
     # The 1.5B answers correctly from tool results; the 0.5B is faster but often does not.
     model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     threads: int = Field(2, ge=1, le=64)
-    ctx: int = Field(4096, ge=512)
+    ctx: int = Field(
+        4096, ge=512, description="context window, tokens (requests are fitted into it)"
+    )
     startup_timeout_s: float = Field(180.0, gt=0)
 
 

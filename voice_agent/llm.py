@@ -6,18 +6,46 @@ so the scheduler can start it while the model keeps generating. It assembles
 tool-call deltas by index and copes with servers that repeat the function name
 in every delta, that send no call id, or that send the name in pieces.
 
-Retries: a request that fails before anything was yielded (connection error,
-timeout, 408/409/429/5xx, no first chunk within ``first_token_timeout_s``) is
-retried with exponential backoff; once output has been yielded a failure is
-raised as :class:`LlmError` (what was said cannot be unsaid). Cancelling the
-consuming task closes the HTTP stream at once.
+Deadlines, all on the injected clock (``fsm.fail_at``, so tests jump time):
+
+- ``timeout_s`` is the whole request's deadline: from sending it to its last
+  chunk, retries and backoff included (not a per-read timeout: a server that
+  sends keep-alives forever still hits it);
+- ``first_token_timeout_s``: no text or tool-call data within this long of
+  sending an attempt (headers, a role-only chunk or empty keep-alive chunks do
+  not count) fails the attempt;
+- ``stall_timeout_s``: once output began, no new text or tool-call data for
+  this long fails the request.
+
+Retries: an attempt that fails before anything was yielded (connection error,
+a deadline above, 408/409/429/5xx, a malformed or truncated stream) is retried
+with exponential backoff, or after the server's ``Retry-After`` when it sends
+one, as long as the whole-request deadline leaves time; once output has been
+yielded a failure is raised as :class:`LlmError` (what was said cannot be
+unsaid). Cancelling the consuming task closes the HTTP stream at once.
+
+A stream is an answer only when it ends properly: a stream that closes
+without a ``finish_reason`` (mid-sentence, or with nothing at all) raises
+:class:`LlmError`. The response is capped on the client side at
+``max_tokens`` (estimated) even if the server ignores the parameter; a capped
+response ends with ``StreamFinished(finish_reason="length", truncated=True)``.
+
+Context: every request is fitted into the model's window
+(:func:`ledger.budget.fit_messages`; window from ``context_tokens``). A
+context-length error from the server lowers the window this client assumes
+(from the limit the error states, else to a fraction of what was sent) and
+the request is retried at once, fitted again; the lowered window is kept for
+every later request, so the error is not repeated turn after turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +53,9 @@ from typing import Any
 
 import httpx
 import openai
+
+from fsm import Clock, MonotonicClock, fail_at
+from ledger.budget import CHARS_PER_TOKEN, FitResult, fit_messages
 
 from .config import LlmConfig
 
@@ -34,11 +65,28 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
 class LlmError(RuntimeError):
-    """The LLM request failed; ``retryable`` says whether trying again could help."""
+    """The LLM request failed; ``retryable`` says whether trying again could help.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    ``retry_after_s`` is the delay the server asked for (``Retry-After``), if any.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class LlmContextOverflow(LlmError):
+    """The request did not fit the model's context window (the server said so).
+
+    ``limit_tokens`` is the window the server stated, when its message says it.
+    """
+
+    def __init__(self, message: str, *, limit_tokens: int | None) -> None:
+        super().__init__(message, retryable=False)
+        self.limit_tokens = limit_tokens
 
 
 @dataclass(frozen=True)
@@ -59,10 +107,15 @@ class ToolCallReady:
 
 @dataclass(frozen=True)
 class StreamFinished:
-    """The response ended; ``finish_reason`` as the server said it."""
+    """The response ended properly; ``finish_reason`` as the server said it.
+
+    ``truncated`` is True when this client cut the response at ``max_tokens``
+    (``finish_reason`` is then ``"length"``).
+    """
 
     finish_reason: str
     usage: dict[str, Any] | None = None
+    truncated: bool = False
 
 
 StreamItem = TextDelta | ToolCallReady | StreamFinished
@@ -132,10 +185,16 @@ class ToolCallAssembler:
                 ready.extend(self._emit(call))
         return ready
 
-    def finish(self) -> list[ToolCallReady]:
-        """The stream ended: every call not yet emitted is complete now."""
+    def finish(self, *, complete_only: bool = False) -> list[ToolCallReady]:
+        """The stream ended: every call not yet emitted is complete now.
+
+        With ``complete_only`` (the response was cut short), a call whose
+        arguments are not complete JSON is dropped instead.
+        """
         ready: list[ToolCallReady] = []
         for call in self._calls.values():
+            if complete_only and not call.complete_json():
+                continue
             ready.extend(self._emit(call))
         return ready
 
@@ -150,12 +209,97 @@ class ToolCallAssembler:
         return [ToolCallReady(call_id, call.name, call.arguments or "{}")]
 
 
+# A server that sends its finish_reason and then neither usage nor [DONE] is done
+# all the same: wait this long (seconds) for the usage chunk, then finish.
+FINISH_GRACE_S = 1.0
+# Characters per token when capping a response's text (English prose averages ~4
+# with BPE tokenisers; the chunk count is used too when it is larger).
+RESPONSE_CHARS_PER_TOKEN = 4.0
+# Tokens kept free in the context window besides max_tokens and the tools' schemas
+# (chat-template overhead the estimate does not see).
+CONTEXT_MARGIN_TOKENS = 64
+# Without a stated limit, a context-length error lowers the assumed window to this
+# fraction of the estimated size of the request that overflowed.
+OVERFLOW_SHRINK = 0.7
+
+_CONTEXT_ERROR = re.compile(
+    r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long"
+    r"|the context holds|exceeds? the (available )?context|reduce the length",
+    re.IGNORECASE,
+)
+_CONTEXT_LIMIT = re.compile(
+    r"(?:maximum context length is|context (?:window|size|length)(?: is| of)?|"
+    r"the context holds|n_ctx\W{1,4})\D{0,4}(\d{3,7})",
+    re.IGNORECASE,
+)
+
+
+def _error_text(exc: BaseException) -> str:
+    parts = [str(getattr(exc, "message", "") or exc)]
+    body = getattr(exc, "body", None)
+    if body is not None:
+        try:
+            parts.append(json.dumps(body))
+        except (TypeError, ValueError):
+            parts.append(str(body))
+    return " ".join(parts)
+
+
+def _context_overflow(exc: BaseException) -> LlmContextOverflow | None:
+    """The server's error says the prompt did not fit its context window."""
+    if not isinstance(exc, openai.APIError):
+        return None
+    if isinstance(exc, openai.APIStatusError) and exc.status_code not in (400, 413, 422):
+        return None
+    text = _error_text(exc)
+    if "context_length_exceeded" not in text and not _CONTEXT_ERROR.search(text):
+        return None
+    match = _CONTEXT_LIMIT.search(text)
+    limit = int(match.group(1)) if match else None
+    return LlmContextOverflow(
+        f"the request did not fit the model's context window ({getattr(exc, 'message', exc)})",
+        limit_tokens=limit,
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms`` / ``Retry-After``), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())  # an HTTP date is wall-clock time
+
+
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS
+    if isinstance(exc, openai.APIError):
+        return True  # an error event in the stream, a malformed chunk: the server may recover
     return isinstance(
         exc,
-        openai.APIConnectionError | openai.APITimeoutError | httpx.TransportError | TimeoutError,
+        openai.APIConnectionError
+        | openai.APITimeoutError
+        | httpx.TransportError
+        | TimeoutError
+        | json.JSONDecodeError,
     )
 
 
@@ -166,13 +310,45 @@ def _describe(exc: BaseException) -> str:
         return f"cannot reach the LLM endpoint ({type(exc).__name__})"
     if isinstance(exc, TimeoutError | openai.APITimeoutError):
         return "the LLM endpoint timed out"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"the LLM endpoint sent a malformed chunk ({exc.msg})"
+    if isinstance(exc, openai.APIError):
+        return f"the LLM endpoint reported an error mid-stream: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
 
 
-class LlmClient:
-    """An ``openai.AsyncOpenAI`` wrapper with streaming assembly, timeouts and retries."""
+def _as_llm_error(exc: BaseException) -> LlmError:
+    if isinstance(exc, LlmError):
+        return exc
+    overflow = _context_overflow(exc)
+    if overflow is not None:
+        return overflow
+    return LlmError(_describe(exc), retryable=_is_retryable(exc), retry_after_s=_retry_after(exc))
 
-    def __init__(self, config: LlmConfig, *, client: openai.AsyncOpenAI | None = None) -> None:
+
+@dataclass
+class _Attempt:
+    """What one attempt has done so far."""
+
+    started: float
+    yielded: bool = False  # something reached the consumer: no retry possible
+    progressed_at: float | None = None  # last text / tool-call data from the server
+
+
+class LlmClient:
+    """An ``openai.AsyncOpenAI`` wrapper with streaming assembly, deadlines, caps and retries.
+
+    ``clock`` times every deadline and backoff (default: real time); tests and
+    the virtual-time bench inject theirs.
+    """
+
+    def __init__(
+        self,
+        config: LlmConfig,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         if config.base_url is None and client is None:
             raise ValueError("LlmConfig.base_url is not set (start the local model first)")
         self.config = config
@@ -180,9 +356,18 @@ class LlmClient:
             base_url=config.base_url,
             api_key=config.api_key.get_secret_value() or "none",
             max_retries=0,  # retries are ours: only before the first yielded item
+            # A per-read backstop on wall time; the request's deadlines are ours, on the clock.
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
         )
-        self._sleep = asyncio.sleep
+        self.clock: Clock = clock or MonotonicClock()
+        self._window: int | None = config.context_tokens
+        self.last_fit: FitResult | None = None
+        """How the last request was fitted into the context window (for the record)."""
+
+    @property
+    def context_window(self) -> int | None:
+        """The context window (tokens) requests are fitted into; lowered by overflow errors."""
+        return self._window
 
     async def aclose(self) -> None:
         """Close the HTTP client (idempotent)."""
@@ -201,11 +386,40 @@ class LlmClient:
         if tools:
             kwargs["tools"] = tools
         try:
-            await self._client.chat.completions.create(**kwargs)
+            async with fail_at(self.clock, self.clock.now() + self.config.timeout_s):
+                await self._client.chat.completions.create(**kwargs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("LLM prewarm failed: %s", _describe(exc))
+
+    def prompt_budget(self, tools: list[dict[str, Any]] | None) -> int | None:
+        """Tokens the messages may use: the window minus the response and the tools' schemas."""
+        if self._window is None:
+            return None
+        tools_tokens = int(len(json.dumps(tools)) / CHARS_PER_TOKEN) if tools else 0
+        return max(1, self._window - self.config.max_tokens - tools_tokens - CONTEXT_MARGIN_TOKENS)
+
+    def fit(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> FitResult:
+        """``messages`` fitted into the context budget (unchanged when the window is unknown)."""
+        return fit_messages(messages, self.prompt_budget(tools))
+
+    def _learn_overflow(self, error: LlmContextOverflow, sent_tokens: int) -> None:
+        before = self._window
+        if error.limit_tokens is not None and (before is None or error.limit_tokens < before):
+            self._window = error.limit_tokens
+        else:
+            shrunk = int(sent_tokens * OVERFLOW_SHRINK) + self.config.max_tokens
+            self._window = shrunk if before is None else min(before, shrunk)
+        if self._window == before:  # the estimate was right but the server still refused
+            self._window = int(before * OVERFLOW_SHRINK) if before else None
+        log.warning(
+            "LLM context overflow (%s); assuming a %s-token window from now on",
+            error,
+            self._window,
+        )
 
     async def stream(
         self,
@@ -214,38 +428,71 @@ class LlmClient:
         *,
         tool_choice: str | dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamItem]:
-        """Stream one response: text deltas, complete tool calls, then :class:`StreamFinished`."""
+        """Stream one response: text deltas, complete tool calls, then :class:`StreamFinished`.
+
+        Raises :class:`LlmError` when the request fails (after retries, or
+        once something was yielded), including when a deadline passes or the
+        stream ends without a proper finish.
+        """
+        clock = self.clock
+        request_deadline = clock.now() + self.config.timeout_s
         attempt = 0
+        refitted = False
         while True:
-            yielded = False
+            fitted = self.fit(messages, tools)
+            self.last_fit = fitted
+            if fitted.changed:
+                log.info(
+                    "context fitted to %s tokens: %d old turns, %d blocks elided, %d contents cut",
+                    fitted.estimated_tokens,
+                    fitted.elided_turns,
+                    fitted.elided_blocks,
+                    fitted.capped_contents,
+                )
+            state = _Attempt(started=clock.now())
             try:
-                async for item in self._stream_once(messages, tools, tool_choice):
-                    yielded = True
+                async for item in self._stream_once(
+                    fitted.messages, tools, tool_choice, state, request_deadline
+                ):
+                    state.yielded = True
                     yield item
                 return
             except asyncio.CancelledError:
                 raise
-            except LlmError as exc:
-                if yielded or not exc.retryable or attempt >= self.config.max_retries:
-                    raise
-                error: BaseException = exc
             except Exception as exc:
-                if yielded or not _is_retryable(exc) or attempt >= self.config.max_retries:
-                    raise LlmError(_describe(exc), retryable=_is_retryable(exc)) from exc
-                error = exc
-            delay = self.config.retry_backoff_s * (2**attempt)
+                error = _as_llm_error(exc)
+                if state.yielded:
+                    raise error from exc
+                if isinstance(error, LlmContextOverflow):
+                    if refitted:
+                        raise error from exc
+                    refitted = True
+                    self._learn_overflow(error, fitted.estimated_tokens)
+                    if self._window is None:
+                        raise error from exc
+                    continue  # at once: nothing transient to wait for
+                if not error.retryable or attempt >= self.config.max_retries:
+                    raise error from exc
+                delay = self.config.retry_backoff_s * (2**attempt)
+                if error.retry_after_s is not None:
+                    delay = error.retry_after_s
+                left = request_deadline - clock.now()
+                if delay >= left:
+                    raise LlmError(
+                        f"{error} (a retry in {delay:.1f}s would pass the request's "
+                        f"{self.config.timeout_s:.1f}s deadline)",
+                        retryable=False,
+                    ) from exc
             attempt += 1
-            log.warning(
-                "LLM request failed (%s); retry %d in %.2fs", _describe(error), attempt, delay
-            )
-            await self._sleep(delay)
+            log.warning("LLM request failed (%s); retry %d in %.2fs", error, attempt, delay)
+            await clock.sleep(delay)
 
-    async def _stream_once(
+    def _kwargs(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         tool_choice: str | dict[str, Any] | None,
-    ) -> AsyncIterator[StreamItem]:
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
@@ -260,48 +507,111 @@ class LlmClient:
                 kwargs["parallel_tool_calls"] = True
         if self.config.extra_body:
             kwargs["extra_body"] = dict(self.config.extra_body)
-        stream = await self._client.chat.completions.create(**kwargs)
+        return kwargs
+
+    def _wait_deadline(self, state: _Attempt, request_deadline: float) -> tuple[float, str]:
+        """When the next chunk must have come by, and what it means if it has not."""
+        cfg = self.config
+        if state.progressed_at is None:
+            limit = state.started + cfg.first_token_timeout_s
+            reason = f"no response from the LLM within {cfg.first_token_timeout_s:.1f}s"
+        else:
+            limit = state.progressed_at + cfg.stall_timeout_s
+            reason = f"the LLM stream stalled for {cfg.stall_timeout_s:.1f}s"
+        if request_deadline <= limit:
+            return request_deadline, f"the LLM request took longer than {cfg.timeout_s:.1f}s"
+        return limit, reason
+
+    async def _stream_once(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any] | None,
+        state: _Attempt,
+        request_deadline: float,
+    ) -> AsyncIterator[StreamItem]:
+        clock = self.clock
+        deadline, reason = self._wait_deadline(state, request_deadline)
+        try:
+            async with fail_at(clock, deadline):
+                stream = await self._client.chat.completions.create(
+                    **self._kwargs(messages, tools, tool_choice)
+                )
+        except TimeoutError:
+            raise LlmError(reason, retryable=True) from None
         assembler = ToolCallAssembler()
         text_tail = ""  # the last character of text streamed so far
-        finish_reason = "stop"
+        finish_reason: str | None = None
+        finished_at = 0.0
         usage: dict[str, Any] | None = None
+        cap = self.config.max_tokens
+        chunks = 0  # text / argument pieces received (≈ tokens for most servers)
+        chars = 0
+        truncated = False
         try:
             iterator = stream.__aiter__()
-            first = True
-            while True:
+            while not truncated:
+                if finish_reason is not None:
+                    deadline, reason = finished_at + FINISH_GRACE_S, ""
+                else:
+                    deadline, reason = self._wait_deadline(state, request_deadline)
                 try:
-                    if first:
-                        async with asyncio.timeout(self.config.first_token_timeout_s):
-                            chunk = await iterator.__anext__()
-                        first = False
-                    else:
+                    async with fail_at(clock, deadline):
                         chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise LlmError(
-                        f"no response from the LLM within {self.config.first_token_timeout_s:.1f}s",
-                        retryable=True,
-                    ) from None
+                    if finish_reason is not None:
+                        break  # finished; the usage chunk / [DONE] never came
+                    raise LlmError(reason, retryable=True) from None
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage.model_dump() if hasattr(chunk.usage, "model_dump") else None
                 for choice in chunk.choices or []:
                     delta = choice.delta
-                    if delta is not None:
+                    if delta is not None and finish_reason is None and not truncated:
                         if delta.content:
-                            text_tail = delta.content[-1]
-                            yield TextDelta(delta.content)
-                        if delta.tool_calls:
-                            if text_tail and not text_tail.isspace():
-                                # Text before a tool call is a finished segment: a
-                                # boundary lets the speech output voice its last
-                                # sentence now instead of after the calls' JSON.
-                                text_tail = " "
-                                yield TextDelta(" ")
-                            for ready in assembler.feed(delta.tool_calls):
-                                yield ready
-                    if choice.finish_reason:
+                            text = delta.content
+                            state.progressed_at = clock.now()
+                            chunks += 1
+                            allowed = int(cap * RESPONSE_CHARS_PER_TOKEN) - chars
+                            if chunks > cap or len(text) > allowed:
+                                text = text[: max(0, allowed)] if chunks <= cap else ""
+                                truncated = True
+                            chars += len(text)
+                            if text:
+                                text_tail = text[-1]
+                                yield TextDelta(text)
+                        if delta.tool_calls and not truncated:
+                            state.progressed_at = clock.now()
+                            pieces = sum(
+                                len(getattr(getattr(d, "function", None), "arguments", "") or "")
+                                for d in delta.tool_calls
+                            )
+                            chunks += 1
+                            chars += pieces
+                            if chunks > cap or chars > cap * RESPONSE_CHARS_PER_TOKEN:
+                                truncated = True  # the call being written is dropped below
+                            else:
+                                if text_tail and not text_tail.isspace():
+                                    # Text before a tool call is a finished segment: a
+                                    # boundary lets the speech output voice its last
+                                    # sentence now instead of after the calls' JSON.
+                                    text_tail = " "
+                                    yield TextDelta(" ")
+                                for ready in assembler.feed(delta.tool_calls):
+                                    yield ready
+                    if choice.finish_reason and finish_reason is None and not truncated:
                         finish_reason = choice.finish_reason
+                        finished_at = clock.now()
+            if truncated:
+                log.warning("LLM response cut at max_tokens=%d on the client side", cap)
+                for ready in assembler.finish(complete_only=True):
+                    yield ready
+                yield StreamFinished("length", usage, truncated=True)
+                return
+            if finish_reason is None:
+                said = f"after {chars} characters" if chars else "before any output"
+                raise LlmError(f"the LLM stream ended without finishing ({said})", retryable=True)
             for ready in assembler.finish():
                 yield ready
             yield StreamFinished(finish_reason, usage)

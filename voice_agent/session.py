@@ -70,8 +70,13 @@ async def llm_endpoint(config: Config) -> AsyncIterator[LlmConfig]:
         ctx=config.local_llm.ctx,
         startup_timeout_s=config.local_llm.startup_timeout_s,
     ) as server:
+        # The embedded server knows its own window: requests are fitted into it.
         yield config.llm.model_copy(
-            update={"base_url": server.base_url, "model": server.model_name}
+            update={
+                "base_url": server.base_url,
+                "model": server.model_name,
+                "context_tokens": config.llm.context_tokens or config.local_llm.ctx,
+            }
         )
 
 
@@ -128,7 +133,7 @@ async def open_session(
                 },
             )
         )
-        llm = LlmClient(llm_config)
+        llm = LlmClient(llm_config, clock=clock)
         stack.push_async_callback(llm.aclose)
         agent = Agent(
             config.agent, llm, registry, output, ledger, clock, on_transition=on_transition

@@ -199,7 +199,9 @@ async def run_scenario(
     output = SimulatedSpeechOutput(scenario.peripherals, clock)
     error: str | None = None
     async with OracleServer(scenario, clock) as oracle:
-        llm = LlmClient(LlmConfig.model_validate({"base_url": oracle.base_url, "model": MODEL_ID}))
+        llm = LlmClient(
+            LlmConfig.model_validate({"base_url": oracle.base_url, "model": MODEL_ID}), clock=clock
+        )
         # The product's own agent settings (configs/default.yaml + VOICE_AGENT__AGENT__* overrides),
         # with the scenario's mode and system prompt.
         config = load_config().agent.model_copy(

@@ -1,0 +1,181 @@
+"""What the caller hears when the LLM endpoint misbehaves: one turn per fault.
+
+Usage: python bench/llm_faults.py [--realtime] [--cap-s 120] [--only NAME ...]
+
+For each fault of ``voice_agent.bench.fault_server.FAULTS`` (plus a
+context-window case) an agent (async mode, the product's default agent
+configuration, the real OpenAI client over HTTP) gets one user turn answered
+by the faulty server, then a second turn answered properly. It reports, in
+milliseconds after the user's turn was committed: every piece of text the
+caller was given (hold phrases, answer, apology), the longest silence before
+the first of them and between them, when the turn was over, what the ledger
+recorded for the turn's responses (finish reasons, errors, notes), and
+whether the second turn was answered (the session went on).
+
+By default time is virtual (``fsm.ManualClock`` driven in 50 ms steps; the
+server's delays run on the same clock), so a 35 s stall costs no wall time;
+``--realtime`` runs on the wall clock (needed for code without an injectable
+clock, i.e. the measurement *before* this work). ``--cap-s`` ends a turn that
+never finishes (reported as ``"over the cap"``). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import io
+import json
+import sys
+import time
+from typing import Any
+
+from fsm import ManualClock, MonotonicClock
+from ledger import Ledger
+from voice_agent.agent import Agent
+from voice_agent.bench.fault_server import ANSWER, FAULTS, FaultServer, answer, context_limited
+from voice_agent.config import AgentConfig, LlmConfig
+from voice_agent.events import SessionEnded, TranscriptFinal
+from voice_agent.llm import LlmClient
+from voice_agent.output import TextOutput
+from voice_agent.tools import ToolRegistry
+
+FIRST = "Where is my order?"
+SECOND = "Thanks. And when do you open?"
+STEP_S = 0.05  # virtual-time step of the driver, seconds
+
+
+def _turn_plan(fault: list[tuple[Any, ...]]):
+    """The fault for the first user turn, a proper answer for the second."""
+
+    def plan(index: int, body: dict[str, Any]) -> list[tuple[Any, ...]]:
+        users = [m for m in body["messages"] if m["role"] == "user"]
+        if users and users[-1]["content"] == SECOND:
+            return answer("We open at nine.")
+        return fault
+
+    return plan
+
+
+def _context_plan():
+    """A server with a 16 KB request limit; the conversation has a long history."""
+    return context_limited(16_000, 4096, answer(ANSWER))
+
+
+def _make_client(cfg: LlmConfig, clock: Any) -> LlmClient:
+    if "clock" in inspect.signature(LlmClient).parameters:
+        return LlmClient(cfg, clock=clock)
+    return LlmClient(cfg)  # code before the clock was injectable: real time only
+
+
+async def run_fault(name: str, *, realtime: bool, cap_s: float) -> dict[str, Any]:
+    clock = MonotonicClock() if realtime else ManualClock()
+    plan = _context_plan() if name == "context_overflow" else _turn_plan(FAULTS[name])
+    async with FaultServer(plan, clock=clock) as server:
+        cfg = LlmConfig(base_url=server.base_url, model="faulty")
+        llm = _make_client(cfg, clock)
+        ledger = Ledger(name, clock)
+        printed = io.StringIO()
+        config = AgentConfig(system_prompt="You are a test agent.")
+        agent = Agent(config, llm, ToolRegistry(), TextOutput(printed), ledger, clock)
+        if name == "context_overflow":  # a long history first: 60 turns of ~400 bytes
+            from ledger import entries as le
+
+            for i in range(60):
+                rid = f"h{i}"
+                ledger.append(le.UserUtterance(turn_id=0, text=f"Question {i}: " + "x" * 300))
+                ledger.append(
+                    le.LlmRequestStarted(response_id=rid, reason="user_turn", mode="async")
+                )
+                ledger.append(le.AgentTextPlanned(response_id=rid, text="Answer " + "y" * 100))
+                ledger.append(le.LlmResponseFinished(response_id=rid, finish_reason="stop"))
+        task = asyncio.create_task(agent.run())
+        wall0 = time.perf_counter()
+        results = []
+        try:
+            for text in (FIRST, SECOND):
+                start_len = len(ledger.entries)
+                agent.post(TranscriptFinal(text=text))
+                t0 = clock.now()
+                await asyncio.sleep(0.05 if realtime else 0)
+                over_cap = False
+                while not agent.is_idle():
+                    if clock.now() - t0 > cap_s:
+                        over_cap = True
+                        break
+                    if realtime:
+                        await asyncio.sleep(0.02)
+                    else:
+                        assert isinstance(clock, ManualClock)
+                        await clock.advance(STEP_S)
+                        await asyncio.sleep(0.001)  # let socket I/O through
+                    await asyncio.sleep(0)
+                results.append(_turn_report(ledger, start_len, t0, clock.now(), over_cap))
+        finally:
+            agent.post(SessionEnded(reason="bench over"))
+            try:
+                await asyncio.wait_for(task, 10)
+            except TimeoutError:
+                task.cancel()
+            await llm.aclose()
+        first, second = results
+        return {
+            "fault": name,
+            **first,
+            "second_turn_answered": "nine" in second["heard_text"],
+            "requests": len(server.requests),
+            "max_request_bytes": max(server.request_sizes, default=0),
+            "wall_s": round(time.perf_counter() - wall0, 2),
+        }
+
+
+def _turn_report(
+    ledger: Ledger, start: int, t0: float, t_end: float, over_cap: bool
+) -> dict[str, Any]:
+    entries = ledger.entries[start:]
+    said = [(round((e.t - t0) * 1000), e.text) for e in entries if e.type == "AgentTextPlanned"]
+    heard_text = " ".join(t for _, t in said)
+    said = [
+        (at, text if len(text) <= 80 else f"{text[:60]}… ({len(text)} chars)") for at, text in said
+    ]
+    gaps, last = [], 0
+    for at, _ in said:
+        gaps.append(at - last)
+        last = at
+    end_ms = round((t_end - t0) * 1000)
+    if over_cap or not said:
+        gaps.append(end_ms - last)
+    finished = [
+        {"finish_reason": e.finish_reason, "error": e.error}
+        for e in entries
+        if e.type == "LlmResponseFinished"
+    ]
+    notes = [e.text for e in entries if e.type == "Note"]
+    return {
+        "heard": said,
+        "heard_chars": len(heard_text),
+        "heard_text": heard_text[:200],
+        "longest_silence_ms": max(gaps) if gaps else end_ms,
+        "turn_over_ms": None if over_cap else end_ms,
+        "over_the_cap": over_cap,
+        "ledger_finished": finished,
+        "ledger_notes": notes,
+    }
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--realtime", action="store_true")
+    parser.add_argument("--cap-s", type=float, default=120.0)
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args(argv)
+    names = args.only or [*FAULTS, "context_overflow"]
+    reports = await asyncio.gather(
+        *(run_fault(n, realtime=args.realtime, cap_s=args.cap_s) for n in names)
+    )
+    print(json.dumps({r["fault"]: r for r in reports}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -1,0 +1,112 @@
+"""The silence watch over a generation's stream, on virtual time (AutojumpClock: exact)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fsm import AutojumpClock
+from voice_agent.llm import LlmError, StreamFinished, TextDelta
+from voice_agent.llm_watch import LlmQuiet, SilencePolicy, watch_silence
+
+POLICY = SilencePolicy(hold_after_s=1.5, deadline_s=8.0, max_holds=2)
+
+
+class Script:
+    """A stream: (delay on the clock, item) pairs, then optionally a stall forever."""
+
+    def __init__(self, clock: AutojumpClock, steps, *, stall: bool = False) -> None:
+        self.clock, self.steps, self.stall = clock, steps, stall
+        self.closed = False
+
+    async def __aiter__(self):
+        try:
+            for delay, item in self.steps:
+                await self.clock.sleep(delay)
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+            if self.stall:
+                await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+
+def run(clock: AutojumpClock, script: Script) -> tuple[list, BaseException | None]:
+    got: list = []
+    error: list[BaseException] = []
+
+    async def consume() -> None:
+        try:
+            async for item in watch_silence(script.__aiter__(), clock, POLICY):
+                got.append((clock.now(), item))
+        except LlmError as exc:
+            error.append(exc)
+
+    clock.run(consume())
+    return got, (error[0] if error else None)
+
+
+def test_a_silent_stream_gets_a_hold_mark_then_fails_at_the_deadline():
+    clock = AutojumpClock()
+    script = Script(clock, [], stall=True)
+    got, error = run(clock, script)
+    assert got == [(1.5, LlmQuiet(silent_s=1.5))]
+    assert isinstance(error, LlmError) and "nothing for 8.0s" in str(error)
+    assert clock.now() == 8.0 and script.closed  # the stream was stopped
+
+
+def test_silence_is_counted_from_the_last_item_and_each_silence_may_hold_once():
+    clock = AutojumpClock()
+    script = Script(clock, [(1.0, TextDelta("Let me see.")), (3.0, TextDelta(" Right."))], stall=True)
+    got, error = run(clock, script)
+    assert got == [
+        (1.0, TextDelta("Let me see.")),
+        (2.5, LlmQuiet(silent_s=1.5)),
+        (4.0, TextDelta(" Right.")),
+        (5.5, LlmQuiet(silent_s=1.5)),
+    ]
+    assert error is not None and clock.now() == 12.0
+
+
+def test_holds_are_limited_per_generation():
+    clock = AutojumpClock()
+    steps = [(2.0, TextDelta("a")), (2.0, TextDelta("b")), (2.0, TextDelta("c"))]
+    got, error = run(clock, Script(clock, steps, stall=True))
+    assert [t for t, i in got if isinstance(i, LlmQuiet)] == [1.5, 3.5]  # not a third
+    assert error is not None
+
+
+def test_a_lively_stream_passes_through_untouched():
+    clock = AutojumpClock()
+    steps = [(0.5, TextDelta("Hi")), (1.0, TextDelta(" there.")), (0.2, StreamFinished("stop"))]
+    got, error = run(clock, Script(clock, steps))
+    assert [i for _, i in got] == [TextDelta("Hi"), TextDelta(" there."), StreamFinished("stop")]
+    assert error is None
+
+
+def test_the_streams_own_error_reaches_the_consumer():
+    clock = AutojumpClock()
+    script = Script(clock, [(0.5, TextDelta("Hi")), (0.5, LlmError("boom", retryable=False))])
+    got, error = run(clock, script)
+    assert str(error) == "boom" and script.closed
+
+
+def test_cancelling_the_consumer_stops_the_stream():
+    clock = AutojumpClock()
+    script = Script(clock, [], stall=True)
+
+    async def consume() -> None:
+        async for _ in watch_silence(script.__aiter__(), clock, POLICY):
+            pass
+
+    async def main() -> None:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    clock.run(main())
+    assert script.closed and clock.now() == 1.0

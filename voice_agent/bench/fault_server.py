@@ -1,0 +1,290 @@
+"""A misbehaving OpenAI-compatible LLM server on 127.0.0.1, for fault-injection tests.
+
+``FaultServer(plan, clock=None)`` is an async context manager serving
+``POST /v1/chat/completions`` at a port the OS chooses. For each request it
+plays a *script*: a list of steps (below) chosen by ``plan`` — a fixed
+script, a list of scripts used in turn (the last one repeats), or a callable
+``(index, body) -> script`` (for faults that depend on the request, such as a
+context-length limit).
+
+Steps (tuples; the first item names the step):
+
+- ``("status", code, body, headers)``: answer with an HTTP error (JSON body).
+- ``("headers",)``: send the SSE response headers.
+- ``("role",)``: a chunk with ``{"role": "assistant", "content": ""}``.
+- ``("text", s)``: a chunk with content ``s``.
+- ``("call", index, call_id, name, arguments)``: a tool-call delta.
+- ``("finish", reason)``: a chunk with ``finish_reason``.
+- ``("usage",)``, ``("done",)``: the usage chunk, ``data: [DONE]``.
+- ``("raw", bytes)``: bytes as they are (malformed SSE, truncated JSON).
+- ``("error_event", message)``: an ``{"error": ...}`` event in the stream.
+- ``("sleep", s)``: wait ``s`` seconds on the server's clock.
+- ``("stall",)``: stop sending and hold the connection open until the
+  server closes (sets ``stalled``).
+- ``("keepalive",)``: forever, every ``keepalive_s`` on the clock, an SSE
+  comment and an empty-delta chunk (sets ``stalled`` after the first).
+- ``("eof",)``: end the response cleanly (whatever was or was not sent).
+
+A script that does not end with ``eof``/``stall``/``keepalive`` ends the
+response cleanly after its last step. Every request body is kept in
+``requests`` and its size in ``request_sizes``. The server binds 127.0.0.1
+only and stops when the context exits (stalled handlers are released).
+
+:data:`FAULTS` names the faults the reliability tests and
+``bench/llm_faults.py`` inject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from fsm import Clock, MonotonicClock
+
+__all__ = ["FAULTS", "FaultServer", "Script", "answer", "context_limited", "words"]
+
+Step = tuple[Any, ...]
+Script = list[Step]
+Plan = Script | Sequence[Script] | Callable[[int, dict[str, Any]], Script]
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-fault",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "faulty",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+def words(text: str) -> list[Step]:
+    """``text`` as one ``("text", word)`` step per word (with its leading space)."""
+    out: list[Step] = []
+    for i, word in enumerate(text.split(" ")):
+        out.append(("text", word if i == 0 else " " + word))
+    return out
+
+
+def answer(text: str) -> Script:
+    """A well-behaved streamed answer."""
+    return [("headers",), ("role",), *words(text), ("finish", "stop"), ("usage",), ("done",)]
+
+
+ANSWER = "Your order has shipped and arrives on Friday."
+
+FAULTS: dict[str, Script] = {
+    # the server accepts the request and sends its headers, then nothing
+    "headers_then_stall": [("headers",), ("stall",)],
+    # nothing at all for 35 s, then a normal answer
+    "slow_first_byte": [("sleep", 35.0), *answer(ANSWER)],
+    # a role chunk (first byte) and then nothing
+    "role_then_stall": [("headers",), ("role",), ("stall",)],
+    # a few words, then the stream stalls
+    "stall_after_text": [("headers",), ("role",), *words("Your order has"), ("stall",)],
+    # SSE keep-alives (comments and empty deltas) forever
+    "keepalive_forever": [("headers",), ("role",), ("keepalive",)],
+    # keep-alives forever after some text
+    "keepalive_after_text": [("headers",), ("role",), *words("Let me see."), ("keepalive",)],
+    # a clean close mid-sentence: no finish_reason, no [DONE]
+    "close_mid_sentence": [("headers",), ("role",), *words("Your order has"), ("eof",)],
+    # headers, then a clean close with nothing sent
+    "empty_close": [("headers",), ("eof",)],
+    # a proper finish with no text and no calls
+    "empty_answer": [("headers",), ("role",), ("finish", "stop"), ("done",)],
+    # a data line that is not JSON
+    "malformed_sse": [("headers",), ("role",), ("raw", b"data: {not json at all\n\n"), ("eof",)],
+    # a chunk cut off mid-JSON, then the connection closes
+    "truncated_json": [
+        ("headers",),
+        ("raw", b'data: {"id": "x", "choices": [{"index": 0, "delta": {"conte'),
+        ("eof",),
+    ],
+    # an error event in the middle of the stream
+    "error_event_mid_stream": [
+        ("headers",),
+        ("role",),
+        *words("Your order"),
+        ("error_event", "internal error while generating"),
+    ],
+    # the finish arrives but [DONE] never does
+    "stall_after_finish": [("headers",), ("role",), *words(ANSWER), ("finish", "stop"), ("stall",)],
+    # 6,000 words despite max_tokens
+    "ignores_max_tokens": [
+        ("headers",),
+        ("role",),
+        *words(" ".join(["blah"] * 6000)),
+        ("finish", "stop"),
+        ("done",),
+    ],
+    # overloaded: 429 with Retry-After: 2
+    "rate_limited": [
+        (
+            "status",
+            429,
+            {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
+            {"Retry-After": "2"},
+        ),
+    ],
+    # overloaded for good: 503 forever
+    "unavailable": [("status", 503, {"error": {"message": "overloaded"}}, {})],
+}
+"""Named fault scripts (each one request's behaviour)."""
+
+
+def context_limited(
+    limit_bytes: int, limit_tokens: int, ok: Script
+) -> Callable[[int, dict[str, Any]], Script]:
+    """A plan: a request whose JSON body exceeds ``limit_bytes`` gets OpenAI's 400
+    context-length error (stating ``limit_tokens``); others get ``ok``."""
+
+    def plan(index: int, body: dict[str, Any]) -> Script:
+        size = len(json.dumps(body["messages"]))
+        if size <= limit_bytes:
+            return ok
+        message = (
+            f"This model's maximum context length is {limit_tokens} tokens. However, your "
+            f"messages resulted in {size // 3} tokens. Please reduce the length of the messages."
+        )
+        error = {
+            "message": message,
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+        return [("status", 400, {"error": error}, {})]
+
+    return plan
+
+
+class FaultServer:
+    """Serves scripted faults over real HTTP on 127.0.0.1 (see the module docstring)."""
+
+    def __init__(self, plan: Plan, *, clock: Clock | None = None, keepalive_s: float = 0.5) -> None:
+        self._plan = plan
+        self._clock = clock or MonotonicClock()
+        self._keepalive_s = keepalive_s
+        self.requests: list[dict[str, Any]] = []
+        self.request_sizes: list[int] = []
+        self.received = asyncio.Event()  # a request arrived (cleared by the test if it wants)
+        self.stalled = asyncio.Event()  # a response reached a stall or keep-alive loop
+        self._release = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def script_for(self, index: int, body: dict[str, Any]) -> Script:
+        plan = self._plan
+        if callable(plan):
+            return plan(index, body)
+        if plan and isinstance(plan[0], tuple):
+            return list(plan)  # type: ignore[arg-type]
+        scripts = list(plan)
+        return list(scripts[min(index, len(scripts) - 1)])  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> FaultServer:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _hold(self) -> None:
+        self.stalled.set()
+        await self._release.wait()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw)
+        index = len(self.requests)
+        self.requests.append(body)
+        self.request_sizes.append(len(raw))
+        self.received.set()
+        response: web.StreamResponse | None = None
+        try:
+            for step in self.script_for(index, body):
+                kind = step[0]
+                if kind == "status":
+                    _, code, payload, headers = step
+                    return web.json_response(payload, status=code, headers=headers)
+                if kind == "sleep":
+                    await self._clock.sleep(step[1])
+                    continue
+                if kind == "headers":
+                    response = web.StreamResponse(
+                        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+                    )
+                    await response.prepare(request)
+                    continue
+                assert response is not None, f"step {kind!r} before ('headers',)"
+                if kind == "role":
+                    await response.write(_chunk({"role": "assistant", "content": ""}))
+                elif kind == "text":
+                    await response.write(_chunk({"content": step[1]}))
+                elif kind == "call":
+                    _, i, call_id, name, arguments = step
+                    fn: dict[str, Any] = {"arguments": arguments}
+                    delta: dict[str, Any] = {"index": i, "function": fn}
+                    if call_id:
+                        delta["id"] = call_id
+                        delta["type"] = "function"
+                    if name:
+                        fn["name"] = name
+                    await response.write(_chunk({"tool_calls": [delta]}))
+                elif kind == "finish":
+                    await response.write(_chunk({}, step[1]))
+                elif kind == "usage":
+                    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+                    await response.write(
+                        f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'faulty', 'choices': [], 'usage': usage})}\n\n".encode()
+                    )
+                elif kind == "done":
+                    await response.write(b"data: [DONE]\n\n")
+                elif kind == "raw":
+                    await response.write(step[1])
+                elif kind == "error_event":
+                    await response.write(
+                        f"data: {json.dumps({'error': {'message': step[1], 'type': 'server_error'}})}\n\n".encode()
+                    )
+                elif kind == "stall":
+                    await self._hold()
+                    return response
+                elif kind == "keepalive":
+                    first = True
+                    while not self._release.is_set():
+                        await response.write(b": keep-alive\n\n")
+                        await response.write(_chunk({}))
+                        if first:
+                            self.stalled.set()
+                            first = False
+                        await self._clock.sleep(self._keepalive_s)
+                    return response
+                elif kind == "eof":
+                    break
+                else:  # pragma: no cover - a typo in a test's script
+                    raise ValueError(f"unknown fault step {kind!r}")
+            if response is None:
+                return web.Response(status=204)
+            await response.write_eof()
+            return response
+        except (ConnectionResetError, ConnectionError):
+            return response or web.Response(status=499)

@@ -1,0 +1,111 @@
+"""The caller is never left in silence by a slow LLM: a watch over one generation's stream.
+
+:func:`watch_silence` re-yields a generation's stream items and measures, on
+the injected clock, how long the stream has gone without anything the caller
+can hear or that moves the turn on (text, a complete tool call, the finish).
+Keep-alives, role-only chunks and headers do not count: only what
+:class:`~voice_agent.llm.LlmClient` yields does.
+
+- After ``hold_after_s`` of such silence it yields :class:`LlmQuiet` once
+  (the conversation says a hold phrase); after more output, a new silence may
+  bring another, up to ``max_holds`` per generation.
+- After ``deadline_s`` of silence it stops the stream (closing the HTTP
+  request) and raises :class:`~voice_agent.llm.LlmError`: the conversation
+  apologises, offers a way forward and the session goes on.
+
+This holds whatever the endpoint does (headers then nothing, a slow first
+byte, a stall after some text, keep-alives forever) because it does not rely
+on the HTTP client's timeouts: the stream is consumed by a task the watch
+owns, and the watch waits on a queue with :func:`fsm.move_on_at` deadlines,
+so a stalled read is abandoned without being cancelled half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fsm import Clock, move_on_at
+
+from .llm import LlmError, StreamItem
+
+__all__ = ["LlmQuiet", "SilencePolicy", "watch_silence"]
+
+
+@dataclass(frozen=True)
+class SilencePolicy:
+    """How long a generation may stay silent (seconds on the clock)."""
+
+    hold_after_s: float = 1.5
+    deadline_s: float = 8.0
+    max_holds: int = 2
+
+
+@dataclass(frozen=True)
+class LlmQuiet:
+    """The stream has been silent for ``silent_s`` seconds: time for a hold phrase."""
+
+    silent_s: float
+
+
+_END = object()
+
+
+async def watch_silence(
+    items: AsyncIterator[StreamItem], clock: Clock, policy: SilencePolicy
+) -> AsyncIterator[StreamItem | LlmQuiet]:
+    """Re-yield ``items`` with :class:`LlmQuiet` marks; raise LlmError at the silence deadline.
+
+    Closing or cancelling the consumer cancels the stream's task and waits
+    for it (the HTTP request is closed before this returns).
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in items:
+                await queue.put(item)
+            await queue.put(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the consumer, which re-raises it
+            await queue.put(exc)
+
+    task = asyncio.get_running_loop().create_task(pump(), name="llm-stream")
+    try:
+        last = clock.now()
+        quiet_said = False
+        holds = 0
+        while True:
+            hold_due = not quiet_said and holds < policy.max_holds
+            due = last + (policy.hold_after_s if hold_due else policy.deadline_s)
+            got: object = None
+            async with move_on_at(clock, due) as scope:
+                got = await queue.get()
+            if scope.expired:
+                silent = clock.now() - last
+                if hold_due:
+                    quiet_said = True
+                    holds += 1
+                    yield LlmQuiet(silent_s=silent)
+                    continue
+                raise LlmError(
+                    f"the LLM produced nothing for {policy.deadline_s:.1f}s", retryable=False
+                )
+            if got is _END:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            last = clock.now()
+            quiet_said = False
+            yield got  # type: ignore[misc]
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # the child's own cancellation ends here...
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError  # ...but never a cancellation of this task
