@@ -181,9 +181,17 @@ def _check_coverage(
             ign = ignored.get((state, event), [])
             if not by and not ign:
                 problems.append(f"unhandled pair: {pair} is neither handled nor ignored")
-            if by and ign:
+            unguarded = [i for i in by if definition.transitions[i].guard is None]
+            if by and ign and unguarded:
                 problems.append(
-                    f"pair {pair} is both handled (transition #{by[0]}) and ignored (ignore #{ign[0]})"
+                    f"pair {pair} is both handled (transition #{unguarded[0]}) and ignored "
+                    f"(ignore #{ign[0]})"
+                )
+            if by and not unguarded and not ign:
+                rows = ", ".join(f"#{i}" for i in by)
+                problems.append(
+                    f"pair {pair}: every transition is guarded ({rows}); say what happens when "
+                    "no guard passes (an unguarded transition, or an Ignore with the reason)"
                 )
             if len(ign) > 1:
                 problems.append(f"pair {pair} is ignored twice (ignore #{ign[0]} and #{ign[1]})")

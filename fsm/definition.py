@@ -94,8 +94,14 @@ class MachineDefinition:
     Building one checks the whole table and raises a single `DefinitionError`
     listing every problem by name: unknown states or events, unreachable
     states, trap states, (non-final state, event) pairs that are neither
-    handled nor ignored, pairs both handled and ignored, and transitions that
-    can never fire because an unguarded one for the same pair comes first.
+    handled nor ignored, pairs both handled by an unguarded transition and
+    ignored, pairs whose transitions are all guarded with no `Ignore` saying
+    what happens when no guard passes, and transitions that can never fire
+    because an unguarded one for the same pair comes first.
+
+    An `Ignore` for a pair whose transitions are all guarded is the pair's
+    "otherwise": when no guard passes the event is traced as
+    ``"guard_rejected"`` with the ignore's reason, and nothing happens.
 
     Final states handle nothing: every event in a final state is traced as
     ``"final"``. Several transitions for one pair are tried in declaration

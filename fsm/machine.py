@@ -300,8 +300,12 @@ class Machine(Generic[C]):
                 chosen = transition
                 break
             rejected.append(transition.label)
-        if chosen is None:
-            return self._emit(record("guard_rejected", ", ".join(rejected)))
+        if chosen is None:  # the table says what then: an Ignore for the pair gives the reason
+            otherwise = self.definition.ignore_for(source, event_type)
+            label = ", ".join(rejected)
+            if otherwise is not None and otherwise.reason:
+                label += f" -> {otherwise.reason}"
+            return self._emit(record("guard_rejected", label))
 
         outcome: Outcome = "internal" if chosen.target is None else "transition"
         if chosen.target is not None:

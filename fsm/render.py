@@ -44,7 +44,9 @@ def render_markdown(definition: MachineDefinition) -> str:
             ignore = definition.ignore_for(state, event)
             if ignore is not None:
                 reason = f"ignored: {ignore.reason}" if ignore.reason else "ignored"
-                lines.append(_md_row(state, event.__name__, "", "*(ignored)*", reason))
+                # after guarded rows, the ignore is what happens when no guard passes
+                guard = "*(no guard passed)*" if definition.transitions_for(state, event) else ""
+                lines.append(_md_row(state, event.__name__, guard, "*(ignored)*", reason))
     return "\n".join(lines) + "\n"
 
 

@@ -96,6 +96,7 @@ class LlmResponseFinished(_EntryBase):
     response_id: str
     finish_reason: Literal["stop", "tool_calls", "cancelled", "error"]
     error: str | None = None
+    completion_tokens: int | None = None  # generated tokens (the server's count or an estimate)
 
 
 class ToolCallStarted(_EntryBase):
@@ -150,14 +151,20 @@ class ForkOpened(_EntryBase):
     type: Literal["ForkOpened"] = "ForkOpened"
     fork_id: str
     transcript: str
+    trigger: Literal["partial", "pause"] = "partial"  # a partial transcript, or the user's pause
+    turn_id: int | None = None  # the user turn it speculates on
 
 
 class ForkAdopted(_EntryBase):
-    """The fork closed; `adopted` maps final call_id -> speculative call_id."""
+    """The fork closed; `adopted` maps final call_id -> speculative call_id.
+
+    An empty mapping: the fork's generation was adopted whole and made no call.
+    """
 
     type: Literal["ForkAdopted"] = "ForkAdopted"
     fork_id: str
     adopted: dict[str, str] = Field(default_factory=dict)
+    completion_tokens: int | None = None  # what the fork's generation cost
 
 
 class ForkDiscarded(_EntryBase):
@@ -166,6 +173,7 @@ class ForkDiscarded(_EntryBase):
     type: Literal["ForkDiscarded"] = "ForkDiscarded"
     fork_id: str
     reason: str
+    completion_tokens: int | None = None  # what the fork's generation cost
 
 
 class Note(_EntryBase):

@@ -68,24 +68,26 @@ TRANSITIONS = (
     Transition(L, UserSpeechStarted, U, actions=[C.begin_user_speech]),
     Transition(AGENT_BUSY, UserSpeechStarted, U, actions=[C.barge_in, C.begin_user_speech]),
     Transition(L, TranscriptPartial, U, actions=[C.record_partial]),
+    Transition(U, TranscriptPartial, None, guard=C.fork_due, actions=[C.record_partial, C.open_fork]),
     Transition(U, TranscriptPartial, None, actions=[C.record_partial]),
     Transition(AGENT_BUSY, TranscriptPartial, U, actions=[C.barge_in, C.record_partial]),
     Transition(U, UserSpeechEnded, None, actions=[C.note_speech_end]),
-    # ---- a pause may end the turn: answer preemptively, adopt if the final transcript agrees
+    # ---- a pause may end the turn: fork on the early transcript (preemptive generation)
     Transition(U, UserSpeechPaused, None, guard=C.can_preempt, actions=[C.start_preemptive]),
     Transition(U, UserSpeechResumed, None, actions=[C.drop_preemptive]),
-    # ---- end of the user's turn (a typed message while the agent talks is a barge-in)
-    Transition(U, TranscriptFinal, T, guard=C.matches_preemptive, actions=[C.adopt_preemptive]),
+    # ---- end of the user's turn: adopt a fork whole, or answer (its calls adopt the forks');
+    # ---- a typed message while the agent talks is a barge-in
+    Transition(U, TranscriptFinal, T, guard=C.matches_fork, actions=[C.adopt_fork]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.nonempty, actions=[C.commit_user_turn]),
-    Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.start_followup]),
-    Transition(USER_SIDE, TranscriptFinal, L, actions=[C.arm_hold]),
+    Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.discard_forks, C.start_followup]),
+    Transition(USER_SIDE, TranscriptFinal, L, actions=[C.discard_forks, C.arm_hold]),
     Transition(AGENT_BUSY, TranscriptFinal, T, guard=C.nonempty, actions=[C.barge_in, C.commit_user_turn]),
     # ---- the LLM streams (rows with is_current drop a cancelled generation's leftovers)
     Transition(AGENT_BUSY, LlmTextDelta, None, guard=C.is_current, actions=[C.speak_delta]),
     Transition(AGENT_BUSY, LlmToolCallIssued, None, guard=C.is_current, actions=[C.issue_call]),
     Transition(T, LlmTurnFinished, T, guard=C.finishing_silent_with_news, actions=[C.finish_response, C.start_followup]),
     Transition(T, LlmTurnFinished, L, guard=C.finishing_silent, actions=[C.finish_response, C.arm_hold]),
-    Transition(T, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response]),
+    Transition(T, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response, C.maybe_followup]),
     Transition(SP, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response, C.maybe_followup]),
     Transition(AGENT_BUSY, LlmFailed, None, guard=C.is_current, actions=[C.apologize]),
     # ---- tool outcomes (already in the ledger): report at the next free moment
@@ -108,27 +110,40 @@ TRANSITIONS = (
     Transition("*", SessionEnded, S.ENDED, actions=[C.shutdown]),
 )  # fmt: skip
 
+# An Ignore for a pair whose rows are all guarded says what happens when no guard passes.
 IGNORED = (
     Ignore(U, UserSpeechStarted, "already speaking"),
     Ignore((L, T, SP), UserSpeechEnded, "only meaningful while the user speaks"),
     Ignore((L, T, SP), UserSpeechPaused, "only meaningful while the user speaks"),
+    Ignore(U, UserSpeechPaused, "otherwise: no early answer (disabled, or nothing heard yet)"),
     Ignore((L, T, SP), UserSpeechResumed, "only meaningful while the user speaks"),
+    Ignore(AGENT_BUSY, TranscriptFinal, "otherwise: an empty transcript does not interrupt the agent"),
     Ignore(USER_SIDE, LlmTextDelta, "a cancelled generation's leftovers"),
     Ignore(USER_SIDE, LlmToolCallIssued, "a cancelled generation's leftovers"),
     Ignore(USER_SIDE, LlmTurnFinished, "a cancelled generation's leftovers"),
     Ignore(USER_SIDE, LlmFailed, "a cancelled generation's leftovers"),
+    Ignore(AGENT_BUSY, LlmTextDelta, "otherwise: a cancelled generation's leftovers"),
+    Ignore(AGENT_BUSY, LlmToolCallIssued, "otherwise: a cancelled generation's leftovers"),
+    Ignore(AGENT_BUSY, LlmTurnFinished, "otherwise: a cancelled generation's leftovers"),
+    Ignore(AGENT_BUSY, LlmFailed, "otherwise: a cancelled generation's leftovers"),
+    Ignore(L, ToolCallResolved, "otherwise: recorded; nothing to report now (speculative, "
+           "silent, the sync policy waits for the response's other calls, or the follow-up limit)"),
+    Ignore(L, ToolCallFailed, "otherwise: recorded; nothing to report now (speculative, "
+           "silent, the sync policy waits for the response's other calls, or the follow-up limit)"),
     Ignore(U, ToolCallResolved, "recorded; reported when the user's turn ends"),
     Ignore(U, ToolCallFailed, "recorded; reported when the user's turn ends"),
     Ignore(T, ToolCallResolved, "recorded; reported when the generation in flight ends"),
     Ignore(T, ToolCallFailed, "recorded; reported when the generation in flight ends"),
+    Ignore((L, T), PlayoutStarted, "otherwise: audio of a response cut off before it started"),
     Ignore(U, PlayoutStarted, "output was interrupted; nothing plays while the user speaks"),
     Ignore(U, PlayoutFinished, "recorded at the barge-in"),
+    Ignore(L, TimerFired, "otherwise: a stale timer, or the floor is taken, or nothing runs"),
     Ignore((U, T, SP), TimerFired, "the floor is not free: no hold phrase needed"),
     Ignore("*", ForkOpened, "speculation is recorded in the ledger; the floor does not change"),
     Ignore("*", ForkAdopted, "speculation is recorded in the ledger; the floor does not change"),
     Ignore("*", ForkDiscarded, "speculation is recorded in the ledger; the floor does not change"),
     Ignore("*", DtmfReceived, "keypad digits are handled by the telephony profile"),
-)
+)  # fmt: skip
 
 AGENT_MACHINE = MachineDefinition(
     name="agent",

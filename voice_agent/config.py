@@ -103,6 +103,35 @@ class ToolsConfig(_Frozen):
     default_timeout_s: float = Field(10.0, gt=0)
 
 
+class SpeculationConfig(_Frozen):
+    """When forks open on partial transcripts (``mode: speculative``) and what they may spend."""
+
+    min_new_words: int = Field(
+        2, ge=1, description="new stable words since the last fork before another may open"
+    )
+    # A fork costs an LLM request; on 2 cores it also competes with the ASR for CPU.
+    min_interval_s: float = Field(
+        0.6, ge=0, description="at least this long between two forks of one turn, seconds"
+    )
+    callworthy_only: bool = Field(
+        True,
+        description="open a fork only when the new words hold something a call could use "
+        "(a number or a name)",
+    )
+    max_forks_per_turn: int = Field(4, ge=0)
+    max_fork_tokens_per_turn: int = Field(
+        600, ge=0, description="LLM completion tokens all forks of a turn may generate"
+    )
+    max_tool_seconds_per_turn: float = Field(
+        30.0, ge=0, description="running time speculative calls of a turn may spend, seconds"
+    )
+    keep_superseded_calls: bool = Field(
+        True,
+        description="a newer fork keeps the older forks' running calls for matching until the "
+        "turn ends (false: cancel them at once)",
+    )
+
+
 class AgentConfig(_Frozen):
     """How the agent behaves in a conversation."""
 
@@ -124,6 +153,7 @@ class AgentConfig(_Frozen):
         True,
         description="start the LLM when the user pauses (early transcript); keep it if the turn ends there",
     )
+    speculation: SpeculationConfig = Field(default_factory=lambda: SpeculationConfig())
     apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
     greeting: str | None = None
     hold_phrases: tuple[str, ...] = ("One moment.", "Still checking, one moment.", "Almost there.")

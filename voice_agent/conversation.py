@@ -1,15 +1,22 @@
 """The agent FSM's context: what the guards read and what the actions do.
 
 The transition table (:mod:`voice_agent.agent_fsm`) decides *when*; this
-module says *what*: start and cancel LLM generations, hand text to the speech
+module says *what*: start and end LLM generations, hand text to the speech
 output, start tool futures, record everything in the ledger, apply the
 barge-in rules. Guards are pure reads of this object; actions are methods
 with the ``(self, event)`` signature so that the table can name them.
 
+Its parts each live in their own module: the mode is one policy object
+(:mod:`voice_agent.modes`) chosen once; forks — speculation on partial
+transcripts and the preemptive answer at a pause — are
+:mod:`voice_agent.speculation`'s; hold phrases are :mod:`voice_agent.holds`'s;
+a generation's state is :mod:`voice_agent.generation`'s. Every generation
+ends in one place, :meth:`Conversation._end_generation`.
+
 Terms: a *generation* is one LLM request/response (at most one runs at a
-time); *news* is a tool outcome the model has not been shown yet; the *floor*
-is free when no generation runs and the user is not speaking (audio may still
-be playing: a new response queues behind it).
+time, besides held forks); *news* is a tool outcome the model has not been
+shown yet; the *floor* is free when no generation runs and the user is not
+speaking (audio may still be playing: a new response queues behind it).
 """
 
 from __future__ import annotations
@@ -17,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from fsm import ActionFailed, Clock, Event
@@ -40,41 +45,18 @@ from .events import (
     TranscriptFinal,
     TranscriptPartial,
 )
+from .generation import Generation, RequestReason, spoken
+from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
+from .modes import policy_for
 from .output import SpeechOutput
 from .scheduler import ToolScheduler
+from .speculation import Speculator
 from .tools import ToolRegistry
 
 log = logging.getLogger(__name__)
 
-
-def _spoken(text: str) -> str:
-    """Whitespace folded: how planned and heard text are recorded, so the two compare equal."""
-    return " ".join(text.split())
-
-
-HOLD_TIMER = "hold"
-RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
-# A sentence ends at . ! ? (optionally followed by a quote/bracket) and whitespace.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
-
-
-@dataclass
-class Generation:
-    """One LLM response in flight."""
-
-    response_id: str
-    reason: RequestReason
-    task: asyncio.Task[None] | None = None
-    pushed: bool = False  # some text was handed to the output
-    buffer: str = ""  # text not yet recorded as a planned sentence
-    queued_calls: list[LlmToolCallIssued] = field(default_factory=list)  # sync mode
-    call_ids: list[str] = field(default_factory=list)
-    # A preemptive generation is held: its stream items wait here until it is adopted.
-    held: list[Event] | None = None
-    user_text: str = ""  # the transcript a preemptive generation answers
-    ledger_len: int = 0  # ledger size when it started (anything new but partials: not adoptable)
-    started_at: float = 0.0
+EndReason = Literal["stop", "tool_calls", "cancelled", "error"]
 
 
 class Conversation:
@@ -93,7 +75,8 @@ class Conversation:
         post: Callable[[Event], None],
     ) -> None:
         self.config = config
-        self.mode = config.mode
+        self.policy = policy_for(config.mode)
+        self.mode = self.policy.name
         self.system_prompt = system_prompt
         self.llm = llm
         self.tools = tools
@@ -104,24 +87,40 @@ class Conversation:
         self.scheduler = ToolScheduler(tools, ledger, self._on_tool_outcome, clock)
         self.turn_id = 0
         self.gen: Generation | None = None
-        self.preempt: Generation | None = None  # started at a pause, adopted at the turn's end
         self.playing: dict[str, bool] = {}  # response ids handed to the output, not yet finished
         self.news: set[str] = set()  # call ids with outcomes the model has not seen
-        self.sync_awaiting: set[str] = set()
-        self.silent_calls: set[str] = (
-            set()
-        )  # outcomes to record but not report (on_interrupt=continue)
+        # calls of a response whose outcomes are reported together (policies that do not
+        # report partial outcomes: the sync baseline)
+        self.awaiting_together: set[str] = set()
+        self.silent_calls: set[str] = set()  # outcomes recorded, not reported (continue)
         self.turn_calls: set[str] = set()
         self.followups_in_turn = 0
-        self.holds_in_turn = 0
-        self._hold_token = 0
-        self._hold_phrase = itertools.cycle(config.hold_phrases)
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
+        self.holds = HoldTimer(
+            after_s=config.hold_after_s,
+            phrases=config.hold_phrases,
+            max_per_turn=config.max_hold_phrases,
+            clock=clock,
+            post=post,
+            spawn=self._spawn,
+        )
+        self.speculation = Speculator(
+            policy=self.policy,
+            config=config.speculation,
+            preemptive=config.preemptive_generation,
+            scheduler=self.scheduler,
+            tools=tools,
+            ledger=ledger,
+            clock=clock,
+            post=post,
+            launch=self._launch,
+            system_prompt=system_prompt,
+        )
 
     # ================================================================ helpers
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task this conversation owns (cancelled by :meth:`aclose`)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -129,14 +128,31 @@ class Conversation:
         return task
 
     def _on_tool_outcome(self, event: Event) -> None:
-        """The scheduler recorded an outcome: mark it as news, then tell the FSM."""
+        """The scheduler recorded an outcome: mark it as news, then tell the FSM.
+
+        A speculative call's outcome is news only through the final call that
+        adopted it; one nobody adopted (yet) is not news.
+        """
         call_id = getattr(event, "call_id", "")
-        self.sync_awaiting.discard(call_id)
+        if self.speculation.is_speculative(call_id):
+            final = self.speculation.final_of(call_id)
+            if final is None or self._is_claim_pending(final):
+                self._post(event)
+                return
+            call_id = final
+        self.awaiting_together.discard(call_id)
         if call_id in self.silent_calls:
             self.silent_calls.discard(call_id)
         else:
             self.news.add(call_id)
         self._post(event)
+
+    def _is_claim_pending(self, final_id: str) -> bool:
+        """The final call claimed a speculative one whose adoption is not recorded yet."""
+        try:
+            return self.ledger.call(final_id).adopted_from is None
+        except KeyError:
+            return True
 
     def _next_response_id(self) -> str:
         return f"r{next(self._ids)}"
@@ -150,9 +166,7 @@ class Conversation:
         """There are outcomes to report and the mode allows reporting them now."""
         if not self.news or self.followups_in_turn >= self.config.max_followups:
             return False
-        if self.mode == "sync" and self.sync_awaiting:
-            return False  # the baseline continues only when every call of the response is done
-        return True
+        return self.policy.reports_partial_outcomes or not self.awaiting_together
 
     def floor_free(self) -> bool:
         return self.gen is None
@@ -172,7 +186,7 @@ class Conversation:
     def finishing_silent_with_news(self, ev: Any) -> bool:
         if not self.finishing_silent(ev):
             return False
-        if self.mode == "sync" and self.gen is not None and self.gen.queued_calls:
+        if self.gen is not None and self.gen.deferred_calls:
             return False  # its calls start now; the continuation waits for them
         return self.has_news()
 
@@ -191,22 +205,26 @@ class Conversation:
 
     def hold_due(self, ev: TimerFired) -> bool:
         return (
-            ev.name == HOLD_TIMER
-            and ev.token == self._hold_token
+            self.holds.is_current(ev)
             and self._waiting_on_tools()
             and self.gen is None
             and not self.playing
         )
 
     def _waiting_on_tools(self) -> bool:
-        return any(c in self.turn_calls for c in self.scheduler.pending())
+        """Some call of this turn has no outcome yet (an adopted one through its fork's call)."""
+        for call_id in self.scheduler.pending():
+            final = self.speculation.final_of(call_id) or call_id
+            if final in self.turn_calls:
+                return True
+        return False
 
     # ================================================================ user side
     def begin_user_speech(self, ev: Any) -> None:
-        self._cancel_hold()
+        self.holds.cancel()
 
     def record_partial(self, ev: TranscriptPartial) -> None:
-        self._cancel_hold()
+        self.holds.cancel()
         if ev.text.strip():
             self.ledger.append(
                 le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False)
@@ -216,8 +234,9 @@ class Conversation:
         """The VAD says the user stopped; the final transcript will follow."""
 
     def commit_user_turn(self, ev: TranscriptFinal) -> None:
-        """Record the final transcript and start the turn's generation."""
-        self.drop_preemptive(ev)
+        """Record the final transcript and start the turn's answer (forks stay open: the
+        answer's calls adopt theirs)."""
+        self.speculation.void_pause_forks()
         self._begin_turn(ev.text.strip())
         self._start_generation("user_turn")
 
@@ -226,73 +245,58 @@ class Conversation:
         self.scheduler.new_turn(self.turn_id)
         self.turn_calls.clear()
         self.followups_in_turn = 0
-        self.holds_in_turn = 0
-        self._cancel_hold()
+        self.holds.new_turn()
         self.ledger.append(le.UserUtterance(turn_id=self.turn_id, text=text, final=True))
 
-    # ---------------------------------------------------------------- preemption
+    # ---------------------------------------------------------------- forks
+    def fork_due(self, ev: TranscriptPartial) -> bool:
+        """The partial transcript's stable prefix grew enough for a fork (mode, policy, budget)."""
+        return self.speculation.partial_fork_due(ev.text, self.turn_id + 1)
+
+    def open_fork(self, ev: TranscriptPartial) -> None:
+        """Speculate on the partial transcript: a held generation, reads started early."""
+        self.speculation.open(ev.text, "partial", self.turn_id + 1, self._next_response_id())
+
     def can_preempt(self, ev: Any) -> bool:
-        return self.config.preemptive_generation and bool(getattr(ev, "text", "").strip())
+        """The user paused on a transcript worth answering early (preemptive generation)."""
+        return self.speculation.pause_fork_due(getattr(ev, "text", ""))
 
     def start_preemptive(self, ev: Any) -> None:
-        """The user paused: start answering the early transcript, holding the output.
-
-        Nothing reaches the ledger or the speaker until the final transcript
-        confirms the turn (:meth:`adopt_preemptive`); the LLM's time to first
-        token is then already spent during the end-of-turn silence.
-        """
-        self.drop_preemptive(ev)
-        text = " ".join(ev.text.split())
-        rid = self._next_response_id()
-        gen = Generation(response_id=rid, reason="user_turn", held=[], user_text=text)
-        gen.ledger_len = len(self.ledger.entries)
-        gen.started_at = self.clock.now()
-        messages = self.ledger.render_messages(self.system_prompt) + [
-            {"role": "user", "content": text}
-        ]
-        gen.task = self._spawn(
-            self._generate(gen, messages, self.tools.openai_tools() or None), f"llm:{rid}"
-        )
-        self.preempt = gen
+        """The user paused: fork on the early transcript (the fork on the early final)."""
+        self.speculation.open(ev.text, "pause", self.turn_id + 1, self._next_response_id())
 
     def drop_preemptive(self, ev: Any = None) -> None:
-        """The user went on (or anything else happened): the preemptive answer is void."""
-        gen, self.preempt = self.preempt, None
-        if gen is None:
-            return
-        if gen.task is not None and not gen.task.done():
-            gen.task.cancel()
-        self.ledger.append(
-            le.Note(text=f"preemptive generation on {gen.user_text!r} dropped: the turn went on")
-        )
+        """The user went on after the pause: the early answer can no longer be adopted whole."""
+        self.speculation.void_pause_forks()
 
-    def matches_preemptive(self, ev: TranscriptFinal) -> bool:
-        """The final transcript is what the preemptive generation answers, and nothing else changed."""
-        gen = self.preempt
-        if gen is None or " ".join(ev.text.split()) != gen.user_text:
-            return False
-        news = self.ledger.entries[gen.ledger_len :]
-        return all(isinstance(e, le.UserUtterance) and not e.final for e in news)
+    def discard_forks(self, ev: Any = None) -> None:
+        """No turn came of the speech (an empty transcript): close its forks unadopted."""
+        self.speculation.reconcile(self.turn_id + 1, "the turn produced no transcript")
 
-    def adopt_preemptive(self, ev: TranscriptFinal) -> None:
-        """Commit the turn and make the preemptive generation the current one."""
-        gen = self.preempt
-        assert gen is not None and gen.held is not None
-        self.preempt = None
-        self._begin_turn(gen.user_text)
+    def matches_fork(self, ev: TranscriptFinal) -> bool:
+        """The newest fork answers exactly the final transcript and nothing else happened."""
+        return self.speculation.adoptable(ev.text) is not None
+
+    def adopt_fork(self, ev: TranscriptFinal) -> None:
+        """Commit the turn and make the fork's generation the turn's answer."""
+        fork = self.speculation.adoptable(ev.text)
+        assert fork is not None
+        self._begin_turn(fork.basis)
+        gen = fork.gen
+        gen.turn_id = self.turn_id
         self.ledger.append(
             le.LlmRequestStarted(response_id=gen.response_id, reason="user_turn", mode=self.mode)
         )
-        ahead = self.clock.now() - gen.started_at
+        ahead = self.clock.now() - fork.opened_at
         self.ledger.append(
             le.Note(
-                text=f"{gen.response_id}: preemptive generation adopted; it started {ahead:.3f}s before the turn ended"
+                text=f"{gen.response_id}: fork {fork.fork_id} ({fork.trigger}) adopted whole; "
+                f"it started {ahead:.3f}s before the turn ended"
             )
         )
         self.news.clear()
         self.gen = gen
-        held, gen.held = gen.held, None
-        for event in held:
+        for event in self.speculation.take_whole(fork):
             self._post(event)
 
     def barge_in(self, ev: Any) -> None:
@@ -300,7 +304,7 @@ class Conversation:
         self._stop_talking()
         cancelled, silent = self.scheduler.on_interrupt()
         self.silent_calls.update(silent)
-        self.sync_awaiting.clear()
+        self.awaiting_together.clear()
 
     # ================================================================ generation
     def start_followup(self, ev: Any = None) -> None:
@@ -315,14 +319,22 @@ class Conversation:
 
     def _start_generation(self, reason: RequestReason) -> None:
         if self.gen is not None:
-            self._cancel_generation(self.gen)
-        rid = self._next_response_id()
-        self.gen = Generation(response_id=rid, reason=reason)
-        self.ledger.append(le.LlmRequestStarted(response_id=rid, reason=reason, mode=self.mode))
+            self._end_generation(self.gen, "cancelled")
+        gen = Generation(response_id=self._next_response_id(), reason=reason, turn_id=self.turn_id)
+        self.gen = gen
+        self.ledger.append(
+            le.LlmRequestStarted(response_id=gen.response_id, reason=reason, mode=self.mode)
+        )
         messages = self.ledger.render_messages(self.system_prompt)
         self.news.clear()
-        tools = self.tools.openai_tools() or None
-        self.gen.task = self._spawn(self._generate(self.gen, messages, tools), f"llm:{rid}")
+        self._launch(gen, messages)
+
+    def _launch(self, gen: Generation, messages: list[dict[str, Any]]) -> None:
+        """Start ``gen``'s LLM stream as an owned task."""
+        gen.task = self._spawn(
+            self._generate(gen, messages, self.tools.openai_tools() or None),
+            f"llm:{gen.response_id}",
+        )
 
     async def _generate(
         self, gen: Generation, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
@@ -331,15 +343,17 @@ class Conversation:
 
         def emit(event: Event) -> None:
             if gen.held is not None:
-                gen.held.append(event)  # preemptive: wait for the turn to really end
+                self.speculation.held(gen, event)  # a fork: wait for its adoption
             else:
                 self._post(event)
 
         try:
             async for item in self.llm.stream(messages, tools):
                 if isinstance(item, TextDelta):
+                    gen.streamed_chars += len(item.text)
                     emit(LlmTextDelta(response_id=rid, text=item.text))
                 elif isinstance(item, ToolCallReady):
+                    gen.streamed_chars += len(item.name) + len(item.arguments)
                     emit(
                         LlmToolCallIssued(
                             response_id=rid,
@@ -349,26 +363,62 @@ class Conversation:
                         )
                     )
                 elif isinstance(item, StreamFinished):
+                    tokens = (item.usage or {}).get("completion_tokens")
+                    if isinstance(tokens, int):
+                        gen.completion_tokens = tokens
                     emit(LlmTurnFinished(response_id=rid, finish_reason=item.finish_reason))
         except asyncio.CancelledError:
             raise
         except LlmError as exc:
+            gen.failed = True
             emit(LlmFailed(response_id=rid, error=str(exc)))
         except Exception as exc:  # anything else from the client is still a failed request
             log.exception("LLM generation %s failed", rid)
+            gen.failed = True
             emit(LlmFailed(response_id=rid, error=f"{type(exc).__name__}: {exc}"))
 
-    def _cancel_generation(self, gen: Generation) -> None:
-        if gen.task is not None and not gen.task.done():
+    def _end_generation(self, gen: Generation, how: EndReason, error: str | None = None) -> None:
+        """The one place a generation ends, however it ends.
+
+        Cancels its stream if still running, records its remaining text as
+        planned, starts the calls the policy deferred (unless it was
+        cancelled), records ``LlmResponseFinished``, closes its output, and —
+        for a turn's answer — reconciles the turn's forks.
+        """
+        if gen.streaming:
+            assert gen.task is not None
             gen.task.cancel()
-        self._flush_planned(gen, final=True)
+        self._record_planned(gen, final=True)
+        if gen.deferred_calls and how != "cancelled":
+            self.awaiting_together.update(c.call_id for c in gen.deferred_calls)
+            for call in gen.deferred_calls:  # all at once: gathered, in parallel
+                self._start_call(call)
+        gen.deferred_calls.clear()
         self.ledger.append(
             le.LlmResponseFinished(
-                response_id=gen.response_id, finish_reason="cancelled", error=None
+                response_id=gen.response_id,
+                finish_reason=how,
+                error=error,
+                completion_tokens=gen.tokens(),
             )
         )
+        if gen.pushed and how != "cancelled":
+            self.output.end(gen.response_id)
         if self.gen is gen:
             self.gen = None
+        if gen.reason == "user_turn":
+            reason = "the turn was answered" if how != "cancelled" else "the answer was cancelled"
+            for final_id, spec_id in self.speculation.reconcile(gen.turn_id, reason):
+                if self.ledger.call(spec_id).outcome is not None:
+                    self._on_adopted_outcome(final_id)
+
+    def _on_adopted_outcome(self, final_id: str) -> None:
+        """An adopted call's outcome was already there when the adoption was recorded."""
+        self.awaiting_together.discard(final_id)
+        if final_id in self.silent_calls:
+            self.silent_calls.discard(final_id)
+        else:
+            self.news.add(final_id)
 
     def speak_delta(self, ev: LlmTextDelta) -> None:
         gen = self.gen
@@ -381,58 +431,38 @@ class Conversation:
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, ev.text)
         gen.buffer += ev.text
-        self._flush_planned(gen, final=False)
+        self._record_planned(gen, final=False)
 
-    def _flush_planned(self, gen: Generation, *, final: bool) -> None:
+    def _record_planned(self, gen: Generation, *, final: bool) -> None:
         """Record complete sentences of ``gen``'s text as planned (all of it when ``final``)."""
-        while True:
-            m = _SENTENCE_END.search(gen.buffer)
-            if m is None:
-                break
-            sentence, gen.buffer = _spoken(gen.buffer[: m.start()]), gen.buffer[m.end() :]
-            if sentence:
-                self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
-        if final and gen.buffer.strip():
-            self.ledger.append(
-                le.AgentTextPlanned(response_id=gen.response_id, text=_spoken(gen.buffer))
-            )
-            gen.buffer = ""
+        for sentence in gen.take_sentences(final=final):
+            self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
 
     def issue_call(self, ev: LlmToolCallIssued) -> None:
-        """A call is complete in the stream: start it now (async) or after the response (sync)."""
+        """A call is complete in the stream: start it now, or when the response ends
+        (the policy says which)."""
         gen = self.gen
         assert gen is not None
         gen.call_ids.append(ev.call_id)
         self.turn_calls.add(ev.call_id)
-        if self.mode == "sync":
-            gen.queued_calls.append(ev)
+        if self.policy.defers_calls:
+            gen.deferred_calls.append(ev)
         else:
             self._start_call(ev)
 
     def _start_call(self, ev: LlmToolCallIssued) -> None:
+        """Adopt a fork's matching call, else start the call."""
+        if self.speculation.claim(ev, self.turn_id) is not None:
+            return
         self.scheduler.start(
             call_id=ev.call_id, response_id=ev.response_id, name=ev.name, arguments=ev.arguments
         )
 
     def finish_response(self, ev: LlmTurnFinished) -> None:
-        """The stream ended: record it, start sync-mode calls, let the output finish."""
+        """The stream ended: end the generation (its deferred calls start now)."""
         gen = self.gen
         assert gen is not None
-        self._flush_planned(gen, final=True)
-        if gen.queued_calls:
-            self.sync_awaiting.update(c.call_id for c in gen.queued_calls)
-            for call in gen.queued_calls:
-                self._start_call(call)  # all at once: gathered, in parallel
-        self.ledger.append(
-            le.LlmResponseFinished(
-                response_id=gen.response_id,
-                finish_reason="tool_calls" if gen.call_ids else "stop",
-                error=None,
-            )
-        )
-        if gen.pushed:
-            self.output.end(gen.response_id)
-        self.gen = None
+        self._end_generation(gen, "tool_calls" if gen.call_ids else "stop")
 
     def apologize(self, ev: LlmFailed) -> None:
         """The LLM failed after retries: say so, record why, keep the session alive."""
@@ -441,7 +471,7 @@ class Conversation:
         self.ledger.append(
             le.Note(text=f"LLM request {gen.response_id} failed: {ev.error}", level="error")
         )
-        self._flush_planned(gen, final=True)
+        self._record_planned(gen, final=True)
         text = (" " if gen.pushed else "") + self.config.apology
         gen.pushed = True
         self.playing.setdefault(gen.response_id, True)
@@ -449,56 +479,32 @@ class Conversation:
         self.ledger.append(
             le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology)
         )
-        for call in gen.queued_calls:  # sync mode: calls of a failed response never start
-            self.scheduler.start(
-                call_id=call.call_id,
-                response_id=call.response_id,
-                name=call.name,
-                arguments=call.arguments,
-            )
-        self.ledger.append(
-            le.LlmResponseFinished(
-                response_id=gen.response_id, finish_reason="error", error=ev.error
-            )
-        )
-        self.output.end(gen.response_id)
-        self.gen = None
+        self._end_generation(gen, "error", ev.error)
 
     # ================================================================ playout
     def playout_started(self, ev: PlayoutStarted) -> None:
-        self._cancel_hold()
+        self.holds.cancel()
 
     def record_played(self, ev: PlayoutFinished) -> None:
         if self.playing.pop(ev.response_id, None) is None:
             return  # already recorded (e.g. cut off by a barge-in)
         self.ledger.append(
             le.AgentTextPlayed(
-                response_id=ev.response_id, text=_spoken(ev.heard), interrupted=ev.interrupted
+                response_id=ev.response_id, text=spoken(ev.heard), interrupted=ev.interrupted
             )
         )
 
     # ================================================================ holding
     def arm_hold(self, ev: Any = None) -> None:
-        """Silence while tools run: after ``hold_after_s`` say a hold phrase (async modes)."""
-        self._cancel_hold()
-        if self.mode == "sync" or not self._waiting_on_tools():
-            return
-        if self.holds_in_turn >= self.config.max_hold_phrases or not self.config.hold_phrases:
-            return
-        token = self._hold_token
-        self._spawn(self._hold_timer(token), "hold-timer")
-
-    async def _hold_timer(self, token: int) -> None:
-        await self.clock.sleep(self.config.hold_after_s)
-        self._post(TimerFired(name=HOLD_TIMER, token=token))
-
-    def _cancel_hold(self) -> None:
-        self._hold_token += 1
+        """Silence while the turn's tools run: after ``hold_after_s`` a hold phrase (if the
+        policy holds the line)."""
+        self.holds.cancel()
+        if self.policy.holds_the_line and self._waiting_on_tools():
+            self.holds.arm()
 
     def say_hold(self, ev: TimerFired) -> None:
         """Say a short canned hold phrase (no LLM round trip: it must be instant)."""
-        self.holds_in_turn += 1
-        self.say(next(self._hold_phrase), reason="canned")
+        self.say(self.holds.next_phrase(), reason="canned")
 
     def say(self, text: str, *, reason: RequestReason = "canned") -> str:
         """Speak a fixed text as its own response (greetings, hold phrases)."""
@@ -528,23 +534,24 @@ class Conversation:
         self.say(self.config.apology, reason="canned")
 
     def _stop_talking(self) -> None:
-        """Drop the preemptive answer and the hold timer, cut the audio (recording what was
-        heard), cancel the generation in flight."""
-        self.drop_preemptive()
-        self._cancel_hold()
+        """Void a pause fork and the hold timer, cut the audio (recording what was heard),
+        end the generation in flight as cancelled."""
+        self.speculation.void_pause_forks()
+        self.holds.cancel()
         heard = self.output.interrupt()
         for rid in list(self.playing):
             self.ledger.append(
                 le.AgentTextPlayed(
-                    response_id=rid, text=_spoken(heard.get(rid, "")), interrupted=True
+                    response_id=rid, text=spoken(heard.get(rid, "")), interrupted=True
                 )
             )
         self.playing.clear()
         if self.gen is not None:
-            self._cancel_generation(self.gen)
+            self._end_generation(self.gen, "cancelled")
 
     def shutdown(self, ev: Any) -> None:
         self._stop_talking()
+        self.speculation.reconcile(self.turn_id + 1, "the session ended")
         self.ledger.append(le.SessionEnded(reason=getattr(ev, "reason", "ended")))
 
     async def aclose(self) -> None:
@@ -560,16 +567,18 @@ class Conversation:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def is_settled(self) -> bool:
-        """No generation streaming (a finished, held preemptive one counts as settled) and no
-        running tool call: only playout may be going on."""
-        held_done = self.preempt is None or (self.preempt.task is not None and self.preempt.task.done())
-        return self.gen is None and held_done and not self.scheduler.pending()
+        """No generation streaming (a finished, held fork counts as settled) and no running
+        tool call: only playout may be going on."""
+        return (
+            self.gen is None and not self.speculation.streaming() and not self.scheduler.pending()
+        )
 
     def is_idle(self) -> bool:
-        """No generation, nothing playing, no running call whose result will be reported."""
+        """No generation, no open fork, nothing playing, no running call whose result will
+        be reported."""
         return (
             self.gen is None
-            and self.preempt is None
+            and not self.speculation.forks
             and not self.playing
             and not any(c not in self.silent_calls for c in self.scheduler.pending())
             and not (self.news and self.followups_in_turn < self.config.max_followups)

@@ -122,10 +122,25 @@ class ToolScheduler:
         speculative: bool = False,
         fork_id: str | None = None,
     ) -> None:
-        """Record the call and start it at once (or fail it at once, with a reason)."""
+        """Record the call and start it at once (or fail it at once, with a reason).
+
+        A speculative ``write`` (or a speculative call of an unknown tool) is refused
+        whatever the caller asks: only the intent is recorded, nothing runs.
+        """
         if self._closed:
             raise RuntimeError("the tool scheduler is closed")
         spec = self.spec_of(name)
+        # --- speculation (helper spec): a fork never executes a write
+        if speculative and (spec is None or spec.kind != "read"):
+            self._ledger.append(
+                le.Note(
+                    text=f"refused speculative {name}({arguments}) of fork {fork_id}: "
+                    "only reads run from a fork",
+                    level="warning",
+                )
+            )
+            return
+        # --- end speculation
         depends_on = self._dependencies(arguments)
         self._ledger.append(
             le.ToolCallStarted(
@@ -160,14 +175,34 @@ class ToolScheduler:
             self._finish(call_id, _invalid(call_id, name, exc))
             return
         key = (self._turn_id, name, _canonical(arguments))
-        first = self._by_key.get(key)
-        if first is not None and first in self._done:
+        first = None if speculative else self._by_key.get(key)  # forks share through adoption
+        if speculative:
+            coro = self._execute(call_id, spec, args)
+        elif first is not None and first in self._done:
             coro = self._join(call_id, spec, first)
         else:
             self._by_key[key] = call_id
             coro = self._execute(call_id, spec, args)
         task = asyncio.get_running_loop().create_task(coro, name=f"tool:{name}:{call_id}")
         self._running[call_id] = _Running(call_id, spec, (name, key[2]), task, self._turn_id)
+
+    def adopt(
+        self, *, call_id: str, response_id: str, name: str, arguments: str, speculative_call_id: str
+    ) -> None:
+        """Record final call ``call_id`` bound to a running or finished speculative call's
+        future (helper spec): nothing new runs; its outcome is the speculative call's."""
+        spec = self.spec_of(name)
+        self._ledger.append(
+            le.ToolCallStarted(
+                call_id=call_id,
+                response_id=response_id,
+                name=name,
+                arguments=arguments,
+                kind=spec.kind if spec else "read",
+                depends_on=sorted(set(self._dependencies(arguments).values())),
+            )
+        )
+        self._done[call_id] = self._done[speculative_call_id]
 
     def _dependencies(self, arguments: str) -> dict[str, str]:
         """Top-level arguments whose value names another call: ``{argument: call_id}``."""

@@ -277,3 +277,27 @@ def test_label_defaults_to_the_guard_qualname() -> None:
     assert Transition("idle", Started, "running", guard=ready).label.endswith("ready")
     assert Transition("idle", Started, "running", guard=ready, label="is ready").label == "is ready"
     assert Transition("idle", Started, "running").label == ""
+
+
+def test_a_pair_whose_transitions_are_all_guarded_must_say_what_happens_otherwise() -> None:
+    def ready(ctx: object, event: Event) -> bool:
+        return True
+
+    def build(ignored: tuple[Ignore, ...]) -> MachineDefinition:
+        return MachineDefinition(
+            name="m",
+            states=("idle", "running"),
+            initial="idle",
+            events=(Started, Stopped),
+            transitions=(
+                Transition("idle", Started, "running", guard=ready),
+                Transition("running", Stopped, "idle"),
+            ),
+            ignored=(Ignore("idle", Stopped), Ignore("running", Started), *ignored),
+        )
+
+    with pytest.raises(DefinitionError) as info:
+        build(())
+    assert "state 'idle' x event Started: every transition is guarded (#0)" in str(info.value)
+    definition = build((Ignore("idle", Started, "otherwise: not ready"),))
+    assert definition.ignore_for("idle", Started) is not None

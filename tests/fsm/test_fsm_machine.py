@@ -95,6 +95,7 @@ def make_definition(
             Ignore("idle", Ticked, "not running"),
             Ignore("idle", Stopped, "not running"),
             Ignore("running", Started, "already running"),
+            Ignore("running", Ticked, "otherwise: too small to count"),
         ),
         final=("done",),
     )
@@ -139,7 +140,7 @@ async def test_when_no_guard_passes_the_event_is_traced_as_guard_rejected() -> N
     await machine.dispatch(Started())
     record = await machine.dispatch(Ticked(n=1))
     assert record.outcome == "guard_rejected"
-    assert record.label == "big, medium"
+    assert record.label == "big, medium -> otherwise: too small to count"
     assert (record.source, record.target) == ("running", "running")
     assert machine.context.log == []
 
@@ -264,6 +265,7 @@ async def test_a_raising_guard_rejects_and_posts_action_failed() -> None:
             Transition("idle", Ticked, "done", guard=broken),
             Transition("idle", ActionFailed, "done", actions=[on_failure]),
         ),
+        ignored=(Ignore("idle", Ticked, "otherwise: nothing"),),
         final=("done",),
     )
     ctx = Ctx()

@@ -85,7 +85,7 @@ def build(spec: Spec) -> MachineDefinition:
     transitions: list[Transition[Any]] = []
     ignored: list[Ignore] = []
     for (state, event), rules in spec.rules.items():
-        if not rules:
+        if not rules or all(mod for mod, _, _ in rules):  # none, or all guarded: say otherwise
             ignored.append(Ignore(state, event, "random"))
         for mod, rem, target in rules:
             guard = guard_for(mod, rem) if mod else None

@@ -122,6 +122,7 @@ def test_mermaid_escapes_lambda_names_and_aliases_non_identifier_states() -> Non
         initial="on hold",
         events=(Rang,),
         transitions=(Transition("on hold", Rang, "done", guard=lambda ctx, event: True),),
+        ignored=(Ignore("on hold", Rang, "otherwise: keep holding"),),
         final=("done",),
     )
     mermaid = definition.to_mermaid()

@@ -50,7 +50,11 @@ async def test_a_pause_starts_the_answer_early_and_the_final_transcript_adopts_i
     [user] = [e for e in h.entries("UserUtterance") if e.final]
     assert user.seq < request.seq
     assert "nine" in " ".join(e.text for e in h.entries("AgentTextPlayed"))
-    assert any("preemptive generation adopted" in e.text for e in h.entries("Note"))
+    [opened] = h.entries("ForkOpened")
+    assert opened.trigger == "pause" and opened.transcript == "What are your opening hours?"
+    [adopted] = h.entries("ForkAdopted")  # the fork on the early final, adopted whole
+    assert adopted.fork_id == opened.fork_id and adopted.adopted == {}
+    assert any("adopted whole" in e.text for e in h.entries("Note"))
     check_protocol(h.ledger.render_messages("sys"))
 
 
@@ -68,6 +72,7 @@ async def test_speech_after_the_pause_drops_the_early_answer(make_agent):
             await h.idle()
     heard = [e.text for e in h.entries("AgentTextPlayed")]
     assert heard[-1] == "On Sunday we are closed."
-    assert any("dropped" in e.text for e in h.entries("Note"))
+    [discarded] = h.entries("ForkDiscarded")  # the fork on the pause was not adopted
+    assert discarded.fork_id == h.entries("ForkOpened")[0].fork_id
     assert len(h.entries("LlmRequestStarted")) == 2  # the dropped one left no response behind
     check_protocol(h.ledger.render_messages("sys"))
