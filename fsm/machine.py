@@ -173,6 +173,20 @@ class Machine(Generic[C]):
         self._check_known(event)
         return await self._dispatch(event, self.clock.now())
 
+    async def dispatch_queued(self) -> list[TraceRecord]:
+        """Process every queued event now, in order, and return their trace records.
+
+        For a machine driven by `dispatch` rather than `run()`: the events an
+        action posted (an `ActionFailed` for a failing action, included) are
+        handled here instead of waiting for a `run()` that never comes. Same
+        errors as `dispatch`.
+        """
+        records: list[TraceRecord] = []
+        while self._queue and not self._closed:
+            event, posted_at = self._queue.popleft()
+            records.append(await self._dispatch(event, posted_at))
+        return records
+
     async def run(self) -> None:
         """Process posted events in order until a final state or `aclose()`.
 

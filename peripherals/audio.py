@@ -1,4 +1,4 @@
-"""Audio value types, sample-format conversions and the peripherals' errors.
+"""Audio value types, the audio in/out protocols, sample-format conversions, errors.
 
 Audio travels as mono numpy arrays with an explicit sample rate. ``float32``
 samples are in [-1, 1]; ``int16`` samples are full-scale PCM.
@@ -60,6 +60,57 @@ class AudioChunk:
     def duration_s(self) -> float:
         """Length in seconds."""
         return len(self.samples) / self.sample_rate
+
+
+class AudioSource(Protocol):
+    """Microphone-like input: mono frames at ``sample_rate``, in order.
+
+    ``read`` waits for the next frame. ``aclose`` is idempotent.
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    async def read(self) -> AudioChunk: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AudioSink(Protocol):
+    """Speaker-like output of mono audio at ``sample_rate``.
+
+    ``write`` queues audio behind what is queued (it may wait for room).
+    ``played_samples`` counts samples handed to the listener and only grows
+    (never the samples dropped by ``clear``), so a writer that notes it at
+    each ``clear`` can map what it wrote to what was heard. ``clear()``
+    drops everything queued at once (a barge-in) and returns how many
+    samples it dropped; it does not resume. ``pause()`` silences at once
+    *without* consuming: queued audio and the play position are kept, and
+    ``resume()`` continues exactly there. ``wait_drained`` returns once
+    everything written has been played. ``clear``, ``pause``, ``resume`` and
+    ``aclose`` are idempotent.
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def played_samples(self) -> int: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    async def write(self, samples: np.ndarray) -> None: ...
+
+    def clear(self) -> int: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    async def wait_drained(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def to_float32(samples: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
@@ -167,17 +167,6 @@ class FrameQueue:
             if frame is not None:
                 return frame
             await self._ready.wait()
-
-
-class AudioSource(Protocol):
-    """Microphone-like input: fixed-size mono frames at ``sample_rate``."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    async def read(self) -> AudioChunk: ...
-
-    async def aclose(self) -> None: ...
 
 
 def _open_stream(kind: str, device: DeviceInfo, rate: int, blocksize: int, callback: Any) -> Any:
@@ -337,28 +326,6 @@ class PlayoutBuffer:
             self._offset = 0
             self._buffered = 0
             return dropped
-
-
-class AudioSink(Protocol):
-    """Speaker-like output of mono audio at ``sample_rate``."""
-
-    @property
-    def sample_rate(self) -> int: ...
-
-    @property
-    def played_samples(self) -> int: ...
-
-    async def write(self, samples: np.ndarray) -> None: ...
-
-    def clear(self) -> int: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    async def wait_drained(self) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 class AudioOutput:

@@ -128,8 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("file")
     ps.add_argument("--messages", action="store_true", help="print the LLM context as rendered")
 
-    p = sub.add_parser("fsm", help="print the agent's transition table")
+    p = sub.add_parser("fsm", help="print a transition table (the agent's by default)")
     p.add_argument("--mermaid", action="store_true")
+    p.add_argument(
+        "--machine",
+        choices=("agent", "voice_input"),
+        default="agent",
+        help="voice_input: what the audio input does with one speech segment",
+    )
 
     sub.add_parser("models", help="list the installed models (speech and LLM)")
 
@@ -159,9 +165,12 @@ def _cmd_ledger_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_fsm(args: argparse.Namespace) -> int:
-    from .agent_fsm import AGENT_MACHINE
+    if getattr(args, "machine", "agent") == "voice_input":
+        from .voice.utterance_fsm import UTTERANCE_MACHINE as machine
+    else:
+        from .agent_fsm import AGENT_MACHINE as machine
 
-    print(AGENT_MACHINE.to_mermaid() if args.mermaid else AGENT_MACHINE.to_markdown())
+    print(machine.to_mermaid() if args.mermaid else machine.to_markdown())
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,12 +98,13 @@ async def open_session(
     clock: Clock | None = None,
     tools: ToolRegistry | None = None,
     transport: str = "text",
+    meta: Mapping[str, object] | None = None,
     on_transition: Callable[[TraceRecord], None] | None = None,
 ) -> AsyncIterator[Session]:
     """Build an agent for ``config`` speaking through ``output``; release everything on exit.
 
-    ``on_transition`` receives every FSM ``TraceRecord`` (how a transport learns
-    the agent's state without polling).
+    ``meta`` is added to the ledger's ``SessionStarted`` (a phone call's ids);
+    ``on_transition`` receives the agent FSM's transition notifications.
     """
     clock = clock or MonotonicClock()
     registry = tools if tools is not None else load_tools(config.tools.modules)
@@ -130,6 +131,7 @@ async def open_session(
                     "model": llm_config.model,
                     "endpoint": llm_config.base_url,
                     "tools": [spec.name for spec in registry],
+                    **(meta or {}),
                 },
             )
         )

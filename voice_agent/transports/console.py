@@ -18,27 +18,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from ledger import Ledger
 from ledger import entries as le
+from peripherals.aec import EchoCanceller
+from peripherals.audio import to_float32
 from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput, list_devices
+from peripherals.half_duplex import HalfDuplexGate
 
-from ..agent import Agent
 from ..config import Config
-from ..events import SessionEnded
-from ..session import open_session
 from ..tools import ToolRegistry
-from ..voice.build import build_echo_control, build_input, build_tts
+from ..voice.build import build_echo_control
 from ..voice.input import UtteranceTiming
-from ..voice.output import AudioSpeechOutput
+from .base import AgentStateChanged, TranscriptUpdated, TransportBase
+from .call import Call, run_call
 from .text import FutureMonitor
 
-STATE_POLL_S = 0.05  # how often the display checks the agent's state (s)
 OUTPUT_BLOCK_MS = 20  # speaker callback period: the granularity of a barge-in's silence (ms)
 
 NO_DEVICE_HELP = """\
@@ -64,45 +64,93 @@ class ConsoleResult:
     echo_cancelled: bool = False  # mic audio went through the WebRTC echo canceller
 
 
-class _Display:
-    """Prints state changes, the transcript and the agent's words as the ledger records them."""
+class ConsoleTransport(TransportBase):
+    """Microphone in (through the echo canceller or the half-duplex gate), speaker out,
+    the agent's state and the transcript on the terminal."""
 
-    def __init__(self, ledger: Ledger, stream: TextIO) -> None:
-        self._stream = stream
-        self._partial = ""
-        self._unsubscribe = ledger.subscribe(self._on_entry)
+    name = "console"
 
-    def _on_entry(self, entry: le.Entry) -> None:
-        if isinstance(entry, le.UserUtterance):
-            if entry.final:
-                self._print(f"you>   {entry.text}")
-                self._partial = ""
-            elif entry.text != self._partial:
-                self._partial = entry.text
-                self._print(f"  …    {entry.text}")
-        elif isinstance(entry, le.AgentTextPlanned):
-            self._print(f"agent> {entry.text}")
-        elif isinstance(entry, le.AgentTextPlayed) and entry.interrupted:
-            self._print(f"  ✂    interrupted; heard: {entry.text!r}")
+    def __init__(
+        self,
+        mic: AudioInput,
+        speaker: AudioOutput,
+        *,
+        aec: EchoCanceller | None,
+        gate: HalfDuplexGate | None,
+        stdout: TextIO,
+        stop: asyncio.Event | None = None,
+        listening: asyncio.Event | None = None,
+    ) -> None:
+        self._mic = mic
+        self._speaker = speaker
+        self._aec = aec
+        self._gate = gate
+        self._stdout = stdout
+        self._stop = stop
+        self._listening = listening
+        self._shown: dict[str, str] = {}  # segment id -> text already printed
+        self._end_reason = "stopped"
 
-    def state(self, state: str) -> None:
-        self._print(f"[{state}]")
+    @property
+    def input_rate(self) -> int:
+        return self._mic.sample_rate
+
+    @property
+    def output(self) -> AudioOutput:
+        return self._speaker
+
+    async def audio_in(self) -> AsyncIterator[np.ndarray]:
+        """Microphone frames, echo-cancelled or gated, until ``stop`` is set."""
+        first = True
+        stop_wait = asyncio.ensure_future(self._stop.wait()) if self._stop else None
+        try:
+            while True:
+                read = asyncio.ensure_future(self._mic.read())
+                waits = {read} if stop_wait is None else {read, stop_wait}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    await asyncio.wait([read])
+                    return
+                chunk = read.result()
+                if first and self._listening is not None:
+                    self._listening.set()
+                first = False
+                samples = chunk.samples
+                if self._aec is not None:
+                    samples = self._aec.process_mic(samples)
+                elif self._gate is not None:
+                    samples = self._gate.gate(to_float32(samples))
+                yield samples
+        finally:
+            if stop_wait is not None:
+                stop_wait.cancel()
+
+    def state_changed(self, change: AgentStateChanged) -> None:
+        self._print(f"[{change.state}]")
+
+    def transcript_updated(self, update: TranscriptUpdated) -> None:
+        if update.role == "user":
+            if update.final:
+                self._print(f"you>   {update.text}")
+                self._shown.pop(update.segment_id, None)
+            elif update.text and update.text != self._shown.get(update.segment_id):
+                self._shown[update.segment_id] = update.text
+                self._print(f"  …    {update.text}")
+        elif not update.final:  # print each planned piece as it goes to speech
+            before = self._shown.get(update.segment_id, "")
+            self._shown[update.segment_id] = update.text
+            piece = update.text[len(before) :].strip()
+            if piece:
+                self._print(f"agent> {piece}")
+        else:
+            self._shown.pop(update.segment_id, None)
+            if update.interrupted:
+                self._print(f"  ✂    interrupted; heard: {update.text!r}")
 
     def _print(self, line: str) -> None:
-        self._stream.write(line + "\n")
-        self._stream.flush()
-
-    def close(self) -> None:
-        self._unsubscribe()
-
-
-async def _show_states(agent: Agent, display: _Display) -> None:
-    last = ""
-    while True:
-        if agent.state != last:
-            last = agent.state
-            display.state(last)
-        await asyncio.sleep(STATE_POLL_S)
+        self._stdout.write(line + "\n")
+        self._stdout.flush()
 
 
 async def run_console(
@@ -140,75 +188,40 @@ async def run_console(
         block_ms=OUTPUT_BLOCK_MS,
         on_played=note_played,
     )
-    tts = build_tts(cfg, rate)
-    output = AudioSpeechOutput(tts, speaker)
+    transport = ConsoleTransport(
+        mic, speaker, aec=aec, gate=gate, stdout=stdout, stop=stop, listening=listening
+    )
+    monitors: list[FutureMonitor] = []
+
+    def greet(call: Call) -> None:
+        ledger = call.agent.ledger
+        monitors.append(FutureMonitor(ledger, stdout))
+        meta = ledger.entries[0].meta if isinstance(ledger.entries[0], le.SessionStarted) else {}
+        stdout.write(
+            f"voice-agent console — mic {mic.device.name!r}, speaker {speaker.device.name!r}, "
+            f"mode {config.agent.mode}, model {meta.get('model')}. Ctrl-C to leave.\n"
+        )
+        stdout.flush()
+
     try:
         await speaker.start()
         await mic.start()
-        async with open_session(config, output, tools=tools, transport="console") as session:
-            agent = session.agent
-            voice = build_input(
-                cfg,
-                agent.post,
-                agent_busy=lambda: agent.state in ("thinking", "speaking"),
-                gate=gate,
-                playback=output,
-            )
-            display = _Display(session.ledger, stdout)
-            monitor = FutureMonitor(session.ledger, stdout)
-            stdout.write(
-                f"voice-agent console — mic {mic.device.name!r}, speaker {speaker.device.name!r}, "
-                f"mode {config.agent.mode}, model {session.llm_config.model}. Ctrl-C to leave.\n"
-            )
-            if session.ledger_path:
-                stdout.write(f"ledger: {session.ledger_path}\n")
-            stdout.flush()
-
-            async def listen() -> None:
-                first = True
-                while True:
-                    chunk = await mic.read()
-                    if first and listening is not None:
-                        listening.set()
-                    first = False
-                    samples = chunk.samples if aec is None else aec.process_mic(chunk.samples)
-                    await voice.process(samples)
-
-            async def watch_stop() -> None:
-                if stop is None:
-                    return
-                await stop.wait()
-                agent.post(SessionEnded(reason="stopped"))
-
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    helpers = [
-                        tg.create_task(listen(), name="console-listen"),
-                        tg.create_task(_show_states(agent, display), name="console-states"),
-                        tg.create_task(watch_stop(), name="console-stop"),
-                    ]
-                    await agent.run()
-                    for task in helpers:
-                        task.cancel()
-            finally:
-                display.close()
-                monitor.close()
-                await voice.aclose()
-                await output.aclose()
-            entries = list(session.ledger.entries)
-            return ConsoleResult(
-                entries=entries,
-                ledger_path=session.ledger_path,
-                utterances=voice.turns,
-                gate_suppressed=gate.suppressed if gate else 0,
-                gate_admitted=gate.admitted if gate else 0,
-                echo_cancelled=aec is not None,
-            )
+        result = await run_call(config, transport, tools=tools, on_call=greet)
     finally:
-        await output.aclose()
+        for monitor in monitors:
+            monitor.close()
         await mic.aclose()
         await speaker.aclose()
-        await tts.aclose()
+    if result.ledger_path:
+        stdout.write(f"ledger: {result.ledger_path}\n")
+    return ConsoleResult(
+        entries=result.entries,
+        ledger_path=result.ledger_path,
+        utterances=result.utterances,
+        gate_suppressed=gate.suppressed if gate else 0,
+        gate_admitted=gate.admitted if gate else 0,
+        echo_cancelled=aec is not None,
+    )
 
 
 def _list_devices(stdout: TextIO) -> int:

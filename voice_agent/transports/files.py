@@ -36,7 +36,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -47,16 +47,13 @@ from fsm import MonotonicClock
 from ledger import entries as le
 from peripherals.resample import resample
 
-from ..agent import Agent
 from ..config import Config
-from ..events import Event, SessionEnded, UserSpeechPaused, UserSpeechResumed
-from ..session import open_session
 from ..tools import ToolRegistry
-from ..voice.build import build_input, build_tts
-from ..voice.input import PlaybackPause, UtteranceTiming, VoiceInput
-from ..voice.output import AudioSpeechOutput
+from ..voice.input import PlaybackPause, UtteranceTiming
 from ..voice.sinks import TimelineSink
 from ..voice.wavio import WavError, read_wav, write_wav
+from .base import CallHandle, TransportBase
+from .call import run_call
 
 log = logging.getLogger(__name__)
 
@@ -84,84 +81,79 @@ class AudioRunResult:
     t0: float  # clock time of stream time 0 (meaningful in realtime mode)
 
 
-def engine_settled(agent: Agent, output: AudioSpeechOutput) -> bool:
-    """Nothing in the engine is working towards output right now (fast mode's condition)."""
-    return agent.is_settled() and not output.synthesis_pending
+class FileTransport(TransportBase):
+    """A recording as the caller: 20 ms frames on the chosen clock; the agent's audio on a
+    :class:`TimelineSink` whose play head is the input's position (see the module doc)."""
+
+    name = "files"
+
+    def __init__(self, samples: np.ndarray, sample_rate: int, *, realtime: bool) -> None:
+        self._x = samples
+        self._rate = sample_rate
+        self.realtime = realtime
+        self.sink = TimelineSink(sample_rate)
+        self.clock = MonotonicClock()
+        self.t0: float | None = None
+        self._end_reason = "end of input"
+
+    @property
+    def input_rate(self) -> int:
+        return self._rate
+
+    @property
+    def output(self) -> TimelineSink:
+        return self.sink
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+    async def audio_in(self) -> AsyncIterator[np.ndarray]:
+        """Frames of the recording, then silence until the agent is done (or ``MAX_TAIL_S``)."""
+        call = self._call
+        assert call is not None, "attach() the call first"
+        rate, x, sink, clock = self._rate, self._x, self.sink, self.clock
+        frame = rate * FRAME_MS // 1000
+        n = len(x)
+        t0 = self.t0 = clock.now()
+        k = 0
+        while True:
+            pos = k * frame
+            if pos >= n:
+                await asyncio.sleep(0)
+                if not self.realtime:
+                    await _settle(call)
+                if call.done():
+                    return
+                if pos - n > MAX_TAIL_S * rate:
+                    log.warning("the agent was still busy %.0f s after the input ended", MAX_TAIL_S)
+                    return
+                chunk = np.zeros(frame, dtype=np.float32)
+            else:
+                chunk = x[pos : pos + frame]
+                if len(chunk) < frame:
+                    chunk = np.concatenate([chunk, np.zeros(frame - len(chunk), dtype=np.float32)])
+            if self.realtime:
+                delay = t0 + (k + 1) * frame / rate - clock.now()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sink.advance_to(int((clock.now() - t0) * rate))
+            else:
+                await _settle(call)
+                sink.advance(frame)
+            call.poll_output()
+            yield chunk
+            k += 1
 
 
-def _input_poster(agent: Agent, realtime: bool) -> Callable[[Event], None]:
-    """What the voice input posts through: everything in real time; no pause events in fast mode."""
-    if realtime:
-        return agent.post
-
-    def post(event: Event) -> None:
-        if not isinstance(event, UserSpeechPaused | UserSpeechResumed):
-            agent.post(event)
-
-    return post
-
-
-def _agent_done(agent: Agent, output: AudioSpeechOutput, voice: VoiceInput) -> bool:
-    return agent.is_idle() and not output.busy and not voice.in_speech
-
-
-async def _settle(agent: Agent, output: AudioSpeechOutput) -> None:
+async def _settle(call: CallHandle) -> None:
+    """Wait until nothing in the engine works towards output (fast mode's condition)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_TIMEOUT_S
     await asyncio.sleep(0)
-    while not engine_settled(agent, output):
+    while not call.settled():
         if loop.time() > deadline:
-            raise EngineStuck(
-                f"the engine did not settle within {SETTLE_TIMEOUT_S:g} s (state {agent.state})"
-            )
+            raise EngineStuck(f"the engine did not settle within {SETTLE_TIMEOUT_S:g} s")
         await asyncio.sleep(SETTLE_POLL_S)
-
-
-async def _drive(
-    samples: np.ndarray,
-    rate: int,
-    realtime: bool,
-    agent: Agent,
-    voice: VoiceInput,
-    output: AudioSpeechOutput,
-    sink: TimelineSink,
-    clock: MonotonicClock,
-    t0_box: list[float],
-) -> None:
-    """Feed the input frame by frame on the chosen clock; end the session when done."""
-    frame = rate * FRAME_MS // 1000
-    n = len(samples)
-    t0 = clock.now()
-    t0_box.append(t0)
-    k = 0
-    while True:
-        pos = k * frame
-        if pos >= n:
-            await asyncio.sleep(0)
-            if not realtime:
-                await _settle(agent, output)
-            if _agent_done(agent, output, voice):
-                break
-            if pos - n > MAX_TAIL_S * rate:
-                log.warning("the agent was still busy %.0f s after the input ended", MAX_TAIL_S)
-                break
-            chunk = np.zeros(frame, dtype=np.float32)
-        else:
-            chunk = samples[pos : pos + frame]
-            if len(chunk) < frame:
-                chunk = np.concatenate([chunk, np.zeros(frame - len(chunk), dtype=np.float32)])
-        if realtime:
-            delay = t0 + (k + 1) * frame / rate - clock.now()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sink.advance_to(int((clock.now() - t0) * rate))
-        else:
-            await _settle(agent, output)
-            sink.advance(frame)
-        output.poll()
-        await voice.process(chunk)
-        k += 1
-    agent.post(SessionEnded(reason="end of input"))
 
 
 async def run_audio(
@@ -175,47 +167,20 @@ async def run_audio(
     """Answer ``samples`` (mono, any rate) with the agent; returns its audio on the input's timeline."""
     rate = config.voice.sample_rate
     x = resample(samples.astype(np.float32), sample_rate, rate)
-    clock = MonotonicClock()
-    sink = TimelineSink(rate)
-    tts = build_tts(config.voice, rate)
-    output = AudioSpeechOutput(tts, sink)
-    t0_box: list[float] = []
+    transport = FileTransport(x, rate, realtime=realtime)
     try:
-        async with open_session(
-            config, output, clock=clock, tools=tools, transport="files"
-        ) as session:
-            agent = session.agent
-            voice = build_input(
-                config.voice,
-                _input_poster(agent, realtime),
-                agent_busy=lambda: agent.state in ("thinking", "speaking"),
-                playback=output,
-            )
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(agent.run(), name="agent")
-                    tg.create_task(
-                        _drive(x, rate, realtime, agent, voice, output, sink, clock, t0_box),
-                        name="drive-input",
-                    )
-            finally:
-                await voice.aclose()
-                await output.aclose()
-            entries = list(session.ledger.entries)
-            ledger_path = session.ledger_path
+        result = await run_call(config, transport, tools=tools, clock=transport.clock)
     finally:
-        await output.aclose()
-        await sink.aclose()
-        await tts.aclose()
+        await transport.aclose()
     return AudioRunResult(
-        agent_audio=sink.render(len(x)),
+        agent_audio=transport.sink.render(len(x)),
         sample_rate=rate,
         input_s=len(x) / rate,
-        entries=entries,
-        ledger_path=ledger_path,
-        utterances=voice.turns,
-        playback_pauses=voice.playback_pauses,
-        t0=t0_box[0] if t0_box else 0.0,
+        entries=result.entries,
+        ledger_path=result.ledger_path,
+        utterances=result.utterances,
+        playback_pauses=result.playback_pauses,
+        t0=transport.t0 if transport.t0 is not None else 0.0,
     )
 
 

@@ -14,7 +14,7 @@ from peripherals.aec import EchoCanceller, EchoCancellerUnavailableError, WebRtc
 from peripherals.asr import AsrPartial, StreamingAsr, WhisperStreamingAsr
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.tts import PiperTts
-from peripherals.vad import SileroVad, VadSegmenter
+from peripherals.vad import SileroVad, Vad, VadSegmenter
 
 from ..config import VoiceConfig
 from .input import VAD_RATES, Playback, VoiceInput
@@ -26,11 +26,19 @@ VAD_HYSTERESIS = 0.15
 log = logging.getLogger(__name__)
 
 
-def build_vad(cfg: VoiceConfig) -> VadSegmenter:
-    """Silero VAD at the transport rate (8/16 kHz) or 16 kHz, segmented per ``cfg``."""
-    rate = cfg.sample_rate if cfg.sample_rate in VAD_RATES else 16000
+def vad_rate(sample_rate: int) -> int:
+    """The rate the VAD runs at for frames at ``sample_rate``: the same if Silero takes it, else 16 kHz."""
+    return sample_rate if sample_rate in VAD_RATES else 16000
+
+
+def build_vad(
+    cfg: VoiceConfig, sample_rate: int | None = None, vad: Vad | None = None
+) -> VadSegmenter:
+    """Silero VAD for frames at ``sample_rate`` (default ``cfg.sample_rate``), segmented per
+    ``cfg``; ``vad`` when given (a worker's model sharing one ONNX session)."""
+    rate = vad_rate(sample_rate or cfg.sample_rate)
     return VadSegmenter(
-        SileroVad(rate),
+        vad if vad is not None else SileroVad(rate),
         start_threshold=cfg.vad_threshold,
         end_threshold=max(0.05, cfg.vad_threshold - VAD_HYSTERESIS),
         min_silence_s=cfg.vad_min_silence_ms / 1000,
@@ -86,14 +94,19 @@ def build_input(
     agent_busy: Callable[[], bool],
     gate: HalfDuplexGate | None = None,
     playback: Playback | None = None,
+    sample_rate: int | None = None,
+    vad: VadSegmenter | None = None,
+    make_asr: Callable[[Callable[[AsrPartial], None]], StreamingAsr] | None = None,
 ) -> VoiceInput:
-    """A :class:`VoiceInput` for frames at ``cfg.sample_rate``; ``playback`` (the agent's
-    voice) is paused while possible barge-in speech lasts."""
+    """A :class:`VoiceInput` for frames at ``sample_rate`` (default ``cfg.sample_rate``);
+    ``playback`` (the agent's voice) is paused while possible barge-in speech lasts.
+    ``vad`` and ``make_asr`` replace the ones built from ``cfg`` (a worker's shared models)."""
+    rate = sample_rate or cfg.sample_rate
     return VoiceInput(
-        vad=build_vad(cfg),
-        make_asr=asr_factory(cfg),
+        vad=vad if vad is not None else build_vad(cfg, rate),
+        make_asr=make_asr if make_asr is not None else asr_factory(cfg),
         post=post,
-        sample_rate=cfg.sample_rate,
+        sample_rate=rate,
         agent_busy=agent_busy,
         gate=gate,
         playback=playback,

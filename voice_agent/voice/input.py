@@ -39,12 +39,18 @@ pause never outlives the speech or the agent's turn.
 :meth:`process` awaits the final decode when a segment ends, so the caller's
 source simply queues (a microphone's queue holds seconds of audio).
 
+What happens to each speech segment is the utterance machine's table
+(:mod:`.utterance_fsm`, rendered in ``docs/voice_input_fsm.md``): its state
+says whether the segment was announced, is held back as a possible barge-in,
+is paused, or is ignored; the methods below are its guards and actions.
+
 Per-utterance timings are recorded in :attr:`VoiceInput.turns`
 (:class:`UtteranceTiming`): stream times (seconds of audio fed) and clock times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +58,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fsm import Clock, Event, MonotonicClock
+from fsm import ActionFailed, Clock, Event, Machine, MonotonicClock, TraceRecord
 from peripherals.asr import AsrPartial, StreamingAsr
 from peripherals.audio import to_float32
 from peripherals.half_duplex import HalfDuplexGate
@@ -69,6 +75,17 @@ from ..events import (
     UserSpeechStarted,
 )
 from .tasks import TaskTracker
+from .utterance import (
+    TRANSCRIBED,
+    EarlyTranscriptReady,
+    HeldSpeechLasted,
+    PartialTranscribed,
+    U,
+    VadSpeechEnded,
+    VadSpeechPaused,
+    VadSpeechResumed,
+    VadSpeechStarted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +146,8 @@ class VoiceInput:
     ``make_asr(on_partial)`` builds the ASR with the callback to report
     partials to; the ASR is owned here (``aclose`` closes it). The VAD
     segmenter must run at 16 or 8 kHz; frames at another ``sample_rate`` are
-    resampled to 16 kHz first.
+    resampled to 16 kHz first. The utterance machine's transitions are passed
+    to ``on_transition`` when given (tests, traces).
     """
 
     def __init__(
@@ -147,7 +165,10 @@ class VoiceInput:
         preroll_s: float = PREROLL_S,
         unfinished_extra_silence_s: float = 0.0,
         clock: Clock | None = None,
+        on_transition: Callable[[TraceRecord], None] | None = None,
     ) -> None:
+        from .utterance_fsm import UTTERANCE_MACHINE  # the table imports this class
+
         self._vad = vad
         self._unfinished_extra = unfinished_extra_silence_s
         self._rate = vad.vad.sample_rate
@@ -163,6 +184,10 @@ class VoiceInput:
         self._min_barge_in = int(min_barge_in_s * self._rate)
         self._preroll = int(preroll_s * self._rate)
         self._clock = clock or MonotonicClock()
+        self._machine: Machine[VoiceInput] = Machine(
+            UTTERANCE_MACHINE, self, clock=self._clock, on_transition=on_transition
+        )
+        self._dispatching = asyncio.Lock()  # frames and ASR callbacks take turns
         # Recent audio at the VAD rate: _history[0] is stream sample _history_start.
         self._history = np.zeros(0, dtype=np.float32)
         self._history_start = 0
@@ -170,20 +195,21 @@ class VoiceInput:
         self._pushed = 0  # stream position up to which the current utterance went to the ASR
         self._current: UtteranceTiming | None = None
         self._start_sample = 0
-        self._held = False  # in a segment whose UserSpeechStarted is held back
-        self._paused = False
+        self._pauses = 0  # VAD pauses so far: names the early decode each one started
         self._paused_since = 0.0  # stream time of the current in-segment pause
         self._partial = ""  # last partial posted (or held) in this segment
-        self._partial_held = False
-        self._pause_token = (
-            0  # bumped by every pause, resume and end: voids a pending UserSpeechPaused
-        )
-        self._pause_posted = False  # UserSpeechPaused was posted for the current pause
-        self._barge_posted = False  # a barge-in start was posted; the agent has not taken it yet
+        # A barge-in start was posted and the agent has not taken the floor yet: the
+        # agent's voice stays paused until it does (a rule about the agent, not the segment).
+        self._barge_posted = False
         self._tasks = TaskTracker("voice-input")
         self.turns: list[UtteranceTiming] = []
         self.playback_pauses: list[PlaybackPause] = []
         self._closed = False
+
+    @property
+    def state(self) -> U:
+        """The utterance machine's state."""
+        return U(self._machine.state)
 
     @property
     def stream_time(self) -> float:
@@ -193,7 +219,7 @@ class VoiceInput:
     @property
     def in_speech(self) -> bool:
         """The VAD is inside a speech segment."""
-        return self._current is not None
+        return self.state is not U.SILENT
 
     async def process(self, frame: np.ndarray) -> None:
         """Feed the next frame (float32 or int16 at ``sample_rate``); posts what it causes."""
@@ -207,15 +233,19 @@ class VoiceInput:
         self._remember(x)
         for ev in self._vad.process(x):
             if isinstance(ev, SpeechStarted):
-                self._begin(ev)
+                self._push_pending()
+                await self._fire(VadSpeechStarted(t=ev.t, sample=ev.sample))
             elif isinstance(ev, SpeechPaused):
-                self._pause()
+                self._push_pending()
+                await self._fire(VadSpeechPaused())
             elif isinstance(ev, SpeechResumed):
-                self._resume()
+                await self._fire(VadSpeechResumed())
             elif isinstance(ev, SpeechEnded):
-                await self._end(ev)
+                self._push_pending()
+                await self._fire(VadSpeechEnded(t=ev.t))
         self._push_pending()
-        self._maybe_release()
+        if self.state is U.HELD and self._fed - self._start_sample >= self._min_barge_in:
+            await self._fire(HeldSpeechLasted())
         self._steer_playback()
 
     @property
@@ -231,19 +261,28 @@ class VoiceInput:
         self._set_playback_paused(False)
         await self._tasks.aclose()
         await self._asr.aclose()
+        await self._machine.aclose()
 
-    # ---------------------------------------------------------------- internals
+    # ---------------------------------------------------------------- plumbing
+    async def _fire(self, event: Event) -> None:
+        """Run the utterance machine on ``event`` (one event at a time)."""
+        async with self._dispatching:
+            if not self._machine.closed:
+                await self._machine.dispatch(event)
+                await self._machine.dispatch_queued()  # an ActionFailed a failing action posted
+
     def _remember(self, x: np.ndarray) -> None:
         self._history = np.concatenate([self._history, x])
         self._fed += len(x)
         keep = self._preroll + self._rate  # preroll plus a second of VAD lag, at most
-        if self._current is None and len(self._history) > keep:
+        if self.state not in TRANSCRIBED and len(self._history) > keep:
             drop = len(self._history) - keep
             self._history = self._history[drop:]
             self._history_start += drop
 
     def _push_pending(self) -> None:
-        if self._current is None or self._pushed >= self._fed:
+        """Send the segment's audio not yet sent to the ASR (announced or held speech only)."""
+        if self.state not in TRANSCRIBED or self._pushed >= self._fed:
             return
         audio = self._history[self._pushed - self._history_start : self._fed - self._history_start]
         self._asr.push(audio, self._rate)
@@ -253,41 +292,9 @@ class VoiceInput:
         self._history = self._history[drop:]
         self._history_start = self._pushed
 
-    def _pause(self) -> None:
-        """The VAD suspects the end: start the early final decode; announce its text when ready."""
-        self._push_pending()
-        self._paused = True
-        self._paused_since = self.stream_time
-        self._pause_token += 1
-        self._asr.speech_paused()
-        cur = self._current
-        if cur is None:
-            return
-        cur.paused_at = self._clock.now()
-        if not self._held and not cur.dropped:
-            self._tasks.spawn(self._announce_pause(cur, self._pause_token), "paused-text")
-
-    async def _announce_pause(self, cur: UtteranceTiming, token: int) -> None:
-        text = await self._asr.paused_text()
-        if not text or self._current is not cur or self._pause_token != token:
-            return  # nothing heard, or the speech went on (or ended) meanwhile
-        if self._unfinished_extra > 0 and likely_unfinished(text):
-            # "Thank you, ..." — probably mid-thought: wait longer, answer nothing yet.
-            self._vad.extend_pause(self._unfinished_extra)
-            return
-        self._pause_posted = True
-        cur.pause_posted_at = self._clock.now()
-        self._post(UserSpeechPaused(text=text))
-
-    def _resume(self) -> None:
-        self._paused = False
-        self._pause_token += 1
-        self._asr.speech_resumed()
-        if self._pause_posted:
-            self._pause_posted = False
-            if self._current is not None:
-                self._current.pause_posted_at = None
-            self._post(UserSpeechResumed())
+    def _on_partial(self, partial: AsrPartial) -> None:
+        if not self._closed:
+            self._tasks.spawn(self._fire(PartialTranscribed(text=partial.text.strip())), "partial")
 
     def _steer_playback(self) -> None:
         """Pause the agent's voice while possible barge-in speech lasts (see the module doc)."""
@@ -296,12 +303,15 @@ class VoiceInput:
         busy = self._barge_in and self._agent_busy()
         if not busy:
             self._barge_posted = False  # the agent took the floor back (or never held it)
-        cur = self._current
-        if cur is None:
+        state = self.state
+        if state is U.SILENT:
             speech = self._vad.onset_pending
+        elif state is U.HELD:
+            speech = True
+        elif state is U.HELD_PAUSED:
+            speech = self.stream_time - self._paused_since < RESUME_AFTER_SILENCE_S
         else:
-            quiet_for = self.stream_time - self._paused_since if self._paused else 0.0
-            speech = self._held and not cur.dropped and quiet_for < RESUME_AFTER_SILENCE_S
+            speech = False
         self._set_playback_paused(busy and (speech or self._barge_posted))
 
     def _set_playback_paused(self, paused: bool) -> None:
@@ -316,71 +326,123 @@ class VoiceInput:
             self.playback_pauses[-1].end_s = self.stream_time
             self._playback.resume()
 
-    def _begin(self, ev: SpeechStarted) -> None:
-        busy = self._agent_busy()
+    # ---------------------------------------------------------------- guards
+    def agent_holds_floor(self, event: VadSpeechStarted) -> bool:
+        """The agent is thinking or speaking."""
+        return self._agent_busy()
+
+    def may_barge_in(self, event: VadSpeechStarted) -> bool:
+        """The agent holds the floor and speech may interrupt it."""
+        return self._barge_in and self._agent_busy()
+
+    def partial_grew(self, event: PartialTranscribed) -> bool:
+        """The committed transcript has more than what was posted (or held) so far."""
+        return len(event.text) > len(self._partial)
+
+    def _current_early_text(self, event: EarlyTranscriptReady) -> bool:
+        return event.pause == self._pauses and bool(event.text)
+
+    def early_text_unfinished(self, event: EarlyTranscriptReady) -> bool:
+        """The early text of this pause looks cut mid-thought ("Thank you, ...")."""
+        return (
+            self._current_early_text(event)
+            and self._unfinished_extra > 0
+            and likely_unfinished(event.text)
+        )
+
+    def early_text_ends_turn(self, event: EarlyTranscriptReady) -> bool:
+        """The early decode of this pause heard words that may end the turn."""
+        return self._current_early_text(event) and not self.early_text_unfinished(event)
+
+    # ---------------------------------------------------------------- actions
+    def open_utterance(self, event: VadSpeechStarted) -> None:
+        """Start timing a segment; its audio (with the preroll) goes to the ASR."""
         self._current = UtteranceTiming(
-            index=len(self.turns), speech_start_s=ev.t, detected_s=self.stream_time, agent_busy=busy
+            index=len(self.turns),
+            speech_start_s=event.t,
+            detected_s=self.stream_time,
+            agent_busy=self._agent_busy(),
         )
         self.turns.append(self._current)
-        self._start_sample = ev.sample
-        self._pushed = max(self._history_start, ev.sample - self._preroll)
-        self._paused = False
-        self._pause_posted = False
+        self._start_sample = event.sample
+        self._pushed = max(self._history_start, event.sample - self._preroll)
         self._partial = ""
-        self._partial_held = False
-        self._held = busy
-        if busy and not self._barge_in:
-            self._current.dropped = True
-        if not busy:
-            self._post_start()
 
-    def _post_start(self) -> None:
+    def open_ignored(self, event: VadSpeechStarted) -> None:
+        """A segment nobody will hear (barge-in disabled): timed, never transcribed."""
+        self.open_utterance(event)
         assert self._current is not None
-        if self._held:  # a barge-in: keep the agent paused until it has taken the floor
+        self._current.dropped = True
+
+    def announce_start(self, event: Event) -> None:
+        """Post ``UserSpeechStarted`` (and a partial held back meanwhile)."""
+        cur = self._current
+        assert cur is not None
+        if isinstance(event, HeldSpeechLasted):  # a barge-in: keep the agent paused
             self._barge_posted = True
             if self.playback_paused:
                 self.playback_pauses[-1].barge_in = True
-        self._held = False
-        self._current.posted_start_s = self.stream_time
-        self._current.posted_start_at = self._clock.now()
+        cur.posted_start_s = self.stream_time
+        cur.posted_start_at = self._clock.now()
         self._post(UserSpeechStarted())
-        if self._partial_held:
-            self._partial_held = False
+        if self._partial:
             self._post(TranscriptPartial(text=self._partial))
 
-    def _maybe_release(self) -> None:
-        """Post a held start once the speech has lasted ``min_barge_in_s`` (and still goes on)."""
-        cur = self._current
-        if cur is None or not self._held or cur.dropped or self._paused:
-            return
-        if self._fed - self._start_sample >= self._min_barge_in:
-            self._post_start()
+    def hold_partial(self, event: PartialTranscribed) -> None:
+        self._partial = event.text
 
-    def _on_partial(self, partial: AsrPartial) -> None:
-        cur = self._current
-        text = partial.text.strip()
-        if cur is None or cur.dropped or len(text) <= len(self._partial):
-            return
-        self._partial = text
-        if self._held:
-            self._partial_held = True
-        else:
-            self._post(TranscriptPartial(text=text))
+    def post_partial(self, event: PartialTranscribed) -> None:
+        self._partial = event.text
+        self._post(TranscriptPartial(text=event.text))
 
-    async def _end(self, ev: SpeechEnded) -> None:
+    def start_early_decode(self, event: VadSpeechPaused) -> None:
+        """The VAD suspects the end: the ASR starts the final decode early."""
+        self._pauses += 1
+        self._paused_since = self.stream_time
+        self._asr.speech_paused()
+        if self._current is not None:
+            self._current.paused_at = self._clock.now()
+
+    def await_early_text(self, event: VadSpeechPaused) -> None:
+        """Report the early decode's text as an event when it is ready."""
+        self._tasks.spawn(self._early_text(self._pauses), "paused-text")
+
+    async def _early_text(self, pause: int) -> None:
+        text = await self._asr.paused_text()
+        await self._fire(EarlyTranscriptReady(text=text or "", pause=pause))
+
+    def announce_pause(self, event: EarlyTranscriptReady) -> None:
+        """Post ``UserSpeechPaused(text)``: the agent may answer preemptively."""
+        if self._current is not None:
+            self._current.pause_posted_at = self._clock.now()
+        self._post(UserSpeechPaused(text=event.text))
+
+    def extend_pause(self, event: EarlyTranscriptReady) -> None:
+        """Probably mid-thought: the VAD waits longer before it ends the segment."""
+        self._vad.extend_pause(self._unfinished_extra)
+
+    def void_early_decode(self, event: VadSpeechResumed) -> None:
+        """Speech came back: the early decode no longer stands for the utterance."""
+        self._asr.speech_resumed()
+
+    def announce_resume(self, event: VadSpeechResumed) -> None:
+        if self._current is not None:
+            self._current.pause_posted_at = None
+        self._post(UserSpeechResumed())
+
+    async def drop_utterance(self, event: VadSpeechEnded) -> None:
+        """Held speech that never lasted (a cough), or ignored speech: no event, no decode."""
         cur = self._current
         assert cur is not None
-        cur.speech_end_s = ev.t
-        cur.ended_s = self.stream_time
-        self._push_pending()
-        self._current = None
-        self._pause_token += 1
-        self._pause_posted = False
-        if self._held or cur.dropped:
-            cur.dropped = True
-            self._held = False
-            await self._asr.discard()
-            return
+        self._close_timing(cur, event)
+        cur.dropped = True
+        await self._asr.discard()
+
+    async def finish_utterance(self, event: VadSpeechEnded) -> None:
+        """Post ``UserSpeechEnded``, then ``TranscriptFinal`` once the final decode is ready."""
+        cur = self._current
+        assert cur is not None
+        self._close_timing(cur, event)
         cur.ended_at = self._clock.now()
         self._post(UserSpeechEnded())
         try:
@@ -398,3 +460,11 @@ class VoiceInput:
         cur.text = text
         cur.final_at = self._clock.now()
         self._post(TranscriptFinal(text=text))
+
+    def note_action_failed(self, event: ActionFailed) -> None:
+        """Already logged with its traceback by the machine; nothing else to undo."""
+
+    def _close_timing(self, cur: UtteranceTiming, event: VadSpeechEnded) -> None:
+        cur.speech_end_s = event.t
+        cur.ended_s = self.stream_time
+        self._current = None

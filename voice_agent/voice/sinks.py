@@ -12,29 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol
 
 import numpy as np
 
-from peripherals.audio import to_float32
-from peripherals.audio_io import AudioSink
+from peripherals.audio import AudioSink, to_float32
 
-
-class Sink(AudioSink, Protocol):
-    """Speaker-like output; ``played_samples`` only grows, ``clear()`` silences at once.
-
-    ``played_samples`` counts samples handed to the listener (never the
-    samples dropped by ``clear``), so a writer that notes ``played_samples``
-    at each ``clear`` can map what it wrote to what was heard.
-    ``pause()`` silences at once *without* consuming: queued audio and the
-    play position are kept, and ``resume()`` continues exactly there.
-    ``clear()`` does not resume. Both are idempotent.
-    """
-
-    @property
-    def paused(self) -> bool: ...
-
-    async def aclose(self) -> None: ...
+Sink = AudioSink
+"""Where :class:`AudioSpeechOutput` writes: :class:`peripherals.audio.AudioSink`."""
 
 
 class TimelineSink:
