@@ -26,9 +26,10 @@ What a transport provides:
   transition notifications, never polling), and
   :meth:`Transport.transcript_updated` the caller's partial and final
   transcripts and the agent's planned and heard text.
-- **call-control actions in**: :meth:`Transport.perform` carries out a
-  :data:`CallAction` (transfer, hang up, send DTMF digits) with whatever the
-  transport's provider offers, or raises :class:`CallControlUnsupported`.
+- **call-control actions in**: a transport is a
+  :class:`voice_agent.call_control.CallController`: ``transfer(destination)``,
+  ``hang_up()``, ``send_dtmf(digits)`` with whatever its provider offers, or
+  :class:`CallControlUnsupported` (the defaults of :class:`TransportBase`).
 - **events in**: a transport that receives keypad digits posts
   ``DtmfReceived`` through the :class:`CallHandle` it was given in
   :meth:`Transport.attach`, which also lets a transport that moves its own
@@ -78,30 +79,6 @@ class TranscriptUpdated:
     interrupted: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class TransferCall:
-    """Hand the caller to ``target`` (a phone number, a SIP URI, a queue name)."""
-
-    target: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class HangUp:
-    """End the call from the agent's side."""
-
-    reason: str = "agent hung up"
-
-
-@dataclass(frozen=True, kw_only=True)
-class SendDtmf:
-    """Play keypad ``digits`` (0-9, *, #, A-D, w for a half-second pause) into the call."""
-
-    digits: str
-
-
-CallAction = TransferCall | HangUp | SendDtmf
-
-
 class CallControlUnsupported(Exception):
     """The transport has no way to carry out this call-control action."""
 
@@ -146,7 +123,11 @@ class Transport(Protocol):
 
     def transcript_updated(self, update: TranscriptUpdated) -> None: ...
 
-    async def perform(self, action: CallAction) -> None: ...
+    async def transfer(self, destination: str) -> None: ...
+
+    async def hang_up(self) -> None: ...
+
+    async def send_dtmf(self, digits: str) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -172,8 +153,14 @@ class TransportBase:
     def transcript_updated(self, update: TranscriptUpdated) -> None:
         """Ignored by default."""
 
-    async def perform(self, action: CallAction) -> None:
-        raise CallControlUnsupported(f"the {self.name} transport cannot {type(action).__name__}")
+    async def transfer(self, destination: str) -> None:
+        raise CallControlUnsupported(f"the {self.name} transport cannot transfer a call")
+
+    async def hang_up(self) -> None:
+        raise CallControlUnsupported(f"the {self.name} transport cannot hang up")
+
+    async def send_dtmf(self, digits: str) -> None:
+        raise CallControlUnsupported(f"the {self.name} transport cannot send DTMF")
 
     async def aclose(self) -> None:
         """Nothing to release by default."""

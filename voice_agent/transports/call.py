@@ -29,20 +29,14 @@ from peripherals.tts import Tts
 
 from ..agent import Agent
 from ..agent_fsm import AGENT_BUSY, S
+from ..call_control import CallAction, HangUp, SendDtmf, Transfer
 from ..config import Config, VoiceConfig
 from ..events import SessionEnded, UserSpeechPaused, UserSpeechResumed
 from ..session import open_session
 from ..tools import ToolRegistry
 from ..voice.input import Playback, PlaybackPause, UtteranceTiming, VoiceInput
 from ..voice.output import AudioSpeechOutput
-from .base import (
-    AgentStateChanged,
-    CallAction,
-    CallControlUnsupported,
-    HangUp,
-    TranscriptUpdated,
-    Transport,
-)
+from .base import AgentStateChanged, CallControlUnsupported, TranscriptUpdated, Transport
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +181,12 @@ class Call:
         ledger = self.agent.ledger
         ledger.append(le.Note(text=f"call control: {action!r}", level="info"))
         try:
-            await self.transport.perform(action)
+            if isinstance(action, Transfer):
+                await self.transport.transfer(action.destination)
+            elif isinstance(action, HangUp):
+                await self.transport.hang_up()
+            elif isinstance(action, SendDtmf):
+                await self.transport.send_dtmf(action.digits)
         except CallControlUnsupported as exc:
             ledger.append(le.Note(text=f"call control unsupported: {exc}", level="warning"))
             return False
