@@ -307,3 +307,18 @@ async def test_a_publish_failure_is_counted_and_the_rest_still_goes_out() -> Non
     await asyncio.wait_for(publisher.aclose(), 5.0)
     assert publisher.failures == 1
     assert room.states() == ["thinking"]
+
+
+async def test_a_stalled_room_does_not_hold_up_the_end_of_the_call() -> None:
+    room = LoopbackRoom()
+
+    async def hang(attributes: dict[str, str]) -> None:
+        await asyncio.Event().wait()  # the server never answers
+
+    room.local_participant.set_attributes.side_effect = hang
+    publisher = RoomPublisher(room.local_participant)
+    publisher.set_state("listening")
+    await asyncio.sleep(0.01)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(publisher.aclose(timeout_s=0.2), 5.0)
+    assert asyncio.get_running_loop().time() - started < 2.0

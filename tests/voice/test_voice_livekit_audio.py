@@ -11,6 +11,7 @@ tests run in real time and assert with generous bounds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -39,9 +40,10 @@ class Listener:
     rates: set[tuple[int, int]] = field(default_factory=set)
 
     async def run(self, track: object) -> None:
-        async for frame in caller_audio(track, sample_rate=LISTEN_RATE):
-            self.frames.append(frame)
-            self.times.append(time.monotonic())
+        async with contextlib.aclosing(caller_audio(track, sample_rate=LISTEN_RATE)) as frames:
+            async for frame in frames:
+                self.frames.append(frame)
+                self.times.append(time.monotonic())
 
     def loud_times(self, after: float = 0.0) -> list[float]:
         return [
@@ -140,8 +142,9 @@ async def test_caller_audio_resamples_a_48k_track_to_16k_float_frames() -> None:
     frames: list[np.ndarray] = []
 
     async def read() -> None:
-        async for frame in caller_audio(track):
-            frames.append(frame)
+        async with contextlib.aclosing(caller_audio(track)) as stream:
+            async for frame in stream:
+                frames.append(frame)
 
     task = asyncio.get_running_loop().create_task(read())
     x = (tone(0.5, 48000, hz=300.0) * 32767).astype(np.int16)

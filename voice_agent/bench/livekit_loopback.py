@@ -20,6 +20,7 @@ the *room* only — everything audio is the SDK's real ``rtc`` objects:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -162,9 +163,10 @@ class Ear:
 
     def start(self, track: Any) -> None:
         async def run() -> None:
-            async for frame in caller_audio(track, sample_rate=RATE):
-                self.frames.append(frame)
-                self.times.append(time.monotonic())
+            async with contextlib.aclosing(caller_audio(track, sample_rate=RATE)) as frames:
+                async for frame in frames:
+                    self.frames.append(frame)
+                    self.times.append(time.monotonic())
 
         self._task = asyncio.get_running_loop().create_task(run(), name="ear")
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fsm import Clock, MonotonicClock, move_on_after
 from ledger import Ledger
 from ledger import entries as le
 
@@ -101,8 +102,15 @@ class RoomPublisher:
     :meth:`on_transition`). ``aclose`` publishes what is queued (bounded) and stops.
     """
 
-    def __init__(self, local_participant: Any, *, caller_identity: str | None = None) -> None:
+    def __init__(
+        self,
+        local_participant: Any,
+        *,
+        caller_identity: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._local = local_participant
+        self._clock = clock or MonotonicClock()
         self.caller_identity = caller_identity
         self.caller_track_id: str | None = None
         self.agent_track_id: str | None = None
@@ -208,7 +216,8 @@ class RoomPublisher:
         self._closed = True
         if self._worker is not None:
             self._queue.put_nowait(None)
-            done, _ = await asyncio.wait({self._worker}, timeout=timeout_s)
-            if not done:
+            async with move_on_after(self._clock, timeout_s) as scope:
+                await self._worker
+            if scope.expired:
                 log.warning("room publisher: %d updates not published", self._queue.qsize())
         await self._tasks.aclose()

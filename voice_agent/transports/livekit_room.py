@@ -26,6 +26,7 @@ one, tests an event emitter with an autospecced local participant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,8 +276,12 @@ class RoomCall:
         async def listen() -> None:
             while True:
                 track = await self._tracks.get()
-                async for frame in caller_audio(track, sample_rate=CALLER_RATE):
-                    await voice.process(frame)
+                # aclosing: a cancelled listener closes the AudioStream at once, not at GC
+                async with contextlib.aclosing(
+                    caller_audio(track, sample_rate=CALLER_RATE)
+                ) as frames:
+                    async for frame in frames:
+                        await voice.process(frame)
 
         try:
             self.publisher.on_state(agent.state)
