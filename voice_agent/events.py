@@ -122,7 +122,9 @@ class ToolCallResolved(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ToolCallFailed(Event):
-    """A tool future failed, timed out or was cancelled (already in the ledger)."""
+    """A tool future failed, timed out or was cancelled (already in the ledger), or a
+    write overran its timeout and still runs (the ledger shows it pending; its outcome
+    follows as another event)."""
 
     call_id: str
     error: str

@@ -10,12 +10,24 @@ The JSON schema of the parameters comes from pydantic (a model built from the
 signature); arguments are validated with the same model before the call runs.
 ``kind`` says whether a call changes the world (``write``: never run
 speculatively, never twice); ``on_interrupt`` what happens to a running call
-when the user barges in.
+when the user barges in (a write that has started is never stopped half-way).
+
+A tool may take one parameter annotated :class:`ToolContext` (any name). It is
+not part of the schema the model sees; the engine fills it with the call's id
+and, for a write, the *intent's idempotency key*, which stays the same when
+the engine retries that intent. A write declared ``idempotent=True`` promises
+to hand the key to its backend, so running one intent twice applies it once:
+the engine may then retry it when an earlier attempt's effect is unknown
+(see :mod:`voice_agent.writes`):
+
+>>> @registry.tool(kind="write", idempotent=True, timeout_s=5)
+... async def refund(order_id: str, amount: float, ctx: ToolContext) -> dict:
+...     '''Refund part of an order.'''
+...     return await payments.refund(order_id, amount, idempotency_key=ctx.idempotency_key)
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,6 +40,10 @@ ToolKind = Literal["read", "write"]
 OnInterrupt = Literal["cancel", "continue", "continue_and_report"]
 
 DEFAULT_TIMEOUT_S = 10.0  # a phone caller should not wait longer for one lookup
+# A write past its timeout keeps running (stopping it half-way could leave the world
+# half-changed); the engine waits this much longer for its outcome before recording
+# it as abandoned. Seconds: a backend that has not answered a minute late is down.
+DEFAULT_ABANDON_AFTER_S = 60.0
 
 
 class ToolArgumentsError(ValueError):
@@ -36,6 +52,23 @@ class ToolArgumentsError(ValueError):
 
 class UnknownToolError(LookupError):
     """The model called a tool that is not registered."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What the engine tells a tool about the call it runs (a parameter annotated with it).
+
+    ``idempotency_key`` identifies the *intent*: one change to the world the
+    caller asked for (a write tool with canonical arguments). Every attempt of
+    an intent carries the same key; a new intent gets a new one. It is
+    ``None`` for a read. ``attempt`` counts the attempts of the intent (1 first).
+    """
+
+    call_id: str
+    tool: str
+    session_id: str = ""
+    idempotency_key: str | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +83,16 @@ class ToolSpec:
     on_interrupt: OnInterrupt = "cancel"
     timeout_s: float = DEFAULT_TIMEOUT_S
     args_model: type[BaseModel] | None = field(default=None, compare=False)
+    context_param: str | None = None  # the parameter that receives a ToolContext, if any
+    abandon_after_s: float = DEFAULT_ABANDON_AFTER_S  # a write's extra wait past its timeout
+    # The tool passes ToolContext.idempotency_key to its backend: one intent run twice
+    # is applied once, so the engine may retry an intent whose first attempt is unknown.
+    idempotent: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        """The tool is a coroutine function (it runs on the event loop unless isolated)."""
+        return inspect.iscoroutinefunction(self.fn)
 
     def openai_schema(self) -> dict[str, Any]:
         """The tool as the ``tools`` list of a chat-completions request expects it."""
@@ -84,14 +127,25 @@ class ToolSpec:
             return {name: getattr(model, name) for name in type(model).model_fields}
         return _check_against_schema(data, self.parameters)
 
-    async def invoke(self, arguments: Mapping[str, Any]) -> Any:
-        """Run the tool with validated arguments (a sync function runs in a worker thread)."""
-        if inspect.iscoroutinefunction(self.fn):
-            return await self.fn(**arguments)
-        result = await asyncio.to_thread(self.fn, **arguments)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+    def canonical_arguments(self, arguments: Mapping[str, Any]) -> str:
+        """Validated arguments as canonical JSON text: equal for calls that mean the same.
+
+        Values take the schema's types (``5`` and ``5.0`` for a number are both
+        ``5.0``; ``4417`` and ``"4417"`` for a string are both ``"4417"``),
+        defaults are filled in, keys sorted. The scheduler deduplicates on it.
+        """
+        if self.args_model is not None:
+            data = self.args_model.model_validate(dict(arguments)).model_dump(mode="json")
+        else:
+            data = _canonical_by_schema(dict(arguments), self.parameters)
+        return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def bind(self, arguments: Mapping[str, Any], context: ToolContext) -> dict[str, Any]:
+        """The keyword arguments of one invocation: the validated arguments plus the context."""
+        kwargs = dict(arguments)
+        if self.context_param is not None:
+            kwargs[self.context_param] = context
+        return kwargs
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -105,9 +159,40 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _check_against_schema(data: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A small JSON-schema check for tools declared with an explicit schema."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _canonical_by_schema(data: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Values cast to their declared JSON type, defaults filled (explicit-schema tools)."""
     props: Mapping[str, Any] = schema.get("properties", {})
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        expected = props.get(key, {}).get("type")
+        if expected == "number" and _is_number(value):
+            value = float(value)
+        elif expected == "integer" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        out[key] = value
+    for key, prop in props.items():
+        if key not in out and isinstance(prop, Mapping) and "default" in prop:
+            out[key] = prop["default"]
+    return out
+
+
+def _check_against_schema(data: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A small JSON-schema check for tools declared with an explicit schema.
+
+    A number given for a ``string`` parameter is taken as its text (models
+    often send an id such as ``4417`` as a number).
+    """
+    props: Mapping[str, Any] = schema.get("properties", {})
+    data = {
+        key: json.dumps(value)
+        if props.get(key, {}).get("type") == "string" and _is_number(value)
+        else value
+        for key, value in data.items()
+    }
     missing = [k for k in schema.get("required", []) if k not in data]
     if missing:
         raise ToolArgumentsError(f"missing required argument(s): {', '.join(missing)}")
@@ -137,20 +222,35 @@ def spec_from_function(
     kind: ToolKind = "read",
     on_interrupt: OnInterrupt = "cancel",
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
+    idempotent: bool = False,
 ) -> ToolSpec:
-    """Build a :class:`ToolSpec` from a typed function: schema and validation from pydantic."""
+    """Build a :class:`ToolSpec` from a typed function: schema and validation from pydantic.
+
+    A parameter annotated :class:`ToolContext` is filled by the engine and left
+    out of the schema. A number the model sends for a string parameter is
+    taken as its text (``4417`` → ``"4417"``).
+    """
     sig = inspect.signature(fn)
     hints = get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}
+    context_param: str | None = None
     for pname, param in sig.parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"tool {fn.__name__}: *args/**kwargs are not supported")
         annotation = hints.get(pname, Any)
+        if annotation is ToolContext:
+            if context_param is not None:
+                raise TypeError(f"tool {fn.__name__}: more than one ToolContext parameter")
+            context_param = pname
+            continue
         default = ... if param.default is param.empty else param.default
         fields[pname] = (annotation, default)
     tool_name = name or fn.__name__
     model = create_model(  # type: ignore[call-overload]
-        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        f"{tool_name}_arguments",
+        __config__=ConfigDict(extra="forbid", coerce_numbers_to_str=True),
+        **fields,
     )
     schema = model.model_json_schema()
     schema.pop("title", None)
@@ -166,6 +266,9 @@ def spec_from_function(
         on_interrupt=on_interrupt,
         timeout_s=timeout_s,
         args_model=model,
+        context_param=context_param,
+        abandon_after_s=abandon_after_s,
+        idempotent=idempotent,
     )
 
 
@@ -181,8 +284,15 @@ class ToolRegistry:
         """Register ``spec``; a second tool with the same name is an error."""
         if spec.name in self._specs:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
-        if spec.timeout_s <= 0:
+        if not spec.timeout_s > 0:
             raise ValueError(f"tool {spec.name!r}: timeout_s must be > 0")
+        if not spec.abandon_after_s >= 0:
+            raise ValueError(f"tool {spec.name!r}: abandon_after_s must be >= 0")
+        if spec.idempotent and spec.context_param is None:
+            raise ValueError(
+                f"tool {spec.name!r}: idempotent=True needs a ToolContext parameter "
+                "(it must pass ctx.idempotency_key to its backend)"
+            )
         self._specs[spec.name] = spec
         return spec
 
@@ -195,6 +305,8 @@ class ToolRegistry:
         kind: ToolKind = "read",
         on_interrupt: OnInterrupt = "cancel",
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
+        idempotent: bool = False,
     ) -> Any:
         """Decorator registering a typed function as a tool (usable with or without arguments)."""
 
@@ -207,6 +319,8 @@ class ToolRegistry:
                     kind=kind,
                     on_interrupt=on_interrupt,
                     timeout_s=timeout_s,
+                    abandon_after_s=abandon_after_s,
+                    idempotent=idempotent,
                 )
             )
             return f

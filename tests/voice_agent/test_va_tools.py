@@ -171,15 +171,41 @@ async def test_a_repeated_write_in_one_turn_runs_once_but_every_call_is_answered
     assert ledger.call("c0").result == ledger.call("c1").result == "refunded 5.0 usd on 1"
 
 
-async def test_the_same_write_in_a_new_turn_runs_again():
+async def test_the_same_write_in_a_new_turn_after_it_succeeded_is_answered_already_done():
+    reg = make_registry()
+    ledger = Ledger("s", MonotonicClock())
+    sched = ToolScheduler(reg, ledger, lambda e: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(
+        call_id="c0", response_id="r1", name="refund", arguments='{"order_id": "1", "amount": 5}'
+    )
+    while sched.pending():
+        await asyncio.sleep(0.01)
+    sched.new_turn(2)
+    sched.start(
+        call_id="c1", response_id="r1", name="refund", arguments='{"order_id": 1, "amount": 5.0}'
+    )
+    while sched.pending():
+        await asyncio.sleep(0.01)
+    assert reg.refund_fn.count == 1
+    assert ledger.call("c1").result == {
+        "already_done": True,
+        "by_call": "c0",
+        "result": "refunded 5.0 usd on 1",
+    }
+    await sched.aclose()
+
+
+async def test_the_same_write_in_a_new_turn_joins_the_first_while_it_still_runs():
     reg, ledger, _ = await run_calls(
         [
             ("refund", '{"order_id": "1", "amount": 5}'),
-            ("refund", '{"order_id": "1", "amount": 5}'),
+            ("refund", '{"order_id": 1, "amount": 5.0}'),
         ],
         turn_split=1,
     )
-    assert reg.refund_fn.count == 2
+    assert reg.refund_fn.count == 1
+    assert ledger.call("c1").result == ledger.call("c0").result
 
 
 async def test_cancel_records_the_reason():

@@ -1,0 +1,196 @@
+"""Running one tool invocation so that the tool cannot hold the engine.
+
+An :class:`Execution` is the tool's work, started apart from whoever waits for
+it: the scheduler waits on ``execution.future`` under a deadline and, at the
+deadline, simply stops waiting. Nothing a tool does inside can defeat that:
+
+- an ``async def`` tool runs as its own task on the event loop (a tool that
+  swallows ``CancelledError`` keeps running as a stray, but nobody waits);
+- a plain function runs in its own daemon thread (not the default executor's
+  small pool, which a few hung tools would exhaust, starving every other
+  tool and the loop's own ``to_thread`` users);
+- an ``async def`` tool caught blocking the event loop (``time.sleep`` in a
+  coroutine, a synchronous HTTP client) is *isolated*: its later invocations
+  run on a private event loop in their own thread.
+
+:class:`LoopWatchdog` is how the blocking is caught: a thread that expects the
+loop to answer a heartbeat and, when it does not, names the task the loop is
+stuck in. This is wall time by nature (a blocked loop is a real-time fault),
+so it is the one place here that does not use the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Where = Literal["loop", "thread", "isolated"]
+
+EXEC_PREFIX = "tool-exec:"
+"""Task and thread names of executions: ``tool-exec:<tool>:<call id>``."""
+
+# How often the watchdog checks the loop (s): a check costs one loop callback.
+HEARTBEAT_INTERVAL_S = 0.1
+# The loop counts as blocked when a heartbeat has waited this long (s). Audio frames
+# are 20 ms, so 250 ms of blocking is already an audible hiccup; a lower value
+# would flag the ordinary scheduling jitter of a busy 2-core machine.
+BLOCKED_AFTER_S = 0.25
+
+
+@dataclass
+class Execution:
+    """One running invocation. ``future`` (on the engine's loop) gets its value or error."""
+
+    name: str
+    call_id: str
+    where: Where
+    future: asyncio.Future[Any]
+    started: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[Any] | None = None
+
+    def cancel(self) -> bool:
+        """Ask the work to stop: a task is cancelled; a thread cannot be (returns False)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            return True
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.future.done()
+
+
+def start_execution(
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    *,
+    name: str,
+    call_id: str,
+    isolated: bool = False,
+) -> Execution:
+    """Start ``fn(**kwargs)`` now: as a task (async), a thread (sync) or an isolated loop."""
+    loop = asyncio.get_running_loop()
+    label = f"{EXEC_PREFIX}{name}:{call_id}"
+    if inspect.iscoroutinefunction(fn) and not isolated:
+        task = loop.create_task(fn(**kwargs), name=label)
+        return Execution(name, call_id, "loop", task, task=task)
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(outcome: Callable[[asyncio.Future[Any]], None]) -> None:
+        def settle() -> None:
+            if not future.done():
+                outcome(future)
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the engine's loop is gone: nobody is waiting any more
+            log.info("tool %s (%s) finished after the event loop closed", name, call_id)
+
+    def work() -> None:
+        try:
+            result = context.run(fn, **kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+        except BaseException as exc:  # delivered to the waiter, whatever it is
+            error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+            deliver(lambda f: f.set_exception(error))
+        else:
+            deliver(lambda f: f.set_result(result))
+
+    thread = threading.Thread(target=work, name=label, daemon=True)
+    thread.start()
+    return Execution(name, call_id, "isolated" if isolated else "thread", future)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@dataclass(frozen=True)
+class LoopBlocked:
+    """The event loop did not run anything else for ``seconds`` while in ``task_name``."""
+
+    task_name: str | None
+    seconds: float
+
+
+class LoopWatchdog:
+    """Reports when the event loop stops answering, naming the task it is stuck in.
+
+    Runs a daemon thread only while :meth:`hold` is held by someone (the
+    scheduler holds it while an ``async def`` tool runs on the loop).
+    ``on_blocked`` is called on the loop, once the loop is free again, with a
+    :class:`LoopBlocked`.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_blocked: Callable[[LoopBlocked], None],
+        *,
+        blocked_after_s: float = BLOCKED_AFTER_S,
+        interval_s: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        self._loop = loop
+        self._on_blocked = on_blocked
+        self._blocked_after_s = blocked_after_s
+        self._interval_s = interval_s
+        self._holders = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def hold(self) -> None:
+        """Someone needs watching: start the thread if it is not running."""
+        with self._lock:
+            self._holders += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._watch, name="loop-watchdog", daemon=True
+                )
+                self._thread.start()
+
+    def release(self) -> None:
+        """One holder less; the thread ends when nobody holds it."""
+        with self._lock:
+            self._holders = max(0, self._holders - 1)
+            if self._holders == 0:
+                self._stop.set()
+
+    def close(self) -> None:
+        """Stop watching (idempotent)."""
+        with self._lock:
+            self._holders = 0
+            self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            beat = threading.Event()
+            sent = time.monotonic()
+            try:
+                self._loop.call_soon_threadsafe(beat.set)
+            except RuntimeError:
+                return  # the loop is closed
+            if beat.wait(self._blocked_after_s):
+                continue
+            task = asyncio.current_task(self._loop)
+            task_name = task.get_name() if task is not None else None
+            while not beat.wait(self._interval_s):
+                if self._loop.is_closed():
+                    return
+            report = LoopBlocked(task_name, time.monotonic() - sent)
+            try:
+                self._loop.call_soon_threadsafe(self._on_blocked, report)
+            except RuntimeError:
+                return
