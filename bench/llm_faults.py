@@ -34,7 +34,15 @@ from typing import Any
 from fsm import AutojumpClock, Clock, MonotonicClock
 from ledger import Ledger
 from voice_agent.agent import Agent
-from voice_agent.bench.fault_server import ANSWER, FAULTS, FaultServer, answer, context_limited
+from voice_agent.bench.fault_server import (
+    ANSWER,
+    FAULTS,
+    FaultServer,
+    answer,
+    context_limited,
+    looping_model,
+    planning_model,
+)
 from voice_agent.config import AgentConfig, LlmConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
 from voice_agent.llm import LlmClient
@@ -42,7 +50,7 @@ from voice_agent.output import TextOutput
 from voice_agent.tools import ToolRegistry
 
 FIRST = "Where is my order?"
-SECOND = "Thanks. And when do you open?"
+SECOND = "Thanks. Please keep going: and when do you open?"
 POLL_S = 0.02  # how often the driver checks whether the turn is over, clock seconds
 
 
@@ -70,6 +78,47 @@ def _context_plan():
     return plan
 
 
+PLAN_READS = 9  # a retail plan: nine lookups, then one write
+
+
+def _plan_tools(clock: Clock) -> ToolRegistry:
+    """Nine read tools whose outcomes arrive one by one (0.2-1.4 s), and a write."""
+    tools = ToolRegistry()
+
+    def reader(i: int) -> Any:
+        async def read() -> dict[str, int]:
+            await clock.sleep(0.2 + 0.15 * i)
+            return {"item": i}
+
+        return read
+
+    for i in range(PLAN_READS):
+        tools.tool(name=f"read_{i}", description=f"Read item {i}.", kind="read")(reader(i))
+
+    async def commit_order() -> dict[str, bool]:
+        await clock.sleep(0.3)
+        return {"committed": True}
+
+    async def check() -> dict[str, str]:
+        await clock.sleep(0.1)
+        return {"status": "unknown"}
+
+    tools.tool(name="commit_order", description="Commit the order.", kind="write")(commit_order)
+    tools.tool(name="check", description="Check again.", kind="read")(check)
+    return tools
+
+
+def _plan_for(name: str) -> Any:
+    if name == "context_overflow":
+        return _context_plan()
+    if name.startswith("long_plan"):
+        reads = [f"read_{i}" for i in range(PLAN_READS)]
+        return planning_model(reads, "commit_order", ttft_s=0.3)
+    if name == "runaway_loop":
+        return looping_model("check")
+    return _turn_plan(FAULTS[name])
+
+
 def _make_client(cfg: LlmConfig, clock: Any) -> LlmClient:
     if "clock" in inspect.signature(LlmClient).parameters:
         return LlmClient(cfg, clock=clock)
@@ -77,15 +126,15 @@ def _make_client(cfg: LlmConfig, clock: Any) -> LlmClient:
 
 
 async def run_fault(name: str, *, clock: Clock, cap_s: float) -> dict[str, Any]:
-    realtime = isinstance(clock, MonotonicClock)
-    plan = _context_plan() if name == "context_overflow" else _turn_plan(FAULTS[name])
+    plan = _plan_for(name)
     async with FaultServer(plan, clock=clock) as server:
         cfg = LlmConfig(base_url=server.base_url, model="faulty")
         llm = _make_client(cfg, clock)
         ledger = Ledger(name, clock)
         printed = io.StringIO()
-        config = AgentConfig(system_prompt="You are a test agent.")
-        agent = Agent(config, llm, ToolRegistry(), TextOutput(printed), ledger, clock)
+        mode = "sync" if name.endswith("_sync") else "async"
+        config = AgentConfig(system_prompt="You are a test agent.", mode=mode)
+        agent = Agent(config, llm, _plan_tools(clock), TextOutput(printed), ledger, clock)
         if name == "context_overflow":  # a long history first: 60 turns of ~400 bytes
             from ledger import entries as le
 
@@ -124,7 +173,14 @@ async def run_fault(name: str, *, clock: Clock, cap_s: float) -> dict[str, Any]:
         return {
             "fault": name,
             **first,
-            "second_turn_answered": "nine" in second["heard_text"],
+            "second_turn_answered": "nine" in second["heard_text"]
+            or "everything" in second["heard_text"],
+            "tool_calls": len([e for e in ledger.entries if e.type == "ToolCallStarted"]),
+            "write_made": any(
+                e.type == "ToolCallResolved" and e.call_id == "call_commit_order_1"
+                for e in ledger.entries
+            ),
+            "llm_requests_turn1": first["llm_requests"],
             "requests": len(server.requests),
             "max_request_bytes": max(server.request_sizes, default=0),
             "wall_s": round(time.perf_counter() - wall0, 2),
@@ -153,6 +209,7 @@ def _turn_report(
         if e.type == "LlmResponseFinished"
     ]
     notes = [e.text for e in entries if e.type == "Note"]
+    requests = [e for e in entries if e.type == "LlmRequestStarted" and e.reason != "canned"]
     return {
         "heard": said,
         "heard_chars": len(heard_text),
@@ -162,6 +219,7 @@ def _turn_report(
         "over_the_cap": over_cap,
         "ledger_finished": finished,
         "ledger_notes": notes,
+        "llm_requests": len(requests),
     }
 
 
@@ -171,12 +229,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cap-s", type=float, default=120.0)
     parser.add_argument("--only", nargs="*")
     args = parser.parse_args(argv)
-    names = args.only or [*FAULTS, "context_overflow"]
+    names = args.only or [
+        *FAULTS,
+        "context_overflow",
+        "long_plan_async",
+        "long_plan_sync",
+        "runaway_loop",
+    ]
     if args.realtime:  # all at once: the waits overlap
 
         async def run_all() -> list[dict[str, Any]]:
             clock = MonotonicClock()
-            return list(await asyncio.gather(*(run_fault(n, clock=clock, cap_s=args.cap_s) for n in names)))
+            return list(
+                await asyncio.gather(*(run_fault(n, clock=clock, cap_s=args.cap_s) for n in names))
+            )
 
         reports = asyncio.run(run_all())
     else:  # one virtual-time loop per fault

@@ -148,7 +148,29 @@ class AgentConfig(_Frozen):
         description="silence (seconds) with tool futures pending before the agent says a hold phrase",
     )
     max_hold_phrases: int = Field(3, ge=0, description="per user turn")
-    max_followups: int = Field(8, ge=1, description="LLM continuations per user turn, a loop guard")
+    max_followups: int = Field(
+        8,
+        ge=1,
+        description="the loop guard: tool rounds per user turn. A follow-up that reports "
+        "outcomes of calls made by a follow-up is one round deeper; outcomes of one round "
+        "(however many) are not extra rounds",
+    )
+    loop_guard_message: str = (
+        "I'm sorry, this is taking more steps than I can manage in one go. "
+        "Shall I keep going, or would you like to try something simpler?"
+    )
+    llm_hold_after_s: float = Field(
+        1.5,
+        gt=0,
+        description="the LLM has produced nothing (no text, no tool call) for this many "
+        "seconds: say a hold phrase (the caller never waits in silence ~2 s)",
+    )
+    llm_deadline_s: float = Field(
+        8.0,
+        gt=0,
+        description="the LLM has produced nothing for this many seconds: stop it, apologise "
+        "and offer a way forward (the session goes on)",
+    )
     preemptive_generation: bool = Field(
         True,
         description="start the LLM when the user pauses (early transcript); keep it if the turn ends there",

@@ -34,6 +34,7 @@ from ledger import entries as le
 from .config import AgentConfig
 from .events import (
     LlmFailed,
+    LlmStalled,
     LlmTextDelta,
     LlmToolCallIssued,
     LlmTurnFinished,
@@ -48,6 +49,7 @@ from .events import (
 from .generation import Generation, RequestReason, spoken
 from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
+from .llm_watch import LlmQuiet, SilencePolicy, watch_silence
 from .modes import policy_for
 from .output import SpeechOutput
 from .scheduler import ToolScheduler
@@ -57,6 +59,15 @@ from .tools import ToolRegistry
 log = logging.getLogger(__name__)
 
 EndReason = Literal["stop", "tool_calls", "cancelled", "error"]
+
+# The loop guard counts tool rounds (``max_followups``); as a backstop against a model
+# that answers every outcome with another parallel burst, follow-up requests per turn are
+# also capped at this multiple of it. Unit: requests per round allowed.
+FOLLOWUP_CAP_FACTOR = 4
+# A follow-up that has produced nothing yet is restarted at most this many times to take in
+# outcomes that arrived meanwhile (one request reports them all); each restart costs the
+# request's time to first token again, so the caller's wait stays bounded.
+MAX_BATCH_RESTARTS = 3
 
 
 class Conversation:
@@ -95,6 +106,14 @@ class Conversation:
         self.silent_calls: set[str] = set()  # outcomes recorded, not reported (continue)
         self.turn_calls: set[str] = set()
         self.followups_in_turn = 0
+        self.call_round: dict[str, int] = {}  # call id -> tool round of the response that issued it
+        self.said_in_turn = False  # the LLM said something to the caller in this turn
+        self.loop_guard_told = False  # the caller was told the loop guard stopped this turn
+        self._silence = SilencePolicy(
+            hold_after_s=config.llm_hold_after_s, deadline_s=config.llm_deadline_s
+        )
+        self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
+        self.quiet_since = clock.now()  # when the caller last stopped hearing anything
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
@@ -163,10 +182,46 @@ class Conversation:
         return self.gen is not None and getattr(ev, "response_id", None) == self.gen.response_id
 
     def has_news(self, ev: Any = None) -> bool:
-        """There are outcomes to report and the mode allows reporting them now."""
-        if not self.news or self.followups_in_turn >= self.config.max_followups:
+        """There are outcomes to report and the mode (and the loop guard) allow reporting them now."""
+        if not self.news or self._loop_guard_blocks():
             return False
         return self.policy.reports_partial_outcomes or not self.awaiting_together
+
+    def _next_round(self) -> int:
+        """The tool round of a follow-up that would report the current news."""
+        return 1 + max((self.call_round.get(c, 0) for c in self.news), default=0)
+
+    def _loop_guard_blocks(self) -> bool:
+        """Reporting the news would go past the loop guard: too many dependent tool rounds
+        in this turn (a runaway loop), or far too many follow-up requests."""
+        return (
+            self._next_round() > self.config.max_followups
+            or self.followups_in_turn >= self.config.max_followups * FOLLOWUP_CAP_FACTOR
+        )
+
+    def loop_guard_tripped(self, ev: Any = None) -> bool:
+        """Outcomes wait that the loop guard will not report, the floor is free, and the
+        caller has not been told yet in this turn."""
+        return (
+            bool(self.news)
+            and self._loop_guard_blocks()
+            and not self.loop_guard_told
+            and self.gen is None
+        )
+
+    def tell_loop_guard(self, ev: Any = None) -> None:
+        """Say that the plan stopped at the loop guard and offer a way forward (a new turn
+        — "keep going" — reports the waiting outcomes with a fresh guard)."""
+        self.loop_guard_told = True
+        self.ledger.append(
+            le.Note(
+                text=f"loop guard: {len(self.news)} outcome(s) not reported in turn {self.turn_id}"
+                f" (next tool round {self._next_round()}, max_followups="
+                f"{self.config.max_followups}, {self.followups_in_turn} follow-ups so far)",
+                level="warning",
+            )
+        )
+        self.say(self.config.loop_guard_message, reason="canned")
 
     def floor_free(self) -> bool:
         return self.gen is None
@@ -245,6 +300,10 @@ class Conversation:
         self.scheduler.new_turn(self.turn_id)
         self.turn_calls.clear()
         self.followups_in_turn = 0
+        self.call_round.clear()  # older calls' late outcomes start again at round 1
+        self.said_in_turn = False
+        self.loop_guard_told = False
+        self.quiet_since = self.clock.now()
         self.holds.new_turn()
         self.ledger.append(le.UserUtterance(turn_id=self.turn_id, text=text, final=True))
 
@@ -310,7 +369,42 @@ class Conversation:
     def start_followup(self, ev: Any = None) -> None:
         """Report tool outcomes: a new generation that sees them."""
         self.followups_in_turn += 1
+        tool_round = self._next_round()
         self._start_generation("tool_results")
+        assert self.gen is not None
+        self.gen.tool_round = tool_round
+
+    def can_batch(self, ev: Any) -> bool:
+        """An outcome to report arrived while a follow-up has produced nothing yet."""
+        gen = self.gen
+        return (
+            gen is not None
+            and gen.reason == "tool_results"
+            and gen.held is None
+            and gen.streamed_chars == 0
+            and not gen.pushed
+            and not gen.call_ids
+            and gen.restarts < MAX_BATCH_RESTARTS
+            and getattr(ev, "call_id", None) in self.news
+            and self.has_news()
+        )
+
+    def batch_into_followup(self, ev: Any) -> None:
+        """Restart the silent follow-up so that one request reports every outcome so far
+        (instead of one request per outcome)."""
+        gen = self.gen
+        assert gen is not None
+        self.ledger.append(
+            le.Note(
+                text=f"{gen.response_id}: restarted before its first token to report "
+                f"{getattr(ev, 'call_id', '?')} in the same request"
+            )
+        )
+        tool_round = max(gen.tool_round, self._next_round())
+        self._start_generation("tool_results")  # ends ``gen`` as cancelled
+        assert self.gen is not None
+        self.gen.tool_round = tool_round
+        self.gen.restarts = gen.restarts + 1
 
     def maybe_followup(self, ev: Any = None) -> None:
         """Start a follow-up if the floor is free and there is news (audio queues behind)."""
@@ -348,8 +442,17 @@ class Conversation:
                 self._post(event)
 
         try:
-            async for item in self.llm.stream(messages, tools):
-                if isinstance(item, TextDelta):
+            # The caller's silence may have begun before this request (earlier audio ended,
+            # tools ran): where the policy holds the line, the first hold counts from then.
+            quiet = self.quiet_since if self.policy.holds_the_line and not self.playing else None
+            stream = watch_silence(
+                self.llm.stream(messages, tools), self.clock, self._silence, quiet_since=quiet
+            )
+            async for item in stream:
+                if isinstance(item, LlmQuiet):
+                    if gen.held is None:  # a fork's silence is nobody's: the caller still talks
+                        self._post(LlmStalled(response_id=rid, silent_s=item.silent_s))
+                elif isinstance(item, TextDelta):
                     gen.streamed_chars += len(item.text)
                     emit(LlmTextDelta(response_id=rid, text=item.text))
                 elif isinstance(item, ToolCallReady):
@@ -428,6 +531,7 @@ class Conversation:
         if not gen.pushed and not ev.text.strip():
             return  # leading whitespace is not speech
         gen.pushed = True
+        self.said_in_turn = True
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, ev.text)
         gen.buffer += ev.text
@@ -445,6 +549,7 @@ class Conversation:
         assert gen is not None
         gen.call_ids.append(ev.call_id)
         self.turn_calls.add(ev.call_id)
+        self.call_round[ev.call_id] = gen.tool_round
         if self.policy.defers_calls:
             gen.deferred_calls.append(ev)
         else:
@@ -462,7 +567,55 @@ class Conversation:
         """The stream ended: end the generation (its deferred calls start now)."""
         gen = self.gen
         assert gen is not None
+        if ev.finish_reason == "length":
+            self.ledger.append(
+                le.Note(
+                    text=f"{gen.response_id}: the response was cut at max_tokens",
+                    level="warning",
+                )
+            )
         self._end_generation(gen, "tool_calls" if gen.call_ids else "stop")
+
+    def answered_nothing(self, ev: LlmTurnFinished) -> bool:
+        """The current generation ends with no text and no call, and nothing else will
+        answer the caller: nothing said this turn, no call running, nothing to report."""
+        gen = self.gen
+        return (
+            self.is_current(ev)
+            and gen is not None
+            and gen.streamed_chars == 0
+            and not gen.call_ids
+            and not self.said_in_turn
+            and not self.news
+            and not self._waiting_on_tools()
+            and not any(rid != gen.response_id for rid in self.playing)
+        )
+
+    def apologize_empty(self, ev: LlmTurnFinished) -> None:
+        """An empty answer is not an answer: apologise, record it, keep the session alive."""
+        self.apologize(
+            LlmFailed(response_id=ev.response_id, error="the LLM returned an empty response")
+        )
+
+    def say_llm_hold(self, ev: LlmStalled) -> None:
+        """The LLM is slow: say a hold phrase in its response, unless the caller is hearing
+        something else right now (earlier audio still playing)."""
+        gen = self.gen
+        assert gen is not None
+        if any(rid != gen.response_id for rid in self.playing):
+            return
+        phrase = next(self._llm_hold_phrases)
+        self._record_planned(gen, final=True)
+        self.output.push(gen.response_id, (" " if gen.pushed else "") + phrase + " ")
+        gen.pushed = True
+        self.playing.setdefault(gen.response_id, True)
+        self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=phrase))
+        self.ledger.append(
+            le.Note(
+                text=f"{gen.response_id}: the LLM said nothing for {ev.silent_s:.1f}s; "
+                f"hold phrase {phrase!r}"
+            )
+        )
 
     def apologize(self, ev: LlmFailed) -> None:
         """The LLM failed after retries: say so, record why, keep the session alive."""
@@ -488,6 +641,8 @@ class Conversation:
     def record_played(self, ev: PlayoutFinished) -> None:
         if self.playing.pop(ev.response_id, None) is None:
             return  # already recorded (e.g. cut off by a barge-in)
+        if not self.playing:
+            self.quiet_since = self.clock.now()
         self.ledger.append(
             le.AgentTextPlayed(
                 response_id=ev.response_id, text=spoken(ev.heard), interrupted=ev.interrupted
@@ -497,8 +652,11 @@ class Conversation:
     # ================================================================ holding
     def arm_hold(self, ev: Any = None) -> None:
         """Silence while the turn's tools run: after ``hold_after_s`` a hold phrase (if the
-        policy holds the line)."""
+        policy holds the line). Outcomes held back by the loop guard are said at once."""
         self.holds.cancel()
+        if self.loop_guard_tripped():
+            self.tell_loop_guard()
+            return
         if self.policy.holds_the_line and self._waiting_on_tools():
             self.holds.arm()
 
@@ -581,7 +739,7 @@ class Conversation:
             and not self.speculation.forks
             and not self.playing
             and not any(c not in self.silent_calls for c in self.scheduler.pending())
-            and not (self.news and self.followups_in_turn < self.config.max_followups)
+            and not (self.news and not self._loop_guard_blocks())
         )
 
 

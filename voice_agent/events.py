@@ -21,6 +21,7 @@ __all__ = [
     "ForkDiscarded",
     "ForkOpened",
     "LlmFailed",
+    "LlmStalled",
     "LlmTextDelta",
     "LlmToolCallIssued",
     "LlmTurnFinished",
@@ -114,6 +115,19 @@ class LlmFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LlmStalled(Event):
+    """The LLM stream of ``response_id`` has produced nothing for ``silent_s`` seconds.
+
+    Posted by the generation's silence watch (:mod:`voice_agent.llm_watch`) so
+    the caller hears a hold phrase instead of silence; at the watch's deadline
+    :class:`LlmFailed` follows.
+    """
+
+    response_id: str
+    silent_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class ToolCallResolved(Event):
     """A tool future finished with a value (already in the ledger)."""
 
@@ -201,6 +215,7 @@ AgentEvent = (
     | LlmToolCallIssued
     | LlmTurnFinished
     | LlmFailed
+    | LlmStalled
     | ToolCallResolved
     | ToolCallFailed
     | PlayoutStarted

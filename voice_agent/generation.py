@@ -49,6 +49,8 @@ class Generation:
     failed: bool = False  # the stream ended with an error
     streamed_chars: int = 0  # text and call arguments produced (a token estimate's basis)
     completion_tokens: int | None = None  # as the server reported them
+    tool_round: int = 0  # a turn's answer: 0; a follow-up: 1 + the round of what it reports
+    restarts: int = 0  # restarts before its first token, to batch new outcomes
 
     @property
     def streaming(self) -> bool:

@@ -54,9 +54,18 @@ _END = object()
 
 
 async def watch_silence(
-    items: AsyncIterator[StreamItem], clock: Clock, policy: SilencePolicy
+    items: AsyncIterator[StreamItem],
+    clock: Clock,
+    policy: SilencePolicy,
+    *,
+    quiet_since: float | None = None,
 ) -> AsyncIterator[StreamItem | LlmQuiet]:
     """Re-yield ``items`` with :class:`LlmQuiet` marks; raise LlmError at the silence deadline.
+
+    ``quiet_since`` is when the caller's silence began, if earlier than now
+    (the previous response's audio ended a while ago, tools ran): the first
+    hold mark is due ``hold_after_s`` after it, while the deadline always
+    counts from the stream's start (the LLM's own silence).
 
     Closing or cancelling the consumer cancels the stream's task and waits
     for it (the HTTP request is closed before this returns).
@@ -75,21 +84,21 @@ async def watch_silence(
 
     task = asyncio.get_running_loop().create_task(pump(), name="llm-stream")
     try:
-        last = clock.now()
+        last = clock.now()  # the LLM's last sign of life
+        heard = last if quiet_since is None else min(last, quiet_since)  # the caller's
         quiet_said = False
         holds = 0
         while True:
             hold_due = not quiet_said and holds < policy.max_holds
-            due = last + (policy.hold_after_s if hold_due else policy.deadline_s)
+            due = heard + policy.hold_after_s if hold_due else last + policy.deadline_s
             got: object = None
             async with move_on_at(clock, due) as scope:
                 got = await queue.get()
             if scope.expired:
-                silent = clock.now() - last
                 if hold_due:
                     quiet_said = True
                     holds += 1
-                    yield LlmQuiet(silent_s=silent)
+                    yield LlmQuiet(silent_s=clock.now() - heard)
                     continue
                 raise LlmError(
                     f"the LLM produced nothing for {policy.deadline_s:.1f}s", retryable=False
@@ -98,7 +107,7 @@ async def watch_silence(
                 return
             if isinstance(got, BaseException):
                 raise got
-            last = clock.now()
+            last = heard = clock.now()
             quiet_said = False
             yield got  # type: ignore[misc]
     finally:

@@ -59,7 +59,9 @@ def test_a_silent_stream_gets_a_hold_mark_then_fails_at_the_deadline():
 
 def test_silence_is_counted_from_the_last_item_and_each_silence_may_hold_once():
     clock = AutojumpClock()
-    script = Script(clock, [(1.0, TextDelta("Let me see.")), (3.0, TextDelta(" Right."))], stall=True)
+    script = Script(
+        clock, [(1.0, TextDelta("Let me see.")), (3.0, TextDelta(" Right."))], stall=True
+    )
     got, error = run(clock, script)
     assert got == [
         (1.0, TextDelta("Let me see.")),
@@ -110,3 +112,22 @@ def test_cancelling_the_consumer_stops_the_stream():
 
     clock.run(main())
     assert script.closed and clock.now() == 1.0
+
+
+def test_a_silence_that_began_before_the_stream_brings_the_hold_forward_not_the_deadline():
+    clock = AutojumpClock()
+    got: list = []
+    error: list[BaseException] = []
+
+    async def main() -> None:
+        await asyncio.sleep(1.0)  # the caller has been waiting since 0.0
+        script = Script(clock, [], stall=True)
+        try:
+            async for item in watch_silence(script.__aiter__(), clock, POLICY, quiet_since=0.0):
+                got.append((clock.now(), item))
+        except LlmError as exc:
+            error.append(exc)
+
+    clock.run(main())
+    assert got == [(1.5, LlmQuiet(silent_s=1.5))]
+    assert error and clock.now() == 9.0  # the LLM's own 8 s, from when it was asked

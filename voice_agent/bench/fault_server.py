@@ -46,7 +46,16 @@ from aiohttp import web
 
 from fsm import Clock, MonotonicClock
 
-__all__ = ["FAULTS", "FaultServer", "Script", "answer", "context_limited", "words"]
+__all__ = [
+    "FAULTS",
+    "FaultServer",
+    "Script",
+    "answer",
+    "context_limited",
+    "looping_model",
+    "planning_model",
+    "words",
+]
 
 Step = tuple[Any, ...]
 Script = list[Step]
@@ -288,3 +297,73 @@ class FaultServer:
             return response
         except (ConnectionResetError, ConnectionError):
             return response or web.Response(status=499)
+
+
+def _turn_state(messages: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, bool]]:
+    """Calls made since the last user message (name -> id) and which ids have an outcome."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    called: dict[str, str] = {}
+    settled: dict[str, bool] = {}
+    for m in messages[last_user + 1 :]:
+        for tc in m.get("tool_calls") or []:
+            fn = tc["function"]
+            if fn["name"] == "get_result":  # a late outcome, reported by the engine
+                settled[json.loads(fn["arguments"])["call_id"]] = True
+            else:
+                called.setdefault(fn["name"], tc["id"])
+        if m.get("role") == "tool":
+            status = json.loads(m["content"]).get("status") if m["content"].startswith("{") else ""
+            if status != "pending":
+                settled[m["tool_call_id"]] = True
+    return called, settled
+
+
+def planning_model(
+    reads: Sequence[str], write: str, *, done: str = "All done.", ttft_s: float = 0.0
+) -> Plan:
+    """A model with a multi-step plan, for the loop-guard tests: it calls every read tool at
+    once, then (once all of them are back) the write, then says ``done``. While results it
+    needs are pending it returns an empty response (it waits), as a futures-aware model may.
+    Each response starts ``ttft_s`` after the request (on the server's clock). Call ids are
+    ``call_<name>_<user turn>``."""
+
+    def plan(index: int, body: dict[str, Any]) -> Script:
+        turn = sum(1 for m in body["messages"] if m.get("role") == "user")
+        called, settled = _turn_state(body["messages"])
+        head: list[Step] = [("sleep", ttft_s), ("headers",), ("role",)]
+
+        def calls(names: Sequence[str]) -> list[Step]:
+            return [("call", i, f"call_{n}_{turn}", n, "{}") for i, n in enumerate(names)]
+
+        missing = [n for n in reads if n not in called]
+        if missing:
+            text = [] if called else words("Let me check.")
+            return [*head, *text, *calls(missing), ("finish", "tool_calls"), ("done",)]
+        if not all(settled.get(called[n]) for n in reads):
+            return [*head, ("finish", "stop"), ("done",)]
+        if write not in called:
+            return [*head, *calls([write]), ("finish", "tool_calls"), ("done",)]
+        if not settled.get(called[write]):
+            return [*head, ("finish", "stop"), ("done",)]
+        return [*head, *words(done), ("finish", "stop"), ("done",)]
+
+    return plan
+
+
+def looping_model(tool: str, *, done: str = "Here is everything.") -> Plan:
+    """A runaway model: after every outcome it calls ``tool`` again, forever — until a new
+    user turn says ``keep going``, when it answers ``done`` at once."""
+
+    def plan(index: int, body: dict[str, Any]) -> Script:
+        users = [m for m in body["messages"] if m.get("role") == "user"]
+        head: list[Step] = [("headers",), ("role",)]
+        if users and "keep going" in users[-1]["content"].lower():
+            return [*head, *words(done), ("finish", "stop"), ("done",)]
+        return [
+            *head,
+            ("call", 0, f"call_{index}", tool, "{}"),
+            ("finish", "tool_calls"),
+            ("done",),
+        ]
+
+    return plan

@@ -1,0 +1,323 @@
+"""What the caller hears when the LLM misbehaves, and what the ledger keeps (issue 10 §1.1–1.3, 1.9).
+
+A whole agent (FSM, ledger, scheduler, the real OpenAI client over HTTP) talks
+to a misbehaving OpenAI-compatible server on 127.0.0.1
+(``voice_agent.bench.fault_server``). Everything runs on ``AutojumpClock``:
+the loop jumps to its next timer whenever every task waits, so a 35 s stall
+costs no wall time and the times asserted (virtual seconds after the user's
+turn) are exact. Nothing sleeps in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fsm import AutojumpClock
+from ledger import Ledger, check_protocol
+from voice_agent.agent import Agent
+from voice_agent.bench.fault_server import (
+    ANSWER,
+    FAULTS,
+    FaultServer,
+    answer,
+    context_limited,
+    looping_model,
+    planning_model,
+)
+from voice_agent.config import AgentConfig, LlmConfig
+from voice_agent.events import SessionEnded, TranscriptFinal
+from voice_agent.llm import LlmClient
+from voice_agent.output import TextOutput
+from voice_agent.tools import ToolRegistry
+
+APOLOGY = AgentConfig().apology
+HOLDS = AgentConfig().hold_phrases
+TURN_CAP_S = 120.0  # virtual seconds a turn may take before the test calls it hung
+
+
+@dataclass
+class Call:
+    ledger: Ledger
+    printed: str
+    server: FaultServer
+    turn_starts: list[float]
+
+    def heard(self, turn: int = 0) -> list[tuple[float, str]]:
+        """(seconds after the turn began, text) of everything handed to the caller in a turn."""
+        t0 = self.turn_starts[turn]
+        t1 = self.turn_starts[turn + 1] if turn + 1 < len(self.turn_starts) else float("inf")
+        return [
+            (round(e.t - t0, 3), e.text)
+            for e in self.ledger.entries
+            if e.type == "AgentTextPlanned" and t0 <= e.t < t1
+        ]
+
+    def entries(self, kind: str) -> list[Any]:
+        return [e for e in self.ledger.entries if e.type == kind]
+
+
+def run_call(
+    plan: Any,
+    turns: list[str],
+    *,
+    tools: ToolRegistry | None = None,
+    llm: dict[str, Any] | None = None,
+    history: int = 0,
+    **agent: Any,
+) -> Call:
+    """One call on virtual time: each turn is said when the agent is idle again."""
+    clock = AutojumpClock()
+
+    async def main() -> Call:
+        async with FaultServer(plan, clock=clock) as server:
+            cfg = {"max_retries": 1, "retry_backoff_s": 0.25, **(llm or {})}
+            client = LlmClient(LlmConfig(base_url=server.base_url, model="m", **cfg), clock=clock)
+            ledger = Ledger("test", clock)
+            _history(ledger, history)
+            printed = io.StringIO()
+            agent.setdefault("system_prompt", "You are a test agent.")
+            config = AgentConfig(**agent)
+            a = Agent(config, client, tools or ToolRegistry(), TextOutput(printed), ledger, clock)
+            task = asyncio.create_task(a.run())
+            starts: list[float] = []
+            try:
+                for text in turns:
+                    a.post(TranscriptFinal(text=text))
+                    starts.append(clock.now())
+                    await asyncio.sleep(0.01)
+                    while not a.is_idle():
+                        assert clock.now() - starts[-1] < TURN_CAP_S, ledger.transcript()
+                        await asyncio.sleep(0.01)
+            finally:
+                a.post(SessionEnded(reason="test over"))
+                await asyncio.wait_for(task, 10)
+                await client.aclose()
+            return Call(ledger, printed.getvalue(), server, starts)
+
+    return clock.run(main())
+
+
+def _history(ledger: Ledger, turns: int) -> None:
+    from ledger import entries as le
+
+    for i in range(turns):
+        rid = f"h{i}"
+        ledger.append(le.UserUtterance(turn_id=0, text=f"Question {i}: " + "x" * 300))
+        ledger.append(le.LlmRequestStarted(response_id=rid, reason="user_turn", mode="async"))
+        ledger.append(le.AgentTextPlanned(response_id=rid, text="Answer " + "y" * 100))
+        ledger.append(le.LlmResponseFinished(response_id=rid, finish_reason="stop"))
+
+
+def then_answer(fault: list, second: str = "We open at nine.") -> Any:
+    """The fault for the first user turn, a proper answer afterwards."""
+
+    def plan(index: int, body: dict) -> list:
+        users = [m for m in body["messages"] if m["role"] == "user"]
+        return fault if len(users) <= 1 else answer(second)
+
+    return plan
+
+
+def errors(call: Call) -> list[str | None]:
+    return [e.error for e in call.entries("LlmResponseFinished") if e.finish_reason == "error"]
+
+
+# ----------------------------------------------------------------- 1.1 silence
+
+
+@pytest.mark.parametrize(
+    "fault", ["headers_then_stall", "role_then_stall", "keepalive_forever", "slow_first_byte"]
+)
+def test_a_silent_llm_gets_a_hold_phrase_then_an_apology_at_the_deadline(fault):
+    call = run_call(then_answer(FAULTS[fault]), ["Where is my order?", "When do you open?"])
+    assert call.heard(0) == [(1.5, HOLDS[0]), (8.0, APOLOGY)]
+    assert errors(call) == ["the LLM produced nothing for 8.0s"]
+    assert any("hold phrase" in e.text for e in call.entries("Note"))
+    assert call.heard(1)[-1][1] == "We open at nine."  # the session goes on
+
+
+@pytest.mark.parametrize("fault", ["stall_after_text", "keepalive_after_text"])
+def test_a_stall_after_some_text_gets_a_hold_phrase_then_an_apology(fault):
+    call = run_call(then_answer(FAULTS[fault]), ["Where is my order?", "When do you open?"])
+    heard = call.heard(0)
+    # the words before the stall (handed to the output at once, recorded as planned when
+    # the hold phrase closes the unfinished sentence), the hold phrase, the apology
+    assert heard[1:] == [(1.5, HOLDS[0]), (8.0, APOLOGY)]
+    assert heard[0][1] in ("Your order has", "Let me see.")
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+def test_a_slow_but_working_llm_gets_one_hold_phrase_and_then_its_answer():
+    slow = [("sleep", 3.0), *answer(ANSWER)]
+    call = run_call(slow, ["Where is my order?"])
+    assert call.heard(0) == [(1.5, HOLDS[0]), (3.0, ANSWER)]
+    assert errors(call) == []
+    played = " ".join(e.text for e in call.entries("AgentTextPlayed"))
+    assert HOLDS[0] in played and ANSWER in played
+
+
+def test_a_prompt_llm_gets_no_hold_phrase():
+    call = run_call([("sleep", 1.0), *answer(ANSWER)], ["Where is my order?"])
+    assert call.heard(0) == [(1.0, ANSWER)]
+
+
+def test_the_deadline_and_hold_are_configurable():
+    call = run_call(
+        then_answer(FAULTS["headers_then_stall"]),
+        ["Where is my order?"],
+        llm_hold_after_s=1.0,
+        llm_deadline_s=4.0,
+    )
+    assert call.heard(0) == [(1.0, HOLDS[0]), (4.0, APOLOGY)]
+
+
+# ----------------------------------------------------------------- 1.2 ends
+
+
+def test_a_clean_close_mid_sentence_is_apologised_for_and_recorded_as_an_error():
+    call = run_call(then_answer(FAULTS["close_mid_sentence"]), ["Where is my order?", "Hours?"])
+    assert [t for _, t in call.heard(0)] == ["Your order has", APOLOGY]
+    assert errors(call) == ["the LLM stream ended without finishing (after 14 characters)"]
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+def test_an_empty_answer_is_apologised_for():
+    call = run_call(then_answer(FAULTS["empty_answer"]), ["Where is my order?", "Hours?"])
+    assert [t for _, t in call.heard(0)] == [APOLOGY]
+    assert errors(call) == ["the LLM returned an empty response"]
+
+
+def test_an_empty_response_while_a_tool_runs_is_a_model_waiting_not_a_fault():
+    tools = ToolRegistry()
+
+    @tools.tool(timeout_s=5)
+    async def lookup() -> dict:
+        """Look it up."""
+        await asyncio.sleep(0.5)
+        return {"status": "shipped"}
+
+    call = run_call(planning_model(["lookup"], "lookup"), ["Where is my order?"], tools=tools)
+    assert errors(call) == []
+    assert [t for _, t in call.heard(0)][-1] == "All done."
+
+
+def test_a_response_that_ignores_max_tokens_is_cut_client_side():
+    call = run_call(FAULTS["ignores_max_tokens"], ["Talk to me."], llm={"max_tokens": 60})
+    said = " ".join(t for _, t in call.heard(0))
+    assert 0 < len(said.split()) <= 60
+    assert any("cut at max_tokens" in e.text for e in call.entries("Note"))
+
+
+# ----------------------------------------------------------------- 1.3 context
+
+
+def test_a_long_call_against_a_16kb_server_never_apologises_and_each_request_fits():
+    plan = context_limited(16_000, 4096, answer(ANSWER))
+    turns = [f"Question number {i}: " + "z" * 200 for i in range(120)]
+    call = run_call(plan, turns)
+    assert errors(call) == []
+    sizes = [len(json.dumps(r["messages"])) for r in call.server.requests]  # as the server counts
+    overflows = [s for s in sizes if s > 16_000]
+    assert len(overflows) == 1  # learned once from the server's error, never repeated
+    assert len(sizes) == len(turns) + 1
+    # the ledger keeps every turn; the rendering sent is a valid conversation
+    assert len([e for e in call.entries("UserUtterance") if e.final]) == 120
+    check_protocol(call.server.requests[-1]["messages"])
+
+
+def test_a_huge_tool_result_is_not_resent_in_full_in_later_requests():
+    tools = ToolRegistry()
+
+    @tools.tool(timeout_s=5)
+    async def export() -> dict:
+        """Export everything."""
+        return {"rows": "r" * 1_000_000}
+
+    def plan(index: int, body: dict) -> list:
+        msgs = body["messages"]
+        if msgs[-1]["role"] == "user" and index == 0:
+            return [("headers",), ("role",), ("call", 0, "call_x", "export", "{}"),
+                    ("finish", "tool_calls"), ("done",)]  # fmt: skip
+        return answer("Done.")
+
+    call = run_call(
+        plan, ["Export it.", "Thanks.", "Bye."], tools=tools, llm={"context_tokens": 8192}
+    )
+    assert errors(call) == []
+    assert max(call.server.request_sizes) < 8192 * 4  # never the 1 MB result
+    assert len(json.dumps(call.ledger.call("call_x").result)) > 1_000_000  # the ledger has it
+
+
+def test_one_long_message_fits_the_embedded_models_window():
+    def plan(index: int, body: dict) -> list:
+        size = len(json.dumps(body["messages"]))
+        if size > 4096 * 3:  # what a 4,096-token server would refuse
+            return [("headers",), ("role",),
+                    ("error_event", f"prompt has {size // 3} tokens; the context holds 4096")]  # fmt: skip
+        return answer("Got it.")
+
+    call = run_call(plan, ["word " * 8000, "And now?"], llm={"context_tokens": 4096})
+    assert errors(call) == []
+    assert [t for _, t in call.heard(1)] == ["Got it."]
+
+
+# ----------------------------------------------------------------- 1.9 long plans
+
+
+def plan_tools(n: int, write: str) -> ToolRegistry:
+    tools = ToolRegistry()
+
+    def reader(i: int) -> Any:
+        async def read() -> dict:
+            await asyncio.sleep(0.2 + 0.15 * i)  # outcomes arrive one by one
+            return {"item": i}
+
+        return read
+
+    for i in range(n):
+        tools.tool(name=f"read_{i}", description=f"Read item {i}.", kind="read")(reader(i))
+
+    async def commit() -> dict:
+        await asyncio.sleep(0.3)
+        return {"committed": True}
+
+    tools.tool(name=write, description="Commit the order.", kind="write")(commit)
+    return tools
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_plan_of_nine_reads_and_a_write_finishes_in_every_mode(mode):
+    reads = [f"read_{i}" for i in range(9)]
+    call = run_call(
+        planning_model(reads, "commit_order", ttft_s=0.3),
+        ["Reorder everything I bought last month."],
+        tools=plan_tools(9, "commit_order"),
+        mode=mode,
+    )
+    assert call.ledger.call("call_commit_order_1").status == "resolved"
+    assert [t for _, t in call.heard(0)][-1] == "All done."
+    assert not any("loop guard" in e.text for e in call.entries("Note"))
+
+
+def test_a_runaway_loop_is_stopped_said_to_the_caller_and_a_new_turn_goes_on():
+    tools = ToolRegistry()
+
+    @tools.tool(timeout_s=5)
+    async def check() -> dict:
+        """Check again."""
+        await asyncio.sleep(0.1)
+        return {"status": "unknown"}
+
+    call = run_call(looping_model("check"), ["Check my order.", "Please keep going."], tools=tools)
+    heard = [t for _, t in call.heard(0)]
+    assert heard[-1] == AgentConfig().loop_guard_message
+    notes = [e.text for e in call.entries("Note") if "loop guard" in e.text]
+    assert len(notes) == 1 and "max_followups=8" in notes[0]
+    assert len(call.entries("ToolCallStarted")) <= 9 + 1  # it did stop
+    assert [t for _, t in call.heard(1)][-1] == "Here is everything."
