@@ -110,7 +110,9 @@ class Conversation:
         self.said_in_turn = False  # the LLM said something to the caller in this turn
         self.loop_guard_told = False  # the caller was told the loop guard stopped this turn
         self._silence = SilencePolicy(
-            hold_after_s=config.llm_hold_after_s, deadline_s=config.llm_deadline_s
+            hold_after_s=config.llm_hold_after_s,
+            hold_again_s=2 * config.llm_hold_after_s,  # a second phrase if it goes on
+            deadline_s=config.llm_deadline_s,
         )
         self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
         self.quiet_since = clock.now()  # when the caller last stopped hearing anything

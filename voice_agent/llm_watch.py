@@ -6,9 +6,10 @@ can hear or that moves the turn on (text, a complete tool call, the finish).
 Keep-alives, role-only chunks and headers do not count: only what
 :class:`~voice_agent.llm.LlmClient` yields does.
 
-- After ``hold_after_s`` of such silence it yields :class:`LlmQuiet` once
-  (the conversation says a hold phrase); after more output, a new silence may
-  bring another, up to ``max_holds`` per generation.
+- After ``hold_after_s`` of such silence it yields :class:`LlmQuiet` (the
+  conversation says a hold phrase); if the silence goes on, another one every
+  ``hold_again_s``, up to ``max_holds`` per generation (after output, a new
+  silence starts the count again).
 - After ``deadline_s`` of silence it stops the stream (closing the HTTP
   request) and raises :class:`~voice_agent.llm.LlmError`: the conversation
   apologises, offers a way forward and the session goes on.
@@ -39,6 +40,7 @@ class SilencePolicy:
     """How long a generation may stay silent (seconds on the clock)."""
 
     hold_after_s: float = 1.5
+    hold_again_s: float = 3.0
     deadline_s: float = 8.0
     max_holds: int = 2
 
@@ -86,18 +88,18 @@ async def watch_silence(
     try:
         last = clock.now()  # the LLM's last sign of life
         heard = last if quiet_since is None else min(last, quiet_since)  # the caller's
-        quiet_said = False
+        next_hold = heard + policy.hold_after_s
         holds = 0
         while True:
-            hold_due = not quiet_said and holds < policy.max_holds
-            due = heard + policy.hold_after_s if hold_due else last + policy.deadline_s
+            deadline = last + policy.deadline_s
+            hold_due = holds < policy.max_holds and next_hold < deadline
             got: object = None
-            async with move_on_at(clock, due) as scope:
+            async with move_on_at(clock, next_hold if hold_due else deadline) as scope:
                 got = await queue.get()
             if scope.expired:
                 if hold_due:
-                    quiet_said = True
                     holds += 1
+                    next_hold = clock.now() + policy.hold_again_s
                     yield LlmQuiet(silent_s=clock.now() - heard)
                     continue
                 raise LlmError(
@@ -108,7 +110,7 @@ async def watch_silence(
             if isinstance(got, BaseException):
                 raise got
             last = heard = clock.now()
-            quiet_said = False
+            next_hold = heard + policy.hold_after_s
             yield got  # type: ignore[misc]
     finally:
         if not task.done():

@@ -52,7 +52,7 @@ def test_a_silent_stream_gets_a_hold_mark_then_fails_at_the_deadline():
     clock = AutojumpClock()
     script = Script(clock, [], stall=True)
     got, error = run(clock, script)
-    assert got == [(1.5, LlmQuiet(silent_s=1.5))]
+    assert got == [(1.5, LlmQuiet(silent_s=1.5)), (4.5, LlmQuiet(silent_s=4.5))]
     assert isinstance(error, LlmError) and "nothing for 8.0s" in str(error)
     assert clock.now() == 8.0 and script.closed  # the stream was stopped
 
@@ -129,5 +129,5 @@ def test_a_silence_that_began_before_the_stream_brings_the_hold_forward_not_the_
             error.append(exc)
 
     clock.run(main())
-    assert got == [(1.5, LlmQuiet(silent_s=1.5))]
+    assert got == [(1.5, LlmQuiet(silent_s=1.5)), (4.5, LlmQuiet(silent_s=4.5))]
     assert error and clock.now() == 9.0  # the LLM's own 8 s, from when it was asked
