@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from fsm import AutojumpClock, Clock, MonotonicClock
+from fsm import Clock, MonotonicClock
 from ledger import Ledger
 from voice_agent.agent import Agent
 from voice_agent.bench.fault_server import (
@@ -82,12 +82,13 @@ PLAN_READS = 9  # a retail plan: nine lookups, then one write
 
 
 def _plan_tools(clock: Clock) -> ToolRegistry:
-    """Nine read tools whose outcomes arrive one by one (0.2-1.4 s), and a write."""
+    """Nine read tools whose outcomes arrive one by one, 0.6 s apart (each after the
+    previous follow-up has ended: no natural batching), and a write."""
     tools = ToolRegistry()
 
     def reader(i: int) -> Any:
         async def read() -> dict[str, int]:
-            await clock.sleep(0.2 + 0.15 * i)
+            await clock.sleep(0.5 + 0.6 * i)
             return {"item": i}
 
         return read
@@ -246,6 +247,8 @@ def main(argv: list[str]) -> int:
 
         reports = asyncio.run(run_all())
     else:  # one virtual-time loop per fault
+        from fsm import AutojumpClock  # (not in code before virtual time: use --realtime there)
+
         reports = []
         for n in names:
             clock = AutojumpClock()

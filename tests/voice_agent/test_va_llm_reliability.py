@@ -270,12 +270,12 @@ def test_one_long_message_fits_the_embedded_models_window():
 # ----------------------------------------------------------------- 1.9 long plans
 
 
-def plan_tools(n: int, write: str) -> ToolRegistry:
+def plan_tools(n: int, write: str, spacing_s: float) -> ToolRegistry:
     tools = ToolRegistry()
 
     def reader(i: int) -> Any:
         async def read() -> dict:
-            await asyncio.sleep(0.2 + 0.15 * i)  # outcomes arrive one by one
+            await asyncio.sleep(0.2 + spacing_s * i)  # outcomes arrive one by one
             return {"item": i}
 
         return read
@@ -292,12 +292,13 @@ def plan_tools(n: int, write: str) -> ToolRegistry:
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_plan_of_nine_reads_and_a_write_finishes_in_every_mode(mode):
+@pytest.mark.parametrize("spacing_s", [0.15, 0.6])  # outcomes overlap follow-ups / do not
+def test_a_plan_of_nine_reads_and_a_write_finishes_in_every_mode(mode, spacing_s):
     reads = [f"read_{i}" for i in range(9)]
     call = run_call(
         planning_model(reads, "commit_order", ttft_s=0.3),
         ["Reorder everything I bought last month."],
-        tools=plan_tools(9, "commit_order"),
+        tools=plan_tools(9, "commit_order", spacing_s),
         mode=mode,
     )
     assert call.ledger.call("call_commit_order_1").status == "resolved"
