@@ -15,10 +15,8 @@ import pytest
 from livekit import api, rtc
 from livekit_helpers import KEY, SECRET, LoopbackRoom, TwirpRecorder, remote_participant
 
-from fsm import MonotonicClock, TraceRecord
-from ledger import Ledger
-from ledger import entries as le
 from voice_agent.events import DtmfReceived
+from voice_agent.transports.base import AgentStateChanged, TranscriptUpdated
 from voice_agent.transports.livekit_publish import RoomPublisher
 from voice_agent.transports.livekit_settings import (
     LiveKitSettings,
@@ -206,22 +204,30 @@ def test_dtmf_from_the_caller_becomes_dtmf_received() -> None:
 
 
 # ------------------------------------------------------------------ transcripts and state
+def _user(turn: int, text: str, final: bool) -> TranscriptUpdated:
+    return TranscriptUpdated(role="user", segment_id=f"user-{turn}", text=text, final=final, t=0.0)
+
+
+def _agent(rid: str, text: str, final: bool, interrupted: bool = False) -> TranscriptUpdated:
+    return TranscriptUpdated(
+        role="agent", segment_id=rid, text=text, final=final, t=0.0, interrupted=interrupted
+    )
+
+
 async def test_transcripts_carry_livekit_segment_final_and_participant_attributes() -> None:
     room = LoopbackRoom(identity="agent-7")
     publisher = RoomPublisher(room.local_participant, caller_identity="sip_caller")
     publisher.caller_track_id = "TR_caller"
     publisher.agent_track_id = "TR_agent"
-    ledger = Ledger("s", MonotonicClock())
-    publisher.attach(ledger)
-    ledger.append(le.UserUtterance(turn_id=1, text="where is my", final=False))
-    ledger.append(le.UserUtterance(turn_id=1, text="where is my order", final=True))
-    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
-    ledger.append(le.AgentTextPlanned(response_id="r1", text="It shipped."))
-    ledger.append(le.AgentTextPlanned(response_id="r1", text="It arrives Friday."))
-    ledger.append(
-        le.AgentTextPlayed(response_id="r1", text="It shipped. It arrives", interrupted=True)
-    )
-    ledger.append(le.UserUtterance(turn_id=2, text="thanks", final=True))
+    for update in [
+        _user(1, "where is my", False),
+        _user(1, "where is my order", True),
+        _agent("r1", "It shipped.", False),
+        _agent("r1", "It shipped. It arrives Friday.", False),
+        _agent("r1", "It shipped. It arrives", True, interrupted=True),  # what was heard
+        _user(2, "thanks", True),
+    ]:
+        publisher.transcript_updated(update)
     await publisher.aclose()
 
     s = room.streams
@@ -231,12 +237,11 @@ async def test_transcripts_carry_livekit_segment_final_and_participant_attribute
         "where is my order",
         "It shipped.",
         "It shipped. It arrives Friday.",
-        "It shipped. It arrives",  # the final says what the caller heard, cut at the barge-in
+        "It shipped. It arrives",
         "thanks",
     ]
-    assert [x["sender_identity"] for x in s] == ["sip_caller"] * 2 + ["agent-7"] * 3 + [
-        "sip_caller"
-    ]
+    senders = [x["sender_identity"] for x in s]
+    assert senders == ["sip_caller", "sip_caller", "agent-7", "agent-7", "agent-7", "sip_caller"]
     finals = [x["attributes"]["lk.transcription_final"] for x in s]
     assert finals == ["false", "true", "false", "false", "true", "true"]
     seg = [x["attributes"]["lk.segment_id"] for x in s]
@@ -248,36 +253,32 @@ async def test_transcripts_carry_livekit_segment_final_and_participant_attribute
         assert set(call.kwargs) <= {"topic", "attributes", "sender_identity"}
 
 
-def _record(source: str, target: str, outcome: str = "transition") -> TraceRecord:
-    return TraceRecord(
-        t=0.0,
-        source=source,
-        target=target,
-        event="E",
-        outcome=outcome,
-        label="",
-        queued_s=0.0,
-        duration_s=0.0,
-        error=None,
-    )
+async def test_a_segment_id_is_not_reused_after_its_final() -> None:
+    room = LoopbackRoom()
+    publisher = RoomPublisher(room.local_participant, caller_identity="c")
+    publisher.transcript_updated(_user(1, "hello", True))
+    publisher.transcript_updated(_user(1, "hello again", True))  # a new segment, same turn key
+    await publisher.aclose()
+    first, second = (x["attributes"]["lk.segment_id"] for x in room.streams)
+    assert first != second
 
 
 async def test_agent_state_follows_fsm_transitions_in_livekit_names() -> None:
     room = LoopbackRoom()
     publisher = RoomPublisher(room.local_participant)
     publisher.set_state("initializing")
-    for source, target in [
+    for previous, state in [
         ("listening", "user_speaking"),
         ("user_speaking", "thinking"),
         ("thinking", "speaking"),
-        ("speaking", "speaking"),
         ("speaking", "listening"),
+        ("listening", "user_speaking"),
+        ("user_speaking", "listening"),
         ("listening", "ended"),
     ]:
-        publisher.on_transition(_record(source, target))
-    publisher.on_transition(_record("ended", "ended", outcome="ignored"))
+        publisher.state_changed(AgentStateChanged(previous=previous, state=state, t=0.0))
     await publisher.aclose()
-    # user_speaking is "listening" for the agent: deduplicated, as are self-transitions
+    # user_speaking is "listening" for the agent: no change is published for it
     assert room.states() == [
         "initializing",
         "listening",

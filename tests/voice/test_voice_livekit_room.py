@@ -31,7 +31,7 @@ from voice_helpers import ORDER_QUESTION, OracleRig, speech, transcribe, voice_c
 
 from ledger import entries as le
 from voice_agent.bench.livekit_loopback import Ear, Mic, until
-from voice_agent.call_control import CallController
+from voice_agent.call_control import CallController, Transfer
 from voice_agent.transports.livekit_room import RoomCall
 from voice_agent.transports.livekit_settings import settings_from_env
 from voice_agent.transports.livekit_sip import RoomCallControl
@@ -231,10 +231,14 @@ async def test_call_control_transfers_hangs_up_and_sends_dtmf_through_the_server
             await controller.send_dtmf("1w#")
             sent = [call.kwargs for call in c.room.local_participant.publish_dtmf.await_args_list]
             assert sent == [{"code": 1, "digit": "1"}, {"code": 11, "digit": "#"}]
-            await controller.transfer("+18005550199")
+            assert c.call.call is not None  # the engine's way: Call.perform, recorded in the ledger
+            assert await c.call.call.perform(Transfer(destination="+18005550199"))
             assert c.task is not None
             result = await asyncio.wait_for(c.task, 30)
         assert result.end_reason == "transferred"
+        assert any(
+            isinstance(e, le.Note) and "call control: Transfer" in e.text for e in result.entries
+        )
         [transfer] = control.requests
         assert transfer.path == "/twirp/livekit.SIP/TransferSIPParticipant"
         assert transfer.body.participant_identity == "sip_+15105550123"

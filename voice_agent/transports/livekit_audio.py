@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ CALLER_RATE = 16000  # the caller's audio as the engine hears it (Hz): Silero + 
 
 async def caller_audio(
     track: Any, *, sample_rate: int = CALLER_RATE, frame_ms: int = FRAME_MS
-) -> AsyncIterator[np.ndarray]:
+) -> AsyncGenerator[np.ndarray, None]:
     """Mono float32 frames of ``track`` at ``sample_rate`` (``rtc.AudioStream``), until it ends."""
     from livekit import rtc
 

@@ -19,8 +19,10 @@ The agent's state goes into the ``lk.agent.state`` participant attribute
 FSM's transition notifications (the user speaking is ``listening`` for the
 agent, as in LiveKit Agents).
 
-Everything is published in order by one owned task; a failure (a room that
-just disconnected) is logged and counted, never raised into the engine.
+Both come from the transport seam's notifications (:class:`TranscriptUpdated`
+from the ledger, :class:`AgentStateChanged` from the FSM). Everything is
+published in order by one owned task; a failure (a room that just
+disconnected) is logged and counted, never raised into the engine.
 """
 
 from __future__ import annotations
@@ -28,15 +30,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fsm import Clock, MonotonicClock, move_on_after
-from ledger import Ledger
-from ledger import entries as le
 
 from ..voice.tasks import TaskTracker
+from .base import AgentStateChanged, TranscriptUpdated
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +81,17 @@ class StateUpdate:
     state: str
 
 
-@dataclass
-class _Segments:
-    user: dict[int, str] = field(default_factory=dict)  # turn id → segment id
-    agent: dict[str, str] = field(default_factory=dict)  # response id → segment id
-    agent_text: dict[str, str] = field(default_factory=dict)  # response id → planned so far
-
-
 def _segment_id() -> str:
     return "SG_" + uuid.uuid4().hex[:12]
 
 
 class RoomPublisher:
-    """Publishes ledger transcripts and FSM states to a room's local participant.
+    """Publishes the seam's transcript and state notifications to a room's local participant.
 
     ``caller_identity`` / ``caller_track_id`` and ``agent_track_id`` may be set
     later (the caller joins, the agent's track is published); updates use the
-    values current when they are made. ``attach(ledger)`` subscribes; feed
-    state changes to :meth:`on_state` (or FSM ``TraceRecord``s to
-    :meth:`on_transition`). ``aclose`` publishes what is queued (bounded) and stops.
+    values current when they are made. ``aclose`` publishes what is queued
+    (for a bounded time) and stops.
     """
 
     def __init__(
@@ -114,63 +106,40 @@ class RoomPublisher:
         self.caller_identity = caller_identity
         self.caller_track_id: str | None = None
         self.agent_track_id: str | None = None
-        self._segments = _Segments()
+        # (role, the engine's segment id) → LiveKit segment id, until the segment is final
+        self._segments: dict[tuple[str, str], str] = {}
         self._queue: asyncio.Queue[TranscriptUpdate | StateUpdate | None] = asyncio.Queue()
         self._tasks = TaskTracker("room-publisher")
         self._worker: asyncio.Task[None] | None = None
         self._state: str | None = None
-        self._unsubscribe: Callable[[], None] | None = None
         self.published: list[TranscriptUpdate | StateUpdate] = []
         self.failures = 0
         self._closed = False
 
-    # ------------------------------------------------------------ inputs
-    def attach(self, ledger: Ledger) -> None:
-        """Publish the transcripts ``ledger`` records from now on."""
-        self._unsubscribe = ledger.subscribe(self.on_entry)
-
-    def on_transition(self, record: Any) -> None:
-        """An FSM transition notification (``fsm.TraceRecord``): publish the new floor."""
-        if record.outcome == "transition":
-            self.on_state(str(record.target))
-
-    def on_state(self, fsm_state: str) -> None:
-        """The agent's floor is now ``fsm_state``; publish LiveKit's name for it if it changed."""
-        self.set_state(AGENT_STATES.get(fsm_state, fsm_state))
+    # ------------------------------------------------------------ inputs (the transport seam)
+    def state_changed(self, change: AgentStateChanged) -> None:
+        """The FSM's floor changed: publish LiveKit's name for the new one (deduplicated)."""
+        self.set_state(AGENT_STATES.get(change.state, change.state))
 
     def set_state(self, lk_state: str) -> None:
-        """Publish ``lk.agent.state = lk_state`` (deduplicated)."""
+        """Publish ``lk.agent.state = lk_state`` unless it is the current value."""
         if lk_state != self._state:
             self._state = lk_state
             self._put(StateUpdate(lk_state))
 
-    def on_entry(self, entry: le.Entry) -> None:
-        """A ledger entry: user utterances and the agent's planned/played text become transcripts."""
-        seg = self._segments
-        if isinstance(entry, le.UserUtterance):
+    def transcript_updated(self, update: TranscriptUpdated) -> None:
+        """A transcript segment changed: publish it as the participant who spoke it."""
+        if update.role == "user":
             if not self.caller_identity:
                 return
-            sid = seg.user.setdefault(entry.turn_id, _segment_id())
-            if entry.final:
-                seg.user.pop(entry.turn_id, None)
-            self._put(
-                TranscriptUpdate(
-                    self.caller_identity, sid, entry.text, entry.final, self.caller_track_id
-                )
-            )
-        elif isinstance(entry, le.AgentTextPlanned):
-            sid = seg.agent.setdefault(entry.response_id, _segment_id())
-            so_far = (seg.agent_text.get(entry.response_id, "") + " " + entry.text).strip()
-            seg.agent_text[entry.response_id] = so_far
-            self._put(
-                TranscriptUpdate(self._local.identity, sid, so_far, False, self.agent_track_id)
-            )
-        elif isinstance(entry, le.AgentTextPlayed):
-            sid = seg.agent.pop(entry.response_id, "") or _segment_id()
-            seg.agent_text.pop(entry.response_id, None)
-            self._put(
-                TranscriptUpdate(self._local.identity, sid, entry.text, True, self.agent_track_id)
-            )
+            sender, track = self.caller_identity, self.caller_track_id
+        else:
+            sender, track = self._local.identity, self.agent_track_id
+        key = (update.role, update.segment_id)
+        sid = self._segments.setdefault(key, _segment_id())
+        if update.final:
+            del self._segments[key]
+        self._put(TranscriptUpdate(sender, sid, update.text, update.final, track))
 
     # ------------------------------------------------------------ output
     def _put(self, update: TranscriptUpdate | StateUpdate) -> None:
@@ -208,9 +177,6 @@ class RoomPublisher:
 
     async def aclose(self, timeout_s: float = 2.0) -> None:
         """Publish what is queued (for at most ``timeout_s``), then stop (idempotent)."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         if self._closed:
             return
         self._closed = True

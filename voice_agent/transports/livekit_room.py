@@ -1,26 +1,31 @@
-"""One call in a LiveKit room: the caller's audio in, the agent's voice, transcripts and state out.
+"""One call in a LiveKit room: the LiveKit :class:`~.base.Transport`, run by :func:`run_call`.
 
-:class:`RoomCall` runs the engine for the first caller (a phone leg or a
-browser participant) in an already connected room:
+:class:`RoomCall` serves the first caller (a phone leg or a browser
+participant) in an already connected room:
 
 - it publishes the agent's voice as a ``LocalAudioTrack`` on an
-  ``rtc.AudioSource`` (:class:`RoomAudioSink`; a barge-in clears its queue at
-  once) and sets ``lk.agent.state`` (``initializing`` until the engine runs);
-- it waits for the caller, reads ``sip.*`` attributes when the caller is a
-  phone leg, and records the call (number masked) in the ledger;
-- the caller's microphone track is read as 16 kHz mono ``rtc.AudioStream``
-  frames into :class:`VoiceInput`; a track that is unpublished and published
-  again (a reconnecting phone leg) is picked up again;
-- transcripts and states are published by :class:`RoomPublisher`;
-- ``sip_dtmf_received`` becomes :class:`DtmfReceived`;
-- the call ends (``SessionEnded``) when the caller leaves, when the room is
-  disconnected for good (the SDK resumes transient drops by itself), after a
-  transfer or a hang-up, or when the engine ends it. The ledger is written
+  ``rtc.AudioSource`` (:class:`RoomAudioSink`, the transport's ``output``; a
+  barge-in clears its queue at once) and sets ``lk.agent.state``
+  (``initializing`` until the engine runs);
+- it waits for the caller, reads the ``sip.*`` attributes of a phone leg, and
+  puts the call (the caller's number masked) into the ledger's ``SessionStarted``;
+- ``audio_in`` reads the caller's microphone track as 16 kHz mono
+  ``rtc.AudioStream`` frames; a track that is unpublished and published again
+  (a reconnecting phone leg) is picked up again;
+- the seam's notifications (FSM floor changes, transcripts) go to the room
+  through :class:`RoomPublisher`;
+- ``sip_dtmf_received`` becomes :class:`DtmfReceived`; ``transfer``,
+  ``hang_up`` and ``send_dtmf`` are the call control (``livekit-api``,
+  ``publish_dtmf``);
+- ``audio_in`` ends — and with it the call — when the caller leaves, when a
+  phone leg's ``sip.callStatus`` turns ``hangup``, when the room is
+  disconnected for good (the SDK resumes transient drops by itself), or after
+  a transfer; the engine may end it first (a hang-up). The ledger is written
   entry by entry and closed on every path: nothing is lost with the room.
 
 The room is anything with ``rtc.Room``'s surface (``on``/``off``, ``name``,
 ``local_participant``, ``remote_participants``): the worker passes the real
-one, tests an event emitter with an autospecced local participant.
+one, tests :class:`voice_agent.bench.livekit_loopback.LoopbackRoom`.
 """
 
 from __future__ import annotations
@@ -28,23 +33,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ledger import entries as le
 
 from ..agent import Agent
 from ..config import Config
-from ..events import Event, SessionEnded
-from ..session import open_session
 from ..tools import ToolRegistry
-from ..voice.build import build_input, build_tts
-from ..voice.output import AudioSpeechOutput
+from .base import AgentStateChanged, CallHandle, TranscriptUpdated, TransportBase
+from .call import Call, PerCallModels, SpeechModels, run_call
 from .livekit_audio import CALLER_RATE, RoomAudioSink, caller_audio
 from .livekit_publish import RoomPublisher
-from .livekit_sip import CallControlError, RoomCallControl, SipCaller, dtmf_event, sip_caller
+from .livekit_sip import (
+    CallControlError,
+    RoomCallControl,
+    SipCaller,
+    dtmf_event,
+    mask_number,
+    sip_caller,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +93,17 @@ def _is_agent(participant: Any) -> bool:
     return bool(participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT)
 
 
-class RoomCall:
-    """The engine serving one caller in ``room`` (see the module docstring)."""
+def _is_audio(track: Any) -> bool:
+    from livekit import rtc
+
+    return bool(track.kind == rtc.TrackKind.KIND_AUDIO)
+
+
+class RoomCall(TransportBase):
+    """The LiveKit transport for one caller in ``room`` (see the module docstring)."""
+
+    name = "livekit"
+    realtime = True
 
     def __init__(
         self,
@@ -91,92 +112,66 @@ class RoomCall:
         *,
         call_control: RoomCallControl | None = None,
         tools: ToolRegistry | None = None,
+        models: SpeechModels | None = None,
         agent_rate: int = AGENT_RATE,
     ) -> None:
         self.room = room
         self.config = config
         self.call_control = call_control
         self.tools = tools
+        self.models = models
         self.agent_rate = agent_rate
         self.publisher = RoomPublisher(room.local_participant)
         self.caller: Any = None
         self.sip: SipCaller | None = None
-        self._caller_joined = asyncio.Event()
-        self._tracks: asyncio.Queue[Any] = asyncio.Queue()
-        self._post: Callable[[Event], None] | None = None
-        self._early_end: str | None = None  # the call ended before the engine ran
-        self._handlers: list[tuple[str, Callable[..., None]]] = []
+        self.call: Call | None = None  # the running call, once the engine runs
         self.source: Any = None
         self.agent_track: Any = None
-        self.agent: Agent | None = None  # the engine, once the caller is there
+        self._sink: RoomAudioSink | None = None
+        self._caller_joined = asyncio.Event()
+        self._tracks: asyncio.Queue[Any] = asyncio.Queue()  # caller tracks; None: the call ended
+        self._ended = False
+        self._handlers: list[tuple[str, Callable[..., None]]] = []
 
-    # ------------------------------------------------------------ room events
-    def _on(self, event: str, handler: Callable[..., None]) -> None:
-        self.room.on(event, handler)
-        self._handlers.append((event, handler))
+    @property
+    def agent(self) -> Agent | None:
+        """The engine serving the caller, once it runs."""
+        return self.call.agent if self.call is not None else None
 
-    def _end(self, reason: str) -> None:
-        if self._post is not None:
-            self._post(SessionEnded(reason=reason))
-        elif self._early_end is None:
-            self._early_end = reason
-            self._caller_joined.set()
+    # ------------------------------------------------------------ Transport
+    @property
+    def input_rate(self) -> int:
+        return CALLER_RATE
 
-    def _consider(self, participant: Any) -> None:
-        if self.caller is not None or _is_agent(participant):
-            return
-        self.caller = participant
-        self.sip = sip_caller(participant)
-        self.publisher.caller_identity = participant.identity
-        for publication in list(getattr(participant, "track_publications", {}).values()):
-            track = getattr(publication, "track", None)
-            if track is not None and self._is_audio(track):
-                self._take_track(track, publication)
-        self._caller_joined.set()
+    @property
+    def output(self) -> RoomAudioSink:
+        if self._sink is None:
+            raise RuntimeError("the agent's track is not published yet")
+        return self._sink
 
-    @staticmethod
-    def _is_audio(track: Any) -> bool:
-        from livekit import rtc
+    async def audio_in(self) -> AsyncIterator[np.ndarray]:
+        """The caller's frames, track after track, until the call ends on the room's side."""
+        while not self._ended:
+            track = await self._tracks.get()
+            if track is None:
+                return
+            # aclosing: when the call ends the AudioStream is closed at once, not at GC
+            async with contextlib.aclosing(caller_audio(track, sample_rate=CALLER_RATE)) as frames:
+                async for frame in frames:
+                    if self._ended:
+                        return
+                    yield frame
 
-        return bool(track.kind == rtc.TrackKind.KIND_AUDIO)
+    def attach(self, call: CallHandle) -> None:
+        super().attach(call)
+        self.publisher.set_state("listening")
 
-    def _take_track(self, track: Any, publication: Any) -> None:
-        self.publisher.caller_track_id = getattr(publication, "sid", None)
-        self._tracks.put_nowait(track)
+    def state_changed(self, change: AgentStateChanged) -> None:
+        self.publisher.state_changed(change)
 
-    def _on_participant_connected(self, participant: Any) -> None:
-        self._consider(participant)
+    def transcript_updated(self, update: TranscriptUpdated) -> None:
+        self.publisher.transcript_updated(update)
 
-    def _on_participant_disconnected(self, participant: Any) -> None:
-        if self.caller is not None and participant.identity == self.caller.identity:
-            self._end("caller left")
-
-    def _on_track_subscribed(self, track: Any, publication: Any, participant: Any) -> None:
-        if self.caller is None:
-            self._consider(participant)
-        if (
-            self.caller is not None
-            and participant.identity == self.caller.identity
-            and self._is_audio(track)
-        ):
-            self._take_track(track, publication)
-
-    def _on_dtmf(self, dtmf: Any) -> None:
-        event = dtmf_event(dtmf, self.caller.identity if self.caller is not None else None)
-        if event is not None and self._post is not None:
-            self._post(event)
-
-    def _on_disconnected(self, reason: Any = None) -> None:
-        self._end("room disconnected")
-
-    def _on_attributes_changed(self, changed: Any, participant: Any) -> None:
-        if self.caller is not None and participant.identity == self.caller.identity:
-            self.sip = sip_caller(participant)
-            if self.sip is not None and self.sip.call_status == "hangup":
-                self._end("caller hung up")
-
-    # ------------------------------------------------------------ call control
-    # RoomCall is the LiveKit transport's CallController (voice_agent.call_control).
     async def transfer(self, destination: str) -> None:
         """Transfer the phone caller to ``destination``; the call then ends here ("transferred").
 
@@ -206,6 +201,67 @@ class RoomCall:
             await self.room.local_participant.publish_dtmf(code=DTMF_CODES[digit], digit=digit)
             await asyncio.sleep(DTMF_GAP_S)
 
+    # ------------------------------------------------------------ room events
+    def _on(self, event: str, handler: Callable[..., None]) -> None:
+        self.room.on(event, handler)
+        self._handlers.append((event, handler))
+
+    def _end(self, reason: str) -> None:
+        """The call is over on the room's side: ``audio_in`` returns with ``reason``."""
+        if self._ended:
+            return
+        self._ended = True
+        self._end_reason = reason
+        self._tracks.put_nowait(None)
+        self._caller_joined.set()
+
+    def _consider(self, participant: Any) -> None:
+        if self.caller is not None or _is_agent(participant):
+            return
+        self.caller = participant
+        self.sip = sip_caller(participant)
+        self.publisher.caller_identity = participant.identity
+        for publication in list(getattr(participant, "track_publications", {}).values()):
+            track = getattr(publication, "track", None)
+            if track is not None and _is_audio(track):
+                self._take_track(track, publication)
+        self._caller_joined.set()
+
+    def _take_track(self, track: Any, publication: Any) -> None:
+        self.publisher.caller_track_id = getattr(publication, "sid", None)
+        self._tracks.put_nowait(track)
+
+    def _on_participant_connected(self, participant: Any) -> None:
+        self._consider(participant)
+
+    def _on_participant_disconnected(self, participant: Any) -> None:
+        if self.caller is not None and participant.identity == self.caller.identity:
+            self._end("caller left")
+
+    def _on_track_subscribed(self, track: Any, publication: Any, participant: Any) -> None:
+        if self.caller is None:
+            self._consider(participant)
+        if (
+            self.caller is not None
+            and participant.identity == self.caller.identity
+            and _is_audio(track)
+        ):
+            self._take_track(track, publication)
+
+    def _on_dtmf(self, dtmf: Any) -> None:
+        event = dtmf_event(dtmf, self.caller.identity if self.caller is not None else None)
+        if event is not None and self._call is not None:
+            self._call.post(event)
+
+    def _on_disconnected(self, reason: Any = None) -> None:
+        self._end("room disconnected")
+
+    def _on_attributes_changed(self, changed: Any, participant: Any) -> None:
+        if self.caller is not None and participant.identity == self.caller.identity:
+            self.sip = sip_caller(participant)
+            if self.sip is not None and self.sip.call_status == "hangup":
+                self._end("caller hung up")
+
     # ------------------------------------------------------------ run
     async def _publish_voice(self) -> None:
         from livekit import rtc
@@ -215,6 +271,14 @@ class RoomCall:
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         publication = await self.room.local_participant.publish_track(self.agent_track, options)
         self.publisher.agent_track_id = getattr(publication, "sid", None)
+        self._sink = RoomAudioSink(self.source)
+
+    def _meta(self) -> dict[str, object]:
+        meta: dict[str, object] = {"room": str(self.room.name), "caller": self.caller.identity}
+        if self.sip is not None:  # a phone leg's identity is "sip_" + the caller's number
+            meta["caller"] = mask_number(self.caller.identity)
+            meta["sip"] = self.sip.describe()
+        return meta
 
     async def run(self) -> RoomCallResult:
         """Serve the call until it ends; always releases the audio, the ledger and the handlers."""
@@ -224,80 +288,48 @@ class RoomCall:
         self._on("sip_dtmf_received", self._on_dtmf)
         self._on("disconnected", self._on_disconnected)
         self._on("participant_attributes_changed", self._on_attributes_changed)
-        cfg = self.config.voice.model_copy(update={"sample_rate": CALLER_RATE})
         self.publisher.set_state("initializing")
-        tts = None
-        sink: RoomAudioSink | None = None
+        config = self.config.model_copy(
+            update={"voice": self.config.voice.model_copy(update={"sample_rate": CALLER_RATE})}
+        )
         try:
             await self._publish_voice()
-            tts = build_tts(cfg, self.agent_rate)
-            sink = RoomAudioSink(self.source)
-            output = AudioSpeechOutput(tts, sink)
             for participant in list(self.room.remote_participants.values()):
                 self._consider(participant)
             await self._caller_joined.wait()
-            if self._early_end is not None or self.caller is None:
-                return RoomCallResult([], None, "", None, self._early_end or "no caller")
-            async with open_session(
-                self.config,
-                output,
+            if self.caller is None:
+                return RoomCallResult([], None, "", None, self._end_reason)
+
+            def on_call(call: Call) -> None:
+                self.call = call
+
+            result = await run_call(
+                config,
+                self,
+                models=self.models or PerCallModels(config.voice),
                 tools=self.tools,
-                transport="livekit",
-                on_transition=self.publisher.on_transition,
-            ) as session:
-                return await self._converse(session, cfg, output)
+                meta=self._meta(),
+                on_call=on_call,
+            )
+            ended = [e for e in result.entries if isinstance(e, le.SessionEnded)]
+            return RoomCallResult(
+                entries=result.entries,
+                ledger_path=result.ledger_path,
+                caller_identity=self.caller.identity,
+                sip=self.sip,
+                end_reason=ended[-1].reason if ended else result.end_reason,
+            )
         finally:
-            for event, handler in self._handlers:
-                self.room.off(event, handler)
-            await self.publisher.aclose()
-            if sink is not None:
-                await sink.aclose()
-            if self.source is not None:
-                await self.source.aclose()
-            if tts is not None:
-                await tts.aclose()
+            await self.aclose()
 
-    async def _converse(self, session: Any, cfg: Any, output: AudioSpeechOutput) -> RoomCallResult:
-        agent = self.agent = session.agent
-        ledger = session.ledger
-        self.publisher.attach(ledger)
-        meta = {"room": str(self.room.name), "caller": self.caller.identity}
-        if self.sip is not None:
-            meta.update(self.sip.describe())
-        ledger.append(le.Note(text=f"LiveKit call: {meta}"))
-        self._post = agent.post
-        voice = build_input(
-            cfg,
-            agent.post,
-            agent_busy=lambda: agent.state in ("thinking", "speaking"),
-            playback=output,
-        )
-
-        async def listen() -> None:
-            while True:
-                track = await self._tracks.get()
-                # aclosing: a cancelled listener closes the AudioStream at once, not at GC
-                async with contextlib.aclosing(
-                    caller_audio(track, sample_rate=CALLER_RATE)
-                ) as frames:
-                    async for frame in frames:
-                        await voice.process(frame)
-
-        try:
-            self.publisher.on_state(agent.state)
-            async with asyncio.TaskGroup() as tg:
-                listener = tg.create_task(listen(), name="livekit-listen")
-                await agent.run()
-                listener.cancel()
-        finally:
-            self._post = None
-            await voice.aclose()
-            await output.aclose()
-        ended = [e for e in ledger.entries if isinstance(e, le.SessionEnded)]
-        return RoomCallResult(
-            entries=list(ledger.entries),
-            ledger_path=session.ledger_path,
-            caller_identity=self.caller.identity,
-            sip=self.sip,
-            end_reason=ended[-1].reason if ended else "",
-        )
+    async def aclose(self) -> None:
+        """Stop publishing, release the audio source and the room handlers (idempotent)."""
+        for event, handler in self._handlers:
+            self.room.off(event, handler)
+        self._handlers.clear()
+        await self.publisher.aclose()
+        if self._sink is not None:
+            await self._sink.aclose()
+        if self.source is not None:
+            source, self.source = self.source, None
+            await source.aclose()

@@ -44,7 +44,7 @@ from .livekit_settings import (
     check_credentials,
     settings_from_env,
 )
-from .livekit_sip import RoomCallControl
+from .livekit_sip import RoomCallControl, mask_number
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def build_server(
             log.info(
                 "room %s: call with %s ended (%s); ledger %s",
                 ctx.room.name,
-                result.caller_identity or "nobody",
+                mask_number(result.caller_identity) or "nobody",
                 result.end_reason,
                 result.ledger_path,
             )
