@@ -158,12 +158,14 @@ class ForkOpened(_EntryBase):
 class ForkAdopted(_EntryBase):
     """The fork closed; `adopted` maps final call_id -> speculative call_id.
 
-    An empty mapping: the fork's generation was adopted whole and made no call.
+    `whole`: the fork's generation itself became the turn's answer (then the
+    mapping may be empty: it made no call).
     """
 
     type: Literal["ForkAdopted"] = "ForkAdopted"
     fork_id: str
     adopted: dict[str, str] = Field(default_factory=dict)
+    whole: bool = False  # its generation became the turn's answer (not only its calls)
     completion_tokens: int | None = None  # what the fork's generation cost
 
 

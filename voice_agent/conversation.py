@@ -88,7 +88,7 @@ class Conversation:
         self.config = config
         self.policy = policy_for(config.mode)
         self.mode = self.policy.name
-        self.system_prompt = system_prompt
+        self.system_prompt = self.policy.system_prompt(system_prompt)
         self.llm = llm
         self.tools = tools
         self.output = output
@@ -137,7 +137,7 @@ class Conversation:
             clock=clock,
             post=post,
             launch=self._launch,
-            system_prompt=system_prompt,
+            system_prompt=self.system_prompt,
         )
 
     # ================================================================ helpers
@@ -157,9 +157,11 @@ class Conversation:
         call_id = getattr(event, "call_id", "")
         if self.speculation.is_speculative(call_id):
             final = self.speculation.final_of(call_id)
-            if final is None or self._is_claim_pending(final):
+            if final is None:
                 self._post(event)
                 return
+            # Adopted (or claimed: the adoption is recorded when the answer's stream ends,
+            # before any follow-up can start): the outcome is news for the final call.
             call_id = final
         self.awaiting_together.discard(call_id)
         if call_id in self.silent_calls:
@@ -167,13 +169,6 @@ class Conversation:
         else:
             self.news.add(call_id)
         self._post(event)
-
-    def _is_claim_pending(self, final_id: str) -> bool:
-        """The final call claimed a speculative one whose adoption is not recorded yet."""
-        try:
-            return self.ledger.call(final_id).adopted_from is None
-        except KeyError:
-            return True
 
     def _next_response_id(self) -> str:
         return f"r{next(self._ids)}"
@@ -513,12 +508,10 @@ class Conversation:
             self.gen = None
         if gen.reason == "user_turn":
             reason = "the turn was answered" if how != "cancelled" else "the answer was cancelled"
-            for final_id, spec_id in self.speculation.reconcile(gen.turn_id, reason):
-                if self.ledger.call(spec_id).outcome is not None:
-                    self._on_adopted_outcome(final_id)
+            self.speculation.reconcile(gen.turn_id, reason)
 
     def _on_adopted_outcome(self, final_id: str) -> None:
-        """An adopted call's outcome was already there when the adoption was recorded."""
+        """An adopted call's outcome was already there when the answer claimed it."""
         self.awaiting_together.discard(final_id)
         if final_id in self.silent_calls:
             self.silent_calls.discard(final_id)
@@ -559,7 +552,10 @@ class Conversation:
 
     def _start_call(self, ev: LlmToolCallIssued) -> None:
         """Adopt a fork's matching call, else start the call."""
-        if self.speculation.claim(ev, self.turn_id) is not None:
+        spec_id = self.speculation.claim(ev, self.turn_id)
+        if spec_id is not None:
+            if self.ledger.call(spec_id).outcome is not None:
+                self._on_adopted_outcome(ev.call_id)  # finished already: news at once
             return
         self.scheduler.start(
             call_id=ev.call_id, response_id=ev.response_id, name=ev.name, arguments=ev.arguments

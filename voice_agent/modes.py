@@ -25,6 +25,13 @@ from typing import ClassVar
 
 from .config import Mode
 
+FUTURES_NOTE = (
+    "Tool calls run in the background. When a call needs the result of a call that is "
+    "still pending, you may pass that call's id as the argument's value: it waits for "
+    "the result and uses it."
+)
+"""Appended to the system prompt where calls are futures (the model may name them)."""
+
 
 @dataclass(frozen=True)
 class ModePolicy:
@@ -42,6 +49,12 @@ class ModePolicy:
     fork_runs_reads: ClassVar[bool] = False
     """A fork's ``read`` calls start at once as speculative futures (else they wait for
     the fork's adoption, like any call of the adopted response)."""
+    futures_in_prompt: ClassVar[bool] = True
+    """The system prompt tells the model a call may name a pending call's future."""
+
+    def system_prompt(self, base: str) -> str:
+        """The system prompt the model gets in this mode."""
+        return f"{base}\n\n{FUTURES_NOTE}" if self.futures_in_prompt else base
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class SyncPolicy(ModePolicy):
     defers_calls: ClassVar[bool] = True
     reports_partial_outcomes: ClassVar[bool] = False
     holds_the_line: ClassVar[bool] = False
+    futures_in_prompt: ClassVar[bool] = False  # the conventional baseline has no futures
 
 
 @dataclass(frozen=True)

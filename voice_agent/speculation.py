@@ -525,7 +525,12 @@ class Speculator:
             tokens = fork.gen.tokens()
             if adopted or fork.whole:
                 self.ledger.append(
-                    le.ForkAdopted(fork_id=fork.fork_id, adopted=adopted, completion_tokens=tokens)
+                    le.ForkAdopted(
+                        fork_id=fork.fork_id,
+                        adopted=adopted,
+                        whole=fork.whole,
+                        completion_tokens=tokens,
+                    )
                 )
                 self._adopted.update({s: f for f, s in adopted.items()})
                 adopted_pairs += list(adopted.items())

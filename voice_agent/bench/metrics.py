@@ -63,6 +63,8 @@ class ToolCallRecord:
     outcome: str  # resolved | failed | timed_out | cancelled | pending
     speculative: bool = False
     fork_id: str | None = None
+    result: Any = None
+    adopted_from: str | None = None  # a final call that adopted a fork's speculative call
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ForkRecord:
     opened: float
     outcome: str  # adopted | discarded | open
     adopted_calls: tuple[str, ...] = ()
+    tokens: int = 0  # completion tokens the fork generated (0 when it became the answer)
+    whole: bool = False  # adopted whole: its generation became the turn's answer
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Recording:
     decodes: list[DecodeRecord]
     forks: list[ForkRecord] = field(default_factory=list)
     session_end: float = 0.0
+    responses: list[tuple[float, int]] = field(default_factory=list)  # (start, tokens) answers
 
 
 @dataclass
@@ -150,6 +155,8 @@ def tool_calls_from_ledger(entries: Iterable[Any]) -> list[ToolCallRecord]:
     """Tool calls (start, outcome, end) from ledger entries (``type`` + ``t``)."""
     started: dict[str, Any] = {}
     ends: dict[str, tuple[float, str]] = {}
+    results: dict[str, Any] = {}
+    adopted: dict[str, tuple[str, float]] = {}  # final id → (speculative id, adoption time)
     outcome_types = {
         "ToolCallResolved": "resolved",
         "ToolCallFailed": "failed",
@@ -161,9 +168,19 @@ def tool_calls_from_ledger(entries: Iterable[Any]) -> list[ToolCallRecord]:
             started[entry.call_id] = entry
         elif entry.type in outcome_types and entry.call_id not in ends:
             ends[entry.call_id] = (entry.t, outcome_types[entry.type])
+            if entry.type == "ToolCallResolved":
+                results[entry.call_id] = entry.result
+        elif entry.type == "ForkAdopted":
+            for final_id, spec_id in entry.adopted.items():
+                adopted[final_id] = (spec_id, entry.t)
     records = []
     for call_id, entry in started.items():
         end, outcome = ends.get(call_id, (None, "pending"))
+        source = adopted.get(call_id)
+        if source is not None and source[0] in ends:  # it shares the speculative future
+            spec_end, outcome = ends[source[0]]
+            end = max(spec_end, source[1])
+            results[call_id] = results.get(source[0])
         records.append(
             ToolCallRecord(
                 call_id,
@@ -175,9 +192,23 @@ def tool_calls_from_ledger(entries: Iterable[Any]) -> list[ToolCallRecord]:
                 outcome,
                 entry.speculative,
                 entry.fork_id,
+                results.get(call_id),
+                source[0] if source is not None else None,
             )
         )
     return records
+
+
+def responses_from_ledger(entries: Iterable[Any]) -> list[tuple[float, int]]:
+    """(start, completion tokens) of every LLM answer (canned phrases excluded)."""
+    started: dict[str, Any] = {}
+    out = []
+    for entry in entries:
+        if entry.type == "LlmRequestStarted" and entry.reason != "canned":
+            started[entry.response_id] = entry
+        elif entry.type == "LlmResponseFinished" and entry.response_id in started:
+            out.append((started[entry.response_id].t, entry.completion_tokens or 0))
+    return out
 
 
 def forks_from_ledger(entries: Iterable[Any]) -> list[ForkRecord]:
@@ -190,7 +221,11 @@ def forks_from_ledger(entries: Iterable[Any]) -> list[ForkRecord]:
             fork = forks[entry.fork_id]
             adopted = tuple(entry.adopted.values()) if entry.type == "ForkAdopted" else ()
             outcome = "adopted" if entry.type == "ForkAdopted" else "discarded"
-            forks[entry.fork_id] = ForkRecord(fork.fork_id, fork.opened, outcome, adopted)
+            whole = entry.type == "ForkAdopted" and getattr(entry, "whole", False)
+            tokens = 0 if whole else (getattr(entry, "completion_tokens", None) or 0)
+            forks[entry.fork_id] = ForkRecord(
+                fork.fork_id, fork.opened, outcome, adopted, tokens, whole
+            )
     return list(forks.values())
 
 
@@ -250,12 +285,16 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
     expected_args = _expected_calls(scenario, i)
     matched: set[str] = set()
     missing = []
+    by_id = {c.call_id: c for c in rec.tool_calls}
     for call_id, (name, args) in expected_args.items():
         hit = next(
             (
                 c
                 for c in calls
-                if c.name == name and c.arguments == args and c.call_id not in matched
+                if not c.speculative  # what the answer called, not what a fork guessed
+                and c.name == name
+                and _resolved_arguments(c, by_id) == args
+                and c.call_id not in matched
             ),
             None,
         )
@@ -335,6 +374,21 @@ def _expected_calls(scenario: Scenario, i: int) -> dict[str, tuple[str, Any]]:
     return out
 
 
+def _resolved_arguments(call: ToolCallRecord, by_id: dict[str, ToolCallRecord]) -> Any:
+    """The call's arguments with each value naming another call's future replaced by what
+    the scheduler passed: that call's result (its field of the argument's name if any)."""
+    if not isinstance(call.arguments, dict):
+        return call.arguments
+    out = {}
+    for key, value in call.arguments.items():
+        source = by_id.get(value) if isinstance(value, str) else None
+        if source is not None and source.outcome == "resolved":
+            result = source.result
+            value = result[key] if isinstance(result, dict) and key in result else result
+        out[key] = value
+    return out
+
+
 def _speculation(
     rec: Recording, calls: Sequence[ToolCallRecord], start: float, end: float
 ) -> dict[str, Any]:
@@ -342,9 +396,11 @@ def _speculation(
     adopted = {c for f in forks for c in f.adopted_calls}
     speculative = [c for c in calls if c.speculative]
     discarded = [c for c in speculative if c.call_id not in adopted]
+    main_tokens = sum(tokens for t, tokens in rec.responses if start <= t < end)
     return {
         "forks_opened": len(forks),
         "forks_adopted": sum(1 for f in forks if f.outcome == "adopted"),
+        "forks_adopted_whole": sum(1 for f in forks if f.whole),
         "forks_discarded": sum(1 for f in forks if f.outcome == "discarded"),
         "speculative_calls": len(speculative),
         "adopted_calls": sum(1 for c in speculative if c.call_id in adopted),
@@ -352,6 +408,8 @@ def _speculation(
         "wasted_tool_s": round(
             sum((c.end if c.end is not None else end) - c.start for c in discarded), 3
         ),
+        "fork_tokens": sum(f.tokens for f in forks),
+        "main_tokens": main_tokens,
         "speculative_writes": sum(1 for c in speculative if c.kind == "write"),
     }
 

@@ -141,7 +141,7 @@ class OracleServer:
         self.exchanges.append(exchange)
         reply = plan_reply(self._scenario, messages)
         exchange.turn_index, exchange.text, exchange.note = reply.turn_index, reply.text, reply.note
-        exchange.calls = [self._assign_id(c.name, c.arguments) for c in reply.calls]
+        exchange.calls = self._assign_ids(reply)
         exchange.finish_reason = "tool_calls" if exchange.calls else "stop"
         pieces = self._pieces(reply, exchange.calls)
         completion_id = f"chatcmpl-oracle-{exchange.index}"
@@ -153,6 +153,20 @@ class OracleServer:
     def _assign_id(self, name: str, arguments: str) -> dict[str, str]:
         self._next_call += 1
         return {"id": f"call_{self._next_call}", "name": name, "arguments": arguments}
+
+    def _assign_ids(self, reply: OracleReply) -> list[dict[str, str]]:
+        """Ids for the reply's calls; ``"@call:<expected id>"`` markers in arguments become
+        the id given to that call of the same reply (a future named before it resolved)."""
+        out: list[dict[str, str]] = []
+        ids: dict[str, str] = {}
+        for call in reply.calls:
+            arguments = call.arguments
+            for expected, call_id in ids.items():
+                arguments = arguments.replace(f'"@call:{expected}"', json.dumps(call_id))
+            assigned = self._assign_id(call.name, arguments)
+            ids[call.expected_id] = assigned["id"]
+            out.append(assigned)
+        return out
 
     def _split(self, text: str) -> list[str]:
         if self._scenario.oracle.tokenizer == "words":

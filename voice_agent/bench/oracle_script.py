@@ -27,6 +27,17 @@ The oracle answers ONLY from the received messages:
    never produces wait-sentences faster than outcomes arrive.
 6. When it emits calls and has said nothing this turn, the filler comes first
    (text, then tool calls, in one response).
+7. A partial transcript (the last user message carries the agent's partial
+   note: a speculative fork) is matched like the final one. A call whose
+   arguments cannot be filled from it yet is made anyway when the scenario
+   says the model errs that way: with ``partial_arguments`` (an early wrong
+   guess), or ``hasty`` (a several-word value sent as far as it was heard).
+8. Futures: when the system prompt says calls may name pending futures and
+   ``reference_futures`` is on, an argument that is exactly another call's
+   result (``{{calls.X.result}}`` or its field of the argument's name) takes
+   X's id instead of waiting — X's pending tool_call id, or, when X is made in
+   the same response, the ``@call:X`` marker the server replaces with the id
+   it assigns X.
 """
 
 from __future__ import annotations
@@ -39,7 +50,15 @@ from typing import Any
 
 from peripherals.wer import word_error_rate
 from voice_agent.bench.scenario import ExpectedCall, Scenario
-from voice_agent.bench.template import Unavailable, normalize_text, render, render_arguments
+from voice_agent.bench.template import (
+    Unavailable,
+    normalize_text,
+    parse_expression,
+    render,
+    render_arguments,
+)
+from voice_agent.modes import FUTURES_NOTE
+from voice_agent.speculation import PARTIAL_NOTE
 
 _ENVELOPE_STATUSES = {"pending", "resolved", "failed", "timed_out", "cancelled"}
 _FAILED_STATUSES = {"failed", "timed_out", "cancelled"}
@@ -53,7 +72,8 @@ class PlannedCall:
 
     expected_id: str
     name: str
-    arguments: str  # JSON text as sent to the client
+    arguments: str  # JSON text as sent to the client (``"@call:<expected id>"`` markers name
+    # another call of the same reply; the server replaces them with that call's id)
 
 
 @dataclass(frozen=True)
@@ -218,16 +238,49 @@ class _Resolver:
         )
 
     def issued_id(self, call: ExpectedCall) -> str | None:
-        """tool_call id under which ``call`` was issued, or None."""
-        try:
-            arguments = self.arguments(call)
-        except Unavailable:
+        """tool_call id under which ``call`` was issued (with its values, or naming the
+        futures it needs), or None."""
+        forms = []
+        for make in (self.arguments, self.future_arguments):
+            try:
+                forms.append(make(call))
+            except Unavailable:
+                continue
+        if not forms:
             return None
         earliest = self._user_pos if call.call_id in self._current else -1
         for pos, tool_call_id, name, args in reversed(self._ctx.issued):
-            if pos > earliest and name == call.tool and args == arguments:
+            if pos > earliest and name == call.tool and args in forms:
                 return tool_call_id
         return None
+
+    def future_arguments(
+        self, call: ExpectedCall, planned: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """``call``'s arguments with each argument that is another call's result replaced by
+        that call's future: its issued id, or ``@call:<id>`` when it is in ``planned``.
+        Raises Unavailable when no argument names a future or one cannot be named."""
+        named = False
+        arguments: dict[str, Any] = {}
+        for key, value in call.arguments.items():
+            ref = _result_ref(key, value)
+            if ref is None:
+                arguments[key] = value
+                continue
+            if ref in planned:
+                arguments[key] = f"@call:{ref}"
+            else:
+                issued = self.issued_id(self._scenario.call(ref))
+                if issued is None:
+                    raise Unavailable(f"{ref!r} is neither issued nor planned")
+                arguments[key] = issued
+            named = True
+        if not named:
+            raise Unavailable("no argument names another call's result")
+        schema = self._scenario.tool(call.tool).parameters
+        return render_arguments(
+            arguments, schema, result_of=self.result_of, user_text=self._user_text
+        )
 
     def outcome(self, call_id: str) -> _Outcome | None:
         """Latest outcome of an expected call; None when not issued."""
@@ -239,6 +292,10 @@ class _Resolver:
 
 def plan_reply(scenario: Scenario, messages: list[dict[str, Any]]) -> OracleReply:
     """Decide the reply to ``messages`` (see the module docstring)."""
+    messages, partial = _without_partial_note(messages)
+    futures_known = any(
+        m.get("role") == "system" and FUTURES_NOTE in message_text(m) for m in messages
+    )
     user_positions = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if not user_positions:
         return OracleReply(text="", note="no user message")
@@ -261,15 +318,18 @@ def plan_reply(scenario: Scenario, messages: list[dict[str, Any]]) -> OracleRepl
     def already_said(sentence: str) -> bool:
         return normalize_text(sentence) in said
 
-    calls = []
+    calls: list[PlannedCall] = []
+    last_user = message_text(messages[user_pos])
     for call in turn.calls:
         if resolver.issued_id(call) is not None:
             continue
-        try:
-            arguments = resolver.arguments(call)
-        except Unavailable:
-            continue
-        calls.append(PlannedCall(call.call_id, call.tool, json.dumps(arguments)))
+        planned = frozenset(c.expected_id for c in calls)
+        arguments = _plan_arguments(
+            scenario, call, resolver, partial=partial, heard=last_user,
+            futures=futures_known, planned=planned,
+        )  # fmt: skip
+        if arguments is not None:
+            calls.append(PlannedCall(call.call_id, call.tool, json.dumps(arguments)))
 
     sentences = _ready_sentences(scenario, turn_index, resolver, already_said)
     pending = any(
@@ -332,3 +392,105 @@ def _ready_sentences(
         if not already_said(sentence):
             sentences.append(sentence)
     return sentences + apologies
+
+
+def _without_partial_note(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The messages with the agent's partial-transcript note removed from the last user
+    message, and whether it was there (the request is a speculative fork)."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        return messages, False
+    last = messages[users[-1]]
+    text = message_text(last)
+    if PARTIAL_NOTE not in text:
+        return messages, False
+    out = list(messages)
+    out[users[-1]] = {**last, "content": text.replace(PARTIAL_NOTE, "").strip()}
+    return out, True
+
+
+def _result_ref(argument: str, value: Any) -> str | None:
+    """The call id when ``value`` is exactly ``{{calls.X.result}}`` or
+    ``{{calls.X.result.<argument>}}`` (what a future stands for), else None."""
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"\s*\{\{\s*(.*?)\s*\}\}\s*", value)
+    if m is None:
+        return None
+    try:
+        ref = parse_expression(m.group(1))
+    except ValueError:
+        return None
+    call_id = getattr(ref, "call_id", None)
+    path = getattr(ref, "path", None)
+    if call_id is None or path not in ((), (argument,)):
+        return None
+    return str(call_id)
+
+
+def _plan_arguments(
+    scenario: Scenario,
+    call: ExpectedCall,
+    resolver: _Resolver,
+    *,
+    partial: bool,
+    heard: str,
+    futures: bool,
+    planned: frozenset[str],
+) -> dict[str, Any] | None:
+    """The arguments the oracle sends for ``call`` now, or None when it waits."""
+    try:
+        return resolver.arguments(call)
+    except Unavailable:
+        pass
+    schema = scenario.tool(call.tool).parameters
+    if partial:
+        guesses: list[dict[str, Any]] = []
+        if call.partial_arguments is not None:
+            guesses.append(call.partial_arguments)
+        hasty = call.hasty if call.hasty is not None else scenario.oracle.hasty
+        if hasty:
+            guesses.append(_as_heard(call.arguments, heard))
+        for guess in guesses:
+            try:
+                return render_arguments(
+                    guess, schema, result_of=resolver.result_of, user_text=heard
+                )
+            except Unavailable:
+                continue
+    refer = (
+        call.reference_futures
+        if call.reference_futures is not None
+        else scenario.oracle.reference_futures
+    )
+    if futures and refer:
+        try:
+            return resolver.future_arguments(call, planned)
+        except Unavailable:
+            pass
+    return None
+
+
+_USER_TEMPLATE = re.compile(r"\{\{\s*user:(.*?)\s*\}\}")
+
+
+def _as_heard(value: Any, heard: str) -> Any:
+    """``value`` with each ``{{user:X}}`` not yet heard in full replaced by the part of X
+    the transcript ends with (its first words): what a hasty model sends."""
+    if isinstance(value, dict):
+        return {k: _as_heard(v, heard) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_heard(v, heard) for v in value]
+    if not isinstance(value, str):
+        return value
+    said = normalize_text(heard).split()
+
+    def prefix(match: re.Match[str]) -> str:
+        words = match.group(1).split()
+        keys = [normalize_text(w) for w in words]
+        for k in range(len(words) - 1, 0, -1):
+            if said[-k:] == keys[:k]:
+                return "{{user:" + " ".join(words[:k]) + "}}"
+        return match.group(0)
+
+    return _USER_TEMPLATE.sub(prefix, value)

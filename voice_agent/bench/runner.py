@@ -48,6 +48,7 @@ from voice_agent.bench.metrics import (
     TurnMetrics,
     decodes_from_oracle,
     forks_from_ledger,
+    responses_from_ledger,
     scenario_metrics,
     summarize,
     tool_calls_from_ledger,
@@ -241,6 +242,7 @@ async def run_scenario(
             decodes=decodes_from_oracle(oracle.exchanges),
             forks=forks_from_ledger(ledger.entries),
             session_end=session_end,
+            responses=responses_from_ledger(ledger.entries),
         )
         exchanges = [e.to_json() for e in oracle.exchanges]
     trace = agent.trace

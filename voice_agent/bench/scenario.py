@@ -67,6 +67,19 @@ class OracleTiming(_Frozen):
         "Still checking, one moment.",
         description="Said when nothing can be answered yet, calls are pending and the filler was said.",
     )
+    # --- speculation behaviours (helper spec): how the oracle errs and what it dares
+    hasty: bool = Field(
+        False,
+        description="On a partial transcript, call with what was heard so far: a {{user:...}} "
+        "value of several words of which only the first were heard is sent as heard (a prefix "
+        "of the digits). Per call: ExpectedCall.hasty.",
+    )
+    reference_futures: bool = Field(
+        False,
+        description="When the agent's system prompt says calls may name pending futures, pass a "
+        "pending (or same-response) call's id as an argument instead of waiting for its result "
+        "(what AsyncFC reports models do). Per call: ExpectedCall.reference_futures.",
+    )
 
 
 class PeripheralTiming(_Frozen):
@@ -218,6 +231,17 @@ class ExpectedCall(_Frozen):
         default_factory=dict,
         description="Argument values; strings may hold {{user:...}} / {{calls.<id>.result...}} templates.",
     )
+    # --- speculation behaviours (helper spec)
+    partial_arguments: dict[str, Any] | None = Field(
+        None,
+        description="What the oracle calls with on a partial transcript when `arguments` cannot be "
+        "filled yet but these can (a wrong early guess: the first city named, the number before "
+        "a self-correction).",
+    )
+    hasty: bool | None = Field(None, description="Overrides oracle.hasty for this call.")
+    reference_futures: bool | None = Field(
+        None, description="Overrides oracle.reference_futures for this call."
+    )
 
     @property
     def call_id(self) -> str:
@@ -312,6 +336,10 @@ class Scenario(_Frozen):
                 if call.call_id in declared:
                     problems.append(f"{where}.id: duplicate call id {call.call_id!r}")
                 problems.extend(_check_refs(call.arguments, declared, f"{where}.arguments"))
+                if call.partial_arguments is not None:
+                    problems.extend(
+                        _check_refs(call.partial_arguments, declared, f"{where}.partial_arguments")
+                    )
                 if call.tool in known_tools:
                     problems.extend(
                         _check_types(call.arguments, self.tool(call.tool), f"{where}.arguments")
