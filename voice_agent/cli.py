@@ -228,14 +228,15 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_livekit(args: argparse.Namespace) -> int:
+    from .transports.livekit_worker import WorkerOptions
     from .transports.livekit_worker import main as livekit_main
 
+    options = WorkerOptions(max_calls=args.max_calls, agent_name=args.agent_name)
     return livekit_main(
         _config(args),
         args.livekit_command,
         room=args.room,
-        max_calls=args.max_calls,
-        agent_name=args.agent_name,
+        options=options,
         skip_check=args.skip_check,
     )
 

@@ -28,7 +28,7 @@ from voice_helpers import ORDER_QUESTION, OracleRig, speech, transcribe, voice_c
 
 from voice_agent.transports.livekit_settings import check_credentials, settings_from_env
 from voice_agent.transports.livekit_sip import RoomCallControl
-from voice_agent.transports.livekit_worker import build_server
+from voice_agent.transports.livekit_worker import WorkerOptions, build_server
 
 VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 pytestmark = [
@@ -49,7 +49,8 @@ async def test_a_dispatched_worker_answers_a_caller_in_a_real_room(
     await check_credentials(settings)
     name = f"voice-agent-test-{uuid.uuid4().hex[:8]}"
     config = voice_config(order_oracle.server.base_url, str(tmp_path))
-    server = build_server(config, settings, max_calls=1, agent_name=name, tools=order_oracle.tools)
+    options = WorkerOptions(max_calls=1, agent_name=name, http_host="127.0.0.1", http_port=0)
+    server = build_server(config, settings, options, tools=order_oracle.tools)
     worker = asyncio.get_running_loop().create_task(server.run(devmode=True))
     key, secret = settings.api_key.get_secret_value(), settings.api_secret.get_secret_value()
     lk = api.LiveKitAPI(settings.http_url, key, secret)

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from livekit import agents
+from livekit import agents, api
 
 from voice_agent.cli import main as cli_main
 from voice_agent.config import load_config
 from voice_agent.transports.livekit_settings import settings_from_env
-from voice_agent.transports.livekit_worker import CallCounter, build_server, main
+from voice_agent.transports.livekit_worker import CallCounter, WorkerOptions, build_server, main
 
 SECRET = "super-secret-value-0123456789abcdef"
 
@@ -33,6 +33,38 @@ def refusing_server() -> Iterator[str]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def server_without_workers() -> Iterator[str]:
+    """Answers the server API (ListRooms: no rooms) but has no worker endpoint (404 on /agent)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = api.ListRoomsResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/protobuf")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, *args: object) -> None:
             pass
@@ -89,6 +121,21 @@ def test_an_unreachable_url_exits_2_naming_it() -> None:
     assert err.startswith("voice-agent livekit dev: LIVEKIT_URL: cannot reach")
 
 
+def test_a_worker_that_cannot_register_exits_1_naming_the_url(server_without_workers: str) -> None:
+    env = {
+        "LIVEKIT_URL": server_without_workers,
+        "LIVEKIT_API_KEY": "k",
+        "LIVEKIT_API_SECRET": SECRET,
+    }
+    options = WorkerOptions(http_host="127.0.0.1", http_port=0, max_retry=1)
+    config = load_config(None, environ={}, overrides={"llm": {"base_url": "http://127.0.0.1:9/v1"}})
+    out, err = io.StringIO(), io.StringIO()
+    code = main(config, "start", options=options, environ=env, stdout=out, stderr=err)
+    assert code == 1
+    assert err.getvalue().startswith("voice-agent livekit start: LIVEKIT_URL: the worker could not")
+    assert SECRET not in err.getvalue() + out.getvalue()
+
+
 def test_connect_needs_a_room_and_max_calls_must_be_positive() -> None:
     env = {
         "LIVEKIT_URL": "wss://x.livekit.cloud",
@@ -96,7 +143,7 @@ def test_connect_needs_a_room_and_max_calls_must_be_positive() -> None:
         "LIVEKIT_API_SECRET": SECRET,
     }
     assert run("connect", env, room=None, skip_check=True)[0] == 2
-    code, _, err = run("start", env, max_calls=0, skip_check=True)
+    code, _, err = run("start", env, options=WorkerOptions(max_calls=0), skip_check=True)
     assert code == 2 and "--max-calls" in err
 
 
@@ -126,7 +173,7 @@ def test_build_server_is_an_agent_server_with_the_settings_and_an_rtc_session() 
             "LIVEKIT_API_SECRET": SECRET,
         }
     )
-    server = build_server(load_config(None, environ={}), settings, agent_name="support")
+    server = build_server(load_config(None, environ={}), settings, WorkerOptions(agent_name="s"))
     assert isinstance(server, agents.AgentServer)
     with pytest.raises(RuntimeError, match="only one rtc_session"):
         server.rtc_session(lambda ctx: None)  # ours is registered already

@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ..config import Config
@@ -39,6 +40,7 @@ from ..session import llm_endpoint
 from ..tools import ToolRegistry
 from .livekit_room import RoomCall
 from .livekit_settings import (
+    ENV_URL,
     LiveKitSettings,
     LiveKitSettingsError,
     check_credentials,
@@ -53,6 +55,23 @@ AGENT_IDENTITY_PREFIX = "voice-agent-"
 # The load the worker reports when full; livekit-agents wants < 1 in production and stops
 # dispatching to a worker at or above its threshold (ratio).
 LOAD_THRESHOLD = 0.99
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the worker registers and how much it takes on (from the command line)."""
+
+    max_calls: int = DEFAULT_MAX_CALLS
+    agent_name: str = ""  # explicit dispatch name; "" = every new room of the project
+    # The worker's health endpoint (livekit-agents serves it for orchestrators' probes):
+    # "" = all interfaces; None = livekit-agents' port (8081 in production, any in dev).
+    http_host: str = ""
+    http_port: int | None = None
+    max_retry: int = 16  # registration attempts before the worker gives up (livekit-agents')
+
+
+class WorkerFailed(RuntimeError):
+    """The worker stopped on its own (it could not register with the server)."""
 
 
 class CallCounter:
@@ -86,15 +105,16 @@ class CallCounter:
 def build_server(
     config: Config,
     settings: LiveKitSettings,
+    options: WorkerOptions | None = None,
     *,
-    max_calls: int = DEFAULT_MAX_CALLS,
-    agent_name: str = "",
     tools: ToolRegistry | None = None,
 ) -> Any:
     """An ``AgentServer`` whose rtc_session runs :class:`RoomCall` (``config.llm`` resolved)."""
     from livekit import agents
 
-    calls = CallCounter(max_calls)
+    options = options or WorkerOptions()
+    calls = CallCounter(options.max_calls)
+    port: dict[str, Any] = {} if options.http_port is None else {"port": options.http_port}
     server = agents.AgentServer(
         ws_url=settings.url,
         api_key=settings.api_key.get_secret_value(),
@@ -103,6 +123,9 @@ def build_server(
         load_fnc=calls.load,
         load_threshold=LOAD_THRESHOLD,
         num_idle_processes=0,  # threads start in milliseconds; nothing to pre-spawn
+        host=options.http_host,
+        max_retry=options.max_retry,
+        **port,
     )
 
     async def on_request(request: Any) -> None:
@@ -114,7 +137,7 @@ def build_server(
             return
         await request.accept(identity=AGENT_IDENTITY_PREFIX + request.id[-8:], name="voice-agent")
 
-    @server.rtc_session(agent_name=agent_name, on_request=on_request)
+    @server.rtc_session(agent_name=options.agent_name, on_request=on_request)
     async def serve_room(ctx: Any) -> None:
         if not calls.try_acquire():
             log.warning(
@@ -148,8 +171,7 @@ async def _run(
     settings: LiveKitSettings,
     *,
     room: str | None,
-    max_calls: int,
-    agent_name: str,
+    options: WorkerOptions,
     stdout: TextIO,
     stop: asyncio.Event,
 ) -> None:
@@ -162,10 +184,10 @@ async def _run(
         resolved = config.model_copy(
             update={"llm": llm_config.model_copy(update={"prewarm": prewarm})}
         )
-        server = build_server(resolved, settings, max_calls=max_calls, agent_name=agent_name)
+        server = build_server(resolved, settings, options)
         where = f"room {room!r}" if mode == "connect" else "dispatched rooms"
         stdout.write(
-            f"voice-agent livekit {mode}: {settings.url}, {where}, up to {max_calls} calls, "
+            f"voice-agent livekit {mode}: {settings.url}, {where}, up to {options.max_calls} calls, "
             f"model {llm_config.model}. Ctrl-C to stop.\n"
         )
         stdout.flush()
@@ -202,7 +224,10 @@ async def _run(
         try:
             await asyncio.wait({run, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if run.done():
-                run.result()  # the worker failed: raise it
+                try:
+                    run.result()
+                except Exception as exc:  # registration gave up: say so, no traceback
+                    raise WorkerFailed(str(exc) or type(exc).__name__) from exc
             elif mode == "start":
                 stdout.write("draining: waiting for the calls in progress to end\n")
                 stdout.flush()
@@ -223,21 +248,24 @@ def main(
     command: str,
     *,
     room: str | None = None,
-    max_calls: int = DEFAULT_MAX_CALLS,
-    agent_name: str = "",
+    options: WorkerOptions | None = None,
     skip_check: bool = False,
     environ: Mapping[str, str] | None = None,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
 ) -> int:
-    """``voice-agent livekit start|dev|connect``: 0 after a clean stop, 2 on bad settings."""
+    """``voice-agent livekit start|dev|connect``: 0 after a clean stop, 2 on bad settings,
+    1 when the worker could not register with the server."""
     env = os.environ if environ is None else environ
+    options = options or WorkerOptions()
     try:
         settings = settings_from_env(env)
         if command == "connect" and not room:
             raise LiveKitSettingsError("--room", "connect needs the name of the room to join")
-        if max_calls < 1:
-            raise LiveKitSettingsError("--max-calls", f"must be at least 1 (got {max_calls})")
+        if options.max_calls < 1:
+            raise LiveKitSettingsError(
+                "--max-calls", f"must be at least 1 (got {options.max_calls})"
+            )
         if not skip_check:
             asyncio.run(check_credentials(settings))
     except LiveKitSettingsError as exc:
@@ -258,16 +286,14 @@ def main(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await _run(
-            command,
-            config,
-            settings,
-            room=room,
-            max_calls=max_calls,
-            agent_name=agent_name,
-            stdout=stdout,
-            stop=stop,
-        )
+        await _run(command, config, settings, room=room, options=options, stdout=stdout, stop=stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except WorkerFailed as exc:
+        stderr.write(
+            f"voice-agent livekit {command}: {ENV_URL}: the worker could not register "
+            f"with {settings.url}: {exc}\n"
+        )
+        return 1
     return 0
