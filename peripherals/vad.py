@@ -270,6 +270,24 @@ class VadSegmenter:
         if self._pause is not None:
             self._extra_silence = int(round(seconds * self.vad.sample_rate))
 
+    def set_pause_silence(self, seconds: float) -> None:
+        """Make the current pause end the segment once it has lasted ``seconds`` in all.
+
+        For an end-of-turn decision made during the pause (a turn model, the
+        transcript so far): shorter than ``min_silence_s`` ends it sooner (at
+        the next frame if that much silence has passed already), longer
+        waits more. Applies to the current pause only, like :meth:`extend_pause`.
+        """
+        if self._pause is not None:
+            self._extra_silence = int(round(seconds * self.vad.sample_rate)) - self._min_silence
+
+    @property
+    def pause_silence_s(self) -> float | None:
+        """Seconds the current pause has lasted (None outside a pause)."""
+        if self._pause is None:
+            return None
+        return (self._position - self._pause) / self.vad.sample_rate
+
     @property
     def time(self) -> float:
         """Stream time analysed so far, in seconds."""

@@ -34,6 +34,7 @@ from .events import (
     ToolCallResolved,
     TranscriptFinal,
     TranscriptPartial,
+    UserBackchanneled,
     UserSpeechEnded,
     UserSpeechPaused,
     UserSpeechResumed,
@@ -56,7 +57,7 @@ AGENT_BUSY = (T, SP)
 USER_SIDE = (L, U)
 
 EVENTS = (
-    UserSpeechStarted, UserSpeechEnded, UserSpeechPaused, UserSpeechResumed,
+    UserSpeechStarted, UserSpeechEnded, UserSpeechPaused, UserSpeechResumed, UserBackchanneled,
     TranscriptPartial, TranscriptFinal,
     LlmTextDelta, LlmToolCallIssued, LlmTurnFinished, LlmFailed, LlmStalled,
     ToolCallResolved, ToolCallFailed, PlayoutStarted, PlayoutFinished,
@@ -111,6 +112,8 @@ TRANSITIONS = (
     Transition((L, T), PlayoutFinished, None, actions=[C.record_played]),
     # ---- holding the line while tools run
     Transition(L, TimerFired, T, guard=C.hold_due, actions=[C.say_hold]),
+    # ---- listener feedback over the agent ("mhm") is recorded, never an interruption
+    Transition("*", UserBackchanneled, None, actions=[C.record_backchannel]),
     # ---- errors and the end
     Transition((T, SP), ActionFailed, L, guard=C.stuck, actions=[C.record_action_failure, C.recover]),
     Transition("*", ActionFailed, None, actions=[C.record_action_failure]),

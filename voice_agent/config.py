@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Mode = Literal["sync", "async", "speculative"]
 
@@ -188,6 +196,57 @@ class LedgerConfig(_Frozen):
     persist: bool = True
 
 
+class TurnConfig(_Frozen):
+    """When the caller's turn ends: the turn model, the transcript's cues, the silence.
+
+    ``detection: model`` scores each pause with Smart Turn v3.2 once it has
+    lasted ``candidate_silence_ms`` and ends the turn after the silence its
+    decision asks for (all in ms of silence from the pause's start);
+    ``detection: vad`` is the plain rule: ``voice.vad_min_silence_ms``, extended by
+    ``voice.unfinished_extra_silence_ms`` when the early transcript looks unfinished.
+    Defaults measured with bench/voice_latency.py (docs/results.md).
+    """
+
+    detection: Literal["model", "vad"] = "model"
+    model: str = Field("smart-turn-v3.2", description="the turn model, or a path to an ONNX file")
+    candidate_silence_ms: int = Field(200, ge=32, le=2000)
+    done_probability: float = Field(0.5, ge=0, le=1)
+    incomplete_probability: float = Field(0.2, ge=0, le=1)
+    done_silence_ms: int = Field(200, ge=32, le=5000)
+    uncertain_silence_ms: int = Field(500, ge=32, le=5000)
+    incomplete_silence_ms: int = Field(1200, ge=32, le=5000)
+    unfinished_text_silence_ms: int = Field(1000, ge=32, le=5000)
+    number_silence_ms: int = Field(1200, ge=32, le=5000)
+    no_model_silence_ms: int = Field(500, ge=32, le=5000)
+    max_silence_ms: int = Field(1500, ge=100, le=5000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TurnConfig:
+        if self.incomplete_probability > self.done_probability:
+            raise ValueError("incomplete_probability must not exceed done_probability")
+        if self.max_silence_ms < self.candidate_silence_ms:
+            raise ValueError("max_silence_ms must be at least candidate_silence_ms")
+        return self
+
+
+class BackchannelConfig(_Frozen):
+    """Listener feedback ("mhm", "yeah", "right") while the agent talks is not an interruption.
+
+    Speech over the agent pauses its voice at once; speech that lasts
+    ``max_ms`` (or more) is an interruption whatever it says; shorter speech
+    is one unless its transcript is only backchannel phrases, in which case it
+    is recorded and the agent resumes where it paused.
+    """
+
+    enabled: bool = True
+    max_ms: int = Field(
+        900, ge=0, le=5000, description="speech over the agent this long (ms) always interrupts"
+    )
+    phrases: tuple[str, ...] | None = Field(
+        None, description="lower-case phrases that are backchannels; None: the built-in list"
+    )
+
+
 class VoiceConfig(_Frozen):
     """Audio peripherals: VAD, ASR, TTS, devices."""
 
@@ -220,6 +279,8 @@ class VoiceConfig(_Frozen):
     # microphone (WebRTC, via the livekit package) so the caller can talk over it freely;
     # "half_duplex" mutes the microphone while it speaks unless the caller is louder.
     echo: Literal["aec", "half_duplex", "none"] = "aec"
+    turn: TurnConfig = Field(default_factory=lambda: TurnConfig())
+    backchannel: BackchannelConfig = Field(default_factory=lambda: BackchannelConfig())
 
 
 class Config(_Frozen):

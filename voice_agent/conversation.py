@@ -282,6 +282,12 @@ class Conversation:
                 le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False)
             )
 
+    def record_backchannel(self, ev: Any) -> None:
+        """The user said "mhm" (or the like) over the agent: record it; the agent goes on."""
+        self.ledger.append(
+            le.Note(text=f"backchannel while the agent spoke: {ev.text!r} (not an interruption)")
+        )
+
     def note_speech_end(self, ev: Any) -> None:
         """The VAD says the user stopped; the final transcript will follow."""
 

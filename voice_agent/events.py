@@ -36,6 +36,7 @@ __all__ = [
     "UserSpeechEnded",
     "UserSpeechPaused",
     "UserSpeechResumed",
+    "UserBackchanneled",
     "UserSpeechStarted",
 ]
 
@@ -64,6 +65,17 @@ class UserSpeechPaused(Event):
 @dataclass(frozen=True, kw_only=True)
 class UserSpeechResumed(Event):
     """The user spoke again after a pause: the turn was not over."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserBackchanneled(Event):
+    """The user gave listener feedback ("mhm", "yeah") while the agent spoke: not a barge-in.
+
+    The agent's voice went on (after a short pause at the speech's onset);
+    the feedback is recorded, nothing else changes.
+    """
+
+    text: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +221,7 @@ AgentEvent = (
     | UserSpeechEnded
     | UserSpeechPaused
     | UserSpeechResumed
+    | UserBackchanneled
     | TranscriptPartial
     | TranscriptFinal
     | LlmTextDelta

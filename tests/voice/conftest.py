@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from voice_helpers import OracleRig, order_scenario, start_oracle
@@ -56,9 +57,15 @@ def pulse(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     home.mkdir()
     runtime.mkdir(mode=0o700)
     (root / "default.pa").write_text(PULSE_CONFIG)
-    saved = {k: os.environ.get(k) for k in ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER", "VOICE_AGENT_CACHE")
+    }
+    # Models assembled into ~/.cache stay where they are while HOME points elsewhere.
+    cache = os.environ.get("VOICE_AGENT_CACHE") or str(Path.home() / ".cache" / "voice-agent")
     env = dict(
         os.environ,
+        VOICE_AGENT_CACHE=cache,
         HOME=str(home),
         XDG_RUNTIME_DIR=str(runtime),
         PULSE_SERVER=f"unix:{runtime}/pulse/native",

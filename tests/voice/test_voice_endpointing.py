@@ -80,3 +80,123 @@ def test_the_extension_applies_to_one_pause_only():
         events += new
     # The second pause starts at frame 50 and ends the segment after the plain 0.5 s.
     assert ended_at == pytest.approx(50 + 0.5 * 16000 / 512, abs=2)
+
+
+# ---------------------------------------------------------------- the end-of-turn decision
+from voice_agent.voice.endpointing import (  # noqa: E402
+    EndpointingRules,
+    decide,
+    is_backchannel,
+    reading_number,
+    transcript_cue,
+)
+
+RULES = EndpointingRules()
+
+
+@pytest.mark.parametrize(
+    ("text", "cue"),
+    [
+        ("My order number is 427", "number"),
+        ("My order number is 4-2-7,", "number"),
+        ("The code is four two seven", "number"),
+        ("It's 5 5 5", "number"),  # three digit groups in a row, no lead word needed
+        ("I ordered it in 2024.", "none"),  # a year in a sentence is not a number being read
+        ("My order number is", "unfinished"),
+        ("I ordered a blue jacket and", "unfinished"),
+        ("So the thing is,", "unfinished"),
+        ("Where is my order?", "none"),
+        ("", "none"),
+        (None, "none"),
+    ],
+)
+def test_the_transcript_tells_unfinished_thoughts_and_numbers_being_read(text, cue):
+    assert transcript_cue(text) == cue
+
+
+def test_reading_number_needs_digits_at_the_end():
+    assert reading_number("card number 4111 1111")
+    assert not reading_number("number 4 please")
+
+
+@pytest.mark.parametrize(
+    ("p", "text", "reason", "silence"),
+    [
+        (0.9, "Where is my order?", "model_done", RULES.done_silence_s),
+        (0.35, "Where is my order?", "model_uncertain", RULES.uncertain_silence_s),
+        (0.05, "Where is my", "model_incomplete", RULES.incomplete_silence_s),
+        # the transcript can only lengthen the wait the model asks for
+        (
+            0.9,
+            "I ordered a blue jacket and",
+            "transcript_unfinished",
+            RULES.unfinished_text_silence_s,
+        ),
+        (0.9, "My order number is 427", "number", RULES.number_silence_s),
+        (None, "Where is my order?", "no_model", RULES.no_model_silence_s),
+        (None, "Thank you,", "transcript_unfinished", RULES.unfinished_text_silence_s),
+    ],
+)
+def test_the_decision_combines_the_model_and_the_transcript(p, text, reason, silence):
+    d = decide(RULES, p, text)
+    assert (d.reason, d.silence_s) == (reason, silence)
+    assert d.probability == p
+
+
+def test_every_decision_is_capped():
+    rules = EndpointingRules(number_silence_s=3.0, incomplete_silence_s=2.5, max_silence_s=1.4)
+    assert decide(rules, 0.01, "My order number is 4 2").silence_s == 1.4
+    assert decide(rules, 0.01, "Where is").silence_s == 1.4
+
+
+def test_rules_that_contradict_themselves_are_refused():
+    with pytest.raises(ValueError):
+        EndpointingRules(done_probability=0.3, incomplete_probability=0.5)
+    with pytest.raises(ValueError):
+        EndpointingRules(candidate_silence_s=0.5, max_silence_s=0.2)
+
+
+@pytest.mark.parametrize(
+    ("text", "backchannel"),
+    [
+        ("Mhm.", True),
+        ("Yeah.", True),
+        ("Right, right.", True),
+        ("Okay.", True),
+        ("Uh-huh", True),
+        ("Yeah, okay.", True),
+        ("Stop.", False),
+        ("Wait, I have a question.", False),
+        ("Yeah, but what about my refund?", False),
+        ("No.", False),
+        ("", False),
+    ],
+)
+def test_backchannels_are_told_from_interruptions(text, backchannel):
+    assert is_backchannel(text) is backchannel
+
+
+def test_a_pause_silence_set_during_the_pause_ends_the_segment_then():
+    speech = [0.9] * 20 + [0.0] * 80
+    for wanted_s in (0.2, 1.2):
+        seg = VadSegmenter(ScriptedVad(speech), min_silence_s=0.5)
+        ended_at, paused_at = -1, -1
+        for i in range(100):
+            new = seg.process(np.zeros(512, dtype=np.float32))
+            if any(isinstance(e, SpeechPaused) for e in new):
+                paused_at = i
+            if i == paused_at + 3:  # decided 96 ms into the pause
+                seg.set_pause_silence(wanted_s)
+            if any(isinstance(e, SpeechEnded) for e in new):
+                ended_at = i
+        waited_s = (ended_at - 19) * 512 / 16000  # the pause began after frame 19
+        assert waited_s == pytest.approx(wanted_s, abs=0.07)
+
+
+def test_a_shorter_silence_than_already_passed_ends_the_segment_at_the_next_frame():
+    seg = VadSegmenter(ScriptedVad([0.9] * 20 + [0.0] * 40), min_silence_s=0.5)
+    for _ in range(30):  # 10 frames (0.32 s) into the pause
+        seg.process(np.zeros(512, dtype=np.float32))
+    assert seg.pause_silence_s == pytest.approx(10 * 512 / 16000, abs=0.04)
+    seg.set_pause_silence(0.2)
+    assert any(isinstance(e, SpeechEnded) for e in seg.process(np.zeros(512, dtype=np.float32)))

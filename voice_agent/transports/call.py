@@ -112,7 +112,8 @@ class Call:
         self.agent.post(event)
 
     def settled(self) -> bool:
-        return self.agent.is_settled() and not self.output.synthesis_pending
+        voice_settled = self.voice is None or self.voice.settled  # turn scoring, early decodes
+        return self.agent.is_settled() and not self.output.synthesis_pending and voice_settled
 
     def done(self) -> bool:
         in_speech = self.voice is not None and self.voice.in_speech

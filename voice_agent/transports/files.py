@@ -51,6 +51,7 @@ from ..config import Config
 from ..tools import ToolRegistry
 from ..voice.input import PlaybackPause, UtteranceTiming
 from ..voice.sinks import TimelineSink
+from ..voice.turn_report import format_timings, turn_timings
 from ..voice.wavio import WavError, read_wav, write_wav
 from .base import CallHandle, TransportBase
 from .call import run_call
@@ -220,6 +221,19 @@ def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) 
         elif isinstance(entry, le.AgentTextPlayed):
             cut = " —" if entry.interrupted else ""
             stdout.write(f"agent> {entry.text}{cut}\n")
+    rows = turn_timings(
+        result.utterances,
+        result.entries,
+        result.agent_audio,
+        result.sample_rate,
+        result.t0 if args.realtime else None,
+    )
+    if rows:
+        stdout.write(format_timings(rows) + "\n")
+        if not args.realtime:
+            stdout.write(
+                "(clock stages need --realtime: the fast stream clock does not run with it)\n"
+            )
     if result.ledger_path is not None:
         stdout.write(f"ledger: {result.ledger_path}\n")
     stdout.flush()

@@ -12,11 +12,14 @@ from collections.abc import Callable
 from fsm import Event
 from peripherals.aec import EchoCanceller, EchoCancellerUnavailableError, WebRtcEchoCanceller
 from peripherals.asr import AsrPartial, StreamingAsr, WhisperStreamingAsr
+from peripherals.audio import ModelNotInstalledError
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.tts import PiperTts
+from peripherals.turn import SmartTurnDetector, TurnDetector
 from peripherals.vad import SileroVad, Vad, VadSegmenter
 
-from ..config import VoiceConfig
+from ..config import TurnConfig, VoiceConfig
+from .endpointing import DEFAULT_BACKCHANNELS, EndpointingRules
 from .input import VAD_RATES, Playback, VoiceInput
 
 # The VAD's end threshold sits this far below its start threshold: hysteresis
@@ -87,6 +90,33 @@ def build_echo_control(cfg: VoiceConfig) -> tuple[EchoCanceller | None, HalfDupl
     return None, None
 
 
+def turn_rules(cfg: TurnConfig) -> EndpointingRules:
+    """The end-of-turn policy's numbers, in seconds."""
+    return EndpointingRules(
+        candidate_silence_s=cfg.candidate_silence_ms / 1000,
+        done_probability=cfg.done_probability,
+        incomplete_probability=cfg.incomplete_probability,
+        done_silence_s=cfg.done_silence_ms / 1000,
+        uncertain_silence_s=cfg.uncertain_silence_ms / 1000,
+        incomplete_silence_s=cfg.incomplete_silence_ms / 1000,
+        unfinished_text_silence_s=cfg.unfinished_text_silence_ms / 1000,
+        number_silence_s=cfg.number_silence_ms / 1000,
+        no_model_silence_s=cfg.no_model_silence_ms / 1000,
+        max_silence_s=cfg.max_silence_ms / 1000,
+    )
+
+
+def build_turn_detector(cfg: VoiceConfig, sample_rate: int | None = None) -> TurnDetector | None:
+    """Smart Turn at the VAD's rate for frames at ``sample_rate`` (default
+    ``cfg.sample_rate``), or None (with a warning) when it is not installed.
+    Stateless: one detector may serve many calls."""
+    try:
+        return SmartTurnDetector(vad_rate(sample_rate or cfg.sample_rate), model=cfg.turn.model)
+    except ModelNotInstalledError as exc:
+        log.warning("%s; the transcript and the silence decide when turns end", exc)
+        return None
+
+
 def build_input(
     cfg: VoiceConfig,
     post: Callable[[Event], None],
@@ -97,11 +127,16 @@ def build_input(
     sample_rate: int | None = None,
     vad: VadSegmenter | None = None,
     make_asr: Callable[[Callable[[AsrPartial], None]], StreamingAsr] | None = None,
+    turn_detector: TurnDetector | None = None,
 ) -> VoiceInput:
     """A :class:`VoiceInput` for frames at ``sample_rate`` (default ``cfg.sample_rate``);
     ``playback`` (the agent's voice) is paused while possible barge-in speech lasts.
-    ``vad`` and ``make_asr`` replace the ones built from ``cfg`` (a worker's shared models)."""
+    ``vad``, ``make_asr`` and ``turn_detector`` replace the ones built from ``cfg`` (a
+    worker's shared models)."""
     rate = sample_rate or cfg.sample_rate
+    model_turns = cfg.turn.detection == "model"
+    if model_turns and turn_detector is None:
+        turn_detector = build_turn_detector(cfg, rate)
     return VoiceInput(
         vad=vad if vad is not None else build_vad(cfg, rate),
         make_asr=make_asr if make_asr is not None else asr_factory(cfg),
@@ -113,4 +148,10 @@ def build_input(
         barge_in=cfg.barge_in,
         min_barge_in_s=cfg.min_barge_in_ms / 1000,
         unfinished_extra_silence_s=cfg.unfinished_extra_silence_ms / 1000,
+        turn_rules=turn_rules(cfg.turn) if model_turns else None,
+        turn_detector=turn_detector if model_turns else None,
+        backchannels=(cfg.backchannel.phrases or DEFAULT_BACKCHANNELS)
+        if cfg.backchannel.enabled
+        else None,
+        backchannel_max_s=cfg.backchannel.max_ms / 1000,
     )

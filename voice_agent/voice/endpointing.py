@@ -1,16 +1,32 @@
-"""Is a paused utterance finished? A cheap textual hint for the end-of-turn decision.
+"""When has the caller finished? The end-of-turn decision, and what counts as a backchannel.
 
-The VAD ends a turn after a fixed silence. People pause mid-thought ("Thank
-you, ... that is all", "my order number is ... 4 2 7"), and Whisper's
-punctuation of the early transcript tells those pauses apart surprisingly
-well: a text that ends with a comma, a colon, a dash, an ellipsis or a word
-that cannot end a sentence ("and", "the", "my", ...) is probably unfinished,
-so the silence needed to end the turn is extended for that pause.
+A silence alone cannot tell "Where is my order?" from "My order number is
+... 4 2 7": people pause mid-thought. The decision here combines three cues,
+each cheap and available within ~0.25 s of the pause:
+
+- the **turn model** (:class:`peripherals.turn.TurnDetector`): how the speech
+  ended — intonation, a cut word — scored once the pause has lasted
+  ``candidate_silence_s``;
+- the **early transcript** (the ASR's decode started at the pause): a text
+  that ends with a comma, a dash, or a word after which English sentences do
+  not end ("and", "the", "my", "is") is unfinished; one that ends in digits
+  read out after "number is" / "code is" (or several digit groups) is a number
+  being read, and numbers are read in groups with pauses between them;
+- the **silence** itself: whatever the cues say, the turn ends after
+  ``max_silence_s``.
+
+:func:`decide` turns the cues into the silence the current pause needs before
+it ends the turn (:class:`EndpointDecision`); the voice input applies it to
+the VAD. The decision never delays the answer when it says "done": the
+preemptive generation starts at the pause, on the early transcript, and the
+decision only has to land before the LLM's first token does.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 # Words after which an English sentence practically never ends.
 _CONTINUATION_WORDS = frozenset(
@@ -18,10 +34,64 @@ _CONTINUATION_WORDS = frozenset(
     a an the and or but so because if that which who whose when while where as than then
     to of for with from at by in on into about my your our their his her its this these
     those is are was were be been am um uh er like i'm i'd i'll we're you're it's
+    whether although though since until unless through without between within onto upon
     """.split()
 )
 _OPEN_PUNCTUATION = (",", ";", ":", "-", "–", "—", "...", "…")
 _WORD = re.compile(r"[a-z']+")
+_TOKEN = re.compile(r"\d+|[a-z']+")
+_DIGIT_WORDS = frozenset("zero oh one two three four five six seven eight nine double".split())
+# Words that announce a number being read out ("my order number is", "the code is").
+_NUMBER_LEADS = frozenset(
+    "number numbers code zip postcode phone account card pin id digits reference order".split()
+)
+_NUMBER_LOOKBACK = 8  # tokens before the digits searched for a lead word
+_NUMBER_MIN_GROUPS = 3  # this many digit tokens in a row are a number being read, lead or not
+
+# What people say to show they listen, not to take the floor (lower case, no punctuation).
+DEFAULT_BACKCHANNELS = (
+    "mhm",
+    "mm",
+    "mmhmm",
+    "mm hmm",
+    "mhmm",
+    "uh huh",
+    "uhhuh",
+    "hmm",
+    "yeah",
+    "yes",
+    "yep",
+    "yup",
+    "right",
+    "okay",
+    "ok",
+    "sure",
+    "i see",
+    "got it",
+    "alright",
+    "all right",
+    "cool",
+    "great",
+    "good",
+    "ah",
+    "oh",
+    "aha",
+    "oh okay",
+    "okay yeah",
+    "yeah yeah",
+    "right right",
+    "okay okay",
+)
+
+TurnCue = Literal["unfinished", "number", "none"]
+DecisionReason = Literal[
+    "model_done",
+    "model_uncertain",
+    "model_incomplete",
+    "transcript_unfinished",
+    "number",
+    "no_model",
+]
 
 
 def likely_unfinished(text: str) -> bool:
@@ -35,3 +105,111 @@ def likely_unfinished(text: str) -> bool:
         return False
     words = _WORD.findall(stripped.lower())
     return bool(words) and words[-1] in _CONTINUATION_WORDS
+
+
+def _is_digits(token: str) -> bool:
+    return token.isdigit() or token in _DIGIT_WORDS
+
+
+def reading_number(text: str) -> bool:
+    """True when ``text`` ends in a number being read out (more digits may follow)."""
+    tokens = _TOKEN.findall(text.lower().replace("-", " "))
+    if not tokens or not _is_digits(tokens[-1]):
+        return False
+    run = 0
+    for tok in reversed(tokens):
+        if not _is_digits(tok):
+            break
+        run += 1
+    if run >= _NUMBER_MIN_GROUPS:
+        return True
+    before = tokens[: len(tokens) - run][-_NUMBER_LOOKBACK:]
+    return any(t in _NUMBER_LEADS for t in before)
+
+
+def transcript_cue(text: str | None) -> TurnCue:
+    """What the early transcript says about the turn: unfinished, a number, or nothing."""
+    if not text:
+        return "none"
+    if reading_number(text):
+        return "number"
+    if likely_unfinished(text):
+        return "unfinished"
+    return "none"
+
+
+def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -> bool:
+    """True when ``text`` is only listener feedback ("mhm", "yeah, right", "okay.")."""
+    plain = " ".join(_WORD.findall(text.lower().replace("-", " ")))
+    if not plain:
+        return False
+    if plain in phrases:
+        return True
+    # A few backchannels in a row ("yeah, okay", "right. mhm.") are still one.
+    words = plain.split()
+    return len(words) <= 4 and all(w in phrases for w in words)
+
+
+@dataclass(frozen=True)
+class EndpointingRules:
+    """The end-of-turn policy's numbers (seconds of silence after the pause began).
+
+    ``max_silence_s`` is the cap every other silence is clipped to.
+    """
+
+    candidate_silence_s: float = 0.2
+    done_probability: float = 0.5
+    incomplete_probability: float = 0.2
+    done_silence_s: float = 0.2
+    uncertain_silence_s: float = 0.5
+    incomplete_silence_s: float = 1.2
+    unfinished_text_silence_s: float = 1.0
+    number_silence_s: float = 1.2
+    no_model_silence_s: float = 0.5
+    max_silence_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.incomplete_probability <= self.done_probability <= 1.0:
+            raise ValueError("need 0 <= incomplete_probability <= done_probability <= 1")
+        if self.max_silence_s < self.candidate_silence_s:
+            raise ValueError("max_silence_s must be at least candidate_silence_s")
+
+
+@dataclass(frozen=True)
+class EndpointDecision:
+    """How long the current pause must last before it ends the turn, and why."""
+
+    silence_s: float
+    reason: DecisionReason
+    probability: float | None  # the turn model's score (None: no model)
+    cue: TurnCue
+
+
+def decide(
+    rules: EndpointingRules, probability: float | None, text: str | None
+) -> EndpointDecision:
+    """The silence the current pause needs, from the model's score and the early transcript.
+
+    The model sets the base (done / uncertain / incomplete; without a model,
+    ``no_model_silence_s``); a transcript that looks unfinished or that ends
+    in a number being read can only lengthen it. Capped at ``max_silence_s``.
+    """
+    if probability is None:
+        silence, reason = rules.no_model_silence_s, "no_model"
+    elif probability >= rules.done_probability:
+        silence, reason = rules.done_silence_s, "model_done"
+    elif probability < rules.incomplete_probability:
+        silence, reason = rules.incomplete_silence_s, "model_incomplete"
+    else:
+        silence, reason = rules.uncertain_silence_s, "model_uncertain"
+    cue = transcript_cue(text)
+    if cue == "number" and rules.number_silence_s > silence:
+        silence, reason = rules.number_silence_s, "number"
+    elif cue == "unfinished" and rules.unfinished_text_silence_s > silence:
+        silence, reason = rules.unfinished_text_silence_s, "transcript_unfinished"
+    return EndpointDecision(
+        silence_s=min(silence, rules.max_silence_s),
+        reason=reason,  # type: ignore[arg-type]
+        probability=probability,
+        cue=cue,
+    )

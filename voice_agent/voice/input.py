@@ -63,18 +63,21 @@ from peripherals.asr import AsrPartial, StreamingAsr
 from peripherals.audio import to_float32
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.resample import Resampler
+from peripherals.turn import TurnDetector
 from peripherals.vad import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadSegmenter
-from voice_agent.voice.endpointing import likely_unfinished
+from voice_agent.voice.endpointing import EndpointingRules, is_backchannel, likely_unfinished
 
 from ..events import (
     TranscriptFinal,
     TranscriptPartial,
+    UserBackchanneled,
     UserSpeechEnded,
     UserSpeechPaused,
     UserSpeechResumed,
     UserSpeechStarted,
 )
 from .tasks import TaskTracker
+from .turn_taking import TurnEnder, TurnRecord
 from .utterance import (
     TRANSCRIBED,
     EarlyTranscriptReady,
@@ -121,6 +124,8 @@ class UtteranceTiming:
     decode_s: float | None = None  # the final decode's own duration (seconds)
     text: str = ""
     dropped: bool = False  # too short to barge in, or barge-in disabled
+    turn: TurnRecord | None = None  # the end-of-turn decision (with ``turn_rules``)
+    backchannel: bool = False  # listener feedback over the agent ("mhm"): recorded, no barge-in
 
 
 class Playback(Protocol):
@@ -164,6 +169,10 @@ class VoiceInput:
         min_barge_in_s: float = MIN_BARGE_IN_S,
         preroll_s: float = PREROLL_S,
         unfinished_extra_silence_s: float = 0.0,
+        turn_rules: EndpointingRules | None = None,
+        turn_detector: TurnDetector | None = None,
+        backchannels: tuple[str, ...] | None = None,
+        backchannel_max_s: float = 0.9,
         clock: Clock | None = None,
         on_transition: Callable[[TraceRecord], None] | None = None,
     ) -> None:
@@ -182,6 +191,15 @@ class VoiceInput:
         self._playback = playback
         self._barge_in = barge_in
         self._min_barge_in = int(min_barge_in_s * self._rate)
+        # With backchannel phrases, held speech interrupts once it lasts backchannel_max_s,
+        # or earlier once its early transcript says something else ("Stop.").
+        self._backchannels = backchannels
+        self._confirm_after = (
+            max(self._min_barge_in, int(backchannel_max_s * self._rate))
+            if backchannels is not None
+            else self._min_barge_in
+        )
+        self._judging = False  # a held pause's early transcript is awaited (its words decide)
         self._preroll = int(preroll_s * self._rate)
         self._clock = clock or MonotonicClock()
         self._machine: Machine[VoiceInput] = Machine(
@@ -202,6 +220,20 @@ class VoiceInput:
         # agent's voice stays paused until it does (a rule about the agent, not the segment).
         self._barge_posted = False
         self._tasks = TaskTracker("voice-input")
+        # With turn rules each pause is scored (turn model + transcript cues) and the decision
+        # sets the silence that ends it; without, the VAD's fixed silence does (see the doc).
+        self._turn = (
+            TurnEnder(
+                rules=turn_rules,
+                detector=turn_detector,
+                vad=vad,
+                clock=self._clock,
+                tasks=self._tasks,
+                sample_rate=self._rate,
+            )
+            if turn_rules is not None
+            else None
+        )
         self.turns: list[UtteranceTiming] = []
         self.playback_pauses: list[PlaybackPause] = []
         self._closed = False
@@ -215,6 +247,11 @@ class VoiceInput:
     def stream_time(self) -> float:
         """Seconds of audio processed so far."""
         return self._fed / self._rate
+
+    @property
+    def settled(self) -> bool:
+        """No early transcript or turn-model scoring is pending (a fast stream clock waits)."""
+        return self._tasks.pending == 0
 
     @property
     def in_speech(self) -> bool:
@@ -244,7 +281,9 @@ class VoiceInput:
                 self._push_pending()
                 await self._fire(VadSpeechEnded(t=ev.t))
         self._push_pending()
-        if self.state is U.HELD and self._fed - self._start_sample >= self._min_barge_in:
+        if self._turn is not None and self.state in (U.PAUSED, U.PAUSE_ANNOUNCED):
+            self._turn.tick(self._vad.pause_silence_s)
+        if self.state is U.HELD and self._fed - self._start_sample >= self._confirm_after:
             await self._fire(HeldSpeechLasted())
         self._steer_playback()
 
@@ -260,6 +299,8 @@ class VoiceInput:
         self._closed = True
         self._set_playback_paused(False)
         await self._tasks.aclose()
+        if self._turn is not None:
+            self._turn.close()
         await self._asr.aclose()
         await self._machine.aclose()
 
@@ -286,6 +327,8 @@ class VoiceInput:
             return
         audio = self._history[self._pushed - self._history_start : self._fed - self._history_start]
         self._asr.push(audio, self._rate)
+        if self._turn is not None:
+            self._turn.feed(audio)
         self._pushed = self._fed
         # Inside a segment the history only needs what was not pushed yet.
         drop = self._pushed - self._history_start
@@ -309,7 +352,8 @@ class VoiceInput:
         elif state is U.HELD:
             speech = True
         elif state is U.HELD_PAUSED:
-            speech = self.stream_time - self._paused_since < RESUME_AFTER_SILENCE_S
+            quiet = self.stream_time - self._paused_since
+            speech = quiet < RESUME_AFTER_SILENCE_S or self._judging
         else:
             speech = False
         self._set_playback_paused(busy and (speech or self._barge_posted))
@@ -343,12 +387,34 @@ class VoiceInput:
         return event.pause == self._pauses and bool(event.text)
 
     def early_text_unfinished(self, event: EarlyTranscriptReady) -> bool:
-        """The early text of this pause looks cut mid-thought ("Thank you, ...")."""
+        """The early text of this pause looks cut mid-thought ("Thank you, ...") and the
+        plain VAD rule applies (with turn rules the decision weighs the text instead)."""
         return (
-            self._current_early_text(event)
+            self._turn is None
+            and self._current_early_text(event)
             and self._unfinished_extra > 0
             and likely_unfinished(event.text)
         )
+
+    def backchannel_heard(self, event: EarlyTranscriptReady) -> bool:
+        """Held speech over the agent said only listener feedback ("mhm", "yeah")."""
+        return (
+            self._backchannels is not None
+            and self._current_early_text(event)
+            and is_backchannel(event.text, self._backchannels)
+        )
+
+    def interruption_heard(self, event: EarlyTranscriptReady) -> bool:
+        """Held speech over the agent said words that are no backchannel ("Stop.")."""
+        return (
+            self._backchannels is not None
+            and self._current_early_text(event)
+            and not is_backchannel(event.text, self._backchannels)
+        )
+
+    def judging(self, event: Event) -> bool:
+        """A held pause's words are still being transcribed."""
+        return self._judging
 
     def early_text_ends_turn(self, event: EarlyTranscriptReady) -> bool:
         """The early decode of this pause heard words that may end the turn."""
@@ -357,6 +423,8 @@ class VoiceInput:
     # ---------------------------------------------------------------- actions
     def open_utterance(self, event: VadSpeechStarted) -> None:
         """Start timing a segment; its audio (with the preroll) goes to the ASR."""
+        if self._turn is not None:
+            self._turn.begin()
         self._current = UtteranceTiming(
             index=len(self.turns),
             speech_start_s=event.t,
@@ -378,7 +446,8 @@ class VoiceInput:
         """Post ``UserSpeechStarted`` (and a partial held back meanwhile)."""
         cur = self._current
         assert cur is not None
-        if isinstance(event, HeldSpeechLasted):  # a barge-in: keep the agent paused
+        self._judging = False
+        if cur.agent_busy:  # a barge-in: keep the agent paused until it takes the floor
             self._barge_posted = True
             if self.playback_paused:
                 self.playback_pauses[-1].barge_in = True
@@ -400,12 +469,59 @@ class VoiceInput:
         self._pauses += 1
         self._paused_since = self.stream_time
         self._asr.speech_paused()
+        if self._turn is not None:
+            self._turn.paused(self.stream_time - (self._vad.pause_silence_s or 0.0))
         if self._current is not None:
             self._current.paused_at = self._clock.now()
 
     def await_early_text(self, event: VadSpeechPaused) -> None:
         """Report the early decode's text as an event when it is ready."""
         self._tasks.spawn(self._early_text(self._pauses), "paused-text")
+
+    def await_held_text(self, event: VadSpeechPaused) -> None:
+        """Held speech went quiet: with backchannels, its words decide (if it lasted at all)."""
+        if self._backchannels is None or self._fed - self._start_sample < self._min_barge_in:
+            return
+        self._judging = True
+        self._tasks.spawn(self._early_text(self._pauses), "held-text")
+
+    def record_backchannel(self, event: EarlyTranscriptReady) -> None:
+        """Listener feedback: recorded, the agent's voice resumes, the segment ends now."""
+        cur = self._current
+        assert cur is not None
+        self._judging = False
+        cur.dropped = cur.backchannel = True
+        cur.text = event.text
+        self._post(UserBackchanneled(text=event.text))
+        self._vad.set_pause_silence(0.0)
+
+    def stop_judging(self, event: EarlyTranscriptReady) -> None:
+        """Nothing heard in this pause (a cough): the agent's voice resumes after the quiet."""
+        if event.pause == self._pauses:
+            self._judging = False
+
+    async def end_judged(self, event: VadSpeechEnded) -> None:
+        """The VAD ended held speech before its words were known: wait for them, then
+        record a backchannel, finish an interruption, or drop a cough."""
+        cur = self._current
+        assert cur is not None
+        self._judging = False
+        text = await self._asr.paused_text() or ""
+        assert self._backchannels is not None
+        if text and not is_backchannel(text, self._backchannels):
+            self.announce_start(event)
+            await self.finish_utterance(event)
+            return
+        if text:
+            cur.backchannel = True
+            self._post(UserBackchanneled(text=text))
+        await self.drop_utterance(event)
+        cur.text = text
+
+    def judge_turn(self, event: EarlyTranscriptReady) -> None:
+        """The pause's early transcript goes into the end-of-turn decision."""
+        if self._turn is not None and event.pause == self._pauses:
+            self._turn.text(event.text)
 
     async def _early_text(self, pause: int) -> None:
         text = await self._asr.paused_text()
@@ -424,6 +540,9 @@ class VoiceInput:
     def void_early_decode(self, event: VadSpeechResumed) -> None:
         """Speech came back: the early decode no longer stands for the utterance."""
         self._asr.speech_resumed()
+        self._judging = False
+        if self._turn is not None:
+            self._turn.resumed()
 
     def announce_resume(self, event: VadSpeechResumed) -> None:
         if self._current is not None:
@@ -467,4 +586,6 @@ class VoiceInput:
     def _close_timing(self, cur: UtteranceTiming, event: VadSpeechEnded) -> None:
         cur.speech_end_s = event.t
         cur.ended_s = self.stream_time
+        if self._turn is not None:
+            cur.turn = self._turn.end()
         self._current = None

@@ -38,6 +38,11 @@ class TaskTracker:
             self.failures.append(exc)
             log.error("%s failed", task.get_name(), exc_info=exc)
 
+    @property
+    def pending(self) -> int:
+        """Tasks started here that have not finished yet."""
+        return len(self._tasks)
+
     def cancel(self, task: asyncio.Task[Any] | None) -> None:
         """Cancel one owned task (no wait; it is still tracked until it ends)."""
         if task is not None and not task.done():

@@ -1,0 +1,188 @@
+"""Callers for the turn-taking benchmark: voices that are not the agent's, pauses, digit strings.
+
+Voices come from espeak-ng (Debian's ``espeak-ng``; a formant synthesizer, so
+nothing like the agent's piper voice) with its accent and speaker variants,
+at several speaking rates. A caller *item* is one turn made of one or more
+*parts* separated by a mid-turn pause: a plain question (one part), a
+sentence paused mid-way ("I'd like to change ... the address on my
+account"), or a number read out in groups ("my order number is ... 4 2 7
+... 9 1 5"). ``phone()`` gives the 8 kHz μ-law round trip of the phone path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from peripherals.resample import resample
+
+AUDIBLE = 0.01  # |sample| above this is audible (full scale 1.0)
+
+QUESTIONS = [
+    "Hi, I would like to check on my delivery.",
+    "Can you tell me when the store opens tomorrow?",
+    "I need to change the address on my account.",
+    "What is your return policy for shoes?",
+    "My package arrived damaged yesterday.",
+    "Can I speak to someone about a refund?",
+    "Do you have this jacket in a larger size?",
+    "How long does shipping usually take?",
+    "I forgot my password and cannot log in.",
+    "Thank you, that is all I needed today.",
+    "Is there a fee for cancelling my subscription?",
+    "Where can I find my invoice from last month?",
+]
+# Parts of one turn, said with a pause between them (the caller thinks mid-sentence).
+PAUSING = [
+    ("I would like to change", "the delivery address for my order."),
+    ("Can you check whether", "my refund has been processed?"),
+    ("I ordered a blue jacket and", "it has not arrived yet."),
+    ("So the thing is,", "my card was charged twice."),
+    ("I was wondering if", "you could send me a new invoice."),
+    ("My question is about", "the warranty on my laptop."),
+]
+DIGITS = [
+    ("My order number is", "four two seven", "nine one five."),
+    ("The code on the card is", "three three eight", "one zero two."),
+    ("My phone number is", "five five five", "two one eight", "six six four zero."),
+    ("The tracking number is", "eight one", "seven seven", "two nine."),
+]
+# espeak-ng voices (language+variant) for the callers; HELD_OUT are for re-measuring only.
+VOICES = ["en-us+m3", "en-gb+f3", "en-gb-scotland+m1", "en-us+f4"]
+HELD_OUT_VOICES = ["en-029+m4", "en-gb-x-rp+f2", "en-us+m7"]
+SPEEDS_WPM = (165, 140)  # espeak words per minute: brisk and slower
+
+
+@dataclass(frozen=True)
+class Item:
+    """One caller turn: its parts, the pause between them (s), voice and rate."""
+
+    kind: str  # "question" | "pausing" | "digits"
+    parts: tuple[str, ...]
+    voice: str
+    wpm: int
+    pause_s: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+@dataclass
+class Placed:
+    """An item on the recording's timeline (seconds): first and last audible sample,
+    and where each later part starts (an end of turn before that cuts the caller off)."""
+
+    item: Item
+    start_s: float
+    end_s: float
+    part_starts_s: list[float]
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def speak(text: str, voice: str, wpm: int, rate: int) -> np.ndarray:
+    """espeak-ng's speech for ``text`` at ``rate`` Hz, trimmed to its audible part, peak 0.5."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(path), text],
+            check=True,
+            capture_output=True,
+        )
+        with wave.open(str(path)) as w:
+            sr = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32)
+    x = resample(x / 32768.0, sr, rate)
+    idx = np.nonzero(np.abs(x) > AUDIBLE * np.abs(x).max() * 2)[0]
+    x = x[idx[0] : idx[-1] + 1]
+    return (0.5 * x / max(1e-6, float(np.abs(x).max()))).astype(np.float32)
+
+
+def render(item: Item, rate: int, speak_fn=speak) -> tuple[np.ndarray, list[int]]:  # type: ignore[no-untyped-def]
+    """The item's audio and the sample where each part starts."""
+    pieces: list[np.ndarray] = []
+    starts: list[int] = []
+    n = 0
+    for i, part in enumerate(item.parts):
+        if i:
+            gap = np.zeros(int(item.pause_s * rate), dtype=np.float32)
+            pieces.append(gap)
+            n += len(gap)
+        x = speak_fn(part, item.voice, item.wpm, rate)
+        starts.append(n)
+        pieces.append(x)
+        n += len(x)
+    return np.concatenate(pieces), starts
+
+
+def build_recording(
+    items: list[Item], rate: int, gap_s: float, lead_s: float = 0.5
+) -> tuple[np.ndarray, list[Placed]]:
+    """All items one after another with ``gap_s`` of silence after each (room for the answer)."""
+    chunks = [np.zeros(int(lead_s * rate), dtype=np.float32)]
+    placed: list[Placed] = []
+    t = lead_s
+    for item in items:
+        x, starts = render(item, rate)
+        audible = np.nonzero(np.abs(x) > AUDIBLE)[0]
+        placed.append(
+            Placed(
+                item,
+                t + audible[0] / rate,
+                t + audible[-1] / rate,
+                [t + s / rate for s in starts[1:]],
+            )
+        )
+        chunks += [x, np.zeros(int(gap_s * rate), dtype=np.float32)]
+        t += len(x) / rate + gap_s
+    return np.concatenate(chunks), placed
+
+
+# ---------------------------------------------------------------- G.711 μ-law (the phone path)
+_MU = 255.0
+
+
+def mulaw_encode(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1] → 8-bit μ-law codes (continuous companding, 8-bit quantised)."""
+    y = np.sign(x) * np.log1p(_MU * np.minimum(1.0, np.abs(x))) / np.log1p(_MU)
+    return np.round((y + 1.0) / 2.0 * 255.0).astype(np.uint8)
+
+
+def mulaw_decode(codes: np.ndarray) -> np.ndarray:
+    y = codes.astype(np.float32) / 255.0 * 2.0 - 1.0
+    return (np.sign(y) * ((1.0 + _MU) ** np.abs(y) - 1.0) / _MU).astype(np.float32)
+
+
+def phone(x: np.ndarray, rate: int) -> np.ndarray:
+    """The caller as a phone line carries them: 8 kHz, μ-law encoded and decoded."""
+    y = resample(x, rate, 8000) if rate != 8000 else x
+    return mulaw_decode(mulaw_encode(y))
+
+
+def items_for(voices: list[str], speeds: tuple[int, ...] = SPEEDS_WPM) -> list[Item]:
+    """Every question, pausing sentence and digit string, voices and speeds rotated through."""
+    combos = [(v, s) for s in speeds for v in voices]
+    items: list[Item] = []
+    k = 0
+    for q in QUESTIONS:
+        v, s = combos[k % len(combos)]
+        items.append(Item("question", (q,), v, s))
+        k += 1
+    for i, parts in enumerate(PAUSING):
+        v, s = combos[k % len(combos)]
+        items.append(Item("pausing", parts, v, s, pause_s=(0.55, 0.8)[i % 2]))
+        k += 1
+    for i, parts in enumerate(DIGITS):
+        v, s = combos[k % len(combos)]
+        items.append(Item("digits", parts, v, s, pause_s=(0.6, 0.9)[i % 2]))
+        k += 1
+    return items

@@ -1,0 +1,294 @@
+"""Turn-taking benchmark: voice-to-voice latency per stage, early cut-offs and WER,
+on callers in voices that are not the agent's, at 16 kHz and on the 8 kHz μ-law phone path.
+
+    .venv/bin/python bench/turn_latency.py [--rates 16000,8000] [--detection vad,model]
+                                           [--voices held-out] [--ttft-ms 300] [--json out.json]
+
+Same harness as ``bench/voice_latency.py``: the file transport in real time,
+the real Silero VAD, faster-whisper, piper (the agent's voice) and the turn
+model, against the oracle LLM (``--ttft-ms`` to first token). The callers
+(``bench/callers.py``: espeak-ng voices at two speaking rates) ask twelve
+questions, say six sentences with a pause in the middle and read four
+numbers in groups. Every (rate, detection) pair answers the same recording
+in one run, so ``vad`` (the fixed-silence rule, as before) and ``model``
+(Smart Turn + transcript cues) compare as ratios under the same load.
+
+Per item, from the audio and the pipeline's records, in ms after the
+caller's true end of speech (the last audible sample of the item):
+``pause_detected`` (the VAD's SpeechPaused: the early decode starts),
+``text_ready`` (the early transcript), ``scored`` (the turn model's score),
+``decided`` (the end-of-turn decision applied), ``turn_ended``
+(UserSpeechEnded), ``final`` (TranscriptFinal), ``llm_request`` (the oracle
+received the request), ``llm_first_token``, ``first_audio`` (= voice to
+voice). ``cut_off``: the turn was ended before the caller's last part began.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import callers as cl  # noqa: E402
+import voice_latency as vl  # noqa: E402
+
+from fsm import MonotonicClock  # noqa: E402
+from ledger import entries as le  # noqa: E402
+from peripherals.wer import word_error_rate  # noqa: E402
+from voice_agent.bench.oracle import MODEL_ID, OracleServer  # noqa: E402
+from voice_agent.bench.runner import build_registry  # noqa: E402
+from voice_agent.config import load_config  # noqa: E402
+from voice_agent.transports.files import run_audio  # noqa: E402
+
+GAP_S = 3.2  # silence after each item: room for the answer (s)
+SHORT_ANSWER = "Sure, I can help with that."
+_DIGIT = {
+    "zero": "0",
+    "oh": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+
+
+def normalise(text: str) -> str:
+    """Digits as single digit words either way ("427" / "four two seven" → "4 2 7")."""
+    words = re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    out: list[str] = []
+    for w in words:
+        w = _DIGIT.get(w, w)
+        out.extend(list(w) if w.isdigit() else [w])
+    return " ".join(out)
+
+
+async def run_recording(audio, rate: int, detection: str, ttft_ms: float, name: str, items):  # type: ignore[no-untyped-def]
+    scen = vl.scenario([(it.text, SHORT_ANSWER) for it in items], ttft_ms, name)
+    tools = build_registry(scen, MonotonicClock(), [])
+    async with OracleServer(scen) as oracle:
+        config = load_config(
+            None,
+            environ={},
+            overrides={
+                "llm": {"base_url": oracle.base_url, "model": MODEL_ID, "max_retries": 0},
+                "agent": {"mode": "async", "system_prompt": "You are a helpful agent."},
+                "ledger": {"persist": False},
+                "voice": {"sample_rate": rate, "turn": {"detection": detection}},
+            },
+        )
+        ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        result = await run_audio(config, audio, rate, realtime=True, tools=tools)
+        ru1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        exchanges = list(oracle.exchanges)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return result, exchanges, cpu, wall1 - wall0
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 1)
+
+
+def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    out_spans = vl.spans(result.agent_audio) if rate == vl.RATE else _spans(result, rate)
+    t0 = result.t0
+    rows = []
+    for k, p in enumerate(placed):
+        nxt = placed[k + 1].start_s if k + 1 < len(placed) else float("inf")
+        utts = [
+            u
+            for u in result.utterances
+            if not u.dropped and p.start_s - 0.5 <= u.speech_start_s <= p.end_s + 0.1
+        ]
+        heard = " ".join(u.text for u in utts if u.text)
+        last_part = p.part_starts_s[-1] if p.part_starts_s else None
+        cut = any(
+            u.ended_s is not None and u.text and last_part is not None and u.ended_s < last_part
+            for u in utts
+        )
+        row: dict[str, Any] = {
+            "kind": p.item.kind,
+            "voice": p.item.voice,
+            "wpm": p.item.wpm,
+            "text": p.item.text,
+            "heard": heard,
+            "wer": round(word_error_rate(normalise(p.item.text), normalise(heard)), 3),
+            "cut_off": cut,
+            "turns": len(utts),
+        }
+        first = next((s for s, _ in out_spans if p.end_s < s < nxt), None)
+        last = next((u for u in reversed(utts) if u.speech_end_s is not None), None)
+        if first is None or last is None or last.final_at is None:
+            row["error"] = "no answer after the item"
+            rows.append(row)
+            continue
+        end_clock = t0 + p.end_s
+
+        def rel(clock_t: float | None, end_clock: float = end_clock) -> float | None:
+            return None if clock_t is None else _ms(clock_t - end_clock)
+
+        row["first_audio"] = _ms(first - p.end_s)
+        row["pause_detected"] = rel(last.paused_at)
+        row["turn_ended"] = rel(last.ended_at)
+        row["final"] = rel(last.final_at)
+        row["asr_decode"] = _ms(last.decode_s)
+        tr = last.turn
+        if tr is not None:
+            row["text_ready"] = rel(tr.text_at)
+            row["scored"] = rel(tr.scored_at)
+            row["decided"] = rel(tr.decided_at)
+            if tr.decision is not None:
+                row["decision"] = tr.decision.reason
+                row["probability"] = (
+                    None if tr.decision.probability is None else round(tr.decision.probability, 3)
+                )
+            row["model_compute"] = _ms(tr.model_compute_s)
+        asked_after = last.paused_at if last.pause_posted_at is not None else last.final_at
+        ex = next((e for e in exchanges if e.received_at >= (asked_after or 0) - 0.01), None)
+        if ex is not None and ex.first_token_at is not None:
+            row["llm_request"] = rel(ex.received_at)
+            row["llm_first_token"] = rel(ex.first_token_at)
+        rows.append(row)
+    return rows
+
+
+def _spans(result, rate: int) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
+    from peripherals.resample import resample
+
+    return vl.spans(resample(result.agent_audio, rate, vl.RATE))
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in rows if "first_audio" in r]
+    stages = (
+        "first_audio",
+        "pause_detected",
+        "text_ready",
+        "scored",
+        "decided",
+        "turn_ended",
+        "final",
+        "llm_request",
+        "llm_first_token",
+        "asr_decode",
+        "model_compute",
+    )
+    by_kind = {}
+    for kind in ("question", "pausing", "digits"):
+        ks = [r for r in rows if r["kind"] == kind]
+        by_kind[kind] = {
+            "n": len(ks),
+            "cut_off": sum(r["cut_off"] for r in ks),
+            "wer": round(sum(r["wer"] for r in ks) / len(ks), 3) if ks else None,
+            "first_audio": vl.summary([r["first_audio"] for r in ks if "first_audio" in r]),
+        }
+    decisions: dict[str, int] = {}
+    for r in rows:
+        if "decision" in r:
+            decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
+    uncut_questions = [r for r in ok if r["kind"] == "question"]
+    return {
+        "voice_to_voice_questions": vl.summary([r["first_audio"] for r in uncut_questions]),
+        "voice_to_voice_all_uncut": vl.summary([r["first_audio"] for r in ok if not r["cut_off"]]),
+        "stages_questions_ms": {
+            k: vl.summary([r[k] for r in uncut_questions if r.get(k) is not None]) for k in stages
+        },
+        "by_kind": by_kind,
+        "decisions": decisions,
+        "cut_off": sum(r["cut_off"] for r in rows),
+        "wer": round(sum(r["wer"] for r in rows) / len(rows), 3) if rows else None,
+        "failed": [r for r in rows if "first_audio" not in r],
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
+    items = cl.items_for(voices)
+    if args.limit:
+        items = items[: args.limit]
+    report: dict[str, Any] = {
+        "settings": {
+            "oracle_ttft_ms": args.ttft_ms,
+            "voices": voices,
+            "speeds_wpm": list(cl.SPEEDS_WPM),
+            "items": len(items),
+            "transport": "files --realtime",
+        },
+        "runs": {},
+    }
+    for rate in args.rates:
+        audio16, placed = cl.build_recording(items, vl.RATE, GAP_S)
+        audio = cl.phone(audio16, vl.RATE) if rate == 8000 else audio16
+        for detection in args.detection:
+            name = f"{rate // 1000}k_{detection}"
+            result, exchanges, cpu, wall = await run_recording(
+                audio, rate, detection, args.ttft_ms, name, items
+            )
+            rows = item_rows(result, exchanges, placed, rate)
+            notes = [e.text for e in result.entries if isinstance(e, le.Note)]
+            run = summarise(rows)
+            run["preemptive_adopted"] = sum("adopted" in n for n in notes)
+            run["preemptive_dropped"] = sum("dropped" in n for n in notes)
+            scores = sum(u.turn.scores for u in result.utterances if u.turn is not None)
+            model_s = sum(
+                u.turn.model_compute_total_s for u in result.utterances if u.turn is not None
+            )
+            run["turn_model"] = {
+                "scores": scores,
+                "compute_s": round(model_s, 3),
+                "per_score_ms": round(model_s / scores * 1000, 1) if scores else None,
+                "cpu_s_per_audio_s": round(model_s / (len(audio) / rate), 5),
+            }
+            run["cpu_cores"] = round(cpu / wall, 2)
+            run["items"] = rows
+            report["runs"][name] = run
+            print(
+                f"{name}: v2v questions {run['voice_to_voice_questions']}, "
+                f"cut-offs {run['cut_off']}, wer {run['wer']}",
+                file=sys.stderr,
+            )
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ttft-ms", type=float, default=300.0)
+    parser.add_argument("--rates", default="16000,8000")
+    parser.add_argument("--detection", default="vad,model")
+    parser.add_argument("--voices", choices=("default", "held-out"), default="default")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N items")
+    parser.add_argument("--json", help="also write the report here")
+    args = parser.parse_args()
+    args.rates = [int(r) for r in args.rates.split(",")]
+    args.detection = args.detection.split(",")
+    if not cl.espeak_available():
+        print("bench: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
+        return 2
+    report = asyncio.run(main_async(args))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+    summary = {
+        name: {k: v for k, v in run.items() if k not in ("items", "failed")}
+        for name, run in report["runs"].items()
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Turn-taking with real audio: the end-of-turn decision inside VoiceInput (real Silero VAD,
+a scripted turn model and ASR, so the timing is exact), and backchannels versus barge-ins
+through the file transport (real VAD, Whisper, piper, the oracle LLM)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from voice_helpers import (
+    RATE,
+    audible_spans,
+    caller_recording,
+    order_scenario,
+    start_oracle,
+    voice_config,
+)
+
+from ledger import entries as le
+from peripherals.asr import AsrFinal
+from voice_agent.config import VoiceConfig
+from voice_agent.events import (
+    Event,
+    TranscriptFinal,
+    UserSpeechEnded,
+    UserSpeechPaused,
+    UserSpeechResumed,
+)
+from voice_agent.transports import files
+from voice_agent.voice.build import build_vad
+from voice_agent.voice.endpointing import EndpointingRules
+from voice_agent.voice.input import VoiceInput
+
+FRAME = 320  # 20 ms
+
+
+class ScriptedDetector:
+    """A turn model whose score is set by the test; records what it was asked to score."""
+
+    sample_rate = RATE
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.calls: list[float] = []  # seconds of audio per call
+
+    def probability_done(self, audio: np.ndarray) -> float:
+        self.calls.append(len(audio) / RATE)
+        return self.probability
+
+
+class FixedTextAsr:
+    """A StreamingAsr whose early and final transcript is ``text`` (instantly)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.early: str | None = None
+
+    def __call__(self, on_partial: object) -> FixedTextAsr:
+        return self
+
+    def push(self, samples: np.ndarray, sample_rate: int) -> None:
+        pass
+
+    def speech_paused(self) -> None:
+        self.early = self.text
+
+    def speech_resumed(self) -> None:
+        self.early = None
+
+    async def paused_text(self) -> str | None:
+        await asyncio.sleep(0)
+        return self.early
+
+    async def finalize(self) -> AsrFinal:
+        return AsrFinal(self.text, 0.0, 0.0, speculative=self.early is not None)
+
+    async def discard(self) -> None:
+        self.early = None
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def feed_settled(voice: VoiceInput, x: np.ndarray) -> None:
+    """Feed 20 ms frames; after each, let pending scoring/decoding finish (a stream clock
+    that waits for the pipeline, like the file transport's fast mode)."""
+    for i in range(0, len(x), FRAME):
+        await voice.process(x[i : i + FRAME])
+        for _ in range(2000):
+            if voice.settled:
+                break
+            await asyncio.sleep(0.001)
+
+
+def voice_input(events: list[Event], text: str, detector) -> VoiceInput:  # type: ignore[no-untyped-def]
+    return VoiceInput(
+        vad=build_vad(VoiceConfig()),  # 500 ms of silence ends a turn without a decision
+        make_asr=FixedTextAsr(text),
+        post=events.append,
+        sample_rate=RATE,
+        turn_rules=EndpointingRules(),
+        turn_detector=detector,
+    )
+
+
+async def test_a_confident_done_ends_the_turn_after_the_candidate_silence_not_the_vads() -> None:
+    events: list[Event] = []
+    detector = ScriptedDetector(0.95)
+    voice = voice_input(events, "Where is my order?", detector)
+    x, (u,) = caller_recording([(0.3, "Where is my order?", 1.0)], 3.0)
+    try:
+        await feed_settled(voice, x)
+    finally:
+        await voice.aclose()
+    (turn,) = voice.turns
+    assert turn.turn is not None and turn.turn.decision is not None
+    assert turn.turn.decision.reason == "model_done"
+    waited = turn.ended_s - turn.speech_end_s  # type: ignore[operator]
+    assert 0.18 < waited < 0.3, f"ended {waited:.3f} s into the pause (the VAD alone: 0.5 s)"
+    assert len(detector.calls) == 1 and detector.calls[0] > 1.0  # the whole utterance so far
+    kinds = [type(e) for e in events]
+    assert kinds[-3:] == [UserSpeechPaused, UserSpeechEnded, TranscriptFinal]
+
+
+async def test_an_incomplete_score_holds_the_turn_through_a_pause_the_vad_would_end() -> None:
+    parts = [(0.3, "I would like to change", 1.0), (2.15, "the address on my account.", 1.0)]
+    x, (first, second) = caller_recording(parts, 5.0)
+    gap = second.start_s - first.end_s
+    assert 0.6 < gap < 1.1  # longer than the VAD's 500 ms, shorter than the incomplete wait
+
+    plain: list[Event] = []
+    voice = VoiceInput(
+        vad=build_vad(VoiceConfig()),
+        make_asr=FixedTextAsr("x"),
+        post=plain.append,
+        sample_rate=RATE,
+    )
+    await feed_settled(voice, x)
+    await voice.aclose()
+    assert sum(isinstance(e, UserSpeechEnded) for e in plain) == 2, "the VAD alone splits it"
+
+    events: list[Event] = []
+    voice = voice_input(events, "I would like to change", ScriptedDetector(0.05))
+    await feed_settled(voice, x)
+    await voice.aclose()
+    assert sum(isinstance(e, UserSpeechEnded) for e in events) == 1
+    assert UserSpeechResumed in [type(e) for e in events]
+    (turn,) = voice.turns
+    assert turn.speech_end_s == pytest.approx(second.end_s, abs=0.25)
+    assert turn.turn is not None and turn.turn.decision is not None
+    # The last pause was scored too; its decision (incomplete) governs the end.
+    assert turn.turn.decision.reason == "model_incomplete"
+
+
+async def test_a_number_being_read_holds_the_turn_even_when_the_model_says_done() -> None:
+    parts = [(0.3, "My order number is four two seven.", 1.0), (3.1, "Nine one five.", 1.0)]
+    x, (first, second) = caller_recording(parts, 6.0)
+    assert 0.6 < second.start_s - first.end_s < 1.15
+    events: list[Event] = []
+    voice = voice_input(events, "My order number is 427.", ScriptedDetector(0.95))
+    await feed_settled(voice, x)
+    await voice.aclose()
+    assert sum(isinstance(e, UserSpeechEnded) for e in events) == 1, "not cut after 427"
+    assert voice.turns[0].turn.decision.reason == "number"  # type: ignore[union-attr]
+
+
+async def test_without_a_model_the_transcript_and_the_silence_decide() -> None:
+    events: list[Event] = []
+    voice = voice_input(events, "Where is my order?", None)
+    x, _ = caller_recording([(0.3, "Where is my order?", 1.0)], 3.0)
+    await feed_settled(voice, x)
+    await voice.aclose()
+    (turn,) = voice.turns
+    assert turn.turn.decision.reason == "no_model"  # type: ignore[union-attr]
+    assert turn.ended_s - turn.speech_end_s == pytest.approx(0.5, abs=0.07)  # type: ignore[operator]
+
+
+# ---------------------------------------------------------------- backchannels, file transport
+GREETING = (
+    "Thanks for calling. Your order four two seven has shipped. It left our warehouse in "
+    "Denver on Monday morning, and the carrier is United Parcel Service. The tracking "
+    "number is in your email. It should arrive on Friday before noon."
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("word", ["Yeah.", "Okay.", "Right."])
+async def test_a_backchannel_over_the_agent_is_recorded_and_the_agent_goes_on_but_words_stop_it(
+    tmp_path, word: str
+) -> None:
+    back_at, stop_at = 2.5, 8.0  # the agent greets from 0 s on for ~12 s
+    audio, (back, stop) = caller_recording(
+        [(back_at, word, 1.0), (stop_at, "Wait, I have another question.", 1.0)], 12.0
+    )
+    async for rig in start_oracle(order_scenario()):
+        config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
+        config = config.model_copy(
+            update={"agent": config.agent.model_copy(update={"greeting": GREETING})}
+        )
+        result = await files.run_audio(config, audio, RATE, realtime=False, tools=rig.tools)
+    notes = [e.text for e in result.entries if isinstance(e, le.Note)]
+    assert any("backchannel" in n for n in notes), notes
+    assert [u.backchannel for u in result.utterances][:1] == [True]
+    first, *_, last = result.playback_pauses
+    assert not first.barge_in and first.end_s is not None, "paused at its onset, then resumed"
+    assert first.end_s - back.start_s < 1.2
+    spans = audible_spans(result.agent_audio, gap_s=0.5)
+    assert any(s < first.end_s + 0.1 and e > back.end_s + 2.0 for s, e in spans), (
+        "the agent spoke on after the backchannel"
+    )
+    # The real interruption stops the agent at once.
+    assert last.barge_in
+    speaking = [s for s in spans if s[0] < stop.start_s]
+    # (the VAD's first speech frame may start a few ms before the first audible sample)
+    assert stop.start_s - 0.05 < speaking[-1][1] < stop.start_s + 0.15
+    played = [e for e in result.entries if isinstance(e, le.AgentTextPlayed)]
+    assert played[0].interrupted and "Monday" in played[0].text  # heard past the backchannel

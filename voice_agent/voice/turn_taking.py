@@ -1,0 +1,217 @@
+"""``TurnEnder``: scores the caller's pauses with the turn model and sets when the turn ends.
+
+:class:`VoiceInput` owns one and calls it at five points of an utterance:
+``begin`` (a new VAD segment), ``feed`` (its audio, as it goes to the ASR),
+``paused`` (the VAD suspects the end), ``text`` (the early transcript of that
+pause is ready), ``tick`` (after every frame) and ``resumed`` / ``end``.
+
+Within a pause, once it has lasted ``rules.candidate_silence_s`` of stream
+time, the turn model scores the last seconds of the utterance in a worker
+thread; when both the score and the early transcript are in,
+:func:`~voice_agent.voice.endpointing.decide` gives the silence the pause
+needs and the VAD is told (``set_pause_silence``): the turn ends at once on a
+confident "done", later on "incomplete", a trailing "and" or a number being
+read. Without a detector the transcript alone decides (``no_model_silence_s``
+as the base). Everything is timed in :class:`TurnRecord` for the per-turn
+breakdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from fsm import Clock
+from peripherals.turn import TurnDetector, TurnScore, score
+from peripherals.vad import VadSegmenter
+
+from .endpointing import EndpointDecision, EndpointingRules, decide
+from .tasks import TaskTracker
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 8.0  # seconds of the utterance kept for the model (it reads the last 8 s)
+
+
+@dataclass
+class TurnRecord:
+    """The end-of-turn decision of one utterance's last pause (clock and stream seconds)."""
+
+    pause_s: float | None = None  # stream time the last pause began (dated by the VAD)
+    scored_at: float | None = None  # clock time the model's score was ready
+    score_audio_s: float = 0.0  # seconds of audio scored
+    model_compute_s: float | None = None  # wall seconds the model took
+    text_at: float | None = None  # clock time the early transcript was ready
+    decided_at: float | None = None  # clock time the decision was applied
+    decision: EndpointDecision | None = None
+    scores: int = 0  # model runs in this utterance (one per pause that lasted long enough)
+    model_compute_total_s: float = 0.0
+
+
+class TurnEnder:
+    """The end-of-turn decision for one stream (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        rules: EndpointingRules,
+        detector: TurnDetector | None,
+        vad: VadSegmenter,
+        clock: Clock,
+        tasks: TaskTracker,
+        sample_rate: int,
+        on_decision: Callable[[EndpointDecision], None] | None = None,
+    ) -> None:
+        if detector is not None and detector.sample_rate != sample_rate:
+            raise ValueError(
+                f"the turn detector runs at {detector.sample_rate} Hz, the stream at {sample_rate} Hz"
+            )
+        self.rules = rules
+        self._detector = detector
+        self._vad = vad
+        self._clock = clock
+        self._tasks = tasks
+        self._rate = sample_rate
+        self._on_decision = on_decision
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn-model")
+            if detector is not None
+            else None
+        )
+        self._audio: list[np.ndarray] = []
+        self._length = 0
+        self._pause = 0  # bumped by every pause, resume and end: voids pending work
+        self._paused = False
+        self._score: TurnScore | None = None
+        self._text: str | None = None
+        self._have_text = False
+        self._scoring = False
+        self._decided = False
+        self.record = TurnRecord()
+        self.pending = 0  # scorings in flight (the fast file clock waits for them)
+
+    # ------------------------------------------------------------ utterance hooks
+    def begin(self) -> None:
+        """A new VAD segment: forget the previous one."""
+        self._audio, self._length = [], 0
+        self._pause += 1
+        self._paused = False
+        self.record = TurnRecord()
+
+    def feed(self, audio: np.ndarray) -> None:
+        """The segment's audio (as it goes to the ASR, pauses included), at ``sample_rate``."""
+        if not len(audio):
+            return
+        self._audio.append(audio)
+        self._length += len(audio)
+        keep = int(WINDOW_S * self._rate)
+        if self._length > 2 * keep:  # trim now and then, not on every frame
+            joined = np.concatenate(self._audio)[-keep:]
+            self._audio, self._length = [joined], len(joined)
+
+    def paused(self, pause_s: float) -> None:
+        """The VAD suspects the end (the pause began at stream time ``pause_s``)."""
+        self._pause += 1
+        self._paused = True
+        self._score, self._text, self._have_text = None, None, False
+        self._scoring = self._decided = False
+        self.record.pause_s = pause_s
+        self.record.scored_at = self.record.text_at = self.record.decided_at = None
+        self.record.decision = None
+
+    def resumed(self) -> None:
+        """Speech came back: the pause's scoring and decision are void."""
+        self._pause += 1
+        self._paused = False
+
+    def text(self, text: str | None) -> None:
+        """The early transcript of the current pause is ready (None/"" when nothing was heard)."""
+        if not self._paused or self._have_text:
+            return
+        self._text, self._have_text = text, True
+        self.record.text_at = self._clock.now()
+        self._maybe_decide()
+
+    def tick(self, silence_s: float | None) -> None:
+        """After each frame: ``silence_s`` is how long the current pause has lasted."""
+        if (
+            not self._paused
+            or self._scoring
+            or silence_s is None
+            or silence_s < self.rules.candidate_silence_s
+        ):
+            return
+        self._scoring = True
+        if self._detector is None:
+            self._maybe_decide()
+            return
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.float32)
+        self.pending += 1
+        self._tasks.spawn(self._run_model(audio, self._pause), "turn-score")
+
+    def end(self) -> TurnRecord:
+        """The segment ended: returns its record (the last pause's decision, if any)."""
+        self._pause += 1
+        self._paused = False
+        self._audio, self._length = [], 0
+        return self.record
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ internals
+    async def _run_model(self, audio: np.ndarray, token: int) -> None:
+        assert self._detector is not None and self._executor is not None
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._executor, score, self._detector, audio)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the turn model failed; the transcript and the silence decide")
+            result = None
+        finally:
+            self.pending -= 1
+        if result is not None:
+            self.record.scores += 1
+            self.record.model_compute_total_s += result.compute_s
+        if token != self._pause:
+            return  # the speech went on (or ended) meanwhile
+        self._score = result
+        self.record.scored_at = self._clock.now()
+        if result is not None:
+            self.record.score_audio_s = result.audio_s
+            self.record.model_compute_s = result.compute_s
+        self._maybe_decide()
+
+    def _maybe_decide(self) -> None:
+        """Decide once the score (if any) and the early transcript are both in.
+
+        A score that arrives before the transcript and says "not done" is
+        applied at once (it can only lengthen the pause), so a slow decode
+        cannot let the VAD's default silence cut the caller off meanwhile.
+        """
+        if self._decided or not self._paused or not self._scoring:
+            return
+        scored = self._detector is None or self.record.scored_at is not None
+        if not scored:
+            return  # the score is still being computed
+        probability = self._score.probability if self._score is not None else None
+        if not self._have_text:
+            early = decide(self.rules, probability, None)
+            if early.silence_s > self.rules.no_model_silence_s:
+                self._vad.set_pause_silence(early.silence_s)
+            return
+        decision = decide(self.rules, probability, self._text)
+        self._decided = True
+        self.record.decision = decision
+        self.record.decided_at = self._clock.now()
+        self._vad.set_pause_silence(decision.silence_s)
+        if self._on_decision is not None:
+            self._on_decision(decision)
