@@ -42,7 +42,6 @@ import callers as cl  # noqa: E402
 import voice_latency as vl  # noqa: E402
 
 from fsm import MonotonicClock  # noqa: E402
-from ledger import entries as le  # noqa: E402
 from peripherals.wer import word_error_rate  # noqa: E402
 from voice_agent.bench.oracle import MODEL_ID, OracleServer  # noqa: E402
 from voice_agent.bench.runner import build_registry  # noqa: E402
@@ -238,10 +237,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 audio, rate, detection, args.ttft_ms, name, items
             )
             rows = item_rows(result, exchanges, placed, rate)
-            notes = [e.text for e in result.entries if isinstance(e, le.Note)]
             run = summarise(rows)
-            run["preemptive_adopted"] = sum("adopted" in n for n in notes)
-            run["preemptive_dropped"] = sum("dropped" in n for n in notes)
+            pre = vl.preemption(result)
+            run["preemptive_adopted"], run["preemptive_dropped"] = pre["adopted"], pre["dropped"]
             scores = sum(u.turn.scores for u in result.utterances if u.turn is not None)
             model_s = sum(
                 u.turn.model_compute_total_s for u in result.utterances if u.turn is not None

@@ -301,11 +301,18 @@ def barge_metrics(result: AudioRunResult, placed: list[Placed]) -> list[dict[str
 def preemption(result: AudioRunResult) -> dict[str, Any]:
     """How many turns adopted a preemptive generation, and how far ahead it started (ms)."""
     notes = [e.text for e in result.entries if isinstance(e, le.Note)]
-    adopted = [n for n in notes if "preemptive generation adopted" in n]
+    adopted = [n for n in notes if "(pause) adopted whole" in n]
     ahead = [float(n.rsplit("started ", 1)[1].split("s ")[0]) * 1000 for n in adopted]
+    pause_forks = {
+        e.fork_id for e in result.entries if isinstance(e, le.ForkOpened) and e.trigger == "pause"
+    }
     return {
         "adopted": len(adopted),
-        "dropped": sum("preemptive generation on" in n and "dropped" in n for n in notes),
+        "dropped": sum(
+            1
+            for e in result.entries
+            if isinstance(e, le.ForkDiscarded) and e.fork_id in pause_forks
+        ),
         "ahead_ms": ahead,
     }
 
