@@ -200,3 +200,11 @@ def test_a_shorter_silence_than_already_passed_ends_the_segment_at_the_next_fram
     assert seg.pause_silence_s == pytest.approx(10 * 512 / 16000, abs=0.04)
     seg.set_pause_silence(0.2)
     assert any(isinstance(e, SpeechEnded) for e in seg.process(np.zeros(512, dtype=np.float32)))
+
+
+def test_a_turn_that_interrupted_the_agent_is_not_ended_on_its_first_word():
+    """ "Wait." sounds complete, but an interruption goes on ("Wait, I have a question")."""
+    d = decide(RULES, 0.95, "Wait.", interrupting=True)
+    assert (d.reason, d.silence_s) == ("interruption", RULES.uncertain_silence_s)
+    longer = decide(RULES, 0.05, "Wait, I", interrupting=True)
+    assert longer.silence_s == RULES.incomplete_silence_s  # only ever a floor

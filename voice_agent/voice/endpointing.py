@@ -91,6 +91,7 @@ DecisionReason = Literal[
     "transcript_unfinished",
     "number",
     "no_model",
+    "interruption",
 ]
 
 
@@ -186,13 +187,20 @@ class EndpointDecision:
 
 
 def decide(
-    rules: EndpointingRules, probability: float | None, text: str | None
+    rules: EndpointingRules,
+    probability: float | None,
+    text: str | None,
+    *,
+    interrupting: bool = False,
 ) -> EndpointDecision:
     """The silence the current pause needs, from the model's score and the early transcript.
 
     The model sets the base (done / uncertain / incomplete; without a model,
     ``no_model_silence_s``); a transcript that looks unfinished or that ends
-    in a number being read can only lengthen it. Capped at ``max_silence_s``.
+    in a number being read can only lengthen it. A turn that interrupted the
+    agent waits at least ``uncertain_silence_s``: interruptions open with a
+    word that sounds complete ("Wait.", "Sorry.") and go on, and the agent is
+    quiet already, so there is no answer to hurry. Capped at ``max_silence_s``.
     """
     if probability is None:
         silence, reason = rules.no_model_silence_s, "no_model"
@@ -207,6 +215,8 @@ def decide(
         silence, reason = rules.number_silence_s, "number"
     elif cue == "unfinished" and rules.unfinished_text_silence_s > silence:
         silence, reason = rules.unfinished_text_silence_s, "transcript_unfinished"
+    if interrupting and silence < rules.uncertain_silence_s:
+        silence, reason = rules.uncertain_silence_s, "interruption"
     return EndpointDecision(
         silence_s=min(silence, rules.max_silence_s),
         reason=reason,  # type: ignore[arg-type]

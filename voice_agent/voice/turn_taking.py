@@ -83,6 +83,7 @@ class TurnEnder:
             if detector is not None
             else None
         )
+        self._interrupting = False
         self._audio: list[np.ndarray] = []
         self._length = 0
         self._pause = 0  # bumped by every pause, resume and end: voids pending work
@@ -96,8 +97,9 @@ class TurnEnder:
         self.pending = 0  # scorings in flight (the fast file clock waits for them)
 
     # ------------------------------------------------------------ utterance hooks
-    def begin(self) -> None:
-        """A new VAD segment: forget the previous one."""
+    def begin(self, *, interrupting: bool = False) -> None:
+        """A new VAD segment (``interrupting``: it started over the agent): forget the last one."""
+        self._interrupting = interrupting
         self._audio, self._length = [], 0
         self._pause += 1
         self._paused = False
@@ -204,11 +206,11 @@ class TurnEnder:
             return  # the score is still being computed
         probability = self._score.probability if self._score is not None else None
         if not self._have_text:
-            early = decide(self.rules, probability, None)
+            early = decide(self.rules, probability, None, interrupting=self._interrupting)
             if early.silence_s > self.rules.no_model_silence_s:
                 self._vad.set_pause_silence(early.silence_s)
             return
-        decision = decide(self.rules, probability, self._text)
+        decision = decide(self.rules, probability, self._text, interrupting=self._interrupting)
         self._decided = True
         self.record.decision = decision
         self.record.decided_at = self._clock.now()
