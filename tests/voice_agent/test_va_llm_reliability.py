@@ -132,13 +132,21 @@ def errors(call: Call) -> list[str | None]:
 
 
 @pytest.mark.parametrize(
-    "fault", ["headers_then_stall", "role_then_stall", "keepalive_forever", "slow_first_byte"]
+    "fault",
+    [
+        "headers_then_stall",
+        "role_then_stall",
+        "keepalive_forever",
+        "slow_first_byte",
+        "stall_mid_tool_call",
+    ],
 )
 def test_a_silent_llm_gets_a_hold_phrase_then_an_apology_at_the_deadline(fault):
     call = run_call(then_answer(FAULTS[fault]), ["Where is my order?", "When do you open?"])
     assert call.heard(0) == [(1.5, HOLDS[0]), (4.5, HOLDS[1]), (8.0, APOLOGY)]
     assert errors(call) == ["the LLM produced nothing for 8.0s"]
     assert any("hold phrase" in e.text for e in call.entries("Note"))
+    assert call.entries("ToolCallStarted") == []  # a half-written call never runs
     assert call.heard(1)[-1][1] == "We open at nine."  # the session goes on
 
 

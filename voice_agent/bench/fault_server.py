@@ -101,6 +101,13 @@ FAULTS: dict[str, Script] = {
     "keepalive_forever": [("headers",), ("role",), ("keepalive",)],
     # keep-alives forever after some text
     "keepalive_after_text": [("headers",), ("role",), *words("Let me see."), ("keepalive",)],
+    # a tool call's arguments stop half-way
+    "stall_mid_tool_call": [
+        ("headers",),
+        ("role",),
+        ("call", 0, "call_half", "get_order", '{"order_id": "12'),
+        ("stall",),
+    ],
     # a clean close mid-sentence: no finish_reason, no [DONE]
     "close_mid_sentence": [("headers",), ("role",), *words("Your order has"), ("eof",)],
     # headers, then a clean close with nothing sent
