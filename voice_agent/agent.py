@@ -109,6 +109,7 @@ class Agent:
         try:
             if self._greeting:
                 self.say(self._greeting)
+            self.conversation.start_call()
             await self.machine.run()
         finally:
             await self.aclose()

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from fsm import ActionFailed, Ignore, MachineDefinition, Transition
 
+from .call_control import CallActionFailed, CallActionRequested
 from .conversation import Conversation as C
 from .events import (
     DtmfReceived,
@@ -62,7 +63,7 @@ EVENTS = (
     LlmTextDelta, LlmToolCallIssued, LlmTurnFinished, LlmFailed, LlmStalled,
     ToolCallResolved, ToolCallFailed, PlayoutStarted, PlayoutFinished,
     ForkOpened, ForkAdopted, ForkDiscarded, DtmfReceived, TimerFired,
-    SessionEnded, ActionFailed,
+    SessionEnded, ActionFailed, CallActionRequested, CallActionFailed,
 )  # fmt: skip
 
 TRANSITIONS = (
@@ -79,6 +80,8 @@ TRANSITIONS = (
     Transition(U, UserSpeechResumed, None, actions=[C.drop_preemptive]),
     # ---- end of the user's turn: adopt a fork whole, or answer (its calls adopt the forks');
     # ---- a typed message while the agent talks is a barge-in
+    Transition(USER_SIDE, TranscriptFinal, T, guard=C.answers_confirmation, actions=[C.resolve_confirmation]),
+    Transition(AGENT_BUSY, TranscriptFinal, T, guard=C.answers_confirmation, actions=[C.barge_in, C.resolve_confirmation]),
     Transition(U, TranscriptFinal, T, guard=C.matches_fork, actions=[C.adopt_fork]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.nonempty, actions=[C.commit_user_turn]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.discard_forks, C.start_followup]),
@@ -110,8 +113,15 @@ TRANSITIONS = (
     Transition(SP, PlayoutFinished, L, guard=C.last_playout, actions=[C.record_played, C.arm_hold]),
     Transition(SP, PlayoutFinished, None, actions=[C.record_played]),
     Transition((L, T), PlayoutFinished, None, actions=[C.record_played]),
-    # ---- holding the line while tools run
+    # ---- timers: a keypad entry's pause, the call's time limit, a hold phrase, the caller's silence
+    Transition("*", TimerFired, None, guard=C.keypad_due, actions=[C.finish_keypad_entry]),
+    Transition("*", TimerFired, None, guard=C.limit_due, actions=[C.call_limit_reached]),
     Transition(L, TimerFired, T, guard=C.hold_due, actions=[C.say_hold]),
+    Transition(L, TimerFired, T, guard=C.idle_due, actions=[C.idle_prompt]),
+    # ---- the call: keypad digits in every state; call actions happen when the floor is quiet
+    Transition("*", DtmfReceived, None, actions=[C.key_pressed]),
+    Transition("*", CallActionRequested, None, actions=[C.request_call_action]),
+    Transition("*", CallActionFailed, None, actions=[C.call_action_failed]),
     # ---- listener feedback over the agent ("mhm") is recorded, never an interruption
     Transition("*", UserBackchanneled, None, actions=[C.record_backchannel]),
     # ---- errors and the end
@@ -150,11 +160,11 @@ IGNORED = (
     Ignore(U, PlayoutStarted, "output was interrupted; nothing plays while the user speaks"),
     Ignore(U, PlayoutFinished, "recorded at the barge-in"),
     Ignore(L, TimerFired, "otherwise: a stale timer, or the floor is taken, or nothing runs"),
-    Ignore((U, T, SP), TimerFired, "the floor is not free: no hold phrase needed"),
+    Ignore((U, T, SP), TimerFired, "otherwise: the floor is not free (no hold phrase or "
+           "silence prompt), or a stale timer"),
     Ignore("*", ForkOpened, "speculation is recorded in the ledger; the floor does not change"),
     Ignore("*", ForkAdopted, "speculation is recorded in the ledger; the floor does not change"),
     Ignore("*", ForkDiscarded, "speculation is recorded in the ledger; the floor does not change"),
-    Ignore("*", DtmfReceived, "keypad digits are handled by the telephony profile"),
 )  # fmt: skip
 
 AGENT_MACHINE = MachineDefinition(

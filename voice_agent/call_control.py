@@ -16,6 +16,7 @@ a caller's answer to "shall I go ahead?".
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from fsm import Event
 
 __all__ = [
     "CallAction",
+    "CallActionFailed",
     "CallActionRequested",
     "CallControl",
     "CallController",
@@ -74,6 +76,14 @@ class CallActionRequested(Event):
     call_id: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class CallActionFailed(Event):
+    """A hang-up or transfer could not be carried out (the call goes on)."""
+
+    action: CallAction
+    error: str
+
+
 class CallController(Protocol):
     """What a transport does for call control (the phone and LiveKit transports implement it)."""
 
@@ -94,8 +104,29 @@ class CallControl:
     """The call as a tool sees it: requests become FSM events, never direct actions."""
 
     def __init__(self, post: Callable[[Event], None], *, call_id: str = "") -> None:
-        self._post = post
+        self._post_in_loop = post
         self._call_id = call_id
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    def for_call(self, call_id: str) -> CallControl:
+        """The same call control, with requests attributed to the tool call ``call_id``."""
+        other = CallControl.__new__(CallControl)
+        other._post_in_loop, other._call_id, other._loop = self._post_in_loop, call_id, self._loop
+        return other
+
+    def _post(self, event: Event) -> None:
+        """Post from the loop's thread, or hand over to it from a tool's worker thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                raise RuntimeError("call control used outside the agent's event loop") from None
+            self._loop.call_soon_threadsafe(self._post_in_loop, event)
+            return
+        self._post_in_loop(event)
 
     def transfer(self, destination: str, reason: str = "") -> Transfer:
         """Ask to transfer the caller; returns the request as recorded."""

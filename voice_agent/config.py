@@ -140,6 +140,44 @@ class SpeculationConfig(_Frozen):
     )
 
 
+class CallConfig(_Frozen):
+    """A telephone call's rules: keypad entries, silence, the call's length, confirmed writes.
+
+    The defaults leave an assistant alone (no idle prompts, no time limit); the
+    phone profile (``configs/customer_service_phone.yaml``) turns them on.
+    """
+
+    dtmf_inter_digit_timeout_s: float = Field(
+        3.0, gt=0, description="a keypad entry ends after this long without a key (or at '#')"
+    )
+    idle_prompt_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="silence (seconds) with nothing pending before asking whether the caller "
+        "is still there; null: never",
+    )
+    idle_end_after_s: float = Field(
+        8.0, gt=0, description="more silence after that question before ending the call politely"
+    )
+    idle_prompt: str = "Are you still there?"
+    idle_goodbye: str = "I haven't heard anything, so I'll end the call now. Thanks for calling."
+    max_call_s: float | None = Field(None, gt=0, description="longest call, seconds; null: none")
+    max_call_warning_s: float = Field(
+        60.0, ge=0, description="warn the caller this long before the limit, seconds"
+    )
+    max_call_warning: str = "Just so you know, we'll need to wrap up in about a minute."
+    max_call_goodbye: str = "We've reached the time limit for this call. Thank you, goodbye."
+    goodbye: str = "Thanks for calling. Goodbye."
+    transfer_phrase: str = "I'm transferring you now. Please hold."
+    transfer_failed: str = "Sorry, I couldn't transfer you just now. Can I help with anything else?"
+    confirmed_phrase: str = "Okay, doing that now."
+    confirm_writes: bool = Field(
+        False,
+        description="every write tool needs the caller's explicit yes (or keypad 1) before it "
+        "runs, not only those declared confirm=True",
+    )
+
+
 class AgentConfig(_Frozen):
     """How the agent behaves in a conversation."""
 
@@ -184,6 +222,7 @@ class AgentConfig(_Frozen):
         description="start the LLM when the user pauses (early transcript); keep it if the turn ends there",
     )
     speculation: SpeculationConfig = Field(default_factory=lambda: SpeculationConfig())
+    call: CallConfig = Field(default_factory=lambda: CallConfig())
     apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
     greeting: str | None = None
     hold_phrases: tuple[str, ...] = ("One moment.", "Still checking, one moment.", "Almost there.")

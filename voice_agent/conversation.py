@@ -31,8 +31,12 @@ from fsm import ActionFailed, Clock, Event
 from ledger import Ledger
 from ledger import entries as le
 
+from .call_control import CallActionFailed, CallActionRequested, CallControl, HangUp, Transfer
+from .call_flow import CallFlow
 from .config import AgentConfig
+from .confirmations import CONFIRMATION_PENDING, Confirmations
 from .events import (
+    DtmfReceived,
     LlmFailed,
     LlmStalled,
     LlmTextDelta,
@@ -40,6 +44,7 @@ from .events import (
     LlmTurnFinished,
     PlayoutFinished,
     PlayoutStarted,
+    SessionEnded,
     TimerFired,
     ToolCallFailed,
     ToolCallResolved,
@@ -127,6 +132,11 @@ class Conversation:
             post=post,
             spawn=self._spawn,
         )
+        # The telephone call's own rules (issue 8): keypad, silence, length, call actions,
+        # and writes held for the caller's yes.
+        self.call = CallFlow(config.call, clock=clock, post=post, spawn=self._spawn)
+        self.confirmations = Confirmations()
+        self.scheduler.call_control = CallControl(post)
         self.speculation = Speculator(
             policy=self.policy,
             config=config.speculation,
@@ -182,6 +192,8 @@ class Conversation:
         """There are outcomes to report and the mode (and the loop guard) allow reporting them now."""
         if not self.news or self._loop_guard_blocks():
             return False
+        if self.call.ending is not None:
+            return False  # the call is ending: no more answers, the goodbye is the last word
         return self.policy.reports_partial_outcomes or not self.awaiting_together
 
     def _next_round(self) -> int:
@@ -274,9 +286,11 @@ class Conversation:
     # ================================================================ user side
     def begin_user_speech(self, ev: Any) -> None:
         self.holds.cancel()
+        self.call.caller_active()
 
     def record_partial(self, ev: TranscriptPartial) -> None:
         self.holds.cancel()
+        self.call.caller_active()
         if ev.text.strip():
             self.ledger.append(
                 le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False)
@@ -512,6 +526,7 @@ class Conversation:
             self.output.end(gen.response_id)
         if self.gen is gen:
             self.gen = None
+        self._ask_confirmation(gen, how)
         if gen.reason == "user_turn":
             reason = "the turn was answered" if how != "cancelled" else "the answer was cancelled"
             self.speculation.reconcile(gen.turn_id, reason)
@@ -535,6 +550,7 @@ class Conversation:
         self.said_in_turn = True
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, ev.text)
+        self.call.spoke_since_request = True
         gen.buffer += ev.text
         self._record_planned(gen, final=False)
 
@@ -557,11 +573,14 @@ class Conversation:
             self._start_call(ev)
 
     def _start_call(self, ev: LlmToolCallIssued) -> None:
-        """Adopt a fork's matching call, else start the call."""
+        """Adopt a fork's matching call, hold a write that needs the caller's yes, else start
+        the call."""
         spec_id = self.speculation.claim(ev, self.turn_id)
         if spec_id is not None:
             if self.ledger.call(spec_id).outcome is not None:
                 self._on_adopted_outcome(ev.call_id)  # finished already: news at once
+            return
+        if self._needs_confirmation(ev.name) and self._hold_for_confirmation(ev):
             return
         self.scheduler.start(
             call_id=ev.call_id, response_id=ev.response_id, name=ev.name, arguments=ev.arguments
@@ -663,6 +682,7 @@ class Conversation:
             return
         if self.policy.holds_the_line and self._waiting_on_tools():
             self.holds.arm()
+        self._floor_quiet()
 
     def say_hold(self, ev: TimerFired) -> None:
         """Say a short canned hold phrase (no LLM round trip: it must be instant)."""
@@ -679,7 +699,177 @@ class Conversation:
         self.playing[rid] = True
         self.output.push(rid, text)
         self.output.end(rid)
+        self.call.spoke_since_request = True
         return rid
+
+    # ================================================================ the call (issue 8)
+    def start_call(self) -> None:
+        """The session began: start the call's length limit and count the caller's silence."""
+        self.call.start()
+        self._floor_quiet()
+
+    def key_pressed(self, ev: DtmfReceived) -> None:
+        """A keypad key: collect it; a finished entry becomes the caller's turn."""
+        self.holds.cancel()
+        answer_keys = "12" if self.confirmations.pending is not None else ""
+        entry = self.call.press(ev.digit, answer_keys=answer_keys)
+        if entry is not None:
+            self._keypad_turn(entry)
+
+    def keypad_due(self, ev: TimerFired) -> bool:
+        """The caller stopped typing: the pending entry is complete."""
+        return self.call.keypad_due(ev)
+
+    def finish_keypad_entry(self, ev: TimerFired) -> None:
+        entry = self.call.expire_entry()
+        if entry is not None:
+            self._keypad_turn(entry)
+
+    def _keypad_turn(self, entry: str) -> None:
+        self.ledger.append(le.Note(text=f"keypad entry: {entry or '#'}"))
+        self._post(TranscriptFinal(text=self.call.keypad_text(entry)))
+
+    def idle_due(self, ev: TimerFired) -> bool:
+        """The caller has been silent with nothing pending (the idle timer's latest firing)."""
+        return self.call.idle_due(ev) and self.is_idle()
+
+    def idle_prompt(self, ev: TimerFired) -> None:
+        """Ask whether the caller is still there; the second time, say goodbye and end."""
+        self._drop_confirmation("the caller stayed silent")
+        self.say(self.call.idle_step())
+
+    def limit_due(self, ev: TimerFired) -> bool:
+        return self.call.limit_due(ev)
+
+    def call_limit_reached(self, ev: TimerFired) -> None:
+        """The call's time limit: a warning first, then a goodbye that ends the call."""
+        self.say(self.call.limit_step())
+        self._floor_quiet()
+
+    def request_call_action(self, ev: CallActionRequested) -> None:
+        """A tool asked for a transfer, a hang-up or DTMF: record it; it happens when due."""
+        self.ledger.append(le.Note(text=f"call action requested by {ev.call_id or 'the engine'}: "
+                                   f"{ev.action!r}"))  # fmt: skip
+        first = self.call.request(ev.action)
+        if self._said_in_response_of(ev.call_id):
+            self.call.spoke_since_request = True  # "Goodbye!" came with the end_call call
+        if first:
+            self.say(first)
+        self._floor_quiet()
+
+    def _said_in_response_of(self, call_id: str) -> bool:
+        try:
+            rid = self.ledger.call(call_id).started.response_id
+        except (KeyError, AttributeError):
+            return False
+        return any(
+            e.type == "AgentTextPlanned" and e.response_id == rid for e in self.ledger.entries
+        )
+
+    def call_action_failed(self, ev: CallActionFailed) -> None:
+        """A transfer did not go through: tell the caller, the call goes on."""
+        self.ledger.append(le.Note(text=f"call action failed: {ev.error}", level="error"))
+        self.call.transfer_failed()
+        self.say(self.config.call.transfer_failed)
+
+    def _floor_quiet(self) -> None:
+        """Nothing runs and nothing plays: end the call if due, else count the caller's silence."""
+        if self.gen is not None or self.playing:
+            return
+        if self.call.due():
+            if isinstance(self.call.ending, HangUp) and not self.call.spoke_since_request:
+                self.say(self.config.call.goodbye)  # the model ended without a goodbye
+                return
+            self._spawn(self._end_call(), "call-action")
+        elif self.is_idle():
+            self.call.floor_quiet()
+
+    async def _end_call(self) -> None:
+        ending = self.call.ending
+        done, reason, detail = await self.call.carry_out()
+        if not done and isinstance(ending, Transfer):
+            self._post(CallActionFailed(action=ending, error="the transfer did not go through"))
+            return
+        self._post(SessionEnded(reason=reason, detail=detail))
+
+    # ---------------------------------------------------------------- confirmed writes
+    def _needs_confirmation(self, name: str) -> bool:
+        spec = self.scheduler.spec_of(name)
+        if spec is None or spec.kind != "write":
+            return False
+        return spec.needs_confirmation or self.config.call.confirm_writes
+
+    def _hold_for_confirmation(self, ev: LlmToolCallIssued) -> bool:
+        """Answer the model's write with "awaiting confirmation" and hold it (False: its
+        arguments are invalid, so the scheduler answers it with the reason)."""
+        spec = self.scheduler.spec_of(ev.name)
+        assert spec is not None
+        try:
+            pending = self.confirmations.hold(ev.call_id, spec, ev.arguments, self.turn_id)
+        except ValueError:
+            return False
+        self.silent_calls.add(ev.call_id)
+        self.scheduler.answer(
+            call_id=ev.call_id,
+            response_id=ev.response_id,
+            name=ev.name,
+            arguments=ev.arguments,
+            result={**CONFIRMATION_PENDING, "read_back": pending.read_back},
+        )
+        self.ledger.append(le.Note(text=f"{ev.call_id}: {ev.name} held for the caller's "
+                                   f"confirmation: {pending.read_back}"))  # fmt: skip
+        return True
+
+    def _ask_confirmation(self, gen: Any, how: str) -> None:
+        pending = self.confirmations.pending
+        if pending is None or pending.asked or pending.call_id not in gen.call_ids:
+            return
+        if how == "cancelled":
+            self._drop_confirmation("the caller interrupted before the read-back")
+            return
+        pending.asked = True
+        self.say(pending.question())
+
+    def _drop_confirmation(self, why: str) -> None:
+        pending = self.confirmations.take()
+        if pending is not None:
+            self.ledger.append(
+                le.Note(text=f"{pending.call_id}: {pending.spec.name} not run: {why}")
+            )
+
+    def answers_confirmation(self, ev: TranscriptFinal) -> bool:
+        """A read-back is waiting for this answer."""
+        pending = self.confirmations.pending
+        return pending is not None and pending.asked and bool(ev.text.strip())
+
+    def resolve_confirmation(self, ev: TranscriptFinal) -> None:
+        """The caller answered the read-back: yes runs the write once, no drops it, anything
+        else drops it and is a new turn."""
+        from .call_control import confirmation_answer
+
+        text = ev.text.strip()
+        answer = confirmation_answer(_keypad_digits(text) or text)
+        if answer == "other":
+            self._drop_confirmation("the caller said something else")
+            self.commit_user_turn(ev)
+            return
+        pending = self.confirmations.take()
+        assert pending is not None
+        self.speculation.reconcile(self.turn_id + 1, "the caller answered a read-back")
+        self._begin_turn(text)
+        if answer == "no":
+            self.ledger.append(le.Note(text=f"{pending.call_id}: {pending.spec.name} declined "
+                                       "by the caller; not run"))  # fmt: skip
+            self._start_generation("user_turn")
+            return
+        rid = self.say(self.config.call.confirmed_phrase)
+        call_id = f"{pending.call_id}-confirmed"
+        self.turn_calls.add(call_id)
+        self.ledger.append(le.Note(text=f"{pending.call_id}: {pending.spec.name} confirmed by "
+                                   f"the caller; running it as {call_id}"))  # fmt: skip
+        self.scheduler.start(
+            call_id=call_id, response_id=rid, name=pending.spec.name, arguments=pending.arguments
+        )
 
     # ================================================================ errors, end
     def record_action_failure(self, ev: ActionFailed) -> None:
@@ -712,6 +902,8 @@ class Conversation:
             self._end_generation(self.gen, "cancelled")
 
     def shutdown(self, ev: Any) -> None:
+        self.call.aclose()
+        self._drop_confirmation("the call ended")
         self._stop_talking()
         self.speculation.reconcile(self.turn_id + 1, "the session ended")
         self.ledger.append(le.SessionEnded(reason=getattr(ev, "reason", "ended")))
@@ -750,3 +942,9 @@ class Conversation:
 # Guards the table uses that read only the event (kept here for one import).
 def is_outcome(ev: Event) -> bool:
     return isinstance(ev, ToolCallResolved | ToolCallFailed)
+
+
+def _keypad_digits(text: str) -> str:
+    """The digits of a keypad turn ("(typed on the keypad) 1" -> "1"), else ""."""
+    prefix = "(typed on the keypad) "
+    return text[len(prefix) :].strip() if text.startswith(prefix) else ""

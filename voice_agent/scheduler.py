@@ -49,6 +49,7 @@ from fsm import Clock, Event, move_on_after
 from ledger import Ledger
 from ledger import entries as le
 
+from .call_control import CallControl
 from .events import ToolCallFailed, ToolCallResolved
 from .tool_exec import EXEC_PREFIX, Execution, LoopBlocked, LoopWatchdog, start_execution
 from .tools import ToolArgumentsError, ToolContext, ToolRegistry, ToolSpec, UnknownToolError
@@ -127,6 +128,8 @@ class ToolScheduler:
         self.writes = WriteBook(ledger.session_id)
         self._turn_id = 0
         self._closed = False
+        # What a tool's ToolContext.call reaches (set by the conversation; issue 8).
+        self.call_control: CallControl | None = None
 
     # ---------------------------------------------------------------- queries
     def pending(self) -> list[str]:
@@ -143,6 +146,31 @@ class ToolScheduler:
     def isolated_tools(self) -> set[str]:
         """Async tools caught blocking the event loop; they now run on their own thread."""
         return set(self._isolated)
+
+    def _call_control_for(self, call_id: str) -> CallControl | None:
+        return self.call_control.for_call(call_id) if self.call_control is not None else None
+
+    def answer(
+        self, *, call_id: str, response_id: str, name: str, arguments: str, result: Any
+    ) -> None:
+        """Record a call the engine answers itself, without running the tool.
+
+        Issue 8: a write held for the caller's confirmation is answered with
+        "awaiting confirmation" (the model's protocol stays valid; nothing runs,
+        no intent is created: the confirmed execution is a call of its own).
+        """
+        spec = self.spec_of(name)
+        self._ledger.append(
+            le.ToolCallStarted(
+                call_id=call_id,
+                response_id=response_id,
+                name=name,
+                arguments=arguments,
+                kind=spec.kind if spec else "read",
+            )
+        )
+        self._done[call_id] = asyncio.get_running_loop().create_future()
+        self._finish(call_id, le.ToolCallResolved(call_id=call_id, result=result))
 
     # ---------------------------------------------------------------- start
     def start(
@@ -364,7 +392,12 @@ class ToolScheduler:
             return
         if not speculative:
             self._reads[key] = call_id
-        context = ToolContext(call_id=call_id, tool=spec.name, session_id=self._session_id)
+        context = ToolContext(
+            call_id=call_id,
+            tool=spec.name,
+            session_id=self._session_id,
+            call=self._call_control_for(call_id),
+        )
         execution = self._execute(call_id, spec, args, context)
         async with move_on_after(self._clock, spec.timeout_s) as scope:
             await asyncio.wait({execution.future})
@@ -419,6 +452,7 @@ class ToolScheduler:
             session_id=self._session_id,
             idempotency_key=intent.key,
             attempt=attempt,
+            call=self._call_control_for(call_id),
         )
         execution = self._execute(call_id, spec, args, context)
         try:

@@ -36,6 +36,8 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from .call_control import CallControl
+
 ToolKind = Literal["read", "write"]
 OnInterrupt = Literal["cancel", "continue", "continue_and_report"]
 
@@ -62,6 +64,8 @@ class ToolContext:
     caller asked for (a write tool with canonical arguments). Every attempt of
     an intent carries the same key; a new intent gets a new one. It is
     ``None`` for a read. ``attempt`` counts the attempts of the intent (1 first).
+    ``call`` reaches the phone call (transfer, hang-up, DTMF; see
+    :mod:`voice_agent.call_control`); ``None`` where nothing can act on a call.
     """
 
     call_id: str
@@ -69,6 +73,7 @@ class ToolContext:
     session_id: str = ""
     idempotency_key: str | None = None
     attempt: int = 1
+    call: CallControl | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,32 @@ class ToolSpec:
     # The tool passes ToolContext.idempotency_key to its backend: one intent run twice
     # is applied once, so the engine may retry an intent whose first attempt is unknown.
     idempotent: bool = False
+    # Issue 8's confirmed writes: the engine never runs the call the model makes; it reads
+    # ``confirm`` back to the caller (a str.format template over the arguments, a function
+    # of the arguments, or the tool's description when True) and runs it only after an
+    # explicit yes (or keypad 1).
+    confirm: bool | str | Callable[[dict[str, Any]], str] = False
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """The caller must say yes before this (write) tool runs."""
+        return self.kind == "write" and bool(self.confirm)
+
+    def read_back(self, arguments: Mapping[str, Any]) -> str:
+        """What the agent will do, in words, for the caller to confirm ("cancel order 4471")."""
+        if isinstance(self.confirm, str):
+            try:
+                return self.confirm.format(**arguments)
+            except (KeyError, IndexError, ValueError):
+                pass
+        elif callable(self.confirm):
+            try:
+                return self.confirm(dict(arguments))
+            except Exception:  # a read-back must never stop the call; fall back to plain words
+                pass
+        shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in arguments.items() if v != "")
+        what = self.description.rstrip(".").lower()
+        return f"{what}: {shown}" if shown else what
 
     @property
     def is_async(self) -> bool:
@@ -224,6 +255,7 @@ def spec_from_function(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
     idempotent: bool = False,
+    confirm: bool | str | Callable[[dict[str, Any]], str] = False,
 ) -> ToolSpec:
     """Build a :class:`ToolSpec` from a typed function: schema and validation from pydantic.
 
@@ -269,6 +301,7 @@ def spec_from_function(
         context_param=context_param,
         abandon_after_s=abandon_after_s,
         idempotent=idempotent,
+        confirm=confirm,
     )
 
 
@@ -288,6 +321,10 @@ class ToolRegistry:
             raise ValueError(f"tool {spec.name!r}: timeout_s must be > 0")
         if not spec.abandon_after_s >= 0:
             raise ValueError(f"tool {spec.name!r}: abandon_after_s must be >= 0")
+        if spec.confirm and spec.kind != "write":
+            raise ValueError(
+                f"tool {spec.name!r}: confirm is for write tools (a read changes nothing)"
+            )
         if spec.idempotent and spec.context_param is None:
             raise ValueError(
                 f"tool {spec.name!r}: idempotent=True needs a ToolContext parameter "
@@ -307,6 +344,7 @@ class ToolRegistry:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         abandon_after_s: float = DEFAULT_ABANDON_AFTER_S,
         idempotent: bool = False,
+        confirm: bool | str | Callable[[dict[str, Any]], str] = False,
     ) -> Any:
         """Decorator registering a typed function as a tool (usable with or without arguments)."""
 
@@ -321,6 +359,7 @@ class ToolRegistry:
                     timeout_s=timeout_s,
                     abandon_after_s=abandon_after_s,
                     idempotent=idempotent,
+                    confirm=confirm,
                 )
             )
             return f

@@ -18,7 +18,7 @@ from voice_agent.call_control import (
 )
 
 
-def test_a_tool_request_is_posted_as_an_event_and_never_acts_itself() -> None:
+async def test_a_tool_request_is_posted_as_an_event_and_never_acts_itself() -> None:
     posted: list[Event] = []
     call = CallControl(posted.append, call_id="call_7")
     call.transfer(" billing-queue ", reason="refund dispute")
@@ -31,7 +31,7 @@ def test_a_tool_request_is_posted_as_an_event_and_never_acts_itself() -> None:
     ]
 
 
-def test_bad_requests_are_refused_before_anything_is_posted() -> None:
+async def test_bad_requests_are_refused_before_anything_is_posted() -> None:
     posted: list[Event] = []
     call = CallControl(posted.append)
     with pytest.raises(ValueError):

@@ -266,6 +266,7 @@ async def run_call(
             )
             call.voice = voice
             transport.attach(call)
+            agent.conversation.call.perform = call.perform  # tools' hang-up/transfer/DTMF
             if on_call is not None:
                 on_call(call)
 
