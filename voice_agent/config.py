@@ -133,6 +133,15 @@ class SpeculationConfig(_Frozen):
     max_tool_seconds_per_turn: float = Field(
         30.0, ge=0, description="running time speculative calls of a turn may spend, seconds"
     )
+    drop_covered_preamble: bool = Field(
+        True,
+        description="hold the answer's leading text (a filler) while speculative results are "
+        "in; drop it when every call the answer makes adopts a finished result",
+    )
+    # Bounded so a long preamble is never held back for long: the caller hears it this late.
+    preamble_hold_s: float = Field(
+        0.8, ge=0, description="longest the leading text is held back, seconds"
+    )
     keep_superseded_calls: bool = Field(
         True,
         description="a newer fork keeps the older forks' running calls for matching until the "

@@ -73,6 +73,8 @@ FOLLOWUP_CAP_FACTOR = 4
 # outcomes that arrived meanwhile (one request reports them all); each restart costs the
 # request's time to first token again, so the caller's wait stays bounded.
 MAX_BATCH_RESTARTS = 3
+# Leading text longer than this is content, not a filler: it is spoken, never dropped. Words.
+PREAMBLE_MAX_WORDS = 10
 
 
 class Conversation:
@@ -437,6 +439,15 @@ class Conversation:
             le.LlmRequestStarted(response_id=gen.response_id, reason=reason, mode=self.mode)
         )
         messages = self.ledger.render_messages(self.system_prompt)
+        spec = self.config.speculation
+        if (
+            reason == "user_turn"
+            and self.policy.fork_runs_reads
+            and spec.drop_covered_preamble
+            and not self.news  # with news to report, the leading text may be reporting it
+            and self.speculation.has_started_calls(self.turn_id)
+        ):
+            gen.preamble = ""  # speculative results are in or coming: a filler may be needless
         self.news.clear()
         self._launch(gen, messages)
 
@@ -508,6 +519,19 @@ class Conversation:
         if gen.streaming:
             assert gen.task is not None
             gen.task.cancel()
+        if gen.preamble is not None:
+            if gen.call_ids and how != "cancelled" and gen.preamble.strip():
+                self.ledger.append(
+                    le.Note(
+                        text=f"{gen.response_id}: leading text {spoken(gen.preamble)!r} not "
+                        "spoken: every call it would cover adopted a finished speculative result"
+                    )
+                )
+                gen.preamble = None
+            elif how in ("stop", "tool_calls"):
+                self._release_preamble(gen)  # no call: it is the answer
+            else:
+                gen.preamble = None
         self._record_planned(gen, final=True)
         if gen.deferred_calls and how != "cancelled":
             self.awaiting_together.update(c.call_id for c in gen.deferred_calls)
@@ -544,14 +568,33 @@ class Conversation:
         assert gen is not None
         if not ev.text:
             return
-        if not gen.pushed and not ev.text.strip():
+        if gen.preamble is not None:
+            gen.preamble += ev.text
+            now = self.clock.now()
+            gen.preamble_since = gen.preamble_since if gen.preamble_since is not None else now
+            if (
+                now - gen.preamble_since >= self.config.speculation.preamble_hold_s
+                or len(gen.preamble.split()) > PREAMBLE_MAX_WORDS
+            ):
+                self._release_preamble(gen)
+            return
+        self._push_text(gen, ev.text)
+
+    def _release_preamble(self, gen: Generation) -> None:
+        """Speak the held leading text after all (some call needs the wait it covers)."""
+        text, gen.preamble = gen.preamble, None
+        if text:
+            self._push_text(gen, text)
+
+    def _push_text(self, gen: Generation, text: str) -> None:
+        if not gen.pushed and not text.strip():
             return  # leading whitespace is not speech
         gen.pushed = True
         self.said_in_turn = True
         self.playing.setdefault(gen.response_id, True)
-        self.output.push(gen.response_id, ev.text)
+        self.output.push(gen.response_id, text)
         self.call.spoke_since_request = True
-        gen.buffer += ev.text
+        gen.buffer += text
         self._record_planned(gen, final=False)
 
     def _record_planned(self, gen: Generation, *, final: bool) -> None:
@@ -576,8 +619,12 @@ class Conversation:
         """Adopt a fork's matching call, hold a write that needs the caller's yes, else start
         the call."""
         spec_id = self.speculation.claim(ev, self.turn_id)
+        finished = spec_id is not None and self.ledger.call(spec_id).outcome is not None
+        gen = self.gen
+        if gen is not None and gen.preamble is not None and not finished:
+            self._release_preamble(gen)  # this call still takes time: the filler covers it
         if spec_id is not None:
-            if self.ledger.call(spec_id).outcome is not None:
+            if finished:
                 self._on_adopted_outcome(ev.call_id)  # finished already: news at once
             return
         if self._needs_confirmation(ev.name) and self._hold_for_confirmation(ev):

@@ -50,6 +50,10 @@ class Generation:
     streamed_chars: int = 0  # text and call arguments produced (a token estimate's basis)
     completion_tokens: int | None = None  # as the server reported them
     tool_round: int = 0  # a turn's answer: 0; a follow-up: 1 + the round of what it reports
+    # The answer's leading text held back while speculative results may make it needless
+    # (None: not held); when every call it makes adopts a finished result it is dropped.
+    preamble: str | None = None
+    preamble_since: float | None = None
     restarts: int = 0  # restarts before its first token, to batch new outcomes
 
     @property

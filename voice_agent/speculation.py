@@ -266,6 +266,15 @@ class Speculator:
         """Some fork's generation is still running."""
         return any(f.gen.streaming for f in self.forks)
 
+    def has_started_calls(self, turn_id: int) -> bool:
+        """Some open fork of the turn started a call (its result may make a filler needless)."""
+        return any(
+            c.call_id and c.claimed_by is None
+            for f in self.forks
+            if f.turn_id <= turn_id
+            for c in f.calls
+        )
+
     def budget(self, turn_id: int) -> TurnBudget:
         return self._budget.setdefault(turn_id, TurnBudget())
 

@@ -52,7 +52,7 @@ class HastyLlm:
     async def stream(self, messages, tools=None, *, tool_choice=None):
         check_protocol(messages)
         self.requests.append(messages)
-        user_at = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        user_at = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
         text = messages[user_at]["content"].replace(PARTIAL_NOTE, "").strip()
         after = messages[user_at + 1 :]
         shown = {
@@ -357,3 +357,39 @@ def test_arguments_compare_canonically_by_the_tools_schema(schema, a, b, same):
     one = canonical_arguments(spec, json.dumps({"x": a}))
     two = canonical_arguments(spec, json.dumps({"x": b}))
     assert (one == two) is same
+
+
+async def test_a_filler_is_not_spoken_when_every_call_adopts_a_finished_result():
+    async def body(run: Run) -> None:
+        await run.speak("order 4417 please tell me where it is now".split(), gap_s=0.05)
+        await run.idle()
+
+    run = await run_agent(body, latency_s=0.01)
+    assert "One moment" not in run.heard()
+    assert run.heard().startswith("Order 4417 is shipped-4417")
+    assert any("not spoken" in e.text for e in run.entries("Note"))
+    # what the model is told it said is what the caller heard: nothing before the answer
+    first = next(m for m in run.ledger.render_messages("sys") if m["role"] == "assistant")
+    assert first["content"] == "" and first["tool_calls"]
+
+
+async def test_a_filler_is_spoken_when_a_call_still_has_to_run():
+    async def body(run: Run) -> None:
+        # the speculation guessed 4417; the answer needs 4471, which only starts now
+        await run.speak(
+            "my order is 4417 sorry I mean 4471".split(), final="order 4471", gap_s=0.05
+        )
+        await run.idle()
+
+    run = await run_agent(body, latency_s=0.3)
+    assert run.heard().startswith("One moment.")
+    assert "shipped-4471" in run.heard()
+
+
+async def test_the_filler_rule_is_off_by_configuration():
+    async def body(run: Run) -> None:
+        await run.speak("order 4417 please tell me where it is now".split(), gap_s=0.05)
+        await run.idle()
+
+    run = await run_agent(body, latency_s=0.01, drop_covered_preamble=False)
+    assert run.heard().startswith("One moment.")
