@@ -17,7 +17,9 @@ import argparse
 import asyncio
 import io
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -54,11 +56,12 @@ async def run_case(
     between: Callable[[int], Awaitable[None]] | None = None,
     mode: str = "async",
     gap_s: dict[int, float] | None = None,
+    sinks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``turns`` through the agent; return what was said (ms after each turn) and the ledger."""
     async with scripted_model(echo_policy(table)) as model:
         llm = LlmClient(LlmConfig(base_url=model.base_url, model="scripted", max_retries=0))
-        ledger = Ledger("faults", MonotonicClock())
+        ledger = Ledger("faults", MonotonicClock(), sinks=sinks or [])
         agent = Agent(
             AgentConfig(mode=mode, system_prompt="test"),  # type: ignore[arg-type]
             llm,
@@ -225,7 +228,66 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results["1.6 async tool swallows CancelledError (timeout 1 s)"] = await run_case(
         reg, table, turns
     )
+    disk = await disk_full_case()
+    if disk is not None:
+        results["1.7 disk full mid-call (64 KiB tmpfs filled after the first turn)"] = disk
     return results
+
+
+async def disk_full_case() -> dict[str, Any] | None:
+    """A ledger on a tiny tmpfs that fills up after the first turn (needs root; else None)."""
+    import inspect
+
+    from ledger import JsonlSink, load_jsonl
+
+    where = Path(tempfile.mkdtemp(prefix="tiny-"))
+    mounted = subprocess.run(  # noqa: ASYNC221 - set-up of a bench case
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        return None
+    try:
+        path = where / "s.jsonl"
+        reports: list[str] = []
+        kwargs: dict[str, Any] = {}
+        if "on_status" in inspect.signature(JsonlSink).parameters:
+            kwargs["on_status"] = lambda text, level: reports.append(f"{level}: {text}")
+        sink = JsonlSink(path, **kwargs)
+        reg = ToolRegistry()
+
+        @reg.tool(kind="write", timeout_s=2)
+        async def refund(order_id: str, amount: float) -> dict:
+            """Refund."""
+            return {"refunded": amount}
+
+        table = {
+            "hello": Reply(text="Hello, how can I help?"),
+            "refund 5 on 4417": Reply(
+                calls=[("refund", json.dumps({"order_id": "4417", "amount": 5}))]
+            ),
+            "thanks": Reply(text="You're welcome. " + "Is there anything else? " * 250),
+        }
+
+        async def fill(index: int) -> None:
+            if index == 0:
+                with open(where / "filler", "wb", buffering=0) as f:  # noqa: ASYNC230
+                    try:
+                        while True:
+                            f.write(b"\0" * 1024)
+                    except OSError:
+                        pass
+
+        result = await run_case(reg, table, list(table), between=fill, sinks=[sink])
+        (where / "filler").unlink()
+        try:
+            sink.close()
+        except OSError as exc:
+            result["close_error"] = str(exc)
+        result["entries_in_file_after_space_freed"] = len(load_jsonl(path))
+        result["persistence_reports"] = reports
+        return result
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)  # noqa: ASYNC221
 
 
 def main() -> int:
@@ -237,6 +299,10 @@ def main() -> int:
         print(f"== {name}")
         for line in result["heard"]:
             print(f"   turn {line['turn']} +{line['ms']} ms: {line['said']}")
+        if "entries_in_file_after_space_freed" in result:
+            print(
+                f"   entries in the file at the end: {result['entries_in_file_after_space_freed']}"
+            )
         if "writes_applied" in result:
             print(f"   writes applied: {result['writes_applied']}")
         print(f"   longest event-loop stall: {result['loop_stall_ms']} ms")

@@ -8,8 +8,8 @@ and the LLM's messages from them; `JsonlSink`/`load_jsonl` persist it (with
 from ledger.entries import ENTRY_ADAPTER, Entry, Outcome
 from ledger.errors import LedgerClosed, LedgerError
 from ledger.ledger import Ledger, Sink, Subscriber
-from ledger.persist import JsonlSink, load_jsonl, redact_entry
-from ledger.redact import redact
+from ledger.persist import JsonlSink, check_directory, load_jsonl, redact_entry
+from ledger.redact import mask_url_secrets, redact, redact_secrets
 from ledger.render import ProtocolError, check_protocol, render_messages
 from ledger.show import format_session
 from ledger.views import CallStatus, CallView, ResponseView
@@ -28,10 +28,13 @@ __all__ = [
     "ResponseView",
     "Sink",
     "Subscriber",
+    "check_directory",
     "check_protocol",
     "format_session",
     "load_jsonl",
+    "mask_url_secrets",
     "redact",
     "redact_entry",
+    "redact_secrets",
     "render_messages",
 ]

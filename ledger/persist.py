@@ -1,73 +1,97 @@
 """Writing a ledger as JSON lines, and reading it back.
 
-One entry per line, `entry.model_dump(mode="json")`, flushed to the OS at each
+One entry per line, `entry.model_dump(mode="json")`, handed to the OS at each
 write, so a killed process loses nothing it appended (`durable=True` also
 fsyncs, which survives a power cut at the price of a disk flush per entry).
-Private digits are masked before a line is written (`redact_entry`); the
-in-memory ledger keeps the raw text.
+Private digits and URL secrets are masked before a line is written
+(`redact_entry`); the in-memory ledger keeps the raw text.
+
+A storage fault (disk full, I/O error) never reaches the ledger's caller: the
+sink keeps the lines it could not write in memory, reports the fault once
+(`on_status`), retries at each later write, and reports again when it has
+caught up. `check_directory` is the start-up check that a sessions directory
+is usable, with a message that says what to do.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import tempfile
+import typing
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ledger.entries import (
-    ENTRY_ADAPTER,
-    AgentTextPlanned,
-    AgentTextPlayed,
-    Entry,
-    ForkOpened,
-    ToolCallFailed,
-    ToolCallResolved,
-    ToolCallStarted,
-    UserUtterance,
-)
+from ledger.entries import ENTRY_ADAPTER, Entry, ToolCallStarted
 from ledger.errors import LedgerError
-from ledger.redact import redact, redact_json_text, redact_json_value
+from ledger.redact import redact_json_numbers, redact_json_text, redact_secrets
 
-__all__ = ["JsonlSink", "Redactor", "load_jsonl", "redact_entry"]
+__all__ = [
+    "JsonlSink",
+    "Redactor",
+    "StatusReporter",
+    "check_directory",
+    "load_jsonl",
+    "redact_entry",
+]
+
+log = logging.getLogger(__name__)
 
 Redactor = Callable[[str], str]
-"""Masks private text; `ledger.redact.redact` by default."""
+"""Masks private text; `ledger.redact.redact_secrets` by default."""
+
+StatusReporter = Callable[[str, Literal["info", "warning", "error"]], None]
+"""Told (text, level) when persistence fails and when it recovers."""
+
+# Fields that name things rather than hold what people said: never masked (a call id
+# such as call_00000001 has 8 digits but is not private).
+_IDENTIFIERS = frozenset(
+    {
+        "seq", "t", "type", "session_id", "call_id", "response_id", "fork_id", "turn_id",
+        "name", "kind", "started_at", "depends_on", "adopted",
+    }
+)  # fmt: skip
 
 
-def redact_entry(entry: Entry, redactor: Redactor = redact) -> Entry:
+def _is_literal(entry: Entry, field: str) -> bool:
+    annotation = type(entry).model_fields[field].annotation
+    return typing.get_origin(annotation) is Literal
+
+
+def redact_entry(entry: Entry, redactor: Redactor = redact_secrets) -> Entry:
     """Return `entry` with private text masked by `redactor` (the entry itself is unchanged).
 
-    Masked: user text (`UserUtterance.text`, `ForkOpened.transcript`), agent
-    text (`AgentTextPlanned`/`AgentTextPlayed`), tool arguments, every string
-    inside a `ToolCallResolved.result`, and `ToolCallFailed.error` (errors
-    often echo the arguments). With the default redactor, arguments stay
-    valid JSON (`redact_json_text`).
+    Every free-text field of every entry type is masked (user and agent text,
+    transcripts, notes, errors, reasons, session metadata), not a list of
+    known fields, so a new entry type is private by default. Tool arguments
+    stay valid JSON and account-like JSON numbers in arguments, results and
+    metadata become mask strings (with the default redactor). Identifiers
+    (ids, names, kinds) and enumerations are left as they are.
     """
-    match entry:
-        case UserUtterance() | AgentTextPlanned() | AgentTextPlayed():
-            return entry.model_copy(update={"text": redactor(entry.text)})
-        case ForkOpened():
-            return entry.model_copy(update={"transcript": redactor(entry.transcript)})
-        case ToolCallStarted():
-            arguments = (
-                redact_json_text(entry.arguments)
-                if redactor is redact
-                else redactor(entry.arguments)
-            )
-            return entry.model_copy(update={"arguments": arguments})
-        case ToolCallResolved():
-            result = (
-                redact_json_value(entry.result)
-                if redactor is redact
-                else _map_strings(entry.result, redactor)
-            )
-            return entry.model_copy(update={"result": result})
-        case ToolCallFailed():
-            return entry.model_copy(update={"error": redactor(entry.error)})
-        case _:
-            return entry
+    default = redactor is redact_secrets
+    update: dict[str, Any] = {}
+    for field in type(entry).model_fields:
+        if field in _IDENTIFIERS:
+            continue
+        value = getattr(entry, field)
+        if isinstance(entry, ToolCallStarted) and field == "arguments":
+            masked: Any = redact_json_text(value) if default else redactor(value)
+        elif isinstance(value, str):
+            if _is_literal(entry, field):
+                continue
+            masked = redactor(value)
+        elif isinstance(value, dict | list):
+            masked = redact_json_numbers(value) if default else _map_strings(value, redactor)
+        else:
+            continue
+        if masked != value:
+            update[field] = masked
+    return entry.model_copy(update=update) if update else entry
 
 
 def _map_strings(value: object, redactor: Redactor) -> object:
@@ -80,6 +104,30 @@ def _map_strings(value: object, redactor: Redactor) -> object:
     return value
 
 
+def check_directory(directory: str | os.PathLike[str]) -> Path:
+    """Make sure sessions can be written in `directory` (created if missing); return it.
+
+    Raises LedgerError saying what is wrong (not a directory, read-only,
+    no space, no permission) so that a program fails at start-up, not mid-call.
+    """
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LedgerError(f"{path} exists and is not a directory") from None
+    except OSError as error:
+        raise LedgerError(f"cannot create {path}: {error.strerror or error}") from None
+    if not path.is_dir():
+        raise LedgerError(f"{path} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-", delete=True) as probe:
+            probe.write(b"{}\n")
+            probe.flush()
+    except OSError as error:
+        raise LedgerError(f"cannot write in {path}: {error.strerror or error}") from None
+    return path
+
+
 class JsonlSink:
     """A ledger sink appending one JSON line per entry to `path`.
 
@@ -87,42 +135,126 @@ class JsonlSink:
     line (a crash mid-write), that fragment is cut off first, so new lines
     never glue onto it. Pass `redactor=None` to write raw text (tests, local
     debugging). `write` after `close` raises LedgerError; `close` is idempotent.
+
+    `write` never raises for a storage fault: a line that cannot be written
+    (its partial bytes cut off again) waits in memory with every later one;
+    each write retries them in order. `on_status(text, level)` is told once
+    when writing starts failing and once when it has caught up (it may append
+    to the ledger: the sink is re-entrant); without it the fault is logged.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
-        redactor: Redactor | None = redact,
+        redactor: Redactor | None = redact_secrets,
         *,
         durable: bool = False,
+        on_status: StatusReporter | None = None,
     ) -> None:
         self.path = Path(path)
         self._redactor = redactor
         self._durable = durable
+        self._on_status = on_status
         _cut_torn_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size  # bytes of complete lines in the file
+        self._backlog: deque[bytes] = deque()
+        self._fault: OSError | None = None
+        self._flushing = False
 
     @property
     def closed(self) -> bool:
         """True once `close` was called."""
-        return self._file.closed
+        return self._fd is None
+
+    @property
+    def pending(self) -> int:
+        """Entries not yet in the file (waiting in memory after a storage fault)."""
+        return len(self._backlog)
+
+    @property
+    def fault(self) -> OSError | None:
+        """The storage error that keeps entries in memory right now, if any."""
+        return self._fault
 
     def write(self, entry: Entry) -> None:
-        """Write `entry` (redacted) as one line and flush it (and fsync if durable)."""
-        if self._file.closed:
+        """Write `entry` (redacted) as one line (and fsync if durable); keep it if that fails."""
+        if self._fd is None:
             raise LedgerError(f"JsonlSink for {self.path} is closed")
         if self._redactor is not None:
             entry = redact_entry(entry, self._redactor)
-        line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False)
-        self._file.write(line + "\n")
-        self._file.flush()
-        if self._durable:
-            os.fsync(self._file.fileno())
+        line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n"
+        self._backlog.append(line.encode("utf-8"))
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._flushing or self._fd is None:
+            return  # re-entered from on_status: the outer loop writes it
+        self._flushing = True
+        try:
+            while self._backlog and self._fd is not None:
+                data = self._backlog[0]
+                try:
+                    self._write_line(self._fd, data)
+                except OSError as error:
+                    self._failed(error)
+                    return
+                self._backlog.popleft()
+                self._size += len(data)
+            if self._fault is not None:
+                self._recovered()
+        finally:
+            self._flushing = False
+
+    def _write_line(self, fd: int, data: bytes) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self._durable:
+                os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, self._size)  # no torn line is left behind
+            except OSError:
+                pass  # the next successful write starts after the fragment; load_jsonl stops there
+            raise
+
+    def _failed(self, error: OSError) -> None:
+        first = self._fault is None
+        self._fault = error
+        if first:
+            text = (
+                f"cannot write the session ledger to {self.path} "
+                f"({error.strerror or error}); the call goes on, entries are kept in "
+                "memory and written when the storage recovers"
+            )
+            log.error("%s", text)
+            if self._on_status is not None:
+                self._on_status(text, "error")
+
+    def _recovered(self) -> None:
+        self._fault = None
+        text = f"the session ledger is written to {self.path} again; nothing was lost"
+        log.warning("%s", text)
+        if self._on_status is not None:
+            self._on_status(text, "warning")
 
     def close(self) -> None:
-        """Flush and close the file; idempotent."""
-        if not self._file.closed:
-            self._file.close()
+        """Write what is still waiting (one last try), then close the file; idempotent."""
+        if self._fd is None:
+            return
+        self._flush()
+        if self._backlog:
+            log.error(
+                "%d ledger entries could not be written to %s (%s); they are lost from disk",
+                len(self._backlog),
+                self.path,
+                self._fault,
+            )
+        fd, self._fd = self._fd, None
+        os.close(fd)
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -1,82 +1,203 @@
-"""Masking card/account-like digit runs before a ledger leaves memory.
+"""Masking card/account-like numbers and URL secrets before text leaves memory.
 
-What counts as a run (ASCII digits only):
-- a single group of 8 to 19 digits: `12345678`, `4111111111111111`;
-- or a chain of groups of at least 3 digits each, joined by exactly one space
-  or dash, 8 digits or more in total: `4111 1111 1111 1111`, `1234-5678-9012`,
-  `3782 822463 10005`. A chain longer than 19 digits is masked whole: we
-  cannot tell where one spoken number ends and the next begins, so we err on
-  the private side.
-A run becomes `[redacted ****1111]` (its last four digits kept).
+A *number* here is a chain of digit groups in any form a speech recogniser or
+a tool writes them:
 
-Left alone: anything shorter than 8 digits (amounts, times, short order
-numbers), groups of 1-2 digits (so dates like `2024-01-15` and `15 01 2024`
-stay readable), groups joined by other separators (`.`, `/`, `(`, `,`, two
-spaces), and a single group longer than 19 digits (a tracking number, not a
-card). Dashed phone numbers with 3-digit groups (`555-123-4567`) have 10
-digits and *are* masked: the cautious side. Digits glued to letters count
-(`ORD12345678` -> `ORD[redacted ****5678]`).
+- digits: ``4111111111111111``, ``4111 1111 1111 1111``, ``4111-1111-1111-1111``,
+  Whisper's thousands style ``4,111,111,111,111,111`` or ``4.111.111.111.111.111``,
+  one digit at a time ``4 1 1 1 ...`` or ``4, 1, 1, 1, ...``;
+- words: ``four one one one ...``, ``oh``/``zero``, ``double five``,
+  ``triple one``, pairs such as ``forty one, eleven`` (a word group counts as
+  the digits it stands for; words and digits mix).
+
+Groups are joined by a separator of at most three characters made of spaces,
+commas, dots, dashes or slashes. A chain is masked when it has at least
+`MIN_DIGITS` digits and is either one group of at most `MAX_DIGITS` digits,
+or groups of at least 3 digits each (``4111 1111 ...``, ``555-123-4567``), or
+at least 4 groups (digits read out one by one or in pairs, thousands
+separators). A chain longer than `MAX_DIGITS` is masked whole: we cannot tell
+where one spoken number ends and the next begins, so we err on the private side.
+A chain becomes ``[redacted ****1111]`` (its last four digits kept).
+
+Left alone: anything under 8 digits (amounts, times, short order numbers),
+dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), and a single
+digit group longer than 19 digits (a tracking number, not a card). Digits
+glued to letters count (``ORD12345678`` -> ``ORD[redacted ****5678]``).
+Amounts of 8 digits or more written with separators (``12,345,678``) are
+masked too: the cautious side.
+
+`redact_secrets` also masks credentials in URLs (``user:password@``, and
+query parameters such as ``api-key``, ``token``, ``sig``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from pydantic import JsonValue
 
-__all__ = ["MAX_DIGITS", "MIN_DIGITS", "redact", "redact_json_text", "redact_json_value"]
+__all__ = [
+    "MAX_DIGITS",
+    "MIN_DIGITS",
+    "mask_url_secrets",
+    "redact",
+    "redact_json_numbers",
+    "redact_json_text",
+    "redact_json_value",
+    "redact_secrets",
+]
 
 MIN_DIGITS = 8
-"""Shortest digit run that is masked (digits): shorter numbers are dates, amounts, ids."""
+"""Shortest digit chain that is masked (digits): shorter numbers are dates, amounts, ids."""
 
 MAX_DIGITS = 19
-"""Longest digit run that is masked (digits): the longest card number (ISO/IEC 7812)."""
+"""Longest single digit group that is masked (digits): the longest card number (ISO/IEC 7812)."""
 
-# Smallest group that may be chained with a neighbour (digits); 1-2 digit groups
-# are day/month/year pieces or counts, not pieces of an account number.
+# Smallest group that may be chained with a neighbour when the chain has few groups
+# (digits); 1-2 digit groups in short chains are day/month/year pieces or counts.
 _MIN_CHAINED_GROUP = 3
+# A chain of this many groups or more is a number read out piece by piece (groups).
+_MANY_GROUPS = 4
 
-_GROUP = re.compile(r"[0-9]+")
+_UNITS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_TEENS = {
+    "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
+    "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19",
+}  # fmt: skip
+_TENS = {
+    "twenty": "2", "thirty": "3", "forty": "4", "fourty": "4", "fifty": "5", "sixty": "6",
+    "seventy": "7", "eighty": "8", "ninety": "9",
+}  # fmt: skip
+_REPEAT = {"double": 2, "triple": 3}
+
+_UNIT_WORDS = "|".join(sorted(_UNITS, key=len, reverse=True))
+_TOKEN = re.compile(
+    r"[0-9]+"
+    rf"|\b(?:double|triple)[ -](?:{_UNIT_WORDS})\b"
+    rf"|\b(?:{'|'.join(_TENS)})(?:[ -](?:{'|'.join(k for k in _UNITS if k not in ('zero', 'oh', 'o'))}))?\b"
+    rf"|\b(?:{'|'.join(_TEENS)})\b"
+    rf"|\b(?:{_UNIT_WORDS})\b",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(r"\s{0,2}[,.\-/]?\s{0,2}")
+
+
+@dataclass(frozen=True)
+class _Group:
+    start: int
+    end: int
+    digits: str
+    spelled: bool
+
+
+def _digits_of(token: str) -> str:
+    if token.isdigit():
+        return token
+    words = re.split(r"[ -]", token.lower())
+    if words[0] in _REPEAT:
+        return _UNITS[words[1]] * _REPEAT[words[0]]
+    if words[0] in _TEENS:
+        return _TEENS[words[0]]
+    if words[0] in _TENS:
+        return _TENS[words[0]] + (_UNITS[words[1]] if len(words) > 1 else "0")
+    return _UNITS[words[0]]
 
 
 def _mask(digits: str) -> str:
     return f"[redacted ****{digits[-4:]}]"
 
 
+def _qualifies(chain: list[_Group]) -> bool:
+    digits = sum(len(g.digits) for g in chain)
+    if digits < MIN_DIGITS:
+        return False
+    if len(chain) == 1:
+        return digits <= MAX_DIGITS
+    if len(chain) >= _MANY_GROUPS:
+        return True
+    return all(len(g.digits) >= _MIN_CHAINED_GROUP for g in chain)
+
+
+def _masked_spans(chain: list[_Group]) -> list[list[_Group]]:
+    """The parts of a chain to mask: all of it, or else its runs of long groups."""
+    if _qualifies(chain):
+        return [chain]
+    spans: list[list[_Group]] = []
+    run: list[_Group] = []
+    for group in [*chain, None]:
+        if group is not None and len(group.digits) >= _MIN_CHAINED_GROUP:
+            run.append(group)
+            continue
+        if run and _qualifies(run):
+            spans.append(run)
+        run = []
+    return spans
+
+
+def _joins(separator: str) -> bool:
+    """Two groups with this between them are pieces of one number."""
+    return bool(separator) and _SEPARATOR.fullmatch(separator) is not None
+
+
 def redact(text: str) -> str:
-    """Return `text` with each card/account-like digit run replaced by a mask (see module doc)."""
-    groups = list(_GROUP.finditer(text))
+    """Return `text` with each card/account-like number replaced by a mask (see module doc)."""
+    groups = [
+        _Group(m.start(), m.end(), _digits_of(m.group()), not m.group().isdigit())
+        for m in _TOKEN.finditer(text)
+    ]
     if not groups:
         return text
-    chains: list[list[re.Match[str]]] = [[groups[0]]]
+    chains: list[list[_Group]] = [[groups[0]]]
     for previous, group in zip(groups, groups[1:], strict=False):
-        separator = text[previous.end() : group.start()]
-        if (
-            separator in (" ", "-")
-            and len(previous.group()) >= _MIN_CHAINED_GROUP
-            and len(group.group()) >= _MIN_CHAINED_GROUP
-        ):
+        if _joins(text[previous.end : group.start]):
             chains[-1].append(group)
         else:
             chains.append([group])
     pieces: list[str] = []
     cursor = 0
     for chain in chains:
-        digits = "".join(group.group() for group in chain)
-        if len(digits) >= MIN_DIGITS and (len(chain) > 1 or len(digits) <= MAX_DIGITS):
-            pieces.append(text[cursor : chain[0].start()])
-            pieces.append(_mask(digits))
-            cursor = chain[-1].end()
+        for span in _masked_spans(chain):
+            pieces.append(text[cursor : span[0].start])
+            pieces.append(_mask("".join(g.digits for g in span)))
+            cursor = span[-1].end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+# -- URL secrets ---------------------------------------------------------------------
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s?#]+)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|sig|signature"
+    r"|auth|credential|session)[A-Za-z0-9_.-]*))=(?P<value>[^&#\s]*)",
+    re.IGNORECASE,
+)
+
+
+def mask_url_secrets(text: str) -> str:
+    """Mask ``user:password@`` and secret-looking query parameters in every URL in `text`."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group('name')}=***", text)
+
+
+def redact_secrets(text: str) -> str:
+    """`redact` plus `mask_url_secrets`: what any text that leaves memory goes through."""
+    return redact(mask_url_secrets(text))
+
+
+# -- JSON ------------------------------------------------------------------------------
 
 
 def redact_json_value(value: JsonValue) -> JsonValue:
     """Redact every string inside a JSON value (recursively); keys and numbers are kept."""
     match value:
         case str():
-            return redact(value)
+            return redact_secrets(value)
         case list():
             return [redact_json_value(item) for item in value]
         case dict():
@@ -85,7 +206,7 @@ def redact_json_value(value: JsonValue) -> JsonValue:
             return value
 
 
-def _redact_json_numbers(value: JsonValue) -> JsonValue:
+def redact_json_numbers(value: JsonValue) -> JsonValue:
     """Like `redact_json_value`, but a number that looks like an account becomes a mask string."""
     match value:
         case bool() | None:
@@ -95,11 +216,11 @@ def _redact_json_numbers(value: JsonValue) -> JsonValue:
             masked = redact(text)
             return value if masked == text else masked
         case str():
-            return redact(value)
+            return redact_secrets(value)
         case list():
-            return [_redact_json_numbers(item) for item in value]
+            return [redact_json_numbers(item) for item in value]
         case dict():
-            return {key: _redact_json_numbers(item) for key, item in value.items()}
+            return {key: redact_json_numbers(item) for key, item in value.items()}
         case _:
             return value
 
@@ -107,19 +228,14 @@ def _redact_json_numbers(value: JsonValue) -> JsonValue:
 def redact_json_text(text: str) -> str:
     """Redact raw JSON text (tool arguments) without breaking it.
 
-    The text is redacted as plain text; if that turns valid JSON into invalid
-    JSON (a masked number literal), the value is redacted structurally
-    instead (such numbers become mask strings) and re-serialized.
+    Valid JSON is redacted structurally (strings masked, account-like numbers
+    become mask strings) and re-serialized; anything else as plain text.
     """
-    masked = redact(text)
+    masked = redact_secrets(text)
     if masked == text:
         return text
     try:
         value = json.loads(text)
     except ValueError:
         return masked  # it was never valid JSON: plain-text masking is all we can do
-    try:
-        json.loads(masked)
-    except ValueError:
-        return json.dumps(_redact_json_numbers(value), ensure_ascii=False)
-    return masked
+    return json.dumps(redact_json_numbers(value), ensure_ascii=False)

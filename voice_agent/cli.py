@@ -203,6 +203,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
     data["llm"]["api_key"] = (
         "***" if config.llm.api_key.get_secret_value() not in ("", "none") else "(none)"
     )
+    if data["llm"].get("base_url"):
+        from ledger import mask_url_secrets
+
+        data["llm"]["base_url"] = mask_url_secrets(data["llm"]["base_url"])
     import yaml
 
     print(yaml.safe_dump(data, sort_keys=False))
@@ -264,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     command = args.command or "console"
     if command == "console" and not hasattr(args, "list_devices"):
         args.input_device = args.output_device = None
@@ -276,6 +282,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last resort: a message and a status, never a bare traceback
+        logging.getLogger("voice_agent").debug("unexpected error", exc_info=True)
+        print(
+            f"voice-agent: unexpected error: {type(exc).__name__}: {exc}"
+            + ("" if args.verbose >= 2 else " (run with -vv for the traceback)"),
+            file=sys.stderr,
+        )
+        return 1
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with card-like numbers and URL secrets masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ledger import redact_secrets
+
+        return redact_secrets(super().format(record))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ naming the file, the field and the problem.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -298,7 +299,9 @@ class BackchannelConfig(_Frozen):
 class VoiceConfig(_Frozen):
     """Audio peripherals: VAD, ASR, TTS, devices."""
 
-    sample_rate: int = Field(16000, description="transport sample rate, Hz")
+    sample_rate: int = Field(
+        16000, ge=8000, le=48000, description="transport sample rate, Hz (8000-48000)"
+    )
     vad_min_silence_ms: int = Field(500, ge=100, le=3000)
     unfinished_extra_silence_ms: int = Field(
         700,
@@ -397,6 +400,37 @@ def config_path(name: str) -> Path:
     raise ConfigError(f"config file not found: {name}")
 
 
+def _read_text(path: Path) -> str:
+    """A config file's text; a file that is not UTF-8 (or not readable) is a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+            "save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _is_text_field(path: list[str]) -> bool:
+    """The config field at ``path`` holds text (str or SecretStr): its env value is kept raw."""
+    model: Any = Config
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        model = fields[part].annotation
+    origin = typing.get_origin(model)
+    if origin in (tuple, list, dict, set, Literal):
+        return False
+    args = typing.get_args(model) if origin is not None else (model,)  # str | None
+    return any(arg in (str, SecretStr) for arg in args)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, raw in environ.items():
@@ -405,10 +439,13 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
         if not path:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
+        if _is_text_field(path):
+            value: Any = raw  # an all-digit API key stays text (YAML would make 0123 the number 83)
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw != "" else None
+            except yaml.YAMLError:
+                value = raw
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -451,7 +488,7 @@ def load_config(
     data = _read_yaml(embedded_defaults_text(), "configs/default.yaml")
     if path is not None:
         p = config_path(str(path))
-        data = _deep_merge(data, _read_yaml(p.read_text(encoding="utf-8"), str(p)))
+        data = _deep_merge(data, _read_yaml(_read_text(p), str(p)))
         origins.append(str(p))
     env = _env_overrides(environ)
     if env:

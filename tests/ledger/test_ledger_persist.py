@@ -166,3 +166,128 @@ def test_a_process_killed_after_appending_loses_none_of_its_entries(tmp_path: Pa
     assert [entry.text for entry in load_jsonl(path) if isinstance(entry, Note)] == [
         f"note {index}" for index in range(25)
     ]
+
+
+# -- storage faults ------------------------------------------------------------------
+
+
+class FlakyDisk:
+    """`os.write` that fails with ENOSPC while `full` is set (after writing half the line)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import errno
+
+        self.full = False
+        real_write = os.write
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            if self.full:
+                real_write(fd, bytes(data[: len(data) // 2]))  # a torn line, as a full disk does
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr("ledger.persist.os.write", write)
+
+
+def test_a_full_disk_keeps_the_call_going_reports_once_and_writes_everything_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FlakyDisk(monkeypatch)
+    path = tmp_path / "s.jsonl"
+    reports: list[tuple[str, str]] = []
+    ledger_box: list[Ledger] = []
+
+    def on_status(text: str, level: str) -> None:
+        reports.append((level, text))
+        ledger_box[0].append(Note(text=text, level=level))  # type: ignore[arg-type]
+
+    sink = JsonlSink(path, on_status=on_status)
+    ledger = Ledger("s", ManualClock(), sinks=[sink])
+    ledger_box.append(ledger)
+    ledger.append(UserUtterance(turn_id=1, text="hello"))
+    disk.full = True
+    for i in range(5):  # appends never raise while the disk is full
+        ledger.append(UserUtterance(turn_id=2 + i, text=f"turn {i}"))
+    assert sink.pending >= 5 and sink.fault is not None
+    assert [level for level, _ in reports] == ["error"]  # reported once
+    assert "No space left" in reports[0][1]
+    assert [e.text for e in load_jsonl(path)] == ["hello"]  # no torn line kept
+    disk.full = False
+    ledger.append(UserUtterance(turn_id=9, text="after"))
+    assert sink.pending == 0 and sink.fault is None
+    assert [level for level, _ in reports] == ["error", "warning"]
+    sink.close()
+    loaded = load_jsonl(path)
+    assert [e.seq for e in loaded] == list(range(len(ledger.entries)))  # nothing lost, in order
+    assert any(isinstance(e, Note) and "No space left" in e.text for e in loaded)
+
+
+def test_an_unusable_sessions_directory_is_reported_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    from ledger import check_directory
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(LedgerError, match="not a directory"):
+        check_directory(a_file)
+    with pytest.raises(LedgerError, match="cannot create"):
+        check_directory(a_file / "sessions")
+    assert check_directory(tmp_path / "new" / "sessions").is_dir()
+
+
+def _mount_tmpfs(where: Path, size: str, *options: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(where)],
+        capture_output=True,
+    )
+    return result.returncode == 0
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    """A 64 KiB tmpfs (needs root and mount rights; skipped otherwise)."""
+    where = tmp_path / "tiny"
+    if not _mount_tmpfs(where, "64k"):
+        pytest.skip("cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_real_full_tmpfs_loses_nothing_once_space_comes_back(tiny_tmpfs: Path) -> None:
+    filler = tiny_tmpfs / "filler"
+    path = tiny_tmpfs / "s.jsonl"
+    reports: list[str] = []
+    sink = JsonlSink(path, on_status=lambda text, level: reports.append(level))
+    ledger = Ledger("s", ManualClock(), sinks=[sink])
+    ledger.append(UserUtterance(turn_id=1, text="before the disk fills"))
+    with open(filler, "wb", buffering=0) as f:  # fill the file system
+        try:
+            while True:
+                f.write(b"\0" * 1024)
+        except OSError:
+            pass
+    for i in range(20):
+        ledger.append(UserUtterance(turn_id=2, text=f"a long enough utterance number {i} " * 4))
+    assert reports == ["error"] and sink.pending > 0
+    filler.unlink()
+    ledger.append(UserUtterance(turn_id=3, text="after"))
+    assert reports == ["error", "warning"] and sink.pending == 0
+    sink.close()
+    assert len(load_jsonl(path)) == len(ledger.entries)
+
+
+def test_a_read_only_sessions_directory_fails_the_start_up_check(tmp_path: Path) -> None:
+    from ledger import check_directory
+
+    where = tmp_path / "ro"
+    if not _mount_tmpfs(where, "64k", "ro"):
+        pytest.skip("cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)")
+    try:
+        with pytest.raises(LedgerError, match="cannot write in .*Read-only file system"):
+            check_directory(where)
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -33,6 +33,7 @@ from ledger.redact import redact_json_text
         ("ref ORD12345678", "ref ORD[redacted ****5678]"),
         ("19 digits 1234567890123456789", "19 digits [redacted ****6789]"),
         ("call 555-123-4567", "call [redacted ****4567]"),
+        ("two spaces 1234  5678", "two spaces [redacted ****5678]"),
         (
             "two cards 4111111111111111 and 5500 0000 0000 0004",
             "two cards [redacted ****1111] and [redacted ****0004]",
@@ -55,7 +56,6 @@ def test_card_and_account_numbers_are_masked_to_their_last_four_digits(
         "tracking 123456789012345678901234",
         "phone (555) 123.4567",
         "no digits at all",
-        "1234  5678",
     ],
 )
 def test_short_numbers_dates_and_other_separators_are_left_alone(text: str) -> None:
@@ -110,3 +110,160 @@ def test_redact_entry_masks_user_agent_and_tool_text_but_not_the_original() -> N
         dumped = json.dumps(masked.model_dump(mode="json"))
         assert "4111" not in dumped and "****1111" in dumped
         assert card in json.dumps(entry.model_dump(mode="json"))
+
+
+# -- every form a recogniser or a tool writes a card in ---------------------------------
+
+_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _spoken(digits: str, style: str) -> str:
+    """`digits` written the way an ASR (or a tool) might write them."""
+    if style == "plain":
+        return digits
+    if style == "groups4":
+        return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    if style == "dashes":
+        return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    if style == "whisper_commas":  # 4,111,111,111,111,111
+        head = len(digits) % 3 or 3
+        parts = [digits[:head]] + [digits[i : i + 3] for i in range(head, len(digits), 3)]
+        return ",".join(parts)
+    if style == "dots":
+        head = len(digits) % 3 or 3
+        parts = [digits[:head]] + [digits[i : i + 3] for i in range(head, len(digits), 3)]
+        return ".".join(parts)
+    if style == "one_by_one":
+        return " ".join(digits)
+    if style == "one_by_one_commas":
+        return ", ".join(digits)
+    if style == "words":
+        return " ".join(_WORDS[int(d)] for d in digits)
+    if style == "words_commas":
+        return ", ".join(_WORDS[int(d)] for d in digits)
+    if style == "words_oh":
+        return " ".join("oh" if d == "0" else _WORDS[int(d)] for d in digits)
+    raise AssertionError(style)
+
+
+STYLES = [
+    "plain",
+    "groups4",
+    "dashes",
+    "whisper_commas",
+    "dots",
+    "one_by_one",
+    "one_by_one_commas",
+    "words",
+    "words_commas",
+    "words_oh",
+]
+
+
+@settings(max_examples=300)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=12, max_size=19),
+    style=st.sampled_from(STYLES),
+    before=st.sampled_from(["", "my card is ", "It's ", "number: "]),
+    after=st.sampled_from(["", ".", " please", ", thanks", "?"]),
+)
+def test_a_card_in_any_written_or_spoken_form_is_masked_to_its_last_four(
+    digits: str, style: str, before: str, after: str
+) -> None:
+    text = before + _spoken(digits, style) + after
+    masked = redact(text)
+    assert f"****{digits[-4:]}]" in masked, (text, masked)
+    # nothing of the middle of the number survives, in digits or in words
+    assert digits[:8] not in re.sub(r"\D", "", masked.replace(f"****{digits[-4:]}", ""))
+    assert masked.startswith(before) and masked.endswith(after)
+    assert redact(masked) == masked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Whisper: 4,111,111,111,111,111.", "Whisper: [redacted ****1111]."),
+        (
+            "forty one, eleven, eleven, eleven, double one, eleven, eleven, eleven",
+            "[redacted ****1111]",
+        ),
+        ("it's triple five, one two three, four five six seven", "it's [redacted ****4567]"),
+    ],
+)
+def test_spoken_and_grouped_forms(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want one coffee and two teas",
+        "between ten and eleven tomorrow",
+        "on 2024-01-15, order 1234567",
+        "the 3rd of May 2024",
+        "$1,234.56 for 2 items",
+    ],
+)
+def test_ordinary_speech_with_a_few_numbers_is_left_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_account_numbers_returned_as_json_numbers_are_masked_in_the_file() -> None:
+    entry = ToolCallResolved(
+        call_id="call_00000001", result={"account": 12345678901, "balance": 250.5, "n": 3}
+    )
+    masked = redact_entry(entry)
+    assert masked.result == {"account": "[redacted ****8901]", "balance": 250.5, "n": 3}
+    assert masked.call_id == "call_00000001"  # ids are not private
+
+
+def test_every_free_text_field_is_masked_notes_errors_reasons_and_metadata() -> None:
+    from ledger.entries import (
+        LlmResponseFinished,
+        Note,
+        SessionEnded,
+        SessionStarted,
+        ToolCallCancelled,
+    )
+
+    card = "4111 1111 1111 1111"
+    entries: list[Entry] = [
+        Note(text=f"preemptive generation on 'my card is {card}' dropped", level="warning"),
+        Note(text=f"LLM request r3 failed: 400 {{'error': 'bad input: {card}'}}", level="error"),
+        LlmResponseFinished(response_id="r", finish_reason="error", error=f"echo {card}"),
+        ToolCallCancelled(call_id="c", reason=f"user said {card}"),
+        SessionEnded(reason=f"hang up after {card}"),
+        SessionStarted(
+            session_id="s",
+            started_at="2026-01-01T00:00:00",
+            meta={
+                "endpoint": "https://bob:hunter2@llm.example/v1?api-key=sk-123",
+                "from": "+15551234567",
+            },
+        ),
+    ]
+    for entry in entries:
+        dumped = json.dumps(redact_entry(entry).model_dump(mode="json"))
+        assert "4111 1111" not in dumped and "hunter2" not in dumped and "sk-123" not in dumped
+        assert "5551234567" not in dumped
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pa55@api.example.com/v1", "https://***@api.example.com/v1"),
+        (
+            "http://127.0.0.1:8080/v1?api-key=abc123&model=x",
+            "http://127.0.0.1:8080/v1?api-key=***&model=x",
+        ),
+        (
+            "https://x.openai.azure.com/openai?api_key=k&token=t",
+            "https://x.openai.azure.com/openai?api_key=***&token=***",
+        ),
+        ("https://api.example.com/v1", "https://api.example.com/v1"),
+    ],
+)
+def test_secrets_in_urls_are_masked(url: str, expected: str) -> None:
+    from ledger import mask_url_secrets
+
+    assert mask_url_secrets(url) == expected

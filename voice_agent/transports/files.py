@@ -52,7 +52,7 @@ from ..tools import ToolRegistry
 from ..voice.input import PlaybackPause, UtteranceTiming
 from ..voice.sinks import TimelineSink
 from ..voice.turn_report import format_timings, turn_timings
-from ..voice.wavio import WavError, read_wav, write_wav
+from ..voice.wavio import WavError, check_writable, read_wav, write_wav
 from .base import CallHandle, TransportBase
 from .call import run_call
 
@@ -193,8 +193,12 @@ async def run_files(
     realtime: bool = False,
     tools: ToolRegistry | None = None,
 ) -> AudioRunResult:
-    """Read ``input_path``, answer it, write the agent's audio to ``output_path`` (16-bit WAV)."""
+    """Read ``input_path``, answer it, write the agent's audio to ``output_path`` (16-bit WAV).
+
+    Both paths are checked before the call runs (an unwritable output fails at once).
+    """
     samples, rate = read_wav(input_path)
+    check_writable(output_path)
     result = await run_audio(config, samples, rate, realtime=realtime, tools=tools)
     write_wav(output_path, result.agent_audio, result.sample_rate)
     return result

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TextIO
 
-from ledger import Ledger
+from ledger import Ledger, mask_url_secrets
 from ledger import entries as le
 
 from ..agent import Agent
@@ -101,7 +101,7 @@ async def run_chat(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = s
         monitor = FutureMonitor(session.ledger, stdout)
         stdout.write(
             f"voice-agent chat — mode {config.agent.mode}, model {session.llm_config.model} "
-            f"at {session.llm_config.base_url}. Type /quit to leave.\n"
+            f"at {mask_url_secrets(session.llm_config.base_url or '')}. Type /quit to leave.\n"
         )
         if session.ledger_path:
             stdout.write(f"ledger: {session.ledger_path}\n")

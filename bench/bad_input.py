@@ -1,0 +1,222 @@
+"""Bad input, storage faults and secrets through the real CLI: exit status, what it printed, when.
+
+    PYTHONPATH=. .venv/bin/python bench/bad_input.py [--json out.json] [--only NAME]
+
+Each case runs ``python -m voice_agent.cli ...`` in a subprocess (with the
+``PYTHONPATH`` given to this script, so the same file measures any revision)
+and records the exit status, whether a Python traceback was printed, the last
+line of stderr, the wall time to exit, and for the secret cases whether the
+secret appears in anything printed or persisted. Used for the before/after
+figures of issue 10 (items 1.7, 1.8, 1.10). The LLM endpoint is a closed port
+on 127.0.0.1 (no model is needed: every case fails or succeeds before a turn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEAD_LLM = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+
+
+def _pcm16(path: Path, rate: int, seconds: float = 1.0) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.zeros(int(rate * seconds), dtype=np.int16).tobytes())
+
+
+def _zero_rate(path: Path) -> None:
+    _pcm16(path, 16000)
+    data = bytearray(path.read_bytes())
+    data[24:28] = struct.pack("<I", 0)  # sample rate field of the fmt chunk
+    data[28:32] = struct.pack("<I", 0)  # byte rate
+    path.write_bytes(bytes(data))
+
+
+def _odd_truncated(path: Path) -> None:
+    _pcm16(path, 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1001])  # cut at an odd byte, header claims more
+
+
+def _sox_24bit(path: Path) -> bool:
+    src = path.with_suffix(".src.wav")
+    _pcm16(src, 16000)
+    result = subprocess.run(["sox", str(src), "-b", "24", str(path)], capture_output=True)
+    return result.returncode == 0
+
+
+def run(args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 240) -> dict:
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "voice_agent.cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        code, out, err = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as exc:
+        code = None
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    return {
+        "exit": code,
+        "traceback": "Traceback (most recent call last)" in err,
+        "stderr_last": lines[-1][:220] if lines else "",
+        "stderr_first": lines[0][:220] if lines else "",
+        "seconds": round(time.monotonic() - t0, 2),
+        "stdout": out,
+        "stderr": err,
+    }
+
+
+def cases(work: Path) -> dict[str, dict[str, Any]]:
+    tools = work / "tools"
+    tools.mkdir()
+    (tools / "syntax_tools.py").write_text("def broken(:\n    pass\n")
+    (tools / "raising_tools.py").write_text("raise RuntimeError('backend not configured')\n")
+    (tools / "dupe_tools.py").write_text(
+        "from voice_agent.tools import ToolRegistry\n"
+        "registry = ToolRegistry()\n"
+        "@registry.tool\n"
+        "async def get_order_status(order_id: str) -> dict:\n"
+        "    '''Shadowing the demo tool.'''\n"
+        "    return {}\n"
+    )
+    latin1 = work / "latin1.yaml"
+    latin1.write_bytes("agent:\n  persona: Ren\xe9e\n".encode("latin-1"))
+    good = work / "good.wav"
+    _pcm16(good, 16000)
+    odd = work / "odd.wav"
+    _odd_truncated(odd)
+    zero = work / "zero_rate.wav"
+    _zero_rate(zero)
+    bit24 = work / "sox24.wav"
+    have_sox = _sox_24bit(bit24)
+    sessions = work / "sessions"
+    secret_url = "https://alice:s3cr3tpw@llm.example.invalid/v1?api-key=KEY123456"
+    chat = ["chat", "--base-url", DEAD_LLM]
+    run_wav = ["run", "--base-url", DEAD_LLM, "--no-persist"]
+    out = str(work / "out.wav")
+    c: dict[str, dict[str, Any]] = {
+        "tools module with a syntax error": {
+            "args": chat + ["--no-persist"],
+            "env": {"VOICE_AGENT__TOOLS__MODULES": "[syntax_tools:registry]"},
+        },
+        "tools module raising at import": {
+            "args": chat + ["--no-persist"],
+            "env": {"VOICE_AGENT__TOOLS__MODULES": "[raising_tools:registry]"},
+        },
+        "duplicate tool name": {
+            "args": chat + ["--no-persist"],
+            "env": {
+                "VOICE_AGENT__TOOLS__MODULES": "[voice_agent.demo_tools:registry, dupe_tools:registry]"
+            },
+        },
+        "non-UTF-8 config file": {"args": ["config", "--config", str(latin1)], "env": {}},
+        "VOICE_AGENT__VOICE__SAMPLE_RATE=0": {
+            "args": run_wav + ["-i", str(good), "-o", out],
+            "env": {"VOICE_AGENT__VOICE__SAMPLE_RATE": "0"},
+        },
+        "WAV truncated at an odd byte": {"args": run_wav + ["-i", str(odd), "-o", out], "env": {}},
+        "WAV with sample rate 0": {"args": run_wav + ["-i", str(zero), "-o", out], "env": {}},
+        "a directory as input": {"args": run_wav + ["-i", str(work), "-o", out], "env": {}},
+        "unwritable output path": {
+            "args": run_wav + ["-i", str(good), "-o", "/proc/no/such/dir/out.wav"],
+            "env": {},
+        },
+        "valid: all-digit OPENAI_API_KEY": {
+            "args": ["config"],
+            "env": {"OPENAI_API_KEY": "12345678"},
+        },
+        "valid: all-digit VOICE_AGENT__LLM__API_KEY with a leading 0": {
+            "args": ["config"],
+            "env": {"VOICE_AGENT__LLM__API_KEY": "0123456"},
+        },
+        "sessions directory is a file": {
+            "args": chat,
+            "env": {"VOICE_AGENT__LEDGER__DIRECTORY": str(good / "sessions")},
+        },
+        "secret in base URL: voice-agent config": {
+            "args": ["config", "--base-url", secret_url],
+            "env": {},
+            "secret": ["s3cr3tpw", "KEY123456"],
+        },
+        "secret in base URL: chat banner and session file": {
+            "args": ["chat", "--base-url", secret_url],
+            "env": {"VOICE_AGENT__LEDGER__DIRECTORY": str(sessions)},
+            "secret": ["s3cr3tpw", "KEY123456"],
+            "files": sessions,
+        },
+    }
+    if have_sox:
+        c["valid: 24-bit WAV with an extensible header (sox)"] = {
+            "args": run_wav + ["-i", str(bit24), "-o", out],
+            "env": {},
+        }
+    for case in c.values():
+        case["env"] = {**case["env"], "PYTHONPATH_EXTRA": str(tools)}
+    return c
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--only", help="run only the cases whose name contains this")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, case in cases(work).items():
+            if args.only and args.only not in name:
+                continue
+            env = dict(os.environ)
+            extra = case["env"].pop("PYTHONPATH_EXTRA")
+            env.update(case["env"])
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (env.get("PYTHONPATH", ""), extra) if p
+            )
+            env.pop("OPENAI_BASE_URL", None)
+            result = run(case["args"], env)
+            if "secret" in case:
+                shown = result["stdout"] + result["stderr"]
+                persisted = ""
+                if case.get("files") and Path(case["files"]).is_dir():
+                    persisted = "".join(p.read_text() for p in Path(case["files"]).glob("*.jsonl"))
+                result["secret_printed"] = any(s in shown for s in case["secret"])
+                result["secret_persisted"] = any(s in persisted for s in case["secret"])
+            result.pop("stdout")
+            result.pop("stderr")
+            results[name] = result
+            flags = " ".join(
+                f"{k}={result[k]}" for k in ("secret_printed", "secret_persisted") if k in result
+            )
+            print(
+                f"{name:<58} exit={result['exit']} traceback={result['traceback']} "
+                f"{result['seconds']:>6.2f}s {flags}\n    {result['stderr_last']}",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
