@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,33 +84,45 @@ def start_execution(
     if inspect.iscoroutinefunction(fn) and not isolated:
         task = loop.create_task(fn(**kwargs), name=label)
         return Execution(name, call_id, "loop", task, task=task)
-    future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
-
-    def deliver(outcome: Callable[[asyncio.Future[Any]], None]) -> None:
-        def settle() -> None:
-            if not future.done():
-                outcome(future)
-
-        try:
-            loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the engine's loop is gone: nobody is waiting any more
-            log.info("tool %s (%s) finished after the event loop closed", name, call_id)
-
-    def work() -> None:
-        try:
-            result = context.run(fn, **kwargs)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_awaited(result))
-        except BaseException as exc:  # delivered to the waiter, whatever it is
-            error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
-            deliver(lambda f: f.set_exception(error))
-        else:
-            deliver(lambda f: f.set_result(result))
-
-    thread = threading.Thread(target=work, name=label, daemon=True)
-    thread.start()
+    future = loop.run_in_executor(_DaemonThreads(label), context.run, _call_in_thread, fn, kwargs)
     return Execution(name, call_id, "isolated" if isolated else "thread", future)
+
+
+def _call_in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    result = fn(**kwargs)
+    if inspect.isawaitable(result):  # an async tool isolated on its own loop
+        result = asyncio.run(_awaited(result))
+    return result
+
+
+class _DaemonThreads(Executor):
+    """Runs each job on a new daemon thread.
+
+    Not the default executor: its few workers would be exhausted by a few
+    hung tools, and its threads are joined at exit (a hung tool would keep the
+    process from ending). Going through ``loop.run_in_executor`` keeps the job
+    visible to the loop (virtual-time loops wait for executor jobs).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the waiter, whatever it is
+                future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name=self._name, daemon=True).start()
+        return future
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -517,3 +517,29 @@ async def test_hung_synchronous_tools_do_not_starve_the_others():
     finally:
         release.set()
         await h.sched.aclose()
+
+
+def test_a_quick_synchronous_tool_is_not_timed_out_by_virtual_time():
+    """On an autojumping clock, time stands still while a tool's thread works (it is run
+    through the loop's executor hook), so a 50 ms tool with a 1 s timeout resolves."""
+    from fsm import AutojumpClock
+
+    reg = ToolRegistry()
+
+    @reg.tool(timeout_s=1)
+    def quick(n: int) -> int:
+        """Takes 50 ms of real time."""
+        time.sleep(0.05)
+        return n + 1
+
+    clock = AutojumpClock()
+
+    async def run() -> str:
+        h = Harness(reg, clock)
+        c = h.call("quick", {"n": 1})
+        while h.sched.pending():
+            await clock.sleep(0.01)
+        await h.sched.aclose()
+        return h.ledger.call(c).status
+
+    assert clock.run(run()) == "resolved"
