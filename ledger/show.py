@@ -54,8 +54,11 @@ def _json(value: object) -> str:
     return _clip(json.dumps(value, ensure_ascii=False))
 
 
-def _describe(entry: Entry, names: dict[str, str]) -> tuple[str, str]:
-    """The kind word and the detail text of one entry line."""
+def _describe(
+    entry: Entry, names: dict[str, str], discarded: frozenset[str] = frozenset()
+) -> tuple[str, str]:
+    """The kind word and the detail text of one entry line (``discarded``: speculative
+    calls no final call adopted)."""
     match entry:
         case SessionStarted():
             meta = f" {_json(entry.meta)}" if entry.meta else ""
@@ -74,10 +77,14 @@ def _describe(entry: Entry, names: dict[str, str]) -> tuple[str, str]:
             error = f": {_clip(entry.error)}" if entry.error else ""
             return "llm", f"{entry.response_id} finished ({entry.finish_reason}){error}"
         case ToolCallStarted():
-            spec = f" [speculative, fork {entry.fork_id}]" if entry.speculative else ""
             after = f" after {', '.join(entry.depends_on)}" if entry.depends_on else ""
             detail = f"{entry.call_id} {entry.name}({_clip(entry.arguments)}) {entry.kind}"
-            return "call ->", f"{detail}{spec}{after}"
+            if entry.speculative:  # a fork's call: drawn with ~, struck through when discarded
+                if entry.call_id in discarded:
+                    text = f"{detail} [speculative, fork {entry.fork_id}, discarded]{after}"
+                    return "call ~>", _strike(text)
+                return "call ~>", f"{detail} [speculative, fork {entry.fork_id}]{after}"
+            return "call ->", f"{detail}{after}"
         case ToolCallResolved():
             return "  <- resolved", f"{_call(entry.call_id, names)}: {_json(entry.result)}"
         case ToolCallFailed():
@@ -97,6 +104,16 @@ def _describe(entry: Entry, names: dict[str, str]) -> tuple[str, str]:
             return "note", f"[{entry.level}] {_clip(entry.text)}"
         case SessionEnded():
             return "session", f"ended ({_clip(entry.reason)})"
+
+
+def _strike(text: str) -> str:
+    """``text`` struck through (combining long stroke overlay after each character)."""
+    return "".join(ch + "\u0336" for ch in text)
+
+
+def entry_call(entry: Entry) -> str | None:
+    """The call id an entry is about, if any."""
+    return getattr(entry, "call_id", None)
 
 
 def _call(call_id: str, names: dict[str, str]) -> str:
@@ -156,9 +173,21 @@ def format_session(entries: Sequence[Entry]) -> str:
         return "(empty ledger)"
     origin = entries[0].t
     names = {e.call_id: e.name for e in entries if isinstance(e, ToolCallStarted)}
+    adopted = {s for e in entries if isinstance(e, ForkAdopted) for s in e.adopted.values()}
+    closed = {e.fork_id for e in entries if isinstance(e, ForkAdopted | ForkDiscarded)}
+    discarded = frozenset(
+        e.call_id
+        for e in entries
+        if isinstance(e, ToolCallStarted)
+        and e.speculative
+        and e.fork_id in closed
+        and e.call_id not in adopted
+    )
     lines = []
     for entry in entries:
-        kind, detail = _describe(entry, names)
+        kind, detail = _describe(entry, names, discarded)
+        if kind.startswith("  <-") and entry_call(entry) in discarded:
+            kind, detail = kind.replace("<-", "<~"), _strike(detail)
         lines.append(f"+{entry.t - origin:7.3f}s  {kind:<{_KIND_WIDTH}} {detail}")
     lines.append("-" * 40)
     lines.extend(_summary(entries))

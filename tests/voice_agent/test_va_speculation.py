@@ -393,3 +393,21 @@ async def test_the_filler_rule_is_off_by_configuration():
 
     run = await run_agent(body, latency_s=0.01, drop_covered_preamble=False)
     assert run.heard().startswith("One moment.")
+
+
+async def test_ledger_show_draws_speculative_calls_apart_and_strikes_the_discarded():
+    from ledger.show import format_session
+
+    async def body(run: Run) -> None:
+        await run.speak(
+            "my order is 4417 sorry I mean 4471".split(), final="order 4471", gap_s=0.05
+        )
+        await run.idle()
+
+    run = await run_agent(body, latency_s=0.05)
+    text = format_session(run.ledger.entries)
+    spec_lines = [line for line in text.splitlines() if "call ~>" in line]
+    struck = [line for line in spec_lines if "\u0336" in line]
+    assert struck and len(struck) < len(spec_lines)  # the 4417 guesses struck, 4471 adopted
+    assert "d\u0336i\u0336s\u0336c\u0336a\u0336r\u0336d\u0336e\u0336d\u0336" in text
+    assert any("call ->" in line and "4471" in line for line in text.splitlines())

@@ -91,6 +91,7 @@ class ForkRecord:
     adopted_calls: tuple[str, ...] = ()
     tokens: int = 0  # completion tokens the fork generated (0 when it became the answer)
     whole: bool = False  # adopted whole: its generation became the turn's answer
+    closed: float | None = None  # when it was adopted or discarded
 
 
 @dataclass
@@ -224,7 +225,7 @@ def forks_from_ledger(entries: Iterable[Any]) -> list[ForkRecord]:
             whole = entry.type == "ForkAdopted" and getattr(entry, "whole", False)
             tokens = 0 if whole else (getattr(entry, "completion_tokens", None) or 0)
             forks[entry.fork_id] = ForkRecord(
-                fork.fork_id, fork.opened, outcome, adopted, tokens, whole
+                fork.fork_id, fork.opened, outcome, adopted, tokens, whole, entry.t
             )
     return list(forks.values())
 
@@ -314,6 +315,7 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
         if scenario.tool(name).kind == "write"
     )
     speculation = _speculation(rec, calls, user.speech_start, call_end)
+    adopted_ids = {c for f in rec.forks for c in f.adopted_calls}
     return TurnMetrics(
         scenario=scenario.name,
         mode=mode,
@@ -332,6 +334,7 @@ def _turn(scenario: Scenario, mode: str, rec: Recording, i: int) -> TurnMetrics:
                 "arguments": c.arguments,
                 "outcome": c.outcome,
                 "speculative": c.speculative,
+                "adopted": c.call_id in adopted_ids,
                 "start_ms": _ms(c.start, eos),
                 "end_ms": _ms(c.end, eos),
             }

@@ -45,6 +45,7 @@ class _Bar:
     title: str
     stroke: str = "none"
     label: str = ""
+    style: str = "solid"  # solid | speculative (dashed outline) | discarded (struck through)
 
 
 def turn_svg(metrics: TurnMetrics, rec: Recording) -> str:
@@ -86,21 +87,47 @@ def turn_svg(metrics: TurnMetrics, rec: Recording) -> str:
                 ],
             )
         )
+    forks = [f for f in rec.forks if user.speech_start <= f.opened < window_end]
+    if forks:
+        rows.append(
+            (
+                "forks",
+                [
+                    _Bar(
+                        f.opened,
+                        f.closed if f.closed is not None else window_end,
+                        "#d2b4de" if f.outcome == "adopted" else "#e5e7e9",
+                        f"fork {f.fork_id} ({f.outcome}"
+                        + (", whole" if f.whole else "")
+                        + f", {f.tokens} tokens)",
+                        "#7d3c98",
+                        label=f"{f.fork_id} {f.outcome}",
+                        style="solid" if f.outcome == "adopted" else "discarded",
+                    )
+                    for f in forks
+                ],
+            )
+        )
     for c in metrics.tool_calls:
         start = eos + c["start_ms"] / 1000
         end = eos + c["end_ms"] / 1000 if c["end_ms"] is not None else window_end
-        spec = " (speculative)" if c["speculative"] else ""
+        discarded = c["speculative"] and not c.get("adopted", False)
+        spec = ""
+        if c["speculative"]:
+            spec = " (speculative, discarded)" if discarded else " (speculative, adopted)"
         title = f"{c['name']}({c['arguments']}) → {c['outcome']}{spec}"
         rows.append(
             (
-                f"tool {c['name']}{'*' if spec else ''}",
+                f"tool {c['name']}{'~' if spec else ''}",
                 [
                     _Bar(
                         start,
                         end,
-                        OUTCOME_COLOURS.get(c["outcome"], "#333"),
+                        "#bdc3c7" if discarded else OUTCOME_COLOURS.get(c["outcome"], "#333"),
                         title,
-                        label=c["outcome"],
+                        "#7d3c98" if spec else "none",
+                        label=("discarded " if discarded else "") + c["outcome"],
+                        style="discarded" if discarded else "speculative" if spec else "solid",
                     )
                 ],
             )
@@ -153,11 +180,18 @@ def _render(
         )
         for bar in bars:
             w = max(1.0, x(bar.end) - x(bar.start))
+            dash = ' stroke-dasharray="4 2"' if bar.style != "solid" else ""
             out.append(
                 f'<rect x="{x(bar.start)}" y="{y + 3}" width="{w:.1f}" height="{ROW_H - 6}" rx="2" '
-                f'fill="{bar.fill}" stroke="{bar.stroke}" stroke-width="1.5">'
+                f'fill="{bar.fill}" stroke="{bar.stroke}" stroke-width="1.5"{dash}>'
                 f"<title>{html.escape(bar.title)}</title></rect>"
             )
+            if bar.style == "discarded":  # struck through: nobody adopted it
+                mid = y + ROW_H / 2
+                out.append(
+                    f'<line x1="{x(bar.start)}" y1="{mid}" x2="{x(bar.start) + w:.1f}" y2="{mid}" '
+                    'stroke="#c0392b" stroke-width="2"/>'
+                )
             if bar.label and w > 40:
                 chars = int(w / 6)
                 out.append(
