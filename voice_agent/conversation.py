@@ -648,14 +648,16 @@ class Conversation:
 
     def answered_nothing(self, ev: LlmTurnFinished) -> bool:
         """The current generation ends with no text and no call, and nothing else will
-        answer the caller: nothing said this turn, no call running, nothing to report."""
+        answer the caller: no call running, nothing to report, and either nothing said
+        this turn or it was shown outcomes (a filler was said, the results came, and the
+        model has nothing to say about them: the caller still waits for the answer)."""
         gen = self.gen
         return (
             self.is_current(ev)
             and gen is not None
             and gen.streamed_chars == 0
             and not gen.call_ids
-            and not self.said_in_turn
+            and (not self.said_in_turn or gen.reason == "tool_results")
             and not self.news
             and not self._waiting_on_tools()
             and not any(rid != gen.response_id for rid in self.playing)

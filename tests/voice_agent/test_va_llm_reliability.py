@@ -201,6 +201,26 @@ def test_an_empty_answer_is_apologised_for():
     assert errors(call) == ["the LLM returned an empty response"]
 
 
+def test_nothing_said_about_the_results_after_a_filler_is_apologised_for():
+    tools = ToolRegistry()
+
+    @tools.tool(timeout_s=5)
+    async def lookup() -> dict:
+        """Look it up."""
+        await asyncio.sleep(0.5)
+        return {"status": "shipped"}
+
+    def plan(index: int, body: dict) -> list:
+        if index == 0:
+            return [("headers",), ("role",), ("text", "Let me check."),
+                    ("call", 0, "call_l", "lookup", "{}"), ("finish", "tool_calls"), ("done",)]  # fmt: skip
+        return FAULTS["empty_answer"]
+
+    call = run_call(plan, ["Where is my order?"], tools=tools)
+    assert [t for _, t in call.heard(0)] == ["Let me check.", APOLOGY]
+    assert errors(call) == ["the LLM returned an empty response"]
+
+
 def test_an_empty_response_while_a_tool_runs_is_a_model_waiting_not_a_fault():
     tools = ToolRegistry()
 
