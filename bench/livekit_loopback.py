@@ -107,18 +107,50 @@ async def livekit_run(audio: np.ndarray, scen: Any) -> tuple[Ear, Ear, float]:
     return caller_ear, agent_ear, first
 
 
+def ear_spans(ear: Ear, after: float, gap_s: float = 0.4) -> list[tuple[float, float]]:
+    """(first, last) arrival times of the audible stretches an ear got, gaps < ``gap_s`` merged."""
+    out: list[tuple[float, float]] = []
+    for t in _loud(ear, after, float("inf")):
+        if out and t - out[-1][1] <= gap_s:
+            out[-1] = (out[-1][0], t)
+        else:
+            out.append((t, t))
+    return out
+
+
+def caller_utterances(
+    caller_ear: Ear, t0: float, placed: list[vl.Placed]
+) -> list[tuple[float, float] | None]:
+    """Each placed utterance's (onset, end) as the agent received it, from the audio.
+
+    The utterances are seconds apart, so the caller's audible stretches map to
+    them in order; if a stretch is missing or split, each utterance takes the
+    stretch nearest to where the recording puts it (relative to the first one).
+    """
+    spans = ear_spans(caller_ear, t0 - 0.5)
+    if len(spans) == len(placed):
+        return list(spans)
+    if not spans:
+        return [None] * len(placed)
+    origin = spans[0][0] - placed[0].start_s
+    out: list[tuple[float, float] | None] = []
+    for p in placed:
+        near = min(spans, key=lambda sp: abs(sp[0] - (origin + p.start_s)))
+        out.append(near if abs(near[0] - (origin + p.start_s)) < 1.0 else None)
+    return out
+
+
 def livekit_turns(
     caller_ear: Ear, agent_ear: Ear, t0: float, placed: list[vl.Placed]
 ) -> list[dict[str, Any]]:
     rows = []
-    for p in placed:
+    for p, span in zip(placed, caller_utterances(caller_ear, t0, placed), strict=True):
         if p.kind != "question":
             continue
-        said = _loud(caller_ear, t0 + p.start_s - 0.2, t0 + p.end_s + 0.3)
-        if not said:
+        if span is None:
             rows.append({"text": p.text, "error": "the caller's question did not arrive"})
             continue
-        end = said[-1]
+        end = span[1]
         answer = _loud(agent_ear, end, end + MAX_ANSWER_S)
         if not answer:
             rows.append({"text": p.text, "error": "no answer"})
@@ -131,16 +163,14 @@ def livekit_barges(
     caller_ear: Ear, agent_ear: Ear, t0: float, placed: list[vl.Placed]
 ) -> list[dict[str, Any]]:
     rows = []
-    for p in placed:
+    for p, span in zip(placed, caller_utterances(caller_ear, t0, placed), strict=True):
         if p.kind != "interruption":
             continue
-        onset_frames = _loud(caller_ear, t0 + p.start_s - 0.2, t0 + p.end_s)
-        if not onset_frames:
+        if span is None:
             rows.append({"error": "the interruption did not arrive"})
             continue
-        onset = onset_frames[0]
-        speaking = _loud(agent_ear, onset - 0.3, onset)
-        if not speaking:
+        onset = span[0]
+        if not _loud(agent_ear, onset - 0.3, onset):
             rows.append({"error": "the agent was not speaking at the onset"})
             continue
         # the agent's audio from the onset until its first gap longer than 0.3 s
