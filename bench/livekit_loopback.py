@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -205,11 +206,11 @@ async def clear_to_silence(n: int = 10) -> list[float]:
     return out
 
 
-async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
+async def main_async(ttft_ms: float, barge_ins: int, gap_s: float) -> dict[str, Any]:
     items, t = [], 0.5
     for text in vl.UTTERANCES:
         items.append((t, text, 1.0, "question"))
-        t += len(vl.synthesize(text, 1.0)) / RATE + vl.GAP_AFTER_S
+        t += len(vl.synthesize(text, 1.0)) / RATE + gap_s
     audio, placed = vl.build_recording(items, t)
     seg = [vl.offline_transcript(vl.synthesize(p.text, 1.0)) for p in placed]
     scen = vl.scenario([(s, vl.SHORT_ANSWER) for s in seg], ttft_ms, "livekit_latency")
@@ -225,7 +226,7 @@ async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
     for _ in range(barge_ins):
         b_items.append((t, question, 1.0, "question"))
         b_items.append((t + qlen + BARGE_AFTER_S, vl.INTERRUPTION, 1.0, "interruption"))
-        t += qlen + BARGE_AFTER_S + 2.0 + vl.GAP_AFTER_S + 2.0
+        t += qlen + BARGE_AFTER_S + 2.0 + gap_s + 2.0
     b_audio, b_placed = vl.build_recording(b_items, t)
     q_text = vl.offline_transcript(vl.synthesize(question, 1.0))
     i_text = vl.offline_transcript(vl.synthesize(vl.INTERRUPTION, 1.0))
@@ -246,7 +247,13 @@ async def main_async(ttft_ms: float, barge_ins: int) -> dict[str, Any]:
         round(lk_v2v["p50"] / files_v2v["p50"], 2) if lk_v2v["p50"] and files_v2v["p50"] else None
     )
     return {
-        "settings": {"oracle_ttft_ms": ttft_ms, "questions": len(vl.UTTERANCES), "rate_hz": RATE},
+        "settings": {
+            "oracle_ttft_ms": ttft_ms,
+            "questions": len(vl.UTTERANCES),
+            "gap_s": gap_s,
+            "rate_hz": RATE,
+            "load_average_1min": round(os.getloadavg()[0], 1),
+        },
         "voice_to_voice_ms": {
             "files": files_v2v,
             "livekit": lk_v2v,
@@ -266,9 +273,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ttft-ms", type=float, default=300.0, help="oracle time to first token")
     parser.add_argument("--barge-ins", type=int, default=4, help="interruptions to measure")
+    parser.add_argument(
+        "--gap-s", type=float, default=vl.GAP_AFTER_S, help="silence after each question (s)"
+    )
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args.ttft_ms, args.barge_ins))
+    report = asyncio.run(main_async(args.ttft_ms, args.barge_ins, args.gap_s))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
