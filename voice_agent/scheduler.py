@@ -441,6 +441,8 @@ class ToolScheduler:
             case Run(intent=intent, attempt=attempt):
                 if attempt > 1:
                     self._note(f"{call_id}: retrying intent {intent.key} (attempt {attempt})")
+                else:
+                    self._note(f"{call_id}: write intent {intent.key}")
                 await self._execute_write(call_id, spec, args, intent, attempt)
 
     async def _execute_write(

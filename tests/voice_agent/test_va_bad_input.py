@@ -263,3 +263,39 @@ def test_voice_agent_run_rejects_an_unwritable_output_at_once(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert status == 2 and "cannot write the output there" in err and "Traceback" not in err
+
+
+async def test_a_full_disk_mid_session_becomes_a_note_and_the_file_catches_up(
+    tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    from ledger import entries as le
+    from ledger import load_jsonl
+    from voice_agent.output import TextOutput
+
+    config = load_config(
+        environ={"VOICE_AGENT__LEDGER__DIRECTORY": str(tmp_path)},
+        overrides={"llm": {"base_url": DEAD_LLM, "prewarm": False}},
+    )
+    real_write = os.write
+    full = {"on": False}
+
+    def write(fd, data):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("ledger.persist.os.write", write)
+    async with open_session(config, TextOutput(io.StringIO())) as session:
+        full["on"] = True
+        session.ledger.append(le.UserUtterance(turn_id=1, text="while the disk is full"))
+        full["on"] = False
+        session.ledger.append(le.UserUtterance(turn_id=2, text="after"))
+        path = session.ledger_path
+    notes = [e.text for e in session.ledger.entries if isinstance(e, le.Note)]
+    assert any("No space left" in n and "the call goes on" in n for n in notes)
+    assert any("nothing was lost" in n for n in notes)
+    assert path is not None
+    assert len(load_jsonl(path)) == len(session.ledger.entries)
