@@ -139,6 +139,12 @@ class SpeculationConfig(_Frozen):
         description="hold the answer's leading text (a filler) while speculative results are "
         "in; drop it when every call the answer makes adopts a finished result",
     )
+    covered_ack: str = Field(
+        "Okay.",
+        description="said instead of a dropped leading text, so the follow-up that speaks the "
+        "answer is covered without dead air (keep it shorter than a follow-up's first "
+        "sentence takes to arrive); empty: say nothing",
+    )
     # Bounded so a long preamble is never held back for long: the caller hears it this late.
     preamble_hold_s: float = Field(
         0.8, ge=0, description="longest the leading text is held back, seconds"

@@ -528,6 +528,8 @@ class Conversation:
                     )
                 )
                 gen.preamble = None
+                if self.config.speculation.covered_ack:
+                    self.say(self.config.speculation.covered_ack, reason="canned")
             elif how in ("stop", "tool_calls"):
                 self._release_preamble(gen)  # no call: it is the answer
             else:
