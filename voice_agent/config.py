@@ -67,11 +67,12 @@ class LlmConfig(_Frozen):
         "the request fails",
     )
     context_tokens: int | None = Field(
-        None,
+        16384,
         ge=256,
-        description="the model's context window in tokens; requests are fitted into it "
-        "(old turns and large tool results elided). None: unknown, learned from the "
-        "server's context-length errors. The embedded model sets it from local_llm.ctx",
+        description="the context window requests are fitted into, tokens (old turns and "
+        "large tool results elided; the ledger keeps everything). A smaller window than the "
+        "model's keeps long calls fast and cheap. None: no budget until the server's "
+        "context-length error states one. The embedded model uses at most local_llm.ctx",
     )
     max_retries: int = Field(2, ge=0, le=10)
     retry_backoff_s: float = Field(0.25, ge=0, description="first retry delay; doubles each time")

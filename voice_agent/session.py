@@ -114,7 +114,9 @@ async def llm_endpoint(config: Config) -> AsyncIterator[LlmConfig]:
             update={
                 "base_url": server.base_url,
                 "model": server.model_name,
-                "context_tokens": config.llm.context_tokens or config.local_llm.ctx,
+                "context_tokens": min(
+                    config.llm.context_tokens or config.local_llm.ctx, config.local_llm.ctx
+                ),
             }
         )
 

@@ -261,7 +261,7 @@ async def test_a_context_length_error_is_recovered_from_once_and_not_repeated():
     clock = ManualClock()
     plan = context_limited(16_000, 4096, answer(ANSWER))
     async with FaultServer(plan, clock=clock) as server:
-        llm = make_client(server, clock)
+        llm = make_client(server, clock, context_tokens=None)  # the window is unknown
         assert llm.context_window is None
         messages = history(60)
         for turn in range(5):
