@@ -51,7 +51,14 @@ from ledger import entries as le
 
 from .call_control import CallControl
 from .events import ToolCallFailed, ToolCallResolved
-from .tool_exec import EXEC_PREFIX, Execution, LoopBlocked, LoopWatchdog, start_execution
+from .tool_exec import (
+    EXEC_PREFIX,
+    Execution,
+    LoopBlocked,
+    LoopWatchdog,
+    blocking_calls,
+    start_execution,
+)
 from .tools import ToolArgumentsError, ToolContext, ToolRegistry, ToolSpec, UnknownToolError
 from .writes import Join, Refuse, Run, Share, WriteBook, WriteIntent
 
@@ -123,7 +130,8 @@ class ToolScheduler:
         self._waits_for: dict[str, set[str]] = {}  # call → calls whose outcome it awaits
         self._cancel_reason: dict[str, str] = {}
         self._executions: dict[str, Execution] = {}
-        self._isolated: set[str] = set()  # async tools caught blocking the loop
+        self._isolated: set[str] = set()  # async tools that block the loop: own thread
+        self._checked: set[str] = set()  # tools whose source was read for blocking calls
         self._watchdog: LoopWatchdog | None = None
         self.writes = WriteBook(ledger.session_id)
         self._turn_id = 0
@@ -549,6 +557,13 @@ class ToolScheduler:
         running = self._running.get(call_id)
         if running is not None:
             running.executing = True
+        if spec.name not in self._checked:
+            self._checked.add(spec.name)
+            calls = blocking_calls(spec.fn)
+            if calls:
+                self._isolate(
+                    spec.name, call_id, f"it calls {', '.join(calls)} in an async function"
+                )
         isolated = spec.name in self._isolated
         execution = start_execution(
             spec.fn, spec.bind(args, context), name=spec.name, call_id=call_id, isolated=isolated
@@ -577,19 +592,19 @@ class ToolScheduler:
             )
             return
         name, _, call_id = label[len(EXEC_PREFIX) :].rpartition(":")
+        self._isolate(name, call_id, f"it blocked the event loop for {report.seconds:.2f} s")
+
+    def _isolate(self, name: str, call_id: str, why: str) -> None:
+        """Run async tool ``name`` on its own thread from now on, saying why (log and ledger)."""
+        self._isolated.add(name)
         log.warning(
-            "tool %s (call %s) blocked the event loop for %.2f s: it must not call blocking "
-            "code in an async function; it now runs on its own thread",
+            "tool %s (call %s): %s; an async tool must not call blocking code, so it now "
+            "runs on its own thread",
             name,
             call_id,
-            report.seconds,
+            why,
         )
-        self._isolated.add(name)
-        self._note(
-            f"tool {name} ({call_id}) blocked the event loop for {report.seconds:.2f} s; "
-            "its later calls run on their own thread",
-            "warning",
-        )
+        self._note(f"tool {name} ({call_id}): {why}; it runs on its own thread", "warning")
 
     def _outcome_of(self, call_id: str, spec: ToolSpec, future: asyncio.Future[Any]) -> Any:
         """The outcome entry (unstamped) for a finished execution."""

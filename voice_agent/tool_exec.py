@@ -9,9 +9,11 @@ deadline, simply stops waiting. Nothing a tool does inside can defeat that:
 - a plain function runs in its own daemon thread (not the default executor's
   small pool, which a few hung tools would exhaust, starving every other
   tool and the loop's own ``to_thread`` users);
-- an ``async def`` tool caught blocking the event loop (``time.sleep`` in a
-  coroutine, a synchronous HTTP client) is *isolated*: its later invocations
-  run on a private event loop in their own thread.
+- an ``async def`` tool that blocks the event loop (``time.sleep`` in a
+  coroutine, a synchronous HTTP client) is *isolated*: it runs on a private
+  event loop in its own thread. Such calls written in the tool's body are
+  found by reading its source before its first call (:func:`blocking_calls`);
+  anything else is caught by the watchdog and isolated from the next call.
 
 :class:`LoopWatchdog` is how the blocking is caught: a thread that expects the
 loop to answer a heartbeat and, when it does not, names the task the loop is
@@ -21,10 +23,12 @@ so it is the one place here that does not use the injected clock.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextvars
 import inspect
 import logging
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -127,6 +131,51 @@ class _DaemonThreads(Executor):
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+# Calls that block the calling thread; inside an ``async def`` they freeze the loop.
+# (ruff's ASYNC2xx rules flag the same calls.) Keys are the dotted names as written.
+_BLOCKING_CALLS = frozenset(
+    {
+        "time.sleep",
+        "requests.get", "requests.post", "requests.put", "requests.patch",
+        "requests.delete", "requests.head", "requests.request",
+        "urllib.request.urlopen", "urlopen",
+        "subprocess.run", "subprocess.call", "subprocess.check_call",
+        "subprocess.check_output", "os.system",
+        "socket.create_connection", "input",
+    }
+)  # fmt: skip
+
+
+def blocking_calls(fn: Callable[..., Any]) -> list[str]:
+    """Blocking calls written directly in the body of an ``async def`` ``fn`` (best effort).
+
+    Reads the source (nothing is run); returns ``[]`` when there is no source
+    or ``fn`` is not a coroutine function. What it cannot see (a blocking call
+    inside a helper, a CPU-bound loop) the :class:`LoopWatchdog` catches.
+    """
+    if not inspect.iscoroutinefunction(fn):
+        return []
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            if name in _BLOCKING_CALLS and name not in found:
+                found.append(name)
+    return found
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
 
 
 @dataclass(frozen=True)

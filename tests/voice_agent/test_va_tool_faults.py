@@ -459,11 +459,14 @@ async def test_a_tool_that_swallows_cancellation_times_out_on_the_clock():
 async def test_an_async_tool_that_blocks_the_loop_is_named_and_then_runs_on_its_own_thread(caplog):
     reg = ToolRegistry()
 
+    def backend(order_id: str) -> dict:  # a blocking helper: not visible in the tool's body
+        time.sleep(0.8)
+        return {"ok": order_id}
+
     @reg.tool(timeout_s=5)
     async def sleepy(order_id: str) -> dict:
-        """time.sleep inside async def: blocks whatever loop it runs on."""
-        time.sleep(0.8)  # noqa: ASYNC251 - the fault under test
-        return {"ok": order_id}
+        """Calls blocking code from async def: blocks whatever loop it runs on."""
+        return backend(order_id)
 
     h = Harness(reg, MonotonicClock())
     caplog.set_level(logging.WARNING, logger="voice_agent.scheduler")
@@ -478,6 +481,7 @@ async def test_an_async_tool_that_blocks_the_loop_is_named_and_then_runs_on_its_
         for r in caplog.records
     )
     assert any("sleepy" in n and "blocked the event loop" in n for n in h.notes())
+    assert h.sched.isolated_tools() == {"sleepy"}
     # the second call runs on its own thread: the loop keeps ticking meanwhile
     second = h.call("sleepy", {"order_id": "2"})
     worst = 0.0
@@ -543,3 +547,25 @@ def test_a_quick_synchronous_tool_is_not_timed_out_by_virtual_time():
         return h.ledger.call(c).status
 
     assert clock.run(run()) == "resolved"
+
+
+async def test_an_async_tool_calling_time_sleep_runs_on_its_own_thread_from_its_first_call():
+    reg = ToolRegistry()
+
+    @reg.tool(timeout_s=5)
+    async def dozy(order_id: str) -> dict:
+        """time.sleep inside async def, written in the tool itself."""
+        time.sleep(0.6)  # noqa: ASYNC251 - the fault under test
+        return {"ok": order_id}
+
+    h = Harness(reg, MonotonicClock())
+    c = h.call("dozy", {"order_id": "1"})
+    worst = 0.0
+    while h.sched.pending():
+        t = time.monotonic()
+        await asyncio.sleep(0.01)
+        worst = max(worst, time.monotonic() - t)
+    assert h.ledger.call(c).result == {"ok": "1"}
+    assert worst < 0.4  # generous: the tool sleeps 0.6 s, the loop never stops
+    assert any("dozy" in n and "calls time.sleep" in n for n in h.notes())
+    await h.sched.aclose()
