@@ -48,14 +48,23 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """Real time: `time.monotonic()` and `asyncio.sleep`."""
+    """Real time: the running event loop's clock (`time.monotonic()` on an ordinary loop).
+
+    Reading the loop's time rather than `time.monotonic()` directly keeps
+    `now()` and `sleep` on one time line: on an `AutojumpClock` loop, code that
+    defaults to `MonotonicClock` is on that virtual time too. Outside a running
+    loop (another thread, start-up code) `now()` is `time.monotonic()`.
+    """
 
     def now(self) -> float:
-        """Return `time.monotonic()`."""
-        return time.monotonic()
+        """Return the running loop's `time()`, else `time.monotonic()`."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep for real with `asyncio.sleep` (a non-positive delay still yields once)."""
+        """Sleep with `asyncio.sleep` (a non-positive delay still yields once)."""
         await asyncio.sleep(max(0.0, seconds))
 
 
@@ -196,6 +205,14 @@ class AutojumpClock:
                 "AutojumpClock.sleep must run on the loop from this clock's new_event_loop()"
             )
         await asyncio.sleep(max(0.0, seconds))
+
+    @staticmethod
+    def running() -> AutojumpClock:
+        """The clock of the running loop; RuntimeError when it is not an `AutojumpClock` loop."""
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, _AutojumpLoop):
+            raise RuntimeError("the running event loop is not an AutojumpClock loop")
+        return loop.clock
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """A new event loop on this clock (for `asyncio.Runner(loop_factory=...)`)."""

@@ -6,6 +6,7 @@ samples are in [-1, 1]; ``int16`` samples are full-scale PCM.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,10 +35,15 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """Real time: ``time.monotonic()``."""
+    """Real time: the running event loop's clock (``time.monotonic()`` on an ordinary
+    loop, outside a loop or in another thread), like ``fsm.MonotonicClock``, so a test
+    on a virtual-time loop moves this clock too."""
 
     def now(self) -> float:
-        return time.monotonic()
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return time.monotonic()
 
 
 @dataclass(frozen=True)

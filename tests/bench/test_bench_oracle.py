@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import openai
 import pytest
 from bench_helpers import JumpClock, chain_scenario, one_tool_scenario
 
+from fsm import AutojumpClock
 from voice_agent.bench.oracle import OracleServer
 from voice_agent.bench.scenario import Scenario
 
@@ -218,30 +218,31 @@ async def test_timing_model_on_virtual_time() -> None:
     assert ex.finished_at == pytest.approx(10.3 + (text_tokens + call_tokens - 1) / 50)
 
 
-async def test_timing_model_in_real_time_and_non_streaming() -> None:
+async def test_timing_model_over_http_streaming_and_non_streaming() -> None:
+    clock = AutojumpClock.running()  # virtual time: the timing model is exact, however busy
     scenario: Scenario = one_tool_scenario(ttft_ms=200, tokens_per_s=100)
-    async with OracleServer(scenario) as server:
+    async with OracleServer(scenario, clock) as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="none", max_retries=0)
         try:
             models = await client.models.list()
             assert [m.id for m in models.data] == ["oracle"]
-            start = time.monotonic()
+            start = clock.now()
             stream = await client.chat.completions.create(
                 model="oracle", messages=[SYSTEM, USER], stream=True
             )
             first = None
             async for _chunk in stream:
-                first = first or time.monotonic() - start
-            total = time.monotonic() - start
-            start = time.monotonic()
+                first = first or clock.now() - start
+            total = clock.now() - start
+            start = clock.now()
             whole = await client.chat.completions.create(model="oracle", messages=[SYSTEM, USER])
-            whole_s = time.monotonic() - start
+            whole_s = clock.now() - start
         finally:
             await client.close()
     expected_total = 0.2 + 12 / 100
-    assert first is not None and 0.2 <= first < 0.2 * 1.5 + 0.05
-    assert expected_total <= total < expected_total * 1.5 + 0.05
-    assert expected_total <= whole_s < expected_total * 1.5 + 0.05
+    assert first == pytest.approx(0.2)
+    assert total == pytest.approx(expected_total)
+    assert whole_s == pytest.approx(expected_total)
     message = whole.choices[0].message
     assert message.content == "Let me check."
     assert message.tool_calls and message.tool_calls[0].function.name == "get_order_status"

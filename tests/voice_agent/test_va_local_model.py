@@ -15,7 +15,7 @@ import pytest
 from voice_agent.config import load_config, render_system_prompt
 from voice_agent.demo_tools import registry as demo_registry
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]  # a model server process
 
 MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 

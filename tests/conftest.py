@@ -1,0 +1,53 @@
+"""Every async test runs on virtual time unless it needs the wall clock.
+
+The event loop of an async test is an ``fsm.AutojumpClock`` loop: whenever
+every task waits, time jumps to the next timer, so ``asyncio.sleep``,
+``asyncio.timeout``, ``fsm.fail_after``, ``MonotonicClock`` and library
+timeouts (httpx, aiohttp) are all virtual, and a test never sleeps through
+its waits however busy the machine is. ``AutojumpClock.running()`` gives the
+test its clock.
+
+Real time is kept for what virtual time cannot drive: real audio devices
+(``audio`` marker), processes outside the test (``realtime`` marker, e.g. a
+model server subprocess), and the peripheral/local-model tests that measure
+real decoding (their folders below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from fsm import AutojumpClock
+
+_REALTIME_FOLDERS = {"peripherals", "local_llm"}
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "realtime: run on the wall clock (a process outside the test, real devices); "
+        "every other async test runs on fsm.AutojumpClock virtual time",
+    )
+
+
+def _realtime(item: pytest.Item) -> bool:
+    if item.get_closest_marker("realtime") or item.get_closest_marker("audio"):
+        return True
+    try:
+        folder = Path(str(item.path)).resolve().relative_to(_TESTS).parts[0]
+    except (ValueError, IndexError):
+        return False
+    return folder in _REALTIME_FOLDERS
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if _realtime(item):
+        return {"wallclock": asyncio.new_event_loop}
+    return {"autojump": lambda: AutojumpClock().new_event_loop()}
