@@ -175,11 +175,13 @@ class AutojumpClock:
     the kernel during the sending call, so it is seen before time jumps.
 
     Work in threads started with `loop.run_in_executor` / `asyncio.to_thread`
-    counts like CPU work in the loop: the loop waits for it and time stands
-    still, so results stay deterministic. A thread busy for longer than
-    `_THREAD_GRACE_S` of real time is taken to be blocked (a tool calling
-    `time.sleep`): from then on virtual time follows real time (never past the
-    next timer), so a timeout set on it still fires. I/O from outside the process (a
+    counts like CPU work in the loop: while the process is computing (a model
+    decoding in a worker thread), the loop waits for it and time stands still,
+    so results do not depend on how fast or busy the machine is. While the
+    jobs are blocked instead (a tool calling `time.sleep`, the process using
+    almost no CPU), virtual time follows real time (never past the next
+    timer), so a timeout set on a blocked call still fires; so it does once
+    one job has computed for `_THREAD_GRACE_S`, a bound on a runaway thread. I/O from outside the process (a
     subprocess server) is not waited for: set `idle_threshold_s` to the real
     time the loop waits for I/O before it jumps, or use real time.
 
@@ -233,8 +235,8 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, clock: AutojumpClock) -> None:
         self.clock = clock
-        self.threads_running = 0  # run_in_executor jobs not finished yet
-        self.threads_busy_since: float | None = None  # real time the current busy period began
+        self._jobs: dict[asyncio.Future[Any], float] = {}  # running job -> real start time
+        self.window: tuple[float, float] | None = None  # (real, process CPU) s at window start
         super().__init__(_AutojumpSelector(selectors.DefaultSelector(), self))
 
     def time(self) -> float:
@@ -246,25 +248,35 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Future[_T]:
         """As the base loop, counting the job as running until its future is done."""
         future = super().run_in_executor(executor, func, *args)
-        if not self.threads_running:
-            self.threads_busy_since = time.monotonic()
-        self.threads_running += 1
+        self._jobs[future] = time.monotonic()
         future.add_done_callback(self._thread_done)
         return future
 
-    def _thread_done(self, _future: asyncio.Future[Any]) -> None:
-        self.threads_running -= 1
-        if not self.threads_running:
-            self.threads_busy_since = None
+    @property
+    def threads_running(self) -> int:
+        """How many `run_in_executor` jobs have not finished yet."""
+        return len(self._jobs)
+
+    @property
+    def oldest_job_started(self) -> float | None:
+        """Real time the longest-running job started, or None."""
+        return min(self._jobs.values(), default=None)
+
+    def _thread_done(self, future: asyncio.Future[Any]) -> None:
+        self._jobs.pop(future, None)
+        if not self._jobs:
+            self.window = None
 
 
-# Real time threads may stay busy while virtual time stands still (s): longer
-# than the quick jobs libraries hand to threads (getaddrinfo, platform probes,
-# file writes) and a loaded machine's hiccups; a blocked thread costs this once.
-_THREAD_GRACE_S = 1.0
-# Longest real wait, once threads count as blocked, before virtual time catches
-# up with real time (s): bounds how late a virtual timer fires meanwhile.
-_THREAD_SLICE_S = 0.01
+# Real time one thread job may compute while virtual time stands still (s): a bound on a
+# runaway thread; far above a model decode on a loaded machine (Whisper: ~0.2-5 s).
+_THREAD_GRACE_S = 30.0
+# How long the loop watches the process's CPU use before it decides whether its
+# thread jobs compute or are blocked (real s): a few scheduler quanta on a busy machine.
+_THREAD_WINDOW_S = 0.1
+# Below this share of one core over a window, the thread jobs are blocked, not computing
+# (a starved thread on a loaded 2-core machine still gets ~10-25 %).
+_BLOCKED_CPU_SHARE = 0.03
 
 
 class _AutojumpSelector(selectors.BaseSelector):
@@ -284,17 +296,7 @@ class _AutojumpSelector(selectors.BaseSelector):
             return events
         clock = self._loop.clock
         if self._loop.threads_running:
-            busy = time.monotonic() - (self._loop.threads_busy_since or time.monotonic())
-            if busy < _THREAD_GRACE_S:
-                # Thread work counts like CPU work: wait for it, time stands still.
-                return self._inner.select(_THREAD_GRACE_S - busy)
-            # A blocked thread: virtual time follows real time meanwhile.
-            wait = _THREAD_SLICE_S if timeout is None else min(timeout, _THREAD_SLICE_S)
-            started = time.monotonic()
-            events = self._inner.select(wait)
-            elapsed = time.monotonic() - started
-            clock._advance(elapsed if timeout is None else min(elapsed, timeout))
-            return events
+            return self._wait_for_threads(timeout)
         if clock.idle_threshold_s > 0:
             wait = (
                 clock.idle_threshold_s if timeout is None else min(timeout, clock.idle_threshold_s)
@@ -307,6 +309,24 @@ class _AutojumpSelector(selectors.BaseSelector):
         clock._advance(timeout)
         clock.jumps += 1
         return []
+
+    def _wait_for_threads(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Wait (for real) for thread jobs; move virtual time only while they are blocked."""
+        loop, clock = self._loop, self._loop.clock
+        if loop.window is None:
+            loop.window = (time.monotonic(), time.process_time())
+        events = self._inner.select(_THREAD_WINDOW_S / 4)
+        start_real, start_cpu = loop.window
+        elapsed = time.monotonic() - start_real
+        if elapsed < _THREAD_WINDOW_S:
+            return events
+        computing = time.process_time() - start_cpu >= _BLOCKED_CPU_SHARE * elapsed
+        oldest = loop.oldest_job_started
+        runaway = oldest is not None and time.monotonic() - oldest > _THREAD_GRACE_S
+        if not computing or runaway:
+            clock._advance(elapsed if timeout is None else min(elapsed, timeout))
+        loop.window = None
+        return events
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)

@@ -99,15 +99,26 @@ def test_http_over_a_real_socket_arrives_before_time_jumps() -> None:
     assert seen[-1][0] - seen[0][0] == pytest.approx(0.25 * 19)
 
 
-def test_quick_thread_work_takes_no_virtual_time() -> None:
+def _compute(seconds: float) -> int:
+    """Burn CPU for ``seconds`` of real time (a model decode stands for this)."""
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def test_thread_work_that_computes_takes_no_virtual_time_however_long() -> None:
     clock = AutojumpClock()
 
     async def main() -> float:
         before = clock.now()
-        await asyncio.to_thread(time.sleep, 0.05)
+        async with asyncio.TaskGroup() as tg:
+            ticker = tg.create_task(asyncio.sleep(0.01))  # a timer due during the work
+            await asyncio.to_thread(_compute, 0.4)
+            assert not ticker.done()  # time stood still while the thread computed
         return clock.now() - before
 
-    assert clock.run(main()) == 0.0
+    assert clock.run(main()) == pytest.approx(0.01)
 
 
 def test_a_blocked_thread_cannot_stop_a_deadline() -> None:

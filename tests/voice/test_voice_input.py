@@ -104,7 +104,7 @@ async def test_an_utterance_posts_start_partials_pause_end_then_the_final_transc
     voice = build_input(cfg, events.append, agent_busy=lambda: False)
     x, utts = caller_recording([(0.5, ORDER_QUESTION, 1.3)], 4.5)
     try:
-        await feed(voice, x, pace_s=0.02)  # partials need decode time between pushes: real time
+        await feed(voice, x, pace_s=0.02)  # 20 ms frames on virtual time; decodes take none
     finally:
         await voice.aclose()
     kinds = [type(e) for e in events]
