@@ -5,7 +5,7 @@ validated when built and renders itself as Markdown or Mermaid), then run it
 with `Machine` over a context object. Time comes from an injected `Clock`.
 """
 
-from fsm.clock import AutojumpClock, Clock, ManualClock, MonotonicClock
+from fsm.clock import AutojumpClock, Clock, ManualClock, MonotonicClock, track_thread_job
 from fsm.deadline import CancelScope, fail_after, fail_at, move_on_after, move_on_at
 from fsm.definition import ANY_STATE, Action, Guard, Ignore, MachineDefinition, Transition
 from fsm.errors import DefinitionError, MachineClosed
@@ -35,4 +35,5 @@ __all__ = [
     "Outcome",
     "TraceRecord",
     "Transition",
+    "track_thread_job",
 ]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["AutojumpClock", "Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["AutojumpClock", "Clock", "ManualClock", "MonotonicClock", "track_thread_job"]
 
 _T = TypeVar("_T")
 
@@ -230,6 +230,20 @@ class AutojumpClock:
             self._now += seconds
 
 
+def track_thread_job(future: asyncio.Future[Any]) -> None:
+    """Say that `future` will be completed by work on a thread of one's own.
+
+    Work started with `loop.run_in_executor` is known to the loop already;
+    a thread started by hand is not. On an `AutojumpClock` loop the job then
+    counts like executor work (time stands still while it computes and
+    follows real time while it is blocked) until `future` is done, instead of
+    time jumping past it. On any other loop this does nothing.
+    """
+    loop = future.get_loop()
+    if isinstance(loop, _AutojumpLoop):
+        loop.track(future)
+
+
 class _AutojumpLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose time is an `AutojumpClock` (see there)."""
 
@@ -248,9 +262,15 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Future[_T]:
         """As the base loop, counting the job as running until its future is done."""
         future = super().run_in_executor(executor, func, *args)
+        self.track(future)
+        return future
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        """Count ``future`` as a running thread job until it is done."""
+        if future.done() or future in self._jobs:
+            return
         self._jobs[future] = time.monotonic()
         future.add_done_callback(self._thread_done)
-        return future
 
     @property
     def threads_running(self) -> int:
@@ -272,11 +292,12 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
 # runaway thread; far above a model decode on a loaded machine (Whisper: ~0.2-5 s).
 _THREAD_GRACE_S = 30.0
 # How long the loop watches the process's CPU use before it decides whether its
-# thread jobs compute or are blocked (real s): a few scheduler quanta on a busy machine.
-_THREAD_WINDOW_S = 0.1
+# thread jobs compute or are blocked (real s): many scheduler periods even on a 2-core
+# machine with ~20 runnable processes, where one period can leave a thread without CPU.
+_THREAD_WINDOW_S = 0.5
 # Below this share of one core over a window, the thread jobs are blocked, not computing
-# (a starved thread on a loaded 2-core machine still gets ~10-25 %).
-_BLOCKED_CPU_SHARE = 0.03
+# (a thread starved on a loaded 2-core machine still gets ~5-25 %).
+_BLOCKED_CPU_SHARE = 0.02
 
 
 class _AutojumpSelector(selectors.BaseSelector):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
 from aiohttp import ClientSession, web
 
-from fsm import AutojumpClock, Clock, fail_after, move_on_after
+from fsm import AutojumpClock, Clock, fail_after, move_on_after, track_thread_job
 
 
 def test_an_hour_of_sleeps_takes_no_real_time_and_keeps_the_real_order() -> None:
@@ -146,3 +147,23 @@ def test_sleep_off_its_loop_is_refused() -> None:
         asyncio.run(main())
     with pytest.raises(ValueError):
         AutojumpClock(idle_threshold_s=-1)
+
+
+def test_a_thread_started_by_hand_is_waited_for_once_tracked() -> None:
+    clock = AutojumpClock()
+
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        track_thread_job(future)
+
+        def work() -> None:
+            n = _compute(0.3)
+            loop.call_soon_threadsafe(future.set_result, n)
+
+        threading.Thread(target=work, daemon=True).start()
+        async with move_on_after(clock, 0.05) as scope:
+            await future
+        return scope.expired, clock.now()
+
+    assert clock.run(main()) == (False, 0.0)  # the 50 ms deadline did not jump past the work

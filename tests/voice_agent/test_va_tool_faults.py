@@ -456,6 +456,7 @@ async def test_a_tool_that_swallows_cancellation_times_out_on_the_clock():
     await h.sched.aclose()
 
 
+@pytest.mark.realtime  # the watchdog is a wall-time thread: a blocked loop is a real-time fault
 async def test_an_async_tool_that_blocks_the_loop_is_named_and_then_runs_on_its_own_thread(caplog):
     reg = ToolRegistry()
 
