@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pace input in real time (default: as fast as possible)",
     )
+    p.add_argument(
+        "--keys",
+        metavar="T:KEYS[,T:KEYS]",
+        help='keypad presses on the input\'s timeline, e.g. "4.0:4417#,21:1" (seconds:keys)',
+    )
 
     p = sub.add_parser(
         "livekit",

@@ -299,7 +299,19 @@ class Conversation:
             )
 
     def record_backchannel(self, ev: Any) -> None:
-        """The user said "mhm" (or the like) over the agent: record it; the agent goes on."""
+        """The user said "mhm" (or the like) over the agent: record it; the agent goes on.
+
+        Except while a read-back waits for a yes or no: "yes" over "shall I go ahead?" is
+        the answer, not feedback, so it becomes the caller's turn.
+        """
+        pending = self.confirmations.pending
+        if pending is not None and pending.asked:
+            from .call_control import confirmation_answer
+
+            if confirmation_answer(ev.text) != "other":
+                self.ledger.append(le.Note(text=f"{ev.text!r} over the read-back answers it"))
+                self._post(TranscriptFinal(text=ev.text))
+                return
         self.ledger.append(
             le.Note(text=f"backchannel while the agent spoke: {ev.text!r} (not an interruption)")
         )

@@ -86,3 +86,17 @@ def test_an_explicit_no_declines(said: str) -> None:
 )  # fmt: skip
 def test_anything_more_than_a_plain_answer_is_a_new_request(said: str) -> None:
     assert confirmation_answer(said) == "other"
+
+
+def test_keys_on_a_recordings_timeline_are_parsed_with_a_typing_gap() -> None:
+    from voice_agent.transports.files import KEY_GAP_S, parse_keys
+
+    assert parse_keys("4.0:44#, 20:1") == [
+        (4.0, "4"),
+        (4.0 + KEY_GAP_S, "4"),
+        (4.0 + 2 * KEY_GAP_S, "#"),
+        (20.0, "1"),
+    ]
+    for bad in ("4.0", "x:1", "3:12z", "-1:1"):
+        with pytest.raises(ValueError, match="--keys"):
+            parse_keys(bad)

@@ -36,7 +36,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -48,6 +48,7 @@ from ledger import entries as le
 from peripherals.resample import resample
 
 from ..config import Config
+from ..events import DtmfReceived
 from ..tools import ToolRegistry
 from ..voice.input import PlaybackPause, UtteranceTiming
 from ..voice.sinks import TimelineSink
@@ -58,6 +59,7 @@ from .call import run_call
 
 log = logging.getLogger(__name__)
 
+KEY_GAP_S = 0.25  # between the keys of one --keys entry (s): a person typing
 FRAME_MS = 20  # input framing, and the granularity of the output play head (ms)
 MAX_TAIL_S = 120.0  # after the input ends, wait at most this long for the agent (stream s)
 SETTLE_POLL_S = 0.002  # how often the fast mode checks that the engine settled (s)
@@ -88,10 +90,21 @@ class FileTransport(TransportBase):
 
     name = "files"
 
-    def __init__(self, samples: np.ndarray, sample_rate: int, *, realtime: bool) -> None:
+    def __init__(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        *,
+        realtime: bool,
+        keys: Sequence[tuple[float, str]] = (),
+    ) -> None:
         self._x = samples
         self._rate = sample_rate
         self.realtime = realtime
+        # Keypad presses on the input's timeline (seconds, key), posted as DtmfReceived.
+        self._keys = sorted(keys)
+        self.call_actions: list[str] = []  # what the agent asked of the line (recorded only)
+        self._hung_up = False
         self.sink = TimelineSink(sample_rate)
         self.clock = MonotonicClock()
         self.t0: float | None = None
@@ -117,8 +130,13 @@ class FileTransport(TransportBase):
         n = len(x)
         t0 = self.t0 = clock.now()
         k = 0
+        keys = list(self._keys)
         while True:
             pos = k * frame
+            while keys and keys[0][0] * rate <= pos:
+                call.post(DtmfReceived(digit=keys.pop(0)[1]))
+            if self._hung_up:
+                return
             if pos >= n:
                 await asyncio.sleep(0)
                 if not self.realtime:
@@ -145,6 +163,40 @@ class FileTransport(TransportBase):
             yield chunk
             k += 1
 
+    # A recording cannot be transferred or hung up: the request is recorded and the
+    # caller's side of the recording ends there.
+    async def transfer(self, destination: str) -> None:
+        self.call_actions.append(f"transfer to {destination}")
+        self._end_reason, self._hung_up = "transferred", True
+
+    async def hang_up(self) -> None:
+        self.call_actions.append("hang up")
+        self._end_reason, self._hung_up = "hang-up", True
+
+    async def send_dtmf(self, digits: str) -> None:
+        self.call_actions.append(f"send DTMF {digits}")
+
+
+def parse_keys(spec: str) -> list[tuple[float, str]]:
+    """``--keys "4.0:4417#,20:1"``: keypad presses at input times (seconds), 0.25 s apart.
+
+    Raises ValueError with what is wrong.
+    """
+    out: list[tuple[float, str]] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        at, sep, digits = part.partition(":")
+        if not sep or not digits:
+            raise ValueError(f"--keys: {part!r} is not TIME:KEYS (e.g. 4.0:4417#)")
+        try:
+            t = float(at)
+        except ValueError:
+            raise ValueError(f"--keys: {at!r} is not a time in seconds") from None
+        bad = [d for d in digits if d not in "0123456789*#ABCD"]
+        if t < 0 or bad:
+            raise ValueError(f"--keys: {part!r}: time must be >= 0 and keys 0-9 * # A-D")
+        out += [(t + i * KEY_GAP_S, d) for i, d in enumerate(digits)]
+    return out
+
 
 async def _settle(call: CallHandle) -> None:
     """Wait until nothing in the engine works towards output (fast mode's condition)."""
@@ -164,11 +216,12 @@ async def run_audio(
     *,
     realtime: bool = False,
     tools: ToolRegistry | None = None,
+    keys: Sequence[tuple[float, str]] = (),
 ) -> AudioRunResult:
     """Answer ``samples`` (mono, any rate) with the agent; returns its audio on the input's timeline."""
     rate = config.voice.sample_rate
     x = resample(samples.astype(np.float32), sample_rate, rate)
-    transport = FileTransport(x, rate, realtime=realtime)
+    transport = FileTransport(x, rate, realtime=realtime, keys=keys)
     try:
         result = await run_call(config, transport, tools=tools, clock=transport.clock)
     finally:
@@ -192,6 +245,7 @@ async def run_files(
     *,
     realtime: bool = False,
     tools: ToolRegistry | None = None,
+    keys: Sequence[tuple[float, str]] = (),
 ) -> AudioRunResult:
     """Read ``input_path``, answer it, write the agent's audio to ``output_path`` (16-bit WAV).
 
@@ -199,7 +253,7 @@ async def run_files(
     """
     samples, rate = read_wav(input_path)
     check_writable(output_path)
-    result = await run_audio(config, samples, rate, realtime=realtime, tools=tools)
+    result = await run_audio(config, samples, rate, realtime=realtime, tools=tools, keys=keys)
     write_wav(output_path, result.agent_audio, result.sample_rate)
     return result
 
@@ -207,8 +261,13 @@ async def run_files(
 def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
     """``voice-agent run``: returns the exit status (2 for an unreadable input)."""
     try:
+        keys = parse_keys(getattr(args, "keys", None) or "")
+    except ValueError as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+    try:
         result = asyncio.run(
-            run_files(config, args.input, args.output, realtime=bool(args.realtime))
+            run_files(config, args.input, args.output, realtime=bool(args.realtime), keys=keys)
         )
     except WavError as exc:
         print(f"voice-agent: {exc}", file=sys.stderr)
