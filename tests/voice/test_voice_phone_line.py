@@ -8,7 +8,6 @@ the numbers are normalised by the product (``voice_agent.phone.numbers``), not b
 
 from __future__ import annotations
 
-import audioop  # G.711 codec of the standard library (audioop-lts on 3.13+)
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ import pytest
 from voice_helpers import RATE, speech, transcribe
 
 from ledger import entries as le
+from peripherals import g711
 from peripherals.resample import resample
 from voice_agent.config import load_config
 from voice_agent.phone.store import Store
@@ -63,10 +63,7 @@ def phone_policy(messages: list[dict[str, Any]]) -> Reply:
 
 def phone_line(audio16k: np.ndarray) -> np.ndarray:
     """The caller as a phone line carries them: 8 kHz, μ-law encoded and decoded."""
-    x = resample(audio16k, RATE, PHONE_RATE)
-    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    back = audioop.ulaw2lin(audioop.lin2ulaw(pcm, 2), 2)
-    return np.frombuffer(back, dtype="<i2").astype(np.float32) / 32768
+    return g711.round_trip(resample(audio16k, RATE, PHONE_RATE), "mulaw")
 
 
 def recording(parts: list[tuple[float, str, float]], total_s: float) -> np.ndarray:

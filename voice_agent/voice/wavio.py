@@ -2,8 +2,9 @@
 
 Reading parses the RIFF chunks itself (the standard library's ``wave`` before
 Python 3.12 refuses ``WAVE_FORMAT_EXTENSIBLE``, which sox writes for 24-bit
-and multichannel files): integer PCM of 8, 16, 24 or 32 bits and 32/64-bit
-float, plain or extensible. A file cut short (a ``data`` chunk longer than
+and multichannel files): integer PCM of 8, 16, 24 or 32 bits, 32/64-bit
+float, and G.711 μ-law / A-law (how telephony systems save calls; decoded by
+:mod:`peripherals.g711`), plain or extensible. A file cut short (a ``data`` chunk longer than
 what is there, a last frame cut at an odd byte) is read up to its last whole
 frame. Anything unusable raises :class:`WavError` with a message for a person:
 a missing file, a directory, not RIFF/WAVE, a compressed format, a sample rate
@@ -19,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from peripherals import g711
 from peripherals.audio import to_int16
 
 _PCM_DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
 _FORMAT_PCM = 1
 _FORMAT_FLOAT = 3
+_FORMAT_ALAW = 6  # G.711, as telephony systems save calls
+_FORMAT_MULAW = 7
 _FORMAT_EXTENSIBLE = 0xFFFE
 # Sample rates we accept (Hz): telephony's 8 kHz up to studio 192 kHz.
 MIN_RATE, MAX_RATE = 1000, 384000
@@ -82,7 +86,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     frame = width * channels
     usable = len(pcm) - len(pcm) % frame  # a file cut mid-frame: drop the partial frame
     raw = pcm[:usable]
-    if tag == _FORMAT_FLOAT and width in (4, 8):
+    if tag in (_FORMAT_MULAW, _FORMAT_ALAW) and width == 1:
+        x = g711.decode(raw, "mulaw" if tag == _FORMAT_MULAW else "alaw")
+    elif tag == _FORMAT_FLOAT and width in (4, 8):
         x = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
     elif tag != _FORMAT_PCM:
         raise _fail(path, f"compressed or unknown audio format {tag:#06x}; {_CONVERT_HINT}")
