@@ -250,6 +250,11 @@ class LedgerConfig(_Frozen):
 
     directory: str = "sessions"
     persist: bool = True
+    record_audio: bool = Field(
+        False,
+        description="also write <session>.wav: caller and agent as two channels (opt-in: "
+        "spoken card numbers are in a recording in the clear)",
+    )
 
 
 class TurnConfig(_Frozen):

@@ -76,7 +76,13 @@ def recording(parts: list[tuple[float, str, float]], total_s: float) -> np.ndarr
 
 
 async def answer_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, x: np.ndarray, *, keys=(), **call: Any
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    x: np.ndarray,
+    *,
+    keys=(),
+    record: bool = False,
+    **call: Any,
 ) -> tuple[files.AudioRunResult, Store, bool]:
     monkeypatch.setenv("VOICE_AGENT_PHONE_DB", str(tmp_path / "shop.sqlite"))
     async with scripted_model(phone_policy) as model:
@@ -86,7 +92,11 @@ async def answer_call(
             overrides={
                 "llm": {"base_url": model.base_url, "model": "scripted", "max_retries": 0},
                 "agent": {"mode": "async", "greeting": None, "call": call},
-                "ledger": {"directory": str(tmp_path / "sessions"), "persist": True},
+                "ledger": {
+                    "directory": str(tmp_path / "sessions"),
+                    "persist": True,
+                    "record_audio": record,
+                },
             },
         )
         assert config.voice.sample_rate == PHONE_RATE
@@ -178,3 +188,22 @@ async def test_another_voice_reading_the_number_in_groups(tmp_path, monkeypatch)
     out[RATE // 2 : RATE // 2 + len(y)] = y
     result, _, _ = await answer_call(tmp_path, monkeypatch, phone_line(out))
     assert "shipped" in heard(result), heard(result)
+
+
+async def test_an_opted_in_call_is_recorded_as_caller_and_agent_channels(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    import wave
+
+    x = recording([(0.5, "My order number is four four one seven.", 1.0)], 9.0)
+    result, _, _ = await answer_call(tmp_path, monkeypatch, x, record=True)
+    assert result.ledger_path is not None
+    path = result.ledger_path.with_suffix(".wav")
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, PHONE_RATE)
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    caller, agent = frames[:, 0] / 32768, frames[:, 1] / 32768
+    n = min(len(caller), len(x))
+    assert np.max(np.abs(caller[:n] - x[:n])) < 2e-3  # the caller channel is the caller
+    talk = np.nonzero(np.abs(agent) > 0.01)[0]
+    assert len(talk) > PHONE_RATE // 2, "the agent channel holds the answer"
+    caller_talk = np.nonzero(np.abs(x) > 0.01)[0]
+    assert talk[0] > caller_talk[-1] - PHONE_RATE // 4, "the answer follows the question"

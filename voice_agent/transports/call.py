@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from fsm import Clock, Event, TraceRecord
 from ledger import entries as le
+from peripherals.audio import AudioSink
 from peripherals.tts import Tts
 
 from ..agent import Agent
@@ -32,6 +33,7 @@ from ..agent_fsm import AGENT_BUSY, S
 from ..call_control import CallAction, HangUp, SendDtmf, Transfer
 from ..config import Config, VoiceConfig
 from ..events import SessionEnded, UserSpeechPaused, UserSpeechResumed
+from ..recording import CallRecorder, RecordingSink
 from ..session import open_session
 from ..tools import ToolRegistry
 from ..voice.input import Playback, PlaybackPause, UtteranceTiming, VoiceInput
@@ -202,6 +204,15 @@ class Call:
         return True
 
 
+def _save_recording(recorder: CallRecorder, path: Path) -> None:
+    """Write the call recording; a failure is logged, never raised (the call is over)."""
+    try:
+        recorder.save(path)
+        log.info("call recording: %s", path)
+    except Exception as exc:
+        log.error("could not write the call recording %s: %s", path, exc)
+
+
 def _input_poster(agent: Agent, realtime: bool) -> Callable[[Event], None]:
     """Everything in real time; no pause events on a stream clock that waits for the engine.
 
@@ -237,7 +248,12 @@ async def run_call(
     """
     models = models or PerCallModels(config.voice)
     tts = models.open_tts(transport.output.sample_rate)
-    output = AudioSpeechOutput(tts, transport.output)
+    sink: AudioSink = transport.output
+    recorder: CallRecorder | None = None
+    if config.ledger.record_audio and config.ledger.persist:
+        sink = RecordingSink(transport.output)
+        recorder = CallRecorder(sink, transport.input_rate)
+    output = AudioSpeechOutput(tts, sink)
     call: Call | None = None
     voice: VoiceInput | None = None
 
@@ -273,6 +289,8 @@ async def run_call(
             async def pump() -> None:
                 try:
                     async for frame in transport.audio_in():
+                        if recorder is not None:
+                            recorder.caller_frame(frame)
                         await voice.process(frame)
                 except Exception as exc:  # the call ends, recorded; never a silent hang
                     log.exception("%s transport: the caller's audio failed", transport.name)
@@ -289,6 +307,8 @@ async def run_call(
                 unsubscribe()
                 await voice.aclose()
                 await output.aclose()
+                if recorder is not None and session.ledger_path is not None:
+                    _save_recording(recorder, session.ledger_path.with_suffix(".wav"))
             return CallResult(
                 session_id=session.ledger.session_id,
                 entries=list(session.ledger.entries),

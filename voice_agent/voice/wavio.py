@@ -136,13 +136,19 @@ def check_writable(path: str | Path) -> Path:
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:
     """Write mono 16-bit PCM (float input is clipped to [-1, 1])."""
+    write_wav_channels(path, [samples], rate)
+
+
+def write_wav_channels(path: str | Path, channels: list[np.ndarray], rate: int) -> None:
+    """Write 16-bit PCM with one channel per array (equal lengths; float clipped to [-1, 1])."""
     path = Path(path)
+    frames = np.stack([to_int16(c) for c in channels], axis=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
+            w.setnchannels(len(channels))
             w.setsampwidth(2)
             w.setframerate(rate)
-            w.writeframes(to_int16(samples).tobytes())
+            w.writeframes(frames.tobytes())
     except OSError as exc:
         raise _fail(path, f"cannot write the output WAV ({exc.strerror or exc})") from None
