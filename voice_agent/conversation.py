@@ -323,6 +323,7 @@ class Conversation:
         """Record the final transcript and start the turn's answer (forks stay open: the
         answer's calls adopt theirs)."""
         self.speculation.void_pause_forks()
+        self.speculation.stop_streams()
         self._begin_turn(ev.text.strip())
         self._start_generation("user_turn")
 

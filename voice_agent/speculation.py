@@ -336,6 +336,15 @@ class Speculator:
         self._post(ForkOpened(fork_id=fork_id))
         return fork
 
+    def stop_streams(self) -> None:
+        """The answer on the final transcript starts: forks' generations still streaming are
+        cancelled (their text can no longer be used, and a local model serves one request at
+        a time); their calls stay for matching. A fork adopted whole is not streaming here."""
+        for fork in self.forks:
+            if fork.gen.streaming and fork.gen.held is not None:
+                assert fork.gen.task is not None
+                fork.gen.task.cancel()
+
     def void_pause_forks(self) -> None:
         """The user went on after a pause: a pause fork can no longer be adopted whole."""
         for fork in self.forks:

@@ -411,3 +411,19 @@ async def test_ledger_show_draws_speculative_calls_apart_and_strikes_the_discard
     assert struck and len(struck) < len(spec_lines)  # the 4417 guesses struck, 4471 adopted
     assert "d\u0336i\u0336s\u0336c\u0336a\u0336r\u0336d\u0336e\u0336d\u0336" in text
     assert any("call ->" in line and "4471" in line for line in text.splitlines())
+
+
+async def test_a_fork_still_streaming_when_the_turn_ends_is_cancelled_its_calls_kept():
+    # the second fork is slow (still streaming when the turn ends), the answer slower still
+    llm = HastyLlm(delays=(0.01, 2.0, 3.0))
+
+    async def body(run: Run) -> None:
+        await run.speak("check 4417 and also 5200 now".split(), gap_s=0.1)
+        await run.idle()
+
+    run = await run_agent(body, llm=llm, latency_s=0.2)
+    forks = run.agent.conversation.speculation
+    assert not forks.forks  # all closed
+    [first] = [e for e in run.entries("ToolCallStarted") if e.speculative]  # none from f2
+    assert run.ledger.call(first.call_id).adopted_by is not None  # the kept call was adopted
+    assert "shipped-4417" in run.heard() and "shipped-5200" in run.heard()
