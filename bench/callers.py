@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from peripherals import g711
 from peripherals.resample import resample
 
 AUDIBLE = 0.01  # |sample| above this is audible (full scale 1.0)
@@ -147,25 +148,11 @@ def build_recording(
     return np.concatenate(chunks), placed
 
 
-# ---------------------------------------------------------------- G.711 μ-law (the phone path)
-_MU = 255.0
-
-
-def mulaw_encode(x: np.ndarray) -> np.ndarray:
-    """float [-1, 1] → 8-bit μ-law codes (continuous companding, 8-bit quantised)."""
-    y = np.sign(x) * np.log1p(_MU * np.minimum(1.0, np.abs(x))) / np.log1p(_MU)
-    return np.round((y + 1.0) / 2.0 * 255.0).astype(np.uint8)
-
-
-def mulaw_decode(codes: np.ndarray) -> np.ndarray:
-    y = codes.astype(np.float32) / 255.0 * 2.0 - 1.0
-    return (np.sign(y) * ((1.0 + _MU) ** np.abs(y) - 1.0) / _MU).astype(np.float32)
-
-
+# ---------------------------------------------------------------- the phone path
 def phone(x: np.ndarray, rate: int) -> np.ndarray:
-    """The caller as a phone line carries them: 8 kHz, μ-law encoded and decoded."""
+    """The caller as a phone line carries them: 8 kHz, G.711 μ-law encoded and decoded."""
     y = resample(x, rate, 8000) if rate != 8000 else x
-    return mulaw_decode(mulaw_encode(y))
+    return g711.round_trip(y, "mulaw")
 
 
 def items_for(voices: list[str], speeds: tuple[int, ...] = SPEEDS_WPM) -> list[Item]:

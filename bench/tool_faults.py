@@ -4,7 +4,7 @@
 
 Each case runs the real Agent (FSM, ledger, scheduler, the OpenAI client over
 HTTP) in async mode against a *scripted* model server on 127.0.0.1 (a fake
-that decides which tools to call; see tests/voice_agent/scripted_model.py) on
+that decides which tools to call; see voice_agent/bench/scripted_model.py) on
 real time. It prints, per fault: what the agent said and at what ms after the
 caller's turn, how many times a write was applied, the longest stall of the
 event loop, and the tool outcomes in the ledger. Used for the before/after
@@ -25,13 +25,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "voice_agent"))
-
-from scripted_model import Reply, echo_policy, scripted_model  # noqa: E402
-
 from fsm import MonotonicClock  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from voice_agent.agent import Agent  # noqa: E402
+from voice_agent.bench.scripted_model import Reply, echo_policy, scripted_model  # noqa: E402
 from voice_agent.config import AgentConfig, LlmConfig  # noqa: E402
 from voice_agent.events import SessionEnded, TranscriptFinal  # noqa: E402
 from voice_agent.llm import LlmClient  # noqa: E402

@@ -342,6 +342,10 @@ class VoiceConfig(_Frozen):
     # microphone (WebRTC, via the livekit package) so the caller can talk over it freely;
     # "half_duplex" mutes the microphone while it speaks unless the caller is louder.
     echo: Literal["aec", "half_duplex", "none"] = "aec"
+    # Make a local transport (console, recordings) sound like a phone call: the caller's
+    # audio and the agent's voice go through this G.711 codec (phone transports have it
+    # on the wire already).
+    line_codec: Literal["none", "mulaw", "alaw"] = "none"
     turn: TurnConfig = Field(default_factory=lambda: TurnConfig())
     backchannel: BackchannelConfig = Field(default_factory=lambda: BackchannelConfig())
 

@@ -70,3 +70,27 @@ def test_a_g711_wav_written_by_sox_is_read(tmp_path: Path, encoding: str) -> Non
     y, rate = read_wav(tmp_path / "g711.wav")
     assert rate == 8000 and abs(len(y) - len(x)) <= 1
     assert float(np.max(np.abs(y[: len(x)] - x[: len(y)]))) < 0.03
+
+
+async def test_a_simulated_line_puts_the_agents_voice_through_the_codec() -> None:
+    from voice_agent.transports.base import TransportBase
+    from voice_agent.voice.line import LineSink, simulates_line, through_line
+
+    class Speaker:  # a stand-in sink (a fake): keeps what it is given
+        sample_rate, played_samples, paused = 8000, 0, False
+        got: list[np.ndarray] = []
+
+        async def write(self, samples: np.ndarray) -> None:
+            self.got.append(samples)
+
+    x = _tone(800)
+    sink = LineSink(Speaker(), "mulaw")  # type: ignore[arg-type]
+    await sink.write(x)
+    assert np.array_equal(Speaker.got[0], g711.round_trip(x, "mulaw"))
+    assert np.array_equal(through_line(x, "alaw"), g711.round_trip(x, "alaw"))
+    assert simulates_line("mulaw", TransportBase()) and not simulates_line("none", TransportBase())
+
+    class PhoneWire(TransportBase):
+        carries_line_codec = True
+
+    assert not simulates_line("mulaw", PhoneWire())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +21,14 @@ from voice_helpers import RATE, speech, transcribe
 from ledger import entries as le
 from peripherals import g711
 from peripherals.resample import resample
+from voice_agent.bench.scripted_model import phone_policy, scripted_model
 from voice_agent.config import load_config
 from voice_agent.phone.store import Store
 from voice_agent.transports import files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "voice_agent"))
-from scripted_model import Reply, scripted_model  # noqa: E402
-
 pytestmark = pytest.mark.slow
 PHONE_RATE = 8000
 PROFILE = Path(__file__).resolve().parents[2] / "configs" / "customer_service_phone.yaml"
-_NUMBER_WORDS = r"(?:\d|zero|oh|one|two|three|four|five|six|seven|eight|nine|for|to)"
-
-
-def phone_policy(messages: list[dict[str, Any]]) -> Reply:
-    """A fake model for the phone profile (see the module docstring)."""
-    last = messages[-1]
-    if last["role"] == "tool":
-        result = json.loads(last["content"]).get("result", {})
-        if result.get("found") is False:
-            return Reply(text=f"I couldn't find order {result['heard']}. Could you repeat it?")
-        if "status" in result:
-            return Reply(text=f"Order {' '.join(result['order_number'])} is {result['status']}.")
-        if result.get("cancelled"):
-            return Reply(text="Done. Your order is cancelled and refunded.")
-        return Reply(text="Okay.")
-    text = last["content"].lower()
-    spoken = re.search(rf"((?:{_NUMBER_WORDS}[\s,.-]*)+)", text.replace("number is", " "))
-    heard = spoken.group(1).strip(" ,.") if spoken else ""
-    if "cancel" in text and heard:
-        return Reply(calls=[("cancel_order", json.dumps({"order_number": heard}))])
-    if ("order" in text or "keypad" in text) and heard:
-        return Reply(
-            text="Let me check. ", calls=[("lookup_order", json.dumps({"order_number": heard}))]
-        )
-    if "human" in text or "person" in text:
-        return Reply(calls=[("transfer_to_human", json.dumps({"reason": "asked for a person"}))])
-    return Reply(text="Okay.")
 
 
 def phone_line(audio16k: np.ndarray) -> np.ndarray:

@@ -137,6 +137,9 @@ class TransportBase:
 
     name = "transport"
     realtime = True
+    # True for a transport whose audio already crossed a phone network (G.711 on the wire),
+    # or where a simulated line makes no sense: voice.line_codec is not applied to it.
+    carries_line_codec = False
     _end_reason = "caller hung up"
     _call: CallHandle | None = None
 

@@ -37,6 +37,7 @@ from ..recording import CallRecorder, RecordingSink
 from ..session import open_session
 from ..tools import ToolRegistry
 from ..voice.input import Playback, PlaybackPause, UtteranceTiming, VoiceInput
+from ..voice.line import LineSink, simulates_line, through_line
 from ..voice.output import AudioSpeechOutput
 from .base import AgentStateChanged, CallControlUnsupported, TranscriptUpdated, Transport
 
@@ -253,6 +254,10 @@ async def run_call(
     if config.ledger.record_audio and config.ledger.persist:
         sink = RecordingSink(transport.output)
         recorder = CallRecorder(sink, transport.input_rate)
+    law = config.voice.line_codec
+    line = simulates_line(law, transport)
+    if line:
+        sink = LineSink(sink, law)
     output = AudioSpeechOutput(tts, sink)
     call: Call | None = None
     voice: VoiceInput | None = None
@@ -289,6 +294,8 @@ async def run_call(
             async def pump() -> None:
                 try:
                     async for frame in transport.audio_in():
+                        if line:
+                            frame = through_line(frame, law)
                         if recorder is not None:
                             recorder.caller_frame(frame)
                         await voice.process(frame)

@@ -104,6 +104,7 @@ class RoomCall(TransportBase):
 
     name = "livekit"
     realtime = True
+    carries_line_codec = True  # SIP callers have the codec on the wire; a room never simulates one
 
     def __init__(
         self,

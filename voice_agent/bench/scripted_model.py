@@ -8,12 +8,15 @@ real OpenAI client.
 The default policy (:func:`echo_policy`) answers a user message from a table
 (text → tool calls) and answers tool results by reading them out, so what the
 caller hears shows what the model was told (``resolved``, ``pending``, ...).
+:func:`phone_policy` plays the customer-service phone profile's model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -68,6 +71,36 @@ def echo_policy(table: Mapping[str, Reply]) -> Policy:
     return policy
 
 
+_NUMBER_WORDS = r"(?:\d|zero|oh|one|two|three|four|five|six|seven|eight|nine|for|to)"
+
+
+def phone_policy(messages: list[dict[str, Any]]) -> Reply:
+    """A fake model for the phone profile's tools: the caller's words for an order number go
+    to the tools verbatim (the product normalises them); results are read back."""
+    last = messages[-1]
+    if last["role"] == "tool":
+        result = json.loads(last["content"]).get("result", {})
+        if result.get("found") is False:
+            return Reply(text=f"I couldn't find order {result['heard']}. Could you repeat it?")
+        if "status" in result:
+            return Reply(text=f"Order {' '.join(result['order_number'])} is {result['status']}.")
+        if result.get("cancelled"):
+            return Reply(text="Done. Your order is cancelled and refunded.")
+        return Reply(text="Okay.")
+    text = last["content"].lower()
+    spoken = re.search(rf"((?:{_NUMBER_WORDS}[\s,.-]*)+)", text.replace("number is", " "))
+    heard = spoken.group(1).strip(" ,.") if spoken else ""
+    if "cancel" in text and heard:
+        return Reply(calls=[("cancel_order", json.dumps({"order_number": heard}))])
+    if ("order" in text or "keypad" in text) and heard:
+        return Reply(
+            text="Let me check. ", calls=[("lookup_order", json.dumps({"order_number": heard}))]
+        )
+    if "human" in text or "person" in text:
+        return Reply(calls=[("transfer_to_human", json.dumps({"reason": "asked for a person"}))])
+    return Reply(text="Okay.")
+
+
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     body = {
         "id": "scripted",
@@ -88,8 +121,9 @@ class ScriptedModel:
 
 
 @asynccontextmanager
-async def scripted_model(policy: Policy):
-    """Serve ``policy`` on 127.0.0.1 (a free port) until the block ends."""
+async def scripted_model(policy: Policy, *, ttft_s: float = 0.0):
+    """Serve ``policy`` on 127.0.0.1 (a free port) until the block ends; each reply starts
+    ``ttft_s`` after its request (a model's time to first token)."""
     ids = itertools.count(1)
     state = ScriptedModel(base_url="")
 
@@ -98,6 +132,8 @@ async def scripted_model(policy: Policy):
         messages = body["messages"]
         state.requests.append(messages)
         reply = policy(messages)
+        if ttft_s > 0:
+            await asyncio.sleep(ttft_s)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if reply.text:
