@@ -18,7 +18,8 @@ caller's true end of speech (the last audible sample of the item):
 ``pause_detected`` (the VAD's SpeechPaused: the early decode starts),
 ``text_ready`` (the early transcript), ``scored`` (the turn model's score),
 ``decided`` (the end-of-turn decision applied), ``turn_ended``
-(UserSpeechEnded), ``final`` (TranscriptFinal), ``llm_request`` (the oracle
+(the VAD ended the segment: stream time, so also meaningful with ``--fast``),
+``final`` (TranscriptFinal), ``llm_request`` (the oracle
 received the request), ``llm_first_token``, ``first_audio`` (= voice to
 voice). ``cut_off``: the turn was ended before the caller's last part began.
 """
@@ -35,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +45,7 @@ import callers as cl  # noqa: E402
 import voice_latency as vl  # noqa: E402
 
 from fsm import MonotonicClock  # noqa: E402
+from peripherals.resample import resample  # noqa: E402
 from peripherals.wer import word_error_rate  # noqa: E402
 from voice_agent.bench.oracle import MODEL_ID, OracleServer  # noqa: E402
 from voice_agent.bench.runner import build_registry  # noqa: E402
@@ -75,7 +79,9 @@ def normalise(text: str) -> str:
     return " ".join(out)
 
 
-async def run_recording(audio, rate: int, detection: str, ttft_ms: float, name: str, items):  # type: ignore[no-untyped-def]
+async def run_recording(
+    audio, rate: int, detection: str, ttft_ms: float, name: str, items, realtime: bool = True
+):  # type: ignore[no-untyped-def]
     scen = vl.scenario([(it.text, SHORT_ANSWER) for it in items], ttft_ms, name)
     tools = build_registry(scen, MonotonicClock(), [])
     async with OracleServer(scen) as oracle:
@@ -90,7 +96,7 @@ async def run_recording(audio, rate: int, detection: str, ttft_ms: float, name: 
             },
         )
         ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-        result = await run_audio(config, audio, rate, realtime=True, tools=tools)
+        result = await run_audio(config, audio, rate, realtime=realtime, tools=tools)
         ru1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         exchanges = list(oracle.exchanges)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -141,7 +147,7 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
 
         row["first_audio"] = _ms(first - p.end_s)
         row["pause_detected"] = rel(last.paused_at)
-        row["turn_ended"] = rel(last.ended_at)
+        row["turn_ended"] = _ms(last.ended_s - p.end_s) if last.ended_s is not None else None
         row["final"] = rel(last.final_at)
         row["asr_decode"] = _ms(last.decode_s)
         tr = last.turn
@@ -213,6 +219,40 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def model_cost(rounds: int = 7) -> dict[str, Any]:
+    """The turn model's cost against one Whisper decode of the same 3 s utterance, interleaved
+    in one process (a ratio that survives the machine's load), and per second of audio."""
+    import statistics as st
+
+    from peripherals.asr import WhisperStreamingAsr
+    from peripherals.turn import SmartTurnDetector
+
+    x, _ = cl.render(cl.Item("question", (cl.QUESTIONS[2],), cl.VOICES[0], 165), vl.RATE)
+    x = np.concatenate([x, np.zeros(int(0.2 * vl.RATE), dtype=np.float32)])
+    turn = {r: SmartTurnDetector(r) for r in (16000, 8000)}
+    x8 = resample(x, vl.RATE, 8000)
+    asr = WhisperStreamingAsr(cpu_threads=1)
+    model16, model8, whisper = [], [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        turn[16000].probability_done(x)
+        model16.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        turn[8000].probability_done(x8)
+        model8.append(time.perf_counter() - t)
+        whisper.append(asr._decode_blocking(x, 1).decode_s)
+    m16, m8, w = st.median(model16), st.median(model8), st.median(whisper)
+    return {
+        "rounds": rounds,
+        "turn_model_ms_16k": round(m16 * 1000, 1),
+        "turn_model_ms_8k": round(m8 * 1000, 1),
+        "whisper_tiny_decode_ms": round(w * 1000, 1),
+        "turn_model_over_decode": round(m16 / w, 3),
+        "note": "one score per pause of >= candidate_silence; cost per second of audio = "
+        "pauses per second x turn_model_ms (see each run's turn_model.cpu_s_per_audio_s)",
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
     items = cl.items_for(voices)
@@ -224,17 +264,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "voices": voices,
             "speeds_wpm": list(cl.SPEEDS_WPM),
             "items": len(items),
-            "transport": "files --realtime",
+            "transport": "files (fast stream clock)" if args.fast else "files --realtime",
         },
         "runs": {},
     }
+    if args.cost:
+        report["cost"] = model_cost()
+        print(f"cost: {report['cost']}", file=sys.stderr)
     for rate in args.rates:
         audio16, placed = cl.build_recording(items, vl.RATE, GAP_S)
         audio = cl.phone(audio16, vl.RATE) if rate == 8000 else audio16
         for detection in args.detection:
             name = f"{rate // 1000}k_{detection}"
             result, exchanges, cpu, wall = await run_recording(
-                audio, rate, detection, args.ttft_ms, name, items
+                audio, rate, detection, args.ttft_ms, name, items, realtime=not args.fast
             )
             rows = item_rows(result, exchanges, placed, rate)
             run = summarise(rows)
@@ -268,6 +311,13 @@ def main() -> int:
     parser.add_argument("--detection", default="vad,model")
     parser.add_argument("--voices", choices=("default", "held-out"), default="default")
     parser.add_argument("--limit", type=int, default=0, help="only the first N items")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="the fast stream clock (waits for the pipeline): endpointing, cut-offs and WER "
+        "without the machine's load; clock stages and voice-to-voice need real time",
+    )
+    parser.add_argument("--cost", action="store_true", help="also time the turn model vs Whisper")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]

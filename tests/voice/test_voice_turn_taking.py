@@ -23,13 +23,15 @@ from voice_agent.config import VoiceConfig
 from voice_agent.events import (
     Event,
     TranscriptFinal,
+    UserBackchanneled,
     UserSpeechEnded,
     UserSpeechPaused,
     UserSpeechResumed,
+    UserSpeechStarted,
 )
 from voice_agent.transports import files
 from voice_agent.voice.build import build_vad
-from voice_agent.voice.endpointing import EndpointingRules
+from voice_agent.voice.endpointing import DEFAULT_BACKCHANNELS, EndpointingRules
 from voice_agent.voice.input import VoiceInput
 
 FRAME = 320  # 20 ms
@@ -216,3 +218,91 @@ async def test_a_backchannel_over_the_agent_is_recorded_and_the_agent_goes_on_bu
     assert stop.start_s - 0.05 < speaking[-1][1] < stop.start_s + 0.15
     played = [e for e in result.entries if isinstance(e, le.AgentTextPlayed)]
     assert played[0].interrupted and "Monday" in played[0].text  # heard past the backchannel
+
+
+@pytest.mark.slow
+async def test_a_run_reports_each_turns_timings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from voice_agent.voice.turn_report import format_timings, turn_timings
+
+    audio, (q,) = caller_recording([(0.5, "Where is my order number four two seven?", 1.0)], 5.0)
+    async for rig in start_oracle(order_scenario()):
+        config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
+        result = await files.run_audio(config, audio, RATE, realtime=False, tools=rig.tools)
+    (row,) = turn_timings(result.utterances, result.entries, result.agent_audio, RATE, None)
+    assert "427" in row.text
+    assert row.reason == "number" and row.probability is not None  # the model scored the pause
+    assert row.turn_ended is not None and 1000 <= row.turn_ended <= 1400  # the number wait
+    assert row.first_audio is not None and row.first_audio > row.turn_ended
+    assert row.final is None and row.llm_request is None  # clock stages need real time
+    table = format_timings([row])
+    assert "first_audio" in table and "number p=" in table
+
+
+class RecordingPlayback:
+    """Stands in for the agent's voice: records pause/resume calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+
+def over_the_agent(events: list[Event], text: str, playback: RecordingPlayback) -> VoiceInput:
+    return VoiceInput(
+        vad=build_vad(VoiceConfig()),
+        make_asr=FixedTextAsr(text),
+        post=events.append,
+        sample_rate=RATE,
+        agent_busy=lambda: True,
+        playback=playback,
+        backchannels=DEFAULT_BACKCHANNELS,
+        backchannel_max_s=0.9,
+    )
+
+
+@pytest.mark.parametrize("said", ["Mhm.", "Yeah, right."])
+async def test_held_speech_that_says_a_backchannel_is_recorded_and_the_agent_resumes(said) -> None:  # type: ignore[no-untyped-def]
+    events: list[Event] = []
+    playback = RecordingPlayback()
+    voice = over_the_agent(events, said, playback)
+    x, _ = caller_recording([(0.3, said, 1.0)], 2.5)
+    await feed_settled(voice, x)
+    await voice.aclose()
+    # one per VAD segment ("Yeah," and "right." may be two): never a start, never a turn
+    assert events and all(e == UserBackchanneled(text=said) for e in events)
+    assert voice.turns and all(t.backchannel and t.dropped for t in voice.turns)
+    assert playback.calls[:2] == ["pause", "resume"] and playback.calls[-1] == "resume"
+    assert all(not p.barge_in for p in voice.playback_pauses)
+
+
+async def test_held_speech_that_says_other_words_interrupts_before_the_long_speech_rule() -> None:
+    events: list[Event] = []
+    playback = RecordingPlayback()
+    voice = over_the_agent(events, "Stop.", playback)
+    x, (u,) = caller_recording([(0.3, "Stop.", 1.0)], 2.5)
+    assert u.end_s - u.start_s < 0.9  # shorter than backchannel_max_s: its words decide
+    await feed_settled(voice, x)
+    await voice.aclose()
+    assert [type(e) for e in events][:1] == [UserSpeechStarted]
+    assert TranscriptFinal(text="Stop.") in events
+    (turn,) = voice.turns
+    assert not turn.dropped and not turn.backchannel
+    assert turn.posted_start_s is not None and turn.posted_start_s < u.end_s + 0.5
+    assert voice.playback_pauses[-1].barge_in
+
+
+async def test_long_speech_over_the_agent_interrupts_whatever_it_says() -> None:
+    events: list[Event] = []
+    # The transcript would pass for backchannels; 0.9 s of speech without a pause does not.
+    voice = over_the_agent(events, "Yeah yeah yeah", RecordingPlayback())
+    x, _ = caller_recording([(0.3, "I already know all of that information thank you", 1.0)], 4.0)
+    await feed_settled(voice, x)
+    await voice.aclose()
+    assert [type(e) for e in events][:1] == [UserSpeechStarted]
+    first = voice.turns[0]
+    assert first.posted_start_s is not None
+    assert 0.85 < first.posted_start_s - first.speech_start_s < 1.0
