@@ -296,6 +296,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             run["cpu_cores"] = round(cpu / wall, 2)
             run["items"] = rows
             report["runs"][name] = run
+            if args.json:  # after every run: a long benchmark keeps what it measured
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(report, indent=2))
             print(
                 f"{name}: v2v questions {run['voice_to_voice_questions']}, "
                 f"cut-offs {run['cut_off']}, wer {run['wer']}",

@@ -105,7 +105,8 @@ RULES = EndpointingRules()
         ("My order number is", "unfinished"),
         ("I ordered a blue jacket and", "unfinished"),
         ("So the thing is,", "unfinished"),
-        ("Where is my order?", "none"),
+        ("Where is my order?", "question"),
+        ("I ordered shoes.", "none"),
         ("", "none"),
         (None, "none"),
     ],
@@ -123,7 +124,10 @@ def test_reading_number_needs_digits_at_the_end():
     ("p", "text", "reason", "silence"),
     [
         (0.9, "Where is my order?", "model_done", RULES.done_silence_s),
-        (0.35, "Where is my order?", "model_uncertain", RULES.uncertain_silence_s),
+        (0.35, "I ordered shoes.", "model_uncertain", RULES.uncertain_silence_s),
+        # a whole question: the model's doubt costs at most the plain VAD wait
+        (0.35, "Where is my order?", "question", RULES.done_silence_s),
+        (0.05, "Where is my order?", "question", RULES.uncertain_silence_s),
         (0.05, "Where is my", "model_incomplete", RULES.incomplete_silence_s),
         # the transcript can only lengthen the wait the model asks for
         (

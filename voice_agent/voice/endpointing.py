@@ -83,7 +83,7 @@ DEFAULT_BACKCHANNELS = (
     "okay okay",
 )
 
-TurnCue = Literal["unfinished", "number", "none"]
+TurnCue = Literal["unfinished", "number", "question", "none"]
 DecisionReason = Literal[
     "model_done",
     "model_uncertain",
@@ -92,6 +92,7 @@ DecisionReason = Literal[
     "number",
     "no_model",
     "interruption",
+    "question",
 ]
 
 
@@ -129,13 +130,16 @@ def reading_number(text: str) -> bool:
 
 
 def transcript_cue(text: str | None) -> TurnCue:
-    """What the early transcript says about the turn: unfinished, a number, or nothing."""
+    """What the early transcript says about the turn: unfinished, a number, a whole
+    question (Whisper writes "?" only for a question it heard whole), or nothing."""
     if not text:
         return "none"
     if reading_number(text):
         return "number"
     if likely_unfinished(text):
         return "unfinished"
+    if text.rstrip().rstrip("\"')").endswith("?"):
+        return "question"
     return "none"
 
 
@@ -197,7 +201,9 @@ def decide(
 
     The model sets the base (done / uncertain / incomplete; without a model,
     ``no_model_silence_s``); a transcript that looks unfinished or that ends
-    in a number being read can only lengthen it. A turn that interrupted the
+    in a number being read can only lengthen it; a whole question ("...?") shortens
+    the model's doubt (done when uncertain, the VAD's plain wait when it says
+    incomplete). A turn that interrupted the
     agent waits at least ``uncertain_silence_s``: interruptions open with a
     word that sounds complete ("Wait.", "Sorry.") and go on, and the agent is
     quiet already, so there is no answer to hurry. Capped at ``max_silence_s``.
@@ -211,6 +217,12 @@ def decide(
     else:
         silence, reason = rules.uncertain_silence_s, "model_uncertain"
     cue = transcript_cue(text)
+    if cue == "question" and reason in ("model_uncertain", "model_incomplete"):
+        # A whole question: the model's doubt is worth the plain VAD wait at most.
+        if probability is not None and probability >= rules.incomplete_probability:
+            silence, reason = rules.done_silence_s, "question"
+        else:
+            silence, reason = min(silence, rules.uncertain_silence_s), "question"
     if cue == "number" and rules.number_silence_s > silence:
         silence, reason = rules.number_silence_s, "number"
     elif cue == "unfinished" and rules.unfinished_text_silence_s > silence:
