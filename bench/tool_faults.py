@@ -70,8 +70,10 @@ async def run_case(
         stop, worst = asyncio.Event(), [0.0]
         lag = asyncio.create_task(_loop_lag(stop, worst))
         heard: list[dict[str, Any]] = []
+        stalls: list[int] = []
         try:
             for index, text in enumerate(turns):
+                worst[0] = 0.0
                 start_len = len(ledger.entries)
                 t0 = ledger._clock.now() if hasattr(ledger, "_clock") else time.monotonic()
                 agent.post(TranscriptFinal(text=text))
@@ -93,6 +95,7 @@ async def run_case(
                     heard.append(
                         {"turn": index + 1, "ms": None, "said": f"(not idle after {WAIT_S:g} s)"}
                     )
+                stalls.append(round(worst[0] * 1000))
                 if between is not None:
                     await between(index)
         finally:
@@ -116,7 +119,12 @@ async def run_case(
         for e in ledger.entries
         if e.type.startswith("ToolCall") and e.type != "ToolCallStarted" or e.type == "Note"
     ]
-    return {"heard": heard, "loop_stall_ms": round(worst[0] * 1000), "ledger": outcomes}
+    return {
+        "heard": heard,
+        "loop_stall_ms": max(stalls, default=0),
+        "loop_stall_ms_by_turn": stalls,
+        "ledger": outcomes,
+    }
 
 
 # ---------------------------------------------------------------- the faults
@@ -178,6 +186,22 @@ def case_blocking_async() -> tuple[ToolRegistry, dict[str, Reply], list[str]]:
     return reg, table, list(table) + list(table)
 
 
+def case_blocking_helper() -> tuple[ToolRegistry, dict[str, Reply], list[str]]:
+    reg = ToolRegistry()
+
+    def backend() -> dict:
+        time.sleep(3)  # a synchronous client hidden in a helper
+        return {"status": "shipped"}
+
+    @reg.tool(kind="read", timeout_s=1)
+    async def hidden_block(order_id: str) -> dict:
+        """An async tool that calls blocking code through a helper."""
+        return backend()
+
+    table = {"where is 3": Reply(calls=[("hidden_block", '{"order_id": "3"}')])}
+    return reg, table, list(table) + list(table)
+
+
 def case_swallows_cancel() -> tuple[ToolRegistry, dict[str, Reply], list[str]]:
     reg = ToolRegistry()
 
@@ -221,6 +245,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results["1.6 time.sleep(6) inside an async tool (timeout 1 s), called twice"] = await run_case(
         reg, table, turns
     )
+    reg, table, turns = case_blocking_helper()
+    results[
+        "1.6 blocking call (3 s) hidden in a helper of an async tool, called twice"
+    ] = await run_case(reg, table, turns)
     reg, table, turns = case_swallows_cancel()
     results["1.6 async tool swallows CancelledError (timeout 1 s)"] = await run_case(
         reg, table, turns
@@ -302,7 +330,7 @@ def main() -> int:
             )
         if "writes_applied" in result:
             print(f"   writes applied: {result['writes_applied']}")
-        print(f"   longest event-loop stall: {result['loop_stall_ms']} ms")
+        print(f"   longest event-loop stall per turn: {result['loop_stall_ms_by_turn']} ms")
         for entry in result["ledger"]:
             print(f"   ledger: {json.dumps(entry)[:200]}")
     if args.json:

@@ -20,8 +20,9 @@ where one spoken number ends and the next begins, so we err on the private side.
 A chain becomes ``[redacted ****1111]`` (its last four digits kept).
 
 Left alone: anything under 8 digits (amounts, times, short order numbers),
-dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), and a single
-digit group longer than 19 digits (a tracking number, not a card). Digits
+dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), a single
+digit group longer than 19 digits (a tracking number, not a card), and
+tool-call ids (``call_00000001``: the engine's names for things). Digits
 glued to letters count (``ORD12345678`` -> ``ORD[redacted ****5678]``).
 Amounts of 8 digits or more written with separators (``12,345,678``) are
 masked too: the cautious side.
@@ -84,6 +85,9 @@ _TOKEN = re.compile(
     rf"|\b(?:{_UNIT_WORDS})\b",
     re.IGNORECASE,
 )
+# Ids the engine and the LLM make up (tool-call ids such as call_00000001 and their
+# "-result" forms) name things; they are never a caller's number.
+_MACHINE_ID = re.compile(r"\bcall_[A-Za-z0-9_-]+")
 _SEPARATOR = re.compile(r"\s{0,2}[,.\-/]?\s{0,2}")
 
 
@@ -146,9 +150,11 @@ def _joins(separator: str) -> bool:
 
 def redact(text: str) -> str:
     """Return `text` with each card/account-like number replaced by a mask (see module doc)."""
+    ids = [m.span() for m in _MACHINE_ID.finditer(text)]
     groups = [
         _Group(m.start(), m.end(), _digits_of(m.group()), not m.group().isdigit())
         for m in _TOKEN.finditer(text)
+        if not any(start <= m.start() < end for start, end in ids)
     ]
     if not groups:
         return text

@@ -202,6 +202,7 @@ def test_spoken_and_grouped_forms(text: str, expected: str) -> None:
         "on 2024-01-15, order 1234567",
         "the 3rd of May 2024",
         "$1,234.56 for 2 items",
+        "call_00000002: same write as call_00000001 (call_00000001-result)",
     ],
 )
 def test_ordinary_speech_with_a_few_numbers_is_left_alone(text: str) -> None:

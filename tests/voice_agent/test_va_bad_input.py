@@ -214,7 +214,7 @@ def _with_rate(path: Path, rate: int) -> None:
     ("make", "message"),
     [
         (lambda p: _with_rate(p, 0), "unusable sample rate 0 Hz"),
-        (lambda p: p.write_bytes(b"ID3\x03not a wav at all"), "not a WAV file"),
+        (lambda p: p.write_bytes(b"ID3\x03not a wav at all"), "not a PCM WAV file"),
         (lambda p: p.write_bytes(p.read_bytes()[:30]), "format chunk|no audio data"),
     ],
 )

@@ -54,7 +54,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     except OSError as exc:
         raise _fail(path, f"cannot read it ({exc.strerror or exc})") from None
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise _fail(path, f"not a WAV file (no RIFF/WAVE header); {_CONVERT_HINT}")
+        raise _fail(path, f"not a PCM WAV file (no RIFF/WAVE header); {_CONVERT_HINT}")
     fmt: bytes | None = None
     pcm: bytes | None = None
     pos = 12
