@@ -12,9 +12,9 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -125,6 +125,20 @@ async def _cancel_and_wait(task: asyncio.Task[object] | None) -> None:
     await asyncio.wait([task])
 
 
+def load_whisper(model: str | ModelRef | None = None, cpu_threads: int = 1) -> Any:
+    """Load a faster-whisper model (CPU, int8) once; ``WhisperStreamingAsr(whisper=...)`` shares it."""
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise ModelNotInstalledError(
+            "WhisperStreamingAsr needs faster-whisper: pip install 'faster-whisper>=1.1,<2'"
+        ) from exc
+    ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
+    return WhisperModel(
+        ref.location, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
+    )
+
+
 class WhisperStreamingAsr:
     """``StreamingAsr`` with faster-whisper (CTranslate2, CPU, int8).
 
@@ -133,6 +147,14 @@ class WhisperStreamingAsr:
     sets the final decode's beam. All decodes run one at a time in a worker
     thread this object owns, so the event loop never blocks. Loading the
     model takes ~0.5 s; build the object before latency matters.
+
+    Several streams may share one loaded model (``whisper``: a
+    ``faster_whisper.WhisperModel``) and run their decodes on an
+    ``executor`` they do not own (a fair scheduler's lane in a worker that
+    serves many calls); the executor is then shut down with
+    ``cancel_futures`` on ``aclose``, never waited for. ``final_executor``
+    (default: ``executor``) runs the end-of-turn decodes, the ones a caller
+    waits on, so a scheduler can put them ahead of partials.
     """
 
     def __init__(
@@ -145,24 +167,22 @@ class WhisperStreamingAsr:
         partial_interval_s: float = 1.0,  # ~half the machine at 1 s; 0.5 s takes it all
         final_beam_size: int = 1,
         initial_prompt: str | None = None,
+        whisper: Any = None,
+        executor: Executor | None = None,
+        final_executor: Executor | None = None,
     ) -> None:
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError as exc:
-            raise ModelNotInstalledError(
-                "WhisperStreamingAsr needs faster-whisper: pip install 'faster-whisper>=1.1,<2'"
-            ) from exc
         ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
         self.model_ref = ref
-        self._model = WhisperModel(
-            ref.location, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
-        )
+        self._model = whisper if whisper is not None else load_whisper(ref, cpu_threads)
         self._on_partial = on_partial
         self._language = language
         self._interval = int(partial_interval_s * ASR_RATE)
         self._final_beam = final_beam_size
         self._prompt = initial_prompt
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="whisper"
+        )
+        self._final_executor: Executor = final_executor or self._executor
         self._closed = False
         self._error: BaseException | None = None
         self._reset_utterance()
@@ -292,7 +312,7 @@ class WhisperStreamingAsr:
 
     async def _run_partial(self, audio: np.ndarray) -> None:
         try:
-            decoded = await self._decode(audio, beam_size=1)
+            decoded = await self._decode(audio, beam_size=1, final=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # surfaced by the next push/finalize
@@ -309,9 +329,10 @@ class WhisperStreamingAsr:
                 )
             )
 
-    async def _decode(self, audio: np.ndarray, beam_size: int) -> _Decoded:
+    async def _decode(self, audio: np.ndarray, beam_size: int, final: bool = True) -> _Decoded:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._decode_blocking, audio, beam_size)
+        executor = self._final_executor if final else self._executor
+        return await loop.run_in_executor(executor, self._decode_blocking, audio, beam_size)
 
     def _decode_blocking(self, audio: np.ndarray, beam_size: int) -> _Decoded:
         started = time.perf_counter()

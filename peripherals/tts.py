@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,6 +53,28 @@ def _session(path: str, threads: int) -> Any:
 _DONE = object()
 
 
+def load_piper_voice(voice: str | VoiceRef | None = None, threads: int = 1) -> Any:
+    """Load a piper voice once; ``PiperTts(loaded=...)`` shares it.
+
+    A shared voice must synthesize on one thread at a time (piper's
+    phonemizer, espeak-ng, is not thread-safe): give its users one
+    single-threaded executor.
+    """
+    try:
+        from piper import PiperConfig, PiperVoice
+    except ImportError as exc:
+        raise ModelNotInstalledError(f"PiperTts needs piper-tts: {_PIP_PIPER}") from exc
+    ref = voice if isinstance(voice, VoiceRef) else resolve_tts_voice(voice)
+    if ref.source == "hub" and not ref.model_path.is_file():
+        from piper.download_voices import download_voice
+
+        # Needs the network (Hugging Face): fails offline with a URLError.
+        download_voice(ref.spec, ref.model_path.parent)
+    with open(ref.config_path, encoding="utf-8") as f:
+        config = PiperConfig.from_dict(json.load(f))
+    return PiperVoice(session=_session(str(ref.model_path), threads), config=config)
+
+
 class PiperTts:
     """``Tts`` with a piper voice, synthesising in a worker thread it owns.
 
@@ -70,24 +92,22 @@ class PiperTts:
         threads: int = 1,  # leaves the other core of a 2-core box to ASR
         length_scale: float | None = None,
         volume: float = 0.8,  # headroom below full scale after piper's peak normalisation
+        loaded: Any = None,
+        executor: Executor | None = None,
     ) -> None:
         try:
-            from piper import PiperConfig, PiperVoice, SynthesisConfig
+            from piper import SynthesisConfig
         except ImportError as exc:
             raise ModelNotInstalledError(f"PiperTts needs piper-tts: {_PIP_PIPER}") from exc
-        ref = voice if isinstance(voice, VoiceRef) else resolve_tts_voice(voice)
-        if ref.source == "hub" and not ref.model_path.is_file():
-            from piper.download_voices import download_voice
-
-            # Needs the network (Hugging Face): fails offline with a URLError.
-            download_voice(ref.spec, ref.model_path.parent)
-        self.voice_ref = ref
-        with open(ref.config_path, encoding="utf-8") as f:
-            config = PiperConfig.from_dict(json.load(f))
-        self._voice = PiperVoice(session=_session(str(ref.model_path), threads), config=config)
+        if loaded is None:
+            ref = voice if isinstance(voice, VoiceRef) else resolve_tts_voice(voice)
+            loaded = load_piper_voice(ref, threads)
+        self._voice = loaded
         self._syn_config = SynthesisConfig(length_scale=length_scale, volume=volume)
         self._output_rate = output_rate
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        self._executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="piper"
+        )
         self._closed = False
 
     @property

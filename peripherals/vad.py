@@ -80,6 +80,12 @@ def _session(path: str, threads: int) -> object:
     return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def load_silero_session(model: str | ModelRef | None = None, threads: int = 1) -> object:
+    """One Silero ONNX session to share among many ``SileroVad(session=...)`` streams."""
+    ref = model if isinstance(model, ModelRef) else resolve_vad_model(model)
+    return _session(ref.location, threads)
+
+
 class SileroVad:
     """Streaming Silero VAD over onnxruntime, at 16 kHz (512-sample frames)
     or 8 kHz (256-sample frames).
@@ -92,13 +98,19 @@ class SileroVad:
     """
 
     def __init__(
-        self, sample_rate: int = 16000, model: str | ModelRef | None = None, threads: int = 1
+        self,
+        sample_rate: int = 16000,
+        model: str | ModelRef | None = None,
+        threads: int = 1,
+        session: object | None = None,
     ) -> None:
         if sample_rate not in _FRAME:
             raise ValueError(f"SileroVad runs at 16000 or 8000 Hz, got {sample_rate}")
         ref = model if isinstance(model, ModelRef) else resolve_vad_model(model)
         self.model_path = ref.location
-        self._session = _session(ref.location, threads)
+        # The stream's state lives in this object; an onnxruntime session is stateless
+        # and thread-safe, so many streams may share one (``load_silero_session``).
+        self._session = session if session is not None else _session(ref.location, threads)
         names = {i.name for i in self._session.get_inputs()}  # type: ignore[attr-defined]
         if {"input", "state", "sr"} <= names:
             self._layout: Literal["standard", "hc"] = "standard"

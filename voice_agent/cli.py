@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
             "--skip-check", action="store_true", help="do not check the credentials at start-up"
         )
 
+    p = sub.add_parser("phone", help="phone calls over a provider's media stream (Twilio, Telnyx)")
+    ph = p.add_subparsers(dest="phone_command", required=True)
+    q = ph.add_parser(
+        "serve", help="serve the media-stream WebSocket endpoint (TLS: a reverse proxy)"
+    )
+    _add_common(q)
+    q.add_argument("--host", help="interface to listen on (phone.host, default 127.0.0.1)")
+    q.add_argument("--port", type=int, help="port (phone.port, default 8765)")
+    q.add_argument("--path", help="WebSocket path (phone.path, default /media)")
+    q.add_argument("--max-calls", type=int, help="concurrent calls (worker.max_calls)")
+
     p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
     p.add_argument(
         "scenarios",
@@ -250,6 +261,12 @@ def _cmd_livekit(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_phone(args: argparse.Namespace) -> int:
+    from .transports.phone_server import main as phone_main
+
+    return phone_main(_config(args), args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .transports.files import main as files_main
 
@@ -261,6 +278,7 @@ COMMANDS = {
     "console": _cmd_console,
     "run": _cmd_run,
     "livekit": _cmd_livekit,
+    "phone": _cmd_phone,
     "bench": _cmd_bench,
     "ledger": _cmd_ledger_show,
     "fsm": _cmd_fsm,

@@ -350,6 +350,42 @@ class VoiceConfig(_Frozen):
     backchannel: BackchannelConfig = Field(default_factory=lambda: BackchannelConfig())
 
 
+class WorkerConfig(_Frozen):
+    """A worker process serving several calls with one set of models."""
+
+    max_calls: int = Field(
+        3,
+        ge=1,
+        le=256,
+        description="concurrent calls; more would slow every call down (measured: docs/results.md)",
+    )
+    max_waiting: int = Field(
+        0, ge=0, le=1000, description="calls queued for a free slot beyond max_calls (0: refuse)"
+    )
+    wait_timeout_s: float = Field(
+        20.0, gt=0, description="a queued call is refused after waiting this long, seconds"
+    )
+
+
+class PhoneConfig(_Frozen):
+    """``voice-agent phone serve``: a telephony provider's media stream over WebSocket."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    path: str = Field("/media", pattern=r"^/")
+    provider: Literal["twilio", "telnyx"] = "twilio"
+    public_url: str | None = Field(
+        None,
+        description="wss:// URL the provider connects to (behind the TLS reverse proxy); "
+        "used in the TwiML the server hands out",
+    )
+    api_base_url: str = Field(
+        "https://api.twilio.com", description="the provider's REST API (transfer, hang-up)"
+    )
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+
+
 class Config(_Frozen):
     """The whole configuration."""
 
@@ -359,6 +395,8 @@ class Config(_Frozen):
     tools: ToolsConfig = Field(default_factory=lambda: ToolsConfig())
     ledger: LedgerConfig = Field(default_factory=lambda: LedgerConfig())
     voice: VoiceConfig = Field(default_factory=lambda: VoiceConfig())
+    worker: WorkerConfig = Field(default_factory=lambda: WorkerConfig())
+    phone: PhoneConfig = Field(default_factory=lambda: PhoneConfig())
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -470,6 +508,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         "OPENAI_BASE_URL": ("llm", "base_url"),
         "OPENAI_API_KEY": ("llm", "api_key"),
         "OPENAI_MODEL": ("llm", "model"),
+        "TWILIO_ACCOUNT_SID": ("phone", "account_sid"),
+        "TWILIO_AUTH_TOKEN": ("phone", "auth_token"),
     }
     for env, (section, field) in conventional.items():
         if environ.get(env):
@@ -483,7 +523,7 @@ def _describe(exc: ValidationError, origin: str) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
         shown = "" if isinstance(given, dict) else f" (got {given!r})"
-        if "api_key" in where:
+        if "api_key" in where or "auth_token" in where:
             shown = ""  # never echo a secret
         lines.append(f"  {where}: {err['msg']}{shown}")
     return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""The worker's CPU scheduler: the call that got the least CPU goes next, end-of-turn
+work goes before partials, a lane's own jobs keep their order, cancelled jobs never run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from voice_agent.fair_executor import FairExecutor
+
+
+def _blocker(pool: FairExecutor) -> tuple[threading.Event, object]:
+    """Occupy the pool's single thread until the returned event is set."""
+    gate = threading.Event()
+    lane = pool.lane("blocker")
+    future = lane.submit(gate.wait)
+    while not future.running():
+        time.sleep(0.001)
+    return gate, future
+
+
+def test_a_quiet_call_is_served_before_a_talkative_one_that_already_had_its_share() -> None:
+    pool = FairExecutor("t", threads=1)
+    order: list[str] = []
+    try:
+        busy, quiet = pool.lane("busy"), pool.lane("quiet")
+        for _ in range(3):  # the busy call has used CPU already
+            busy.submit(time.sleep, 0.02).result()
+        gate, blocked = _blocker(pool)
+        futures = [busy.submit(order.append, f"busy{i}") for i in range(4)]
+        futures.append(quiet.submit(order.append, "quiet"))
+        gate.set()
+        for f in futures:
+            f.result(timeout=5)
+    finally:
+        pool.shutdown()
+    assert order[0] == "quiet"
+    assert order[1:] == ["busy0", "busy1", "busy2", "busy3"]  # a lane keeps its order
+
+
+def test_two_equally_busy_calls_alternate() -> None:
+    pool = FairExecutor("t", threads=1)
+    order: list[str] = []
+    try:
+        a, b = pool.lane("a"), pool.lane("b")
+        gate, _ = _blocker(pool)
+
+        def work(name: str) -> None:
+            order.append(name)
+            time.sleep(0.01)
+
+        futures = [a.submit(work, "a") for _ in range(4)] + [b.submit(work, "b") for _ in range(4)]
+        gate.set()
+        for f in futures:
+            f.result(timeout=5)
+    finally:
+        pool.shutdown()
+    # Each job costs the same, so neither lane gets two jobs ahead of the other.
+    lead = [order[: i + 1].count("a") - order[: i + 1].count("b") for i in range(len(order))]
+    assert max(abs(x) for x in lead) <= 1, order
+
+
+def test_urgent_work_of_any_call_goes_before_ordinary_work() -> None:
+    pool = FairExecutor("t", threads=1)
+    order: list[str] = []
+    try:
+        a, b = pool.lane("a"), pool.lane("b")
+        gate, _ = _blocker(pool)
+        futures = [a.submit(order.append, "a-partial"), b.submit(order.append, "b-partial")]
+        futures.append(b.urgent.submit(order.append, "b-final"))
+        gate.set()
+        for f in futures:
+            f.result(timeout=5)
+    finally:
+        pool.shutdown()
+    assert order[0] == "b-final"
+
+
+def test_a_cancelled_job_never_runs_and_a_closed_lane_cancels_its_queue() -> None:
+    pool = FairExecutor("t", threads=1)
+    ran: list[str] = []
+    try:
+        lane = pool.lane("a")
+        gate, _ = _blocker(pool)
+        first = lane.submit(ran.append, "cancelled")
+        second = lane.submit(ran.append, "dropped")
+        assert first.cancel()
+        lane.shutdown(cancel_futures=True)
+        gate.set()
+        assert second.cancelled()
+        survivor = pool.lane("b").submit(ran.append, "ran")
+        survivor.result(timeout=5)
+    finally:
+        pool.shutdown()
+    assert ran == ["ran"]
+
+
+def test_an_exception_reaches_the_waiting_side() -> None:
+    pool = FairExecutor("t", threads=1)
+    try:
+        future = pool.lane("a").submit(int, "not a number")
+        try:
+            future.result(timeout=5)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("the error was lost")
+    finally:
+        pool.shutdown()

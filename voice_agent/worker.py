@@ -1,0 +1,282 @@
+"""A worker process: the models held once, several concurrent calls.
+
+:class:`Worker` loads the speech models once — the Silero VAD's ONNX session,
+the Whisper model, the piper voice — and resolves the LLM endpoint once (the
+embedded llama.cpp server is started once and shared; a remote endpoint is a
+URL). Each call then gets its own conversation, ledger and audio pipeline
+(VAD state, ASR stream, sentence TTS, speech output) through
+:func:`~voice_agent.transports.call.run_call`, over any transport.
+
+CPU-heavy work is scheduled fairly: every call's Whisper decodes go through
+one :class:`~voice_agent.fair_executor.FairExecutor` and its piper sentences
+through another, one lane per call, so the call that has received the least
+CPU runs next and a talkative call cannot starve a quiet one, and end-of-turn
+decodes (someone waits on them) go before partial transcripts (see
+``fair_executor``). The VAD runs in the event loop (≈0.1 ms per 32 ms frame).
+
+Admission: at most ``worker.max_calls`` calls run at once; up to
+``worker.max_waiting`` more wait (at most ``worker.wait_timeout_s``) for a
+slot; beyond that :meth:`Worker.run_call` raises :class:`CallRefused` at once,
+so a full worker refuses new calls instead of degrading all of them (the
+media-stream server then closes the socket and the provider plays its
+fallback; a LiveKit worker reports itself full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsm import Clock, Event
+
+from .config import Config, VoiceConfig
+from .fair_executor import FairExecutor, Lane
+from .session import llm_endpoint
+from .tools import ToolRegistry
+from .transports.base import Transport
+from .transports.call import Call, CallResult, run_call
+from .voice.input import Playback, VoiceInput
+
+log = logging.getLogger(__name__)
+
+
+class CallRefused(RuntimeError):
+    """The worker is full (``max_calls`` running, ``max_waiting`` queued or waited too long)."""
+
+
+class SharedSpeechModels:
+    """VAD session, Whisper model and piper voice loaded once; a lane per call on each pool.
+
+    ``asr_threads`` / ``tts_threads`` threads serve the decodes / sentences of
+    every call (piper's phonemizer is not thread-safe: one TTS thread).
+    """
+
+    def __init__(self, cfg: VoiceConfig) -> None:
+        from peripherals.asr import load_whisper
+        from peripherals.tts import load_piper_voice
+        from peripherals.vad import load_silero_session
+
+        self.cfg = cfg
+        self.whisper = load_whisper(cfg.asr_model, cfg.asr_threads)
+        self.voice = load_piper_voice(cfg.tts_voice)
+        self.vad_session = load_silero_session()
+        self.asr_pool = FairExecutor("asr", threads=1)
+        self.tts_pool = FairExecutor("tts", threads=1)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        from piper import SynthesisConfig
+
+        for _ in self.voice.synthesize("Hello.", syn_config=SynthesisConfig()):
+            pass
+
+    def for_call(self, name: str) -> CallModels:
+        """The models as one call sees them (its own lanes)."""
+        return CallModels(self, self.asr_pool.lane(name), self.tts_pool.lane(name))
+
+    def close(self) -> None:
+        self.asr_pool.shutdown()
+        self.tts_pool.shutdown()
+
+
+@dataclass
+class CallModels:
+    """A call's view of :class:`SharedSpeechModels` (a ``SpeechModels``)."""
+
+    shared: SharedSpeechModels
+    asr_lane: Lane
+    tts_lane: Lane
+
+    def open_tts(self, output_rate: int) -> Any:
+        from peripherals.tts import PiperTts
+
+        cfg = self.shared.cfg
+        return PiperTts(
+            output_rate=output_rate,
+            length_scale=None if cfg.tts_speed == 1.0 else 1.0 / cfg.tts_speed,
+            loaded=self.shared.voice,
+            executor=self.tts_lane,
+        )
+
+    def open_input(
+        self,
+        *,
+        sample_rate: int,
+        post: Callable[[Event], None],
+        agent_busy: Callable[[], bool],
+        playback: Playback | None,
+    ) -> VoiceInput:
+        from peripherals.asr import AsrPartial, WhisperStreamingAsr
+        from peripherals.vad import SileroVad
+
+        from .voice.build import build_input, build_vad, vad_rate
+
+        cfg = self.shared.cfg
+
+        def make_asr(on_partial: Callable[[AsrPartial], None]) -> WhisperStreamingAsr:
+            return WhisperStreamingAsr(
+                cfg.asr_model,
+                on_partial=on_partial,
+                partial_interval_s=cfg.asr_partial_interval_s,
+                whisper=self.shared.whisper,
+                executor=self.asr_lane,
+                final_executor=self.asr_lane.urgent,
+            )
+
+        vad = SileroVad(vad_rate(sample_rate), session=self.shared.vad_session)
+        return build_input(
+            cfg,
+            post,
+            agent_busy=agent_busy,
+            playback=playback,
+            sample_rate=sample_rate,
+            vad=build_vad(cfg, sample_rate, vad=vad),
+            make_asr=make_asr,
+        )
+
+
+@dataclass
+class WorkerStats:
+    """What the worker did (for ``phone serve``'s status and the load bench)."""
+
+    active: int = 0
+    waiting: int = 0
+    served: int = 0
+    refused: int = 0
+    failed: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def cpu_s(self) -> float:
+        """CPU seconds of this process and its children (the embedded LLM server) so far."""
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Worker:
+    """Holds the models once and runs up to ``config.worker.max_calls`` calls at a time.
+
+    >>> async with Worker(config) as worker:
+    ...     result = await worker.run_call(transport, meta={"call_sid": "CA…"})
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tools: ToolRegistry | None = None,
+        clock: Clock | None = None,
+        models: SharedSpeechModels | None = None,
+    ) -> None:
+        self._config = config
+        self._tools = tools
+        self._clock = clock
+        self._models = models
+        self._owns_models = models is None
+        self._stack = AsyncExitStack()
+        self._slots = asyncio.Semaphore(config.worker.max_calls)
+        self.stats = WorkerStats()
+        self.calls: dict[str, Call] = {}
+        self.config = config  # with the LLM endpoint resolved once entered
+
+    @property
+    def max_calls(self) -> int:
+        return self._config.worker.max_calls
+
+    async def __aenter__(self) -> Worker:
+        llm = await self._stack.enter_async_context(llm_endpoint(self._config))
+        prewarm = self._config.llm.prewarm
+        if prewarm is None:
+            prewarm = self._config.llm.base_url is None
+        self.config = self._config.model_copy(
+            update={"llm": llm.model_copy(update={"prewarm": prewarm})}
+        )
+        if self._models is None:
+            self._models = await asyncio.to_thread(SharedSpeechModels, self._config.voice)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the shared LLM server and the schedulers (idempotent; calls end first)."""
+        await self._stack.aclose()
+        if self._models is not None and self._owns_models:
+            self._models.close()
+            self._models = None
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        cfg = self._config.worker
+        if self._slots.locked():
+            if self.stats.waiting >= cfg.max_waiting:
+                self.stats.refused += 1
+                raise CallRefused(
+                    f"the worker is full ({cfg.max_calls} calls, {self.stats.waiting} waiting)"
+                )
+            self.stats.waiting += 1
+            try:
+                async with asyncio.timeout(cfg.wait_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self.stats.refused += 1
+                raise CallRefused(
+                    f"no free slot within {cfg.wait_timeout_s:g} s ({cfg.max_calls} calls)"
+                ) from None
+            finally:
+                self.stats.waiting -= 1
+        else:
+            await self._slots.acquire()
+        self.stats.active += 1
+        try:
+            yield
+        finally:
+            self.stats.active -= 1
+            self._slots.release()
+
+    async def run_call(
+        self,
+        transport: Transport,
+        *,
+        meta: Mapping[str, object] | None = None,
+        on_call: Callable[[Call], None] | None = None,
+    ) -> CallResult:
+        """Run one call on ``transport`` with the shared models; raises :class:`CallRefused`
+        at once (or after waiting for a slot) when the worker is full."""
+        assert self._models is not None, "use the worker as an async context manager"
+        async with self._slot():
+            name = f"call-{self.stats.served + self.stats.active}"
+            registered: list[str] = []
+
+            def track(call: Call) -> None:
+                key = call.agent.ledger.session_id
+                self.calls[key] = call
+                registered.append(key)
+                if on_call is not None:
+                    on_call(call)
+
+            try:
+                result = await run_call(
+                    self.config,
+                    transport,
+                    models=self._models.for_call(name),
+                    tools=self._tools,
+                    clock=self._clock,
+                    meta=meta,
+                    on_call=track,
+                )
+            except Exception:
+                self.stats.failed += 1
+                raise
+            finally:
+                for key in registered:
+                    self.calls.pop(key, None)
+            self.stats.served += 1
+            return result
