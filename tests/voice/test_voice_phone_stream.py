@@ -70,14 +70,16 @@ async def phone_rig(
 async def wait_for_answer(
     calls: list[tuple[Call, MediaStreamTransport]], call_sid: str, margin_s: float = 0.3
 ) -> None:
-    """Until the agent of call ``call_sid`` has played an answer to the end (its ledger says
-    so), plus ``margin_s`` for the last frames to reach the caller."""
+    """Until the agent of call ``call_sid`` has played something and is done (idle: no
+    generation, tool or audio left; a hold phrase alone is not the answer), plus
+    ``margin_s`` for the last frames to reach the caller."""
     async with asyncio.timeout(ANSWER_TIMEOUT_S):
         while True:
             mine = [c for c, t in calls if t.started.call_id == call_sid]
-            if mine and any(
-                isinstance(e, le.AgentTextPlayed) and not e.interrupted
-                for e in mine[0].agent.ledger.entries
+            if (
+                mine
+                and any(isinstance(e, le.AgentTextPlayed) for e in mine[0].agent.ledger.entries)
+                and mine[0].done()
             ):
                 break
             await asyncio.sleep(0.05)
@@ -91,7 +93,9 @@ async def test_a_phone_caller_is_answered_and_stop_ends_the_call_with_the_ledger
     async for rig in start_oracle(order_scenario()):
         config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
         async with phone_rig(config, rig.tools) as (worker, server, calls):
-            async with TwilioCall(server.url, parameters={"From": "+15550100"}) as caller:
+            async with TwilioCall(
+                server.url, parameters={"From": "+15550100", "tier": "gold"}
+            ) as caller:
                 await caller.silence(0.4)
                 await caller.speak(question, RATE)
                 spoke_until = caller.speech_spans[-1][1]
@@ -112,7 +116,8 @@ async def test_a_phone_caller_is_answered_and_stop_ends_the_call_with_the_ledger
     assert isinstance(started, le.SessionStarted)
     assert started.meta["transport"] == "phone" and started.meta["call_id"] == caller.call_sid
     assert started.meta["stream_id"] == caller.stream_sid
-    assert started.meta["custom_parameters"] == {"From": "+15550100"}
+    custom = started.meta["custom_parameters"]
+    assert custom["tier"] == "gold" and "0100" in custom["From"]  # numbers may be masked
     finals = [e.text for e in ledger if isinstance(e, le.UserUtterance) and e.final]
     assert len(finals) == 1 and "427" in finals[0]
     played = [e for e in ledger if isinstance(e, le.AgentTextPlayed)]
