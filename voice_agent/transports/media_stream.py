@@ -11,8 +11,8 @@ outbound messages — plus a REST client for call control
 (:class:`CallControlApi`). :class:`MediaStreamTransport` and
 :class:`MediaStreamSink` are the same for all of them.
 
-Codec: G.711 μ-law / A-law through the standard ``audioop`` module (Python
-3.11/3.12; the ``audioop-lts`` package provides the same module on 3.13+).
+Codec: G.711 μ-law / A-law by :mod:`peripherals.g711` (the standard
+``audioop`` module; the ``audioop-lts`` package on Python 3.13+).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import asyncio
 import base64
 import logging
 import math
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,15 +29,12 @@ from typing import Protocol
 import numpy as np
 
 from fsm import Clock, MonotonicClock
-from peripherals.audio import to_float32, to_int16
+from peripherals import g711
+from peripherals.audio import to_float32
 
 from ..events import DtmfReceived
 from ..voice.tasks import TaskTracker
 from .base import CallControlUnsupported, TransportBase
-
-with warnings.catch_warnings():  # deprecated in 3.11-3.12 (audioop-lts on 3.13+): still the codec
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
 
 log = logging.getLogger(__name__)
 
@@ -137,24 +133,19 @@ class CallControlApi(Protocol):
 
 # ---------------------------------------------------------------- codec
 class G711:
-    """G.711 at 8 kHz: ``decode`` bytes → int16 samples, ``encode`` float32/int16 → bytes."""
+    """G.711 at 8 kHz (:mod:`peripherals.g711`): ``decode`` bytes → float32, ``encode`` → bytes."""
 
     def __init__(self, encoding: str) -> None:
         if encoding not in ("mulaw", "alaw"):
             raise DialectError(f"unsupported audio encoding {encoding!r} (mulaw or alaw)")
         self.encoding = encoding
+        self.law: g711.Law = "mulaw" if encoding == "mulaw" else "alaw"
 
     def decode(self, payload: bytes) -> np.ndarray:
-        pcm = (
-            audioop.ulaw2lin(payload, 2)
-            if self.encoding == "mulaw"
-            else audioop.alaw2lin(payload, 2)
-        )
-        return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        return g711.decode(payload, self.law)
 
     def encode(self, samples: np.ndarray) -> bytes:
-        pcm = to_int16(to_float32(samples)).astype("<i2").tobytes()
-        return audioop.lin2ulaw(pcm, 2) if self.encoding == "mulaw" else audioop.lin2alaw(pcm, 2)
+        return g711.encode(to_float32(samples), self.law)
 
 
 # ---------------------------------------------------------------- keypad tones
