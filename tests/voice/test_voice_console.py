@@ -27,7 +27,9 @@ pytestmark = pytest.mark.audio
 ANSWER_TIMEOUT_S = 30.0  # the agent must have answered within this (s)
 
 
-async def _converse(pulse, tmp_path: Path, *, loopback: bool, echo: str = "aec") -> tuple[ConsoleResult, str]:  # type: ignore[no-untyped-def]
+async def _converse(
+    pulse, tmp_path: Path, *, loopback: bool, echo: str = "aec"
+) -> tuple[ConsoleResult, str]:  # type: ignore[no-untyped-def]
     audio, _ = caller_recording([(0.3, ORDER_QUESTION, 1.0)], 3.5)
     write_wav(tmp_path / "user.wav", audio, RATE)
     module = None
@@ -124,7 +126,9 @@ async def test_the_half_duplex_gate_keeps_the_agent_from_hearing_itself(pulse, t
 async def test_echo_cancellation_keeps_the_agent_from_hearing_itself(pulse, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result, heard = await _converse(pulse, tmp_path, loopback=True, echo="aec")
     _check_answered_without_false_barge_in(result, heard)
-    assert result.gate_suppressed == 0 and result.echo_cancelled, "the canceller, not the gate, did it"
+    assert result.gate_suppressed == 0 and result.echo_cancelled, (
+        "the canceller, not the gate, did it"
+    )
 
 
 def test_console_without_a_device_says_what_to_do_and_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 from voice_helpers import (
     ORDER_QUESTION,
     caller_recording,
@@ -17,9 +18,12 @@ from voice_helpers import (
 
 from ledger import entries as le
 from voice_agent.call_control import Transfer
-from voice_agent.transports.base import AgentStateChanged, TranscriptUpdated
+from voice_agent.transports.base import AgentStateChanged, TranscriptUpdated, TransportBase
 from voice_agent.transports.call import Call, run_call
 from voice_agent.transports.files import FileTransport
+
+# real VAD/ASR/TTS threads: the wall clock, not virtual time
+pytestmark = pytest.mark.realtime
 
 
 class ObservedFileTransport(FileTransport):
@@ -33,6 +37,9 @@ class ObservedFileTransport(FileTransport):
 
     def transcript_updated(self, update: TranscriptUpdated) -> None:
         self.transcripts.append(update)
+
+    async def transfer(self, destination: str) -> None:  # as a transport without the means
+        await TransportBase.transfer(self, destination)
 
 
 async def test_a_transport_sees_each_floor_change_and_the_transcripts(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -38,26 +38,35 @@ def test_a_quiet_call_is_served_before_a_talkative_one_that_already_had_its_shar
     assert order[1:] == ["busy0", "busy1", "busy2", "busy3"]  # a lane keeps its order
 
 
-def test_two_equally_busy_calls_alternate() -> None:
+def test_two_busy_calls_share_the_cpu_time_not_just_the_turns() -> None:
     pool = FairExecutor("t", threads=1)
-    order: list[str] = []
+    runs: list[tuple[str, float]] = []  # (lane, seconds it took), in the order they ran
     try:
         a, b = pool.lane("a"), pool.lane("b")
         gate, _ = _blocker(pool)
 
-        def work(name: str) -> None:
-            order.append(name)
-            time.sleep(0.01)
+        def work(name: str, seconds: float) -> None:
+            started = time.perf_counter()
+            time.sleep(seconds)
+            runs.append((name, time.perf_counter() - started))
 
-        futures = [a.submit(work, "a") for _ in range(4)] + [b.submit(work, "b") for _ in range(4)]
+        # a's jobs are three times as long as b's: b gets about three turns per turn of a.
+        futures = [a.submit(work, "a", 0.03) for _ in range(4)]
+        futures += [b.submit(work, "b", 0.01) for _ in range(12)]
         gate.set()
         for f in futures:
-            f.result(timeout=5)
+            f.result(timeout=10)
     finally:
         pool.shutdown()
-    # Each job costs the same, so neither lane gets two jobs ahead of the other.
-    lead = [order[: i + 1].count("a") - order[: i + 1].count("b") for i in range(len(order))]
-    assert max(abs(x) for x in lead) <= 1, order
+    longest = max(took for _, took in runs)
+    served = {"a": 0.0, "b": 0.0}
+    for name, took in runs:
+        other = "b" if name == "a" else "a"
+        # The lane that runs is never more than one job's time ahead of the other.
+        assert served[name] <= served[other] + longest + 1e-3, (runs, served)
+        served[name] += took
+        if served["a"] >= 0.03 * 4 - 1e-3 or served["b"] >= 0.01 * 12 - 1e-3:
+            break  # one lane ran dry: the rest is the other's alone
 
 
 def test_urgent_work_of_any_call_goes_before_ordinary_work() -> None:
