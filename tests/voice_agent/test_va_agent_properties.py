@@ -16,7 +16,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fsm import MonotonicClock
+from fsm import AutojumpClock, MonotonicClock
 from ledger import Ledger, check_protocol
 from voice_agent.agent import Agent
 from voice_agent.config import AgentConfig
@@ -136,4 +136,4 @@ async def converse(actions, mode: str) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(actions=st.lists(user_action, max_size=14), mode=st.sampled_from(["sync", "async"]))
 def test_random_conversations_keep_the_protocol_and_settle(actions, mode):
-    asyncio.run(converse(actions, mode))
+    AutojumpClock().run(converse(actions, mode))  # virtual time: the waits and timeouts jump

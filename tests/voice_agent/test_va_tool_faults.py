@@ -550,6 +550,7 @@ def test_a_quick_synchronous_tool_is_not_timed_out_by_virtual_time():
     assert clock.run(run()) == "resolved"
 
 
+@pytest.mark.realtime  # measures how long the loop's own ticks take: a wall-time property
 async def test_an_async_tool_calling_time_sleep_runs_on_its_own_thread_from_its_first_call():
     reg = ToolRegistry()
 
