@@ -188,6 +188,7 @@ async def run_scenario(
     if out_dir is not None:
         _make_dir(out_dir)
         ledger_path = out_dir / f"{scenario.name}__{mode}__{repeat}.ledger.jsonl"
+        ledger_path.unlink(missing_ok=True)  # a run's ledger, not appended to an earlier run's
         sinks.append(JsonlSink(ledger_path))
     ledger = Ledger(session_id, clock, sinks=sinks)
     ledger.append(
