@@ -209,6 +209,9 @@ class ToolCallAssembler:
         return [ToolCallReady(call_id, call.name, call.arguments or "{}")]
 
 
+# The prewarm request evaluates the whole prompt prefix cold, before any call: allow it
+# this many request timeouts (unit: multiples of llm.timeout_s).
+PREWARM_TIMEOUT_FACTOR = 4
 # A server that sends its finish_reason and then neither usage nor [DONE] is done
 # all the same: wait this long (seconds) for the usage chunk, then finish.
 FINISH_GRACE_S = 1.0
@@ -386,7 +389,10 @@ class LlmClient:
         if tools:
             kwargs["tools"] = tools
         try:
-            async with fail_at(self.clock, self.clock.now() + self.config.timeout_s):
+            # Start-up, not the caller's time: a cold prefix on a slow machine may take a
+            # while, so the deadline is PREWARM_TIMEOUT_FACTOR request timeouts.
+            deadline = self.clock.now() + PREWARM_TIMEOUT_FACTOR * self.config.timeout_s
+            async with fail_at(self.clock, deadline):
                 await self._client.chat.completions.create(**kwargs)
         except asyncio.CancelledError:
             raise

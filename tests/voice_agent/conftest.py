@@ -59,6 +59,7 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
         api_key: str = "none",
         model: str = "oracle",
         temperature: float = 0.3,
+        llm_kw: dict | None = None,
         **agent_kw,
     ) -> AsyncIterator[Harness]:
         llm = LlmClient(
@@ -70,6 +71,7 @@ def make_agent() -> Callable[..., AsyncIterator[Harness]]:
                 temperature=temperature,
                 max_retries=1,
                 connect_timeout_s=1,
+                **(llm_kw or {}),
             )
         )
         ledger = Ledger("test", MonotonicClock())

@@ -26,8 +26,16 @@ async def test_a_local_model_calls_a_tool_and_its_result_reaches_the_next_genera
     async with LocalLlmServer(model=MODEL, startup_timeout_s=180) as server:
         prompt = render_system_prompt(load_config(environ={}).agent)
         # Greedy decoding: the same prompt gets the same answer (up to float noise).
+        # A real model on a shared 2-core machine may be slow: generous bounds (the
+        # silence deadline's behaviour is tested on virtual time in test_va_llm_reliability).
         async with make_agent(
-            server.base_url, demo_registry, mode="async", system_prompt=prompt, temperature=0.0
+            server.base_url,
+            demo_registry,
+            mode="async",
+            system_prompt=prompt,
+            temperature=0.0,
+            llm_deadline_s=300.0,
+            llm_kw={"first_token_timeout_s": 300.0, "timeout_s": 600.0},
         ) as h:
             await h.agent.prewarm()
             h.say("What is the status of order 12345?")
