@@ -52,7 +52,8 @@ class CallRefused(RuntimeError):
 
 
 class SharedSpeechModels:
-    """VAD session, Whisper model and piper voice loaded once; a lane per call on each pool.
+    """VAD session, Whisper model, piper voice and end-of-turn model loaded once; a lane per
+    call on each pool.
 
     ``asr_threads`` / ``tts_threads`` threads serve the decodes / sentences of
     every call (piper's phonemizer is not thread-safe: one TTS thread).
@@ -67,6 +68,7 @@ class SharedSpeechModels:
         self.whisper = load_whisper(cfg.asr_model, cfg.asr_threads)
         self.voice = load_piper_voice(cfg.tts_voice)
         self.vad_session = load_silero_session()
+        self._turn_detectors: dict[int, Any] = {}  # Smart Turn per VAD rate (stateless, shared)
         self.asr_pool = FairExecutor("asr", threads=1)
         self.tts_pool = FairExecutor("tts", threads=1)
         self._warm_up()
@@ -76,6 +78,17 @@ class SharedSpeechModels:
 
         for _ in self.voice.synthesize("Hello.", syn_config=SynthesisConfig()):
             pass
+
+    def turn_detector(self, sample_rate: int) -> Any:
+        """The end-of-turn model for streams at ``sample_rate``, loaded once per VAD rate."""
+        from .voice.build import build_turn_detector, vad_rate
+
+        rate = vad_rate(sample_rate)
+        if rate not in self._turn_detectors:
+            self._turn_detectors[rate] = (
+                build_turn_detector(self.cfg, rate) if self.cfg.turn.detection == "model" else None
+            )
+        return self._turn_detectors[rate]
 
     def for_call(self, name: str) -> CallModels:
         """The models as one call sees them (its own lanes)."""
@@ -139,6 +152,7 @@ class CallModels:
             sample_rate=sample_rate,
             vad=build_vad(cfg, sample_rate, vad=vad),
             make_asr=make_asr,
+            turn_detector=self.shared.turn_detector(sample_rate),
         )
 
 

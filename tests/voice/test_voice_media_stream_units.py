@@ -1,0 +1,249 @@
+"""The media-stream pieces without models: the Twilio and Telnyx dialects, the paced sink
+(what the caller hears is exactly what was written, a pause loses nothing, a clear drops the
+rest at once), keypad tones. Runs on virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from fsm import MonotonicClock
+from peripherals import g711
+from voice_agent.transports.media_stream import (
+    G711,
+    LEAD_MS,
+    DialectError,
+    DigitPressed,
+    MarkPlayed,
+    MediaArrived,
+    MediaStreamSink,
+    StreamConnected,
+    StreamStarted,
+    StreamStopped,
+    dtmf_tones,
+)
+from voice_agent.transports.telnyx import TelnyxDialect
+from voice_agent.transports.twilio import TwilioDialect, stream_twiml
+
+RATE = 8000
+
+
+def test_twilio_messages_parse_into_the_neutral_ones() -> None:
+    d = TwilioDialect()
+    assert isinstance(
+        d.parse('{"event": "connected", "protocol": "Call", "version": "1.0.0"}'), StreamConnected
+    )
+    start = d.parse(
+        json.dumps(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": "MZ1",
+                "start": {
+                    "accountSid": "AC1",
+                    "streamSid": "MZ1",
+                    "callSid": "CA1",
+                    "tracks": ["inbound"],
+                    "customParameters": {"From": "+15550100", "tier": "gold"},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
+    )
+    assert start == StreamStarted(
+        call_id="CA1",
+        stream_id="MZ1",
+        encoding="mulaw",
+        sample_rate=8000,
+        custom={"From": "+15550100", "tier": "gold"},
+        caller="+15550100",
+        account="AC1",
+    )
+    payload = bytes(range(160))
+    media = d.parse(
+        json.dumps(
+            {
+                "event": "media",
+                "media": {"track": "inbound", "payload": base64.b64encode(payload).decode()},
+            }
+        )
+    )
+    assert media == MediaArrived(payload)
+    assert d.parse(
+        '{"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": "7"}}'
+    ) == DigitPressed("7")
+    assert d.parse('{"event": "mark", "mark": {"name": "a3"}}') == MarkPlayed("a3")
+    assert isinstance(d.parse('{"event": "stop", "stop": {}}'), StreamStopped)
+    assert d.parse('{"event": "something-new"}') is None
+
+
+def test_twilio_outbound_messages_have_the_documented_shape() -> None:
+    d = TwilioDialect()
+    assert json.loads(d.media("MZ1", b"\xff\x7f")) == {
+        "event": "media",
+        "streamSid": "MZ1",
+        "media": {"payload": "/38="},
+    }
+    assert json.loads(d.mark("MZ1", "a1")) == {
+        "event": "mark",
+        "streamSid": "MZ1",
+        "mark": {"name": "a1"},
+    }
+    assert json.loads(d.clear("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
+    twiml = stream_twiml("wss://agent.example.com/media", {"tier": "gold"}, "Busy.")
+    assert (
+        '<Stream url="wss://agent.example.com/media"><Parameter name="tier" value="gold"/></Stream>'
+        in twiml
+    )
+    assert "<Say>Busy.</Say>" in twiml
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[1, 2]",
+        '{"no": "event"}',
+        '{"event": "start", "start": {"streamSid": "MZ"}}',  # no callSid
+        '{"event": "media", "media": {"payload": "***"}}',  # not base64
+        '{"event": "start", "start": {"callSid": "CA", "streamSid": "MZ", "mediaFormat": {"encoding": "audio/opus"}}}',
+    ],
+)
+def test_malformed_messages_are_dialect_errors_not_crashes(text: str) -> None:
+    with pytest.raises(DialectError):
+        TwilioDialect().parse(text)
+
+
+def test_telnyx_is_only_another_serializer() -> None:
+    d = TelnyxDialect()
+    start = d.parse(
+        json.dumps(
+            {
+                "event": "start",
+                "stream_id": "st1",
+                "start": {
+                    "call_control_id": "v3:abc",
+                    "from": "+15550100",
+                    "to": "+15550199",
+                    "media_format": {"encoding": "PCMA", "sample_rate": 8000, "channels": 1},
+                },
+            }
+        )
+    )
+    assert isinstance(start, StreamStarted)
+    assert (start.call_id, start.stream_id, start.encoding, start.caller) == (
+        "v3:abc",
+        "st1",
+        "alaw",
+        "+15550100",
+    )
+    assert d.parse('{"event": "dtmf", "dtmf": {"digit": "#"}}') == DigitPressed("#")
+    assert json.loads(d.clear("st1")) == {"event": "clear"}
+    assert json.loads(d.media("st1", b"\x00"))["media"]["payload"] == "AA=="
+
+
+def test_the_codec_round_trips_speech_level_audio() -> None:
+    t = np.arange(RATE) / RATE
+    x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for law in ("mulaw", "alaw"):
+        codec = G711(law)
+        y = codec.decode(codec.encode(x))
+        assert len(y) == len(x) and np.max(np.abs(y - x)) < 0.02
+        assert codec.encode(x) == g711.encode(x, law)
+
+
+class Listener:
+    """The provider's side of the sink: plays frames in order, honours clear."""
+
+    def __init__(self, clock: MonotonicClock) -> None:
+        self.clock = clock
+        self.frames: list[tuple[float, np.ndarray]] = []
+        self.play_end = 0.0
+        self.clears: list[float] = []
+        self.marks: list[str] = []
+
+    async def send(self, text: str) -> None:
+        msg = json.loads(text)
+        now = self.clock.now()
+        if msg["event"] == "media":
+            x = g711.decode(base64.b64decode(msg["media"]["payload"]))
+            start = max(now, self.play_end)
+            self.play_end = start + len(x) / RATE
+            self.frames.append((start, x))
+        elif msg["event"] == "clear":
+            self.clears.append(now)
+            kept = []
+            for start, x in self.frames:
+                if start + len(x) / RATE <= now:
+                    kept.append((start, x))
+                elif start < now:
+                    kept.append((start, x[: int((now - start) * RATE)]))
+            self.frames = kept
+            self.play_end = now
+        elif msg["event"] == "mark":
+            self.marks.append(msg["mark"]["name"])
+
+    def heard(self) -> np.ndarray:
+        return np.concatenate([x for _, x in self.frames]) if self.frames else np.zeros(0)
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.4 * np.sin(2 * np.pi * 300 * t) * np.linspace(0.2, 1, len(t))).astype(np.float32)
+
+
+async def test_the_sink_paces_audio_a_little_ahead_and_a_pause_loses_nothing() -> None:
+    clock = MonotonicClock()
+    listener = Listener(clock)
+    sink = MediaStreamSink(listener.send, TwilioDialect(), "MZ1", G711("mulaw"), clock=clock)
+    audio = _tone(2.0)
+    await sink.write(audio)
+    await asyncio.sleep(0.5)
+    ahead = listener.play_end - clock.now()
+    assert 0 < ahead <= LEAD_MS / 1000 + 0.03  # not the whole answer at once
+    played = sink.played_samples
+    assert abs(played - 0.5 * RATE) <= 0.03 * RATE
+    sink.pause()
+    await asyncio.sleep(0.3)
+    assert listener.clears, "a pause drops the provider's buffer"
+    assert sink.played_samples == played or abs(sink.played_samples - played) < 0.03 * RATE
+    sink.resume()
+    await sink.wait_drained()
+    await asyncio.sleep(0.1)
+    heard = listener.heard()
+    expected = g711.decode(g711.encode(audio))
+    assert len(heard) == len(expected)  # nothing lost or repeated across the pause
+    assert np.allclose(heard, expected, atol=1e-6)
+    assert sink.played_samples == len(audio)
+    assert listener.marks == ["a1"]
+    await sink.aclose()
+
+
+async def test_clear_drops_the_rest_at_once_and_counts_only_what_was_heard() -> None:
+    clock = MonotonicClock()
+    listener = Listener(clock)
+    sink = MediaStreamSink(listener.send, TwilioDialect(), "MZ1", G711("mulaw"), clock=clock)
+    await sink.write(_tone(3.0))
+    await asyncio.sleep(1.0)
+    dropped = sink.clear()
+    await asyncio.sleep(0.05)
+    assert listener.clears
+    heard = sink.played_samples
+    assert abs(heard - RATE) <= 0.03 * RATE and heard + dropped == 3 * RATE
+    await asyncio.sleep(1.0)
+    assert sink.played_samples == heard and len(listener.heard()) <= heard + 0.03 * RATE
+    await sink.aclose()
+
+
+def test_keypad_tones_are_the_two_frequencies_of_each_key() -> None:
+    tones = dtmf_tones("5", RATE)
+    tone = tones[: int(0.1 * RATE)]
+    spectrum = np.abs(np.fft.rfft(tone))
+    freqs = np.fft.rfftfreq(len(tone), 1 / RATE)
+    top = sorted(freqs[np.argsort(spectrum)[-2:]])
+    assert abs(top[0] - 770) < 15 and abs(top[1] - 1336) < 15
+    assert len(dtmf_tones("1w2", RATE)) == round((0.2 + 0.5 + 0.2) * RATE)
