@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--path", help="WebSocket path (phone.path, default /media)")
     q.add_argument("--max-calls", type=int, help="concurrent calls (worker.max_calls)")
 
+    p = sub.add_parser("say", help="speak a text into a WAV file (a caller's question for `run`)")
+    _add_common(p)
+    p.add_argument("text", help="what the caller says")
+    p.add_argument("--output", "-o", required=True, help="the WAV file to write")
+
     p = sub.add_parser("bench", help="run benchmark scenarios against the oracle LLM")
     p.add_argument(
         "scenarios",
@@ -273,12 +278,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return files_main(_config(args), args)
 
 
+def _cmd_say(args: argparse.Namespace) -> int:
+    from .say import say_to_wav
+
+    try:
+        seconds = asyncio.run(say_to_wav(_config(args), args.text, Path(args.output)))
+    except (OSError, ValueError) as exc:
+        print(f"voice-agent: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({seconds:.1f} s)")
+    return 0
+
+
 COMMANDS = {
     "chat": _cmd_chat,
     "console": _cmd_console,
     "run": _cmd_run,
     "livekit": _cmd_livekit,
     "phone": _cmd_phone,
+    "say": _cmd_say,
     "bench": _cmd_bench,
     "ledger": _cmd_ledger_show,
     "fsm": _cmd_fsm,

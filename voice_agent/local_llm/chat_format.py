@@ -98,12 +98,17 @@ def render_messages(
     messages: Sequence[Message],
     tools: Sequence[Mapping[str, Any]] | None = None,
     add_generation_prompt: bool = True,
+    readable_results: bool = False,
 ) -> str:
     """Render a whole conversation; the result is the text the model continues.
 
     A leading system message becomes the system turn (with tools appended);
-    later system messages render as ordinary system turns.
+    later system messages render as ordinary system turns. With
+    `readable_results`, tool messages are rendered by `readable_tool_result`
+    and the engine's synthetic ``get_result`` calls are left out (their
+    result names the call it answers).
     """
+    calls = _calls_by_id(messages) if readable_results else {}
     if not messages:
         raise ChatFormatError("messages must not be empty")
     first = messages[0]
@@ -114,6 +119,8 @@ def render_messages(
         role = message.get("role")
         prev_role = body[i - 1].get("role") if i > 0 else None
         next_role = body[i + 1].get("role") if i + 1 < len(body) else None
+        if readable_results and role == "assistant" and _only_result_fetches(message):
+            continue  # the tool message that follows names the call it reports
         if role in ("user", "system") or (role == "assistant" and not message.get("tool_calls")):
             out.append(f"{IM_START}{role}\n{content_text(message.get('content'))}{IM_END}\n")
         elif role == "assistant":
@@ -121,9 +128,10 @@ def render_messages(
         elif role == "tool":
             if prev_role != "tool":
                 out.append(f"{IM_START}user")
-            out.append(
-                f"\n<tool_response>\n{content_text(message.get('content'))}\n</tool_response>"
-            )
+            text = content_text(message.get("content"))
+            if readable_results:
+                text = readable_tool_result(text, calls, str(message.get("tool_call_id", "")))
+            out.append(f"\n<tool_response>\n{text}\n</tool_response>")
             if next_role != "tool":
                 out.append(f"{IM_END}\n")
         else:
@@ -131,6 +139,98 @@ def render_messages(
     if add_generation_prompt:
         out.append(f"{IM_START}assistant\n")
     return "".join(out)
+
+
+#: The engine's built-in call that reports a late outcome (ledger.render.GET_RESULT_TOOL).
+RESULT_FETCH_TOOL = "get_result"
+
+
+def _calls_by_id(messages: Sequence[Message]) -> dict[str, tuple[str, str]]:
+    """tool_call id -> (name, arguments text) of every assistant call in `messages`.
+
+    A ``get_result`` call maps to the call it fetches the result of.
+    """
+    calls: dict[str, tuple[str, str]] = {}
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if not isinstance(function, Mapping):
+                continue
+            name, arguments = str(function.get("name", "")), function.get("arguments", "")
+            arguments = arguments if isinstance(arguments, str) else to_json(arguments)
+            if name == RESULT_FETCH_TOOL:
+                try:
+                    target = json.loads(arguments).get("call_id")
+                except (json.JSONDecodeError, AttributeError):
+                    target = None
+                if target in calls:
+                    calls[str(call.get("id"))] = calls[target]
+                    continue
+            calls[str(call.get("id"))] = (name, arguments)
+    return calls
+
+
+def _only_result_fetches(message: Message) -> bool:
+    calls = message.get("tool_calls") or ()
+    return (
+        bool(calls)
+        and not content_text(message.get("content"))
+        and all(
+            isinstance(c, Mapping)
+            and isinstance(c.get("function"), Mapping)
+            and c["function"].get("name") == RESULT_FETCH_TOOL
+            for c in calls
+        )
+    )
+
+
+def _call_label(name: str, arguments: str) -> str:
+    try:
+        args = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        return f"{name}({arguments})"
+    if isinstance(args, dict):
+        return f"{name}({', '.join(f'{k}={to_json(v)}' for k, v in args.items())})"
+    return f"{name}({to_json(args)})"
+
+
+def readable_tool_result(content: str, calls: Mapping[str, tuple[str, str]], call_id: str) -> str:
+    """A tool message as one line a small model reads reliably.
+
+    It names the call it answers (``get_order_status(order_id="58213")``), so a
+    late result cannot be confused with another call's, and unwraps the
+    engine's outcome envelope (``{"status": "resolved", "result": R}``,
+    ``pending``, ``failed``, ``timed_out``, ``cancelled``) into words; the
+    result itself stays JSON (Qwen reads JSON results well). Content that is
+    not an envelope is shown as the result.
+    """
+    name, arguments = calls.get(call_id, ("", ""))
+    label = _call_label(name, arguments) if name else "the call"
+    try:
+        payload = json.loads(content)
+    except json.JSONDecodeError:
+        return f"{label} returned: {content}"
+    status = payload.get("status") if isinstance(payload, dict) else None
+    if status == "resolved" and "result" in payload:
+        result = payload["result"]
+        shown = result if isinstance(result, str) else to_json(result)
+        return f"{label} returned: {shown}"
+    if status == "pending":
+        future = payload.get("future")
+        ref = f" (future {future})" if future else ""
+        return (
+            f"{label} is still running{ref}; its result will be added here when it arrives. "
+            "Do not call it again."
+        )
+    if status == "failed":
+        return f"{label} failed: {payload.get('error', 'unknown error')}"
+    if status == "timed_out":
+        return f"{label} did not answer in time."
+    if status == "cancelled":
+        return f"{label} was cancelled."
+    return f"{label} returned: {content}"
 
 
 def _render_assistant_with_calls(message: Message) -> str:

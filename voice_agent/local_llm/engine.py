@@ -159,10 +159,15 @@ class LlamaEngine:
         params: SamplingParams,
         grammar: str | None,
         on_text: Callable[[str], Awaitable[bool]],
+        until: Callable[[str], bool] | None = None,
     ) -> GenerationStats:
         """Decode a reply to `prompt`, awaiting `on_text(piece)` for each text piece.
 
         `on_text` returns False to end the reply early (finish_reason "stop").
+        `until(text so far)` is asked in the decoding thread after each token:
+        True ends the reply there, before that token is evaluated (a decision
+        that is made costs no further model step; `on_text` answers too late
+        for that, since it runs on the event loop).
 
         Text pieces are whole UTF-8 characters; stop strings are cut off (the
         stop string itself is never passed on). Returns when decoding ended
@@ -188,7 +193,7 @@ class LlamaEngine:
 
             worker = asyncio.ensure_future(
                 asyncio.to_thread(
-                    self._decode, tokens, params, grammar, max_tokens, stats, stop, emit
+                    self._decode, tokens, params, grammar, max_tokens, stats, stop, emit, until
                 )
             )
             try:
@@ -213,6 +218,7 @@ class LlamaEngine:
         stats: GenerationStats,
         stop: threading.Event,
         emit: Callable[[object], None],
+        until: Callable[[str], bool] | None = None,
     ) -> None:
         """Worker thread: decode until done or `stop` is set; always emits `_END`."""
         llama = self._llama
@@ -222,7 +228,7 @@ class LlamaEngine:
                 list(llama._input_ids[: llama.n_tokens]), tokens
             )
             seed = params.seed if params.seed is not None else random.randrange(2**31)
-            reply = _ReplyTokens(llama, params.stop, max_tokens, stats, started, emit)
+            reply = _ReplyTokens(llama, params.stop, max_tokens, stats, started, emit, until)
             sampler = self._token_sampler(params, grammar, seed)
             stats.finish_reason = "length"
             if sampler is None:
@@ -332,6 +338,7 @@ class _ReplyTokens:
         stats: GenerationStats,
         started: float,
         emit: Callable[[object], None],
+        until: Callable[[str], bool] | None = None,
     ) -> None:
         from llama_cpp import llama_vocab_is_eog
 
@@ -342,6 +349,8 @@ class _ReplyTokens:
         self._emit = emit
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stopper = _StopStrings(stops)
+        self._until = until
+        self._text = ""
         self.stats = stats
 
     def take(self, token: int) -> bool:
@@ -359,6 +368,11 @@ class _ReplyTokens:
         if hit:
             stats.finish_reason = "stop"
             return False
+        if self._until is not None:
+            self._text += text
+            if self._until(self._text):
+                stats.finish_reason = "stop"
+                return False
         return stats.completion_tokens < self._max_tokens
 
     def flush(self) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
@@ -40,6 +40,8 @@ _TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: open calls; "`" because the 0.5B model otherwise opens a ```json fence
 #: as text before its call (and markdown fences are noise to a TTS anyway).
 TEXT_FORBIDDEN = "<{`"
+#: ... and in speech chosen by the decision step, also "_": tool names are snake_case.
+SPEECH_FORBIDDEN = TEXT_FORBIDDEN + "_"
 
 _NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -140,6 +142,80 @@ def build_tool_grammar(
         _CHAR_RULE_RE.sub(lambda _: _STRICT_CHAR_RULE, converter.format_grammar()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def choice_grammar(options: Sequence[str], closing: str = '"') -> str:
+    """A grammar whose only outputs are one of `options` followed by `closing`.
+
+    The decision step: after ``{"name": "`` the model can only write a tool
+    name (or the reply option) and the closing quote.
+    """
+    if not options:
+        raise GrammarError("a choice needs at least one option")
+    alternatives = " | ".join(_literal(option) for option in options)
+    return f"root ::= ( {alternatives} ) {_literal(closing)}\n"
+
+
+def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: int) -> str:
+    """The rest of a reply whose first call, `first`, is written up to its arguments.
+
+    The model continues after ``<tool_call>\n{"name": "FIRST", "arguments": ``:
+    the arguments under FIRST's JSON schema, ``}`` and ``</tool_call>``, then
+    at most `more_calls` further calls (each in the template's tagged form),
+    then the end of the turn. No text can follow a call.
+    """
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    names = tool_names(tools)
+    if first not in names:
+        raise GrammarError(f"{first!r} is not among the tools {names}")
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    args_rules: dict[str, str] = {}
+    for index, (name, tool) in enumerate(zip(names, tools, strict=True)):
+        schema = tool["function"].get("parameters") or _NO_PARAMETERS
+        try:
+            resolved = converter.resolve_refs(dict(schema), f"tool-{index}")
+            args_rules[name] = converter.visit(resolved, f"tc-args-{index}")
+        except Exception as exc:  # the converter raises bare Exceptions for bad schemas
+            raise GrammarError(f"cannot build a grammar for tool {name!r}: {exc}") from exc
+    close = _literal("}\n" + TOOL_CALL_CLOSE)
+    lines = [f"root ::= {args_rules[first]} {close} tc-more-0"]
+    for depth in range(more_calls):
+        nested = f" tc-more-{depth + 1}" if depth + 1 < more_calls else ""
+        lines.append(f'tc-more-{depth} ::= ( "\\n" tc-next{nested} )?')
+    if more_calls == 0:
+        lines.append('tc-more-0 ::= ""')
+    else:
+        alternatives = " | ".join(
+            f"{_literal(TOOL_CALL_OPEN + chr(10) + '{' + chr(34) + 'name' + chr(34) + ': ' + chr(34) + name + chr(34) + ', ' + chr(34) + 'arguments' + chr(34) + ': ')} {args_rules[name]} {close}"
+            for name in names
+        )
+        lines.append(f"tc-next ::= {alternatives}")
+    lines.append(_CHAR_RULE_RE.sub(lambda _: _STRICT_CHAR_RULE, converter.format_grammar()))
+    return "\n".join(lines) + "\n"
+
+
+def speech_grammar(allowed_numbers: Iterable[str]) -> str:
+    """Plain speech in which every digit run is one of `allowed_numbers`.
+
+    The reply step. Text may not contain ``<``, ``{``, a backtick (markup,
+    calls) or ``_`` (a tool name is never spoken), must start with a
+    non-space character, and may write digits only as one of the numbers
+    found in the conversation (what the caller said, tool results, the
+    system prompt): a small model cannot state an hour, an amount or an
+    order number that nobody gave it. (Numbers written as words are not
+    caught here.)
+    """
+    numbers = sorted({n for n in allowed_numbers if n.isdigit()}, key=lambda n: (-len(n), n))
+    nd = f"[^{SPEECH_FORBIDDEN}0-9]"
+    first = f"[^{SPEECH_FORBIDDEN}0-9 \\t\\n\\r]"
+    if not numbers:
+        return f"root ::= {first} {nd}*\n"
+    alternatives = " | ".join(_literal(n) for n in numbers)
+    return (
+        f"root ::= ( {first} | sp-num {nd} ) ( {nd} | sp-num {nd} )* sp-num? | sp-num\n"
+        f"sp-num ::= {alternatives}\n"
+    )
 
 
 def check_grammar(grammar: str, root: str = "root") -> None:

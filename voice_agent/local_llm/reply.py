@@ -14,13 +14,16 @@ decoding should go on. Policy:
   unsent: small models loop on their last call, and a voice agent never
   wants the same read twice in one breath (the server then asks for a
   text-only reply when nothing was sent yet: see `server`);
-- a call cut off by max_tokens is dropped (its arguments are not JSON).
+- a call cut off by max_tokens is dropped (its arguments are not JSON);
+- a call that `check_call` finds ungrounded (arguments nobody gave: see
+  `grounding`) is not sent; it is kept in `ungrounded` so the server can
+  have the agent ask for what is missing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +45,10 @@ class ReplyAssembler:
     text: str = ""
     repeated_answered_call: bool = False  # stopped on a call the history already answers
     calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
+    #: (name, arguments) -> names of the arguments not grounded in the conversation
+    check_call: Callable[[str, str], list[str]] | None = None
+    ungrounded: list[tuple[str, list[str]]] = field(default_factory=list)  # (name, arguments)
+    text_allowed: bool = True  # False while only calls may come out (stray text is dropped)
     _seen: set[str] = field(default_factory=set)
     _sent_index: int = 0
 
@@ -69,6 +76,8 @@ class ReplyAssembler:
         deltas: list[dict[str, Any]] = []
         for event in events:
             if isinstance(event, TextDelta):
+                if not self.text_allowed:
+                    continue
                 self.text += event.text
                 deltas.append({"content": event.text})
             elif isinstance(event, ToolCallFinished):
@@ -79,6 +88,10 @@ class ReplyAssembler:
                     self.repeated_answered_call = key in self.answered
                     return deltas, False
                 self._seen.add(key)
+                missing = self.check_call(event.name, event.arguments) if self.check_call else []
+                if missing:
+                    self.ungrounded.append((event.name, missing))
+                    continue
                 index = self._sent_index
                 self._sent_index += 1
                 self.calls.append((event.call_id, event.name, event.arguments))

@@ -28,7 +28,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +35,6 @@ from aiohttp import web
 from voice_agent.local_llm.chat_format import ChatFormatError, render_messages
 from voice_agent.local_llm.engine import (
     DEFAULT_DECODE_PATH,
-    GenerationStats,
     LlamaEngine,
     PromptTooLongError,
 )
@@ -55,7 +53,8 @@ from voice_agent.local_llm.protocol import (
     timings,
     usage,
 )
-from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
+from voice_agent.local_llm.reply import ReplyAssembler
+from voice_agent.local_llm.respond import Responder
 
 log = logging.getLogger("voice_agent.local_llm.server")
 
@@ -91,61 +90,36 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     engine = request.app[_ENGINE_KEY]
     try:
         chat = parse_chat_request(await request.json())
-        prompt = render_messages(chat.messages, chat.tools or None)
-        grammar = _grammar_for(chat)
+        render_messages(chat.messages, chat.tools or None)  # a malformed history fails here
+        if chat.tools:
+            _check_tools(chat)
     except json.JSONDecodeError:
         return web.json_response(error_body("the body is not valid JSON"), status=400)
     except (BadRequest, ChatFormatError, GrammarError) as exc:
         return web.json_response(error_body(str(exc)), status=400)
-    parser = ToolCallStreamParser(bare_json_calls=grammar is not None)
-    reply = ReplyAssembler(parser, answered=answered_calls(chat.messages))
+    parser = ToolCallStreamParser(bare_json_calls=bool(chat.tools))
+    reply = ReplyAssembler(parser)
+    responder = Responder(engine, chat, reply)
     if chat.stream:
-        return await _stream(request, engine, chat, prompt, grammar, reply)
-    return await _complete(engine, chat, prompt, grammar, reply)
+        return await _stream(request, engine, chat, responder)
+    return await _complete(engine, chat, responder)
 
 
-async def _generate(
-    engine: LlamaEngine,
-    chat: ChatRequest,
-    prompt: str,
-    grammar: str | None,
-    reply: ReplyAssembler,
-    on_text: Callable[[str], Awaitable[bool]],
-) -> GenerationStats:
-    """Generate; if the model only repeated a call the history already answers, retry as text.
-
-    The 0.5B model tends to call again instead of reporting a result. The
-    retry reuses the cached prompt, so it costs only the wasted tokens.
-    """
-    stats = await engine.generate(prompt, chat.sampling, grammar, on_text)
-    if grammar is not None and reply.repeated_answered_call and reply.sent_nothing:
-        text_only = build_tool_grammar(chat.tools, "none")
-        reply.parser = ToolCallStreamParser(bare_json_calls=True)
-        reply.repeated_answered_call = False
-        retry = await engine.generate(prompt, chat.sampling, text_only, on_text)
-        retry.completion_tokens += stats.completion_tokens
-        retry.extra["retried_as_text"] = True
-        stats = retry
-    return stats
-
-
-def _grammar_for(chat: ChatRequest) -> str | None:
-    if not chat.tools:
-        return None
+def _check_tools(chat: ChatRequest) -> None:
+    """Reject bad tools or tool_choice before anything is generated (400, not a broken stream)."""
     grammar = build_tool_grammar(chat.tools, chat.tool_choice, chat.parallel_tool_calls)
     check_grammar(grammar)
-    return grammar
 
 
-async def _complete(
-    engine: LlamaEngine, chat: ChatRequest, prompt: str, grammar: str | None, reply: ReplyAssembler
-) -> web.Response:
+async def _complete(engine: LlamaEngine, chat: ChatRequest, responder: Responder) -> web.Response:
+    reply = responder.reply
+
     async def on_text(piece: str) -> bool:
         _, go_on = reply.feed(piece)
         return go_on
 
     try:
-        stats = await _generate(engine, chat, prompt, grammar, reply, on_text)
+        stats = await responder.run(on_text)
     except PromptTooLongError as exc:
         return web.json_response(error_body(str(exc)), status=400)
     reply.finish()
@@ -162,13 +136,9 @@ async def _complete(
 
 
 async def _stream(
-    request: web.Request,
-    engine: LlamaEngine,
-    chat: ChatRequest,
-    prompt: str,
-    grammar: str | None,
-    reply: ReplyAssembler,
+    request: web.Request, engine: LlamaEngine, chat: ChatRequest, responder: Responder
 ) -> web.StreamResponse:
+    reply = responder.reply
     cid, created = completion_id(), int(time.time())
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -187,7 +157,7 @@ async def _stream(
 
     try:
         await send(chunk(cid, created, engine.name, {"role": "assistant", "content": ""}))
-        stats = await _generate(engine, chat, prompt, grammar, reply, on_text)
+        stats = await responder.run(on_text)
         for delta in reply.finish():
             await send(chunk(cid, created, engine.name, delta))
         await send(chunk(cid, created, engine.name, {}, reply.finish_reason(stats.finish_reason)))
@@ -201,6 +171,12 @@ async def _stream(
                 stats.completion_tokens,
                 str(stats.extra.get("decode_path", "")),
             )
+            plan = responder.plan
+            body["timings"]["decision"] = plan.decision
+            body["timings"]["decision_ms"] = (
+                None if plan.decision_s is None else round(plan.decision_s * 1e3, 1)
+            )
+            body["timings"]["asked_for_missing"] = plan.asked
             await send(body)
         await send("[DONE]")
         await response.write_eof()

@@ -45,11 +45,11 @@ NO_DEVICE_HELP = """\
 voice-agent: no usable audio device: {error}
 
 Without a microphone and speaker you can still talk to the agent:
-  voice-agent chat                                   the same agent over text
-  voice-agent run --input call.wav --output answer.wav   answer a recorded call
+  {cmd} chat                                   the same agent over text
+  {cmd} run --input call.wav --output answer.wav   answer a recorded call
 or create virtual devices with PulseAudio null sinks (see docs/audio.md), then
-  voice-agent console --input-device pulse --output-device pulse
-List devices with: voice-agent console --list-devices"""
+  {cmd} console --input-device pulse --output-device pulse
+List devices with: {cmd} console --list-devices"""
 
 
 @dataclass
@@ -251,6 +251,8 @@ def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) 
             )
         )
     except AudioDeviceError as exc:
-        print(NO_DEVICE_HELP.format(error=exc), file=sys.stderr)
+        from ..invocation import command
+
+        print(NO_DEVICE_HELP.format(error=exc, cmd=command()), file=sys.stderr)
         return 2
     return 0

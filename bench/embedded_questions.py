@@ -1,0 +1,569 @@
+"""Benchmark: does the embedded model handle a caller's questions? (issue 11)
+
+Usage::
+
+    python bench/embedded_questions.py [--models 1.5b,0.5b] [--split tune|heldout|all]
+        [--server-code DIR] [--repeat N] [--json OUT] [--only ID,ID]
+
+For each model it starts the embedded OpenAI-compatible server
+(`LocalLlmServer`), then asks every question of ``bench/questions/questions.yaml``
+in a fresh conversation through the product's own streaming client
+(`voice_agent.llm.LlmClient`), with the product's system prompt and the
+question's tool set (``bench/questions/tools.yaml``; ``demo`` is
+`voice_agent.demo_tools`). Tool calls are executed at once (no simulated
+latency, so the times are the model's) and their outcomes are given back the
+way the engine renders an outcome that arrived before the next request
+(``{"status": "resolved", "result": ...}``); the model is asked again until
+it answers without calling (at most 4 requests per question).
+
+Scores per question (see `score`):
+
+- ``calls_ok``: the calls made are exactly the expected ones (name and
+  normalised arguments; order-free; a repeated identical call is not counted twice);
+- ``narration``: the spoken text names a tool or describes a call;
+- ``invented``: the spoken text states a number that is in neither the
+  caller's words nor a tool result, or states a fact (status, hours, day,
+  amount) although no tool result was in the context;
+- ``ungrounded_write``: a write call ran that the question did not ask for
+  with those arguments;
+- ``answer_ok``: the answer does what the question needs (carries each
+  result's fact; says it cannot; asks for what is missing; says something).
+
+Times per question (ms, from the client): ``first_token_ms`` (request sent
+-> first content or tool-call delta of the first request), ``first_speech_ms``
+(-> first spoken text of the turn, any request) and ``answer_ms`` (-> end of
+the last request). ``--server-code DIR`` runs the server (and takes the
+prompt) from another checkout, e.g. the code before a change; both runs
+should happen on the same machine load (compare ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from voice_agent.config import LlmConfig  # noqa: E402
+from voice_agent.llm import LlmClient, StreamFinished, TextDelta, ToolCallReady  # noqa: E402
+
+QUESTIONS = ROOT / "bench" / "questions" / "questions.yaml"
+TOOLS = ROOT / "bench" / "questions" / "tools.yaml"
+MODELS = {
+    "1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+    "0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m",
+}
+#: Requests per question at most: the question, up to two rounds of results, an answer.
+MAX_REQUESTS = 4
+#: The demo tools' fact fields (their results are computed by the real functions).
+DEMO_FACTS = {"get_order_status": "status", "get_store_hours": "hours", "schedule_callback": "time"}
+
+_NUMBER_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11",
+    "twelve": "12",
+}  # fmt: skip
+_NARRATION = re.compile(
+    r"\b(function|tool|api|json|arguments?|call(?:ing)? the|get[_ ]\w+[_ ]\w+)\b|_|[{}<>]",
+    re.IGNORECASE,
+)
+_CANNOT = re.compile(
+    r"\b(can ?not|can't|cannot|unable|not able|don't have|do not have|isn't something|"
+    r"not something|no way to|don't know|do not know|not possible|outside)\b",
+    re.IGNORECASE,
+)
+_ASKS = re.compile(
+    r"\?|\b(please (provide|give|tell|share|confirm)|could you (give|tell|provide)|"
+    r"may i have|i need|i'll need|i will need|let me know)\b",
+    re.IGNORECASE,
+)
+_FACT_WORDS = re.compile(
+    r"\b(shipped|delivered|out for delivery|processing|delayed|monday|tuesday|wednesday|"
+    r"thursday|friday|saturday|sunday|[ap]\.?m\b|o'clock|\$|dollars?|balance is|paid|pending)",
+    re.IGNORECASE,
+)
+
+
+# --------------------------------------------------------------------- tools
+
+
+@dataclass
+class BenchTool:
+    name: str
+    kind: str
+    schema: dict[str, Any]
+    fact: str | None
+    run: Any  # async (arguments) -> result
+
+
+def _fixture_tool(spec: dict[str, Any]) -> BenchTool:
+    results = {str(k): v for k, v in (spec.get("results") or {}).items()}
+
+    async def run(arguments: dict[str, Any]) -> Any:
+        key = next(iter(arguments.values()), "") if arguments else ""
+        result = dict(results.get(_digits(str(key)) or str(key), spec.get("default", {})))
+        if spec.get("echo"):
+            result = {**arguments, **result}
+        return result
+
+    schema = {
+        "type": "function",
+        "function": {
+            "name": spec["name"],
+            "description": spec["description"],
+            "parameters": spec["parameters"],
+        },
+    }
+    return BenchTool(spec["name"], spec["kind"], schema, spec.get("fact"), run)
+
+
+def _demo_tools() -> list[BenchTool]:
+    from voice_agent import demo_tools
+
+    async def no_sleep(_seconds: float) -> None:
+        return None
+
+    # The demo functions simulate backend latency with asyncio.sleep; the bench
+    # times the model alone, so they run without it (module-local patch).
+    demo_tools.asyncio = SimpleNamespace(sleep=no_sleep)  # type: ignore[attr-defined]
+    tools = []
+    for spec in demo_tools.registry:
+
+        async def run(arguments: dict[str, Any], spec: Any = spec) -> Any:
+            return await spec.invoke(spec.parse_arguments(json.dumps(arguments)))
+
+        tools.append(
+            BenchTool(spec.name, spec.kind, spec.openai_schema(), DEMO_FACTS.get(spec.name), run)
+        )
+    return tools
+
+
+def load_tool_sets() -> dict[str, list[BenchTool]]:
+    data = yaml.safe_load(TOOLS.read_text())
+    sets = {name: [_fixture_tool(t) for t in specs] for name, specs in data.items()}
+    sets["demo"] = _demo_tools()
+    return sets
+
+
+# ------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    id: str
+    split: str
+    kind: str
+    model: str
+    spoken: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    first_token_ms: float | None = None
+    first_speech_ms: float | None = None
+    answer_ms: float = 0.0
+    requests: int = 0
+    error: str | None = None
+    calls_ok: bool = False
+    narration: bool = False
+    invented: bool = False
+    ungrounded_write: bool = False
+    answer_ok: bool = False
+    why: list[str] = field(default_factory=list)
+
+
+def _history(question: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = []
+    for turn in question.get("history") or []:
+        ((role, text),) = turn.items()
+        messages.append({"role": role, "content": text})
+    return messages
+
+
+async def ask(
+    client: LlmClient,
+    system_prompt: str,
+    tools: list[BenchTool],
+    question: dict[str, Any],
+    model: str,
+) -> Outcome:
+    out = Outcome(question["id"], question["split"], question["kind"], model)
+    by_name = {t.name: t for t in tools}
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+    messages += _history(question)
+    messages.append({"role": "user", "content": question["say"]})
+    schemas = [t.schema for t in tools]
+    started = time.monotonic()
+    spoken: list[str] = []
+    try:
+        for _ in range(MAX_REQUESTS):
+            out.requests += 1
+            text, calls = "", []
+            async for item in client.stream(messages, schemas):
+                now = (time.monotonic() - started) * 1e3
+                if isinstance(item, TextDelta) and item.text.strip():
+                    text += item.text
+                    if out.first_speech_ms is None:
+                        out.first_speech_ms = now
+                    if out.first_token_ms is None:
+                        out.first_token_ms = now
+                elif isinstance(item, TextDelta):
+                    text += item.text
+                elif isinstance(item, ToolCallReady):
+                    calls.append(item)
+                    if out.first_token_ms is None:
+                        out.first_token_ms = now
+                elif isinstance(item, StreamFinished):
+                    pass
+            if text.strip():
+                spoken.append(" ".join(text.split()))
+            if not calls:
+                break
+            assistant: dict[str, Any] = {"role": "assistant", "content": text, "tool_calls": []}
+            tool_messages = []
+            for call in calls:
+                try:
+                    arguments = json.loads(call.arguments or "{}")
+                except json.JSONDecodeError:
+                    arguments = {"_raw": call.arguments}
+                out.calls.append({"name": call.name, "arguments": arguments})
+                tool = by_name.get(call.name)
+                if tool is None:
+                    payload: dict[str, Any] = {"status": "failed", "error": "unknown tool"}
+                else:
+                    try:
+                        result = await tool.run(arguments)
+                        payload = {"status": "resolved", "result": result}
+                        out.results.append({"name": call.name, "result": result})
+                    except Exception as exc:  # a bad argument is an outcome the model sees
+                        payload = {"status": "failed", "error": str(exc)}
+                assistant["tool_calls"].append(
+                    {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                )
+                tool_messages.append(
+                    {"role": "tool", "tool_call_id": call.call_id, "content": json.dumps(payload)}
+                )
+            messages += [assistant, *tool_messages]
+    except Exception as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    out.answer_ms = (time.monotonic() - started) * 1e3
+    out.spoken = " ".join(spoken)
+    score(out, question, by_name)
+    return out
+
+
+# ------------------------------------------------------------------- scoring
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _norm(value: Any) -> str:
+    text = str(value).lower()
+    if _digits(text) and len(_digits(text)) >= 3 and not re.search(r"[a-z]{3,}", text):
+        return _digits(text)
+    return re.sub(r"[^a-z0-9]+", " ", text).strip()
+
+
+def _words_to_digits(text: str) -> str:
+    return re.sub(
+        r"\b(" + "|".join(_NUMBER_WORDS) + r")\b",
+        lambda m: _NUMBER_WORDS[m.group(1).lower()],
+        text,
+        flags=re.IGNORECASE,
+    )
+
+
+def _numbers(text: str) -> set[str]:
+    """Digit runs (thousands separators removed, leading zeros stripped)."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", _words_to_digits(text))
+    return {run.lstrip("0") or "0" for run in re.findall(r"\d+", text)}
+
+
+def _content_words(text: str) -> list[str]:
+    stop = {"the", "a", "an", "to", "of", "for", "on", "at", "in", "and", "is", "out", "yes"}
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in stop]
+
+
+def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
+    """Whether `spoken` carries `fact`: its longest number(s), else most of its words."""
+    if isinstance(fact, bool):
+        return bool(re.search(field_name[:5], spoken, re.IGNORECASE))
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", str(fact))
+    runs = [r.lstrip("0") or "0" for r in re.findall(r"\d+", text)]
+    if runs:
+        longest = max(len(r) for r in runs)
+        return bool({r for r in runs if len(r) == longest} & _numbers(spoken))
+    words = _content_words(text)
+    stems = {w[:5] for w in _content_words(spoken)}  # "delivery" is heard in "delivered"
+    return bool(words) and sum(w[:5] in stems for w in words) * 2 >= len(words)
+
+
+def _value_matches(expected: Any, actual: Any) -> bool:
+    e, a = _norm(expected), _norm(actual)
+    if e == a:
+        return True
+    # Free-text values (a time, an address): the expected words all said, in any form.
+    ew, aw = set(_words_to_digits(e).split()), set(_words_to_digits(a).split())
+    return bool(ew) and ew <= aw | {"am", "pm"} and not re.fullmatch(r"\d+", e)
+
+
+def _call_matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
+    if expected["name"] != actual["name"]:
+        return False
+    args = actual["arguments"]
+    want = expected.get("args", {})
+    return set(want) == set(args) and all(_value_matches(v, args.get(k)) for k, v in want.items())
+
+
+def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -> None:
+    expected = question.get("calls") or []
+    unique: list[dict[str, Any]] = []
+    for call in out.calls:
+        if call not in unique:
+            unique.append(call)
+    matched = [any(_call_matches(e, c) for c in unique) for e in expected]
+    extra = [c for c in unique if not any(_call_matches(e, c) for e in expected)]
+    out.calls_ok = all(matched) and not extra and out.error is None
+    if not out.calls_ok:
+        out.why.append(f"calls {unique} != expected {expected}")
+
+    spoken = out.spoken
+    if _NARRATION.search(spoken):
+        out.narration = True
+        out.why.append("narration")
+
+    context = (
+        question["say"]
+        + " "
+        + " ".join(t for turn in question.get("history") or [] for t in turn.values())
+    )
+    grounded_numbers = _numbers(context) | _numbers(json.dumps(out.results))
+    invented_numbers = _numbers(spoken) - grounded_numbers
+    if invented_numbers:
+        out.invented = True
+        out.why.append(f"numbers not from the caller or a result: {sorted(invented_numbers)}")
+    elif not out.results and _FACT_WORDS.search(spoken) and question["answer"] != "ask":
+        out.invented = True
+        out.why.append("states a fact without any tool result")
+
+    for call in unique:
+        tool = tools.get(call["name"])
+        if tool is not None and tool.kind == "write":
+            if not any(_call_matches(e, call) for e in expected):
+                out.ungrounded_write = True
+                out.why.append(f"write not asked for: {call}")
+
+    answer = question["answer"]
+    if answer == "facts":
+        facts = question.get("facts")
+        if facts is not None:
+            ok = all(fact_heard(f, spoken) for f in facts)
+        else:
+            ok = bool(out.results)
+            for result in out.results:
+                field_name = tools[result["name"]].fact if result["name"] in tools else None
+                value = (
+                    result["result"].get(field_name) if isinstance(result["result"], dict) else None
+                )
+                if field_name and value is not None and not fact_heard(value, spoken, field_name):
+                    ok = False
+        out.answer_ok = ok and out.calls_ok
+    elif answer == "cannot":
+        out.answer_ok = not out.calls and bool(_CANNOT.search(spoken))
+    elif answer == "ask":
+        out.answer_ok = not any(
+            tools[c["name"]].kind == "write" for c in unique if c["name"] in tools
+        ) and bool(_ASKS.search(spoken))
+    else:
+        out.answer_ok = not out.calls and bool(spoken.strip())
+    out.answer_ok = out.answer_ok and not out.narration and not out.invented
+    if not out.answer_ok:
+        out.why.append("answer not right")
+
+
+# ------------------------------------------------------------------- summary
+
+
+def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
+    n = len(outcomes)
+    if not n:
+        return {}
+
+    def pct(flag: str) -> float:
+        return round(100 * sum(getattr(o, flag) for o in outcomes) / n, 1)
+
+    def median(key: str) -> float | None:
+        values = [getattr(o, key) for o in outcomes if getattr(o, key) is not None]
+        return round(statistics.median(values)) if values else None
+
+    return {
+        "questions": n,
+        "right_calls_pct": pct("calls_ok"),
+        "answers_correct_pct": pct("answer_ok"),
+        "narrations": sum(o.narration for o in outcomes),
+        "invented_facts": sum(o.invented for o in outcomes),
+        "ungrounded_writes": sum(o.ungrounded_write for o in outcomes),
+        "errors": sum(o.error is not None for o in outcomes),
+        "first_token_ms_median": median("first_token_ms"),
+        "first_speech_ms_median": median("first_speech_ms"),
+        "answer_ms_median": median("answer_ms"),
+    }
+
+
+@dataclass
+class Variant:
+    """One server under test: a label and the checkout its server and prompt come from."""
+
+    label: str
+    code: Path
+
+
+def _system_prompt(code: Path) -> str:
+    from voice_agent.config import load_config
+
+    agent = load_config(environ={}).agent
+    text = (code / "prompts" / agent.prompt_file).read_text()
+    return text.replace("{persona}", agent.persona).replace("{company}", agent.company)
+
+
+async def run_model(
+    model: str, questions: list[dict[str, Any]], variants: list[Variant], repeat: int
+) -> dict[str, list[Outcome]]:
+    """Ask every question on one server per variant, alternating A/B/A/B (same machine load)."""
+    from voice_agent.config import load_config
+    from voice_agent.local_llm.launcher import LocalLlmServer
+
+    tool_sets = load_tool_sets()
+    config = load_config(environ={}).llm
+    outcomes: dict[str, list[Outcome]] = {v.label: [] for v in variants}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for variant in variants:
+            os.environ["PYTHONPATH"] = str(variant.code)  # the server child runs that code
+            server = await stack.enter_async_context(
+                LocalLlmServer(model=model, startup_timeout_s=600)
+            )
+            client = LlmClient(
+                LlmConfig(
+                    base_url=server.base_url,
+                    model=server.model_name,
+                    temperature=config.temperature,
+                    max_tokens=config.max_tokens,
+                    timeout_s=600,
+                    first_token_timeout_s=300,
+                )
+            )
+            stack.push_async_callback(client.aclose)
+            prompt = _system_prompt(variant.code)
+            for tools in tool_sets.values():  # cache each tool set's prefix, as the agent does
+                await client.prewarm(
+                    [{"role": "system", "content": prompt}, {"role": "user", "content": "Hello."}],
+                    [t.schema for t in tools],
+                )
+            clients[variant.label] = (client, prompt)
+        for _ in range(repeat):
+            for question in questions:
+                for variant in variants:
+                    client, prompt = clients[variant.label]
+                    tools = tool_sets[question["tools"]]
+                    outcome = await ask(client, prompt, tools, question, model)
+                    outcomes[variant.label].append(outcome)
+                    mark = "ok " if outcome.answer_ok and outcome.calls_ok else "BAD"
+                    print(
+                        f"  {variant.label:>6} {mark} {question['id']} "
+                        f"{outcome.first_token_ms or 0:6.0f} {outcome.answer_ms:6.0f} ms | "
+                        f"{outcome.spoken[:110]!r} "
+                        f"{[(c['name'], c['arguments']) for c in outcome.calls]}"
+                        + (f" | {'; '.join(outcome.why)}" if outcome.why else ""),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return outcomes
+
+
+def _ratios(a: list[Outcome], b: list[Outcome]) -> dict[str, float | None]:
+    """Median over questions of b/a per time (paired: the same question, same load)."""
+    out: dict[str, float | None] = {}
+    for key in ("first_token_ms", "first_speech_ms", "answer_ms"):
+        pairs = [
+            getattr(y, key) / getattr(x, key)
+            for x, y in zip(a, b, strict=True)
+            if getattr(x, key) and getattr(y, key)
+        ]
+        out[f"{key}_ratio_median"] = round(statistics.median(pairs), 3) if pairs else None
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", default="1.5b,0.5b", help="comma list: 1.5b, 0.5b or registry names"
+    )
+    parser.add_argument("--split", choices=("tune", "heldout", "all"), default="tune")
+    parser.add_argument(
+        "--server-code", type=Path, help="run the server and prompt from this checkout"
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="also run a 'before' server from this checkout, interleaved with this one",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", help="comma list of question ids")
+    parser.add_argument("--json", type=Path, help="write every outcome and the summaries here")
+    args = parser.parse_args()
+    questions = yaml.safe_load(QUESTIONS.read_text())["questions"]
+    if args.split != "all":
+        questions = [q for q in questions if q["split"] == args.split]
+    if args.only:
+        wanted = set(args.only.split(","))
+        questions = [q for q in questions if q["id"] in wanted]
+    variants = [Variant("after", args.server_code or ROOT)]
+    if args.compare:
+        variants.insert(0, Variant("before", args.compare))
+    report: dict[str, Any] = {
+        "split": args.split,
+        "variants": {v.label: str(v.code) for v in variants},
+    }
+    everything = []
+    for key in args.models.split(","):
+        model = MODELS.get(key, key)
+        print(f"{model}:", file=sys.stderr, flush=True)
+        outcomes = await run_model(model, questions, variants, args.repeat)
+        model_report: dict[str, Any] = {}
+        for label, runs in outcomes.items():
+            everything += [{"variant": label, **asdict(o)} for o in runs]
+            model_report[label] = {
+                split: summarise([o for o in runs if o.split == split])
+                for split in ("tune", "heldout")
+                if any(o.split == split for o in runs)
+            }
+        if args.compare:
+            model_report["after_over_before"] = _ratios(outcomes["before"], outcomes["after"])
+        report[model] = model_report
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": report, "outcomes": everything}, indent=1))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,171 @@
+"""What a small model may say and call: only what the conversation gave it.
+
+Two checks on the text of an OpenAI message list, both plain string work:
+
+- `conversation_numbers`: every digit run found in what the caller said, in
+  tool results and arguments, and in the system prompt (numbers written as
+  words, "four four one seven", count as digits). The speech grammar only
+  lets the model write these numbers (`grammar.speech_grammar`).
+- `ungrounded_arguments`: the arguments of a call whose values the caller
+  never said (nor a tool result gave): a phone number, a time, an order, a
+  city. Such a call is not sent; the agent asks instead (`server`). The
+  check is deliberately literal: a value is grounded when its digits are a
+  run of the digits the caller said (spacing and punctuation free), and when
+  at least half of its words appear in what the caller said or a tool
+  returned. Booleans, enums (the schema already limits them) and empty
+  optional values are not checked.
+
+The assistant's own words are never a source: a model that said a number
+once must not be able to ground it by having said it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from voice_agent.local_llm.chat_format import content_text
+
+_NUMBER_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11",
+    "twelve": "12", "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16",
+    "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30",
+    "forty": "40", "fifty": "50", "hundred": "100",
+}  # fmt: skip
+_NUMBER_WORD_RE = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+#: Digit groups the caller says as one number ("555 201 7788", "555-201-7788", "4 4 1 7").
+_GROUPED_DIGITS_RE = re.compile(r"\d+(?:[ \-.\u2013/]+\d+)*")
+#: Words that carry no fact of their own in an argument value.
+_FILLER_WORDS = frozenset(
+    "a an the at on in of to for and or by my me i please am pm o clock oclock "
+    "around about number no".split()
+)
+
+
+def _spelled_digits(text: str) -> str:
+    return _NUMBER_WORD_RE.sub(lambda m: _NUMBER_WORDS[m.group(1).lower()], text)
+
+
+def grounding_sources(
+    messages: Sequence[Mapping[str, Any]], *, include_system: bool = True
+) -> list[str]:
+    """The texts facts may come from: the caller's words, tool results, call arguments.
+
+    The system prompt is included unless `include_system` is False (an
+    operator may state facts there, but a call's arguments must come from
+    the caller); the assistant's own text never is.
+    """
+    roles = ("user", "tool", "system") if include_system else ("user", "tool")
+    sources: list[str] = []
+    for message in messages:
+        role = message.get("role")
+        if role in roles:
+            sources.append(content_text(message.get("content")))
+        elif role == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping):
+                    sources.append(str(function.get("arguments", "")))
+    return sources
+
+
+def conversation_numbers(sources: Iterable[str]) -> set[str]:
+    """Every digit run in `sources` as written, without leading zeros, and with
+    thousands separators removed ("1,204" gives "1", "204" and "1204")."""
+    numbers: set[str] = set()
+    for text in sources:
+        text = _spelled_digits(text)
+        for run in re.findall(r"\d+", text):
+            numbers.update({run, run.lstrip("0") or "0"})
+        for joined in re.findall(r"\d{1,3}(?:,\d{3})+", text):
+            numbers.add(joined.replace(",", ""))
+    return numbers
+
+
+def _digit_groups(text: str) -> list[str]:
+    """Numbers as the caller said them: digit groups joined when only spacing separates them."""
+    return [re.sub(r"\D", "", g) for g in _GROUPED_DIGITS_RE.findall(_spelled_digits(text))]
+
+
+def value_grounded(value: str, sources: Sequence[str]) -> bool:
+    """Whether a string argument value is supported by what the sources say."""
+    value = re.sub(r"(?<=\d):00\b", "", value.strip())  # "10:00 am" is the "10 am" said
+    if not value:
+        return False
+    text = " ".join(sources)
+    lowered = text.lower()
+    if value.lower() in lowered:
+        return True
+    digits = re.sub(r"\D", "", _spelled_digits(value))
+    if digits:
+        groups = _digit_groups(text)
+        said = set(groups)
+        for source in sources:  # a number said in pieces: "555 201, 7788"
+            source_groups = _digit_groups(source)
+            for i in range(len(source_groups)):
+                for j in range(i + 1, min(len(source_groups), i + 4) + 1):
+                    said.add("".join(source_groups[i:j]))
+        if digits not in said and digits.lstrip("0") not in {s.lstrip("0") for s in said}:
+            # each separate number in the value must have been said
+            if not all(
+                re.sub(r"\D", "", g) in said
+                for g in _GROUPED_DIGITS_RE.findall(_spelled_digits(value))
+            ):
+                return False
+    words = [
+        w for w in re.findall(r"[a-z]+", value.lower()) if w not in _FILLER_WORDS and len(w) > 1
+    ]
+    if not words:
+        return bool(digits)
+    heard = set(re.findall(r"[a-z]+", lowered))
+    found = sum(
+        1 for w in words if w in heard or any(h.startswith(w[:5]) for h in heard if len(w) >= 5)
+    )
+    return found * 2 >= len(words)
+
+
+def ungrounded_arguments(
+    arguments_text: str,
+    schema: Mapping[str, Any] | None,
+    sources: Sequence[str],
+) -> list[str]:
+    """Names of the arguments whose values are not grounded in `sources`.
+
+    Checked: strings and numbers, also inside arrays and nested objects
+    (reported by their top-level name). Not checked: booleans, null, values
+    the schema restricts with ``enum``/``const``.
+    """
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return ["arguments"]
+    if not isinstance(arguments, dict):
+        return ["arguments"]
+    properties = (schema or {}).get("properties") or {}
+    missing: list[str] = []
+    for name, value in arguments.items():
+        prop = properties.get(name) if isinstance(properties, Mapping) else None
+        if isinstance(prop, Mapping) and ("enum" in prop or "const" in prop):
+            continue
+        if not all(value_grounded(leaf, sources) for leaf in _leaves(value)):
+            missing.append(name)
+    return missing
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, int | float):
+        return [
+            repr(value) if isinstance(value, float) and not value.is_integer() else str(int(value))
+        ]
+    if isinstance(value, Mapping):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [str(value)]
