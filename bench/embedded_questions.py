@@ -3,7 +3,7 @@
 Usage::
 
     python bench/embedded_questions.py [--models 1.5b,0.5b] [--split tune|heldout|all]
-        [--server-code DIR] [--repeat N] [--json OUT] [--only ID,ID]
+        [--server-code DIR] [--compare DIR] [--repeat N] [--json OUT] [--only ID,ID]
 
 For each model it starts the embedded OpenAI-compatible server
 (`LocalLlmServer`), then asks every question of ``bench/questions/questions.yaml``

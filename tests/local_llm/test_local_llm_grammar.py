@@ -165,6 +165,6 @@ def test_a_call_cut_off_before_its_name_is_dropped_not_spoken():
     from voice_agent.local_llm.output_parser import ToolCallStreamParser
 
     parser = ToolCallStreamParser()
-    events = parser.feed("<tool_call>\n{\"name\": \"get")
+    events = parser.feed('<tool_call>\n{"name": "get')
     events += parser.finish()
     assert all(type(e).__name__ != "TextDelta" for e in events), events

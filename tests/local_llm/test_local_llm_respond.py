@@ -158,7 +158,17 @@ def test_results_name_their_call_and_a_late_result_replaces_the_get_result_call(
     ]
     prompt = render_messages(messages, TOOLS, readable_results=True)
     assert 'get_order_status(order_id="771") is still running' in prompt
-    assert 'get_order_status(order_id="771") returned: {"status": "shipped"}' in prompt
+    assert 'get_order_status(order_id="771") returned: {"status": "shipped"}' in prompt  # late
+    assert "get_result" not in prompt
+    at_once = messages[:3] + [
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": json.dumps({"status": "resolved", "result": {"status": "lost"}}),
+        }
+    ]
+    rendered = render_messages(at_once, TOOLS, readable_results=True)
+    assert '<tool_response>\n{"status": "lost"}\n</tool_response>' in rendered
     assert "get_result" not in prompt
     failed = messages[:3] + [
         {
@@ -268,7 +278,7 @@ async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
     ]
     note_prompt = engine.steps[-1][0]
     assert "the caller's phone number and when to call back" in note_prompt
-    assert "Never guess" in note_prompt
+    assert "never guess" in note_prompt and "can't help with that here" in note_prompt
 
 
 async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_sent():
@@ -360,3 +370,50 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
     decision_grammar = engine.steps[0][1] or ""
     assert '"reply"' in decision_grammar and "cannot_do" not in decision_grammar
     assert engine.steps[0][0].split("<|im_end|>")[0] == fresh_system  # cached prefix kept
+
+
+async def test_a_further_call_that_only_reuses_a_value_of_this_turn_is_not_sent():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        return (
+            '{"order_id": "2290"}}\n</tool_call>\n<tool_call>\n{"name": "cancel_order", '
+            '"arguments": {"order_id": "2290"}}\n</tool_call>'
+        )
+
+    tools = [*TOOLS, _tool("cancel_order", order_id="the order to cancel")]
+    engine = ScriptedEngine(script)
+    _, reply, _ = await _respond(engine, _user("Did the refund for order 2290 come?"), tools)
+    assert [name for _, name, _ in reply.calls] == ["get_order_status"]
+    assert reply.reused == ["cancel_order"]
+
+    # ... also in the follow-up on its result; a new caller turn makes the value usable again.
+    done = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_order_status", "arguments": '{"order_id": "2290"}'},
+    }
+    follow_up = _user("Did the refund for order 2290 come?") + [
+        {"role": "assistant", "content": "", "tool_calls": [done]},
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": json.dumps({"status": "resolved", "result": {"refund": "paid"}}),
+        },
+    ]
+
+    def again(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'cancel_order"'
+        if prompt.endswith('"arguments": '):
+            return '{"order_id": "2290"}}\n</tool_call>'
+        return "Your refund was paid."
+
+    engine = ScriptedEngine(again)
+    _, reply, _ = await _respond(engine, follow_up, tools)
+    assert not reply.calls and reply.text == "Your refund was paid."
+    engine = ScriptedEngine(again)
+    _, reply, _ = await _respond(
+        engine, [*follow_up, {"role": "user", "content": "Cancel order 2290."}], tools
+    )
+    assert [name for _, name, _ in reply.calls] == ["cancel_order"]

@@ -42,7 +42,7 @@ async def server():
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def client(server):
     async with openai.AsyncOpenAI(
-        base_url=server.base_url, api_key="local", max_retries=0, timeout=120
+        base_url=server.base_url, api_key="local", max_retries=0, timeout=900
     ) as c:
         yield c
 

@@ -109,6 +109,7 @@ def render_messages(
     result names the call it answers).
     """
     calls = _calls_by_id(messages) if readable_results else {}
+    fetches = _result_fetch_ids(messages) if readable_results else set()
     if not messages:
         raise ChatFormatError("messages must not be empty")
     first = messages[0]
@@ -130,7 +131,8 @@ def render_messages(
                 out.append(f"{IM_START}user")
             text = content_text(message.get("content"))
             if readable_results:
-                text = readable_tool_result(text, calls, str(message.get("tool_call_id", "")))
+                call_id = str(message.get("tool_call_id", ""))
+                text = readable_tool_result(text, calls, call_id, late=call_id in fetches)
             out.append(f"\n<tool_response>\n{text}\n</tool_response>")
             if next_role != "tool":
                 out.append(f"{IM_END}\n")
@@ -172,6 +174,19 @@ def _calls_by_id(messages: Sequence[Message]) -> dict[str, tuple[str, str]]:
     return calls
 
 
+def _result_fetch_ids(messages: Sequence[Message]) -> set[str]:
+    """The ids of the engine's ``get_result`` calls in `messages`."""
+    return {
+        str(call.get("id"))
+        for message in messages
+        if message.get("role") == "assistant"
+        for call in message.get("tool_calls") or ()
+        if isinstance(call, Mapping)
+        and isinstance(call.get("function"), Mapping)
+        and call["function"].get("name") == RESULT_FETCH_TOOL
+    }
+
+
 def _only_result_fetches(message: Message) -> bool:
     calls = message.get("tool_calls") or ()
     return (
@@ -196,32 +211,34 @@ def _call_label(name: str, arguments: str) -> str:
     return f"{name}({to_json(args)})"
 
 
-def readable_tool_result(content: str, calls: Mapping[str, tuple[str, str]], call_id: str) -> str:
-    """A tool message as one line a small model reads reliably.
+def readable_tool_result(
+    content: str, calls: Mapping[str, tuple[str, str]], call_id: str, late: bool = False
+) -> str:
+    """A tool message in the form a small model reads reliably.
 
-    It names the call it answers (``get_order_status(order_id="58213")``), so a
-    late result cannot be confused with another call's, and unwraps the
-    engine's outcome envelope (``{"status": "resolved", "result": R}``,
-    ``pending``, ``failed``, ``timed_out``, ``cancelled``) into words; the
-    result itself stays JSON (Qwen reads JSON results well). Content that is
-    not an envelope is shown as the result.
+    The engine's outcome envelope (``{"status": "resolved", "result": R}``,
+    ``pending``, ``failed``, ``timed_out``, ``cancelled``) is unwrapped: a
+    result is shown as its JSON alone (what Qwen was trained on; a label
+    such as ``get_order_status(...) returned:`` made the 0.5B talk about
+    functions and arguments), the other outcomes in words naming the call. A
+    `late` result (one fetched by the engine's ``get_result`` call, away from
+    its call) names the call it answers, so it cannot be taken for another's.
+    Content that is not an envelope is shown as it is.
     """
     name, arguments = calls.get(call_id, ("", ""))
     label = _call_label(name, arguments) if name else "the call"
     try:
         payload = json.loads(content)
     except json.JSONDecodeError:
-        return f"{label} returned: {content}"
+        return f"{label} returned: {content}" if late else content
     status = payload.get("status") if isinstance(payload, dict) else None
     if status == "resolved" and "result" in payload:
         result = payload["result"]
         shown = result if isinstance(result, str) else to_json(result)
-        return f"{label} returned: {shown}"
+        return f"{label} returned: {shown}" if late else shown
     if status == "pending":
-        future = payload.get("future")
-        ref = f" (future {future})" if future else ""
         return (
-            f"{label} is still running{ref}; its result will be added here when it arrives. "
+            f"{label} is still running; its result will be added here when it arrives. "
             "Do not call it again."
         )
     if status == "failed":
@@ -230,7 +247,7 @@ def readable_tool_result(content: str, calls: Mapping[str, tuple[str, str]], cal
         return f"{label} did not answer in time."
     if status == "cancelled":
         return f"{label} was cancelled."
-    return f"{label} returned: {content}"
+    return f"{label} returned: {content}" if late else content
 
 
 def _render_assistant_with_calls(message: Message) -> str:

@@ -17,7 +17,10 @@ decoding should go on. Policy:
 - a call cut off by max_tokens is dropped (its arguments are not JSON);
 - a call that `check_call` finds ungrounded (arguments nobody gave: see
   `grounding`) is not sent; it is kept in `ungrounded` so the server can
-  have the agent ask for what is missing.
+  have the agent ask for what is missing;
+- a call that `is_reuse` rejects (it only repeats values that earlier calls
+  of this turn already used: a second tool on the same order number that
+  nobody asked for) is not sent either; it is kept in `reused`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class ReplyAssembler:
     #: (name, arguments) -> names of the arguments not grounded in the conversation
     check_call: Callable[[str, str], list[str]] | None = None
     ungrounded: list[tuple[str, list[str]]] = field(default_factory=list)  # (name, arguments)
+    #: (name, arguments) -> True when the call brings no value of its own (see `respond`)
+    is_reuse: Callable[[str, str], bool] | None = None
+    reused: list[str] = field(default_factory=list)  # names of the calls not sent for that
     text_allowed: bool = True  # False while only calls may come out (stray text is dropped)
     _seen: set[str] = field(default_factory=set)
     _sent_index: int = 0
@@ -91,6 +97,9 @@ class ReplyAssembler:
                 missing = self.check_call(event.name, event.arguments) if self.check_call else []
                 if missing:
                     self.ungrounded.append((event.name, missing))
+                    continue
+                if self.is_reuse is not None and self.is_reuse(event.name, event.arguments):
+                    self.reused.append(event.name)
                     continue
                 index = self._sent_index
                 self._sent_index += 1

@@ -15,7 +15,8 @@ reply is made in explicit steps, all on one KV cache:
    JSON-schema grammar, greedily; up to `MAX_CALLS_PER_REPLY` - 1 further
    calls may follow, then the turn ends. No text can follow. Each call is
    checked (`grounding.ungrounded_arguments`) before it is sent: one whose
-   arguments the caller never gave is not sent.
+   arguments the caller never gave is not sent, nor one that only reuses
+   values an earlier call of this turn used (`_only_reuses`).
 3. **Speech.** For `REPLY` (or when every call was dropped), the reply is
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
@@ -30,6 +31,7 @@ function skips the decision; without tools the model speaks unconstrained.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -132,14 +134,79 @@ def _describe_missing(tool: Mapping[str, Any] | None, names: list[str]) -> str:
 
 
 def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]) -> str:
-    """The system note that turns a dropped call into a question for the caller."""
+    """The system note that turns a dropped call into a question for the caller.
+
+    The decision may also have picked a tool for a request it does not serve
+    (a price, when only orders can be looked up), so the note names what the
+    tool does and leaves the model the honest way out.
+    """
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
-    wanted = "; ".join(_describe_missing(by_name.get(name), missing) for name, missing in dropped)
+    needs = []
+    for name, missing in dropped:
+        function = by_name.get(name) or {}
+        purpose = str(function.get("description") or name.replace("_", " ")).rstrip(".")
+        needs.append(
+            f"to {purpose[:1].lower()}{purpose[1:]}, you need {_describe_missing(function, missing)}"
+        )
+    joined = "; ".join(needs)
     return (
-        f"You cannot do that yet: the caller has not told you {wanted}. Never guess them. "
-        "If the caller asked for it, ask for what is missing in one short question; "
-        "otherwise answer the caller."
+        f"{joined[:1].upper()}{joined[1:]}. The caller has not told you that: never guess it. "
+        "If that is what the caller wants, ask for what is missing in one short question. "
+        "If the caller wants something else that none of your functions does, say that you "
+        "can't help with that here."
     )
+
+
+def _argument_values(arguments_text: str) -> set[str]:
+    """The string and number values of a call's arguments, normalised (case, spacing)."""
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return set()
+    values: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        else:
+            text = " ".join(str(value).lower().split())
+            if text:
+                values.add(text)
+
+    if isinstance(arguments, dict):
+        walk(arguments)
+    return values
+
+
+def _values_used_this_turn(messages: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Argument values of the calls made since the caller last spoke."""
+    values: set[str] = set()
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping) and function.get("name") != "get_result":
+                    values |= _argument_values(str(function.get("arguments", "")))
+    return values
+
+
+def _only_reuses(arguments_text: str, used: set[str]) -> bool:
+    """True when every value of the call was already used by a call of this turn.
+
+    A value the caller said once serves one request: the 1.5B, asked about a
+    refund for order 2290, also looked up and *cancelled* order 2290. A call
+    with no values (no arguments) is never a reuse.
+    """
+    values = _argument_values(arguments_text)
+    return bool(values) and values <= used
 
 
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
@@ -165,6 +232,10 @@ class Responder:
         call_sources = grounding_sources(chat.messages, include_system=False)
         reply.check_call = lambda name, arguments: ungrounded_arguments(
             arguments, schemas.get(name), call_sources
+        )
+        turn_values = _values_used_this_turn(chat.messages)
+        reply.is_reuse = lambda name, arguments: _only_reuses(
+            arguments, turn_values | {v for _, _, a in reply.calls for v in _argument_values(a)}
         )
         reply.answered = answered_calls(chat.messages)
         self._numbers = conversation_numbers(grounding_sources(chat.messages))
@@ -205,9 +276,7 @@ class Responder:
             choice = forced
             stats = None
         else:
-            options = (
-                names if chat.tool_choice == "required" else [*names, *self._decision_speech]
-            )
+            options = names if chat.tool_choice == "required" else [*names, *self._decision_speech]
             choice, stats = await self._decide(prompt, options)
         if choice == REPLY:
             return await self._speak(on_text, None, stats)
