@@ -211,6 +211,51 @@ async def _barge_in(
     }
 
 
+async def memory_only(args: argparse.Namespace) -> dict[str, Any]:
+    """RSS as calls join one by one (each asks one question, then holds the line silent)."""
+    usage = Usage()
+    n = args.memory_only
+    voices = {q: speech(q)[0] for q, _ in QUESTIONS}
+    out: dict[str, Any] = {"rss_mb_by_calls": []}
+    async with OracleServer(_scenario()) as oracle:
+        config = _config(oracle.base_url, args.ledger_dir, n)
+        out["rss_before_worker_mb"] = round(usage.rss_mb(), 1)
+        async with Worker(config) as worker:
+            calls: dict[str, Call] = {}
+
+            def on_call(call: Call, transport: MediaStreamTransport) -> None:
+                calls[transport.started.call_id] = call
+
+            async with PhoneServer(worker, config.phone, on_call=on_call) as server:
+                out["rss_mb_by_calls"].append(round(usage.rss_mb(), 1))
+                callers = []
+                holds = []
+                for i in range(n):
+                    caller = TwilioCall(
+                        server.url, call_sid=f"CM{i:032d}", stream_sid=f"MM{i:032d}"
+                    )
+                    await caller.__aenter__()
+                    callers.append(caller)
+                    await caller.silence(0.3)
+                    await caller.speak(voices[QUESTIONS[i % len(QUESTIONS)][0]], 16000)
+                    hold = asyncio.ensure_future(caller.silence(600))
+                    holds.append(hold)
+                    await _wait_done(calls, caller.call_sid)
+                    await asyncio.sleep(1.0)
+                    out["rss_mb_by_calls"].append(round(usage.rss_mb(), 1))
+                    print(out["rss_mb_by_calls"], file=sys.stderr, flush=True)
+                for hold in holds:
+                    hold.cancel()
+                await asyncio.gather(*holds, return_exceptions=True)
+                for caller in callers:
+                    await caller.hang_up(timeout=60)
+                    await caller.__aexit__(None, None, None)
+    rss = out["rss_mb_by_calls"]
+    out["rss_per_additional_call_mb"] = round((rss[-1] - rss[1]) / max(1, n - 1), 1)
+    out["rss_first_call_mb"] = round(rss[1] - rss[0], 1)
+    return out
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -316,8 +361,9 @@ def main() -> None:
     p.add_argument("--barge-in", type=int, default=5, help="barge-in runs at level 1 (0: none)")
     p.add_argument("--ledger-dir", default="/tmp/phone_load_sessions")
     p.add_argument("--json", dest="json_out")
+    p.add_argument("--memory-only", type=int, default=0, help="only RSS as N calls join one by one")
     args = p.parse_args()
-    result = asyncio.run(run(args))
+    result = asyncio.run(memory_only(args) if args.memory_only else run(args))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json_out:
