@@ -72,6 +72,22 @@ def _loud(ear: Ear, after: float, before: float) -> list[float]:
 
 async def livekit_run(audio: np.ndarray, scen: Any) -> tuple[Ear, Ear, float]:
     """Speak ``audio`` into a RoomCall over rtc; returns (caller ear, agent ear, t0 of sample 0)."""
+    t0_box: list[float] = []
+
+    async def speak(mic: Mic, caller_ear: Ear, agent_ear: Ear) -> None:
+        t0_box.append(time.monotonic())
+        mic.say(audio)
+        await until(lambda: mic.idle, len(audio) / RATE + 60, "the recording to play")
+
+    caller_ear, agent_ear = await livekit_call(scen, speak)
+    # t0 is when the recording was queued; the caller ear says when sample 0 arrived
+    first = next((t for t in caller_ear.times if t >= t0_box[0]), t0_box[0])
+    return caller_ear, agent_ear, first
+
+
+async def livekit_call(scen: Any, drive: Any) -> tuple[Ear, Ear]:
+    """A RoomCall over rtc with the oracle for ``scen``; ``drive(mic, caller_ear, agent_ear)``
+    plays the caller. Returns the ears."""
     from fsm import MonotonicClock
 
     tools = build_registry(scen, MonotonicClock(), [])
@@ -90,9 +106,7 @@ async def livekit_run(audio: np.ndarray, scen: Any) -> tuple[Ear, Ear, float]:
             room.emit("track_subscribed", mic.track, audio_publication("TR_caller"), caller)
             await until(lambda: "listening" in room.states(), 60, "the engine to listen")
             await asyncio.sleep(0.5)
-            t0 = time.monotonic()
-            mic.say(audio)
-            await until(lambda: mic.idle, len(audio) / RATE + 60, "the recording to play")
+            await drive(mic, caller_ear, agent_ear)
             await asyncio.sleep(1.0)
             room.leave(caller)
             await asyncio.wait_for(task, 30)
@@ -103,9 +117,45 @@ async def livekit_run(audio: np.ndarray, scen: Any) -> tuple[Ear, Ear, float]:
             await agent_ear.aclose()
             await caller_ear.aclose()
             await mic.aclose()
-    # t0 is when the recording was queued; the caller ear says when sample 0 arrived
-    first = next((t for t in caller_ear.times if t >= t0), t0)
-    return caller_ear, agent_ear, first
+    return caller_ear, agent_ear
+
+
+async def livekit_barge_ins(scen: Any, n: int) -> list[dict[str, Any]]:
+    """``n`` times: ask, let the long answer play 1.5 s, interrupt; stop = onset → last agent frame."""
+    question = vl.synthesize(vl.UTTERANCES[3], 1.0)
+    interruption = vl.synthesize(vl.INTERRUPTION, 1.0)
+    rows: list[dict[str, Any]] = []
+
+    async def drive(mic: Mic, caller_ear: Ear, agent_ear: Ear) -> None:
+        for _ in range(n):
+            mic.say(question)
+            await until(lambda: mic.idle, 30, "the question")
+            asked = time.monotonic()
+            try:
+                await until(lambda a=asked: bool(_loud(agent_ear, a, 1e18)), 30, "the answer")
+            except TimeoutError:
+                rows.append({"error": "no answer to interrupt"})
+                continue
+            await asyncio.sleep(1.5)
+            said = time.monotonic()
+            mic.say(interruption)
+            await until(lambda: mic.idle, 30, "the interruption")
+            await asyncio.sleep(1.5)
+            heard = _loud(caller_ear, said, 1e18)
+            if not heard:
+                rows.append({"error": "the interruption did not arrive"})
+                continue
+            onset = heard[0]
+            last = onset
+            for t in _loud(agent_ear, onset, onset + 5.0):
+                if t - last > 0.3:
+                    break
+                last = t
+            rows.append({"stop_ms": round((last - onset) * 1000, 1)})
+            await asyncio.sleep(8.0)  # the short answer to the interruption, then quiet
+
+    await livekit_call(scen, drive)
+    return rows
 
 
 def ear_spans(ear: Ear, after: float, gap_s: float = 0.4) -> list[tuple[float, float]]:
@@ -160,30 +210,6 @@ def livekit_turns(
     return rows
 
 
-def livekit_barges(
-    caller_ear: Ear, agent_ear: Ear, t0: float, placed: list[vl.Placed]
-) -> list[dict[str, Any]]:
-    rows = []
-    for p, span in zip(placed, caller_utterances(caller_ear, t0, placed), strict=True):
-        if p.kind != "interruption":
-            continue
-        if span is None:
-            rows.append({"error": "the interruption did not arrive"})
-            continue
-        onset = span[0]
-        if not _loud(agent_ear, onset - 0.3, onset):
-            rows.append({"error": "the agent was not speaking at the onset"})
-            continue
-        # the agent's audio from the onset until its first gap longer than 0.3 s
-        last = onset
-        for t in _loud(agent_ear, onset, onset + 5.0):
-            if t - last > 0.3:
-                break
-            last = t
-        rows.append({"stop_ms": round((last - onset) * 1000, 1)})
-    return rows
-
-
 async def clear_to_silence(n: int = 10) -> list[float]:
     """``RoomAudioSink.clear()`` → the last audible frame at a subscriber (ms), ``n`` times."""
     out = []
@@ -235,8 +261,7 @@ async def main_async(ttft_ms: float, barge_ins: int, gap_s: float) -> dict[str, 
     )
     b_result, _, _, _ = await vl.run_one(b_audio, b_scen, True)
     files_barges = vl.barge_metrics(b_result, b_placed)
-    b_caller, b_agent, b_t0 = await livekit_run(b_audio, b_scen)
-    lk_barges = livekit_barges(b_caller, b_agent, b_t0, b_placed)
+    lk_barges = await livekit_barge_ins(b_scen, barge_ins)
     clears = await clear_to_silence()
 
     def v2v(rows: list[dict[str, Any]]) -> dict[str, Any]:
