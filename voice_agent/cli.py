@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         q = lk.add_parser(name, help=text)
         _add_common(q)
         q.add_argument("--room", required=name == "connect", help="the room to join (connect)")
-        q.add_argument("--max-calls", type=int, default=2, help="concurrent calls per worker")
+        q.add_argument(
+            "--max-calls", type=int, help="concurrent calls per worker (default: worker.max_calls)"
+        )
         q.add_argument(
             "--agent-name", default="", help="explicit dispatch name (empty: every new room)"
         )

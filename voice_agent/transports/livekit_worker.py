@@ -9,9 +9,12 @@ used: turn-taking stays with the agent's transition table.
 
 What one worker process holds: the LLM endpoint, resolved once at start (the
 embedded llama.cpp server is started once and shared by every call; a remote
-endpoint is just a URL), and up to ``max_calls`` concurrent calls, each in a
-thread of its own (``JobExecutorType.THREAD``, so the process and its loaded
-libraries are shared) with its own conversation, ledger and audio pipeline.
+endpoint is just a URL), the speech models loaded once
+(:class:`~voice_agent.worker.SharedSpeechModels`: Silero's session, Whisper,
+the piper voice, with fair per-call lanes for the CPU-heavy decodes and
+sentences), and up to ``max_calls`` (``worker.max_calls``) concurrent calls,
+each in a thread of its own (``JobExecutorType.THREAD``, so the models are
+shared in memory) with its own conversation, ledger and audio pipeline.
 The worker reports its load as ``active calls / max_calls`` and the server
 stops dispatching to it when it is full; a room offered anyway is rejected
 (``on_request``), so the server offers it to another worker. More capacity =
@@ -38,6 +41,7 @@ from typing import Any, TextIO
 from ..config import Config
 from ..session import llm_endpoint
 from ..tools import ToolRegistry
+from ..worker import SharedSpeechModels
 from .livekit_room import RoomCall
 from .livekit_settings import (
     ENV_URL,
@@ -50,7 +54,6 @@ from .livekit_sip import RoomCallControl, mask_number
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CALLS = 2  # concurrent calls per worker on a 2-core machine with local models
 AGENT_IDENTITY_PREFIX = "voice-agent-"
 # The load the worker reports when full; livekit-agents wants < 1 in production and stops
 # dispatching to a worker at or above its threshold (ratio).
@@ -61,7 +64,7 @@ LOAD_THRESHOLD = 0.99
 class WorkerOptions:
     """How the worker registers and how much it takes on (from the command line)."""
 
-    max_calls: int = DEFAULT_MAX_CALLS
+    max_calls: int | None = None  # None: the configuration's worker.max_calls
     agent_name: str = ""  # explicit dispatch name; "" = every new room of the project
     # The worker's health endpoint (livekit-agents serves it for orchestrators' probes):
     # "" = all interfaces; None = livekit-agents' port (8081 in production, any in dev).
@@ -108,12 +111,17 @@ def build_server(
     options: WorkerOptions | None = None,
     *,
     tools: ToolRegistry | None = None,
+    models: SharedSpeechModels | None = None,
 ) -> Any:
-    """An ``AgentServer`` whose rtc_session runs :class:`RoomCall` (``config.llm`` resolved)."""
+    """An ``AgentServer`` whose rtc_session runs :class:`RoomCall` (``config.llm`` resolved).
+
+    With ``models`` every call uses the speech models loaded once (its own lanes
+    on their fair executors); without, each call loads its own.
+    """
     from livekit import agents
 
     options = options or WorkerOptions()
-    calls = CallCounter(options.max_calls)
+    calls = CallCounter(options.max_calls or config.worker.max_calls)
     port: dict[str, Any] = {} if options.http_port is None else {"port": options.http_port}
     server = agents.AgentServer(
         ws_url=settings.url,
@@ -148,7 +156,11 @@ def build_server(
         try:
             await ctx.connect(auto_subscribe=agents.AutoSubscribe.AUDIO_ONLY)
             call = RoomCall(
-                ctx.room, config, call_control=RoomCallControl(settings, ctx.room.name), tools=tools
+                ctx.room,
+                config,
+                call_control=RoomCallControl(settings, ctx.room.name),
+                tools=tools,
+                models=models.for_call(ctx.room.name) if models is not None else None,
             )
             result = await call.run()
             log.info(
@@ -184,10 +196,12 @@ async def _run(
         resolved = config.model_copy(
             update={"llm": llm_config.model_copy(update={"prewarm": prewarm})}
         )
-        server = build_server(resolved, settings, options)
+        models = await asyncio.to_thread(SharedSpeechModels, resolved.voice)
+        server = build_server(resolved, settings, options, models=models)
         where = f"room {room!r}" if mode == "connect" else "dispatched rooms"
+        max_calls = options.max_calls or config.worker.max_calls
         stdout.write(
-            f"voice-agent livekit {mode}: {settings.url}, {where}, up to {options.max_calls} calls, "
+            f"voice-agent livekit {mode}: {settings.url}, {where}, up to {max_calls} calls, "
             f"model {llm_config.model}. Ctrl-C to stop.\n"
         )
         stdout.flush()
@@ -241,6 +255,7 @@ async def _run(
             if not run.done():
                 run.cancel()
             await asyncio.gather(run, stopped, *tasks, return_exceptions=True)
+            models.close()
 
 
 def main(
@@ -262,7 +277,7 @@ def main(
         settings = settings_from_env(env)
         if command == "connect" and not room:
             raise LiveKitSettingsError("--room", "connect needs the name of the room to join")
-        if options.max_calls < 1:
+        if options.max_calls is not None and options.max_calls < 1:
             raise LiveKitSettingsError(
                 "--max-calls", f"must be at least 1 (got {options.max_calls})"
             )
