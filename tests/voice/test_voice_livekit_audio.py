@@ -21,6 +21,9 @@ from livekit import rtc
 
 from voice_agent.transports.livekit_audio import RoomAudioSink, caller_audio
 
+# real WebRTC audio threads play in real time: the wall clock, not virtual time
+pytestmark = pytest.mark.realtime
+
 AGENT_RATE = 24000
 LISTEN_RATE = 16000
 LOUD = 0.05  # a 20 ms frame whose peak passes this is sound, below it silence (full scale 1.0)

@@ -33,6 +33,7 @@ from voice_agent.transports.livekit_worker import WorkerOptions, build_server
 VARIABLES = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.realtime,
     pytest.mark.skipif(
         not all(os.environ.get(v) for v in VARIABLES),
         reason="needs a LiveKit server: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET "

@@ -35,8 +35,10 @@ from voice_agent.call_control import CallController, Transfer
 from voice_agent.transports.livekit_room import RoomCall
 from voice_agent.transports.livekit_settings import settings_from_env
 from voice_agent.transports.livekit_sip import RoomCallControl
+from voice_agent.worker import SharedSpeechModels
 
-pytestmark = pytest.mark.slow
+# real WebRTC audio threads and speech models: the wall clock, not virtual time
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 SIP_ATTRS = {
     "sip.phoneNumber": "+15105550123",
@@ -50,7 +52,9 @@ SIP_ATTRS = {
 class CallRig:
     """A RoomCall in a LoopbackRoom with a SIP caller, the caller's mic and two ears."""
 
-    def __init__(self, rig: OracleRig, tmp_path: Path, control_url: str) -> None:
+    def __init__(
+        self, rig: OracleRig, tmp_path: Path, control_url: str, models: Any = None
+    ) -> None:
         self.room = LoopbackRoom(name="call-42", identity="voice-agent-1")
         settings = settings_from_env(
             {"LIVEKIT_URL": control_url, "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}
@@ -61,6 +65,7 @@ class CallRig:
             config,
             call_control=RoomCallControl(settings, self.room.name),
             tools=rig.tools,
+            models=models,
         )
         self.caller = remote_participant(
             "sip_+15105550123", kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP, attributes=SIP_ATTRS
@@ -192,8 +197,13 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
             ],
         }
     )
+    # this call runs on the worker's shared models (loaded once, a fair lane per call)
+    shared = await asyncio.to_thread(SharedSpeechModels, voice_config("http://x", "x").voice)
     async for rig in start_oracle(scenario):
-        async with TwirpRecorder() as control, CallRig(rig, tmp_path, control.url) as c:
+        async with (
+            TwirpRecorder() as control,
+            CallRig(rig, tmp_path, control.url, models=shared.for_call("barge")) as c,
+        ):
             _, end = await c.ask(speech("How does the return process work?")[0])
             await until(lambda: bool(c.agent_ear.loud(after=end)), 30, "the agent's answer")
             await asyncio.sleep(1.5)
@@ -214,6 +224,7 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
             c.room.emit("disconnected", rtc.DisconnectReason.SIGNAL_CLOSE)
             assert c.task is not None
             result = await asyncio.wait_for(c.task, 30)
+    shared.close()
     assert result.end_reason == "room disconnected"
     lines = [json.loads(x) for x in Path(result.ledger_path).read_text().splitlines()]
     assert lines[-1]["type"] == "SessionEnded" and lines[-1]["reason"] == "room disconnected"
