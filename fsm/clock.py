@@ -175,15 +175,19 @@ class AutojumpClock:
     the kernel during the sending call, so it is seen before time jumps.
 
     Work in threads started with `loop.run_in_executor` / `asyncio.to_thread`
-    counts like CPU work in the loop: while the process is computing (a model
-    decoding in a worker thread), the loop waits for it and time stands still,
-    so results do not depend on how fast or busy the machine is. While the
-    jobs are blocked instead (a tool calling `time.sleep`, the process using
-    almost no CPU), virtual time follows real time (never past the next
+    (or announced with `track_thread_job`) counts like CPU work in the loop:
+    while the process computes (a model decoding in a worker thread), the
+    loop waits for it and time stands still, so results do not depend on how
+    fast or busy the machine is. While the jobs are blocked instead (a tool
+    calling `time.sleep`: the process uses almost no CPU over
+    `_THREAD_WINDOW_S`), virtual time follows real time (never past the next
     timer), so a timeout set on a blocked call still fires; so it does once
-    one job has computed for `_THREAD_GRACE_S`, a bound on a runaway thread. I/O from outside the process (a
-    subprocess server) is not waited for: set `idle_threshold_s` to the real
-    time the loop waits for I/O before it jumps, or use real time.
+    one job has computed for `_THREAD_GRACE_S`, a bound on a runaway thread.
+    CPU use is the whole process's: another thread spinning meanwhile makes a
+    blocked job look busy until the grace. Threads nobody announced, and I/O
+    from outside the process (a subprocess server), are not waited for: set
+    `idle_threshold_s` to the real time the loop waits for I/O before it
+    jumps, or use real time.
 
     `now()` may be read from any thread; `sleep` must run on this clock's loop.
     """
