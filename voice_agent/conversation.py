@@ -30,6 +30,7 @@ from typing import Any, Literal
 from fsm import ActionFailed, Clock, Event
 from ledger import Ledger
 from ledger import entries as le
+from ledger.budget import FitResult
 
 from .call_control import CallActionFailed, CallActionRequested, CallControl, HangUp, Transfer
 from .call_flow import CallFlow
@@ -486,8 +487,27 @@ class Conversation:
             # The caller's silence may have begun before this request (earlier audio ended,
             # tools ran): where the policy holds the line, the first hold counts from then.
             quiet = self.quiet_since if self.policy.holds_the_line and not self.playing else None
+
+            def record_fit(fit: FitResult) -> None:
+                if gen.held is None:  # a fork's record would void its adoption; logged anyway
+                    self.ledger.append(
+                        le.Note(
+                            text=f"{rid}: context fitted into {fit.estimated_tokens} estimated "
+                            f"tokens ({fit.elided_turns} older turns elided into a digest, "
+                            f"{fit.elided_blocks} blocks dropped, {fit.capped_contents} "
+                            "contents cut); the ledger keeps everything"
+                        )
+                    )
+
+            # (test doubles of the client take no on_fit)
+            fit_kw: dict[str, Any] = (
+                {"on_fit": record_fit} if isinstance(self.llm, LlmClient) else {}
+            )
             stream = watch_silence(
-                self.llm.stream(messages, tools), self.clock, self._silence, quiet_since=quiet
+                self.llm.stream(messages, tools, **fit_kw),
+                self.clock,
+                self._silence,
+                quiet_since=quiet,
             )
             async for item in stream:
                 if isinstance(item, LlmQuiet):

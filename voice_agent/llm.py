@@ -47,7 +47,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -433,8 +433,13 @@ class LlmClient:
         tools: list[dict[str, Any]] | None = None,
         *,
         tool_choice: str | dict[str, Any] | None = None,
+        on_fit: Callable[[FitResult], None] | None = None,
     ) -> AsyncIterator[StreamItem]:
         """Stream one response: text deltas, complete tool calls, then :class:`StreamFinished`.
+
+        ``on_fit`` is called with the :class:`~ledger.budget.FitResult` of each
+        attempt whose messages had to be fitted into the context window (for
+        the record; it must not raise).
 
         Raises :class:`LlmError` when the request fails (after retries, or
         once something was yielded), including when a deadline passes or the
@@ -455,6 +460,8 @@ class LlmClient:
                     fitted.elided_blocks,
                     fitted.capped_contents,
                 )
+                if on_fit is not None:
+                    on_fit(fitted)
             state = _Attempt(started=clock.now())
             try:
                 async for item in self._stream_once(

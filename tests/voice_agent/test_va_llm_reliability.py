@@ -254,8 +254,10 @@ def test_a_long_call_against_a_16kb_server_never_apologises_and_each_request_fit
     overflows = [s for s in sizes if s > 16_000]
     assert len(overflows) == 1  # learned once from the server's error, never repeated
     assert len(sizes) == len(turns) + 1
-    # the ledger keeps every turn; the rendering sent is a valid conversation
+    # the ledger keeps every turn and says when a request was fitted; what was sent is a
+    # valid conversation
     assert len([e for e in call.entries("UserUtterance") if e.final]) == 120
+    assert any("context fitted" in e.text for e in call.entries("Note"))
     check_protocol(call.server.requests[-1]["messages"])
 
 
