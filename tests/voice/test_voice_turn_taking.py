@@ -306,3 +306,38 @@ async def test_long_speech_over_the_agent_interrupts_whatever_it_says() -> None:
     first = voice.turns[0]
     assert first.posted_start_s is not None
     assert 0.85 < first.posted_start_s - first.speech_start_s < 1.0
+
+
+class GrowingTextAsr(FixedTextAsr):
+    """Early transcripts that grow with the audio heard: ``texts[i]`` at the i-th pause."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts[-1])
+        self.texts = texts
+        self.pauses = 0
+
+    def speech_paused(self) -> None:
+        self.early = self.texts[min(self.pauses, len(self.texts) - 1)]
+        self.pauses += 1
+
+
+async def test_speech_that_goes_on_after_a_backchannel_is_judged_again_and_interrupts() -> None:
+    events: list[Event] = []
+    playback = RecordingPlayback()
+    voice = VoiceInput(
+        vad=build_vad(VoiceConfig()),
+        make_asr=GrowingTextAsr(["Okay.", "Okay, I want to cancel."]),
+        post=events.append,
+        sample_rate=RATE,
+        agent_busy=lambda: True,
+        playback=playback,
+        backchannels=DEFAULT_BACKCHANNELS,
+    )
+    x, _ = caller_recording([(0.3, "Okay, I want to cancel.", 1.0)], 3.0)
+    await feed_settled(voice, x)
+    await voice.aclose()
+    kinds = [type(e) for e in events]
+    assert kinds[0] is UserBackchanneled, "'Okay,' alone sounded like feedback"
+    assert UserSpeechStarted in kinds, "what followed interrupted the agent"
+    assert TranscriptFinal(text="Okay, I want to cancel.") in events
+    assert voice.playback_pauses[-1].barge_in

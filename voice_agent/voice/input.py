@@ -412,6 +412,20 @@ class VoiceInput:
             and not is_backchannel(event.text, self._backchannels)
         )
 
+    def was_backchannel(self, event: Event) -> bool:
+        """The current segment was judged a backchannel (before the VAD could end it)."""
+        return self._current is not None and self._current.backchannel
+
+    def resume_after_backchannel(self, event: VadSpeechResumed) -> None:
+        """Speech went on right after a backchannel ("Okay, I want to cancel"): judge what
+        follows as new held speech, with the backchannel's audio as its context."""
+        cur = self._current
+        assert cur is not None
+        cur.dropped = False
+        self._asr.speech_resumed()
+        self._start_sample = self._fed
+        self._pushed = max(self._pushed, self._history_start)
+
     def judging(self, event: Event) -> bool:
         """A held pause's words are still being transcribed."""
         return self._judging
@@ -486,14 +500,14 @@ class VoiceInput:
         self._tasks.spawn(self._early_text(self._pauses), "held-text")
 
     def record_backchannel(self, event: EarlyTranscriptReady) -> None:
-        """Listener feedback: recorded, the agent's voice resumes, the segment ends now."""
+        """Listener feedback: recorded, the agent's voice resumes; speech that goes on in
+        this segment is judged afresh (:meth:`resume_after_backchannel`)."""
         cur = self._current
         assert cur is not None
         self._judging = False
         cur.dropped = cur.backchannel = True
         cur.text = event.text
         self._post(UserBackchanneled(text=event.text))
-        self._vad.set_pause_silence(0.0)
 
     def stop_judging(self, event: EarlyTranscriptReady) -> None:
         """Nothing heard in this pause (a cough): the agent's voice resumes after the quiet."""

@@ -57,6 +57,7 @@ TRANSITIONS = (
     Transition(U.HELD_PAUSED, EarlyTranscriptReady, U.PAUSED, guard=V.interruption_heard, actions=[V.announce_start, V.judge_turn]),
     Transition(U.HELD_PAUSED, EarlyTranscriptReady, None, actions=[V.stop_judging], label="stale or empty (a cough): nothing decided"),
     Transition(U.HELD_PAUSED, VadSpeechEnded, U.SILENT, guard=V.judging, actions=[V.end_judged]),
+    Transition(U.IGNORED, VadSpeechResumed, U.HELD, guard=V.was_backchannel, actions=[V.resume_after_backchannel]),
     Transition(U.HELD_PAUSED, VadSpeechResumed, U.HELD, actions=[V.void_early_decode]),
     Transition(HELD_BACK, PartialTranscribed, None, guard=V.partial_grew, actions=[V.hold_partial]),
     Transition(HELD_BACK, PartialTranscribed, None, label="no new words"),
