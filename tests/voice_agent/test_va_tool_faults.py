@@ -22,7 +22,6 @@ from voice_agent.events import ToolCallFailed, ToolCallResolved
 from voice_agent.scheduler import ToolScheduler
 from voice_agent.tools import ToolContext, ToolRegistry
 
-
 # How long the blocking tools below block (s): long enough that a loop stalled by them
 # stands out from a loaded machine's scheduling delays (half a second at load 20).
 BLOCK_S = 2.0
