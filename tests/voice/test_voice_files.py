@@ -72,8 +72,11 @@ async def test_the_caller_hears_the_tool_answer_in_the_output_wav(
     assert played and not any(p.interrupted for p in played)
     assert rig.invocations[0]["arguments"] == {"order_id": "427"}
     if realtime:  # the LLM started at the caller's pause, on the early transcript, and was kept
-        notes = [e.text for e in ledger if isinstance(e, le.Note)]
-        assert any("preemptive generation adopted" in n for n in notes), notes
+        pause_forks = {
+            e.fork_id for e in ledger if isinstance(e, le.ForkOpened) and e.trigger == "pause"
+        }
+        adopted = [e for e in ledger if isinstance(e, le.ForkAdopted) and e.whole]
+        assert any(e.fork_id in pause_forks for e in adopted), [e.type for e in ledger]
 
 
 async def test_speaking_over_the_agent_stops_its_audio_and_the_ledger_keeps_what_was_heard(
