@@ -512,6 +512,35 @@ def _ratios(a: list[Outcome], b: list[Outcome]) -> dict[str, float | None]:
     return out
 
 
+def rescore(path: Path) -> dict[str, Any]:
+    """Score saved outcomes again with the current rules (the spoken text and calls are kept)."""
+    questions = {q["id"]: q for q in yaml.safe_load(QUESTIONS.read_text())["questions"]}
+    tools = {name: {t.name: t for t in ts} for name, ts in load_tool_sets().items()}
+    saved = json.loads(path.read_text())["outcomes"]
+    groups: dict[str, list[Outcome]] = {}
+    keep = {f for f in Outcome.__dataclass_fields__} - {
+        "calls_ok",
+        "narration",
+        "invented",
+        "ungrounded_write",
+        "answer_ok",
+        "why",
+    }
+    for row in saved:
+        outcome = Outcome(**{k: v for k, v in row.items() if k in keep})
+        question = questions[outcome.id]
+        score(outcome, question, tools[question["tools"]])
+        groups.setdefault(f"{outcome.model} {row.get('variant', '')}".strip(), []).append(outcome)
+    return {
+        key: {
+            split: summarise([o for o in runs if o.split == split])
+            for split in ("tune", "heldout")
+            if any(o.split == split for o in runs)
+        }
+        for key, runs in groups.items()
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -529,7 +558,13 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", help="comma list of question ids")
     parser.add_argument("--json", type=Path, help="write every outcome and the summaries here")
+    parser.add_argument(
+        "--rescore", type=Path, help="score the outcomes saved in this --json file again and exit"
+    )
     args = parser.parse_args()
+    if args.rescore:
+        print(json.dumps(rescore(args.rescore), indent=1))
+        return
     questions = yaml.safe_load(QUESTIONS.read_text())["questions"]
     if args.split != "all":
         questions = [q for q in questions if q["split"] == args.split]

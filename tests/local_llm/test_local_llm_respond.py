@@ -168,6 +168,9 @@ def test_results_name_their_call_and_a_late_result_replaces_the_get_result_call(
         }
     ]
     rendered = render_messages(at_once, TOOLS, readable_results=True)
+    assert 'get_order_status(order_id="771") returned: {"status": "lost"}' in rendered
+    plain = messages[:3] + [{"role": "tool", "tool_call_id": "c1", "content": '{"status": "lost"}'}]
+    rendered = render_messages(plain, TOOLS, readable_results=True)
     assert '<tool_response>\n{"status": "lost"}\n</tool_response>' in rendered
     assert "get_result" not in prompt
     failed = messages[:3] + [

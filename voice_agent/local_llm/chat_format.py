@@ -217,13 +217,14 @@ def readable_tool_result(
     """A tool message in the form a small model reads reliably.
 
     The engine's outcome envelope (``{"status": "resolved", "result": R}``,
-    ``pending``, ``failed``, ``timed_out``, ``cancelled``) is unwrapped: a
-    result is shown as its JSON alone (what Qwen was trained on; a label
-    such as ``get_order_status(...) returned:`` made the 0.5B talk about
-    functions and arguments), the other outcomes in words naming the call. A
-    `late` result (one fetched by the engine's ``get_result`` call, away from
-    its call) names the call it answers, so it cannot be taken for another's.
-    Content that is not an envelope is shown as it is.
+    ``pending``, ``failed``, ``timed_out``, ``cancelled``) is unwrapped into
+    one line naming the call it answers (``get_order_status(order_id="58213")
+    returned: {...}``), so a late result (fetched by the engine's
+    ``get_result`` call, away from its call) cannot be taken for another's.
+    With the result shown bare instead, the 1.5B answered "I can't help with
+    that" after most lookups. Content that is not an envelope (another
+    client's plain result) is shown as it is: labelling it made the 0.5B talk
+    about function names.
     """
     name, arguments = calls.get(call_id, ("", ""))
     label = _call_label(name, arguments) if name else "the call"
@@ -235,17 +236,17 @@ def readable_tool_result(
     if status == "resolved" and "result" in payload:
         result = payload["result"]
         shown = result if isinstance(result, str) else to_json(result)
-        return f"{label} returned: {shown}" if late else shown
-    if status == "pending":
+        return f"{label} returned: {shown}"
+    if status == "pending" and ("future" in payload or "note" in payload):
         return (
             f"{label} is still running; its result will be added here when it arrives. "
             "Do not call it again."
         )
-    if status == "failed":
+    if status == "failed" and "error" in payload:
         return f"{label} failed: {payload.get('error', 'unknown error')}"
-    if status == "timed_out":
+    if status == "timed_out" and "timeout_s" in payload:
         return f"{label} did not answer in time."
-    if status == "cancelled":
+    if status == "cancelled" and "reason" in payload:
         return f"{label} was cancelled."
     return f"{label} returned: {content}" if late else content
 
