@@ -269,7 +269,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     voices["Where is my parcel?"] = speech("Where is my parcel?")[0]
     voices[INTERRUPTION] = speech(INTERRUPTION)[0]
     usage = Usage()
-    out: dict[str, Any] = {"llm": args.llm, "turns_per_call": args.turns, "levels": []}
+    out: dict[str, Any] = {
+        "llm": args.llm,
+        "turns_per_call": args.turns,
+        "partials": args.partials,
+        "load_average": list(__import__("os").getloadavg()),
+        "levels": [],
+    }
     async with OracleServer(_scenario()) as oracle:
         base_url = oracle.base_url if args.llm == "oracle" else None
         config = _config(base_url, args.ledger_dir, max(levels))
@@ -321,6 +327,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "v2v_p95_ms": round(1000 * _pct(v2v, 0.95)) if v2v else None,  # type: ignore[operator]
                         "v2v_max_ms": round(1000 * max(v2v)) if v2v else None,
                         "cpu_s_per_call_minute": round(cpu / call_min, 1) if call_min else None,
+                        "cpu_s_per_turn": round(cpu / len(v2v), 2) if v2v else None,
                         "cpu_cores_busy": round(cpu / wall, 2),
                         "peak_rss_mb": round(max(peak), 1),
                     }

@@ -154,7 +154,10 @@ class WhisperStreamingAsr:
     serves many calls); the executor is then shut down with
     ``cancel_futures`` on ``aclose``, never waited for. ``final_executor``
     (default: ``executor``) runs the end-of-turn decodes, the ones a caller
-    waits on, so a scheduler can put them ahead of partials.
+    waits on, so a scheduler can put them ahead of partials;
+    ``partials_allowed()`` (when given) is asked before each partial decode,
+    so a shared pool with a backlog skips the partials and keeps its time for
+    the finals.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class WhisperStreamingAsr:
         whisper: Any = None,
         executor: Executor | None = None,
         final_executor: Executor | None = None,
+        partials_allowed: Callable[[], bool] | None = None,
     ) -> None:
         ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
         self.model_ref = ref
@@ -183,6 +187,7 @@ class WhisperStreamingAsr:
             max_workers=1, thread_name_prefix="whisper"
         )
         self._final_executor: Executor = final_executor or self._executor
+        self._partials_allowed = partials_allowed
         self._closed = False
         self._error: BaseException | None = None
         self._reset_utterance()
@@ -213,7 +218,13 @@ class WhisperStreamingAsr:
         self._length += len(x)
         self._since_partial += len(x)
         busy = self._partial_task is not None or self._speculative is not None
-        if self._since_partial >= self._interval and not busy and self._on_partial is not None:
+        allowed = self._partials_allowed is None or self._partials_allowed()
+        if (
+            self._since_partial >= self._interval
+            and not busy
+            and self._on_partial is not None
+            and allowed
+        ):
             self._since_partial = 0
             self._partial_task = asyncio.get_running_loop().create_task(
                 self._run_partial(self._audio())

@@ -131,6 +131,11 @@ class FairExecutor:
             self._lanes.append(lane)
         return lane
 
+    def backlog(self) -> int:
+        """Jobs waiting for a thread (all lanes, both classes)."""
+        with self._cond:
+            return sum(len(ln.jobs) + len(ln.urgent_jobs) for ln in self._lanes)
+
     @property
     def lanes(self) -> list[Lane]:
         with self._cond:

@@ -11,8 +11,8 @@ CPU-heavy work is scheduled fairly: every call's Whisper decodes go through
 one :class:`~voice_agent.fair_executor.FairExecutor` and its piper sentences
 through another, one lane per call, so the call that has received the least
 CPU runs next and a talkative call cannot starve a quiet one, and end-of-turn
-decodes (someone waits on them) go before partial transcripts (see
-``fair_executor``). The VAD runs in the event loop (≈0.1 ms per 32 ms frame).
+decodes (someone waits on them) go before partial transcripts, which are
+skipped altogether while other decodes wait (see ``fair_executor``). The VAD runs in the event loop (≈0.1 ms per 32 ms frame).
 
 Admission: at most ``worker.max_calls`` calls run at once; up to
 ``worker.max_waiting`` more wait (at most ``worker.wait_timeout_s``) for a
@@ -141,6 +141,8 @@ class CallModels:
                 whisper=self.shared.whisper,
                 executor=self.asr_lane,
                 final_executor=self.asr_lane.urgent,
+                # Partials only while no decode waits: under load the finals get the time.
+                partials_allowed=lambda: self.shared.asr_pool.backlog() == 0,
             )
 
         vad = SileroVad(vad_rate(sample_rate), session=self.shared.vad_session)

@@ -116,3 +116,20 @@ def test_an_exception_reaches_the_waiting_side() -> None:
             raise AssertionError("the error was lost")
     finally:
         pool.shutdown()
+
+
+def test_backlog_counts_the_jobs_waiting_for_a_thread() -> None:
+    pool = FairExecutor("t", threads=1)
+    try:
+        assert pool.backlog() == 0
+        gate, _ = _blocker(pool)  # running, not waiting
+        assert pool.backlog() == 0
+        a = pool.lane("a")
+        futures = [a.submit(time.sleep, 0), a.urgent.submit(time.sleep, 0)]
+        assert pool.backlog() == 2
+        gate.set()
+        for f in futures:
+            f.result(timeout=5)
+        assert pool.backlog() == 0
+    finally:
+        pool.shutdown()
