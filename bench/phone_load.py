@@ -193,11 +193,12 @@ async def _barge_in(
                 await asyncio.sleep(0.02)
         background.cancel()
         await asyncio.gather(background, return_exceptions=True)
+        began = caller.now()  # the VAD may hear faint frames before the loudness onset
         await caller.speak(voices[INTERRUPTION], 16000)
         onset = caller.speech_spans[-1][0]
         await caller.silence(2.0)
         await caller.hang_up(timeout=60)
-    clears = [t for t in caller.clears if t >= onset]
+    clears = [t for t in caller.clears if t >= began]
     audible = [
         p.start + len(p.samples) / 8000
         for p in caller.played

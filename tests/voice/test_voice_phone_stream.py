@@ -152,12 +152,13 @@ async def test_speaking_over_the_agent_sends_clear_and_the_ledger_keeps_what_was
                         await asyncio.sleep(0.05)
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
+                began = caller.now()  # the VAD may hear the first, faint frames before `onset`
                 await caller.speak(interruption, RATE)
                 onset = caller.speech_spans[-1][0]
                 await caller.silence(3.0)
                 await caller.hang_up()
             (result,) = server.results
-    clears = [t for t in caller.clears if t > onset]
+    clears = [t for t in caller.clears if t >= began]
     assert clears, "a barge-in clears the provider's buffer"
     assert clears[0] - onset < 1.5, f"clear {clears[0] - onset:.2f} s after the caller's onset"
     after = caller.heard(clears[0] + 0.05)[: int(0.5 * 8000)]
