@@ -370,7 +370,18 @@ def main() -> None:
     p.add_argument("--ledger-dir", default="/tmp/phone_load_sessions")
     p.add_argument("--json", dest="json_out")
     p.add_argument("--memory-only", type=int, default=0, help="only RSS as N calls join one by one")
+    p.add_argument(
+        "--partials",
+        choices=("idle", "always"),
+        default="idle",
+        help="idle: the worker's policy (partial decodes only while no decode waits); "
+        "always: every partial (the before/after of that policy)",
+    )
     args = p.parse_args()
+    if args.partials == "always":
+        from voice_agent.fair_executor import FairExecutor
+
+        FairExecutor.backlog = lambda self: 0  # type: ignore[method-assign]
     result = asyncio.run(memory_only(args) if args.memory_only else run(args))
     text = json.dumps(result, indent=2)
     print(text)
