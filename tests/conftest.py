@@ -7,10 +7,13 @@ timeouts (httpx, aiohttp) are all virtual, and a test never sleeps through
 its waits however busy the machine is. ``AutojumpClock.running()`` gives the
 test its clock.
 
-Real time is kept for what virtual time cannot drive: real audio devices
-(``audio`` marker), processes outside the test (``realtime`` marker, e.g. a
-model server subprocess), and the peripheral/local-model tests that measure
-real decoding (their folders below).
+Model work in worker threads (ASR decodes) takes no virtual time, so a test
+that feeds audio on the clock sees the same partials however busy the
+machine is. Real time is kept for what virtual time cannot drive or must not
+hide: real audio devices (``audio`` marker), processes outside the test and
+real-time figures (``realtime`` marker: a model server subprocess, how
+promptly TTS stops, how long the loop's ticks take), and the local-model
+tests (their folder below).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pytest
 
 from fsm import AutojumpClock
 
-_REALTIME_FOLDERS = {"peripherals", "local_llm"}
+_REALTIME_FOLDERS = {"local_llm"}
 _TESTS = Path(__file__).resolve().parent
 
 

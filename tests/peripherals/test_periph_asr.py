@@ -18,7 +18,8 @@ SENTENCE = "I would like to check the status of my order and change the delivery
 async def feed_in_real_time(
     asr: WhisperStreamingAsr, samples: np.ndarray, rate: int, speed: float = 2.0
 ) -> None:
-    """Push 100 ms pieces, sleeping so the stream runs at ``speed`` x real time."""
+    """Push 100 ms pieces, sleeping so the stream runs at ``speed`` x real time (on the
+    tests' virtual clock, where the decodes in between take no time)."""
     step = rate // 10
     for i in range(0, len(samples), step):
         asr.push(samples[i : i + step], rate)
@@ -113,6 +114,7 @@ async def test_8khz_input_is_resampled(speech_factory) -> None:
     assert word_error_rate(SENTENCE, final.text) <= 0.2
 
 
+@pytest.mark.realtime  # measures how long the loop's ticks take: a wall-time property
 async def test_decoding_never_blocks_the_event_loop(speech_factory) -> None:
     speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.3)
     asr = WhisperStreamingAsr()
@@ -130,8 +132,12 @@ async def test_decoding_never_blocks_the_event_loop(speech_factory) -> None:
         async with asyncio.TaskGroup() as tg:
             tick = tg.create_task(ticker())
             asr.push(speech.samples, 16000)
+            started = time.perf_counter()
             await asr.finalize()
+            decode_s = time.perf_counter() - started
             tick.cancel()
     finally:
         await asr.aclose()
-    assert max(gaps) < 0.1
+    # A decode on the loop would stall the ticker for the whole decode; the loop's own
+    # scheduling delay on a busy machine is a small part of it (generous: a ratio in one run).
+    assert len(gaps) > 3 and max(gaps) < max(0.1, decode_s / 3), (max(gaps), decode_s)

@@ -11,6 +11,8 @@ import pytest
 from peripherals.audio import rms_dbfs
 from peripherals.tts import PiperTts
 
+pytestmark = pytest.mark.realtime  # first-chunk latency and stop promptness are wall time
+
 SENTENCE = "Your order shipped yesterday and should arrive on Friday afternoon."
 LONG = " ".join(
     f"This is sentence number {i} of a rather long answer that nobody will hear." for i in range(40)
