@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import os
 import selectors
+import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
@@ -179,12 +181,12 @@ class AutojumpClock:
     while the process computes (a model decoding in a worker thread), the
     loop waits for it and time stands still, so results do not depend on how
     fast or busy the machine is. While the jobs are blocked instead (a tool
-    calling `time.sleep`: the process uses almost no CPU over
+    calling `time.sleep`: no thread of the process is runnable for
     `_THREAD_WINDOW_S`), virtual time follows real time (never past the next
     timer), so a timeout set on a blocked call still fires; so it does once
     one job has computed for `_THREAD_GRACE_S`, a bound on a runaway thread.
-    CPU use is the whole process's: another thread spinning meanwhile makes a
-    blocked job look busy until the grace. Threads nobody announced, and I/O
+    Thread states are the whole process's: another thread computing meanwhile
+    makes a blocked job look busy until the grace. Threads nobody announced, and I/O
     from outside the process (a subprocess server), are not waited for: set
     `idle_threshold_s` to the real time the loop waits for I/O before it
     jumps, or use real time.
@@ -255,6 +257,7 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
         self.clock = clock
         self._jobs: dict[asyncio.Future[Any], float] = {}  # running job -> real start time
         self.window: tuple[float, float] | None = None  # (real, process CPU) s at window start
+        self.window_busy = False  # a thread was seen runnable during the current window
         super().__init__(_AutojumpSelector(selectors.DefaultSelector(), self))
 
     def time(self) -> float:
@@ -290,18 +293,40 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
         self._jobs.pop(future, None)
         if not self._jobs:
             self.window = None
+            self.window_busy = False
 
 
 # Real time one thread job may compute while virtual time stands still (s): a bound on a
 # runaway thread; far above a model decode on a loaded machine (Whisper: ~0.2-5 s).
 _THREAD_GRACE_S = 30.0
-# How long the loop watches the process's CPU use before it decides whether its
-# thread jobs compute or are blocked (real s): many scheduler periods even on a 2-core
-# machine with ~20 runnable processes, where one period can leave a thread without CPU.
-_THREAD_WINDOW_S = 0.5
+# How long the loop watches its threads before it decides whether its thread jobs
+# compute or are blocked (real s); sampled ten times in the window.
+_THREAD_WINDOW_S = 0.3
 # Below this share of one core over a window, the thread jobs are blocked, not computing
 # (a thread starved on a loaded 2-core machine still gets ~5-25 %).
 _BLOCKED_CPU_SHARE = 0.02
+
+
+def _other_threads_runnable() -> bool | None:
+    """True when a thread of this process other than the caller is running or runnable
+    (or in uninterruptible I/O); None where thread states cannot be read (not Linux)."""
+    tasks = f"/proc/{os.getpid()}/task"
+    me = str(threading.get_native_id())
+    try:
+        names = os.listdir(tasks)
+    except OSError:
+        return None
+    for name in names:
+        if name == me:
+            continue
+        try:
+            with open(f"{tasks}/{name}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        if state in (b"R", b"D"):
+            return True
+    return False
 
 
 class _AutojumpSelector(selectors.BaseSelector):
@@ -336,16 +361,28 @@ class _AutojumpSelector(selectors.BaseSelector):
         return []
 
     def _wait_for_threads(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Wait (for real) for thread jobs; move virtual time only while they are blocked."""
+        """Wait (for real) for thread jobs; move virtual time only while they are blocked.
+
+        Blocked means: over a whole window, no other thread of the process was
+        ever runnable (Linux: /proc thread states; a starved but computing
+        thread is runnable, one in `time.sleep` or a lock is not). Elsewhere:
+        the process used under `_BLOCKED_CPU_SHARE` of a core over the window.
+        """
         loop, clock = self._loop, self._loop.clock
         if loop.window is None:
             loop.window = (time.monotonic(), time.process_time())
-        events = self._inner.select(_THREAD_WINDOW_S / 4)
+            loop.window_busy = False
+        events = self._inner.select(_THREAD_WINDOW_S / 10)
+        busy = _other_threads_runnable()
+        loop.window_busy = loop.window_busy or bool(busy)
         start_real, start_cpu = loop.window
         elapsed = time.monotonic() - start_real
         if elapsed < _THREAD_WINDOW_S:
             return events
-        computing = time.process_time() - start_cpu >= _BLOCKED_CPU_SHARE * elapsed
+        if busy is None:  # no thread states here: judge by the process's CPU use
+            computing = time.process_time() - start_cpu >= _BLOCKED_CPU_SHARE * elapsed
+        else:
+            computing = loop.window_busy
         oldest = loop.oldest_job_started
         runaway = oldest is not None and time.monotonic() - oldest > _THREAD_GRACE_S
         if not computing or runaway:
