@@ -64,6 +64,10 @@ from .tools import ToolRegistry
 
 log = logging.getLogger(__name__)
 
+# Seconds between hold phrases while the LLM stays silent: a short phrase (~0.8 s spoken)
+# plus ~1.2 s of quiet keeps every silence under the 2 s the caller should ever wait.
+LLM_HOLD_AGAIN_S = 2.0
+
 EndReason = Literal["stop", "tool_calls", "cancelled", "error"]
 
 # The loop guard counts tool rounds (``max_followups``); as a backstop against a model
@@ -119,8 +123,16 @@ class Conversation:
         self.loop_guard_told = False  # the caller was told the loop guard stopped this turn
         self._silence = SilencePolicy(
             hold_after_s=config.llm_hold_after_s,
-            hold_again_s=2 * config.llm_hold_after_s,  # a second phrase if it goes on
+            # Another phrase every LLM_HOLD_AGAIN_S while it goes on, so the caller never
+            # waits more than ~2 s in silence before the apology at the deadline.
+            hold_again_s=LLM_HOLD_AGAIN_S,
             deadline_s=config.llm_deadline_s,
+            # as many as fit with the last one said a second before the apology
+            max_holds=1
+            + max(
+                0,
+                int((config.llm_deadline_s - 1.0 - config.llm_hold_after_s) // LLM_HOLD_AGAIN_S),
+            ),
         )
         self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
         self.quiet_since = clock.now()  # when the caller last stopped hearing anything

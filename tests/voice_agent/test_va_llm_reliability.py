@@ -143,7 +143,7 @@ def errors(call: Call) -> list[str | None]:
 )
 def test_a_silent_llm_gets_a_hold_phrase_then_an_apology_at_the_deadline(fault):
     call = run_call(then_answer(FAULTS[fault]), ["Where is my order?", "When do you open?"])
-    assert call.heard(0) == [(1.5, HOLDS[0]), (4.5, HOLDS[1]), (8.0, APOLOGY)]
+    assert call.heard(0) == [(1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]), (8.0, APOLOGY)]
     assert errors(call) == ["the LLM produced nothing for 8.0s"]
     assert any("hold phrase" in e.text for e in call.entries("Note"))
     assert call.entries("ToolCallStarted") == []  # a half-written call never runs
@@ -156,7 +156,7 @@ def test_a_stall_after_some_text_gets_a_hold_phrase_then_an_apology(fault):
     heard = call.heard(0)
     # the words before the stall (handed to the output at once, recorded as planned when
     # the hold phrase closes the unfinished sentence), the hold phrase, the apology
-    assert heard[1:] == [(1.5, HOLDS[0]), (4.5, HOLDS[1]), (8.0, APOLOGY)]
+    assert heard[1:] == [(1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]), (8.0, APOLOGY)]
     assert heard[0][1] in ("Your order has", "Let me see.")
     assert call.heard(1)[-1][1] == "We open at nine."
 
