@@ -24,7 +24,7 @@ _NORM_EPS = 1e-7  # variance floor of the waveform normalisation
 _DYNAMIC_RANGE = 8.0  # decades of log10 power kept below the maximum
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, dtype=np.float64)
     step = np.log(6.4) / 27.0
