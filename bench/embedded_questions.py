@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -144,7 +145,8 @@ def _demo_tools() -> list[BenchTool]:
     for spec in demo_tools.registry:
 
         async def run(arguments: dict[str, Any], spec: Any = spec) -> Any:
-            return await spec.invoke(spec.parse_arguments(json.dumps(arguments)))
+            result = spec.fn(**spec.parse_arguments(json.dumps(arguments)))
+            return await result if inspect.isawaitable(result) else result
 
         tools.append(
             BenchTool(spec.name, spec.kind, spec.openai_schema(), DEMO_FACTS.get(spec.name), run)
