@@ -471,6 +471,7 @@ async def run_model(
                     max_tokens=config.max_tokens,
                     timeout_s=600,
                     first_token_timeout_s=300,
+                    stall_timeout_s=300,
                 )
             )
             stack.push_async_callback(client.aclose)
