@@ -338,10 +338,18 @@ def main(argv: list[str] | None = None) -> int:
 class RedactingFormatter(logging.Formatter):
     """Log lines (tracebacks included) with card-like numbers and URL secrets masked."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        # The message (and its arguments) is masked, not the line's own timestamp: a
+        # "2026-11-26 00:34:58" prefix reads like a digit run.
         from ledger import redact_secrets
 
-        return redact_secrets(super().format(record))
+        record.message = redact_secrets(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]  # noqa: N802
+        from ledger import redact_secrets
+
+        return redact_secrets(super().formatException(ei))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,16 @@ def test_log_lines_mask_cards_and_url_secrets():
     )
     line = formatter.format(record)
     assert "4111 1111" not in line and "u:p@" not in line and "token=abc" not in line
+    stamped = cli.RedactingFormatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    line = stamped.format(record)
+    assert "[redacted" in line and line[:4].isdigit(), line  # the timestamp stays readable
+    try:
+        raise ValueError("card 4111 1111 1111 1111")
+    except ValueError:
+        import sys
+
+        record.exc_info, record.exc_text = sys.exc_info(), None
+    assert "4111 1111" not in formatter.format(record)
 
 
 # ---------------------------------------------------------------- sessions directory
