@@ -22,31 +22,19 @@ import numpy as np
 from peripherals.audio import AudioSink, to_float32
 from peripherals.resample import resample
 
+from .voice.sinks import SinkWrapper
 from .voice.wavio import write_wav_channels
 
 __all__ = ["CallRecorder", "RecordingSink"]
 
 
-class RecordingSink:
+class RecordingSink(SinkWrapper):
     """An :class:`AudioSink` that passes everything on and remembers what is still unplayed."""
 
     def __init__(self, inner: AudioSink) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._queued: collections.deque[np.ndarray] = collections.deque()
         self._queued_n = 0
-
-    # ---- AudioSink
-    @property
-    def sample_rate(self) -> int:
-        return self._inner.sample_rate
-
-    @property
-    def played_samples(self) -> int:
-        return self._inner.played_samples
-
-    @property
-    def paused(self) -> bool:
-        return self._inner.paused
 
     async def write(self, samples: np.ndarray) -> None:
         x = to_float32(samples)
@@ -58,18 +46,6 @@ class RecordingSink:
         dropped = self._inner.clear()
         self._drop_tail(dropped)
         return dropped
-
-    def pause(self) -> None:
-        self._inner.pause()
-
-    def resume(self) -> None:
-        self._inner.resume()
-
-    async def wait_drained(self) -> None:
-        await self._inner.wait_drained()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
     # ---- for the recorder
     def take_played(self, n: int) -> np.ndarray:
@@ -99,9 +75,6 @@ class RecordingSink:
                 self._queued[-1] = tail[: len(tail) - n]
                 self._queued_n -= n
                 n = 0
-
-    def __getattr__(self, name: str) -> object:  # transport-specific extras (render, ...)
-        return getattr(self._inner, name)
 
 
 class CallRecorder:

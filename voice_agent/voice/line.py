@@ -17,6 +17,8 @@ import numpy as np
 from peripherals import g711
 from peripherals.audio import AudioSink, to_float32
 
+from .sinks import SinkWrapper
+
 
 def simulates_line(law: str, transport: Any) -> bool:
     """Add the codec for ``transport``: asked for, and the transport is not a phone line."""
@@ -28,42 +30,12 @@ def through_line(frame: np.ndarray, law: str) -> np.ndarray:
     return g711.round_trip(to_float32(frame), law)  # type: ignore[arg-type]
 
 
-class LineSink:
+class LineSink(SinkWrapper):
     """An :class:`AudioSink` whose audio goes through the codec before it is played."""
 
     def __init__(self, inner: AudioSink, law: str) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._law = law
-
-    @property
-    def sample_rate(self) -> int:
-        return self._inner.sample_rate
-
-    @property
-    def played_samples(self) -> int:
-        return self._inner.played_samples
-
-    @property
-    def paused(self) -> bool:
-        return self._inner.paused
 
     async def write(self, samples: np.ndarray) -> None:
         await self._inner.write(through_line(samples, self._law))
-
-    def clear(self) -> int:
-        return self._inner.clear()
-
-    def pause(self) -> None:
-        self._inner.pause()
-
-    def resume(self) -> None:
-        self._inner.resume()
-
-    async def wait_drained(self) -> None:
-        await self._inner.wait_drained()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)

@@ -126,3 +126,48 @@ class TimelineSink:
         """Drop queued audio; the rendered timeline stays available (idempotent)."""
         self._closed = True
         self.clear()
+
+
+class SinkWrapper:
+    """An :class:`AudioSink` in front of another: passes everything on unchanged.
+
+    Subclass it to change what one method does (a codec on ``write``, a tap that
+    records): the rest of the sink's contract is the wrapped sink's. Attributes
+    a transport's own sink has beyond the protocol are reachable too.
+    """
+
+    def __init__(self, inner: AudioSink) -> None:
+        self._inner = inner
+
+    @property
+    def sample_rate(self) -> int:
+        return self._inner.sample_rate
+
+    @property
+    def played_samples(self) -> int:
+        return self._inner.played_samples
+
+    @property
+    def paused(self) -> bool:
+        return self._inner.paused
+
+    async def write(self, samples: np.ndarray) -> None:
+        await self._inner.write(samples)
+
+    def clear(self) -> int:
+        return self._inner.clear()
+
+    def pause(self) -> None:
+        self._inner.pause()
+
+    def resume(self) -> None:
+        self._inner.resume()
+
+    async def wait_drained(self) -> None:
+        await self._inner.wait_drained()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
