@@ -41,7 +41,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,31 @@ class ToolScheduler:
         """Async tools caught blocking the event loop; they now run on their own thread."""
         return set(self._isolated)
 
+    def _record_start(
+        self,
+        call_id: str,
+        response_id: str,
+        name: str,
+        arguments: str,
+        depends_on: Iterable[str] = (),
+        speculative: bool = False,
+        fork_id: str | None = None,
+    ) -> None:
+        """The one place a call's ``ToolCallStarted`` is recorded."""
+        spec = self.spec_of(name)
+        self._ledger.append(
+            le.ToolCallStarted(
+                call_id=call_id,
+                response_id=response_id,
+                name=name,
+                arguments=arguments,
+                kind=spec.kind if spec else "read",
+                speculative=speculative,
+                fork_id=fork_id,
+                depends_on=sorted(set(depends_on)),
+            )
+        )
+
     def _call_control_for(self, call_id: str) -> CallControl | None:
         return self.call_control.for_call(call_id) if self.call_control is not None else None
 
@@ -167,16 +192,7 @@ class ToolScheduler:
         "awaiting confirmation" (the model's protocol stays valid; nothing runs,
         no intent is created: the confirmed execution is a call of its own).
         """
-        spec = self.spec_of(name)
-        self._ledger.append(
-            le.ToolCallStarted(
-                call_id=call_id,
-                response_id=response_id,
-                name=name,
-                arguments=arguments,
-                kind=spec.kind if spec else "read",
-            )
-        )
+        self._record_start(call_id, response_id, name, arguments)
         self._done[call_id] = asyncio.get_running_loop().create_future()
         self._finish(call_id, le.ToolCallResolved(call_id=call_id, result=result))
 
@@ -209,17 +225,8 @@ class ToolScheduler:
             return
         # --- end speculation
         depends_on, problem = self._dependencies(call_id, arguments)
-        self._ledger.append(
-            le.ToolCallStarted(
-                call_id=call_id,
-                response_id=response_id,
-                name=name,
-                arguments=arguments,
-                kind=spec.kind if spec else "read",
-                speculative=speculative,
-                fork_id=fork_id,
-                depends_on=sorted(set(depends_on.values())),
-            )
+        self._record_start(
+            call_id, response_id, name, arguments, depends_on.values(), speculative, fork_id
         )
         done: asyncio.Future[le.Entry] = asyncio.get_running_loop().create_future()
         self._done[call_id] = done
@@ -264,18 +271,8 @@ class ToolScheduler:
     ) -> None:
         """Record final call ``call_id`` bound to a running or finished speculative call's
         future (helper spec): nothing new runs; its outcome is the speculative call's."""
-        spec = self.spec_of(name)
         depends_on, _ = self._dependencies(call_id, arguments)
-        self._ledger.append(
-            le.ToolCallStarted(
-                call_id=call_id,
-                response_id=response_id,
-                name=name,
-                arguments=arguments,
-                kind=spec.kind if spec else "read",
-                depends_on=sorted(set(depends_on.values())),
-            )
-        )
+        self._record_start(call_id, response_id, name, arguments, depends_on.values())
         self._done[call_id] = self._done[speculative_call_id]
 
     def _dependencies(self, call_id: str, arguments: str) -> tuple[dict[str, str], str | None]:
