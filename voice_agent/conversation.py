@@ -204,12 +204,34 @@ class Conversation:
         return self.gen is not None and getattr(ev, "response_id", None) == self.gen.response_id
 
     def has_news(self, ev: Any = None) -> bool:
-        """There are outcomes to report and the mode (and the loop guard) allow reporting them now."""
+        """There are outcomes to report and the mode (and the loop guard) allow reporting them now.
+
+        An outcome that a still-pending call of the turn takes as an argument (the model
+        named its future) is not reported on its own: the model already routed it, and a
+        report now would only buy a "still checking" sentence that the chain's answer then
+        queues behind. It is reported with the dependent call's outcome (or failure).
+        """
         if not self.news or self._loop_guard_blocks():
             return False
         if self.call.ending is not None:
             return False  # the call is ending: no more answers, the goodbye is the last word
-        return self.policy.reports_partial_outcomes or not self.awaiting_together
+        if not self.policy.reports_partial_outcomes and self.awaiting_together:
+            return False
+        feeding = self._feeding_pending()
+        return any(call_id not in feeding for call_id in self.news)
+
+    def _feeding_pending(self) -> set[str]:
+        """Calls whose outcome a pending, reported call of this turn waits for as an argument."""
+        feeding: set[str] = set()
+        for call_id in self.scheduler.pending():
+            final = self.speculation.final_of(call_id) or call_id
+            if final not in self.turn_calls or final in self.silent_calls:
+                continue
+            try:
+                feeding.update(self.ledger.call(final).started.depends_on)
+            except KeyError:
+                continue
+        return feeding
 
     def _next_round(self) -> int:
         """The tool round of a follow-up that would report the current news."""
@@ -573,7 +595,7 @@ class Conversation:
                     )
                 )
                 gen.preamble = None
-                if self.config.speculation.covered_ack:
+                if self.config.speculation.covered_ack and not gen.acked:
                     self.say(self.config.speculation.covered_ack, reason="canned")
             elif how in ("stop", "tool_calls"):
                 self._release_preamble(gen)  # no call: it is the answer
@@ -617,6 +639,12 @@ class Conversation:
             return
         if gen.preamble is not None:
             gen.preamble += ev.text
+            ack = self.config.speculation.covered_ack
+            if ack and not gen.acked and gen.preamble.strip():
+                # The caller hears something as soon as a plain answer would have started:
+                # the short acknowledgement now, the held text later only if it is needed.
+                gen.acked = True
+                self.say(ack, reason="canned")
             now = self.clock.now()
             gen.preamble_since = gen.preamble_since if gen.preamble_since is not None else now
             if (

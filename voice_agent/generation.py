@@ -54,6 +54,7 @@ class Generation:
     # (None: not held); when every call it makes adopts a finished result it is dropped.
     preamble: str | None = None
     preamble_since: float | None = None
+    acked: bool = False  # the short acknowledgement was said when the held text began
     restarts: int = 0  # restarts before its first token, to batch new outcomes
 
     @property

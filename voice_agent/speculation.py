@@ -183,7 +183,9 @@ class SpeculativeCall:
     arguments: str
     canonical: str | None
     started_at: float
+    llm_call_id: str = ""  # the call's id in the fork's stream
     claimed_by: str | None = None  # the final call adopting it
+    reused: str = ""  # not started: an earlier fork's identical call (its speculative id)
 
 
 @dataclass
@@ -395,6 +397,7 @@ class Speculator:
             arguments=ev.arguments,
             canonical=canonical,
             started_at=self.clock.now(),
+            llm_call_id=ev.call_id,
         )
         fork.calls.append(record)
         if not self.policy.fork_runs_reads or fork.superseded:
@@ -416,8 +419,15 @@ class Speculator:
                 )
             )
             return
+        arguments = self._rename_refs(ev.arguments, fork)
+        same = self._live_match(ev.name, canonical_arguments(spec, arguments), fork.turn_id)
+        if same is not None:
+            # An earlier fork of the turn already runs (or ran) this very read: share it
+            # instead of running it again; the answer's call adopts that one.
+            record.reused = same.call_id
+            return
         record.call_id = f"{fork.fork_id}.{ev.call_id}"
-        record.arguments = self._rename_refs(ev.arguments, fork)
+        record.arguments = arguments
         self._by_call[record.call_id] = record
         self.scheduler.start(
             call_id=record.call_id,
@@ -428,9 +438,36 @@ class Speculator:
             fork_id=fork.fork_id,
         )
 
+    def _live_match(self, name: str, canonical: str | None, turn_id: int) -> SpeculativeCall | None:
+        """A started, unclaimed, not cancelled speculative call of the turn with these
+        canonical arguments (finished ones first), else None."""
+        if canonical is None:
+            return None
+        found = [
+            record
+            for fork in self.forks
+            if fork.turn_id == turn_id
+            for record in fork.calls
+            if record.call_id
+            and record.claimed_by is None
+            and record.name == name
+            and canonical_arguments(self.scheduler.spec_of(name), record.arguments) == canonical
+            and not self._cancelled(record.call_id)
+        ]
+        finished = [r for r in found if self._finished(r.call_id)]
+        candidates = finished or found
+        return candidates[-1] if candidates else None
+
+    def _finished(self, call_id: str) -> bool:
+        try:
+            return self.ledger.call(call_id).outcome is not None
+        except KeyError:
+            return False
+
     def _rename_refs(self, arguments: str, fork: Fork) -> str:
-        """A fork's call naming an earlier call of the same fork names its speculative id."""
-        ids = {c.call_id.split(".", 1)[1]: c.call_id for c in fork.calls if c.call_id}
+        """A fork's call naming an earlier call of the same fork names its speculative id
+        (or the earlier fork's call it reuses)."""
+        ids = {c.llm_call_id: c.call_id or c.reused for c in fork.calls if c.call_id or c.reused}
         if not ids:
             return arguments
         try:
@@ -494,27 +531,31 @@ class Speculator:
         canonical = canonical_arguments(spec, ev.arguments)
         if canonical is None:
             return None
-        for fork in reversed(self.forks):  # the newest speculation first
-            if fork.turn_id > turn_id:
-                continue
-            for record in fork.calls:
-                if (
-                    record.call_id
-                    and record.claimed_by is None
-                    and record.name == ev.name
-                    and canonical_arguments(spec, record.arguments, self._as_final) == canonical
-                    and not self._cancelled(record.call_id)
-                ):
-                    record.claimed_by = ev.call_id
-                    self.scheduler.adopt(
-                        call_id=ev.call_id,
-                        response_id=ev.response_id,
-                        name=ev.name,
-                        arguments=ev.arguments,
-                        speculative_call_id=record.call_id,
-                    )
-                    return record.call_id
-        return None
+        matches = [
+            record
+            for fork in reversed(self.forks)  # the newest speculation first
+            if fork.turn_id <= turn_id
+            for record in fork.calls
+            if record.call_id
+            and record.claimed_by is None
+            and record.name == ev.name
+            and canonical_arguments(spec, record.arguments, self._as_final) == canonical
+            and not self._cancelled(record.call_id)
+        ]
+        if not matches:
+            return None
+        # A finished result answers sooner than a running one of a newer fork (the same
+        # read with the same arguments); otherwise the newest.
+        record = next((r for r in matches if self._finished(r.call_id)), matches[0])
+        record.claimed_by = ev.call_id
+        self.scheduler.adopt(
+            call_id=ev.call_id,
+            response_id=ev.response_id,
+            name=ev.name,
+            arguments=ev.arguments,
+            speculative_call_id=record.call_id,
+        )
+        return record.call_id
 
     def _cancelled(self, call_id: str) -> bool:
         try:
@@ -554,7 +595,12 @@ class Speculator:
                 adopted_pairs += list(adopted.items())
                 self._post(ForkAdopted(fork_id=fork.fork_id))
             else:
-                why = reason if any(c.call_id for c in fork.calls) else f"{reason} (no calls)"
+                if any(c.call_id for c in fork.calls):
+                    why = reason
+                elif any(c.reused for c in fork.calls):
+                    why = f"{reason} (its calls shared an earlier fork's)"
+                else:
+                    why = f"{reason} (no calls)"
                 self.ledger.append(
                     le.ForkDiscarded(fork_id=fork.fork_id, reason=why, completion_tokens=tokens)
                 )

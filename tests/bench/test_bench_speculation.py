@@ -121,8 +121,31 @@ def test_every_speculation_scenario_is_answered_correctly_in_every_mode(name: st
             for s, a in zip(spec, results["async"].turns, strict=True)  # type: ignore[attr-defined]
             if a.answer_audio_ms is not None
         )
+    for s, a in zip(spec, results["async"].turns, strict=True):  # type: ignore[attr-defined]
+        # speculation never makes the caller wait longer for the first sound
+        if a.first_audio_ms is not None:
+            assert s.first_audio_ms is not None and s.first_audio_ms <= a.first_audio_ms
+        assert (s.dead_air_ms or 0) <= (a.dead_air_ms or 0)
     if name in ("self_correction", "hasty_prefix"):
         assert any(t.speculation["discarded_calls"] for t in spec)
     if name == "write_request":
         invoked = [i for i in results["speculative"].tool_invocations]  # type: ignore[attr-defined]
         assert len(invoked) == 1 and invoked[0]["start"] > spec[0].end_of_speech
+
+
+def test_with_futures_async_reports_the_chain_once_its_last_link_resolves() -> None:
+    """The first result feeds the pending second call: no follow-up for it alone (that
+    buys a "still checking" the answer queues behind); one report when the chain ends."""
+    scenario = load_scenario(SCENARIOS / "dependent_chain_futures.yaml")
+    clock = AutojumpClock()
+
+    async def both() -> dict[str, object]:
+        return {m: await run_scenario(scenario, m, clock=clock) for m in ("sync", "async")}
+
+    results = clock.run(both())
+    sync, asy = results["sync"], results["async"]
+    assert asy.error is None and sync.error is None  # type: ignore[attr-defined]
+    assert len(asy.oracle) == 2  # type: ignore[attr-defined]  # the answer and one report
+    assert len(sync.oracle) == 3  # type: ignore[attr-defined]  # one request per link
+    [a], [s] = asy.turns, sync.turns  # type: ignore[attr-defined]
+    assert a.correct and a.answer_audio_ms < s.answer_audio_ms

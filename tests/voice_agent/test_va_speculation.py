@@ -382,8 +382,39 @@ async def test_a_filler_is_spoken_when_a_call_still_has_to_run():
         await run.idle()
 
     run = await run_agent(body, latency_s=0.3)
-    assert run.heard().startswith("One moment.")
+    # the short acknowledgement when the held text began, then the filler it turned out to need
+    assert run.heard().startswith("Okay. One moment.")
     assert "shipped-4471" in run.heard()
+
+
+async def test_the_acknowledgement_is_said_when_the_held_text_begins_not_when_the_stream_ends():
+    llm = HastyLlm(delays=(0.01, 0.3))  # the answer's stream takes a while to reach its calls
+
+    async def body(run: Run) -> None:
+        await run.speak("order 4417 please tell me where it is now".split(), gap_s=0.05)
+        await run.idle()
+
+    run = await run_agent(body, llm=llm, latency_s=0.01)
+    ack = next(e for e in run.entries("AgentTextPlanned") if e.text == "Okay.")
+    answer_calls = [e for e in run.entries("ToolCallStarted") if not e.speculative]
+    assert answer_calls and ack.seq < answer_calls[0].seq
+    assert [e.text for e in run.entries("AgentTextPlanned")].count("Okay.") == 1
+    assert "One moment" not in run.heard()
+
+
+async def test_a_newer_fork_shares_an_earlier_forks_identical_read_instead_of_running_it_again():
+    async def body(run: Run) -> None:
+        # the first fork calls 4417; the second fork calls 4417 again and 5200
+        await run.speak("check 4417 and also 5200 for me".split(), gap_s=0.08)
+        await run.idle()
+
+    run = await run_agent(body, latency_s=0.5)
+    assert len(run.entries("ForkOpened")) >= 2
+    ran = [r[1] for r in run.backend.ran if r[0] == "order_status"]
+    assert ran.count("4417") == 1 and ran.count("5200") == 1
+    adopted = {s: f for e in run.entries("ForkAdopted") for f, s in e.adopted.items()}
+    assert len(adopted) == 2  # the answer's 4417 adopts the first fork's call
+    assert "shipped-4417" in run.heard() and "shipped-5200" in run.heard()
 
 
 async def test_the_filler_rule_is_off_by_configuration():
