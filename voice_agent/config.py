@@ -155,6 +155,25 @@ class SpeculationConfig(_Frozen):
         description="a newer fork keeps the older forks' running calls for matching until the "
         "turn ends (false: cancel them at once)",
     )
+    # A fork's LLM request served on this machine takes the cores the ASR decodes on (a
+    # 1.5B model at 2 threads takes all of a 2-core box while it generates): partials come
+    # late and the final decode, which the caller waits on, slows down.
+    fork_llm: Literal["auto", "local", "remote"] = Field(
+        "auto",
+        description="where a fork's LLM request runs: local (on this machine's cores, "
+        "competing with the ASR) or remote; auto: local when the LLM endpoint is on a "
+        "loopback address (the embedded model)",
+    )
+    max_cpu_busy: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="local fork LLM: no partial fork opens while the machine's CPU is busier "
+        "than this share (0..1, all cores) over the last quarter second; 1: never held back",
+    )
+    local_max_forks_per_turn: int = Field(
+        2, ge=0, description="local fork LLM: at most this many partial forks per turn"
+    )
 
 
 class CallConfig(_Frozen):

@@ -26,6 +26,7 @@ import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fsm import ActionFailed, Clock, Event
 from ledger import Ledger
@@ -156,6 +157,7 @@ class Conversation:
             policy=self.policy,
             config=config.speculation,
             preemptive=config.preemptive_generation,
+            local_llm=_llm_is_local(config.speculation.fork_llm, llm),
             scheduler=self.scheduler,
             tools=tools,
             ledger=ledger,
@@ -328,6 +330,7 @@ class Conversation:
     def record_partial(self, ev: TranscriptPartial) -> None:
         self.holds.cancel()
         self.call.caller_active()
+        self.speculation.note_held_back(self.turn_id + 1)
         if ev.text.strip():
             self.ledger.append(
                 le.UserUtterance(turn_id=self.turn_id + 1, text=ev.text, final=False)
@@ -1066,6 +1069,18 @@ class Conversation:
 # Guards the table uses that read only the event (kept here for one import).
 def is_outcome(ev: Event) -> bool:
     return isinstance(ev, ToolCallResolved | ToolCallFailed)
+
+
+def _llm_is_local(where: str, llm: Any) -> bool:
+    """A fork's LLM request runs on this machine: configured so, or (``auto``) the client's
+    endpoint is a loopback address (the embedded model's server)."""
+    if where != "auto":
+        return where == "local"
+    base_url = getattr(getattr(llm, "config", None), "base_url", None)
+    if not isinstance(base_url, str):
+        return False
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _keypad_digits(text: str) -> str:

@@ -51,6 +51,7 @@ from fsm import Clock, Event
 from ledger import Ledger
 from ledger import entries as le
 
+from .compute import CpuGauge, ProcStatGauge
 from .config import SpeculationConfig
 from .events import ForkAdopted, ForkDiscarded, ForkOpened, LlmToolCallIssued, LlmTurnFinished
 from .generation import Generation, spoken
@@ -211,6 +212,7 @@ class TurnBudget:
 
     forks: int = 0
     tokens: int = 0
+    held_back: int = 0  # partials that would have opened a fork but for the CPU
     last_opened_at: float = -math.inf
     last_basis: str = ""
 
@@ -229,6 +231,8 @@ class Speculator:
         policy: ModePolicy,
         config: SpeculationConfig,
         preemptive: bool,
+        local_llm: bool = False,
+        gauge: CpuGauge | None = None,
         scheduler: ToolScheduler,
         tools: ToolRegistry,
         ledger: Ledger,
@@ -240,6 +244,9 @@ class Speculator:
         self.policy = policy
         self.config = config
         self.preemptive = preemptive
+        self.local_llm = local_llm  # a fork's LLM request runs on this machine's cores
+        self.gauge: CpuGauge = gauge if gauge is not None else ProcStatGauge()
+        self.held_back: str | None = None  # why the last partial opened no fork (CPU), if so
         self.scheduler = scheduler
         self.tools = tools
         self.ledger = ledger
@@ -300,7 +307,40 @@ class Speculator:
             new, at_start = words, True
         if len(new) < cfg.min_new_words:
             return False
-        return not cfg.callworthy_only or callworthy(new, sentence_start=at_start)
+        if cfg.callworthy_only and not callworthy(new, sentence_start=at_start):
+            return False
+        self.held_back = self._compute_held_back(budget)
+        return self.held_back is None
+
+    def _compute_held_back(self, budget: TurnBudget) -> str | None:
+        """Why a fork whose LLM runs on this machine must not open now, or None.
+
+        Its generation would take the cores the ASR decodes on: at most
+        ``local_max_forks_per_turn``, one generation at a time, and none while
+        the machine is busier than ``max_cpu_busy``. A remote LLM costs this
+        machine next to nothing: never held back.
+        """
+        if not self.local_llm:
+            return None
+        cfg = self.config
+        if budget.forks >= cfg.local_max_forks_per_turn:
+            return f"local LLM: {budget.forks} fork(s) this turn already"
+        if self.streaming():
+            return "local LLM: a fork's generation still runs"
+        busy = self.gauge.busy()
+        if busy > cfg.max_cpu_busy:
+            return f"local LLM: CPU {busy:.0%} busy (max_cpu_busy {cfg.max_cpu_busy:.0%})"
+        return None
+
+    def note_held_back(self, turn_id: int) -> None:
+        """Record (once per turn) that a due fork was held back for the CPU."""
+        why, self.held_back = self.held_back, None
+        budget = self.budget(turn_id)
+        if why is None:
+            return
+        budget.held_back += 1
+        if budget.held_back == 1:
+            self.ledger.append(le.Note(text=f"fork held back: {why}"))
 
     def pause_fork_due(self, text: str) -> bool:
         return self.preemptive and bool(text.strip())

@@ -458,3 +458,87 @@ async def test_a_fork_still_streaming_when_the_turn_ends_is_cancelled_its_calls_
     [first] = [e for e in run.entries("ToolCallStarted") if e.speculative]  # none from f2
     assert run.ledger.call(first.call_id).adopted_by is not None  # the kept call was adopted
     assert "shipped-4417" in run.heard() and "shipped-5200" in run.heard()
+
+
+# ------------------------------------------------------------ CPU: a fork's LLM on this machine
+async def test_a_local_llm_fork_is_held_back_while_the_machine_is_busy():
+    from voice_agent.compute import FixedGauge
+
+    async def body(run: Run) -> None:
+        run.agent.conversation.speculation.gauge = FixedGauge(0.95)
+        await run.speak("my order is 4417 and I wonder where it is".split())
+        await run.idle()
+
+    run = await run_agent(body, fork_llm="local", max_cpu_busy=0.8)
+    assert run.entries("ForkOpened") == []
+    notes = [e.text for e in run.entries("Note") if e.text.startswith("fork held back")]
+    assert len(notes) == 1 and "CPU 95% busy" in notes[0]  # said once per turn
+    assert "shipped-4417" in run.heard()  # answered all the same, as async would
+
+
+async def test_a_remote_llm_fork_opens_whatever_the_cpu():
+    from voice_agent.compute import FixedGauge
+
+    async def body(run: Run) -> None:
+        run.agent.conversation.speculation.gauge = FixedGauge(1.0)
+        await run.speak("my order is 4417 and I wonder where it is".split())
+        await run.idle()
+
+    run = await run_agent(body, fork_llm="remote", max_cpu_busy=0.5)
+    assert run.entries("ForkOpened")
+    assert not [e for e in run.entries("Note") if e.text.startswith("fork held back")]
+
+
+async def test_a_local_llm_runs_one_fork_generation_at_a_time_and_few_per_turn():
+    from voice_agent.compute import FixedGauge
+
+    # every fork's generation is slow: partials keep coming while it runs
+    llm = HastyLlm(delays=(0.4, 0.4, 0.4, 0.4, 0.4, 0.4))
+
+    async def body(run: Run) -> None:
+        run.agent.conversation.speculation.gauge = FixedGauge(0.1)
+        await run.speak("1001 1002 1003 1004 1005 1006 1007 1008".split(), gap_s=0.05)
+        await run.idle()
+
+    run = await run_agent(body, llm=llm, fork_llm="local", local_max_forks_per_turn=2)
+    opened = run.entries("ForkOpened")
+    assert 1 <= len(opened) <= 2
+    # remote, the same caller opens a fork on every new number (the budget allows 4)
+    run2 = await run_agent(body, llm=HastyLlm(delays=(0.4,) * 6), fork_llm="remote")
+    assert len(run2.entries("ForkOpened")) > len(opened)
+
+
+async def test_a_fork_is_not_opened_while_another_local_fork_generates():
+    from voice_agent.compute import FixedGauge
+
+    llm = HastyLlm(delays=(0.5,))  # the first fork is slow
+
+    async def body(run: Run) -> None:
+        run.agent.conversation.speculation.gauge = FixedGauge(0.1)
+        await run.speak("1001 1002 1003".split(), gap_s=0.05)
+        await run.idle()
+
+    run = await run_agent(body, llm=llm, fork_llm="local", local_max_forks_per_turn=5)
+    assert len(run.entries("ForkOpened")) == 1
+    notes = [e.text for e in run.entries("Note") if e.text.startswith("fork held back")]
+    assert notes and "still runs" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8080/v1", True),
+        ("http://localhost:1234/v1", True),
+        ("http://[::1]:9000/v1", True),
+        ("https://api.openai.com/v1", False),
+        (None, False),
+    ],
+)
+def test_auto_calls_a_loopback_endpoint_local(url, local):
+    from types import SimpleNamespace
+
+    from voice_agent.conversation import _llm_is_local
+
+    llm = SimpleNamespace(config=SimpleNamespace(base_url=url))
+    assert _llm_is_local("auto", llm) is local
+    assert _llm_is_local("local", llm) is True and _llm_is_local("remote", llm) is False

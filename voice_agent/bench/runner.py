@@ -209,6 +209,11 @@ async def run_scenario(
         config = load_config().agent.model_copy(
             update={"mode": mode, "system_prompt": scenario.system_prompt}
         )
+        # The oracle stands for a hosted model: a fork's request costs this machine nothing
+        # (it listens on loopback only because it runs here).
+        config = config.model_copy(
+            update={"speculation": config.speculation.model_copy(update={"fork_llm": "remote"})}
+        )
         agent = Agent(config, llm, registry, output, ledger, clock)
         user = SimulatedUser(scenario, agent.post, clock, agent.is_idle)
         try:
