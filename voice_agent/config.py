@@ -382,7 +382,29 @@ class WorkerConfig(_Frozen):
         0, ge=0, le=1000, description="calls queued for a free slot beyond max_calls (0: refuse)"
     )
     wait_timeout_s: float = Field(
-        20.0, gt=0, description="a queued call is refused after waiting this long, seconds"
+        20.0,
+        gt=0,
+        description="the longest a queued call waits for a slot, seconds; then it hears "
+        "queue_apology and the call ends",
+    )
+    hold_message: str = Field(
+        "Thank you for calling. All our agents are busy; please stay on the line and "
+        "you will be answered shortly.",
+        min_length=1,
+        description="played to a queued caller (in the call's own rate and codec)",
+    )
+    hold_interval_s: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="the hold message is repeated every this many seconds (start to start) "
+        "while the call waits",
+    )
+    queue_apology: str = Field(
+        "We are sorry, all our agents are still busy. Please call again later. Goodbye.",
+        min_length=1,
+        description="what a queued caller hears when wait_timeout_s has passed, before the "
+        "call ends",
     )
 
 

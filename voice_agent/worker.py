@@ -14,9 +14,13 @@ CPU runs next and a talkative call cannot starve a quiet one, and end-of-turn
 decodes (someone waits on them) go before partial transcripts, which are
 skipped altogether while other decodes wait (see ``fair_executor``). The VAD runs in the event loop (≈0.1 ms per 32 ms frame).
 
-Admission: at most ``worker.max_calls`` calls run at once; up to
-``worker.max_waiting`` more wait (at most ``worker.wait_timeout_s``) for a
-slot; beyond that :meth:`Worker.run_call` raises :class:`CallRefused` at once,
+Admission (:mod:`voice_agent.admission`): at most ``worker.max_calls`` calls
+run at once; up to ``worker.max_waiting`` more wait in line, first come first
+served, and hear ``worker.hold_message`` every ``worker.hold_interval_s``
+while they wait (:mod:`voice_agent.waiting_room`, through their own
+transport); after ``worker.wait_timeout_s`` a waiting caller hears
+``worker.queue_apology`` and the call ends unserved (its ledger says so).
+Beyond the queue :meth:`Worker.run_call` raises :class:`CallRefused` at once,
 so a full worker refuses new calls instead of degrading all of them (the
 media-stream server then closes the socket and the provider plays its
 fallback; a LiveKit worker reports itself full).
@@ -34,8 +38,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fsm import Clock, Event
 
+from .admission import Admission, QueueFull
 from .config import Config, VoiceConfig
 from .fair_executor import FairExecutor, Lane
 from .session import llm_endpoint
@@ -43,12 +50,13 @@ from .tools import ToolRegistry
 from .transports.base import Transport
 from .transports.call import Call, CallResult, run_call
 from .voice.input import Playback, VoiceInput
+from .waiting_room import CallNotServed, QueueWait, WaitingRoom, admitted, record_unserved
 
 log = logging.getLogger(__name__)
 
 
 class CallRefused(RuntimeError):
-    """The worker is full (``max_calls`` running, ``max_waiting`` queued or waited too long)."""
+    """The worker is full (``max_calls`` running and ``max_waiting`` queued): refused at once."""
 
 
 class SharedSpeechModels:
@@ -89,6 +97,15 @@ class SharedSpeechModels:
                 build_turn_detector(self.cfg, rate) if self.cfg.turn.detection == "model" else None
             )
         return self._turn_detectors[rate]
+
+    async def synthesize(self, text: str, rate: int) -> np.ndarray:
+        """``text`` spoken by the shared voice at ``rate`` Hz (on the TTS scheduler)."""
+        tts = self.for_call("waiting-room").open_tts(rate)
+        try:
+            parts = [chunk.samples async for chunk in tts.synthesize(text)]
+        finally:
+            await tts.aclose()
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
     def for_call(self, name: str) -> CallModels:
         """The models as one call sees them (its own lanes)."""
@@ -165,7 +182,9 @@ class WorkerStats:
     active: int = 0
     waiting: int = 0
     served: int = 0
-    refused: int = 0
+    refused: int = 0  # refused at once: slots and queue full
+    queued: int = 0  # calls that waited in line (served or not)
+    not_served: int = 0  # left the queue unserved: timed out (apology played) or hung up
     failed: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
@@ -197,7 +216,8 @@ class Worker:
         self._models = models
         self._owns_models = models is None
         self._stack = AsyncExitStack()
-        self._slots = asyncio.Semaphore(config.worker.max_calls)
+        self.admission = Admission(config.worker.max_calls, config.worker.max_waiting)
+        self._waiting_room: WaitingRoom | None = None
         self.stats = WorkerStats()
         self.calls: dict[str, Call] = {}
         self.config = config  # with the LLM endpoint resolved once entered
@@ -216,6 +236,9 @@ class Worker:
         )
         if self._models is None:
             self._models = await asyncio.to_thread(SharedSpeechModels, self._config.voice)
+        self._waiting_room = WaitingRoom(
+            self._config.worker, self._models.synthesize, clock=self._clock
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -229,33 +252,31 @@ class Worker:
             self._models = None
 
     @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        cfg = self._config.worker
-        if self._slots.locked():
-            if self.stats.waiting >= cfg.max_waiting:
-                self.stats.refused += 1
-                raise CallRefused(
-                    f"the worker is full ({cfg.max_calls} calls, {self.stats.waiting} waiting)"
-                )
-            self.stats.waiting += 1
-            try:
-                async with asyncio.timeout(cfg.wait_timeout_s):
-                    await self._slots.acquire()
-            except TimeoutError:
-                self.stats.refused += 1
-                raise CallRefused(
-                    f"no free slot within {cfg.wait_timeout_s:g} s ({cfg.max_calls} calls)"
-                ) from None
-            finally:
-                self.stats.waiting -= 1
-        else:
-            await self._slots.acquire()
-        self.stats.active += 1
+    async def _slot(self, transport: Transport) -> AsyncIterator[QueueWait | None]:
+        """A slot for the call on ``transport``: at once, or after waiting in line with the
+        hold message (yields how it waited); :class:`CallRefused` when the queue is full,
+        :class:`CallNotServed` when it left the queue without a slot."""
+        assert self._waiting_room is not None
+
+        def on_wait(delta: int) -> None:
+            self.stats.waiting += delta
+            self.stats.queued += max(0, delta)
+
         try:
-            yield
-        finally:
-            self.stats.active -= 1
-            self._slots.release()
+            async with admitted(
+                self.admission, self._waiting_room, transport, on_wait=on_wait
+            ) as wait:
+                self.stats.active += 1
+                try:
+                    yield wait
+                finally:
+                    self.stats.active -= 1
+        except QueueFull as exc:
+            self.stats.refused += 1
+            raise CallRefused(str(exc)) from None
+        except CallNotServed:
+            self.stats.not_served += 1
+            raise
 
     async def run_call(
         self,
@@ -264,35 +285,56 @@ class Worker:
         meta: Mapping[str, object] | None = None,
         on_call: Callable[[Call], None] | None = None,
     ) -> CallResult:
-        """Run one call on ``transport`` with the shared models; raises :class:`CallRefused`
-        at once (or after waiting for a slot) when the worker is full."""
+        """Run one call on ``transport`` with the shared models.
+
+        A full worker queues the call (the caller hears the hold message) or raises
+        :class:`CallRefused` at once when the queue is full too. A queued call that gets
+        no slot in ``worker.wait_timeout_s`` (it hears the apology first) or whose caller
+        hangs up while waiting raises :class:`CallNotServed`; its ledger is written.
+        """
         assert self._models is not None, "use the worker as an async context manager"
-        async with self._slot():
-            name = f"call-{self.stats.served + self.stats.active}"
-            registered: list[str] = []
+        try:
+            async with self._slot(transport) as wait:
+                return await self._serve(transport, meta, on_call, wait)
+        except CallNotServed as exc:
+            record_unserved(self.config, transport, meta, exc, clock=self._clock)
+            raise
 
-            def track(call: Call) -> None:
-                key = call.agent.ledger.session_id
-                self.calls[key] = call
-                registered.append(key)
-                if on_call is not None:
-                    on_call(call)
+    async def _serve(
+        self,
+        transport: Transport,
+        meta: Mapping[str, object] | None,
+        on_call: Callable[[Call], None] | None,
+        wait: QueueWait | None,
+    ) -> CallResult:
+        if wait is not None:
+            meta = {**(meta or {}), "queue": wait.meta()}
+        assert self._models is not None
+        name = f"call-{self.stats.served + self.stats.active}"
+        registered: list[str] = []
 
-            try:
-                result = await run_call(
-                    self.config,
-                    transport,
-                    models=self._models.for_call(name),
-                    tools=self._tools,
-                    clock=self._clock,
-                    meta=meta,
-                    on_call=track,
-                )
-            except Exception:
-                self.stats.failed += 1
-                raise
-            finally:
-                for key in registered:
-                    self.calls.pop(key, None)
-            self.stats.served += 1
-            return result
+        def track(call: Call) -> None:
+            key = call.agent.ledger.session_id
+            self.calls[key] = call
+            registered.append(key)
+            if on_call is not None:
+                on_call(call)
+
+        try:
+            result = await run_call(
+                self.config,
+                transport,
+                models=self._models.for_call(name),
+                tools=self._tools,
+                clock=self._clock,
+                meta=meta,
+                on_call=track,
+            )
+        except Exception:
+            self.stats.failed += 1
+            raise
+        finally:
+            for key in registered:
+                self.calls.pop(key, None)
+        self.stats.served += 1
+        return result

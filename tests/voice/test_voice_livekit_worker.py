@@ -12,10 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from livekit import agents, api
 
+from voice_agent.admission import Admission
 from voice_agent.cli import main as cli_main
 from voice_agent.config import load_config
 from voice_agent.transports.livekit_settings import settings_from_env
-from voice_agent.transports.livekit_worker import CallCounter, WorkerOptions, build_server, main
+from voice_agent.transports.livekit_worker import WorkerOptions, build_server, main
 
 SECRET = "super-secret-value-0123456789abcdef"
 
@@ -155,14 +156,15 @@ def test_the_cli_wires_the_livekit_command(monkeypatch: pytest.MonkeyPatch) -> N
         cli_main(["livekit", "connect"])  # argparse: --room is required
 
 
-def test_the_worker_refuses_calls_beyond_its_limit_and_reports_its_load() -> None:
-    calls = CallCounter(2)
+def test_the_worker_refuses_calls_beyond_its_limit_and_queue_and_reports_its_load() -> None:
+    calls = Admission(2)
     assert calls.load() == 0.0
-    assert calls.try_acquire() and calls.try_acquire()
+    assert calls.try_enter() and calls.try_enter()
     assert calls.load() == 1.0  # at the threshold: the server stops dispatching here
-    assert not calls.try_acquire()
-    calls.release()
-    assert calls.load() == 0.5 and calls.try_acquire()
+    assert not calls.try_enter() and not calls.can_take()  # no queue: on_request rejects
+    calls.leave()
+    assert calls.load() == 0.5 and calls.try_enter()
+    assert Admission(1, max_waiting=1).can_take()
 
 
 def test_build_server_is_an_agent_server_with_the_settings_and_an_rtc_session() -> None:

@@ -13,7 +13,9 @@ What a transport provides:
   :attr:`Transport.input_rate` (the source's own rate: 8 kHz for a phone,
   16 kHz for LiveKit or the console), float32 or int16 frames of any length,
   and returns when the call is over from the caller's side (hang-up, end of
-  file, disconnect); :attr:`Transport.end_reason` then says why.
+  file, disconnect); :attr:`Transport.end_reason` then says why. It may be
+  iterated again after an earlier iteration was closed (a queued call's
+  audio is drained by the worker's waiting room, then the call reads on).
 - **agent audio out**: :attr:`Transport.output`, a
   :class:`peripherals.audio.AudioSink` at the rate the transport wants
   (``output.sample_rate``). Its ``clear()`` must silence the caller *at

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from ledger import entries as le
 from ..agent import Agent
 from ..config import Config
 from ..tools import ToolRegistry
+from ..waiting_room import CallNotServed, QueueWait, record_unserved
 from .base import AgentStateChanged, CallHandle, TranscriptUpdated, TransportBase
 from .call import Call, PerCallModels, SpeechModels, run_call
 from .livekit_audio import CALLER_RATE, RoomAudioSink, caller_audio
@@ -115,8 +117,10 @@ class RoomCall(TransportBase):
         tools: ToolRegistry | None = None,
         models: SpeechModels | None = None,
         agent_rate: int = AGENT_RATE,
+        admit: Callable[[RoomCall], AbstractAsyncContextManager[QueueWait | None]] | None = None,
     ) -> None:
         self.room = room
+        self.admit = admit
         self.config = config
         self.call_control = call_control
         self.tools = tools
@@ -131,6 +135,7 @@ class RoomCall(TransportBase):
         self._sink: RoomAudioSink | None = None
         self._caller_joined = asyncio.Event()
         self._tracks: asyncio.Queue[Any] = asyncio.Queue()  # caller tracks; None: the call ended
+        self._track: Any = None  # the track being read (read again by the next audio_in)
         self._ended = False
         self._handlers: list[tuple[str, Callable[..., None]]] = []
 
@@ -151,17 +156,24 @@ class RoomCall(TransportBase):
         return self._sink
 
     async def audio_in(self) -> AsyncIterator[np.ndarray]:
-        """The caller's frames, track after track, until the call ends on the room's side."""
+        """The caller's frames, track after track, until the call ends on the room's side.
+
+        May be iterated again after an earlier iteration was closed (the waiting room
+        drains the caller's audio while the call is queued): it goes on with the same track.
+        """
         while not self._ended:
-            track = await self._tracks.get()
-            if track is None:
+            if self._track is None:
+                self._track = await self._tracks.get()
+            if self._track is None:
                 return
             # aclosing: when the call ends the AudioStream is closed at once, not at GC
-            async with contextlib.aclosing(caller_audio(track, sample_rate=CALLER_RATE)) as frames:
+            stream = caller_audio(self._track, sample_rate=CALLER_RATE)
+            async with contextlib.aclosing(stream) as frames:
                 async for frame in frames:
                     if self._ended:
                         return
                     yield frame
+            self._track = None  # this track ended: wait for the next one
 
     def attach(self, call: CallHandle) -> None:
         super().attach(call)
@@ -304,14 +316,23 @@ class RoomCall(TransportBase):
             def on_call(call: Call) -> None:
                 self.call = call
 
-            result = await run_call(
-                config,
-                self,
-                models=self.models or PerCallModels(config.voice),
-                tools=self.tools,
-                meta=self._meta(),
-                on_call=on_call,
-            )
+            try:
+                async with (
+                    self.admit(self) if self.admit is not None else contextlib.nullcontext()
+                ) as wait:
+                    meta = self._meta()
+                    if wait is not None:
+                        meta["queue"] = wait.meta()
+                    result = await run_call(
+                        config,
+                        self,
+                        models=self.models or PerCallModels(config.voice),
+                        tools=self.tools,
+                        meta=meta,
+                        on_call=on_call,
+                    )
+            except CallNotServed as exc:
+                return await self._not_served(exc)
             ended = [e for e in result.entries if isinstance(e, le.SessionEnded)]
             return RoomCallResult(
                 entries=result.entries,
@@ -322,6 +343,18 @@ class RoomCall(TransportBase):
             )
         finally:
             await self.aclose()
+
+    async def _not_served(self, exc: CallNotServed) -> RoomCallResult:
+        """The queue gave up on the call (the caller heard the apology) or the caller left."""
+        path = record_unserved(self.config, self, self._meta(), exc)
+        if exc.reason == "queue timeout" and self.call_control is not None:
+            try:
+                await self.call_control.hang_up()  # the room goes, and the phone leg with it
+            except Exception as err:
+                log.warning(
+                    "room %s: hang-up after the queue apology failed: %s", self.room.name, err
+                )
+        return RoomCallResult([], path, self.caller.identity, self.sip, exc.reason)
 
     async def aclose(self) -> None:
         """Stop publishing, release the audio source and the room handlers (idempotent)."""

@@ -16,8 +16,13 @@ sentences), and up to ``max_calls`` (``worker.max_calls``) concurrent calls,
 each in a thread of its own (``JobExecutorType.THREAD``, so the models are
 shared in memory) with its own conversation, ledger and audio pipeline.
 The worker reports its load as ``active calls / max_calls`` and the server
-stops dispatching to it when it is full; a room offered anyway is rejected
-(``on_request``), so the server offers it to another worker. More capacity =
+stops dispatching to it when it is full. A room offered anyway joins the
+queue when ``worker.max_waiting`` allows (the caller hears
+``worker.hold_message`` on the agent's track until a call ends here, or the
+apology after ``worker.wait_timeout_s``, then the room is deleted); beyond the
+queue it is rejected (``on_request``), so the server offers it to another
+worker. Slots and queue are one :class:`~voice_agent.admission.Admission`
+shared by the job threads. More capacity =
 more workers (on more machines) registering with the same server.
 
 ``start`` registers for production; ``dev`` registers in development mode
@@ -33,14 +38,15 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ..admission import Admission, QueueFull
 from ..config import Config
 from ..session import llm_endpoint
 from ..tools import ToolRegistry
+from ..waiting_room import WaitingRoom, admitted
 from ..worker import SharedSpeechModels
 from .livekit_room import RoomCall
 from .livekit_settings import (
@@ -77,34 +83,6 @@ class WorkerFailed(RuntimeError):
     """The worker stopped on its own (it could not register with the server)."""
 
 
-class CallCounter:
-    """Active calls, across the job threads (thread-safe)."""
-
-    def __init__(self, max_calls: int) -> None:
-        self.max_calls = max_calls
-        self._active = 0
-        self._lock = threading.Lock()
-
-    @property
-    def active(self) -> int:
-        return self._active
-
-    def load(self) -> float:
-        """Load as livekit-agents expects it: 1.0 (≥ threshold) when every slot is taken."""
-        return min(1.0, self._active / self.max_calls)
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self._active >= self.max_calls:
-                return False
-            self._active += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._active = max(0, self._active - 1)
-
-
 def build_server(
     config: Config,
     settings: LiveKitSettings,
@@ -121,7 +99,8 @@ def build_server(
     from livekit import agents
 
     options = options or WorkerOptions()
-    calls = CallCounter(options.max_calls or config.worker.max_calls)
+    calls = Admission(options.max_calls or config.worker.max_calls, config.worker.max_waiting)
+    waiting_room = WaitingRoom(config.worker, _synthesizer(config, models))
     port: dict[str, Any] = {} if options.http_port is None else {"port": options.http_port}
     server = agents.AgentServer(
         ws_url=settings.url,
@@ -137,9 +116,12 @@ def build_server(
     )
 
     async def on_request(request: Any) -> None:
-        if calls.active >= calls.max_calls:
+        if not calls.can_take():
             log.warning(
-                "room %s offered while full (%d calls): rejected", request.room.name, calls.active
+                "room %s offered while full (%d calls, %d waiting): rejected",
+                request.room.name,
+                calls.active,
+                calls.waiting,
             )
             await request.reject()
             return
@@ -147,34 +129,60 @@ def build_server(
 
     @server.rtc_session(agent_name=options.agent_name, on_request=on_request)
     async def serve_room(ctx: Any) -> None:
-        if not calls.try_acquire():
+        if not calls.can_take():
             log.warning(
-                "room %s: worker full (%d calls), leaving it", ctx.room.name, calls.max_calls
+                "room %s: worker full (%d calls, %d waiting), leaving it",
+                ctx.room.name,
+                calls.max_calls,
+                calls.waiting,
             )
             ctx.shutdown(reason="worker full")
             return
+        await ctx.connect(auto_subscribe=agents.AutoSubscribe.AUDIO_ONLY)
+        call = RoomCall(
+            ctx.room,
+            config,
+            call_control=RoomCallControl(settings, ctx.room.name),
+            tools=tools,
+            models=models.for_call(ctx.room.name) if models is not None else None,
+            admit=lambda transport: admitted(calls, waiting_room, transport),
+        )
         try:
-            await ctx.connect(auto_subscribe=agents.AutoSubscribe.AUDIO_ONLY)
-            call = RoomCall(
-                ctx.room,
-                config,
-                call_control=RoomCallControl(settings, ctx.room.name),
-                tools=tools,
-                models=models.for_call(ctx.room.name) if models is not None else None,
-            )
             result = await call.run()
-            log.info(
-                "room %s: call with %s ended (%s); ledger %s",
-                ctx.room.name,
-                mask_number(result.caller_identity) or "nobody",
-                result.end_reason,
-                result.ledger_path,
-            )
-            ctx.shutdown(reason=result.end_reason)
-        finally:
-            calls.release()
+        except QueueFull as exc:  # taken by another room since can_take(): leave it
+            log.warning("room %s: %s; leaving it", ctx.room.name, exc)
+            ctx.shutdown(reason="worker full")
+            return
+        log.info(
+            "room %s: call with %s ended (%s); ledger %s",
+            ctx.room.name,
+            mask_number(result.caller_identity) or "nobody",
+            result.end_reason,
+            result.ledger_path,
+        )
+        ctx.shutdown(reason=result.end_reason)
 
     return server
+
+
+def _synthesizer(config: Config, models: SharedSpeechModels | None) -> Any:
+    """How the waiting room speaks: the shared voice, or a voice loaded when first needed."""
+    if models is not None:
+        return models.synthesize
+
+    async def synthesize(text: str, rate: int) -> Any:
+        import numpy as np
+
+        from ..voice.build import build_tts
+
+        tts = build_tts(config.voice, rate)
+        try:
+            parts = [chunk.samples async for chunk in tts.synthesize(text)]
+        finally:
+            await tts.aclose()
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    return synthesize
 
 
 async def _run(

@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 from fsm import MonotonicClock, fail_after
 
 from ..config import Config, PhoneConfig
+from ..waiting_room import CallNotServed
 from ..worker import CallRefused, Worker
 from .call import Call, CallResult
 from .media_stream import (
@@ -153,6 +154,8 @@ class PhoneServer:
             "max_calls": self._worker.max_calls,
             "served": s.served,
             "refused": s.refused,
+            "queued": s.queued,
+            "not_served": s.not_served,
             "failed": s.failed,
         }
         return web.Response(text=json.dumps(body), content_type="application/json")
@@ -190,6 +193,9 @@ class PhoneServer:
         except CallRefused as exc:
             log.warning("call %s refused: %s", started.call_id, exc)
             await ws.close(code=WS_TRY_AGAIN_LATER, message=b"worker full")
+        except CallNotServed as exc:  # the caller heard the apology (or hung up while queued)
+            if exc.reason == "queue timeout":
+                await self._hang_up_unserved(transport)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,6 +203,14 @@ class PhoneServer:
             await transport.aclose()
             await ws.close()
         return ws
+
+    async def _hang_up_unserved(self, transport: MediaStreamTransport) -> None:
+        """End a call the queue gave up on through the provider's API (else the socket
+        closes and the provider moves on: Twilio plays the TwiML's busy message)."""
+        try:
+            await transport.hang_up()
+        except Exception as exc:  # no API, or it failed: closing the socket still ends it
+            log.info("call %s: hang-up after the queue apology: %s", transport.started.call_id, exc)
 
     async def _await_start(self, ws: web.WebSocketResponse) -> StreamStarted | None:
         async with fail_after(MonotonicClock(), START_TIMEOUT_S):
@@ -285,4 +299,3 @@ def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) 
         print(f"voice-agent: cannot listen on {phone.host}:{phone.port}: {exc}", file=sys.stderr)
         return 2
     return 0
-

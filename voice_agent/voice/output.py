@@ -113,7 +113,9 @@ class AudioSpeechOutput:
         self._audio: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]] | None = (
             None
         )
-        self._written = 0  # played-sample position where the next written sample will play
+        # played-sample position where the next written sample will play; a sink may have
+        # played before this output (a queued call's hold message), so start where it is
+        self._written = sink.played_samples
         self._inflight = 0  # chunks accepted but not yet written to the sink
         self._workers: list[asyncio.Task[None]] = []
         self._monitor: asyncio.Task[None] | None = None
