@@ -34,7 +34,12 @@ def _voice():  # type: ignore[no-untyped-def]
 
 @functools.cache
 def _native(text: str) -> tuple[np.ndarray, int]:
-    chunks = list(_voice().synthesize(text))
+    from piper import SynthesisConfig
+
+    # No noise: piper samples durations and voice at random by default, so a test's caller
+    # sounded different on every run (a CI run's "Where is my order?" scored 0.19 once).
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(_voice().synthesize(text, syn_config=config))
     return np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32), chunks[
         0
     ].sample_rate

@@ -37,7 +37,10 @@ def _speech(text: str, length_scale: float) -> np.ndarray:
     from piper import SynthesisConfig
 
     voice = _voice()
-    chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale)))
+    # No noise: piper samples its phoneme durations and voice at random by default, so the
+    # same caller sounded different on every run (a CI run failed on one unlucky sample).
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, syn_config=config))
     audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
     return resample(audio, chunks[0].sample_rate, RATE)
 
