@@ -81,7 +81,10 @@ class PiperTts:
     Piper produces one chunk per sentence at the voice's native rate
     (22.05 kHz for the default voice); each is resampled to the requested
     rate. ``length_scale`` > 1 speaks slower; ``volume`` scales piper's
-    peak-normalised output (1.0 = full scale).
+    peak-normalised output (1.0 = full scale). ``variability`` scales the
+    voice's own random variation of sound and phoneme durations (piper's
+    ``noise_scale`` and ``noise_w``): 1.0 sounds as the voice was trained,
+    0.0 says the same text with the same samples every time.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class PiperTts:
         threads: int = 1,  # leaves the other core of a 2-core box to ASR
         length_scale: float | None = None,
         volume: float = 0.8,  # headroom below full scale after piper's peak normalisation
+        variability: float = 1.0,
         loaded: Any = None,
         executor: Executor | None = None,
     ) -> None:
@@ -104,6 +108,9 @@ class PiperTts:
             loaded = load_piper_voice(ref, threads)
         self._voice = loaded
         self._syn_config = SynthesisConfig(length_scale=length_scale, volume=volume)
+        if variability != 1.0:
+            self._syn_config.noise_scale = loaded.config.noise_scale * variability
+            self._syn_config.noise_w_scale = loaded.config.noise_w_scale * variability
         self._output_rate = output_rate
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="piper"

@@ -348,6 +348,12 @@ class VoiceConfig(_Frozen):
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
     tts_voice: str = "en_US-joe-medium"
     tts_speed: float = Field(1.0, gt=0.25, le=4)
+    tts_variability: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="the voice's random variation (1 = as trained; 0 = the same audio for the same text every time)",
+    )
     input_device: str | None = None
     output_device: str | None = None
     barge_in: bool = True

@@ -127,12 +127,14 @@ class CallModels:
     def open_tts(self, output_rate: int) -> Any:
         from peripherals.tts import PiperTts
 
+        from .voice.build import tts_options
+
         cfg = self.shared.cfg
         return PiperTts(
             output_rate=output_rate,
-            length_scale=None if cfg.tts_speed == 1.0 else 1.0 / cfg.tts_speed,
             loaded=self.shared.voice,
             executor=self.tts_lane,
+            **tts_options(cfg),
         )
 
     def open_input(

@@ -87,3 +87,19 @@ async def test_breaking_out_of_the_iteration_stops_production(tts: PiperTts) -> 
     started = time.perf_counter()
     chunks = [c async for c in tts.synthesize("Okay.")]
     assert len(chunks) == 1 and time.perf_counter() - started < 1.5
+
+
+async def _say(engine: PiperTts, text: str) -> np.ndarray:
+    return np.concatenate([c.samples async for c in engine.synthesize(text, sample_rate=16000)])
+
+
+async def test_variability_zero_says_the_same_text_with_the_same_samples(tts: PiperTts) -> None:
+    fixed = PiperTts(output_rate=16000, variability=0.0)
+    try:
+        first, second = await _say(fixed, SENTENCE), await _say(fixed, SENTENCE)
+        assert np.array_equal(first, second)
+        # The voice as trained draws its durations at random: two takes differ.
+        takes = [await _say(tts, SENTENCE) for _ in range(3)]
+        assert any(len(t) != len(takes[0]) or not np.array_equal(t, takes[0]) for t in takes[1:])
+    finally:
+        await fixed.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from fsm import Event
 from peripherals.aec import EchoCanceller, EchoCancellerUnavailableError, WebRtcEchoCanceller
@@ -62,13 +63,18 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
     return make
 
 
+def tts_options(cfg: VoiceConfig) -> dict[str, Any]:
+    """``PiperTts`` keyword arguments for ``cfg``'s speed and variability."""
+    return {
+        "length_scale": None if cfg.tts_speed == 1.0 else 1.0 / cfg.tts_speed,
+        "variability": cfg.tts_variability,
+    }
+
+
 def build_tts(cfg: VoiceConfig, output_rate: int) -> PiperTts:
-    """Piper with ``cfg``'s voice and speed, producing audio at ``output_rate``; warmed up."""
-    tts = PiperTts(
-        cfg.tts_voice,
-        output_rate=output_rate,
-        length_scale=None if cfg.tts_speed == 1.0 else 1.0 / cfg.tts_speed,
-    )
+    """Piper with ``cfg``'s voice, speed and variability, producing audio at ``output_rate``;
+    warmed up."""
+    tts = PiperTts(cfg.tts_voice, output_rate=output_rate, **tts_options(cfg))
     tts.warm_up()
     return tts
 
