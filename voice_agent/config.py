@@ -420,14 +420,16 @@ class PhoneConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     path: str = Field("/media", pattern=r"^/")
-    provider: Literal["twilio", "telnyx"] = "twilio"
+    provider: Literal["twilio", "telnyx", "vonage"] = "twilio"
     public_url: str | None = Field(
         None,
         description="wss:// URL the provider connects to (behind the TLS reverse proxy); "
         "used in the TwiML the server hands out",
     )
     api_base_url: str = Field(
-        "https://api.twilio.com", description="the provider's REST API (transfer, hang-up)"
+        "https://api.twilio.com",
+        description="the provider's REST API (transfer, hang-up, DTMF); the Twilio default "
+        "means the provider's own (api.telnyx.com, api.nexmo.com) for the others",
     )
     account_sid: str | None = None
     auth_token: SecretStr | None = None

@@ -247,3 +247,75 @@ def test_keypad_tones_are_the_two_frequencies_of_each_key() -> None:
     top = sorted(freqs[np.argsort(spectrum)[-2:]])
     assert abs(top[0] - 770) < 15 and abs(top[1] - 1336) < 15
     assert len(dtmf_tones("1w2", RATE)) == round((0.2 + 0.5 + 0.2) * RATE)
+
+
+def test_vonage_is_a_serializer_with_binary_audio_frames() -> None:
+    from voice_agent.transports.media_stream import Linear16, codec_for
+    from voice_agent.transports.vonage import VonageDialect, connect_ncco
+
+    d = VonageDialect()
+    start = d.parse(
+        json.dumps(
+            {
+                "event": "websocket:connected",
+                "content-type": "audio/l16;rate=16000",
+                "call_uuid": "abc-123",
+                "from": "447700900000",
+                "to": "447700900001",
+            }
+        )
+    )
+    assert isinstance(start, StreamStarted)
+    assert (start.call_id, start.encoding, start.sample_rate, start.caller) == (
+        "abc-123",
+        "l16",
+        16000,
+        "447700900000",
+    )
+    assert d.parse_binary(b"\x01\x00\xff\x7f") == MediaArrived(b"\x01\x00\xff\x7f")
+    assert d.parse('{"event": "websocket:dtmf", "digit": "7", "duration": 250}') == DigitPressed(
+        "7"
+    )
+    assert d.parse(
+        d.mark("", "a1").replace('"action": "notify"', '"event": "websocket:notify"')
+    ) == (MarkPlayed("a1"))
+    assert d.parse('{"event": "websocket:cleared"}') is None
+    assert json.loads(d.clear("")) == {"action": "clear"}
+    assert d.media("", b"\x00\x01") == b"\x00\x01"  # binary frames out too
+    for bad in ('{"event": "websocket:connected", "content-type": "audio/opus"}', "[]", "x"):
+        with pytest.raises(DialectError):
+            d.parse(bad)
+    with pytest.raises(DialectError):
+        d.parse_binary(b"\x00")  # half a sample
+    pcm = Linear16()
+    x = (0.5 * np.sin(np.arange(320) / 5)).astype(np.float32)
+    assert np.max(np.abs(pcm.decode(pcm.encode(x)) - x)) < 1e-4
+    assert isinstance(codec_for("l16"), Linear16) and isinstance(codec_for("mulaw"), G711)
+    ncco = connect_ncco(
+        "wss://a.example/media", uuid="u1", caller="1", called="2", busy_message="Busy."
+    )
+    assert ncco[0]["endpoint"][0] == {
+        "type": "websocket",
+        "uri": "wss://a.example/media",
+        "content-type": "audio/l16;rate=16000",
+        "headers": {"call_uuid": "u1", "from": "1", "to": "2"},
+    }
+    assert ncco[1] == {"action": "talk", "text": "Busy."}
+
+
+async def test_a_whole_frame_dialect_gets_its_last_frame_padded_to_20_ms() -> None:
+    from voice_agent.transports.media_stream import Linear16
+    from voice_agent.transports.vonage import VonageDialect
+
+    sent: list[str | bytes] = []
+
+    async def send(frame: str | bytes) -> None:
+        sent.append(frame)
+
+    sink = MediaStreamSink(send, VonageDialect(), "", Linear16(), sample_rate=16000)
+    await sink.write(np.full(16000 // 50 * 3 + 7, 0.1, dtype=np.float32))  # 3 frames and a bit
+    await sink.wait_drained()
+    await sink.aclose()
+    frames = [f for f in sent if isinstance(f, bytes)]
+    assert [len(f) for f in frames] == [640] * 4
+    assert any(isinstance(f, str) and "notify" in f for f in sent)

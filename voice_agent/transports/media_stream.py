@@ -1,18 +1,20 @@
 """A telephony provider's media stream over a WebSocket, as a :class:`~.base.Transport`.
 
-Providers (Twilio Media Streams, Telnyx, Vonage) stream a call's audio as
-JSON messages over a WebSocket: base64 8 kHz G.711 (μ-law) frames in, the
-agent's frames out, plus marks (the provider echoes a mark once the audio
-before it has been played), a *clear* (drop the audio it still buffers: a
-barge-in), keypad digits and the end of the stream. What differs between
-providers is only the JSON, so a provider is a small :class:`Dialect` — it
-parses inbound messages into the neutral values below and formats the three
-outbound messages — plus a REST client for call control
-(:class:`CallControlApi`). :class:`MediaStreamTransport` and
-:class:`MediaStreamSink` are the same for all of them.
+Providers (Twilio Media Streams, Telnyx, Vonage) stream a call's audio over a
+WebSocket: the caller's frames in (base64 8 kHz G.711 in JSON for Twilio and
+Telnyx, binary 16-bit linear PCM frames for Vonage), the agent's frames out,
+plus marks (the provider tells when the audio before a mark has been played),
+a *clear* (drop the audio it still buffers: a barge-in), keypad digits and the
+end of the stream. What differs between providers is only the serialization,
+so a provider is a small :class:`Dialect` — it parses inbound text (and
+binary) frames into the neutral values below and formats the three outbound
+messages — plus a REST client for call control (:class:`CallControlApi`).
+:class:`MediaStreamTransport` and :class:`MediaStreamSink` are the same for
+all of them.
 
-Codec: G.711 μ-law / A-law by :mod:`peripherals.g711` (the standard
-``audioop`` module; the ``audioop-lts`` package on Python 3.13+).
+Codecs (:func:`codec_for`): G.711 μ-law / A-law by :mod:`peripherals.g711`
+(the standard ``audioop`` module; the ``audioop-lts`` package on Python
+3.13+), and 16-bit little-endian linear PCM (``l16``) at the stream's rate.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -63,7 +65,7 @@ class StreamStarted:
 
     call_id: str
     stream_id: str
-    encoding: str  # "mulaw" | "alaw"
+    encoding: str  # "mulaw" | "alaw" | "l16"
     sample_rate: int
     custom: dict[str, str] = field(default_factory=dict)
     caller: str = ""
@@ -102,20 +104,29 @@ StreamMessage = (
 )
 
 
+Outbound = str | bytes  # a text frame, or a binary one
+Send = Callable[[Outbound], Awaitable[None]]
+
+
 class Dialect(Protocol):
-    """One provider's JSON: inbound messages parsed, outbound ones formatted."""
+    """One provider's wire format: inbound frames parsed, outbound ones formatted."""
 
     name: str
+    whole_frames: bool  # every outbound audio frame must be exactly FRAME_MS long (padded)
+    hangup_on_close: bool  # the provider ends a call by closing the socket (no `stop`)
 
     def parse(self, text: str) -> StreamMessage | None:
-        """The neutral message, None for a message type the agent does not need;
+        """A text frame as the neutral message, None for one the agent does not need;
         :class:`DialectError` for malformed JSON or missing fields."""
 
-    def media(self, stream_id: str, payload: bytes) -> str:
-        """An outbound audio frame."""
+    def parse_binary(self, data: bytes) -> StreamMessage | None:
+        """A binary frame (Vonage's audio); :class:`DialectError` where none are expected."""
+
+    def media(self, stream_id: str, payload: bytes) -> Outbound:
+        """An outbound audio frame (``payload`` already encoded)."""
 
     def mark(self, stream_id: str, name: str) -> str:
-        """An outbound mark (echoed back as :class:`MarkPlayed` once played)."""
+        """An outbound mark (comes back as :class:`MarkPlayed` once played)."""
 
     def clear(self, stream_id: str) -> str:
         """Drop the audio the provider still buffers."""
@@ -131,7 +142,24 @@ class CallControlApi(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class DtmfApi(Protocol):
+    """A provider whose REST API plays DTMF into a live call (Telnyx, Vonage)."""
+
+    async def send_dtmf(self, call_id: str, digits: str) -> None: ...
+
+
 # ---------------------------------------------------------------- codec
+class Codec(Protocol):
+    """Audio on the wire: ``decode`` bytes → float32, ``encode`` samples → bytes."""
+
+    encoding: str
+
+    def decode(self, payload: bytes) -> np.ndarray: ...
+
+    def encode(self, samples: np.ndarray) -> bytes: ...
+
+
 class G711:
     """G.711 at 8 kHz (:mod:`peripherals.g711`): ``decode`` bytes → float32, ``encode`` → bytes."""
 
@@ -146,6 +174,28 @@ class G711:
 
     def encode(self, samples: np.ndarray) -> bytes:
         return g711.encode(to_float32(samples), self.law)
+
+
+class Linear16:
+    """16-bit signed little-endian linear PCM (Vonage's ``audio/l16``)."""
+
+    encoding = "l16"
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        if len(payload) % 2:
+            raise DialectError(f"a 16-bit PCM frame has an even length (got {len(payload)})")
+        return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        x = np.clip(to_float32(samples), -1.0, 32767 / 32768)
+        return (np.round(x * 32768.0)).astype("<i2").tobytes()
+
+
+def codec_for(encoding: str) -> Codec:
+    """The codec of a stream's ``encoding`` (``mulaw``, ``alaw``, ``l16``)."""
+    if encoding == "l16":
+        return Linear16()
+    return G711(encoding)
 
 
 # ---------------------------------------------------------------- keypad tones
@@ -196,10 +246,10 @@ class MediaStreamSink:
 
     def __init__(
         self,
-        send: Callable[[str], Awaitable[None]],
+        send: Send,
         dialect: Dialect,
         stream_id: str,
-        codec: G711,
+        codec: Codec,
         *,
         sample_rate: int = 8000,
         clock: Clock | None = None,
@@ -362,6 +412,8 @@ class MediaStreamSink:
         audio = np.concatenate(parts) if parts else None
         if audio is not None:
             self._pending_samples -= len(audio)
+            if self._dialect.whole_frames and len(audio) < self._frame:  # pad the last frame
+                audio = np.concatenate([audio, np.zeros(self._frame - len(audio), np.float32)])
         return audio, marks
 
     async def _send_loop(self) -> None:
@@ -396,7 +448,8 @@ class MediaStreamSink:
 class MediaStreamTransport(TransportBase):
     """One call's media stream: caller audio from inbound media, the agent's voice out,
     keypad digits as ``DtmfReceived``, transfer and hang-up through the provider's REST API,
-    DTMF sent in-band (tones in the agent's audio).
+    DTMF through it too where it has a call (:class:`DtmfApi`), else in-band (tones in
+    the agent's audio).
 
     The server feeds every inbound message to :meth:`receive`; :meth:`disconnected`
     ends the call when the socket closes without a ``stop``.
@@ -406,7 +459,7 @@ class MediaStreamTransport(TransportBase):
 
     def __init__(
         self,
-        send: Callable[[str], Awaitable[None]],
+        send: Send,
         dialect: Dialect,
         started: StreamStarted,
         *,
@@ -415,7 +468,7 @@ class MediaStreamTransport(TransportBase):
     ) -> None:
         self.dialect = dialect
         self.started = started
-        self.codec = G711(started.encoding)
+        self.codec = codec_for(started.encoding)
         self._rate = started.sample_rate
         self._control = control
         self.sink = MediaStreamSink(
@@ -472,8 +525,8 @@ class MediaStreamTransport(TransportBase):
             self._finish("caller hung up")
 
     def disconnected(self) -> None:
-        """The socket closed without a ``stop``."""
-        self._finish("disconnected")
+        """The socket closed without a ``stop`` (how Vonage ends a call)."""
+        self._finish("caller hung up" if self.dialect.hangup_on_close else "disconnected")
 
     def _finish(self, reason: str) -> None:
         if not self._ended:
@@ -503,7 +556,11 @@ class MediaStreamTransport(TransportBase):
         await self._control.hang_up(self.started.call_id)
 
     async def send_dtmf(self, digits: str) -> None:
-        """Play the keypad tones into the call, after what the agent is saying."""
+        """Play keypad tones on the call: through the provider's API where it has that call
+        (real DTMF events), else in-band, after what the agent is saying."""
+        if isinstance(self._control, DtmfApi):
+            await self._control.send_dtmf(self.started.call_id, digits)
+            return
         await self.sink.write(dtmf_tones(digits, self._rate))
 
     async def aclose(self) -> None:

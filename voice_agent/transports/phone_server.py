@@ -13,7 +13,8 @@ once), one call per WebSocket connection:
   and the provider moves on to its fallback (the TwiML below says so).
 - ``POST|GET /twiml``: TwiML that connects a Twilio call to the stream
   (``<Connect><Stream url="{phone.public_url}">``), for the phone number's
-  voice webhook.
+  voice webhook; ``GET|POST /ncco``: the same for a Vonage number's answer
+  webhook (an NCCO ``connect`` to a ``websocket`` endpoint).
 - ``GET /healthz``: JSON with the worker's load.
 
 TLS is left to a reverse proxy (Caddy, nginx) in front of this server: Twilio
@@ -50,6 +51,7 @@ from .media_stream import (
 )
 from .telnyx import TelnyxDialect, TelnyxRest
 from .twilio import TwilioDialect, TwilioRest, stream_twiml
+from .vonage import VonageDialect, VonageRest, connect_ncco
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +61,39 @@ KEPT_RESULTS = 100  # finished calls kept for /healthz and tests
 BUSY_MESSAGE = "All our agents are busy right now. Please call again in a few minutes."
 
 
+DEFAULT_API = {
+    "twilio": "https://api.twilio.com",
+    "telnyx": "https://api.telnyx.com",
+    "vonage": "https://api.nexmo.com",
+}
+
+
 def dialect_for(provider: str) -> Dialect:
-    """The message dialect of ``provider``."""
-    if provider == "twilio":
-        return TwilioDialect()
-    if provider == "telnyx":
-        return TelnyxDialect()
-    raise ValueError(f"unknown phone provider {provider!r} (twilio, telnyx)")
+    """The wire format of ``provider``."""
+    dialects: dict[str, Callable[[], Dialect]] = {
+        "twilio": TwilioDialect,
+        "telnyx": TelnyxDialect,
+        "vonage": VonageDialect,
+    }
+    if provider not in dialects:
+        raise ValueError(f"unknown phone provider {provider!r} ({', '.join(dialects)})")
+    return dialects[provider]()
 
 
 def control_for(cfg: PhoneConfig) -> CallControlApi | None:
     """The provider's REST client, or None when no credentials are configured."""
     token = cfg.auth_token.get_secret_value() if cfg.auth_token is not None else ""
+    base = cfg.api_base_url
+    if base == DEFAULT_API["twilio"]:
+        base = DEFAULT_API[cfg.provider]
     if cfg.provider == "twilio":
         if not cfg.account_sid or not token:
             return None
-        return TwilioRest(cfg.account_sid, token, cfg.api_base_url)
+        return TwilioRest(cfg.account_sid, token, base)
     if not token:
         return None
-    base = (
-        cfg.api_base_url
-        if cfg.api_base_url != "https://api.twilio.com"
-        else "https://api.telnyx.com"
-    )
+    if cfg.provider == "vonage":
+        return VonageRest(token, base)
     return TelnyxRest(token, base)
 
 
@@ -114,6 +126,7 @@ class PhoneServer:
         app = web.Application()
         app.router.add_get(self._cfg.path, self._media)
         app.router.add_route("*", "/twiml", self._twiml)
+        app.router.add_route("*", "/ncco", self._ncco)
         app.router.add_get("/healthz", self._health)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -146,6 +159,24 @@ class PhoneServer:
             text=stream_twiml(url, busy_message=BUSY_MESSAGE), content_type="application/xml"
         )
 
+    async def _ncco(self, request: web.Request) -> web.Response:
+        """Vonage's answer webhook (GET query or POST JSON with uuid, from, to)."""
+        params: dict[str, object] = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            with contextlib.suppress(ValueError):
+                body = await request.json()
+                if isinstance(body, dict):
+                    params.update(body)
+        url = self._cfg.public_url or f"wss://{request.host}{self._cfg.path}"
+        ncco = connect_ncco(
+            url,
+            uuid=str(params.get("uuid", "")),
+            caller=str(params.get("from", "")),
+            called=str(params.get("to", "")),
+            busy_message=BUSY_MESSAGE,
+        )
+        return web.json_response(ncco)
+
     async def _health(self, request: web.Request) -> web.Response:
         s = self._worker.stats
         body = {
@@ -164,9 +195,13 @@ class PhoneServer:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
 
-        async def send(text: str) -> None:
-            if not ws.closed:
-                await ws.send_str(text)
+        async def send(frame: str | bytes) -> None:
+            if ws.closed:
+                return
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_str(frame)
 
         try:
             started = await self._await_start(ws)
@@ -216,7 +251,7 @@ class PhoneServer:
         async with fail_after(MonotonicClock(), START_TIMEOUT_S):
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
-                    continue
+                    continue  # no audio before the stream's metadata
                 try:
                     parsed = self._dialect.parse(msg.data)
                 except DialectError as exc:
@@ -230,10 +265,13 @@ class PhoneServer:
         bad = 0
         try:
             async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
+                if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 try:
-                    parsed = self._dialect.parse(msg.data)
+                    if msg.type == WSMsgType.TEXT:
+                        parsed = self._dialect.parse(msg.data)
+                    else:
+                        parsed = self._dialect.parse_binary(msg.data)
                 except DialectError as exc:
                     bad += 1
                     if bad <= 3:  # say it, but a flood of junk must not flood the log
@@ -272,7 +310,8 @@ async def serve(
         )
         if server._control is None:
             stdout.write(
-                "call control off: set TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN to transfer and hang up.\n"
+                "call control off: set phone.auth_token (and phone.account_sid for Twilio: "
+                "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN) to transfer and hang up.\n"
             )
         stdout.flush()
         if ready is not None:
