@@ -64,6 +64,7 @@ async def answer_call(
             overrides={
                 "llm": {"base_url": model.base_url, "model": "scripted", "max_retries": 0},
                 "agent": {"mode": "async", "greeting": None, "call": call},
+                "voice": {"tts_variability": 0.0},  # the answer is transcribed: same audio each run
                 "ledger": {
                     "directory": str(tmp_path / "sessions"),
                     "persist": True,
