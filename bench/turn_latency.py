@@ -2,7 +2,8 @@
 on callers in voices that are not the agent's, at 16 kHz and on the 8 kHz μ-law phone path.
 
     .venv/bin/python bench/turn_latency.py [--rates 16000,8000] [--detection vad,model]
-                                           [--voices held-out] [--ttft-ms 300] [--json out.json]
+                                           [--asr-window-s 30,10] [--voices held-out]
+                                           [--ttft-ms 300] [--json out.json]
 
 Same harness as ``bench/voice_latency.py``: the file transport in real time,
 the real Silero VAD, faster-whisper, piper (the agent's voice) and the turn
@@ -80,7 +81,14 @@ def normalise(text: str) -> str:
 
 
 async def run_recording(
-    audio, rate: int, detection: str, ttft_ms: float, name: str, items, realtime: bool = True
+    audio,
+    rate: int,
+    detection: str,
+    ttft_ms: float,
+    name: str,
+    items,
+    realtime: bool = True,
+    asr_window_s: float | None = None,
 ):  # type: ignore[no-untyped-def]
     scen = vl.scenario([(it.text, SHORT_ANSWER) for it in items], ttft_ms, name)
     tools = build_registry(scen, MonotonicClock(), [])
@@ -92,7 +100,11 @@ async def run_recording(
                 "llm": {"base_url": oracle.base_url, "model": MODEL_ID, "max_retries": 0},
                 "agent": {"mode": "async", "system_prompt": "You are a helpful agent."},
                 "ledger": {"persist": False},
-                "voice": {"sample_rate": rate, "turn": {"detection": detection}},
+                "voice": {
+                    "sample_rate": rate,
+                    "turn": {"detection": detection},
+                    **({} if asr_window_s is None else {"asr_window_s": asr_window_s}),
+                },
             },
         )
         ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -274,10 +286,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for rate in args.rates:
         audio16, placed = cl.build_recording(items, vl.RATE, GAP_S)
         audio = cl.phone(audio16, vl.RATE) if rate == 8000 else audio16
-        for detection in args.detection:
-            name = f"{rate // 1000}k_{detection}"
+        for detection, window in [(d, w) for d in args.detection for w in args.asr_window_s]:
+            name = f"{rate // 1000}k_{detection}" + ("" if window is None else f"_w{window:g}")
             result, exchanges, cpu, wall = await run_recording(
-                audio, rate, detection, args.ttft_ms, name, items, realtime=not args.fast
+                audio,
+                rate,
+                detection,
+                args.ttft_ms,
+                name,
+                items,
+                realtime=not args.fast,
+                asr_window_s=window,
             )
             rows = item_rows(result, exchanges, placed, rate)
             run = summarise(rows)
@@ -320,11 +339,18 @@ def main() -> int:
         help="the fast stream clock (waits for the pipeline): endpointing, cut-offs and WER "
         "without the machine's load; clock stages and voice-to-voice need real time",
     )
+    parser.add_argument(
+        "--asr-window-s",
+        default="",
+        help="comma-separated Whisper encoder windows to compare in one run (e.g. 30,10: the "
+        "stock window vs the default); empty: the configured default only",
+    )
     parser.add_argument("--cost", action="store_true", help="also time the turn model vs Whisper")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
     args.detection = args.detection.split(",")
+    args.asr_window_s = [float(w) for w in args.asr_window_s.split(",") if w] or [None]
     if not cl.espeak_available():
         print("bench: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

@@ -51,6 +51,16 @@ KNOWN_HALLUCINATIONS = frozenset(
 )
 HALLUCINATION_MAX_S = 0.35  # seconds of audio
 HALLUCINATION_RMS_DBFS = -40.0  # dBFS RMS over the utterance
+# Whisper's encoder reads a 30 s window whatever the utterance's length, and that
+# encoder pass is most of a decode. Encoding only the utterance plus WINDOW_TAIL_S,
+# but at least ``window_s`` (default DEFAULT_WINDOW_S), took 0.30x the decode time on
+# 154 caller turns (7 espeak voices, questions, pausing sentences, digit strings), with
+# WER 0.159 vs 0.151 at 16 kHz and 0.367 vs 0.406 on the 8 kHz phone path
+# (bench/asr_window.py). Floors below 10 s dropped words on the phone path (seconds).
+DEFAULT_WINDOW_S = 10.0
+WINDOW_TAIL_S = 1.0
+FULL_WINDOW_S = 30.0  # Whisper's own window: longer audio goes through faster-whisper's chunking
+MEL_FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
 
 
 class AsrError(PeripheralError):
@@ -144,8 +154,10 @@ class WhisperStreamingAsr:
 
     Partial decodes run every ``partial_interval_s`` of new audio (skipped
     while a decode is still running), greedy (beam 1); ``final_beam_size``
-    sets the final decode's beam. All decodes run one at a time in a worker
-    thread this object owns, so the event loop never blocks. Loading the
+    sets the final decode's beam. Decodes run in worker threads this object
+    owns, so the event loop never blocks: partials one at a time in one, the
+    end-of-turn decodes in another, so the decode a caller waits on never
+    queues behind a partial that the pause made stale. Loading the
     model takes ~0.5 s; build the object before latency matters.
 
     Several streams may share one loaded model (``whisper``: a
@@ -158,6 +170,13 @@ class WhisperStreamingAsr:
     ``partials_allowed()`` (when given) is asked before each partial decode,
     so a shared pool with a backlog skips the partials and keeps its time for
     the finals.
+
+    Each decode encodes a window of the utterance plus ``WINDOW_TAIL_S`` (at
+    least ``window_s``; 30 s is Whisper's stock window) instead of 30 s of
+    mostly padding: the encoder's cost follows the window, so a short turn's
+    final decode takes ~0.3x the time (see ``DEFAULT_WINDOW_S``). Utterances
+    longer than 30 s - ``WINDOW_TAIL_S`` go through faster-whisper's own
+    30 s chunking.
     """
 
     def __init__(
@@ -174,7 +193,10 @@ class WhisperStreamingAsr:
         executor: Executor | None = None,
         final_executor: Executor | None = None,
         partials_allowed: Callable[[], bool] | None = None,
+        window_s: float = DEFAULT_WINDOW_S,
     ) -> None:
+        if not 0.0 < window_s <= FULL_WINDOW_S:
+            raise ValueError(f"window_s must be in (0, {FULL_WINDOW_S:g}], got {window_s}")
         ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
         self.model_ref = ref
         self._model = whisper if whisper is not None else load_whisper(ref, cpu_threads)
@@ -186,8 +208,15 @@ class WhisperStreamingAsr:
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="whisper"
         )
+        self._own_final: Executor | None = None
+        if final_executor is None and executor is None:
+            self._own_final = final_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="whisper-final"
+            )
         self._final_executor: Executor = final_executor or self._executor
         self._partials_allowed = partials_allowed
+        self._window_s = window_s
+        self._window: _Window | None = None  # built on the first windowed decode
         self._closed = False
         self._error: BaseException | None = None
         self._reset_utterance()
@@ -306,6 +335,8 @@ class WhisperStreamingAsr:
         self._closed = True
         await self.discard()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_final is not None:
+            self._own_final.shutdown(wait=False, cancel_futures=True)
 
     # -- internals -----------------------------------------------------------
 
@@ -350,16 +381,27 @@ class WhisperStreamingAsr:
         level = rms_dbfs(audio)
         if len(audio) == 0 or level < SILENCE_FLOOR_DBFS:
             return _Decoded("", time.perf_counter() - started)
-        segments, _info = self._model.transcribe(
-            audio,
-            language=self._language,
-            beam_size=beam_size,
-            temperature=0.0,  # no temperature fallback: it invents text on noise and costs time
-            condition_on_previous_text=False,
-            vad_filter=False,  # the caller gates on our own VAD
-            without_timestamps=True,
-            initial_prompt=self._prompt,
-        )
+        audio_s = len(audio) / ASR_RATE
+        if self._window_s < FULL_WINDOW_S and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
+            if self._window is None:
+                self._window = _Window(self._model, self._language, self._prompt)
+            frames = max(self._window_s, audio_s + WINDOW_TAIL_S) * MEL_FRAMES_PER_S
+            segments = [self._window.decode(audio, int(np.ceil(frames)), beam_size)]
+        else:
+            found, _info = self._model.transcribe(
+                audio,
+                language=self._language,
+                beam_size=beam_size,
+                temperature=0.0,  # no temperature fallback: it invents text on noise and costs time
+                condition_on_previous_text=False,
+                vad_filter=False,  # the caller gates on our own VAD
+                without_timestamps=True,
+                initial_prompt=self._prompt,
+            )
+            segments = [
+                _Segment(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio)
+                for s in found
+            ]
         texts = [
             s.text.strip()
             for s in segments
@@ -371,7 +413,65 @@ class WhisperStreamingAsr:
         if not _plain(text):
             text = ""
         elif _plain(text) in KNOWN_HALLUCINATIONS and (
-            len(audio) / ASR_RATE < HALLUCINATION_MAX_S or level < HALLUCINATION_RMS_DBFS
+            audio_s < HALLUCINATION_MAX_S or level < HALLUCINATION_RMS_DBFS
         ):
             text = ""
         return _Decoded(text, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One decoded window with the scores the silence and loop rules read."""
+
+    text: str
+    no_speech_prob: float
+    avg_logprob: float  # nats per token
+    compression_ratio: float
+
+
+class _Window:
+    """One greedy/beam Whisper decode of a window shorter than 30 s.
+
+    faster-whisper pads every window to 30 s; this does what its
+    ``generate_with_fallback`` does at temperature 0 (same prompt, suppressed
+    tokens, scores), but encodes only ``frames`` log-mel frames.
+    """
+
+    def __init__(self, model: Any, language: str, initial_prompt: str | None) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._model = model
+        self._tokenizer = Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=language if model.model.is_multilingual else None,
+        )
+        previous = self._tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+        self._prompt = model.get_prompt(self._tokenizer, previous, without_timestamps=True)
+        self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)) or ())
+
+    def decode(self, audio: np.ndarray, frames: int, beam_size: int) -> _Segment:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_compression_ratio
+
+        features = self._model.feature_extractor(audio)
+        features = pad_or_trim(features[..., :frames], frames)
+        encoded = self._model.encode(features)
+        result = self._model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=beam_size,
+            patience=1.0,
+            length_penalty=1.0,
+            max_length=self._model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        text = self._tokenizer.decode(tokens).strip()
+        return _Segment(text, result.no_speech_prob, avg_logprob, get_compression_ratio(text))

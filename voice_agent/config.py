@@ -346,6 +346,13 @@ class VoiceConfig(_Frozen):
     # ~25% faster (measured 258 → 194 ms) at the cost of more contention.
     asr_threads: int = Field(1, ge=1, le=16)
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
+    asr_window_s: float = Field(
+        10.0,
+        gt=0,
+        le=30,
+        description="Whisper encodes the utterance + 1 s, at least this many seconds (30: the "
+        "stock window); 10 decodes a short turn in 0.3x the time at the same WER",
+    )
     tts_voice: str = "en_US-joe-medium"
     tts_speed: float = Field(1.0, gt=0.25, le=4)
     tts_variability: float = Field(

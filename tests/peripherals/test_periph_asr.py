@@ -141,3 +141,90 @@ async def test_decoding_never_blocks_the_event_loop(speech_factory) -> None:
     # A decode on the loop would stall the ticker for the whole decode; the loop's own
     # scheduling delay on a busy machine is a small part of it (generous: a ratio in one run).
     assert len(gaps) > 3 and max(gaps) < max(0.1, decode_s / 3), (max(gaps), decode_s)
+
+
+async def test_short_encoder_window_hears_the_same_words_as_the_stock_window(
+    speech_factory,
+) -> None:
+    speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.1)
+    stock = WhisperStreamingAsr(window_s=30.0)
+    short = WhisperStreamingAsr(window_s=10.0, whisper=stock._model)
+    try:
+        for asr in (stock, short):
+            asr.push(speech.samples, 16000)
+        heard_stock = (await stock.finalize()).text
+        heard_short = (await short.finalize()).text
+    finally:
+        await stock.aclose()
+        await short.aclose()
+    assert word_error_rate(SENTENCE, heard_short) <= 0.15
+    assert word_error_rate(heard_stock, heard_short) <= 0.15
+
+
+async def test_an_utterance_longer_than_the_window_is_transcribed_whole(speech_factory) -> None:
+    first = speech_factory("Please cancel my subscription.", 16000, before_s=0.3, after_s=0.0)
+    last = speech_factory("My order number is four two seven.", 16000, before_s=0.0, after_s=0.3)
+    # The last sentence starts after Whisper's first 30 s window (faster-whisper's chunking
+    # drops words that straddle a window's edge, with or without the short window).
+    gap = np.full(int(30.3 * 16000) - len(first.samples), 1e-3, np.float32)
+    asr = WhisperStreamingAsr(window_s=10.0)
+    try:
+        asr.push(np.concatenate([first.samples, gap, last.samples]), 16000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert final.audio_s > 30.0
+    heard = words(final.text)
+    assert "subscription" in heard
+    assert "order" in heard
+
+
+@pytest.mark.parametrize("window_s", [0.0, -1.0, 30.5])
+def test_an_encoder_window_outside_whispers_is_refused(window_s: float) -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        WhisperStreamingAsr(window_s=window_s, whisper=object())
+
+
+class _GatedWhisper:
+    """A scripted stand-in for faster-whisper's model (stock-window path): a decode of
+    less than ``gate_below_s`` of audio (a partial) blocks until ``release`` is set."""
+
+    def __init__(self, gate_below_s: float) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.partial_running = threading.Event()
+        self._gate = int(gate_below_s * 16000)
+
+    def transcribe(self, audio: np.ndarray, **_: object):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        if len(audio) < self._gate:
+            self.partial_running.set()
+            assert self.release.wait(30), "the test never released the partial"
+        seg = SimpleNamespace(
+            text=f" heard {len(audio)} samples",
+            no_speech_prob=0.0,
+            avg_logprob=-0.1,
+            compression_ratio=1.0,
+        )
+        return iter([seg]), None
+
+
+async def test_the_end_of_turn_decode_does_not_queue_behind_a_stale_partial() -> None:
+    model = _GatedWhisper(gate_below_s=1.5)
+    asr = WhisperStreamingAsr(
+        on_partial=lambda p: None, whisper=model, window_s=30.0, partial_interval_s=1.0
+    )
+    loud = np.full(16000, 0.1, np.float32)
+    try:
+        asr.push(loud, 16000)  # one second: a partial decode starts and blocks
+        assert await asyncio.to_thread(model.partial_running.wait, 10)
+        asr.push(loud, 16000)
+        asr.speech_paused()
+        final = await asyncio.wait_for(asr.finalize(), 20)
+        assert final.speculative
+        assert final.text == "heard 32000 samples"
+    finally:
+        model.release.set()
+        await asr.aclose()

@@ -58,6 +58,7 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             on_partial=on_partial,
             cpu_threads=cfg.asr_threads,
             partial_interval_s=cfg.asr_partial_interval_s,
+            window_s=cfg.asr_window_s,
         )
 
     return make
