@@ -149,3 +149,22 @@ def test_with_futures_async_reports_the_chain_once_its_last_link_resolves() -> N
     assert len(sync.oracle) == 3  # type: ignore[attr-defined]  # one request per link
     [a], [s] = asy.turns, sync.turns  # type: ignore[attr-defined]
     assert a.correct and a.answer_audio_ms < s.answer_audio_ms
+
+
+def test_when_the_chains_last_link_fails_one_report_carries_both_outcomes() -> None:
+    data = CHAIN.model_dump(exclude_unset=True)
+    data["tools"][0].update(latency_ms=300)
+    data["tools"][1].pop("result")
+    data["tools"][1].update(latency_ms=900, error="orders service down (HTTP 503)")
+    data["turns"][0]["answer"] = [
+        {"say": "Sorry, the orders service is down.", "needs": ["o"], "when": "failure",
+         "expect": ["Sorry"]},
+        {"say": "Done.", "needs": ["o"], "expect": ["Done"]},
+    ]  # fmt: skip
+    scenario = Scenario.model_validate(data)
+    clock = AutojumpClock()
+    result = clock.run(run_scenario(scenario, "async", clock=clock))
+    assert result.error is None
+    [turn] = result.turns
+    assert turn.correct, turn.heard
+    assert len(result.oracle) == 2  # the answer, then one report of the chain and its failure
