@@ -1,5 +1,12 @@
 """Phone calls over the media-stream endpoint: latency, barge-in, capacity, CPU, memory.
 
+Capacity, in one command (≤ 15 min: both LLMs, levels 1, 2, 3, … until the p95 degrades):
+
+    .venv/bin/python bench/phone_load.py --capacity --llms oracle,local --turns 3 \
+        --max-level 8 --budget-min 14 --json out/phone_capacity.json
+
+Fixed levels of one LLM (and barge-in):
+
     .venv/bin/python bench/phone_load.py [--llm oracle|local] [--levels 1,2,3,4]
                                          [--turns 3] [--json out/phone_load.json]
 
@@ -23,6 +30,17 @@ speaks over a long answer; stop = caller's onset → the ``clear`` message
 token, 60 tokens/s; answers one sentence) stands in for a remote LLM.
 ``--llm local``: the embedded llama.cpp model on this machine (it shares the
 2 cores with ASR and TTS). Prints JSON.
+
+``--capacity``: for each of ``--llms`` a fresh worker (models loaded, the
+embedded LLM started for ``local``), a warm-up call, then 1, 2, 3, … calls
+(up to ``--max-level``), stopping after the first level whose p95 is over
++20 % of one call's, or before a level that would not end within the LLM's
+share of ``--budget-min``. ``sustained_calls`` = the last level within +20 %
+(every level before it too), with its p95; CPU seconds per call-minute (one
+call; per level in the rows); memory per additional call (peak RSS slope over
+the levels, the embedded LLM server included). The LLM-silence hold phrase is
+pushed out (``agent.llm_hold_after_s``) so voice-to-voice is the answer's.
+Each row carries the load average: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -30,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -69,6 +88,8 @@ LONG_ANSWER = (
 )
 INTERRUPTION = "Wait, I have another question."
 ANSWER_TIMEOUT_S = 120.0
+HOLD_OFF_S = 110.0  # LLM-silence hold phrase and deadline pushed out of the measurement (s)
+DEGRADED = 1.2  # a level is sustained while its v2v p95 is within +20 % of one call's
 
 
 def _scenario() -> Scenario:
@@ -93,6 +114,9 @@ def _config(base_url: str | None, ledger_dir: str, max_calls: int) -> Config:
             "agent": {
                 "mode": "async",
                 "system_prompt": "You are a helpful agent. Answer in one short sentence.",
+                # v2v is measured to the answer: no "one moment" while the LLM is slow
+                "llm_hold_after_s": HOLD_OFF_S,
+                "llm_deadline_s": HOLD_OFF_S,
             },
             "ledger": {"directory": ledger_dir, "persist": True},
             "worker": {"max_calls": max_calls},
@@ -264,23 +288,110 @@ def _pct(values: list[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    levels = [int(x) for x in args.levels.split(",")]
+def _voices() -> dict[str, np.ndarray]:
     voices = {q: speech(q)[0] for q, _ in QUESTIONS}
     voices["Where is my parcel?"] = speech("Where is my parcel?")[0]
     voices[INTERRUPTION] = speech(INTERRUPTION)[0]
-    usage = Usage()
-    out: dict[str, Any] = {
-        "llm": args.llm,
-        "turns_per_call": args.turns,
-        "partials": args.partials,
-        "load_average": list(__import__("os").getloadavg()),
-        "levels": [],
+    return voices
+
+
+async def _level(
+    server: PhoneServer,
+    calls: dict[str, Call],
+    level: int,
+    turns: int,
+    voices: dict[str, np.ndarray],
+    usage: Usage,
+) -> dict[str, Any]:
+    """``level`` simultaneous calls of ``turns`` questions each; one row of figures."""
+    rng = random.Random(level)
+    cpu0, t0 = usage.cpu_s(), time.monotonic()
+    peak = [usage.rss_mb()]
+
+    async def sample() -> None:
+        while True:
+            peak.append(usage.rss_mb())
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.ensure_future(sample())
+    try:
+        results = await asyncio.gather(
+            *(
+                _one_call(server, calls, level * 100 + i, turns, voices, rng.uniform(0, 1.0))
+                for i in range(level)
+            )
+        )
+    finally:
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
+    cpu = usage.cpu_s() - cpu0
+    wall = time.monotonic() - t0
+    call_min = sum(r["duration_s"] for r in results) / 60
+    v2v = [x for r in results for x in r["v2v_s"]]
+    row = {
+        "calls": level,
+        "turns": len(v2v),
+        "v2v_p50_ms": round(1000 * statistics.median(v2v)) if v2v else None,
+        "v2v_p95_ms": round(1000 * _pct(v2v, 0.95)) if v2v else None,  # type: ignore[operator]
+        "v2v_max_ms": round(1000 * max(v2v)) if v2v else None,
+        "cpu_s_per_call_minute": round(cpu / call_min, 1) if call_min else None,
+        "cpu_s_per_turn": round(cpu / len(v2v), 2) if v2v else None,
+        "cpu_cores_busy": round(cpu / wall, 2),
+        "peak_rss_mb": round(max(peak), 1),
+        "wall_s": round(wall, 1),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
     }
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def _summary(out: dict[str, Any]) -> None:
+    """sustained calls, the p95 there, memory per additional call (from the rows)."""
+    rows = out["levels"]
+    base = rows[0]["v2v_p95_ms"] if rows else None
+    for r in rows:
+        r["p95_vs_one_call"] = (
+            round(r["v2v_p95_ms"] / base, 2) if base and r["v2v_p95_ms"] else None
+        )
+    ok = []
+    for r in rows:  # sustained: every level up to it within +20 %
+        if r["p95_vs_one_call"] is None or r["p95_vs_one_call"] > DEGRADED:
+            break
+        ok.append(r)
+    out["sustained_calls"] = ok[-1]["calls"] if ok else None
+    out["v2v_p95_ms_at_sustained"] = ok[-1]["v2v_p95_ms"] if ok else None
+    out["cpu_s_per_call_minute_one_call"] = rows[0]["cpu_s_per_call_minute"] if rows else None
+    if len(rows) > 1:
+        out["rss_per_additional_call_mb"] = round(
+            (rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"])
+            / (rows[-1]["calls"] - rows[0]["calls"]),
+            1,
+        )
+
+
+async def measure(
+    llm: str,
+    levels: list[int],
+    turns: int,
+    *,
+    ledger_dir: str,
+    barge_in: int = 0,
+    escalate: bool = False,
+    deadline: float = float("inf"),
+    voices: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One worker, one LLM (``oracle`` or ``local``): the levels in order (``escalate``: stop
+    after the first level whose p95 is over +20 % of one call's, or before a level that
+    would not finish by ``deadline``, a time.monotonic() value)."""
+    voices = voices or _voices()
+    _wait_done.last = {}  # type: ignore[attr-defined]  # call ids repeat from one run to the next
+    usage = Usage()
+    out: dict[str, Any] = {"llm": llm, "turns_per_call": turns, "levels": []}
+    t_start = time.monotonic()
     async with OracleServer(_scenario()) as oracle:
-        base_url = oracle.base_url if args.llm == "oracle" else None
-        config = _config(base_url, args.ledger_dir, max(levels))
-        rss0 = usage.rss_mb()
+        base_url = oracle.base_url if llm == "oracle" else None
+        config = _config(base_url, ledger_dir, max(levels))
+        out["rss_before_models_mb"] = round(usage.rss_mb(), 1)
         async with Worker(config) as worker:
             calls: dict[str, Call] = {}
 
@@ -289,74 +400,92 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async with PhoneServer(worker, config.phone, on_call=on_call) as server:
                 out["rss_idle_mb"] = round(usage.rss_mb(), 1)
-                out["rss_before_models_mb"] = round(rss0, 1)
-                # warm-up call (untimed)
-                await _one_call(server, calls, 999, 1, voices, 0.0)
+                out["startup_s"] = round(time.monotonic() - t_start, 1)
+                await _one_call(server, calls, 999, 1, voices, 0.0)  # warm-up (untimed)
                 for level in levels:
-                    rng = random.Random(level)
-                    cpu0, t0 = usage.cpu_s(), time.monotonic()
-                    peak = [usage.rss_mb()]
-
-                    async def sample(peak: list[float] = peak) -> None:
-                        while True:
-                            peak.append(usage.rss_mb())
-                            await asyncio.sleep(0.5)
-
-                    sampler = asyncio.ensure_future(sample())
-                    results = await asyncio.gather(
-                        *(
-                            _one_call(
-                                server,
-                                calls,
-                                level * 100 + i,
-                                args.turns,
-                                voices,
-                                rng.uniform(0, 1.0),
-                            )
-                            for i in range(level)
+                    rows = out["levels"]
+                    if rows:  # a level lasts about as long as the last one, a little more per call
+                        last = rows[-1]
+                        needed = last["wall_s"] * (1 + 0.25 * (level - last["calls"]))
+                        if time.monotonic() + needed > deadline:
+                            out["stopped"] = f"time budget (before {level} calls)"
+                            break
+                    try:
+                        async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                            row = await _level(server, calls, level, turns, voices, usage)
+                    except TimeoutError:
+                        out["stopped"] = f"time budget (during {level} calls)"
+                        break
+                    rows.append(row)
+                    base = rows[0]["v2v_p95_ms"]
+                    if (
+                        escalate
+                        and base
+                        and row["v2v_p95_ms"]
+                        and row["v2v_p95_ms"] > DEGRADED * base
+                    ):
+                        out["stopped"] = (
+                            f"p95 over +{round(100 * (DEGRADED - 1))} % at {level} calls"
                         )
-                    )
-                    sampler.cancel()
-                    cpu = usage.cpu_s() - cpu0
-                    wall = time.monotonic() - t0
-                    call_min = sum(r["duration_s"] for r in results) / 60
-                    v2v = [x for r in results for x in r["v2v_s"]]
-                    row = {
-                        "calls": level,
-                        "turns": len(v2v),
-                        "v2v_p50_ms": round(1000 * statistics.median(v2v)) if v2v else None,
-                        "v2v_p95_ms": round(1000 * _pct(v2v, 0.95)) if v2v else None,  # type: ignore[operator]
-                        "v2v_max_ms": round(1000 * max(v2v)) if v2v else None,
-                        "cpu_s_per_call_minute": round(cpu / call_min, 1) if call_min else None,
-                        "cpu_s_per_turn": round(cpu / len(v2v), 2) if v2v else None,
-                        "cpu_cores_busy": round(cpu / wall, 2),
-                        "peak_rss_mb": round(max(peak), 1),
-                    }
-                    out["levels"].append(row)
-                    print(json.dumps(row), file=sys.stderr, flush=True)
-                if args.barge_in:
-                    stops = [
-                        await _barge_in(server, calls, i, voices) for i in range(args.barge_in)
-                    ]
-                    clear = [s["clear_ms"] for s in stops if s["clear_ms"] is not None]
+                        break
+                if barge_in and time.monotonic() < deadline:
+                    stops = [await _barge_in(server, calls, i, voices) for i in range(barge_in)]
+                    clear = [x["clear_ms"] for x in stops if x["clear_ms"] is not None]
                     out["barge_in"] = {
                         "runs": stops,
                         "clear_p50_ms": round(statistics.median(clear)) if clear else None,
                         "clear_max_ms": round(max(clear)) if clear else None,
                     }
-    base = out["levels"][0]["v2v_p95_ms"]
-    ok = [
-        r["calls"]
-        for r in out["levels"]
-        if base and r["v2v_p95_ms"] and r["v2v_p95_ms"] <= 1.2 * base
-    ]
-    out["sustained_calls"] = max(ok) if ok else None
-    rows = out["levels"]
-    if len(rows) > 1:
-        out["rss_per_additional_call_mb"] = round(
-            (rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"])
-            / (rows[-1]["calls"] - rows[0]["calls"]),
-            1,
+    _summary(out)
+    out["wall_s"] = round(time.monotonic() - t_start, 1)
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    return await measure(
+        args.llm,
+        [int(x) for x in args.levels.split(",")],
+        args.turns,
+        ledger_dir=args.ledger_dir,
+        barge_in=args.barge_in,
+    ) | {"partials": args.partials, "load_average": list(os.getloadavg())}
+
+
+async def capacity(args: argparse.Namespace) -> dict[str, Any]:
+    """For each of ``--llms``: 1, 2, 3, … calls until the p95 degrades (or the time share
+    runs out); the whole run ends within ``--budget-min``."""
+    t0 = time.monotonic()
+    llms = [x for x in args.llms.split(",") if x]
+    voices = _voices()
+    out: dict[str, Any] = {
+        "budget_min": args.budget_min,
+        "load_average_start": [round(x, 1) for x in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+        "runs": {},
+    }
+    for i, llm in enumerate(llms):
+        left = args.budget_min * 60 - (time.monotonic() - t0)
+        share = left / (len(llms) - i)  # what is left, split over the LLMs still to run
+        out["runs"][llm] = await measure(
+            llm,
+            list(range(1, args.max_level + 1)),
+            args.turns,
+            ledger_dir=args.ledger_dir,
+            escalate=True,
+            deadline=time.monotonic() + share,
+            voices=voices,
+        )
+    out["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
+    out["wall_s"] = round(time.monotonic() - t0, 1)
+    for llm, r in out["runs"].items():
+        print(
+            f"{llm}: sustained {r.get('sustained_calls')} calls (p95 {r.get('v2v_p95_ms_at_sustained')} ms, "
+            f"one call {r['levels'][0]['v2v_p95_ms'] if r['levels'] else None} ms); "
+            f"{r.get('cpu_s_per_call_minute_one_call')} CPU s per call-minute; "
+            f"{r.get('rss_per_additional_call_mb')} MB per additional call; "
+            f"stopped: {r.get('stopped', 'all levels done')}",
+            file=sys.stderr,
+            flush=True,
         )
     return out
 
@@ -371,6 +500,15 @@ def main() -> None:
     p.add_argument("--json", dest="json_out")
     p.add_argument("--memory-only", type=int, default=0, help="only RSS as N calls join one by one")
     p.add_argument(
+        "--capacity",
+        action="store_true",
+        help="for each of --llms: 1, 2, 3, ... calls until the v2v p95 is over +20 %% of one "
+        "call's; CPU per call-minute, memory per additional call; ends within --budget-min",
+    )
+    p.add_argument("--llms", default="oracle,local", help="with --capacity")
+    p.add_argument("--max-level", type=int, default=8, help="with --capacity: most calls tried")
+    p.add_argument("--budget-min", type=float, default=14.0, help="with --capacity (minutes)")
+    p.add_argument(
         "--partials",
         choices=("idle", "always"),
         default="idle",
@@ -382,7 +520,10 @@ def main() -> None:
         from voice_agent.fair_executor import FairExecutor
 
         FairExecutor.backlog = lambda self: 0  # type: ignore[method-assign]
-    result = asyncio.run(memory_only(args) if args.memory_only else run(args))
+    if args.capacity:
+        result = asyncio.run(capacity(args))
+    else:
+        result = asyncio.run(memory_only(args) if args.memory_only else run(args))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json_out:
