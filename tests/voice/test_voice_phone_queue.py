@@ -165,3 +165,35 @@ async def test_a_caller_queued_too_long_hears_the_apology_the_call_ends_and_a_th
     assert isinstance(unserved[-1], le.SessionEnded) and unserved[-1].reason == "queue timeout"
     assert unserved[0].meta["queue"]["hold_messages"] == 1  # type: ignore[attr-defined]
     assert unserved[0].meta["queue"]["waited_s"] >= 4.0  # type: ignore[attr-defined]
+
+
+async def test_a_caller_who_hangs_up_while_queued_leaves_the_line_and_a_ledger(
+    tmp_path: Path,
+) -> None:
+    async for rig in start_oracle(order_scenario()):
+        config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
+        async with queue_rig(
+            config, rig.tools, max_waiting=1, hold_interval_s=1.0, wait_timeout_s=TIMEOUT_S * 2
+        ) as (worker, server, calls):
+            async with TwilioCall(server.url, call_sid="CA1", stream_sid="MZ1") as first:
+                first_talks = asyncio.ensure_future(first.silence(TIMEOUT_S * 3))
+                await until(lambda: worker.stats.active == 1, "the first call running")
+                async with TwilioCall(server.url, call_sid="CA2", stream_sid="MZ2") as second:
+                    await second.silence(0.3)
+                    await until(lambda: worker.stats.waiting == 1, "the second call queued")
+                    await until(lambda: bool(second.marks_echoed), "the hold message heard")
+                    await second.hang_up()
+                await until(lambda: worker.stats.not_served == 1, "the queue to let it go")
+                assert worker.stats.waiting == 0 and worker.admission.waiting == 0
+                # the line is free for the next caller once the first call ends
+                first_talks.cancel()
+                await asyncio.gather(first_talks, return_exceptions=True)
+                await first.hang_up()
+            assert worker.admission.active == 0 and len(calls) == 1
+    [unserved] = [
+        x
+        for x in ledgers(tmp_path / "sessions")
+        if x[0].meta.get("call_id") == "CA2"  # type: ignore[attr-defined]
+    ]
+    assert isinstance(unserved[-1], le.SessionEnded)
+    assert unserved[-1].reason == "caller hung up while queued"
