@@ -35,7 +35,8 @@ token, 60 tokens/s; answers one sentence) stands in for a remote LLM.
 embedded LLM started for ``local``), a warm-up call, then 1, 2, 3, … calls
 (up to ``--max-level``), stopping after the first level whose p95 is over
 +20 % of one call's, or before a level that would not end within the LLM's
-share of ``--budget-min``. ``sustained_calls`` = the last level within +20 %
+share of ``--budget-min`` (the one-call baseline asks twice ``--turns``
+questions, as many as two calls, for a steadier p95). ``sustained_calls`` = the last level within +20 %
 (every level before it too), with its p95; CPU seconds per call-minute (one
 call; per level in the rows); memory per additional call (peak RSS slope over
 the levels, the embedded LLM server included). The LLM-silence hold phrase is
@@ -412,7 +413,10 @@ async def measure(
                             break
                     try:
                         async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
-                            row = await _level(server, calls, level, turns, voices, usage)
+                            # the baseline gets as many turns as two calls: its p95 is what
+                            # every other level is compared with
+                            n = 2 * turns if escalate and level == 1 else turns
+                            row = await _level(server, calls, level, n, voices, usage)
                     except TimeoutError:
                         out["stopped"] = f"time budget (during {level} calls)"
                         break
