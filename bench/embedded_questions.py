@@ -50,6 +50,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -68,6 +69,10 @@ MODELS = {
     "1.5b": "qwen2.5-coder-1.5b-instruct-q4_k_m",
     "0.5b": "qwen2.5-coder-0.5b-instruct-q4_k_m",
 }
+#: The question splits: `tune` may be looked at while improving the model path;
+#: `heldout` (session 2) and `fresh` (written and committed before session 3 changed
+#: anything) are run for figures only.
+SPLITS = ("tune", "heldout", "fresh")
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4
 #: The demo tools' fact fields (their results are computed by the real functions).
@@ -90,6 +95,11 @@ _CANNOT = re.compile(
 _ASKS = re.compile(
     r"\?|\b(please (provide|give|tell|share|confirm)|could you (give|tell|provide)|"
     r"may i have|i need|i'll need|i will need|let me know)\b",
+    re.IGNORECASE,
+)
+_CLAIMS_DONE = re.compile(
+    r"\b(has|have|'ve|is|was|been|are) (now |successfully |already )?(been )?"
+    r"(cancel+ed|refunded|changed|updated|opened|created|processed|issued)\b",
     re.IGNORECASE,
 )
 _FACT_WORDS = re.compile(
@@ -154,10 +164,57 @@ def _demo_tools() -> list[BenchTool]:
     return tools
 
 
+#: The phone profile's fact fields (the real tools' results; see voice_agent/phone/tools.py).
+PHONE_FACTS = {"lookup_order": "status", "lookup_customer": "name"}
+#: Where each tool set's system prompt comes from (the profile that offers those tools).
+PROFILES = {"phone": ROOT / "configs" / "customer_service_phone.yaml"}
+
+
+def _phone_tools() -> list[BenchTool]:
+    """The phone profile's real tools on a fresh seeded SQLite database.
+
+    A write that needs the caller's yes is answered as the engine answers it
+    (`CONFIRMATION_PENDING`: nothing runs); call control (transfer, hang-up)
+    runs against a real `CallControl` whose requests are only collected.
+    """
+    import tempfile
+
+    from voice_agent.call_control import CallControl
+    from voice_agent.confirmations import CONFIRMATION_PENDING
+    from voice_agent.tools import ToolContext
+
+    os.environ["VOICE_AGENT_PHONE_DB"] = str(
+        Path(tempfile.mkdtemp(prefix="embedded-questions-")) / "acme_support.sqlite"
+    )
+    from voice_agent.phone import tools as phone
+
+    requests: list[Any] = []
+    tools = []
+    for spec in phone.registry:
+
+        async def run(arguments: dict[str, Any], spec: Any = spec) -> Any:
+            if spec.needs_confirmation:
+                return dict(CONFIRMATION_PENDING)
+            parsed = spec.parse_arguments(json.dumps(arguments))
+            ctx = ToolContext(
+                call_id="bench", tool=spec.name, session_id="bench",
+                idempotency_key=f"bench:{spec.name}:{json.dumps(parsed, sort_keys=True)}",
+                call=CallControl(requests.append, call_id="bench"),
+            )  # fmt: skip
+            result = spec.fn(**spec.bind(parsed, ctx))
+            return await result if inspect.isawaitable(result) else result
+
+        tools.append(
+            BenchTool(spec.name, spec.kind, spec.openai_schema(), PHONE_FACTS.get(spec.name), run)
+        )
+    return tools
+
+
 def load_tool_sets() -> dict[str, list[BenchTool]]:
     data = yaml.safe_load(TOOLS.read_text())
     sets = {name: [_fixture_tool(t) for t in specs] for name, specs in data.items()}
     sets["demo"] = _demo_tools()
+    sets["phone"] = _phone_tools()
     return sets
 
 
@@ -279,6 +336,9 @@ def _digits(text: str) -> str:
 
 def _norm(value: Any) -> str:
     text = str(value).lower()
+    spelled = _words_to_digits(text)  # "nine two eight six zero": the tools read words too
+    if re.fullmatch(r"[\d\s,.\-]+", spelled) and len(_digits(spelled)) >= 3:
+        return _digits(spelled)
     if _digits(text) and len(_digits(text)) >= 3 and not re.search(r"[a-z]{3,}", text):
         return _digits(text)
     return re.sub(r"[^a-z0-9]+", " ", text).strip()
@@ -308,17 +368,32 @@ def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
     """Whether `spoken` carries `fact`: its longest number(s), else most of its words."""
     if isinstance(fact, bool):
         return bool(re.search(field_name[:5], spoken, re.IGNORECASE))
+    iso = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", str(fact).strip())
+    if iso:  # "2026-11-27": "November 27th", "Friday" or the ISO text itself
+        day = date(*map(int, iso.groups()))
+        lowered = spoken.lower()
+        said_day = str(day.day) in _numbers(spoken) and day.strftime("%B").lower() in lowered
+        return said_day or day.strftime("%A").lower() in lowered or str(fact) in spoken
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", str(fact))
     runs = [r.lstrip("0") or "0" for r in re.findall(r"\d+", text)]
     if runs:
         longest = max(len(r) for r in runs)
         return bool({r for r in runs if len(r) == longest} & _numbers(spoken))
     words = _content_words(text)
-    stems = {w[:5] for w in _content_words(spoken)}  # "delivery" is heard in "delivered"
-    return bool(words) and sum(w[:5] in stems for w in words) * 2 >= len(words)
+    # A fact word is heard as itself or inflected ("ship" in "shipped", "process" in
+    # "processing"), never by a shared stem: "delivered" and "out for delivery" are
+    # different statuses.
+    stems = {_stem(w) for w in _content_words(spoken)}
+    return bool(words) and sum(_stem(w) in stems for w in words) * 2 >= len(words)
+
+
+def _stem(word: str) -> str:
+    return re.sub(r"(?<=\w{3})(ing|ed|es|s)$", "", word)
 
 
 def _value_matches(expected: Any, actual: Any) -> bool:
+    if expected == "*":  # free text (a reason, a summary): any non-empty value
+        return bool(str(actual or "").strip())
     e, a = _norm(expected), _norm(actual)
     if e == a:
         return True
@@ -332,7 +407,9 @@ def _call_matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
         return False
     args = actual["arguments"]
     want = expected.get("args", {})
-    return set(want) == set(args) and all(_value_matches(v, args.get(k)) for k, v in want.items())
+    # An optional argument left empty is the same as not given.
+    given = {k for k, v in args.items() if v not in ("", None)}
+    return set(want) == given and all(_value_matches(v, args.get(k)) for k, v in want.items())
 
 
 def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -> None:
@@ -342,7 +419,12 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         if call not in unique:
             unique.append(call)
     matched = [any(_call_matches(e, c) for c in unique) for e in expected]
-    extra = [c for c in unique if not any(_call_matches(e, c) for e in expected)]
+    allowed = set(question.get("allow") or ())
+    extra = [
+        c
+        for c in unique
+        if not any(_call_matches(e, c) for e in expected) and c["name"] not in allowed
+    ]
     out.calls_ok = all(matched) and not extra and out.error is None
     if not out.calls_ok:
         out.why.append(f"calls {unique} != expected {expected}")
@@ -368,7 +450,7 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
 
     for call in unique:
         tool = tools.get(call["name"])
-        if tool is not None and tool.kind == "write":
+        if tool is not None and tool.kind == "write" and call["name"] not in allowed:
             if not any(_call_matches(e, call) for e in expected):
                 out.ungrounded_write = True
                 out.why.append(f"write not asked for: {call}")
@@ -382,12 +464,18 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
             ok = bool(out.results)
             for result in out.results:
                 field_name = tools[result["name"]].fact if result["name"] in tools else None
+                field_name = question.get("fact_field", field_name)
                 value = (
                     result["result"].get(field_name) if isinstance(result["result"], dict) else None
                 )
                 if field_name and value is not None and not fact_heard(value, spoken, field_name):
                     ok = False
         out.answer_ok = ok and out.calls_ok
+    elif answer == "pending":
+        # A write waiting for the caller's yes: never said to be done.
+        out.answer_ok = out.calls_ok and not _CLAIMS_DONE.search(spoken)
+    elif answer == "call":
+        out.answer_ok = out.calls_ok  # the call is the answer (a transfer); words optional
     elif answer == "cannot":
         out.answer_ok = not out.calls and bool(_CANNOT.search(spoken))
     elif answer == "ask":
@@ -395,7 +483,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
             tools[c["name"]].kind == "write" for c in unique if c["name"] in tools
         ) and bool(_ASKS.search(spoken))
     else:
-        out.answer_ok = not out.calls and bool(spoken.strip())
+        out.answer_ok = not [c for c in out.calls if c["name"] not in allowed] and bool(
+            spoken.strip()
+        )
     out.answer_ok = out.answer_ok and not out.narration and not out.invented
     if not out.answer_ok:
         out.why.append("answer not right")
@@ -438,12 +528,16 @@ class Variant:
     code: Path
 
 
-def _system_prompt(code: Path) -> str:
+def _system_prompt(code: Path, tool_set: str = "demo") -> str:
+    """The system prompt the engine sends for that tool set's profile (mode's note included)."""
     from voice_agent.config import load_config
+    from voice_agent.modes import policy_for
 
-    agent = load_config(environ={}).agent
+    config = load_config(PROFILES.get(tool_set), environ={})
+    agent = config.agent
     text = (code / "prompts" / agent.prompt_file).read_text()
-    return text.replace("{persona}", agent.persona).replace("{company}", agent.company)
+    text = text.replace("{persona}", agent.persona).replace("{company}", agent.company)
+    return policy_for(agent.mode).system_prompt(text)
 
 
 async def run_model(
@@ -475,19 +569,22 @@ async def run_model(
                 )
             )
             stack.push_async_callback(client.aclose)
-            prompt = _system_prompt(variant.code)
-            for tools in tool_sets.values():  # cache each tool set's prefix, as the agent does
+            prompts = {name: _system_prompt(variant.code, name) for name in tool_sets}
+            for name, tools in tool_sets.items():  # cache each set's prefix, as the agent does
                 await client.prewarm(
-                    [{"role": "system", "content": prompt}, {"role": "user", "content": "Hello."}],
+                    [
+                        {"role": "system", "content": prompts[name]},
+                        {"role": "user", "content": "Hello."},
+                    ],
                     [t.schema for t in tools],
                 )
-            clients[variant.label] = (client, prompt)
+            clients[variant.label] = (client, prompts)
         for _ in range(repeat):
             for question in questions:
                 for variant in variants:
-                    client, prompt = clients[variant.label]
+                    client, prompts = clients[variant.label]
                     tools = tool_sets[question["tools"]]
-                    outcome = await ask(client, prompt, tools, question, model)
+                    outcome = await ask(client, prompts[question["tools"]], tools, question, model)
                     outcomes[variant.label].append(outcome)
                     mark = "ok " if outcome.answer_ok and outcome.calls_ok else "BAD"
                     print(
@@ -537,7 +634,7 @@ def rescore(path: Path) -> dict[str, Any]:
     return {
         key: {
             split: summarise([o for o in runs if o.split == split])
-            for split in ("tune", "heldout")
+            for split in SPLITS
             if any(o.split == split for o in runs)
         }
         for key, runs in groups.items()
@@ -549,7 +646,7 @@ async def main() -> None:
     parser.add_argument(
         "--models", default="1.5b,0.5b", help="comma list: 1.5b, 0.5b or registry names"
     )
-    parser.add_argument("--split", choices=("tune", "heldout", "all"), default="tune")
+    parser.add_argument("--split", choices=(*SPLITS, "all"), default="tune")
     parser.add_argument(
         "--server-code", type=Path, help="run the server and prompt from this checkout"
     )
@@ -591,7 +688,7 @@ async def main() -> None:
             everything += [{"variant": label, **asdict(o)} for o in runs]
             model_report[label] = {
                 split: summarise([o for o in runs if o.split == split])
-                for split in ("tune", "heldout")
+                for split in SPLITS
                 if any(o.split == split for o in runs)
             }
         if args.compare:
