@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/embedded_questions.py [--models 1.5b,0.5b] [--split tune|heldout|all]
+    python bench/embedded_questions.py [--models 1.5b,0.5b] [--split tune,heldout,fresh,unseen|all]
         [--server-code DIR] [--compare DIR] [--repeat N] [--json OUT] [--only ID,ID]
 
 For each model it starts the embedded OpenAI-compatible server
@@ -31,8 +31,10 @@ Scores per question (see `score`):
 
 Times per question (ms, from the client): ``first_token_ms`` (request sent
 -> first content or tool-call delta of the first request), ``first_speech_ms``
-(-> first spoken text of the turn, any request) and ``answer_ms`` (-> end of
-the last request). ``--server-code DIR`` runs the server (and takes the
+(-> first spoken text of the turn, any request), ``first_sentence_ms`` (-> the
+first spoken sentence is complete: text-to-speech synthesises by sentence, so
+this is when the first audio can start) and ``answer_ms`` (-> end of the last
+request). ``--server-code DIR`` runs the server (and takes the
 prompt) from another checkout, e.g. the code before a change; both runs
 should happen on the same machine load (compare ratios).
 """
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import inspect
 import json
@@ -97,6 +100,7 @@ _ASKS = re.compile(
     r"may i have|i need|i'll need|i will need|let me know)\b",
     re.IGNORECASE,
 )
+_SENTENCE_END = re.compile(r"[.!?](\s|$)")
 _CLAIMS_DONE = re.compile(
     r"\b(has|have|'ve|is|was|been|are) (now |successfully |already )?(been )?"
     r"(cancel+ed|refunded|changed|updated|opened|created|processed|issued)\b",
@@ -183,9 +187,9 @@ def _phone_tools() -> list[BenchTool]:
     from voice_agent.confirmations import CONFIRMATION_PENDING
     from voice_agent.tools import ToolContext
 
-    os.environ["VOICE_AGENT_PHONE_DB"] = str(
-        Path(tempfile.mkdtemp(prefix="embedded-questions-")) / "acme_support.sqlite"
-    )
+    folder = tempfile.TemporaryDirectory(prefix="embedded-questions-")
+    atexit.register(folder.cleanup)  # the database lives as long as the run
+    os.environ["VOICE_AGENT_PHONE_DB"] = str(Path(folder.name) / "acme_support.sqlite")
     from voice_agent.phone import tools as phone
 
     requests: list[Any] = []
@@ -232,6 +236,7 @@ class Outcome:
     results: list[Any] = field(default_factory=list)
     first_token_ms: float | None = None
     first_speech_ms: float | None = None
+    first_sentence_ms: float | None = None
     answer_ms: float = 0.0
     requests: int = 0
     error: str | None = None
@@ -278,6 +283,8 @@ async def ask(
                         out.first_speech_ms = now
                     if out.first_token_ms is None:
                         out.first_token_ms = now
+                    if out.first_sentence_ms is None and _SENTENCE_END.search(text):
+                        out.first_sentence_ms = now
                 elif isinstance(item, TextDelta):
                     text += item.text
                 elif isinstance(item, ToolCallReady):
@@ -288,6 +295,8 @@ async def ask(
                     pass
             if text.strip():
                 spoken.append(" ".join(text.split()))
+                if out.first_sentence_ms is None:  # the reply ended without punctuation
+                    out.first_sentence_ms = (time.monotonic() - started) * 1e3
             if not calls:
                 break
             assistant: dict[str, Any] = {"role": "assistant", "content": text, "tool_calls": []}
@@ -319,6 +328,13 @@ async def ask(
                     {"role": "tool", "tool_call_id": call.call_id, "content": json.dumps(payload)}
                 )
             messages += [assistant, *tool_messages]
+            if all(
+                json.loads(m["content"]).get("result", {}).get("status") == "awaiting_confirmation"
+                for m in tool_messages
+            ):
+                # The engine answers a held write silently (no follow-up request) and
+                # reads it back to the caller itself.
+                break
     except Exception as exc:
         out.error = f"{type(exc).__name__}: {exc}"
     out.answer_ms = (time.monotonic() - started) * 1e3
@@ -516,6 +532,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         "errors": sum(o.error is not None for o in outcomes),
         "first_token_ms_median": median("first_token_ms"),
         "first_speech_ms_median": median("first_speech_ms"),
+        "first_sentence_ms_median": median("first_sentence_ms"),
         "answer_ms_median": median("answer_ms"),
     }
 
@@ -541,7 +558,11 @@ def _system_prompt(code: Path, tool_set: str = "demo") -> str:
 
 
 async def run_model(
-    model: str, questions: list[dict[str, Any]], variants: list[Variant], repeat: int
+    model: str,
+    questions: list[dict[str, Any]],
+    variants: list[Variant],
+    repeat: int,
+    temperature: float | None = None,
 ) -> dict[str, list[Outcome]]:
     """Ask every question on one server per variant, alternating A/B/A/B (same machine load)."""
     from voice_agent.config import load_config
@@ -561,7 +582,7 @@ async def run_model(
                 LlmConfig(
                     base_url=server.base_url,
                     model=server.model_name,
-                    temperature=config.temperature,
+                    temperature=config.temperature if temperature is None else temperature,
                     max_tokens=config.max_tokens,
                     timeout_s=600,
                     first_token_timeout_s=300,
@@ -602,7 +623,7 @@ async def run_model(
 def _ratios(a: list[Outcome], b: list[Outcome]) -> dict[str, float | None]:
     """Median over questions of b/a per time (paired: the same question, same load)."""
     out: dict[str, float | None] = {}
-    for key in ("first_token_ms", "first_speech_ms", "answer_ms"):
+    for key in ("first_token_ms", "first_speech_ms", "first_sentence_ms", "answer_ms"):
         pairs = [
             getattr(y, key) / getattr(x, key)
             for x, y in zip(a, b, strict=True)
@@ -646,7 +667,9 @@ async def main() -> None:
     parser.add_argument(
         "--models", default="1.5b,0.5b", help="comma list: 1.5b, 0.5b or registry names"
     )
-    parser.add_argument("--split", choices=(*SPLITS, "all"), default="tune")
+    parser.add_argument(
+        "--split", default="tune", help=f"comma list of {', '.join(SPLITS)}, or all"
+    )
     parser.add_argument(
         "--server-code", type=Path, help="run the server and prompt from this checkout"
     )
@@ -656,6 +679,9 @@ async def main() -> None:
         help="also run a 'before' server from this checkout, interleaved with this one",
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--temperature", type=float, help="the client's temperature (default: the config's)"
+    )
     parser.add_argument("--only", help="comma list of question ids")
     parser.add_argument("--json", type=Path, help="write every outcome and the summaries here")
     parser.add_argument(
@@ -667,7 +693,10 @@ async def main() -> None:
         return
     questions = yaml.safe_load(QUESTIONS.read_text())["questions"]
     if args.split != "all":
-        questions = [q for q in questions if q["split"] == args.split]
+        splits = set(args.split.split(","))
+        if splits - set(SPLITS):
+            parser.error(f"unknown split(s): {', '.join(sorted(splits - set(SPLITS)))}")
+        questions = [q for q in questions if q["split"] in splits]
     if args.only:
         wanted = set(args.only.split(","))
         questions = [q for q in questions if q["id"] in wanted]
@@ -682,7 +711,7 @@ async def main() -> None:
     for key in args.models.split(","):
         model = MODELS.get(key, key)
         print(f"{model}:", file=sys.stderr, flush=True)
-        outcomes = await run_model(model, questions, variants, args.repeat)
+        outcomes = await run_model(model, questions, variants, args.repeat, args.temperature)
         model_report: dict[str, Any] = {}
         for label, runs in outcomes.items():
             everything += [{"variant": label, **asdict(o)} for o in runs]

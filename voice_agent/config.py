@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from .local_llm.models import DEFAULT_MODEL
+
 Mode = Literal["sync", "async", "speculative"]
 
 ENV_PREFIX = "VOICE_AGENT__"
@@ -97,8 +99,7 @@ class LlmConfig(_Frozen):
 class LocalLlmConfig(_Frozen):
     """The embedded local model served when ``llm.base_url`` is not set."""
 
-    # The 1.5B answers correctly from tool results; the 0.5B is faster but often does not.
-    model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    model: str = DEFAULT_MODEL  # the registry's default (one name: local_llm.models)
     threads: int = Field(2, ge=1, le=64)
     ctx: int = Field(
         4096, ge=512, description="context window, tokens (requests are fitted into it)"

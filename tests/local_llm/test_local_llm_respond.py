@@ -28,7 +28,13 @@ from voice_agent.local_llm.grounding import (
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
-from voice_agent.local_llm.respond import DECISION_PREFIX, REPLY, Responder
+from voice_agent.local_llm.respond import (
+    ANSWER_NOTE,
+    CANNOT_LEAD,
+    DECISION_PREFIX,
+    REPLY,
+    Responder,
+)
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
@@ -64,6 +70,12 @@ def test_step_grammars_parse_with_llama_cpp():
         check_grammar(calls_grammar(TOOLS, "schedule_callback", more))
     check_grammar(speech_grammar({"58213", "9", "7"}))
     check_grammar(speech_grammar(set()))
+
+
+def test_a_continuing_speech_grammar_may_start_with_a_space():
+    assert "\\t" in speech_grammar(set()).split("\n")[0]  # a fresh reply may not
+    assert "\\t" not in speech_grammar(set(), continuing=True).split("\n")[0]
+    check_grammar(speech_grammar({"4471"}, continuing=True))
 
 
 def test_speech_grammar_lists_only_the_conversation_numbers_and_forbids_markup():
@@ -270,18 +282,20 @@ async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
             return 'schedule_callback"'
         if prompt.endswith('"arguments": '):
             return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
-        return "Sure, what number should we call, and when?"
+        return " your phone number, and when we should call?"
 
     engine = ScriptedEngine(script)
     responder, reply, deltas = await _respond(engine, _user("Can someone call me back?"))
     assert not reply.calls and not any("tool_calls" in d for d in deltas)
-    assert reply.text.endswith("?")
+    assert reply.text == "Could you tell me your phone number, and when we should call?"
+    assert engine.steps[-1][0].endswith("<|im_start|>assistant\nCould you tell me")
     assert responder.plan.asked and responder.plan.dropped_ungrounded == [
         ("schedule_callback", ["phone", "time"])
     ]
     note_prompt = engine.steps[-1][0]
     assert "the caller's phone number and when to call back" in note_prompt
-    assert "never guess" in note_prompt and "can't help with that here" in note_prompt
+    assert "never guess" in note_prompt and "ask the caller for it" in note_prompt
+    assert "can't help" not in note_prompt  # no way out that the model copies instead of asking
 
 
 async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_sent():
@@ -348,9 +362,14 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
         )
 
     engine = ScriptedEngine(script)
-    responder, reply, _ = await _respond(engine, _user("What's the weather like?"))
+    responder, reply, deltas = await _respond(engine, _user("What's the weather like?"))
     assert responder.plan.decision == "cannot_do"
-    assert "can't help with that here" in engine.steps[-1][0]  # the speech step's note
+    # The honest answer goes out first, whole, before the model runs again; the
+    # model continues after it (the speech step's prompt ends with it).
+    assert deltas[0] == {"content": CANNOT_LEAD}
+    assert engine.steps[-1][0].endswith("<|im_start|>assistant\n" + CANNOT_LEAD)
+    assert "offer what you can help with" in engine.steps[-1][0]  # the note comes before
+    assert reply.text == CANNOT_LEAD + "I can't check the weather here."
     fresh_system = engine.steps[0][0].split("<|im_end|>")[0]
 
     call = {
@@ -420,3 +439,136 @@ async def test_a_further_call_that_only_reuses_a_value_of_this_turn_is_not_sent(
         engine, [*follow_up, {"role": "user", "content": "Cancel order 2290."}], tools
     )
     assert [name for _, name, _ in reply.calls] == ["cancel_order"]
+
+
+async def test_a_further_call_on_an_earlier_turns_value_is_not_sent_beside_one_on_the_new_request():
+    history = [
+        {"role": "system", "content": "You are Alex."},
+        {"role": "user", "content": "Can you check order 2525?"},
+        {"role": "assistant", "content": "Order 2525 has shipped."},
+    ]
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        return (
+            '{"order_id": "12121"}}\n</tool_call>\n<tool_call>\n{"name": "get_order_status", '
+            '"arguments": {"order_id": "2525"}}\n</tool_call>'
+        )
+
+    engine = ScriptedEngine(script)
+    messages = [*history, {"role": "user", "content": "What about order 12121?"}]
+    _, reply, _ = await _respond(engine, messages)
+    assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "12121"}]
+    assert reply.reused == ["get_order_status"]
+
+    # A request that names nothing new may still use the earlier turn's value.
+    def only_old(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        return '{"order_id": "2525"}}\n</tool_call>'
+
+    engine = ScriptedEngine(only_old)
+    messages = [*history, {"role": "user", "content": "When will it arrive?"}]
+    _, reply, _ = await _respond(engine, messages)
+    assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "2525"}]
+
+
+def test_iso_dates_in_a_result_are_shown_as_words_and_non_dates_stay():
+    messages = [
+        {"role": "system", "content": "You are Alex."},
+        {"role": "user", "content": "When does order 17240 arrive?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "lookup_order", "arguments": '{"order_number": "17240"}'},
+                }
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": json.dumps(
+                {
+                    "status": "resolved",
+                    "result": {"estimated_delivery": "2026-11-27", "code": "2026-13-40"},
+                }
+            ),
+        },
+    ]
+    prompt = render_messages(messages, TOOLS, readable_results=True)
+    assert '"estimated_delivery": "Friday, November 27"' in prompt
+    assert '"code": "2026-13-40"' in prompt
+
+
+def _after_call(result_payload: dict) -> list[dict]:
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_order_status", "arguments": '{"order_id": "58213"}'},
+    }
+    return _user("Where's my order 58213?") + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps(result_payload)},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "noted"),
+    [
+        ({"status": "resolved", "result": {"status": "shipped"}}, True),
+        ({"status": "shipped"}, True),  # another client's plain result
+        ({"status": "failed", "error": "HTTP 503"}, True),  # a failure is told too
+        ({"status": "pending", "future": "f1", "note": "running"}, False),
+    ],
+)
+async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted):
+    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Shipped.")
+    await _respond(engine, _after_call(payload))
+    decision, speech = engine.steps
+    assert (ANSWER_NOTE in speech[0]) is noted
+    assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
+
+
+async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():
+    held = {"status": "awaiting_confirmation", "note": "Not done yet."}
+    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Done!")
+    responder, reply, deltas = await _respond(engine, _after_call(held))
+    assert engine.steps == [] and reply.text == "" and not reply.calls
+    assert responder.plan.decision == "await_confirmation"
+    # Beside a real result the model answers as usual, told the write is not done.
+    both = _after_call(held)
+    both[2]["tool_calls"].append(
+        {"id": "c2", "type": "function",
+         "function": {"name": "get_store_hours", "arguments": '{"city": "Oslo"}'}}
+    )  # fmt: skip
+    both.append(
+        {"role": "tool", "tool_call_id": "c2",
+         "content": json.dumps({"status": "resolved", "result": {"hours": "9 to 5"}})}
+    )  # fmt: skip
+    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "9 to 5.")
+    _, reply, _ = await _respond(engine, both)
+    assert reply.text == "9 to 5."
+    assert "is NOT done: it waits for the caller's yes" in engine.steps[-1][0]
+
+
+def test_a_summary_argument_is_checked_for_numbers_only():
+    schema = {
+        "type": "object",
+        "properties": {
+            "reason": {"type": "string", "x-summary": True},
+            "phone": {"type": "string"},
+        },
+    }
+    said = ["Can I talk to a human please? My number is 555 0142."]
+    paraphrase = '{"reason": "caller asks for an agent", "phone": "5550142"}'
+    assert ungrounded_arguments(paraphrase, schema, said) == []
+    invented = '{"reason": "call back on 555 9999", "phone": "5550142"}'
+    assert ungrounded_arguments(invented, schema, said) == ["reason"]
+    # Without the keyword the same paraphrase is not grounded.
+    plain = {"type": "object", "properties": {"reason": {"type": "string"}}}
+    assert ungrounded_arguments('{"reason": "caller asks for an agent"}', plain, said) == ["reason"]

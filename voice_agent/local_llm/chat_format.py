@@ -19,7 +19,9 @@ The prompt ends with the generation prompt ``<|im_start|>assistant\\n``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 IM_START = "<|im_start|>"
@@ -217,7 +219,8 @@ def readable_tool_result(
     """A tool message in the form a small model reads reliably.
 
     The engine's outcome envelope (``{"status": "resolved", "result": R}``,
-    ``pending``, ``failed``, ``timed_out``, ``cancelled``) is unwrapped into
+    ``pending``, ``awaiting_confirmation``, ``failed``, ``timed_out``,
+    ``cancelled``) is unwrapped into
     one line naming the call it answers (``get_order_status(order_id="58213")
     returned: {...}``), so a late result (fetched by the engine's
     ``get_result`` call, away from its call) cannot be taken for another's.
@@ -236,12 +239,14 @@ def readable_tool_result(
     if status == "resolved" and "result" in payload:
         result = payload["result"]
         shown = result if isinstance(result, str) else to_json(result)
-        return f"{label} returned: {shown}"
+        return f"{label} returned: {spoken_dates(shown)}"
     if status == "pending" and ("future" in payload or "note" in payload):
         return (
             f"{label} is still running; its result will be added here when it arrives. "
             "Do not call it again."
         )
+    if status == "awaiting_confirmation":
+        return f"{label} is NOT done: it waits for the caller's yes, which the system asks for now."
     if status == "failed" and "error" in payload:
         return f"{label} failed: {payload.get('error', 'unknown error')}"
     if status == "timed_out" and "timeout_s" in payload:
@@ -249,6 +254,31 @@ def readable_tool_result(
     if status == "cancelled" and "reason" in payload:
         return f"{label} was cancelled."
     return f"{label} returned: {content}" if late else content
+
+
+# English names whatever the process locale (strftime's %A follows LC_TIME).
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def spoken_dates(text: str) -> str:
+    """ISO dates ("2026-11-27") written as a caller hears them ("Friday, November 27").
+
+    A small model reads an ISO date out digit by digit or guesses its weekday;
+    given the words it repeats them. The year is left out (a delivery or due
+    date is near). Anything that is not a real date stays as it is.
+    """
+
+    def words(match: re.Match[str]) -> str:
+        try:
+            day = date(*map(int, match.groups()))
+        except ValueError:
+            return match.group(0)
+        return f"{_WEEKDAYS[day.weekday()]}, {_MONTHS[day.month - 1]} {day.day}"
+
+    return _ISO_DATE_RE.sub(words, text)
 
 
 def _render_assistant_with_calls(message: Message) -> str:

@@ -195,7 +195,7 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
     return "\n".join(lines) + "\n"
 
 
-def speech_grammar(allowed_numbers: Iterable[str]) -> str:
+def speech_grammar(allowed_numbers: Iterable[str], continuing: bool = False) -> str:
     """Plain speech in which every digit run is one of `allowed_numbers`.
 
     The reply step. Text may not contain ``<``, ``{``, a backtick (markup,
@@ -204,11 +204,12 @@ def speech_grammar(allowed_numbers: Iterable[str]) -> str:
     found in the conversation (what the caller said, tool results, the
     system prompt): a small model cannot state an hour, an amount or an
     order number that nobody gave it. (Numbers written as words are not
-    caught here.)
+    caught here.) `continuing`: the text goes on after words already said,
+    so it may start with a space.
     """
     numbers = sorted({n for n in allowed_numbers if n.isdigit()}, key=lambda n: (-len(n), n))
     nd = f"[^{SPEECH_FORBIDDEN}0-9]"
-    first = f"[^{SPEECH_FORBIDDEN}0-9 \\t\\n\\r]"
+    first = nd if continuing else f"[^{SPEECH_FORBIDDEN}0-9 \\t\\n\\r]"
     if not numbers:
         return f"root ::= {first} {nd}*\n"
     alternatives = " | ".join(_literal(n) for n in numbers)

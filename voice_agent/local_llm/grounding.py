@@ -12,8 +12,9 @@ Two checks on the text of an OpenAI message list, both plain string work:
   check is deliberately literal: a value is grounded when its digits are a
   run of the digits the caller said (spacing and punctuation free), and when
   at least half of its words appear in what the caller said or a tool
-  returned. Booleans, enums (the schema already limits them) and empty
-  optional values are not checked.
+  returned. Booleans, enums (the schema already limits them), empty
+  optional values and arguments the schema marks as the model's own summary
+  (`SUMMARY_KEYWORD`: a reason, a ticket's summary) are not checked.
 
 The assistant's own words are never a source: a model that said a number
 once must not be able to ground it by having said it.
@@ -43,6 +44,13 @@ _FILLER_WORDS = frozenset(
     "a an the at on in of to for and or by my me i please am pm o clock oclock "
     "around about number no".split()
 )
+
+
+#: A JSON-schema keyword a tool sets on an argument that is the model's own words
+#: (``"x-summary": true``: "why the caller needs a person", a ticket's summary): a
+#: paraphrase is not a fact, so its words are not checked against the caller's.
+#: Digits in it still are (a number in a summary is a fact).
+SUMMARY_KEYWORD = "x-summary"
 
 
 def _spelled_digits(text: str) -> str:
@@ -150,9 +158,19 @@ def ungrounded_arguments(
         prop = properties.get(name) if isinstance(properties, Mapping) else None
         if isinstance(prop, Mapping) and ("enum" in prop or "const" in prop):
             continue
+        if isinstance(prop, Mapping) and prop.get(SUMMARY_KEYWORD) is True:
+            if not all(_digits_grounded(leaf, sources) for leaf in _leaves(value)):
+                missing.append(name)
+            continue
         if not all(value_grounded(leaf, sources) for leaf in _leaves(value)):
             missing.append(name)
     return missing
+
+
+def _digits_grounded(value: str, sources: Sequence[str]) -> bool:
+    """Whether every number in `value` was said (its words are not checked)."""
+    numbers = [re.sub(r"\D", "", g) for g in _GROUPED_DIGITS_RE.findall(_spelled_digits(value))]
+    return all(value_grounded(n, sources) for n in numbers if n)
 
 
 def _leaves(value: Any) -> list[str]:

@@ -18,9 +18,11 @@ decoding should go on. Policy:
 - a call that `check_call` finds ungrounded (arguments nobody gave: see
   `grounding`) is not sent; it is kept in `ungrounded` so the server can
   have the agent ask for what is missing;
-- a call that `is_reuse` rejects (it only repeats values that earlier calls
-  of this turn already used: a second tool on the same order number that
-  nobody asked for) is not sent either; it is kept in `reused`.
+- a call that `is_reuse` rejects (it brings nothing the caller asks for now:
+  it only repeats values that earlier calls of this turn already used, a
+  second tool on the same order number that nobody asked for; or it uses
+  values of earlier turns only, beside a call on the caller's latest words)
+  is not sent either; it is kept in `reused`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,12 @@ reply is made in explicit steps, all on one KV cache:
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
    were dropped as ungrounded, a system note asks the model to ask the
-   caller for what is missing.
+   caller for what is missing, and the reply starts with `ASK_LEAD`. For
+   `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
+   the decision) and the model continues after it with an offer. After
+   results, `ANSWER_NOTE` tells the model to answer from them. When the only outcomes since the caller spoke are
+   writes held for their yes (the engine's ``awaiting_confirmation``), nothing
+   is decided or said: the engine reads the write back itself.
 
 Everything leaves as standard streamed ``tool_calls`` or content deltas;
 the client sees an ordinary OpenAI server. ``tool_choice="none"`` goes
@@ -31,7 +36,6 @@ function skips the decision; without tools the model speaks unconstrained.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +59,15 @@ from voice_agent.local_llm.grounding import (
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
+from voice_agent.local_llm.turn_history import (
+    argument_values,
+    calls_this_turn,
+    latest_request_sources,
+    only_awaiting_confirmation,
+    only_reuses,
+    results_this_turn,
+    values_used_this_turn,
+)
 
 #: The decision's option for "no tool: speak to the caller".
 REPLY = "reply"
@@ -85,12 +98,29 @@ _SPEECH_OPTIONS: tuple[dict[str, Any], ...] = (
         },
     },
 )
-#: What the speech step is told after `CANNOT` (facts it lacks are never guessed).
+#: How the question for missing details starts; the model completes it from the
+#: note. Left to start on its own after that note, the 0.5B and 1.5B read the note
+#: out ("To refund an order, you need the order number exactly as the caller gave
+#: it ...") instead of asking.
+ASK_LEAD = "Could you tell me"
+#: The plan's decision when the only outcomes are writes held for the caller's yes:
+#: nothing is said (see `turn_history.only_awaiting_confirmation`).
+AWAIT_CONFIRMATION = "await_confirmation"
+#: What is said at once after `CANNOT`, before the model runs again: the caller
+#: hears the honest answer as soon as the decision is made (a system note the model
+#: had to read first cost +1.7 s to the first word on the 1.5B, and the 0.5B read
+#: the note out). English, like the prompts shipped with the product.
+CANNOT_LEAD = "Sorry, I can't help with that here."
+#: What the speech step is told after `CANNOT_LEAD` (facts it lacks are never guessed).
 CANNOT_NOTE = (
-    "None of your functions can answer or do what the caller just asked, so you do not know "
-    "it. Say in one short sentence that you can't help with that here, then say briefly what "
-    "you can help with. Do not guess."
+    "None of your functions can do what the caller just asked. In one short sentence, "
+    "offer what you can help with instead. Do not guess."
 )
+#: What the speech step is told when results arrived since the caller spoke. Tool
+#: results render inside a user turn (Qwen's format), and the 1.5B, given an order's
+#: details there, thanked the caller "for providing the order details" instead of
+#: telling them; a dozen tokens after the results, evaluated once.
+ANSWER_NOTE = "Tell the caller what the function results above say. Say only what they say."
 #: What the decision step continues the prompt with (Qwen's call format up to the name).
 DECISION_PREFIX = '<tool_call>\n{"name": "'
 #: A caller asks for a few things in one breath, never more: bounds a model
@@ -136,9 +166,12 @@ def _describe_missing(tool: Mapping[str, Any] | None, names: list[str]) -> str:
 def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]) -> str:
     """The system note that turns a dropped call into a question for the caller.
 
-    The decision may also have picked a tool for a request it does not serve
-    (a price, when only orders can be looked up), so the note names what the
-    tool does and leaves the model the honest way out.
+    It names what the tool does and what is missing, and leaves no way out but
+    the question: with "or say you can't help" offered too, the 1.5B answered a
+    call-back request it only lacked the phone number for with "I can't help
+    with that here". (When the decision picked a tool for a request no tool
+    serves, the agent asks for a detail the caller then corrects: a question,
+    never a guess.)
     """
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
     needs = []
@@ -150,63 +183,9 @@ def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, 
         )
     joined = "; ".join(needs)
     return (
-        f"{joined[:1].upper()}{joined[1:]}. The caller has not told you that: never guess it. "
-        "If that is what the caller wants, ask for what is missing in one short question. "
-        "If the caller wants something else that none of your functions does, say that you "
-        "can't help with that here."
+        f"{joined[:1].upper()}{joined[1:]}. The caller has not told you that yet, and you must "
+        "never guess it: ask the caller for it in a short question."
     )
-
-
-def _argument_values(arguments_text: str) -> set[str]:
-    """The string and number values of a call's arguments, normalised (case, spacing)."""
-    try:
-        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
-    except json.JSONDecodeError:
-        return set()
-    values: set[str] = set()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, bool) or value is None:
-            return
-        if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        else:
-            text = " ".join(str(value).lower().split())
-            if text:
-                values.add(text)
-
-    if isinstance(arguments, dict):
-        walk(arguments)
-    return values
-
-
-def _values_used_this_turn(messages: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Argument values of the calls made since the caller last spoke."""
-    values: set[str] = set()
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        if message.get("role") == "assistant":
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping) and function.get("name") != "get_result":
-                    values |= _argument_values(str(function.get("arguments", "")))
-    return values
-
-
-def _only_reuses(arguments_text: str, used: set[str]) -> bool:
-    """True when every value of the call was already used by a call of this turn.
-
-    A value the caller said once serves one request: the 1.5B, asked about a
-    refund for order 2290, also looked up and *cancelled* order 2290. A call
-    with no values (no arguments) is never a reuse.
-    """
-    values = _argument_values(arguments_text)
-    return bool(values) and values <= used
 
 
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
@@ -233,12 +212,29 @@ class Responder:
         reply.check_call = lambda name, arguments: ungrounded_arguments(
             arguments, schemas.get(name), call_sources
         )
-        turn_values = _values_used_this_turn(chat.messages)
-        reply.is_reuse = lambda name, arguments: _only_reuses(
-            arguments, turn_values | {v for _, _, a in reply.calls for v in _argument_values(a)}
-        )
+        turn_values = values_used_this_turn(chat.messages)
+        turn_calls = calls_this_turn(chat.messages)
+        request_sources = latest_request_sources(chat.messages)
+
+        def on_the_request(name: str, arguments: str) -> bool:
+            return not ungrounded_arguments(arguments, schemas.get(name), request_sources)
+
+        def brings_nothing(name: str, arguments: str) -> bool:
+            used = turn_values | {v for _, _, a in reply.calls for v in argument_values(a)}
+            if only_reuses(arguments, used):
+                return True
+            # A further call on values of earlier turns only, beside a call on what the
+            # caller asks now: the 1.5B, asked "what about order 12121?", also looked up
+            # the order the caller had asked about a turn before.
+            earlier = [*turn_calls, *((n, a) for _, n, a in reply.calls)]
+            return any(on_the_request(n, a) for n, a in earlier) and not on_the_request(
+                name, arguments
+            )
+
+        reply.is_reuse = brings_nothing
         reply.answered = answered_calls(chat.messages)
         self._numbers = conversation_numbers(grounding_sources(chat.messages))
+        self._results_note = ANSWER_NOTE if results_this_turn(chat.messages) else None
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -267,6 +263,9 @@ class Responder:
             return await self.engine.generate(
                 render_messages(chat.messages, None), chat.sampling, None, on_text
             )
+        if only_awaiting_confirmation(chat.messages) and chat.tool_choice != "required":
+            self.plan.decision = AWAIT_CONFIRMATION
+            return GenerationStats(finish_reason="stop")  # the engine's read-back speaks
         names = tool_names(self._tools)
         forced = forced_tool_name(chat.tool_choice)
         if chat.tool_choice == "none":
@@ -279,25 +278,25 @@ class Responder:
             options = names if chat.tool_choice == "required" else [*names, *self._decision_speech]
             choice, stats = await self._decide(prompt, options)
         if choice == REPLY:
-            return await self._speak(on_text, None, stats)
+            return await self._speak(on_text, self._results_note, stats)
         if choice == CANNOT:
-            return await self._speak(on_text, CANNOT_NOTE, stats)
+            return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
         reply.parser = ToolCallStreamParser(bare_json_calls=True)  # nothing of the calls is text
         if not reply.sent_nothing:
             return stats
-        note = None
+        reply.repeated_answered_call = False
         if reply.ungrounded and self._fresh_turn:
             # Even a forced or required call: asking beats inventing the arguments.
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
             note = ask_note(reply.ungrounded, self._tools)
-        elif forced is not None or chat.tool_choice == "required":
+            return await self._speak(on_text, note, stats, lead=ASK_LEAD)
+        if forced is not None or chat.tool_choice == "required":
             return stats
-        reply.repeated_answered_call = False
-        return await self._speak(on_text, note, stats)
+        return await self._speak(on_text, self._results_note, stats)
 
     async def _decide(self, prompt: str, options: list[str]) -> tuple[str, GenerationStats]:
         started = time.monotonic()
@@ -349,8 +348,17 @@ class Responder:
         return _combine(stats, step)
 
     async def _speak(
-        self, on_text: OnText, note: str | None, stats: GenerationStats | None
+        self,
+        on_text: OnText,
+        note: str | None,
+        stats: GenerationStats | None,
+        lead: str = "",
     ) -> GenerationStats:
-        grammar = speech_grammar(self._numbers)
-        step = await self.engine.generate(self.prompt(note), self.chat.sampling, grammar, on_text)
+        """Generate speech; a `lead` is sent at once and the model continues after it."""
+        if lead and not await on_text(lead):
+            return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
+        grammar = speech_grammar(self._numbers, continuing=bool(lead))
+        step = await self.engine.generate(
+            self.prompt(note) + lead, self.chat.sampling, grammar, on_text
+        )
         return _combine(stats, step)

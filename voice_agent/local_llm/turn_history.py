@@ -1,0 +1,134 @@
+"""What the conversation since the caller last spoke holds: calls, values, outcomes.
+
+Plain functions over OpenAI messages (dicts) that `respond` uses to decide
+what a reply may still call and say: the argument values calls of this turn
+already used, whether outcomes arrived, whether the only outcomes are writes
+held for the caller's yes, and what the caller's latest request can ground.
+The engine's ``get_result`` calls (a late result's fetch) are not calls of
+their own here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from voice_agent.local_llm.chat_format import ChatFormatError, content_text
+from voice_agent.local_llm.grounding import grounding_sources
+
+
+def argument_values(arguments_text: str) -> set[str]:
+    """The string and number values of a call's arguments, normalised (case, spacing)."""
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return set()
+    values: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        else:
+            text = " ".join(str(value).lower().split())
+            if text:
+                values.add(text)
+
+    if isinstance(arguments, dict):
+        walk(arguments)
+    return values
+
+
+def values_used_this_turn(messages: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Argument values of the calls made since the caller last spoke."""
+    values: set[str] = set()
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping) and function.get("name") != "get_result":
+                    values |= argument_values(str(function.get("arguments", "")))
+    return values
+
+
+def calls_this_turn(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(name, arguments) of the calls made since the caller last spoke."""
+    calls: list[tuple[str, str]] = []
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping) and function.get("name") != "get_result":
+                    calls.append((str(function.get("name")), str(function.get("arguments", ""))))
+    return calls
+
+
+#: Tool-message statuses that carry no outcome yet (the engine's placeholders).
+_NO_OUTCOME_YET = ("pending", "awaiting_confirmation")
+
+
+def results_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when a tool message since the caller last spoke carries an outcome to tell
+    (a result or a failure; not the engine's "pending" or "awaiting confirmation")."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return False
+        if message.get("role") == "tool":
+            try:
+                payload = json.loads(content_text(message.get("content")))
+            except (json.JSONDecodeError, ChatFormatError):
+                return True  # another client's plain text result
+            if not isinstance(payload, dict) or payload.get("status") not in _NO_OUTCOME_YET:
+                return True
+    return False
+
+
+def only_awaiting_confirmation(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when every tool message since the caller last spoke is a write held for their yes.
+
+    The engine reads such a write back to the caller itself ("Just to confirm:
+    cancel order 4471. Shall I go ahead?"); whatever the model said on top of
+    it could only repeat the question or contradict it (the 1.5B said "The
+    order has been cancelled." right before the read-back).
+    """
+    seen = False
+    for message in reversed(messages):
+        role = message.get("role")
+        if role == "user":
+            break
+        if role == "tool":
+            try:
+                payload = json.loads(content_text(message.get("content")))
+            except (json.JSONDecodeError, ChatFormatError):
+                return False
+            if not isinstance(payload, dict) or payload.get("status") != "awaiting_confirmation":
+                return False
+            seen = True
+    return seen
+
+
+def latest_request_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the caller's latest request can ground: their last words and the results since."""
+    start = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    return grounding_sources(messages[start:], include_system=False)
+
+
+def only_reuses(arguments_text: str, used: set[str]) -> bool:
+    """True when every value of the call was already used by a call of this turn.
+
+    A value the caller said once serves one request: the 1.5B, asked about a
+    refund for order 2290, also looked up and *cancelled* order 2290. A call
+    with no values (no arguments) is never a reuse.
+    """
+    values = argument_values(arguments_text)
+    return bool(values) and values <= used
