@@ -143,8 +143,9 @@ class SpeculationConfig(_Frozen):
     )
     covered_ack: str = Field(
         "Okay.",
-        description="said instead of a dropped leading text, so the follow-up that speaks the "
-        "answer is covered without dead air (keep it shorter than a follow-up's first "
+        description="said the moment the answer's held leading text begins (the caller hears "
+        "something as early as without the hold); it covers the follow-up that speaks the "
+        "answer when the held text is dropped (keep it shorter than a follow-up's first "
         "sentence takes to arrive); empty: say nothing",
     )
     # Bounded so a long preamble is never held back for long: the caller hears it this late.
