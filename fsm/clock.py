@@ -256,7 +256,7 @@ class _AutojumpLoop(asyncio.SelectorEventLoop):
     def __init__(self, clock: AutojumpClock) -> None:
         self.clock = clock
         self._jobs: dict[asyncio.Future[Any], float] = {}  # running job -> real start time
-        self.window: tuple[float, float] | None = None  # (real, process CPU) s at window start
+        self.window: tuple[float, float] | None = None  # (real, other threads' CPU) s at start
         self.window_busy = False  # a thread was seen runnable during the current window
         super().__init__(_AutojumpSelector(selectors.DefaultSelector(), self))
 
@@ -305,6 +305,11 @@ _THREAD_WINDOW_S = 0.3
 # Below this share of one core over a window, the thread jobs are blocked, not computing
 # (a thread starved on a loaded 2-core machine still gets ~5-25 %).
 _BLOCKED_CPU_SHARE = 0.02
+
+
+def _other_threads_cpu() -> float:
+    """CPU seconds used so far by this process's threads other than the caller."""
+    return time.process_time() - time.thread_time()
 
 
 def _other_threads_runnable() -> bool | None:
@@ -364,13 +369,13 @@ class _AutojumpSelector(selectors.BaseSelector):
         """Wait (for real) for thread jobs; move virtual time only while they are blocked.
 
         Blocked means: over a whole window, no other thread of the process was
-        ever runnable (Linux: /proc thread states; a starved but computing
-        thread is runnable, one in `time.sleep` or a lock is not). Elsewhere:
-        the process used under `_BLOCKED_CPU_SHARE` of a core over the window.
+        ever seen runnable (Linux: /proc thread states; a starved but computing
+        thread is runnable, one in `time.sleep` or a lock is not) and the other
+        threads together used under `_BLOCKED_CPU_SHARE` of a core.
         """
         loop, clock = self._loop, self._loop.clock
         if loop.window is None:
-            loop.window = (time.monotonic(), time.process_time())
+            loop.window = (time.monotonic(), _other_threads_cpu())
             loop.window_busy = False
         events = self._inner.select(_THREAD_WINDOW_S / 10)
         busy = _other_threads_runnable()
@@ -379,10 +384,11 @@ class _AutojumpSelector(selectors.BaseSelector):
         elapsed = time.monotonic() - start_real
         if elapsed < _THREAD_WINDOW_S:
             return events
-        if busy is None:  # no thread states here: judge by the process's CPU use
-            computing = time.process_time() - start_cpu >= _BLOCKED_CPU_SHARE * elapsed
-        else:
-            computing = loop.window_busy
+        # Computing: a thread was seen runnable, or the other threads used CPU meanwhile (a
+        # pure-Python job waiting for the GIL the loop holds while it samples reads as sleeping,
+        # so the states alone can miss it; where no states can be read, CPU is all there is).
+        used = _other_threads_cpu() - start_cpu
+        computing = loop.window_busy or used >= _BLOCKED_CPU_SHARE * elapsed
         oldest = loop.oldest_job_started
         runaway = oldest is not None and time.monotonic() - oldest > _THREAD_GRACE_S
         if not computing or runaway:
