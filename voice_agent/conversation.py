@@ -32,6 +32,7 @@ from fsm import ActionFailed, Clock, Event
 from ledger import Ledger
 from ledger import entries as le
 from ledger.budget import FitResult
+from ledger.state import RESULT_SUFFIX
 
 from .call_control import CallActionFailed, CallActionRequested, CallControl, HangUp, Transfer
 from .call_flow import CallFlow
@@ -138,6 +139,7 @@ class Conversation:
         self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
         self.quiet_since = clock.now()  # when the caller last stopped hearing anything
         self._ids = itertools.count(1)
+        self._call_ids: set[str] = set()  # every call id a stream of this session issued
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
         self.holds = HoldTimer(
@@ -558,7 +560,7 @@ class Conversation:
                     emit(
                         LlmToolCallIssued(
                             response_id=rid,
-                            call_id=item.call_id,
+                            call_id=self._unique_call_id(item.call_id, rid),
                             name=item.name,
                             arguments=item.arguments,
                         )
@@ -679,6 +681,34 @@ class Conversation:
         """Record complete sentences of ``gen``'s text as planned (all of it when ``final``)."""
         for sentence in gen.take_sentences(final=final):
             self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
+
+    def _unique_call_id(self, call_id: str, response_id: str) -> str:
+        """The model's call id, or a fresh one when this session already used it.
+
+        Servers reuse ids across responses (``call_0`` in every response, a model
+        repeating an earlier call verbatim); the ledger requires unique ids, so a
+        reused one is renamed here, where the call enters the engine, and every
+        later record and the rendered history use the new name.
+        """
+        taken = self._call_ids
+
+        def used(cid: str) -> bool:
+            base = cid.removesuffix(RESULT_SUFFIX)
+            return any(c in taken or self._ledger_has_call(c) for c in {cid, base})
+
+        fresh, n = call_id, 0
+        while used(fresh):
+            n += 1
+            fresh = f"call_{response_id}_{n}"
+        taken.add(fresh)
+        return fresh
+
+    def _ledger_has_call(self, call_id: str) -> bool:
+        try:
+            self.ledger.call(call_id)
+        except KeyError:
+            return False
+        return True
 
     def issue_call(self, ev: LlmToolCallIssued) -> None:
         """A call is complete in the stream: start it now, or when the response ends

@@ -10,6 +10,8 @@ context-length limit).
 Steps (tuples; the first item names the step):
 
 - ``("status", code, body, headers)``: answer with an HTTP error (JSON body).
+- ``("body", code, content_type, bytes)``: a whole non-streamed response
+  (a JSON completion where SSE was asked for, an HTML error page).
 - ``("headers",)``: send the SSE response headers.
 - ``("role",)``: a chunk with ``{"role": "assistant", "content": ""}``.
 - ``("text", s)``: a chunk with content ``s``.
@@ -242,6 +244,9 @@ class FaultServer:
                 if kind == "status":
                     _, code, payload, headers = step
                     return web.json_response(payload, status=code, headers=headers)
+                if kind == "body":
+                    _, code, content_type, data = step
+                    return web.Response(status=code, body=data, content_type=content_type)
                 if kind == "sleep":
                     await self._clock.sleep(step[1])
                     continue
@@ -251,6 +256,9 @@ class FaultServer:
                     )
                     await response.prepare(request)
                     continue
+                if kind == "stall" and response is None:  # accepted, never a header
+                    await self._hold()
+                    return web.Response(status=204)
                 assert response is not None, f"step {kind!r} before ('headers',)"
                 if kind == "role":
                     await response.write(_chunk({"role": "assistant", "content": ""}))
