@@ -163,12 +163,15 @@ class ToolSpec:
 
         Values take the schema's types (``5`` and ``5.0`` for a number are both
         ``5.0``; ``4417`` and ``"4417"`` for a string are both ``"4417"``),
+        a string marked :data:`SPOKEN_NUMBER` counts by its digits (``"4,417"``,
+        ``"four four one seven"`` and ``"4417"`` are one order number),
         defaults are filled in, keys sorted. The scheduler deduplicates on it.
         """
         if self.args_model is not None:
             data = self.args_model.model_validate(dict(arguments)).model_dump(mode="json")
         else:
             data = _canonical_by_schema(dict(arguments), self.parameters)
+        data = _spoken_numbers_as_digits(data, self.parameters)
         return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def bind(self, arguments: Mapping[str, Any], context: ToolContext) -> dict[str, Any]:
@@ -177,6 +180,25 @@ class ToolSpec:
         if self.context_param is not None:
             kwargs[self.context_param] = context
         return kwargs
+
+
+SPOKEN_NUMBER: dict[str, Any] = {"x-spoken-number": True}
+"""Schema marker (``json_schema_extra``) for a string that is a number as the caller said it
+(an order or account number, "exactly as the caller gave it"): the write book compares it
+by its digits, so the same write asked with "4,417" and with "four four one seven" is one
+intent and runs once. The tool still receives the caller's words."""
+
+
+def _spoken_numbers_as_digits(data: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    props = schema.get("properties") or {}
+    out = dict(data)
+    for name, value in data.items():
+        prop = props.get(name)
+        if isinstance(value, str) and isinstance(prop, Mapping) and prop.get("x-spoken-number"):
+            from .phone.numbers import spoken_digits  # (pure text rules; no phone state)
+
+            out[name] = spoken_digits(value) or value.strip()
+    return out
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

@@ -7,6 +7,9 @@ nothing sleeps in real time.
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from test_va_llm_reliability import APOLOGY, run_call
 
 from ledger import check_protocol
@@ -50,3 +53,61 @@ def test_a_tool_call_id_the_server_reuses_across_responses_is_renamed_not_fatal(
     assert heard[-1] == "It has shipped." and APOLOGY not in heard
     # the rendered history pairs every tool result with its (renamed) call
     check_protocol(call.ledger.render_messages("sys"))
+
+
+# ------------------------------------------- one write, the number formatted differently
+
+
+def test_a_spoken_number_argument_is_one_intent_however_it_is_formatted():
+    from voice_agent.phone.tools import registry
+
+    for name in ("cancel_order", "open_ticket"):
+        spec = registry.get(name)
+        forms = ["4417", "4,417", "four four one seven", " 44-17 ", "forty-four seventeen"]
+        extra = {"summary": "call me back"} if name == "open_ticket" else {}
+        canon = {
+            spec.canonical_arguments(spec.parse_arguments(json.dumps({"order_number": f, **extra})))
+            for f in forms
+        }
+        assert len(canon) == 1, canon
+    # a number that is not the same stays apart
+    spec = registry.get("cancel_order")
+    a, b = (spec.canonical_arguments({"order_number": n}) for n in ("4417", "4418"))
+    assert a != b
+
+
+async def test_the_same_phone_write_with_the_number_in_other_words_is_applied_once(
+    tmp_path, monkeypatch
+):
+    import sqlite3
+
+    from test_va_tool_faults import Harness
+
+    monkeypatch.setenv("VOICE_AGENT_PHONE_DB", str(tmp_path / "shop.sqlite"))
+    from voice_agent.phone import tools as phone
+
+    db = sqlite3.connect(phone.database_path()) if phone.store() else None
+    assert db is not None
+    order = db.execute("SELECT id FROM orders WHERE status = 'processing' LIMIT 1").fetchone()[0]
+    words = " ".join(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"][int(c)]
+        for c in order
+    )
+    h = Harness(phone.registry)
+
+    def answered() -> int:
+        return len([e for e in h.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")])
+
+    for n, number in enumerate((order, f"{order[:-3]},{order[-3:]}", words), 1):
+        h.call("open_ticket", {"summary": "The caller wants a call back.", "order_number": number})
+        # the tool runs SQLite on a worker thread: wait (real time, generous) for its outcome;
+        # the tool's timeout is on the ManualClock, which never moves here
+        for _ in range(3000):
+            if answered() == n:
+                break
+            await asyncio.sleep(0.01)
+    tickets = db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]
+    audit = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'open_ticket'").fetchone()[0]
+    assert (tickets, audit) == (1, 1)
+    results = [e for e in h.ledger.entries if e.type == "ToolCallResolved"]
+    assert len(results) == 3  # every call answered, with the one ticket

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from ..tools import ToolContext, ToolRegistry
+from ..tools import SPOKEN_NUMBER, ToolContext, ToolRegistry
 from .numbers import digit_candidates
 from .store import Store
 
@@ -123,7 +123,11 @@ def _describe(verb: str, extra: str = "") -> Any:
 SUMMARY: dict[str, Any] = {"x-summary": True}
 
 OrderNumber = Annotated[
-    str, Field(description="the order number exactly as the caller gave it (digits or words)")
+    str,
+    Field(
+        description="the order number exactly as the caller gave it (digits or words)",
+        json_schema_extra=SPOKEN_NUMBER,
+    ),
 ]
 
 
@@ -256,7 +260,9 @@ async def open_ticket(
     summary: Annotated[str, Field(description="what the caller needs, in one sentence",
                                   json_schema_extra=SUMMARY)],  # fmt: skip
     ctx: ToolContext,
-    order_number: Annotated[str, Field(description="the order it is about, if any")] = "",
+    order_number: Annotated[
+        str, Field(description="the order it is about, if any", json_schema_extra=SPOKEN_NUMBER)
+    ] = "",
 ) -> dict[str, Any]:
     """Open a support ticket for a problem the agent cannot solve on the call."""
 
