@@ -86,28 +86,54 @@ class _Settled(Exception):
     """Internal: the call's outcome is already recorded; stop processing it."""
 
 
-def _json_safe(value: Any) -> Any:
-    """A JSON-serialisable copy of a tool's result (pydantic models and dataclasses included)."""
-    try:
-        json.dumps(value)
+# How deep a tool's result is copied (levels); deeper (or self-referencing) parts are cut.
+_MAX_RESULT_DEPTH = 64
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-serialisable copy of a tool's result (pydantic models and dataclasses included).
+
+    A result that refers to itself, or nests deeper than ``_MAX_RESULT_DEPTH``, is cut
+    there (``"..."``) instead of breaking the call.
+    """
+    if depth > _MAX_RESULT_DEPTH:
+        return "..."
+    if depth == 0:
+        try:
+            json.dumps(value)
+            return value
+        except (TypeError, ValueError, RecursionError):
+            pass
+    if value is None or isinstance(value, str | int | float | bool):
         return value
-    except (TypeError, ValueError):
-        pass
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if hasattr(value, "__dataclass_fields__"):
+        try:
+            return _json_safe(value.model_dump(mode="json"), depth + 1)
+        except Exception:  # a model that cannot dump itself is shown as its text
+            return _text_of(value)
+    if hasattr(value, "__dataclass_fields__") and not isinstance(value, type):
         import dataclasses
 
-        return _json_safe(dataclasses.asdict(value))
+        try:
+            return _json_safe(dataclasses.asdict(value), depth + 1)
+        except (TypeError, RecursionError):
+            return _text_of(value)
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_safe(v) for v in value]
-    return str(value)
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v, depth + 1) for v in value]
+    return _text_of(value)
+
+
+def _text_of(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # a __str__ that raises: the type still says what it was
+        return f"<{type(value).__name__}>"
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {_text_of(exc)}"
 
 
 class ToolScheduler:

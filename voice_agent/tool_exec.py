@@ -86,7 +86,7 @@ def start_execution(
     loop = asyncio.get_running_loop()
     label = f"{EXEC_PREFIX}{name}:{call_id}"
     if inspect.iscoroutinefunction(fn) and not isolated:
-        task = loop.create_task(fn(**kwargs), name=label)
+        task = loop.create_task(_contained(fn(**kwargs)), name=label)
         return Execution(name, call_id, "loop", task, task=task)
     context = contextvars.copy_context()
     future = loop.run_in_executor(_DaemonThreads(label), context.run, _call_in_thread, fn, kwargs)
@@ -130,7 +130,29 @@ class _DaemonThreads(Executor):
 
 
 async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
+    result = await awaitable
+    while inspect.isawaitable(result):  # a tool that returned a coroutine: its value
+        result = await result
+    return result
+
+
+async def _contained(coro: Any) -> Any:
+    """Await a tool's coroutine on the engine's loop; what it raises stays its own.
+
+    asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` from a task out of
+    the event loop, so a tool calling ``sys.exit()`` (or a library doing it for
+    it) would end every call of the process. Raised by the tool, they are its
+    failure (a ``RuntimeError`` naming them), like any other exception.
+    Cancellation passes through.
+    """
+    try:
+        return await _awaited(coro)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit, ... from the tool
+        raise RuntimeError(f"the tool raised {exc!r}") from None
 
 
 # Calls that block the calling thread; inside an ``async def`` they freeze the loop.

@@ -285,6 +285,11 @@ def spec_from_function(
     out of the schema. A number the model sends for a string parameter is
     taken as its text (``4417`` → ``"4417"``).
     """
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(
+            f"tool {fn.__name__}: a generator cannot be a tool (it yields; a tool returns one "
+            "result): return a list instead"
+        )
     sig = inspect.signature(fn)
     hints = get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+import pytest
 from test_va_llm_reliability import APOLOGY, run_call
 
 from ledger import check_protocol
@@ -96,7 +98,9 @@ async def test_the_same_phone_write_with_the_number_in_other_words_is_applied_on
     h = Harness(phone.registry)
 
     def answered() -> int:
-        return len([e for e in h.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")])
+        return len(
+            [e for e in h.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")]
+        )
 
     for n, number in enumerate((order, f"{order[:-3]},{order[-3:]}", words), 1):
         h.call("open_ticket", {"summary": "The caller wants a call back.", "order_number": number})
@@ -111,3 +115,107 @@ async def test_the_same_phone_write_with_the_number_in_other_words_is_applied_on
     assert (tickets, audit) == (1, 1)
     results = [e for e in h.ledger.entries if e.type == "ToolCallResolved"]
     assert len(results) == 3  # every call answered, with the one ticket
+
+
+# ------------------------------------------------------------------ tools that misbehave
+
+
+class _Boom(BaseException):
+    """Not an Exception: what a careless library might raise."""
+
+
+def _misbehaving_tools() -> ToolRegistry:
+    import sys
+
+    reg = ToolRegistry()
+
+    @reg.tool(timeout_s=2)
+    async def exits() -> dict:
+        """Calls sys.exit (a library's idea of error handling)."""
+        sys.exit(3)
+
+    @reg.tool(timeout_s=2)
+    async def interrupts() -> dict:
+        """Raises KeyboardInterrupt."""
+        raise KeyboardInterrupt
+
+    @reg.tool(timeout_s=2)
+    async def booms() -> dict:
+        """Raises a BaseException of its own."""
+        raise _Boom("boom")
+
+    @reg.tool(timeout_s=2)
+    async def self_referencing() -> dict:
+        """A result that contains itself."""
+        d: dict = {"ok": True}
+        d["self"] = d
+        return d
+
+    @reg.tool(timeout_s=2)
+    async def unprintable_error() -> dict:
+        """An exception whose __str__ raises."""
+
+        class Weird(Exception):
+            def __str__(self) -> str:
+                raise ValueError("no text")
+
+        raise Weird()
+
+    @reg.tool(timeout_s=2)
+    async def returns_a_coroutine() -> object:
+        """An async tool returning another coroutine instead of its value."""
+
+        async def inner() -> dict:
+            return {"status": "shipped"}
+
+        return inner()
+
+    return reg
+
+
+@pytest.mark.parametrize(
+    ("tool", "outcome"),
+    [
+        ("exits", "SystemExit"),
+        ("interrupts", "KeyboardInterrupt"),
+        ("booms", "boom"),
+        ("self_referencing", "..."),
+        ("unprintable_error", "Weird"),
+        ("returns_a_coroutine", "shipped"),
+    ],
+)
+async def test_a_tool_that_misbehaves_is_one_outcome_and_the_engine_goes_on(tool, outcome, caplog):
+    from test_va_tool_faults import Harness
+
+    h = Harness(_misbehaving_tools())
+    call_id = h.call(tool, {})
+    for _ in range(50):
+        await asyncio.sleep(0)
+    outcomes = [
+        e
+        for e in h.ledger.entries
+        if getattr(e, "call_id", "") == call_id and e.type != "ToolCallStarted"
+    ]
+    assert len(outcomes) == 1, outcomes
+    assert outcome in json.dumps(getattr(outcomes[0], "result", None)) + str(
+        getattr(outcomes[0], "error", "")
+    )
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
+    # the engine still runs calls afterwards
+    later = h.call("returns_a_coroutine", {})
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert any(
+        getattr(e, "call_id", "") == later and e.type == "ToolCallResolved"
+        for e in h.ledger.entries
+    )
+
+
+def test_a_generator_is_refused_as_a_tool_when_it_is_registered():
+    reg = ToolRegistry()
+    with pytest.raises(TypeError, match="generator cannot be a tool"):
+
+        @reg.tool()
+        async def streams() -> Any:
+            """Yields."""
+            yield 1
