@@ -5,6 +5,7 @@ through the file transport (real VAD, Whisper, piper, the oracle LLM)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -153,6 +154,63 @@ async def test_an_incomplete_score_holds_the_turn_through_a_pause_the_vad_would_
     assert turn.turn is not None and turn.turn.decision is not None
     # The last pause was scored too; its decision (incomplete) governs the end.
     assert turn.turn.decision.reason == "model_incomplete"
+
+
+class GatedDetector(ScriptedDetector):
+    """A turn model that takes as long as the test says (a loaded machine)."""
+
+    def __init__(self, probability: float) -> None:
+        super().__init__(probability)
+        self.release = threading.Event()
+
+    def probability_done(self, audio: np.ndarray) -> float:
+        assert self.release.wait(30), "the test never released the turn model"
+        return super().probability_done(audio)
+
+
+class GatedTextAsr(FixedTextAsr):
+    """A StreamingAsr whose early transcript takes as long as the test says."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.release = asyncio.Event()
+
+    async def paused_text(self) -> str | None:
+        await self.release.wait()
+        return self.early
+
+
+async def test_a_pause_whose_decision_is_late_is_not_ended_by_the_vads_silence() -> None:
+    parts = [(0.3, "I would like to change", 1.0), (2.15, "the address on my account.", 1.0)]
+    x, (first, second) = caller_recording(parts, 5.0)
+    assert 0.6 < second.start_s - first.end_s < 1.1  # longer than the VAD's 500 ms
+    events: list[Event] = []
+    detector, asr = GatedDetector(0.95), GatedTextAsr("I would like to change the address.")
+    voice = VoiceInput(
+        vad=build_vad(VoiceConfig()),
+        make_asr=asr,
+        post=events.append,
+        sample_rate=RATE,
+        turn_rules=EndpointingRules(),
+        turn_detector=detector,
+    )
+    try:
+        # Score and transcript are still being computed all through the pause.
+        cut = int((second.start_s + 0.3) * RATE)
+        for i in range(0, cut, FRAME):
+            await voice.process(x[i : i + FRAME])
+            await asyncio.sleep(0)
+        assert not any(isinstance(e, UserSpeechEnded) for e in events), "cut off in the pause"
+        detector.release.set()
+        asr.release.set()
+        await feed_settled(voice, x[cut - cut % FRAME :])
+    finally:
+        detector.release.set()
+        await voice.aclose()
+    assert sum(isinstance(e, UserSpeechEnded) for e in events) == 1
+    (turn,) = voice.turns
+    assert turn.speech_end_s == pytest.approx(second.end_s, abs=0.25)
+    assert turn.turn is not None and turn.turn.decision is not None
 
 
 async def test_a_number_being_read_holds_the_turn_even_when_the_model_says_done() -> None:

@@ -489,7 +489,10 @@ class VoiceInput:
             self._current.paused_at = self._clock.now()
 
     def await_early_text(self, event: VadSpeechPaused) -> None:
-        """Report the early decode's text as an event when it is ready."""
+        """Report the early decode's text as an event when it is ready; with turn rules
+        the pause lasts until the end-of-turn decision that text completes."""
+        if self._turn is not None:
+            self._turn.hold()
         self._tasks.spawn(self._early_text(self._pauses), "paused-text")
 
     def await_held_text(self, event: VadSpeechPaused) -> None:

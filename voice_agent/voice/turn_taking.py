@@ -11,8 +11,11 @@ thread; when both the score and the early transcript are in,
 :func:`~voice_agent.voice.endpointing.decide` gives the silence the pause
 needs and the VAD is told (``set_pause_silence``): the turn ends at once on a
 confident "done", later on "incomplete", a trailing "and" or a number being
-read. Without a detector the transcript alone decides (``no_model_silence_s``
-as the base). Everything is timed in :class:`TurnRecord` for the per-turn
+read. Until that decision lands the pause is held open (up to
+``max_silence_s``; :meth:`TurnEnder.hold`), so a slow machine delays the
+decision but never lets the VAD's fixed silence cut the caller off. Without a
+detector the transcript alone decides (``no_model_silence_s`` as the base).
+Everything is timed in :class:`TurnRecord` for the per-turn
 breakdown.
 """
 
@@ -126,6 +129,18 @@ class TurnEnder:
         self.record.scored_at = self.record.text_at = self.record.decided_at = None
         self.record.decision = None
 
+    def hold(self) -> None:
+        """The current pause may end the turn: until its decision lands it lasts up to
+        ``max_silence_s``, not the VAD's own silence.
+
+        The decision needs the pause's early transcript, which is the final transcript
+        too, so waiting for it costs the answer nothing; ending the pause on the VAD's
+        fixed silence instead would cut a pausing caller off whenever the machine is
+        slow (the score and the decode arrive late under load, the silence does not).
+        """
+        if self._paused and not self._decided:
+            self._vad.set_pause_silence(self.rules.max_silence_s)
+
     def resumed(self) -> None:
         """Speech came back: the pause's scoring and decision are void."""
         self._pause += 1
@@ -193,23 +208,13 @@ class TurnEnder:
         self._maybe_decide()
 
     def _maybe_decide(self) -> None:
-        """Decide once the score (if any) and the early transcript are both in.
-
-        A score that arrives before the transcript and says "not done" is
-        applied at once (it can only lengthen the pause), so a slow decode
-        cannot let the VAD's default silence cut the caller off meanwhile.
-        """
-        if self._decided or not self._paused or not self._scoring:
+        """Decide once the score (if any) and the early transcript are both in (the pause
+        is held open until then: :meth:`hold`)."""
+        if self._decided or not self._paused or not self._scoring or not self._have_text:
             return
-        scored = self._detector is None or self.record.scored_at is not None
-        if not scored:
+        if self._detector is not None and self.record.scored_at is None:
             return  # the score is still being computed
         probability = self._score.probability if self._score is not None else None
-        if not self._have_text:
-            early = decide(self.rules, probability, None, interrupting=self._interrupting)
-            if early.silence_s > self.rules.no_model_silence_s:
-                self._vad.set_pause_silence(early.silence_s)
-            return
         decision = decide(self.rules, probability, self._text, interrupting=self._interrupting)
         self._decided = True
         self.record.decision = decision
