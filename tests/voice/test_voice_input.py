@@ -35,6 +35,14 @@ async def feed(voice, x: np.ndarray, pace_s: float = 0.0) -> None:  # type: igno
         await asyncio.sleep(pace_s)
 
 
+async def let_the_turn_end(voice) -> None:  # type: ignore[no-untyped-def]
+    """Audio fed faster than real time outruns the end-of-turn decision (a real decode and
+    the turn model), which holds the pause open: wait for it, then feed a little silence."""
+    while not voice.settled:
+        await asyncio.sleep(0.01)
+    await feed(voice, np.zeros(RATE // 5, dtype=np.float32))
+
+
 class RecordingPlayback:
     """Stands in for the agent's voice: records pause/resume calls."""
 
@@ -197,6 +205,7 @@ async def test_while_the_agent_talks_a_cough_only_pauses_its_voice_but_speech_ba
         assert first.start_s - confirmed.speech_start_s < 0.15
         busy[0] = False  # the agent handled UserSpeechStarted: the user holds the floor
         await feed(voice, x[i:])
+        await let_the_turn_end(voice)
     finally:
         await voice.aclose()
     assert not playback.paused and playback.calls[-1] == "resume"
@@ -225,6 +234,7 @@ async def test_the_gate_hides_the_agents_own_voice_but_not_a_louder_caller() -> 
             gate.note_played(played[i : i + FRAME])
             await voice.process(loud[i : i + FRAME] + played[i : i + FRAME])
         await feed(voice, np.zeros(RATE, dtype=np.float32))
+        await let_the_turn_end(voice)
     finally:
         await voice.aclose()
     assert isinstance(events[0], UserSpeechStarted)
