@@ -20,6 +20,8 @@ import asyncio
 import threading
 from collections import deque
 
+from fsm import Clock, MonotonicClock, fail_after
+
 
 class QueueFull(RuntimeError):
     """Every slot is taken and the queue holds ``max_waiting`` calls already."""
@@ -33,11 +35,12 @@ class Ticket:
         self._loop = loop
         self.granted: asyncio.Future[None] = loop.create_future()
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float, clock: Clock | None = None) -> None:
         """Until a slot is this call's (then it must :meth:`Admission.leave` once), or
-        ``TimeoutError`` after ``timeout_s`` seconds (the call has left the queue)."""
+        ``TimeoutError`` after ``timeout_s`` seconds on ``clock`` (the call has left the
+        queue)."""
         try:
-            async with asyncio.timeout(timeout_s):
+            async with fail_after(clock or MonotonicClock(), timeout_s):
                 await asyncio.shield(self.granted)
         except BaseException:
             self.cancel()

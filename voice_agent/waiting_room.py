@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsm import Clock, MonotonicClock
+from fsm import Clock, MonotonicClock, fail_after
 from ledger import JsonlSink, Ledger, check_directory
 from ledger import entries as le
 
@@ -96,7 +96,7 @@ class WaitingRoom:
         wait went; the slot is then the caller's) or :class:`CallNotServed`."""
         t0 = self._clock.now()
         played = [0]
-        granted = asyncio.ensure_future(ticket.wait(self._cfg.wait_timeout_s))
+        granted = asyncio.ensure_future(ticket.wait(self._cfg.wait_timeout_s, self._clock))
         gone = asyncio.ensure_future(_drain(transport))
         holding = asyncio.ensure_future(self._hold_loop(transport, played))
         try:
@@ -106,9 +106,9 @@ class WaitingRoom:
             gone.cancel()
             if not granted.done():
                 granted.cancel()
-            await asyncio.gather(holding, gone, return_exceptions=True)
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await granted
+            # return_exceptions: the three ended as told; a cancellation of this wait
+            # itself still propagates from here
+            await asyncio.gather(holding, gone, granted, return_exceptions=True)
         transport.output.clear()  # the hold message stops at once
         wait = QueueWait(self._clock.now() - t0, played[0])
         if not granted.cancelled() and granted.exception() is None:
@@ -132,14 +132,14 @@ class WaitingRoom:
             played[0] += 1
             await out.wait_drained()
             rest = self._cfg.hold_interval_s - (self._clock.now() - started)
-            await asyncio.sleep(max(0.0, rest))
+            await self._clock.sleep(max(0.0, rest))
 
     async def _apologize(self, transport: Transport) -> None:
         out = transport.output
         try:
             audio = await self.audio(self._cfg.queue_apology, out.sample_rate)
             await out.write(audio)
-            async with asyncio.timeout(len(audio) / out.sample_rate + APOLOGY_MARGIN_S):
+            async with fail_after(self._clock, len(audio) / out.sample_rate + APOLOGY_MARGIN_S):
                 await out.wait_drained()
         except TimeoutError:
             log.warning("%s: the queue apology was not played out in time", transport.name)
