@@ -139,6 +139,16 @@ async def test_speaking_over_the_agent_sends_clear_and_the_ledger_keeps_what_was
     interruption, _, _ = speech("Wait, I have another question.")
     async for rig in start_oracle(order_scenario(answer=LONG_ANSWER)):
         config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
+        # no hold phrase ("One moment.") before the answer: on a loaded machine the LLM and
+        # the tool take over 1.5 s, and the first audio would be the hold phrase, not the
+        # long answer this test speaks over
+        config = config.model_copy(
+            update={
+                "agent": config.agent.model_copy(
+                    update={"llm_hold_after_s": 60.0, "llm_deadline_s": 90.0, "max_hold_phrases": 0}
+                )
+            }
+        )
         async with phone_rig(config, rig.tools) as (_, server, _calls):
             async with TwilioCall(server.url) as caller:
                 await caller.silence(0.4)

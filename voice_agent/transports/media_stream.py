@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fsm import Clock, MonotonicClock
+from fsm import Clock, MonotonicClock, move_on_after
 from peripherals import g711
 from peripherals.audio import to_float32
 
@@ -429,10 +429,11 @@ class MediaStreamSink:
                 continue
             end = self._play_end(now)
             if end - now >= lead:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), end - now - lead + 0.001)
-                except TimeoutError:
-                    pass
+                # move_on_after, not asyncio.wait_for: on Python 3.11 wait_for swallows a
+                # cancellation that lands as its timeout fires, and aclose() then waited
+                # forever for this task (seen when a queued call hung up mid hold message)
+                async with move_on_after(self._clock, end - now - lead + 0.001):
+                    await self._wake.wait()
                 self._wake.clear()
                 continue
             audio, marks = self._take_frame()
