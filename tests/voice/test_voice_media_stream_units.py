@@ -319,3 +319,40 @@ async def test_a_whole_frame_dialect_gets_its_last_frame_padded_to_20_ms() -> No
     frames = [f for f in sent if isinstance(f, bytes)]
     assert [len(f) for f in frames] == [640] * 4
     assert any(isinstance(f, str) and "notify" in f for f in sent)
+
+
+async def test_the_answer_webhooks_connect_a_number_to_the_stream() -> None:
+    import types
+
+    import aiohttp
+
+    from voice_agent.config import PhoneConfig
+    from voice_agent.transports.phone_server import PhoneServer
+    from voice_agent.worker import WorkerStats
+
+    worker = types.SimpleNamespace(stats=WorkerStats(), max_calls=2)
+    cfg = PhoneConfig(port=0, provider="vonage", public_url="wss://agent.example.com/media")
+    async with PhoneServer(worker, cfg) as server, aiohttp.ClientSession() as http:  # type: ignore[arg-type]
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.get(f"{base}/ncco?uuid=u-1&from=4477&to=4488") as resp:
+            ncco = await resp.json()
+        async with http.post(f"{base}/ncco", json={"uuid": "u-2", "from": "1", "to": "2"}) as resp:
+            posted = await resp.json()
+        async with http.get(f"{base}/healthz") as resp:
+            health = await resp.json()
+    endpoint = ncco[0]["endpoint"][0]
+    assert ncco[0]["action"] == "connect" and endpoint["type"] == "websocket"
+    assert endpoint["uri"] == "wss://agent.example.com/media"
+    assert endpoint["headers"] == {"call_uuid": "u-1", "from": "4477", "to": "4488"}
+    assert posted[0]["endpoint"][0]["headers"]["call_uuid"] == "u-2"
+    assert ncco[-1]["action"] == "talk"  # what a refused caller hears
+    assert health == {
+        "active": 0,
+        "waiting": 0,
+        "max_calls": 2,
+        "served": 0,
+        "refused": 0,
+        "queued": 0,
+        "not_served": 0,
+        "failed": 0,
+    }
