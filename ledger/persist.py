@@ -27,9 +27,14 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ledger.entries import ENTRY_ADAPTER, Entry, ToolCallStarted
+from ledger.entries import ENTRY_ADAPTER, Entry, ToolCallStarted, UserUtterance
 from ledger.errors import LedgerError
-from ledger.redact import redact_json_numbers, redact_json_text, redact_secrets
+from ledger.redact import (
+    redact_continuing,
+    redact_json_numbers,
+    redact_json_text,
+    redact_secrets,
+)
 
 __all__ = [
     "JsonlSink",
@@ -161,6 +166,7 @@ class JsonlSink:
         self._backlog: deque[bytes] = deque()
         self._fault: OSError | None = None
         self._flushing = False
+        self._caller_digits = ""  # digits the caller's last utterance ended with (unwritten)
 
     @property
     def closed(self) -> bool:
@@ -181,6 +187,11 @@ class JsonlSink:
         """Write `entry` (redacted) as one line (and fsync if durable); keep it if that fails."""
         if self._fd is None:
             raise LedgerError(f"JsonlSink for {self.path} is closed")
+        if self._redactor is redact_secrets and isinstance(entry, UserUtterance):
+            # a number the caller reads over several utterances ("4111" ... "1111 ..."):
+            # each piece is masked once the number so far is long enough
+            text, self._caller_digits = redact_continuing(entry.text, self._caller_digits)
+            entry = entry.model_copy(update={"text": text})
         if self._redactor is not None:
             entry = redact_entry(entry, self._redactor)
         line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n"

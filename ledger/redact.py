@@ -18,6 +18,12 @@ at least 4 groups (digits read out one by one or in pairs, thousands
 separators). A chain longer than `MAX_DIGITS` is masked whole: we cannot tell
 where one spoken number ends and the next begins, so we err on the private side.
 A chain becomes ``[redacted ****1111]`` (its last four digits kept).
+Three groups with more digits than a date (``123-45-6789``) are masked; an
+IBAN (``DE89370400440532013000``, ``GB82 WEST 1234 ...``) is masked whole even
+when its digits run past `MAX_DIGITS`; en dashes and underscores separate
+groups like hyphens. A number read over several utterances ("4111" ...
+"1111 ...") is masked piece by piece by `redact_continuing` (the session file
+does this for the caller's utterances).
 
 Left alone: anything under 8 digits (amounts, times, short order numbers),
 dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), a single
@@ -44,6 +50,7 @@ __all__ = [
     "MIN_DIGITS",
     "mask_url_secrets",
     "redact",
+    "redact_continuing",
     "redact_json_numbers",
     "redact_json_text",
     "redact_json_value",
@@ -59,6 +66,8 @@ MAX_DIGITS = 19
 # Smallest group that may be chained with a neighbour when the chain has few groups
 # (digits); 1-2 digit groups in short chains are day/month/year pieces or counts.
 _MIN_CHAINED_GROUP = 3
+# Digits in the longest date written in three groups (2024-01-15).
+_LONGEST_DATE = 8
 # A chain of this many groups or more is a number read out piece by piece (groups).
 _MANY_GROUPS = 4
 
@@ -88,7 +97,11 @@ _TOKEN = re.compile(
 # Ids the engine and the LLM make up (tool-call ids such as call_00000001 and their
 # "-result" forms) name things; they are never a caller's number.
 _MACHINE_ID = re.compile(r"\bcall_[A-Za-z0-9_-]+")
-_SEPARATOR = re.compile(r"\s{0,2}[,.\-/]?\s{0,2}")
+_SEPARATOR = re.compile(r"\s{0,2}[,.\-/_\u2010-\u2015\u2212]?\s{0,2}")
+# An IBAN (ISO 13616): country letters, check digits, then up to 30 letters and digits,
+# written glued or in groups of four. Its digits can run past MAX_DIGITS, so it is
+# matched whole before the digit rules.
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,8 @@ def _qualifies(chain: list[_Group]) -> bool:
         return digits <= MAX_DIGITS
     if len(chain) >= _MANY_GROUPS:
         return True
+    if len(chain) == _MANY_GROUPS - 1 and digits > _LONGEST_DATE:
+        return True  # 123-45-6789: three groups, more digits than any date
     return all(len(g.digits) >= _MIN_CHAINED_GROUP for g in chain)
 
 
@@ -148,8 +163,7 @@ def _joins(separator: str) -> bool:
     return bool(separator) and _SEPARATOR.fullmatch(separator) is not None
 
 
-def redact(text: str) -> str:
-    """Return `text` with each card/account-like number replaced by a mask (see module doc)."""
+def _chains(text: str) -> list[list[_Group]]:
     ids = [m.span() for m in _MACHINE_ID.finditer(text)]
     groups = [
         _Group(m.start(), m.end(), _digits_of(m.group()), not m.group().isdigit())
@@ -157,22 +171,85 @@ def redact(text: str) -> str:
         if not any(start <= m.start() < end for start, end in ids)
     ]
     if not groups:
-        return text
+        return []
     chains: list[list[_Group]] = [[groups[0]]]
     for previous, group in zip(groups, groups[1:], strict=False):
         if _joins(text[previous.end : group.start]):
             chains[-1].append(group)
         else:
             chains.append([group])
+    return chains
+
+
+def _masked(text: str, spans: list[list[_Group]]) -> str:
     pieces: list[str] = []
     cursor = 0
-    for chain in chains:
-        for span in _masked_spans(chain):
-            pieces.append(text[cursor : span[0].start])
-            pieces.append(_mask("".join(g.digits for g in span)))
-            cursor = span[-1].end
+    for span in spans:
+        pieces.append(text[cursor : span[0].start])
+        pieces.append(_mask("".join(g.digits for g in span)))
+        cursor = span[-1].end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def _mask_iban(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group())
+    return _mask(digits) if len(digits) >= MIN_DIGITS else match.group()
+
+
+def redact(text: str) -> str:
+    """Return `text` with each card/account-like number replaced by a mask (see module doc)."""
+    text = _IBAN.sub(_mask_iban, text)
+    chains = _chains(text)
+    if not chains:
+        return text
+    return _masked(text, [span for chain in chains for span in _masked_spans(chain)])
+
+
+# Words a caller puts between the pieces of a number read over several utterances.
+_BRIDGE = re.compile(
+    r"[\s,.;:!?\-]*(?:(?:and|uh|um|umm|er|erm|then|okay|ok|so)\b[\s,.;:!?\-]*)*", re.I
+)
+# Longest run of digits carried from one utterance to the next (digits): a card or an
+# IBAN is at most 34; beyond that it is a new number anyway.
+_MAX_CARRY = 34
+
+
+CONTINUED_MASK = "[redacted]"
+"""What a piece of a number continued from an earlier utterance becomes (no digits kept)."""
+
+
+def redact_continuing(text: str, carried: str) -> tuple[str, str]:
+    """`redact` for one utterance of a caller who may be reading a number across several.
+
+    ``carried`` is the digit run the caller's previous utterance ended with
+    (``""`` if none). When this utterance starts with digits (after fillers such
+    as "and", "uh") they continue that number: the piece is masked when the
+    number so far reaches `MIN_DIGITS` (as `CONTINUED_MASK`, keeping no
+    digits), so a card read four digits per utterance shows at most
+    ``MIN_DIGITS - 1`` of its digits in the file. Returns the masked text and the
+    digits to carry into the caller's next utterance.
+    """
+    masked = redact(text)
+    chains = _chains(text)
+    if not chains:
+        return masked, ""
+    first, last = chains[0], chains[-1]
+    continues = bool(carried) and _BRIDGE.fullmatch(text[: first[0].start]) is not None
+    first_digits = "".join(g.digits for g in first)
+    if continues and len(carried) + len(first_digits) >= MIN_DIGITS:
+        # the piece keeps none of its digits: "****1111" on every piece would spell the card
+        rest = _masked(text[first[-1].end :], [
+            [_Group(g.start - first[-1].end, g.end - first[-1].end, g.digits, g.spelled) for g in span]
+            for chain in chains[1:] for span in _masked_spans(chain)
+        ])  # fmt: skip
+        masked = text[: first[0].start] + CONTINUED_MASK + rest
+    ends = text[last[-1].end :].strip(" \t\n,.;:!?-") == ""
+    if not ends:
+        return masked, ""
+    tail = "".join(g.digits for g in last)
+    carry = (carried + tail) if (continues and last is first) else tail
+    return masked, carry[-_MAX_CARRY:]
 
 
 # -- URL secrets ---------------------------------------------------------------------

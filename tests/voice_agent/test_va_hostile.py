@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_va_llm_reliability import APOLOGY, run_call
 
 from ledger import check_protocol
@@ -219,3 +222,78 @@ def test_a_generator_is_refused_as_a_tool_when_it_is_registered():
         async def streams() -> Any:
             """Yields."""
             yield 1
+
+
+# ----------------------------------------------------- card numbers in forms not tried before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111\u20131111\u20131111\u20131111",  # en dashes (Whisper's typography)
+        "card 4111_1111_1111_1111",
+        "IBAN DE89370400440532013000",  # glued: 20 digits after the letters
+        "IBAN GB82 WEST 1234 5698 7654 32",
+        "my social is 123-45-6789",
+    ],
+)
+def test_account_numbers_in_other_forms_are_masked(text):
+    from ledger import redact
+
+    masked = redact(text)
+    assert "[redacted" in masked
+    assert not re.search(r"\d{5,}|\d{3,}\D{1,3}\d{2,}\D{1,3}\d{3,}", masked), masked
+
+
+def test_dates_times_and_short_numbers_stay_readable():
+    from ledger import redact
+
+    for text in ("on 2024-01-15 at 10", "order 4417 on 12/05/2024", "AB12 PLEASE CALL ME"):
+        assert redact(text) == text
+
+
+_WORDS = "zero one two three four five six seven eight nine".split()
+
+
+@st.composite
+def _card_read_in_pieces(draw: st.DrawFn) -> tuple[str, list[str]]:
+    card = "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=16, max_size=16)))
+    cuts = sorted(draw(st.sets(st.integers(1, 15), max_size=6)))
+    pieces = [card[a:b] for a, b in zip([0, *cuts], [*cuts, 16], strict=False)]
+    said = []
+    for i, piece in enumerate(pieces):
+        spelled = draw(st.booleans())
+        body = " ".join(_WORDS[int(c)] for c in piece) if spelled else piece
+        lead = draw(st.sampled_from(["", "and ", "uh, ", "then "])) if i else "my card is "
+        said.append(lead + body + draw(st.sampled_from(["", ".", ","])))
+    return card, said
+
+
+@settings(max_examples=150, deadline=None)
+@given(_card_read_in_pieces())
+def test_a_card_read_over_several_utterances_is_masked_in_the_file(tmp_path_factory, case):
+    """Whatever the pieces (digits or words), the session file shows at most MIN_DIGITS - 1
+    of the card's digits in the clear, plus the last four that a mask keeps."""
+    from fsm import ManualClock
+    from ledger import JsonlSink, Ledger, load_jsonl
+    from ledger import entries as le
+    from ledger.redact import MIN_DIGITS
+    from voice_agent.phone.numbers import spoken_digits
+
+    card, said = case
+    path = tmp_path_factory.mktemp("s") / "s.jsonl"
+    ledger = Ledger("s", ManualClock(), sinks=[JsonlSink(path)])
+    for turn, text in enumerate(said, 1):
+        ledger.append(le.UserUtterance(turn_id=turn, text=text, final=True))
+        rid = f"r{turn}"
+        ledger.append(le.LlmRequestStarted(response_id=rid, reason="user_turn", mode="async"))
+        ledger.append(le.AgentTextPlanned(response_id=rid, text="Go on."))
+        ledger.append(le.LlmResponseFinished(response_id=rid, finish_reason="stop"))
+    ledger.close()
+    written = [e.text for e in load_jsonl(path) if e.type == "UserUtterance"]
+    # digits readable in the file: in the clear, or kept by a mask ("****1111")
+    shown = "".join(
+        spoken_digits(t.replace("[redacted]", " ").replace("****", " ")) for t in written
+    )
+    assert len(shown) <= MIN_DIGITS - 1, (said, written)
+    assert [e.text for e in ledger.entries if e.type == "UserUtterance"] == said  # memory: raw
