@@ -356,3 +356,70 @@ async def test_the_answer_webhooks_connect_a_number_to_the_stream() -> None:
         "not_served": 0,
         "failed": 0,
     }
+
+
+async def test_telnyx_and_vonage_call_control_requests_have_the_documented_shape() -> None:
+    from aiohttp import web
+
+    from voice_agent.transports.provider_api import CallControlError
+    from voice_agent.transports.telnyx import TelnyxRest
+    from voice_agent.transports.vonage import VonageRest
+
+    seen: list[tuple[str, str, str | None, object]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(
+            (
+                request.method,
+                request.path,
+                request.headers.get("Authorization"),
+                await request.json(),
+            )
+        )
+        if request.path.endswith("/refused"):
+            return web.json_response({"errors": [{"detail": "Call has already ended"}]}, status=422)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    telnyx, vonage = TelnyxRest("KEY123", base), VonageRest("JWT456", base)
+    try:
+        await telnyx.send_dtmf("v3:c1", "12#")
+        await telnyx.transfer("v3:c1", "+15550199")
+        await telnyx.hang_up("v3:c1")
+        await vonage.transfer("u-1", "+447700900002")
+        await vonage.hang_up("u-1")
+        with pytest.raises(CallControlError, match="Telnyx answered 422: Call has already ended"):
+            await telnyx._action("v3:c1", "refused", {})
+    finally:
+        await telnyx.aclose()
+        await vonage.aclose()
+        await runner.cleanup()
+    assert seen[:5] == [
+        ("POST", "/v2/calls/v3:c1/actions/send_dtmf", "Bearer KEY123", {"digits": "12#"}),
+        ("POST", "/v2/calls/v3:c1/actions/transfer", "Bearer KEY123", {"to": "+15550199"}),
+        ("POST", "/v2/calls/v3:c1/actions/hangup", "Bearer KEY123", {}),
+        (
+            "PUT",
+            "/v1/calls/u-1",
+            "Bearer JWT456",
+            {
+                "action": "transfer",
+                "destination": {
+                    "type": "ncco",
+                    "ncco": [
+                        {
+                            "action": "connect",
+                            "endpoint": [{"type": "phone", "number": "447700900002"}],
+                        }
+                    ],
+                },
+            },
+        ),
+        ("PUT", "/v1/calls/u-1", "Bearer JWT456", {"action": "hangup"}),
+    ]
