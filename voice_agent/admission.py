@@ -81,8 +81,10 @@ class Admission:
         return len(self._queue)
 
     def load(self) -> float:
-        """1.0 when every slot is taken (the LiveKit worker's reported load)."""
-        return min(1.0, self._active / self.max_calls)
+        """The LiveKit worker's reported load: calls running and waiting over slots and queue
+        places, so 1.0 (no more dispatches) once the queue is full too; with no queue, once
+        every slot is taken."""
+        return min(1.0, (self._active + len(self._queue)) / (self.max_calls + self.max_waiting))
 
     def can_take(self) -> bool:
         """A new call would get a slot or a place in the queue."""

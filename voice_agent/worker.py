@@ -157,7 +157,7 @@ class CallModels:
                 cfg.asr_model,
                 on_partial=on_partial,
                 partial_interval_s=cfg.asr_partial_interval_s,
-            window_s=cfg.asr_window_s,
+                window_s=cfg.asr_window_s,
                 whisper=self.shared.whisper,
                 executor=self.asr_lane,
                 final_executor=self.asr_lane.urgent,

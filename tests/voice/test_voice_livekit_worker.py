@@ -164,7 +164,8 @@ def test_the_worker_refuses_calls_beyond_its_limit_and_queue_and_reports_its_loa
     assert not calls.try_enter() and not calls.can_take()  # no queue: on_request rejects
     calls.leave()
     assert calls.load() == 0.5 and calls.try_enter()
-    assert Admission(1, max_waiting=1).can_take()
+    queued = Admission(1, max_waiting=1)
+    assert queued.try_enter() and queued.can_take() and queued.load() == 0.5  # still dispatched to
 
 
 def test_build_server_is_an_agent_server_with_the_settings_and_an_rtc_session() -> None:

@@ -204,8 +204,12 @@ async def cancel_order(order_number: OrderNumber, ctx: ToolContext) -> dict[str,
 )  # fmt: skip
 async def refund_order(
     order_number: OrderNumber,
-    reason: Annotated[str, Field(description="why the caller wants a refund, in their words",
-                                 json_schema_extra=SUMMARY)],  # fmt: skip
+    reason: Annotated[
+        str,
+        Field(
+            description="why the caller wants a refund, in their words", json_schema_extra=SUMMARY
+        ),
+    ],  # fmt: skip
     ctx: ToolContext,
 ) -> dict[str, Any]:
     """Refund an order that has shipped or been delivered."""
@@ -257,8 +261,9 @@ async def change_delivery_address(
     on_interrupt="continue_and_report", timeout_s=6,
 )  # fmt: skip
 async def open_ticket(
-    summary: Annotated[str, Field(description="what the caller needs, in one sentence",
-                                  json_schema_extra=SUMMARY)],  # fmt: skip
+    summary: Annotated[
+        str, Field(description="what the caller needs, in one sentence", json_schema_extra=SUMMARY)
+    ],  # fmt: skip
     ctx: ToolContext,
     order_number: Annotated[
         str, Field(description="the order it is about, if any", json_schema_extra=SPOKEN_NUMBER)
@@ -290,8 +295,12 @@ async def open_ticket(
 # without a read-back: the transition table makes them happen after the agent has said so.
 @registry.tool(kind="write", timeout_s=2)
 async def transfer_to_human(
-    reason: Annotated[str, Field(description="why the caller needs a person, in a few words",
-                                 json_schema_extra=SUMMARY)],  # fmt: skip
+    reason: Annotated[
+        str,
+        Field(
+            description="why the caller needs a person, in a few words", json_schema_extra=SUMMARY
+        ),
+    ],  # fmt: skip
     ctx: ToolContext,
 ) -> dict[str, Any]:
     """Transfer the caller to a human agent (when they ask for one or you cannot help)."""

@@ -15,9 +15,10 @@ the piper voice, with fair per-call lanes for the CPU-heavy decodes and
 sentences), and up to ``max_calls`` (``worker.max_calls``) concurrent calls,
 each in a thread of its own (``JobExecutorType.THREAD``, so the models are
 shared in memory) with its own conversation, ledger and audio pipeline.
-The worker reports its load as ``active calls / max_calls`` and the server
-stops dispatching to it when it is full. A room offered anyway joins the
-queue when ``worker.max_waiting`` allows (the caller hears
+The worker reports its load as (calls running + waiting) / (``max_calls`` +
+``worker.max_waiting``) and the server stops dispatching to it when slots
+and queue are full. A room dispatched while every slot is taken joins the
+queue (the caller hears
 ``worker.hold_message`` on the agent's track until a call ends here, or the
 apology after ``worker.wait_timeout_s``, then the room is deleted); beyond the
 queue it is rejected (``on_request``), so the server offers it to another
