@@ -212,14 +212,21 @@ _NO = re.compile(
 )
 
 
+# Hesitations before a plain answer; they change nothing about it.
+_LEADING_FILLERS = re.compile(r"^(?:(?:uh|um|umm|uhm|er|erm|ah|oh|well|hmm|mm)[\s,.!]+)+")
+
+
 def confirmation_answer(text: str) -> Literal["yes", "no", "other"]:
     """A caller's answer to a read-back: an explicit yes, an explicit no, or anything else.
 
     Only a short, unambiguous answer counts: "yes please", "yeah go ahead",
-    "no", "no don't". Anything with more in it ("yes but change the address
+    "no", "no don't" (after a hesitation such as "um," too). An answer said as
+    a question ("Yes?") is not one. Anything with more in it ("yes but change the address
     first", "what about order 4417?") is ``other``: the pending write is
     dropped and the utterance handled as a new request. Keypad: 1 yes, 2 no.
     """
+    if text.strip().endswith("?"):
+        return "other"  # "Yes?" is a question (the caller did not hear), not a yes
     t = " ".join(text.lower().replace("-", " ").split()).strip(" .,!?")
     if t in ("1",):
         return "yes"
@@ -227,8 +234,9 @@ def confirmation_answer(text: str) -> Literal["yes", "no", "other"]:
         return "no"
     if not t:
         return "other"
-    if _YES.match(t + " "):
-        return "yes"
-    if _NO.match(t + " "):
-        return "no"
+    for said in (t, _LEADING_FILLERS.sub("", t)):  # "um, yes please" is a yes ("uh-huh" too)
+        if _YES.match(said + " "):
+            return "yes"
+        if _NO.match(said + " "):
+            return "no"
     return "other"

@@ -34,6 +34,11 @@ from .events import TimerFired
 
 log = logging.getLogger(__name__)
 
+
+def _error_of(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 _SILENT = "the caller stayed silent"
 DTMF_TIMER = "dtmf"
 IDLE_TIMER = "idle"
@@ -66,6 +71,7 @@ class CallFlow:
         self.limit_stage: Literal["running", "warned", "over"] = "running"
         self.ending: HangUp | Transfer | None = None  # carried out once the floor is quiet
         self.carried_out = False
+        self.provider_error = ""  # why the provider failed the last hang-up, if it did
         self.spoke_since_request = True  # the agent said something after the ending request
         self._started = False
 
@@ -202,7 +208,12 @@ class CallFlow:
         if self.perform is None:
             log.info("send DTMF %s: no transport to carry it out", digits)
             return
-        await self.perform(SendDtmf(digits=digits))
+        try:
+            await self.perform(SendDtmf(digits=digits))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the provider's failure: logged, the call goes on
+            log.warning("send DTMF failed at the provider: %s", _error_of(exc))
 
     async def carry_out(self) -> tuple[bool, str, str]:
         """Do the pending hang-up or transfer; returns (done, session-end reason, detail).
@@ -215,10 +226,20 @@ class CallFlow:
         action = self.ending
         assert action is not None
         self.carried_out = True
-        done = await self.perform(action) if self.perform is not None else True
+        error = ""
+        try:
+            done = await self.perform(action) if self.perform is not None else True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the provider failed (HTTP error, dropped socket): not done
+            error, done = _error_of(exc), False
+            log.warning("call action %s failed at the provider: %s", action.kind, error)
         if isinstance(action, Transfer):
+            if not done:
+                return False, "transferred", error or "the transfer did not go through"
             detail = f"to {action.destination}" + ("" if self.perform else " (recorded only)")
             return done, "transferred", detail
+        self.provider_error = error
         return True, "hang-up", action.reason
 
     def transfer_failed(self) -> None:

@@ -945,8 +945,11 @@ class Conversation:
         ending = self.call.ending
         done, reason, detail = await self.call.carry_out()
         if not done and isinstance(ending, Transfer):
-            self._post(CallActionFailed(action=ending, error="the transfer did not go through"))
+            self._post(CallActionFailed(action=ending, error=detail))
             return
+        if self.call.provider_error:
+            self.ledger.append(le.Note(text=f"hang-up failed at the provider: "
+                                       f"{self.call.provider_error}", level="warning"))  # fmt: skip
         self._post(SessionEnded(reason=reason, detail=detail))
 
     # ---------------------------------------------------------------- confirmed writes
