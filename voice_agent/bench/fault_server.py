@@ -26,6 +26,7 @@ Steps (tuples; the first item names the step):
 - ``("keepalive",)``: forever, every ``keepalive_s`` on the clock, an SSE
   comment and an empty-delta chunk (sets ``stalled`` after the first).
 - ``("eof",)``: end the response cleanly (whatever was or was not sent).
+- ``("abort",)``: reset the connection (no clean end).
 
 A script that does not end with ``eof``/``stall``/``keepalive`` ends the
 response cleanly after its last step. Every request body is kept in
@@ -304,6 +305,10 @@ class FaultServer:
                     return response
                 elif kind == "eof":
                     break
+                elif kind == "abort":  # the connection is reset, no clean end
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
                 else:  # pragma: no cover - a typo in a test's script
                     raise ValueError(f"unknown fault step {kind!r}")
             if response is None:
