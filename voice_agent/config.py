@@ -262,6 +262,12 @@ class AgentConfig(_Frozen):
     speculation: SpeculationConfig = Field(default_factory=lambda: SpeculationConfig())
     call: CallConfig = Field(default_factory=lambda: CallConfig())
     apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    cut_off_phrase: str = Field(
+        "Sorry, I had to stop there. Shall I go on?",
+        description="said when an answer was cut at llm.max_tokens in mid-sentence (the "
+        "server's finish_reason 'length' or the client's own cap), so the caller is not "
+        "left with half a sentence",
+    )
     greeting: str | None = None
     hold_phrases: tuple[str, ...] = ("One moment.", "Still checking, one moment.", "Almost there.")
 

@@ -753,6 +753,11 @@ class Conversation:
                 )
             )
         self._end_generation(gen, "tool_calls" if gen.call_ids else "stop")
+        if ev.finish_reason == "length" and not gen.call_ids and gen.held is None:
+            said = self.ledger.response(gen.response_id).planned_text
+            if said and not said.rstrip("\"')]» ").endswith((".", "!", "?", "…")):
+                # cut mid-sentence: the caller heard a fragment; close it and offer more
+                self.say(self.config.cut_off_phrase, reason="canned")
 
     def answered_nothing(self, ev: LlmTurnFinished) -> bool:
         """The current generation ends with no text and no call, and nothing else will

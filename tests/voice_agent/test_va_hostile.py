@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_va_llm_reliability import APOLOGY, run_call
+from test_va_llm_reliability import APOLOGY, run_call, then_answer
 
 from ledger import check_protocol
-from voice_agent.bench.fault_server import answer
+from voice_agent.bench.fault_server import answer, words
 from voice_agent.tools import ToolRegistry
 
 
@@ -297,3 +297,35 @@ def test_a_card_read_over_several_utterances_is_masked_in_the_file(tmp_path_fact
     )
     assert len(shown) <= MIN_DIGITS - 1, (said, written)
     assert [e.text for e in ledger.entries if e.type == "UserUtterance"] == said  # memory: raw
+
+
+# ------------------------------------------------------- an answer cut at max_tokens
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # the server stops at its token limit mid-sentence (and never sends [DONE])
+        [("headers",), ("role",), *words("Your order has shipped and"), ("finish", "length"),
+         ("eof",)],
+        # one gigantic token: the client's own cap cuts it
+        [("headers",), ("role",), ("text", "A" * 200_000), ("finish", "stop"), ("done",)],
+    ],
+    ids=["server-length", "client-cap"],
+)  # fmt: skip
+def test_an_answer_cut_mid_sentence_is_closed_for_the_caller(script):
+    from voice_agent.config import AgentConfig
+
+    call = run_call(then_answer(script), ["Where is my order?", "When do you open?"])
+    heard = [text for _, text in call.heard(0)]
+    assert heard[-1] == AgentConfig().cut_off_phrase
+    assert any("cut at max_tokens" in e.text for e in call.entries("Note"))
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+def test_an_answer_cut_after_a_whole_sentence_needs_no_closing():
+    from voice_agent.config import AgentConfig
+
+    script = [("headers",), ("role",), *words("It has shipped."), ("finish", "length"), ("done",)]
+    call = run_call(then_answer(script), ["Where is my order?"])
+    assert AgentConfig().cut_off_phrase not in [text for _, text in call.heard(0)]
