@@ -308,6 +308,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ledger import mask_url_secrets, redact_secrets
+
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
@@ -321,14 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[command](args)
     except ConfigError as exc:
-        print(f"voice-agent: {exc}", file=sys.stderr)
+        print(f"voice-agent: {mask_url_secrets(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last resort: a message and a status, never a bare traceback
         logging.getLogger("voice_agent").debug("unexpected error", exc_info=True)
         print(
-            f"voice-agent: unexpected error: {type(exc).__name__}: {exc}"
+            f"voice-agent: unexpected error: {type(exc).__name__}: {redact_secrets(str(exc))}"
             + ("" if args.verbose >= 2 else " (run with -vv for the traceback)"),
             file=sys.stderr,
         )

@@ -11,6 +11,7 @@ naming the file, the field and the problem.
 from __future__ import annotations
 
 import os
+import re
 import typing
 from collections.abc import Mapping
 from importlib import resources
@@ -27,6 +28,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ledger.redact import mask_url_secrets
 
 from .local_llm.models import DEFAULT_MODEL
 
@@ -587,10 +590,15 @@ def _describe(exc: ValidationError, origin: str) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
         shown = "" if isinstance(given, dict) else f" (got {given!r})"
-        if "api_key" in where or "auth_token" in where:
+        if _SECRET_FIELD.search(where):
             shown = ""  # never echo a secret
-        lines.append(f"  {where}: {err['msg']}{shown}")
+        # a URL's user:password@ or ?api-key= is a secret too, in the value and in the message
+        lines.append(mask_url_secrets(f"  {where}: {err['msg']}{shown}"))
     return "\n".join(lines)
+
+
+# Configuration fields whose values are secrets (never echoed in an error).
+_SECRET_FIELD = re.compile(r"api_key|auth_token|secret|password|passwd|token|credential", re.I)
 
 
 def load_config(

@@ -329,3 +329,24 @@ def test_an_answer_cut_after_a_whole_sentence_needs_no_closing():
     script = [("headers",), ("role",), *words("It has shipped."), ("finish", "length"), ("done",)]
     call = run_call(then_answer(script), ["Where is my order?"])
     assert AgentConfig().cut_off_phrase not in [text for _, text in call.heard(0)]
+
+
+# --------------------------------------------------------- secrets in configuration errors
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("VOICE_AGENT__LLM__BASE_URL", "ftp://bob:Hunter2Secret@llm.example/v1"),
+        ("VOICE_AGENT__LLM__BASE_URL", "grpc://llm.example/v1?api-key=Hunter2Secret"),
+        ("VOICE_AGENT__LLM__BASE_URL", "llm.example/v1?token=Hunter2Secret&x=1"),
+    ],
+)
+def test_a_configuration_error_never_echoes_a_secret(monkeypatch, capsys, env, value):
+    from voice_agent.cli import main
+
+    monkeypatch.setenv(env, value)
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid configuration" in err
+    assert "Hunter2Secret" not in err
