@@ -98,6 +98,11 @@ _TOKEN = re.compile(
 # "-result" forms) name things; they are never a caller's number.
 _MACHINE_ID = re.compile(r"\bcall_[A-Za-z0-9_-]+")
 _SEPARATOR = re.compile(r"\s{0,2}[,.\-/_\u2010-\u2015\u2212]?\s{0,2}")
+# A hesitation between two pieces of one number ("4111, uh, 1111 1111 1111").
+_HESITATION = re.compile(
+    r"[\s,.]{0,3}(?:uh|um|umm|uhm|er|erm|ah)(?:[\s,.]{1,3}(?:uh|um|umm|uhm|er|erm|ah))*[\s,.]{1,3}",
+    re.I,
+)
 # An IBAN (ISO 13616): country letters, check digits, then up to 30 letters and digits,
 # written glued or in groups of four. Its digits can run past MAX_DIGITS, so it is
 # matched whole before the digit rules.
@@ -160,7 +165,9 @@ def _masked_spans(chain: list[_Group]) -> list[list[_Group]]:
 
 def _joins(separator: str) -> bool:
     """Two groups with this between them are pieces of one number."""
-    return bool(separator) and _SEPARATOR.fullmatch(separator) is not None
+    return bool(separator) and (
+        _SEPARATOR.fullmatch(separator) is not None or _HESITATION.fullmatch(separator) is not None
+    )
 
 
 def _chains(text: str) -> list[list[_Group]]:

@@ -235,6 +235,7 @@ def test_a_generator_is_refused_as_a_tool_when_it_is_registered():
         "IBAN DE89370400440532013000",  # glued: 20 digits after the letters
         "IBAN GB82 WEST 1234 5698 7654 32",
         "my social is 123-45-6789",
+        "card 4111, uh, 1111 1111 1111",  # a hesitation inside the number
     ],
 )
 def test_account_numbers_in_other_forms_are_masked(text):
