@@ -68,3 +68,47 @@ def test_hesitations_do_not_change_an_answer_and_questions_are_not_answers() -> 
     for said, meant in [("um, yes", "yes"), ("Well, yes please.", "yes"), ("uh no", "no"),
                         ("Yes?", "other"), ("No?", "other"), ("umbrella", "other")]:  # fmt: skip
         assert confirmation_answer(said) == meant, said
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I ordered 2 kettles, order {order}",
+        "{other}, no wait, {order}",
+        "it's {order}, not {other}",
+        "the one from the 14th, number {order}",
+    ],
+)
+async def test_a_lookup_finds_the_order_among_other_numbers_in_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str
+) -> None:
+    import asyncio
+    import json
+
+    from fsm import ManualClock
+    from ledger import Ledger
+    from ledger import entries as le
+    from voice_agent.scheduler import ToolScheduler
+
+    monkeypatch.setenv("VOICE_AGENT_PHONE_DB", str(tmp_path / "shop.sqlite"))
+    import sqlite3
+
+    from voice_agent.phone import tools as phone
+
+    phone.store()  # created and seeded on first use
+    with sqlite3.connect(phone.database_path()) as db:
+        order = db.execute("SELECT id FROM orders LIMIT 1").fetchone()[0]
+    other = "9" * len(order)
+    assert phone.store().order(other) is None  # `other` is no order of the shop
+    ledger = Ledger("s", ManualClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched = ToolScheduler(phone.registry, ledger, lambda ev: None, ManualClock())
+    text = said.format(order=order, other=other)
+    sched.start(call_id="c1", response_id="r1", name="lookup_order",
+                arguments=json.dumps({"order_number": text}))  # fmt: skip
+    for _ in range(3000):  # SQLite runs on a worker thread: wait for it (generous)
+        if any(e.type == "ToolCallResolved" for e in ledger.entries):
+            break
+        await asyncio.sleep(0.01)
+    result = next(e.result for e in ledger.entries if e.type == "ToolCallResolved")
+    assert result["found"] is True and result["order_number"] == order, (text, result)

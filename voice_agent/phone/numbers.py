@@ -223,9 +223,30 @@ def digit_candidates(text: str) -> list[str]:
 
     The first is :func:`spoken_digits`; the alternative drops homophones
     ("for 117" -> "4117", then "117"), so a lookup can try both before it asks.
+    When the text holds several numbers ("I ordered 2 kettles, order 4471",
+    "4417, no wait, 4418"), each of 3 digits or more follows on its own, the
+    last one first after a correction ("no", "sorry", "I mean", "actually").
     """
     out: list[str] = []
     for reading in (spoken_digits(text), "".join(r.digits for r in _runs(text, homophones=False))):
         if reading and reading not in out:
             out.append(reading)
+    # Several numbers in one answer ("I ordered 2 kettles, order 4471"; "4417, no wait,
+    # 4418"): each one alone, after the joined reading. After a correction the last
+    # one said comes first.
+    runs = [r for r in digit_runs(text) if len(r.digits) >= _MIN_ALONE]
+    if len(digit_runs(text)) > 1:
+        corrected = len(runs) > 1 and _CORRECTION.search(text[runs[-2].end : runs[-1].start])
+        for run in [runs[-1], *runs[:-1]] if corrected else runs:
+            if run.digits not in out:
+                out.append(run.digits)
     return out
+
+
+# Shortest number tried on its own when an answer holds several (digits): shorter ones
+# are counts and days ("2 kettles", "the 14th"), not order or phone numbers.
+_MIN_ALONE = 3
+# Words with which a caller takes back the number just said.
+_CORRECTION = re.compile(
+    r"\b(?:no|sorry|i mean|i meant|actually|rather|wait|scratch that|correction)\b", re.I
+)
