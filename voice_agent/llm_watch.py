@@ -4,13 +4,17 @@
 the injected clock, how long the stream has gone without anything the caller
 can hear or that moves the turn on (text, a complete tool call, the finish).
 Keep-alives, role-only chunks and headers do not count: only what
-:class:`~voice_agent.llm.LlmClient` yields does.
+:class:`~voice_agent.llm.LlmClient` yields does. For the deadline, text
+counts when it completes a chunk a speech output says (a sentence, a long
+clause; the rules of :class:`~peripherals.text_chunker.SentenceChunker`): a
+model that trickles words without finishing one is as silent to the caller
+as one that sends nothing, and gets the apology at the deadline.
 
 - After ``hold_after_s`` of such silence it yields :class:`LlmQuiet` (the
   conversation says a hold phrase); if the silence goes on, another one every
   ``hold_again_s``, up to ``max_holds`` per generation (after output, a new
   silence starts the count again).
-- After ``deadline_s`` of silence it stops the stream (closing the HTTP
+- After ``deadline_s`` without speakable progress it stops the stream (closing the HTTP
   request) and raises :class:`~voice_agent.llm.LlmError`: the conversation
   apologises, offers a way forward and the session goes on.
 
@@ -29,8 +33,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fsm import Clock, move_on_at
+from peripherals.text_chunker import SentenceChunker
 
-from .llm import LlmError, StreamItem
+from .llm import LlmError, StreamItem, TextDelta
 
 __all__ = ["LlmQuiet", "SilencePolicy", "watch_silence"]
 
@@ -53,6 +58,16 @@ class LlmQuiet:
 
 
 _END = object()
+_SENTENCE_END = (".", "!", "?", "…")
+
+
+def _completes_speech(chunker: SentenceChunker, text: str) -> bool:
+    """``text`` completes a chunk (or ends a sentence) of what the stream said so far."""
+    done = bool(chunker.push(text))
+    if not done and text.rstrip().endswith(_SENTENCE_END):
+        chunker.flush()  # the sentence is over (the next delta cannot change that for us)
+        done = True
+    return done
 
 
 async def watch_silence(
@@ -85,6 +100,10 @@ async def watch_silence(
             await queue.put(exc)
 
     task = asyncio.get_running_loop().create_task(pump(), name="llm-stream")
+    # For the deadline, text counts once it completes something a speech output can say
+    # (a sentence, a long clause): a model trickling words without one leaves the caller
+    # in silence. (Any output restarts the hold phrases' count.)
+    speakable = SentenceChunker()
     try:
         last = clock.now()  # the LLM's last sign of life
         heard = last if quiet_since is None else min(last, quiet_since)  # the caller's
@@ -109,8 +128,10 @@ async def watch_silence(
                 return
             if isinstance(got, BaseException):
                 raise got
-            last = heard = clock.now()
+            heard = clock.now()
             next_hold = heard + policy.hold_after_s
+            if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
+                last = heard
             yield got  # type: ignore[misc]
     finally:
         if not task.done():

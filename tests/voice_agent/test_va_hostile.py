@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_va_llm_reliability import APOLOGY, run_call, then_answer
+from test_va_llm_reliability import APOLOGY, HOLDS, run_call, then_answer
 
 from ledger import check_protocol
 from voice_agent.bench.fault_server import answer, words
@@ -351,3 +351,22 @@ def test_a_configuration_error_never_echoes_a_secret(monkeypatch, capsys, env, v
     err = capsys.readouterr().err
     assert "invalid configuration" in err
     assert "Hunter2Secret" not in err
+
+
+# -------------------------------------------- a model that trickles words, never a sentence
+
+
+def test_a_model_trickling_words_without_a_sentence_gets_holds_then_the_apology():
+    from voice_agent.config import AgentConfig
+
+    trickle: list = []
+    for step in words("Your order with the blue kettle and the two mugs and the red toaster is"):
+        trickle += [("sleep", 1.9), step]  # a word every 1.9 s: alive, but nothing to say
+    script = [("headers",), ("role",), *trickle, ("finish", "stop"), ("done",)]
+    call = run_call(then_answer(script), ["Where is my order?", "When do you open?"])
+    heard = call.heard(0)
+    deadline = AgentConfig().llm_deadline_s
+    assert heard[-1] == (deadline, APOLOGY)  # was: silence until the 30 s request timeout
+    times = [0.0, *(t for t, text in heard if text in HOLDS or text == APOLOGY)]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 3.0
+    assert call.heard(1)[-1][1] == "We open at nine."
