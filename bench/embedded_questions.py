@@ -574,10 +574,19 @@ async def run_model(
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
         for variant in variants:
-            os.environ["PYTHONPATH"] = str(variant.code)  # the server child runs that code
-            server = await stack.enter_async_context(
-                LocalLlmServer(model=model, startup_timeout_s=600)
-            )
+            # The server child runs that checkout's code: `python -m` puts the working
+            # directory first on sys.path, ahead of PYTHONPATH, so both point there.
+            # (Until this was set, a --server-code/--compare server ran the code of the
+            # directory the bench was started from.)
+            os.environ["PYTHONPATH"] = str(variant.code)
+            here = Path.cwd()
+            os.chdir(variant.code)
+            try:
+                server = await stack.enter_async_context(
+                    LocalLlmServer(model=model, startup_timeout_s=600)
+                )
+            finally:
+                os.chdir(here)
             client = LlmClient(
                 LlmConfig(
                     base_url=server.base_url,
