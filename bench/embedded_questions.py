@@ -694,6 +694,7 @@ async def main() -> None:
         "--temperature", type=float, help="the client's temperature (default: the config's)"
     )
     parser.add_argument("--only", help="comma list of question ids")
+    parser.add_argument("--kinds", help="comma list of question kinds (lookup, two, nocover, ...)")
     parser.add_argument("--json", type=Path, help="write every outcome and the summaries here")
     parser.add_argument(
         "--rescore", type=Path, help="score the outcomes saved in this --json file again and exit"
@@ -711,6 +712,9 @@ async def main() -> None:
     if args.only:
         wanted = set(args.only.split(","))
         questions = [q for q in questions if q["id"] in wanted]
+    if args.kinds:
+        kinds = set(args.kinds.split(","))
+        questions = [q for q in questions if q["kind"] in kinds]
     # One tool set after the other: a switch re-evaluates the whole system turn
     # (tools listed) on the server's single KV cache, ~1,000 tokens.
     order = {name: i for i, name in enumerate(dict.fromkeys(q["tools"] for q in questions))}

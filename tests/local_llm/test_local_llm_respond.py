@@ -22,6 +22,7 @@ from voice_agent.local_llm.grammar import (
 )
 from voice_agent.local_llm.grounding import (
     conversation_numbers,
+    taken_back_numbers,
     ungrounded_arguments,
     value_grounded,
 )
@@ -30,6 +31,7 @@ from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import (
     ANSWER_NOTE,
+    ASK_LEAD,
     CANNOT_LEAD,
     DECISION_PREFIX,
     REPLY,
@@ -276,26 +278,43 @@ async def test_a_tool_decision_sends_the_call_as_standard_tool_call_deltas():
     assert call_prompt.endswith(DECISION_PREFIX + 'get_order_status", "arguments": ')
 
 
-async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
+def _dropping_script(lead_choice: str):
+    """A model that calls schedule_callback with invented details, then ranks `lead_choice`."""
+
     def script(prompt, grammar):
         if prompt.endswith(DECISION_PREFIX):
             return 'schedule_callback"'
         if prompt.endswith('"arguments": '):
             return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
-        return " your phone number, and when we should call?"
+        if grammar is not None and "Could you tell me" in grammar and "sp-num" not in grammar:
+            return lead_choice  # the ask-or-cannot choice
+        if prompt.endswith(ASK_LEAD):
+            return " your phone number, and when we should call?"
+        return " I can look up orders or store hours."
 
-    engine = ScriptedEngine(script)
+    return script
+
+
+async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
+    engine = ScriptedEngine(_dropping_script(ASK_LEAD))
     responder, reply, deltas = await _respond(engine, _user("Can someone call me back?"))
     assert not reply.calls and not any("tool_calls" in d for d in deltas)
     assert reply.text == "Could you tell me your phone number, and when we should call?"
-    assert engine.steps[-1][0].endswith("<|im_start|>assistant\nCould you tell me")
-    assert responder.plan.asked and responder.plan.dropped_ungrounded == [
-        ("schedule_callback", ["phone", "time"])
-    ]
-    note_prompt = engine.steps[-1][0]
-    assert "the caller's phone number and when to call back" in note_prompt
-    assert "never guess" in note_prompt and "ask the caller for it" in note_prompt
-    assert "can't help" not in note_prompt  # no way out that the model copies instead of asking
+    assert responder.plan.asked and responder.plan.asked_or_cannot == "ask"
+    assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone", "time"])]
+    choice, speech = engine.steps[-2:]
+    assert choice[2] == 0.0 and choice[0] == speech[0][: -len(ASK_LEAD)]  # greedy, same prompt
+    assert "the caller's phone number and when to call back" in speech[0]
+    assert "never guess" in speech[0] and "can't help" not in speech[0]  # no phrase to copy
+
+
+async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
+    engine = ScriptedEngine(_dropping_script("Sorry"))  # the model ranks "can't" first
+    responder, reply, deltas = await _respond(engine, _user("Book me a table for dinner."))
+    assert not reply.calls
+    assert deltas[0] == {"content": CANNOT_LEAD}
+    assert reply.text == CANNOT_LEAD + " I can look up orders or store hours."
+    assert responder.plan.asked_or_cannot == "cannot_do"
 
 
 async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_sent():
@@ -572,3 +591,26 @@ def test_a_summary_argument_is_checked_for_numbers_only():
     # Without the keyword the same paraphrase is not grounded.
     plain = {"type": "object", "properties": {"reason": {"type": "string"}}}
     assert ungrounded_arguments('{"reason": "caller asks for an agent"}', plain, said) == ["reason"]
+
+
+def test_a_number_the_caller_took_back_grounds_no_call():
+    said = "It's order 8080 - hold on, no, 8008. Has it shipped?"
+    assert taken_back_numbers(said) == {"8080"}
+    assert taken_back_numbers("4417, no, 4471. Wait, 4417 after all.") == {"4471"}
+    assert taken_back_numbers("Call 555 201 7788 tomorrow at 10 am, no rush.") == set()
+    assert taken_back_numbers("Orders 58213 and, no, also 771.") == set()  # not a correction
+
+
+async def test_a_call_on_the_corrected_number_is_not_sent_beside_the_right_one():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        return (
+            '{"order_id": "8080"}}\n</tool_call>\n<tool_call>\n{"name": "get_order_status", '
+            '"arguments": {"order_id": "8008"}}\n</tool_call>'
+        )
+
+    engine = ScriptedEngine(script)
+    _, reply, _ = await _respond(engine, _user("Order 8080 - hold on, no, 8008. Shipped yet?"))
+    assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "8008"}]
+    assert reply.ungrounded == [("get_order_status", ["order_id"])]

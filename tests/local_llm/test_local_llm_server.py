@@ -233,12 +233,13 @@ async def test_a_forced_write_whose_details_nobody_gave_is_not_sent_and_the_agen
     )
     assert calls == []
     assert timings["asked_for_missing"] is True
-    assert text.startswith(ASK_LEAD) and len(text) > len(ASK_LEAD)  # the model completed it
+    # A question for the details, or (the model's call) an honest "can't do".
+    assert text.startswith((ASK_LEAD, CANNOT_LEAD))
+    if text.startswith(ASK_LEAD):
+        assert len(text) > len(ASK_LEAD)  # the model completed the question
 
 
-async def test_a_question_no_tool_covers_gets_no_invented_call_and_an_honest_start(
-    server, client
-):
+async def test_a_question_no_tool_covers_gets_no_invented_call_and_an_honest_start(server, client):
     text, calls, timings = await _collect(
         client,
         server,
@@ -250,7 +251,7 @@ async def test_a_question_no_tool_covers_gets_no_invented_call_and_an_honest_sta
     if timings["decision"] == "cannot_do":
         assert text.startswith(CANNOT_LEAD)
     elif timings["asked_for_missing"]:
-        assert text.startswith(ASK_LEAD)
+        assert text.startswith((ASK_LEAD, CANNOT_LEAD))
     assert text.strip() and not set(text) & set("<{`_")
 
 

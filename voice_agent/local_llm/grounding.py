@@ -6,6 +6,8 @@ Two checks on the text of an OpenAI message list, both plain string work:
   tool results and arguments, and in the system prompt (numbers written as
   words, "four four one seven", count as digits). The speech grammar only
   lets the model write these numbers (`grammar.speech_grammar`).
+- `taken_back_numbers` / `retracted_arguments`: a number the caller
+  corrected ("4417, sorry, 4471") grounds no call.
 - `ungrounded_arguments`: the arguments of a call whose values the caller
   never said (nor a tool result gave): a phone number, a time, an order, a
   city. Such a call is not sent; the agent asks instead (`server`). The
@@ -135,6 +137,37 @@ def value_grounded(value: str, sources: Sequence[str]) -> bool:
     return found * 2 >= len(words)
 
 
+#: Words with which a caller takes back what they just said ("4417, sorry, 4471").
+_CORRECTION_RE = re.compile(
+    r"\b(no|nope|sorry|i mean|i meant|actually|wait|hold on|rather|make that|scratch that)\b",
+    re.IGNORECASE,
+)
+
+
+def taken_back_numbers(text: str) -> set[str]:
+    """Numbers the caller corrected in `text`: followed by a correction word and then
+    another number of about the same length ("order 8080 - hold on, no, 8008": 8080).
+
+    A number said again after its correction is not taken back.
+    """
+    spelled = _spelled_digits(text)
+    spans = [(m.start(), m.end(), re.sub(r"\D", "", m.group()))
+             for m in _GROUPED_DIGITS_RE.finditer(spelled)]  # fmt: skip
+    last = {digits: i for i, (_, _, digits) in enumerate(spans)}
+    taken: set[str] = set()
+    for digits, i in last.items():  # judged where the number was said last
+        end = spans[i][1]
+        for start, _, later in spans[i + 1 :]:
+            if (
+                _CORRECTION_RE.search(spelled[end:start])
+                and abs(len(later) - len(digits)) <= 1
+                and later != digits
+            ):
+                taken.add(digits)
+                break
+    return taken
+
+
 def ungrounded_arguments(
     arguments_text: str,
     schema: Mapping[str, Any] | None,
@@ -165,6 +198,23 @@ def ungrounded_arguments(
         if not all(value_grounded(leaf, sources) for leaf in _leaves(value)):
             missing.append(name)
     return missing
+
+
+def retracted_arguments(arguments_text: str, taken_back: set[str]) -> list[str]:
+    """Names of the arguments whose number is one the caller took back (`taken_back_numbers`)."""
+    if not taken_back:
+        return []
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(arguments, dict):
+        return []
+    return [
+        name
+        for name, value in arguments.items()
+        if any(re.sub(r"\D", "", _spelled_digits(leaf)) in taken_back for leaf in _leaves(value))
+    ]
 
 
 def _digits_grounded(value: str, sources: Sequence[str]) -> bool:

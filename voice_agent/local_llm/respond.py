@@ -21,7 +21,9 @@ reply is made in explicit steps, all on one KV cache:
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
    were dropped as ungrounded, a system note asks the model to ask the
-   caller for what is missing, and the reply starts with `ASK_LEAD`. For
+   caller for what is missing; the reply starts with `ASK_LEAD`, or with
+   `CANNOT_LEAD` when the model ranks that first (the tool was picked for a
+   request it does not serve). For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
    the decision) and the model continues after it with an offer. After
    results, `ANSWER_NOTE` tells the model to answer from them. When the only outcomes since the caller spoke are
@@ -54,6 +56,8 @@ from voice_agent.local_llm.grammar import (
 from voice_agent.local_llm.grounding import (
     conversation_numbers,
     grounding_sources,
+    retracted_arguments,
+    taken_back_numbers,
     ungrounded_arguments,
 )
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
@@ -62,6 +66,7 @@ from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
 from voice_agent.local_llm.turn_history import (
     argument_values,
     calls_this_turn,
+    latest_caller_words,
     latest_request_sources,
     only_awaiting_confirmation,
     only_reuses,
@@ -139,7 +144,8 @@ class ResponsePlan:
     decision: str | None = None
     decision_s: float | None = None
     dropped_ungrounded: list[tuple[str, list[str]]] | None = None
-    asked: bool = False
+    asked: bool = False  # a dropped call turned into a reply (a question, or "can't do")
+    asked_or_cannot: str | None = None  # which: "ask" or `CANNOT`
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -166,12 +172,14 @@ def _describe_missing(tool: Mapping[str, Any] | None, names: list[str]) -> str:
 def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]) -> str:
     """The system note that turns a dropped call into a question for the caller.
 
-    It names what the tool does and what is missing, and leaves no way out but
-    the question: with "or say you can't help" offered too, the 1.5B answered a
-    call-back request it only lacked the phone number for with "I can't help
-    with that here". (When the decision picked a tool for a request no tool
-    serves, the agent asks for a detail the caller then corrects: a question,
-    never a guess.)
+    It names what the tool does and what is missing. The decision may have
+    picked the tool for a request it does not serve (a return policy, when
+    only orders can be looked up), so the note also says what holds then; the
+    reply then starts with `ASK_LEAD` or `CANNOT_LEAD`, whichever the model
+    ranks first (`Responder._ask_or_cannot`). The note contains neither lead's
+    words: with "say that you can't help with that here" in it, the 1.5B
+    copied that sentence for a call-back request it only lacked the phone
+    number for.
     """
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
     needs = []
@@ -184,7 +192,8 @@ def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, 
     joined = "; ".join(needs)
     return (
         f"{joined[:1].upper()}{joined[1:]}. The caller has not told you that yet, and you must "
-        "never guess it: ask the caller for it in a short question."
+        "never guess it. If that is what the caller wants, ask for it in a short question; "
+        "if the caller wants something else, none of your functions can do it."
     )
 
 
@@ -209,8 +218,12 @@ class Responder:
         self._tools = chat.tools
         schemas = _schemas(chat.tools)
         call_sources = grounding_sources(chat.messages, include_system=False)
-        reply.check_call = lambda name, arguments: ungrounded_arguments(
-            arguments, schemas.get(name), call_sources
+        # A number the caller took back in their latest words grounds no call (the
+        # 1.5B, told "8080, hold on, no, 8008", looked up both).
+        taken_back = taken_back_numbers(latest_caller_words(chat.messages))
+        reply.check_call = lambda name, arguments: (
+            ungrounded_arguments(arguments, schemas.get(name), call_sources)
+            or retracted_arguments(arguments, taken_back)
         )
         turn_values = values_used_this_turn(chat.messages)
         turn_calls = calls_this_turn(chat.messages)
@@ -293,7 +306,8 @@ class Responder:
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
             note = ask_note(reply.ungrounded, self._tools)
-            return await self._speak(on_text, note, stats, lead=ASK_LEAD)
+            lead, stats = await self._ask_or_cannot(note, stats)
+            return await self._speak(on_text, note, stats, lead=lead)
         if forced is not None or chat.tool_choice == "required":
             return stats
         return await self._speak(on_text, self._results_note, stats)
@@ -327,6 +341,36 @@ class Responder:
         stats.extra["decision_ms"] = round(self.plan.decision_s * 1e3, 1)
         stats.completion_tokens = 0  # the decision is not part of the reply
         return choice, stats
+
+    async def _ask_or_cannot(
+        self, note: str, stats: GenerationStats | None
+    ) -> tuple[str, GenerationStats | None]:
+        """Whether the reply after `note` asks or says it cannot: the lead the model
+        ranks first (greedy, stopped at the first token that tells them apart)."""
+        leads = [ASK_LEAD, CANNOT_LEAD]
+        chosen: list[str] = []
+
+        def unique(text: str) -> bool:
+            matching = [lead for lead in leads if lead.startswith(text)]
+            if len(matching) == 1:
+                chosen[:] = matching
+                return True
+            return False
+
+        async def ignore(_: str) -> bool:
+            return True
+
+        step = await self.engine.generate(
+            self.prompt(note),
+            _greedy(self.chat.sampling, _DECISION_MAX_TOKENS),
+            choice_grammar(leads, closing=""),
+            ignore,
+            until=unique,
+        )
+        lead = chosen[0] if chosen else ASK_LEAD
+        step.completion_tokens = 0  # not part of the reply: the lead is sent as text
+        self.plan.asked_or_cannot = "ask" if lead == ASK_LEAD else CANNOT
+        return lead, _combine(stats, step)
 
     async def _call(
         self, prompt: str, name: str, more: int, on_text: OnText, stats: GenerationStats | None

@@ -132,3 +132,11 @@ def only_reuses(arguments_text: str, used: set[str]) -> bool:
     """
     values = argument_values(arguments_text)
     return bool(values) and values <= used
+
+
+def latest_caller_words(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The text of the caller's last message ("" when there is none)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
