@@ -100,6 +100,7 @@ _ASKS = re.compile(
     r"may i have|i need|i'll need|i will need|let me know)\b",
     re.IGNORECASE,
 )
+_NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
 _CLAIMS_DONE = re.compile(
     r"\b(has|have|'ve|is|was|been|are) (now |successfully |already )?(been )?"
@@ -380,6 +381,22 @@ def _content_words(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in stop]
 
 
+def _result_notes(results: list[dict[str, Any]]) -> list[str]:
+    """The `note` texts of the results: instructions to the agent, not for the caller."""
+    return [
+        str(r["result"]["note"])
+        for r in results
+        if isinstance(r.get("result"), dict) and isinstance(r["result"].get("note"), str)
+    ]
+
+
+def _reads_out(note: str, spoken: str) -> bool:
+    """Whether `spoken` repeats most of `note` (at least 70 % of its words, 4 or more)."""
+    words = re.findall(r"[a-z']+", note.lower())
+    heard = set(re.findall(r"[a-z']+", spoken.lower()))
+    return len(words) >= 4 and sum(w in heard for w in words) >= 0.7 * len(words)
+
+
 def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
     """Whether `spoken` carries `fact`: its longest number(s), else most of its words."""
     if isinstance(fact, bool):
@@ -392,6 +409,8 @@ def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
         return said_day or day.strftime("%A").lower() in lowered or str(fact) in spoken
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", str(fact))
     runs = [r.lstrip("0") or "0" for r in re.findall(r"\d+", text)]
+    if runs and set(runs) == {"0"} and _NOTHING.search(spoken):
+        return True  # "$0.00": "you owe nothing" says it
     if runs:
         longest = max(len(r) for r in runs)
         return bool({r for r in runs if len(r) == longest} & _numbers(spoken))
@@ -449,6 +468,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     if _NARRATION.search(spoken):
         out.narration = True
         out.why.append("narration")
+    elif any(_reads_out(note, spoken) for note in _result_notes(out.results)):
+        out.narration = True  # an instruction to the agent, read to the caller
+        out.why.append("reads out a result's note")
 
     context = (
         question["say"]

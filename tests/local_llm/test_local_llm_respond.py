@@ -614,3 +614,12 @@ async def test_a_call_on_the_corrected_number_is_not_sent_beside_the_right_one()
     _, reply, _ = await _respond(engine, _user("Order 8080 - hold on, no, 8008. Shipped yet?"))
     assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "8008"}]
     assert reply.ungrounded == [("get_order_status", ["order_id"])]
+
+
+def test_a_results_note_is_shown_as_guidance_apart_from_the_result():
+    messages = _after_call(
+        {"status": "resolved", "result": {"transferring": True, "note": "say nothing more"}}
+    )
+    prompt = render_messages(messages, TOOLS, readable_results=True)
+    assert 'returned: {"transferring": true}\n' in prompt
+    assert "(Guidance for you, never to be said to the caller: say nothing more.)" in prompt

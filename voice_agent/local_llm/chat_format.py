@@ -238,8 +238,17 @@ def readable_tool_result(
     status = payload.get("status") if isinstance(payload, dict) else None
     if status == "resolved" and "result" in payload:
         result = payload["result"]
+        note = None
+        if isinstance(result, dict) and isinstance(result.get("note"), str):
+            # A tool's note is guidance for the agent ("say nothing more"); shown inside
+            # the result, the 1.5B read it to the caller word for word.
+            note = result["note"]
+            result = {k: v for k, v in result.items() if k != "note"}
         shown = result if isinstance(result, str) else to_json(result)
-        return f"{label} returned: {spoken_dates(shown)}"
+        text = f"{label} returned: {spoken_dates(shown)}"
+        return (
+            f"{text}\n(Guidance for you, never to be said to the caller: {note}.)" if note else text
+        )
     if status == "pending" and ("future" in payload or "note" in payload):
         return (
             f"{label} is still running; its result will be added here when it arrives. "
