@@ -125,7 +125,9 @@ CANNOT_NOTE = (
 #: results render inside a user turn (Qwen's format), and the 1.5B, given an order's
 #: details there, thanked the caller "for providing the order details" instead of
 #: telling them; a dozen tokens after the results, evaluated once.
-ANSWER_NOTE = "Tell the caller what the function results above say. Say only what they say."
+#: (Worded without "function" or "result": the model repeats a note's words, and
+#: "the function results say ..." is a narration.)
+ANSWER_NOTE = "Now tell the caller the answer you found above, in your own words. Add nothing."
 #: What the decision step continues the prompt with (Qwen's call format up to the name).
 DECISION_PREFIX = '<tool_call>\n{"name": "'
 #: A caller asks for a few things in one breath, never more: bounds a model
