@@ -485,6 +485,15 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     elif not out.results and _FACT_WORDS.search(spoken) and question["answer"] != "ask":
         out.invented = True
         out.why.append("states a fact without any tool result")
+    elif _CLAIMS_DONE.search(spoken) and not any(
+        tools.get(r["name"]) is not None
+        and tools[r["name"]].kind == "write"
+        and not (isinstance(r["result"], dict) and r["result"].get("status"))
+        and r["name"] not in ("transfer_to_human", "end_call")
+        for r in out.results
+    ):
+        out.invented = True  # "has been cancelled" when no change to the world was made
+        out.why.append("says a change was made that no write made")
 
     for call in unique:
         tool = tools.get(call["name"])
@@ -524,7 +533,11 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         out.answer_ok = not [c for c in out.calls if c["name"] not in allowed] and bool(
             spoken.strip()
         )
-    out.answer_ok = out.answer_ok and not out.narration and not out.invented
+    said = " ".join(re.findall(r"[a-z0-9']+", question["say"].lower()))
+    echoed = len(said.split()) >= 4 and said in " ".join(re.findall(r"[a-z0-9']+", spoken.lower()))
+    if echoed:
+        out.why.append("repeats the caller's words")
+    out.answer_ok = out.answer_ok and not out.narration and not out.invented and not echoed
     if not out.answer_ok:
         out.why.append("answer not right")
 
