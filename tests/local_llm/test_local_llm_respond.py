@@ -623,3 +623,42 @@ def test_a_results_note_is_shown_as_guidance_apart_from_the_result():
     prompt = render_messages(messages, TOOLS, readable_results=True)
     assert 'returned: {"transferring": true}\n' in prompt
     assert "(Guidance for you, never to be said to the caller: say nothing more.)" in prompt
+
+
+async def test_a_write_whose_only_new_value_is_a_summary_is_a_reuse_and_not_sent():
+    refund = {
+        "type": "function",
+        "function": {
+            "name": "refund_order",
+            "description": "Refund an order.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "reason": {"type": "string", "x-summary": True},
+                },
+            },
+        },
+    }
+    looked_up = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_order_status", "arguments": '{"order_id": "30425"}'},
+    }
+    messages = _user("Has order 30425 arrived?") + [
+        {"role": "assistant", "content": "", "tool_calls": [looked_up]},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": json.dumps({"status": "resolved", "result": {"status": "delivered"}})},
+    ]  # fmt: skip
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'refund_order"'
+        if prompt.endswith('"arguments": '):
+            return '{"order_id": "30425", "reason": "it arrived"}}\n</tool_call>'
+        return "It was delivered."
+
+    engine = ScriptedEngine(script)
+    _, reply, _ = await _respond(engine, messages, [*TOOLS, refund])
+    assert not reply.calls and reply.reused == ["refund_order"]
+    assert reply.text == "It was delivered."

@@ -54,6 +54,7 @@ from voice_agent.local_llm.grammar import (
     tool_names,
 )
 from voice_agent.local_llm.grounding import (
+    SUMMARY_KEYWORD,
     conversation_numbers,
     grounding_sources,
     retracted_arguments,
@@ -229,6 +230,14 @@ class Responder:
         )
         turn_values = values_used_this_turn(chat.messages)
         turn_calls = calls_this_turn(chat.messages)
+        summary_arguments = {
+            name: frozenset(
+                arg
+                for arg, prop in (schema.get("properties") or {}).items()
+                if isinstance(prop, Mapping) and prop.get(SUMMARY_KEYWORD) is True
+            )
+            for name, schema in schemas.items()
+        }
         request_sources = latest_request_sources(chat.messages)
 
         def on_the_request(name: str, arguments: str) -> bool:
@@ -236,7 +245,7 @@ class Responder:
 
         def brings_nothing(name: str, arguments: str) -> bool:
             used = turn_values | {v for _, _, a in reply.calls for v in argument_values(a)}
-            if only_reuses(arguments, used):
+            if only_reuses(arguments, used, summary_arguments.get(name, frozenset())):
                 return True
             # A further call on values of earlier turns only, beside a call on what the
             # caller asks now: the 1.5B, asked "what about order 12121?", also looked up

@@ -123,13 +123,24 @@ def latest_request_sources(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     return grounding_sources(messages[start:], include_system=False)
 
 
-def only_reuses(arguments_text: str, used: set[str]) -> bool:
+def only_reuses(
+    arguments_text: str, used: set[str], summaries: frozenset[str] = frozenset()
+) -> bool:
     """True when every value of the call was already used by a call of this turn.
 
     A value the caller said once serves one request: the 1.5B, asked about a
     refund for order 2290, also looked up and *cancelled* order 2290. A call
-    with no values (no arguments) is never a reuse.
+    with no values (no arguments) is never a reuse. Arguments named in
+    `summaries` (the model's own words, see `grounding.SUMMARY_KEYWORD`) bring
+    no value: the 0.5B, after looking up order 30425, asked to refund it with
+    the reason "I'm sorry, I can't refund this order."
     """
+    try:
+        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+    except json.JSONDecodeError:
+        return False
+    if isinstance(arguments, dict) and summaries:
+        arguments_text = json.dumps({k: v for k, v in arguments.items() if k not in summaries})
     values = argument_values(arguments_text)
     return bool(values) and values <= used
 
