@@ -397,9 +397,11 @@ class WorkerConfig(_Frozen):
     """A worker process serving several calls with one set of models."""
 
     max_calls: int = Field(
-        3,
+        2,
         ge=1,
         le=256,
+        # Measured on 2 cores, quiet (docs/results.md): 2 calls with a remote LLM keep the
+        # voice-to-voice p95 within +20 % of one call's (3: +41 %); with the embedded model 1.
         description="concurrent calls; more would slow every call down (measured: docs/results.md)",
     )
     max_waiting: int = Field(
