@@ -48,14 +48,8 @@ def argument_values(arguments_text: str) -> set[str]:
 def values_used_this_turn(messages: Sequence[Mapping[str, Any]]) -> set[str]:
     """Argument values of the calls made since the caller last spoke."""
     values: set[str] = set()
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        if message.get("role") == "assistant":
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping) and function.get("name") != "get_result":
-                    values |= argument_values(str(function.get("arguments", "")))
+    for _, arguments in calls_this_turn(messages):
+        values |= argument_values(arguments)
     return values
 
 
