@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from voice_speculation import CALLERS, synthesize  # noqa: E402
+from voice_speculation import CALLERS, emit_report, synthesize  # noqa: E402
 
 from peripherals.asr import WhisperStreamingAsr  # noqa: E402
 from voice_agent.config import LlmConfig, load_config, render_system_prompt  # noqa: E402
@@ -153,12 +152,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=60, help="a fork's filler and call")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+    emit_report(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":

@@ -366,6 +366,15 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def emit_report(report: dict[str, Any], json_path: str | None) -> None:
+    """Print ``report`` as JSON and also write it to ``json_path`` when given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--llm", choices=("oracle", "embedded"), default="oracle")
@@ -379,12 +388,7 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+    emit_report(asyncio.run(main_async(args)), args.json)
 
 
 if __name__ == "__main__":
