@@ -59,6 +59,32 @@ VOICES = ["en-us+m3", "en-gb+f3", "en-gb-scotland+m1", "en-us+f4"]
 HELD_OUT_VOICES = ["en-029+m4", "en-gb-x-rp+f2", "en-us+m7"]
 SPEEDS_WPM = (165, 140)  # espeak words per minute: brisk and slower
 
+# The lead's re-check callers (session 4): sentences, voices and speeds written
+# before that session's turn-taking changes and never used to tune them.
+RECHECK_QUESTIONS = [
+    "Hello, I am calling because my parcel never showed up.",
+    "Could you tell me if you deliver on Sundays?",
+    "I would like to cancel the order I placed this morning.",
+    "Why was I charged a delivery fee?",
+    "Is it possible to pick the order up in a store instead?",
+    "My discount code does not seem to work.",
+    "Can I add another item to an order that has already shipped?",
+    "What time do you close today?",
+]
+RECHECK_PAUSING = [
+    ("I bought a kettle last week and", "the lid is already broken."),
+    ("Hang on, let me see,", "the email on the account is my work one."),
+    ("I'm calling about order 4417,", "it was supposed to arrive on Monday."),
+    ("What I need is", "a copy of my receipt."),
+]
+RECHECK_DIGITS = [
+    ("The account number is", "six one", "four four", "zero eight."),
+    ("It is order", "three nine nine", "two two."),
+    ("Call me back on", "four one five", "five five five", "zero one nine nine."),
+]
+RECHECK_VOICES = ["en-gb-x-gbclan+f1", "en-us-nyc+m2", "en-gb-x-gbcwmd+f4"]
+RECHECK_SPEEDS_WPM = (180, 150)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -155,21 +181,34 @@ def phone(x: np.ndarray, rate: int) -> np.ndarray:
     return g711.round_trip(y, "mulaw")
 
 
-def items_for(voices: list[str], speeds: tuple[int, ...] = SPEEDS_WPM) -> list[Item]:
+def items_for(
+    voices: list[str],
+    speeds: tuple[int, ...] = SPEEDS_WPM,
+    questions: list[str] = QUESTIONS,
+    pausing: list[tuple[str, ...]] = PAUSING,
+    digits: list[tuple[str, ...]] = DIGITS,
+) -> list[Item]:
     """Every question, pausing sentence and digit string, voices and speeds rotated through."""
     combos = [(v, s) for s in speeds for v in voices]
     items: list[Item] = []
     k = 0
-    for q in QUESTIONS:
+    for q in questions:
         v, s = combos[k % len(combos)]
         items.append(Item("question", (q,), v, s))
         k += 1
-    for i, parts in enumerate(PAUSING):
+    for i, parts in enumerate(pausing):
         v, s = combos[k % len(combos)]
         items.append(Item("pausing", parts, v, s, pause_s=(0.55, 0.8)[i % 2]))
         k += 1
-    for i, parts in enumerate(DIGITS):
+    for i, parts in enumerate(digits):
         v, s = combos[k % len(combos)]
         items.append(Item("digits", parts, v, s, pause_s=(0.6, 0.9)[i % 2]))
         k += 1
     return items
+
+
+def recheck_items() -> list[Item]:
+    """The lead's re-check callers: new sentences, voices and speeds."""
+    return items_for(
+        RECHECK_VOICES, RECHECK_SPEEDS_WPM, RECHECK_QUESTIONS, RECHECK_PAUSING, RECHECK_DIGITS
+    )

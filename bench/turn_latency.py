@@ -266,8 +266,11 @@ def model_cost(rounds: int = 7) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
-    items = cl.items_for(voices)
+    if args.voices == "recheck":
+        voices, items = cl.RECHECK_VOICES, cl.recheck_items()
+    else:
+        voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
+        items = cl.items_for(voices)
     if args.limit:
         items = items[: args.limit]
     report: dict[str, Any] = {
@@ -331,7 +334,7 @@ def main() -> int:
     parser.add_argument("--ttft-ms", type=float, default=300.0)
     parser.add_argument("--rates", default="16000,8000")
     parser.add_argument("--detection", default="vad,model")
-    parser.add_argument("--voices", choices=("default", "held-out"), default="default")
+    parser.add_argument("--voices", choices=("default", "held-out", "recheck"), default="default")
     parser.add_argument("--limit", type=int, default=0, help="only the first N items")
     parser.add_argument(
         "--fast",
