@@ -17,13 +17,24 @@ or groups of at least 3 digits each (``4111 1111 ...``, ``555-123-4567``), or
 at least 4 groups (digits read out one by one or in pairs, thousands
 separators). A chain longer than `MAX_DIGITS` is masked whole: we cannot tell
 where one spoken number ends and the next begins, so we err on the private side.
+A chain that does not qualify whole has its runs of 3+ digit groups masked, each
+with the short groups beside it up to `MAX_DIGITS` digits ("41, uh, 1111...").
 A chain becomes ``[redacted ****1111]`` (its last four digits kept).
 Three groups with more digits than a date (``123-45-6789``) are masked; an
 IBAN (``DE89370400440532013000``, ``GB82 WEST 1234 ...``) is masked whole even
 when its digits run past `MAX_DIGITS`; en dashes and underscores separate
 groups like hyphens. A number read over several utterances ("4111" ...
 "1111 ...") is masked piece by piece by `redact_continuing` (the session file
-does this for the caller's utterances).
+does this for the caller's utterances). Within one utterance, pieces joined by
+words a caller puts between them ("4111 and 1111 1111 1111", "... and then
+1111") are one number when one piece is masked on its own, or there are at least
+three pieces, or together they have at least `_SHORTEST_CARD` digits; two order
+numbers said together ("4417 and 58213") stay readable.
+
+Digits of every script count (Unicode decimal digits: fullwidth ``４１１１``,
+Arabic-Indic, Devanagari, ...), as do fullwidth letters and separators (an
+ideographic space, a fullwidth dash or comma): the text is matched through a
+same-length ASCII folding, and whatever is not masked is returned as written.
 
 Left alone: anything under 8 digits (amounts, times, short order numbers),
 dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), a single
@@ -41,7 +52,9 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import JsonValue
 
@@ -70,6 +83,11 @@ _MIN_CHAINED_GROUP = 3
 _LONGEST_DATE = 8
 # A chain of this many groups or more is a number read out piece by piece (groups).
 _MANY_GROUPS = 4
+# Digits of the shortest card number in use (Maestro, 12): pieces joined by words that
+# add up to this many are a card, not two order numbers said together.
+_SHORTEST_CARD = 12
+# Pieces joined by words, this many or more, are one number read out piece by piece.
+_MANY_PIECES = 3
 
 _UNITS = {
     "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
@@ -94,13 +112,25 @@ _TOKEN = re.compile(
     rf"|\b(?:{_UNIT_WORDS})\b",
     re.IGNORECASE,
 )
-# Ids the engine and the LLM make up (tool-call ids such as call_00000001 and their
-# "-result" forms) name things; they are never a caller's number.
-_MACHINE_ID = re.compile(r"\bcall_[A-Za-z0-9_-]+")
+# Ids the engine, the LLM and telephony providers make up name things; they are never a
+# caller's number: tool-call ids (call_00000001 and their "-result" forms), Twilio SIDs
+# (two letters and 32 hex digits: CA0123...cdef), UUIDs (a Vonage call's uuid).
+_MACHINE_ID = re.compile(
+    r"\bcall_[A-Za-z0-9_-]+"
+    r"|\b[A-Z]{2}[0-9a-f]{32}\b"
+    r"|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+    re.I,
+)
 _SEPARATOR = re.compile(r"\s{0,2}[,.\-/_\u2010-\u2015\u2212]?\s{0,2}")
 # A hesitation between two pieces of one number ("4111, uh, 1111 1111 1111").
 _HESITATION = re.compile(
     r"[\s,.]{0,3}(?:uh|um|umm|uhm|er|erm|ah)(?:[\s,.]{1,3}(?:uh|um|umm|uhm|er|erm|ah))*[\s,.]{1,3}",
+    re.I,
+)
+# Words a caller puts between two pieces of one number in one utterance ("4111 and
+# 1111 1111 1111", "4111, and then, uh, 1111"): a weaker join than punctuation.
+_WORD_BRIDGE = re.compile(
+    r"[\s,.;:\-]{0,3}(?:(?:and|then|okay|ok|so|uh|um|umm|uhm|er|erm|ah)\b[\s,.;:\-]{1,3}){1,4}",
     re.I,
 )
 # An IBAN (ISO 13616): country letters, check digits, then up to 30 letters and digits,
@@ -115,6 +145,27 @@ class _Group:
     end: int
     digits: str
     spelled: bool
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    """One character as ASCII when it is a digit, letter or separator in another form
+    (fullwidth, another script's digit); otherwise itself. Always one character."""
+    digit = unicodedata.decimal(char, None)
+    if digit is not None:
+        return str(digit)
+    code = ord(char)
+    if 0xFF01 <= code <= 0xFF5E:  # fullwidth ASCII (what CJK input methods write)
+        return chr(code - 0xFEE0)
+    return {"\u3000": " ", "\u3001": ",", "\u3002": ".", "\ufe63": "-"}.get(char, char)
+
+
+def _fold(text: str) -> str:
+    """`text` with every character folded by `_fold_char`: same length, so a span found
+    in the folded text is the same span in `text`."""
+    if text.isascii():
+        return text
+    return "".join(_fold_char(char) for char in text)
 
 
 def _digits_of(token: str) -> str:
@@ -148,18 +199,33 @@ def _qualifies(chain: list[_Group]) -> bool:
 
 
 def _masked_spans(chain: list[_Group]) -> list[list[_Group]]:
-    """The parts of a chain to mask: all of it, or else its runs of long groups."""
+    """The parts of a chain to mask: all of it, or else its runs of long groups, each
+    with the short groups next to it while it stays within `MAX_DIGITS` (the "41" of
+    "41, uh, 11111111111111" is part of the card)."""
     if _qualifies(chain):
         return [chain]
-    spans: list[list[_Group]] = []
-    run: list[_Group] = []
-    for group in [*chain, None]:
+    runs: list[tuple[int, int]] = []  # [start, end) of maximal runs of long groups
+    start = None
+    for i, group in enumerate([*chain, None]):
         if group is not None and len(group.digits) >= _MIN_CHAINED_GROUP:
-            run.append(group)
+            start = i if start is None else start
             continue
-        if run and _qualifies(run):
-            spans.append(run)
-        run = []
+        if start is not None and _qualifies(chain[start:i]):
+            runs.append((start, i))
+        start = None
+    spans: list[list[_Group]] = []
+    claimed = 0  # groups before this index belong to an earlier span
+    for index, (first, end) in enumerate(runs):
+        limit = runs[index + 1][0] if index + 1 < len(runs) else len(chain)
+        digits = sum(len(g.digits) for g in chain[first:end])
+        while first > claimed and digits + len(chain[first - 1].digits) <= MAX_DIGITS:
+            first -= 1
+            digits += len(chain[first].digits)
+        while end < limit and digits + len(chain[end].digits) <= MAX_DIGITS:
+            digits += len(chain[end].digits)
+            end += 1
+        spans.append(chain[first:end])
+        claimed = end
     return spans
 
 
@@ -168,6 +234,36 @@ def _joins(separator: str) -> bool:
     return bool(separator) and (
         _SEPARATOR.fullmatch(separator) is not None or _HESITATION.fullmatch(separator) is not None
     )
+
+
+def _number_spans(number: list[list[_Group]]) -> list[list[_Group]]:
+    """The parts of a number (chains joined by words) to mask: all of it, or else what
+    each chain masks on its own (also when each chain is a whole card: "two cards
+    4111... and 5500...")."""
+    alone = [span for chain in number for span in _masked_spans(chain)]
+    if len(number) == 1 or (
+        alone == number
+        and all(sum(len(g.digits) for g in chain) >= _SHORTEST_CARD for chain in number)
+    ):
+        return alone
+    digits = sum(len(g.digits) for chain in number for g in chain)
+    if digits >= MIN_DIGITS and (alone or len(number) >= _MANY_PIECES or digits >= _SHORTEST_CARD):
+        return [[g for chain in number for g in chain]]
+    return alone
+
+
+def _numbers(folded: str) -> list[list[list[_Group]]]:
+    """The numbers said in (folded) text: runs of chains joined by words (`_WORD_BRIDGE`)."""
+    chains = _chains(folded)
+    if not chains:
+        return []
+    numbers: list[list[list[_Group]]] = [[chains[0]]]
+    for previous, chain in zip(chains, chains[1:], strict=False):
+        if _WORD_BRIDGE.fullmatch(folded[previous[-1].end : chain[0].start]):
+            numbers[-1].append(chain)
+        else:
+            numbers.append([chain])
+    return numbers
 
 
 def _chains(text: str) -> list[list[_Group]]:
@@ -210,13 +306,24 @@ def _mask_iban(match: re.Match[str]) -> str:
     return _mask(digits) if int(as_number) % 97 == 1 else match.group()
 
 
+def _mask_ibans(text: str) -> str:
+    pieces: list[str] = []
+    cursor = 0
+    for match in _IBAN.finditer(_fold(text)):
+        masked = _mask_iban(match)
+        if masked != match.group():
+            pieces += [text[cursor : match.start()], masked]
+            cursor = match.end()
+    return "".join(pieces) + text[cursor:] if pieces else text
+
+
 def redact(text: str) -> str:
     """Return `text` with each card/account-like number replaced by a mask (see module doc)."""
-    text = _IBAN.sub(_mask_iban, text)
-    chains = _chains(text)
-    if not chains:
+    text = _mask_ibans(text)
+    numbers = _numbers(_fold(text))
+    if not numbers:
         return text
-    return _masked(text, [span for chain in chains for span in _masked_spans(chain)])
+    return _masked(text, [span for number in numbers for span in _number_spans(number)])
 
 
 # Words a caller puts between the pieces of a number read over several utterances.
@@ -244,24 +351,22 @@ def redact_continuing(text: str, carried: str) -> tuple[str, str]:
     digits to carry into the caller's next utterance.
     """
     masked = redact(text)
-    chains = _chains(text)
-    if not chains:
+    folded = _fold(text)
+    numbers = _numbers(folded)
+    if not numbers:
         return masked, ""
-    first, last = chains[0], chains[-1]
-    continues = bool(carried) and _BRIDGE.fullmatch(text[: first[0].start]) is not None
+    first = [g for chain in numbers[0] for g in chain]
+    last = [g for chain in numbers[-1] for g in chain]
+    continues = bool(carried) and _BRIDGE.fullmatch(folded[: first[0].start]) is not None
     first_digits = "".join(g.digits for g in first)
     if continues and len(carried) + len(first_digits) >= MIN_DIGITS:
         # the piece keeps none of its digits: "****1111" on every piece would spell the card
-        rest = _masked(text[first[-1].end :], [
-            [_Group(g.start - first[-1].end, g.end - first[-1].end, g.digits, g.spelled) for g in span]
-            for chain in chains[1:] for span in _masked_spans(chain)
-        ])  # fmt: skip
-        masked = text[: first[0].start] + CONTINUED_MASK + rest
-    ends = text[last[-1].end :].strip(" \t\n,.;:!?-") == ""
+        masked = text[: first[0].start] + CONTINUED_MASK + redact(text[first[-1].end :])
+    ends = folded[last[-1].end :].strip(" \t\n,.;:!?-") == ""
     if not ends:
         return masked, ""
     tail = "".join(g.digits for g in last)
-    carry = (carried + tail) if (continues and last is first) else tail
+    carry = (carried + tail) if (continues and len(numbers) == 1) else tail
     return masked, carry[-_MAX_CARRY:]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -268,3 +269,113 @@ def test_secrets_in_urls_are_masked(url: str, expected: str) -> None:
     from ledger import mask_url_secrets
 
     assert mask_url_secrets(url) == expected
+
+
+# -- digits in other scripts, and a number split by a word ------------------------------
+
+# Unicode decimal digits an ASR or a tool may write instead of ASCII ones (the zero of
+# each script; its digits follow it): fullwidth, Arabic-Indic, Extended Arabic-Indic,
+# Devanagari, Bengali, Thai, mathematical bold.
+_ZEROS = ["\uff10", "\u0660", "\u06f0", "\u0966", "\u09e6", "\u0e50", "\U0001d7ce"]
+
+
+def _in_script(digits: str, zero: str) -> str:
+    return "".join(chr(ord(zero) + int(d)) for d in digits)
+
+
+def _readable_digits(text: str) -> str:
+    """Every digit a reader can recover from `text`: decimal digits of any script, and
+    digit words ("four", "oh"), as ASCII."""
+    words = {w: str(i) for i, w in enumerate(_WORDS)} | {"oh": "0"}
+    return "".join(
+        words.get(token, "") if token.isalpha() else str(unicodedata.decimal(token))
+        for token in re.findall(r"\d|[^\W\d_]+", text.lower())
+    )
+
+
+@settings(max_examples=200, deadline=None)  # a loaded machine must not fail it
+@given(
+    digits=st.text(alphabet="0123456789", min_size=12, max_size=19),
+    zero=st.sampled_from(_ZEROS),
+    style=st.sampled_from(["plain", "groups4", "dashes", "whisper_commas", "one_by_one"]),
+    fullwidth_separators=st.booleans(),
+)
+def test_a_card_written_in_fullwidth_or_other_unicode_digits_is_masked(
+    digits: str, zero: str, style: str, fullwidth_separators: bool
+) -> None:
+    written = "".join(_in_script(c, zero) if c.isdigit() else c for c in _spoken(digits, style))
+    if fullwidth_separators:  # what a CJK input method writes: fullwidth space, dash, comma
+        written = written.translate({0x20: 0x3000, 0x2D: 0xFF0D, 0x2C: 0xFF0C})
+    text = f"my card is {written}."
+    masked = redact(text)
+
+    assert masked == f"my card is [redacted ****{digits[-4:]}].", (text, masked)
+    assert _readable_digits(masked) == digits[-4:]
+    assert redact(masked) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order \uff14\uff14\uff11\uff17 please",  # a fullwidth order number (4 digits)
+        "on \uff12\uff10\uff12\uff14-\uff10\uff11-\uff11\uff15",  # a fullwidth date
+        "call CA00000000000000000000000000000001",  # a Twilio call SID is no IBAN
+        "Twilio call CA0123456789abcdef0123456789abcdef answered",  # a real SID: hex
+        "Vonage uuid 63f61863-4a51-4f6b-86e1-46edebcf9356",
+        "\uff23\uff21\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19"
+        "\uff41\uff42\uff43\uff44\uff45\uff46\uff10\uff11\uff12\uff13\uff14\uff15"
+        "\uff16\uff17\uff18\uff19\uff41\uff42\uff43\uff44\uff45\uff46",  # one in fullwidth
+        "orders 4417 and 58213",  # two order numbers said together
+        "order 1234567 and 2 items",
+        "between ten and eleven",
+        "pin 1234 and zip 90210",
+    ],
+)
+def test_fullwidth_short_numbers_ids_and_two_order_numbers_are_left_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4111 and 1111 1111 1111", "[redacted ****1111]"),
+        ("my card is 4111, and, uh, 1111 1111 1111.", "my card is [redacted ****1111]."),
+        ("4111 1111 1111 and then 1111 thanks", "[redacted ****1111] thanks"),
+        ("4111 and 1111 and 1111 and 1234", "[redacted ****1234]"),
+        ("four one one one and one one one one one one one one", "[redacted ****1111]"),
+    ],
+)
+def test_a_number_split_by_a_word_in_one_utterance_is_masked_whole(
+    text: str, expected: str
+) -> None:
+    assert redact(text) == expected
+
+
+_JOINERS = [" and ", ", and ", " and then ", " then ", ", uh, ", " okay ", " so, ", " ", ", "]
+
+
+@st.composite
+def _card_split_in_one_utterance(draw: st.DrawFn) -> tuple[str, str]:
+    card = draw(st.text(alphabet="0123456789", min_size=12, max_size=19))
+    cuts = sorted(draw(st.sets(st.integers(1, len(card) - 1), min_size=1, max_size=5)))
+    pieces = [card[a:b] for a, b in zip([0, *cuts], [*cuts, len(card)], strict=False)]
+    said = []
+    for piece in pieces:
+        spelled = draw(st.booleans())
+        said.append(" ".join(_WORDS[int(c)] for c in piece) if spelled else piece)
+    text = said[0]
+    for piece in said[1:]:
+        text += draw(st.sampled_from(_JOINERS)) + piece
+    return card, draw(st.sampled_from(["", "my card is ", "it's "])) + text + "."
+
+
+@settings(max_examples=200, deadline=None)  # a loaded machine must not fail it
+@given(_card_split_in_one_utterance())
+def test_no_digit_of_a_card_split_by_words_survives_but_the_last_four(
+    case: tuple[str, str],
+) -> None:
+    card, text = case
+    masked = redact(text)
+    assert f"****{card[-4:]}]" in masked, (text, masked)
+    assert _readable_digits(masked) == card[-4:], (text, masked)
+    assert redact(masked) == masked
