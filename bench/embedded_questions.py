@@ -37,6 +37,13 @@ this is when the first audio can start) and ``answer_ms`` (-> end of the last
 request). ``--server-code DIR`` runs the server (and takes the
 prompt) from another checkout, e.g. the code before a change; both runs
 should happen on the same machine load (compare ratios).
+
+``--compare DIR`` starts a second, "before" server from that checkout (e.g. a
+``git worktree add --detach`` of the commit before a change) beside this one
+and asks each question of both back to back (the order alternating), so each
+pair sees the same load. It reports, per question kind, the median of the
+paired after - before differences in ms of each time (first audio is
+``first_sentence_ms``), and the load average at the start and the end.
 """
 
 from __future__ import annotations
@@ -648,8 +655,10 @@ async def run_model(
             )
             clients[variant.label] = (client, prompts)
         for _ in range(repeat):
-            for question in questions:
-                for variant in variants:
+            for number, question in enumerate(questions):
+                # Before/after, then after/before: neither side is always the one
+                # that runs right after the other's burst of computing.
+                for variant in variants if number % 2 == 0 else variants[::-1]:
                     client, prompts = clients[variant.label]
                     tools = tool_sets[question["tools"]]
                     outcome = await ask(client, prompts[question["tools"]], tools, question, model)
@@ -667,10 +676,15 @@ async def run_model(
     return outcomes
 
 
+#: The times compared between a before and an after server. `first_sentence_ms` is the
+#: time to first audio (text-to-speech synthesises by sentence).
+TIMES = ("first_token_ms", "first_speech_ms", "first_sentence_ms", "answer_ms")
+
+
 def _ratios(a: list[Outcome], b: list[Outcome]) -> dict[str, float | None]:
     """Median over questions of b/a per time (paired: the same question, same load)."""
     out: dict[str, float | None] = {}
-    for key in ("first_token_ms", "first_speech_ms", "first_sentence_ms", "answer_ms"):
+    for key in TIMES:
         pairs = [
             getattr(y, key) / getattr(x, key)
             for x, y in zip(a, b, strict=True)
@@ -678,6 +692,60 @@ def _ratios(a: list[Outcome], b: list[Outcome]) -> dict[str, float | None]:
         ]
         out[f"{key}_ratio_median"] = round(statistics.median(pairs), 3) if pairs else None
     return out
+
+
+def paired_differences(
+    before: list[Outcome], after: list[Outcome]
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Per question kind (and ``all``), per time: the median of after - before in ms.
+
+    Paired question by question (the two answers to one question were asked
+    back to back, so they saw the same machine load): a loaded machine slows
+    both sides alike and the difference keeps its sign, where two separate
+    runs drift by seconds. Also the number of pairs, and how many of them the
+    after side was slower on.
+    """
+    kinds: dict[str, list[tuple[Outcome, Outcome]]] = {}
+    for x, y in zip(before, after, strict=True):
+        assert x.id == y.id, (x.id, y.id)
+        kinds.setdefault(x.kind, []).append((x, y))
+        kinds.setdefault("all", []).append((x, y))
+    report: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for kind, pairs in sorted(kinds.items()):
+        report[kind] = {}
+        for key in TIMES:
+            deltas = [
+                getattr(y, key) - getattr(x, key)
+                for x, y in pairs
+                if getattr(x, key) is not None and getattr(y, key) is not None
+            ]
+            report[kind][key] = {
+                "pairs": len(deltas),
+                "median_diff_ms": round(statistics.median(deltas)) if deltas else None,
+                "after_slower": sum(d > 0 for d in deltas),
+            }
+    return report
+
+
+def print_differences(model: str, report: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """The per-kind table of `paired_differences` on stderr (first audio first)."""
+    print(f"{model}: after - before, median of paired differences (ms)", file=sys.stderr)
+    print(
+        f"  {'kind':<14}{'n':>3}  {'first audio':>11}  {'first text':>10}  "
+        f"{'first token':>11}  {'answer':>8}",
+        file=sys.stderr,
+    )
+    for kind, times in report.items():
+        cells = [
+            times[k]["median_diff_ms"]
+            for k in ("first_sentence_ms", "first_speech_ms", "first_token_ms", "answer_ms")
+        ]
+        shown = ["-" if c is None else f"{c:+d}" for c in cells]
+        print(
+            f"  {kind:<14}{times['answer_ms']['pairs']:>3}  {shown[0]:>11}  {shown[1]:>10}  "
+            f"{shown[2]:>11}  {shown[3]:>8}",
+            file=sys.stderr,
+        )
 
 
 def rescore(path: Path) -> dict[str, Any]:
@@ -763,6 +831,7 @@ async def main() -> None:
         "variants": {v.label: str(v.code) for v in variants},
     }
     everything = []
+    report["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     for key in args.models.split(","):
         model = MODELS.get(key, key)
         print(f"{model}:", file=sys.stderr, flush=True)
@@ -777,7 +846,11 @@ async def main() -> None:
             }
         if args.compare:
             model_report["after_over_before"] = _ratios(outcomes["before"], outcomes["after"])
+            differences = paired_differences(outcomes["before"], outcomes["after"])
+            model_report["after_minus_before_ms"] = differences
+            print_differences(model, differences)
         report[model] = model_report
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
