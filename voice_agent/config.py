@@ -364,6 +364,12 @@ class VoiceConfig(_Frozen):
         description="Whisper encodes the utterance + 1 s, at least this many seconds (30: the "
         "stock window); 10 decodes a short turn in 0.3x the time at the same WER",
     )
+    asr_tail_decode: bool = Field(
+        True,
+        description="start the end-of-turn decode as soon as the newest audio reads as "
+        "silence (the VAD's look between its 32 ms frames), before the VAD pauses; dropped if "
+        "the speech goes on (docs/turn_taking.md)",
+    )
     tts_voice: str = "en_US-joe-medium"
     tts_speed: float = Field(1.0, gt=0.25, le=4)
     tts_variability: float = Field(

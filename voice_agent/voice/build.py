@@ -161,4 +161,5 @@ def build_input(
         if cfg.backchannel.enabled
         else None,
         backchannel_max_s=cfg.backchannel.max_ms / 1000,
+        tail_decode=cfg.asr_tail_decode,
     )
