@@ -57,6 +57,7 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             cfg.asr_model,
             on_partial=on_partial,
             cpu_threads=cfg.asr_threads,
+            final_cpu_threads=cfg.asr_final_threads,
             partial_interval_s=cfg.asr_partial_interval_s,
             window_s=cfg.asr_window_s,
         )
