@@ -159,6 +159,13 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
                     or u.turn.decision is None
                     or u.turn.decision.probability is None
                     else round(u.turn.decision.probability, 3),
+                    # every pause's decision (the last one ended the turn)
+                    "pauses": []
+                    if u.turn is None
+                    else [
+                        [t, d.reason, None if d.probability is None else round(d.probability, 3)]
+                        for t, d in u.turn.decisions
+                    ],
                 }
                 for u in utts
             ],
@@ -310,14 +317,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for rate in args.rates:
         audio16, placed = cl.build_recording(items, vl.RATE, GAP_S)
         audio = cl.phone(audio16, vl.RATE) if rate == 8000 else audio16
-        variants = [
-            (d, w, t) for d in args.detection for w in args.asr_window_s for t in args.tail_decode
-        ]
-        for detection, window, tail in variants:
+        runs = [(d, w, v) for d in args.detection for w in args.asr_window_s for v in args.variants]
+        for detection, window, (variant, overrides) in runs:
             name = (
                 f"{rate // 1000}k_{detection}"
                 + ("" if window is None else f"_w{window:g}")
-                + ("" if tail is None else f"_tail_{'on' if tail else 'off'}")
+                + (f"_{variant}" if variant else "")
             )
             result, exchanges, cpu, wall = await run_recording(
                 audio,
@@ -328,7 +333,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 items,
                 realtime=not args.fast,
                 asr_window_s=window,
-                voice_overrides=None if tail is None else {"asr_tail_decode": tail},
+                voice_overrides=overrides,
             )
             rows = item_rows(result, exchanges, placed, rate)
             run = summarise(rows)
@@ -362,6 +367,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def parse_variants(spec: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"new;old:asr_tail_decode=false,asr_final_threads=1"`` → [(name, voice overrides)]."""
+    import yaml
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, _, settings = part.partition(":")
+        overrides: dict[str, Any] = {}
+        for kv in filter(None, (x.strip() for x in settings.split(","))):
+            key, eq, value = kv.partition("=")
+            if not eq or not key:
+                raise ValueError(f"{kv!r} is not key=value")
+            overrides[key.strip()] = yaml.safe_load(value)
+        out.append((name.strip(), overrides))
+    return out or [("", {})]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ttft-ms", type=float, default=300.0)
@@ -387,10 +409,11 @@ def main() -> int:
         "stock window vs the default); empty: the configured default only",
     )
     parser.add_argument(
-        "--tail-decode",
+        "--variants",
         default="",
-        help="on,off: run with the end-of-turn decode started on a quiet tail and without it, "
-        "in one run (voice.asr_tail_decode); empty: the configured default only",
+        help="voice settings to compare in one run, ';'-separated NAME[:key=value,...] "
+        "(voice config fields), e.g. 'new;old:asr_tail_decode=false,asr_final_threads=1'; "
+        "empty: the configured defaults only",
     )
     parser.add_argument("--cost", action="store_true", help="also time the turn model vs Whisper")
     parser.add_argument("--json", help="also write the report here")
@@ -402,9 +425,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--kinds: unknown {sorted(unknown)}; kinds are {', '.join(cl.KINDS)}")
     args.asr_window_s = [float(w) for w in args.asr_window_s.split(",") if w] or [None]
-    args.tail_decode = [
-        {"on": True, "off": False}[t] for t in args.tail_decode.split(",") if t
-    ] or [None]
+    try:
+        args.variants = parse_variants(args.variants)
+    except ValueError as exc:
+        parser.error(f"--variants: {exc}")
     if not cl.espeak_available():
         print("bench: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2
