@@ -21,6 +21,7 @@ from voice_agent.local_llm.grammar import (
     speech_grammar,
 )
 from voice_agent.local_llm.grounding import (
+    caller_spans,
     conversation_numbers,
     taken_back_numbers,
     ungrounded_arguments,
@@ -30,11 +31,12 @@ from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import (
-    ANSWER_NOTE,
     ASK_LEAD,
     CANNOT_LEAD,
     DECISION_PREFIX,
+    GUIDANCE_NOTE,
     REPLY,
+    RESULTS_RULE,
     Responder,
 )
 
@@ -278,16 +280,18 @@ async def test_a_tool_decision_sends_the_call_as_standard_tool_call_deltas():
     assert call_prompt.endswith(DECISION_PREFIX + 'get_order_status", "arguments": ')
 
 
-def _dropping_script(lead_choice: str):
-    """A model that calls schedule_callback with invented details, then ranks `lead_choice`."""
+def _dropping_script(wanted: str):
+    """A model that calls schedule_callback with invented details, then answers `wanted`
+    ("yes" or "no") to whether the caller asks for a call back."""
 
     def script(prompt, grammar):
         if prompt.endswith(DECISION_PREFIX):
             return 'schedule_callback"'
         if prompt.endswith('"arguments": '):
             return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
-        if grammar is not None and "Could you tell me" in grammar and "sp-num" not in grammar:
-            return lead_choice  # the ask-or-cannot choice
+        if grammar is not None and '"yes"' in grammar and "sp-num" not in grammar:
+            assert "does the caller ask you to schedule callback?" in prompt
+            return wanted  # the yes/no question
         if prompt.endswith(ASK_LEAD):
             return " your phone number, and when we should call?"
         return " I can look up orders or store hours."
@@ -296,20 +300,22 @@ def _dropping_script(lead_choice: str):
 
 
 async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
-    engine = ScriptedEngine(_dropping_script(ASK_LEAD))
+    engine = ScriptedEngine(_dropping_script("yes"))
     responder, reply, deltas = await _respond(engine, _user("Can someone call me back?"))
     assert not reply.calls and not any("tool_calls" in d for d in deltas)
     assert reply.text == "Could you tell me your phone number, and when we should call?"
     assert responder.plan.asked and responder.plan.asked_or_cannot == "ask"
     assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone", "time"])]
+    assert responder.plan.in_callers_words is None  # invented numbers are not reworded ones
     choice, speech = engine.steps[-2:]
-    assert choice[2] == 0.0 and choice[0] == speech[0][: -len(ASK_LEAD)]  # greedy, same prompt
+    assert choice[2] == 0.0 and choice[1] == 'root ::= ( "yes" | "no" ) ""\n'  # greedy yes/no
+    assert speech[0].endswith(ASK_LEAD)
     assert "the caller's phone number and when to call back" in speech[0]
     assert "never guess" in speech[0] and "can't help" not in speech[0]  # no phrase to copy
 
 
 async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
-    engine = ScriptedEngine(_dropping_script("Sorry"))  # the model ranks "can't" first
+    engine = ScriptedEngine(_dropping_script("no"))  # not what the caller asks for
     responder, reply, deltas = await _respond(engine, _user("Book me a table for dinner."))
     assert not reply.calls
     assert deltas[0] == {"content": CANNOT_LEAD}
@@ -537,20 +543,86 @@ def _after_call(result_payload: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    ("payload", "noted"),
+    "payload",
     [
-        ({"status": "resolved", "result": {"status": "shipped"}}, True),
-        ({"status": "shipped"}, True),  # another client's plain result
-        ({"status": "failed", "error": "HTTP 503"}, True),  # a failure is told too
-        ({"status": "pending", "future": "f1", "note": "running"}, False),
+        {"status": "resolved", "result": {"status": "shipped"}},
+        {"status": "shipped"},  # another client's plain result
+        {"status": "failed", "error": "HTTP 503"},  # a failure is told too
     ],
 )
-async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted):
+async def test_speech_after_an_outcome_adds_no_tokens_to_the_decisions_prompt(payload):
     engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Shipped.")
     await _respond(engine, _after_call(payload))
     decision, speech = engine.steps
-    assert (ANSWER_NOTE in speech[0]) is noted
-    assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
+    # How to answer from results is said once, in the system turn (cached with the
+    # tools); the answer's first word waits for no per-request note.
+    assert speech[0] + DECISION_PREFIX == decision[0]
+    system_turn = speech[0].split("<|im_end|>")[0]
+    assert RESULTS_RULE in system_turn and "You are Alex." in system_turn
+
+
+async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_fact():
+    payload = {
+        "status": "resolved",
+        "result": {"ending": True, "note": "the call ends after your goodbye"},
+    }
+    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Bye!")
+    await _respond(engine, _after_call(payload))
+    _, speech = engine.steps
+    assert speech[0].endswith(f"{GUIDANCE_NOTE}<|im_end|>\n<|im_start|>assistant\n")
+    assert "the call ends after your goodbye" in speech[0]  # shown as guidance
+
+
+@pytest.mark.parametrize(
+    ("value", "grounded"),
+    [("18:00", True), ("6:00 PM", True), ("6pm", True), ("19:00", False), ("7 pm", False)],
+)
+def test_a_clock_time_is_grounded_in_either_clock(value, grounded):
+    assert value_grounded(value, ["Ring me this evening at 6 pm."]) is grounded
+
+
+def test_caller_spans_are_runs_of_the_callers_words_holding_the_numbers():
+    spans = caller_spans(["Ring me at 646 555 0123 this evening at 6 pm."], ["6"])
+    assert "this evening at 6 pm" in spans and "6 pm" in spans
+    assert all("6" in s.split() for s in spans)  # every span holds the number...
+    assert "this evening" not in spans and "Ring me" not in spans  # ...and only those
+    assert all(not s.endswith(".") for s in spans)
+    assert caller_spans(["call me tomorrow"], ["9"]) == []
+
+
+def _rewording_script(first_time: str, in_span: str):
+    """A model that rewords the caller's time, then picks `in_span` among their words."""
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'schedule_callback"'
+        if prompt.endswith('"arguments": '):
+            time = in_span if in_span in (grammar or "") else first_time
+            return f'{{"phone": "6465550123", "time": "{time}"}}}}\n</tool_call>'
+        return "Could you tell me when?"
+
+    return script
+
+
+async def test_a_reworded_time_is_decoded_again_in_the_callers_words_and_sent():
+    engine = ScriptedEngine(_rewording_script("today at 18:00", "this evening at 6 pm"))
+    said = "Ring me at 646 555 0123 this evening at 6 pm."
+    responder, reply, deltas = await _respond(engine, _user(said))
+    assert responder.plan.in_callers_words == [("schedule_callback", ["time"])]
+    assert [json.loads(a) for _, _, a in reply.calls] == [
+        {"phone": "6465550123", "time": "this evening at 6 pm"}
+    ]
+    assert reply.ungrounded == [] and not reply.text
+    retry_grammar = engine.steps[-1][1]
+    assert '"\\"6 pm\\""' in retry_grammar or "6 pm" in retry_grammar
+    assert "today" not in retry_grammar  # only the caller's words
+
+
+async def test_a_time_whose_number_nobody_said_is_not_reworded_and_the_agent_asks():
+    engine = ScriptedEngine(_rewording_script("today at 7 pm", "this evening at 6 pm"))
+    responder, reply, _ = await _respond(engine, _user("Ring me at 646 555 0123 this evening."))
+    assert responder.plan.in_callers_words is None and not reply.calls
+    assert responder.plan.dropped_ungrounded == [("schedule_callback", ["time"])]
 
 
 async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():
@@ -662,3 +734,17 @@ async def test_a_write_whose_only_new_value_is_a_summary_is_a_reuse_and_not_sent
     _, reply, _ = await _respond(engine, messages, [*TOOLS, refund])
     assert not reply.calls and reply.reused == ["refund_order"]
     assert reply.text == "It was delivered."
+
+
+async def test_a_number_the_caller_took_back_is_not_decoded_again_as_a_rewording():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        if prompt.endswith('"arguments": '):
+            return '{"order_id": "4417"}}\n</tool_call>'
+        return "yes" if grammar and '"yes"' in grammar else "Which order?"
+
+    engine = ScriptedEngine(script)
+    responder, reply, _ = await _respond(engine, _user("My order is 4417, sorry, 4471. Where?"))
+    assert responder.plan.in_callers_words is None and not reply.calls
+    assert sum(p.endswith('"arguments": ') for p, _, _ in engine.steps) == 1  # decoded once

@@ -100,9 +100,19 @@ def _digit_groups(text: str) -> list[str]:
     return [re.sub(r"\D", "", g) for g in _GROUPED_DIGITS_RE.findall(_spelled_digits(text))]
 
 
+#: A 24-hour clock time after noon ("18:00", "18:30h"): the caller said "6 pm".
+_AFTERNOON_24H_RE = re.compile(r"\b(1[3-9]|2[0-3]):([0-5]\d)\b")
+
+
+def _twelve_hour(value: str) -> str:
+    """Clock times as a caller says them: "18:00" -> "6:00 pm", "10:00 am" -> "10 am"."""
+    value = _AFTERNOON_24H_RE.sub(lambda m: f"{int(m.group(1)) - 12}:{m.group(2)} pm", value)
+    return re.sub(r"(?<=\d):00\b", "", value)  # "10:00 am" is the "10 am" said
+
+
 def value_grounded(value: str, sources: Sequence[str]) -> bool:
     """Whether a string argument value is supported by what the sources say."""
-    value = re.sub(r"(?<=\d):00\b", "", value.strip())  # "10:00 am" is the "10 am" said
+    value = _twelve_hour(value.strip())
     if not value:
         return False
     text = " ".join(sources)
@@ -237,3 +247,33 @@ def _leaves(value: Any) -> list[str]:
     if isinstance(value, list):
         return [leaf for v in value for leaf in _leaves(v)]
     return [str(value)]
+
+
+#: Longest span of the caller's words a free-text argument is re-decoded from (words).
+MAX_SPAN_WORDS = 8
+_SPAN_EDGE = " \t\n,.;:!?\"'()\u2013\u2014-"
+
+
+def numbers_in(value: str) -> list[str]:
+    """The numbers in an argument value as a caller says them (clock times in 12 hours)."""
+    return [g for g in _digit_groups(_twelve_hour(value)) if g]
+
+
+def caller_spans(texts: Sequence[str], numbers: Sequence[str]) -> list[str]:
+    """Runs of consecutive words of `texts` (up to `MAX_SPAN_WORDS`) that contain every
+    number in `numbers`, trimmed of punctuation at both ends, longest first.
+
+    What a free-text argument (a time, an address) may be re-decoded from when
+    the model reworded the caller ("today at 18:00" for "this evening at 6 pm"):
+    the caller's own words, holding the numbers the model took from them.
+    """
+    wanted = set(numbers)
+    spans: dict[str, None] = {}
+    for text in texts:
+        words = text.split()
+        for i in range(len(words)):
+            for j in range(i + 1, min(len(words), i + MAX_SPAN_WORDS) + 1):
+                span = " ".join(words[i:j]).strip(_SPAN_EDGE)
+                if span and wanted <= set(_digit_groups(span)):
+                    spans.setdefault(span, None)
+    return sorted(spans, key=lambda s: (-len(s.split()), s))

@@ -53,12 +53,22 @@ class ReplyAssembler:
     #: (name, arguments) -> names of the arguments not grounded in the conversation
     check_call: Callable[[str, str], list[str]] | None = None
     ungrounded: list[tuple[str, list[str]]] = field(default_factory=list)  # (name, arguments)
+    #: the ungrounded calls as written: (name, arguments text), in `ungrounded`'s order
+    ungrounded_calls: list[tuple[str, str]] = field(default_factory=list)
     #: (name, arguments) -> True when the call brings no value of its own (see `respond`)
     is_reuse: Callable[[str, str], bool] | None = None
     reused: list[str] = field(default_factory=list)  # names of the calls not sent for that
     text_allowed: bool = True  # False while only calls may come out (stray text is dropped)
     _seen: set[str] = field(default_factory=set)
     _sent_index: int = 0
+
+    def forget_ungrounded(self) -> None:
+        """Clear the ungrounded calls (before the same call is decoded again)."""
+        for name, arguments in self.ungrounded_calls:
+            key = _key(name, arguments)
+            self._seen.discard(key or "")
+        self.ungrounded.clear()
+        self.ungrounded_calls.clear()
 
     def feed(self, piece: str) -> tuple[list[dict[str, Any]], bool]:
         """Deltas to send for this piece, and False when decoding should stop."""
@@ -99,6 +109,7 @@ class ReplyAssembler:
                 missing = self.check_call(event.name, event.arguments) if self.check_call else []
                 if missing:
                     self.ungrounded.append((event.name, missing))
+                    self.ungrounded_calls.append((event.name, event.arguments))
                     continue
                 if self.is_reuse is not None and self.is_reuse(event.name, event.arguments):
                     self.reused.append(event.name)

@@ -16,17 +16,26 @@ reply is made in explicit steps, all on one KV cache:
    calls may follow, then the turn ends. No text can follow. Each call is
    checked (`grounding.ungrounded_arguments`) before it is sent: one whose
    arguments the caller never gave is not sent, nor one that only reuses
-   values an earlier call of this turn used (`_only_reuses`).
+   values an earlier call of this turn used (`_only_reuses`). A call dropped
+   only because the model reworded a free-text argument whose numbers the
+   caller did say ("today at 18:00" for "this evening at 6 pm") is decoded
+   once more with that argument limited to runs of the caller's own words
+   (`grounding.caller_spans`).
 3. **Speech.** For `REPLY` (or when every call was dropped), the reply is
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
-   were dropped as ungrounded, a system note asks the model to ask the
-   caller for what is missing; the reply starts with `ASK_LEAD`, or with
-   `CANNOT_LEAD` when the model ranks that first (the tool was picked for a
-   request it does not serve). For
+   were dropped as ungrounded, the model is first asked a yes/no question:
+   does the caller ask for what the dropped tool does (`WANTED_QUESTION`)?
+   Yes: a system note asks it to ask the caller for what is missing and the
+   reply starts with `ASK_LEAD`; no (the tool was picked for a request it
+   does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
-   the decision) and the model continues after it with an offer. After
-   results, `ANSWER_NOTE` tells the model to answer from them. When the only outcomes since the caller spoke are
+   the decision) and the model continues after it with an offer. The
+   system turn says once how to answer from results (`RESULTS_RULE`, cached
+   with the tool list: no per-request cost); when the results carry no fact, only a tool's guidance (call control: "the call
+   ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
+   state nothing (the 1.5B, told to "tell the answer" after ending a call,
+   said "The order has been canceled."). When the only outcomes since the caller spoke are
    writes held for their yes (the engine's ``awaiting_confirmation``), nothing
    is decided or said: the engine reads the write back itself.
 
@@ -38,12 +47,13 @@ function skips the decision; without tools the model speaks unconstrained.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from voice_agent.local_llm.chat_format import render_messages
+from voice_agent.local_llm.chat_format import DEFAULT_SYSTEM_PROMPT, content_text, render_messages
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
     calls_grammar,
@@ -55,11 +65,14 @@ from voice_agent.local_llm.grammar import (
 )
 from voice_agent.local_llm.grounding import (
     SUMMARY_KEYWORD,
+    caller_spans,
     conversation_numbers,
     grounding_sources,
+    numbers_in,
     retracted_arguments,
     taken_back_numbers,
     ungrounded_arguments,
+    value_grounded,
 )
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
@@ -71,7 +84,7 @@ from voice_agent.local_llm.turn_history import (
     latest_request_sources,
     only_awaiting_confirmation,
     only_reuses,
-    results_this_turn,
+    results_note_kind,
     values_used_this_turn,
 )
 
@@ -122,13 +135,37 @@ CANNOT_NOTE = (
     "None of your functions can do what the caller just asked. In one short sentence, "
     "offer what you can help with instead. Do not guess."
 )
-#: What the speech step is told when results arrived since the caller spoke. Tool
-#: results render inside a user turn (Qwen's format), and the 1.5B, given an order's
-#: details there, thanked the caller "for providing the order details" instead of
-#: telling them; a dozen tokens after the results, evaluated once.
-#: (Worded without "function" or "result": the model repeats a note's words, and
-#: "the function results say ..." is a narration.)
-ANSWER_NOTE = "Now tell the caller the answer you found above, in your own words. Add nothing."
+#: What the system turn says about results (appended to the request's system prompt
+#: when tools are offered). Tool results render inside a user turn (Qwen's format), and
+#: the 1.5B, given an order's details there, thanked the caller "for providing the order
+#: details" instead of telling them. Said once in the system turn, whose KV cache is
+#: kept, it costs nothing per request: as a note after each request's results (session
+#: 3) it was 23 more tokens to evaluate before every answer's first word. "Keeping its
+#: words": told to answer "in your own words", the 1.5B said "Yes, you got your money
+#: back." for a refund that was "pending". (Worded without "function": the model
+#: repeats an instruction's words, and "the function results say ..." is a narration.)
+RESULTS_RULE = (
+    "A <tool_response> is what your own call found, not something the caller said. "
+    "Tell the caller what it says, keeping its words for a status, a date or an amount, "
+    "and add nothing."
+)
+#: What the speech step is told when the results since the caller spoke carry no fact,
+#: only a tool's guidance (call control: a transfer, the end of the call). "Tell the
+#: answer you found" then made the 1.5B invent one ("The order has been canceled."
+#: after `end_call`).
+GUIDANCE_NOTE = (
+    "There is no answer to tell. Follow the guidance above in one short sentence, "
+    "and state no fact."
+)
+#: The yes/no question that decides, after a call was dropped for details the caller
+#: has not given, between asking for them and saying no function can do it; `{purpose}`
+#: is what the dropped tool(s) do. Asked of the caller's last words, with nothing else
+#: to read: ranking "Could you tell me" against "Sorry, I can't" after the note asking
+#: for the details, the 1.5B asked "what's the weather in Denver tomorrow?" for an
+#: order number.
+WANTED_QUESTION = (
+    "Answer only yes or no: in their last words, does the caller ask you to {purpose}?"
+)
 #: What the decision step continues the prompt with (Qwen's call format up to the name).
 DECISION_PREFIX = '<tool_call>\n{"name": "'
 #: A caller asks for a few things in one breath, never more: bounds a model
@@ -149,6 +186,8 @@ class ResponsePlan:
     dropped_ungrounded: list[tuple[str, list[str]]] | None = None
     asked: bool = False  # a dropped call turned into a reply (a question, or "can't do")
     asked_or_cannot: str | None = None  # which: "ask" or `CANNOT`
+    #: calls decoded again with free-text arguments in the caller's words: (name, arguments)
+    in_callers_words: list[tuple[str, list[str]]] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -200,6 +239,24 @@ def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, 
     )
 
 
+def _purpose(function: Mapping[str, Any], name: str) -> str:
+    """What a tool does, from its description's first sentence ("look up an order")."""
+    text = str(function.get("description") or name.replace("_", " ")).strip()
+    text = text.split(". ")[0].rstrip(".").strip()
+    return f"{text[:1].lower()}{text[1:]}"
+
+
+def wanted_question(
+    dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]
+) -> str:
+    """`WANTED_QUESTION` for the tools of the dropped calls."""
+    by_name = {str(t["function"]["name"]): t["function"] for t in tools}
+    names = list(dict.fromkeys(name for name, _ in dropped))
+    return WANTED_QUESTION.format(
+        purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names)
+    )
+
+
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
     if total is None:
         return step
@@ -224,6 +281,7 @@ class Responder:
         # A number the caller took back in their latest words grounds no call (the
         # 1.5B, told "8080, hold on, no, 8008", looked up both).
         taken_back = taken_back_numbers(latest_caller_words(chat.messages))
+        self._taken_back = taken_back
         reply.check_call = lambda name, arguments: (
             ungrounded_arguments(arguments, schemas.get(name), call_sources)
             or retracted_arguments(arguments, taken_back)
@@ -258,7 +316,7 @@ class Responder:
         reply.is_reuse = brings_nothing
         reply.answered = answered_calls(chat.messages)
         self._numbers = conversation_numbers(grounding_sources(chat.messages))
-        self._results_note = ANSWER_NOTE if results_this_turn(chat.messages) else None
+        self._results_note = {"guidance": GUIDANCE_NOTE}.get(results_note_kind(chat.messages) or "")
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -276,6 +334,12 @@ class Responder:
     def prompt(self, extra_system: str | None = None) -> str:
         """The ChatML prompt: the request's messages, tools plus `REPLY` listed, results readable."""
         messages = list(self.chat.messages)
+        if self._tools and messages and messages[0].get("role") == "system":
+            first = content_text(messages[0].get("content"))
+            messages[0] = {"role": "system", "content": f"{first}\n\n{RESULTS_RULE}"}
+        elif self._tools:
+            rule = f"{DEFAULT_SYSTEM_PROMPT}\n\n{RESULTS_RULE}"
+            messages.insert(0, {"role": "system", "content": rule})
         if extra_system:
             messages.append({"role": "system", "content": extra_system})
         listed = [*self._tools, *self._speech_options] if self._tools else None
@@ -308,6 +372,8 @@ class Responder:
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
+        if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
+            stats = await self._in_callers_words(prompt, on_text, stats)
         reply.parser = ToolCallStreamParser(bare_json_calls=True)  # nothing of the calls is text
         if not reply.sent_nothing:
             return stats
@@ -316,9 +382,12 @@ class Responder:
             # Even a forced or required call: asking beats inventing the arguments.
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
+            wanted, stats = await self._wanted(reply.ungrounded, stats)
+            self.plan.asked_or_cannot = "ask" if wanted else CANNOT
+            if not wanted:
+                return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
             note = ask_note(reply.ungrounded, self._tools)
-            lead, stats = await self._ask_or_cannot(note, stats)
-            return await self._speak(on_text, note, stats, lead=lead)
+            return await self._speak(on_text, note, stats, lead=ASK_LEAD)
         if forced is not None or chat.tool_choice == "required":
             return stats
         return await self._speak(on_text, self._results_note, stats)
@@ -353,18 +422,16 @@ class Responder:
         stats.completion_tokens = 0  # the decision is not part of the reply
         return choice, stats
 
-    async def _ask_or_cannot(
-        self, note: str, stats: GenerationStats | None
-    ) -> tuple[str, GenerationStats | None]:
-        """Whether the reply after `note` asks or says it cannot: the lead the model
-        ranks first (greedy, stopped at the first token that tells them apart)."""
-        leads = [ASK_LEAD, CANNOT_LEAD]
-        chosen: list[str] = []
+    async def _wanted(
+        self, dropped: list[tuple[str, list[str]]], stats: GenerationStats | None
+    ) -> tuple[bool, GenerationStats | None]:
+        """Whether the caller asks for what the dropped calls' tools do (`WANTED_QUESTION`,
+        answered greedily under a yes/no grammar, stopped at its first token)."""
+        answer: list[str] = []
 
-        def unique(text: str) -> bool:
-            matching = [lead for lead in leads if lead.startswith(text)]
-            if len(matching) == 1:
-                chosen[:] = matching
+        def decided(text: str) -> bool:
+            if text.strip():
+                answer[:] = [text.strip()]
                 return True
             return False
 
@@ -372,26 +439,87 @@ class Responder:
             return True
 
         step = await self.engine.generate(
-            self.prompt(note),
-            _greedy(self.chat.sampling, _DECISION_MAX_TOKENS),
-            choice_grammar(leads, closing=""),
+            self.prompt(wanted_question(dropped, self._tools)),
+            _greedy(self.chat.sampling, 2),
+            choice_grammar(["yes", "no"], closing=""),
             ignore,
-            until=unique,
+            until=decided,
         )
-        lead = chosen[0] if chosen else ASK_LEAD
-        step.completion_tokens = 0  # not part of the reply: the lead is sent as text
-        self.plan.asked_or_cannot = "ask" if lead == ASK_LEAD else CANNOT
-        return lead, _combine(stats, step)
+        step.completion_tokens = 0  # not part of the reply
+        wanted = not answer or answer[0].startswith("y")  # undecided: ask, never guess
+        step.extra["wanted"] = wanted
+        return wanted, _combine(stats, step)
+
+    async def _in_callers_words(
+        self, prompt: str, on_text: OnText, stats: GenerationStats
+    ) -> GenerationStats:
+        """Decode a dropped call again, its reworded free-text arguments limited to the
+        caller's own words (`grounding.caller_spans`).
+
+        Only for one dropped call whose every ungrounded argument is free text
+        (a string the schema does not restrict) holding numbers the caller said:
+        the model took the numbers from the caller and reworded the rest. A
+        value with no number, or a number nobody said, is invented, not
+        reworded: that call stays dropped and the agent asks.
+        """
+        reply = self.reply
+        if len(reply.ungrounded_calls) != 1 or len(reply.ungrounded) != 1:
+            return stats
+        name, arguments_text = reply.ungrounded_calls[0]
+        _, missing = reply.ungrounded[0]
+        try:
+            arguments = json.loads(arguments_text)
+        except json.JSONDecodeError:
+            return stats
+        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        if tool is None or not isinstance(arguments, dict):
+            return stats
+        if retracted_arguments(arguments_text, self._taken_back):
+            return stats  # a number the caller took back is not a rewording
+        schema = dict(tool["function"].get("parameters") or {})
+        properties = dict(schema.get("properties") or {})
+        callers = [
+            content_text(m.get("content")) for m in self.chat.messages if m.get("role") == "user"
+        ]
+        for arg in missing:
+            prop, value = properties.get(arg), arguments.get(arg)
+            if not (
+                isinstance(prop, Mapping)
+                and prop.get("type") == "string"
+                and not {"enum", "const", "pattern", "format"} & set(prop)
+                and isinstance(value, str)
+            ):
+                return stats
+            numbers = numbers_in(value)
+            if not numbers or not all(value_grounded(n, callers) for n in numbers):
+                return stats
+            spans = caller_spans(callers, numbers)
+            if not spans:
+                return stats
+            properties[arg] = {**prop, "enum": spans}
+        schema["properties"] = properties
+        restricted = {**tool, "function": {**tool["function"], "parameters": schema}}
+        tools = [restricted if t is tool else t for t in self._tools]
+        self.plan.in_callers_words = [(name, list(missing))]
+        reply.forget_ungrounded()
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        return await self._call(prompt, name, 0, on_text, stats, tools=tools)
 
     async def _call(
-        self, prompt: str, name: str, more: int, on_text: OnText, stats: GenerationStats | None
+        self,
+        prompt: str,
+        name: str,
+        more: int,
+        on_text: OnText,
+        stats: GenerationStats | None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> GenerationStats:
         head = f'{DECISION_PREFIX}{name}", "arguments": '
         # The parser reads the whole call; the head is what the prompt already says
         # (it only opens the call: no delta comes out of it). Text is never spoken here.
         self.reply.feed(head)
         self.reply.text_allowed = False
-        grammar = calls_grammar(self._tools, name, more)
+        grammar = calls_grammar(tools or self._tools, name, more)
         check_grammar(grammar)
         step = await self.engine.generate(
             prompt + head,

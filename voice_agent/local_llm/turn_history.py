@@ -87,6 +87,40 @@ def results_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
+def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """What the outcomes since the caller last spoke leave the reply to do.
+
+    ``"answer"``: an outcome carries something to tell (a result with a fact,
+    a failure, another client's plain text). ``"guidance"``: every outcome is
+    a result with no fact, only flags and a tool's `note` for the agent (call
+    control: ``{"ending": true, "note": "the call ends after your goodbye"}``).
+    None: no outcome yet (`results_this_turn` is False).
+    """
+    guidance = False
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") != "tool":
+            continue
+        try:
+            payload = json.loads(content_text(message.get("content")))
+        except (json.JSONDecodeError, ChatFormatError):
+            return "answer"
+        if isinstance(payload, dict) and payload.get("status") in _NO_OUTCOME_YET:
+            continue
+        if isinstance(payload, dict) and payload.get("status") == "resolved":
+            result = payload.get("result")
+            if (
+                isinstance(result, dict)
+                and isinstance(result.get("note"), str)
+                and all(isinstance(v, bool) or v is None for k, v in result.items() if k != "note")
+            ):
+                guidance = True
+                continue
+        return "answer"
+    return "guidance" if guidance else None
+
+
 def only_awaiting_confirmation(messages: Sequence[Mapping[str, Any]]) -> bool:
     """True when every tool message since the caller last spoke is a write held for their yes.
 
