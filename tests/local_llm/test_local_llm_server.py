@@ -11,6 +11,7 @@ from voice_agent.local_llm import LocalLlmServer, ServerStartError
 openai = pytest.importorskip("openai")
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
+from voice_agent.local_llm.grounding import value_grounded  # noqa: E402
 from voice_agent.local_llm.respond import ASK_LEAD, CANNOT_LEAD  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -266,3 +267,22 @@ async def test_speech_states_no_number_that_the_conversation_does_not_contain(se
     assert not calls
     assert "42" not in text
     assert set(ch for ch in text if ch.isdigit()) <= {"6", "7"}
+
+
+async def test_a_call_back_that_is_sent_carries_only_what_the_caller_said(server, client):
+    # Whatever the model writes first, a call that leaves the server has the caller's
+    # phone digits and a time grounded in their words (a reworded one is decoded again
+    # from runs of them); otherwise nothing is sent and the agent asks or declines.
+    said = "Ring me at 646 555 0123 this evening at 6 pm."
+    forced = {"type": "function", "function": {"name": "schedule_callback"}}
+    request = [SYSTEM, {"role": "user", "content": said}]
+    response = await client.chat.completions.create(
+        model=server.model_name, messages=request, tools=[CALLBACK_TOOL], tool_choice=forced
+    )
+    message = response.choices[0].message
+    for call in message.tool_calls or ():
+        arguments = json.loads(call.function.arguments)
+        assert "".join(ch for ch in arguments["phone"] if ch.isdigit()) == "6465550123"
+        assert value_grounded(arguments["time"], [said])
+    if not message.tool_calls:
+        assert (message.content or "").startswith((ASK_LEAD, CANNOT_LEAD))
