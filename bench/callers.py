@@ -54,10 +54,27 @@ DIGITS = [
     ("My phone number is", "five five five", "two one eight", "six six four zero."),
     ("The tracking number is", "eight one", "seven seven", "two nine."),
 ]
+# A long statement with a number, a comma pause after it, and more to say: the early
+# transcript ends in a number after a lead word, the model often hears a finished clause.
+CLAUSES = [
+    ("I'm ringing about invoice 2281,", "the amount on it is higher than what we agreed."),
+    ("We moved to flat 12 last month,", "so the parcels keep going to the old address."),
+    ("Booking 318 was for two nights,", "but I was charged for three of them."),
+    ("I paid 45 dollars for express delivery,", "yet the package still took a whole week."),
+]
+# A whole question that ends in a number: finished, though its last words are digits.
+NUMBER_QUESTIONS = [
+    "Can you check the status of order 5180?",
+    "Is there a refund pending on ticket 8842?",
+    "What is the balance on the card ending 6621?",
+    "Could you look up my booking 904?",
+]
 # espeak-ng voices (language+variant) for the callers; HELD_OUT are for re-measuring only.
 VOICES = ["en-us+m3", "en-gb+f3", "en-gb-scotland+m1", "en-us+f4"]
 HELD_OUT_VOICES = ["en-029+m4", "en-gb-x-rp+f2", "en-us+m7"]
 SPEEDS_WPM = (165, 140)  # espeak words per minute: brisk and slower
+# Item kinds; a pause inside a "pausing", "digits" or "clause" item is not the end of the turn.
+KINDS = ("question", "pausing", "digits", "clause", "number_question")
 
 # The lead's re-check callers (session 4): sentences, voices and speeds written
 # before that session's turn-taking changes and never used to tune them.
@@ -90,7 +107,7 @@ RECHECK_SPEEDS_WPM = (180, 150)
 class Item:
     """One caller turn: its parts, the pause between them (s), voice and rate."""
 
-    kind: str  # "question" | "pausing" | "digits"
+    kind: str  # one of KINDS
     parts: tuple[str, ...]
     voice: str
     wpm: int
@@ -187,8 +204,11 @@ def items_for(
     questions: list[str] = QUESTIONS,
     pausing: list[tuple[str, ...]] = PAUSING,
     digits: list[tuple[str, ...]] = DIGITS,
+    clauses: list[tuple[str, ...]] = CLAUSES,
+    number_questions: list[str] = NUMBER_QUESTIONS,
 ) -> list[Item]:
-    """Every question, pausing sentence and digit string, voices and speeds rotated through."""
+    """Every question, pausing sentence, digit string, number-and-comma statement and question
+    ending in a number, voices and speeds rotated through."""
     combos = [(v, s) for s in speeds for v in voices]
     items: list[Item] = []
     k = 0
@@ -204,11 +224,26 @@ def items_for(
         v, s = combos[k % len(combos)]
         items.append(Item("digits", parts, v, s, pause_s=(0.6, 0.9)[i % 2]))
         k += 1
+    for i, parts in enumerate(clauses):
+        v, s = combos[k % len(combos)]
+        # a comma pause: shorter than a thinking pause (s)
+        items.append(Item("clause", parts, v, s, pause_s=(0.35, 0.5)[i % 2]))
+        k += 1
+    for q in number_questions:
+        v, s = combos[k % len(combos)]
+        items.append(Item("number_question", (q,), v, s))
+        k += 1
     return items
 
 
 def recheck_items() -> list[Item]:
     """The lead's re-check callers: new sentences, voices and speeds."""
     return items_for(
-        RECHECK_VOICES, RECHECK_SPEEDS_WPM, RECHECK_QUESTIONS, RECHECK_PAUSING, RECHECK_DIGITS
+        RECHECK_VOICES,
+        RECHECK_SPEEDS_WPM,
+        RECHECK_QUESTIONS,
+        RECHECK_PAUSING,
+        RECHECK_DIGITS,
+        clauses=[],  # the re-check set stays as the lead froze it
+        number_questions=[],
     )

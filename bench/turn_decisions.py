@@ -99,7 +99,7 @@ def main() -> int:
         cut = [r for r in pauses if r[key] < r["pause_s"]]
         waits = [r[key] for r in rows if r["end"]]
         by_kind = {}
-        for kind in ("question", "pausing", "digits"):
+        for kind in cl.KINDS:
             kp = [r for r in pauses if r["kind"] == kind]
             ke = [r[key] for r in rows if r["end"] and r["kind"] == kind]
             by_kind[kind] = {

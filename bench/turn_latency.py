@@ -89,6 +89,7 @@ async def run_recording(
     items,
     realtime: bool = True,
     asr_window_s: float | None = None,
+    voice_overrides: dict[str, Any] | None = None,
 ):  # type: ignore[no-untyped-def]
     scen = vl.scenario([(it.text, SHORT_ANSWER) for it in items], ttft_ms, name)
     tools = build_registry(scen, MonotonicClock(), [])
@@ -104,6 +105,7 @@ async def run_recording(
                     "sample_rate": rate,
                     "turn": {"detection": detection},
                     **({} if asr_window_s is None else {"asr_window_s": asr_window_s}),
+                    **(voice_overrides or {}),
                 },
             },
         )
@@ -145,6 +147,28 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
             "wer": round(word_error_rate(normalise(p.item.text), normalise(heard)), 3),
             "cut_off": cut,
             "turns": len(utts),
+            # each turn the item became: its text and the decision that ended it
+            "split": [
+                {
+                    "text": u.text,
+                    "decision": u.turn.decision.reason
+                    if u.turn is not None and u.turn.decision is not None
+                    else None,
+                    "p": None
+                    if u.turn is None
+                    or u.turn.decision is None
+                    or u.turn.decision.probability is None
+                    else round(u.turn.decision.probability, 3),
+                    # every pause's decision (the last one ended the turn)
+                    "pauses": []
+                    if u.turn is None
+                    else [
+                        [t, d.reason, None if d.probability is None else round(d.probability, 3)]
+                        for t, d in u.turn.decisions
+                    ],
+                }
+                for u in utts
+            ],
         }
         first = next((s for s, _ in out_spans if p.end_s < s < nxt), None)
         last = next((u for u in reversed(utts) if u.speech_end_s is not None), None)
@@ -159,6 +183,7 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
 
         row["first_audio"] = _ms(first - p.end_s)
         row["pause_detected"] = rel(last.paused_at)
+        row["decode_started"] = rel(last.early_decode_at)
         row["turn_ended"] = _ms(last.ended_s - p.end_s) if last.ended_s is not None else None
         row["final"] = rel(last.final_at)
         row["asr_decode"] = _ms(last.decode_s)
@@ -193,6 +218,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     stages = (
         "first_audio",
         "pause_detected",
+        "decode_started",
         "text_ready",
         "scored",
         "decided",
@@ -204,7 +230,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "model_compute",
     )
     by_kind = {}
-    for kind in ("question", "pausing", "digits"):
+    for kind in cl.KINDS:
         ks = [r for r in rows if r["kind"] == kind]
         by_kind[kind] = {
             "n": len(ks),
@@ -271,6 +297,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     else:
         voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
         items = cl.items_for(voices)
+    if args.kinds:
+        items = [it for it in items if it.kind in args.kinds]
     if args.limit:
         items = items[: args.limit]
     report: dict[str, Any] = {
@@ -289,8 +317,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for rate in args.rates:
         audio16, placed = cl.build_recording(items, vl.RATE, GAP_S)
         audio = cl.phone(audio16, vl.RATE) if rate == 8000 else audio16
-        for detection, window in [(d, w) for d in args.detection for w in args.asr_window_s]:
-            name = f"{rate // 1000}k_{detection}" + ("" if window is None else f"_w{window:g}")
+        runs = [(d, w, v) for d in args.detection for w in args.asr_window_s for v in args.variants]
+        for detection, window, (variant, overrides) in runs:
+            name = (
+                f"{rate // 1000}k_{detection}"
+                + ("" if window is None else f"_w{window:g}")
+                + (f"_{variant}" if variant else "")
+            )
             result, exchanges, cpu, wall = await run_recording(
                 audio,
                 rate,
@@ -300,6 +333,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 items,
                 realtime=not args.fast,
                 asr_window_s=window,
+                voice_overrides=overrides,
             )
             rows = item_rows(result, exchanges, placed, rate)
             run = summarise(rows)
@@ -315,6 +349,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "per_score_ms": round(model_s / scores * 1000, 1) if scores else None,
                 "cpu_s_per_audio_s": round(model_s / (len(audio) / rate), 5),
             }
+            run["tail_decodes"] = {
+                "started": sum(u.tail_decodes for u in result.utterances),
+                "voided": sum(u.tail_decodes_voided for u in result.utterances),
+            }
             run["cpu_cores"] = round(cpu / wall, 2)
             run["items"] = rows
             report["runs"][name] = run
@@ -329,6 +367,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def parse_variants(spec: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"new;old:asr_tail_decode=false,asr_final_threads=1"`` → [(name, voice overrides)]."""
+    import yaml
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, _, settings = part.partition(":")
+        overrides: dict[str, Any] = {}
+        for kv in filter(None, (x.strip() for x in settings.split(","))):
+            key, eq, value = kv.partition("=")
+            if not eq or not key:
+                raise ValueError(f"{kv!r} is not key=value")
+            overrides[key.strip()] = yaml.safe_load(value)
+        out.append((name.strip(), overrides))
+    return out or [("", {})]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ttft-ms", type=float, default=300.0)
@@ -336,6 +391,11 @@ def main() -> int:
     parser.add_argument("--detection", default="vad,model")
     parser.add_argument("--voices", choices=("default", "held-out", "recheck"), default="default")
     parser.add_argument("--limit", type=int, default=0, help="only the first N items")
+    parser.add_argument(
+        "--kinds",
+        default="",
+        help=f"only these item kinds (comma-separated of {', '.join(cl.KINDS)})",
+    )
     parser.add_argument(
         "--fast",
         action="store_true",
@@ -348,12 +408,27 @@ def main() -> int:
         help="comma-separated Whisper encoder windows to compare in one run (e.g. 30,10: the "
         "stock window vs the default); empty: the configured default only",
     )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="voice settings to compare in one run, ';'-separated NAME[:key=value,...] "
+        "(voice config fields), e.g. 'new;old:asr_tail_decode=false,asr_final_threads=1'; "
+        "empty: the configured defaults only",
+    )
     parser.add_argument("--cost", action="store_true", help="also time the turn model vs Whisper")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
     args.detection = args.detection.split(",")
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(args.kinds) - set(cl.KINDS)
+    if unknown:
+        parser.error(f"--kinds: unknown {sorted(unknown)}; kinds are {', '.join(cl.KINDS)}")
     args.asr_window_s = [float(w) for w in args.asr_window_s.split(",") if w] or [None]
+    try:
+        args.variants = parse_variants(args.variants)
+    except ValueError as exc:
+        parser.error(f"--variants: {exc}")
     if not cl.espeak_available():
         print("bench: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2

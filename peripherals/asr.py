@@ -161,7 +161,9 @@ class WhisperStreamingAsr:
     model takes ~0.5 s; build the object before latency matters.
 
     Several streams may share one loaded model (``whisper``: a
-    ``faster_whisper.WhisperModel``) and run their decodes on an
+    ``faster_whisper.WhisperModel``; ``final_whisper``, when given, is another copy
+    of it for the end-of-turn decodes, e.g. loaded with more threads) and run their
+    decodes on an
     ``executor`` they do not own (a fair scheduler's lane in a worker that
     serves many calls); the executor is then shut down with
     ``cancel_futures`` on ``aclose``, never waited for. ``final_executor``
@@ -185,11 +187,13 @@ class WhisperStreamingAsr:
         *,
         on_partial: Callable[[AsrPartial], None] | None = None,
         cpu_threads: int = 1,  # leaves the other core of a 2-core box to TTS
+        final_cpu_threads: int | None = None,  # end-of-turn decodes (None: cpu_threads)
         language: str = "en",
         partial_interval_s: float = 1.0,  # ~half the machine at 1 s; 0.5 s takes it all
         final_beam_size: int = 1,
         initial_prompt: str | None = None,
         whisper: Any = None,
+        final_whisper: Any = None,
         executor: Executor | None = None,
         final_executor: Executor | None = None,
         partials_allowed: Callable[[], bool] | None = None,
@@ -200,6 +204,15 @@ class WhisperStreamingAsr:
         ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
         self.model_ref = ref
         self._model = whisper if whisper is not None else load_whisper(ref, cpu_threads)
+        # The end-of-turn decodes may run on another copy of the model with more threads:
+        # the caller waits on them, and nothing else decodes at that moment.
+        if (
+            final_whisper is None
+            and whisper is None
+            and final_cpu_threads not in (None, cpu_threads)
+        ):
+            final_whisper = load_whisper(ref, final_cpu_threads or cpu_threads)
+        self._final_model = final_whisper if final_whisper is not None else self._model
         self._on_partial = on_partial
         self._language = language
         self._interval = int(partial_interval_s * ASR_RATE)
@@ -216,7 +229,7 @@ class WhisperStreamingAsr:
         self._final_executor: Executor = final_executor or self._executor
         self._partials_allowed = partials_allowed
         self._window_s = window_s
-        self._window: _Window | None = None  # built on the first windowed decode
+        self._windows: dict[int, _Window] = {}  # per model (id), built on its first decode
         self._closed = False
         self._error: BaseException | None = None
         self._reset_utterance()
@@ -374,21 +387,23 @@ class WhisperStreamingAsr:
     async def _decode(self, audio: np.ndarray, beam_size: int, final: bool = True) -> _Decoded:
         loop = asyncio.get_running_loop()
         executor = self._final_executor if final else self._executor
-        return await loop.run_in_executor(executor, self._decode_blocking, audio, beam_size)
+        return await loop.run_in_executor(executor, self._decode_blocking, audio, beam_size, final)
 
-    def _decode_blocking(self, audio: np.ndarray, beam_size: int) -> _Decoded:
+    def _decode_blocking(self, audio: np.ndarray, beam_size: int, final: bool = True) -> _Decoded:
+        model = self._final_model if final else self._model
         started = time.perf_counter()
         level = rms_dbfs(audio)
         if len(audio) == 0 or level < SILENCE_FLOOR_DBFS:
             return _Decoded("", time.perf_counter() - started)
         audio_s = len(audio) / ASR_RATE
         if self._window_s < FULL_WINDOW_S and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
-            if self._window is None:
-                self._window = _Window(self._model, self._language, self._prompt)
+            window = self._windows.get(id(model))
+            if window is None:
+                window = self._windows[id(model)] = _Window(model, self._language, self._prompt)
             frames = max(self._window_s, audio_s + WINDOW_TAIL_S) * MEL_FRAMES_PER_S
-            segments = [self._window.decode(audio, int(np.ceil(frames)), beam_size)]
+            segments = [window.decode(audio, int(np.ceil(frames)), beam_size)]
         else:
-            found, _info = self._model.transcribe(
+            found, _info = model.transcribe(
                 audio,
                 language=self._language,
                 beam_size=beam_size,

@@ -9,7 +9,7 @@ speech-segment events with hysteresis, timed in samples of stream time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -61,6 +61,18 @@ class Vad(Protocol):
     def probability(self, frame: np.ndarray) -> float: ...
 
     def reset(self) -> None: ...
+
+
+@runtime_checkable
+class PeekingVad(Vad, Protocol):
+    """A ``Vad`` that can also read the newest audio between frames without advancing:
+    ``peek(recent)`` is the probability of the last ``frame_size`` samples of ``recent``
+    (at least ``peek_samples`` long) from the state after the last ``probability`` frame."""
+
+    @property
+    def peek_samples(self) -> int: ...
+
+    def peek(self, recent: np.ndarray) -> float: ...
 
 
 def _session(path: str, threads: int) -> object:
@@ -157,12 +169,35 @@ class SileroVad:
             self._pending = self._pending[size:]
         return self._last_prob
 
-    def _run(self, x: np.ndarray) -> float:
-        window = np.concatenate([self._context, x])[np.newaxis, :]
-        self._context = x[-len(self._context) :].copy()
+    @property
+    def peek_samples(self) -> int:
+        """Samples of the newest audio :meth:`peek` needs (a frame, its context, filter room)."""
+        if self._upsampler is None:
+            return self.frame_size + len(self._context)
+        return self.frame_size + (len(self._context) + _UPSAMPLE_TAPS) // 2 + 1
+
+    def peek(self, recent: np.ndarray) -> float:
+        """Speech probability of the newest ``frame_size`` samples of ``recent`` (at least
+        :attr:`peek_samples` long), read with the state after the last :meth:`probability`
+        frame. The stream is left as it was: a look at audio that does not end on the frame
+        grid, for a listener that wants the newest sound sooner than the next frame."""
+        x = to_float32(recent)
+        if len(x) < self.peek_samples:
+            raise ValueError(f"peek needs {self.peek_samples} samples, got {len(x)}")
+        if self._upsampler is not None:
+            x = _Upsampler2x().process(x)
+        size, context = _FRAME[self._model_rate], len(self._context)
+        return self._run(x[-size:], x[-size - context : -size], keep=False)
+
+    def _run(self, x: np.ndarray, context: np.ndarray | None = None, keep: bool = True) -> float:
+        """One model step on frame ``x`` (after ``context``, default the stream's); ``keep``
+        False leaves the stream's state and context untouched."""
+        window = np.concatenate([self._context if context is None else context, x])[np.newaxis, :]
+        if keep:
+            self._context = x[-len(self._context) :].copy()
         run = self._session.run  # type: ignore[attr-defined]
         if self._layout == "standard":
-            out, self._state = run(
+            out, state = run(
                 None,
                 {
                     "input": window,
@@ -170,8 +205,12 @@ class SileroVad:
                     "sr": np.array(self._model_rate, dtype=np.int64),
                 },
             )
+            if keep:
+                self._state = state
         else:
-            out, self._h, self._c = run(None, {"input": window, "h": self._h, "c": self._c})
+            out, h, c = run(None, {"input": window, "h": self._h, "c": self._c})
+            if keep:
+                self._h, self._c = h, c
         return float(np.asarray(out).reshape(-1)[0])
 
 
@@ -256,6 +295,9 @@ class VadSegmenter:
         self._confident_end = 0  # end sample of the last frame >= start_threshold
         self._extra_silence = 0  # samples added to the current pause's min silence
         self.last_probability = 0.0
+        # The newest audio, for a look at the tail between frames (tail_quiet).
+        self._peek_need = vad.peek_samples if isinstance(vad, PeekingVad) else 0
+        self._recent = np.zeros(0, dtype=np.float32)
 
     @property
     def speaking(self) -> bool:
@@ -305,9 +347,45 @@ class VadSegmenter:
         """Stream time analysed so far, in seconds."""
         return self._position / self.vad.sample_rate
 
+    @property
+    def fed_samples(self) -> int:
+        """Samples fed so far (frames analysed plus those waiting for a whole frame)."""
+        return self._position + len(self._buffer)
+
+    @property
+    def speech_end_sample(self) -> int:
+        """While speaking: the end of the last frame at or above ``start_threshold`` (where a
+        pause would be dated)."""
+        return self._confident_end
+
+    def tail_quiet(self) -> bool:
+        """Speech goes on by the frames (no pause yet), but the newest audio already reads as
+        silence: the VAD's probability of the last ``frame_size`` samples fed, which end
+        between two frames, is below ``end_threshold`` (read without advancing the stream).
+
+        A frame grid of 32 ms sees the end of speech a frame late; this look sees it as soon
+        as the newest samples are quiet (~35 ms sooner on average), for a listener that may
+        start work early and drop it if the speech goes on (the ASR's end-of-turn decode).
+        False when the VAD cannot peek, outside speech, in a pause, or on the frame grid
+        (the last frame's own probability is then the newest word).
+        """
+        if (
+            not self._peek_need
+            or not self._speaking
+            or self._pause is not None
+            or not len(self._buffer)
+            or len(self._recent) < self._peek_need
+        ):
+            return False
+        assert isinstance(self.vad, PeekingVad)
+        return self.vad.peek(self._recent) < self.end_threshold
+
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Feed the next chunk (float32 or int16 at the VAD's rate); returns new events."""
-        self._buffer = np.concatenate([self._buffer, to_float32(samples)])
+        x = to_float32(samples)
+        if self._peek_need:
+            self._recent = np.concatenate([self._recent, x])[-self._peek_need :]
+        self._buffer = np.concatenate([self._buffer, x])
         size = self.vad.frame_size
         events: list[VadEvent] = []
         n = len(self._buffer) // size
@@ -370,6 +448,7 @@ class VadSegmenter:
         """Forget the stream (and reset the VAD); stream time restarts at 0."""
         self.vad.reset()
         self._buffer = np.zeros(0, dtype=np.float32)
+        self._recent = np.zeros(0, dtype=np.float32)
         self._position = 0
         self._candidate = None
         self._speaking = False

@@ -308,6 +308,25 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status.
+
+    Called without ``argv`` (the ``voice-agent`` script, ``python -m
+    voice_agent.cli``) this is where the process ends: threads a tool left
+    running get a short grace, then are named and the process ends anyway
+    (``voice_agent.process_end``). Called with ``argv`` (from Python, tests) the
+    caller owns the process and only the status is returned.
+    """
+    import threading
+
+    from .process_end import end_process, ending_loops
+
+    before = set(threading.enumerate())
+    with ending_loops():
+        status = _run_command(argv)
+    return end_process(status, before) if argv is None else status
+
+
+def _run_command(argv: list[str] | None) -> int:
     from ledger import mask_url_secrets, redact_secrets
 
     parser = build_parser()

@@ -353,9 +353,17 @@ class VoiceConfig(_Frozen):
     )
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     asr_model: str = "tiny.en"
-    # 1 leaves the other core to TTS and a local LLM; 2 makes the end-of-turn decode
-    # ~25% faster (measured 258 → 194 ms) at the cost of more contention.
+    # Partial decodes: 1 leaves the other core to TTS and a local LLM while the caller
+    # speaks; the end-of-turn decode has its own setting (asr_final_threads).
     asr_threads: int = Field(1, ge=1, le=16)
+    asr_final_threads: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="threads of the end-of-turn decode, the one the caller waits on (nothing "
+        "else decodes then); a second copy of the model (~75 MB for tiny.en) when it differs "
+        "from asr_threads. 2: 0.74x the decode time of 1 on 2 cores (docs/turn_taking.md)",
+    )
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
     asr_window_s: float = Field(
         10.0,
@@ -363,6 +371,12 @@ class VoiceConfig(_Frozen):
         le=30,
         description="Whisper encodes the utterance + 1 s, at least this many seconds (30: the "
         "stock window); 10 decodes a short turn in 0.3x the time at the same WER",
+    )
+    asr_tail_decode: bool = Field(
+        True,
+        description="start the end-of-turn decode as soon as the newest audio reads as "
+        "silence (the VAD's look between its 32 ms frames), before the VAD pauses; dropped if "
+        "the speech goes on (docs/turn_taking.md)",
     )
     tts_voice: str = "en_US-joe-medium"
     tts_speed: float = Field(1.0, gt=0.25, le=4)

@@ -31,8 +31,10 @@ import logging
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +51,39 @@ HEARTBEAT_INTERVAL_S = 0.1
 # are 20 ms, so 250 ms of blocking is already an audible hiccup; a lower value
 # would flag the ordinary scheduling jitter of a busy 2-core machine.
 BLOCKED_AFTER_S = 0.25
+
+
+_RUNNING_TOOL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "voice_agent_running_tool", default=None
+)
+# Non-daemon threads started while a tool ran, and which tool ("name (call id)"): what the
+# process's end names when such a thread outlives the session (voice_agent.process_end).
+_STARTED_BY: weakref.WeakKeyDictionary[threading.Thread, str] = weakref.WeakKeyDictionary()
+
+
+def running_tool() -> str | None:
+    """The tool ("name (call id)") whose execution the caller runs in, if any; threads
+    and jobs such as ``asyncio.to_thread`` carry it (the context is copied)."""
+    return _RUNNING_TOOL.get()
+
+
+def started_by(thread: threading.Thread) -> str | None:
+    """The tool ("name (call id)") that ran while ``thread`` (non-daemon) was started, if any.
+
+    Found by comparing the threads before and after each execution: a thread that a
+    tool running at the same time started is named too, hence "while"."""
+    return _STARTED_BY.get(thread)
+
+
+@contextmanager
+def _noting_threads(label: str) -> Iterator[None]:
+    before = set(threading.enumerate())
+    try:
+        yield
+    finally:
+        for thread in threading.enumerate():
+            if thread not in before and not thread.daemon and thread not in _STARTED_BY:
+                _STARTED_BY[thread] = label
 
 
 @dataclass
@@ -85,19 +120,21 @@ def start_execution(
     """Start ``fn(**kwargs)`` now: as a task (async), a thread (sync) or an isolated loop."""
     loop = asyncio.get_running_loop()
     label = f"{EXEC_PREFIX}{name}:{call_id}"
-    if inspect.iscoroutinefunction(fn) and not isolated:
-        task = loop.create_task(_contained(fn(**kwargs)), name=label)
-        return Execution(name, call_id, "loop", task, task=task)
     context = contextvars.copy_context()
+    context.run(_RUNNING_TOOL.set, f"{name} ({call_id})")
+    if inspect.iscoroutinefunction(fn) and not isolated:
+        task = loop.create_task(_contained(fn(**kwargs)), name=label, context=context)
+        return Execution(name, call_id, "loop", task, task=task)
     future = loop.run_in_executor(_DaemonThreads(label), context.run, _call_in_thread, fn, kwargs)
     return Execution(name, call_id, "isolated" if isolated else "thread", future)
 
 
 def _call_in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    result = fn(**kwargs)
-    if inspect.isawaitable(result):  # an async tool isolated on its own loop
-        result = asyncio.run(_awaited(result))
-    return result
+    with _noting_threads(_RUNNING_TOOL.get() or "?"):
+        result = fn(**kwargs)
+        if inspect.isawaitable(result):  # an async tool isolated on its own loop
+            result = asyncio.run(_awaited(result))
+        return result
 
 
 class _DaemonThreads(Executor):
@@ -146,7 +183,8 @@ async def _contained(coro: Any) -> Any:
     Cancellation passes through.
     """
     try:
-        return await _awaited(coro)
+        with _noting_threads(_RUNNING_TOOL.get() or "?"):
+            return await _awaited(coro)
     except asyncio.CancelledError:
         raise
     except Exception:

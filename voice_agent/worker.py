@@ -74,6 +74,12 @@ class SharedSpeechModels:
 
         self.cfg = cfg
         self.whisper = load_whisper(cfg.asr_model, cfg.asr_threads)
+        # The end-of-turn decodes (the ones a caller waits on) on a copy with more threads.
+        self.final_whisper = (
+            load_whisper(cfg.asr_model, cfg.asr_final_threads)
+            if cfg.asr_final_threads != cfg.asr_threads
+            else self.whisper
+        )
         self.voice = load_piper_voice(cfg.tts_voice)
         self.vad_session = load_silero_session()
         self._turn_detectors: dict[int, Any] = {}  # Smart Turn per VAD rate (stateless, shared)
@@ -159,6 +165,7 @@ class CallModels:
                 partial_interval_s=cfg.asr_partial_interval_s,
                 window_s=cfg.asr_window_s,
                 whisper=self.shared.whisper,
+                final_whisper=self.shared.final_whisper,
                 executor=self.asr_lane,
                 final_executor=self.asr_lane.urgent,
                 # Partials only while no decode waits: under load the finals get the time.

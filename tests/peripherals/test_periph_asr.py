@@ -228,3 +228,42 @@ async def test_the_end_of_turn_decode_does_not_queue_behind_a_stale_partial() ->
     finally:
         model.release.set()
         await asr.aclose()
+
+
+class _NamedWhisper:
+    """A stand-in Whisper (stock-window path) whose text names it and counts its calls."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.calls = name, 0
+
+    def transcribe(self, audio: np.ndarray, **_: object):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        self.calls += 1
+        seg = SimpleNamespace(
+            text=f" {self.name} model", no_speech_prob=0.0, avg_logprob=-0.1, compression_ratio=1.0
+        )
+        return iter([seg]), None
+
+
+async def test_the_end_of_turn_decode_runs_on_the_final_model_and_partials_on_the_other() -> None:
+    partial_model, final_model = _NamedWhisper("partial"), _NamedWhisper("final")
+    partials: list[AsrPartial] = []
+    asr = WhisperStreamingAsr(
+        on_partial=partials.append,
+        whisper=partial_model,
+        final_whisper=final_model,
+        window_s=30.0,
+        partial_interval_s=0.5,
+    )
+    loud = np.full(8000, 0.1, np.float32)
+    try:
+        for _ in range(4):  # two seconds: partials run on the partial model
+            asr.push(loud, 16000)
+            await asyncio.sleep(0.05)
+        asr.speech_paused()
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert final.text == "final model"
+    assert partial_model.calls >= 1 and final_model.calls == 1

@@ -57,6 +57,7 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             cfg.asr_model,
             on_partial=on_partial,
             cpu_threads=cfg.asr_threads,
+            final_cpu_threads=cfg.asr_final_threads,
             partial_interval_s=cfg.asr_partial_interval_s,
             window_s=cfg.asr_window_s,
         )
@@ -161,4 +162,5 @@ def build_input(
         if cfg.backchannel.enabled
         else None,
         backchannel_max_s=cfg.backchannel.max_ms / 1000,
+        tail_decode=cfg.asr_tail_decode,
     )

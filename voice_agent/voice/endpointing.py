@@ -45,6 +45,20 @@ _DIGIT_WORDS = frozenset("zero oh one two three four five six seven eight nine d
 _NUMBER_LEADS = frozenset(
     "number numbers code zip postcode phone account card pin id digits reference order".split()
 )
+# Words a question opens with ("Can you ...", "Where's ...", "Is there ..."): a "?" after
+# such an opening ends a whole question even when its last words are digits.
+_QUESTION_OPENERS = frozenset(
+    """
+    what where when why who whom whose which how can could would will shall should is are am
+    was were do does did have has had may might isn't aren't don't doesn't didn't won't
+    wouldn't can't couldn't shouldn't haven't hasn't
+    """.split()
+)
+# Words that may come before the opener of a question ("So where ...", "And can you ...").
+_LEAD_INS = frozenset(
+    "hi hello hey so and but okay ok um uh er well yes yeah oh now then also".split()
+)
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 _NUMBER_LOOKBACK = 8  # tokens before the digits searched for a lead word
 _NUMBER_MIN_GROUPS = 3  # this many digit tokens in a row are a number being read, lead or not
 
@@ -129,13 +143,35 @@ def reading_number(text: str) -> bool:
     return any(t in _NUMBER_LEADS for t in before)
 
 
+def whole_question(text: str) -> bool:
+    """True when ``text`` ends in "?" and its last sentence is built as a question: one of its
+    clauses opens with a question word or an auxiliary ("Could you look up booking 904?",
+    "Hi, where's my order 427?"), not a statement said with a rising tone ("My number is
+    4 2 7?", which a caller reading digits in groups may well go on with)."""
+    stripped = text.rstrip().rstrip("\"')")
+    if not stripped.endswith("?"):
+        return False
+    sentences = _SENTENCE.findall(stripped)
+    last = sentences[-1] if sentences else stripped
+    for clause in re.split(r"[,;:]", last):
+        words = _WORD.findall(clause.lower())
+        while words and words[0] in _LEAD_INS:
+            words = words[1:]
+        if words and words[0].removesuffix("'s") in _QUESTION_OPENERS:
+            return True
+    return False
+
+
 def transcript_cue(text: str | None) -> TurnCue:
     """What the early transcript says about the turn: unfinished, a number, a whole
-    question (Whisper writes "?" only for a question it heard whole), or nothing."""
+    question (Whisper writes "?" only for a question it heard whole), or nothing.
+
+    A whole question that ends in a number ("Can you check order 5180?") is a question,
+    not a number being read: it is finished."""
     if not text:
         return "none"
     if reading_number(text):
-        return "number"
+        return "question" if whole_question(text) else "number"
     if likely_unfinished(text):
         return "unfinished"
     if text.rstrip().rstrip("\"')").endswith("?"):

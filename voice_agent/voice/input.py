@@ -122,6 +122,9 @@ class UtteranceTiming:
     final_at: float | None = None  # clock time TranscriptFinal was posted
     final_speculative: bool = False  # the decode started at the pause was kept
     decode_s: float | None = None  # the final decode's own duration (seconds)
+    early_decode_at: float | None = None  # clock time the last early decode started
+    tail_decodes: int = 0  # early decodes started on a quiet tail, before the VAD's pause
+    tail_decodes_voided: int = 0  # ... of which the speech went on (wasted decodes)
     text: str = ""
     dropped: bool = False  # too short to barge in, or barge-in disabled
     turn: TurnRecord | None = None  # the end-of-turn decision (with ``turn_rules``)
@@ -173,6 +176,7 @@ class VoiceInput:
         turn_detector: TurnDetector | None = None,
         backchannels: tuple[str, ...] | None = None,
         backchannel_max_s: float = 0.9,
+        tail_decode: bool = False,
         clock: Clock | None = None,
         on_transition: Callable[[TraceRecord], None] | None = None,
     ) -> None:
@@ -200,6 +204,11 @@ class VoiceInput:
             else self._min_barge_in
         )
         self._judging = False  # a held pause's early transcript is awaited (its words decide)
+        # The end-of-turn decode may start when the newest audio is quiet, before the VAD's
+        # frame grid pauses (VadSegmenter.tail_quiet); _tail_sample is where that decode's
+        # audio ends (stream samples), None when no such decode stands.
+        self._tail_decode = tail_decode
+        self._tail_sample: int | None = None
         self._preroll = int(preroll_s * self._rate)
         self._clock = clock or MonotonicClock()
         self._machine: Machine[VoiceInput] = Machine(
@@ -281,6 +290,8 @@ class VoiceInput:
                 self._push_pending()
                 await self._fire(VadSpeechEnded(t=ev.t))
         self._push_pending()
+        if self._tail_decode and self.state is U.SPEAKING:
+            self._watch_tail()
         if self._turn is not None and self.state in (U.PAUSED, U.PAUSE_ANNOUNCED):
             self._turn.tick(self._vad.pause_silence_s)
         if self.state is U.HELD and self._fed - self._start_sample >= self._confirm_after:
@@ -334,6 +345,29 @@ class VoiceInput:
         drop = self._pushed - self._history_start
         self._history = self._history[drop:]
         self._history_start = self._pushed
+
+    def _watch_tail(self) -> None:
+        """Start the end-of-turn decode on a quiet tail; void it once the speech went on.
+
+        The decode covers the audio up to the quiet tail. It stands for the utterance if the
+        VAD's pause comes no later than one frame after that point (the frame the speech
+        ended in); a frame of speech past it voids it (the partials resume, and the pause
+        starts its own decode). The VAD decides what is speech, as for the pause's decode.
+        """
+        cur = self._current
+        if self._tail_sample is not None:
+            if self._vad.speech_end_sample > self._tail_sample + self._vad.vad.frame_size:
+                self._asr.speech_resumed()
+                self._tail_sample = None
+                if cur is not None:
+                    cur.tail_decodes_voided += 1
+            return
+        if self._vad.tail_quiet():
+            self._asr.speech_paused()
+            self._tail_sample = self._fed
+            if cur is not None:
+                cur.tail_decodes += 1
+                cur.early_decode_at = self._clock.now()
 
     def _on_partial(self, partial: AsrPartial) -> None:
         if not self._closed:
@@ -446,6 +480,7 @@ class VoiceInput:
             agent_busy=self._agent_busy(),
         )
         self.turns.append(self._current)
+        self._tail_sample = None
         self._start_sample = event.sample
         self._pushed = max(self._history_start, event.sample - self._preroll)
         self._partial = ""
@@ -479,10 +514,20 @@ class VoiceInput:
         self._post(TranscriptPartial(text=event.text))
 
     def start_early_decode(self, event: VadSpeechPaused) -> None:
-        """The VAD suspects the end: the ASR starts the final decode early."""
+        """The VAD suspects the end: the ASR starts the final decode early (or keeps the one
+        a quiet tail started, if the pause is dated within a frame of it)."""
         self._pauses += 1
         self._paused_since = self.stream_time
-        self._asr.speech_paused()
+        tail, self._tail_sample = self._tail_sample, None
+        if tail is not None and self._vad.speech_end_sample > tail + self._vad.vad.frame_size:
+            self._asr.speech_resumed()
+            tail = None
+            if self._current is not None:
+                self._current.tail_decodes_voided += 1
+        if tail is None:
+            self._asr.speech_paused()
+            if self._current is not None:
+                self._current.early_decode_at = self._clock.now()
         if self._turn is not None:
             self._turn.paused(self.stream_time - (self._vad.pause_silence_s or 0.0))
         if self._current is not None:
@@ -557,6 +602,7 @@ class VoiceInput:
     def void_early_decode(self, event: VadSpeechResumed) -> None:
         """Speech came back: the early decode no longer stands for the utterance."""
         self._asr.speech_resumed()
+        self._tail_sample = None
         self._judging = False
         if self._turn is not None:
             self._turn.resumed()

@@ -4,6 +4,9 @@ the ledger and the agent's audio (``voice-agent run`` prints it).
 All times are milliseconds after the end of the caller's speech as the VAD
 dated it (the start of the silence that ended the turn):
 
+- ``decode_started``: the end-of-turn decode started (at the quiet tail or the
+  VAD's pause: ``voice.asr_tail_decode``), and ``decode``: its own duration
+  (not a time after the end of speech);
 - ``decided``: the end-of-turn decision applied (turn model + transcript), with
   its ``reason`` and the model's ``probability``;
 - ``turn_ended``: ``UserSpeechEnded`` posted;
@@ -43,6 +46,8 @@ class TurnTimings:
     text: str
     reason: str | None
     probability: float | None
+    decode_started: float | None
+    decode: float | None
     decided: float | None
     turn_ended: float | None
     final: float | None
@@ -112,6 +117,8 @@ def turn_timings(
                 probability=None
                 if decision is None or decision.probability is None
                 else round(decision.probability, 3),
+                decode_started=rel(u.early_decode_at),
+                decode=_ms(u.decode_s),
                 decided=rel(u.turn.decided_at) if u.turn is not None else None,
                 turn_ended=_ms(u.ended_s - u.speech_end_s) if u.ended_s is not None else None,
                 final=rel(u.final_at),
@@ -125,7 +132,16 @@ def turn_timings(
 
 def format_timings(rows: list[TurnTimings]) -> str:
     """A fixed-width table, one line per turn."""
-    cols = ("decided", "turn_ended", "final", "llm_request", "llm_first_text", "first_audio")
+    cols = (
+        "decode_started",
+        "decode",
+        "decided",
+        "turn_ended",
+        "final",
+        "llm_request",
+        "llm_first_text",
+        "first_audio",
+    )
     head = f"{'turn':>4}  {'decision':<22}" + "".join(f"{c:>15}" for c in cols)
     lines = ["per-turn timings (ms after the end of speech):", head]
     for r in rows:

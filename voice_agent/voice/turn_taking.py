@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class TurnRecord:
     decision: EndpointDecision | None = None
     scores: int = 0  # model runs in this utterance (one per pause that lasted long enough)
     model_compute_total_s: float = 0.0
+    # every decision of the utterance's pauses, in order: (early transcript, decision)
+    decisions: list[tuple[str | None, EndpointDecision]] = field(default_factory=list)
 
 
 class TurnEnder:
@@ -218,6 +220,7 @@ class TurnEnder:
         decision = decide(self.rules, probability, self._text, interrupting=self._interrupting)
         self._decided = True
         self.record.decision = decision
+        self.record.decisions.append((self._text, decision))
         self.record.decided_at = self._clock.now()
         self._vad.set_pause_silence(decision.silence_s)
         if self._on_decision is not None:

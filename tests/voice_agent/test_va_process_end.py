@@ -1,0 +1,200 @@
+"""The ``voice-agent`` process ends after its session, whatever threads its tools left running."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import voice_agent
+from voice_agent.bench.oracle import OracleServer
+from voice_agent.bench.scenario import Scenario
+from voice_agent.process_end import end_process, ending_loops
+
+# A generous bound for a process to start, talk and end on a busy 2-core machine (wall
+# seconds): the fixed process ends in a few seconds; the defect it guards against is a
+# process that never ends.
+PROCESS_BOUND_S = 120.0
+
+TOOLS = '''
+import asyncio, threading, time
+from voice_agent.tools import ToolRegistry
+
+registry = ToolRegistry()
+
+
+def _watch_forever():
+    while True:
+        time.sleep(0.05)
+
+
+@registry.tool
+async def start_monitor() -> dict:
+    """Start watching the line."""
+    threading.Thread(target=_watch_forever, name="line-monitor").start()  # non-daemon
+    return {"started": True}
+
+
+@registry.tool(timeout_s=0.5)
+async def check_line() -> dict:
+    """Check the line."""
+    await asyncio.to_thread(_watch_forever)  # a default-executor job that never returns
+    return {"ok": True}
+'''
+
+
+def _scenario() -> Scenario:
+    tool = {"description": "x", "parameters": {"type": "object", "properties": {}}, "result": {}}
+    return Scenario.model_validate(
+        {
+            "name": "stuck_threads",
+            "oracle": {"ttft_ms": 10, "tokens_per_s": 200},
+            "tools": [{"name": "start_monitor", **tool}, {"name": "check_line", **tool}],
+            "turns": [
+                {
+                    "user": "Start the monitor and check the line.",
+                    "calls": [
+                        {"tool": "start_monitor", "arguments": {}},
+                        {"tool": "check_line", "arguments": {}},
+                    ],
+                    "answer": [
+                        {"say": "The monitor runs.", "needs": ["start_monitor"], "expect": ["runs"]}
+                    ],
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.realtime  # a process outside the test, on the wall clock
+async def test_chat_ends_after_its_session_naming_the_threads_a_tool_left_running(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "stuck_tools.py").write_text(TOOLS)
+    sessions = tmp_path / "sessions"
+    repo = Path(voice_agent.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(tmp_path)])}
+    async with OracleServer(_scenario()) as oracle:
+        config = tmp_path / "agent.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "llm": {"base_url": oracle.base_url, "model": "oracle", "max_retries": 0},
+                    "tools": {"modules": ["stuck_tools:registry"]},
+                    "ledger": {"directory": str(sessions), "persist": True},
+                }
+            )
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voice_agent.cli", "chat", "-c", str(config),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(
+                process.communicate(b"Start the monitor and check the line.\n"),
+                PROCESS_BOUND_S,
+            )
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"voice-agent chat did not end within {PROCESS_BOUND_S:g} s")
+    stderr = err.decode()
+    assert process.returncode == 0, stderr
+    assert "The monitor runs." in out.decode()
+    # the stuck thread and the stuck job are named: the tool, the thread, the code
+    assert "thread 'line-monitor' started while tool start_monitor (call_" in stderr, stderr
+    assert "job _watch_forever of tool check_line (call_" in stderr, stderr
+    assert "_watch_forever (stuck_tools.py:" in stderr and "exiting without waiting" in stderr
+    assert "Traceback" not in stderr
+    # the ledger was complete before the process ended
+    (ledger,) = sessions.glob("*.jsonl")
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert entries[-1]["type"] == "SessionEnded"
+    outcomes = {e["type"] for e in entries if e["type"].startswith("ToolCall")}
+    assert {"ToolCallResolved", "ToolCallTimedOut"} <= outcomes, outcomes
+
+
+def _stuck_thread(release: threading.Event, name: str) -> threading.Thread:
+    thread = threading.Thread(target=release.wait, name=name)  # non-daemon
+    thread.start()
+    return thread
+
+
+def test_a_thread_still_running_after_the_grace_is_named_and_the_process_ended() -> None:
+    before = set(threading.enumerate())
+    release = threading.Event()
+    thread = _stuck_thread(release, "stuck-poller")
+    exits: list[int] = []
+    err = io.StringIO()
+    try:
+        status = end_process(3, before, stderr=err, grace_s=0.05, exit_now=exits.append)
+    finally:
+        release.set()
+        thread.join()
+    assert exits == [3] and status == 3
+    assert "thread 'stuck-poller'" in err.getvalue()
+    assert "in wait (threading.py:" in err.getvalue()  # where it is stuck
+    assert "exiting without waiting" in err.getvalue()
+
+
+def test_threads_that_finish_within_the_grace_are_waited_for_silently() -> None:
+    before = set(threading.enumerate())
+    thread = threading.Thread(target=time.sleep, args=(0.05,), name="short-job")
+    thread.start()
+    exits: list[int] = []
+    err = io.StringIO()
+
+    status = end_process(0, before, stderr=err, grace_s=60.0, exit_now=exits.append)
+
+    assert status == 0 and exits == [] and err.getvalue() == ""
+    assert not thread.is_alive()
+
+
+def test_threads_running_before_the_command_are_not_its_leftovers() -> None:
+    release = threading.Event()
+    thread = _stuck_thread(release, "callers-own")
+    before = set(threading.enumerate())
+    exits: list[int] = []
+    err = io.StringIO()
+    try:
+        status = end_process(0, before, stderr=err, grace_s=0.05, exit_now=exits.append)
+    finally:
+        release.set()
+        thread.join()
+    assert status == 0 and exits == [] and err.getvalue() == ""
+
+
+def test_asyncio_run_returns_although_a_to_thread_job_never_does() -> None:
+    """``asyncio.run`` joins its default executor on the way out: a job stuck for ever
+    kept it from returning. Under `ending_loops` it waits at most the grace."""
+    release = threading.Event()
+
+    async def session() -> str:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(release.wait), 0.01)
+        except TimeoutError:
+            return "timed out"
+        return "returned"
+
+    results: list[str] = []
+
+    def command() -> None:
+        with ending_loops(grace_s=0.05):
+            results.append(asyncio.run(session()))
+
+    runner = threading.Thread(target=command, daemon=True)
+    runner.start()
+    runner.join(PROCESS_BOUND_S)
+    stuck = runner.is_alive()
+    release.set()
+    runner.join()
+    assert not stuck, "asyncio.run did not return"
+    assert results == ["timed out"]

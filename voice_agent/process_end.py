@@ -1,0 +1,220 @@
+"""Ending the ``voice-agent`` process in bounded time once its command is done.
+
+A command is done when it returns: its session has ended and its ledger is
+closed (every line handed to the OS). Two things a tool can leave behind used
+to keep the process alive after that, silently and for ever:
+
+- a *thread* the tool started and never stopped: Python joins every
+  non-daemon thread before it exits (an ``async def`` tool runs on the main
+  thread, so a ``threading.Thread`` it starts is non-daemon by default);
+- a *job* on the event loop's default executor (``asyncio.to_thread``,
+  ``loop.run_in_executor(None, ...)``) that never returns: ``asyncio.run``
+  joins that executor on its way out.
+
+:func:`ending_loops` gives every event loop the command creates a default
+executor whose jobs run on daemon threads and whose shutdown waits at most
+`EXIT_GRACE_S`. :func:`end_process` runs last, where the process ends
+(``voice_agent.cli.main``): it gives the threads the command left running
+`EXIT_GRACE_S` to finish, then names each one still running (the tool that
+started it, the code it is stuck in) on standard error and ends the process
+at once with the command's status. A clean exit prints nothing and waits for
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from .tool_exec import EXEC_PREFIX, running_tool, started_by
+
+__all__ = ["EXIT_GRACE_S", "end_process", "ending_loops", "leftovers"]
+
+EXIT_GRACE_S = 3.0
+"""How long (wall seconds) threads and jobs still running after the session ended get
+to finish: an ASR decode or a SQLite commit in flight takes well under a second even
+on a busy machine; a person at the terminal should see the prompt again promptly."""
+
+# Default-executor jobs running now (thread -> what it runs, and for which tool).
+_JOBS: dict[threading.Thread, str] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """The function a default-executor job runs ("_watch_forever"), through
+    ``asyncio.to_thread``'s ``partial(context.run, func, ...)`` wrapping."""
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target, args = target.func, (*target.args, *args)
+    if isinstance(getattr(target, "__self__", None), contextvars.Context) and args:
+        target = args[0]
+    return getattr(target, "__qualname__", None) or repr(target)
+
+
+class _EndingExecutor(ThreadPoolExecutor):
+    """A loop's default executor: each job on its own daemon thread (a job that never
+    returns cannot hold the process), and ``shutdown(wait=True)`` waits at most
+    `EXIT_GRACE_S`. A ``ThreadPoolExecutor`` only because asyncio requires one; none of
+    its pool is used."""
+
+    def __init__(self, grace_s: float) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="asyncio-job")
+        self._grace_s = grace_s
+        self._running: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        tool = running_tool()
+        label = _describe(fn, args) + (f" of tool {tool}" if tool else "")
+
+        def work() -> None:
+            try:
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # handed to the waiter, as ThreadPoolExecutor does
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            finally:
+                with self._guard, _JOBS_LOCK:
+                    self._running.discard(threading.current_thread())
+                    _JOBS.pop(threading.current_thread(), None)
+
+        thread = threading.Thread(target=work, name=f"asyncio-job:{label}", daemon=True)
+        with self._guard, _JOBS_LOCK:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._running.add(thread)
+            _JOBS[thread] = label
+        thread.start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._guard:
+            self._closed = True
+            running = list(self._running)
+        if wait:
+            deadline = time.monotonic() + self._grace_s
+            for thread in running:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _EndingPolicy(asyncio.DefaultEventLoopPolicy):
+    def __init__(self, grace_s: float) -> None:
+        super().__init__()
+        self._grace_s = grace_s
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        loop.set_default_executor(_EndingExecutor(self._grace_s))
+        return loop
+
+
+@contextmanager
+def ending_loops(grace_s: float = EXIT_GRACE_S) -> Iterator[None]:
+    """Within this block, every new event loop (``asyncio.run``) gets a default executor
+    that cannot keep the process alive (see the module doc); the previous event loop
+    policy is restored after it."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_EndingPolicy(grace_s))
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
+
+
+def _where(thread: threading.Thread) -> str:
+    """The innermost line ``thread`` is running: "in _watch_forever (tools.py:12)"."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None:
+        return ""
+    code = frame.f_code
+    return f", now in {code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})"
+
+
+def leftovers(before: Collection[threading.Thread]) -> tuple[list[str], list[str]]:
+    """What still runs that was not running in ``before``: (non-daemon threads, which keep
+    the process alive; default-executor jobs, which are abandoned at exit), each described."""
+    me = threading.current_thread()
+    threads = [
+        f"thread {t.name!r}"
+        + (f" started while tool {started_by(t)} ran" if started_by(t) else "")
+        + _where(t)
+        for t in threading.enumerate()
+        if t is not me and t not in before and not t.daemon and t.is_alive()
+    ]
+    with _JOBS_LOCK:
+        jobs = [(t, f"job {label}") for t, label in _JOBS.items() if t.is_alive()]
+    jobs += [  # a plain-function tool still running past its timeout (a daemon thread)
+        (t, "tool " + t.name.removeprefix(EXEC_PREFIX).replace(":", " (", 1) + ")")
+        for t in threading.enumerate()
+        if t.name.startswith(EXEC_PREFIX) and t not in before and t.is_alive()
+    ]
+    return threads, [label + _where(t) for t, label in jobs]
+
+
+def end_process(
+    status: int,
+    before: Collection[threading.Thread],
+    *,
+    stderr: TextIO | None = None,
+    grace_s: float = EXIT_GRACE_S,
+    exit_now: Callable[[int], object] = os._exit,
+) -> int:
+    """Let the process end with ``status`` within about ``grace_s`` seconds.
+
+    ``before`` is the threads that ran before the command began (the command's
+    own leftovers are judged, not the caller's). Threads the command left
+    running get ``grace_s`` to finish; if some are still running, each is named
+    on ``stderr`` and the process ends at once (``exit_now``, after flushing
+    the standard streams and logging), since Python would otherwise wait for
+    them for ever. Default-executor jobs still running are named too (they are
+    abandoned, they cannot hold the process). Returns ``status`` when nothing
+    holds the process.
+    """
+    stream = stderr if stderr is not None else sys.stderr
+    deadline = time.monotonic() + grace_s
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and thread not in before and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    threads, jobs = leftovers(before)
+    if not threads and not jobs:
+        return status
+    what = threads + jobs
+    stream.write(
+        f"voice-agent: the session is over and its ledger is saved, but {len(what)} "
+        f"thread(s) left by its tools still run after {grace_s:g} s:\n"
+        + "".join(f"  {line}\n" for line in what)
+    )
+    if not threads:
+        stream.write("voice-agent: they are abandoned (daemon threads cannot hold the process).\n")
+        stream.flush()
+        return status
+    stream.write(
+        "voice-agent: exiting without waiting for them (a tool should stop the threads it "
+        "starts, or start them with daemon=True).\n"
+    )
+    logging.shutdown()
+    for out in (sys.stdout, sys.stderr, stream):
+        try:
+            out.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more can be said
+            pass
+    exit_now(status)
+    return status  # reached only when exit_now returns (tests)
