@@ -748,3 +748,19 @@ async def test_a_number_the_caller_took_back_is_not_decoded_again_as_a_rewording
     responder, reply, _ = await _respond(engine, _user("My order is 4417, sorry, 4471. Where?"))
     assert responder.plan.in_callers_words is None and not reply.calls
     assert sum(p.endswith('"arguments": ') for p, _, _ in engine.steps) == 1  # decoded once
+
+
+async def test_a_dropped_call_with_an_argument_the_caller_gave_asks_without_the_yes_no_question():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'schedule_callback"'
+        if prompt.endswith('"arguments": '):
+            return '{"phone": "555 123 4567", "time": "tomorrow"}}\n</tool_call>'
+        assert not (grammar and '"yes"' in grammar), "no yes/no question is asked"
+        return " your phone number?"
+
+    engine = ScriptedEngine(script)
+    responder, reply, _ = await _respond(engine, _user("Can I get a callback tomorrow?"))
+    assert not reply.calls and reply.text == "Could you tell me your phone number?"
+    assert responder.plan.asked_or_cannot == "ask"
+    assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone"])]

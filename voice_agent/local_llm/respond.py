@@ -24,9 +24,10 @@ reply is made in explicit steps, all on one KV cache:
 3. **Speech.** For `REPLY` (or when every call was dropped), the reply is
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
-   were dropped as ungrounded, the model is first asked a yes/no question:
-   does the caller ask for what the dropped tool does (`WANTED_QUESTION`)?
-   Yes: a system note asks it to ask the caller for what is missing and the
+   were dropped as ungrounded, and the caller gave none of their arguments,
+   the model is first asked a yes/no question: does the caller ask for what
+   the dropped tool does (`WANTED_QUESTION`)? Yes, or an argument the caller
+   did give: a system note asks it to ask the caller for what is missing and the
    reply starts with `ASK_LEAD`; no (the tool was picked for a request it
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
@@ -382,7 +383,10 @@ class Responder:
             # Even a forced or required call: asking beats inventing the arguments.
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
-            wanted, stats = await self._wanted(reply.ungrounded, stats)
+            if self._partly_given(reply.ungrounded_calls, reply.ungrounded):
+                wanted = True  # the caller gave part of what that tool needs
+            else:
+                wanted, stats = await self._wanted(reply.ungrounded, stats)
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
             if not wanted:
                 return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
@@ -421,6 +425,36 @@ class Responder:
         stats.extra["decision_ms"] = round(self.plan.decision_s * 1e3, 1)
         stats.completion_tokens = 0  # the decision is not part of the reply
         return choice, stats
+
+    def _partly_given(
+        self, calls: list[tuple[str, str]], dropped: list[tuple[str, list[str]]]
+    ) -> bool:
+        """Whether a dropped call has an argument the caller did give (grounded, and a
+        value of their own: not an enum choice, a flag or the model's summary).
+
+        Then the caller asks for what that tool does ("Can I get a callback
+        tomorrow?": the time is theirs, the phone is missing) and the agent
+        asks for the rest without the yes/no question, which the 1.5B answered
+        "no" for that request. A request no tool serves gives none
+        ("what's the weather in Denver?" has no order number for `lookup_order`).
+        """
+        schemas = _schemas(self._tools)
+        for (name, arguments_text), (_, missing) in zip(calls, dropped, strict=True):
+            try:
+                arguments = json.loads(arguments_text)
+            except json.JSONDecodeError:
+                continue
+            properties = (schemas.get(name) or {}).get("properties") or {}
+            for arg, value in arguments.items() if isinstance(arguments, dict) else ():
+                prop = properties.get(arg)
+                if arg in missing or not isinstance(prop, Mapping):
+                    continue
+                if {"enum", "const"} & set(prop) or prop.get(SUMMARY_KEYWORD) is True:
+                    continue
+                if isinstance(value, str | int | float) and not isinstance(value, bool):
+                    if str(value).strip():
+                        return True
+        return False
 
     async def _wanted(
         self, dropped: list[tuple[str, list[str]]], stats: GenerationStats | None
