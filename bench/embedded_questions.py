@@ -108,6 +108,10 @@ _ASKS = re.compile(
     r"may i have|i need|i'll need|i will need|let me know)\b",
     re.IGNORECASE,
 )
+#: A refusal: an answer to a request that needs details must not be one.
+_REFUSES = re.compile(
+    r"\b(can ?not|can't|unable to|not able to) (help|assist|do that|do this)\b", re.IGNORECASE
+)
 _NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
 _CLAIMS_DONE = re.compile(
@@ -534,9 +538,13 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     elif answer == "cannot":
         out.answer_ok = not out.calls and bool(_CANNOT.search(spoken))
     elif answer == "ask":
-        out.answer_ok = not any(
-            tools[c["name"]].kind == "write" for c in unique if c["name"] in tools
-        ) and bool(_ASKS.search(spoken))
+        # A question, not a refusal with a question after it ("Sorry, I can't help
+        # with that here. What else can I do for you?" asks nothing the request needs).
+        out.answer_ok = (
+            not any(tools[c["name"]].kind == "write" for c in unique if c["name"] in tools)
+            and bool(_ASKS.search(spoken))
+            and not _REFUSES.search(spoken)
+        )
     else:
         out.answer_ok = not [c for c in out.calls if c["name"] not in allowed] and bool(
             spoken.strip()

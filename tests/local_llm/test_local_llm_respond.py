@@ -31,13 +31,14 @@ from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import (
+    ANSWER_NOTE,
     ASK_LEAD,
     CANNOT_LEAD,
     DECISION_PREFIX,
     GUIDANCE_NOTE,
     REPLY,
-    RESULTS_RULE,
     Responder,
+    names_the_tool,
 )
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
@@ -543,22 +544,20 @@ def _after_call(result_payload: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "noted"),
     [
-        {"status": "resolved", "result": {"status": "shipped"}},
-        {"status": "shipped"},  # another client's plain result
-        {"status": "failed", "error": "HTTP 503"},  # a failure is told too
+        ({"status": "resolved", "result": {"status": "shipped"}}, True),
+        ({"status": "shipped"}, True),  # another client's plain result
+        ({"status": "failed", "error": "HTTP 503"}, True),  # a failure is told too
+        ({"status": "pending", "future": "f1", "note": "running"}, False),
     ],
 )
-async def test_speech_after_an_outcome_adds_no_tokens_to_the_decisions_prompt(payload):
+async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted):
     engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Shipped.")
     await _respond(engine, _after_call(payload))
     decision, speech = engine.steps
-    # How to answer from results is said once, in the system turn (cached with the
-    # tools); the answer's first word waits for no per-request note.
-    assert speech[0] + DECISION_PREFIX == decision[0]
-    system_turn = speech[0].split("<|im_end|>")[0]
-    assert RESULTS_RULE in system_turn and "You are Alex." in system_turn
+    assert (ANSWER_NOTE in speech[0]) is noted
+    assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
 
 
 async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_fact():
@@ -570,6 +569,7 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
     await _respond(engine, _after_call(payload))
     _, speech = engine.steps
     assert speech[0].endswith(f"{GUIDANCE_NOTE}<|im_end|>\n<|im_start|>assistant\n")
+    assert ANSWER_NOTE not in speech[0]
     assert "the call ends after your goodbye" in speech[0]  # shown as guidance
 
 
@@ -588,6 +588,12 @@ def test_caller_spans_are_runs_of_the_callers_words_holding_the_numbers():
     assert "this evening" not in spans and "Ring me" not in spans  # ...and only those
     assert all(not s.endswith(".") for s in spans)
     assert caller_spans(["call me tomorrow"], ["9"]) == []
+
+
+CALLBACK_FUNCTION = {
+    "name": "schedule_callback",
+    "description": "Schedule a call back from a human agent.",
+}
 
 
 def _rewording_script(first_time: str, in_span: str):
@@ -764,3 +770,31 @@ async def test_a_dropped_call_with_an_argument_the_caller_gave_asks_without_the_
     assert not reply.calls and reply.text == "Could you tell me your phone number?"
     assert responder.plan.asked_or_cannot == "ask"
     assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone"])]
+
+
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        ("Can I get a callback tomorrow?", True),  # the name's word
+        ("Could somebody call me back later?", True),  # the description's words
+        ("I'd like to schedule something.", True),
+        ("What's the weather in Paris?", False),
+        ("Can you give me a discount?", False),
+    ],
+)
+def test_a_request_names_a_tool_by_a_word_of_its_name_or_purpose(said, named):
+    assert names_the_tool(said, CALLBACK_FUNCTION) is named
+
+
+async def test_a_dropped_call_for_a_tool_the_caller_named_asks_without_the_yes_no_question():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'schedule_callback"'
+        if prompt.endswith('"arguments": '):
+            return '{"phone": "555 123 4567", "time": "tomorrow 9 am"}}\n</tool_call>'
+        assert not (grammar and '"yes"' in grammar), "no yes/no question is asked"
+        return " your phone number, and when?"
+
+    engine = ScriptedEngine(script)
+    responder, reply, _ = await _respond(engine, _user("Can I get a callback?"))
+    assert not reply.calls and responder.plan.asked_or_cannot == "ask"

@@ -31,9 +31,9 @@ reply is made in explicit steps, all on one KV cache:
    reply starts with `ASK_LEAD`; no (the tool was picked for a request it
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
-   the decision) and the model continues after it with an offer. The
-   system turn says once how to answer from results (`RESULTS_RULE`, cached
-   with the tool list: no per-request cost); when the results carry no fact, only a tool's guidance (call control: "the call
+   the decision) and the model continues after it with an offer. After
+   results, `ANSWER_NOTE` tells the model to answer from them; when the
+   results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
    said "The order has been canceled."). When the only outcomes since the caller spoke are
@@ -49,12 +49,13 @@ function skips the decision; without tools the model speaks unconstrained.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from voice_agent.local_llm.chat_format import DEFAULT_SYSTEM_PROMPT, content_text, render_messages
+from voice_agent.local_llm.chat_format import content_text, render_messages
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
     calls_grammar,
@@ -136,20 +137,16 @@ CANNOT_NOTE = (
     "None of your functions can do what the caller just asked. In one short sentence, "
     "offer what you can help with instead. Do not guess."
 )
-#: What the system turn says about results (appended to the request's system prompt
-#: when tools are offered). Tool results render inside a user turn (Qwen's format), and
-#: the 1.5B, given an order's details there, thanked the caller "for providing the order
-#: details" instead of telling them. Said once in the system turn, whose KV cache is
-#: kept, it costs nothing per request: as a note after each request's results (session
-#: 3) it was 23 more tokens to evaluate before every answer's first word. "Keeping its
-#: words": told to answer "in your own words", the 1.5B said "Yes, you got your money
-#: back." for a refund that was "pending". (Worded without "function": the model
-#: repeats an instruction's words, and "the function results say ..." is a narration.)
-RESULTS_RULE = (
-    "A <tool_response> is what your own call found, not something the caller said. "
-    "Tell the caller what it says, keeping its words for a status, a date or an amount, "
-    "and add nothing."
-)
+#: What the speech step is told when results arrived since the caller spoke. Tool
+#: results render inside a user turn (Qwen's format), and the 1.5B, given an order's
+#: details there, thanked the caller "for providing the order details" instead of
+#: telling them; 23 tokens after the results, evaluated before the answer's first
+#: word. (Said once in the system turn instead, where the KV cache keeps it, the 1.5B
+#: answered worse on the same questions: "Thank you for the order status.", "I'm
+#: sorry, but I can't assist with that." after store hours, a call-back's time left
+#: out; session 4, docs/results.md.) Worded without "function" or "result": the model
+#: repeats a note's words, and "the function results say ..." is a narration.
+ANSWER_NOTE = "Now tell the caller the answer you found above, in your own words. Add nothing."
 #: What the speech step is told when the results since the caller spoke carry no fact,
 #: only a tool's guidance (call control: a transfer, the end of the call). "Tell the
 #: answer you found" then made the 1.5B invent one ("The order has been canceled."
@@ -258,6 +255,41 @@ def wanted_question(
     )
 
 
+#: Words that say nothing about which tool a caller wants.
+_GENERIC_WORDS = frozenset(
+    "a an the and or of to in on for by with from at is are be been has have had do does "
+    "did can could would will shall should may might must i me my we our you your it its "
+    "this that these those what which who when where how why please get got want need "
+    "like some someone something thing anything just also yet not no yes hi hello thanks".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {
+        w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in _GENERIC_WORDS
+    }
+
+
+def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
+    """Whether the caller's words name what a tool does: a content word of its name
+    or of its description's first sentence said, as itself or with the same first
+    five letters ("callback" for ``schedule_callback``, "cancel" for "Cancel an
+    order", "opening" for "open").
+
+    Evidence that a request lacking details is for that tool, beside the yes/no
+    question (`WANTED_QUESTION`), which the 1.5B answered "no" for "Can I get a
+    callback tomorrow?". A request no tool serves rarely names one ("what's
+    the weather in Denver tomorrow?" against "look up an order: its status,
+    items, total and estimated delivery date").
+    """
+    name = str(function.get("name", "")).replace("_", " ")
+    tool = _content_words(name) | _content_words(_purpose(function, name))
+    said = _content_words(caller_words)
+    return any(
+        w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in tool
+    )
+
+
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
     if total is None:
         return step
@@ -317,7 +349,9 @@ class Responder:
         reply.is_reuse = brings_nothing
         reply.answered = answered_calls(chat.messages)
         self._numbers = conversation_numbers(grounding_sources(chat.messages))
-        self._results_note = {"guidance": GUIDANCE_NOTE}.get(results_note_kind(chat.messages) or "")
+        self._results_note = {"answer": ANSWER_NOTE, "guidance": GUIDANCE_NOTE}.get(
+            results_note_kind(chat.messages) or ""
+        )
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -335,12 +369,6 @@ class Responder:
     def prompt(self, extra_system: str | None = None) -> str:
         """The ChatML prompt: the request's messages, tools plus `REPLY` listed, results readable."""
         messages = list(self.chat.messages)
-        if self._tools and messages and messages[0].get("role") == "system":
-            first = content_text(messages[0].get("content"))
-            messages[0] = {"role": "system", "content": f"{first}\n\n{RESULTS_RULE}"}
-        elif self._tools:
-            rule = f"{DEFAULT_SYSTEM_PROMPT}\n\n{RESULTS_RULE}"
-            messages.insert(0, {"role": "system", "content": rule})
         if extra_system:
             messages.append({"role": "system", "content": extra_system})
         listed = [*self._tools, *self._speech_options] if self._tools else None
@@ -383,8 +411,11 @@ class Responder:
             # Even a forced or required call: asking beats inventing the arguments.
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
-            if self._partly_given(reply.ungrounded_calls, reply.ungrounded):
-                wanted = True  # the caller gave part of what that tool needs
+            if self._partly_given(reply.ungrounded_calls, reply.ungrounded) or any(
+                names_the_tool(latest_caller_words(self.chat.messages), self._function(name))
+                for name, _ in reply.ungrounded
+            ):
+                wanted = True  # the caller gave part of what it needs, or named what it does
             else:
                 wanted, stats = await self._wanted(reply.ungrounded, stats)
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
@@ -425,6 +456,12 @@ class Responder:
         stats.extra["decision_ms"] = round(self.plan.decision_s * 1e3, 1)
         stats.completion_tokens = 0  # the decision is not part of the reply
         return choice, stats
+
+    def _function(self, name: str) -> Mapping[str, Any]:
+        return next(
+            (t["function"] for t in self._tools if t["function"].get("name") == name),
+            {"name": name},
+        )
 
     def _partly_given(
         self, calls: list[tuple[str, str]], dropped: list[tuple[str, list[str]]]
