@@ -101,12 +101,14 @@ async def run_recording(
                 "llm": {"base_url": oracle.base_url, "model": MODEL_ID, "max_retries": 0},
                 "agent": {"mode": "async", "system_prompt": "You are a helpful agent."},
                 "ledger": {"persist": False},
-                "voice": {
-                    "sample_rate": rate,
-                    "turn": {"detection": detection},
-                    **({} if asr_window_s is None else {"asr_window_s": asr_window_s}),
-                    **(voice_overrides or {}),
-                },
+                "voice": merged(
+                    {
+                        "sample_rate": rate,
+                        "turn": {"detection": detection},
+                        **({} if asr_window_s is None else {"asr_window_s": asr_window_s}),
+                    },
+                    voice_overrides or {},
+                ),
             },
         )
         ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -367,8 +369,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def parse_variants(spec: str) -> list[tuple[str, dict[str, Any]]]:
-    """``"new;old:asr_tail_decode=false,asr_final_threads=1"`` → [(name, voice overrides)]."""
+    """``"new;old:asr_tail_decode=false,turn.done_statement_silence_ms=200"`` →
+    [(name, voice overrides)]; a dotted key is a nested field."""
     import yaml
 
     out: list[tuple[str, dict[str, Any]]] = []
@@ -379,7 +393,11 @@ def parse_variants(spec: str) -> list[tuple[str, dict[str, Any]]]:
             key, eq, value = kv.partition("=")
             if not eq or not key:
                 raise ValueError(f"{kv!r} is not key=value")
-            overrides[key.strip()] = yaml.safe_load(value)
+            *path, leaf = key.strip().split(".")
+            node = overrides
+            for part_name in path:
+                node = node.setdefault(part_name, {})
+            node[leaf] = yaml.safe_load(value)
         out.append((name.strip(), overrides))
     return out or [("", {})]
 

@@ -304,6 +304,13 @@ class TurnConfig(_Frozen):
     done_probability: float = Field(0.5, ge=0, le=1)
     incomplete_probability: float = Field(0.2, ge=0, le=1)
     done_silence_ms: int = Field(200, ge=32, le=5000)
+    done_statement_silence_ms: int = Field(
+        400,
+        ge=32,
+        le=5000,
+        description="a 'done' that is not a whole question ('...?') waits this long: comma "
+        "pauses inside statements sound finished to the model (docs/turn_taking.md)",
+    )
     uncertain_silence_ms: int = Field(500, ge=32, le=5000)
     incomplete_silence_ms: int = Field(1200, ge=32, le=5000)
     unfinished_text_silence_ms: int = Field(1000, ge=32, le=5000)

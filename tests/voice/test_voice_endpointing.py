@@ -130,6 +130,8 @@ def test_reading_number_needs_digits_at_the_end():
     ("p", "text", "reason", "silence"),
     [
         (0.9, "Where is my order?", "model_done", RULES.done_silence_s),
+        # a statement may go on after a comma pause the model hears as an end
+        (0.95, "I paid 45 dollars for express delivery.", "model_done", 0.4),
         (0.35, "I ordered shoes.", "model_uncertain", RULES.uncertain_silence_s),
         # a whole question: the model's doubt costs at most the plain VAD wait
         (0.35, "Where is my order?", "question", RULES.done_silence_s),
@@ -223,3 +225,11 @@ def test_a_turn_that_interrupted_the_agent_is_not_ended_on_its_first_word():
     assert (d.reason, d.silence_s) == ("interruption", RULES.uncertain_silence_s)
     longer = decide(RULES, 0.05, "Wait, I", interrupting=True)
     assert longer.silence_s == RULES.incomplete_silence_s  # only ever a floor
+
+
+def test_a_confident_done_waits_longer_after_a_statement_than_after_a_whole_question():
+    rules = EndpointingRules(done_silence_s=0.2, done_statement_silence_s=0.45)
+    question = decide(rules, 0.97, "Could you look up booking 904?")
+    statement = decide(rules, 0.97, "Booking 318 was for two nights.")
+    assert (question.reason, question.silence_s) == ("model_done", 0.2)
+    assert (statement.reason, statement.silence_s) == ("model_done", 0.45)

@@ -105,6 +105,7 @@ def turn_rules(cfg: TurnConfig) -> EndpointingRules:
         done_probability=cfg.done_probability,
         incomplete_probability=cfg.incomplete_probability,
         done_silence_s=cfg.done_silence_ms / 1000,
+        done_statement_silence_s=cfg.done_statement_silence_ms / 1000,
         uncertain_silence_s=cfg.uncertain_silence_ms / 1000,
         incomplete_silence_s=cfg.incomplete_silence_ms / 1000,
         unfinished_text_silence_s=cfg.unfinished_text_silence_ms / 1000,

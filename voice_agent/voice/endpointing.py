@@ -202,6 +202,12 @@ class EndpointingRules:
     done_probability: float = 0.5
     incomplete_probability: float = 0.2
     done_silence_s: float = 0.2
+    # "Done" on a statement (no whole question): a comma pause inside a longer statement
+    # ("I paid 45 dollars for express delivery, yet ...": 0.23-0.39 s in piper's speech)
+    # sounds finished to the model (p 0.95-0.98 at such pauses) and Whisper writes a full
+    # stop there. The turn then ends at about the time the decision lands anyway (score
+    # ~0.3 s after the end), before the preemptive answer's first token (seconds).
+    done_statement_silence_s: float = 0.4
     uncertain_silence_s: float = 0.5
     incomplete_silence_s: float = 1.2
     unfinished_text_silence_s: float = 1.0
@@ -236,7 +242,9 @@ def decide(
     """The silence the current pause needs, from the model's score and the early transcript.
 
     The model sets the base (done / uncertain / incomplete; without a model,
-    ``no_model_silence_s``); a transcript that looks unfinished or that ends
+    ``no_model_silence_s``); "done" waits ``done_silence_s`` after a whole question and
+    ``done_statement_silence_s`` after anything else (a statement may go on after a comma
+    pause the model hears as an end); a transcript that looks unfinished or that ends
     in a number being read can only lengthen it; a whole question ("...?") shortens
     the model's doubt (done when uncertain, the VAD's plain wait when it says
     incomplete). A turn that interrupted the
@@ -244,15 +252,16 @@ def decide(
     word that sounds complete ("Wait.", "Sorry.") and go on, and the agent is
     quiet already, so there is no answer to hurry. Capped at ``max_silence_s``.
     """
+    cue = transcript_cue(text)
     if probability is None:
         silence, reason = rules.no_model_silence_s, "no_model"
     elif probability >= rules.done_probability:
-        silence, reason = rules.done_silence_s, "model_done"
+        done = rules.done_silence_s if cue == "question" else rules.done_statement_silence_s
+        silence, reason = done, "model_done"
     elif probability < rules.incomplete_probability:
         silence, reason = rules.incomplete_silence_s, "model_incomplete"
     else:
         silence, reason = rules.uncertain_silence_s, "model_uncertain"
-    cue = transcript_cue(text)
     if cue == "question" and reason in ("model_uncertain", "model_incomplete"):
         # A whole question: the model's doubt is worth the plain VAD wait at most.
         if probability is not None and probability >= rules.incomplete_probability:
