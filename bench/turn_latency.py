@@ -3,14 +3,18 @@ on callers in voices that are not the agent's, at 16 kHz and on the 8 kHz μ-law
 
     .venv/bin/python bench/turn_latency.py [--rates 16000,8000] [--detection vad,model]
                                            [--asr-window-s 30,10] [--voices held-out]
+                                           [--kinds question,clause] [--fast]
+                                           [--variants "new;old:asr_tail_decode=false"]
                                            [--ttft-ms 300] [--json out.json]
 
 Same harness as ``bench/voice_latency.py``: the file transport in real time,
 the real Silero VAD, faster-whisper, piper (the agent's voice) and the turn
 model, against the oracle LLM (``--ttft-ms`` to first token). The callers
 (``bench/callers.py``: espeak-ng voices at two speaking rates) ask twelve
-questions, say six sentences with a pause in the middle and read four
-numbers in groups. Every (rate, detection) pair answers the same recording
+questions, say six sentences with a pause in the middle, read four
+numbers in groups, say four statements with a number and a comma pause
+(``clause``) and ask four questions that end in a number
+(``number_question``). Every (rate, detection) pair answers the same recording
 in one run, so ``vad`` (the fixed-silence rule, as before) and ``model``
 (Smart Turn + transcript cues) compare as ratios under the same load.
 
@@ -18,7 +22,8 @@ Per item, from the audio and the pipeline's records, in ms after the
 caller's true end of speech (the last audible sample of the item):
 ``pause_detected`` (the VAD's SpeechPaused: the early decode starts),
 ``text_ready`` (the early transcript), ``scored`` (the turn model's score),
-``decided`` (the end-of-turn decision applied), ``turn_ended``
+``decided`` (the end-of-turn decision applied), ``decode_started`` (the
+end-of-turn decode started: on the quiet tail or at the pause), ``turn_ended``
 (the VAD ended the segment: stream time, so also meaningful with ``--fast``),
 ``final`` (TranscriptFinal), ``llm_request`` (the oracle
 received the request), ``llm_first_token``, ``first_audio`` (= voice to
