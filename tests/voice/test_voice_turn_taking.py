@@ -14,6 +14,7 @@ from voice_helpers import (
     audible_spans,
     caller_recording,
     order_scenario,
+    speech,
     start_oracle,
     voice_config,
 )
@@ -401,3 +402,32 @@ async def test_speech_that_goes_on_after_a_backchannel_is_judged_again_and_inter
     assert UserSpeechStarted in kinds, "what followed interrupted the agent"
     assert TranscriptFinal(text="Okay, I want to cancel.") in events
     assert voice.playback_pauses[-1].barge_in
+
+
+@pytest.mark.parametrize(
+    ("early_text", "turns"),
+    [
+        # a statement that sounds finished at its comma pause waits the statement wait
+        ("We moved to flat 12 last month.", 1),
+        # the same pause after a whole question ends the turn on the short wait
+        ("Did you send it to flat 12 last month?", 2),
+    ],
+)
+async def test_a_comma_pause_in_a_statement_does_not_end_the_turn_but_one_after_a_question_does(
+    early_text: str, turns: int
+) -> None:
+    first_text, second_text = "We moved to flat twelve last month,", "so the parcels go astray."
+    _, _, first_last = speech(first_text)
+    _, second_first, _ = speech(second_text)
+    # a comma pause of 0.3 s: longer than the done wait (0.2 s), shorter than a statement's
+    at = 0.3 + first_last + 0.3 - second_first
+    x, (first, second) = caller_recording([(0.3, first_text, 1.0), (at, second_text, 1.0)], 5.0)
+    assert 0.25 < second.start_s - first.end_s < 0.35
+    events: list[Event] = []
+    voice = voice_input(events, early_text, ScriptedDetector(0.97))
+    try:
+        await feed_settled(voice, x)
+    finally:
+        await voice.aclose()
+    assert sum(isinstance(e, UserSpeechEnded) for e in events) == turns
+    assert voice.turns[0].turn.decision.reason == "model_done"  # type: ignore[union-attr]
