@@ -9,6 +9,7 @@ callbacks touch, and the asyncio side waits on them through
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 
 from peripherals.audio import AudioChunk, PeripheralError, to_float32
+
+log = logging.getLogger(__name__)
 
 DeviceKind = Literal["input", "output"]
 
@@ -197,6 +200,13 @@ class AudioInput:
     falls behind, the oldest frames are dropped (``dropped`` counts them).
     ``overflows`` counts PortAudio's own input overflows. Use ``async with``,
     or ``start()`` then ``aclose()``.
+
+    ``process(frame) -> frame``, when given, runs on each frame in PortAudio's
+    callback thread, before the frame is queued: an echo canceller or a
+    half-duplex gate must see the microphone when it is captured, in step with
+    the speaker's callback, not when a busy event loop gets to the frame (a
+    loop stalled for 0.7 s let the WebRTC canceller's echo through). It must be
+    short and thread-safe; if it raises, ``read`` raises ``AudioDeviceError``.
     """
 
     def __init__(
@@ -206,9 +216,12 @@ class AudioInput:
         sample_rate: int = 16000,
         frame_ms: int = 20,  # 20 ms: WebRTC/telephony framing; VAD re-frames as it needs
         queue_s: float = 2.0,  # consumer may stall this long before audio is dropped (seconds)
+        process: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.device = find_device(device, "input")
         self._rate = sample_rate
+        self._process = process
+        self._failure: Exception | None = None  # what ``process`` raised, for ``read``
         self.frame_size = sample_rate * frame_ms // 1000
         self._queue = FrameQueue(max(1, int(queue_s * 1000 / frame_ms)))
         self._stream: Any = None
@@ -235,13 +248,23 @@ class AudioInput:
         if status.input_overflow:
             self.overflows += 1
         frame = indata[:, 0].copy()
+        if self._process is not None and self._failure is None:
+            try:
+                frame = self._process(frame)
+            except Exception as exc:  # for the reader: this thread must go on (it is PortAudio's)
+                self._failure = exc
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if len(frame) and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._queue.put_nowait, frame)
 
     async def read(self) -> AudioChunk:
-        """The next frame (waits for it)."""
-        return AudioChunk(await self._queue.get(), self._rate)
+        """The next frame (waits for it); raises ``AudioDeviceError`` if ``process`` failed."""
+        frame = await self._queue.get()
+        if self._failure is not None:
+            raise AudioDeviceError(
+                f"processing the microphone audio failed: {self._failure!r}"
+            ) from self._failure
+        return AudioChunk(frame, self._rate)
 
     async def frames(self) -> AsyncIterator[AudioChunk]:
         """Frames until closed."""
@@ -339,8 +362,11 @@ class AudioOutput:
     ``wait_drained()`` waits for that. ``pause()`` makes the next callback
     output silence without consuming (within one block); ``resume()`` plays on
     from the same sample. ``on_played(block)``, when given, is
-    called in the event loop with a copy of every block handed to the device
-    (silence included), e.g. to feed ``HalfDuplexGate.note_played``.
+    called in PortAudio's callback thread with a copy of every block handed to
+    the device (silence included), e.g. an echo canceller's or a
+    ``HalfDuplexGate``'s ``note_played``: it sees the speaker when it plays,
+    even while the event loop is busy. It must be short and thread-safe; what
+    it raises is logged (once) and playback goes on.
     """
 
     def __init__(
@@ -366,6 +392,7 @@ class AudioOutput:
         self._drained.set()
         self.underflows = 0
         self._closed = False
+        self._on_played_failed = False
 
     @property
     def sample_rate(self) -> int:
@@ -396,12 +423,17 @@ class AudioOutput:
             self.underflows += 1
         before = self._buffer.buffered
         self._buffer.read_into(outdata[:, 0])
+        if self._on_played is not None:
+            try:
+                self._on_played(outdata[:, 0].copy())
+            except Exception:  # playback must go on (this is PortAudio's thread); said once
+                if not self._on_played_failed:
+                    self._on_played_failed = True
+                    log.exception("on_played failed; the speaker keeps playing without it")
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._space.set)
-        if self._on_played is not None:
-            loop.call_soon_threadsafe(self._on_played, outdata[:, 0].copy())
         if before > 0 and self._buffer.buffered == 0:
             loop.call_soon_threadsafe(self._signal_drained)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 import numpy as np
@@ -24,6 +25,9 @@ class HalfDuplexGate:
     than it was played; raise ``margin_db`` for loud speakers close to the
     mic. ``gate(frame)`` returns the frame or zeros of the same length, so the
     VAD's stream time keeps running.
+
+    ``note_played`` and ``gate`` may be called from two threads at once (the
+    output and input callbacks, so that both happen when the audio does).
     """
 
     def __init__(
@@ -40,16 +44,19 @@ class HalfDuplexGate:
         self._clock = clock or MonotonicClock()
         self._played: deque[tuple[float, float]] = deque()  # (time, dBFS) of played audio
         self._last_played: float | None = None
+        self._lock = threading.Lock()  # the two audio callback threads share _played
         self.suppressed = 0  # mic frames suppressed so far
         self.admitted = 0  # mic frames admitted so far
 
     def note_played(self, samples: np.ndarray) -> None:
         """Record audio that the speaker is playing now (silence counts too)."""
-        now = self._clock.now()
-        self._played.append((now, rms_dbfs(samples)))
-        self._last_played = now
-        while self._played and self._played[0][0] < now - self.window_s:
-            self._played.popleft()
+        level = rms_dbfs(samples)
+        with self._lock:
+            now = self._clock.now()
+            self._played.append((now, level))
+            self._last_played = now
+            while self._played and self._played[0][0] < now - self.window_s:
+                self._played.popleft()
 
     def playback_active(self) -> bool:
         """True while played audio is within ``tail_s`` of now."""
@@ -62,7 +69,8 @@ class HalfDuplexGate:
         if not self.playback_active():
             return None
         horizon = self._clock.now() - self.window_s
-        levels = [level for t, level in self._played if t >= horizon]
+        with self._lock:
+            levels = [level for t, level in self._played if t >= horizon]
         return max(levels) if levels else None
 
     def admit(self, frame: np.ndarray) -> bool:

@@ -8,6 +8,11 @@ caller louder than the playback still barges in), into :class:`VoiceInput`; the 
 state, the live transcript (partials), what the agent says, and tool futures
 (:class:`FutureMonitor`). Ctrl-C ends the session.
 
+The echo control runs in the audio callbacks (``console_audio``): the canceller
+sees each microphone frame when it is captured, in step with what the speaker
+plays, however busy the event loop is (a loop stalled for 0.7 s used to let
+the agent hear its own voice and take it for a barge-in).
+
 Devices come from ``--input-device`` / ``--output-device``, else
 ``voice.input_device`` / ``voice.output_device``, else the system defaults.
 Without a usable device the command explains what to do and exits with 2.
@@ -27,11 +32,10 @@ import numpy as np
 
 from ledger import entries as le
 from peripherals.aec import EchoCanceller
-from peripherals.audio import to_float32
 from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput, list_devices
 from peripherals.half_duplex import HalfDuplexGate
 
-from ..config import Config
+from ..config import Config, VoiceConfig
 from ..tools import ToolRegistry
 from ..voice.build import build_echo_control
 from ..voice.input import UtteranceTiming
@@ -64,9 +68,55 @@ class ConsoleResult:
     echo_cancelled: bool = False  # mic audio went through the WebRTC echo canceller
 
 
+@dataclass(frozen=True)
+class ConsoleAudio:
+    """The console's microphone and speaker, with the echo control in their callbacks."""
+
+    mic: AudioInput
+    speaker: AudioOutput
+    aec: EchoCanceller | None
+    gate: HalfDuplexGate | None
+
+
+def console_audio(
+    cfg: VoiceConfig,
+    input_device: str | int | None = None,
+    output_device: str | int | None = None,
+) -> ConsoleAudio:
+    """Open (not start) the devices ``cfg.echo`` asks for: the speaker's callback tells
+    the canceller (or gate) what it plays, the microphone's callback cleans each frame
+    as it is captured. Raises ``AudioDeviceError`` when a device is missing."""
+    aec, gate = build_echo_control(cfg)
+
+    def note_played(samples: np.ndarray) -> None:
+        if aec is not None:
+            aec.note_played(samples)
+        if gate is not None:
+            gate.note_played(samples)
+
+    def clean(frame: np.ndarray) -> np.ndarray:
+        if aec is not None:
+            return aec.process_mic(frame)
+        return gate.gate(frame) if gate is not None else frame
+
+    control = aec is not None or gate is not None
+    mic = AudioInput(
+        input_device if input_device is not None else cfg.input_device,
+        sample_rate=cfg.sample_rate,
+        process=clean if control else None,
+    )
+    speaker = AudioOutput(
+        output_device if output_device is not None else cfg.output_device,
+        sample_rate=cfg.sample_rate,
+        block_ms=OUTPUT_BLOCK_MS,
+        on_played=note_played if control else None,
+    )
+    return ConsoleAudio(mic, speaker, aec, gate)
+
+
 class ConsoleTransport(TransportBase):
-    """Microphone in (through the echo canceller or the half-duplex gate), speaker out,
-    the agent's state and the transcript on the terminal."""
+    """Microphone in (cleaned by ``console_audio``'s echo control), speaker out, the
+    agent's state and the transcript on the terminal."""
 
     name = "console"
 
@@ -75,16 +125,12 @@ class ConsoleTransport(TransportBase):
         mic: AudioInput,
         speaker: AudioOutput,
         *,
-        aec: EchoCanceller | None,
-        gate: HalfDuplexGate | None,
         stdout: TextIO,
         stop: asyncio.Event | None = None,
         listening: asyncio.Event | None = None,
     ) -> None:
         self._mic = mic
         self._speaker = speaker
-        self._aec = aec
-        self._gate = gate
         self._stdout = stdout
         self._stop = stop
         self._listening = listening
@@ -100,7 +146,7 @@ class ConsoleTransport(TransportBase):
         return self._speaker
 
     async def audio_in(self) -> AsyncIterator[np.ndarray]:
-        """Microphone frames, echo-cancelled or gated, until ``stop`` is set."""
+        """Microphone frames (echo-cancelled or gated as captured) until ``stop`` is set."""
         first = True
         stop_wait = asyncio.ensure_future(self._stop.wait()) if self._stop else None
         try:
@@ -116,12 +162,7 @@ class ConsoleTransport(TransportBase):
                 if first and self._listening is not None:
                     self._listening.set()
                 first = False
-                samples = chunk.samples
-                if self._aec is not None:
-                    samples = self._aec.process_mic(samples)
-                elif self._gate is not None:
-                    samples = self._gate.gate(to_float32(samples))
-                yield samples
+                yield chunk.samples
         finally:
             if stop_wait is not None:
                 stop_wait.cancel()
@@ -169,28 +210,9 @@ async def run_console(
     start late: wait for it before speaking into a virtual device). Raises
     :class:`AudioDeviceError` when a device is missing or cannot be opened.
     """
-    cfg = config.voice
-    rate = cfg.sample_rate
-    aec, gate = build_echo_control(cfg)
-
-    def note_played(samples: np.ndarray) -> None:
-        if aec is not None:
-            aec.note_played(samples)
-        if gate is not None:
-            gate.note_played(samples)
-
-    mic = AudioInput(
-        input_device if input_device is not None else cfg.input_device, sample_rate=rate
-    )
-    speaker = AudioOutput(
-        output_device if output_device is not None else cfg.output_device,
-        sample_rate=rate,
-        block_ms=OUTPUT_BLOCK_MS,
-        on_played=note_played,
-    )
-    transport = ConsoleTransport(
-        mic, speaker, aec=aec, gate=gate, stdout=stdout, stop=stop, listening=listening
-    )
+    audio = console_audio(config.voice, input_device, output_device)
+    mic, speaker, aec, gate = audio.mic, audio.speaker, audio.aec, audio.gate
+    transport = ConsoleTransport(mic, speaker, stdout=stdout, stop=stop, listening=listening)
     monitors: list[FutureMonitor] = []
 
     def greet(call: Call) -> None:
