@@ -6,12 +6,12 @@ path leaves a ledger. Limit 1, real VAD, Whisper and piper, the oracle LLM."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from phone_helpers import TIMEOUT_S, Calls, ledgers, phone_rig, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -24,48 +24,22 @@ from voice_helpers import (
 )
 
 from ledger import entries as le
-from ledger import load_jsonl
 from voice_agent.config import Config
 from voice_agent.tools import ToolRegistry
-from voice_agent.transports.call import Call
-from voice_agent.transports.media_stream import MediaStreamTransport
 from voice_agent.transports.phone_server import WS_TRY_AGAIN_LATER, PhoneServer
 from voice_agent.worker import Worker
 
 pytestmark = pytest.mark.realtime
 
-TIMEOUT_S = 90.0  # generous: a loaded 2-core machine has taken 20 s for one turn
 HOLD = "Please hold the line, a person will answer soon."
 APOLOGY = "Sorry, nobody is free today. Goodbye."
 
 
-@asynccontextmanager
-async def queue_rig(
+def queue_rig(
     config: Config, tools: ToolRegistry, **worker: Any
-) -> AsyncIterator[tuple[Worker, PhoneServer, list[tuple[Call, MediaStreamTransport]]]]:
-    config = config.model_copy(
-        update={
-            "phone": config.phone.model_copy(update={"port": 0}),
-            "worker": config.worker.model_copy(
-                update={"max_calls": 1, "hold_message": HOLD, "queue_apology": APOLOGY, **worker}
-            ),
-        }
-    )
-    calls: list[tuple[Call, MediaStreamTransport]] = []
-    async with Worker(config, tools=tools) as w:
-        server = PhoneServer(w, config.phone, on_call=lambda c, t: calls.append((c, t)))
-        async with server:
-            yield w, server, calls
-
-
-async def until(predicate: Any, what: str, timeout: float = TIMEOUT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
-def ledgers(directory: Path) -> list[list[le.Entry]]:
-    return [load_jsonl(p) for p in sorted(directory.glob("*.jsonl"))]
+) -> AbstractAsyncContextManager[tuple[Worker, PhoneServer, Calls]]:
+    """A worker that serves one call at a time, with this test's hold message and apology."""
+    return phone_rig(config, tools, max_calls=1, hold_message=HOLD, queue_apology=APOLOGY, **worker)
 
 
 async def test_a_queued_caller_hears_the_hold_message_until_a_slot_frees_and_is_then_answered(

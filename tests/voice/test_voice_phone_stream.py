@@ -6,14 +6,16 @@ oracle LLM answers; the answer is transcribed back from the audio the peer playe
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
+import phone_helpers
 import pytest
 from aiohttp import web
+from phone_helpers import TIMEOUT_S, Calls, has_answered, serving, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -29,21 +31,16 @@ from voice_helpers import (
 from ledger import entries as le
 from ledger import load_jsonl
 from voice_agent.call_control import HangUp, Transfer
-from voice_agent.config import Config
 from voice_agent.events import DtmfReceived
-from voice_agent.tools import ToolRegistry
 from voice_agent.transports.call import Call
 from voice_agent.transports.media_stream import MediaStreamTransport
 from voice_agent.transports.phone_server import WS_TRY_AGAIN_LATER, PhoneServer
 from voice_agent.transports.twilio import TwilioRest
-from voice_agent.worker import Worker
 
 # real sockets, real decoding threads, a caller paced on the wall clock: the wall clock, not virtual time
 pytestmark = pytest.mark.realtime
 
-# The agent must have answered within this (s of real time). Generous: on a 2-core machine
-# shared with other work a turn has taken 20 s; the figures come from the bench, not here.
-ANSWER_TIMEOUT_S = 90.0
+ANSWER_TIMEOUT_S = TIMEOUT_S  # the agent must have answered within this (s of real time)
 LONG_ANSWER = (
     "Your order four two seven has shipped. It left our warehouse in Denver on Monday morning. "
     "The carrier is United Parcel Service and the tracking number is in your email. "
@@ -51,41 +48,19 @@ LONG_ANSWER = (
 )
 
 
-@asynccontextmanager
-async def phone_rig(
-    config: Config, tools: ToolRegistry, *, control: Any = None, max_calls: int = 3
-) -> AsyncIterator[tuple[Worker, PhoneServer, list[tuple[Call, MediaStreamTransport]]]]:
-    config = config.model_copy(
-        update={
-            "phone": config.phone.model_copy(update={"port": 0}),
-            "worker": config.worker.model_copy(update={"max_calls": max_calls}),
-        }
-    )
-    calls: list[tuple[Call, MediaStreamTransport]] = []
-    async with Worker(config, tools=tools) as worker:
-        server = PhoneServer(
-            worker, config.phone, control=control, on_call=lambda c, t: calls.append((c, t))
-        )
-        async with server:
-            yield worker, server, calls
+# three callers at once in one test: the worker takes them all
+phone_rig = functools.partial(phone_helpers.phone_rig, max_calls=3)
 
 
-async def wait_for_answer(
-    calls: list[tuple[Call, MediaStreamTransport]], call_sid: str, margin_s: float = 0.3
-) -> None:
-    """Until the agent of call ``call_sid`` has played something and is done (idle: no
-    generation, tool or audio left; a hold phrase alone is not the answer), plus
+async def wait_for_answer(calls: Calls, call_sid: str, margin_s: float = 0.3) -> None:
+    """Until the agent of call ``call_sid`` has answered (``has_answered``), plus
     ``margin_s`` for the last frames to reach the caller."""
-    async with asyncio.timeout(ANSWER_TIMEOUT_S):
-        while True:
-            mine = [c for c, t in calls if t.started.call_id == call_sid]
-            if (
-                mine
-                and any(isinstance(e, le.AgentTextPlayed) for e in mine[0].agent.ledger.entries)
-                and mine[0].done()
-            ):
-                break
-            await asyncio.sleep(0.05)
+
+    def answered() -> bool:
+        mine = [c for c, t in calls if t.started.call_id == call_sid]
+        return bool(mine) and has_answered(mine[0])
+
+    await until(answered, f"call {call_sid} to be answered", ANSWER_TIMEOUT_S)
     await asyncio.sleep(margin_s)
 
 
@@ -303,19 +278,10 @@ class RecorderApi:
             )
         return web.json_response({"sid": request.match_info["call"], "status": "in-progress"})
 
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
+    def serving(self) -> AbstractAsyncContextManager[str]:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", self.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
+        return serving(app)
 
 
 @pytest.mark.parametrize("status", [200, 404])

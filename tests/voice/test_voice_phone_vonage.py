@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from keypad_helpers import DIGITS, decode_dtmf, keypad_scenario, keypad_tools
+from phone_helpers import TIMEOUT_S, Calls, has_answered, phone_rig, serving, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -33,46 +33,13 @@ from vonage_client import VonageCall
 from ledger import entries as le
 from ledger import load_jsonl
 from voice_agent.bench.oracle import OracleServer
-from voice_agent.config import Config
-from voice_agent.tools import ToolRegistry
-from voice_agent.transports.call import Call
-from voice_agent.transports.media_stream import MediaStreamTransport
-from voice_agent.transports.phone_server import PhoneServer
 from voice_agent.transports.vonage import VonageRest
-from voice_agent.worker import Worker
 
 pytestmark = pytest.mark.realtime
 
-TIMEOUT_S = 90.0  # generous: a loaded 2-core machine has taken 20 s for one turn
 
-
-@asynccontextmanager
-async def server_rig(
-    config: Config, tools: ToolRegistry, provider: str, control: Any = None
-) -> AsyncIterator[tuple[Worker, PhoneServer, list[tuple[Call, MediaStreamTransport]]]]:
-    config = config.model_copy(
-        update={"phone": config.phone.model_copy(update={"port": 0, "provider": provider})}
-    )
-    calls: list[tuple[Call, MediaStreamTransport]] = []
-    async with Worker(config, tools=tools) as worker:
-        server = PhoneServer(
-            worker, config.phone, control=control, on_call=lambda c, t: calls.append((c, t))
-        )
-        async with server:
-            yield worker, server, calls
-
-
-async def until(predicate: Any, what: str, timeout: float = TIMEOUT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
-def answered(calls: list[tuple[Call, MediaStreamTransport]]) -> bool:
-    return bool(calls) and (
-        any(isinstance(e, le.AgentTextPlayed) for e in calls[0][0].agent.ledger.entries)
-        and calls[0][0].done()
-    )
+def answered(calls: Calls) -> bool:
+    return bool(calls) and has_answered(calls[0][0])
 
 
 async def test_a_vonage_caller_is_answered_over_binary_pcm_and_closing_the_socket_ends_the_call(
@@ -81,7 +48,7 @@ async def test_a_vonage_caller_is_answered_over_binary_pcm_and_closing_the_socke
     question, _, _ = speech(ORDER_QUESTION)
     async for rig in start_oracle(order_scenario()):
         config = voice_config(rig.server.base_url, str(tmp_path / "sessions"))
-        async with server_rig(config, rig.tools, "vonage") as (worker, server, calls):
+        async with phone_rig(config, rig.tools, provider="vonage") as (worker, server, calls):
             async with VonageCall(server.url, uuid="vonage-call-1") as caller:
                 await caller.silence(0.4)
                 await caller.speak(question, RATE)
@@ -132,19 +99,10 @@ class DtmfRecorder:
         )
         return web.json_response({"message": "DTMF sent", "uuid": request.match_info["uuid"]})
 
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
+    def serving(self) -> AbstractAsyncContextManager[str]:
         app = web.Application()
         app.router.add_put("/v1/calls/{uuid}/dtmf", self.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            await runner.cleanup()
+        return serving(app)
 
 
 async def test_a_tools_dtmf_reaches_vonage_through_its_rest_api(tmp_path: Path) -> None:
@@ -153,7 +111,11 @@ async def test_a_tools_dtmf_reaches_vonage_through_its_rest_api(tmp_path: Path) 
     async with api.serving() as base_url, OracleServer(keypad_scenario()) as oracle:
         control = VonageRest("header.claims.signature", base_url)
         config = voice_config(oracle.base_url, str(tmp_path / "sessions"))
-        async with server_rig(config, keypad_tools(), "vonage", control) as (_, server, calls):
+        async with phone_rig(config, keypad_tools(), provider="vonage", control=control) as (
+            _,
+            server,
+            calls,
+        ):
             async with VonageCall(server.url, uuid="vonage-call-7") as caller:
                 await caller.silence(0.4)
                 await caller.speak(question, RATE)
@@ -184,7 +146,7 @@ async def test_a_tools_dtmf_reaches_a_twilio_caller_as_keypad_tones_on_the_strea
     question, _, _ = speech(ORDER_QUESTION)
     async with OracleServer(keypad_scenario()) as oracle:
         config = voice_config(oracle.base_url, str(tmp_path / "sessions"))
-        async with server_rig(config, keypad_tools(), "twilio") as (_, server, calls):
+        async with phone_rig(config, keypad_tools(), provider="twilio") as (_, server, calls):
             async with TwilioCall(server.url, call_sid="CA9") as caller:
                 await caller.silence(0.4)
                 await caller.speak(question, RATE)
