@@ -11,22 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit import rtc
 from livekit_helpers import (
-    KEY,
-    SECRET,
-    LoopbackRoom,
+    SipCallRig,
     TwirpRecorder,
-    audio_publication,
-    remote_participant,
 )
 from voice_helpers import ORDER_QUESTION, OracleRig, speech, transcribe, voice_config
 
 from voice_agent.admission import Admission
-from voice_agent.bench.livekit_loopback import Ear, Mic, until
-from voice_agent.transports.livekit_room import RoomCall
-from voice_agent.transports.livekit_settings import settings_from_env
-from voice_agent.transports.livekit_sip import RoomCallControl
+from voice_agent.bench.livekit_loopback import until
 from voice_agent.waiting_room import WaitingRoom, admitted
 from voice_agent.worker import SharedSpeechModels
 
@@ -37,7 +29,7 @@ HOLD = "Please hold the line, a person will answer soon."
 APOLOGY = "Sorry, nobody is free today. Goodbye."
 
 
-class QueuedRoom:
+class QueuedRoom(SipCallRig):
     """A RoomCall admitted through a shared Admission, with a caller's mic and an ear."""
 
     def __init__(
@@ -50,40 +42,17 @@ class QueuedRoom:
         admission: Admission,
         room: WaitingRoom,
     ) -> None:
-        self.room = LoopbackRoom(name=name, identity="voice-agent-" + name)
-        settings = settings_from_env(
-            {"LIVEKIT_URL": control_url, "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}
-        )
-        self.call = RoomCall(
-            self.room,
+        super().__init__(
+            name,
+            "voice-agent-" + name,
             voice_config(rig.server.base_url, str(tmp_path)),
-            call_control=RoomCallControl(settings, name),
+            control_url,
             tools=rig.tools,
+            caller=f"sip_+1510555{name[-4:]}",
+            caller_track="TR_c",
             models=shared.for_call(name),
             admit=lambda t: admitted(admission, room, t),
         )
-        self.caller = remote_participant(
-            f"sip_+1510555{name[-4:]}", kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP
-        )
-        self.mic = Mic()
-        self.ear = Ear()
-        self.task: asyncio.Task[Any] | None = None
-
-    async def __aenter__(self) -> QueuedRoom:
-        self.task = asyncio.get_running_loop().create_task(self.call.run())
-        await until(lambda: bool(self.room.published), 30, "the agent's track")
-        self.ear.start(self.room.published[0])
-        self.mic.start()
-        self.room.join(self.caller)
-        self.room.emit("track_subscribed", self.mic.track, audio_publication("TR_c"), self.caller)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.ear.aclose()
-        await self.mic.aclose()
 
 
 def worker_config(rig: OracleRig, **worker: Any) -> Any:

@@ -20,21 +20,14 @@ import numpy as np
 import pytest
 from livekit import rtc
 from livekit_helpers import (
-    KEY,
-    SECRET,
-    LoopbackRoom,
+    SipCallRig,
     TwirpRecorder,
-    audio_publication,
-    remote_participant,
 )
 from voice_helpers import ORDER_QUESTION, OracleRig, speech, transcribe, voice_config
 
 from ledger import entries as le
-from voice_agent.bench.livekit_loopback import Ear, Mic, until
+from voice_agent.bench.livekit_loopback import Ear, until
 from voice_agent.call_control import CallController, Transfer
-from voice_agent.transports.livekit_room import RoomCall
-from voice_agent.transports.livekit_settings import settings_from_env
-from voice_agent.transports.livekit_sip import RoomCallControl
 from voice_agent.worker import SharedSpeechModels
 
 # real WebRTC audio threads and speech models: the wall clock, not virtual time
@@ -49,52 +42,36 @@ SIP_ATTRS = {
 }
 
 
-class CallRig:
+class CallRig(SipCallRig):
     """A RoomCall in a LoopbackRoom with a SIP caller, the caller's mic and two ears."""
 
     def __init__(
         self, rig: OracleRig, tmp_path: Path, control_url: str, models: Any = None
     ) -> None:
-        self.room = LoopbackRoom(name="call-42", identity="voice-agent-1")
-        settings = settings_from_env(
-            {"LIVEKIT_URL": control_url, "LIVEKIT_API_KEY": KEY, "LIVEKIT_API_SECRET": SECRET}
-        )
-        config = voice_config(rig.server.base_url, str(tmp_path))
-        self.call = RoomCall(
-            self.room,
-            config,
-            call_control=RoomCallControl(settings, self.room.name),
+        super().__init__(
+            "call-42",
+            "voice-agent-1",
+            voice_config(rig.server.base_url, str(tmp_path)),
+            control_url,
             tools=rig.tools,
+            caller="sip_+15105550123",
+            attributes=SIP_ATTRS,
             models=models,
         )
-        self.caller = remote_participant(
-            "sip_+15105550123", kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP, attributes=SIP_ATTRS
-        )
-        self.mic = Mic()
-        self.agent_ear = Ear()  # what a subscriber to the agent's track hears
+        self.agent_ear = self.ear  # what a subscriber to the agent's track hears
         self.caller_ear = Ear()  # what the agent receives from the caller
-        self.task: asyncio.Task[Any] | None = None
+
+    def _before_join(self) -> None:
+        self.caller_ear.start(self.mic.track)
 
     async def __aenter__(self) -> CallRig:
-        self.task = asyncio.get_running_loop().create_task(self.call.run())
-        await until(lambda: bool(self.room.published), 30, "the agent's track")
-        self.agent_ear.start(self.room.published[0])
-        self.mic.start()
-        self.caller_ear.start(self.mic.track)
-        self.room.join(self.caller)
-        self.room.emit(
-            "track_subscribed", self.mic.track, audio_publication("TR_caller"), self.caller
-        )
+        await super().__aenter__()
         await until(lambda: "listening" in self.room.states(), 60, "the engine to listen")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-        await self.agent_ear.aclose()
+        await super().__aexit__(*exc)
         await self.caller_ear.aclose()
-        await self.mic.aclose()
 
     async def ask(self, samples: np.ndarray) -> tuple[float, float]:
         """Say ``samples``; returns (onset, end) of the caller's speech as the agent received it."""
