@@ -199,16 +199,15 @@ def end_process(
     what = threads + jobs
     stream.write(
         f"voice-agent: the session is over and its ledger is saved, but {len(what)} "
-        f"thread(s) left by its tools still run after {grace_s:g} s:\n"
-        + "".join(f"  {line}\n" for line in what)
+        f"thread(s) still run {grace_s:g} s later:\n" + "".join(f"  {line}\n" for line in what)
     )
     if not threads:
         stream.write("voice-agent: they are abandoned (daemon threads cannot hold the process).\n")
         stream.flush()
         return status
     stream.write(
-        "voice-agent: exiting without waiting for them (a tool should stop the threads it "
-        "starts, or start them with daemon=True).\n"
+        "voice-agent: exiting without waiting for them (code that starts a thread should "
+        "stop it, or start it with daemon=True).\n"
     )
     logging.shutdown()
     for out in (sys.stdout, sys.stderr, stream):
