@@ -1,6 +1,7 @@
 """Backchannels versus interruptions while the agent talks, from the audio.
 
-    .venv/bin/python bench/backchannels.py [--rate 16000] [--realtime] [--json out.json]
+    .venv/bin/python bench/backchannels.py [--rate 16000] [--realtime] [--voices default|held-out]
+        [--json out.json]
 
 Callers in espeak-ng voices (``bench/callers.py``) ask a question; while the
 agent gives its long answer, they either give feedback ("yeah", "okay",
@@ -12,7 +13,11 @@ Whisper, piper and the turn model against the oracle LLM. Reported:
 backchannels that stopped the agent (a barge-in was posted), backchannels
 recognised (recorded as such), interruptions missed (no barge-in), the stop
 time of interruptions (onset → last audible agent sample) and the gap a
-backchannel costs (the agent's voice paused at its onset → resumed).
+backchannel costs (the agent's voice paused at its onset → resumed). Each
+item's row (``--json``) breaks its stop down, in ms from the onset: the VAD's
+first speech frame (``vad_start_ms``), its confirmation, the agent's voice
+paused (``voice_paused_ms``: the stop), the barge-in posted, and every
+playback pause around it.
 """
 
 from __future__ import annotations
@@ -58,8 +63,31 @@ AFTER_QUESTION_S = 3.5  # the caller speaks this long after the question's end (
 ROOM_S = 12.0  # from the question's end to the next question
 
 
+def breakdown(onset_s: float, utts: list[Any], pauses: list[Any]) -> dict[str, Any]:
+    """Where an item's stop time goes, in ms from its onset (stream time): the VAD's first
+    speech frame (its start), the VAD's confirmation, the agent's voice paused (the stop),
+    the barge-in posted, and every playback pause around the item (start, end, barge-in)."""
+
+    def ms(t: float | None) -> float | None:
+        return None if t is None else round((t - onset_s) * 1000, 1)
+
+    first = min(utts, key=lambda u: u.speech_start_s) if utts else None
+    near = [q for q in pauses if -0.5 < q.start_s - onset_s < 3.0]
+    posted = [u.posted_start_s for u in utts if u.posted_start_s is not None]
+    return {
+        "vad_start_ms": ms(first.speech_start_s) if first else None,
+        "vad_confirmed_ms": ms(first.detected_s) if first else None,
+        "voice_paused_ms": ms(near[0].start_s) if near else None,
+        "barge_in_posted_ms": ms(min(posted)) if posted else None,
+        "playback_pauses_ms": [
+            (ms(q.start_s), ms(q.end_s) if q.end_s is not None else None, q.barge_in) for q in near
+        ],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rate = vl.RATE
+    voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
     kinds = [("backchannel", t) for t in BACKCHANNELS] + [
         ("interruption", t) for t in INTERRUPTIONS
     ]
@@ -68,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     t = 0.5
     placed: list[dict[str, Any]] = []
     for k, (kind, text) in enumerate(kinds):
-        voice = cl.VOICES[k % len(cl.VOICES)]
+        voice = voices[k % len(voices)]
         q = cl.speak(QUESTION, voice, 165, rate)
         said = cl.speak(text, voice, 165, rate)
         gap = np.zeros(int(AFTER_QUESTION_S * rate), dtype=np.float32)
@@ -125,6 +153,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }
         if speaking:
             row["stop_ms"] = round((before[-1][1] - p["onset_s"]) * 1000, 1)
+        row.update(breakdown(p["onset_s"], utts, result.playback_pauses))
         pause = next(
             (q for q in result.playback_pauses if abs(q.start_s - p["onset_s"]) < 0.5), None
         )
@@ -135,7 +164,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     it = [r for r in rows if r["kind"] == "interruption" and r["agent_speaking"]]
     notes = [e.text for e in result.entries if isinstance(e, le.Note) and "backchannel" in e.text]
     return {
-        "settings": {"rate": args.rate, "realtime": args.realtime, "voices": cl.VOICES},
+        "settings": {"rate": args.rate, "realtime": args.realtime, "voices": voices},
         "backchannels": len(bc),
         "backchannels_that_stopped_the_agent": sum(r["barge_in_posted"] for r in bc),
         "backchannels_recognised": sum(r["recognised_backchannel"] for r in bc),
@@ -143,6 +172,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "interruptions": len(it),
         "interruptions_missed": sum(not r["barge_in_posted"] for r in it),
         "interruption_stop_ms": vl.summary([r["stop_ms"] for r in it if "stop_ms" in r]),
+        # onset → the agent's voice paused (the stop, on the stream clock; the stop above can
+        # be shorter when the agent was between two words at the onset)
+        "interruption_voice_paused_ms": vl.summary(
+            [r["voice_paused_ms"] for r in it if r["voice_paused_ms"] is not None]
+        ),
         "not_over_the_agent": [r["text"] for r in rows if not r["agent_speaking"]],
         "ledger_backchannel_notes": len(notes),
         "rows": rows,
@@ -153,6 +187,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, choices=(16000, 8000), default=16000)
     parser.add_argument("--realtime", action="store_true")
+    parser.add_argument("--voices", choices=("default", "held-out"), default="default")
     parser.add_argument("--json")
     args = parser.parse_args()
     if not cl.espeak_available():

@@ -26,9 +26,11 @@ agent, in this order per utterance:
   ``UserSpeechPaused`` text, so the agent adopts its preemptive answer.
 
 Barge-in without a late stop: while the agent is busy, ``playback`` (the
-agent's voice) is paused as soon as the VAD sees a possible onset
-(``onset_pending``), a frame or two into the speech, and stays paused while
-that speech lasts. If it lasts ``min_barge_in_s``, ``UserSpeechStarted``
+agent's voice) is paused as soon as the level rises above the background
+(:class:`~peripherals.onset.EnergyOnset`, 20 ms into the sound: an unvoiced
+"s" that the VAD scores low for 100 ms counts) or the VAD sees a possible
+onset (``onset_pending``), and stays paused while that speech lasts; a sound
+the VAD never takes for speech resumes it within ``HOLD_S`` (0.25 s). If it lasts ``min_barge_in_s``, ``UserSpeechStarted``
 is posted and the pause holds until the agent has taken it (its interrupt
 drops the paused audio; the heard text ends at the paused position). If it
 stops before (the onset is not confirmed, or the VAD pauses), playback
@@ -62,6 +64,7 @@ from fsm import ActionFailed, Clock, Event, Machine, MonotonicClock, TraceRecord
 from peripherals.asr import AsrPartial, StreamingAsr
 from peripherals.audio import to_float32
 from peripherals.half_duplex import HalfDuplexGate
+from peripherals.onset import EnergyOnset
 from peripherals.resample import Resampler
 from peripherals.turn import TurnDetector
 from peripherals.vad import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadSegmenter
@@ -228,6 +231,9 @@ class VoiceInput:
         # A barge-in start was posted and the agent has not taken the floor yet: the
         # agent's voice stays paused until it does (a rule about the agent, not the segment).
         self._barge_posted = False
+        # The level's onset pauses the agent's voice before the VAD's first speech frame
+        # (an unvoiced "s" scores low for 100 ms); the VAD confirms or it resumes at once.
+        self._onset = EnergyOnset(self._rate)
         self._tasks = TaskTracker("voice-input")
         # With turn rules each pause is scored (turn model + transcript cues) and the decision
         # sets the silence that ends it; without, the VAD's fixed silence does (see the doc).
@@ -277,6 +283,8 @@ class VoiceInput:
         if self._gate is not None and len(x):
             x = self._gate.gate(x)
         self._remember(x)
+        if self._playback is not None:
+            self._onset.process(x)
         for ev in self._vad.process(x):
             if isinstance(ev, SpeechStarted):
                 self._push_pending()
@@ -382,7 +390,7 @@ class VoiceInput:
             self._barge_posted = False  # the agent took the floor back (or never held it)
         state = self.state
         if state is U.SILENT:
-            speech = self._vad.onset_pending
+            speech = self._vad.onset_pending or self._onset.active
         elif state is U.HELD:
             speech = True
         elif state is U.HELD_PAUSED:
