@@ -67,3 +67,21 @@ async def test_a_noise_burst_pauses_the_agent_only_briefly_and_never_barges_in()
     (pause,) = voice.playback_pauses
     assert pause.end_s is not None and not pause.barge_in
     assert pause.end_s - pause.start_s <= HOLD_S + 0.02
+
+
+async def test_with_the_vad_onset_only_a_noise_burst_leaves_the_agent_alone() -> None:
+    """``voice.barge_in_onset: vad`` (a microphone with loud residual echo): the level's
+    onset is not used, and the VAD does not take the slam for speech."""
+    rng = np.random.default_rng(5)
+    slam = (rng.standard_normal(int(0.08 * RATE)) * 0.1).astype(np.float32)
+    slam *= np.exp(-np.arange(len(slam)) / (0.03 * RATE)).astype(np.float32)
+    audio = np.concatenate([np.zeros(RATE, np.float32), slam, np.zeros(RATE, np.float32)])
+    playback = RecordingPlayback()
+    cfg = VoiceConfig(barge_in_onset="vad")
+    voice = build_input(cfg, lambda e: None, agent_busy=lambda: True, playback=playback)
+    try:
+        for i in range(0, len(audio), FRAME):
+            await voice.process(audio[i : i + FRAME])
+    finally:
+        await voice.aclose()
+    assert playback.calls == []

@@ -155,6 +155,7 @@ def build_input(
         gate=gate,
         playback=playback,
         barge_in=cfg.barge_in,
+        level_onset=cfg.barge_in_onset == "level",
         min_barge_in_s=cfg.min_barge_in_ms / 1000,
         unfinished_extra_silence_s=cfg.unfinished_extra_silence_ms / 1000,
         turn_rules=turn_rules(cfg.turn) if model_turns else None,

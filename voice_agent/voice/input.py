@@ -28,10 +28,10 @@ agent, in this order per utterance:
 Barge-in without a late stop: while the agent is busy, ``playback`` (the
 agent's voice) is paused as soon as the level rises above the background
 (:class:`~peripherals.onset.EnergyOnset`, 20 ms into the sound: an unvoiced
-"s" that the VAD scores low for 100 ms counts) or the VAD sees a possible
-onset (``onset_pending``), and stays paused while that speech lasts; a sound
-the VAD never takes for speech resumes it within ``HOLD_S`` (0.25 s). If it lasts ``min_barge_in_s``, ``UserSpeechStarted``
-is posted and the pause holds until the agent has taken it (its interrupt
+"s" that the VAD scores low for 100 ms counts; not with ``level_onset=False``)
+or the VAD sees a possible onset (``onset_pending``), and stays paused while
+that speech lasts; a sound the VAD never takes for speech resumes it within
+``HOLD_S`` (0.25 s). If it lasts ``min_barge_in_s``, ``UserSpeechStarted`` is posted and the pause holds until the agent has taken it (its interrupt
 drops the paused audio; the heard text ends at the paused position). If it
 stops before (the onset is not confirmed, or the VAD pauses), playback
 resumes exactly where it stopped: a cough costs a short gap, not the answer.
@@ -172,6 +172,7 @@ class VoiceInput:
         gate: HalfDuplexGate | None = None,
         playback: Playback | None = None,
         barge_in: bool = True,
+        level_onset: bool = True,
         min_barge_in_s: float = MIN_BARGE_IN_S,
         preroll_s: float = PREROLL_S,
         unfinished_extra_silence_s: float = 0.0,
@@ -233,7 +234,7 @@ class VoiceInput:
         self._barge_posted = False
         # The level's onset pauses the agent's voice before the VAD's first speech frame
         # (an unvoiced "s" scores low for 100 ms); the VAD confirms or it resumes at once.
-        self._onset = EnergyOnset(self._rate)
+        self._onset = EnergyOnset(self._rate) if level_onset else None
         self._tasks = TaskTracker("voice-input")
         # With turn rules each pause is scored (turn model + transcript cues) and the decision
         # sets the silence that ends it; without, the VAD's fixed silence does (see the doc).
@@ -283,7 +284,7 @@ class VoiceInput:
         if self._gate is not None and len(x):
             x = self._gate.gate(x)
         self._remember(x)
-        if self._playback is not None:
+        if self._playback is not None and self._onset is not None:
             self._onset.process(x)
         for ev in self._vad.process(x):
             if isinstance(ev, SpeechStarted):
@@ -390,7 +391,7 @@ class VoiceInput:
             self._barge_posted = False  # the agent took the floor back (or never held it)
         state = self.state
         if state is U.SILENT:
-            speech = self._vad.onset_pending or self._onset.active
+            speech = self._vad.onset_pending or (self._onset is not None and self._onset.active)
         elif state is U.HELD:
             speech = True
         elif state is U.HELD_PAUSED:
