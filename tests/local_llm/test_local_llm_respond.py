@@ -38,6 +38,7 @@ from voice_agent.local_llm.respond import (
     GUIDANCE_NOTE,
     REPLY,
     Responder,
+    echoes_guidance,
     names_the_tool,
 )
 
@@ -571,6 +572,40 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
     assert speech[0].endswith(f"{GUIDANCE_NOTE}<|im_end|>\n<|im_start|>assistant\n")
     assert ANSWER_NOTE not in speech[0]
     assert "the call ends after your goodbye" in speech[0]  # shown as guidance
+
+
+@pytest.mark.parametrize(
+    ("note", "said", "spoken"),
+    [
+        # The 1.5B's reply after a transfer (the lead's re-check, session 4).
+        (
+            "the caller is told and transferred; say nothing more",
+            "The caller is told and transferred; say nothing more.",
+            "",
+        ),
+        ("the call ends after your goodbye", "The call ends.", "The call ends."),
+        (
+            "the call ends after your goodbye",
+            "Goodbye, have a great day!",
+            "Goodbye, have a great day!",
+        ),
+    ],
+)
+async def test_a_reply_to_guidance_that_repeats_the_note_is_never_spoken(note, said, spoken):
+    payload = {"status": "resolved", "result": {"ending": True, "note": note}}
+    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else said)
+    responder, _, deltas = await _respond(engine, _after_call(payload))
+    text = "".join(d.get("content") or "" for d in deltas)
+    assert text == spoken
+    assert responder.plan.echoed_guidance == (said if not spoken else None)
+
+
+def test_an_answer_is_not_taken_for_an_echo_of_guidance():
+    assert not echoes_guidance(
+        "Your order 58213 has shipped.", ["the call ends after your goodbye"]
+    )
+    assert not echoes_guidance("", ["the call ends after your goodbye"])
+    assert echoes_guidance("The call ends now.", ["the call ends after your goodbye"])
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
 from voice_agent.local_llm.turn_history import (
     argument_values,
     calls_this_turn,
+    guidance_notes,
     latest_caller_words,
     latest_request_sources,
     only_awaiting_confirmation,
@@ -186,6 +187,8 @@ class ResponsePlan:
     asked_or_cannot: str | None = None  # which: "ask" or `CANNOT`
     #: calls decoded again with free-text arguments in the caller's words: (name, arguments)
     in_callers_words: list[tuple[str, list[str]]] | None = None
+    #: a reply to guidance that only repeated a tool's note, never spoken
+    echoed_guidance: str | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -287,6 +290,19 @@ def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
     said = _content_words(caller_words)
     return any(
         w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in tool
+    )
+
+
+def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
+    """Whether a reply only repeats a tool's guidance note: at least three content
+    words, two thirds of them the note's. Told to follow "the caller is told and
+    transferred; say nothing more", the 1.5B said "The caller is told and
+    transferred; say nothing more." (session 4, the lead's re-check); the engine says
+    its own transfer phrase. A two-word reply ("The call ends.") is spoken: nothing
+    would be said before the hang-up otherwise."""
+    words = _content_words(text)
+    return len(words) >= 3 and any(
+        len(words & _content_words(note)) * 3 >= len(words) * 2 for note in notes
     )
 
 
@@ -612,7 +628,26 @@ class Responder:
         if lead and not await on_text(lead):
             return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
         grammar = speech_grammar(self._numbers, continuing=bool(lead))
+        notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
+        if not notes:
+            step = await self.engine.generate(
+                self.prompt(note) + lead, self.chat.sampling, grammar, on_text
+            )
+            return _combine(stats, step)
+        # A reply to guidance is one short sentence: held whole, and never spoken
+        # when it only repeats the note (a narration of the agent's instructions).
+        held: list[str] = []
+
+        async def hold(piece: str) -> bool:
+            held.append(piece)
+            return True
+
         step = await self.engine.generate(
-            self.prompt(note) + lead, self.chat.sampling, grammar, on_text
+            self.prompt(note) + lead, self.chat.sampling, grammar, hold
         )
+        text = "".join(held)
+        if echoes_guidance(text, notes):
+            self.plan.echoed_guidance = text
+        elif text:
+            await on_text(text)
         return _combine(stats, step)

@@ -87,16 +87,14 @@ def results_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
-def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
-    """What the outcomes since the caller last spoke leave the reply to do.
+def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """The tools' guidance notes when the outcomes since the caller last spoke carry
+    nothing else; None when one carries something to tell or none has arrived yet.
 
-    ``"answer"``: an outcome carries something to tell (a result with a fact,
-    a failure, another client's plain text). ``"guidance"``: every outcome is
-    a result with no fact, only flags and a tool's `note` for the agent (call
+    Guidance is a result with no fact, only flags and a `note` for the agent (call
     control: ``{"ending": true, "note": "the call ends after your goodbye"}``).
-    None: no outcome yet (`results_this_turn` is False).
     """
-    guidance = False
+    notes: list[str] = []
     for message in reversed(messages):
         if message.get("role") == "user":
             break
@@ -105,7 +103,7 @@ def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
         try:
             payload = json.loads(content_text(message.get("content")))
         except (json.JSONDecodeError, ChatFormatError):
-            return "answer"
+            return None
         if isinstance(payload, dict) and payload.get("status") in _NO_OUTCOME_YET:
             continue
         if isinstance(payload, dict) and payload.get("status") == "resolved":
@@ -115,10 +113,22 @@ def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
                 and isinstance(result.get("note"), str)
                 and all(isinstance(v, bool) or v is None for k, v in result.items() if k != "note")
             ):
-                guidance = True
+                notes.append(result["note"])
                 continue
-        return "answer"
-    return "guidance" if guidance else None
+        return None
+    return notes or None
+
+
+def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """What the outcomes since the caller last spoke leave the reply to do.
+
+    ``"answer"``: an outcome carries something to tell (a result with a fact,
+    a failure, another client's plain text). ``"guidance"``: every outcome is
+    guidance (`guidance_notes`). None: no outcome yet (`results_this_turn` is False).
+    """
+    if guidance_notes(messages):
+        return "guidance"
+    return "answer" if results_this_turn(messages) else None
 
 
 def only_awaiting_confirmation(messages: Sequence[Mapping[str, Any]]) -> bool:
