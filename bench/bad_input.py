@@ -190,9 +190,7 @@ def main() -> int:
             env = dict(os.environ)
             extra = case["env"].pop("PYTHONPATH_EXTRA")
             env.update(case["env"])
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (env.get("PYTHONPATH", ""), extra) if p
-            )
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), extra) if p)
             env.pop("OPENAI_BASE_URL", None)
             result = run(case["args"], env)
             if "secret" in case:

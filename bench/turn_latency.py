@@ -55,7 +55,7 @@ from peripherals.resample import resample  # noqa: E402
 from peripherals.wer import word_error_rate  # noqa: E402
 from voice_agent.bench.oracle import MODEL_ID, OracleServer  # noqa: E402
 from voice_agent.bench.runner import build_registry  # noqa: E402
-from voice_agent.config import load_config  # noqa: E402
+from voice_agent.config import deep_merge, load_config  # noqa: E402
 from voice_agent.transports.files import run_audio  # noqa: E402
 
 GAP_S = 3.2  # silence after each item: room for the answer (s)
@@ -106,7 +106,7 @@ async def run_recording(
                 "llm": {"base_url": oracle.base_url, "model": MODEL_ID, "max_retries": 0},
                 "agent": {"mode": "async", "system_prompt": "You are a helpful agent."},
                 "ledger": {"persist": False},
-                "voice": merged(
+                "voice": deep_merge(
                     {
                         "sample_rate": rate,
                         "turn": {"detection": detection},
@@ -372,17 +372,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
             )
     return report
-
-
-def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` merged in, nested mappings key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def parse_variants(spec: str) -> list[tuple[str, dict[str, Any]]]:

@@ -495,11 +495,12 @@ class Config(_Frozen):
     phone: PhoneConfig = Field(default_factory=lambda: PhoneConfig())
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, nested mappings key by key."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -645,14 +646,14 @@ def load_config(
     data = _read_yaml(embedded_defaults_text(), "configs/default.yaml")
     if path is not None:
         p = config_path(str(path))
-        data = _deep_merge(data, _read_yaml(_read_text(p), str(p)))
+        data = deep_merge(data, _read_yaml(_read_text(p), str(p)))
         origins.append(str(p))
     env = _env_overrides(environ)
     if env:
-        data = _deep_merge(data, env)
+        data = deep_merge(data, env)
         origins.append("environment")
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
         origins.append("command line")
     try:
         return Config.model_validate(data)

@@ -5,7 +5,7 @@ VAD and piper speech on stream time; a non-speech noise resumes it without a bar
 from __future__ import annotations
 
 import numpy as np
-from voice_helpers import RATE, speech
+from voice_helpers import RATE, RecordingPlayback, speech
 
 from peripherals.onset import HOLD_S
 from voice_agent.config import VoiceConfig
@@ -13,17 +13,6 @@ from voice_agent.events import Event
 from voice_agent.voice.build import build_input
 
 FRAME = 320  # 20 ms
-
-
-class RecordingPlayback:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pause(self) -> None:
-        self.calls.append("pause")
-
-    def resume(self) -> None:
-        self.calls.append("resume")
 
 
 async def test_a_barge_in_that_starts_with_an_s_pauses_the_agent_within_two_input_frames() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from voice_helpers import (
     RATE,
+    RecordingPlayback,
     audible_spans,
     caller_recording,
     order_scenario,
@@ -297,19 +298,6 @@ async def test_a_run_reports_each_turns_timings(tmp_path) -> None:  # type: igno
     assert row.final is None and row.llm_request is None  # clock stages need real time
     table = format_timings([row])
     assert "first_audio" in table and f"{row.reason} p=" in table
-
-
-class RecordingPlayback:
-    """Stands in for the agent's voice: records pause/resume calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pause(self) -> None:
-        self.calls.append("pause")
-
-    def resume(self) -> None:
-        self.calls.append("resume")
 
 
 def over_the_agent(events: list[Event], text: str, playback: RecordingPlayback) -> VoiceInput:

@@ -201,3 +201,16 @@ def audible_spans(
         prev = i
     spans.append((start / rate, prev / rate))
     return spans
+
+
+class RecordingPlayback:
+    """Stands in for the agent's voice: records pause/resume calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
