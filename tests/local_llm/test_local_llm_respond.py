@@ -226,6 +226,11 @@ class ScriptedEngine:
         return stats
 
 
+def _decision_then(decision: str, rest: str):
+    """A FAKE model's script: the decision step picks `decision`, every later step writes `rest`."""
+    return lambda prompt, grammar: f'{decision}"' if prompt.endswith(DECISION_PREFIX) else rest
+
+
 def _pieces(text: str) -> list[str]:
     return [text[i : i + 3] for i in range(0, len(text), 3)]
 
@@ -266,12 +271,9 @@ async def test_a_reply_decision_speaks_from_the_plain_prompt_under_the_speech_gr
 
 
 async def test_a_tool_decision_sends_the_call_as_standard_tool_call_deltas():
-    def script(prompt, grammar):
-        if prompt.endswith(DECISION_PREFIX):
-            return 'get_order_status"'
-        return '{"order_id": "58213"}}\n</tool_call>'
-
-    engine = ScriptedEngine(script)
+    engine = ScriptedEngine(
+        _decision_then("get_order_status", '{"order_id": "58213"}}\n</tool_call>')
+    )
     responder, reply, deltas = await _respond(engine, _user("Where's my order 58213?"))
     assert [(name, json.loads(args)) for _, name, args in reply.calls] == [
         ("get_order_status", {"order_id": "58213"})
@@ -326,15 +328,13 @@ async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
 
 
 async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_sent():
-    def script(prompt, grammar):
-        if prompt.endswith(DECISION_PREFIX):
-            return 'get_order_status"'
-        return (
+    engine = ScriptedEngine(
+        _decision_then(
+            "get_order_status",
             '{"order_id": "902"}}\n</tool_call>\n<tool_call>\n{"name": "get_store_hours", '
-            '"arguments": {"city": "New York"}}\n</tool_call>'
+            '"arguments": {"city": "New York"}}\n</tool_call>',
         )
-
-    engine = ScriptedEngine(script)
+    )
     responder, reply, deltas = await _respond(engine, _user("Where is order 902?"))
     assert [name for _, name, _ in reply.calls] == ["get_order_status"]
     assert reply.ungrounded == [("get_store_hours", ["city"])]
@@ -475,15 +475,13 @@ async def test_a_further_call_on_an_earlier_turns_value_is_not_sent_beside_one_o
         {"role": "assistant", "content": "Order 2525 has shipped."},
     ]
 
-    def script(prompt, grammar):
-        if prompt.endswith(DECISION_PREFIX):
-            return 'get_order_status"'
-        return (
+    engine = ScriptedEngine(
+        _decision_then(
+            "get_order_status",
             '{"order_id": "12121"}}\n</tool_call>\n<tool_call>\n{"name": "get_order_status", '
-            '"arguments": {"order_id": "2525"}}\n</tool_call>'
+            '"arguments": {"order_id": "2525"}}\n</tool_call>',
         )
-
-    engine = ScriptedEngine(script)
+    )
     messages = [*history, {"role": "user", "content": "What about order 12121?"}]
     _, reply, _ = await _respond(engine, messages)
     assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "12121"}]
@@ -554,7 +552,7 @@ def _after_call(result_payload: dict) -> list[dict]:
     ],
 )
 async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted):
-    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Shipped.")
+    engine = ScriptedEngine(_decision_then("reply", "Shipped."))
     await _respond(engine, _after_call(payload))
     decision, speech = engine.steps
     assert (ANSWER_NOTE in speech[0]) is noted
@@ -566,7 +564,7 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
         "status": "resolved",
         "result": {"ending": True, "note": "the call ends after your goodbye"},
     }
-    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Bye!")
+    engine = ScriptedEngine(_decision_then("reply", "Bye!"))
     await _respond(engine, _after_call(payload))
     _, speech = engine.steps
     assert speech[0].endswith(f"{GUIDANCE_NOTE}<|im_end|>\n<|im_start|>assistant\n")
@@ -593,7 +591,7 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
 )
 async def test_a_reply_to_guidance_that_repeats_the_note_is_never_spoken(note, said, spoken):
     payload = {"status": "resolved", "result": {"ending": True, "note": note}}
-    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else said)
+    engine = ScriptedEngine(_decision_then("reply", said))
     responder, _, deltas = await _respond(engine, _after_call(payload))
     text = "".join(d.get("content") or "" for d in deltas)
     assert text == spoken
@@ -668,7 +666,7 @@ async def test_a_time_whose_number_nobody_said_is_not_reworded_and_the_agent_ask
 
 async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():
     held = {"status": "awaiting_confirmation", "note": "Not done yet."}
-    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "Done!")
+    engine = ScriptedEngine(_decision_then("reply", "Done!"))
     responder, reply, deltas = await _respond(engine, _after_call(held))
     assert engine.steps == [] and reply.text == "" and not reply.calls
     assert responder.plan.decision == "await_confirmation"
@@ -682,7 +680,7 @@ async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():
         {"role": "tool", "tool_call_id": "c2",
          "content": json.dumps({"status": "resolved", "result": {"hours": "9 to 5"}})}
     )  # fmt: skip
-    engine = ScriptedEngine(lambda p, g: 'reply"' if p.endswith(DECISION_PREFIX) else "9 to 5.")
+    engine = ScriptedEngine(_decision_then("reply", "9 to 5."))
     _, reply, _ = await _respond(engine, both)
     assert reply.text == "9 to 5."
     assert "is NOT done: it waits for the caller's yes" in engine.steps[-1][0]
@@ -715,15 +713,13 @@ def test_a_number_the_caller_took_back_grounds_no_call():
 
 
 async def test_a_call_on_the_corrected_number_is_not_sent_beside_the_right_one():
-    def script(prompt, grammar):
-        if prompt.endswith(DECISION_PREFIX):
-            return 'get_order_status"'
-        return (
+    engine = ScriptedEngine(
+        _decision_then(
+            "get_order_status",
             '{"order_id": "8080"}}\n</tool_call>\n<tool_call>\n{"name": "get_order_status", '
-            '"arguments": {"order_id": "8008"}}\n</tool_call>'
+            '"arguments": {"order_id": "8008"}}\n</tool_call>',
         )
-
-    engine = ScriptedEngine(script)
+    )
     _, reply, _ = await _respond(engine, _user("Order 8080 - hold on, no, 8008. Shipped yet?"))
     assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "8008"}]
     assert reply.ungrounded == [("get_order_status", ["order_id"])]

@@ -31,7 +31,8 @@ agent's voice) is paused as soon as the level rises above the background
 "s" that the VAD scores low for 100 ms counts; not with ``level_onset=False``)
 or the VAD sees a possible onset (``onset_pending``), and stays paused while
 that speech lasts; a sound the VAD never takes for speech resumes it within
-``HOLD_S`` (0.25 s). If it lasts ``min_barge_in_s``, ``UserSpeechStarted`` is posted and the pause holds until the agent has taken it (its interrupt
+``HOLD_S`` (0.25 s). If it lasts ``min_barge_in_s``, ``UserSpeechStarted`` is
+posted and the pause holds until the agent has taken it (its interrupt
 drops the paused audio; the heard text ends at the paused position). If it
 stops before (the onset is not confirmed, or the VAD pauses), playback
 resumes exactly where it stopped: a cough costs a short gap, not the answer.
