@@ -102,6 +102,42 @@ RECHECK_DIGITS = [
 RECHECK_VOICES = ["en-gb-x-gbclan+f1", "en-us-nyc+m2", "en-gb-x-gbcwmd+f4"]
 RECHECK_SPEEDS_WPM = (180, 150)
 
+# The lead's session-5 re-check callers: written before that session's changes,
+# never run by anyone tuning the turn-taking.
+RECHECK5_QUESTIONS = [
+    "Good afternoon, I have a question about my bill.",
+    "Do you still have the red trainers in size nine?",
+    "Why has my order been stuck at the depot for a week?",
+    "Can I change the delivery day to Thursday?",
+    "Who do I talk to about a faulty charger?",
+    "I think somebody else used my account.",
+    "Are you open on bank holidays?",
+    "How do I get a refund for a gift?",
+]
+RECHECK5_PAUSING = [
+    ("The thing I wanted to ask was", "whether the sofa comes assembled."),
+    ("Right, so yesterday", "a courier left a card but no parcel."),
+    ("If I return the boots,", "do I have to pay for the postage?"),
+    ("Honestly I'm not sure", "which of the two orders it was."),
+]
+RECHECK5_DIGITS = [
+    ("My postcode is", "four five", "one one two."),
+    ("The last four digits are", "nine nine", "three seven."),
+    ("The reference I got was", "seven two", "zero zero", "eight six."),
+]
+RECHECK5_CLAUSES = [
+    ("I ordered 3 lamps on Friday,", "but only two of them were in the box."),
+    ("The parcel for order 7065 came today,", "and the screen is cracked."),
+    ("I've rung 4 times already,", "and nobody has called me back."),
+]
+RECHECK5_NUMBER_QUESTIONS = [
+    "Has the refund gone through on order 3326?",
+    "Can you tell me where parcel 5071 is?",
+    "Is there anything owed on account 8190?",
+]
+RECHECK5_VOICES = ["en-us+f2", "en-gb-x-gbclan+m4", "en-029+f3"]
+RECHECK5_SPEEDS_WPM = (170, 145)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -246,4 +282,17 @@ def recheck_items() -> list[Item]:
         RECHECK_DIGITS,
         clauses=[],  # the re-check set stays as the lead froze it
         number_questions=[],
+    )
+
+
+def recheck5_items() -> list[Item]:
+    """The lead's session-5 re-check callers: new sentences, voices and speeds."""
+    return items_for(
+        RECHECK5_VOICES,
+        RECHECK5_SPEEDS_WPM,
+        RECHECK5_QUESTIONS,
+        RECHECK5_PAUSING,
+        RECHECK5_DIGITS,
+        clauses=RECHECK5_CLAUSES,
+        number_questions=RECHECK5_NUMBER_QUESTIONS,
     )
