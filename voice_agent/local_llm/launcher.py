@@ -8,7 +8,9 @@ Usage::
 
 The child runs ``python -m voice_agent.local_llm.server --port 0`` and
 prints its address; the launcher reads it. The child's stdin is a pipe held
-by the launcher, so the server also exits when this process dies.
+by the launcher, so the server also stops when this process ends, however it
+ends (SIGTERM, Ctrl-C, SIGKILL), even during start-up
+(`voice_agent.parent_watch`).
 """
 
 from __future__ import annotations

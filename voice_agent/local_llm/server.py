@@ -14,8 +14,9 @@ reply is grammar-constrained (`grammar`) and tool calls leave as standard
 ``tool_calls`` (`reply`), so the client needs no special case. One
 generation runs at a time (others wait); a client that disconnects mid-stream
 stops decoding before the next token. With ``--exit-on-stdin-eof`` the
-server exits when its stdin closes (its parent died): it never outlives the
-agent that started it.
+server stops as soon as its parent ends, however it ends, even while the
+model is still loading (`voice_agent.parent_watch`): it never outlives the
+agent or benchmark that started it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -55,6 +55,7 @@ from voice_agent.local_llm.protocol import (
 )
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import Responder
+from voice_agent.parent_watch import exit_with_parent
 
 log = logging.getLogger("voice_agent.local_llm.server")
 
@@ -207,13 +208,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
-        help="exit when stdin closes (set by the launcher)",
+        help="exit when the parent ends: stdin closes or the parent changes (set by the launcher)",
     )
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """Load the model, serve until SIGTERM/SIGINT (or stdin EOF), then clean up."""
+    """Load the model, serve until SIGTERM/SIGINT, then clean up."""
     path = await asyncio.to_thread(resolve_model, args.model)
     engine = await asyncio.to_thread(
         LlamaEngine.load, path, args.name or args.model, args.threads, args.ctx, args.decode_path
@@ -228,8 +229,6 @@ async def serve(args: argparse.Namespace) -> None:
         host, port = runner.addresses[0][:2]
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        if args.exit_on_stdin_eof:
-            _watch_stdin(loop, stopping)
         print(f"{LISTENING_PREFIX}http://{host}:{port}/v1", flush=True)
         await stopping.wait()
     finally:
@@ -237,23 +236,11 @@ async def serve(args: argparse.Namespace) -> None:
         engine.close()
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            stopping.set()
-
-    loop.add_reader(fd, readable)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.exit_on_stdin_eof:
+        # First, before the model is assembled or loaded (seconds to minutes).
+        exit_with_parent()
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
