@@ -12,8 +12,8 @@ to keep the process alive after that, silently and for ever:
   joins that executor on its way out.
 
 :func:`ending_loops` gives every event loop the command creates a default
-executor whose jobs run on daemon threads and whose shutdown waits at most
-`EXIT_GRACE_S`. :func:`end_process` runs last, where the process ends
+executor whose jobs run on a bounded pool of daemon threads and whose
+shutdown waits at most `EXIT_GRACE_S`. :func:`end_process` runs last, where the process ends
 (``voice_agent.cli.main``): it gives the threads the command left running
 `EXIT_GRACE_S` to finish, then names each one still running (the tool that
 started it, the code it is stuck in) on standard error and ends the process
@@ -28,12 +28,14 @@ import contextvars
 import functools
 import logging
 import os
+import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,16 +64,26 @@ def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     return getattr(target, "__qualname__", None) or repr(target)
 
 
+#: Worker threads one loop's default executor runs at most (asyncio's own default is
+#: ``min(32, cpus + 4)``): enough for every job the product runs at once (a model load,
+#: SQLite calls, a few tools) plus a few tools stuck past their timeout, each of which
+#: holds a worker until it returns.
+MAX_JOB_WORKERS = 32
+
+
 class _EndingExecutor(ThreadPoolExecutor):
-    """A loop's default executor: each job on its own daemon thread (a job that never
-    returns cannot hold the process), and ``shutdown(wait=True)`` waits at most
-    `EXIT_GRACE_S`. A ``ThreadPoolExecutor`` only because asyncio requires one; none of
-    its pool is used."""
+    """A loop's default executor: a bounded pool of daemon worker threads (a job that never
+    returns cannot hold the process), started as jobs need them and reused when idle;
+    ``shutdown(wait=True)`` waits at most `EXIT_GRACE_S`. A ``ThreadPoolExecutor`` only
+    because asyncio requires one; its own pool is not used."""
 
     def __init__(self, grace_s: float) -> None:
         super().__init__(max_workers=1, thread_name_prefix="asyncio-job")
+        self._max_workers = MAX_JOB_WORKERS
         self._grace_s = grace_s
-        self._running: set[threading.Thread] = set()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._workers: set[threading.Thread] = set()
+        self._idle_workers = threading.Semaphore(0)
         self._guard = threading.Lock()
         self._closed = False
 
@@ -79,39 +91,67 @@ class _EndingExecutor(ThreadPoolExecutor):
         future: Future[Any] = Future()
         tool = running_tool()
         label = _describe(fn, args) + (f" of tool {tool}" if tool else "")
-
-        def work() -> None:
-            try:
-                if not future.set_running_or_notify_cancel():
-                    return
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:  # handed to the waiter, as ThreadPoolExecutor does
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            finally:
-                with self._guard, _JOBS_LOCK:
-                    self._running.discard(threading.current_thread())
-                    _JOBS.pop(threading.current_thread(), None)
-
-        thread = threading.Thread(target=work, name=f"asyncio-job:{label}", daemon=True)
-        with self._guard, _JOBS_LOCK:
+        with self._guard:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._running.add(thread)
-            _JOBS[thread] = label
-        thread.start()
+            self._queue.put(_Job(future, label, functools.partial(fn, *args, **kwargs)))
+            # an idle worker takes it; else a new one, up to the bound (then it waits its turn)
+            if not self._idle_workers.acquire(blocking=False) and (
+                len(self._workers) < self._max_workers
+            ):
+                worker = threading.Thread(
+                    target=self._work, name=f"asyncio-job-{len(self._workers)}", daemon=True
+                )
+                self._workers.add(worker)
+                worker.start()
         return future
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while (job := self._queue.get()) is not None:
+            if job.future.set_running_or_notify_cancel():
+                with _JOBS_LOCK:
+                    _JOBS[me] = job.label
+                try:
+                    result = job.call()
+                except BaseException as exc:  # handed to the waiter, as ThreadPoolExecutor does
+                    job.future.set_exception(exc)
+                else:
+                    job.future.set_result(result)
+                finally:
+                    with _JOBS_LOCK:
+                        _JOBS.pop(me, None)
+            del job  # no reference to its result kept while idle
+            self._idle_workers.release()
+        with self._guard:
+            self._workers.discard(me)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._guard:
-            self._closed = True
-            running = list(self._running)
+            if not self._closed:
+                self._closed = True
+                if cancel_futures:
+                    while True:
+                        try:
+                            job = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if job is not None:
+                            job.future.cancel()
+                for _ in self._workers:
+                    self._queue.put(None)  # each worker ends after the jobs queued before
+            workers = list(self._workers)
         if wait:
             deadline = time.monotonic() + self._grace_s
-            for thread in running:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+
+
+@dataclass(frozen=True)
+class _Job:
+    future: Future[Any]
+    label: str  # what it runs, for the leftovers' message
+    call: Callable[[], Any]
 
 
 class _EndingPolicy(asyncio.DefaultEventLoopPolicy):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import voice_agent
+from voice_agent import process_end
 from voice_agent.bench.oracle import OracleServer
 from voice_agent.bench.scenario import Scenario
 from voice_agent.process_end import end_process, ending_loops
@@ -198,3 +199,35 @@ def test_asyncio_run_returns_although_a_to_thread_job_never_does() -> None:
     runner.join()
     assert not stuck, "asyncio.run did not return"
     assert results == ["timed out"]
+
+
+def test_to_thread_jobs_run_on_a_bounded_pool_of_reused_threads(monkeypatch) -> None:
+    """One job after another reuses one worker; many blocked at once hold at most the
+    bound, and the jobs queued behind them run once workers are free."""
+    monkeypatch.setattr(process_end, "MAX_JOB_WORKERS", 3)
+    release = threading.Event()
+    running: list[str] = []
+
+    def blocked() -> str:
+        running.append(threading.current_thread().name)
+        release.wait(PROCESS_BOUND_S)
+        return threading.current_thread().name
+
+    def workers() -> int:
+        return sum(t.name.startswith("asyncio-job") for t in threading.enumerate())
+
+    async def session() -> tuple[set[threading.Thread], set[str], int]:
+        one_by_one = {await asyncio.to_thread(threading.current_thread) for _ in range(10)}
+        jobs = [asyncio.ensure_future(asyncio.to_thread(blocked)) for _ in range(8)]
+        while len(running) < 3:  # every job is submitted by now (workers start on submit)
+            await asyncio.sleep(0.01)
+        at_once = workers()
+        release.set()
+        names = set(await asyncio.gather(*jobs))
+        return one_by_one, names, at_once
+
+    with ending_loops(grace_s=PROCESS_BOUND_S):
+        one_by_one, names, at_once = asyncio.run(session())
+    assert len(one_by_one) == 1, "each job after the first reused the idle worker"
+    assert at_once == 3 and len(names) <= 3, (at_once, names)
+    assert len(running) == 8, "the queued jobs ran once workers were free"
