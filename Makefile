@@ -15,7 +15,7 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy
+	./scripts/typecheck
 
 bench: setup
 	.venv/bin/voice-agent bench --modes sync,async --json out/bench/results.json

@@ -13,17 +13,18 @@ from fsm import AutojumpClock
 from voice_agent.bench.oracle import OracleServer
 from voice_agent.bench.scenario import Scenario
 
-SYSTEM = {"role": "system", "content": "You are an agent."}
+SYSTEM: Any = {"role": "system", "content": "You are an agent."}
 
 
-async def ask(server: OracleServer, messages: list[dict[str, Any]]) -> dict[str, Any]:
+async def ask(server: OracleServer, messages: list[Any]) -> dict[str, Any]:
     """Stream one completion; return text, calls and the raw tool-call deltas."""
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="none", max_retries=0)
     try:
         stream = await client.chat.completions.create(
             model="oracle", messages=messages, stream=True
         )
-        text, calls, deltas, finish = "", {}, [], None
+        calls: dict[int, dict[str, Any]] = {}
+        text, deltas, finish = "", [], None
         async for chunk in stream:
             choice = chunk.choices[0]
             text += choice.delta.content or ""
@@ -70,7 +71,7 @@ def get_result(future: str, envelope: dict[str, Any]) -> list[dict[str, Any]]:
     return [assistant("", [call]), tool(pair_id, envelope)]
 
 
-USER = {"role": "user", "content": "Where is order NW-1?"}
+USER: Any = {"role": "user", "content": "Where is order NW-1?"}
 
 
 async def test_first_reply_says_filler_then_streams_the_call_in_deltas() -> None:
@@ -245,7 +246,9 @@ async def test_timing_model_over_http_streaming_and_non_streaming() -> None:
     assert whole_s == pytest.approx(expected_total)
     message = whole.choices[0].message
     assert message.content == "Let me check."
-    assert message.tool_calls and message.tool_calls[0].function.name == "get_order_status"
+    assert message.tool_calls
+    call = message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_order_status"
     assert whole.choices[0].finish_reason == "tool_calls"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ CHAIN = Scenario.model_validate(
 )  # fmt: skip
 
 
-def _user(text: str, *, partial: bool = False, system: str = "s") -> list[dict[str, str]]:
+def _user(text: str, *, partial: bool = False, system: str = "s") -> list[dict[str, Any]]:
     content = f"{text}\n\n{PARTIAL_NOTE}" if partial else text
     return [{"role": "system", "content": system}, {"role": "user", "content": content}]
 

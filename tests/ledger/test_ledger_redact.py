@@ -215,6 +215,7 @@ def test_account_numbers_returned_as_json_numbers_are_masked_in_the_file() -> No
         call_id="call_00000001", result={"account": 12345678901, "balance": 250.5, "n": 3}
     )
     masked = redact_entry(entry)
+    assert isinstance(masked, ToolCallResolved)
     assert masked.result == {"account": "[redacted ****8901]", "balance": 250.5, "n": 3}
     assert masked.call_id == "call_00000001"  # ids are not private
 

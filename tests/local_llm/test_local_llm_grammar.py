@@ -1,6 +1,7 @@
 """Grammar construction (parsed by llama.cpp itself) and the incremental output parser."""
 
 import json
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def _run(text, step, bare=False):
 
 def _summary(events):
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    streamed = {}
+    streamed: dict[int, str] = {}
     for e in events:
         if isinstance(e, ToolCallArgumentsDelta):
             streamed[e.index] = streamed.get(e.index, "") + e.text
@@ -131,7 +132,7 @@ def test_text_without_calls_keeps_braces_when_not_in_bare_mode():
 
 
 def test_reply_sends_each_call_once_and_stops_on_a_repeat_or_an_answered_call():
-    messages = [
+    messages: list[dict[str, Any]] = [
         {
             "role": "assistant",
             "content": None,

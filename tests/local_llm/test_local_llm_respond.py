@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -157,7 +158,7 @@ def test_results_name_their_call_and_a_late_result_replaces_the_get_result_call(
         "type": "function",
         "function": {"name": "get_result", "arguments": '{"call_id": "c1"}'},
     }
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "S"},
         {"role": "user", "content": "Where is order 771?"},
         {"role": "assistant", "content": "", "tool_calls": [call]},
@@ -500,7 +501,7 @@ async def test_a_further_call_on_an_earlier_turns_value_is_not_sent_beside_one_o
 
 
 def test_iso_dates_in_a_result_are_shown_as_words_and_non_dates_stay():
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are Alex."},
         {"role": "user", "content": "When does order 17240 arrive?"},
         {
@@ -653,6 +654,7 @@ async def test_a_reworded_time_is_decoded_again_in_the_callers_words_and_sent():
     ]
     assert reply.ungrounded == [] and not reply.text
     retry_grammar = engine.steps[-1][1]
+    assert retry_grammar is not None
     assert '"\\"6 pm\\""' in retry_grammar or "6 pm" in retry_grammar
     assert "today" not in retry_grammar  # only the caller's words
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -75,7 +76,10 @@ async def test_streams_a_text_answer_in_several_chunks(server, client):
 async def test_tool_call_round_trip_uses_standard_tool_calls_then_answers_from_the_result(
     server, client
 ):
-    messages = [SYSTEM, {"role": "user", "content": "What is the status of order 12345?"}]
+    messages: list[dict[str, Any]] = [
+        SYSTEM,
+        {"role": "user", "content": "What is the status of order 12345?"},
+    ]
     stream = await client.chat.completions.create(
         model=server.model_name,
         stream=True,
@@ -195,7 +199,8 @@ async def _collect(client, server, messages, **kwargs):
         stream_options={"include_usage": True},
         **kwargs,
     )
-    text, calls, timings = "", [], {}
+    text, calls = "", []
+    timings: dict[str, Any] = {}
     async for chunk in stream:
         if chunk.choices:
             delta = chunk.choices[0].delta

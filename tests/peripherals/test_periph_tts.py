@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ async def test_audio_comes_at_the_requested_rate_with_plausible_duration(
     elapsed = time.perf_counter() - started
     audio = np.concatenate([c.samples for c in chunks])
     seconds = len(audio) / rate
+    assert first is not None
     print(
         f"TTS {rate} Hz: first chunk {first * 1000:.0f} ms, RTF {elapsed / seconds:.3f}, {seconds:.2f} s audio"
     )
@@ -81,6 +83,7 @@ async def test_cancellation_stops_promptly_and_frees_the_worker(tts: PiperTts) -
 
 async def test_breaking_out_of_the_iteration_stops_production(tts: PiperTts) -> None:
     gen = tts.synthesize(LONG)
+    assert isinstance(gen, AsyncGenerator)
     async for _ in gen:
         break
     await gen.aclose()

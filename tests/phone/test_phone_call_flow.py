@@ -87,8 +87,8 @@ class Line:
         self.ledger = Ledger("phone-test", _CLOCK)
         self.model = ScriptedCaller()
         config = AgentConfig(system_prompt="test", call=call, hold_after_s=5.0)
-        self.agent = Agent(config, self.model, phone_tools.registry, TextOutput(io.StringIO()),
-                           self.ledger, _CLOCK)  # fmt: skip
+        self.agent = Agent(config, self.model, phone_tools.registry,  # type: ignore[arg-type]
+                           TextOutput(io.StringIO()), self.ledger, _CLOCK)  # fmt: skip
 
         async def perform(action: CallAction) -> bool:
             performed.append(action)

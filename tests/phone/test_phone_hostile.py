@@ -110,5 +110,6 @@ async def test_a_lookup_finds_the_order_among_other_numbers_in_the_answer(
         if any(e.type == "ToolCallResolved" for e in ledger.entries):
             break
         await asyncio.sleep(0.01)
-    result = next(e.result for e in ledger.entries if e.type == "ToolCallResolved")
+    result = next(e.result for e in ledger.entries if isinstance(e, le.ToolCallResolved))
+    assert isinstance(result, dict)
     assert result["found"] is True and result["order_number"] == order, (text, result)

@@ -77,6 +77,13 @@ def ledgers(directory: Path) -> list[list[le.Entry]]:
     return [load_jsonl(p) for p in sorted(directory.glob("*.jsonl"))]
 
 
+def session_meta(ledger: list[le.Entry]) -> dict[str, Any]:
+    """The ``meta`` of the ``SessionStarted`` entry that opens ``ledger``."""
+    first = ledger[0]
+    assert isinstance(first, le.SessionStarted), first
+    return first.meta
+
+
 @asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a free port of 127.0.0.1; yields its base URL."""

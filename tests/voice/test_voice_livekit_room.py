@@ -183,6 +183,8 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
         ):
             _, end = await c.ask(speech("How does the return process work?")[0])
             await until(lambda: bool(c.agent_ear.loud(after=end)), 30, "the agent's answer")
+            agent = c.call.agent
+            assert agent is not None
             await asyncio.sleep(1.5)
             onset, _ = await c.ask(speech("Wait, wait, stop please.")[0])
             await asyncio.sleep(1.0)
@@ -190,7 +192,7 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
             # turn model it can start within the second) is a new response, not a late stop.
             replies = [
                 e.t
-                for e in c.call.agent.ledger.entries
+                for e in agent.ledger.entries
                 if isinstance(e, le.LlmRequestStarted) and e.t > onset
             ]
             cutoff = min(replies, default=float("inf"))
@@ -200,7 +202,7 @@ async def test_barge_in_clears_the_agent_voice_and_a_room_disconnect_keeps_the_l
             await until(
                 lambda: any(
                     isinstance(e, le.AgentTextPlayed) and e.interrupted
-                    for e in c.call.agent.ledger.entries
+                    for e in agent.ledger.entries
                 ),
                 10,
                 "the interrupted answer in the ledger",

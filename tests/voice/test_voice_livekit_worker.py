@@ -87,6 +87,10 @@ def run(command: str, env: dict[str, str], **kw: object) -> tuple[int, str, str]
     return code, out.getvalue(), err.getvalue()
 
 
+async def _another_entrypoint(ctx: agents.JobContext) -> None:
+    """A second session entry point (never run)."""
+
+
 @pytest.mark.parametrize("command", ["start", "dev", "connect"])
 def test_a_missing_variable_exits_2_naming_it(command: str) -> None:
     code, _, err = run(command, {"LIVEKIT_URL": "wss://x.livekit.cloud"}, room="r")
@@ -179,4 +183,4 @@ def test_build_server_is_an_agent_server_with_the_settings_and_an_rtc_session() 
     server = build_server(load_config(None, environ={}), settings, WorkerOptions(agent_name="s"))
     assert isinstance(server, agents.AgentServer)
     with pytest.raises(RuntimeError, match="only one rtc_session"):
-        server.rtc_session(lambda ctx: None)  # ours is registered already
+        server.rtc_session(_another_entrypoint)  # ours is registered already

@@ -166,7 +166,7 @@ class Listener:
         self.clears: list[float] = []
         self.marks: list[str] = []
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str | bytes) -> None:
         msg = json.loads(text)
         now = self.clock.now()
         if msg["event"] == "media":

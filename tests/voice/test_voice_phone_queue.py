@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from phone_helpers import TIMEOUT_S, Calls, ledgers, phone_rig, until
+from phone_helpers import TIMEOUT_S, Calls, ledgers, phone_rig, session_meta, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -93,11 +93,9 @@ async def test_a_queued_caller_hears_the_hold_message_until_a_slot_frees_and_is_
     assert "shipped" in answer, answer
     assert "hold" not in answer, "the hold message stopped once the call was served"
     second_ledger = next(
-        x
-        for x in ledgers(tmp_path / "sessions")
-        if x[0].meta.get("call_id") == "CA2"  # type: ignore[attr-defined]
+        x for x in ledgers(tmp_path / "sessions") if session_meta(x).get("call_id") == "CA2"
     )
-    queue = second_ledger[0].meta["queue"]  # type: ignore[attr-defined]
+    queue = session_meta(second_ledger)["queue"]
     assert queue["hold_messages"] >= 2 and queue["waited_s"] > 0
     assert isinstance(second_ledger[-1], le.SessionEnded)
 
@@ -132,13 +130,11 @@ async def test_a_caller_queued_too_long_hears_the_apology_the_call_ends_and_a_th
     assert "hold" in heard, heard
     assert "sorry" in heard and "goodbye" in heard, heard
     [unserved] = [
-        x
-        for x in ledgers(tmp_path / "sessions")
-        if x[0].meta.get("call_id") == "CA2"  # type: ignore[attr-defined]
+        x for x in ledgers(tmp_path / "sessions") if session_meta(x).get("call_id") == "CA2"
     ]
     assert isinstance(unserved[-1], le.SessionEnded) and unserved[-1].reason == "queue timeout"
-    assert unserved[0].meta["queue"]["hold_messages"] == 1  # type: ignore[attr-defined]
-    assert unserved[0].meta["queue"]["waited_s"] >= 4.0  # type: ignore[attr-defined]
+    assert session_meta(unserved)["queue"]["hold_messages"] == 1
+    assert session_meta(unserved)["queue"]["waited_s"] >= 4.0
 
 
 async def test_a_caller_who_hangs_up_while_queued_leaves_the_line_and_a_ledger(
@@ -165,9 +161,7 @@ async def test_a_caller_who_hangs_up_while_queued_leaves_the_line_and_a_ledger(
                 await first.hang_up()
             assert worker.admission.active == 0 and len(calls) == 1
     [unserved] = [
-        x
-        for x in ledgers(tmp_path / "sessions")
-        if x[0].meta.get("call_id") == "CA2"  # type: ignore[attr-defined]
+        x for x in ledgers(tmp_path / "sessions") if session_meta(x).get("call_id") == "CA2"
     ]
     assert isinstance(unserved[-1], le.SessionEnded)
     assert unserved[-1].reason == "caller hung up while queued"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import pytest
@@ -46,7 +47,7 @@ class Harness:
 
 
 @pytest.fixture
-def make_agent() -> Callable[..., AsyncIterator[Harness]]:
+def make_agent() -> Callable[..., AbstractAsyncContextManager[Harness]]:
     """``async with make_agent(base_url, registry, mode=...) as h``: an agent on a real endpoint."""
     from contextlib import asynccontextmanager
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ledger import entries as le
 from voice_agent import cli
 from voice_agent.config import ConfigError, load_config
 from voice_agent.session import load_tools, open_session
@@ -157,6 +158,7 @@ async def test_the_session_metadata_holds_the_endpoint_without_secrets(tmp_path)
     async with open_session(config, TextOutput(io.StringIO())) as session:
         started = session.ledger.entries[0]
         path = session.ledger_path
+    assert isinstance(started, le.SessionStarted)
     assert "s3cr3t" not in json.dumps(started.meta) and "KEY123" not in json.dumps(started.meta)
     assert path is not None
     assert "s3cr3t" not in path.read_text() and load_jsonl(path)[0].type == "SessionStarted"

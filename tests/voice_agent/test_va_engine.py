@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from voice_agent.bench.runner import build_registry
 from voice_agent.bench.scenario import Scenario
 from voice_agent.tools import ToolRegistry
 
-TWO_TOOLS = {
+TWO_TOOLS: dict[str, Any] = {
     "name": "two",
     "oracle": {"ttft_ms": 50, "tokens_per_s": 60},
     "tools": [

@@ -301,7 +301,7 @@ async def test_an_embedded_server_style_overflow_in_the_stream_is_recognised():
 
 async def test_an_overflow_that_persists_after_refitting_is_an_error_not_a_loop():
     clock = ManualClock()
-    always = [
+    always: list[Any] = [
         (
             "status",
             400,

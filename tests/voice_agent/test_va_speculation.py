@@ -94,21 +94,26 @@ class Backend:
     def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
         self.ran: list[tuple[str, str, int]] = []
-        self.ledger: Ledger | None = None
+        self.ledger: Ledger | None = None  # the agent's, set before it runs
         self.registry = ToolRegistry()
 
         @self.registry.tool(kind="read")
         async def order_status(order_id: str) -> dict[str, str]:
             """Shipping status of an order."""
-            self.ran.append(("order_status", order_id, len(self.ledger.entries)))
+            self.ran.append(("order_status", order_id, self.position()))
             await asyncio.sleep(self.latency_s)
             return {"order_id": order_id, "status": f"shipped-{order_id}"}
 
         @self.registry.tool(kind="write")
         async def cancel_order(order_id: str) -> dict[str, str]:
             """Cancel an order."""
-            self.ran.append(("cancel_order", order_id, len(self.ledger.entries)))
+            self.ran.append(("cancel_order", order_id, self.position()))
             return {"order_id": order_id, "status": "cancelled"}
+
+    def position(self) -> int:
+        """How many ledger entries there are now."""
+        assert self.ledger is not None, "set the agent's ledger first"
+        return len(self.ledger.entries)
 
 
 class Run:

@@ -21,14 +21,35 @@ SPOKEN_S = {"HOLD": 2.0, "SORRY": 1.5}  # how long each message "speaks" (s)
 
 
 class Sink:
-    """Plays what is written in real (here: virtual) time; remembers when each write began."""
+    """An `AudioSink` that plays what is written in real (here: virtual) time and remembers
+    when each write began (it never pauses; the waiting room does not pause it)."""
 
     def __init__(self, clock: AutojumpClock) -> None:
         self.clock = clock
         self.writes: list[tuple[float, int]] = []
         self.clears: list[float] = []
         self._until = 0.0
-        self.sample_rate = RATE
+
+    @property
+    def sample_rate(self) -> int:
+        return RATE
+
+    @property
+    def played_samples(self) -> int:
+        return 0
+
+    @property
+    def paused(self) -> bool:
+        return False
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
     async def write(self, samples: np.ndarray) -> None:
         self.writes.append((self.clock.now(), len(samples)))
@@ -59,7 +80,7 @@ class Caller(TransportBase):
         return RATE
 
     @property
-    def output(self) -> Sink:  # type: ignore[override]
+    def output(self) -> Sink:
         return self.sink
 
     async def audio_in(self) -> AsyncIterator[np.ndarray]:
