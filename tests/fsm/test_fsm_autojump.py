@@ -9,6 +9,7 @@ import time
 
 import pytest
 from aiohttp import ClientSession, web
+from web_helpers import serving
 
 from fsm import AutojumpClock, Clock, fail_after, move_on_after, track_thread_job
 
@@ -77,21 +78,13 @@ def test_http_over_a_real_socket_arrives_before_time_jumps() -> None:
     async def main() -> list[tuple[float, float]]:
         app = web.Application()
         app.router.add_get("/stream", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
         seen = []
-        try:
-            async with ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/stream") as response:
-                    async for line in response.content:
-                        if line.startswith(b"data: "):
-                            sent = json.loads(line[6:])["t"]
-                            seen.append((sent, clock.now()))
-        finally:
-            await runner.cleanup()
+        async with serving(app) as base, ClientSession() as session:
+            async with session.get(f"{base}/stream") as response:
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        sent = json.loads(line[6:])["t"]
+                        seen.append((sent, clock.now()))
         return seen
 
     seen = clock.run(main())

@@ -14,11 +14,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from process_helpers import alive, wait_until
 
 from voice_agent.local_llm.errors import ModelNotInstalledError
 from voice_agent.local_llm.models import DEFAULT_MODEL, MODELS, locate_parts
@@ -48,24 +48,6 @@ _PARENT = textwrap.dedent(
     asyncio.run(main())
     """
 )
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie nobody reaped has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_until(predicate, bound_s: float) -> bool:
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def holds_open(pid: int, path: Path) -> bool:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from aiohttp import web
 from livekit import api, rtc
+from web_helpers import serving
 
 from voice_agent.bench.livekit_loopback import (
     Ear,
@@ -61,7 +63,7 @@ class TwirpRecorder:
     errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     responses: dict[str, Any] = field(default_factory=dict)
     url: str = ""
-    _runner: web.AppRunner | None = None
+    _served: AbstractAsyncContextManager[str] | None = None
 
     _TYPES = {
         "livekit.RoomService/DeleteRoom": (api.DeleteRoomRequest, api.DeleteRoomResponse),
@@ -88,17 +90,13 @@ class TwirpRecorder:
     async def __aenter__(self) -> TwirpRecorder:
         app = web.Application()
         app.router.add_post("/twirp/{method:.+}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._served = serving(app)
+        self.url = await self._served.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.__aexit__(None, None, None)
 
 
 class SipCallRig:

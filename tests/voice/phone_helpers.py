@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from ledger import entries as le
 from ledger import load_jsonl
 from voice_agent.config import Config
@@ -82,17 +80,3 @@ def session_meta(ledger: list[le.Entry]) -> dict[str, Any]:
     first = ledger[0]
     assert isinstance(first, le.SessionStarted), first
     return first.meta
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port of 127.0.0.1; yields its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()

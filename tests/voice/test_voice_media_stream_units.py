@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from web_helpers import serving
 
 from fsm import MonotonicClock
 from peripherals import g711
@@ -382,24 +383,21 @@ async def test_telnyx_and_vonage_call_control_requests_have_the_documented_shape
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    telnyx, vonage = TelnyxRest("KEY123", base), VonageRest("JWT456", base)
-    try:
-        await telnyx.send_dtmf("v3:c1", "12#")
-        await telnyx.transfer("v3:c1", "+15550199")
-        await telnyx.hang_up("v3:c1")
-        await vonage.transfer("u-1", "+447700900002")
-        await vonage.hang_up("u-1")
-        with pytest.raises(CallControlError, match="Telnyx answered 422: Call has already ended"):
-            await telnyx._action("v3:c1", "refused", {})
-    finally:
-        await telnyx.aclose()
-        await vonage.aclose()
-        await runner.cleanup()
+    async with serving(app) as base:
+        telnyx, vonage = TelnyxRest("KEY123", base), VonageRest("JWT456", base)
+        try:
+            await telnyx.send_dtmf("v3:c1", "12#")
+            await telnyx.transfer("v3:c1", "+15550199")
+            await telnyx.hang_up("v3:c1")
+            await vonage.transfer("u-1", "+447700900002")
+            await vonage.hang_up("u-1")
+            with pytest.raises(
+                CallControlError, match="Telnyx answered 422: Call has already ended"
+            ):
+                await telnyx._action("v3:c1", "refused", {})
+        finally:
+            await telnyx.aclose()
+            await vonage.aclose()
     assert seen[:5] == [
         ("POST", "/v2/calls/v3:c1/actions/send_dtmf", "Bearer KEY123", {"digits": "12#"}),
         ("POST", "/v2/calls/v3:c1/actions/transfer", "Bearer KEY123", {"to": "+15550199"}),

@@ -15,7 +15,7 @@ import numpy as np
 import phone_helpers
 import pytest
 from aiohttp import web
-from phone_helpers import TIMEOUT_S, Calls, has_answered, serving, until
+from phone_helpers import TIMEOUT_S, Calls, has_answered, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -27,6 +27,7 @@ from voice_helpers import (
     transcribe,
     voice_config,
 )
+from web_helpers import serving
 
 from ledger import entries as le
 from ledger import load_jsonl

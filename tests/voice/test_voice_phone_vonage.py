@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from keypad_helpers import DIGITS, decode_dtmf, keypad_scenario, keypad_tools
-from phone_helpers import TIMEOUT_S, Calls, has_answered, phone_rig, serving, until
+from phone_helpers import TIMEOUT_S, Calls, has_answered, phone_rig, until
 from twilio_client import TwilioCall
 from voice_helpers import (
     ORDER_QUESTION,
@@ -29,6 +29,7 @@ from voice_helpers import (
     voice_config,
 )
 from vonage_client import VonageCall
+from web_helpers import serving
 
 from ledger import entries as le
 from ledger import load_jsonl

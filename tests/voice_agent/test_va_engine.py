@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from web_helpers import serving
 
 from ledger import check_protocol
 from voice_agent.bench.oracle import OracleServer
@@ -219,11 +220,6 @@ async def test_a_malformed_tool_call_becomes_an_error_the_model_reads(make_agent
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     registry = ToolRegistry()
 
     @registry.tool
@@ -231,14 +227,11 @@ async def test_a_malformed_tool_call_becomes_an_error_the_model_reads(make_agent
         """Look something up."""
         return "found"
 
-    try:
-        async with make_agent(f"http://127.0.0.1:{port}/v1", registry) as h:
-            h.say("Look up item twelve.")
-            await h.idle()
-            assert h.ledger.call("call_x").status == "failed"
-            assert "invalid arguments" in h.ledger.call("call_x").error
-            tool_msgs = [m for m in requests[1] if m["role"] == "tool"]
-            assert json.loads(tool_msgs[0]["content"])["status"] == "failed"
-            assert "went wrong" in h.printed.getvalue()
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, make_agent(f"{base}/v1", registry) as h:
+        h.say("Look up item twelve.")
+        await h.idle()
+        assert h.ledger.call("call_x").status == "failed"
+        assert "invalid arguments" in (h.ledger.call("call_x").error or "")
+        tool_msgs = [m for m in requests[1] if m["role"] == "tool"]
+        assert json.loads(tool_msgs[0]["content"])["status"] == "failed"
+        assert "went wrong" in h.printed.getvalue()

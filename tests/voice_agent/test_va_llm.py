@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
+from web_helpers import serving
 
 from voice_agent.config import LlmConfig
 from voice_agent.llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
@@ -29,17 +30,11 @@ Script = Callable[[web.Request, web.StreamResponse, int], "asyncio.Future[None]"
 
 
 async def serve(handler) -> AsyncIterator[str]:
+    """A chat-completions endpoint answered by ``handler``; yields its ``/v1`` base URL."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield f"{base}/v1"
 
 
 def client(url: str, **kw) -> LlmClient:
