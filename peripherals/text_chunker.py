@@ -39,7 +39,10 @@ class SentenceChunker:
     The first chunk of a text (until ``flush``) uses ``first_clause_after_chars``
     instead of ``clause_after_chars`` when given: a short first chunk lets
     synthesis start before the first sentence has streamed; the later chunks
-    keep the longer rule.
+    keep the longer rule. In the first chunk a clause mark right after a letter
+    ends the chunk as soon as it arrives, without waiting for the whitespace
+    after it (one token later from an LLM: "Sure" "," " I"); only a mark after a
+    digit can be inside a number ("1,000", "3:30").
 
     Chunks are stripped; chunks with no letter or digit are dropped.
     """
@@ -114,6 +117,8 @@ class SentenceChunker:
                 i = j
                 continue
             if ch in _CLAUSE_END and i + 1 >= clause_after:
+                if self._first and i > 0 and buf[i - 1].isalpha():
+                    return i + 1  # "Sure," ends here whatever follows: no number has a letter there
                 if i + 1 >= len(buf):
                     return None
                 if buf[i + 1].isspace():

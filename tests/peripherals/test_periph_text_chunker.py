@@ -95,3 +95,17 @@ def test_the_first_chunk_may_end_at_an_early_clause_and_later_ones_keep_the_norm
     chunker.flush()
     again = chunker.push("Again, the first chunk of a new text, is short.")
     assert again == ["Again, the first chunk of a new text,"]
+
+
+def test_the_first_clause_leaves_as_soon_as_its_mark_arrives_after_a_word() -> None:
+    # an LLM streams "Sure" "," " I" ...: the chunk is complete at the comma, one token early
+    chunker = SentenceChunker(first_clause_after_chars=4)
+    assert chunker.push("Sure") == []
+    assert chunker.push(",") == ["Sure,"]
+    assert chunker.push(" I can help") == []
+    assert chunker.push(", sir") == []  # later chunks keep the whitespace rule
+    # after a digit the mark may be inside a number: wait for what follows
+    numbers = SentenceChunker(first_clause_after_chars=4)
+    assert numbers.push("About 1,") == []
+    assert numbers.push("000 people, yes") == ["About 1,000 people,"]
+    assert numbers.flush() == ["yes"]
