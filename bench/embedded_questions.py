@@ -96,7 +96,8 @@ _NUMBER_WORDS = {
     "twelve": "12",
 }  # fmt: skip
 _NARRATION = re.compile(
-    r"\b(function|tool|api|json|arguments?|call(?:ing)? the|get[_ ]\w+[_ ]\w+)\b|_|[{}<>]",
+    r"\b(function|tool|api|json|arguments?|call(?:ing)? the|get[_ ]\w+[_ ]\w+|the caller'?s?)\b"
+    r"|_|[{}<>]",
     re.IGNORECASE,
 )
 _CANNOT = re.compile(
@@ -403,6 +404,28 @@ def _result_notes(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _internal_texts(tools: dict[str, BenchTool]) -> list[str]:
+    """Text the agent is given and must never say: the model path's notes to itself
+    and the tools' parameter descriptions ("the order number exactly as the caller
+    gave it (digits or words)")."""
+    from voice_agent.local_llm import respond
+
+    texts = [v for k, v in vars(respond).items() if k.endswith("_NOTE") and isinstance(v, str)]
+    for tool in tools.values():
+        params = tool.schema.get("function", tool.schema).get("parameters") or {}
+        for prop in (params.get("properties") or {}).values():
+            if isinstance(prop, dict) and isinstance(prop.get("description"), str):
+                texts.append(prop["description"])
+    return texts
+
+
+def _repeats_words_of(text: str, spoken: str, run: int = 6) -> bool:
+    """Whether `spoken` holds `run` words in a row of `text`."""
+    said = re.findall(r"[a-z']+", spoken.lower())
+    told = " " + " ".join(re.findall(r"[a-z']+", text.lower())) + " "
+    return any(f" {' '.join(said[i : i + run])} " in told for i in range(len(said) - run + 1))
+
+
 def _reads_out(note: str, spoken: str) -> bool:
     """Whether `spoken` repeats most of `note` (at least 70 % of its words, 4 or more)."""
     words = re.findall(r"[a-z']+", note.lower())
@@ -484,6 +507,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     elif any(_reads_out(note, spoken) for note in _result_notes(out.results)):
         out.narration = True  # an instruction to the agent, read to the caller
         out.why.append("reads out a result's note")
+    elif any(_repeats_words_of(text, spoken) for text in _internal_texts(tools)):
+        out.narration = True  # "There is no answer to tell.", a parameter's description
+        out.why.append("repeats the agent's own instructions")
 
     context = (
         question["say"]
@@ -547,8 +573,12 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
             and not _REFUSES.search(spoken)
         )
     else:
-        out.answer_ok = not [c for c in out.calls if c["name"] not in allowed] and bool(
-            spoken.strip()
+        # Small talk: said something, and not a refusal ("I can't help with that." to
+        # "Lovely weather today, isn't it?").
+        out.answer_ok = (
+            not [c for c in out.calls if c["name"] not in allowed]
+            and bool(spoken.strip())
+            and not _REFUSES.search(spoken)
         )
     said = " ".join(re.findall(r"[a-z0-9']+", question["say"].lower()))
     echoed = len(said.split()) >= 4 and said in " ".join(re.findall(r"[a-z0-9']+", spoken.lower()))

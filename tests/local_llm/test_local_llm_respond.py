@@ -41,6 +41,7 @@ from voice_agent.local_llm.respond import (
     Responder,
     echoes_guidance,
     names_the_tool,
+    repeats_instruction,
 )
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
@@ -583,6 +584,10 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
             "",
         ),
         ("the call ends after your goodbye", "The call ends.", "The call ends."),
+        # The 1.5B's reply after a transfer (the lead's re-check, session 5): the
+        # agent's own instruction, not the tool's note.
+        ("the caller is told and transferred", "There is no answer to tell.", ""),
+        ("the call ends after your goodbye", "Follow the guidance above.", ""),
         (
             "the call ends after your goodbye",
             "Goodbye, have a great day!",
@@ -605,6 +610,15 @@ def test_an_answer_is_not_taken_for_an_echo_of_guidance():
     )
     assert not echoes_guidance("", ["the call ends after your goodbye"])
     assert echoes_guidance("The call ends now.", ["the call ends after your goodbye"])
+
+
+def test_a_reply_that_repeats_the_agents_instruction_is_told_from_one_that_follows_it():
+    assert repeats_instruction("There is no answer to tell.", GUIDANCE_NOTE)
+    assert repeats_instruction("State no fact.", GUIDANCE_NOTE)
+    assert not repeats_instruction("I'm transferring you to a colleague now.", GUIDANCE_NOTE)
+    assert not repeats_instruction("The call ends.", GUIDANCE_NOTE)
+    assert not repeats_instruction("Goodbye, have a great day!", GUIDANCE_NOTE)
+    assert not repeats_instruction("", GUIDANCE_NOTE)
 
 
 @pytest.mark.parametrize(

@@ -306,6 +306,19 @@ def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
     )
 
 
+def repeats_instruction(text: str, instruction: str) -> bool:
+    """Whether a reply repeats the agent's own instruction rather than following it:
+    five words in a row of it, or two or more content words, all of them its. Told
+    "There is no answer to tell. Follow the guidance above ...", the 1.5B said "There
+    is no answer to tell." after a transfer (session 5, the lead's re-check)."""
+    said = re.findall(r"[a-z']+", text.lower())
+    told = " ".join(re.findall(r"[a-z']+", instruction.lower()))
+    if any(f" {' '.join(said[i : i + 5])} " in f" {told} " for i in range(len(said) - 4)):
+        return True
+    words = _content_words(text)
+    return len(words) >= 2 and words <= _content_words(instruction)
+
+
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
     if total is None:
         return step
@@ -646,7 +659,7 @@ class Responder:
             self.prompt(note) + lead, self.chat.sampling, grammar, hold
         )
         text = "".join(held)
-        if echoes_guidance(text, notes):
+        if echoes_guidance(text, notes) or repeats_instruction(text, note):
             self.plan.echoed_guidance = text
         elif text:
             await on_text(text)
