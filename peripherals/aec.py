@@ -56,6 +56,10 @@ class EchoCanceller(Protocol):
 
     def process_mic(self, samples: np.ndarray) -> np.ndarray: ...
 
+    def close(self) -> None:
+        """Release what the canceller holds (idempotent). Afterwards ``process_mic``
+        returns its input unchanged and ``note_played`` ignores it."""
+
 
 def _mono(samples: np.ndarray) -> np.ndarray:
     if samples.ndim != 1:
@@ -79,6 +83,9 @@ class NullEchoCanceller:
 
     def process_mic(self, samples: np.ndarray) -> np.ndarray:
         return _mono(samples)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class _FrameBuffer:
@@ -171,6 +178,8 @@ class WebRtcEchoCanceller:
         """Feed far-end audio as it is played (any length; safe from the output callback)."""
         _mono(samples)
         with self._lock:
+            if self._apm is None:
+                return
             for frame in self._played.frames(samples):
                 self._apm.process_reverse_stream(self._frame(frame))
 
@@ -184,6 +193,8 @@ class WebRtcEchoCanceller:
         _mono(samples)
         cleaned: list[np.ndarray] = []
         with self._lock:
+            if self._apm is None:
+                return samples
             for frame in self._mic.frames(samples):
                 audio_frame = self._frame(frame)
                 if self._stream_delay_ms is not None:
@@ -192,3 +203,10 @@ class WebRtcEchoCanceller:
                 cleaned.append(np.frombuffer(audio_frame.data, dtype=np.int16).copy())
         out = np.concatenate(cleaned) if cleaned else np.zeros(0, dtype=np.int16)
         return out if samples.dtype == np.int16 else to_float32(out)
+
+    def close(self) -> None:
+        """Release the WebRTC module now, while livekit's native library is still loaded
+        (idempotent). Left to the interpreter's exit, its handle is dropped after the
+        library was shut down, and livekit prints an ``AssertionError`` traceback."""
+        with self._lock:
+            self._apm = None

@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -347,6 +349,8 @@ def _run_command(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last resort: a message and a status, never a bare traceback
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_left():
+            return 141  # 128 + SIGPIPE: what the shell reports for a tool its pipe ended
         logging.getLogger("voice_agent").debug("unexpected error", exc_info=True)
         print(
             f"voice-agent: unexpected error: {type(exc).__name__}: {redact_secrets(str(exc))}"
@@ -354,6 +358,20 @@ def _run_command(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _stdout_reader_left() -> bool:
+    """Standard output is a pipe whose reader has gone (``voice-agent fsm | head``): say
+    nothing, as any Unix tool; the exit's flush then goes to /dev/null, not a traceback."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class RedactingFormatter(logging.Formatter):

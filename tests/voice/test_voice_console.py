@@ -218,3 +218,27 @@ def test_console_without_a_device_says_what_to_do_and_exits_2(capsys) -> None:  
     assert console.main(load_config(None, environ={}), args) == 2
     err = capsys.readouterr().err
     assert "voice-agent chat" in err and "voice-agent run" in err and "docs/audio.md" in err
+
+
+def test_the_console_command_without_a_device_ends_with_its_message_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    """The real command in its own process: the exit-time clean-up prints nothing more
+    (livekit's echo canceller, left to the interpreter's exit, printed a traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "voice_agent.cli", "console", "--input-device", "no-such-mic-xyz"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root), "VOICE_AGENT__VOICE__ECHO": "aec"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "no usable audio device" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr

@@ -311,3 +311,28 @@ async def test_a_full_disk_mid_session_becomes_a_note_and_the_file_catches_up(
     assert any("nothing was lost" in n for n in notes)
     assert path is not None
     assert len(load_jsonl(path)) == len(session.ledger.entries)
+
+
+def test_output_piped_into_a_reader_that_left_ends_quietly(tmp_path: Path) -> None:
+    """``voice-agent fsm | head -1``: the reader leaves before the output is written; the
+    command says nothing more (no "unexpected error", no traceback) and reports SIGPIPE."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "voice_agent.cli", "fsm"],
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141, (done.returncode, done.stderr)

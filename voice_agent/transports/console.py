@@ -100,17 +100,22 @@ def console_audio(
         return gate.gate(frame) if gate is not None else frame
 
     control = aec is not None or gate is not None
-    mic = AudioInput(
-        input_device if input_device is not None else cfg.input_device,
-        sample_rate=cfg.sample_rate,
-        process=clean if control else None,
-    )
-    speaker = AudioOutput(
-        output_device if output_device is not None else cfg.output_device,
-        sample_rate=cfg.sample_rate,
-        block_ms=OUTPUT_BLOCK_MS,
-        on_played=note_played if control else None,
-    )
+    try:
+        mic = AudioInput(
+            input_device if input_device is not None else cfg.input_device,
+            sample_rate=cfg.sample_rate,
+            process=clean if control else None,
+        )
+        speaker = AudioOutput(
+            output_device if output_device is not None else cfg.output_device,
+            sample_rate=cfg.sample_rate,
+            block_ms=OUTPUT_BLOCK_MS,
+            on_played=note_played if control else None,
+        )
+    except BaseException:
+        if aec is not None:
+            aec.close()
+        raise
     return ConsoleAudio(mic, speaker, aec, gate)
 
 
@@ -234,6 +239,8 @@ async def run_console(
             monitor.close()
         await mic.aclose()
         await speaker.aclose()
+        if aec is not None:
+            aec.close()
     if result.ledger_path:
         stdout.write(f"ledger: {result.ledger_path}\n")
     return ConsoleResult(
