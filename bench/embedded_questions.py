@@ -390,6 +390,48 @@ def _numbers(text: str) -> set[str]:
     return {run.lstrip("0") or "0" for run in re.findall(r"\d+", text)}
 
 
+def _list_sizes(value: Any) -> set[str]:
+    """How many items each list in `value` holds ("two recent orders" for a list of two)."""
+    sizes: set[str] = set()
+    if isinstance(value, dict):
+        for v in value.values():
+            sizes |= _list_sizes(v)
+    elif isinstance(value, list):
+        sizes.add(str(len(value)))
+        for v in value:
+            sizes |= _list_sizes(v)
+    return sizes
+
+
+#: Capitalised words that name no looked-up thing (days, months, the caller's "I").
+_NOT_NAMES = frozenset(
+    "i monday tuesday wednesday thursday friday saturday sunday january february march "
+    "april may june july august september october november december".split()
+)
+
+
+def _names(text: str) -> set[str]:
+    """What `text` names: numbers of three digits or more, and capitalised words that do
+    not start a sentence (a city, a street), lower-cased."""
+    names = {n for n in _numbers(text) if len(n) >= 3}
+    for match in re.finditer(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+)\b", text.strip()):
+        word = match.group(1).lower()
+        if word not in _NOT_NAMES:
+            names.add(word)
+    return names
+
+
+def named_elsewhere(spoken: str, context: str, looked_up: str) -> set[str]:
+    """Names in `spoken` that the conversation (`context`) has but the calls and
+    results (`looked_up`) do not: an answer about Orlando's hours that says "the
+    Miami store" (the city the caller took back), or "the Boston store" for
+    Providence's hours (the city of an earlier turn)."""
+    said = {w.lower() for w in re.findall(r"[A-Za-z]+", spoken)} | _numbers(spoken)
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", looked_up)}
+    digits = _digits(looked_up)
+    return {n for n in _names(context) & said if n not in words and n not in digits}
+
+
 def _content_words(text: str) -> list[str]:
     stop = {"the", "a", "an", "to", "of", "for", "on", "at", "in", "and", "is", "out", "yes"}
     return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in stop]
@@ -462,6 +504,12 @@ def _stem(word: str) -> str:
     return re.sub(r"(?<=\w{3})(ing|ed|es|s)$", "", word)
 
 
+#: Words that carry nothing of a free-text value ("this evening at 6 pm" is
+#: "evening 6 pm"): a time or an address taken from a run of the caller's words
+#: keeps or drops them as the run falls.
+_VALUE_FILLER = frozenset("a an the this at on in of by around about".split())
+
+
 def _value_matches(expected: Any, actual: Any) -> bool:
     if expected == "*":  # free text (a reason, a summary): any non-empty value
         return bool(str(actual or "").strip())
@@ -469,7 +517,8 @@ def _value_matches(expected: Any, actual: Any) -> bool:
     if e == a:
         return True
     # Free-text values (a time, an address): the expected words all said, in any form.
-    ew, aw = set(_words_to_digits(e).split()), set(_words_to_digits(a).split())
+    ew = set(_words_to_digits(e).split()) - _VALUE_FILLER
+    aw = set(_words_to_digits(a).split())
     return bool(ew) and ew <= aw | {"am", "pm"} and not re.fullmatch(r"\d+", e)
 
 
@@ -516,7 +565,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         + " "
         + " ".join(t for turn in question.get("history") or [] for t in turn.values())
     )
-    grounded_numbers = _numbers(context) | _numbers(json.dumps(out.results))
+    grounded_numbers = (
+        _numbers(context) | _numbers(json.dumps(out.results)) | _list_sizes(out.results)
+    )
     invented_numbers = _numbers(spoken) - grounded_numbers
     if invented_numbers:
         out.invented = True
@@ -542,6 +593,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
                 out.why.append(f"write not asked for: {call}")
 
     answer = question["answer"]
+    elsewhere = named_elsewhere(spoken, context, json.dumps([out.calls, out.results]))
+    if answer == "facts" and elsewhere:
+        out.why.append(f"speaks of {sorted(elsewhere)}, which was not looked up")
     if answer == "facts":
         facts = question.get("facts")
         if facts is not None:
@@ -556,7 +610,7 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
                 )
                 if field_name and value is not None and not fact_heard(value, spoken, field_name):
                     ok = False
-        out.answer_ok = ok and out.calls_ok
+        out.answer_ok = ok and out.calls_ok and not elsewhere
     elif answer == "pending":
         # A write waiting for the caller's yes: never said to be done.
         out.answer_ok = out.calls_ok and not _CLAIMS_DONE.search(spoken)
@@ -801,11 +855,17 @@ def rescore(path: Path) -> dict[str, Any]:
         "answer_ok",
         "why",
     }
+    verdicts = ("calls_ok", "answer_ok", "narration", "invented", "ungrounded_write")
     for row in saved:
         outcome = Outcome(**{k: v for k, v in row.items() if k in keep})
         question = questions[outcome.id]
         score(outcome, question, tools[question["tools"]])
         groups.setdefault(f"{outcome.model} {row.get('variant', '')}".strip(), []).append(outcome)
+        changed = [f"{v} {row.get(v)} -> {getattr(outcome, v)}" for v in verdicts
+                   if v in row and row[v] != getattr(outcome, v)]  # fmt: skip
+        if changed:  # what the current rules judge differently from the saved run's
+            print(f"{outcome.id} {row.get('variant', '')}: {', '.join(changed)} | "
+                  f"{outcome.spoken[:120]!r} | {'; '.join(outcome.why)}", file=sys.stderr)  # fmt: skip
     return {
         key: {
             split: summarise([o for o in runs if o.split == split])

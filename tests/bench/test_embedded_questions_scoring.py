@@ -1,0 +1,110 @@
+"""The scorer of bench/embedded_questions.py: where it was wrong, in both directions.
+
+Plain functions on saved text; no model runs here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "embedded_questions.py"
+_SPEC = importlib.util.spec_from_file_location("embedded_questions", _PATH)
+assert _SPEC is not None and _SPEC.loader is not None
+eq = importlib.util.module_from_spec(_SPEC)
+sys.modules.setdefault("embedded_questions", eq)
+_SPEC.loader.exec_module(eq)
+
+
+def _outcome(spoken: str, calls: list[dict], results: list[dict], kind: str = "lookup"):
+    return eq.Outcome("x", "tune", kind, "m", spoken=spoken, calls=calls, results=results)
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "same"),
+    [
+        ("this evening 6 pm", "evening at 6 pm", True),  # a run of the caller's words
+        ("tomorrow 10 am", "tomorrow at 10:00 am", True),
+        ("this evening 6 pm", "tomorrow 6 pm", False),
+        ("this afternoon", "afternoon", True),
+        ("Friday 3 pm", "3 pm", False),  # part of the time is missing
+    ],
+)
+def test_free_text_values_ignore_words_that_carry_nothing(expected, actual, same):
+    assert eq._value_matches(expected, actual) is same
+
+
+def test_an_answer_that_names_a_city_nobody_looked_up_is_wrong():
+    question = {
+        "say": "When does the Miami store open? No wait, I mean the Orlando one.",
+        "answer": "facts",
+        "calls": [{"name": "get_store_hours", "args": {"city": "Orlando"}}],
+    }
+    tools = {t.name: t for t in eq._demo_tools()}
+    calls = [{"name": "get_store_hours", "arguments": {"city": "Orlando"}}]
+    results = [{"name": "get_store_hours", "result": {"city": "Orlando", "hours": "10 am to 8 pm"}}]
+    wrong = _outcome("The Miami store opens from 10 am to 8 pm.", calls, results)
+    eq.score(wrong, question, tools)
+    assert wrong.calls_ok and not wrong.answer_ok
+    right = _outcome(
+        "The Orlando store opens from 10 am to 8 pm, Monday to Saturday.", calls, results
+    )
+    eq.score(right, question, tools)
+    assert right.answer_ok
+
+
+def test_an_earlier_turns_city_in_the_answer_is_wrong_but_a_day_or_the_callers_name_is_not():
+    context = (
+        "What time does the Boston store open? The Boston store opens at 9 am. And Providence?"
+    )
+    looked_up = '[{"city": "Providence"}, {"hours": "9 am to 7 pm, Monday to Saturday"}]'
+    assert eq.named_elsewhere("The Boston store opens at 9 am.", context, looked_up) == {"boston"}
+    assert eq.named_elsewhere("Providence opens at 9 am on Monday.", context, looked_up) == set()
+    phone = "My number is 555 147 2099, can you pull up my account?"
+    assert (
+        eq.named_elsewhere(
+            "I found your account, 555 147 2099.", phone, '[{"phone_number": "5551472099"}]'
+        )
+        == set()
+    )
+
+
+def test_a_count_of_the_items_a_result_lists_is_not_an_invented_number():
+    question = {
+        "say": "Can you find my account? My phone number is 555 147 2099.",
+        "answer": "facts",
+    }
+    result = {"name": "Hana Wei", "recent_orders": [{"order": "17240"}, {"order": "30425"}]}
+    calls = [{"name": "lookup_customer", "arguments": {"phone_number": "5551472099"}}]
+    out = _outcome(
+        "Hi Hana Wei, I found your account. You have 2 recent orders.",
+        calls,
+        [{"name": "lookup_customer", "result": result}],
+    )
+    eq.score(
+        out,
+        {
+            **question,
+            "calls": [{"name": "lookup_customer", "args": {"phone_number": "5551472099"}}],
+        },
+        {},
+    )
+    assert not out.invented
+    out = _outcome(
+        "You have 3 recent orders.", calls, [{"name": "lookup_customer", "result": result}]
+    )
+    eq.score(out, {**question, "calls": []}, {})
+    assert out.invented  # a count the result does not have
+
+
+def test_speaking_of_the_caller_to_the_caller_is_a_narration():
+    question = {"say": "I want a call back from a manager.", "answer": "ask", "calls": []}
+    out = _outcome("Could you tell me the caller's phone number?", [], [], kind="write_missing")
+    eq.score(out, question, {})
+    assert out.narration and not out.answer_ok
+    out = _outcome("Could you tell me your phone number?", [], [], kind="write_missing")
+    eq.score(out, question, {})
+    assert not out.narration and out.answer_ok
