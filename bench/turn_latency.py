@@ -117,15 +117,48 @@ async def run_recording(
             },
         )
         ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-        result = await run_audio(config, audio, rate, realtime=realtime, tools=tools)
+        with TtsProbe() as probe:
+            result = await run_audio(config, audio, rate, realtime=realtime, tools=tools)
         ru1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         exchanges = list(oracle.exchanges)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    result.tts_calls = probe.calls  # type: ignore[attr-defined]
     return result, exchanges, cpu, wall1 - wall0
 
 
 def _ms(x: float | None) -> float | None:
     return None if x is None else round(x * 1000, 1)
+
+
+class TtsProbe:
+    """Clock times of every piper synthesis in this process: (started, first audio out, text).
+
+    Installed around ``PiperTts.synthesize`` for the bench run only, so the first token
+    -> first audio stretch splits into the wait for the first chunk, its synthesis and the
+    rest (writing, playing)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, str]] = []
+
+    def __enter__(self) -> TtsProbe:
+        from peripherals.tts import PiperTts
+
+        self._cls, self._orig = PiperTts, PiperTts.synthesize
+        orig, calls = self._orig, self.calls
+
+        async def synthesize(tts, text, sample_rate=None):  # type: ignore[no-untyped-def]
+            started, first = time.monotonic(), True
+            async for chunk in orig(tts, text, sample_rate):
+                if first:
+                    calls.append((started, time.monotonic(), text))
+                    first = False
+                yield chunk
+
+        PiperTts.synthesize = synthesize  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cls.synthesize = self._orig  # type: ignore[method-assign]
 
 
 def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -210,6 +243,12 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
         if ex is not None and ex.first_token_at is not None:
             row["llm_request"] = rel(ex.received_at)
             row["llm_first_token"] = rel(ex.first_token_at)
+            # the answer's first chunk: synthesis started / done (after the first token)
+            synth = next(
+                (c for c in getattr(result, "tts_calls", []) if c[0] >= ex.first_token_at), None
+            )
+            if synth is not None:
+                row["tts_started"], row["tts_done"] = rel(synth[0]), rel(synth[1])
         rows.append(row)
     return rows
 
@@ -233,6 +272,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "final",
         "llm_request",
         "llm_first_token",
+        "tts_started",
+        "tts_done",
         "asr_decode",
         "model_compute",
     )

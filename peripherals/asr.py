@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -61,6 +61,20 @@ DEFAULT_WINDOW_S = 10.0
 WINDOW_TAIL_S = 1.0
 FULL_WINDOW_S = 30.0  # Whisper's own window: longer audio goes through faster-whisper's chunking
 MEL_FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
+HOP_SAMPLES = ASR_RATE // MEL_FRAMES_PER_S
+# What fills the window after the utterance. "silence": the log-mel of digital silence, what
+# Whisper was trained on (openai-whisper pads the audio with 30 s of zeros before the log-mel);
+# "zeros": zero-valued features (faster-whisper's pad_or_trim), to the model a steady noise
+# floor rather than silence. Measured in bench/asr_window.py (see docs/turn_taking.md).
+WindowPad = Literal["silence", "zeros"]
+DEFAULT_WINDOW_PAD: WindowPad = "silence"
+N_FFT = 400  # Whisper's STFT size (samples): the frames that straddle the audio's end need it
+# A decode stops after MAX_TOKENS_BASE + MAX_TOKENS_PER_S tokens per second of audio: speech is
+# ~4-6 tokens/s (digits read one by one with commas ~7), so only a decoding loop ("2 9 2 9 ...")
+# reaches it; without the bound a loop runs to Whisper's 448 tokens (~3 s of CPU here) before
+# the compression rule drops it.
+MAX_TOKENS_BASE = 16
+MAX_TOKENS_PER_S = 12.0
 
 
 class AsrError(PeripheralError):
@@ -198,7 +212,10 @@ class WhisperStreamingAsr:
         final_executor: Executor | None = None,
         partials_allowed: Callable[[], bool] | None = None,
         window_s: float = DEFAULT_WINDOW_S,
+        window_pad: WindowPad = DEFAULT_WINDOW_PAD,
     ) -> None:
+        if window_pad not in ("silence", "zeros"):
+            raise ValueError(f"window_pad must be 'silence' or 'zeros', got {window_pad!r}")
         if not 0.0 < window_s <= FULL_WINDOW_S:
             raise ValueError(f"window_s must be in (0, {FULL_WINDOW_S:g}], got {window_s}")
         ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
@@ -229,6 +246,7 @@ class WhisperStreamingAsr:
         self._final_executor: Executor = final_executor or self._executor
         self._partials_allowed = partials_allowed
         self._window_s = window_s
+        self._window_pad: WindowPad = window_pad
         self._windows: dict[int, _Window] = {}  # per model (id), built on its first decode
         self._closed = False
         self._error: BaseException | None = None
@@ -399,9 +417,11 @@ class WhisperStreamingAsr:
         if self._window_s < FULL_WINDOW_S and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
             window = self._windows.get(id(model))
             if window is None:
-                window = self._windows[id(model)] = _Window(model, self._language, self._prompt)
+                window = self._windows[id(model)] = _Window(
+                    model, self._language, self._prompt, self._window_pad
+                )
             frames = max(self._window_s, audio_s + WINDOW_TAIL_S) * MEL_FRAMES_PER_S
-            segments = [window.decode(audio, int(np.ceil(frames)), beam_size)]
+            segments = [window.decode(audio, int(np.ceil(frames)), beam_size, max_tokens(audio_s))]
         else:
             found, _info = model.transcribe(
                 audio,
@@ -444,18 +464,55 @@ class _Segment:
     compression_ratio: float
 
 
+def max_tokens(audio_s: float) -> int:
+    """The most tokens a decode of ``audio_s`` seconds may produce (see ``MAX_TOKENS_PER_S``)."""
+    return int(MAX_TOKENS_BASE + MAX_TOKENS_PER_S * audio_s)
+
+
+def window_features(
+    extractor: Any, audio: np.ndarray, frames: int, pad: WindowPad = DEFAULT_WINDOW_PAD
+) -> np.ndarray:
+    """Whisper's log-mel features of ``audio`` in a window of ``frames`` frames.
+
+    ``pad="silence"`` gives what the log-mel of ``audio`` followed by digital silence gives
+    (column for column), without computing the silence: only the frames that straddle the
+    audio's end are computed, the rest is the constant a silent frame takes after Whisper's
+    normalisation (``max(-10, M - 8)``, shifted and scaled, with ``M`` the loudest value).
+    ``pad="zeros"`` fills with zero-valued features. Audio longer than the window is cut.
+    """
+    if pad == "silence":
+        features = extractor(np.concatenate([audio, np.zeros(N_FFT, dtype=np.float32)]))
+        # (log10 value + 4) / 4 after the clip at max - 8; a silent frame's log10 value is -10
+        fill = max(-1.5, float(features.max()) - 2.0)
+    else:
+        features = extractor(audio)
+        fill = 0.0
+    out = np.full((features.shape[0], frames), fill, dtype=np.float32)
+    used = min(frames, features.shape[1])
+    out[:, :used] = features[:, :used]
+    return out
+
+
 class _Window:
     """One greedy/beam Whisper decode of a window shorter than 30 s.
 
     faster-whisper pads every window to 30 s; this does what its
     ``generate_with_fallback`` does at temperature 0 (same prompt, suppressed
-    tokens, scores), but encodes only ``frames`` log-mel frames.
+    tokens, scores), but encodes only ``frames`` log-mel frames, the utterance
+    followed by ``pad`` (see :func:`window_features`).
     """
 
-    def __init__(self, model: Any, language: str, initial_prompt: str | None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        language: str,
+        initial_prompt: str | None,
+        pad: WindowPad = DEFAULT_WINDOW_PAD,
+    ) -> None:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
+        self._pad: WindowPad = pad
         self._model = model
         self._tokenizer = Tokenizer(
             model.hf_tokenizer,
@@ -467,20 +524,21 @@ class _Window:
         self._prompt = model.get_prompt(self._tokenizer, previous, without_timestamps=True)
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)) or ())
 
-    def decode(self, audio: np.ndarray, frames: int, beam_size: int) -> _Segment:
-        from faster_whisper.audio import pad_or_trim
+    def decode(
+        self, audio: np.ndarray, frames: int, beam_size: int, max_length: int | None = None
+    ) -> _Segment:
         from faster_whisper.transcribe import get_compression_ratio
 
-        features = self._model.feature_extractor(audio)
-        features = pad_or_trim(features[..., :frames], frames)
+        features = window_features(self._model.feature_extractor, audio, frames, self._pad)
         encoded = self._model.encode(features)
+        limit = self._model.max_length
         result = self._model.model.generate(
             encoded,
             [self._prompt],
             beam_size=beam_size,
             patience=1.0,
             length_penalty=1.0,
-            max_length=self._model.max_length,
+            max_length=limit if max_length is None else min(limit, max_length),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

@@ -379,6 +379,12 @@ class VoiceConfig(_Frozen):
         description="Whisper encodes the utterance + 1 s, at least this many seconds (30: the "
         "stock window); 10 decodes a short turn in 0.3x the time at the same WER",
     )
+    asr_window_pad: Literal["silence", "zeros"] = Field(
+        "silence",
+        description="what fills Whisper's window after the utterance: the log-mel of silence "
+        "(as Whisper was trained) or zero features (faster-whisper's padding, the earlier "
+        "default); silence: lower WER and fewer runaway decodes (docs/turn_taking.md)",
+    )
     asr_tail_decode: bool = Field(
         True,
         description="start the end-of-turn decode as soon as the newest audio reads as "
@@ -386,6 +392,12 @@ class VoiceConfig(_Frozen):
         "the speech goes on (docs/turn_taking.md)",
     )
     tts_voice: str = "en_US-joe-medium"
+    tts_prepare_held: bool = Field(
+        True,
+        description="synthesise the first words of a preemptive answer while it is held "
+        "(the caller's pause has not become the end of the turn yet), so that adopted it is "
+        "heard at once; costs one short synthesis when the caller goes on (docs/turn_taking.md)",
+    )
     tts_speed: float = Field(1.0, gt=0.25, le=4)
     tts_variability: float = Field(
         1.0,

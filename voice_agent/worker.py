@@ -164,6 +164,7 @@ class CallModels:
                 on_partial=on_partial,
                 partial_interval_s=cfg.asr_partial_interval_s,
                 window_s=cfg.asr_window_s,
+                window_pad=cfg.asr_window_pad,
                 whisper=self.shared.whisper,
                 final_whisper=self.shared.final_whisper,
                 executor=self.asr_lane,

@@ -267,3 +267,96 @@ async def test_the_end_of_turn_decode_runs_on_the_final_model_and_partials_on_th
         await asr.aclose()
     assert final.text == "final model"
     assert partial_model.calls >= 1 and final_model.calls == 1
+
+
+class _SpyWhisper:
+    """The real faster-whisper model, recording the features each decode encodes and the
+    token budget it decodes with (short-window path)."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self._real = real
+        self.features: list[np.ndarray] = []
+        self.max_lengths: list[int] = []
+        spy = self
+
+        class _Generator:
+            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+                return getattr(real.model, name)
+
+            def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                spy.max_lengths.append(kwargs["max_length"])
+                return real.model.generate(*args, **kwargs)
+
+        self.model = _Generator()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]
+        self.features.append(np.asarray(features))
+        return self._real.encode(features)
+
+
+@pytest.fixture(scope="module")
+def real_whisper():  # type: ignore[no-untyped-def]
+    from peripherals.asr import load_whisper
+
+    return load_whisper()
+
+
+async def test_the_window_after_an_utterance_reads_as_the_silence_whisper_was_trained_on(
+    speech_factory, real_whisper
+) -> None:
+    speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.1)
+    spy = _SpyWhisper(real_whisper)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=spy)
+    try:
+        asr.push(speech.samples, 16000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    encoded = spy.features[-1]
+    frames = encoded.shape[-1]
+    # openai-whisper's way: the audio followed by digital silence, then the log-mel
+    silent_tail = np.zeros(frames * 160, np.float32)
+    expected = real_whisper.feature_extractor(np.concatenate([speech.samples, silent_tail]))
+    np.testing.assert_allclose(encoded.reshape(80, frames), expected[:, :frames], atol=1e-5)
+    assert word_error_rate(SENTENCE, final.text) <= 0.15
+
+
+async def test_zero_padding_stays_available_and_an_unknown_padding_is_refused(
+    speech_factory, real_whisper
+) -> None:
+    speech = speech_factory("Where is my order?", 16000, before_s=0.3, after_s=0.1)
+    spy = _SpyWhisper(real_whisper)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=spy, window_pad="zeros")
+    try:
+        asr.push(speech.samples, 16000)
+        await asr.finalize()
+    finally:
+        await asr.aclose()
+    encoded = spy.features[-1].reshape(80, -1)
+    after = len(speech.samples) // 160 + 3  # past the frames that overlap the audio
+    assert np.all(encoded[:, after:] == 0.0)
+    with pytest.raises(ValueError, match="window_pad"):
+        WhisperStreamingAsr(whisper=object(), window_pad="noise")  # type: ignore[arg-type]
+
+
+async def test_a_decode_may_produce_only_as_many_tokens_as_its_audio_could_hold(
+    speech_factory, real_whisper
+) -> None:
+    short = speech_factory("Where is my order?", 16000, before_s=0.3, after_s=0.1)
+    long = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.1)
+    spy = _SpyWhisper(real_whisper)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=spy)
+    try:
+        for speech in (short, long):
+            asr.push(speech.samples, 16000)
+            final = await asr.finalize()
+            assert final.text  # the budget leaves room for the words
+    finally:
+        await asr.aclose()
+    budget_short, budget_long = spy.max_lengths
+    # a runaway loop stops within tens of tokens, not at Whisper's 448
+    assert budget_short < budget_long < 448
+    assert budget_short <= 16 + 12 * len(short.samples) / 16000 + 1

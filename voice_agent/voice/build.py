@@ -60,6 +60,7 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             final_cpu_threads=cfg.asr_final_threads,
             partial_interval_s=cfg.asr_partial_interval_s,
             window_s=cfg.asr_window_s,
+            window_pad=cfg.asr_window_pad,
         )
 
     return make
