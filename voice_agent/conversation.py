@@ -59,7 +59,7 @@ from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
 from .llm_watch import LlmQuiet, SilencePolicy, watch_silence
 from .modes import policy_for
-from .output import SpeechOutput
+from .output import SpeechOutput, SpeechPreparer
 from .scheduler import ToolScheduler
 from .speculation import Speculator
 from .tools import ToolRegistry
@@ -504,6 +504,15 @@ class Conversation:
         self.news.clear()
         self._launch(gen, messages)
 
+    def _prepare_held(self, gen: Generation) -> None:
+        """A held preemptive answer (a pause fork) has more text: the output may get its
+        first words ready, so that adopted at the turn's end it is heard at once."""
+        fork = self.speculation.fork_of(gen)
+        if not isinstance(self.output, SpeechPreparer) or fork is None or gen.held is None:
+            return
+        if fork.trigger == "pause":
+            self.output.prepare("".join(e.text for e in gen.held if isinstance(e, LlmTextDelta)))
+
     def _launch(self, gen: Generation, messages: list[dict[str, Any]]) -> None:
         """Start ``gen``'s LLM stream as an owned task."""
         gen.task = self._spawn(
@@ -519,6 +528,8 @@ class Conversation:
         def emit(event: Event) -> None:
             if gen.held is not None:
                 self.speculation.held(gen, event)  # a fork: wait for its adoption
+                if isinstance(event, LlmTextDelta):
+                    self._prepare_held(gen)
             else:
                 self._post(event)
 

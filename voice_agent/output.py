@@ -12,7 +12,7 @@ heard of each response that had started; no PlayoutFinished follows for them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, runtime_checkable
 
 from fsm import Event
 
@@ -36,6 +36,16 @@ class SpeechOutput(Protocol):
 
     async def aclose(self) -> None:
         """Release the output (idempotent)."""
+
+
+@runtime_checkable
+class SpeechPreparer(Protocol):
+    """An output that can get a response's first words ready before it is asked to say them
+    (an audio output synthesises them); outputs without this simply say them when pushed."""
+
+    def prepare(self, text: str) -> None:
+        """``text`` may soon start a response (a held preemptive answer): get its first
+        chunk ready; if no response starts with it, it is dropped."""
 
 
 class TextOutput:

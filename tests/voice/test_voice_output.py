@@ -257,3 +257,53 @@ async def test_the_first_chunk_of_each_response_ends_at_an_early_clause(rig) -> 
         "Okay,",
         "I looked at the order history, and",
     ]
+
+
+async def test_a_prepared_first_chunk_plays_without_being_synthesised_again(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, tts = rig
+    output.prepare("Sure")  # no complete chunk yet: nothing to get ready
+    await asyncio.sleep(0.01)
+    assert tts.asked == []
+    output.prepare("Sure, I can")  # a held answer grew: its first chunk is synthesised now
+    output.prepare("Sure, I can help")  # idempotent
+    for _ in range(50):
+        await asyncio.sleep(0.001)
+    assert tts.asked == ["Sure,"]
+    output.push("r1", "Sure, I can help.")  # the answer is released: same first chunk
+    output.end("r1")
+    await settle(output)
+    assert tts.asked == ["Sure,", "I can help."]
+    sink.advance(10 * PER_WORD)
+    output.poll()
+    assert events[-1] == PlayoutFinished(
+        response_id="r1", heard="Sure, I can help.", interrupted=False
+    )
+    assert sink.played_samples == 4 * PER_WORD
+
+
+async def test_a_prepared_chunk_nobody_says_is_dropped_and_other_text_is_synthesised(rig) -> None:  # type: ignore[no-untyped-def]
+    output, sink, _, tts = rig
+    for held in ("Okay, one", "Well, two", "Right, three"):  # the oldest gives way
+        output.prepare(held)
+    await asyncio.sleep(0.01)
+    assert tts.asked == ["Well,", "Right,"]
+    output.push("r1", "Okay, that is done.")  # "Okay," was dropped: synthesised for r1
+    output.end("r1")
+    await settle(output)
+    assert tts.asked == ["Well,", "Right,", "Okay,", "that is done."]
+    output.interrupt()  # drops what is still prepared
+    output.push("r2", "Right, bye.")
+    output.end("r2")
+    await settle(output)
+    assert tts.asked.count("Right,") == 2
+
+
+async def test_an_output_told_not_to_prepare_synthesises_only_what_is_pushed() -> None:
+    tts = WordTts()
+    output = AudioSpeechOutput(tts, TimelineSink(RATE), prepare_ahead=False)
+    try:
+        output.prepare("Sure, I can")
+        await asyncio.sleep(0.01)
+        assert tts.asked == []
+    finally:
+        await output.aclose()

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
-from ledger import check_protocol
+from fsm import MonotonicClock
+from ledger import Ledger, check_protocol
+from ledger import entries as le
+from voice_agent.agent import Agent
 from voice_agent.bench.oracle import OracleServer
 from voice_agent.bench.scenario import Scenario
+from voice_agent.config import AgentConfig, LlmConfig
 from voice_agent.events import (
+    SessionEnded,
     TranscriptFinal,
     UserSpeechEnded,
     UserSpeechPaused,
     UserSpeechResumed,
     UserSpeechStarted,
 )
+from voice_agent.llm import LlmClient
+from voice_agent.output import TextOutput
 from voice_agent.tools import ToolRegistry
 
 SCENARIO = Scenario.model_validate(
@@ -76,3 +84,76 @@ async def test_speech_after_the_pause_drops_the_early_answer(make_agent):
     assert discarded.fork_id == h.entries("ForkOpened")[0].fork_id
     assert len(h.entries("LlmRequestStarted")) == 2  # the dropped one left no response behind
     check_protocol(h.ledger.render_messages("sys"))
+
+
+class PreparingOutput(TextOutput):
+    """A text output that records what it was asked to get ready (``SpeechPreparer``)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.prepared: list[str] = []
+
+    def prepare(self, text: str) -> None:
+        self.prepared.append(text)
+
+
+async def test_a_held_early_answer_is_handed_to_the_output_to_get_ready_before_the_turn_ends():
+    output = PreparingOutput()
+    async with OracleServer(SCENARIO) as oracle:
+        llm = LlmClient(LlmConfig(base_url=oracle.base_url, model="oracle", max_retries=0))
+        ledger = Ledger("test", MonotonicClock())
+        agent = Agent(
+            AgentConfig(mode="async", system_prompt="sys"), llm, ToolRegistry(), output, ledger
+        )
+        task = asyncio.create_task(agent.run())
+        try:
+            agent.post(UserSpeechStarted())
+            agent.post(UserSpeechPaused(text="What are your opening hours?"))
+            # the held answer streams while the caller is still silent (generous: busy machine)
+            for _ in range(400):
+                if output.prepared and output.prepared[-1] == "We open at nine.":
+                    break
+                await asyncio.sleep(0.05)
+            assert output.prepared[-1] == "We open at nine."
+            assert all("We open at nine.".startswith(t) for t in output.prepared)
+            assert not any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries)
+            agent.post(UserSpeechEnded())
+            agent.post(TranscriptFinal(text="What are your opening hours?"))
+            for _ in range(400):
+                if any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            agent.post(SessionEnded(reason="test over"))
+            await asyncio.wait_for(task, 5)
+            await llm.aclose()
+    played = [e.text for e in ledger.entries if isinstance(e, le.AgentTextPlayed)]
+    assert played == ["We open at nine."]
+
+
+async def test_an_answer_that_is_not_held_is_not_prepared():
+    # only a pause fork's held text is prepared; an answer spoken at once goes to push
+    output = PreparingOutput()
+    async with OracleServer(SCENARIO) as oracle:
+        llm = LlmClient(LlmConfig(base_url=oracle.base_url, model="oracle", max_retries=0))
+        ledger = Ledger("test", MonotonicClock())
+        agent = Agent(
+            AgentConfig(mode="async", system_prompt="sys"), llm, ToolRegistry(), output, ledger
+        )
+        task = asyncio.create_task(agent.run())
+        try:
+            agent.post(UserSpeechStarted())
+            agent.post(UserSpeechEnded())
+            agent.post(TranscriptFinal(text="What are your opening hours?"))
+            for _ in range(400):
+                if any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            agent.post(SessionEnded(reason="test over"))
+            await asyncio.wait_for(task, 5)
+            await llm.aclose()
+    assert output.prepared == []
+    assert [e.text for e in ledger.entries if isinstance(e, le.AgentTextPlayed)] == [
+        "We open at nine."
+    ]

@@ -258,7 +258,7 @@ async def run_call(
     line = simulates_line(law, transport)
     if line:
         sink = LineSink(sink, law)
-    output = AudioSpeechOutput(tts, sink)
+    output = AudioSpeechOutput(tts, sink, prepare_ahead=config.voice.tts_prepare_held)
     call: Call | None = None
     voice: VoiceInput | None = None
 

@@ -20,6 +20,11 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
 - ``pause()`` silences the sink at once without dropping anything (a suspected
   barge-in); ``resume()`` plays on from the same sample. Synthesis goes on
   meanwhile; no playout event can fire while paused (nothing is played).
+- ``prepare(text)``: text that may soon start a response (a preemptive answer
+  held until the caller's turn ends) has its first chunk synthesised at once;
+  a response whose chunk is that text plays the prepared audio without
+  synthesising it again, so an adopted answer's first audio leaves as soon as
+  it is released. At most ``PREPARED_MAX`` are kept; ``interrupt`` drops them.
 
 Playout progress is read from ``sink.played_samples`` by :meth:`poll`, which a
 monitor task calls every ``POLL_S``; a transport that moves a stream clock
@@ -54,6 +59,9 @@ LOOKAHEAD = 2  # synthesized chunks waiting for the player; 1 is enough to overl
 # characters: piper starts on "Sure," or "Okay, so" instead of waiting for the whole
 # first sentence to stream; the first audio then leaves ~one clause earlier (characters).
 FIRST_CHUNK_CHARS = 4
+# First chunks synthesised ahead by prepare() and not yet used: the newest preemptive answer's,
+# plus one that an older answer may still use; older ones are dropped (count).
+PREPARED_MAX = 2
 
 
 @dataclass
@@ -101,8 +109,16 @@ class AudioSpeechOutput:
     ``aclose`` stops them (idempotent).
     """
 
-    def __init__(self, tts: Tts, sink: Sink, *, first_chunk_chars: int = FIRST_CHUNK_CHARS) -> None:
+    def __init__(
+        self,
+        tts: Tts,
+        sink: Sink,
+        *,
+        first_chunk_chars: int = FIRST_CHUNK_CHARS,
+        prepare_ahead: bool = True,
+    ) -> None:
         self._tts = tts
+        self._prepare_ahead = prepare_ahead  # False: prepare() does nothing
         self._sink = sink
         self._first_chunk_chars = first_chunk_chars
         self._emit: Callable[[Event], None] = lambda e: None
@@ -119,6 +135,8 @@ class AudioSpeechOutput:
         self._inflight = 0  # chunks accepted but not yet written to the sink
         self._workers: list[asyncio.Task[None]] = []
         self._monitor: asyncio.Task[None] | None = None
+        # first chunks synthesised ahead (prepare), by text, oldest first
+        self._prepared: dict[str, asyncio.Task[np.ndarray]] = {}
         self._closed = False
 
     # ---------------------------------------------------------------- SpeechOutput
@@ -150,6 +168,22 @@ class AudioSpeechOutput:
         resp.ended = True
         self._more.set()
 
+    def prepare(self, text: str) -> None:
+        """Synthesise the first chunk of ``text`` now (see the module doc); idempotent.
+
+        Nothing happens until ``text`` holds a complete first chunk (as ``push`` would cut
+        it), so a caller may call this after every delta of a held answer."""
+        if self._closed or not self._prepare_ahead:
+            return
+        chunks = SentenceChunker(first_clause_after_chars=self._first_chunk_chars).push(text)
+        if not chunks or chunks[0] in self._prepared:
+            return
+        while len(self._prepared) >= PREPARED_MAX:
+            oldest = next(iter(self._prepared))
+            self._tasks.cancel(self._prepared.pop(oldest))
+        chunk = chunks[0]
+        self._prepared[chunk] = self._tasks.spawn(self._synthesize(chunk), "prepare")
+
     def interrupt(self) -> dict[str, str]:
         """Stop at once; return heard text per response that had started playing."""
         played = self._sink.played_samples
@@ -158,9 +192,10 @@ class AudioSpeechOutput:
             for r in self._order
             if r.segments and played > r.segments[0].start
         }
-        for task in self._workers:
+        for task in [*self._workers, *self._prepared.values()]:
             self._tasks.cancel(task)
         self._workers = []
+        self._prepared.clear()
         self._audio = None
         self._sink.clear()
         self._sink.resume()
@@ -247,7 +282,6 @@ class AudioSpeechOutput:
     async def _synthesize_loop(
         self, queue: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]]
     ) -> None:
-        rate = self._sink.sample_rate
         while True:
             resp = self._next_to_synthesize()
             if resp is None or (not resp.pending and not resp.ended):
@@ -259,16 +293,32 @@ class AudioSpeechOutput:
                 await queue.put((resp, None, None))
                 continue
             text = resp.pending[0]
-            stream = self._tts.synthesize(text, rate)
-            try:
-                pieces = [chunk.samples async for chunk in stream]
-            finally:  # also on cancellation: the generator stops its worker promptly
-                close = getattr(stream, "aclose", None)
-                if close is not None:
-                    await close()
+            audio = await self._prepared_audio(text)
+            if audio is None:
+                audio = await self._synthesize(text)
             resp.pending.popleft()
-            audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
             await queue.put((resp, _Segment(text, 0, len(audio)), audio))
+
+    async def _prepared_audio(self, text: str) -> np.ndarray | None:
+        """The audio ``prepare`` made of ``text`` (waiting for it if still running), or None."""
+        task = self._prepared.pop(text, None)
+        if task is None:
+            return None
+        await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None:
+            return None  # synthesised again by the caller (an error shows there)
+        return task.result()
+
+    async def _synthesize(self, text: str) -> np.ndarray:
+        """``text`` as one array at the sink's rate."""
+        stream = self._tts.synthesize(text, self._sink.sample_rate)
+        try:
+            pieces = [chunk.samples async for chunk in stream]
+        finally:  # also on cancellation: the generator stops its worker promptly
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     async def _play_loop(
         self, queue: asyncio.Queue[tuple[_Response, _Segment | None, np.ndarray | None]]
