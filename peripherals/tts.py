@@ -16,6 +16,30 @@ from peripherals.resample import resample
 
 _PIP_PIPER = "pip install 'piper-tts>=1.2,<2'  (or: pip install 'voice-agent[voice]')"
 
+# Piper starts most utterances with 30-65 ms of near-digital silence (-90 dBFS) before the
+# first phoneme ("Okay," 35 ms, "Yes," 65 ms; "Sure," none): at the start of an answer that is
+# time the caller waits for nothing. lead_in_trimmed() cuts it to LEAD_IN_KEEP_S before the
+# first 5 ms step above LEAD_IN_FLOOR_DBFS, keeping the attack of the first sound.
+LEAD_IN_FLOOR_DBFS = -60.0
+LEAD_IN_KEEP_S = 0.01
+_LEAD_IN_STEP_S = 0.005
+
+
+def lead_in_trimmed(audio: np.ndarray, rate: int) -> np.ndarray:
+    """``audio`` without its leading silence, less ``LEAD_IN_KEEP_S`` (pure; all of it when
+    nothing is louder than ``LEAD_IN_FLOOR_DBFS``)."""
+    step = max(1, int(rate * _LEAD_IN_STEP_S))
+    floor = 10 ** (LEAD_IN_FLOOR_DBFS / 20)
+    n = len(audio) // step
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(np.square(audio[: n * step].reshape(n, step), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms > floor)
+    if len(loud) == 0:
+        return audio
+    start = max(0, int(loud[0]) * step - int(rate * LEAD_IN_KEEP_S))
+    return audio[start:]
+
 
 class Tts(Protocol):
     """Speech synthesis.

@@ -106,3 +106,19 @@ async def test_variability_zero_says_the_same_text_with_the_same_samples(tts: Pi
         assert any(len(t) != len(takes[0]) or not np.array_equal(t, takes[0]) for t in takes[1:])
     finally:
         await fixed.aclose()
+
+
+def test_the_lead_in_before_the_first_sound_is_cut_to_ten_ms() -> None:
+    import numpy as np
+
+    from peripherals.tts import lead_in_trimmed
+
+    rate = 22050
+    quiet = np.full(rate // 20, 1e-5, np.float32)  # 50 ms at -100 dBFS
+    sound = np.full(rate // 10, 0.2, np.float32)
+    trimmed = lead_in_trimmed(np.concatenate([quiet, sound]), rate)
+    lead = np.flatnonzero(trimmed > 0.1)[0]
+    assert rate // 200 <= lead <= rate // 100 + rate // 200  # 10 ms kept (within a 5 ms step)
+    assert len(trimmed) - lead == len(sound)  # the sound itself is whole
+    assert len(lead_in_trimmed(sound, rate)) == len(sound)  # nothing to cut
+    assert len(lead_in_trimmed(quiet, rate)) == len(quiet)  # nothing audible: left alone

@@ -307,3 +307,32 @@ async def test_an_output_told_not_to_prepare_synthesises_only_what_is_pushed() -
         assert tts.asked == []
     finally:
         await output.aclose()
+
+
+class LeadInTts(WordTts):
+    """WordTts whose every chunk starts with 50 ms of digital silence (as piper's do)."""
+
+    async def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]:
+        self.asked.append(text)
+        tone = np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32)
+        yield AudioChunk(np.concatenate([np.zeros(RATE // 20, np.float32), tone]), RATE)
+
+
+async def test_an_answer_starts_with_its_first_sound_and_later_chunks_keep_their_lead_in() -> None:
+    sink = TimelineSink(RATE)
+    output = AudioSpeechOutput(LeadInTts(), sink)
+    try:
+        output.push("r1", "Okay, I can help. Anything else?")
+        output.end("r1")
+        await settle(output)
+        sink.advance(RATE)
+        timeline = sink.render()
+    finally:
+        await output.aclose()
+    sound = np.flatnonzero(timeline)
+    assert sound[0] <= RATE // 100  # 10 ms of the lead-in kept, not 50
+    first_chunk_end = sound[0] + PER_WORD  # "Okay," is one word of tone
+    gap = np.flatnonzero(timeline[first_chunk_end:])[0]
+    assert gap >= RATE // 20  # the next chunk's 50 ms lead-in (its pause) is kept

@@ -20,6 +20,9 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
 - ``pause()`` silences the sink at once without dropping anything (a suspected
   barge-in); ``resume()`` plays on from the same sample. Synthesis goes on
   meanwhile; no playout event can fire while paused (nothing is played).
+- A response's first chunk starts with its first sound: the synthesizer's
+  lead-in silence (piper: 30-65 ms on most words) is cut to 10 ms
+  (:func:`~peripherals.tts.lead_in_trimmed`); later chunks keep theirs.
 - ``prepare(text)``: text that may soon start a response (a preemptive answer
   held until the caller's turn ends) has its first chunk synthesised at once;
   a response whose chunk is that text plays the prepared audio without
@@ -45,7 +48,7 @@ import numpy as np
 
 from fsm import Event
 from peripherals.text_chunker import SentenceChunker
-from peripherals.tts import Tts
+from peripherals.tts import Tts, lead_in_trimmed
 
 from ..events import PlayoutFinished, PlayoutStarted
 from .sinks import Sink
@@ -83,6 +86,7 @@ class _Response:
     end_pos: int | None = None  # played-sample position of its last sample (all written)
     segments: list[_Segment] = field(default_factory=list)
     started: bool = False  # PlayoutStarted posted
+    synthesized_any: bool = False  # its first chunk went to the player
 
 
 def heard_text(segments: list[_Segment], played: int) -> str:
@@ -296,6 +300,9 @@ class AudioSpeechOutput:
             audio = await self._prepared_audio(text)
             if audio is None:
                 audio = await self._synthesize(text)
+            if not resp.synthesized_any:  # the answer's first sound leaves without a lead-in
+                audio = lead_in_trimmed(audio, self._sink.sample_rate)
+                resp.synthesized_any = True
             resp.pending.popleft()
             await queue.put((resp, _Segment(text, 0, len(audio)), audio))
 
