@@ -71,10 +71,14 @@ DEFAULT_WINDOW_PAD: WindowPad = "silence"
 N_FFT = 400  # Whisper's STFT size (samples): the frames that straddle the audio's end need it
 # A decode stops after MAX_TOKENS_BASE + MAX_TOKENS_PER_S tokens per second of audio: speech is
 # ~4-6 tokens/s (digits read one by one with commas ~7), so only a decoding loop ("2 9 2 9 ...")
-# reaches it; without the bound a loop runs to Whisper's 448 tokens (~3 s of CPU here) before
-# the compression rule drops it.
+# reaches it; without the bound a loop runs to 224 tokens (CTranslate2 returns at most half of
+# Whisper's max_length of 448; ~2 s of CPU here) before the compression rule drops it.
 MAX_TOKENS_BASE = 16
 MAX_TOKENS_PER_S = 12.0
+# A decode that stops within this many tokens of its budget is that loop, cut short: it is
+# dropped as the full-length loop was (its first 50 tokens pass the compression rule: "6, 1, 4,
+# 4, 3, 4, 3, 4, ..."), so the budget changes the time a loop costs, not the transcript.
+RUNAWAY_MARGIN_TOKENS = 4
 
 
 class AsrError(PeripheralError):
@@ -443,6 +447,7 @@ class WhisperStreamingAsr:
             if not (s.no_speech_prob > NO_SPEECH_PROB and s.avg_logprob < LOGPROB_FLOOR)
             and s.avg_logprob >= LOGPROB_HARD_FLOOR
             and s.compression_ratio <= COMPRESSION_RATIO_MAX
+            and not s.runaway
         ]
         text = " ".join(t for t in texts if t)
         if not _plain(text):
@@ -462,11 +467,19 @@ class _Segment:
     no_speech_prob: float
     avg_logprob: float  # nats per token
     compression_ratio: float
+    runaway: bool = False  # the decode ran into its token budget (a decoding loop)
 
 
 def max_tokens(audio_s: float) -> int:
     """The most tokens a decode of ``audio_s`` seconds may produce (see ``MAX_TOKENS_PER_S``)."""
     return int(MAX_TOKENS_BASE + MAX_TOKENS_PER_S * audio_s)
+
+
+def _max_length(tokens: int, prompt: int, limit: int) -> int:
+    """CTranslate2's Whisper ``max_length`` that lets a decode produce ``tokens`` tokens after a
+    ``prompt``-token prompt: it returns at most half of ``max_length`` (measured: 10 -> 5,
+    100 -> 50, 448 -> 224), so twice the tokens; never above the model's ``limit``."""
+    return min(limit, 2 * tokens + prompt)
 
 
 def window_features(
@@ -525,7 +538,7 @@ class _Window:
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)) or ())
 
     def decode(
-        self, audio: np.ndarray, frames: int, beam_size: int, max_length: int | None = None
+        self, audio: np.ndarray, frames: int, beam_size: int, max_tokens: int | None = None
     ) -> _Segment:
         from faster_whisper.transcribe import get_compression_ratio
 
@@ -538,7 +551,9 @@ class _Window:
             beam_size=beam_size,
             patience=1.0,
             length_penalty=1.0,
-            max_length=limit if max_length is None else min(limit, max_length),
+            max_length=limit
+            if max_tokens is None
+            else _max_length(max_tokens, len(self._prompt), limit),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -547,4 +562,7 @@ class _Window:
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         text = self._tokenizer.decode(tokens).strip()
-        return _Segment(text, result.no_speech_prob, avg_logprob, get_compression_ratio(text))
+        runaway = max_tokens is not None and len(tokens) >= max_tokens - RUNAWAY_MARGIN_TOKENS
+        return _Segment(
+            text, result.no_speech_prob, avg_logprob, get_compression_ratio(text), runaway
+        )

@@ -357,6 +357,49 @@ async def test_a_decode_may_produce_only_as_many_tokens_as_its_audio_could_hold(
     finally:
         await asr.aclose()
     budget_short, budget_long = spy.max_lengths
-    # a runaway loop stops within tens of tokens, not at Whisper's 448
+    # a runaway loop stops within tens of tokens, not at Whisper's 448 (CTranslate2 returns
+    # at most half of max_length: twice the tokens plus the prompt)
     assert budget_short < budget_long < 448
-    assert budget_short <= 16 + 12 * len(short.samples) / 16000 + 1
+    assert budget_short <= 2 * (16 + 12 * len(short.samples) / 16000) + 4
+
+
+class _RunawayWhisper(_SpyWhisper):
+    """The real model, except that its decoder never stops: every decode returns as many
+    tokens of a long, varied text as its budget allows (a loop that compresses poorly)."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(real)
+        from types import SimpleNamespace
+
+        from faster_whisper.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(real.hf_tokenizer, False, task="transcribe", language=None)
+        words = " ".join(
+            f"I think it is not going to be {n}, then {n + 7} or {n * 3}" for n in range(60)
+        )
+        endless = tokenizer.encode(" " + words)
+        spy = self
+
+        class _Generator:
+            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+                return getattr(real.model, name)
+
+            def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                spy.max_lengths.append(kwargs["max_length"])
+                tokens = endless[: kwargs["max_length"] - 2]
+                return [SimpleNamespace(sequences_ids=[tokens], scores=[-0.2], no_speech_prob=0.0)]
+
+        self.model = _Generator()
+
+
+async def test_a_decode_that_runs_into_its_token_budget_is_dropped_as_a_loop(
+    speech_factory, real_whisper
+) -> None:
+    speech = speech_factory("Where is my order?", 16000, before_s=0.3, after_s=0.1)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=_RunawayWhisper(real_whisper))
+    try:
+        asr.push(speech.samples, 16000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert final.text == ""  # as Whisper's own 448-token loop was dropped before the budget
