@@ -10,9 +10,9 @@ import pytest_asyncio
 from voice_agent.local_llm import resolve_model
 from voice_agent.local_llm.chat_format import render_messages
 from voice_agent.local_llm.engine import LlamaEngine, SamplingParams
-from voice_agent.local_llm.grammar import build_tool_grammar
+from voice_agent.local_llm.grammar import build_tool_grammar, calls_grammar
 from voice_agent.local_llm.output_parser import TextDelta, ToolCallFinished, ToolCallStreamParser
-from voice_agent.local_llm.sampling import SamplerInitError
+from voice_agent.local_llm.sampling import SamplerInitError, TokenSampler
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
@@ -203,3 +203,81 @@ async def test_generate_path_can_be_chosen_and_agrees_at_temperature_zero(engine
         engine.decode_path = "lowlevel"
     assert stats.extra["decode_path"] == "generate"
     assert fast == slow
+
+
+def _sampler(engine, grammar: str) -> TokenSampler:
+    llama = engine._llama
+    return TokenSampler(
+        ctx=llama._ctx.ctx,
+        vocab=llama._model.vocab,
+        n_vocab=llama.n_vocab(),
+        temperature=0.0,
+        top_k=40,
+        top_p=1.0,
+        min_p=0.0,
+        seed=1,
+        grammar=grammar,
+        probe=engine._probe,
+    )
+
+
+async def test_forced_text_is_what_the_grammar_alone_admits_next(engine):
+    assert engine._probe is not None
+    sampler = _sampler(engine, 'root ::= "{\\"city\\": \\"" [a-z]+ "\\"}" ( "\\n<end>" | "!" )')
+    try:
+        assert sampler.forced_text() == '{"city": "'
+        assert sampler.forced_text() == ""  # a letter of the city: the model's choice
+        sampler.accept(engine.tokenize("x")[0])
+        assert sampler.forced_text() == ""  # another letter or the closing quote
+        sampler.accept(engine.tokenize('"')[0])
+        assert sampler.forced_text() == "}"  # then a choice: "\n<end>" or "!"
+    finally:
+        sampler.close()
+    for grammar, forced in (
+        ('root ::= "order " ( "4417" | "4471" )', "order 44"),
+        ('root ::= "ab" "c"?', "ab"),  # the reply may end after "ab"
+        ('root ::= "x" ( "y" | "\u00e9" )', "x"),  # a non-ASCII alternative is a choice too
+    ):
+        sampler = _sampler(engine, grammar)
+        try:
+            assert sampler.forced_text() == forced, grammar
+        finally:
+            sampler.close()
+
+
+async def test_call_arguments_are_laid_out_as_the_template_writes_them(engine):
+    grammar = calls_grammar(TOOLS, "set_quantity", 0)
+    assert _grammar_accepts(engine, grammar, '{"item": "mug", "count": 3}}\n</tool_call>', True)
+    for loose in (
+        '{ "item": "mug", "count": 3}}\n</tool_call>',
+        '{"item":"mug", "count": 3}}\n</tool_call>',
+        '{"item": "mug" , "count": 3}}\n</tool_call>',
+        '{"item": "mug", "count": 3 }}\n</tool_call>',
+    ):
+        assert not _grammar_accepts(engine, grammar, loose, True), loose
+
+
+async def test_forced_text_is_evaluated_in_batches_and_the_calls_stay_well_formed(engine):
+    prompt = _prompt("Please put three blue mugs in my basket, and check order 12345.")
+    prompt += '<tool_call>\n{"name": "set_quantity", "arguments": '
+    grammar = calls_grammar(TOOLS, "set_quantity", 2)
+    probe = engine._probe
+    text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=120)
+    engine._probe = None  # every token sampled, as before forced text
+    try:
+        plain, plain_stats = await _generate(
+            engine, prompt, grammar, temperature=0.0, max_tokens=120
+        )
+    finally:
+        engine._probe = probe
+    assert "forced_tokens" not in plain_stats.extra
+    assert stats.extra["forced_tokens"] > 0
+    # Forced tokens are evaluated, never sampled: fewer draws for the same kind of reply.
+    assert stats.extra["grammar_checks"] < stats.completion_tokens
+    for reply, reply_stats in ((text, stats), (plain, plain_stats)):
+        assert _grammar_accepts(
+            engine, grammar, reply, complete=reply_stats.finish_reason == "stop"
+        )
+        _, calls = _calls('<tool_call>\n{"name": "set_quantity", "arguments": ' + reply)
+        assert calls and calls[0][0] == "set_quantity"
+        assert set(json.loads(calls[0][1])) == {"item", "count"}

@@ -139,7 +139,7 @@ def build_tool_grammar(
         f"tc-char ::= [^{TEXT_FORBIDDEN}]",
         "tc-call ::= " + " | ".join(r for r in call_rules if r.startswith("tc-call-")),
         *(f"{rule} ::= {body}" for rule, body in call_rules.items()),
-        _CHAR_RULE_RE.sub(lambda _: _STRICT_CHAR_RULE, converter.format_grammar()),
+        _converted_rules(converter),
     ]
     return "\n".join(lines) + "\n"
 
@@ -191,7 +191,7 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
             for name in names
         )
         lines.append(f"tc-next ::= {alternatives}")
-    lines.append(_CHAR_RULE_RE.sub(lambda _: _STRICT_CHAR_RULE, converter.format_grammar()))
+    lines.append(_converted_rules(converter))
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +233,49 @@ def check_grammar(grammar: str, root: str = "root") -> None:
     if not sampler:
         raise GrammarError("llama.cpp rejected the grammar (its parser printed why on stderr)")
     native.llama_sampler_free(sampler)
+
+
+def _converted_rules(converter: Any) -> str:
+    """The converter's rules, strings per RFC 8259, JSON laid out as `to_json` writes it."""
+    return canonical_json_layout(
+        _CHAR_RULE_RE.sub(lambda _: _STRICT_CHAR_RULE, converter.format_grammar())
+    )
+
+
+#: A GBNF literal ("..."), a character class ([...]) or anything else up to the next one.
+_GBNF_PIECE_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|[^"\[]+')
+
+
+def canonical_json_layout(rules: str) -> str:
+    """Rewrite llama.cpp's JSON-schema rules to allow exactly one layout: ``{"a": 1, "b": [2]}``.
+
+    The converter lets optional whitespace (its ``space`` rule) follow every
+    brace, bracket, comma, colon and value. Allowing only the layout that
+    `chat_format.to_json` writes (", " and ": ", nothing inside the braces)
+    changes no value a call can carry, and it makes the punctuation and
+    property names between the values *forced*: the grammar admits a single
+    next character there, which the engine evaluates in one batch instead of
+    sampling it token by token (`sampling.TokenSampler.forced_text`). The
+    1.5B and 0.5B write this layout anyway when left free. The ``space``
+    rule itself stays defined (unused).
+    """
+    out = []
+    for line in rules.splitlines():
+        if line.startswith("space ::="):
+            out.append(line)
+            continue
+        pieces = _GBNF_PIECE_RE.findall(line)
+        text = ""
+        for piece in pieces:
+            if piece.startswith(('"', "[")):
+                text += piece
+            else:
+                text += re.sub(r"\bspace\b", "\x00", piece)
+        # \x00 marks a `space` reference; literals and classes never contain a raw NUL.
+        text = text.replace('\x00 ":" \x00', '": "').replace('"," \x00', '", "')
+        text = text.replace('"{" \x00', '"{"').replace('"[" \x00', '"["')
+        out.append(re.sub(r" ?\x00", "", text))
+    return "\n".join(out)
 
 
 def _literal(text: str) -> str:

@@ -21,6 +21,14 @@ grammar-first tokens; with a seed, the tokens differ from grammar-first's
 (the random draws are used differently), not their distribution.
 
 `accept(token)` advances the grammar; call it for every token kept.
+
+`forced_text()` reads the grammar alone: the text it admits as the only
+continuation from here (a JSON property name and its ``": "``, a closing
+``}\n</tool_call>``, the rest of the only number that starts so), found by
+probing the grammar with the vocabulary's 256 single-byte tokens and an
+end-of-generation token, character by character. The model's choice cannot
+change that text, so the engine evaluates it in one batch instead of
+sampling it token by token.
 """
 
 from __future__ import annotations
@@ -68,6 +76,46 @@ def check_low_level_api() -> None:
         raise SamplerInitError("llama_token_data has an unexpected layout")
 
 
+#: Token ids searched for the vocabulary's single-byte tokens (byte-level BPE puts
+#: them first: Qwen's are ids 0-255, SentencePiece's <0xNN> follow a few specials).
+_BYTE_TOKEN_SEARCH = 1024
+#: Characters `forced_text` looks ahead at most per call (a long literal continues at the
+#: next call).
+FORCED_TEXT_LIMIT = 64
+
+
+class ByteProbe:
+    """The vocabulary's single-byte tokens and one end-of-generation token.
+
+    Build with `ByteProbe.from_vocab`; it returns None when some byte has no
+    token of its own (the probe could not tell a forced character from a
+    choice then, so no text is ever forced).
+    """
+
+    def __init__(self, byte_tokens: list[int], eog_token: int) -> None:
+        if len(byte_tokens) != 256:
+            raise ValueError("need one token per byte value")
+        self.byte_tokens = byte_tokens
+        self.ids = np.array([*byte_tokens, eog_token], dtype=np.int32)
+
+    @classmethod
+    def from_vocab(cls, vocab: Any, n_vocab: int, token_bytes: Any) -> ByteProbe | None:
+        """`token_bytes(id)` is a token's text as bytes (special tokens as empty)."""
+        from llama_cpp import llama_cpp as native
+
+        found: dict[int, int] = {}
+        for token in range(min(n_vocab, _BYTE_TOKEN_SEARCH)):
+            piece = token_bytes(token)
+            if len(piece) == 1 and piece[0] not in found:
+                found[piece[0]] = token
+        eog = int(native.llama_vocab_eos(vocab))
+        if eog < 0:
+            eog = int(native.llama_vocab_eot(vocab))
+        if len(found) != 256 or eog < 0:
+            return None
+        return cls([found[b] for b in range(256)], eog)
+
+
 class TokenSampler:
     """Draws the next token from a context's last logits; one instance per generation.
 
@@ -89,6 +137,7 @@ class TokenSampler:
         min_p: float,
         seed: int,
         grammar: str | None,
+        probe: ByteProbe | None = None,
     ) -> None:
         from llama_cpp import llama_cpp as native
 
@@ -99,6 +148,7 @@ class TokenSampler:
         self._grammar: Any = None
         self.grammar_checks = 0  # drawn tokens checked against the grammar
         self.grammar_resamples = 0  # ... of which were rejected and drawn again
+        self._probe = probe
         try:
             self._chain = native.llama_sampler_chain_init(
                 native.llama_sampler_chain_default_params()
@@ -137,6 +187,14 @@ class TokenSampler:
                 selected=-1,
                 sorted=False,
             )
+            if probe is not None:
+                self._probe_data = np.zeros(len(probe.ids), dtype=_TOKEN_DATA)
+                self._probe_array: Any = native.llama_token_data_array(
+                    data=self._probe_data.ctypes.data_as(native.llama_token_data_p),
+                    size=len(probe.ids),
+                    selected=-1,
+                    sorted=False,
+                )
             self._one: Any = native.llama_token_data(0, 0.0, 0.0)
             self._one_pointer = ctypes.pointer(self._one)
             self._one_array: Any = native.llama_token_data_array(
@@ -177,6 +235,46 @@ class TokenSampler:
         """
         if self._grammar is not None:
             self._native.llama_sampler_accept(self._grammar, token)
+
+    def forced_text(self, limit: int = FORCED_TEXT_LIMIT) -> str:
+        """The text the grammar admits as the only continuation (ASCII, up to `limit`
+        characters; "" when the next character is a choice, the reply may end here,
+        or there is no grammar or probe). The grammar is advanced past that text, as
+        if its tokens had been accepted: the caller must evaluate that text next."""
+        if self._grammar is None or self._probe is None:
+            return ""
+        native = self._native
+        probe = self._probe
+        data, array = self._probe_data, self._probe_array
+        trial = native.llama_sampler_clone(self._grammar)
+        if not trial:
+            return ""
+        forced = bytearray()
+        try:
+            while len(forced) < limit:
+                data["id"] = probe.ids
+                data["logit"] = 0.0
+                data["p"] = 0.0
+                array.data = data.ctypes.data_as(native.llama_token_data_p)
+                array.size, array.selected, array.sorted = len(data), -1, False
+                native.llama_sampler_apply(trial, ctypes.byref(array))
+                allowed = np.flatnonzero(data["logit"] != -np.inf)
+                if len(allowed) != 1 or data["id"][allowed[0]] == probe.ids[-1]:
+                    break  # a choice, or the reply may end here
+                byte = int(np.flatnonzero(probe.ids[:256] == data["id"][allowed[0]])[0])
+                if byte >= 0x80:
+                    break  # a forced non-ASCII character: left to the model
+                forced.append(byte)
+                native.llama_sampler_accept(trial, probe.byte_tokens[byte])
+        except BaseException:
+            native.llama_sampler_free(trial)
+            raise
+        if not forced:
+            native.llama_sampler_free(trial)
+            return ""
+        native.llama_sampler_free(self._grammar)
+        self._grammar = trial
+        return forced.decode("ascii")
 
     def close(self) -> None:
         """Free the chain and the grammar (idempotent)."""
