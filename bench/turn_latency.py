@@ -5,7 +5,8 @@ on callers in voices that are not the agent's, at 16 kHz and on the 8 kHz μ-law
                                            [--asr-window-s 30,10] [--voices held-out]
                                            [--kinds question,clause] [--fast]
                                            [--variants "new;old:asr_tail_decode=false"]
-                                           [--ttft-ms 300] [--json out.json]
+                                           [--ttft-ms 300] [--answers sure|varied]
+                                           [--json out.json]
 
 Same harness as ``bench/voice_latency.py``: the file transport in real time,
 the real Silero VAD, faster-whisper, piper (the agent's voice) and the turn
@@ -26,7 +27,9 @@ caller's true end of speech (the last audible sample of the item):
 end-of-turn decode started: on the quiet tail or at the pause), ``turn_ended``
 (the VAD ended the segment: stream time, so also meaningful with ``--fast``),
 ``final`` (TranscriptFinal), ``llm_request`` (the oracle
-received the request), ``llm_first_token``, ``first_audio`` (= voice to
+received the request), ``llm_first_token``, ``tts_started`` / ``tts_done``
+(piper started / finished the answer's first chunk; for a held answer,
+``voice.tts_prepare_held``, before the turn ended), ``first_audio`` (= voice to
 voice). ``cut_off``: the turn was ended before the caller's last part began.
 """
 
@@ -60,6 +63,16 @@ from voice_agent.transports.files import run_audio  # noqa: E402
 
 GAP_S = 3.2  # silence after each item: room for the answer (s)
 SHORT_ANSWER = "Sure, I can help with that."
+# --answers varied: answers whose first words differ (piper's lead-in silence before the first
+# word is 0 ms for "Sure," and 30-65 ms for most others; "Yes," ends its clause in one token)
+VARIED_ANSWERS = (
+    "Sure, I can help with that.",
+    "Okay, let me check that for you.",
+    "Yes, I can do that for you.",
+    "Of course, one moment please.",
+    "Let me look into that for you.",
+    "I'm sorry, let me see what I can do.",
+)
 _DIGIT = {
     "zero": "0",
     "oh": "0",
@@ -95,8 +108,11 @@ async def run_recording(
     realtime: bool = True,
     asr_window_s: float | None = None,
     voice_overrides: dict[str, Any] | None = None,
+    answers: tuple[str, ...] = (SHORT_ANSWER,),
 ):  # type: ignore[no-untyped-def]
-    scen = vl.scenario([(it.text, SHORT_ANSWER) for it in items], ttft_ms, name)
+    scen = vl.scenario(
+        [(it.text, answers[k % len(answers)]) for k, it in enumerate(items)], ttft_ms, name
+    )
     tools = build_registry(scen, MonotonicClock(), [])
     async with OracleServer(scen) as oracle:
         config = load_config(
@@ -358,6 +374,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "speeds_wpm": list(cl.SPEEDS_WPM),
             "items": len(items),
             "transport": "files (fast stream clock)" if args.fast else "files --realtime",
+            "answers": args.answers,
         },
         "runs": {},
     }
@@ -384,6 +401,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 realtime=not args.fast,
                 asr_window_s=window,
                 voice_overrides=overrides,
+                answers=VARIED_ANSWERS if args.answers == "varied" else (SHORT_ANSWER,),
             )
             rows = item_rows(result, exchanges, placed, rate)
             run = summarise(rows)
@@ -471,6 +489,13 @@ def main() -> int:
         help="voice settings to compare in one run, ';'-separated NAME[:key=value,...] "
         "(voice config fields), e.g. 'new;old:asr_tail_decode=false,asr_final_threads=1'; "
         "empty: the configured defaults only",
+    )
+    parser.add_argument(
+        "--answers",
+        choices=("sure", "varied"),
+        default="sure",
+        help="the oracle's answers: 'Sure, I can help with that.' for every item (default, as "
+        "in earlier sessions) or six answers in turn whose first words differ",
     )
     parser.add_argument("--cost", action="store_true", help="also time the turn model vs Whisper")
     parser.add_argument("--json", help="also write the report here")
