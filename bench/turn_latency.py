@@ -219,7 +219,15 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
                     "pauses": []
                     if u.turn is None
                     else [
-                        [t, d.reason, None if d.probability is None else round(d.probability, 3)]
+                        [
+                            t,
+                            d.reason,
+                            None if d.probability is None else round(d.probability, 3),
+                            d.cue,
+                            d.evidence,
+                            d.pitch,
+                            d.silence_s,
+                        ]
                         for t, d in u.turn.decisions
                     ],
                 }

@@ -23,6 +23,7 @@ import numpy as np
 
 from peripherals.audio import ModelNotInstalledError, to_float32
 from peripherals.mel import MEL_RATE, log_mel
+from peripherals.prosody import Contour, final_contour
 from peripherals.turn_model import resolve_turn_model
 
 WINDOW_S = 8  # seconds of audio the model reads (the end of the turn, zero-padded in front)
@@ -45,18 +46,21 @@ class TurnDetector(Protocol):
 
 @dataclass(frozen=True)
 class TurnScore:
-    """One scoring: the probability and what it cost."""
+    """One scoring: the probability, the pitch contour of the same audio, and what it cost."""
 
     probability: float
-    compute_s: float  # wall seconds of the call
+    compute_s: float  # wall seconds of the call (model and contour)
     audio_s: float  # seconds of audio scored
+    contour: Contour | None = None  # how the speech ended (None: too little voicing)
 
 
-def score(detector: TurnDetector, audio: np.ndarray) -> TurnScore:
-    """Run ``detector`` on ``audio`` and time it (blocking)."""
+def score(detector: TurnDetector, audio: np.ndarray, *, with_contour: bool = True) -> TurnScore:
+    """Run ``detector`` on ``audio`` and, unless ``with_contour`` is false, track the pitch
+    at its end (:func:`peripherals.prosody.final_contour`, a few ms); time both (blocking)."""
     started = time.perf_counter()
     p = detector.probability_done(audio)
-    return TurnScore(p, time.perf_counter() - started, len(audio) / detector.sample_rate)
+    contour = final_contour(audio, detector.sample_rate) if with_contour else None
+    return TurnScore(p, time.perf_counter() - started, len(audio) / detector.sample_rate, contour)
 
 
 def _session(path: Path, threads: int) -> object:

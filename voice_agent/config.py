@@ -317,6 +317,42 @@ class TurnConfig(_Frozen):
     number_silence_ms: int = Field(1200, ge=32, le=5000)
     no_model_silence_ms: int = Field(500, ge=32, le=5000)
     max_silence_ms: int = Field(1500, ge=100, le=5000)
+    decision: Literal["graded", "bands"] = Field(
+        "graded",
+        description="graded: the model's score, the transcript and the pitch add up to one "
+        "wait; bands: session 4's rule (the score picks a band, the transcript adjusts it)",
+    )
+    # The graded decision (docs/turn_taking.md): evidence in log-odds units of "done".
+    model_weight: float = Field(0.3, ge=0, le=5, description="weight of the model's logit")
+    question_evidence: float = Field(3.0, ge=-10, le=10, description="a whole question '...?'")
+    question_form_evidence: float = Field(
+        1.5, ge=-10, le=10, description="built as a question, no '?' (8 kHz Whisper)"
+    )
+    statement_evidence: float = Field(
+        2.0, ge=-10, le=10, description="a full stop after a word that can end a sentence"
+    )
+    rising_evidence: float = Field(1.0, ge=-10, le=10, description="a '?' on a statement")
+    unpunctuated_evidence: float = Field(
+        -1.0, ge=-10, le=10, description="a transcript with no end punctuation"
+    )
+    unfinished_evidence: float = Field(
+        -2.0, ge=-10, le=10, description="cut mid-clause, a floor-holding phrase, digits read"
+    )
+    rise_slope: float = Field(
+        12.0, ge=0, le=200, description="pitch rise (semitones/s, last 200 ms of voicing)"
+    )
+    rise_evidence: float = Field(-1.0, ge=-10, le=10, description="a statement that rises")
+    fall_slope: float = Field(
+        -8.0, ge=-200, le=0, description="pitch fall (semitones/s, last 200 ms of voicing)"
+    )
+    fall_evidence: float = Field(0.5, ge=-10, le=10, description="a statement that falls")
+    confident_evidence: float = Field(
+        2.5,
+        gt=0,
+        le=20,
+        description="evidence that waits the done wait (its negative: the incomplete wait)",
+    )
+    neutral_silence_ms: int = Field(600, ge=32, le=5000, description="the wait at zero evidence")
 
     @model_validator(mode="after")
     def _ordered(self) -> TurnConfig:
@@ -324,6 +360,8 @@ class TurnConfig(_Frozen):
             raise ValueError("incomplete_probability must not exceed done_probability")
         if self.max_silence_ms < self.candidate_silence_ms:
             raise ValueError("max_silence_ms must be at least candidate_silence_ms")
+        if not self.done_silence_ms <= self.neutral_silence_ms <= self.incomplete_silence_ms:
+            raise ValueError("need done_silence_ms <= neutral_silence_ms <= incomplete_silence_ms")
         return self
 
 

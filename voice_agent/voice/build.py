@@ -113,6 +113,20 @@ def turn_rules(cfg: TurnConfig) -> EndpointingRules:
         number_silence_s=cfg.number_silence_ms / 1000,
         no_model_silence_s=cfg.no_model_silence_ms / 1000,
         max_silence_s=cfg.max_silence_ms / 1000,
+        mode=cfg.decision,
+        model_weight=cfg.model_weight,
+        question_evidence=cfg.question_evidence,
+        question_form_evidence=cfg.question_form_evidence,
+        statement_evidence=cfg.statement_evidence,
+        rising_evidence=cfg.rising_evidence,
+        unpunctuated_evidence=cfg.unpunctuated_evidence,
+        unfinished_evidence=cfg.unfinished_evidence,
+        rise_slope=cfg.rise_slope,
+        rise_evidence=cfg.rise_evidence,
+        fall_slope=cfg.fall_slope,
+        fall_evidence=cfg.fall_evidence,
+        confident_evidence=cfg.confident_evidence,
+        neutral_silence_s=cfg.neutral_silence_ms / 1000,
     )
 
 

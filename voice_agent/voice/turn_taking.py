@@ -217,7 +217,14 @@ class TurnEnder:
         if self._detector is not None and self.record.scored_at is None:
             return  # the score is still being computed
         probability = self._score.probability if self._score is not None else None
-        decision = decide(self.rules, probability, self._text, interrupting=self._interrupting)
+        contour = self._score.contour if self._score is not None else None
+        decision = decide(
+            self.rules,
+            probability,
+            self._text,
+            interrupting=self._interrupting,
+            contour=contour,
+        )
         self._decided = True
         self.record.decision = decision
         self.record.decisions.append((self._text, decision))
