@@ -353,6 +353,13 @@ class TurnConfig(_Frozen):
         description="evidence that waits the done wait (its negative: the incomplete wait)",
     )
     neutral_silence_ms: int = Field(600, ge=32, le=5000, description="the wait at zero evidence")
+    caller_pause_margin_ms: int | None = Field(
+        150,
+        ge=0,
+        le=2000,
+        description="a decision short of confident waits the caller's longest recent "
+        "mid-turn pause plus this (null: no per-caller adaptation)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TurnConfig:

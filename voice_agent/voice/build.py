@@ -127,6 +127,9 @@ def turn_rules(cfg: TurnConfig) -> EndpointingRules:
         fall_evidence=cfg.fall_evidence,
         confident_evidence=cfg.confident_evidence,
         neutral_silence_s=cfg.neutral_silence_ms / 1000,
+        caller_pause_margin_s=None
+        if cfg.caller_pause_margin_ms is None
+        else cfg.caller_pause_margin_ms / 1000,
     )
 
 

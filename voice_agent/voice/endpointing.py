@@ -144,6 +144,7 @@ DecisionReason = Literal[
     "interruption",
     "question",
     "evidence",
+    "caller_pauses",
 ]
 
 
@@ -356,6 +357,9 @@ class EndpointingRules:
     # at zero, neutral_silence_s; at or below its negative, incomplete_silence_s; linear between
     confident_evidence: float = 2.5
     neutral_silence_s: float = 0.6
+    # per caller: a decision short of confident waits at least the caller's longest recent
+    # mid-turn pause plus this margin (None: no adaptation)
+    caller_pause_margin_s: float | None = 0.15
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.incomplete_probability <= self.done_probability <= 1.0:
@@ -405,6 +409,7 @@ def decide(
     *,
     interrupting: bool = False,
     contour: _Contour | None = None,
+    caller_pause_s: float | None = None,
 ) -> EndpointDecision:
     """The silence the current pause needs, from the model's score, the early transcript
     and the pitch contour (``rules.mode``: ``graded`` by default, ``bands`` for session 4's
@@ -423,7 +428,9 @@ def decide(
     ``unfinished_text_silence_s``, a number being read ``number_silence_s``, an
     interruption ``uncertain_silence_s``; everything is capped at ``max_silence_s``.
     Without a model the transcript and the pitch decide (``no_model_silence_s`` is the wait
-    at zero evidence).
+    at zero evidence). Per caller: ``caller_pause_s`` (the caller's longest recent pause
+    inside a turn, after which they went on) plus ``caller_pause_margin_s`` is the least
+    wait of a decision short of ``confident_evidence`` (not after a whole question).
     """
     if rules.mode == "bands":
         return decide_bands(rules, probability, text, interrupting=interrupting)
@@ -458,6 +465,17 @@ def decide(
     else:
         silence = neutral + (rules.incomplete_silence_s - neutral) * min(1.0, -evidence / c)
     reason: DecisionReason = "evidence"
+    if (
+        caller_pause_s is not None
+        and rules.caller_pause_margin_s is not None
+        and evidence < rules.confident_evidence
+        and cue != "question"
+    ):
+        # this caller has paused this long inside a turn before: an end that is not certain
+        # waits past their own pause (capped by the model's incomplete wait)
+        adapted = min(caller_pause_s + rules.caller_pause_margin_s, rules.incomplete_silence_s)
+        if adapted > silence:
+            silence, reason = adapted, "caller_pauses"
     if cue == "number" and rules.number_silence_s > silence:
         silence, reason = rules.number_silence_s, "number"
     elif cue in ("unfinished", "holding") and rules.unfinished_text_silence_s > silence:

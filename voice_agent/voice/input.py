@@ -615,7 +615,7 @@ class VoiceInput:
         self._tail_sample = None
         self._judging = False
         if self._turn is not None:
-            self._turn.resumed()
+            self._turn.resumed(self.stream_time)
 
     def announce_resume(self, event: VadSpeechResumed) -> None:
         if self._current is not None:

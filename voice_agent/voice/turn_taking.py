@@ -39,6 +39,7 @@ from .tasks import TaskTracker
 log = logging.getLogger(__name__)
 
 WINDOW_S = 8.0  # seconds of the utterance kept for the model (it reads the last 8 s)
+CALLER_PAUSES = 4  # the caller's latest mid-turn pauses the decision adapts to
 
 
 @dataclass
@@ -100,6 +101,8 @@ class TurnEnder:
         self._decided = False
         self.record = TurnRecord()
         self.pending = 0  # scorings in flight (the fast file clock waits for them)
+        # this caller's latest pauses inside a turn (s), across the call's turns
+        self.caller_pauses_s: tuple[float, ...] = ()
 
     # ------------------------------------------------------------ utterance hooks
     def begin(self, *, interrupting: bool = False) -> None:
@@ -143,8 +146,14 @@ class TurnEnder:
         if self._paused and not self._decided:
             self._vad.set_pause_silence(self.rules.max_silence_s)
 
-    def resumed(self) -> None:
-        """Speech came back: the pause's scoring and decision are void."""
+    def resumed(self, at_s: float | None = None) -> None:
+        """Speech came back (at stream time ``at_s``): the pause's scoring and decision are
+        void, and the pause, if it lasted ``candidate_silence_s``, is one of this caller's
+        own mid-turn pauses (:attr:`caller_pauses_s`, the decision's per-caller floor)."""
+        if self._paused and at_s is not None and self.record.pause_s is not None:
+            length = at_s - self.record.pause_s
+            if length >= self.rules.candidate_silence_s:
+                self.caller_pauses_s = (*self.caller_pauses_s, round(length, 3))[-CALLER_PAUSES:]
         self._pause += 1
         self._paused = False
 
@@ -224,6 +233,7 @@ class TurnEnder:
             self._text,
             interrupting=self._interrupting,
             contour=contour,
+            caller_pause_s=max(self.caller_pauses_s) if self.caller_pauses_s else None,
         )
         self._decided = True
         self.record.decision = decision
