@@ -11,15 +11,16 @@ import wave
 
 import numpy as np
 import pytest
-from test_voice_turn_taking import FixedTextAsr, feed_settled
+from test_voice_turn_taking import FixedTextAsr, ScriptedDetector, feed_settled
 from voice_helpers import RATE, speech
 
 from peripherals import g711
+from peripherals.asr import AsrFinal
 from peripherals.audio import ModelNotInstalledError
 from peripherals.prosody import final_contour
 from peripherals.resample import resample
 from voice_agent.config import VoiceConfig
-from voice_agent.events import Event, UserSpeechEnded
+from voice_agent.events import Event, TranscriptFinal, UserSpeechEnded
 from voice_agent.voice.build import build_vad, turn_rules
 from voice_agent.voice.endpointing import EndpointingRules, decide
 from voice_agent.voice.input import VoiceInput
@@ -59,6 +60,12 @@ def espeak(text: str, voice: str, wpm: int = 165) -> np.ndarray:
     audible = np.nonzero(np.abs(y) > 0.02 * np.max(np.abs(y)))[0]
     y = y[audible[0] : audible[-1] + 1]
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def spoken(text: str) -> np.ndarray:
+    """Piper speech, its audible part only (the silences between parts are the test's)."""
+    x, first, last = speech(text)
+    return x[int(first * RATE) : int(last * RATE) + 1]
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -129,8 +136,8 @@ async def test_a_caller_who_says_hang_on_let_me_see_is_not_cut_off_in_the_pause(
     """A floor-holding phrase reads as a finished sentence ("Hang on, let me see.") and the
     model hears it as one (piper: p ≈ 0.66, a "done"): session 4's rule ended the turn
     after 0.4 s of the 0.8 s pause."""
-    first, _, _ = speech("Hang on, let me see,")
-    second, _, _ = speech("the email on the account is my work one.")
+    first = spoken("Hang on, let me see,")
+    second = spoken("the email on the account is my work one.")
     x = np.concatenate([silence(0.3), first, silence(0.8), second, silence(2.0)])
     asr = PartTextAsr(
         "Hang on, let me see.",
@@ -180,3 +187,70 @@ def test_a_statement_that_rises_at_its_pause_waits_longer_than_one_that_falls(vo
     assert rising.silence_s > falling.silence_s
     assert rising.evidence is not None and falling.evidence is not None
     assert rising.evidence < falling.evidence
+
+
+class TimedTextAsr(FixedTextAsr):
+    """The early transcript of a pause is the first of ``script`` ((until stream s, text))
+    whose time has not passed: what Whisper would write for the speech so far."""
+
+    def __init__(self, script: list[tuple[float, str]]) -> None:
+        super().__init__(script[-1][1])
+        self.script = script
+        self.voice: VoiceInput | None = None
+
+    def speech_paused(self) -> None:
+        now = self.voice.stream_time if self.voice is not None else 0.0
+        self.early = next((text for until, text in self.script if now <= until), self.text)
+
+    async def finalize(self) -> AsrFinal:
+        return AsrFinal(self.early or self.text, 0.0, 0.0, speculative=self.early is not None)
+
+
+async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later() -> None:
+    """Per-caller adaptation: this caller paused 0.9 s inside their first turn; in the second
+    they pause 0.8 s after a sentence that reads finished ("The parcel came on Monday.") and
+    that the model half believes. Without adaptation that pause ended the turn (session 4:
+    the 0.5 s uncertain wait); with it the decision waits past the caller's own pause."""
+    a1, a2, b1, b2 = (
+        spoken(s)
+        for s in (
+            "I'd like to ask about my bill,",
+            "it was higher this month.",
+            "The parcel came on Monday.",
+            "but the box was empty.",
+        )
+    )
+    pieces = [silence(0.3), a1, silence(0.9), a2, silence(2.5), b1, silence(0.8), b2]
+    x = np.concatenate([*pieces, silence(2.0)])
+    t = np.cumsum([len(p) / RATE for p in pieces])  # where each piece ends (stream s)
+    asr = TimedTextAsr(
+        [
+            (t[2], "I'd like to ask about my bill,"),
+            (t[4], "I'd like to ask about my bill, it was higher this month."),
+            (t[6], "The parcel came on Monday."),
+            (x.size / RATE, "The parcel came on Monday, but the box was empty."),
+        ]
+    )
+    events: list[Event] = []
+    voice = VoiceInput(
+        vad=build_vad(VoiceConfig()),
+        make_asr=asr,
+        post=events.append,
+        sample_rate=RATE,
+        turn_rules=RULES,
+        turn_detector=ScriptedDetector(0.3),
+    )
+    asr.voice = voice
+    try:
+        await feed_settled(voice, x)
+    finally:
+        await voice.aclose()
+    texts = [e.text for e in events if isinstance(e, TranscriptFinal)]
+    assert texts == [
+        "I'd like to ask about my bill, it was higher this month.",
+        "The parcel came on Monday, but the box was empty.",
+    ], [t.turn.decisions for t in voice.turns if t.turn is not None]
+    second = voice.turns[1].turn
+    assert second is not None
+    reason = second.decisions[0][1]
+    assert reason.cue == "statement" and reason.reason == "caller_pauses", reason
