@@ -357,8 +357,11 @@ class TurnConfig(_Frozen):
         150,
         ge=0,
         le=2000,
-        description="a decision short of confident waits the caller's longest recent "
-        "mid-turn pause plus this (null: no per-caller adaptation)",
+        description="a doubtful decision waits the caller's longest recent mid-turn pause "
+        "plus this (null: no per-caller adaptation)",
+    )
+    caller_pause_below_evidence: float = Field(
+        1.5, ge=-20, le=20, description="... a decision below this evidence is doubtful"
     )
 
     @model_validator(mode="after")

@@ -208,9 +208,10 @@ class TimedTextAsr(FixedTextAsr):
 
 async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later() -> None:
     """Per-caller adaptation: this caller paused 0.9 s inside their first turn; in the second
-    they pause 0.8 s after a sentence that reads finished ("The parcel came on Monday.") and
-    that the model half believes. Without adaptation that pause ended the turn (session 4:
-    the 0.5 s uncertain wait); with it the decision waits past the caller's own pause."""
+    they pause 0.8 s after a clause said with a rise ("The parcel came on Monday?", as
+    Whisper writes uptalk) that the model half believes. Without adaptation that pause ended
+    the turn (session 4: the 0.5 s uncertain wait); with it the decision waits past the
+    caller's own pause."""
     a1, a2, b1, b2 = (
         spoken(s)
         for s in (
@@ -227,7 +228,7 @@ async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later()
         [
             (t[2], "I'd like to ask about my bill,"),
             (t[4], "I'd like to ask about my bill, it was higher this month."),
-            (t[6], "The parcel came on Monday."),
+            (t[6], "The parcel came on Monday?"),
             (x.size / RATE, "The parcel came on Monday, but the box was empty."),
         ]
     )
@@ -253,4 +254,4 @@ async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later()
     second = voice.turns[1].turn
     assert second is not None
     reason = second.decisions[0][1]
-    assert reason.cue == "statement" and reason.reason == "caller_pauses", reason
+    assert reason.cue == "rising" and reason.reason == "caller_pauses", reason

@@ -130,6 +130,7 @@ def turn_rules(cfg: TurnConfig) -> EndpointingRules:
         caller_pause_margin_s=None
         if cfg.caller_pause_margin_ms is None
         else cfg.caller_pause_margin_ms / 1000,
+        caller_pause_below_evidence=cfg.caller_pause_below_evidence,
     )
 
 

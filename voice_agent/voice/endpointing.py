@@ -360,6 +360,8 @@ class EndpointingRules:
     # per caller: a decision short of confident waits at least the caller's longest recent
     # mid-turn pause plus this margin (None: no adaptation)
     caller_pause_margin_s: float | None = 0.15
+    # ... for decisions below this evidence (a likely end is not held for a pausing caller)
+    caller_pause_below_evidence: float = 1.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.incomplete_probability <= self.done_probability <= 1.0:
@@ -430,7 +432,8 @@ def decide(
     Without a model the transcript and the pitch decide (``no_model_silence_s`` is the wait
     at zero evidence). Per caller: ``caller_pause_s`` (the caller's longest recent pause
     inside a turn, after which they went on) plus ``caller_pause_margin_s`` is the least
-    wait of a decision short of ``confident_evidence`` (not after a whole question).
+    wait of a decision whose evidence is below ``caller_pause_below_evidence`` (not after a
+    whole question).
     """
     if rules.mode == "bands":
         return decide_bands(rules, probability, text, interrupting=interrupting)
@@ -468,7 +471,7 @@ def decide(
     if (
         caller_pause_s is not None
         and rules.caller_pause_margin_s is not None
-        and evidence < rules.confident_evidence
+        and evidence < rules.caller_pause_below_evidence
         and cue != "question"
     ):
         # this caller has paused this long inside a turn before: an end that is not certain
