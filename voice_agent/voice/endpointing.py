@@ -344,7 +344,7 @@ class EndpointingRules:
     statement_evidence: float = 2.0  # a full stop after a word that can end a sentence
     rising_evidence: float = 1.0  # a "?" on a statement
     # no end punctuation: Whisper leaves the full stop off where the audio broke off
-    unpunctuated_evidence: float = -1.0
+    unpunctuated_evidence: float = -0.5
     # cut mid-clause, a floor-holding phrase, a number being read (each also has its floor)
     unfinished_evidence: float = -2.0
     # The pitch: a rise over the last 200 ms of voicing (st/s) on a statement is the
