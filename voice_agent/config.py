@@ -333,7 +333,7 @@ class TurnConfig(_Frozen):
     )
     rising_evidence: float = Field(1.0, ge=-10, le=10, description="a '?' on a statement")
     unpunctuated_evidence: float = Field(
-        -0.5, ge=-10, le=10, description="a transcript with no end punctuation"
+        -1.0, ge=-10, le=10, description="a transcript with no end punctuation"
     )
     unfinished_evidence: float = Field(
         -2.0, ge=-10, le=10, description="cut mid-clause, a floor-holding phrase, digits read"

@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 # Words after which an English sentence practically never ends.
 _CONTINUATION_WORDS = frozenset(
     """
-    a an the and or but so because if that which who whose when while where as than then
+    a an the and or but so because if that which who whose when while where as than then i
     to of for with from at by in on into about my your our their his her its this these
     those is are was were be been am um uh er like i'm i'd i'll we're you're it's
     whether although though since until unless through without between within onto upon
@@ -344,7 +344,7 @@ class EndpointingRules:
     statement_evidence: float = 2.0  # a full stop after a word that can end a sentence
     rising_evidence: float = 1.0  # a "?" on a statement
     # no end punctuation: Whisper leaves the full stop off where the audio broke off
-    unpunctuated_evidence: float = -0.5
+    unpunctuated_evidence: float = -1.0
     # cut mid-clause, a floor-holding phrase, a number being read (each also has its floor)
     unfinished_evidence: float = -2.0
     # The pitch: a rise over the last 200 ms of voicing (st/s) on a statement is the
