@@ -115,6 +115,20 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("The code is 338?", "number"),
         ("I ordered shoes.", "statement"),
         ("I ordered shoes", "none"),  # no end punctuation
+        # a lone digit word far from its lead word is a word, not a number being read
+        ("The email on the account is my work one.", "statement"),
+        ("My account number is one", "number"),
+        # floor-holding phrases, questions without their "?", fragments punctuated
+        ("Hang on, let me see.", "holding"),
+        ("What I need is", "unfinished"),
+        ("I was wondering.", "holding"),
+        ("That's what I need.", "statement"),
+        ("Can you check whether?", "unfinished"),
+        ("Can you kick the state of the order of i'm 101.", "question_form"),
+        ("What time do you close today", "question_form"),
+        ("When I called yesterday.", "statement"),
+        ("It is order 3 9 9.", "number"),
+        ("The parcel came on Monday?", "rising"),
         ("", "none"),
         (None, "none"),
     ],

@@ -93,6 +93,7 @@ _HOLDING_PHRASES = frozenset(
 )
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 _NUMBER_LOOKBACK = 8  # tokens before the digits searched for a lead word
+_WORD_NUMBER_LOOKBACK = 3  # ... before a lone digit word ("my order number is one")
 _NUMBER_MIN_GROUPS = 3  # this many digit tokens in a row are a number being read, lead or not
 
 # What people say to show they listen, not to take the floor (lower case, no punctuation).
@@ -190,7 +191,9 @@ def reading_number(text: str) -> bool:
         run += 1
     if run >= _NUMBER_MIN_GROUPS:
         return True
-    before = tokens[: len(tokens) - run][-_NUMBER_LOOKBACK:]
+    # one digit *word* ("... my work one") is a number only right after its lead word
+    lookback = _NUMBER_LOOKBACK if run > 1 or tokens[-1].isdigit() else _WORD_NUMBER_LOOKBACK
+    before = tokens[: len(tokens) - run][-lookback:]
     return any(t in _NUMBER_LEADS for t in before)
 
 
