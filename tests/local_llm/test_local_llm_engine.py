@@ -281,3 +281,30 @@ async def test_forced_text_is_evaluated_in_batches_and_the_calls_stay_well_forme
         _, calls = _calls('<tool_call>\n{"name": "set_quantity", "arguments": ' + reply)
         assert calls and calls[0][0] == "set_quantity"
         assert set(json.loads(calls[0][1])) == {"item", "count"}
+
+
+async def test_the_next_request_reuses_the_call_the_model_wrote(engine):
+    messages = [SYSTEM, {"role": "user", "content": "What is the status of order 12345?"}]
+    prompt = render_messages(messages, TOOLS) + (
+        '<tool_call>\n{"name": "get_order_status", "arguments": '
+    )
+    grammar = calls_grammar(TOOLS, "get_order_status", 0)
+    text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=40)
+    arguments = text[: text.rindex("}")]
+    called = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_order_status", "arguments": arguments},
+            }
+        ],
+    }
+    result = {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'}
+    follow_up = render_messages([*messages, called, result], TOOLS)
+    _, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=1)
+    # The cache holds the call as the template's text tokenizes it ('": ' then '{"' would
+    # have ended the reuse at the prompt's last space): only what follows is evaluated.
+    assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + 3

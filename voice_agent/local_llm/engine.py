@@ -299,9 +299,14 @@ class LlamaEngine:
         """Evaluate the uncached prompt suffix, then sample and evaluate token by token;
         forced text goes into the same batch as the token before it."""
         llama = self._llama
-        pending = _reuse_kv_cache(llama, tokens)
-        if not self._take_forced(sampler, reply, pending):
-            return
+        text = sampler.forced_text()  # what the reply starts with, whatever the model says
+        if text:
+            tokens, forced = self._joined(tokens, text)
+            pending = _reuse_kv_cache(llama, tokens)
+            if not self._took_forced(reply, text, forced):
+                return
+        else:
+            pending = _reuse_kv_cache(llama, tokens)
         while True:
             if stop.is_set():
                 reply.stats.finish_reason = "cancelled"
@@ -341,11 +346,30 @@ class LlamaEngine:
         if not text:
             return True
         forced = self._forced_tokens(text)
-        stats = reply.stats
-        stats.extra["forced_tokens"] = stats.extra.get("forced_tokens", 0) + len(forced)
-        go_on = reply.take_text(text, len(forced))
         pending.extend(forced)
-        return go_on
+        return self._took_forced(reply, text, len(forced))
+
+    def _took_forced(self, reply: _ReplyTokens, text: str, n_tokens: int) -> bool:
+        stats = reply.stats
+        stats.extra["forced_tokens"] = stats.extra.get("forced_tokens", 0) + n_tokens
+        return reply.take_text(text, n_tokens)
+
+    def _joined(self, tokens: list[int], text: str) -> tuple[list[int], int]:
+        """The prompt's tokens followed by the forced `text` the reply starts with, and
+        how many tokens that text adds.
+
+        A prompt that ends in whitespace (a call step's ``"arguments": ``) has it
+        tokenized with the forced text, as the chat template's text is: ``' {"'``
+        rather than ``' '`` then ``'{"'``. The call then sits in the KV cache as the
+        next request's prompt tokenizes it, so that request evaluates only what
+        follows the call instead of the call again.
+        """
+        tail = self._llama.detokenize(tokens[-1:]) if tokens else b""
+        if tail and not tail.strip():
+            joined = self._forced_tokens(tail.decode("utf-8", "replace") + text)
+            return tokens[:-1] + joined, max(len(joined) - 1, 0)
+        forced = self._forced_tokens(text)
+        return tokens + forced, len(forced)
 
     def _decode_with_generate(
         self,
