@@ -361,7 +361,7 @@ class TurnConfig(_Frozen):
         "plus this (null: no per-caller adaptation)",
     )
     caller_pause_below_evidence: float = Field(
-        1.5, ge=-20, le=20, description="... a decision below this evidence is doubtful"
+        2.5, ge=-20, le=20, description="... a decision below this evidence is doubtful"
     )
 
     @model_validator(mode="after")

@@ -363,8 +363,8 @@ class EndpointingRules:
     # per caller: a decision short of confident waits at least the caller's longest recent
     # mid-turn pause plus this margin (None: no adaptation)
     caller_pause_margin_s: float | None = 0.15
-    # ... for decisions below this evidence (a likely end is not held for a pausing caller)
-    caller_pause_below_evidence: float = 1.5
+    # ... for decisions below this evidence (the default: every decision short of confident)
+    caller_pause_below_evidence: float = 2.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.incomplete_probability <= self.done_probability <= 1.0:
@@ -436,7 +436,7 @@ def decide(
     at zero evidence). Per caller: ``caller_pause_s`` (the caller's longest recent pause
     inside a turn, after which they went on) plus ``caller_pause_margin_s`` is the least
     wait of a decision whose evidence is below ``caller_pause_below_evidence`` (not after a
-    whole question).
+    question, with or without its "?": the caller has asked it).
     """
     if rules.mode == "bands":
         return decide_bands(rules, probability, text, interrupting=interrupting)
@@ -475,7 +475,7 @@ def decide(
         caller_pause_s is not None
         and rules.caller_pause_margin_s is not None
         and evidence < rules.caller_pause_below_evidence
-        and cue != "question"
+        and cue not in ("question", "question_form")
     ):
         # this caller has paused this long inside a turn before: an end that is not certain
         # waits past their own pause (capped by the model's incomplete wait)
