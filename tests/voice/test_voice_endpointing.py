@@ -129,6 +129,8 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("When I called yesterday.", "statement"),
         ("It is order 3 9 9.", "number"),
         ("The parcel came on Monday?", "rising"),
+        # the comma inside a number is no clause break, digits no filler
+        ("Can you kick the status of all the 5,100 and 80?", "question"),
         ("", "none"),
         (None, "none"),
     ],

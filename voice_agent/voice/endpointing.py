@@ -91,6 +91,8 @@ _HOLDING_PHRASES = frozenset(
     what's it called|what was it
     """.split("|")
 )
+# A comma, semicolon or colon between clauses (not the comma inside "5,100").
+_CLAUSE_BREAK = re.compile(r"[,;:](?!\d)")
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 _NUMBER_LOOKBACK = 8  # tokens before the digits searched for a lead word
 _WORD_NUMBER_LOOKBACK = 3  # ... before a lone digit word ("my order number is one")
@@ -216,8 +218,10 @@ def holding_the_floor(text: str) -> bool:
     "I was wondering.", "Well,"): more follows, however finished it is punctuated.
 
     The whole clause must be the phrase: "That's what I need." is a finished sentence."""
-    last = re.split(r"[,;:]", _last_sentence(text).rstrip(".!?…"))
-    words = _clause_words(last[-1]) if last else []
+    last = _CLAUSE_BREAK.split(_last_sentence(text).rstrip(".!?…"))
+    if not last or re.search(r"\d", last[-1]):
+        return False  # digits are content, not a filler
+    words = _clause_words(last[-1])
     if not words:
         # only lead-in words ("So,", "Well.", "Um."): a filler
         return bool(_WORD.findall(last[-1].lower())) if last else False
@@ -248,7 +252,7 @@ def whole_question(text: str) -> bool:
     stripped = text.rstrip().rstrip("\"')")
     if not stripped.endswith("?"):
         return False
-    for clause in re.split(r"[,;:]", _last_sentence(stripped)):
+    for clause in _CLAUSE_BREAK.split(_last_sentence(stripped)):
         words = _clause_words(clause)
         if words and words[0].removesuffix("'s") in _QUESTION_OPENERS:
             return True
@@ -259,7 +263,7 @@ def question_form(text: str) -> bool:
     """True when the last sentence of ``text`` is built as a question from its first clause
     on, whatever its punctuation: Whisper often writes no "?" on the 8 kHz phone path ("Can
     you check the state of the order 101.") and a question is finished when its words are."""
-    first_clause = re.split(r"[,;:]", _last_sentence(text))[0]
+    first_clause = _CLAUSE_BREAK.split(_last_sentence(text))[0]
     words = _clause_words(first_clause)
     return len(words) >= 3 and _question_form(words)
 
@@ -282,7 +286,7 @@ def transcript_cue(text: str | None) -> TurnCue:
     if reading_number(text):
         if whole_question(text):
             return "question"
-        if question_form(text) and "," not in _last_sentence(text):
+        if question_form(text) and not _CLAUSE_BREAK.search(_last_sentence(text)):
             return "question_form"
         return "number"
     if likely_unfinished(text):
@@ -456,12 +460,13 @@ def decide(
         "holding": rules.unfinished_evidence,
         "number": rules.unfinished_evidence,
     }.get(cue, 0.0)
-    if cue not in ("question", "question_form", "rising"):
-        # a question rises or falls as it likes; a statement that rises goes on
-        if pitch == "rise":
-            evidence += rules.rise_evidence
-        elif pitch == "fall":
-            evidence += rules.fall_evidence
+    # A statement that rises goes on (a comma's rise); one that falls ends. A question rises
+    # or falls as it likes, and so may text without end punctuation (a question whose "?"
+    # Whisper missed rises too), so a rise counts against a full stop only.
+    if pitch == "rise" and cue == "statement":
+        evidence += rules.rise_evidence
+    elif pitch == "fall" and cue in ("statement", "none"):
+        evidence += rules.fall_evidence
     neutral = rules.neutral_silence_s if probability is not None else rules.no_model_silence_s
     c = rules.confident_evidence
     if evidence >= 0:
