@@ -82,7 +82,7 @@ class TwilioRest(RestClient):
             raise ValueError("Twilio call control needs phone.account_sid and phone.auth_token")
         super().__init__(base_url)
         self._sid = account_sid
-        self._auth = {"Authorization": aiohttp.BasicAuth(account_sid, auth_token).encode()}
+        self._auth = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
 
     async def _update(self, call_id: str, form: dict[str, str]) -> dict[str, Any]:
         path = f"/2010-04-01/Accounts/{self._sid}/Calls/{call_id}.json"
