@@ -109,20 +109,28 @@ class _EndingExecutor(ThreadPoolExecutor):
     def _work(self) -> None:
         me = threading.current_thread()
         while (job := self._queue.get()) is not None:
-            if job.future.set_running_or_notify_cancel():
-                with _JOBS_LOCK:
-                    _JOBS[me] = job.label
-                try:
-                    result = job.call()
-                except BaseException as exc:  # handed to the waiter, as ThreadPoolExecutor does
-                    job.future.set_exception(exc)
-                else:
-                    job.future.set_result(result)
-                finally:
-                    with _JOBS_LOCK:
-                        _JOBS.pop(me, None)
-            del job  # no reference to its result kept while idle
+            future = job.future
+            if not future.set_running_or_notify_cancel():
+                self._idle_workers.release()
+                continue
+            with _JOBS_LOCK:
+                _JOBS[me] = job.label
+            try:
+                result: Any = job.call()
+                error: BaseException | None = None
+            except BaseException as exc:  # handed to the waiter, as ThreadPoolExecutor does
+                result, error = None, exc
+            with _JOBS_LOCK:
+                _JOBS.pop(me, None)
+            del job
+            # Idle before the waiter learns the outcome: the job it submits next finds this
+            # worker instead of starting another.
             self._idle_workers.release()
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+            del future, result, error  # no reference to the outcome kept while idle
         with self._guard:
             self._workers.discard(me)
 
