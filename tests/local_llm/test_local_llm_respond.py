@@ -39,6 +39,7 @@ from voice_agent.local_llm.respond import (
     GUIDANCE_NOTE,
     REPLY,
     Responder,
+    caller_facing,
     echoes_guidance,
     names_the_tool,
     repeats_instruction,
@@ -316,8 +317,26 @@ async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
     choice, speech = engine.steps[-2:]
     assert choice[2] == 0.0 and choice[1] == 'root ::= ( "yes" | "no" ) ""\n'  # greedy yes/no
     assert speech[0].endswith(ASK_LEAD)
-    assert "the caller's phone number and when to call back" in speech[0]
+    # What is missing, in words for the caller (the 1.5B copied "the caller's phone number").
+    assert f'"{ASK_LEAD} your phone number and when to call back?"' in speech[0]
+    assert "the caller's" not in speech[0].rsplit("<|im_start|>system", 1)[1]
     assert "never guess" in speech[0] and "can't help" not in speech[0]  # no phrase to copy
+
+
+@pytest.mark.parametrize(
+    ("description", "said"),
+    [
+        ("the caller's phone number", "your phone number"),
+        ("the caller's phone number as they said it", "your phone number"),
+        ("the order number the caller gives, digits only", "the order number"),
+        ("the order number exactly as the caller gave it (digits or words)", "the order number"),
+        ("the new street address as the caller says it", "the new street address"),
+        ("why the caller wants a refund, in their words", "why you want a refund"),
+        ("the city of the store", "the city of the store"),
+    ],
+)
+def test_an_arguments_description_is_turned_into_words_for_the_caller(description, said):
+    assert caller_facing(description) == said
 
 
 async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
@@ -559,6 +578,19 @@ async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted)
     decision, speech = engine.steps
     assert (ANSWER_NOTE in speech[0]) is noted
     assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
+
+
+async def test_an_answer_from_results_and_a_question_for_details_are_greedy_small_talk_is_not():
+    result = {"status": "resolved", "result": {"status": "shipped"}}
+    engine = ScriptedEngine(_decision_then("reply", "Order 58213 has shipped."))
+    await _respond(engine, _after_call(result), temperature=0.3)
+    assert engine.steps[-1][2] == 0.0  # the answer copies the result
+    engine = ScriptedEngine(_dropping_script("yes"))
+    await _respond(engine, _user("Can someone call me back?"), temperature=0.3)
+    assert engine.steps[-1][0].endswith(ASK_LEAD) and engine.steps[-1][2] == 0.0
+    engine = ScriptedEngine(_decision_then("reply", "Hello! How can I help?"))
+    await _respond(engine, _user("Hello"), temperature=0.3)
+    assert engine.steps[-1][2] == pytest.approx(0.3)  # free speech keeps the request's
 
 
 async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_fact():

@@ -203,11 +203,40 @@ def _schemas(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]
     }
 
 
+#: A clause of an argument's description that tells the model how to fill it in
+#: ("... the caller gives", "... exactly as the caller gave it"): not for the caller's ears.
+_HOW_TO_FILL_RE = re.compile(
+    r"\s+(?:exactly\s+)?(?:as\s+)?(?:the caller|they)\s+(?:gives?|gave|says?|said)\b.*$",
+    re.IGNORECASE,
+)
+
+
+def caller_facing(description: str) -> str:
+    """An argument's description as words said to the caller: its first clause, with
+    how to fill it in left out and the caller addressed as "you" ("the caller's phone
+    number as they said it" -> "your phone number", "the order number the caller
+    gives, digits only" -> "the order number", "what the caller needs" -> "what you
+    need").
+
+    Descriptions are written for the model and speak of "the caller"; the 1.5B,
+    asking for a missing value, copied them ("Could you tell me the caller's phone
+    number?").
+    """
+    text = description.split(",")[0].split("(")[0].strip()
+    text = _HOW_TO_FILL_RE.sub("", text)
+    text = re.sub(r"\bthe caller's\b", "your", text, flags=re.IGNORECASE)
+    text = re.sub(
+        r"\bthe caller (\w+?)s\b", lambda m: f"you {m.group(1)}", text, flags=re.IGNORECASE
+    )
+    text = re.sub(r"\bthe caller\b", "you", text, flags=re.IGNORECASE)
+    return re.sub(r"\btheir\b", "your", text).strip()
+
+
 def _describe_missing(tool: Mapping[str, Any] | None, names: list[str]) -> str:
     props = ((tool or {}).get("parameters") or {}).get("properties") or {}
     parts = []
     for name in names:
-        description = str((props.get(name) or {}).get("description") or "").split(",")[0].strip()
+        description = caller_facing(str((props.get(name) or {}).get("description") or ""))
         parts.append(description or name.replace("_", " "))
     return " and ".join(parts)
 
@@ -215,28 +244,25 @@ def _describe_missing(tool: Mapping[str, Any] | None, names: list[str]) -> str:
 def ask_note(dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]) -> str:
     """The system note that turns a dropped call into a question for the caller.
 
-    It names what the tool does and what is missing. The decision may have
-    picked the tool for a request it does not serve (a return policy, when
-    only orders can be looked up), so the note also says what holds then; the
-    reply then starts with `ASK_LEAD` or `CANNOT_LEAD`, whichever the model
-    ranks first (`Responder._ask_or_cannot`). The note contains neither lead's
-    words: with "say that you can't help with that here" in it, the 1.5B
-    copied that sentence for a call-back request it only lacked the phone
-    number for.
+    Used once the caller is known to want what the tool does (`Responder.run`:
+    an argument they gave, the tool named, or the yes/no question); the reply
+    starts with `ASK_LEAD`. It names what the tool does and what is missing,
+    in words for the caller (`caller_facing`), and ends with the question as
+    an example the model completes after the lead.
     """
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
-    needs = []
+    needs, asked = [], []
     for name, missing in dropped:
         function = by_name.get(name) or {}
         purpose = str(function.get("description") or name.replace("_", " ")).rstrip(".")
-        needs.append(
-            f"to {purpose[:1].lower()}{purpose[1:]}, you need {_describe_missing(function, missing)}"
-        )
+        wanted = _describe_missing(function, missing)
+        needs.append(f"to {purpose[:1].lower()}{purpose[1:]}, you need {wanted}")
+        asked.append(wanted)
     joined = "; ".join(needs)
+    question = " and ".join(dict.fromkeys(asked))
     return (
         f"{joined[:1].upper()}{joined[1:]}. The caller has not told you that yet, and you must "
-        "never guess it. If that is what the caller wants, ask for it in a short question; "
-        "if the caller wants something else, none of your functions can do it."
+        f'never guess it. Ask for it in one short question, like "{ASK_LEAD} {question}?"'
     )
 
 
@@ -637,15 +663,27 @@ class Responder:
         stats: GenerationStats | None,
         lead: str = "",
     ) -> GenerationStats:
-        """Generate speech; a `lead` is sent at once and the model continues after it."""
+        """Generate speech; a `lead` is sent at once and the model continues after it.
+
+        Speech that copies what the conversation holds, an answer from results
+        (`ANSWER_NOTE`) or a question for the details a call lacks (`ASK_LEAD`),
+        is decoded greedily whatever the request's temperature: at 0.3 the 1.5B
+        dropped a result's words ("the refund for order 5521 has been paid",
+        without "on May 28") and turned Boston's "9 am to 7 pm, Monday to
+        Saturday" into "7 pm on weekdays and 9 am on weekends"; greedy, it said
+        the hours as returned, and the same question gets the same answer from
+        one session to the next. Small talk and the offer after "can't" keep the
+        request's temperature.
+        """
         if lead and not await on_text(lead):
             return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
         grammar = speech_grammar(self._numbers, continuing=bool(lead))
         notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
+        sampling = self.chat.sampling
+        if note == ANSWER_NOTE or lead == ASK_LEAD:
+            sampling = replace(sampling, temperature=0.0, top_p=1.0)
         if not notes:
-            step = await self.engine.generate(
-                self.prompt(note) + lead, self.chat.sampling, grammar, on_text
-            )
+            step = await self.engine.generate(self.prompt(note) + lead, sampling, grammar, on_text)
             return _combine(stats, step)
         # A reply to guidance is one short sentence: held whole, and never spoken
         # when it only repeats the note (a narration of the agent's instructions).
