@@ -32,6 +32,7 @@ from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import (
+    ANSWER_EACH_NOTE,
     ANSWER_NOTE,
     ASK_LEAD,
     CANNOT_LEAD,
@@ -578,6 +579,28 @@ async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted)
     decision, speech = engine.steps
     assert (ANSWER_NOTE in speech[0]) is noted
     assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
+
+
+async def test_two_outcomes_are_told_each_on_its_own():
+    calls = [
+        {"id": f"c{n}", "type": "function",
+         "function": {"name": "get_order_status", "arguments": json.dumps({"order_id": n})}}
+        for n in ("3141", "2718")
+    ]  # fmt: skip
+    messages = _user("Where are orders 3141 and 2718?") + [
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        *(
+            {"role": "tool", "tool_call_id": c["id"],
+             "content": json.dumps({"status": "resolved", "result": {"status": s}})}
+            for c, s in zip(calls, ("delivered", "shipped"), strict=True)
+        ),
+    ]  # fmt: skip
+    engine = ScriptedEngine(_decision_then("reply", "3141 is delivered. 2718 has shipped."))
+    await _respond(engine, messages)
+    assert ANSWER_EACH_NOTE in engine.steps[-1][0] and engine.steps[-1][2] == 0.0
+    engine = ScriptedEngine(_decision_then("reply", "3141 is delivered."))
+    await _respond(engine, messages[:-1])  # one outcome so far
+    assert ANSWER_NOTE in engine.steps[-1][0] and ANSWER_EACH_NOTE not in engine.steps[-1][0]
 
 
 async def test_an_answer_from_results_and_a_question_for_details_are_greedy_small_talk_is_not():

@@ -87,6 +87,7 @@ from voice_agent.local_llm.turn_history import (
     latest_request_sources,
     only_awaiting_confirmation,
     only_reuses,
+    outcomes_this_turn,
     results_note_kind,
     values_used_this_turn,
 )
@@ -148,6 +149,13 @@ CANNOT_NOTE = (
 #: out; session 4, docs/results.md.) Worded without "function" or "result": the model
 #: repeats a note's words, and "the function results say ..." is a narration.
 ANSWER_NOTE = "Now tell the caller the answer you found above, in your own words. Add nothing."
+#: `ANSWER_NOTE` when two or more outcomes arrived since the caller spoke: each told on
+#: its own. Told "the answer", the 1.5B merged two orders into one ("The orders 3141
+#: and 2718 are both delivered"; 2718 had shipped). Four tokens more, only then.
+ANSWER_EACH_NOTE = (
+    "Now tell the caller each answer you found above in a sentence of its own, "
+    "in your own words. Add nothing."
+)
 #: What the speech step is told when the results since the caller spoke carry no fact,
 #: only a tool's guidance (call control: a transfer, the end of the call). "Tell the
 #: answer you found" then made the 1.5B invent one ("The order has been canceled."
@@ -407,6 +415,8 @@ class Responder:
         self._results_note = {"answer": ANSWER_NOTE, "guidance": GUIDANCE_NOTE}.get(
             results_note_kind(chat.messages) or ""
         )
+        if self._results_note == ANSWER_NOTE and outcomes_this_turn(chat.messages) >= 2:
+            self._results_note = ANSWER_EACH_NOTE
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -680,7 +690,7 @@ class Responder:
         grammar = speech_grammar(self._numbers, continuing=bool(lead))
         notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
         sampling = self.chat.sampling
-        if note == ANSWER_NOTE or lead == ASK_LEAD:
+        if note in (ANSWER_NOTE, ANSWER_EACH_NOTE) or lead == ASK_LEAD:
             sampling = replace(sampling, temperature=0.0, top_p=1.0)
         if not notes:
             step = await self.engine.generate(self.prompt(note) + lead, sampling, grammar, on_text)

@@ -87,6 +87,24 @@ def results_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
+def outcomes_this_turn(messages: Sequence[Mapping[str, Any]]) -> int:
+    """How many tool messages since the caller last spoke carry an outcome (see
+    `results_this_turn`)."""
+    count = 0
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "tool":
+            try:
+                payload = json.loads(content_text(message.get("content")))
+            except (json.JSONDecodeError, ChatFormatError):
+                count += 1
+                continue
+            if not isinstance(payload, dict) or payload.get("status") not in _NO_OUTCOME_YET:
+                count += 1
+    return count
+
+
 def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
     """The tools' guidance notes when the outcomes since the caller last spoke carry
     nothing else; None when one carries something to tell or none has arrived yet.
