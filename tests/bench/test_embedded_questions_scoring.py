@@ -108,3 +108,16 @@ def test_speaking_of_the_caller_to_the_caller_is_a_narration():
     out = _outcome("Could you tell me your phone number?", [], [], kind="write_missing")
     eq.score(out, question, {})
     assert not out.narration and out.answer_ok
+
+
+def test_a_count_of_the_items_a_result_lists_as_text_is_not_an_invented_number():
+    question = {
+        "say": "Could you check my store credit? My number's 555 938 5250.",
+        "answer": "facts",
+    }
+    result = {"name": "Sofia Clark", "recent_orders": "71111 (delivered), 90875 (delivered)"}
+    calls = [{"name": "lookup_customer", "arguments": {"phone_number": "5559385250"}}]
+    out = _outcome("You have 2 recent orders, 71111 and 90875.", calls,
+                   [{"name": "lookup_customer", "result": result}])  # fmt: skip
+    eq.score(out, {**question, "calls": []}, {})
+    assert not out.invented
