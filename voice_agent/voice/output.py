@@ -179,6 +179,8 @@ class AudioSpeechOutput:
         it), so a caller may call this after every delta of a held answer."""
         if self._closed or not self._prepare_ahead:
             return
+        if any(text.startswith(chunk) for chunk in self._prepared):
+            return  # its first chunk is ready (or being made): no need to cut it again
         chunks = SentenceChunker(first_clause_after_chars=self._first_chunk_chars).push(text)
         if not chunks or chunks[0] in self._prepared:
             return
