@@ -1,14 +1,16 @@
 """Offline sweep of the end-of-turn decision: where it would cut callers off, and how long
 it makes finished callers wait, for the turn model + transcript rules versus a fixed silence.
 
-    .venv/bin/python bench/turn_decisions.py [--voices default|held-out] [--json out.json]
+    .venv/bin/python bench/turn_decisions.py [--voices default|held-out|recheck] [--json out.json]
 
 No real-time pipeline: each caller item (``bench/callers.py``: espeak-ng voices,
 questions, sentences paused mid-way, numbers read in groups) is cut at each of
 its pauses and at its end; the turn model scores the audio up to that point
 plus ``candidate_silence_ms`` of silence (16 kHz, and the 8 kHz μ-law phone
-path), and :func:`decide` combines the score with the transcript so far (the
-reference text of the parts said, as an ideal ASR would give it). A pause is
+path), and :func:`decide` combines the score and the pitch contour with the
+transcript so far (the reference text of the parts said, as an ideal ASR would
+give it). ``model_auc_16k`` / ``_8k``: how well the model's score alone tells
+the turn's ends from its pauses (0.5 is chance). A pause is
 *cut off* when the decided silence is shorter than the caller's real pause;
 at the end, the decided silence is the *wait* the caller gets before the turn
 ends. Compared with ``vad``: a fixed ``--vad-ms`` silence, extended by the
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import callers as cl  # noqa: E402
 
+from peripherals.prosody import final_contour  # noqa: E402
 from peripherals.turn import SmartTurnDetector  # noqa: E402
 from voice_agent.voice.endpointing import EndpointingRules, decide, likely_unfinished  # noqa: E402
 
@@ -56,7 +59,7 @@ def points(item: cl.Item, rate: int) -> list[tuple[np.ndarray, str, bool]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--voices", choices=("default", "held-out"), default="default")
+    parser.add_argument("--voices", choices=("default", "held-out", "recheck"), default="default")
     parser.add_argument("--vad-ms", type=int, default=500)
     parser.add_argument("--unfinished-extra-ms", type=int, default=700)
     parser.add_argument(
@@ -64,10 +67,15 @@ def main() -> int:
     )
     parser.add_argument("--json")
     args = parser.parse_args()
-    voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
-    items = cl.items_for(voices)
+    if args.voices == "recheck":
+        voices, items = cl.RECHECK_VOICES, cl.recheck_items()
+    else:
+        voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
+        items = cl.items_for(voices)
     overrides = dict(a.split("=", 1) for a in args.rule)
-    rules = EndpointingRules(**{k: float(v) for k, v in overrides.items()})
+    rules = EndpointingRules(
+        **{k: v if k == "mode" else float(v) for k, v in overrides.items()}  # type: ignore[arg-type]
+    )
     candidate = rules.candidate_silence_s
     detectors = {16000: SmartTurnDetector(16000), 8000: SmartTurnDetector(8000)}
     rows: list[dict[str, Any]] = []
@@ -83,8 +91,8 @@ def main() -> int:
             }
             for rate, det in detectors.items():
                 x = tail if rate == RATE else cl.phone(tail, RATE)
-                p = det.probability_done(x if rate == RATE else x)
-                d = decide(rules, p, text)
+                p = det.probability_done(x)
+                d = decide(rules, p, text, contour=final_contour(x, rate))
                 row[f"p_{rate // 1000}k"] = round(p, 3)
                 row[f"model_{rate // 1000}k_s"] = d.silence_s
                 row[f"reason_{rate // 1000}k"] = d.reason
@@ -94,6 +102,13 @@ def main() -> int:
             row["vad_s"] = vad
             rows.append(row)
     report: dict[str, Any] = {"voices": voices, "items": len(items), "rules": vars(rules)}
+    # How well the turn model alone tells a turn's end from a pause inside it: the chance
+    # that an end scores above a pause (AUC; 0.5 is chance).
+    for rate in detectors:
+        ends = [r[f"p_{rate // 1000}k"] for r in rows if r["end"]]
+        pauses = [r[f"p_{rate // 1000}k"] for r in rows if not r["end"]]
+        pairs = [(e > q) + 0.5 * (e == q) for e in ends for q in pauses]
+        report[f"model_auc_{rate // 1000}k"] = round(sum(pairs) / len(pairs), 3) if pairs else None
     for key in ("vad_s", "model_16k_s", "model_8k_s"):
         pauses = [r for r in rows if not r["end"]]
         cut = [r for r in pauses if r[key] < r["pause_s"]]
