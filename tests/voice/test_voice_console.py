@@ -81,6 +81,10 @@ async def _converse(
                     while "AgentTextPlayed" not in _ledger_text(tmp_path / "sessions"):
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(2.0)  # room for a false barge-in or an echo turn to show up
+                # The agent's voice reaches the recorder through PulseAudio's buffers, seconds
+                # after the ledger says it was played on a starved machine; stopping the
+                # session 2 s after that cut the answer off the recording ("on friday.").
+                await _until_recorded_quiet(tmp_path / "agent.wav")
             finally:
                 stop.set()
                 result = await session
@@ -91,6 +95,29 @@ async def _converse(
             await _pactl(pulse, "unload-module", module)
     heard, _ = read_wav(tmp_path / "agent.wav")
     return result, transcribe(heard)
+
+
+# How long the recorded agent voice must stay quiet before the answer counts as recorded (s):
+# longer than any pause between the agent's sentences.
+RECORDED_QUIET_S = 1.5
+
+
+async def _until_recorded_quiet(path: Path) -> None:
+    """Wait until the recording holds sound and its last RECORDED_QUIET_S seconds are
+    quiet (the agent's voice has arrived at the recorder), or ANSWER_TIMEOUT_S passed
+    (the checks on what was recorded then say what is missing)."""
+    frame = RATE // 50  # 20 ms
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        data = path.read_bytes() if path.exists() else b""
+        start = data.find(b"data") + 8
+        x = np.frombuffer(data[start : start + (len(data) - start) // 2 * 2], "<i2")
+        n = len(x) // frame
+        level = np.sqrt(np.mean((x[: n * frame].reshape(n, frame) / 32768.0) ** 2, axis=1))
+        loud = np.nonzero(level > 0.01)[0] if n else np.zeros(0, int)
+        if len(loud) and n - loud[-1] > RECORDED_QUIET_S * 50:
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _pactl(pulse, *args: str) -> str:  # type: ignore[no-untyped-def]
