@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from peripherals.audio import rms_dbfs
 from peripherals.tts import PiperTts
 
-pytestmark = pytest.mark.realtime  # first-chunk latency and stop promptness are wall time
+pytestmark = pytest.mark.realtime  # first-chunk latency is wall time
 
 SENTENCE = "Your order shipped yesterday and should arrive on Friday afternoon."
 LONG = " ".join(
@@ -58,38 +60,76 @@ async def test_one_chunk_per_sentence_and_nothing_for_empty_text(tts: PiperTts) 
     assert [c async for c in tts.synthesize("   ")] == []
 
 
-async def test_cancellation_stops_promptly_and_frees_the_worker(tts: PiperTts) -> None:
+class _GatedVoice:
+    """A real piper voice that counts the sentences it makes per text and holds the
+    second sentence of `held` until `gate` is set (a sentence in flight, on demand)."""
+
+    def __init__(self, voice: Any, held: str) -> None:
+        self.config = voice.config
+        self._voice, self._held = voice, held
+        self.made: dict[str, int] = {}
+        self.reached, self.gate = threading.Event(), threading.Event()
+
+    def synthesize(self, text: str, syn_config: Any = None) -> Iterator[Any]:
+        for i, chunk in enumerate(self._voice.synthesize(text, syn_config=syn_config)):
+            if text == self._held and i == 1:
+                self.reached.set()
+                self.gate.wait(timeout=60)
+            self.made[text] = self.made.get(text, 0) + 1
+            yield chunk
+
+
+async def _until(flag: threading.Event, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not flag.is_set():
+        assert time.monotonic() < deadline, "the worker never got there"
+        await asyncio.sleep(0.01)
+
+
+async def test_cancellation_does_not_wait_for_the_sentence_in_flight_and_stops_the_rest(
+    tts: PiperTts,
+) -> None:
+    voice = _GatedVoice(tts._voice, held=LONG)
+    gated = PiperTts(loaded=voice, output_rate=24000)
     got_first = asyncio.Event()
 
     async def speak() -> None:
-        async for _ in tts.synthesize(LONG):
+        async for _ in gated.synthesize(LONG):
             got_first.set()
 
     task = asyncio.create_task(speak())
     try:
-        await asyncio.wait_for(got_first.wait(), timeout=10)
-        cancelled_at = time.perf_counter()
+        await asyncio.wait_for(got_first.wait(), timeout=60)
+        await _until(voice.reached)  # the second sentence is in flight, held
         task.cancel()
-        await asyncio.wait([task])
-        assert time.perf_counter() - cancelled_at < 0.05
+        done, _ = await asyncio.wait([task], timeout=30)
+        # The task ended while its sentence was still held in the worker:
+        assert task in done and not voice.gate.is_set()
+        voice.gate.set()
+        # The worker finishes the sentence in flight, not the other 38:
+        chunks = [c async for c in gated.synthesize("Okay.")]
+        assert len(chunks) == 1
+        assert voice.made[LONG] == 2
     finally:
+        voice.gate.set()
         task.cancel()
-    # The worker finishes at most the sentence in flight, not the other 39:
-    started = time.perf_counter()
-    async for _ in tts.synthesize("Okay."):
-        break
-    assert time.perf_counter() - started < 1.5
+        await gated.aclose()
 
 
 async def test_breaking_out_of_the_iteration_stops_production(tts: PiperTts) -> None:
-    gen = tts.synthesize(LONG)
-    assert isinstance(gen, AsyncGenerator)
-    async for _ in gen:
-        break
-    await gen.aclose()
-    started = time.perf_counter()
-    chunks = [c async for c in tts.synthesize("Okay.")]
-    assert len(chunks) == 1 and time.perf_counter() - started < 1.5
+    voice = _GatedVoice(tts._voice, held="")
+    counted = PiperTts(loaded=voice, output_rate=24000)
+    try:
+        gen = counted.synthesize(LONG)
+        assert isinstance(gen, AsyncGenerator)
+        async for _ in gen:
+            break
+        await gen.aclose()
+        chunks = [c async for c in counted.synthesize("Okay.")]
+        assert len(chunks) == 1
+        assert voice.made[LONG] == 1  # nothing after the sentence that was taken
+    finally:
+        await counted.aclose()
 
 
 async def _say(engine: PiperTts, text: str) -> np.ndarray:

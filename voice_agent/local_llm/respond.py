@@ -707,7 +707,7 @@ class Responder:
             self.prompt(note) + lead, self.chat.sampling, grammar, hold
         )
         text = "".join(held)
-        if echoes_guidance(text, notes) or repeats_instruction(text, note):
+        if echoes_guidance(text, notes) or repeats_instruction(text, GUIDANCE_NOTE):
             self.plan.echoed_guidance = text
         elif text:
             await on_text(text)
