@@ -16,9 +16,10 @@ Two decoding paths (`DecodePath`), with the same sampling parameters (see
   Text the grammar admits as the only continuation (`TokenSampler.forced_text`:
   a call's property names and punctuation, its closing ``}\n</tool_call>``)
   is not sampled: it is tokenized as plain text and evaluated in one batch
-  with the token before it. A batch costs far less per token than a step of its own on a CPU, and
-  the reply's text and its distribution are the same (the grammar leaves no
-  choice there).
+  with the token before it, but for its last token, which the model writes
+  itself (it may join it to the choice that follows: ``>\n``). A batch costs
+  far less per token than a step of its own on a CPU, and the reply's text
+  and its distribution are the same (the grammar leaves no choice there).
 - ``"generate"``: `Llama.generate` with the grammar in its sampler chain,
   matched against every vocabulary entry at every step. Used when the
   low-level API is missing or a sampler cannot be built.
@@ -299,14 +300,13 @@ class LlamaEngine:
         """Evaluate the uncached prompt suffix, then sample and evaluate token by token;
         forced text goes into the same batch as the token before it."""
         llama = self._llama
-        text = sampler.forced_text()  # what the reply starts with, whatever the model says
+        # What the reply starts with, whatever the model says.
+        tokens, text, forced = self._joined(tokens, sampler.forced_text())
+        pending = _reuse_kv_cache(llama, tokens)
         if text:
-            tokens, forced = self._joined(tokens, text)
-            pending = _reuse_kv_cache(llama, tokens)
+            sampler.accept_text(text)
             if not self._took_forced(reply, text, forced):
                 return
-        else:
-            pending = _reuse_kv_cache(llama, tokens)
         while True:
             if stop.is_set():
                 reply.stats.finish_reason = "cancelled"
@@ -342,10 +342,10 @@ class LlamaEngine:
 
     def _take_forced(self, sampler: TokenSampler, reply: _ReplyTokens, pending: list[int]) -> bool:
         """Append the grammar's forced text (if any) to `pending`; False when the reply ends."""
-        text = sampler.forced_text()
+        text, forced = self._kept(sampler.forced_text(), b"")
         if not text:
             return True
-        forced = self._forced_tokens(text)
+        sampler.accept_text(text)
         pending.extend(forced)
         return self._took_forced(reply, text, len(forced))
 
@@ -354,9 +354,26 @@ class LlamaEngine:
         stats.extra["forced_tokens"] = stats.extra.get("forced_tokens", 0) + n_tokens
         return reply.take_text(text, n_tokens)
 
-    def _joined(self, tokens: list[int], text: str) -> tuple[list[int], int]:
-        """The prompt's tokens followed by the forced `text` the reply starts with, and
-        how many tokens that text adds.
+    def _kept(self, text: str, tail: bytes) -> tuple[str, list[int]]:
+        """The part of forced `text` evaluated now, and its tokens (`tail`, the prompt's
+        last token's text, tokenized with it when given).
+
+        The last token of the run is left to the model: where the forced text ends
+        a choice follows, and the model may write them as one token (``>\n`` that
+        goes on with another call, ``"}}\n``). Ended by a forced ``>`` evaluated on
+        its own, the 1.5B more often ended the turn after the first of two lookups.
+        """
+        if not text:
+            return "", []
+        tokens = self._forced_tokens(tail.decode("utf-8", "replace") + text)[:-1]
+        kept = self._llama.detokenize(tokens)
+        if not kept.startswith(tail) or len(kept) == len(tail):
+            return "", []
+        return kept[len(tail) :].decode("ascii"), tokens
+
+    def _joined(self, tokens: list[int], text: str) -> tuple[list[int], str, int]:
+        """The prompt's tokens followed by what is kept (`_kept`) of the forced `text`
+        the reply starts with; that text, and how many tokens it adds.
 
         A prompt that ends in whitespace (a call step's ``"arguments": ``) has it
         tokenized with the forced text, as the chat template's text is: ``' {"'``
@@ -366,10 +383,11 @@ class LlamaEngine:
         """
         tail = self._llama.detokenize(tokens[-1:]) if tokens else b""
         if tail and not tail.strip():
-            joined = self._forced_tokens(tail.decode("utf-8", "replace") + text)
-            return tokens[:-1] + joined, max(len(joined) - 1, 0)
-        forced = self._forced_tokens(text)
-        return tokens + forced, len(forced)
+            kept, joined = self._kept(text, tail)
+            if kept:
+                return tokens[:-1] + joined, kept, max(len(joined) - 1, 0)
+        kept, forced = self._kept(text, b"")
+        return tokens + forced, kept, len(forced)
 
     def _decode_with_generate(
         self,

@@ -239,8 +239,8 @@ class TokenSampler:
     def forced_text(self, limit: int = FORCED_TEXT_LIMIT) -> str:
         """The text the grammar admits as the only continuation (ASCII, up to `limit`
         characters; "" when the next character is a choice, the reply may end here,
-        or there is no grammar or probe). The grammar is advanced past that text, as
-        if its tokens had been accepted: the caller must evaluate that text next."""
+        or there is no grammar or probe). The grammar is not advanced: the caller
+        passes what it evaluates of that text to `accept_text`."""
         if self._grammar is None or self._probe is None:
             return ""
         native = self._native
@@ -266,15 +266,16 @@ class TokenSampler:
                     break  # a forced non-ASCII character: left to the model
                 forced.append(byte)
                 native.llama_sampler_accept(trial, probe.byte_tokens[byte])
-        except BaseException:
+        finally:
             native.llama_sampler_free(trial)
-            raise
-        if not forced:
-            native.llama_sampler_free(trial)
-            return ""
-        native.llama_sampler_free(self._grammar)
-        self._grammar = trial
         return forced.decode("ascii")
+
+    def accept_text(self, text: str) -> None:
+        """Advance the grammar past `text` (a prefix of `forced_text()`)."""
+        if self._grammar is None or self._probe is None:
+            return
+        for byte in text.encode("ascii"):
+            self._native.llama_sampler_accept(self._grammar, self._probe.byte_tokens[byte])
 
     def close(self) -> None:
         """Free the chain and the grammar (idempotent)."""
