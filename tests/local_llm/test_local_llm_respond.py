@@ -603,6 +603,47 @@ async def test_two_outcomes_are_told_each_on_its_own():
     assert ANSWER_NOTE in engine.steps[-1][0] and ANSWER_EACH_NOTE not in engine.steps[-1][0]
 
 
+def _store_hours_turn(history: list[dict], said: str, city: str) -> list[dict]:
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_store_hours", "arguments": json.dumps({"city": city})},
+    }
+    result = {"status": "resolved", "result": {"city": city, "hours": "9 am to 7 pm"}}
+    return [{"role": "system", "content": "You are Alex."}, *history,
+            {"role": "user", "content": said},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": json.dumps(result)}]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("history", "said", "about"),
+    [
+        # an earlier turn about another store: the answer note names the one looked up
+        (
+            [
+                {"role": "user", "content": "When does the Miami store open?"},
+                {"role": "assistant", "content": "The Miami store opens at 9 am."},
+            ],
+            "And the one in Tampa?",
+            True,
+        ),  # fmt: skip
+        ([], "When does the Miami store open? No wait, I mean the Orlando one.", True),
+        ([], "When does the Orlando store open?", False),  # nothing to take it for
+    ],
+)
+async def test_the_answer_note_names_what_was_looked_up_when_something_else_could_be_meant(
+    history, said, about
+):
+    city = "Tampa" if "Tampa" in said else "Orlando"
+    engine = ScriptedEngine(_decision_then("reply", f"The {city} store opens at 9 am."))
+    await _respond(engine, _store_hours_turn(history, said, city))
+    speech = engine.steps[-1]
+    assert (f"found above about {city}, in your own words" in speech[0]) is about
+    assert about or ANSWER_NOTE in speech[0]
+    assert speech[2] == 0.0  # an answer from results, greedy either way
+
+
 async def test_an_answer_from_results_and_a_question_for_details_are_greedy_small_talk_is_not():
     result = {"status": "resolved", "result": {"status": "shipped"}}
     engine = ScriptedEngine(_decision_then("reply", "Order 58213 has shipped."))

@@ -154,6 +154,12 @@ _CORRECTION_RE = re.compile(
 )
 
 
+def corrects_itself(text: str) -> bool:
+    """Whether `text` holds a word with which a caller takes something back ("No wait,
+    I mean the Orlando one")."""
+    return bool(_CORRECTION_RE.search(text))
+
+
 def taken_back_numbers(text: str) -> set[str]:
     """Numbers the caller corrected in `text`: followed by a correction word and then
     another number of about the same length ("order 8080 - hold on, no, 8008": 8080).

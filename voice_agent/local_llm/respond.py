@@ -69,6 +69,7 @@ from voice_agent.local_llm.grounding import (
     SUMMARY_KEYWORD,
     caller_spans,
     conversation_numbers,
+    corrects_itself,
     grounding_sources,
     numbers_in,
     retracted_arguments,
@@ -353,6 +354,43 @@ def repeats_instruction(text: str, instruction: str) -> bool:
     return len(words) >= 2 and words <= _content_words(instruction)
 
 
+#: Longest value named in the answer note (characters); at most this many values.
+_SUBJECT_MAX_CHARS = 40
+_SUBJECT_MAX_VALUES = 3
+
+
+def answer_subjects(
+    messages: Sequence[Mapping[str, Any]], summaries: Mapping[str, frozenset[str]]
+) -> str:
+    """What this turn's calls looked up ("Tampa", "3141 and 2718"), for the answer note,
+    when the conversation holds something else that could be taken for it: an earlier
+    turn of the caller's, or a correction in their latest words. "" otherwise.
+
+    Asked "And the one in Tampa?" after an answer about the Miami store, the 1.5B
+    answered "The Miami store opens from 10 am ..." with Tampa's hours; told the
+    answer is about Tampa, it names Tampa. The values are the calls' own arguments
+    (sent calls are grounded), not the model's summaries.
+    """
+    callers = [m for m in messages if m.get("role") == "user"]
+    if len(callers) < 2 and not corrects_itself(latest_caller_words(messages)):
+        return ""
+    values: list[str] = []
+    for name, arguments_text in calls_this_turn(messages):
+        try:
+            arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+        except json.JSONDecodeError:
+            continue
+        for arg, value in arguments.items() if isinstance(arguments, dict) else ():
+            if arg in summaries.get(name, frozenset()):
+                continue
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                text = " ".join(str(value).split())
+                if text and len(text) <= _SUBJECT_MAX_CHARS and text not in values:
+                    values.append(text)
+    values = values[:_SUBJECT_MAX_VALUES]
+    return " and ".join(values)
+
+
 def _combine(total: GenerationStats | None, step: GenerationStats) -> GenerationStats:
     if total is None:
         return step
@@ -415,8 +453,16 @@ class Responder:
         self._results_note = {"answer": ANSWER_NOTE, "guidance": GUIDANCE_NOTE}.get(
             results_note_kind(chat.messages) or ""
         )
-        if self._results_note == ANSWER_NOTE and outcomes_this_turn(chat.messages) >= 2:
+        #: The speech step answers from results (greedy, see `_speak`).
+        self._answering = self._results_note == ANSWER_NOTE
+        if self._answering and outcomes_this_turn(chat.messages) >= 2:
             self._results_note = ANSWER_EACH_NOTE
+        if self._answering and self._results_note:
+            subjects = answer_subjects(chat.messages, summary_arguments)
+            if subjects:
+                self._results_note = self._results_note.replace(
+                    " found above", f" found above about {subjects}", 1
+                )
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -690,7 +736,7 @@ class Responder:
         grammar = speech_grammar(self._numbers, continuing=bool(lead))
         notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
         sampling = self.chat.sampling
-        if note in (ANSWER_NOTE, ANSWER_EACH_NOTE) or lead == ASK_LEAD:
+        if (self._answering and note == self._results_note) or lead == ASK_LEAD:
             sampling = replace(sampling, temperature=0.0, top_p=1.0)
         if not notes:
             step = await self.engine.generate(self.prompt(note) + lead, sampling, grammar, on_text)
