@@ -56,6 +56,7 @@ QUESTIONS = [
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def engine():
     engine = LlamaEngine.load(resolve_model("qwen2.5-coder-0.5b-instruct-q4_k_m"), "qwen", 2, 2048)
+    engine.force_text = True  # off by default (see LlamaEngine.force_text); tested here
     yield engine
     engine.close()
 
