@@ -13,7 +13,8 @@ Two decoding paths (`DecodePath`), with the same sampling parameters (see
   `sampling.TokenSampler`, which checks the grammar on the drawn token only
   and applies it to the whole vocabulary only when that token is rejected
   (as llama.cpp's own sampler does). About twice as fast with a grammar.
-  Text the grammar admits as the only continuation (`TokenSampler.forced_text`:
+  With `force_text` on (off by default, see its comment), text the grammar
+  admits as the only continuation (`TokenSampler.forced_text`:
   a call's property names and punctuation, its closing ``}\n</tool_call>``)
   is not sampled: it is tokenized as plain text and evaluated in one batch
   with the token before it, but for its last token, which the model writes
