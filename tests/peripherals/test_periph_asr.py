@@ -285,9 +285,12 @@ class _SpyWhisper:
 
             def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
                 spy.max_lengths.append(kwargs["max_length"])
-                return real.model.generate(*args, **kwargs)
+                return spy._decode(*args, **kwargs)
 
         self.model = _Generator()
+
+    def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._real.model.generate(*args, **kwargs)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._real, name)
@@ -369,7 +372,6 @@ class _RunawayWhisper(_SpyWhisper):
 
     def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
         super().__init__(real)
-        from types import SimpleNamespace
 
         from faster_whisper.tokenizer import Tokenizer
 
@@ -377,19 +379,13 @@ class _RunawayWhisper(_SpyWhisper):
         words = " ".join(
             f"I think it is not going to be {n}, then {n + 7} or {n * 3}" for n in range(60)
         )
-        endless = tokenizer.encode(" " + words)
-        spy = self
+        self._endless = tokenizer.encode(" " + words)
 
-        class _Generator:
-            def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-                return getattr(real.model, name)
+    def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
 
-            def generate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-                spy.max_lengths.append(kwargs["max_length"])
-                tokens = endless[: kwargs["max_length"] - 2]
-                return [SimpleNamespace(sequences_ids=[tokens], scores=[-0.2], no_speech_prob=0.0)]
-
-        self.model = _Generator()
+        tokens = self._endless[: kwargs["max_length"] - 2]
+        return [SimpleNamespace(sequences_ids=[tokens], scores=[-0.2], no_speech_prob=0.0)]
 
 
 async def test_a_decode_that_runs_into_its_token_budget_is_dropped_as_a_loop(

@@ -5,12 +5,10 @@ speech whose clause ends on a comma (a continuation rise) or a full stop."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
-import wave
 
 import numpy as np
 import pytest
+from speech_helpers import audible_span, espeak
 
 from peripherals import g711
 from peripherals.prosody import final_contour
@@ -68,18 +66,9 @@ def test_too_little_voicing_gives_no_contour():
 
 
 def _espeak(text: str, voice: str) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", "160", "-w", f.name, text],
-            check=True,
-            capture_output=True,
-        )
-        with wave.open(f.name) as w:
-            rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    y = resample(x.astype(np.float32) / 32768.0, rate, RATE)
-    last = np.nonzero(np.abs(y) > 0.02 * np.max(np.abs(y)))[0][-1]
-    return np.concatenate([y[: last + 1], np.zeros(int(0.25 * RATE), dtype=np.float32)])
+    y = espeak(text, voice, wpm=160, rate=RATE)
+    _, end = audible_span(y)
+    return np.concatenate([y[:end], np.zeros(int(0.25 * RATE), dtype=np.float32)])
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian) not installed")

@@ -256,3 +256,34 @@ def test_a_confident_done_waits_longer_after_a_statement_than_after_a_whole_ques
         statement = decide(rules, 0.97, "Booking 318 was for two nights.")
         assert question.silence_s == 0.2
         assert statement.silence_s == 0.45
+
+
+def test_every_turn_setting_reaches_the_rules_in_its_unit():
+    from dataclasses import fields
+
+    from voice_agent.config import TurnConfig
+    from voice_agent.voice.build import turn_rules
+
+    base = TurnConfig()
+    changed: dict[str, object] = {"decision": "bands"}
+    for name, value in base.model_dump().items():
+        if isinstance(value, bool) or name == "decision":
+            continue
+        if name.endswith("_ms") and isinstance(value, int | float):
+            changed[name] = value + 7
+        elif isinstance(value, float):
+            changed[name] = value + 0.01
+    cfg = TurnConfig.model_validate({**base.model_dump(), **changed})
+    rules, defaults = turn_rules(cfg), EndpointingRules()
+    assert rules.mode == "bands"
+    for rule in fields(EndpointingRules):
+        if rule.name == "mode":
+            continue
+        setting = rule.name.removesuffix("_s") + "_ms"
+        expected = (
+            getattr(cfg, setting) / 1000
+            if rule.name.endswith("_s") and setting in TurnConfig.model_fields
+            else getattr(cfg, rule.name)
+        )
+        assert getattr(rules, rule.name) == pytest.approx(expected), rule.name
+        assert getattr(rules, rule.name) != getattr(defaults, rule.name), rule.name

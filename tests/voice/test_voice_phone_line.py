@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import speech_helpers
 from voice_helpers import RATE, speech, transcribe
 
 from ledger import entries as le
@@ -143,16 +144,7 @@ async def test_a_keyed_order_number_and_a_request_for_a_human(tmp_path, monkeypa
 
 def espeak(text: str, voice: str = "en-gb+f3", wpm: int = 150) -> np.ndarray:
     """espeak-ng speech (a formant voice, nothing like the agent's) at 16 kHz."""
-    import subprocess
-    import tempfile
-    import wave
-
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", f.name, text], check=True)
-        with wave.open(f.name) as w:
-            rate = w.getframerate()
-            y = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
-    return resample(y / 32768, rate, RATE) * 0.8
+    return speech_helpers.espeak(text, voice, wpm=wpm, rate=RATE) * 0.8
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian) not installed")

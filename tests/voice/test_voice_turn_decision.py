@@ -5,12 +5,10 @@ writes for it), so the decision is what is tested, in stream time (no clock)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
-import wave
 
 import numpy as np
 import pytest
+import speech_helpers
 from test_voice_turn_taking import FixedTextAsr, ScriptedDetector, feed_settled
 from voice_helpers import RATE, speech
 
@@ -46,19 +44,10 @@ needs_espeak = pytest.mark.skipif(
 
 
 def espeak(text: str, voice: str, wpm: int = 165) -> np.ndarray:
-    """espeak-ng speech (a formant voice nothing like piper's) at 16 kHz, trimmed, peak 0.5."""
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", f.name, text],
-            check=True,
-            capture_output=True,
-        )
-        with wave.open(f.name) as w:
-            rate = w.getframerate()
-            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    y = resample(x.astype(np.float32) / 32768.0, rate, RATE)
-    audible = np.nonzero(np.abs(y) > 0.02 * np.max(np.abs(y)))[0]
-    y = y[audible[0] : audible[-1] + 1]
+    """espeak-ng speech at 16 kHz, trimmed to its audible span, peak 0.5."""
+    y = speech_helpers.espeak(text, voice, wpm=wpm, rate=RATE)
+    first, end = speech_helpers.audible_span(y)
+    y = y[first:end]
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
 
 

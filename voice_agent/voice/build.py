@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from fsm import Event
@@ -100,38 +101,22 @@ def build_echo_control(cfg: VoiceConfig) -> tuple[EchoCanceller | None, HalfDupl
 
 
 def turn_rules(cfg: TurnConfig) -> EndpointingRules:
-    """The end-of-turn policy's numbers, in seconds."""
-    return EndpointingRules(
-        candidate_silence_s=cfg.candidate_silence_ms / 1000,
-        done_probability=cfg.done_probability,
-        incomplete_probability=cfg.incomplete_probability,
-        done_silence_s=cfg.done_silence_ms / 1000,
-        done_statement_silence_s=cfg.done_statement_silence_ms / 1000,
-        uncertain_silence_s=cfg.uncertain_silence_ms / 1000,
-        incomplete_silence_s=cfg.incomplete_silence_ms / 1000,
-        unfinished_text_silence_s=cfg.unfinished_text_silence_ms / 1000,
-        number_silence_s=cfg.number_silence_ms / 1000,
-        no_model_silence_s=cfg.no_model_silence_ms / 1000,
-        max_silence_s=cfg.max_silence_ms / 1000,
-        mode=cfg.decision,
-        model_weight=cfg.model_weight,
-        question_evidence=cfg.question_evidence,
-        question_form_evidence=cfg.question_form_evidence,
-        statement_evidence=cfg.statement_evidence,
-        rising_evidence=cfg.rising_evidence,
-        unpunctuated_evidence=cfg.unpunctuated_evidence,
-        unfinished_evidence=cfg.unfinished_evidence,
-        rise_slope=cfg.rise_slope,
-        rise_evidence=cfg.rise_evidence,
-        fall_slope=cfg.fall_slope,
-        fall_evidence=cfg.fall_evidence,
-        confident_evidence=cfg.confident_evidence,
-        neutral_silence_s=cfg.neutral_silence_ms / 1000,
-        caller_pause_margin_s=None
-        if cfg.caller_pause_margin_ms is None
-        else cfg.caller_pause_margin_ms / 1000,
-        caller_pause_below_evidence=cfg.caller_pause_below_evidence,
-    )
+    """The end-of-turn policy from its settings: each rule ``X_s`` is the setting
+    ``X_ms`` in seconds, ``mode`` is ``decision``, every other rule its namesake.
+    A rule without its setting is a programming error (raised, not defaulted)."""
+    values: dict[str, Any] = {}
+    for rule in fields(EndpointingRules):
+        name, in_ms = rule.name, rule.name.removesuffix("_s") + "_ms"
+        if name == "mode":
+            values[name] = cfg.decision
+        elif name.endswith("_s") and in_ms in TurnConfig.model_fields:
+            ms = getattr(cfg, in_ms)
+            values[name] = None if ms is None else ms / 1000
+        elif name in TurnConfig.model_fields:
+            values[name] = getattr(cfg, name)
+        else:
+            raise TypeError(f"EndpointingRules.{name} has no setting in TurnConfig")
+    return EndpointingRules(**values)
 
 
 def build_turn_detector(cfg: VoiceConfig, sample_rate: int | None = None) -> TurnDetector | None:
