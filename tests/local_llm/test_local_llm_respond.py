@@ -684,6 +684,14 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
         # agent's own instruction, not the tool's note.
         ("the caller is told and transferred", "There is no answer to tell.", ""),
         ("the call ends after your goodbye", "Follow the guidance above.", ""),
+        # ... and its instructions about the caller (session 5's quiet re-check)
+        ("the caller is told and transferred", "Transfer the caller to a human agent.", ""),
+        ("the caller is told and transferred", "The caller is transferred to a human agent.", ""),
+        (
+            "the caller is told and transferred",
+            "I'm transferring you to a colleague.",
+            "I'm transferring you to a colleague.",
+        ),
         (
             "the call ends after your goodbye",
             "Goodbye, have a great day!",

@@ -341,6 +341,12 @@ def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
     )
 
 
+#: Speech about "the caller" is the agent's instructions said aloud, never words to
+#: the caller ("Transfer the caller to a human agent.", "The caller is transferred to
+#: a human agent.": the 1.5B after a transfer, session 5's quiet re-check).
+_OF_THE_CALLER = re.compile(r"\bthe caller\b", re.IGNORECASE)
+
+
 def repeats_instruction(text: str, instruction: str) -> bool:
     """Whether a reply repeats the agent's own instruction rather than following it:
     five words in a row of it, or two or more content words, all of them its. Told
@@ -753,7 +759,11 @@ class Responder:
             self.prompt(note) + lead, self.chat.sampling, grammar, hold
         )
         text = "".join(held)
-        if echoes_guidance(text, notes) or repeats_instruction(text, GUIDANCE_NOTE):
+        if (
+            echoes_guidance(text, notes)
+            or repeats_instruction(text, GUIDANCE_NOTE)
+            or _OF_THE_CALLER.search(text)
+        ):
             self.plan.echoed_guidance = text
         elif text:
             await on_text(text)
