@@ -79,16 +79,21 @@ class PartTextAsr(FixedTextAsr):
         self.early, self.pushed = None, 0
 
 
-async def run_turns(x: np.ndarray, asr, rules: EndpointingRules):  # type: ignore[no-untyped-def]
-    events: list[Event] = []
-    voice = VoiceInput(
+def voice_input(asr, rules: EndpointingRules, turn_detector, events: list[Event]) -> VoiceInput:  # type: ignore[no-untyped-def]
+    """The product's voice input at RATE, with the real VAD, posting into ``events``."""
+    return VoiceInput(
         vad=build_vad(VoiceConfig()),
         make_asr=asr,
         post=events.append,
         sample_rate=RATE,
         turn_rules=rules,
-        turn_detector=detector(),
+        turn_detector=turn_detector,
     )
+
+
+async def run_turns(x: np.ndarray, asr, rules: EndpointingRules):  # type: ignore[no-untyped-def]
+    events: list[Event] = []
+    voice = voice_input(asr, rules, detector(), events)
     try:
         await feed_settled(voice, x)
     finally:
@@ -222,14 +227,7 @@ async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later()
         ]
     )
     events: list[Event] = []
-    voice = VoiceInput(
-        vad=build_vad(VoiceConfig()),
-        make_asr=asr,
-        post=events.append,
-        sample_rate=RATE,
-        turn_rules=RULES,
-        turn_detector=ScriptedDetector(0.3),
-    )
+    voice = voice_input(asr, RULES, ScriptedDetector(0.3), events)
     asr.voice = voice
     try:
         await feed_settled(voice, x)

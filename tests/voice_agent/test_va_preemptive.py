@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fsm import MonotonicClock
 from ledger import Ledger, check_protocol
@@ -97,8 +99,9 @@ class PreparingOutput(TextOutput):
         self.prepared.append(text)
 
 
-async def test_a_held_early_answer_is_handed_to_the_output_to_get_ready_before_the_turn_ends():
-    output = PreparingOutput()
+@asynccontextmanager
+async def running_agent(output: TextOutput) -> AsyncIterator[tuple[Agent, Ledger]]:
+    """An async agent on the oracle, speaking into ``output``; ended when the block ends."""
     async with OracleServer(SCENARIO) as oracle:
         llm = LlmClient(LlmConfig(base_url=oracle.base_url, model="oracle", max_retries=0))
         ledger = Ledger("test", MonotonicClock())
@@ -107,26 +110,37 @@ async def test_a_held_early_answer_is_handed_to_the_output_to_get_ready_before_t
         )
         task = asyncio.create_task(agent.run())
         try:
-            agent.post(UserSpeechStarted())
-            agent.post(UserSpeechPaused(text="What are your opening hours?"))
-            # the held answer streams while the caller is still silent (generous: busy machine)
-            for _ in range(400):
-                if output.prepared and output.prepared[-1] == "We open at nine.":
-                    break
-                await asyncio.sleep(0.05)
-            assert output.prepared[-1] == "We open at nine."
-            assert all("We open at nine.".startswith(t) for t in output.prepared)
-            assert not any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries)
-            agent.post(UserSpeechEnded())
-            agent.post(TranscriptFinal(text="What are your opening hours?"))
-            for _ in range(400):
-                if any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries):
-                    break
-                await asyncio.sleep(0.05)
+            yield agent, ledger
         finally:
             agent.post(SessionEnded(reason="test over"))
             await asyncio.wait_for(task, 5)
             await llm.aclose()
+
+
+async def until_played(ledger: Ledger) -> None:
+    """Until the ledger records audio played (generous: a busy machine)."""
+    for _ in range(400):
+        if any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_held_early_answer_is_handed_to_the_output_to_get_ready_before_the_turn_ends():
+    output = PreparingOutput()
+    async with running_agent(output) as (agent, ledger):
+        agent.post(UserSpeechStarted())
+        agent.post(UserSpeechPaused(text="What are your opening hours?"))
+        # the held answer streams while the caller is still silent (generous: busy machine)
+        for _ in range(400):
+            if output.prepared and output.prepared[-1] == "We open at nine.":
+                break
+            await asyncio.sleep(0.05)
+        assert output.prepared[-1] == "We open at nine."
+        assert all("We open at nine.".startswith(t) for t in output.prepared)
+        assert not any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries)
+        agent.post(UserSpeechEnded())
+        agent.post(TranscriptFinal(text="What are your opening hours?"))
+        await until_played(ledger)
     played = [e.text for e in ledger.entries if isinstance(e, le.AgentTextPlayed)]
     assert played == ["We open at nine."]
 
@@ -134,25 +148,11 @@ async def test_a_held_early_answer_is_handed_to_the_output_to_get_ready_before_t
 async def test_an_answer_that_is_not_held_is_not_prepared():
     # only a pause fork's held text is prepared; an answer spoken at once goes to push
     output = PreparingOutput()
-    async with OracleServer(SCENARIO) as oracle:
-        llm = LlmClient(LlmConfig(base_url=oracle.base_url, model="oracle", max_retries=0))
-        ledger = Ledger("test", MonotonicClock())
-        agent = Agent(
-            AgentConfig(mode="async", system_prompt="sys"), llm, ToolRegistry(), output, ledger
-        )
-        task = asyncio.create_task(agent.run())
-        try:
-            agent.post(UserSpeechStarted())
-            agent.post(UserSpeechEnded())
-            agent.post(TranscriptFinal(text="What are your opening hours?"))
-            for _ in range(400):
-                if any(isinstance(e, le.AgentTextPlayed) for e in ledger.entries):
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            agent.post(SessionEnded(reason="test over"))
-            await asyncio.wait_for(task, 5)
-            await llm.aclose()
+    async with running_agent(output) as (agent, ledger):
+        agent.post(UserSpeechStarted())
+        agent.post(UserSpeechEnded())
+        agent.post(TranscriptFinal(text="What are your opening hours?"))
+        await until_played(ledger)
     assert output.prepared == []
     assert [e.text for e in ledger.entries if isinstance(e, le.AgentTextPlayed)] == [
         "We open at nine."
