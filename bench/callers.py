@@ -138,6 +138,42 @@ RECHECK5_NUMBER_QUESTIONS = [
 RECHECK5_VOICES = ["en-us+f2", "en-gb-x-gbclan+m4", "en-029+f3"]
 RECHECK5_SPEEDS_WPM = (170, 145)
 
+# The lead's session-6 re-check callers: written before that session's changes,
+# never run by anyone tuning the turn-taking.
+RECHECK6_QUESTIONS = [
+    "Hello, is this the right number for returns?",
+    "Could you check if my payment went through?",
+    "What happens if I'm not home when it arrives?",
+    "I never got an email confirming the order.",
+    "Is it too late to add something to my basket?",
+    "Which courier are you using for my parcel?",
+    "My discount code didn't work at checkout.",
+    "Can somebody come and collect the old fridge?",
+]
+RECHECK6_PAUSING = [
+    ("So what happened was", "the box arrived completely soaked."),
+    ("I'm calling because", "my neighbour signed for something of mine."),
+    ("Before you do that,", "can you tell me the total again?"),
+    ("I've been waiting since", "the middle of last month for this."),
+]
+RECHECK6_DIGITS = [
+    ("The card ends in", "four four", "zero nine."),
+    ("My account number is", "six one", "three three", "five."),
+    ("It's flat", "twenty", "two B."),
+]
+RECHECK6_CLAUSES = [
+    ("I paid for 2 day delivery,", "but it took over a week."),
+    ("Order 4129 arrived this morning,", "but the lid was missing."),
+    ("I spoke to Karen on Monday,", "and she promised a refund."),
+]
+RECHECK6_NUMBER_QUESTIONS = [
+    "Can you look up the return for order 6684?",
+    "When is the next payment due on account 1937?",
+    "Did the courier try to deliver parcel 2058?",
+]
+RECHECK6_VOICES = ["en-gb-x-rp+m5", "en-us-nyc+f5", "en-gb-scotland+f2"]
+RECHECK6_SPEEDS_WPM = (185, 150)
+
 
 @dataclass(frozen=True)
 class Item:
@@ -295,4 +331,17 @@ def recheck5_items() -> list[Item]:
         RECHECK5_DIGITS,
         clauses=RECHECK5_CLAUSES,
         number_questions=RECHECK5_NUMBER_QUESTIONS,
+    )
+
+
+def recheck6_items() -> list[Item]:
+    """The lead's session-6 re-check callers: new sentences, voices and speeds."""
+    return items_for(
+        RECHECK6_VOICES,
+        RECHECK6_SPEEDS_WPM,
+        RECHECK6_QUESTIONS,
+        RECHECK6_PAUSING,
+        RECHECK6_DIGITS,
+        clauses=RECHECK6_CLAUSES,
+        number_questions=RECHECK6_NUMBER_QUESTIONS,
     )

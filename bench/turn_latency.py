@@ -368,6 +368,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         voices, items = cl.RECHECK_VOICES, cl.recheck_items()
     elif args.voices == "recheck5":
         voices, items = cl.RECHECK5_VOICES, cl.recheck5_items()
+    elif args.voices == "recheck6":
+        voices, items = cl.RECHECK6_VOICES, cl.recheck6_items()
     else:
         voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
         items = cl.items_for(voices)
@@ -471,7 +473,9 @@ def main() -> int:
     parser.add_argument("--rates", default="16000,8000")
     parser.add_argument("--detection", default="vad,model")
     parser.add_argument(
-        "--voices", choices=("default", "held-out", "recheck", "recheck5"), default="default"
+        "--voices",
+        choices=("default", "held-out", "recheck", "recheck5", "recheck6"),
+        default="default",
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N items")
     parser.add_argument(
