@@ -358,10 +358,11 @@ class VadSegmenter:
         pause would be dated)."""
         return self._confident_end
 
-    def tail_quiet(self) -> bool:
+    def tail_quiet(self, below: float | None = None) -> bool:
         """Speech goes on by the frames (no pause yet), but the newest audio already reads as
         silence: the VAD's probability of the last ``frame_size`` samples fed, which end
-        between two frames, is below ``end_threshold`` (read without advancing the stream).
+        between two frames, is below ``below`` (default ``end_threshold``; read without
+        advancing the stream).
 
         A frame grid of 32 ms sees the end of speech a frame late; this look sees it as soon
         as the newest samples are quiet (~35 ms sooner on average), for a listener that may
@@ -378,7 +379,7 @@ class VadSegmenter:
         ):
             return False
         assert isinstance(self.vad, PeekingVad)
-        return self.vad.peek(self._recent) < self.end_threshold
+        return self.vad.peek(self._recent) < (self.end_threshold if below is None else below)
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Feed the next chunk (float32 or int16 at the VAD's rate); returns new events."""

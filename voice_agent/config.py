@@ -420,6 +420,15 @@ class VoiceConfig(_Frozen):
         "from asr_threads. 2: 0.74x the decode time of 1 on 2 cores (docs/turn_taking.md)",
     )
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
+    asr_final_text_tokens: int | None = Field(
+        None,
+        ge=256,
+        le=51864,
+        description="the end-of-turn decode chooses among this many of Whisper's text tokens "
+        "(the most frequent; plus number and special tokens), an English-only model's "
+        "decoder is faster by the smaller output layer; None: the whole vocabulary "
+        "(docs/turn_taking.md)",
+    )
     asr_window_s: float = Field(
         10.0,
         gt=0,
@@ -438,6 +447,14 @@ class VoiceConfig(_Frozen):
         description="start the end-of-turn decode as soon as the newest audio reads as "
         "silence (the VAD's look between its 32 ms frames), before the VAD pauses; dropped if "
         "the speech goes on (docs/turn_taking.md)",
+    )
+    asr_tail_quiet_below: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="the tail reads quiet (the end-of-turn decode starts) when the VAD's "
+        "probability of the newest audio is below this; None: the VAD's end threshold "
+        "(vad_threshold - 0.15). Higher starts sooner and voids more decodes (docs/turn_taking.md)",
     )
     tts_voice: str = "en_US-joe-medium"
     tts_prepare_held: bool = Field(

@@ -474,3 +474,174 @@ async def test_the_stock_window_retry_hears_no_words_in_noise_bursts(monkeypatch
         await asr.aclose()
     assert heard == short_window_only
     assert sum(bool(t) for t in heard) <= 1, heard
+
+
+# -- a voided decode stops at its next stage -------------------------------------------
+
+
+class _HeldEncoderWhisper(_SpyWhisper):
+    """The real model, except that the encoder of the first ``hold`` decodes waits until the
+    test releases it; counts the decoder runs."""
+
+    def __init__(self, real, hold: int = 1) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        super().__init__(real)
+        self.hold = hold
+        self.encoding = threading.Event()
+        self.release = threading.Event()
+        self.generated = 0
+
+    def encode(self, features: np.ndarray):  # type: ignore[no-untyped-def]
+        if self.hold > 0:
+            self.hold -= 1
+            self.encoding.set()
+            assert self.release.wait(30), "the test never released the encoder"
+        return super().encode(features)
+
+    def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.generated += 1
+        return super()._decode(*args, **kwargs)
+
+
+async def test_a_decode_voided_during_its_encoder_never_runs_its_decoder(
+    speech_factory, real_whisper
+) -> None:
+    speech = speech_factory("Please cancel my subscription.", 16000, before_s=0.3, after_s=0.1)
+    final_model = _HeldEncoderWhisper(real_whisper)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=real_whisper, final_whisper=final_model)
+    try:
+        asr.push(speech.samples, 16000)
+        asr.speech_paused()  # a dip: the end-of-turn decode starts ...
+        assert await asyncio.to_thread(final_model.encoding.wait, 20)
+        asr.speech_resumed()  # ... and the speech goes on while its encoder runs
+        final_model.release.set()
+        asr.push(np.zeros(1600, np.float32), 16000)
+        asr.speech_paused()  # the real end: its decode is the only one to reach the decoder
+        final = await asr.finalize()
+    finally:
+        final_model.release.set()
+        await asr.aclose()
+    assert (
+        final.speculative and word_error_rate("Please cancel my subscription.", final.text) <= 0.25
+    )
+    assert final_model.generated == 1
+
+
+async def test_a_partial_still_running_at_the_pause_stops_and_partials_go_on_after(
+    speech_factory, real_whisper
+) -> None:
+    speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.1)
+    partial_model = _HeldEncoderWhisper(real_whisper)
+    partials: list[AsrPartial] = []
+    asr = WhisperStreamingAsr(
+        on_partial=partials.append,
+        window_s=10.0,
+        whisper=partial_model,
+        final_whisper=real_whisper,
+        partial_interval_s=1.0,
+    )
+    half = len(speech.samples) // 2
+    try:
+        asr.push(speech.samples[:half], 16000)  # > 1 s: a partial starts and holds
+        assert await asyncio.to_thread(partial_model.encoding.wait, 20)
+        asr.speech_paused()  # the pause's decode takes over: the partial is stale
+        partial_model.release.set()
+        assert await asr.paused_text()
+        asr.speech_resumed()
+        for i in range(half, len(speech.samples), 1600):  # the speech goes on
+            asr.push(speech.samples[i : i + 1600], 16000)
+            await asyncio.sleep(0.05)
+        while asr._partial_task is not None:  # the fresh partial finishes
+            await asyncio.sleep(0.05)
+        final = await asr.finalize()  # no error from the stopped partial
+    finally:
+        partial_model.release.set()
+        await asr.aclose()
+    assert partial_model.generated >= 1  # partials resumed after the pause ...
+    # ... and the held one stopped after its encoder: one encoder run more than decoder runs
+    assert len(partial_model.features) == partial_model.generated + 1
+    assert word_error_rate(SENTENCE, final.text) <= 0.15
+
+
+# -- a smaller vocabulary for the end-of-turn decode -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def restricted_whisper():  # type: ignore[no-untyped-def]
+    from peripherals.asr import load_whisper
+
+    return load_whisper(text_tokens=20000)
+
+
+def test_a_restricted_vocabulary_keeps_bytes_numbers_and_special_tokens(
+    restricted_whisper, real_whisper
+) -> None:
+    from faster_whisper.tokenizer import Tokenizer
+
+    from peripherals.asr import RestrictedWhisper
+
+    assert isinstance(restricted_whisper, RestrictedWhisper)
+    tok = Tokenizer(real_whisper.hf_tokenizer, False, task="transcribe", language=None)
+    kept = set(int(i) for i in restricted_whisper.kept)
+    assert set(range(256)) <= kept  # every byte: any word can still be written
+    assert {tok.eot, tok.sot, tok.no_timestamps, tok.no_speech} <= kept
+    assert 20000 < len(kept) < 26000  # the first 20,000, numbers, specials
+    for number in (" 1500", " 2030", "000"):  # number tokens past the first 20,000 stay
+        ids = tok.encode(number)
+        assert len(ids) == 1 and ids[0] in kept
+    dropped = [i for i in range(20000, 50256) if i not in kept]
+    assert dropped and not restricted_whisper.restricted(dropped)
+    assert restricted_whisper.original(restricted_whisper.restricted([5, 50256])) == [5, 50256]
+    with pytest.raises(ValueError, match="256"):
+        RestrictedWhisper(restricted_whisper_ref(), 100)
+
+
+def restricted_whisper_ref():  # type: ignore[no-untyped-def]
+    from peripherals.models import resolve_asr_model
+
+    return resolve_asr_model(None)
+
+
+async def test_a_restricted_final_decode_hears_what_the_whole_vocabulary_hears(
+    speech_factory, real_whisper, restricted_whisper
+) -> None:
+    # (what piper says, what a right transcript reads)
+    said = [
+        (SENTENCE, SENTENCE),
+        ("My order number is four two seven.", "My order number is 427."),
+        ("Please cancel my subscription.", "Please cancel my subscription."),
+    ]
+    full = WhisperStreamingAsr(window_s=10.0, whisper=real_whisper)
+    fewer = WhisperStreamingAsr(
+        window_s=10.0, whisper=real_whisper, final_whisper=restricted_whisper
+    )
+    try:
+        for text, right in said:
+            speech = speech_factory(text, 16000, before_s=0.3, after_s=0.1)
+            heard = []
+            for asr in (full, fewer):
+                asr.push(speech.samples, 16000)
+                asr.speech_paused()
+                heard.append((await asr.finalize()).text)
+            assert word_error_rate(right, heard[1]) <= 0.15, heard
+            assert word_error_rate(heard[0], heard[1]) <= 0.15, heard
+    finally:
+        await full.aclose()
+        await fewer.aclose()
+
+
+async def test_a_restricted_final_model_leaves_long_utterances_to_the_whole_vocabulary(
+    speech_factory, real_whisper, restricted_whisper
+) -> None:
+    first = speech_factory("Please cancel my subscription.", 16000, before_s=0.3, after_s=0.0)
+    last = speech_factory("My order number is four two seven.", 16000, before_s=0.0, after_s=0.3)
+    gap = np.full(int(30.3 * 16000) - len(first.samples), 1e-3, np.float32)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=real_whisper, final_whisper=restricted_whisper)
+    try:
+        asr.push(np.concatenate([first.samples, gap, last.samples]), 16000)
+        final = await asr.finalize()  # faster-whisper's long-form path: the whole model
+    finally:
+        await asr.aclose()
+    heard = words(final.text)
+    assert "subscription" in heard and "order" in heard

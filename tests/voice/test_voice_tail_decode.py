@@ -69,8 +69,15 @@ class ScriptedPeekVad:
     frame_size = 512
     peek_samples = 576
 
-    def __init__(self, speech_until: int, dips: tuple[int, ...] = (), quiet_after: int = 160):
+    def __init__(
+        self,
+        speech_until: int,
+        dips: tuple[int, ...] = (),
+        quiet_after: int = 160,
+        fading: float = 0.9,
+    ):
         self.speech_until, self.dips, self.quiet_after = speech_until, dips, quiet_after
+        self.fading = fading  # the tail's probability after speech_until, before it is quiet
         self.fed = 0  # frame starts, in samples
         self.tail = 0  # samples fed (set by the test's feeder)
 
@@ -80,7 +87,9 @@ class ScriptedPeekVad:
 
     def peek(self, recent: np.ndarray) -> float:
         quiet = self.tail >= self.speech_until + self.quiet_after or self.tail in self.dips
-        return 0.0 if quiet else 0.9
+        if quiet:
+            return 0.0
+        return self.fading if self.tail >= self.speech_until else 0.9
 
     def reset(self) -> None:
         self.fed = 0
@@ -123,7 +132,12 @@ class RecordingAsr:
         pass
 
 
-async def run_script(vad: ScriptedPeekVad, total: int, tail_decode: bool = True):  # type: ignore[no-untyped-def]
+async def run_script(  # type: ignore[no-untyped-def]
+    vad: ScriptedPeekVad,
+    total: int,
+    tail_decode: bool = True,
+    tail_quiet_below: float | None = None,
+):
     events: list[Event] = []
     asrs: list[RecordingAsr] = []
 
@@ -138,6 +152,7 @@ async def run_script(vad: ScriptedPeekVad, total: int, tail_decode: bool = True)
         sample_rate=RATE,
         preroll_s=0.0,
         tail_decode=tail_decode,
+        tail_quiet_below=tail_quiet_below,
     )
     x = np.zeros(total, dtype=np.float32)
     for c in chunks(x, RATE):
@@ -178,3 +193,19 @@ async def test_without_tail_decode_the_decode_starts_at_the_vad_pause() -> None:
     _, asr, turns = await run_script(vad, 32000, tail_decode=False)
     assert asr.calls[0][0] == "paused" and asr.calls[0][1] >= 16000 + 512
     assert turns[0].tail_decodes == 0
+
+
+@pytest.mark.parametrize(
+    ("below", "starts_at", "tail_decodes"),
+    [(None, 16896 + 64, 0), (0.5, 16000, 1)],  # the grid's pause (frame end + chunk) / the tail
+)
+async def test_the_tail_threshold_sets_how_soon_a_fading_tail_reads_quiet(
+    below: float | None, starts_at: int, tail_decodes: int
+) -> None:
+    # after the speech the tail reads 0.45 for 100 ms, then 0: quiet at once under 0.5; under
+    # the VAD's end threshold (0.35) not before the frame grid pauses
+    vad = ScriptedPeekVad(speech_until=16000, quiet_after=1600, fading=0.45)
+    _, asr, turns = await run_script(vad, 32000, tail_quiet_below=below)
+    first = asr.calls[0]
+    assert first[0] == "paused" and starts_at <= first[1] < starts_at + 320
+    assert (turns[0].tail_decodes, turns[0].tail_decodes_voided) == (tail_decodes, 0)

@@ -59,6 +59,7 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             on_partial=on_partial,
             cpu_threads=cfg.asr_threads,
             final_cpu_threads=cfg.asr_final_threads,
+            final_text_tokens=cfg.asr_final_text_tokens,
             partial_interval_s=cfg.asr_partial_interval_s,
             window_s=cfg.asr_window_s,
             window_pad=cfg.asr_window_pad,
@@ -169,4 +170,5 @@ def build_input(
         else None,
         backchannel_max_s=cfg.backchannel.max_ms / 1000,
         tail_decode=cfg.asr_tail_decode,
+        tail_quiet_below=cfg.asr_tail_quiet_below,
     )

@@ -182,6 +182,7 @@ class VoiceInput:
         backchannels: tuple[str, ...] | None = None,
         backchannel_max_s: float = 0.9,
         tail_decode: bool = False,
+        tail_quiet_below: float | None = None,
         clock: Clock | None = None,
         on_transition: Callable[[TraceRecord], None] | None = None,
     ) -> None:
@@ -213,6 +214,8 @@ class VoiceInput:
         # frame grid pauses (VadSegmenter.tail_quiet); _tail_sample is where that decode's
         # audio ends (stream samples), None when no such decode stands.
         self._tail_decode = tail_decode
+        # The VAD probability under which the tail reads quiet (None: the VAD's end threshold).
+        self._tail_below = tail_quiet_below
         self._tail_sample: int | None = None
         self._preroll = int(preroll_s * self._rate)
         self._clock = clock or MonotonicClock()
@@ -372,7 +375,7 @@ class VoiceInput:
                 if cur is not None:
                     cur.tail_decodes_voided += 1
             return
-        if self._vad.tail_quiet():
+        if self._vad.tail_quiet(self._tail_below):
             self._asr.speech_paused()
             self._tail_sample = self._fed
             if cur is not None:
