@@ -1,6 +1,7 @@
 """Backchannels versus interruptions while the agent talks, from the audio.
 
-    .venv/bin/python bench/backchannels.py [--rate 16000] [--realtime] [--voices default|held-out]
+    .venv/bin/python bench/backchannels.py [--rate 16000] [--realtime]
+        [--voices default|held-out|recheck|recheck5]
         [--json out.json]
 
 Callers in espeak-ng voices (``bench/callers.py``) ask a question; while the
@@ -87,7 +88,11 @@ def breakdown(onset_s: float, utts: list[Any], pauses: list[Any]) -> dict[str, A
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rate = vl.RATE
-    voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
+    voices = {
+        "held-out": cl.HELD_OUT_VOICES,
+        "recheck": cl.RECHECK_VOICES,
+        "recheck5": cl.RECHECK5_VOICES,
+    }.get(args.voices, cl.VOICES)
     kinds = [("backchannel", t) for t in BACKCHANNELS] + [
         ("interruption", t) for t in INTERRUPTIONS
     ]
@@ -187,7 +192,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=int, choices=(16000, 8000), default=16000)
     parser.add_argument("--realtime", action="store_true")
-    parser.add_argument("--voices", choices=("default", "held-out"), default="default")
+    parser.add_argument(
+        "--voices", choices=("default", "held-out", "recheck", "recheck5"), default="default"
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     if not cl.espeak_available():

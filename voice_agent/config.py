@@ -335,6 +335,12 @@ class TurnConfig(_Frozen):
     unpunctuated_evidence: float = Field(
         -1.0, ge=-10, le=10, description="a transcript with no end punctuation"
     )
+    complete_evidence: float = Field(
+        0.5,
+        ge=-10,
+        le=10,
+        description="no end punctuation or a trailing '...', but the words are a whole clause",
+    )
     unfinished_evidence: float = Field(
         -2.0, ge=-10, le=10, description="cut mid-clause, a floor-holding phrase, digits read"
     )

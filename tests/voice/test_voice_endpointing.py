@@ -114,7 +114,27 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("My order number is 4 2 7?", "number"),
         ("The code is 338?", "number"),
         ("I ordered shoes.", "statement"),
-        ("I ordered shoes", "none"),  # no end punctuation
+        # no end punctuation (Whisper tiny drops it on voices and lines it hears badly):
+        # the words decide whether it is a whole clause
+        ("I ordered shoes", "complete"),
+        ("I think somebody else used my account", "complete"),
+        ("I forgot my password and cannot login...", "complete"),  # "..." after a clause
+        ("There's no fee for cancelling my subscription", "complete"),
+        ("I would like to change", "none"),  # a wish whose object is still to come
+        ("Right, so yesterday", "none"),  # no verb: a fragment
+        ("Thank you", "none"),  # too short to tell
+        ("If I return the boots...", "unfinished"),  # a subordinate clause alone
+        ("If I return the boots", "none"),
+        ("I wonder if you...", "unfinished"),  # the "if" clause has no verb yet
+        ("I'll call back if it breaks", "complete"),
+        ("My phone is very...", "unfinished"),
+        ("The thing I wanted to ask was...", "unfinished"),
+        ("Can you tell me when the store opens tomorrow...", "question_form"),
+        ("Have the refunds gone from order 3,320", "question_form"),
+        # a number after a thing that has one names it; after "is" it is being read out
+        ("The refund has gone from order 3,320.", "statement"),
+        ("I'm calling about account 8190", "complete"),
+        ("The order is 4 4", "number"),
         # a lone digit word far from its lead word is a word, not a number being read
         ("The email on the account is my work one.", "statement"),
         ("My account number is one", "number"),
@@ -208,6 +228,20 @@ def test_rules_that_contradict_themselves_are_refused():
         ("Yeah, but what about my refund?", False),
         ("No.", False),
         ("", False),
+        # Whisper's near-homophones of a backchannel said over the agent (held-out voices)
+        ("Uh-oh.", True),
+        ("Guard it.", True),
+        ("Yap.", True),
+        # ... but not words that ask for the floor, nor other short words
+        ("Cut it.", False),
+        ("Huh?", False),
+        ("Wait.", False),
+        ("What?", False),
+        ("Hold it.", False),
+        ("Not yet.", False),
+        ("Go on.", False),
+        ("I", False),
+        ("Got it, but what about my refund?", False),
     ],
 )
 def test_backchannels_are_told_from_interruptions(text, backchannel):

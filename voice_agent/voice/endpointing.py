@@ -36,6 +36,7 @@ _CONTINUATION_WORDS = frozenset(
     to of for with from at by in on into about my your our their his her its this these
     those is are was were be been am um uh er like i'm i'd i'll we're you're it's
     whether although though since until unless through without between within onto upon
+    he she we they very
     """.split()
 )
 _OPEN_PUNCTUATION = (",", ";", ":", "-", "–", "—", "...", "…")
@@ -43,9 +44,15 @@ _WORD = re.compile(r"[a-z']+")
 _TOKEN = re.compile(r"\d+|[a-z']+")
 _DIGIT_WORDS = frozenset("zero oh one two three four five six seven eight nine double".split())
 # Words that announce a number being read out ("my order number is", "the code is").
-_NUMBER_LEADS = frozenset(
-    "number numbers code zip postcode phone account card pin id digits reference order".split()
+_NUMBER_LEADS = frozenset("number numbers code zip postcode phone pin id digits reference".split())
+# Things that have a number: "order 3326", "account 8190" name the thing (a reference in a
+# finished sentence: "The refund has gone from order 3,320"); the number is being read
+# out only when a copula stands in front of it too ("It is order 399 ...",
+# "The order is 44 ...").
+_NUMBERED_THINGS = frozenset(
+    "order orders account card booking invoice ticket parcel package reservation".split()
 )
+_COPULAS = frozenset("is are was were be 's am".split())
 # Words a question opens with ("Can you ...", "Where's ...", "Is there ..."): a "?" after
 # such an opening ends a whole question even when its last words are digits.
 _QUESTION_OPENERS = frozenset(
@@ -134,7 +141,15 @@ DEFAULT_BACKCHANNELS = (
 )
 
 TurnCue = Literal[
-    "unfinished", "holding", "number", "question", "question_form", "rising", "statement", "none"
+    "unfinished",
+    "holding",
+    "number",
+    "question",
+    "question_form",
+    "rising",
+    "statement",
+    "complete",
+    "none",
 ]
 PitchCue = Literal["rise", "fall", "none"]
 DecisionReason = Literal[
@@ -196,7 +211,11 @@ def reading_number(text: str) -> bool:
     # one digit *word* ("... my work one") is a number only right after its lead word
     lookback = _NUMBER_LOOKBACK if run > 1 or tokens[-1].isdigit() else _WORD_NUMBER_LOOKBACK
     before = tokens[: len(tokens) - run][-lookback:]
-    return any(t in _NUMBER_LEADS for t in before)
+    if any(t in _NUMBER_LEADS for t in before):
+        return True
+    # "order 3326" names an order; "it is order 399" / "the order is 44" reads one out
+    things = [i for i, t in enumerate(before) if t in _NUMBERED_THINGS]
+    return bool(things) and any(t in _COPULAS or t.endswith("'s") for t in before)
 
 
 def _last_sentence(text: str) -> str:
@@ -268,6 +287,86 @@ def question_form(text: str) -> bool:
     return len(words) >= 3 and _question_form(words)
 
 
+# Finite verbs a clause may carry without an auxiliary or an "-ed": the commonest English
+# verbs in their present and irregular past forms (a clause with none of these, no
+# auxiliary, no contraction and no "-ed" word is a fragment: "Right, so yesterday").
+_FINITE_VERBS = frozenset(
+    """
+    have has had do does did get gets got go goes went come comes came want wants need needs
+    like likes know knows knew think thinks thought see sees saw say says said make makes made
+    take takes took give gives gave find finds found tell tells told pay pays paid buy buys
+    bought send sends sent leave leaves left lose loses lost break breaks broke keep keeps kept
+    put puts let lets mean means meant seem seems feel feels felt look looks hope hopes wonder
+    wonders live lives work works use uses try tries call calls ring rings rang rung hear hears
+    heard cost costs owe owes show shows showed shown forgot forget forgets wrote write writes
+    read reads run runs ran sit sits sat stand stands stood bring brings brought begin begins
+    began hold holds held mind minds help helps arrive arrives change changes charge charges
+    cancel cancels order orders return returns receive receives happen happens stop stops
+    move moves open opens close closes ship ships deliver delivers miss misses expect expects
+    understand understands understood
+    """.split()
+)
+_SUBJECTS = frozenset(
+    "i you we they he she it someone somebody nobody everyone everybody anyone anybody".split()
+)
+# Openers of a subordinate clause: "If I return the boots" needs its main clause.
+_SUBORDINATORS = frozenset(
+    "if when because although though unless since while whether before after once as".split()
+)
+# "I would like to change": a verb of wanting, "to" and a bare verb, then nothing (its
+# object is still to come).
+_WANTING = frozenset(
+    "like want wants wanted need needs needed trying try tries hoping hope going able wish".split()
+)
+_TRAILING_ELLIPSIS = ("...", "…")
+
+
+def _finite(words: list[str]) -> bool:
+    """Some word of ``words`` is a finite verb: an auxiliary, a contraction ("I'm", "it's",
+    "don't"), a past "-ed", a common verb after a subject pronoun, or a common verb."""
+    for i, w in enumerate(words):
+        if w in _AUXILIARIES or w in _COPULAS or w in _FINITE_VERBS:
+            return True
+        if "'" in w and w.split("'", 1)[1] in ("s", "m", "re", "ve", "d", "ll", "t"):
+            return True
+        if len(w) >= 5 and w.endswith("ed"):
+            return True
+        if w in _SUBJECTS and i + 1 < len(words) and words[i + 1] not in _CONTINUATION_WORDS:
+            return True
+    return False
+
+
+def complete_by_words(text: str) -> bool:
+    """True when the last sentence of ``text`` reads as a whole clause by its words alone,
+    whatever its punctuation: Whisper tiny leaves the full stop off a finished sentence or
+    writes "..." after it on voices and lines it hears badly ("I think somebody else used
+    my account", "I forgot my password and cannot login...").
+
+    Whole: at least three words, a finite verb (:func:`_finite`), a last word after which a
+    sentence can end (not "and", "the", "my", "is", "very": :data:`_CONTINUATION_WORDS`), not
+    only a subordinate clause ("If I return the boots"), not a wish whose object is still
+    to come ("I would like to change"), not a floor-holding phrase."""
+    sentence = _last_sentence(text).rstrip().rstrip("\"')").rstrip(".…!?").rstrip()
+    if not sentence or sentence.endswith(_OPEN_PUNCTUATION):
+        return False
+    tokens = _TOKEN.findall(sentence.lower())
+    if len(tokens) < 3 or tokens[-1] in _CONTINUATION_WORDS or tokens[-1] in _NEVER_FINAL:
+        return False
+    if len(tokens) >= 3 and tokens[-2] == "to" and tokens[-3] in _WANTING:
+        return False
+    clauses = [c for c in _CLAUSE_BREAK.split(sentence) if _clause_words(c)]
+    first = _clause_words(clauses[0]) if clauses else []
+    if len(clauses) <= 1 and first and first[0] in _SUBORDINATORS:
+        return False
+    # the last subordinate clause needs its own verb: "I wonder if you" is cut short
+    subordinate = [i for i, t in enumerate(tokens) if t in _SUBORDINATORS]
+    if subordinate and not _finite(tokens[subordinate[-1] + 1 :]):
+        return False
+    if holding_the_floor(sentence):
+        return False
+    return _finite(tokens)
+
+
 def transcript_cue(text: str | None) -> TurnCue:
     """What the early transcript says about the turn.
 
@@ -289,6 +388,9 @@ def transcript_cue(text: str | None) -> TurnCue:
         if question_form(text) and not _CLAUSE_BREAK.search(_last_sentence(text)):
             return "question_form"
         return "number"
+    if stripped.endswith(_TRAILING_ELLIPSIS) and complete_by_words(text):
+        # "..." after a whole clause: Whisper's trailing dots on a sentence it heard end
+        return "question_form" if question_form(text) else "complete"
     if likely_unfinished(text):
         return "unfinished"
     if holding_the_floor(text):
@@ -299,11 +401,56 @@ def transcript_cue(text: str | None) -> TurnCue:
         return "question_form"
     if stripped.endswith((".", "!")):
         return "statement"
-    return "none"
+    return "complete" if complete_by_words(text) else "none"
+
+
+# Words that ask for the floor: speech over the agent with one of these is never taken for
+# listener feedback, however it sounds.
+_FLOOR_WORDS = frozenset(
+    """
+    stop wait no not hold hang sorry excuse pardon what hey actually but cancel repeat again
+    wrong listen question help agent human person operator why how who where when huh eh i
+    hello
+    """.split()
+)
+_SOUND_MAX_WORDS = 3  # a sound-alike match is tried on this many words at most
+_VOWELS = frozenset("aeiouy")
+
+
+def sound_key(text: str) -> str:
+    """A coarse phonetic key of ``text``, for telling what a short, badly heard utterance
+    sounds like: Whisper tiny writes a backchannel it hears badly as a near-homophone
+    ("Uh huh" as "Uh-oh", "Got it" as "Guard it"). Spelling variants and sounds that
+    telephone audio and accents blur collapse: every vowel run is one vowel mark, "h"
+    and a non-rhotic "r" after a vowel are dropped, "d" is "t" (an American flap),
+    "ck"/"c"/"q" are "k", "ph" is "f", "z" is "s", "x" is "ks", "b" is "p", "v" is "f",
+    and repeated marks are one."""
+    letters = "".join(_WORD.findall(text.lower().replace("-", " "))).replace("'", "")
+    for a, b in (("ph", "f"), ("ck", "k"), ("gh", ""), ("x", "ks"), ("q", "k")):
+        letters = letters.replace(a, b)
+    out: list[str] = []
+    for i, ch in enumerate(letters):
+        if ch == "h":
+            continue
+        if ch == "r" and i > 0 and letters[i - 1] in _VOWELS:
+            continue  # non-rhotic: "guard" sounds like "god"
+        if ch in _VOWELS and not (ch == "y" and (i == 0 or letters[i - 1] in _VOWELS)):
+            mark = "V"
+        else:
+            mark = {"c": "k", "z": "s", "d": "t", "b": "p", "v": "f", "y": "y"}.get(ch, ch)
+        if not out or out[-1] != mark:
+            out.append(mark)
+    return "".join(out)
 
 
 def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -> bool:
-    """True when ``text`` is only listener feedback ("mhm", "yeah, right", "okay.")."""
+    """True when ``text`` is only listener feedback ("mhm", "yeah, right", "okay.").
+
+    Also when a short text (up to three words, none that asks for the floor: "stop",
+    "wait", "no", "sorry", "what", ...) *sounds like* one of ``phrases``
+    (:func:`sound_key`): the early transcript of a backchannel said over the agent is
+    Whisper's guess at a word or two, and on unfamiliar voices it guesses a near-homophone
+    ("Uh-oh.", "Guard it.")."""
     plain = " ".join(_WORD.findall(text.lower().replace("-", " ")))
     if not plain:
         return False
@@ -311,7 +458,12 @@ def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -
         return True
     # A few backchannels in a row ("yeah, okay", "right. mhm.") are still one.
     words = plain.split()
-    return len(words) <= 4 and all(w in phrases for w in words)
+    if len(words) <= 4 and all(w in phrases for w in words):
+        return True
+    if len(words) > _SOUND_MAX_WORDS or any(w.strip("'") in _FLOOR_WORDS for w in words):
+        return False
+    key = sound_key(plain)
+    return bool(key) and any(sound_key(p) == key for p in phrases)
 
 
 @dataclass(frozen=True)
@@ -352,6 +504,10 @@ class EndpointingRules:
     rising_evidence: float = 1.0  # a "?" on a statement
     # no end punctuation: Whisper leaves the full stop off where the audio broke off
     unpunctuated_evidence: float = -1.0
+    # no end punctuation (or a trailing "..."), but the words are a whole clause
+    # (complete_by_words): Whisper tiny drops the full stop of finished sentences on voices
+    # and lines it hears badly
+    complete_evidence: float = 0.5
     # cut mid-clause, a floor-holding phrase, a number being read (each also has its floor)
     unfinished_evidence: float = -2.0
     # The pitch: a rise over the last 200 ms of voicing (st/s) on a statement is the
@@ -455,6 +611,7 @@ def decide(
         "question_form": rules.question_form_evidence,
         "statement": rules.statement_evidence,
         "rising": rules.rising_evidence,
+        "complete": rules.complete_evidence,
         "none": rules.unpunctuated_evidence if text and text.strip() else 0.0,
         "unfinished": rules.unfinished_evidence,
         "holding": rules.unfinished_evidence,
@@ -465,7 +622,7 @@ def decide(
     # Whisper missed rises too), so a rise counts against a full stop only.
     if pitch == "rise" and cue == "statement":
         evidence += rules.rise_evidence
-    elif pitch == "fall" and cue in ("statement", "none"):
+    elif pitch == "fall" and cue in ("statement", "complete", "none"):
         evidence += rules.fall_evidence
     neutral = rules.neutral_silence_s if probability is not None else rules.no_model_silence_s
     c = rules.confident_evidence
