@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from peripherals.audio import ModelNotInstalledError, PeripheralError, rms_dbfs, to_float32
+from peripherals.log_mel import LogMelStream, log_mel
 from peripherals.models import ModelRef, resolve_asr_model
 from peripherals.resample import Resampler
 from peripherals.stable_prefix import StablePrefix
@@ -448,6 +449,10 @@ class WhisperStreamingAsr:
         self._speculative: asyncio.Task[_Decoded] | None = None
         self._speculative_void = threading.Event()
         self._speculative_length = 0
+        # The utterance's log-mel frames, computed as its audio arrives (a model without a
+        # feature extractor, a test's stand-in, has none).
+        extractor = getattr(self._final_model, "feature_extractor", None)
+        self._mel = LogMelStream(extractor.mel_filters) if extractor is not None else None
 
     # -- feeding -------------------------------------------------------------
 
@@ -464,6 +469,8 @@ class WhisperStreamingAsr:
         self._chunks.append(x)
         self._length += len(x)
         self._since_partial += len(x)
+        if self._mel is not None:
+            self._mel.push(x)
         busy = self._partial_task is not None or self._speculative is not None
         allowed = self._partials_allowed is None or self._partials_allowed()
         if (
@@ -543,6 +550,8 @@ class WhisperStreamingAsr:
                 if len(tail):
                     self._chunks.append(tail)
                     self._length += len(tail)
+                    if self._mel is not None:
+                        self._mel.push(tail)
             decoded = await self._decode(self._audio(), self._final_beam)
             return AsrFinal(
                 decoded.text, self._length / ASR_RATE, decoded.decode_s, speculative=False
@@ -615,8 +624,9 @@ class WhisperStreamingAsr:
     ) -> _Decoded:
         loop = asyncio.get_running_loop()
         executor = self._final_executor if final else self._executor
+        cached = self._mel.snapshot() if self._mel is not None else None
         return await loop.run_in_executor(
-            executor, self._decode_blocking, audio, beam_size, final, void
+            executor, self._decode_blocking, audio, beam_size, final, void, cached
         )
 
     def _decode_blocking(
@@ -625,9 +635,11 @@ class WhisperStreamingAsr:
         beam_size: int,
         final: bool = True,
         void: threading.Event | None = None,
+        cached: tuple[list[np.ndarray], int] | None = None,
     ) -> _Decoded:
         """One decode in a worker thread; raises ``DecodeVoided`` at a stage boundary once
-        ``void`` is set (the asyncio side no longer waits for it)."""
+        ``void`` is set (the asyncio side no longer waits for it). ``cached``: the log-mel
+        frames of the utterance computed as it arrived (``LogMelStream.snapshot``)."""
         stop = void.is_set if void is not None else None
         if stop is not None and stop():
             raise DecodeVoided
@@ -645,7 +657,9 @@ class WhisperStreamingAsr:
                 )
             frames = max(self._window_s, audio_s + WINDOW_TAIL_S) * MEL_FRAMES_PER_S
             segments = [
-                window.decode(audio, int(np.ceil(frames)), beam_size, max_tokens(audio_s), stop)
+                window.decode(
+                    audio, int(np.ceil(frames)), beam_size, max_tokens(audio_s), stop, cached
+                )
             ]
             if final and audio_s <= STOCK_RETRY_MAX_S and segments[0].text and not _kept(segments):
                 segments = [self._stock_decode(model, audio, beam_size, audio_s, stop)]
@@ -731,7 +745,11 @@ def _max_length(tokens: int, prompt: int, limit: int) -> int:
 
 
 def window_features(
-    extractor: Any, audio: np.ndarray, frames: int, pad: WindowPad = DEFAULT_WINDOW_PAD
+    extractor: Any,
+    audio: np.ndarray,
+    frames: int,
+    pad: WindowPad = DEFAULT_WINDOW_PAD,
+    cached: tuple[list[np.ndarray], int] | None = None,
 ) -> np.ndarray:
     """Whisper's log-mel features of ``audio`` in a window of ``frames`` frames.
 
@@ -740,13 +758,16 @@ def window_features(
     audio's end are computed, the rest is the constant a silent frame takes after Whisper's
     normalisation (``max(-10, M - 8)``, shifted and scaled, with ``M`` the loudest value).
     ``pad="zeros"`` fills with zero-valued features. Audio longer than the window is cut.
+    ``cached``: a ``LogMelStream`` snapshot of this audio's stream; its frames are reused
+    (only those that straddle the audio's end are computed).
     """
+    filters = extractor.mel_filters
     if pad == "silence":
-        features = extractor(np.concatenate([audio, np.zeros(N_FFT, dtype=np.float32)]))
+        features = log_mel(audio, cached, filters, trailing_zeros=N_FFT)
         # (log10 value + 4) / 4 after the clip at max - 8; a silent frame's log10 value is -10
         fill = max(-1.5, float(features.max()) - 2.0)
     else:
-        features = extractor(audio)
+        features = log_mel(audio, cached, filters)
         fill = 0.0
     out = np.full((features.shape[0], frames), fill, dtype=np.float32)
     used = min(frames, features.shape[1])
@@ -799,12 +820,14 @@ class _Window:
         beam_size: int,
         max_tokens: int | None = None,
         stop: Callable[[], bool] | None = None,
+        cached: tuple[list[np.ndarray], int] | None = None,
     ) -> _Segment:
         """Decode ``audio`` in a window of ``frames``; raises ``DecodeVoided`` between the
-        stages (features, encoder, decoder) once ``stop()`` is true."""
+        stages (features, encoder, decoder) once ``stop()`` is true. ``cached``: the log-mel
+        frames of the audio's stream computed so far (``LogMelStream.snapshot``)."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        features = window_features(self._model.feature_extractor, audio, frames, self._pad)
+        features = window_features(self._model.feature_extractor, audio, frames, self._pad, cached)
         if stop is not None and stop():
             raise DecodeVoided
         encoded = self._model.encode(features)

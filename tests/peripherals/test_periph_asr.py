@@ -307,14 +307,17 @@ def real_whisper():  # type: ignore[no-untyped-def]
     return load_whisper()
 
 
+@pytest.mark.parametrize("piece", [0, 320])  # at once / in 20 ms pieces (frames made as it came)
 async def test_the_window_after_an_utterance_reads_as_the_silence_whisper_was_trained_on(
-    speech_factory, real_whisper
+    speech_factory, real_whisper, piece: int
 ) -> None:
     speech = speech_factory(SENTENCE, 16000, before_s=0.3, after_s=0.1)
     spy = _SpyWhisper(real_whisper)
     asr = WhisperStreamingAsr(window_s=10.0, whisper=spy)
     try:
-        asr.push(speech.samples, 16000)
+        step = piece or len(speech.samples)
+        for i in range(0, len(speech.samples), step):
+            asr.push(speech.samples[i : i + step], 16000)
         final = await asr.finalize()
     finally:
         await asr.aclose()
