@@ -12,8 +12,7 @@ and with the stock 30 s window. Reports WER per rate and the decode-time ratio
 (short / stock: a ratio survives the machine's load; absolute times do not).
 ``--pad`` / ``--baseline-pad`` choose what fills each window after the utterance
 (``silence``: the log-mel of digital silence, the default; ``zeros``: zero features,
-faster-whisper's padding); ``--text-tokens N`` restricts the short variant's vocabulary
-(``peripherals.asr.RestrictedWhisper``: same window, fewer tokens to score); ``--voices recheck`` / ``recheck5`` use session 4's / session 5's re-check callers.
+faster-whisper's padding); ``--voices recheck`` / ``recheck5`` use session 4's / session 5's re-check callers.
 """
 
 from __future__ import annotations
@@ -31,12 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import callers as cl  # noqa: E402
 from turn_latency import normalise  # noqa: E402
 
-from peripherals.asr import (  # noqa: E402
-    DEFAULT_WINDOW_PAD,
-    FULL_WINDOW_S,
-    WhisperStreamingAsr,
-    load_whisper,
-)
+from peripherals.asr import DEFAULT_WINDOW_PAD, FULL_WINDOW_S, WhisperStreamingAsr  # noqa: E402
 from peripherals.resample import resample  # noqa: E402
 from peripherals.wer import word_error_rate  # noqa: E402
 
@@ -59,13 +53,6 @@ def main() -> int:
     )
     parser.add_argument("--pad", choices=("silence", "zeros"), default=DEFAULT_WINDOW_PAD)
     parser.add_argument("--baseline-pad", choices=("silence", "zeros"), default=DEFAULT_WINDOW_PAD)
-    parser.add_argument(
-        "--text-tokens",
-        type=int,
-        default=None,
-        help="the short variant's decoder chooses among this many text tokens (plus number "
-        "and special tokens; RestrictedWhisper); compare with --window-s equal to the baseline's",
-    )
     parser.add_argument("--json")
     args = parser.parse_args()
     if not cl.espeak_available():
@@ -79,14 +66,7 @@ def main() -> int:
         "recheck5": cl.RECHECK5_VOICES,
     }[args.voices]
     stock = WhisperStreamingAsr(window_s=args.baseline_window_s, window_pad=args.baseline_pad)
-    short = WhisperStreamingAsr(
-        window_s=args.window_s,
-        whisper=stock._model,
-        final_whisper=None
-        if args.text_tokens is None
-        else load_whisper(None, 1, text_tokens=args.text_tokens),
-        window_pad=args.pad,
-    )
+    short = WhisperStreamingAsr(window_s=args.window_s, whisper=stock._model, window_pad=args.pad)
     stock._decode_blocking(np.zeros(RATE, np.float32) + 0.01, 1)  # warm-up
     out: dict[str, dict[str, list[float]]] = {
         f"{rate}": {"wer_stock": [], "wer_short": [], "s_stock": [], "s_short": []}
@@ -125,7 +105,6 @@ def main() -> int:
         "baseline_window_s": args.baseline_window_s,
         "pad": args.pad,
         "baseline_pad": args.baseline_pad,
-        "text_tokens": args.text_tokens,
         "voices": voices,
         **{
             rate: {

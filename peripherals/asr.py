@@ -9,16 +9,12 @@ can start speculatively when the VAD suspects the end of speech.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import re
-import struct
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -92,18 +88,6 @@ MAX_TOKENS_PER_S = 12.0
 # dropped as the full-length loop was (its first 50 tokens pass the compression rule: "6, 1, 4,
 # 4, 3, 4, 3, 4, ..."), so the budget changes the time a loop costs, not the transcript.
 RUNAWAY_MARGIN_TOKENS = 4
-
-
-# The decoder scores Whisper's whole vocabulary once per token it produces: the output
-# projection is the token embedding (51,864 x 384 weights for the English models) and, with
-# the softmax over its logits, about half of a short question's decoder time here. The
-# end-of-turn decode may choose among the first FINAL_TEXT_TOKENS text tokens only (GPT-2's
-# byte-pair merges are numbered in the order they were learnt, most frequent first; every
-# byte is a token, so any word can still be written), plus every token made of digits and
-# number punctuation and every special token (see ``RestrictedWhisper``). Measured in
-# bench/asr_window.py --final-text-tokens (docs/turn_taking.md). None: the whole vocabulary.
-DEFAULT_FINAL_TEXT_TOKENS: int | None = None
-_NUMBER_TOKEN = re.compile(r"\u0120?[0-9][0-9.,:%]*")  # "\u0120" is GPT-2's leading-space mark
 
 
 class AsrError(PeripheralError):
@@ -183,13 +167,8 @@ async def _cancel_and_wait(task: asyncio.Task[object] | None) -> None:
     await asyncio.wait([task])
 
 
-def load_whisper(
-    model: str | ModelRef | None = None, cpu_threads: int = 1, text_tokens: int | None = None
-) -> Any:
-    """Load a faster-whisper model (CPU, int8) once; ``WhisperStreamingAsr(whisper=...)`` shares it.
-
-    With ``text_tokens`` the decoder chooses among fewer tokens (``RestrictedWhisper``; an
-    English-only model's end-of-turn decodes, see ``DEFAULT_FINAL_TEXT_TOKENS``)."""
+def load_whisper(model: str | ModelRef | None = None, cpu_threads: int = 1) -> Any:
+    """Load a faster-whisper model (CPU, int8) once; ``WhisperStreamingAsr(whisper=...)`` shares it."""
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
@@ -197,147 +176,9 @@ def load_whisper(
             "WhisperStreamingAsr needs faster-whisper: pip install 'faster-whisper>=1.1,<2'"
         ) from exc
     ref = model if isinstance(model, ModelRef) else resolve_asr_model(model)
-    if text_tokens is not None:
-        return RestrictedWhisper(ref, text_tokens, cpu_threads)
     return WhisperModel(
         ref.location, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
     )
-
-
-def _read(f: io.BytesIO, fmt: str) -> tuple[Any, ...]:
-    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))
-
-
-def _read_name(f: io.BytesIO) -> str:
-    (n,) = _read(f, "H")
-    return f.read(n)[:-1].decode("utf-8")
-
-
-def _write_name(out: io.BytesIO, name: str) -> None:
-    raw = name.encode("utf-8")
-    out.write(struct.pack("H", len(raw) + 1) + raw + b"\0")
-
-
-_CT2_BINARY_VERSIONS = (5, 6)  # CTranslate2 model.bin layouts this reader knows
-
-
-def restricted_model_files(location: str | Path, kept: np.ndarray) -> dict[str, bytes]:
-    """A CTranslate2 Whisper model's files (model.bin, vocabulary.txt, config.json,
-    tokenizer.json) with only the ``kept`` token ids (ascending) in its vocabulary: the
-    rows of the token embedding / output projection, the vocabulary's lines and the config's
-    token lists, renumbered in order. Everything else is copied byte for byte."""
-    root = Path(location)
-    vocab = (root / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
-    if vocab and vocab[-1] == "":
-        vocab.pop()
-    size = len(vocab)
-    src = io.BytesIO((root / "model.bin").read_bytes())
-    out = io.BytesIO()
-    (version,) = _read(src, "I")
-    if version not in _CT2_BINARY_VERSIONS:
-        raise AsrError(f"unknown CTranslate2 model.bin version {version} in {root}")
-    name = _read_name(src)
-    revision, count = _read(src, "II")
-    out.write(struct.pack("I", version))
-    _write_name(out, name)
-    out.write(struct.pack("II", revision, count))
-    sliced = 0
-    for _ in range(count):
-        var = _read_name(src)
-        (rank,) = _read(src, "B")
-        dims = list(_read(src, "I" * rank))
-        (dtype,) = _read(src, "B")
-        (nbytes,) = _read(src, "I")
-        data = src.read(nbytes)
-        if var.startswith(("decoder/embeddings/weight", "decoder/projection/")) and dims[:1] == [
-            size
-        ]:
-            rows = np.frombuffer(data, dtype=np.uint8).reshape(size, -1)
-            data = rows[kept].tobytes()
-            dims[0] = len(kept)
-            nbytes = len(data)
-            sliced += 1
-        _write_name(out, var)
-        out.write(struct.pack("B", rank) + struct.pack("I" * rank, *dims))
-        out.write(struct.pack("B", dtype) + struct.pack("I", nbytes) + data)
-    if not sliced:
-        raise AsrError(f"no token embedding of {size} rows in {root}/model.bin")
-    out.write(src.read())  # the aliases (the projection is the embedding)
-    new_id = {int(old): new for new, old in enumerate(kept)}
-    config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    for key in ("suppress_ids", "suppress_ids_begin", "lang_ids"):
-        if key in config:
-            config[key] = [new_id[i] for i in config[key] if i in new_id]
-    return {
-        "model.bin": out.getvalue(),
-        "vocabulary.txt": ("\n".join(vocab[i] for i in kept) + "\n").encode("utf-8"),
-        "config.json": json.dumps(config).encode("utf-8"),
-        "tokenizer.json": (root / "tokenizer.json").read_bytes(),
-    }
-
-
-class RestrictedWhisper:
-    """An English-only faster-whisper model whose decoder chooses among fewer tokens.
-
-    Kept: the first ``text_tokens`` token ids (the most frequent byte-pair merges, the 256
-    bytes among them, so every word stays writable), every token of digits and number
-    punctuation ("\u0120427", ",000"), and every special token (end of text, the task and
-    timestamp tokens). Built in memory from the installed model (nothing is written); its
-    decodes take the ids in its own numbering, which :class:`_Window` translates with
-    :meth:`restricted` / :meth:`original`. It has no ``transcribe``: a caller needing
-    faster-whisper's long-form path uses the full model.
-    """
-
-    def __init__(self, ref: ModelRef, text_tokens: int, cpu_threads: int = 1) -> None:
-        from faster_whisper import WhisperModel
-
-        root = Path(ref.location)
-        vocab = (root / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
-        if vocab and vocab[-1] == "":
-            vocab.pop()
-        if "<|en|>" in vocab and len(vocab) >= 51865:
-            raise ValueError("a restricted vocabulary needs an English-only Whisper model")
-        eot = vocab.index("<|endoftext|>")
-        if not 256 <= text_tokens:
-            raise ValueError(f"text_tokens must keep at least the 256 byte tokens: {text_tokens}")
-        numbers = [i for i in range(text_tokens, eot) if _NUMBER_TOKEN.fullmatch(vocab[i])]
-        self.kept = np.array(
-            [*range(min(text_tokens, eot)), *numbers, *range(eot, len(vocab))], dtype=np.int64
-        )
-        self.text_tokens = text_tokens
-        self._new_id = {int(old): new for new, old in enumerate(self.kept)}
-        files = restricted_model_files(root, self.kept)
-        self._model = WhisperModel(
-            f"{ref.location}#text_tokens={text_tokens}",
-            device="cpu",
-            compute_type="int8",
-            cpu_threads=cpu_threads,
-            num_workers=1,
-            files=files,
-        )
-        self.model = self._model.model  # the CTranslate2 model, in the restricted numbering
-        self.hf_tokenizer = self._model.hf_tokenizer  # the full numbering
-        self.feature_extractor = self._model.feature_extractor
-        self.max_length = self._model.max_length
-
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self.kept)
-
-    def encode(self, features: np.ndarray) -> Any:
-        return self._model.encode(features)
-
-    def get_prompt(self, tokenizer: Any, previous: list[int], **kwargs: Any) -> list[int]:
-        """faster-whisper's prompt, in the full numbering."""
-        return list(self._model.get_prompt(tokenizer, previous, **kwargs))
-
-    def restricted(self, ids: list[int]) -> list[int]:
-        """Full-numbering ids in this model's numbering; ids it does not keep are left out."""
-        return [self._new_id[i] for i in ids if i in self._new_id]
-
-    def original(self, ids: list[int]) -> list[int]:
-        """This model's ids in the full numbering."""
-        return [int(self.kept[i]) for i in ids]
 
 
 class WhisperStreamingAsr:
@@ -370,10 +211,6 @@ class WhisperStreamingAsr:
     final decode takes ~0.3x the time (see ``DEFAULT_WINDOW_S``). Utterances
     longer than 30 s - ``WINDOW_TAIL_S`` go through faster-whisper's own
     30 s chunking.
-
-    ``final_text_tokens`` (when this object loads its models) restricts the end-of-turn
-    decodes' vocabulary (``RestrictedWhisper``; see ``DEFAULT_FINAL_TEXT_TOKENS``); a shared
-    ``final_whisper`` may be one already (``load_whisper(..., text_tokens=...)``).
     """
 
     def __init__(
@@ -394,7 +231,6 @@ class WhisperStreamingAsr:
         partials_allowed: Callable[[], bool] | None = None,
         window_s: float = DEFAULT_WINDOW_S,
         window_pad: WindowPad = DEFAULT_WINDOW_PAD,
-        final_text_tokens: int | None = DEFAULT_FINAL_TEXT_TOKENS,
     ) -> None:
         if window_pad not in ("silence", "zeros"):
             raise ValueError(f"window_pad must be 'silence' or 'zeros', got {window_pad!r}")
@@ -405,15 +241,12 @@ class WhisperStreamingAsr:
         self._model = whisper if whisper is not None else load_whisper(ref, cpu_threads)
         # The end-of-turn decodes may run on another copy of the model with more threads:
         # the caller waits on them, and nothing else decodes at that moment.
-        # With final_text_tokens that copy's decoder chooses among fewer tokens (RestrictedWhisper).
         if (
             final_whisper is None
             and whisper is None
-            and (final_cpu_threads not in (None, cpu_threads) or final_text_tokens is not None)
+            and final_cpu_threads not in (None, cpu_threads)
         ):
-            final_whisper = load_whisper(
-                ref, final_cpu_threads or cpu_threads, text_tokens=final_text_tokens
-            )
+            final_whisper = load_whisper(ref, final_cpu_threads or cpu_threads)
         self._final_model = final_whisper if final_whisper is not None else self._model
         self._on_partial = on_partial
         self._language = language
@@ -664,8 +497,6 @@ class WhisperStreamingAsr:
             if final and audio_s <= STOCK_RETRY_MAX_S and segments[0].text and not _kept(segments):
                 segments = [self._stock_decode(model, audio, beam_size, audio_s, stop)]
         else:
-            if isinstance(model, RestrictedWhisper):
-                model = self._model  # faster-whisper's long-form path needs the whole vocabulary
             found, _info = model.transcribe(
                 audio,
                 language=self._language,
@@ -805,13 +636,6 @@ class _Window:
         previous = self._tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
         self._prompt = model.get_prompt(self._tokenizer, previous, without_timestamps=True)
         self._suppress = list(get_suppressed_tokens(self._tokenizer, (-1,)) or ())
-        # A restricted vocabulary numbers its tokens its own way: the prompt and the suppressed
-        # tokens go in translated (a prompt word it does not keep is left out), the result
-        # comes back in the tokenizer's numbering.
-        self._restricted = model if isinstance(model, RestrictedWhisper) else None
-        if self._restricted is not None:
-            self._prompt = self._restricted.restricted(self._prompt)
-            self._suppress = self._restricted.restricted([t for t in self._suppress if t >= 0])
 
     def decode(
         self,
@@ -849,8 +673,6 @@ class _Window:
             suppress_tokens=self._suppress,
         )[0]
         tokens = result.sequences_ids[0]
-        if self._restricted is not None:
-            tokens = self._restricted.original(tokens)
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         text = self._tokenizer.decode(tokens).strip()
         runaway = max_tokens is not None and len(tokens) >= max_tokens - RUNAWAY_MARGIN_TOKENS

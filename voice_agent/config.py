@@ -426,15 +426,6 @@ class VoiceConfig(_Frozen):
         "from asr_threads. 2: 0.74x the decode time of 1 on 2 cores (docs/turn_taking.md)",
     )
     asr_partial_interval_s: float = Field(1.0, ge=0.2)
-    asr_final_text_tokens: int | None = Field(
-        None,
-        ge=256,
-        le=51864,
-        description="the end-of-turn decode chooses among this many of Whisper's text tokens "
-        "(the most frequent; plus number and special tokens), an English-only model's "
-        "decoder is faster by the smaller output layer; None: the whole vocabulary "
-        "(docs/turn_taking.md)",
-    )
     asr_window_s: float = Field(
         10.0,
         gt=0,

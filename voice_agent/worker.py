@@ -76,10 +76,8 @@ class SharedSpeechModels:
         self.whisper = load_whisper(cfg.asr_model, cfg.asr_threads)
         # The end-of-turn decodes (the ones a caller waits on) on a copy with more threads.
         self.final_whisper = (
-            load_whisper(
-                cfg.asr_model, cfg.asr_final_threads, text_tokens=cfg.asr_final_text_tokens
-            )
-            if cfg.asr_final_threads != cfg.asr_threads or cfg.asr_final_text_tokens is not None
+            load_whisper(cfg.asr_model, cfg.asr_final_threads)
+            if cfg.asr_final_threads != cfg.asr_threads
             else self.whisper
         )
         self.voice = load_piper_voice(cfg.tts_voice)

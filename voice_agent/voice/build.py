@@ -59,7 +59,6 @@ def asr_factory(cfg: VoiceConfig) -> Callable[[Callable[[AsrPartial], None]], St
             on_partial=on_partial,
             cpu_threads=cfg.asr_threads,
             final_cpu_threads=cfg.asr_final_threads,
-            final_text_tokens=cfg.asr_final_text_tokens,
             partial_interval_s=cfg.asr_partial_interval_s,
             window_s=cfg.asr_window_s,
             window_pad=cfg.asr_window_pad,
