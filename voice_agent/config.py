@@ -461,6 +461,14 @@ class VoiceConfig(_Frozen):
         "heard at once; costs one short synthesis when the caller goes on (docs/turn_taking.md)",
     )
     tts_speed: float = Field(1.0, gt=0.25, le=4)
+    tts_threads: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="onnxruntime threads of piper's synthesis; 1 leaves the other core to the "
+        "ASR and a local LLM (at load 17 two threads took 1.13x the time of one on short first "
+        "chunks; on a quiet machine the answer's first chunk may gain, docs/turn_taking.md)",
+    )
     tts_variability: float = Field(
         1.0,
         ge=0,

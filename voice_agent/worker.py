@@ -80,7 +80,7 @@ class SharedSpeechModels:
             if cfg.asr_final_threads != cfg.asr_threads
             else self.whisper
         )
-        self.voice = load_piper_voice(cfg.tts_voice)
+        self.voice = load_piper_voice(cfg.tts_voice, cfg.tts_threads)
         self.vad_session = load_silero_session()
         self._turn_detectors: dict[int, Any] = {}  # Smart Turn per VAD rate (stateless, shared)
         self.asr_pool = FairExecutor("asr", threads=1)

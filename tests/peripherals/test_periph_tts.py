@@ -162,3 +162,22 @@ def test_the_lead_in_before_the_first_sound_is_cut_to_ten_ms() -> None:
     assert len(trimmed) - lead == len(sound)  # the sound itself is whole
     assert len(lead_in_trimmed(sound, rate)) == len(sound)  # nothing to cut
     assert len(lead_in_trimmed(quiet, rate)) == len(quiet)  # nothing audible: left alone
+
+
+async def test_the_voice_configs_tts_threads_reach_piper_and_say_the_same() -> None:
+    from voice_agent.config import VoiceConfig
+    from voice_agent.voice.build import build_tts
+
+    one = build_tts(VoiceConfig(tts_threads=1, tts_variability=0.0), 16000)
+    two = build_tts(VoiceConfig(tts_threads=2, tts_variability=0.0), 16000)
+    try:
+        threads = [t._voice.session.get_session_options().intra_op_num_threads for t in (one, two)]
+        assert threads == [1, 2]
+        said = [
+            np.concatenate([c.samples async for c in t.synthesize("Sure,")]) for t in (one, two)
+        ]
+        assert len(said[0]) == len(said[1]) > 1600  # the same words, more threads
+        np.testing.assert_allclose(said[0], said[1], atol=1e-3)
+    finally:
+        await one.aclose()
+        await two.aclose()

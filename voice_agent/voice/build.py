@@ -78,7 +78,9 @@ def tts_options(cfg: VoiceConfig) -> dict[str, Any]:
 def build_tts(cfg: VoiceConfig, output_rate: int) -> PiperTts:
     """Piper with ``cfg``'s voice, speed and variability, producing audio at ``output_rate``;
     warmed up."""
-    tts = PiperTts(cfg.tts_voice, output_rate=output_rate, **tts_options(cfg))
+    tts = PiperTts(
+        cfg.tts_voice, output_rate=output_rate, threads=cfg.tts_threads, **tts_options(cfg)
+    )
     tts.warm_up()
     return tts
 
