@@ -24,7 +24,9 @@ from voice_agent.local_llm.grammar import (
 from voice_agent.local_llm.grounding import (
     caller_spans,
     conversation_numbers,
+    summary_grounded,
     taken_back_numbers,
+    tool_words,
     ungrounded_arguments,
     value_grounded,
 )
@@ -36,11 +38,13 @@ from voice_agent.local_llm.respond import (
     ANSWER_NOTE,
     ASK_LEAD,
     CANNOT_LEAD,
+    CANNOT_OFFER,
     DECISION_PREFIX,
     GUIDANCE_NOTE,
     REPLY,
     Responder,
     caller_facing,
+    echoes_caller,
     echoes_guidance,
     names_the_tool,
     repeats_instruction,
@@ -806,11 +810,11 @@ async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():
     assert "is NOT done: it waits for the caller's yes" in engine.steps[-1][0]
 
 
-def test_a_summary_argument_is_checked_for_numbers_only():
+def test_a_note_summary_argument_is_checked_for_numbers_only():
     schema = {
         "type": "object",
         "properties": {
-            "reason": {"type": "string", "x-summary": True},
+            "reason": {"type": "string", "x-summary": "note"},
             "phone": {"type": "string"},
         },
     }
@@ -822,6 +826,47 @@ def test_a_summary_argument_is_checked_for_numbers_only():
     # Without the keyword the same paraphrase is not grounded.
     plain = {"type": "object", "properties": {"reason": {"type": "string"}}}
     assert ungrounded_arguments('{"reason": "caller asks for an agent"}', plain, said) == ["reason"]
+
+
+def _phone_function(name: str) -> dict:
+    from voice_agent.phone import tools as phone
+
+    return next(s.openai_schema()["function"] for s in phone.registry if s.name == name)
+
+
+@pytest.mark.parametrize(
+    ("said", "summary", "grounded"),
+    [
+        # The request alone: nothing to summarise yet.
+        ("I want to file a complaint.", "The caller wants to file a complaint.", False),
+        ("I have a problem with my order.", "Problem with the order", False),
+        ("Can you open a ticket for me?", "Customer needs a support ticket", False),
+        # What it is about, in the caller's words or paraphrased around them.
+        ("Please open a ticket about order 4116, the toaster came dented.",
+         "The toaster arrived dented.", True),
+        ("I'd like to complain, the delivery driver was rude to me.",
+         "Complaint about a rude delivery driver", True),
+        # Details the caller never gave.
+        ("I want to complain about my blender.", "Blender arrived broken and late", False),
+    ],
+)  # fmt: skip
+def test_a_ticket_summary_must_carry_what_the_caller_said_beyond_the_request(
+    said, summary, grounded
+):
+    function = _phone_function("open_ticket")  # the real tool's schema, marked SUMMARY
+    arguments = json.dumps({"summary": summary})
+    missing = ungrounded_arguments(arguments, function["parameters"], [said], tool_words(function))
+    assert (missing == []) is grounded
+    assert (summary_grounded(summary, [said], tool_words(function))) is grounded
+
+
+def test_a_transfer_reason_is_the_models_note_and_the_request_is_reason_enough():
+    function = _phone_function("transfer_to_human")
+    for said in ("Can I talk to a human please?", "Put me through to a person."):
+        reason = json.dumps({"reason": "The caller asks to speak to a person."})
+        assert (
+            ungrounded_arguments(reason, function["parameters"], [said], tool_words(function)) == []
+        )
 
 
 def test_a_number_the_caller_took_back_grounds_no_call():
@@ -949,3 +994,86 @@ async def test_a_dropped_call_for_a_tool_the_caller_named_asks_without_the_yes_n
     engine = ScriptedEngine(script)
     responder, reply, _ = await _respond(engine, _user("Can I get a callback?"))
     assert not reply.calls and responder.plan.asked_or_cannot == "ask"
+
+
+TICKET = {
+    "type": "function",
+    "function": {
+        "name": "open_ticket",
+        "description": "Open a support ticket for a problem the agent cannot solve on the call.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "summary": {
+                    "type": "string",
+                    "description": "what the caller needs, in one sentence",
+                    "x-summary": True,
+                },
+            },
+            "required": ["summary"],
+        },
+    },
+}
+
+
+async def test_a_ticket_with_only_the_request_as_summary_is_not_opened_and_the_agent_asks():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'open_ticket"'
+        if prompt.endswith('"arguments": '):
+            return '{"summary": "The caller wants to file a complaint."}}\n</tool_call>'
+        assert not (grammar and '"yes"' in grammar), "the request is the tool's: no yes/no"
+        return " what it is about?"
+
+    engine = ScriptedEngine(script)
+    responder, reply, deltas = await _respond(
+        engine, _user("I want to file a complaint."), [*TOOLS, TICKET]
+    )
+    assert not reply.calls and not any("tool_calls" in d for d in deltas)
+    assert responder.plan.dropped_ungrounded == [("open_ticket", ["summary"])]
+    assert responder.plan.asked_or_cannot == "ask"
+    assert reply.text == f"{ASK_LEAD} what it is about?"
+
+
+async def test_a_ticket_whose_summary_holds_the_callers_details_is_sent():
+    engine = ScriptedEngine(
+        _decision_then("open_ticket", '{"summary": "The kettle leaks."}}\n</tool_call>')
+    )
+    _, reply, _ = await _respond(
+        engine, _user("I want to complain, my new kettle leaks everywhere."), [*TOOLS, TICKET]
+    )
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("open_ticket", {"summary": "The kettle leaks."})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("said", "reply", "echo"),
+    [
+        ("Can you tell me if the new iPhone is in stock?",
+         " Can you tell me if the new iPhone is in stock?", True),
+        ("Can you tell me if the new iPhone is in stock?", " Is the new iPhone in stock?", True),
+        ("Can you tell me if the new iPhone is in stock?",
+         " I can help with orders, refunds and returns.", False),
+        ("What's the weather like?", " I can check an order or a store's hours for you.", False),
+    ],
+)  # fmt: skip
+def test_an_offer_that_repeats_the_callers_words_is_told_from_a_real_offer(said, reply, echo):
+    assert echoes_caller(reply, said) is echo
+
+
+@pytest.mark.parametrize(
+    ("offer", "spoken"),
+    [
+        (" Can you tell me if the new iPhone is in stock?", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
+        (" I can look up an order for you.", f"{CANNOT_LEAD} I can look up an order for you."),
+    ],
+)
+async def test_the_offer_after_cannot_never_repeats_the_callers_question(offer, spoken):
+    engine = ScriptedEngine(_decision_then("cannot_do", offer))
+    responder, reply, _ = await _respond(
+        engine, _user("Can you tell me if the new iPhone is in stock?")
+    )
+    assert responder.plan.decision == "cannot_do" and not reply.calls
+    assert reply.text == spoken
+    assert (responder.plan.echoed_caller is not None) is (CANNOT_OFFER in spoken)

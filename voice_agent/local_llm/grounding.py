@@ -48,11 +48,29 @@ _FILLER_WORDS = frozenset(
 )
 
 
-#: A JSON-schema keyword a tool sets on an argument that is the model's own words
-#: (``"x-summary": true``: "why the caller needs a person", a ticket's summary): a
-#: paraphrase is not a fact, so its words are not checked against the caller's.
-#: Digits in it still are (a number in a summary is a fact).
+#: A JSON-schema keyword a tool sets on an argument that is the model's own words, a
+#: paraphrase rather than a value the caller said. Digits in it are always checked
+#: (a number in a summary is a fact). Its value says what else is:
+#:
+#: - ``true``: a summary of what the caller told (a ticket's summary, a refund's
+#:   reason "in their words"): grounded only when it carries something the caller
+#:   said beyond asking for what the tool does (`summary_grounded`). "I want to
+#:   file a complaint." gives nothing to summarise: the 1.5B opened a ticket whose
+#:   summary was "The caller wants to file a complaint."
+#: - `SUMMARY_NOTE` (``"note"``): the model's own note, for which the request
+#:   itself is enough ("why the caller needs a person": "Can I talk to a human?").
 SUMMARY_KEYWORD = "x-summary"
+SUMMARY_NOTE = "note"
+
+
+def summary_kind(prop: Any) -> str | None:
+    """The kind ("details" or "note") of an argument schema marked with `SUMMARY_KEYWORD`, else None."""
+    if not isinstance(prop, Mapping):
+        return None
+    marker = prop.get(SUMMARY_KEYWORD)
+    if marker == SUMMARY_NOTE:
+        return "note"
+    return "details" if marker is True else None
 
 
 def _spelled_digits(text: str) -> str:
@@ -188,12 +206,15 @@ def ungrounded_arguments(
     arguments_text: str,
     schema: Mapping[str, Any] | None,
     sources: Sequence[str],
+    own_words: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Names of the arguments whose values are not grounded in `sources`.
 
     Checked: strings and numbers, also inside arrays and nested objects
     (reported by their top-level name). Not checked: booleans, null, values
-    the schema restricts with ``enum``/``const``.
+    the schema restricts with ``enum``/``const``. Summaries (`SUMMARY_KEYWORD`)
+    are checked by `summary_grounded`, `own_words` being the tool's own
+    vocabulary (`tool_words`).
     """
     try:
         arguments = json.loads(arguments_text) if arguments_text.strip() else {}
@@ -207,13 +228,95 @@ def ungrounded_arguments(
         prop = properties.get(name) if isinstance(properties, Mapping) else None
         if isinstance(prop, Mapping) and ("enum" in prop or "const" in prop):
             continue
-        if isinstance(prop, Mapping) and prop.get(SUMMARY_KEYWORD) is True:
-            if not all(_digits_grounded(leaf, sources) for leaf in _leaves(value)):
+        kind = summary_kind(prop)
+        if kind is not None:
+            leaves = _leaves(value)
+            if not all(_digits_grounded(leaf, sources) for leaf in leaves) or (
+                kind == "details"
+                and not all(summary_grounded(leaf, sources, own_words) for leaf in leaves)
+            ):
                 missing.append(name)
             continue
         if not all(value_grounded(leaf, sources) for leaf in _leaves(value)):
             missing.append(name)
     return missing
+
+
+#: Words with which a caller asks for something to be done or noted, and that say
+#: nothing of what it is about ("I want to file a complaint", "I have a problem").
+REQUEST_WORDS = frozenset(
+    "want wants wanted wanting need needs needed like would could can please help assist "
+    "file filing filed make lodge raise raising report reporting submit register log "
+    "complaint complaints complain complaining ticket tickets issue issues problem problems "
+    "request requests question questions matter thing something someone somebody anyone "
+    "talk speak speaking tell told ask asking asked caller customer about regarding "
+    "concerning with wish going get got have having".split()
+)
+_WORD_RE = re.compile(r"[a-z]+")
+
+
+def tool_words(function: Mapping[str, Any]) -> frozenset[str]:
+    """The words a tool's own schema uses: its name, description and its arguments'
+    descriptions ("open", "ticket", "support", "problem", "order", ...). A summary made
+    of these says what the tool does, not what the caller told."""
+    texts = [str(function.get("name", "")).replace("_", " "), str(function.get("description", ""))]
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    for arg, prop in properties.items() if isinstance(properties, Mapping) else ():
+        texts.append(str(arg).replace("_", " "))
+        if isinstance(prop, Mapping):
+            texts.append(str(prop.get("description", "")))
+    return frozenset(w for text in texts for w in _WORD_RE.findall(text.lower()))
+
+
+def _said(word: str, heard: set[str] | frozenset[str]) -> bool:
+    """A word heard as itself, inflected ("dent" in "dented") or with the same first
+    five letters ("broken", "broke" do not; "damaged", "damage" do)."""
+    if word in heard:
+        return True
+    if len(word) >= 5 and any(len(h) >= 5 and h[:5] == word[:5] for h in heard):
+        return True
+    return len(word) >= 4 and any(
+        len(h) >= 4 and (h.startswith(word) or word.startswith(h)) for h in heard
+    )
+
+
+def substance_words(text: str, own_words: frozenset[str] = frozenset()) -> list[str]:
+    """The words of `text` that say what something is about: not fillers, not a
+    request for something to be done (`REQUEST_WORDS`), not the tool's own words."""
+    own = {w for w in own_words if len(w) >= 3}
+    return [
+        w
+        for w in _WORD_RE.findall(text.lower())
+        if len(w) >= 3
+        and w not in _FILLER_WORDS
+        and w not in REQUEST_WORDS
+        and w not in _SUMMARY_STOP
+        and not _said(w, own)
+    ]
+
+
+#: Function words a summary is written with ("the caller says that it was ...").
+_SUMMARY_STOP = frozenset(
+    "the and but that this these those was were has had have been being its it's his her "
+    "their they them she him you your our who what when where why how which there here "
+    "not yet any all some very just also only one sentence says said wants".split()
+)
+
+
+def summary_grounded(
+    value: str, sources: Sequence[str], own_words: frozenset[str] = frozenset()
+) -> bool:
+    """Whether a summary argument carries something the sources say beyond asking for
+    what the tool does: at least one of its substance words (`substance_words`) was
+    said, and at least half of them. A summary with no substance word ("The caller
+    wants to file a complaint.", "issue with order 4116") is not grounded: the
+    caller has not said what it is about yet, and the agent asks. Numbers are
+    checked apart (`_digits_grounded`); an order number has its own argument.
+    """
+    heard = set(_WORD_RE.findall(" ".join(sources).lower()))
+    words = substance_words(value, own_words)
+    found = sum(_said(w, heard) for w in words)
+    return found > 0 and found * 2 >= len(words)
 
 
 def retracted_arguments(arguments_text: str, taken_back: set[str]) -> list[str]:

@@ -66,14 +66,15 @@ from voice_agent.local_llm.grammar import (
     tool_names,
 )
 from voice_agent.local_llm.grounding import (
-    SUMMARY_KEYWORD,
     caller_spans,
     conversation_numbers,
     corrects_itself,
     grounding_sources,
     numbers_in,
     retracted_arguments,
+    summary_kind,
     taken_back_numbers,
+    tool_words,
     ungrounded_arguments,
     value_grounded,
 )
@@ -135,6 +136,9 @@ AWAIT_CONFIRMATION = "await_confirmation"
 #: had to read first cost +1.7 s to the first word on the 1.5B, and the 0.5B read
 #: the note out). English, like the prompts shipped with the product.
 CANNOT_LEAD = "Sorry, I can't help with that here."
+#: What is said after `CANNOT_LEAD` instead of an offer that only repeats the caller's
+#: words (`echoes_caller`).
+CANNOT_OFFER = "Is there anything else I can help you with?"
 #: What the speech step is told after `CANNOT_LEAD` (facts it lacks are never guessed).
 CANNOT_NOTE = (
     "None of your functions can do what the caller just asked. In one short sentence, "
@@ -198,6 +202,8 @@ class ResponsePlan:
     in_callers_words: list[tuple[str, list[str]]] | None = None
     #: a reply to guidance that only repeated a tool's note, never spoken
     echoed_guidance: str | None = None
+    #: an offer after "can't" that only repeated the caller's words, never spoken
+    echoed_caller: str | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -347,6 +353,25 @@ def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
 _OF_THE_CALLER = re.compile(r"\bthe caller\b", re.IGNORECASE)
 
 
+#: Words in a row of the caller's that make a reply an echo of them.
+_ECHO_RUN = 4
+
+
+def echoes_caller(text: str, caller_words: str) -> bool:
+    """Whether a reply repeats the caller's words back: `_ECHO_RUN` of them in a row, or
+    two or more content words, all of them the caller's ("Can you tell me if the new
+    iPhone is in stock?" for that question; "Is the new iPhone in stock?")."""
+    said = re.findall(r"[a-z0-9']+", text.lower())
+    heard = " ".join(re.findall(r"[a-z0-9']+", caller_words.lower()))
+    if any(
+        f" {' '.join(said[i : i + _ECHO_RUN])} " in f" {heard} "
+        for i in range(len(said) - _ECHO_RUN + 1)
+    ):
+        return True
+    words = _content_words(text)
+    return len(words) >= 2 and words <= _content_words(caller_words)
+
+
 def repeats_instruction(text: str, instruction: str) -> bool:
     """Whether a reply repeats the agent's own instruction rather than following it:
     five words in a row of it, or two or more content words, all of them its. Told
@@ -422,8 +447,15 @@ class Responder:
         # 1.5B, told "8080, hold on, no, 8008", looked up both).
         taken_back = taken_back_numbers(latest_caller_words(chat.messages))
         self._taken_back = taken_back
+        vocabulary = {
+            str(t["function"]["name"]): tool_words(t["function"])
+            for t in chat.tools
+            if isinstance(t.get("function"), Mapping)
+        }
         reply.check_call = lambda name, arguments: (
-            ungrounded_arguments(arguments, schemas.get(name), call_sources)
+            ungrounded_arguments(
+                arguments, schemas.get(name), call_sources, vocabulary.get(name, frozenset())
+            )
             or retracted_arguments(arguments, taken_back)
         )
         turn_values = values_used_this_turn(chat.messages)
@@ -432,14 +464,16 @@ class Responder:
             name: frozenset(
                 arg
                 for arg, prop in (schema.get("properties") or {}).items()
-                if isinstance(prop, Mapping) and prop.get(SUMMARY_KEYWORD) is True
+                if summary_kind(prop) is not None
             )
             for name, schema in schemas.items()
         }
         request_sources = latest_request_sources(chat.messages)
 
         def on_the_request(name: str, arguments: str) -> bool:
-            return not ungrounded_arguments(arguments, schemas.get(name), request_sources)
+            return not ungrounded_arguments(
+                arguments, schemas.get(name), request_sources, vocabulary.get(name, frozenset())
+            )
 
         def brings_nothing(name: str, arguments: str) -> bool:
             used = turn_values | {v for _, _, a in reply.calls for v in argument_values(a)}
@@ -528,11 +562,17 @@ class Responder:
             # Even a forced or required call: asking beats inventing the arguments.
             self.plan.dropped_ungrounded = list(reply.ungrounded)
             self.plan.asked = True
-            if self._partly_given(reply.ungrounded_calls, reply.ungrounded) or any(
-                names_the_tool(latest_caller_words(self.chat.messages), self._function(name))
-                for name, _ in reply.ungrounded
+            if (
+                self._partly_given(reply.ungrounded_calls, reply.ungrounded)
+                or self._restates_request(reply.ungrounded_calls, reply.ungrounded)
+                or any(
+                    names_the_tool(latest_caller_words(self.chat.messages), self._function(name))
+                    for name, _ in reply.ungrounded
+                )
             ):
-                wanted = True  # the caller gave part of what it needs, or named what it does
+                # The caller gave part of what it needs, asked for it in so many words,
+                # or named what it does.
+                wanted = True
             else:
                 wanted, stats = await self._wanted(reply.ungrounded, stats)
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
@@ -603,11 +643,39 @@ class Responder:
                 prop = properties.get(arg)
                 if arg in missing or not isinstance(prop, Mapping):
                     continue
-                if {"enum", "const"} & set(prop) or prop.get(SUMMARY_KEYWORD) is True:
+                if {"enum", "const"} & set(prop) or summary_kind(prop) is not None:
                     continue
                 if isinstance(value, str | int | float) and not isinstance(value, bool):
                     if str(value).strip():
                         return True
+        return False
+
+    def _restates_request(
+        self, calls: list[tuple[str, str]], dropped: list[tuple[str, list[str]]]
+    ) -> bool:
+        """Whether a dropped call lacks only a summary of details (`summary_kind`
+        "details"), and that summary is the caller's own request in their words ("The
+        caller wants to file a complaint." for "I want to file a complaint."): the
+        caller asks for what the tool does and has not said what it is about yet, so
+        the agent asks for that (the yes/no question is not needed).
+        """
+        schemas = _schemas(self._tools)
+        said = [latest_caller_words(self.chat.messages)]
+        for (name, arguments_text), (_, missing) in zip(calls, dropped, strict=True):
+            properties = (schemas.get(name) or {}).get("properties") or {}
+            try:
+                arguments = json.loads(arguments_text)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(arguments, dict) or not missing:
+                continue
+            if all(
+                summary_kind(properties.get(arg)) == "details"
+                and isinstance(arguments.get(arg), str)
+                and value_grounded(arguments[arg], said)
+                for arg in missing
+            ):
+                return True
         return False
 
     async def _wanted(
@@ -744,6 +812,8 @@ class Responder:
         sampling = self.chat.sampling
         if (self._answering and note == self._results_note) or lead == ASK_LEAD:
             sampling = replace(sampling, temperature=0.0, top_p=1.0)
+        if lead == CANNOT_LEAD:
+            return await self._offer(on_text, note, sampling, grammar, stats)
         if not notes:
             step = await self.engine.generate(self.prompt(note) + lead, sampling, grammar, on_text)
             return _combine(stats, step)
@@ -766,5 +836,34 @@ class Responder:
         ):
             self.plan.echoed_guidance = text
         elif text:
+            await on_text(text)
+        return _combine(stats, step)
+
+    async def _offer(
+        self,
+        on_text: OnText,
+        note: str | None,
+        sampling: SamplingParams,
+        grammar: str,
+        stats: GenerationStats | None,
+    ) -> GenerationStats:
+        """The offer after `CANNOT_LEAD`: one short sentence, held whole (the caller
+        hears the lead meanwhile; the speech output waits for a sentence's end after
+        its first chunk anyway), and replaced by `CANNOT_OFFER` when it only repeats
+        the caller's words back (`echoes_caller`): told to offer what it can help
+        with, the 1.5B said "Can you tell me if the new iPhone is in stock?" after
+        "Sorry, I can't help with that here." (bench r20)."""
+        held: list[str] = []
+
+        async def hold(piece: str) -> bool:
+            held.append(piece)
+            return True
+
+        step = await self.engine.generate(self.prompt(note) + CANNOT_LEAD, sampling, grammar, hold)
+        text = "".join(held)
+        if echoes_caller(text, latest_caller_words(self.chat.messages)):
+            self.plan.echoed_caller = text
+            text = " " + CANNOT_OFFER
+        if text.strip():
             await on_text(text)
         return _combine(stats, step)

@@ -117,10 +117,14 @@ def _describe(verb: str, extra: str = "") -> Any:
     return read_back
 
 
-#: Marks an argument that is the model's summary, not the caller's words (a reason, a
-#: ticket's summary): the embedded model's grounding check leaves its words alone
+#: Marks an argument that is the model's summary of what the caller told (a ticket's
+#: summary, a refund's reason): the embedded model's grounding check asks it to carry
+#: something the caller said beyond the request itself, else the agent asks
 #: (voice_agent.local_llm.grounding.SUMMARY_KEYWORD).
 SUMMARY: dict[str, Any] = {"x-summary": True}
+#: Marks an argument that is the model's own note, for which the request itself is
+#: enough ("why the caller needs a person": "Can I talk to a human?").
+SUMMARY_NOTE: dict[str, Any] = {"x-summary": "note"}
 
 OrderNumber = Annotated[
     str,
@@ -298,7 +302,8 @@ async def transfer_to_human(
     reason: Annotated[
         str,
         Field(
-            description="why the caller needs a person, in a few words", json_schema_extra=SUMMARY
+            description="why the caller needs a person, in a few words",
+            json_schema_extra=SUMMARY_NOTE,
         ),
     ],  # fmt: skip
     ctx: ToolContext,
