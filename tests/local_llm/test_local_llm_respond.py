@@ -24,6 +24,7 @@ from voice_agent.local_llm.grammar import (
 from voice_agent.local_llm.grounding import (
     caller_spans,
     conversation_numbers,
+    corrected_numbers,
     summary_grounded,
     taken_back_numbers,
     tool_words,
@@ -43,6 +44,7 @@ from voice_agent.local_llm.respond import (
     GUIDANCE_NOTE,
     REPLY,
     Responder,
+    asks_what_it_gives,
     caller_facing,
     echoes_caller,
     echoes_guidance,
@@ -949,7 +951,10 @@ async def test_a_number_the_caller_took_back_is_not_decoded_again_as_a_rewording
     engine = ScriptedEngine(script)
     responder, reply, _ = await _respond(engine, _user("My order is 4417, sorry, 4471. Where?"))
     assert responder.plan.in_callers_words is None and not reply.calls
-    assert sum(p.endswith('"arguments": ') for p, _, _ in engine.steps) == 1  # decoded once
+    # Decoded once more, but on the correction (not as a rewording of the taken-back one).
+    decoded = [g for p, g, _ in engine.steps if p.endswith('"arguments": ')]
+    assert len(decoded) == 2 and "4471" in decoded[1] and "4417" not in decoded[1]
+    assert responder.plan.on_the_correction == [("get_order_status", ["order_id"])]
 
 
 async def test_a_dropped_call_with_an_argument_the_caller_gave_asks_without_the_yes_no_question():
@@ -1077,3 +1082,117 @@ async def test_the_offer_after_cannot_never_repeats_the_callers_question(offer, 
     assert responder.plan.decision == "cannot_do" and not reply.calls
     assert reply.text == spoken
     assert (responder.plan.echoed_caller is not None) is (CANNOT_OFFER in spoken)
+
+
+def test_a_spoken_number_argument_without_a_number_is_not_grounded():
+    schema = _phone_function("lookup_order")["parameters"]  # order_number: x-spoken-number
+    said = ["Can you tell me if the new iPhone is in stock? Or order four four one seven."]
+    assert ungrounded_arguments('{"order_number": "iPhone"}', schema, said) == ["order_number"]
+    assert ungrounded_arguments('{"order_number": "four four one seven"}', schema, said) == []
+    assert ungrounded_arguments('{"order_number": "4417"}', schema, said) == []
+
+
+@pytest.mark.parametrize(
+    ("said", "corrected"),
+    [
+        ("It's order 78342, oh no, 78324. Has it been sent?", ["78324"]),
+        ("Could you check order 6612, sorry, make that 6621?", ["6621"]),
+        ("4417, no, 4471. Wait, 4417 after all.", ["4417"]),
+        ("Call 555 201 7788 tomorrow at 10 am, no rush.", []),
+    ],
+)
+def test_the_numbers_a_caller_corrected_to(said, corrected):
+    assert corrected_numbers(said) == corrected
+
+
+async def test_a_call_on_the_number_the_caller_took_back_is_decoded_again_on_the_correction():
+    said = "It's order 78342, oh no, 78324. Has it been sent?"
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'get_order_status"'
+        if prompt.endswith('"arguments": '):
+            if grammar and "78324" in grammar and "78342" not in grammar:
+                return '{"order_id": "78324"}}\n</tool_call>'  # limited to the correction
+            return '{"order_id": "78342"}}\n</tool_call>'
+        return "Could you tell me the order number?"
+
+    engine = ScriptedEngine(script)
+    responder, reply, deltas = await _respond(engine, _user(said))
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("get_order_status", {"order_id": "78324"})
+    ]
+    assert responder.plan.on_the_correction == [("get_order_status", ["order_id"])]
+    assert not reply.text and deltas[0]["tool_calls"][0]["function"]["name"] == "get_order_status"
+
+
+BALANCE = {
+    "type": "function",
+    "function": {
+        "name": "get_account_balance",
+        "description": "The current balance of a customer account.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "account_number": {"type": "string", "description": "the account number"}
+            },
+            "required": ["account_number"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("said", "fields", "asks"),
+    [
+        ("When is that due?", ["account_number", "balance", "due_date"], True),
+        ("When is that due?", None, False),  # nothing says the tool gives a due date
+        ("What's the balance now?", None, True),  # its description's word
+        ("Can I pay that account with PayPal?", ["balance", "due_date"], False),  # an argument's
+    ],
+)
+def test_a_follow_up_asks_for_what_a_tool_gives(said, fields, asks):
+    assert asks_what_it_gives(said, BALANCE["function"], fields) is asks
+
+
+def _balance_history(with_result: bool) -> list[dict]:
+    messages = _user("What's the balance on account 88301?")
+    if with_result:
+        call = {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "get_account_balance", "arguments": '{"account_number": "88301"}'},
+        }
+        result = {"account_number": "88301", "balance": "$1,204.50", "due_date": "June 3"}
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1",
+             "content": json.dumps({"status": "resolved", "result": result})},
+        ]  # fmt: skip
+    return messages + [
+        {"role": "assistant", "content": "The balance on account 88301 is $1,204.50."},
+        {"role": "user", "content": "When is that due?"},
+    ]
+
+
+async def test_cannot_do_on_a_follow_up_about_a_field_an_earlier_result_carries_answers_from_it():
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'cannot_do"'
+        if prompt.endswith('"arguments": '):
+            return '{"account_number": "88301"}}\n</tool_call>'  # already answered above
+        return "It is due on June 3."
+
+    engine = ScriptedEngine(script)
+    responder, reply, _ = await _respond(engine, _balance_history(True), [*TOOLS, BALANCE])
+    assert responder.plan.follow_up == ["get_account_balance"]
+    assert not reply.calls and reply.text == "It is due on June 3."
+    assert engine.steps[-1][0].rsplit("<|im_start|>system", 1)[1].startswith(f"\n{ANSWER_NOTE}")
+    assert CANNOT_LEAD not in reply.text
+
+
+async def test_cannot_do_stays_when_nothing_says_a_tool_gives_what_is_asked():
+    engine = ScriptedEngine(_decision_then("cannot_do", " I can look up balances."))
+    responder, reply, _ = await _respond(engine, _balance_history(False), [*TOOLS, BALANCE])
+    assert responder.plan.follow_up is None and not reply.calls
+    assert reply.text.startswith(CANNOT_LEAD)

@@ -60,6 +60,9 @@ _FILLER_WORDS = frozenset(
 #: - `SUMMARY_NOTE` (``"note"``): the model's own note, for which the request
 #:   itself is enough ("why the caller needs a person": "Can I talk to a human?").
 SUMMARY_KEYWORD = "x-summary"
+#: The schema marker of a string that is a number as the caller said it
+#: (`voice_agent.tools.SPOKEN_NUMBER`): grounded only when it holds a number.
+SPOKEN_NUMBER_KEYWORD = "x-spoken-number"
 SUMMARY_NOTE = "note"
 
 
@@ -202,6 +205,25 @@ def taken_back_numbers(text: str) -> set[str]:
     return taken
 
 
+def corrected_numbers(text: str) -> list[str]:
+    """The numbers with which the caller corrected one in `text` ("It's order 78342, oh
+    no, 78324": ["78324"]), in the order said; none of them taken back in turn."""
+    taken = taken_back_numbers(text)
+    spelled = _spelled_digits(text)
+    spans = [(m.start(), m.end(), re.sub(r"\D", "", m.group()))
+             for m in _GROUPED_DIGITS_RE.finditer(spelled)]  # fmt: skip
+    found: list[str] = []
+    for i, (_, end, digits) in enumerate(spans):
+        if digits not in taken:
+            continue
+        for start, _, later in spans[i + 1 :]:
+            if _CORRECTION_RE.search(spelled[end:start]) and abs(len(later) - len(digits)) <= 1:
+                if later != digits and later not in taken and later not in found:
+                    found.append(later)
+                break
+    return found
+
+
 def ungrounded_arguments(
     arguments_text: str,
     schema: Mapping[str, Any] | None,
@@ -227,6 +249,17 @@ def ungrounded_arguments(
     for name, value in arguments.items():
         prop = properties.get(name) if isinstance(properties, Mapping) else None
         if isinstance(prop, Mapping) and ("enum" in prop or "const" in prop):
+            continue
+        if (
+            isinstance(prop, Mapping)
+            and prop.get(SPOKEN_NUMBER_KEYWORD)
+            and isinstance(value, str)
+            and value.strip()
+            and not re.search(r"\d", _spelled_digits(value))
+        ):
+            # A number "as the caller said it" holds a number: the 1.5B, asked whether
+            # "the new iPhone is in stock", looked up the order number "iPhone".
+            missing.append(name)
             continue
         kind = summary_kind(prop)
         if kind is not None:

@@ -68,6 +68,7 @@ from voice_agent.local_llm.grammar import (
 from voice_agent.local_llm.grounding import (
     caller_spans,
     conversation_numbers,
+    corrected_numbers,
     corrects_itself,
     grounding_sources,
     numbers_in,
@@ -90,6 +91,7 @@ from voice_agent.local_llm.turn_history import (
     only_awaiting_confirmation,
     only_reuses,
     outcomes_this_turn,
+    result_fields,
     results_note_kind,
     values_used_this_turn,
 )
@@ -204,6 +206,10 @@ class ResponsePlan:
     echoed_guidance: str | None = None
     #: an offer after "can't" that only repeated the caller's words, never spoken
     echoed_caller: str | None = None
+    #: calls decoded again on the number the caller corrected to: (name, arguments)
+    on_the_correction: list[tuple[str, list[str]]] | None = None
+    #: tools a "cannot do" follow-up asked for what they give (see `_follow_up`)
+    follow_up: list[str] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -331,6 +337,35 @@ def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
     said = _content_words(caller_words)
     return any(
         w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in tool
+    )
+
+
+def _argument_words(function: Mapping[str, Any]) -> set[str]:
+    """The content words of a tool's arguments' names and descriptions."""
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    words: set[str] = set()
+    for arg, prop in properties.items() if isinstance(properties, Mapping) else ():
+        words |= _content_words(str(arg).replace("_", " "))
+        if isinstance(prop, Mapping):
+            words |= _content_words(str(prop.get("description", "")))
+    return words
+
+
+def asks_what_it_gives(
+    caller_words: str, function: Mapping[str, Any], fields: Sequence[str] | None = None
+) -> bool:
+    """Whether the caller's words name something a tool gives: a content word of its
+    description that is not a word of its arguments ("due" of "The current balance
+    of a customer account and the date it is due"; not "order" of "Look up an order
+    by its order number"), or of a field its result carried in this conversation
+    (``due_date``). Matched as itself or by its first five letters."""
+    gives = _content_words(str(function.get("description", "")))
+    for field_name in fields or ():
+        gives |= _content_words(field_name.replace("_", " "))
+    gives -= _argument_words(function)
+    said = _content_words(caller_words)
+    return any(
+        w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in gives
     )
 
 
@@ -548,12 +583,17 @@ class Responder:
         if choice == REPLY:
             return await self._speak(on_text, self._results_note, stats)
         if choice == CANNOT:
+            followed, stats = await self._follow_up(prompt, on_text, stats)
+            if followed and stats is not None:
+                return stats
             return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
             stats = await self._in_callers_words(prompt, on_text, stats)
+        if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
+            stats = await self._on_the_correction(prompt, on_text, stats)
         reply.parser = ToolCallStreamParser(bare_json_calls=True)  # nothing of the calls is text
         if not reply.sent_nothing:
             return stats
@@ -583,6 +623,51 @@ class Responder:
         if forced is not None or chat.tool_choice == "required":
             return stats
         return await self._speak(on_text, self._results_note, stats)
+
+    async def _follow_up(
+        self, prompt: str, on_text: OnText, stats: GenerationStats | None
+    ) -> tuple[bool, GenerationStats | None]:
+        """A "cannot do" decision on a follow-up that asks for what a tool gives.
+
+        When an earlier caller turn exists and the caller's words name something
+        a tool gives (`asks_what_it_gives`: a word of its description that is not
+        about its arguments, or a field of its result seen in this conversation),
+        that tool is called on what the conversation holds ("When is that due?"
+        after a balance: the 1.5B said it cannot, though the balance tool gives
+        the due date). The call passes the usual checks; one the conversation
+        cannot ground is dropped and the "cannot" reply follows as decided. A call
+        the conversation already answered is not made again: the answer is told
+        from that result. Returns whether the reply was made here.
+        """
+        messages = self.chat.messages
+        if sum(m.get("role") == "user" for m in messages) < 2:
+            return False, stats
+        words = latest_caller_words(messages)
+        seen = result_fields(messages)
+        candidates = [
+            str(t["function"]["name"])
+            for t in self._tools
+            if asks_what_it_gives(words, t["function"], seen.get(str(t["function"]["name"])))
+        ]
+        if not candidates:
+            return False, stats
+        self.plan.follow_up = candidates
+        if len(candidates) > 1:
+            choice, step = await self._decide(prompt, candidates)
+            stats = _combine(stats, step)
+            self.plan.decision = CANNOT
+        else:
+            choice = candidates[0]
+        reply = self.reply
+        stats = await self._call(prompt, choice, 0, on_text, stats)
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        if reply.calls:
+            return True, stats
+        if reply.repeated_answered_call:
+            reply.repeated_answered_call = False
+            return True, await self._speak(on_text, ANSWER_NOTE, stats)
+        reply.forget_ungrounded()
+        return False, stats
 
     async def _decide(self, prompt: str, options: list[str]) -> tuple[str, GenerationStats]:
         started = time.monotonic()
@@ -757,6 +842,48 @@ class Responder:
         restricted = {**tool, "function": {**tool["function"], "parameters": schema}}
         tools = [restricted if t is tool else t for t in self._tools]
         self.plan.in_callers_words = [(name, list(missing))]
+        reply.forget_ungrounded()
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        return await self._call(prompt, name, 0, on_text, stats, tools=tools)
+
+    async def _on_the_correction(
+        self, prompt: str, on_text: OnText, stats: GenerationStats
+    ) -> GenerationStats:
+        """Decode a call dropped for a number the caller took back once more, that
+        argument limited to the number(s) they corrected it to (`corrected_numbers`).
+
+        Told "It's order 78342, oh no, 78324. Has it been sent?", the 1.5B wrote
+        the call with 78342, which is not sent (`retracted_arguments`), and the
+        agent asked for the order number the caller had just given. Only for one
+        dropped call whose every dropped argument is such a number (a free string
+        the schema does not restrict); anything else stays dropped and the agent asks.
+        """
+        reply = self.reply
+        if len(reply.ungrounded_calls) != 1 or len(reply.ungrounded) != 1:
+            return stats
+        name, arguments_text = reply.ungrounded_calls[0]
+        _, missing = reply.ungrounded[0]
+        if set(retracted_arguments(arguments_text, self._taken_back)) != set(missing):
+            return stats
+        corrections = corrected_numbers(latest_caller_words(self.chat.messages))
+        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        if tool is None or not corrections:
+            return stats
+        schema = dict(tool["function"].get("parameters") or {})
+        properties = dict(schema.get("properties") or {})
+        for arg in missing:
+            prop = properties.get(arg)
+            if not (
+                isinstance(prop, Mapping)
+                and prop.get("type") == "string"
+                and not {"enum", "const", "pattern", "format"} & set(prop)
+            ):
+                return stats
+            properties[arg] = {**prop, "enum": corrections}
+        schema["properties"] = properties
+        restricted = {**tool, "function": {**tool["function"], "parameters": schema}}
+        tools = [restricted if t is tool else t for t in self._tools]
+        self.plan.on_the_correction = [(name, list(missing))]
         reply.forget_ungrounded()
         reply.parser = ToolCallStreamParser(bare_json_calls=True)
         return await self._call(prompt, name, 0, on_text, stats, tools=tools)

@@ -207,3 +207,29 @@ def latest_caller_words(messages: Sequence[Mapping[str, Any]]) -> str:
         if message.get("role") == "user":
             return content_text(message.get("content"))
     return ""
+
+
+def result_fields(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Tool name -> the field names its resolved results carried in `messages`
+    (``{"get_account_balance": ["account_number", "balance", "due_date"]}``)."""
+    names: dict[str, str] = {}
+    for message in messages:
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping):
+                    names[str(call.get("id"))] = str(function.get("name"))
+    fields: dict[str, list[str]] = {}
+    for message in messages:
+        if message.get("role") != "tool":
+            continue
+        try:
+            payload = json.loads(content_text(message.get("content")))
+        except (json.JSONDecodeError, ChatFormatError):
+            continue
+        result = payload.get("result") if isinstance(payload, dict) else None
+        name = names.get(str(message.get("tool_call_id")))
+        if name and isinstance(result, dict):
+            known = fields.setdefault(name, [])
+            known += [str(k) for k in result if str(k) not in known]
+    return fields
