@@ -253,6 +253,8 @@ class Outcome:
     spoken: str = ""
     calls: list[dict[str, Any]] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    #: results of the calls in the question's history (facts the answer may use)
+    earlier_results: list[Any] = field(default_factory=list)
     first_token_ms: float | None = None
     first_speech_ms: float | None = None
     first_sentence_ms: float | None = None
@@ -276,11 +278,28 @@ def _speech_chunker() -> Any:
     return SentenceChunker(first_clause_after_chars=FIRST_CHUNK_CHARS)
 
 
-def _history(question: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = []
-    for turn in question.get("history") or []:
-        ((role, text),) = turn.items()
-        messages.append({"role": role, "content": text})
+async def _history(question: dict[str, Any], tools: dict[str, BenchTool]) -> list[dict[str, Any]]:
+    """The conversation before the question: ``{user: text}``, ``{assistant: text}``, and
+    ``{call: {name, args}}``, an earlier turn's call with its result as the engine renders
+    it (the real tool is run: the result is the tool's own)."""
+    messages: list[dict[str, Any]] = []
+    for number, turn in enumerate(question.get("history") or []):
+        ((role, value),) = turn.items()
+        if role != "call":
+            messages.append({"role": role, "content": value})
+            continue
+        call_id = f"history-{number}"
+        arguments = json.dumps(value.get("args") or {})
+        result = await tools[value["name"]].run(json.loads(arguments))
+        messages.append({
+            "role": "assistant", "content": "",
+            "tool_calls": [{"id": call_id, "type": "function",
+                            "function": {"name": value["name"], "arguments": arguments}}],
+        })  # fmt: skip
+        messages.append({
+            "role": "tool", "tool_call_id": call_id,
+            "content": json.dumps({"status": "resolved", "result": result}),
+        })  # fmt: skip
     return messages
 
 
@@ -294,7 +313,10 @@ async def ask(
     out = Outcome(question["id"], question["split"], question["kind"], model)
     by_name = {t.name: t for t in tools}
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
-    messages += _history(question)
+    messages += await _history(question, by_name)
+    out.earlier_results = [
+        json.loads(m["content"]).get("result") for m in messages if m["role"] == "tool"
+    ]
     messages.append({"role": "user", "content": question["say"]})
     schemas = [t.schema for t in tools]
     started = time.monotonic()
@@ -585,7 +607,13 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     context = (
         question["say"]
         + " "
-        + " ".join(t for turn in question.get("history") or [] for t in turn.values())
+        + " ".join(
+            t if isinstance(t, str) else json.dumps(t)
+            for turn in question.get("history") or []
+            for t in turn.values()
+        )
+        + " "
+        + json.dumps(out.earlier_results)
     )
     grounded_numbers = (
         _numbers(context) | _numbers(json.dumps(out.results)) | _list_sizes(out.results)
@@ -594,7 +622,12 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     if invented_numbers:
         out.invented = True
         out.why.append(f"numbers not from the caller or a result: {sorted(invented_numbers)}")
-    elif not out.results and _FACT_WORDS.search(spoken) and question["answer"] != "ask":
+    elif (
+        not out.results
+        and not out.earlier_results
+        and _FACT_WORDS.search(spoken)
+        and question["answer"] != "ask"
+    ):
         out.invented = True
         out.why.append("states a fact without any tool result")
     elif _CLAIMS_DONE.search(spoken) and not any(

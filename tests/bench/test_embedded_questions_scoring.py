@@ -121,3 +121,41 @@ def test_a_count_of_the_items_a_result_lists_as_text_is_not_an_invented_number()
                    [{"name": "lookup_customer", "result": result}])  # fmt: skip
     eq.score(out, {**question, "calls": []}, {})
     assert not out.invented
+
+
+def test_an_answer_from_an_earlier_turns_result_is_grounded_and_right():
+    """A history `call` turn: its result (the real tool's, run by `_history`) grounds
+    the answer's facts; a number in neither it nor the caller's words is invented."""
+    history = [
+        {"user": "What's the balance on account 30071?"},
+        {"call": {"name": "get_account_balance", "args": {"account_number": "30071"}}},
+        {"assistant": "The balance on account 30071 is $512.00."},
+    ]
+    question = {"say": "And when is it due?", "history": history, "calls": [],
+                "answer": "facts", "facts": ["June 20"]}  # fmt: skip
+    earlier = [{"account_number": "30071", "balance": "$512.00", "due_date": "June 20"}]
+    out = _outcome("It is due on June 20.", [], [])
+    out.earlier_results = earlier
+    eq.score(out, question, {})
+    assert out.answer_ok and out.calls_ok and not out.invented
+    out = _outcome("It is due on June 22.", [], [])
+    out.earlier_results = earlier
+    eq.score(out, question, {})
+    assert out.invented and not out.answer_ok
+
+
+async def test_a_history_call_turn_becomes_the_call_and_its_real_result():
+    async def run(arguments):
+        return {"account_number": arguments["account_number"], "due_date": "June 20"}
+
+    tools = {"get_account_balance": eq.BenchTool("get_account_balance", "read", {}, None, run)}
+    question = {"history": [
+        {"user": "Balance on 30071?"},
+        {"call": {"name": "get_account_balance", "args": {"account_number": "30071"}}},
+    ]}  # fmt: skip
+    messages = await eq._history(question, tools)
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    call = messages[1]["tool_calls"][0]
+    assert call["function"]["name"] == "get_account_balance"
+    assert messages[2]["tool_call_id"] == call["id"]
+    assert '"due_date": "June 20"' in messages[2]["content"]
