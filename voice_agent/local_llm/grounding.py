@@ -15,8 +15,12 @@ Two checks on the text of an OpenAI message list, both plain string work:
   run of the digits the caller said (spacing and punctuation free), and when
   at least half of its words appear in what the caller said or a tool
   returned. Booleans, enums (the schema already limits them), empty
-  optional values and arguments the schema marks as the model's own summary
-  (`SUMMARY_KEYWORD`: a reason, a ticket's summary) are not checked.
+  optional values are not checked; a number "as the caller said it"
+  (``x-spoken-number``) must hold a number; arguments the schema marks as the
+  model's summary (`SUMMARY_KEYWORD`) have their numbers checked and, for a
+  summary of what the caller told (a ticket's), its substance
+  (`summary_grounded`).
+- `corrected_numbers`: what the caller corrected a taken-back number to.
 
 The assistant's own words are never a source: a model that said a number
 once must not be able to ground it by having said it.

@@ -20,7 +20,11 @@ reply is made in explicit steps, all on one KV cache:
    only because the model reworded a free-text argument whose numbers the
    caller did say ("today at 18:00" for "this evening at 6 pm") is decoded
    once more with that argument limited to runs of the caller's own words
-   (`grounding.caller_spans`).
+   (`grounding.caller_spans`); one dropped for a number the caller took back
+   ("78342, oh no, 78324") is decoded once more on the number they corrected
+   it to (`grounding.corrected_numbers`). A summary argument (a ticket's) must
+   carry something the caller said beyond the request itself
+   (`grounding.summary_grounded`), else the agent asks what it is about.
 3. **Speech.** For `REPLY` (or when every call was dropped), the reply is
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
@@ -31,7 +35,11 @@ reply is made in explicit steps, all on one KV cache:
    reply starts with `ASK_LEAD`; no (the tool was picked for a request it
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
-   the decision) and the model continues after it with an offer. After
+   the decision) and the model continues after it with an offer, held whole and
+   replaced by `CANNOT_OFFER` when it only repeats the caller's words. A
+   `CANNOT` on a follow-up that asks for what a tool gives ("When is that
+   due?" after a balance) calls that tool instead, or answers from its result
+   already in the conversation (`Responder._follow_up`). After
    results, `ANSWER_NOTE` tells the model to answer from them; when the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
