@@ -693,6 +693,8 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
         # ... and its instructions about the caller (session 5's quiet re-check)
         ("the caller is told and transferred", "Transfer the caller to a human agent.", ""),
         ("the caller is told and transferred", "The caller is transferred to a human agent.", ""),
+        # ... and thanked the note (session 6, bench s23)
+        ("the caller is told and transferred; say nothing more", "Thank you for the guidance.", ""),
         (
             "the caller is told and transferred",
             "I'm transferring you to a colleague.",

@@ -393,7 +393,9 @@ def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
 #: Speech about "the caller" is the agent's instructions said aloud, never words to
 #: the caller ("Transfer the caller to a human agent.", "The caller is transferred to
 #: a human agent.": the 1.5B after a transfer, session 5's quiet re-check).
-_OF_THE_CALLER = re.compile(r"\bthe caller\b", re.IGNORECASE)
+#: Speech about "the guidance" answers the agent's instructions, not the caller ("Thank
+#: you for the guidance.": the 1.5B after a transfer, bench s23, session 6).
+_OF_THE_CALLER = re.compile(r"\bthe caller\b|\bguidance\b", re.IGNORECASE)
 
 
 #: Words in a row of the caller's that make a reply an echo of them.
