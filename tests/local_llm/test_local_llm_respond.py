@@ -954,7 +954,7 @@ async def test_a_number_the_caller_took_back_is_not_decoded_again_as_a_rewording
     responder, reply, _ = await _respond(engine, _user("My order is 4417, sorry, 4471. Where?"))
     assert responder.plan.in_callers_words is None and not reply.calls
     # Decoded once more, but on the correction (not as a rewording of the taken-back one).
-    decoded = [g for p, g, _ in engine.steps if p.endswith('"arguments": ')]
+    decoded = [g or "" for p, g, _ in engine.steps if p.endswith('"arguments": ')]
     assert len(decoded) == 2 and "4471" in decoded[1] and "4417" not in decoded[1]
     assert responder.plan.on_the_correction == [("get_order_status", ["order_id"])]
 
@@ -1154,7 +1154,8 @@ BALANCE = {
     ],
 )
 def test_a_follow_up_asks_for_what_a_tool_gives(said, fields, asks):
-    assert asks_what_it_gives(said, BALANCE["function"], fields) is asks
+    function: dict = BALANCE["function"]  # type: ignore[assignment]
+    assert asks_what_it_gives(said, function, fields) is asks
 
 
 def _balance_history(with_result: bool) -> list[dict]:
