@@ -296,3 +296,60 @@ async def test_a_caller_who_pauses_after_an_if_clause_is_not_cut_off(voice: str)
     assert turn.turn is not None
     first_pause = turn.turn.decisions[0][1]
     assert first_pause.cue == "unfinished" and first_pause.silence_s >= 0.8
+
+
+async def _second_turn_pieces(with_cut_turn: bool):  # type: ignore[no-untyped-def]
+    """A caller who, in a first turn, pauses 0.9 s after a clause that reads finished (and is
+    cut off there), then in a second turn pauses 0.8 s after a whole clause that Whisper
+    leaves unpunctuated. Returns the finals and the decisions of every turn."""
+    a1, a2, b1, b2 = (
+        spoken(s)
+        for s in (
+            "I ordered a lamp last week.",
+            "but it came broken.",
+            "I think the box was open",
+            "when it got to me.",
+        )
+    )
+    pieces = [silence(0.3), a1, silence(0.9), a2, silence(2.5)] if with_cut_turn else []
+    pieces += [silence(0.3), b1, silence(0.8), b2]
+    x = np.concatenate([*pieces, silence(2.0)])
+    t = np.cumsum([len(p) / RATE for p in pieces])
+    script = (
+        [(t[2], "I ordered a lamp last week."), (t[4], "But it came broken.")]
+        if with_cut_turn
+        else []
+    )
+    k = 5 if with_cut_turn else 0
+    script += [
+        (t[k + 2], "I think the box was open"),
+        (x.size / RATE, "I think the box was open when it got to me."),
+    ]
+    asr = TimedTextAsr(script)
+    events: list[Event] = []
+    # the model believes the first clause (0.9: a confident end); half doubts the second
+    voice = voice_input(asr, RULES, ScriptedDetector(0.9), events)
+    asr.voice = voice
+    try:
+        await feed_settled(voice, x)
+    finally:
+        await voice.aclose()
+    finals = [e.text for e in events if isinstance(e, TranscriptFinal)]
+    return finals, [t.turn.decisions for t in voice.turns if t.turn is not None]
+
+
+async def test_a_caller_who_was_cut_off_gets_that_pause_waited_out_later() -> None:
+    """Per-caller adaptation from a cut-off: the first turn ended 0.4 s into a 0.9 s pause
+    (a clause that reads finished, a model that believes it) and the caller went on at
+    once; that gap is one of their pauses, so a later whole clause without its full stop
+    ("I think the box was open", 0.45-0.6 s for a caller with no history) waits past it.
+    The same second turn without that history is cut at its 0.8 s pause."""
+    alone, decisions = await _second_turn_pieces(with_cut_turn=False)
+    # cut off at the pause: nothing to adapt to
+    assert len(alone) == 2 and alone[0] == "I think the box was open", (alone, decisions)
+    finals, decisions = await _second_turn_pieces(with_cut_turn=True)
+    assert finals[:2] == ["I ordered a lamp last week.", "But it came broken."], decisions
+    assert finals[2:] == ["I think the box was open when it got to me."], (finals, decisions)
+    first_pause = decisions[2][0][1]
+    assert first_pause.cue == "complete" and first_pause.reason == "caller_pauses"
+    assert first_pause.silence_s > 0.9

@@ -485,7 +485,7 @@ class VoiceInput:
     def open_utterance(self, event: VadSpeechStarted) -> None:
         """Start timing a segment; its audio (with the preroll) goes to the ASR."""
         if self._turn is not None:
-            self._turn.begin(interrupting=self._agent_busy())
+            self._turn.begin(interrupting=self._agent_busy(), at_s=event.t)
         self._current = UtteranceTiming(
             index=len(self.turns),
             speech_start_s=event.t,

@@ -103,10 +103,28 @@ class TurnEnder:
         self.pending = 0  # scorings in flight (the fast file clock waits for them)
         # this caller's latest pauses inside a turn (s), across the call's turns
         self.caller_pauses_s: tuple[float, ...] = ()
+        # stream time the pause that ended the last turn began (its decision ended it)
+        self._ended_pause_s: float | None = None
 
     # ------------------------------------------------------------ utterance hooks
-    def begin(self, *, interrupting: bool = False) -> None:
-        """A new VAD segment (``interrupting``: it started over the agent): forget the last one."""
+    def begin(self, *, interrupting: bool = False, at_s: float | None = None) -> None:
+        """A new VAD segment (``interrupting``: it started over the agent) whose speech began
+        at stream time ``at_s``: forget the last one.
+
+        When the last turn was ended by a decision (and did not itself start over the
+        agent) and the caller speaks again within
+        ``max_silence_s`` of that pause's start, the decision cut them off: the pause they
+        took (its start to ``at_s``) is one of their mid-turn pauses
+        (:attr:`caller_pauses_s`), so their later doubtful ends wait past it."""
+        if (
+            at_s is not None
+            and self._ended_pause_s is not None
+            and self.rules.candidate_silence_s <= at_s - self._ended_pause_s
+            and at_s - self._ended_pause_s <= self.rules.max_silence_s
+        ):
+            gap = round(at_s - self._ended_pause_s, 3)
+            self.caller_pauses_s = (*self.caller_pauses_s, gap)[-CALLER_PAUSES:]
+        self._ended_pause_s = None
         self._interrupting = interrupting
         self._audio, self._length = [], 0
         self._pause += 1
@@ -184,6 +202,14 @@ class TurnEnder:
 
     def end(self) -> TurnRecord:
         """The segment ended: returns its record (the last pause's decision, if any)."""
+        # a turn the decision ended (not speech over the agent: a backchannel, a barge-in)
+        decided = (
+            self._paused
+            and self._decided
+            and self.record.decision is not None
+            and not self._interrupting
+        )
+        self._ended_pause_s = self.record.pause_s if decided else None
         self._pause += 1
         self._paused = False
         self._audio, self._length = [], 0
