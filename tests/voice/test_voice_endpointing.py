@@ -241,6 +241,7 @@ def test_rules_that_contradict_themselves_are_refused():
         ("Not yet.", False),
         ("Go on.", False),
         ("I", False),
+        ("Uh.", False),  # a hesitation alone: the caller is about to speak
         ("Got it, but what about my refund?", False),
     ],
 )

@@ -413,6 +413,8 @@ _FLOOR_WORDS = frozenset(
     hello
     """.split()
 )
+# A hesitation alone ("Uh.") is how a caller starts to take the floor, not feedback.
+_HESITATIONS = frozenset("uh um er erm ehm".split())
 _SOUND_MAX_WORDS = 3  # a sound-alike match is tried on this many words at most
 _VOWELS = frozenset("aeiouy")
 
@@ -461,6 +463,8 @@ def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -
     if len(words) <= 4 and all(w in phrases for w in words):
         return True
     if len(words) > _SOUND_MAX_WORDS or any(w.strip("'") in _FLOOR_WORDS for w in words):
+        return False
+    if len(words) == 1 and words[0] in _HESITATIONS:
         return False
     key = sound_key(plain)
     return bool(key) and any(sound_key(p) == key for p in phrases)
