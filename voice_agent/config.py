@@ -336,7 +336,7 @@ class TurnConfig(_Frozen):
         -1.0, ge=-10, le=10, description="a transcript with no end punctuation"
     )
     complete_evidence: float = Field(
-        0.5,
+        0.0,
         ge=-10,
         le=10,
         description="no end punctuation or a trailing '...', but the words are a whole clause",

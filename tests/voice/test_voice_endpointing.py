@@ -139,6 +139,7 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("The email on the account is my work one.", "statement"),
         ("My account number is one", "number"),
         # floor-holding phrases, questions without their "?", fragments punctuated
+        ("I know that I can't go that way, can't...", "unfinished"),  # ends in an auxiliary
         ("Hang on, let me see.", "holding"),
         ("What I need is", "unfinished"),
         ("I was wondering.", "holding"),

@@ -352,6 +352,8 @@ def complete_by_words(text: str) -> bool:
     tokens = _TOKEN.findall(sentence.lower())
     if len(tokens) < 3 or tokens[-1] in _CONTINUATION_WORDS or tokens[-1] in _NEVER_FINAL:
         return False
+    if tokens[-1] in _AUXILIARIES:
+        return False  # "..., can't": a verb phrase still to come (or elided: no telling)
     if len(tokens) >= 3 and tokens[-2] == "to" and tokens[-3] in _WANTING:
         return False
     clauses = [c for c in _CLAUSE_BREAK.split(sentence) if _clause_words(c)]
@@ -511,7 +513,7 @@ class EndpointingRules:
     # no end punctuation (or a trailing "..."), but the words are a whole clause
     # (complete_by_words): Whisper tiny drops the full stop of finished sentences on voices
     # and lines it hears badly
-    complete_evidence: float = 0.5
+    complete_evidence: float = 0.0
     # cut mid-clause, a floor-holding phrase, a number being read (each also has its floor)
     unfinished_evidence: float = -2.0
     # The pitch: a rise over the last 200 ms of voicing (st/s) on a statement is the
