@@ -55,21 +55,27 @@ class LlmConfig(_Frozen):
     timeout_s: float = Field(
         30.0,
         gt=0,
-        description="whole-request deadline, seconds: from sending the request to its last "
-        "chunk, retries included (not per read)",
+        description="deadline for the response's first output (text or a tool call), "
+        "seconds from sending the request, retries included (not per read). Once output "
+        "began, stall_timeout_s and max_tokens bound the response",
     )
     connect_timeout_s: float = Field(5.0, gt=0)
     first_token_timeout_s: float = Field(
         15.0,
         gt=0,
-        description="no text or tool call within this many seconds of sending: retry or fail "
-        "(empty keep-alive chunks do not count)",
+        description="no text, tool call or progress report within this many seconds of "
+        "sending: retry or fail (empty keep-alive chunks do not count)",
     )
     stall_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="once output began, no new text or tool-call data for this many seconds: "
-        "the request fails",
+        description="once output or progress began, none for this many seconds: the request fails",
+    )
+    progress: bool | None = Field(
+        None,
+        description="ask the endpoint to report progress while it works (return_progress: "
+        "the embedded model and llama.cpp's server do), so a model slowed by a busy machine "
+        "is told from a stalled one; None: only for the embedded model",
     )
     context_tokens: int | None = Field(
         16384,
@@ -255,8 +261,16 @@ class AgentConfig(_Frozen):
     llm_deadline_s: float = Field(
         8.0,
         gt=0,
-        description="the LLM has produced nothing for this many seconds: stop it, apologise "
-        "and offer a way forward (the session goes on)",
+        description="the LLM has shown no sign of life (no text, tool call or progress "
+        "report) for this many seconds: stop it, apologise and offer a way forward (the "
+        "session goes on)",
+    )
+    llm_patience_s: float = Field(
+        30.0,
+        gt=0,
+        description="the LLM shows signs of life (tokens, progress reports) but has said "
+        "nothing speakable (a sentence, a call) for this many seconds: stop it and apologise. "
+        "A model slowed by a busy machine keeps the line with hold phrases until then",
     )
     preemptive_generation: bool = Field(
         True,

@@ -129,6 +129,7 @@ class Conversation:
             # waits more than ~2 s in silence before the apology at the deadline.
             hold_again_s=LLM_HOLD_AGAIN_S,
             deadline_s=config.llm_deadline_s,
+            patience_s=config.llm_patience_s,
             # as many as fit with the last one said a second before the apology
             max_holds=1
             + max(

@@ -6,16 +6,31 @@ so the scheduler can start it while the model keeps generating. It assembles
 tool-call deltas by index and copes with servers that repeat the function name
 in every delta, that send no call id, or that send the name in pieces.
 
+Progress: with ``progress`` on (the embedded model, or a llama.cpp server),
+the request asks the endpoint to report its progress while it works
+(``"return_progress": true``) and the endpoint sends chunks with no choice
+and growing counts of the work done for the request (ours: ``"progress":
+{"tokens": n, "cpu_ms": m}``; llama.cpp's: ``"prompt_progress":
+{"processed": n}``). A report whose count grew is a sign of life, yielded as
+:class:`Progressed` (not output: a failure after it may still be retried).
+A count that does not grow, a keep-alive comment, an empty or role-only
+chunk are not progress. So a model that is slow because the machine is busy
+(a long prefill, a reply the server holds back while it writes a tool call)
+is told from one that has stopped.
+
 Deadlines, all on the injected clock (``fsm.fail_at``, so tests jump time):
 
-- ``timeout_s`` is the whole request's deadline: from sending it to its last
-  chunk, retries and backoff included (not a per-read timeout: a server that
-  sends keep-alives forever still hits it);
-- ``first_token_timeout_s``: no text or tool-call data within this long of
-  sending an attempt (headers, a role-only chunk or empty keep-alive chunks do
-  not count) fails the attempt;
-- ``stall_timeout_s``: once output began, no new text or tool-call data for
-  this long fails the request.
+- ``timeout_s``: the deadline for the response's first output (text or a
+  tool call), from sending the request, retries and backoff included (not a
+  per-read timeout: a server that sends keep-alives or progress forever
+  without output still hits it). Once output began, the stall deadline and
+  ``max_tokens`` bound the response: a healthy model that answers slowly is
+  not cut off mid-answer;
+- ``first_token_timeout_s``: no text, tool-call data or progress within this
+  long of sending an attempt (headers, a role-only chunk or empty keep-alive
+  chunks do not count) fails the attempt;
+- ``stall_timeout_s``: once output or progress began, none for this long
+  fails the request.
 
 Retries: an attempt that fails before anything was yielded (connection error,
 a deadline above, 408/409/429/5xx, a malformed or truncated stream) is retried
@@ -118,7 +133,40 @@ class StreamFinished:
     truncated: bool = False
 
 
-StreamItem = TextDelta | ToolCallReady | StreamFinished
+@dataclass(frozen=True)
+class Progressed:
+    """The endpoint reported progress on this request: ``tokens`` it evaluated so far, and
+    ``cpu_ms`` of computing (0 when the endpoint does not say).
+
+    Not output (nothing to say): a sign of life for deadlines and watchdogs.
+    """
+
+    tokens: int
+    cpu_ms: int = 0
+
+
+StreamItem = TextDelta | ToolCallReady | StreamFinished | Progressed
+
+
+def _count(report: dict[str, Any], key: str) -> int:
+    value = report.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def progress_report(chunk: Any) -> Progressed | None:
+    """The progress an endpoint reported in ``chunk``, if it reported any.
+
+    Ours: ``"progress": {"tokens": n, "cpu_ms": m}``; llama.cpp's server
+    (``return_progress``): ``"prompt_progress": {"processed": n, ...}``.
+    """
+    extra = getattr(chunk, "model_extra", None) or {}
+    ours = extra.get("progress")
+    if isinstance(ours, dict):
+        return Progressed(_count(ours, "tokens"), _count(ours, "cpu_ms"))
+    theirs = extra.get("prompt_progress")
+    if isinstance(theirs, dict):
+        return Progressed(_count(theirs, "processed"))
+    return None
 
 
 @dataclass
@@ -329,13 +377,22 @@ def _as_llm_error(exc: BaseException) -> LlmError:
     return LlmError(_describe(exc), retryable=_is_retryable(exc), retry_after_s=_retry_after(exc))
 
 
+def _grew(before: Progressed | None, now: Progressed) -> bool:
+    """``now`` reports more work than ``before`` (a repeated count is no progress)."""
+    if before is None:
+        return now.tokens > 0 or now.cpu_ms > 0
+    return now.tokens > before.tokens or now.cpu_ms > before.cpu_ms
+
+
 @dataclass
 class _Attempt:
     """What one attempt has done so far."""
 
     started: float
-    yielded: bool = False  # something reached the consumer: no retry possible
-    progressed_at: float | None = None  # last text / tool-call data from the server
+    yielded: bool = False  # output reached the consumer: no retry possible
+    progressed_at: float | None = None  # last text / tool-call data / progress from the server
+    output: bool = False  # text or tool-call data arrived (the request deadline is met)
+    progress: Progressed | None = None  # the endpoint's last report that grew
 
 
 class LlmClient:
@@ -467,7 +524,8 @@ class LlmClient:
                 async for item in self._stream_once(
                     fitted.messages, tools, tool_choice, state, request_deadline
                 ):
-                    state.yielded = True
+                    if not isinstance(item, Progressed):
+                        state.yielded = True
                     yield item
                 return
             except asyncio.CancelledError:
@@ -518,8 +576,11 @@ class LlmClient:
             kwargs["tool_choice"] = tool_choice or "auto"
             if self.config.parallel_tool_calls:
                 kwargs["parallel_tool_calls"] = True
-        if self.config.extra_body:
-            kwargs["extra_body"] = dict(self.config.extra_body)
+        extra = dict(self.config.extra_body)
+        if self.config.progress:
+            extra.setdefault("return_progress", True)
+        if extra:
+            kwargs["extra_body"] = extra
         return kwargs
 
     def _wait_deadline(self, state: _Attempt, request_deadline: float) -> tuple[float, str]:
@@ -531,6 +592,8 @@ class LlmClient:
         else:
             limit = state.progressed_at + cfg.stall_timeout_s
             reason = f"the LLM stream stalled for {cfg.stall_timeout_s:.1f}s"
+        if state.output:
+            return limit, reason  # the answer is under way: stalls and max_tokens bound it
         if request_deadline <= limit:
             return request_deadline, f"the LLM request took longer than {cfg.timeout_s:.1f}s"
         return limit, reason
@@ -579,12 +642,22 @@ class LlmClient:
                     raise LlmError(reason, retryable=True) from None
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage.model_dump() if hasattr(chunk.usage, "model_dump") else None
+                reported = progress_report(chunk)
+                if (
+                    reported is not None
+                    and finish_reason is None
+                    and _grew(state.progress, reported)
+                ):
+                    state.progress = reported
+                    state.progressed_at = clock.now()
+                    yield reported
                 for choice in chunk.choices or []:
                     delta = choice.delta
                     if delta is not None and finish_reason is None and not truncated:
                         if delta.content:
                             text = delta.content
                             state.progressed_at = clock.now()
+                            state.output = True
                             chunks += 1
                             allowed = int(cap * RESPONSE_CHARS_PER_TOKEN) - chars
                             if chunks > cap or len(text) > allowed:
@@ -596,6 +669,7 @@ class LlmClient:
                                 yield TextDelta(text)
                         if delta.tool_calls and not truncated:
                             state.progressed_at = clock.now()
+                            state.output = True
                             pieces = sum(
                                 len(getattr(getattr(d, "function", None), "arguments", "") or "")
                                 for d in delta.tool_calls

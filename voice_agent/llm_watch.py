@@ -1,22 +1,39 @@
 """The caller is never left in silence by a slow LLM: a watch over one generation's stream.
 
 :func:`watch_silence` re-yields a generation's stream items and measures, on
-the injected clock, how long the stream has gone without anything the caller
-can hear or that moves the turn on (text, a complete tool call, the finish).
-Keep-alives, role-only chunks and headers do not count: only what
-:class:`~voice_agent.llm.LlmClient` yields does. For the deadline, text
-counts when it completes a chunk a speech output says (a sentence, a long
-clause; the rules of :class:`~peripherals.text_chunker.SentenceChunker`): a
-model that trickles words without finishing one is as silent to the caller
-as one that sends nothing, and gets the apology at the deadline.
+the injected clock, two things:
 
-- After ``hold_after_s`` of such silence it yields :class:`LlmQuiet` (the
+- the LLM's **signs of life**: output (text, a complete tool call, the
+  finish) or a progress report of the endpoint
+  (:class:`~voice_agent.llm.Progressed`: it evaluated more tokens).
+  Keep-alives, role-only chunks, headers and a progress count that does not
+  grow are not signs of life: only what :class:`~voice_agent.llm.LlmClient`
+  yields is;
+- **speakable progress**: text that completes a chunk a speech output says
+  (a sentence, a long clause; the rules of
+  :class:`~peripherals.text_chunker.SentenceChunker`), a complete tool call,
+  the finish. A model that trickles words without finishing one is as silent
+  to the caller as one that sends nothing.
+
+What the caller hears:
+
+- After ``hold_after_s`` without output it yields :class:`LlmQuiet` (the
   conversation says a hold phrase); if the silence goes on, another one every
   ``hold_again_s``, up to ``max_holds`` per generation (after output, a new
-  silence starts the count again).
-- After ``deadline_s`` without speakable progress it stops the stream (closing the HTTP
-  request) and raises :class:`~voice_agent.llm.LlmError`: the conversation
-  apologises, offers a way forward and the session goes on.
+  silence starts the count again). Past ``max_holds``, a hold phrase comes
+  only while the LLM shows signs of life (one within the last
+  ``hold_again_s``), every ``LATE_HOLD_FACTOR`` x ``hold_again_s``: a model
+  slowed by a busy machine keeps the line, a stopped one does not.
+- After ``deadline_s`` without a sign of life (a dead or stalled endpoint:
+  within seconds, whatever the machine's load) it stops the stream (closing
+  the HTTP request) and raises :class:`~voice_agent.llm.LlmError`: the
+  conversation apologises, offers a way forward and the session goes on.
+- After ``patience_s`` without speakable progress, even from an LLM that
+  shows signs of life (a model trickling words that never make a sentence,
+  or one too slow to be of use), the same. A healthy model slowed by a busy
+  machine is not apologised for as long as it says something within
+  ``patience_s``: the deadline follows its progress, not a fixed guess of
+  its speed.
 
 This holds whatever the endpoint does (headers then nothing, a slow first
 byte, a stall after some text, keep-alives forever) because it does not rely
@@ -29,25 +46,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fsm import Clock, move_on_at
 from peripherals.text_chunker import SentenceChunker
 
-from .llm import LlmError, StreamItem, TextDelta
+from .llm import LlmError, Progressed, StreamItem, TextDelta
 
 __all__ = ["LlmQuiet", "SilencePolicy", "watch_silence"]
 
 
 @dataclass(frozen=True)
 class SilencePolicy:
-    """How long a generation may stay silent (seconds on the clock)."""
+    """How long a generation may stay silent (seconds on the clock).
+
+    ``deadline_s``: no sign of life (output or progress) this long ends the
+    generation; ``patience_s``: nothing speakable this long ends it even while
+    the LLM shows signs of life (at least ``deadline_s``).
+    """
 
     hold_after_s: float = 1.5
     hold_again_s: float = 3.0
     deadline_s: float = 8.0
     max_holds: int = 2
+    patience_s: float = 30.0
+
+
+# Past max_holds, while the LLM still progresses, hold phrases are this many times
+# hold_again_s apart (a long wait is announced, less often than a short one).
+LATE_HOLD_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,38 +129,61 @@ async def watch_silence(
             await queue.put(exc)
 
     task = asyncio.get_running_loop().create_task(pump(), name="llm-stream")
-    # For the deadline, text counts once it completes something a speech output can say
+    # For the patience, text counts once it completes something a speech output can say
     # (a sentence, a long clause): a model trickling words without one leaves the caller
-    # in silence. (Any output restarts the hold phrases' count.)
+    # in silence. (Any output restarts the hold phrases' count; any sign of life, the
+    # deadline's.)
     speakable = SentenceChunker()
+    patience = max(policy.patience_s, policy.deadline_s)
     try:
-        last = clock.now()  # the LLM's last sign of life
-        heard = last if quiet_since is None else min(last, quiet_since)  # the caller's
+        alive = clock.now()  # the LLM's last sign of life (output or progress)
+        spoke = alive  # its last speakable progress
+        heard = alive if quiet_since is None else min(alive, quiet_since)  # the caller's
         next_hold = heard + policy.hold_after_s
         holds = 0
+        last_hold = -math.inf  # when the last hold phrase was due (said or passed over)
         while True:
-            deadline = last + policy.deadline_s
-            hold_due = holds < policy.max_holds and next_hold < deadline
+            lifeless = alive + policy.deadline_s <= spoke + patience  # which deadline is first
+            deadline = alive + policy.deadline_s if lifeless else spoke + patience
+            if holds < policy.max_holds:
+                hold_at = next_hold
+            elif alive > last_hold:  # signs of life since: the LLM works, keep the line
+                hold_at = max(next_hold, last_hold + LATE_HOLD_FACTOR * policy.hold_again_s)
+            else:
+                hold_at = math.inf
+            hold_due = hold_at < deadline
             got: object = None
-            async with move_on_at(clock, next_hold if hold_due else deadline) as scope:
+            async with move_on_at(clock, hold_at if hold_due else deadline) as scope:
                 got = await queue.get()
             if scope.expired:
+                now = clock.now()
                 if hold_due:
-                    holds += 1
-                    next_hold = clock.now() + policy.hold_again_s
-                    yield LlmQuiet(silent_s=clock.now() - heard)
+                    last_hold = now
+                    if holds < policy.max_holds or now - alive < policy.hold_again_s:
+                        holds += 1
+                        next_hold = now + policy.hold_again_s
+                        yield LlmQuiet(silent_s=now - heard)
                     continue
+                if lifeless:
+                    raise LlmError(
+                        f"the LLM produced nothing for {policy.deadline_s:.1f}s", retryable=False
+                    )
                 raise LlmError(
-                    f"the LLM produced nothing for {policy.deadline_s:.1f}s", retryable=False
+                    f"the LLM said nothing that can be spoken for {patience:.1f}s "
+                    f"(it was still working)",
+                    retryable=False,
                 )
             if got is _END:
                 return
             if isinstance(got, BaseException):
                 raise got
-            heard = clock.now()
+            alive = clock.now()
+            if isinstance(got, Progressed):
+                continue  # a sign of life, nothing the caller hears
+            heard = alive
             next_hold = heard + policy.hold_after_s
             if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
-                last = heard
+                spoke = heard
             yield got  # type: ignore[misc]
     finally:
         if not task.done():

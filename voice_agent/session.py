@@ -114,6 +114,8 @@ async def llm_endpoint(config: Config) -> AsyncIterator[LlmConfig]:
             update={
                 "base_url": server.base_url,
                 "model": server.model_name,
+                # it reports progress while it works (a slow prefill is not a stall)
+                "progress": config.llm.progress is not False,
                 "context_tokens": min(
                     config.llm.context_tokens or config.local_llm.ctx, config.local_llm.ctx
                 ),

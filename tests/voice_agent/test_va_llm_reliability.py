@@ -29,6 +29,8 @@ from voice_agent.bench.fault_server import (
     context_limited,
     looping_model,
     planning_model,
+    progressing,
+    words,
 )
 from voice_agent.config import AgentConfig, LlmConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
@@ -183,6 +185,76 @@ def test_the_deadline_and_hold_are_configurable():
         llm_deadline_s=4.0,
     )
     assert call.heard(0) == [(1.0, HOLDS[0]), (3.0, HOLDS[1]), (4.0, APOLOGY)]
+
+
+# ------------------------------------------- a slow model that progresses vs a stopped one
+
+
+def gaps(heard: list[tuple[float, str]]) -> list[float]:
+    """Seconds between things the caller heard (from the turn's start)."""
+    times = [0.0, *(t for t, _ in heard)]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def slowly(text: str, every_s: float, *, tokens: int = 1000) -> list:
+    """``text`` a word every ``every_s``, a progress report between words (tokens held back)."""
+    out: list = []
+    for i, step in enumerate(words(text)):
+        out += [("sleep", every_s / 2), ("progress", tokens + 2 * i), ("sleep", every_s / 2), step]
+    return out
+
+
+def test_a_model_slowed_by_a_busy_machine_is_heard_out_not_apologised_for():
+    # 18 s of prefill that the server reports as progress, then the answer a word every
+    # 1.2 s: four times the 8 s deadline before its first sentence, never a stall
+    slow = [("headers",), ("role",), *progressing(18.0, 1.5), *slowly(ANSWER, 1.2),
+            ("finish", "stop"), ("usage",), ("done",)]  # fmt: skip
+    call = run_call(then_answer(slow), ["Where is my order?", "When do you open?"])
+    heard = call.heard(0)
+    assert errors(call) == []
+    assert APOLOGY not in [text for _, text in heard]
+    assert "".join(text for _, text in heard if text not in HOLDS).strip() == ANSWER
+    # the line is kept while it works: holds every 2 s, then (past the three a stall gets)
+    # every 4 s while progress comes; none once words stream (they end the silence count)
+    holds = [(t, text) for t, text in heard if text in HOLDS]
+    assert [t for t, _ in holds] == [1.5, 3.5, 5.5, 9.5, 13.5, 17.5]
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+@pytest.mark.parametrize("report", ["progress", "prompt_progress"])
+def test_an_endpoint_whose_progress_stops_is_apologised_for_at_the_deadline(report):
+    stops = [("headers",), ("role",), *[(report, 64 * i) for i in (1,)],
+             *[step for i in range(2, 6) for step in (("sleep", 1.5), (report, 64 * i))],
+             ("stall",)]  # fmt: skip
+    call = run_call(then_answer(stops), ["Where is my order?", "When do you open?"])
+    heard = call.heard(0)
+    # the last progress at 6.0 s, then nothing: the apology 8 s after it, as for a dead one
+    assert heard[-1] == (14.0, APOLOGY)
+    assert errors(call) == ["the LLM produced nothing for 8.0s"]
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+def test_a_progress_count_that_does_not_grow_is_not_progress():
+    same = [("headers",), ("role",),
+            *[step for _ in range(40) for step in (("progress", 64), ("sleep", 0.5))],
+            ("stall",)]  # fmt: skip
+    call = run_call(then_answer(same), ["Where is my order?", "When do you open?"])
+    assert call.heard(0) == [(1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]), (8.0, APOLOGY)]
+    assert errors(call) == ["the LLM produced nothing for 8.0s"]
+
+
+def test_a_model_that_progresses_but_never_speaks_is_apologised_for_at_its_patience():
+    busy = [("headers",), ("role",), *progressing(60.0, 1.0), ("stall",)]
+    call = run_call(
+        then_answer(busy), ["Where is my order?", "When do you open?"], llm_patience_s=20.0
+    )
+    heard = call.heard(0)
+    assert heard[-1] == (20.0, APOLOGY)
+    assert errors(call) == [
+        "the LLM said nothing that can be spoken for 20.0s (it was still working)"
+    ]
+    assert max(gaps(heard)) <= 4.0, heard
+    assert call.heard(1)[-1][1] == "We open at nine."
 
 
 # ----------------------------------------------------------------- 1.2 ends

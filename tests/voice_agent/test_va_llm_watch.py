@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fsm import AutojumpClock
-from voice_agent.llm import LlmError, StreamFinished, TextDelta
+from voice_agent.llm import LlmError, Progressed, StreamFinished, TextDelta
 from voice_agent.llm_watch import LlmQuiet, SilencePolicy, watch_silence
 
 POLICY = SilencePolicy(hold_after_s=1.5, deadline_s=8.0, max_holds=2)
@@ -131,3 +131,44 @@ def test_a_silence_that_began_before_the_stream_brings_the_hold_forward_not_the_
     clock.run(main())
     assert got == [(1.5, LlmQuiet(silent_s=1.5)), (4.5, LlmQuiet(silent_s=4.5))]
     assert error and clock.now() == 9.0  # the LLM's own 8 s, from when it was asked
+
+
+def test_progress_reports_keep_a_slow_stream_alive_and_are_not_passed_on():
+    clock = AutojumpClock()
+    steps = [*((1.0, Progressed(64 * i)) for i in range(1, 13)), (1.0, TextDelta("Done.")),
+             (0.1, StreamFinished("stop"))]  # fmt: skip
+    got, error = run(clock, Script(clock, steps))
+    assert error is None
+    assert [i for _, i in got if not isinstance(i, LlmQuiet)] == [
+        TextDelta("Done."),
+        StreamFinished("stop"),
+    ]
+    # two holds while no progress is needed to earn them, then one per 2 x 3 s it progresses
+    assert [t for t, i in got if isinstance(i, LlmQuiet)] == [1.5, 4.5, 10.5]
+
+
+def test_when_progress_stops_the_deadline_counts_from_the_last_report():
+    clock = AutojumpClock()
+    steps = [(1.0, Progressed(10)), (1.0, Progressed(20)), (1.0, Progressed(30))]
+    got, error = run(clock, Script(clock, steps, stall=True))
+    assert isinstance(error, LlmError) and "nothing for 8.0s" in str(error)
+    assert clock.now() == 11.0
+
+
+def test_progress_without_anything_speakable_ends_at_the_patience():
+    clock = AutojumpClock()
+    steps = [(1.0, Progressed(i)) for i in range(1, 100)]
+    got: list = []
+    error: list[BaseException] = []
+
+    async def consume() -> None:
+        policy = SilencePolicy(hold_after_s=1.5, deadline_s=8.0, max_holds=2, patience_s=20.0)
+        try:
+            async for item in watch_silence(Script(clock, steps).__aiter__(), clock, policy):
+                got.append((clock.now(), item))
+        except LlmError as exc:
+            error.append(exc)
+
+    clock.run(consume())
+    assert error and "for 20.0s (it was still working)" in str(error[0])
+    assert clock.now() == 20.0

@@ -18,6 +18,10 @@ Steps (tuples; the first item names the step):
 - ``("call", index, call_id, name, arguments)``: a tool-call delta.
 - ``("finish", reason)``: a chunk with ``finish_reason``.
 - ``("usage",)``, ``("done",)``: the usage chunk, ``data: [DONE]``.
+- ``("progress", n)``: a progress report with no choice, as the embedded
+  server sends one when asked (``"progress": {"tokens": n}``).
+- ``("prompt_progress", n)``: llama.cpp's report (``"prompt_progress":
+  {"processed": n, ...}``).
 - ``("raw", bytes)``: bytes as they are (malformed SSE, truncated JSON).
 - ``("error_event", message)``: an ``{"error": ...}`` event in the stream.
 - ``("sleep", s)``: wait ``s`` seconds on the server's clock.
@@ -57,6 +61,7 @@ __all__ = [
     "context_limited",
     "looping_model",
     "planning_model",
+    "progressing",
     "words",
 ]
 
@@ -81,6 +86,16 @@ def words(text: str) -> list[Step]:
     out: list[Step] = []
     for i, word in enumerate(text.split(" ")):
         out.append(("text", word if i == 0 else " " + word))
+    return out
+
+
+def progressing(seconds: float, every_s: float, *, start: int = 0, step: int = 32) -> Script:
+    """Progress reports every ``every_s`` for ``seconds`` (a model busy with a long prefill)."""
+    out: Script = []
+    tokens = start
+    for _ in range(round(seconds / every_s)):
+        tokens += step
+        out += [("sleep", every_s), ("progress", tokens)]
     return out
 
 
@@ -282,6 +297,15 @@ class FaultServer:
                     await response.write(
                         f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'faulty', 'choices': [], 'usage': usage})}\n\n".encode()
                     )
+                elif kind in ("progress", "prompt_progress"):
+                    report = (
+                        {"progress": {"tokens": step[1]}}
+                        if kind == "progress"
+                        else {"prompt_progress": {"total": 10**6, "cache": 0, "processed": step[1]}}
+                    )
+                    payload = {"id": "x", "object": "chat.completion.chunk", "created": 0,
+                               "model": "faulty", "choices": [], **report}  # fmt: skip
+                    await response.write(f"data: {json.dumps(payload)}\n\n".encode())
                 elif kind == "done":
                     await response.write(b"data: [DONE]\n\n")
                 elif kind == "raw":

@@ -34,6 +34,8 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     sampling: SamplingParams = SamplingParams()
+    #: stream progress reports while the model works (llama.cpp's request field)
+    return_progress: bool = False
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
@@ -73,6 +75,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         include_usage=bool(
             isinstance(stream_options, Mapping) and stream_options.get("include_usage")
         ),
+        return_progress=body.get("return_progress") is True,
         sampling=SamplingParams(
             temperature=_number(body, "temperature", DEFAULT_TEMPERATURE, 0.0, 2.0),
             top_p=_number(body, "top_p", DEFAULT_TOP_P, 0.0, 1.0),

@@ -11,7 +11,13 @@ stdout. Endpoints: ``GET /v1/models``, ``GET /health``,
 
 Prompts use the model's own ChatML template (`chat_format`); with tools, the
 reply is grammar-constrained (`grammar`) and tool calls leave as standard
-``tool_calls`` (`reply`), so the client needs no special case. One
+``tool_calls`` (`reply`), so the client needs no special case. A streamed
+request with ``"return_progress": true`` (llama.cpp's field) also gets, at
+most every `PROGRESS_INTERVAL_S` while the model evaluates tokens, a chunk
+with no choice and ``"progress": {"tokens": n, "cpu_ms": m}`` (tokens the
+model evaluated and CPU time this process used since the request came),
+sent only when the model worked since the last report: a client tells a
+model slowed by a busy machine from a stalled one. One
 generation runs at a time (others wait); a client that disconnects mid-stream
 stops decoding before the next token. With ``--exit-on-stdin-eof`` the
 server stops as soon as its parent ends, however it ends, even while the
@@ -23,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -60,6 +68,13 @@ from voice_agent.parent_watch import exit_with_parent
 log = logging.getLogger("voice_agent.local_llm.server")
 
 LISTENING_PREFIX = "LISTENING "
+#: Seconds between two progress reports of a streamed request that asked for them (a
+#: client's stall deadline is several seconds; a report costs one small write).
+PROGRESS_INTERVAL_S = 0.5
+#: Share of one core this process must have used in an interval to count as working:
+#: the model on a machine at load 20 still gets ~10 % of a core; an idle server uses
+#: well under 1 % (its event loop).
+MIN_BUSY_SHARE = 0.02
 _ENGINE_KEY = web.AppKey("engine", LlamaEngine)
 
 
@@ -156,9 +171,16 @@ async def _stream(
             await send(chunk(cid, created, engine.name, delta))
         return go_on
 
+    reporter = (
+        asyncio.get_running_loop().create_task(_report_progress(engine, cid, created, send))
+        if chat.return_progress
+        else None
+    )
     try:
         await send(chunk(cid, created, engine.name, {"role": "assistant", "content": ""}))
         stats = await responder.run(on_text)
+        if reporter is not None:
+            reporter.cancel()
         for delta in reply.finish():
             await send(chunk(cid, created, engine.name, delta))
         await send(chunk(cid, created, engine.name, {}, reply.finish_reason(stats.finish_reason)))
@@ -185,7 +207,36 @@ async def _stream(
         log.info("client went away mid-stream; generation stopped")
     except PromptTooLongError as exc:
         await send({"error": error_body(str(exc))["error"]})
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
     return response
+
+
+async def _report_progress(
+    engine: LlamaEngine, cid: str, created: int, send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Every `PROGRESS_INTERVAL_S`, a progress report if the model worked since the last one:
+    it evaluated tokens, or this process used `MIN_BUSY_SHARE` of a core (a prompt's
+    evaluation is one call that counts its tokens only when it returns, seconds later
+    on a busy machine)."""
+    start_tokens = tokens = engine.evaluated_tokens
+    start_cpu = cpu = time.process_time()
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        now_tokens, now_cpu = engine.evaluated_tokens, time.process_time()
+        worked = now_tokens > tokens or now_cpu - cpu >= MIN_BUSY_SHARE * PROGRESS_INTERVAL_S
+        tokens, cpu = now_tokens, now_cpu
+        if worked:
+            body = chunk(cid, created, engine.name, {})
+            body["choices"] = []
+            body["progress"] = {
+                "tokens": now_tokens - start_tokens,
+                "cpu_ms": round((now_cpu - start_cpu) * 1e3),
+            }
+            await send(body)
 
 
 # -- process entry point ---------------------------------------------------
