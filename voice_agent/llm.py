@@ -448,7 +448,12 @@ class LlmClient:
         try:
             # Start-up, not the caller's time: a cold prefix on a slow machine may take a
             # while, so the deadline is PREWARM_TIMEOUT_FACTOR request timeouts.
-            deadline = self.clock.now() + PREWARM_TIMEOUT_FACTOR * self.config.timeout_s
+            allowed_s = PREWARM_TIMEOUT_FACTOR * self.config.timeout_s
+            deadline = self.clock.now() + allowed_s
+            # The HTTP client's per-read backstop (timeout_s) would end it first: a
+            # non-streamed answer sends nothing until the whole prefix is evaluated (at
+            # load 18-20 the 1.5B's took longer than 30 s, so every turn evaluated it).
+            kwargs["timeout"] = httpx.Timeout(allowed_s, connect=self.config.connect_timeout_s)
             async with fail_at(self.clock, deadline):
                 await self._client.chat.completions.create(**kwargs)
         except asyncio.CancelledError:

@@ -7,6 +7,8 @@ same AutojumpClock, so the times asserted are virtual and exact.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import pytest
@@ -79,3 +81,37 @@ def test_the_request_deadline_still_bounds_the_wait_for_the_first_output():
     got, error, _, seconds = run(script, timeout_s=10.0, stall_timeout_s=3.0)
     assert isinstance(error, LlmError) and "took longer than 10.0s" in str(error)
     assert seconds == 10.0
+
+
+# A prewarm's answer comes this long after its request (real seconds), beyond the client's
+# per-read backstop (timeout_s) and well within the prewarm's own allowance (4 x timeout_s).
+PREWARM_ANSWER_S = 2.0
+
+
+async def test_a_prewarm_slower_than_the_read_timeout_is_waited_for(caplog):
+    body = json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "length",
+                    "message": {"role": "assistant", "content": "O"},
+                }
+            ],
+        }  # fmt: skip
+    ).encode()
+    script = [("sleep", PREWARM_ANSWER_S), ("body", 200, "application/json", body)]
+    async with FaultServer(script) as server:  # real time: the HTTP client's timeout is
+        config = LlmConfig(base_url=server.base_url, model="m", timeout_s=PREWARM_ANSWER_S / 2)
+        client = LlmClient(config)
+        try:
+            with caplog.at_level(logging.WARNING, logger="voice_agent.llm"):
+                await client.prewarm([{"role": "system", "content": "You are Alex."}], None)
+        finally:
+            await client.aclose()
+    assert len(server.requests) == 1 and server.requests[0]["max_tokens"] == 1
+    assert "prewarm failed" not in caplog.text  # was: APITimeoutError after timeout_s

@@ -145,7 +145,8 @@ class LocalLlmServer:
 
     async def _drain_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None
-        while line := await self._process.stderr.readline():
+        stderr = self._process.stderr  # (aclose forgets the process before this ends)
+        while line := await stderr.readline():
             self._stderr_tail.append(line.decode(errors="replace").rstrip())
 
     def stderr_tail(self) -> str:
