@@ -133,13 +133,15 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("Have the refunds gone from order 3,320", "question_form"),
         # a number after a thing that has one names it; after "is" it is being read out
         ("The refund has gone from order 3,320.", "statement"),
-        ("I'm calling about account 8190", "complete"),
+        ("I'm calling about account 8190", "none"),  # a reference, but digits may go on
         ("The order is 4 4", "number"),
         # a lone digit word far from its lead word is a word, not a number being read
         ("The email on the account is my work one.", "statement"),
         ("My account number is one", "number"),
         # floor-holding phrases, questions without their "?", fragments punctuated
         ("I know that I can't go that way, can't...", "unfinished"),  # ends in an auxiliary
+        ("Call me back on 415", "none"),  # digits may go on in groups
+        ("Call me back on 415.", "statement"),
         ("Hang on, let me see.", "holding"),
         ("What I need is", "unfinished"),
         ("I was wondering.", "holding"),

@@ -345,7 +345,8 @@ def complete_by_words(text: str) -> bool:
     Whole: at least three words, a finite verb (:func:`_finite`), a last word after which a
     sentence can end (not "and", "the", "my", "is", "very": :data:`_CONTINUATION_WORDS`), not
     only a subordinate clause ("If I return the boots"), not a wish whose object is still
-    to come ("I would like to change"), not a floor-holding phrase."""
+    to come ("I would like to change"), not a floor-holding phrase, not ending in an
+    auxiliary ("..., can't") or in digits ("Call me back on 415": more groups may follow)."""
     sentence = _last_sentence(text).rstrip().rstrip("\"')").rstrip(".…!?").rstrip()
     if not sentence or sentence.endswith(_OPEN_PUNCTUATION):
         return False
@@ -354,6 +355,8 @@ def complete_by_words(text: str) -> bool:
         return False
     if tokens[-1] in _AUXILIARIES:
         return False  # "..., can't": a verb phrase still to come (or elided: no telling)
+    if _is_digits(tokens[-1]):
+        return False  # "Call me back on 415": digits read in groups pause between them
     if len(tokens) >= 3 and tokens[-2] == "to" and tokens[-3] in _WANTING:
         return False
     clauses = [c for c in _CLAUSE_BREAK.split(sentence) if _clause_words(c)]
