@@ -122,6 +122,7 @@ BANDS = EndpointingRules(mode="bands")  # session 4's decision, kept as an optio
         ("There's no fee for cancelling my subscription", "complete"),
         ("I would like to change", "none"),  # a wish whose object is still to come
         ("Right, so yesterday", "none"),  # no verb: a fragment
+        ("About my order number", "none"),  # "order" after "my" is a noun
         ("Thank you", "none"),  # too short to tell
         ("If I return the boots...", "unfinished"),  # a subordinate clause alone
         ("If I return the boots", "none"),

@@ -306,6 +306,9 @@ _FINITE_VERBS = frozenset(
     understand understands understood
     """.split()
 )
+_DETERMINERS = frozenset(
+    "a an the my your our their his her its this that these those every each no any".split()
+)
 _SUBJECTS = frozenset(
     "i you we they he she it someone somebody nobody everyone everybody anyone anybody".split()
 )
@@ -325,8 +328,10 @@ def _finite(words: list[str]) -> bool:
     """Some word of ``words`` is a finite verb: an auxiliary, a contraction ("I'm", "it's",
     "don't"), a past "-ed", a common verb after a subject pronoun, or a common verb."""
     for i, w in enumerate(words):
-        if w in _AUXILIARIES or w in _COPULAS or w in _FINITE_VERBS:
+        if w in _AUXILIARIES or w in _COPULAS:
             return True
+        if w in _FINITE_VERBS and not (i and words[i - 1] in _DETERMINERS):
+            return True  # "my order", "a call", "the change" are nouns
         if "'" in w and w.split("'", 1)[1] in ("s", "m", "re", "ve", "d", "ll", "t"):
             return True
         if len(w) >= 5 and w.endswith("ed"):
