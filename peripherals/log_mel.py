@@ -21,8 +21,9 @@ EXTRACTOR_PADDING = 160  # zeros faster-whisper's FeatureExtractor appends befor
 
 def final_frames(length: int) -> int:
     """Frames whose samples all lie within the first ``length`` samples (the rest read past
-    the end: padding now, more audio later)."""
-    return 0 if length < _HALF else (length - _HALF) // HOP + 1
+    the end: padding now, more audio later). Frame 0 also reads the reflection of samples
+    1..200, so nothing is final before 201 samples."""
+    return 0 if length <= _HALF else (length - _HALF) // HOP + 1
 
 
 class LogMelStream:
