@@ -167,6 +167,11 @@ class LlamaEngine:
         return cls(llama, name, decode_path)
 
     @property
+    def busy(self) -> bool:
+        """A generation holds the model (its worker thread may be evaluating)."""
+        return self._lock.locked()
+
+    @property
     def n_ctx(self) -> int:
         return int(self._llama.n_ctx())
 

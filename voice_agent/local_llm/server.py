@@ -32,8 +32,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,6 +70,13 @@ from voice_agent.parent_watch import exit_with_parent
 log = logging.getLogger("voice_agent.local_llm.server")
 
 LISTENING_PREFIX = "LISTENING "
+#: Seconds a stopping server (SIGTERM) gives in-flight requests before it cancels them
+#: (whoever stops it does not want their answers; a generation may take minutes).
+SHUTDOWN_GRACE_S = 0.5
+#: Seconds after SIGTERM by which the process exits however far its graceful stop got:
+#: a prompt's evaluation in the model cannot be interrupted, and at load 18-20 one held
+#: the process past the launcher's 5 s grace (it was killed).
+EXIT_DEADLINE_S = 2.0
 #: Seconds between two progress reports of a streamed request that asked for them (a
 #: client's stall deadline is several seconds; a report costs one small write).
 PROGRESS_INTERVAL_S = 0.5
@@ -270,7 +279,12 @@ async def serve(args: argparse.Namespace) -> None:
     engine = await asyncio.to_thread(
         LlamaEngine.load, path, args.name or args.model, args.threads, args.ctx, args.decode_path
     )
-    runner = web.AppRunner(build_app(engine), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        build_app(engine),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+    )
     await runner.setup()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -282,9 +296,29 @@ async def serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stopping.set)
         print(f"{LISTENING_PREFIX}http://{host}:{port}/v1", flush=True)
         await stopping.wait()
+        _exit_after(EXIT_DEADLINE_S)
     finally:
         await runner.cleanup()
-        engine.close()
+        if engine.busy:
+            # a generation is still in the model (an evaluation cannot be interrupted):
+            # freeing it under the worker would crash it; the process exit frees it
+            log.info("stopping while the model is still evaluating; not waiting for it")
+        else:
+            engine.close()
+
+
+def _exit_after(seconds: float) -> None:
+    """End this process `seconds` from now if its graceful stop has not (a daemon thread:
+    the interpreter's exit would otherwise wait for a decoding thread in the model)."""
+
+    def force() -> None:
+        threading.Event().wait(seconds)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"stopping took longer than {seconds:g}s; exiting now", file=sys.stderr)
+            sys.stderr.flush()
+        os._exit(0)
+
+    threading.Thread(target=force, name="exit-deadline", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
