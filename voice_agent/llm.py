@@ -497,7 +497,8 @@ class LlmClient:
         tool_choice: str | dict[str, Any] | None = None,
         on_fit: Callable[[FitResult], None] | None = None,
     ) -> AsyncIterator[StreamItem]:
-        """Stream one response: text deltas, complete tool calls, then :class:`StreamFinished`.
+        """Stream one response: text deltas, complete tool calls, then :class:`StreamFinished`;
+        :class:`Progressed` between them when the endpoint reports progress.
 
         ``on_fit`` is called with the :class:`~ledger.budget.FitResult` of each
         attempt whose messages had to be fitted into the context window (for
