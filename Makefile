@@ -15,6 +15,7 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	./scripts/typecheck
 
 bench: setup
