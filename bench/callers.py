@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,9 +275,9 @@ def items_for(
     voices: list[str],
     speeds: tuple[int, ...] = SPEEDS_WPM,
     questions: list[str] = QUESTIONS,
-    pausing: list[tuple[str, ...]] = PAUSING,
-    digits: list[tuple[str, ...]] = DIGITS,
-    clauses: list[tuple[str, ...]] = CLAUSES,
+    pausing: Sequence[tuple[str, ...]] = PAUSING,
+    digits: Sequence[tuple[str, ...]] = DIGITS,
+    clauses: Sequence[tuple[str, ...]] = CLAUSES,
     number_questions: list[str] = NUMBER_QUESTIONS,
 ) -> list[Item]:
     """Every question, pausing sentence, digit string, number-and-comma statement and question
