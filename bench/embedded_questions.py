@@ -604,16 +604,14 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         out.narration = True  # "There is no answer to tell.", a parameter's description
         out.why.append("repeats the agent's own instructions")
 
+    history_texts = [
+        t for turn in question.get("history") or [] for t in turn.values() if isinstance(t, str)
+    ]
+    history_calls = [
+        t for turn in question.get("history") or [] for t in turn.values() if not isinstance(t, str)
+    ]
     context = (
-        question["say"]
-        + " "
-        + " ".join(
-            t if isinstance(t, str) else json.dumps(t)
-            for turn in question.get("history") or []
-            for t in turn.values()
-        )
-        + " "
-        + json.dumps(out.earlier_results)
+        question["say"] + " " + " ".join(history_texts) + " " + json.dumps(out.earlier_results)
     )
     grounded_numbers = (
         _numbers(context) | _numbers(json.dumps(out.results)) | _list_sizes(out.results)
@@ -648,7 +646,8 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
                 out.why.append(f"write not asked for: {call}")
 
     answer = question["answer"]
-    elsewhere = named_elsewhere(spoken, context, json.dumps([out.calls, out.results]))
+    looked_up = [out.calls, out.results, history_calls, out.earlier_results]
+    elsewhere = named_elsewhere(spoken, context, json.dumps(looked_up))
     if answer == "facts" and elsewhere:
         out.why.append(f"speaks of {sorted(elsewhere)}, which was not looked up")
     if answer == "facts":

@@ -35,6 +35,7 @@ from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
 from voice_agent.local_llm.respond import (
+    ANSWER_AGAIN_NOTE,
     ANSWER_EACH_NOTE,
     ANSWER_NOTE,
     ASK_LEAD,
@@ -1199,3 +1200,37 @@ async def test_cannot_do_stays_when_nothing_says_a_tool_gives_what_is_asked():
     responder, reply, _ = await _respond(engine, _balance_history(False), [*TOOLS, BALANCE])
     assert responder.plan.follow_up is None and not reply.calls
     assert reply.text.startswith(CANNOT_LEAD)
+
+
+def _looked_up_again(first: str, then: str, order: str) -> list[dict]:
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_order_status", "arguments": json.dumps({"order_id": order})},
+    }
+    return _user(first) + [
+        {"role": "assistant", "content": "Order 4802 has shipped."},
+        {"role": "user", "content": then},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps(
+            {"status": "resolved", "result": {"status": "shipped", "estimated_delivery": "Friday"}})},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("then", "order", "note"),
+    [
+        # The same order looked up again for something else in it.
+        ("Okay, and what day will it arrive?", "4802", ANSWER_AGAIN_NOTE),
+        # A new order the caller names now: an ordinary answer.
+        ("And order 5150?", "5150", ANSWER_NOTE),
+    ],
+)
+async def test_a_follow_up_looked_up_again_is_answered_for_what_the_caller_just_asked(
+    then, order, note
+):
+    engine = ScriptedEngine(_decision_then("reply", "It arrives on Friday."))
+    await _respond(engine, _looked_up_again("Where is order 4802?", then, order))
+    system = engine.steps[-1][0].rsplit("<|im_start|>system", 1)[1]
+    head, tail = note.split(" found above")  # what was looked up is named in between
+    assert system.startswith(f"\n{head} found above about {order}{tail}")

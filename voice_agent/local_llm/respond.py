@@ -96,6 +96,7 @@ from voice_agent.local_llm.turn_history import (
     guidance_notes,
     latest_caller_words,
     latest_request_sources,
+    looks_up_again,
     only_awaiting_confirmation,
     only_reuses,
     outcomes_this_turn,
@@ -164,6 +165,14 @@ CANNOT_NOTE = (
 #: out; session 4, docs/results.md.) Worded without "function" or "result": the model
 #: repeats a note's words, and "the function results say ..." is a narration.
 ANSWER_NOTE = "Now tell the caller the answer you found above, in your own words. Add nothing."
+#: `ANSWER_NOTE` when this turn looked up again what an earlier turn was about
+#: (`turn_history.looks_up_again`: "When is that due?" after a balance): the caller
+#: heard that answer already and asks for something else in it. Told to "tell the
+#: answer you found", the 1.5B said the balance again (bench h18, session 6).
+ANSWER_AGAIN_NOTE = (
+    "Now answer what the caller just asked from what you found above, in your own words. "
+    "Add nothing."
+)
 #: `ANSWER_NOTE` when two or more outcomes arrived since the caller spoke: each told on
 #: its own. Told "the answer", the 1.5B merged two orders into one ("The orders 3141
 #: and 2718 are both delivered"; 2718 had shipped). Four tokens more, only then.
@@ -542,6 +551,8 @@ class Responder:
         self._answering = self._results_note == ANSWER_NOTE
         if self._answering and outcomes_this_turn(chat.messages) >= 2:
             self._results_note = ANSWER_EACH_NOTE
+        elif self._answering and looks_up_again(chat.messages):
+            self._results_note = ANSWER_AGAIN_NOTE
         if self._answering and self._results_note:
             subjects = answer_subjects(chat.messages, summary_arguments)
             if subjects:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import ChatFormatError, content_text
-from voice_agent.local_llm.grounding import grounding_sources
+from voice_agent.local_llm.grounding import grounding_sources, value_grounded
 
 
 def argument_values(arguments_text: str) -> set[str]:
@@ -233,3 +233,21 @@ def result_fields(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]
             known = fields.setdefault(name, [])
             known += [str(k) for k in result if str(k) not in known]
     return fields
+
+
+def looks_up_again(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the calls since the caller last spoke are about what an earlier caller
+    turn gave (every value of theirs was said before, none in the latest words): a
+    follow-up on something already answered ("When is that due?" after a balance;
+    "And when will it arrive?" after an order's status)."""
+    latest = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    if latest < 0:
+        return False
+    earlier = [content_text(m.get("content")) for m in messages[:latest] if m.get("role") == "user"]
+    values = values_used_this_turn(messages)
+    said_now = [content_text(messages[latest].get("content"))]
+    return (
+        bool(earlier)
+        and bool(values)
+        and all(value_grounded(v, earlier) and not value_grounded(v, said_now) for v in values)
+    )
