@@ -1093,6 +1093,11 @@ def test_a_spoken_number_argument_without_a_number_is_not_grounded():
     assert ungrounded_arguments('{"order_number": "iPhone"}', schema, said) == ["order_number"]
     assert ungrounded_arguments('{"order_number": "four four one seven"}', schema, said) == []
     assert ungrounded_arguments('{"order_number": "4417"}', schema, said) == []
+    tens = ["It's order ninety-eight seven eighty-two."]  # words the ASR or a typist may use
+    assert (
+        ungrounded_arguments('{"order_number": "ninety-eight seven eighty-two"}', schema, tens)
+        == []
+    )
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import content_text
+from voice_agent.phone.numbers import spoken_digits  # pure text rules, no phone state
 
 _NUMBER_WORDS = {
     "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
@@ -259,7 +260,8 @@ def ungrounded_arguments(
             and prop.get(SPOKEN_NUMBER_KEYWORD)
             and isinstance(value, str)
             and value.strip()
-            and not re.search(r"\d", _spelled_digits(value))
+            and not re.search(r"\d", value)
+            and not spoken_digits(value)
         ):
             # A number "as the caller said it" holds a number: the 1.5B, asked whether
             # "the new iPhone is in stock", looked up the order number "iPhone".
