@@ -312,3 +312,27 @@ async def test_the_next_request_reuses_the_call_the_model_wrote(engine):
     # The cache holds the call as the template's text tokenizes it ('": ' then '{"' would
     # have ended the reuse at the prompt's last space): only what follows is evaluated.
     assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + 3
+
+
+async def test_nothing_inside_a_tag_is_forced(engine):
+    # A call that may be followed by another: the closing and opening tags are the
+    # model's own tokens (forced as '<' '/tool' '_call', the 1.5B went on with calls it
+    # was never asked for), the JSON between them is forced.
+    prompt = _prompt("Check orders A-1 and B-2 for me.")
+    prompt += '<tool_call>\n{"name": "get_order_status", "arguments": '
+    grammar = calls_grammar(TOOLS, "get_order_status", 2)
+    evaluated: list[list[int]] = []
+    llama = engine._llama
+    real_eval = llama.eval
+    llama.eval = lambda tokens: (evaluated.append(list(tokens)), real_eval(tokens))[1]
+    try:
+        text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=80)
+    finally:
+        del llama.eval
+    assert stats.extra["forced_tokens"] > 0
+    pieces = [llama.detokenize(batch).decode("utf-8", "replace") for batch in evaluated[1:]]
+    for piece in pieces:
+        if "<" in piece:  # a tag's first character is always a batch of its own
+            assert piece.startswith("<") and len(evaluated[pieces.index(piece) + 1]) == 1
+    assert any(p.startswith("<") for p in pieces)  # the model did write a tag
+    assert _grammar_accepts(engine, grammar, text, complete=stats.finish_reason == "stop")

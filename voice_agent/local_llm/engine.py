@@ -123,15 +123,21 @@ class LlamaEngine:
                 decode_path = "generate"
         self.decode_path: DecodePath = decode_path
         self._probe: ByteProbe | None = None
-        #: Evaluate forced text in batches (see the module docstring). Off: with it on,
-        #: the 1.5B went on from a single lookup's call to three more calls (dropped as
-        #: repeats, but seconds of decoding: +4.4 s to first audio on 5 lookups, session
-        #: 5), though it wrote the same first call; not understood yet.
+        #: Evaluate forced text in batches (see the module docstring). Off: the 1.5B's
+        #: choice after a call (another call or the end of its turn) hangs on how the
+        #: call is tokenized, and forcing changes that. Token by token under the grammar
+        #: it writes ' ' '{"' ... '"}}' '\n' '<' '/' 'tool' '_call' '>' and ends its turn
+        #: (p 0.998 after '>'); with the call's start forced as the template tokenizes it
+        #: (' {"'), it spelled the tag '<' '/tool' '_call' '>\n' by itself and went on
+        #: with more calls (u02, h03, h10, u03: 3-4 calls; session 6); with the template's
+        #: special token '</tool_call>' it wants '\n' then '<|endoftext|>' (p 0.999,
+        #: 0.994 even for two orders asked together), so a grammar that only offers
+        #: another call there gets four. Not a grammar or KV-cache fault: the model's
+        #: own end-of-calls choice is fragile; see docs/results.md (session 6).
         self.force_text = False
         #: Tokens this model has evaluated since it was loaded (prompts and replies, counted
         #: when evaluated), a progress count for clients; written by the decoding thread.
         self.evaluated_tokens = 0
-        self._lt_token = list(llama.tokenize(b"<", add_bos=False)) if llama is not None else []
         if decode_path == "lowlevel":
             self._probe = _byte_probe(llama)
             if self._probe is None:
@@ -347,32 +353,31 @@ class LlamaEngine:
         self.evaluated_tokens += len(tokens)
 
     def _forced_tokens(self, text: str) -> list[int]:
-        """Forced text as the tokens the model writes it with under a grammar.
-
-        Plain text (the grammar never admits a special token), and a ``<`` on its
-        own: where the template has a tag the model's favourite token is the
-        special ``<tool_call>`` or ``</tool_call>``, which the grammar rejects,
-        and its next best is ``<`` alone (1.5B and 0.5B, greedy: ``<`` ``/``
-        ``tool`` ``_call`` ``>``). Tokenized as one piece (``</`` ``tool`` ...) or
-        as the special token, the call's end read differently to the 0.5B: it
-        went on with a repeated call instead of ending the turn.
-        """
-        tokens: list[int] = []
-        for i, piece in enumerate(text.split("<")):
-            if i:
-                tokens.extend(self._lt_token)
-            if piece:
-                tokens.extend(self._llama.tokenize(piece.encode("utf-8"), add_bos=False))
-        return tokens
+        """Forced text (never a tag: see `_kept`) as plain-text tokens."""
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False))
 
     def _take_forced(self, sampler: TokenSampler, reply: _ReplyTokens, pending: list[int]) -> bool:
-        """Append the grammar's forced text (if any) to `pending`; False when the reply ends."""
-        text, forced = self._kept(sampler.forced_text(), b"")
-        if not text:
+        """Append the grammar's forced text (if any) to `pending`, tokenized together with
+        the token just sampled (`pending`'s last, not yet evaluated) when that splits at
+        its end; nothing inside a tag (`_ReplyTokens.in_tag`). False when the reply ends
+        here."""
+        if reply.in_tag:
             return True
+        forced_text = sampler.forced_text()
+        if not forced_text:
+            return True
+        text, joined = self._kept(forced_text, self._llama.detokenize(pending[-1:]))
+        if text:
+            added = max(len(joined) - 1, 0)
+            pending[-1:] = joined
+        else:
+            text, joined = self._kept(forced_text, b"")
+            if not text:
+                return True
+            added = len(joined)
+            pending.extend(joined)
         sampler.accept_text(text)
-        pending.extend(forced)
-        return self._took_forced(reply, text, len(forced))
+        return self._took_forced(reply, text, added)
 
     def _took_forced(self, reply: _ReplyTokens, text: str, n_tokens: int) -> bool:
         stats = reply.stats
@@ -380,18 +385,23 @@ class LlamaEngine:
         return reply.take_text(text, n_tokens)
 
     def _kept(self, text: str, tail: bytes) -> tuple[str, list[int]]:
-        """The part of forced `text` evaluated now, and its tokens (`tail`, the prompt's
-        last token's text, tokenized with it when given).
+        """The part of forced `text` evaluated now, and its tokens (`tail`, the text of
+        the token before it, tokenized with it when given; ("", []) when that does not
+        split at the tail's end).
 
-        A template tag (``</tool_call>``, ``<tool_call>``) is left to the model: where
-        it closes a call the model's next choice is another call or the end, and with
-        the tag forced the 1.5B went on with further calls after a single lookup (four
-        calls for "what time does the boston store close", the repeats dropped).
+        A template tag (``</tool_call>``, ``<tool_call>``) is left to the model, every
+        token of it (`_take_forced` forces nothing inside one): where a tag closes a
+        call the model's next choice is another call or the end of its turn, made on
+        its own spelling of the tag. Forced as ``<`` ``/tool`` ``_call`` (session 5),
+        the 1.5B went on with ``>\n`` and further calls after a single lookup; forced
+        as the template's special token ``</tool_call>`` it wants ``\n`` next and then
+        ``<|endoftext|>``, which the grammar does not offer there (four calls for every
+        question, session 6). Even with the tag left to it, the 1.5B's choice there
+        follows the tokens before (see `LlamaEngine.force_text`).
 
         The last token of the run is left to the model: where the forced text ends
-        a choice follows, and the model may write them as one token (``>\n`` that
-        goes on with another call, ``"}}\n``). Ended by a forced ``>`` evaluated on
-        its own, the 1.5B more often ended the turn after the first of two lookups.
+        a choice follows, and the model may write them as one token (``"}}`` and
+        ``\n``, `` "`` and a value's first letters).
         """
         text = text.split("<")[0]
         if not text:
@@ -412,6 +422,8 @@ class LlamaEngine:
         next request's prompt tokenizes it, so that request evaluates only what
         follows the call instead of the call again.
         """
+        if not text:
+            return tokens, "", 0
         tail = self._llama.detokenize(tokens[-1:]) if tokens else b""
         if tail and not tail.strip():
             kept, joined = self._kept(text, tail)
@@ -480,6 +492,15 @@ class _ReplyTokens:
         self._until = until
         self._text = ""
         self.stats = stats
+        #: Whether the text so far has a ``<`` not yet closed by ``>``: inside a tag.
+        self.in_tag = False
+
+    def _track_tags(self, text: str) -> None:
+        opened, closed = text.rfind("<"), text.rfind(">")
+        if opened > closed:
+            self.in_tag = True
+        elif closed > opened:
+            self.in_tag = False
 
     def take(self, token: int) -> bool:
         """Record `token` and emit its text; False when the reply ends here."""
@@ -490,7 +511,9 @@ class _ReplyTokens:
             stats.finish_reason = "stop"
             return False
         stats.completion_tokens += 1
-        text, hit = self._stopper.feed(self._decoder.decode(self._llama.detokenize([token])))
+        decoded = self._decoder.decode(self._llama.detokenize([token]))
+        self._track_tags(decoded)
+        text, hit = self._stopper.feed(decoded)
         if text:
             self._emit(text)
         if hit:
@@ -510,6 +533,7 @@ class _ReplyTokens:
         if stats.first_token_s is None:
             stats.first_token_s = time.monotonic() - self._started
         stats.completion_tokens += n_tokens
+        self._track_tags(text)
         released, hit = self._stopper.feed(self._decoder.decode(text.encode("utf-8")))
         if released:
             self._emit(released)
