@@ -4,6 +4,7 @@ Usage::
 
     python bench/embedded_questions.py [--models 1.5b,0.5b] [--split tune,heldout,fresh,unseen|all]
         [--server-code DIR] [--compare DIR] [--repeat N] [--json OUT] [--only ID,ID]
+        [--tool-latency-ms MS]
 
 For each model it starts the embedded OpenAI-compatible server
 (`LocalLlmServer`), then asks every question of ``bench/questions/questions.yaml``
@@ -309,6 +310,7 @@ async def ask(
     tools: list[BenchTool],
     question: dict[str, Any],
     model: str,
+    tool_latency_s: float = 0.0,
 ) -> Outcome:
     out = Outcome(question["id"], question["split"], question["kind"], model)
     by_name = {t.name: t for t in tools}
@@ -355,6 +357,10 @@ async def ask(
                     out.first_sentence_ms = (time.monotonic() - started) * 1e3
             if not calls:
                 break
+            if tool_latency_s:
+                # The calls' round trip (run together, as the engine runs them): the
+                # server may use it (it evaluates the follow-up's known head meanwhile).
+                await asyncio.sleep(tool_latency_s)
             assistant: dict[str, Any] = {"role": "assistant", "content": text, "tool_calls": []}
             tool_messages = []
             for call in calls:
@@ -754,6 +760,7 @@ async def run_model(
     variants: list[Variant],
     repeat: int,
     temperature: float | None = None,
+    tool_latency_s: float = 0.0,
 ) -> dict[str, list[Outcome]]:
     """Ask every question on one server per variant, alternating A/B/A/B (same machine load)."""
     from voice_agent.config import load_config
@@ -809,7 +816,9 @@ async def run_model(
                 for variant in variants if number % 2 == 0 else variants[::-1]:
                     client, prompts = clients[variant.label]
                     tools = tool_sets[question["tools"]]
-                    outcome = await ask(client, prompts[question["tools"]], tools, question, model)
+                    outcome = await ask(
+                        client, prompts[question["tools"]], tools, question, model, tool_latency_s
+                    )
                     outcomes[variant.label].append(outcome)
                     mark = "ok " if outcome.answer_ok and outcome.calls_ok else "BAD"
                     print(
@@ -958,6 +967,13 @@ async def main() -> None:
     parser.add_argument(
         "--temperature", type=float, help="the client's temperature (default: the config's)"
     )
+    parser.add_argument(
+        "--tool-latency-ms",
+        type=float,
+        default=0.0,
+        help="each round of tool calls takes this long (default 0: the times are the model's;"
+        " the demo tools take 400-1000 ms)",
+    )
     parser.add_argument("--only", help="comma list of question ids")
     parser.add_argument("--kinds", help="comma list of question kinds (lookup, two, nocover, ...)")
     parser.add_argument("--json", type=Path, help="write every outcome and the summaries here")
@@ -992,11 +1008,14 @@ async def main() -> None:
         "variants": {v.label: str(v.code) for v in variants},
     }
     everything = []
+    report["tool_latency_ms"] = args.tool_latency_ms
     report["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     for key in args.models.split(","):
         model = MODELS.get(key, key)
         print(f"{model}:", file=sys.stderr, flush=True)
-        outcomes = await run_model(model, questions, variants, args.repeat, args.temperature)
+        outcomes = await run_model(
+            model, questions, variants, args.repeat, args.temperature, args.tool_latency_ms / 1e3
+        )
         model_report: dict[str, Any] = {}
         for label, runs in outcomes.items():
             everything += [{"variant": label, **asdict(o)} for o in runs]

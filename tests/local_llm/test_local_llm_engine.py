@@ -1,5 +1,6 @@
 """The engine on the real 0.5B model: the low-level decoding path and its fallback."""
 
+import asyncio
 import ctypes
 import json
 import math
@@ -336,3 +337,38 @@ async def test_nothing_inside_a_tag_is_forced(engine):
             assert piece.startswith("<") and len(evaluated[pieces.index(piece) + 1]) == 1
     assert any(p.startswith("<") for p in pieces)  # the model did write a tag
     assert _grammar_accepts(engine, grammar, text, complete=stats.finish_reason == "stop")
+
+
+async def test_a_prefill_leaves_only_the_rest_of_the_next_prompt_to_evaluate(engine):
+    from voice_agent.local_llm.chat_format import tool_results_head
+
+    messages = [SYSTEM, {"role": "user", "content": "What is the status of order 12345?"}]
+    calls = [("c1", "get_order_status", '{"order_id": "12345"}')]
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_order_status", "arguments": calls[0][2]},
+            }
+        ],
+    }
+    result = {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "content": json.dumps({"status": "resolved", "result": {"status": "shipped"}}),
+    }
+    follow_up = render_messages([*messages, assistant, result], TOOLS, readable_results=True)
+    head = tool_results_head(messages, TOOLS, calls)
+    head_tokens = len(engine.tokenize(head))
+    # Something else in the cache first: the prefill's work is the conversation's new part.
+    await _generate(engine, _prompt(QUESTIONS[2]), None, temperature=0.0, max_tokens=1)
+    engine.prefill_soon(head)
+    await asyncio.sleep(0)  # the reply has ended: the prefill starts (takes the lock)
+    # A request that comes while the prefill runs waits for it, then reuses it.
+    _, stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=1)
+    assert stats.reused_prompt_tokens >= head_tokens - 2
+    assert stats.prompt_tokens - stats.reused_prompt_tokens < stats.prompt_tokens - head_tokens + 3
+    assert await engine.prefill(head) <= 1  # already there: nothing (or the last token) again

@@ -136,3 +136,38 @@ def test_content_parts_are_joined_and_unknown_roles_rejected():
     assert "<|im_start|>user\nab<|im_end|>" in prompt
     with pytest.raises(ChatFormatError):
         render_messages([{"role": "wizard", "content": "x"}])
+
+
+def test_the_head_of_a_follow_up_is_known_before_the_results_arrive():
+    from voice_agent.local_llm.chat_format import tool_results_head
+
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Where are orders 58213 and 771?"},
+    ]
+    calls = [
+        ("c1", "get_order_status", '{"order_id": "58213"}'),
+        ("c2", "get_order_status", '{"order_id": "771"}'),
+    ]
+    head = tool_results_head(messages, TOOLS, calls)
+    assistant = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for cid, name, arguments in calls
+        ],
+    }
+    for outcome in (
+        {"status": "resolved", "result": {"status": "shipped"}},
+        {"status": "failed", "error": "no such order"},
+        {"status": "pending", "future": "f1"},
+        {"status": "awaiting_confirmation"},
+    ):
+        results = [
+            {"role": "tool", "tool_call_id": cid, "content": json.dumps(outcome)}
+            for cid, _, _ in calls
+        ]
+        follow_up = render_messages([*messages, assistant, *results], TOOLS, readable_results=True)
+        assert follow_up.startswith(head), outcome
+    assert head.endswith('<tool_response>\nget_order_status(order_id="58213")')

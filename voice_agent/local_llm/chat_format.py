@@ -203,6 +203,30 @@ def _only_result_fetches(message: Message) -> bool:
     )
 
 
+def tool_results_head(
+    messages: Sequence[Message],
+    tools: Sequence[Mapping[str, Any]] | None,
+    calls: Sequence[tuple[str, str, str]],
+) -> str:
+    """The start of the prompt that follows a reply of `calls` ((id, name, arguments)):
+    the conversation, the calls, and the readable result's head for the first of them
+    (``get_order_status(order_id="58213")``), as `render_messages` with
+    `readable_results` writes them once the results are there."""
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for cid, name, arguments in calls
+        ],
+    }
+    head = render_messages(
+        [*messages, assistant], tools, add_generation_prompt=False, readable_results=True
+    )
+    _, name, arguments = calls[0]
+    return f"{head}{IM_START}user\n<tool_response>\n{_call_label(name, arguments)}"
+
+
 def _call_label(name: str, arguments: str) -> str:
     try:
         args = json.loads(arguments) if arguments.strip() else {}

@@ -123,6 +123,7 @@ class LlamaEngine:
                 decode_path = "generate"
         self.decode_path: DecodePath = decode_path
         self._probe: ByteProbe | None = None
+        self._prefill_task: asyncio.Future[int] | None = None
         #: Evaluate forced text in batches (see the module docstring). Off: the 1.5B's
         #: choice after a call (another call or the end of its turn) hangs on how the
         #: call is tokenized, and forcing changes that. Token by token under the grammar
@@ -186,7 +187,9 @@ class LlamaEngine:
         return list(self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def close(self) -> None:
-        """Free the model (idempotent)."""
+        """Free the model (idempotent); a prefill not yet started is dropped."""
+        if self._prefill_task is not None and not self._prefill_task.done():
+            self._prefill_task.cancel()
         llama, self._llama = self._llama, None
         if llama is not None:
             llama.close()
@@ -246,6 +249,39 @@ class LlamaEngine:
             if stats.extra.get("stopped_by_caller"):
                 stats.finish_reason = "stop"
             return stats
+
+    def prefill_soon(self, prompt: str) -> None:
+        """Evaluate `prompt` into the KV cache in the background, so that a request whose
+        prompt starts with it evaluates only what follows.
+
+        For the time a tool runs: a reply that ends in calls is followed by a request
+        that starts with those calls and the head of their results, known before the
+        results arrive. The work takes the generation lock like a request (a request
+        that comes meanwhile waits for it; a model step is never interrupted), replaces
+        a prefill not yet started, and is dropped on `close()`. A wrong guess costs only
+        the time: the next request keeps the cache's common prefix with its own prompt.
+        """
+        previous, self._prefill_task = self._prefill_task, None
+        if previous is not None and not previous.done():
+            previous.cancel()
+        self._prefill_task = asyncio.ensure_future(self.prefill(prompt))
+        self._prefill_task.add_done_callback(_log_prefill_failure)
+
+    async def prefill(self, prompt: str) -> int:
+        """Evaluate `prompt` into the KV cache now (no reply); the tokens evaluated."""
+        tokens = self.tokenize(prompt)
+        if not tokens or len(tokens) >= self.n_ctx:
+            return 0
+        async with self._lock:
+            worker = asyncio.ensure_future(asyncio.to_thread(self._prefill, tokens))
+            await _wait_even_if_cancelled(worker)
+            return worker.result()
+
+    def _prefill(self, tokens: list[int]) -> int:
+        pending = _reuse_kv_cache(self._llama, tokens)
+        if pending:
+            self._eval(pending)
+        return len(pending)
 
     def _decode(
         self,
@@ -552,6 +588,11 @@ class _ReplyTokens:
         tail = self._stopper.flush(self._decoder.decode(b"", final=True))
         if tail:
             self._emit(tail)
+
+
+def _log_prefill_failure(task: asyncio.Future[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("prefill failed: %s", task.exception())
 
 
 def _byte_probe(llama: Any) -> ByteProbe | None:

@@ -63,7 +63,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from voice_agent.local_llm.chat_format import content_text, render_messages
+from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
     calls_grammar,
@@ -580,6 +580,15 @@ class Responder:
             messages.append({"role": "system", "content": extra_system})
         listed = [*self._tools, *self._speech_options] if self._tools else None
         return render_messages(messages, listed, readable_results=True)
+
+    def follow_up_prefix(self) -> str | None:
+        """The start of the next request's prompt when this reply sent calls (the calls
+        and their first result's head, `chat_format.tool_results_head`), for the server
+        to evaluate while the tools run (`LlamaEngine.prefill_soon`); else None."""
+        if not self._tools or not self.reply.calls:
+            return None
+        listed = [*self._tools, *self._speech_options]
+        return tool_results_head(self.chat.messages, listed, self.reply.calls)
 
     async def run(self, on_text: OnText) -> GenerationStats:
         chat = self.chat

@@ -148,6 +148,7 @@ async def _complete(engine: LlamaEngine, chat: ChatRequest, responder: Responder
     except PromptTooLongError as exc:
         return web.json_response(error_body(str(exc)), status=400)
     reply.finish()
+    _prefill_follow_up(engine, responder)
     body = completion(
         completion_id(),
         engine.name,
@@ -212,6 +213,7 @@ async def _stream(
             await send(body)
         await send("[DONE]")
         await response.write_eof()
+        _prefill_follow_up(engine, responder)
     except ConnectionResetError:
         log.info("client went away mid-stream; generation stopped")
     except PromptTooLongError as exc:
@@ -246,6 +248,15 @@ async def _report_progress(
                 "cpu_ms": round((now_cpu - start_cpu) * 1e3),
             }
             await send(body)
+
+
+def _prefill_follow_up(engine: LlamaEngine, responder: Responder) -> None:
+    """When the reply sent calls, evaluate what the request with their results will start
+    with while the tools run (a demo tool takes 0.4-1 s; the call and its result's head
+    are ~30 tokens the next request need not evaluate before its first word)."""
+    prefix = responder.follow_up_prefix()
+    if prefix:
+        engine.prefill_soon(prefix)
 
 
 # -- process entry point ---------------------------------------------------
