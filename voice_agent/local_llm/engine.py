@@ -659,7 +659,7 @@ class _StopStrings:
         return out
 
 
-async def _wait_even_if_cancelled(worker: asyncio.Future[None]) -> None:
+async def _wait_even_if_cancelled(worker: asyncio.Future[Any]) -> None:
     """Wait until the decoding thread ended; a cancellation meanwhile is re-raised after.
 
     The model must be idle before the lock is released, and a thread cannot
