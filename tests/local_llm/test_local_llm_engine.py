@@ -325,7 +325,12 @@ async def test_nothing_inside_a_tag_is_forced(engine):
     evaluated: list[list[int]] = []
     llama = engine._llama
     real_eval = llama.eval
-    llama.eval = lambda tokens: (evaluated.append(list(tokens)), real_eval(tokens))[1]
+
+    def logged_eval(tokens: list[int]) -> None:
+        evaluated.append(list(tokens))
+        real_eval(tokens)
+
+    llama.eval = logged_eval
     try:
         text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=80)
     finally:
