@@ -912,9 +912,19 @@ def print_differences(model: str, report: dict[str, dict[str, dict[str, Any]]]) 
         )
 
 
+def load_questions() -> list[dict[str, Any]]:
+    """The question set; an id names one question (``--only`` and ``--rescore`` go by id)."""
+    questions: list[dict[str, Any]] = yaml.safe_load(QUESTIONS.read_text())["questions"]
+    seen: set[str] = set()
+    twice = sorted({q["id"] for q in questions if q["id"] in seen or seen.add(q["id"])})
+    if twice:
+        raise ValueError(f"{QUESTIONS}: question ids used twice: {', '.join(twice)}")
+    return questions
+
+
 def rescore(path: Path) -> dict[str, Any]:
     """Score saved outcomes again with the current rules (the spoken text and calls are kept)."""
-    questions = {q["id"]: q for q in yaml.safe_load(QUESTIONS.read_text())["questions"]}
+    questions = {q["id"]: q for q in load_questions()}
     tools = {name: {t.name: t for t in ts} for name, ts in load_tool_sets().items()}
     saved = json.loads(path.read_text())["outcomes"]
     groups: dict[str, list[Outcome]] = {}
@@ -984,7 +994,7 @@ async def main() -> None:
     if args.rescore:
         print(json.dumps(rescore(args.rescore), indent=1))
         return
-    questions = yaml.safe_load(QUESTIONS.read_text())["questions"]
+    questions = load_questions()
     if args.split != "all":
         splits = set(args.split.split(","))
         if splits - set(SPLITS):

@@ -159,3 +159,8 @@ async def test_a_history_call_turn_becomes_the_call_and_its_real_result():
     assert call["function"]["name"] == "get_account_balance"
     assert messages[2]["tool_call_id"] == call["id"]
     assert '"due_date": "June 20"' in messages[2]["content"]
+
+
+def test_every_question_has_its_own_id():
+    ids = [q["id"] for q in eq.load_questions()]
+    assert len(ids) == len(set(ids)) and len(ids) > 100
