@@ -101,6 +101,21 @@ async def run_turns(x: np.ndarray, asr, rules: EndpointingRules):  # type: ignor
     return voice.turns, sum(isinstance(e, UserSpeechEnded) for e in events)
 
 
+async def first_pause_of_one_turn(  # type: ignore[no-untyped-def]
+    first: np.ndarray, second: np.ndarray, *, heard_at_pause: str, heard: str
+):
+    """A caller says `first`, pauses 0.8 s, then says `second`: the whole is one turn (not
+    cut at the pause), and the decision taken in that pause is returned. The early decode
+    in the pause reads `heard_at_pause`; the turn's final transcript is `heard`."""
+    x = np.concatenate([silence(0.3), first, silence(0.8), second, silence(2.0)])
+    asr = PartTextAsr(heard_at_pause, 0.3 + len(first) / RATE + 0.4, heard)
+    turns, ended = await run_turns(x, asr, RULES)
+    assert ended == 1, [t.turn.decisions for t in turns if t.turn is not None]
+    (turn,) = turns
+    assert turn.turn is not None
+    return turn.turn.decisions[0][1]
+
+
 @needs_espeak
 @pytest.mark.parametrize(
     ("voice", "text"),
@@ -130,19 +145,12 @@ async def test_a_caller_who_says_hang_on_let_me_see_is_not_cut_off_in_the_pause(
     """A floor-holding phrase reads as a finished sentence ("Hang on, let me see.") and the
     model hears it as one (piper: p ≈ 0.66, a "done"): session 4's rule ended the turn
     after 0.4 s of the 0.8 s pause."""
-    first = spoken("Hang on, let me see,")
-    second = spoken("the email on the account is my work one.")
-    x = np.concatenate([silence(0.3), first, silence(0.8), second, silence(2.0)])
-    asr = PartTextAsr(
-        "Hang on, let me see.",
-        0.3 + len(first) / RATE + 0.4,
-        "Hang on, let me see, the email on the account is my work one.",
+    first_pause = await first_pause_of_one_turn(
+        spoken("Hang on, let me see,"),
+        spoken("the email on the account is my work one."),
+        heard_at_pause="Hang on, let me see.",
+        heard="Hang on, let me see, the email on the account is my work one.",
     )
-    turns, ended = await run_turns(x, asr, RULES)
-    assert ended == 1, [t.turn.decisions for t in turns if t.turn is not None]
-    (turn,) = turns
-    assert turn.turn is not None
-    first_pause = turn.turn.decisions[0][1]
     assert first_pause.cue == "holding" and first_pause.silence_s >= 0.8
 
 
@@ -282,19 +290,12 @@ async def test_a_finished_sentence_whisper_leaves_unpunctuated_is_judged_by_its_
 async def test_a_caller_who_pauses_after_an_if_clause_is_not_cut_off(voice: str) -> None:
     """A subordinate clause alone is no whole clause, whatever Whisper writes after it
     ("If I send the boots back..."): the 0.8 s pause after it does not end the turn."""
-    first = espeak("If I send the boots back,", voice)
-    second = espeak("do I have to pay for the postage?", voice)
-    x = np.concatenate([silence(0.3), first, silence(0.8), second, silence(2.0)])
-    asr = PartTextAsr(
-        "If I send the boots back...",
-        0.3 + len(first) / RATE + 0.4,
-        "If I send the boots back, do I have to pay for the postage?",
+    first_pause = await first_pause_of_one_turn(
+        espeak("If I send the boots back,", voice),
+        espeak("do I have to pay for the postage?", voice),
+        heard_at_pause="If I send the boots back...",
+        heard="If I send the boots back, do I have to pay for the postage?",
     )
-    turns, ended = await run_turns(x, asr, RULES)
-    assert ended == 1, [t.turn.decisions for t in turns if t.turn is not None]
-    (turn,) = turns
-    assert turn.turn is not None
-    first_pause = turn.turn.decisions[0][1]
     assert first_pause.cue == "unfinished" and first_pause.silence_s >= 0.8
 
 

@@ -233,6 +233,15 @@ def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
     return replace(sampling, temperature=0.0, top_p=1.0, max_tokens=max_tokens, stop=())
 
 
+def _free_string(prop: object) -> bool:
+    """A string argument its schema does not restrict (no enum, const, pattern or format)."""
+    return (
+        isinstance(prop, Mapping)
+        and prop.get("type") == "string"
+        and not {"enum", "const", "pattern", "format"} & set(prop)
+    )
+
+
 def _schemas(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {
         str(t["function"]["name"]): t["function"].get("parameters") or {}
@@ -847,19 +856,14 @@ class Responder:
             return stats
         if retracted_arguments(arguments_text, self._taken_back):
             return stats  # a number the caller took back is not a rewording
-        schema = dict(tool["function"].get("parameters") or {})
-        properties = dict(schema.get("properties") or {})
+        properties = (tool["function"].get("parameters") or {}).get("properties") or {}
         callers = [
             content_text(m.get("content")) for m in self.chat.messages if m.get("role") == "user"
         ]
+        allowed: dict[str, list[str]] = {}
         for arg in missing:
-            prop, value = properties.get(arg), arguments.get(arg)
-            if not (
-                isinstance(prop, Mapping)
-                and prop.get("type") == "string"
-                and not {"enum", "const", "pattern", "format"} & set(prop)
-                and isinstance(value, str)
-            ):
+            value = arguments.get(arg)
+            if not (_free_string(properties.get(arg)) and isinstance(value, str)):
                 return stats
             numbers = numbers_in(value)
             if not numbers or not all(value_grounded(n, callers) for n in numbers):
@@ -867,14 +871,9 @@ class Responder:
             spans = caller_spans(callers, numbers)
             if not spans:
                 return stats
-            properties[arg] = {**prop, "enum": spans}
-        schema["properties"] = properties
-        restricted = {**tool, "function": {**tool["function"], "parameters": schema}}
-        tools = [restricted if t is tool else t for t in self._tools]
+            allowed[arg] = spans
         self.plan.in_callers_words = [(name, list(missing))]
-        reply.forget_ungrounded()
-        reply.parser = ToolCallStreamParser(bare_json_calls=True)
-        return await self._call(prompt, name, 0, on_text, stats, tools=tools)
+        return await self._decode_again(prompt, tool, allowed, on_text, stats)
 
     async def _on_the_correction(
         self, prompt: str, on_text: OnText, stats: GenerationStats
@@ -899,23 +898,34 @@ class Responder:
         tool = next((t for t in self._tools if t["function"]["name"] == name), None)
         if tool is None or not corrections:
             return stats
+        properties = (tool["function"].get("parameters") or {}).get("properties") or {}
+        if not all(_free_string(properties.get(arg)) for arg in missing):
+            return stats
+        self.plan.on_the_correction = [(name, list(missing))]
+        return await self._decode_again(
+            prompt, tool, dict.fromkeys(missing, corrections), on_text, stats
+        )
+
+    async def _decode_again(
+        self,
+        prompt: str,
+        tool: dict[str, Any],
+        allowed: Mapping[str, list[str]],
+        on_text: OnText,
+        stats: GenerationStats,
+    ) -> GenerationStats:
+        """Decode the dropped call to `tool` once more, each argument in `allowed` limited
+        to those values (an enum in its schema, for this decode only)."""
         schema = dict(tool["function"].get("parameters") or {})
         properties = dict(schema.get("properties") or {})
-        for arg in missing:
-            prop = properties.get(arg)
-            if not (
-                isinstance(prop, Mapping)
-                and prop.get("type") == "string"
-                and not {"enum", "const", "pattern", "format"} & set(prop)
-            ):
-                return stats
-            properties[arg] = {**prop, "enum": corrections}
+        for arg, values in allowed.items():
+            properties[arg] = {**properties[arg], "enum": values}
         schema["properties"] = properties
         restricted = {**tool, "function": {**tool["function"], "parameters": schema}}
         tools = [restricted if t is tool else t for t in self._tools]
-        self.plan.on_the_correction = [(name, list(missing))]
-        reply.forget_ungrounded()
-        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        self.reply.forget_ungrounded()
+        self.reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        name = tool["function"]["name"]
         return await self._call(prompt, name, 0, on_text, stats, tools=tools)
 
     async def _call(
