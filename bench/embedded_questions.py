@@ -64,6 +64,7 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -174,7 +175,7 @@ def _demo_tools() -> list[BenchTool]:
 
     # The demo functions simulate backend latency with asyncio.sleep; the bench
     # times the model alone, so they run without it (module-local patch).
-    demo_tools.asyncio = SimpleNamespace(sleep=no_sleep)  # type: ignore[attr-defined]
+    demo_tools.asyncio = SimpleNamespace(sleep=no_sleep)  # type: ignore[assignment]
     tools = []
     for spec in demo_tools.registry:
 
@@ -915,8 +916,7 @@ def print_differences(model: str, report: dict[str, dict[str, dict[str, Any]]]) 
 def load_questions() -> list[dict[str, Any]]:
     """The question set; an id names one question (``--only`` and ``--rescore`` go by id)."""
     questions: list[dict[str, Any]] = yaml.safe_load(QUESTIONS.read_text())["questions"]
-    seen: set[str] = set()
-    twice = sorted({q["id"] for q in questions if q["id"] in seen or seen.add(q["id"])})
+    twice = sorted(i for i, n in Counter(q["id"] for q in questions).items() if n > 1)
     if twice:
         raise ValueError(f"{QUESTIONS}: question ids used twice: {', '.join(twice)}")
     return questions

@@ -6,6 +6,7 @@
 import asyncio
 import json
 import sys
+from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from ledger.render import PENDING_NOTE
@@ -43,7 +44,7 @@ TOOLS = [
 
 
 async def ask(client, messages):
-    out = {"text": "", "calls": []}
+    out: dict[str, Any] = {"text": "", "calls": []}
     async for item in client.stream(messages, TOOLS):
         if isinstance(item, TextDelta):
             out["text"] += item.text

@@ -131,8 +131,12 @@ async def livekit_barge_ins(scen: Any, n: int) -> list[dict[str, Any]]:
             mic.say(question)
             await until(lambda: mic.idle, 30, "the question")
             asked = time.monotonic()
+
+            def answered(a: float = asked) -> bool:
+                return bool(_loud(agent_ear, a, 1e18))
+
             try:
-                await until(lambda a=asked: bool(_loud(agent_ear, a, 1e18)), 30, "the answer")
+                await until(answered, 30, "the answer")
             except TimeoutError:
                 rows.append({"error": "no answer to interrupt"})
                 continue
@@ -194,7 +198,7 @@ def caller_utterances(
 def livekit_turns(
     caller_ear: Ear, agent_ear: Ear, t0: float, placed: list[vl.Placed]
 ) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p, span in zip(placed, caller_utterances(caller_ear, t0, placed), strict=True):
         if p.kind != "question":
             continue
