@@ -34,8 +34,12 @@ _EXIT_BOUND_S = 60.0
 
 _PARENT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, signal, sys
     from voice_agent.local_llm.launcher import LocalLlmServer
+
+    # Ctrl-C as in a terminal, whatever this process inherited (a shell's background job,
+    # as CI may run the suite, starts with SIGINT ignored, and Python keeps that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     async def main():
         server = LocalLlmServer(startup_timeout_s=600)
