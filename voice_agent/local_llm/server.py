@@ -250,10 +250,19 @@ async def _report_progress(
             await send(body)
 
 
+#: Off until measured on a quiet machine: interleaved with the same code without it
+#: (1.5B, 17 lookups and writes, load 2-4), first audio moved by a median of +8 ms, but 3 of 17
+#: answers came 0.8-9.4 s later, as in quick6's run at load 8-13 (+4.3 s median on 8).
+#: ``VOICE_AGENT_PREFILL_FOLLOW_UP=1`` turns it on (for that measurement).
+PREFILL_FOLLOW_UP = os.environ.get("VOICE_AGENT_PREFILL_FOLLOW_UP") == "1"
+
+
 def _prefill_follow_up(engine: LlamaEngine, responder: Responder) -> None:
     """When the reply sent calls, evaluate what the request with their results will start
     with while the tools run (a demo tool takes 0.4-1 s; the call and its result's head
     are ~30 tokens the next request need not evaluate before its first word)."""
+    if not PREFILL_FOLLOW_UP:
+        return
     prefix = responder.follow_up_prefix()
     if prefix:
         engine.prefill_soon(prefix)
