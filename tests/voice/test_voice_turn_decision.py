@@ -101,6 +101,19 @@ async def run_turns(x: np.ndarray, asr, rules: EndpointingRules):  # type: ignor
     return voice.turns, sum(isinstance(e, UserSpeechEnded) for e in events)
 
 
+async def finals_of(x: np.ndarray, asr, turn_detector):  # type: ignore[no-untyped-def]
+    """Feed `x` to the voice input whose ASR reads the `TimedTextAsr` script `asr`: the
+    final transcripts posted, and the voice input (its turns and decisions)."""
+    events: list[Event] = []
+    voice = voice_input(asr, RULES, turn_detector, events)
+    asr.voice = voice
+    try:
+        await feed_settled(voice, x)
+    finally:
+        await voice.aclose()
+    return [e.text for e in events if isinstance(e, TranscriptFinal)], voice
+
+
 async def first_pause_of_one_turn(  # type: ignore[no-untyped-def]
     first: np.ndarray, second: np.ndarray, *, heard_at_pause: str, heard: str
 ):
@@ -234,14 +247,7 @@ async def test_a_caller_who_paused_mid_turn_before_gets_that_pause_again_later()
             (x.size / RATE, "The parcel came on Monday, but the box was empty."),
         ]
     )
-    events: list[Event] = []
-    voice = voice_input(asr, RULES, ScriptedDetector(0.3), events)
-    asr.voice = voice
-    try:
-        await feed_settled(voice, x)
-    finally:
-        await voice.aclose()
-    texts = [e.text for e in events if isinstance(e, TranscriptFinal)]
+    texts, voice = await finals_of(x, asr, ScriptedDetector(0.3))
     assert texts == [
         "I'd like to ask about my bill, it was higher this month.",
         "The parcel came on Monday, but the box was empty.",
@@ -327,15 +333,8 @@ async def _second_turn_pieces(with_cut_turn: bool):  # type: ignore[no-untyped-d
         (x.size / RATE, "I think the box was open when it got to me."),
     ]
     asr = TimedTextAsr(script)
-    events: list[Event] = []
     # the model believes the first clause (0.9: a confident end); half doubts the second
-    voice = voice_input(asr, RULES, ScriptedDetector(0.9), events)
-    asr.voice = voice
-    try:
-        await feed_settled(voice, x)
-    finally:
-        await voice.aclose()
-    finals = [e.text for e in events if isinstance(e, TranscriptFinal)]
+    finals, voice = await finals_of(x, asr, ScriptedDetector(0.9))
     return finals, [t.turn.decisions for t in voice.turns if t.turn is not None]
 
 
