@@ -174,6 +174,39 @@ RECHECK6_NUMBER_QUESTIONS = [
 ]
 RECHECK6_VOICES = ["en-gb-x-rp+m5", "en-us-nyc+f5", "en-gb-scotland+f2"]
 RECHECK6_SPEEDS_WPM = (185, 150)
+RECHECK7_QUESTIONS = [
+    "Hi, I'm ringing about a delivery that never showed up.",
+    "Can you tell me when your store closes on Sundays?",
+    "Why was I charged twice for the same thing?",
+    "Is there any way to speed up my shipping?",
+    "I think you sent me the wrong colour.",
+    "Do I need the receipt to return this jacket?",
+    "Who do I talk to about a damaged sofa?",
+    "Could you send the invoice to my work email instead?",
+]
+RECHECK7_PAUSING = [
+    ("The thing is,", "I ordered it as a birthday present."),
+    ("I was hoping that", "someone could explain these fees."),
+    ("If it doesn't come by Friday,", "I'll have to cancel the whole thing."),
+    ("What I really need is", "a replacement for the broken handle."),
+]
+RECHECK7_DIGITS = [
+    ("My postcode is", "two one", "four oh", "seven."),
+    ("The reference is", "nine nine", "one", "eight two."),
+    ("My phone number is", "five five five", "three one", "two two."),
+]
+RECHECK7_CLAUSES = [
+    ("I returned the kettle last week,", "but nobody has been in touch."),
+    ("The courier left it at number 12,", "so I never got it."),
+    ("My card was declined twice,", "although the bank says it's fine."),
+]
+RECHECK7_NUMBER_QUESTIONS = [
+    "Is there an update on order 5823?",
+    "Can you check the delivery date for order 3416?",
+    "How much is still owed on invoice 7270?",
+]
+RECHECK7_VOICES = ["en-gb-x-gbcwmd+m6", "en-us+f1", "en-029+m2"]
+RECHECK7_SPEEDS_WPM = (190, 155)
 
 
 @dataclass(frozen=True)
@@ -345,4 +378,17 @@ def recheck6_items() -> list[Item]:
         RECHECK6_DIGITS,
         clauses=RECHECK6_CLAUSES,
         number_questions=RECHECK6_NUMBER_QUESTIONS,
+    )
+
+
+def recheck7_items() -> list[Item]:
+    """The lead's session-7 re-check callers: new sentences, voices and speeds."""
+    return items_for(
+        RECHECK7_VOICES,
+        RECHECK7_SPEEDS_WPM,
+        RECHECK7_QUESTIONS,
+        RECHECK7_PAUSING,
+        RECHECK7_DIGITS,
+        clauses=RECHECK7_CLAUSES,
+        number_questions=RECHECK7_NUMBER_QUESTIONS,
     )

@@ -370,6 +370,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         voices, items = cl.RECHECK5_VOICES, cl.recheck5_items()
     elif args.voices == "recheck6":
         voices, items = cl.RECHECK6_VOICES, cl.recheck6_items()
+    elif args.voices == "recheck7":
+        voices, items = cl.RECHECK7_VOICES, cl.recheck7_items()
     else:
         voices = cl.HELD_OUT_VOICES if args.voices == "held-out" else cl.VOICES
         items = cl.items_for(voices)
@@ -474,7 +476,7 @@ def main() -> int:
     parser.add_argument("--detection", default="vad,model")
     parser.add_argument(
         "--voices",
-        choices=("default", "held-out", "recheck", "recheck5", "recheck6"),
+        choices=("default", "held-out", "recheck", "recheck5", "recheck6", "recheck7"),
         default="default",
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N items")
