@@ -963,7 +963,8 @@ async def main() -> None:
         "--models", default="1.5b,0.5b", help="comma list: 1.5b, 0.5b or registry names"
     )
     parser.add_argument(
-        "--split", default="tune", help=f"comma list of {', '.join(SPLITS)}, or all"
+        "--split",
+        help=f"comma list of {', '.join(SPLITS)}, or all (default: tune; all with --only)",
     )
     parser.add_argument(
         "--server-code", type=Path, help="run the server and prompt from this checkout"
@@ -995,6 +996,8 @@ async def main() -> None:
         print(json.dumps(rescore(args.rescore), indent=1))
         return
     questions = load_questions()
+    if args.split is None:
+        args.split = "all" if args.only else "tune"
     if args.split != "all":
         splits = set(args.split.split(","))
         if splits - set(SPLITS):
@@ -1006,6 +1009,8 @@ async def main() -> None:
     if args.kinds:
         kinds = set(args.kinds.split(","))
         questions = [q for q in questions if q["kind"] in kinds]
+    if not questions:
+        parser.error("no question matches --split, --only and --kinds")
     # One tool set after the other: a switch re-evaluates the whole system turn
     # (tools listed) on the server's single KV cache, ~1,000 tokens.
     order = {name: i for i, name in enumerate(dict.fromkeys(q["tools"] for q in questions))}
