@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import typing
 from collections import deque
@@ -133,6 +134,9 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class JsonlSink:
     """A ledger sink appending one JSON line per entry to `path`.
 
@@ -195,7 +199,13 @@ class JsonlSink:
         if self._redactor is not None:
             entry = redact_entry(entry, self._redactor)
         line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n"
-        self._backlog.append(line.encode("utf-8"))
+        try:
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:
+            # a lone surrogate (undecodable input bytes, half a UTF-16 pair) is not text:
+            # written as U+FFFD, so the line is UTF-8 and JSON every reader accepts
+            data = _LONE_SURROGATE.sub("\ufffd", line).encode("utf-8")
+        self._backlog.append(data)
         self._flush()
 
     def _flush(self) -> None:

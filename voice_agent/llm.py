@@ -254,7 +254,7 @@ class ToolCallAssembler:
         if not call_id or call_id in self._ids:
             call_id = f"call_{uuid.uuid4().hex[:12]}"
         self._ids.add(call_id)
-        return [ToolCallReady(call_id, call.name, call.arguments or "{}")]
+        return [ToolCallReady(call_id, valid_text(call.name), valid_text(call.arguments or "{}"))]
 
 
 # The prewarm request evaluates the whole prompt prefix cold, before any call: allow it
@@ -283,6 +283,35 @@ _CONTEXT_LIMIT = re.compile(
     r"the context holds|n_ctx\W{1,4})\D{0,4}(\d{3,7})",
     re.IGNORECASE,
 )
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every lone surrogate (U+D800-U+DFFF) replaced by U+FFFD.
+
+    Lone surrogates are not text UTF-8 can carry: they come from bytes a
+    terminal or pipe could not decode (Python's ``surrogateescape``), from a
+    server's JSON escaping half a pair (``"\\ud83d"``), or from a tool. One in a
+    message made every later request of the session fail to encode.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def valid_json(value: Any) -> Any:
+    """``value`` (JSON-like) with :func:`valid_text` applied to every string in it."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_text(k) if isinstance(k, str) else k: valid_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_json(v) for v in value]
+    return value
 
 
 def _error_text(exc: BaseException) -> str:
@@ -572,7 +601,7 @@ class LlmClient:
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.config.model,
-            "messages": messages,
+            "messages": valid_json(messages),
             "stream": True,
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
@@ -661,7 +690,7 @@ class LlmClient:
                     delta = choice.delta
                     if delta is not None and finish_reason is None and not truncated:
                         if delta.content:
-                            text = delta.content
+                            text = valid_text(delta.content)
                             state.progressed_at = clock.now()
                             state.output = True
                             chunks += 1

@@ -96,6 +96,11 @@ async def _read_lines(agent: Agent, stdin: TextIO, interactive: bool, stream: Te
 async def run_chat(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Run a text conversation until end of input or ``/quit``; returns an exit status."""
     interactive = stdin.isatty()
+    reconfigure = getattr(stdin, "reconfigure", None)
+    if reconfigure is not None:
+        # bytes the terminal's encoding cannot decode (a Latin-1 paste, a binary file piped
+        # in) become U+FFFD: strict decoding ended the chat, surrogateescape poisoned it
+        reconfigure(errors="replace")
     output = TextOutput(stdout)
     async with open_session(config, output, transport="text") as session:
         monitor = FutureMonitor(session.ledger, stdout)
