@@ -71,6 +71,13 @@ HOP_SAMPLES = ASR_RATE // MEL_FRAMES_PER_S
 # window kept nothing for 10, the stock decode gave words for 8 (6 right); on 30 noise
 # bursts neither gave a word. Costs one stock decode per dropped short sound (seconds).
 STOCK_RETRY_MAX_S = 2.0
+# (turn7) The same stock decode, at any length, for a final decode dropped whole because it
+# looped (the loop or runaway rule) or after an earlier decode of the same utterance heard
+# words: a loop is the decoder failing, not evidence of silence. "My account number is six one
+# three three five" (espeak en-us-nyc+f5, 185 wpm, read in groups, 6 s with its pauses): the
+# 10 s window looped ("6, 1, 3, 3, 5, 5, 5, 5, ...", runaway, compression 3.6) at 16 and 8 kHz
+# and the turn got no answer; the stock decode gave "My count time limit 6, 1, 3, 3, 5".
+# Its result passes the same rules; it costs one stock decode, only when a final was dropped.
 # What fills the window after the utterance. "silence": the log-mel of digital silence, what
 # Whisper was trained on (openai-whisper pads the audio with 30 s of zeros before the log-mel);
 # "zeros": zero-valued features (faster-whisper's pad_or_trim), to the model a steady noise
@@ -118,6 +125,9 @@ class AsrFinal:
     audio_s: float
     decode_s: float
     speculative: bool  # True when the decode started at SpeechPaused was kept
+    # The rules dropped the final decode whole and the stock decode was tried (see
+    # STOCK_RETRY_MAX_S); ``text`` is the stock decode's.
+    retried: bool = False
 
 
 class StreamingAsr(Protocol):
@@ -153,6 +163,8 @@ class StreamingAsr(Protocol):
 class _Decoded:
     text: str
     decode_s: float
+    dropped: bool = False  # the decoder wrote words that the rules dropped whole
+    retried: bool = False  # ... and the stock decode was tried (its text is ``text``)
 
 
 def _plain(text: str) -> str:
@@ -282,6 +294,7 @@ class WhisperStreamingAsr:
         self._speculative: asyncio.Task[_Decoded] | None = None
         self._speculative_void = threading.Event()
         self._speculative_length = 0
+        self._heard = False  # a decode of this utterance (partial or early) kept words
         # The utterance's log-mel frames, computed as its audio arrives (a model without a
         # feature extractor, a test's stand-in, has none).
         extractor = getattr(self._final_model, "feature_extractor", None)
@@ -377,7 +390,10 @@ class WhisperStreamingAsr:
             if self._speculative is not None:
                 decoded = await self._speculative
                 audio_s = self._speculative_length / ASR_RATE
-                return AsrFinal(decoded.text, audio_s, decoded.decode_s, speculative=True)
+                decoded = await self._second_decode(decoded, self._speculative_length)
+                return AsrFinal(
+                    decoded.text, audio_s, decoded.decode_s, True, retried=decoded.retried
+                )
             if self._resampler is not None:
                 tail = self._resampler.flush()
                 if len(tail):
@@ -386,8 +402,9 @@ class WhisperStreamingAsr:
                     if self._mel is not None:
                         self._mel.push(tail)
             decoded = await self._decode(self._audio(), self._final_beam)
+            decoded = await self._second_decode(decoded, self._length)
             return AsrFinal(
-                decoded.text, self._length / ASR_RATE, decoded.decode_s, speculative=False
+                decoded.text, self._length / ASR_RATE, decoded.decode_s, False, decoded.retried
             )
         finally:
             if self._speculative is not None and not self._speculative.done():
@@ -454,13 +471,28 @@ class WhisperStreamingAsr:
         beam_size: int,
         final: bool = True,
         void: threading.Event | None = None,
+        stock: bool = False,
     ) -> _Decoded:
         loop = asyncio.get_running_loop()
         executor = self._final_executor if final else self._executor
         cached = self._mel.snapshot() if self._mel is not None else None
-        return await loop.run_in_executor(
-            executor, self._decode_blocking, audio, beam_size, final, void, cached
+        decoded = await loop.run_in_executor(
+            executor, self._decode_blocking, audio, beam_size, final, void, cached, stock
         )
+        if decoded.text:
+            self._heard = True
+        return decoded
+
+    async def _second_decode(self, decoded: _Decoded, length: int) -> _Decoded:
+        """(turn7) The final ``decoded`` (of the utterance's first ``length`` samples) again,
+        as Whisper's stock decode, when the rules dropped it whole although an earlier decode
+        of the utterance kept words (see ``STOCK_RETRY_MAX_S``); otherwise ``decoded``."""
+        if decoded.text or not decoded.dropped or decoded.retried or not self._heard:
+            return decoded
+        if length / ASR_RATE + WINDOW_TAIL_S > FULL_WINDOW_S:
+            return decoded
+        again = await self._decode(self._audio()[:length], self._final_beam, stock=True)
+        return _Decoded(again.text, decoded.decode_s + again.decode_s, again.dropped, retried=True)
 
     def _decode_blocking(
         self,
@@ -469,10 +501,12 @@ class WhisperStreamingAsr:
         final: bool = True,
         void: threading.Event | None = None,
         cached: tuple[list[np.ndarray], int] | None = None,
+        stock: bool = False,
     ) -> _Decoded:
         """One decode in a worker thread; raises ``DecodeVoided`` at a stage boundary once
         ``void`` is set (the asyncio side no longer waits for it). ``cached``: the log-mel
-        frames of the utterance computed as it arrived (``LogMelStream.snapshot``)."""
+        frames of the utterance computed as it arrived (``LogMelStream.snapshot``).
+        ``stock``: Whisper's stock decode only (the second decode of a dropped final)."""
         stop = void.is_set if void is not None else None
         if stop is not None and stop():
             raise DecodeVoided
@@ -482,7 +516,11 @@ class WhisperStreamingAsr:
         if len(audio) == 0 or level < SILENCE_FLOOR_DBFS:
             return _Decoded("", time.perf_counter() - started)
         audio_s = len(audio) / ASR_RATE
-        if self._window_s < FULL_WINDOW_S and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
+        retried = False
+        if stock and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
+            segments = [self._stock_decode(model, audio, beam_size, audio_s, stop)]
+            retried = True
+        elif self._window_s < FULL_WINDOW_S and audio_s + WINDOW_TAIL_S <= FULL_WINDOW_S:
             window = self._windows.get(id(model))
             if window is None:
                 window = self._windows[id(model)] = _Window(
@@ -494,8 +532,14 @@ class WhisperStreamingAsr:
                     audio, int(np.ceil(frames)), beam_size, max_tokens(audio_s), stop, cached
                 )
             ]
-            if final and audio_s <= STOCK_RETRY_MAX_S and segments[0].text and not _kept(segments):
+            if (
+                final
+                and segments[0].text
+                and not _kept(segments)
+                and (audio_s <= STOCK_RETRY_MAX_S or _looped(segments[0]))  # (turn7: loops)
+            ):
                 segments = [self._stock_decode(model, audio, beam_size, audio_s, stop)]
+                retried = True
         else:
             found, _info = model.transcribe(
                 audio,
@@ -518,7 +562,8 @@ class WhisperStreamingAsr:
             audio_s < HALLUCINATION_MAX_S or level < HALLUCINATION_RMS_DBFS
         ):
             text = ""
-        return _Decoded(text, time.perf_counter() - started)
+        dropped = not text and any(_plain(s.text) for s in segments)
+        return _Decoded(text, time.perf_counter() - started, dropped, retried)
 
     def _stock_decode(
         self,
@@ -550,6 +595,11 @@ def _kept(segments: list[_Segment]) -> str:
         and not s.runaway
     ]
     return " ".join(t for t in texts if t)
+
+
+def _looped(segment: _Segment) -> bool:
+    """(turn7) The decode ran into a loop: the compression or runaway rule drops it."""
+    return segment.runaway or segment.compression_ratio > COMPRESSION_RATIO_MAX
 
 
 @dataclass(frozen=True)

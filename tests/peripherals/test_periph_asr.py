@@ -565,3 +565,94 @@ async def test_a_partial_still_running_at_the_pause_stops_and_partials_go_on_aft
     # ... and the held one stopped after its encoder: one encoder run more than decoder runs
     assert len(partial_model.features) == partial_model.generated + 1
     assert word_error_rate(SENTENCE, final.text) <= 0.15
+
+
+# -- a final decode dropped whole gets a second, stock decode (turn7) ----------------------
+
+# Read in groups with pauses, as a caller reads a number: Whisper tiny's 10 s window loops on
+# it ("6, 1, 3, 3, 5, 5, 5, ...") at 16 kHz and on the 8 kHz phone path (session 6's blind
+# voices: the turn got no answer); the stock decode keeps the digits.
+LOOPING_DIGITS = ("My account number is", "six one", "three three", "five.")
+
+
+def _digits(text: str) -> str:
+    cl_words = {"one": "1", "two": "2", "three": "3", "five": "5", "six": "6"}
+    words = [cl_words.get(w, w) for w in text.lower().replace(",", " ").split()]
+    return "".join(ch for w in words for ch in w if ch.isdigit())
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+async def test_a_number_read_in_groups_keeps_its_digits_though_the_short_window_loops(
+    rate: int,
+) -> None:
+    cl = _callers()
+    if not cl.espeak_available():
+        pytest.skip("espeak-ng is not installed (scripts/bootstrap installs it)")
+    item = cl.Item("digits", LOOPING_DIGITS, "en-us-nyc+f5", 185, pause_s=0.9)
+    said, _ = cl.render(item, 16000)
+    if rate == 8000:
+        said = cl.phone(said, 16000)
+    pad = np.zeros(int(0.3 * rate), dtype=np.float32)
+    audio = np.concatenate([pad, said, pad[: int(0.2 * rate)]])
+    asr = WhisperStreamingAsr(window_s=10.0)
+    try:
+        asr.push(audio, rate)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert "6133" in _digits(final.text), final
+
+
+class _UnsureFirstWhisper(_SpyWhisper):
+    """The real model, except that the short-window decodes after the first ``sure`` ones
+    score -2.0 nats/token (below the likelihood floor): the rules drop them whole."""
+
+    def __init__(self, real, sure: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(real)
+        self.sure = sure
+
+    def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        found = super()._decode(*args, **kwargs)
+        stock = self.features[-1].shape[-1] >= 3000  # Whisper's 30 s window
+        if stock or self.sure > 0:
+            self.sure -= 1
+            return found
+        r = found[0]
+        return [SimpleNamespace(sequences_ids=r.sequences_ids, scores=[-2.0], no_speech_prob=0.0)]
+
+
+async def test_a_dropped_final_after_words_were_heard_is_decoded_again_the_stock_way(
+    speech_factory, real_whisper
+) -> None:
+    """An early decode of the utterance kept words; the final decode of all of it is dropped
+    as unlikely: the stock decode is tried before the ASR gives up and says nothing."""
+    first = speech_factory("Where is my order?", 16000, before_s=0.3, after_s=0.3)
+    rest = speech_factory("It was due on Monday.", 16000, before_s=0.0, after_s=0.1)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=_UnsureFirstWhisper(real_whisper, sure=1))
+    try:
+        asr.push(first.samples, 16000)
+        asr.speech_paused()
+        assert await asr.paused_text()  # words heard at the pause
+        asr.speech_resumed()
+        asr.push(rest.samples, 16000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert final.retried
+    assert "monday" in final.text.lower(), final
+
+
+async def test_a_dropped_final_with_no_words_heard_before_stays_empty(
+    speech_factory, real_whisper
+) -> None:
+    """Nothing was heard before the final decode (a sound with no words): no second decode."""
+    speech = speech_factory("Where is my order? It was due on Monday.", 16000, 0.3, 0.1)
+    asr = WhisperStreamingAsr(window_s=10.0, whisper=_UnsureFirstWhisper(real_whisper, sure=0))
+    try:
+        asr.push(speech.samples, 16000)
+        final = await asr.finalize()
+    finally:
+        await asr.aclose()
+    assert (final.text, final.retried) == ("", False)
