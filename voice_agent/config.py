@@ -6,6 +6,11 @@ user's YAML file, environment variables ``VOICE_AGENT__SECTION__FIELD=value``
 conventional ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL``, then
 command-line flags. A bad value fails at start-up with :class:`ConfigError`
 naming the file, the field and the problem.
+
+A YAML file's text values may refer to the environment: ``${NAME}`` (an
+error naming the field when ``NAME`` is unset), ``${NAME:-fallback}``;
+``$${`` is a literal ``${``. Every number must be finite (``.inf``/``.nan``
+would disable a deadline or end the session with a traceback).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class LlmConfig(_Frozen):
@@ -614,6 +619,48 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
+_REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _interpolate(data: Any, environ: Mapping[str, str], origin: str, where: str = "") -> Any:
+    """``data`` with ``${NAME}`` / ``${NAME:-fallback}`` in its strings taken from ``environ``.
+
+    An unset name without a fallback, or a malformed reference, is a :class:`ConfigError`
+    naming the file, the field and the variable (never the value of anything).
+    """
+    if isinstance(data, dict):
+        return {
+            k: _interpolate(v, environ, origin, f"{where}.{k}" if where else str(k))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_interpolate(v, environ, origin, f"{where}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(1):  # $${...}: a literal ${...}
+            return match.group(0)[1:]
+        name, sep, fallback = match.group(2).partition(":-")
+        if not _ENV_NAME.match(name):
+            raise ConfigError(
+                f"{origin}: {where}: '${{{match.group(2)}}}' is not a valid reference "
+                "(write ${NAME} or ${NAME:-fallback}; $${ for a literal ${)"
+            )
+        value = environ.get(name)
+        if value is None or (sep and value == ""):
+            if sep:
+                return fallback
+            raise ConfigError(
+                f"{origin}: {where}: the environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-fallback}} in the file)"
+            )
+        return value
+
+    return _REFERENCE.sub(substitute, data)
+
+
 def embedded_defaults_text() -> str:
     """The text of the embedded ``configs/default.yaml``."""
     return _data_file("configs", "default.yaml").read_text(encoding="utf-8")
@@ -715,7 +762,7 @@ def _describe(exc: ValidationError, origin: str) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if isinstance(given, dict) or "(got " in err["msg"] else f" (got {given!r})"
         if _SECRET_FIELD.search(where):
             shown = ""  # never echo a secret
         # a URL's user:password@ or ?api-key= is a secret too, in the value and in the message
@@ -742,7 +789,7 @@ def load_config(
     data = _read_yaml(embedded_defaults_text(), "configs/default.yaml")
     if path is not None:
         p = config_path(str(path))
-        data = deep_merge(data, _read_yaml(_read_text(p), str(p)))
+        data = deep_merge(data, _interpolate(_read_yaml(_read_text(p), str(p)), environ, str(p)))
         origins.append(str(p))
     env = _env_overrides(environ)
     if env:
@@ -764,5 +811,8 @@ def render_system_prompt(agent: AgentConfig) -> str:
     path = prompt_path(agent.prompt_file)
     if not path.is_file():
         raise ConfigError(f"agent.prompt_file: file not found: {agent.prompt_file}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = _read_text(path)
+    except ConfigError as exc:
+        raise ConfigError(f"agent.prompt_file: {exc}") from None
     return text.replace("{persona}", agent.persona).replace("{company}", agent.company)

@@ -12,12 +12,13 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from test_va_llm_reliability import APOLOGY, run_call
 
 from ledger import JsonlSink, load_jsonl
 from ledger import entries as le
 from voice_agent.bench.fault_server import FaultServer, answer
-from voice_agent.config import load_config
+from voice_agent.config import ConfigError, load_config, render_system_prompt
 from voice_agent.transports.text import run_chat
 
 LONE = "\udcff"  # what Python's surrogateescape makes of an undecodable byte 0xff
@@ -96,3 +97,64 @@ def test_chat_reads_bytes_its_encoding_cannot_decode(tmp_path: Path):
     (session,) = tmp_path.glob("*.jsonl")
     said = [e.text for e in load_jsonl(session) if isinstance(e, le.UserUtterance)]
     assert said == ["caf\ufffd au lait", "where is my order?"]
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+@pytest.mark.parametrize(
+    "field", ["llm:\n  stall_timeout_s", "agent:\n  llm_deadline_s", "worker:\n  wait_timeout_s"]
+)
+def test_a_number_that_is_not_finite_is_refused_at_start(tmp_path: Path, field: str, value: str):
+    """`.inf` for a deadline was accepted: the chat then ended mid-call with 'unexpected
+    error: ValueError: cannot convert float NaN to integer' (or never timed out)."""
+    with pytest.raises(ConfigError, match="finite number"):
+        load_config(_yaml(tmp_path, f"{field}: {value}\n"), environ={})
+
+
+def test_environment_references_in_a_config_file_are_expanded(tmp_path: Path):
+    path = _yaml(
+        tmp_path,
+        "llm:\n  base_url: ${MY_LLM}/v1\n  api_key: ${NO_KEY:-none}\n  max_retries: ${RETRIES}\n"
+        "agent:\n  persona: $${persona}\n  company: ${EMPTY:-Acme}\n",
+    )
+    env = {"MY_LLM": "http://127.0.0.1:9", "RETRIES": "4", "EMPTY": ""}
+    config = load_config(path, environ=env)
+    assert config.llm.base_url == "http://127.0.0.1:9/v1"
+    assert config.llm.api_key is not None and config.llm.api_key.get_secret_value() == "none"
+    assert config.llm.max_retries == 4
+    assert (config.agent.persona, config.agent.company) == ("${persona}", "Acme")
+
+
+def test_an_unset_environment_reference_names_the_variable_and_the_field(tmp_path: Path):
+    """`api_key: ${OPENAI_KEY}` with the variable unset was sent as the literal text
+    '${OPENAI_KEY}' (a 401 at the first turn, an apology); it fails at start now."""
+    path = _yaml(tmp_path, "llm:\n  api_key: ${H7_UNSET_KEY}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={"OTHER": "x"})
+    message = str(raised.value)
+    assert "llm.api_key" in message and "H7_UNSET_KEY is not set" in message
+    with pytest.raises(ConfigError, match="not a valid reference"):
+        load_config(_yaml(tmp_path, "agent:\n  persona: ${not a name}\n"), environ={})
+
+
+def test_a_prompt_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path):
+    """It ended `voice-agent chat` with 'unexpected error: UnicodeDecodeError'."""
+    prompt = tmp_path / "prompt.md"
+    prompt.write_bytes("Vous êtes {persona}.\n".encode("latin-1"))
+    config = load_config(_yaml(tmp_path, f"agent:\n  prompt_file: {prompt}\n"), environ={})
+    with pytest.raises(ConfigError, match=r"agent.prompt_file: .*line 1: not UTF-8"):
+        render_system_prompt(config.agent)
+
+
+def test_a_validator_message_does_not_repeat_the_value(tmp_path: Path):
+    with pytest.raises(ConfigError) as raised:
+        load_config(_yaml(tmp_path, "llm:\n  base_url: ftp://example.invalid\n"), environ={})
+    assert str(raised.value).count("ftp://example.invalid") == 1, str(raised.value)
