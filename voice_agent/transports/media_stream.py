@@ -47,6 +47,9 @@ FRAME_MS = 20  # outbound frame: what providers send and expect (160 bytes of 8 
 # were seen, and with 100 ms of lead they became gaps inside words). It costs nothing at a
 # barge-in: a pause or clear drops the provider's buffer at once with its `clear` message.
 LEAD_MS = 300
+# Sample rates a stream may declare (Hz): telephony is 8 kHz, wide-band 16 kHz; anything
+# outside this is a malformed start, not a call.
+MIN_RATE, MAX_RATE = 8000, 48000
 
 
 class DialectError(ValueError):
@@ -71,6 +74,31 @@ class StreamStarted:
     caller: str = ""
     called: str = ""
     account: str = ""
+
+    def __post_init__(self) -> None:
+        # built by a dialect from what the provider sent: a rate no codec or resampler can
+        # use (0 made the call fail later, mid-answer) is a malformed message here
+        if not MIN_RATE <= self.sample_rate <= MAX_RATE:
+            raise DialectError(
+                f"unusable sample rate {self.sample_rate} Hz ({MIN_RATE}-{MAX_RATE})"
+            )
+        if self.encoding not in ("mulaw", "alaw", "l16"):
+            raise DialectError(f"unsupported audio encoding {self.encoding!r}")
+
+
+def parse_message(dialect: Dialect, data: str | bytes) -> StreamMessage | None:
+    """``dialect``'s parse of one inbound frame; whatever goes wrong in it is a
+    :class:`DialectError` (a dialect reading a provider's JSON meets strings where it
+    expects objects, ``"fast"`` for a number, JSON nested 100,000 deep: each raised its
+    own exception, which ended the call)."""
+    try:
+        if isinstance(data, bytes):
+            return dialect.parse_binary(data)
+        return dialect.parse(data)
+    except DialectError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed frame, whatever the dialect met
+        raise DialectError(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from .media_stream import (
     DialectError,
     MediaStreamTransport,
     StreamStarted,
+    parse_message,
 )
 from .telnyx import TelnyxDialect, TelnyxRest
 from .twilio import TwilioDialect, TwilioRest, stream_twiml
@@ -253,7 +254,7 @@ class PhoneServer:
                 if msg.type != WSMsgType.TEXT:
                     continue  # no audio before the stream's metadata
                 try:
-                    parsed = self._dialect.parse(msg.data)
+                    parsed = parse_message(self._dialect, msg.data)
                 except DialectError as exc:
                     log.warning("media stream: ignored a malformed message before start: %s", exc)
                     continue
@@ -268,10 +269,9 @@ class PhoneServer:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 try:
-                    if msg.type == WSMsgType.TEXT:
-                        parsed = self._dialect.parse(msg.data)
-                    else:
-                        parsed = self._dialect.parse_binary(msg.data)
+                    parsed = parse_message(self._dialect, msg.data)
+                    if parsed is not None:
+                        transport.receive(parsed)
                 except DialectError as exc:
                     bad += 1
                     if bad <= 3:  # say it, but a flood of junk must not flood the log
@@ -281,8 +281,6 @@ class PhoneServer:
                             exc,
                         )
                     continue
-                if parsed is not None:
-                    transport.receive(parsed)
         finally:
             transport.disconnected()
 
