@@ -203,6 +203,29 @@ class _PartialCall:
             return False
 
 
+def _malformed(what: str, value: object) -> LlmError:
+    return LlmError(
+        f"malformed chunk from the LLM endpoint: {what} is {type(value).__name__}, not text",
+        retryable=True,
+    )
+
+
+def _check_delta(d: Any) -> None:
+    """A tool-call delta's fields have the types the protocol gives them, or LlmError (a
+    number for a name reached ``str`` methods and failed as AttributeError)."""
+    index = getattr(d, "index", None)
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
+        raise _malformed("a tool call's index", index)
+    fn = getattr(d, "function", None)
+    for what, value in (
+        ("a tool call's id", getattr(d, "id", None)),
+        ("a tool call's name", getattr(fn, "name", None) if fn else None),
+        ("a tool call's arguments", getattr(fn, "arguments", None) if fn else None),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise _malformed(what, value)
+
+
 class ToolCallAssembler:
     """Turns streamed ``tool_calls`` deltas into complete calls, as early as possible."""
 
@@ -214,6 +237,7 @@ class ToolCallAssembler:
         """Add one chunk's tool-call deltas; return the calls that became complete."""
         ready: list[ToolCallReady] = []
         for d in deltas:
+            _check_delta(d)
             index = getattr(d, "index", None)
             if index is None:
                 index = len(self._calls) if not self._calls else max(self._calls)
@@ -690,6 +714,8 @@ class LlmClient:
                     delta = choice.delta
                     if delta is not None and finish_reason is None and not truncated:
                         if delta.content:
+                            if not isinstance(delta.content, str):
+                                raise _malformed("the content", delta.content)
                             text = valid_text(delta.content)
                             state.progressed_at = clock.now()
                             state.output = True
@@ -703,6 +729,8 @@ class LlmClient:
                                 text_tail = text[-1]
                                 yield TextDelta(text)
                         if delta.tool_calls and not truncated:
+                            for d in delta.tool_calls:
+                                _check_delta(d)
                             state.progressed_at = clock.now()
                             state.output = True
                             pieces = sum(

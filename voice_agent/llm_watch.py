@@ -3,8 +3,8 @@
 :func:`watch_silence` re-yields a generation's stream items and measures, on
 the injected clock, two things:
 
-- the LLM's **signs of life**: output (text, a complete tool call, the
-  finish) or a progress report of the endpoint
+- the LLM's **signs of life**: output (text other than whitespace, a complete
+  tool call, the finish) or a progress report of the endpoint
   (:class:`~voice_agent.llm.Progressed`: it evaluated more tokens).
   Keep-alives, role-only chunks, headers and a progress count that does not
   grow are not signs of life: only what :class:`~voice_agent.llm.LlmClient`
@@ -177,6 +177,12 @@ async def watch_silence(
                 return
             if isinstance(got, BaseException):
                 raise got
+            if isinstance(got, TextDelta) and not got.text.strip():
+                # whitespace is neither heard nor a sign of life: a model emitting
+                # blanks for ever kept the hold phrases away and the caller heard 30 s
+                # of silence before the apology
+                yield got  # type: ignore[misc]
+                continue
             alive = clock.now()
             if isinstance(got, Progressed):
                 continue  # a sign of life, nothing the caller hears

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_va_llm_reliability import APOLOGY, run_call
+from test_va_llm_reliability import APOLOGY, HOLDS, run_call, then_answer
 
 from ledger import JsonlSink, load_jsonl
 from ledger import entries as le
 from voice_agent.bench.fault_server import FaultServer, answer
-from voice_agent.config import ConfigError, load_config, render_system_prompt
+from voice_agent.config import AgentConfig, ConfigError, load_config, render_system_prompt
 from voice_agent.transports.text import run_chat
 
 LONE = "\udcff"  # what Python's surrogateescape makes of an undecodable byte 0xff
@@ -158,3 +158,48 @@ def test_a_validator_message_does_not_repeat_the_value(tmp_path: Path):
     with pytest.raises(ConfigError) as raised:
         load_config(_yaml(tmp_path, "llm:\n  base_url: ftp://example.invalid\n"), environ={})
     assert str(raised.value).count("ftp://example.invalid") == 1, str(raised.value)
+
+
+# --- the LLM endpoint ------------------------------------------------------------------
+
+BLANKS_FOREVER = [("headers",), ("role",)] + [
+    step for _ in range(400) for step in (("text", " \n"), ("sleep", 0.3))
+]
+
+
+def test_a_model_emitting_only_whitespace_gets_hold_phrases_then_the_apology():
+    """Whitespace every 0.3 s restarted the hold phrases' count and was a sign of life:
+    the caller heard nothing for 30 s, then the apology."""
+    call = run_call(then_answer(BLANKS_FOREVER), ["Where is my order 5?", "When do you open?"])
+    heard = call.heard(0)
+    times = [0.0] + [t for t, _ in heard]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 3.0, heard
+    assert [text for _, text in heard][:3] == list(HOLDS[:3])
+    assert heard[-1][1] == APOLOGY and heard[-1][0] <= AgentConfig().llm_deadline_s + 0.5
+    assert [text for _, text in call.heard(1)] == ["We open at nine."]
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        {"content": 5},
+        {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": 5, "arguments": "{}"}}]},
+        {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "a", "arguments": {}}}]},
+    ],
+)
+def test_a_chunk_with_a_field_of_the_wrong_type_is_a_malformed_chunk(delta):
+    """A number where the protocol has text failed as "AttributeError: 'int' object has no
+    attribute 'encode'" (the apology came, the ledger said nothing useful)."""
+    chunk = {"choices": [{"index": 0, "delta": delta}]}
+    fault = [
+        ("headers",),
+        ("role",),
+        ("raw", b"data: " + json.dumps(chunk).encode() + b"\n\n"),
+        ("finish", "stop"),
+        ("done",),
+    ]
+    call = run_call(then_answer(fault), ["Where is my order 5?", "When do you open?"])
+    (error,) = [e for e in call.entries("Note") if e.level == "error"]
+    assert "malformed chunk from the LLM endpoint" in error.text and "not text" in error.text
+    assert [text for _, text in call.heard(0)] == [APOLOGY]
+    assert [text for _, text in call.heard(1)] == ["We open at nine."]
