@@ -84,6 +84,7 @@ TRANSITIONS = (
     Transition(AGENT_BUSY, TranscriptFinal, T, guard=C.answers_confirmation, actions=[C.barge_in, C.resolve_confirmation]),
     Transition(U, TranscriptFinal, T, guard=C.matches_fork, actions=[C.adopt_fork]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.nonempty, actions=[C.commit_user_turn]),
+    Transition(USER_SIDE, TranscriptFinal, T, guard=C.unheard, actions=[C.discard_forks, C.ask_to_repeat]),
     Transition(USER_SIDE, TranscriptFinal, T, guard=C.news_and_floor, actions=[C.discard_forks, C.start_followup]),
     Transition(USER_SIDE, TranscriptFinal, L, actions=[C.discard_forks, C.arm_hold]),
     Transition(AGENT_BUSY, TranscriptFinal, T, guard=C.nonempty, actions=[C.barge_in, C.commit_user_turn]),

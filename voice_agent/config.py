@@ -284,6 +284,12 @@ class AgentConfig(_Frozen):
     speculation: SpeculationConfig = Field(default_factory=lambda: SpeculationConfig())
     call: CallConfig = Field(default_factory=lambda: CallConfig())
     apology: str = "Sorry, I'm having trouble right now. Could you say that again?"
+    unheard_phrase: str = Field(
+        "Sorry, I didn't catch that. Could you say it again?",
+        min_length=1,
+        description="said when the caller spoke but the speech recognition made out no words "
+        "(a cough or a click gets no reply)",
+    )
     cut_off_phrase: str = Field(
         "Sorry, I had to stop there. Shall I go on?",
         description="said when an answer was cut at llm.max_tokens in mid-sentence (the "

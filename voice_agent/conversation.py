@@ -309,6 +309,10 @@ class Conversation:
     def nonempty(self, ev: TranscriptFinal) -> bool:
         return bool(ev.text.strip())
 
+    def unheard(self, ev: TranscriptFinal) -> bool:
+        """The caller spoke, but the speech recognition made out no words."""
+        return ev.unheard and not ev.text.strip()
+
     def hold_due(self, ev: TimerFired) -> bool:
         return (
             self.holds.is_current(ev)
@@ -356,6 +360,18 @@ class Conversation:
         self.ledger.append(
             le.Note(text=f"backchannel while the agent spoke: {ev.text!r} (not an interruption)")
         )
+
+    def ask_to_repeat(self, ev: TranscriptFinal) -> None:
+        """Real speech came out of the speech recognition empty: record the unheard turn and
+        ask the caller to say it again (a spoken response: barge-in works as for any)."""
+        self.ledger.append(
+            le.Note(
+                text="the caller spoke but the speech recognition heard no words; "
+                "asked them to say it again",
+                level="warning",
+            )
+        )
+        self.say(self.config.unheard_phrase)
 
     def note_speech_end(self, ev: Any) -> None:
         """The VAD says the user stopped; the final transcript will follow."""

@@ -87,9 +87,15 @@ class TranscriptPartial(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class TranscriptFinal(Event):
-    """The final transcript of a user turn (text typed in a text transport)."""
+    """The final transcript of a user turn (text typed in a text transport).
+
+    ``unheard``: the text is empty although the caller spoke (the voice input's partial or
+    early transcripts had words, or the VAD heard a second of voice): the speech recognition
+    could not make it out, so the agent asks the caller to say it again. An empty text
+    without it (a cough, a click) just returns the agent to listening."""
 
     text: str
+    unheard: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

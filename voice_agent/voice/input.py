@@ -24,6 +24,10 @@ agent, in this order per utterance:
   it heard nothing, so the agent returns to listening). When no speech came
   after the last pause this is the early decode's text, the same as the
   ``UserSpeechPaused`` text, so the agent adopts its preemptive answer.
+  An empty final after real speech (a partial or early transcript of the
+  segment had words, or the VAD heard ``UNHEARD_MIN_VOICED_S`` of voice) is
+  posted with ``unheard=True``: the agent asks the caller to say it again
+  instead of leaving them in silence; a cough's empty final is not.
 
 Barge-in without a late stop: while the agent is busy, ``playback`` (the
 agent's voice) is paused as soon as the level rises above the background
@@ -105,6 +109,10 @@ MIN_BARGE_IN_S = 0.2
 # After a possible barge-in goes quiet, the agent's voice stays paused this long before it
 # resumes: "Wait, I have a question" has a comma pause; a cough does not come back (seconds).
 RESUME_AFTER_SILENCE_S = 0.3
+# An empty final transcript after at least this much voiced audio (the VAD's speech, its
+# pauses not counted) was speech the ASR could not make out, not a cough or a click (those
+# last well under half a second): the caller is asked to say it again (seconds).
+UNHEARD_MIN_VOICED_S = 1.0
 VAD_RATES = (8000, 16000)  # rates the Silero VAD takes natively; others are resampled to 16 kHz
 
 
@@ -133,6 +141,9 @@ class UtteranceTiming:
     dropped: bool = False  # too short to barge in, or barge-in disabled
     turn: TurnRecord | None = None  # the end-of-turn decision (with ``turn_rules``)
     backchannel: bool = False  # listener feedback over the agent ("mhm"): recorded, no barge-in
+    voiced_s: float = 0.0  # stream seconds the VAD heard voice in it (its pauses not counted)
+    heard_words: bool = False  # an early transcript of it had words
+    unheard: bool = False  # real speech, but the final transcript was empty
 
 
 class Playback(Protocol):
@@ -233,6 +244,7 @@ class VoiceInput:
         self._pauses = 0  # VAD pauses so far: names the early decode each one started
         self._paused_since = 0.0  # stream time of the current in-segment pause
         self._partial = ""  # last partial posted (or held) in this segment
+        self._voiced_from: float | None = None  # stream time the segment's voice last began
         # A barge-in start was posted and the agent has not taken the floor yet: the
         # agent's voice stays paused until it does (a rule about the agent, not the segment).
         self._barge_posted = False
@@ -294,10 +306,13 @@ class VoiceInput:
             if isinstance(ev, SpeechStarted):
                 self._push_pending()
                 await self._fire(VadSpeechStarted(t=ev.t, sample=ev.sample))
+                self._voiced_from = ev.t
             elif isinstance(ev, SpeechPaused):
+                self._count_voiced(ev.t)
                 self._push_pending()
                 await self._fire(VadSpeechPaused())
             elif isinstance(ev, SpeechResumed):
+                self._voiced_from = ev.t
                 await self._fire(VadSpeechResumed())
             elif isinstance(ev, SpeechEnded):
                 self._push_pending()
@@ -381,6 +396,17 @@ class VoiceInput:
             if cur is not None:
                 cur.tail_decodes += 1
                 cur.early_decode_at = self._clock.now()
+
+    def _count_voiced(self, until: float) -> None:
+        """The voice that began at ``_voiced_from`` paused at ``until`` (stream seconds)."""
+        if self._current is not None and self._voiced_from is not None:
+            self._current.voiced_s += max(0.0, until - self._voiced_from)
+        self._voiced_from = None
+
+    def _heard_speech(self, cur: UtteranceTiming) -> bool:
+        """The segment was speech by its transcripts or its voiced time (see
+        ``UNHEARD_MIN_VOICED_S``), whatever its final decode made of it."""
+        return bool(self._partial) or cur.heard_words or cur.voiced_s >= UNHEARD_MIN_VOICED_S
 
     def _on_partial(self, partial: AsrPartial) -> None:
         if not self._closed:
@@ -599,7 +625,10 @@ class VoiceInput:
             self._turn.text(event.text)
 
     async def _early_text(self, pause: int) -> None:
+        cur = self._current
         text = await self._asr.paused_text()
+        if text and cur is not None:
+            cur.heard_words = True
         await self._fire(EarlyTranscriptReady(text=text or "", pause=pause))
 
     def announce_pause(self, event: EarlyTranscriptReady) -> None:
@@ -653,8 +682,9 @@ class VoiceInput:
                 final.decode_s,
             )
         cur.text = text
+        cur.unheard = not text.strip() and self._heard_speech(cur)
         cur.final_at = self._clock.now()
-        self._post(TranscriptFinal(text=text))
+        self._post(TranscriptFinal(text=text, unheard=cur.unheard))
 
     def note_action_failed(self, event: ActionFailed) -> None:
         """Already logged with its traceback by the machine; nothing else to undo."""
