@@ -160,11 +160,24 @@ class StreamingAsr(Protocol):
 
 
 @dataclass(frozen=True)
+class DecodeStages:
+    """Where one short-window decode's time went (seconds): the log-mel window, Whisper's
+    encoder, its decoder (``generate``: prompt, no-speech probability, greedy steps), and the
+    tokens the decoder produced. For profiling (``bench/asr_profile.py``)."""
+
+    features_s: float
+    encode_s: float
+    generate_s: float
+    tokens: int
+
+
+@dataclass(frozen=True)
 class _Decoded:
     text: str
     decode_s: float
     dropped: bool = False  # the decoder wrote words that the rules dropped whole
     retried: bool = False  # ... and the stock decode was tried (its text is ``text``)
+    stages: DecodeStages | None = None  # the kept decode's stages (short window only)
 
 
 def _plain(text: str) -> str:
@@ -556,6 +569,7 @@ class WhisperStreamingAsr:
                 for s in found
             ]
         text = _kept(segments)
+        stages = segments[0].stages if len(segments) == 1 else None
         if not _plain(text):
             text = ""
         elif _plain(text) in KNOWN_HALLUCINATIONS and (
@@ -563,7 +577,7 @@ class WhisperStreamingAsr:
         ):
             text = ""
         dropped = not text and any(_plain(s.text) for s in segments)
-        return _Decoded(text, time.perf_counter() - started, dropped, retried)
+        return _Decoded(text, time.perf_counter() - started, dropped, retried, stages)
 
     def _stock_decode(
         self,
@@ -611,6 +625,7 @@ class _Segment:
     avg_logprob: float  # nats per token
     compression_ratio: float
     runaway: bool = False  # the decode ran into its token budget (a decoding loop)
+    stages: DecodeStages | None = None
 
 
 def max_tokens(audio_s: float) -> int:
@@ -701,12 +716,15 @@ class _Window:
         frames of the audio's stream computed so far (``LogMelStream.snapshot``)."""
         from faster_whisper.transcribe import get_compression_ratio
 
+        started = time.perf_counter()
         features = window_features(self._model.feature_extractor, audio, frames, self._pad, cached)
         if stop is not None and stop():
             raise DecodeVoided
+        featured = time.perf_counter()
         encoded = self._model.encode(features)
         if stop is not None and stop():
             raise DecodeVoided
+        encoded_at = time.perf_counter()
         limit = self._model.max_length
         result = self._model.model.generate(
             encoded,
@@ -723,9 +741,12 @@ class _Window:
             suppress_tokens=self._suppress,
         )[0]
         tokens = result.sequences_ids[0]
+        stages = DecodeStages(
+            featured - started, encoded_at - featured, time.perf_counter() - encoded_at, len(tokens)
+        )
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         text = self._tokenizer.decode(tokens).strip()
         runaway = max_tokens is not None and len(tokens) >= max_tokens - RUNAWAY_MARGIN_TOKENS
         return _Segment(
-            text, result.no_speech_prob, avg_logprob, get_compression_ratio(text), runaway
+            text, result.no_speech_prob, avg_logprob, get_compression_ratio(text), runaway, stages
         )

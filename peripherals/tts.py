@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -39,6 +40,64 @@ def lead_in_trimmed(audio: np.ndarray, rate: int) -> np.ndarray:
         return audio
     start = max(0, int(loud[0]) * step - int(rate * LEAD_IN_KEEP_S))
     return audio[start:]
+
+
+# A first chunk of an answer ("Sure,", "Okay,", "Let me check that for you.") is on the
+# critical path: the caller hears nothing until it is synthesised (piper: 25-55 ms for a short
+# clause on a quiet 2-core machine, 3-5x that under load). Agents open their answers with the
+# same few phrases, so the audio of recent short first chunks is kept and played again at once.
+PHRASE_CACHE_ENTRIES = 32  # phrases kept, least recently used dropped first (count)
+# Only phrases this short are kept: ~3 s of speech at most, 0.3 MB at 24 kHz (characters).
+PHRASE_CACHE_MAX_CHARS = 40
+
+
+class PhraseCache:
+    """The audio of short phrases already synthesised, by (text, sample rate).
+
+    ``get`` returns a copy of the stored audio (the caller may change it) or None;
+    ``put`` keeps a copy, dropping the least recently used phrase beyond ``entries``;
+    text longer than ``max_chars`` is never kept, nor anything when ``entries`` is 0.
+    Pure and synchronous: one event loop uses it; a repeated phrase sounds the same
+    every time (the voice's random variation is fixed at its first synthesis).
+    """
+
+    def __init__(
+        self, entries: int = PHRASE_CACHE_ENTRIES, max_chars: int = PHRASE_CACHE_MAX_CHARS
+    ) -> None:
+        if entries < 0 or max_chars < 1:
+            raise ValueError("need entries >= 0 and max_chars >= 1")
+        self.entries = entries
+        self.max_chars = max_chars
+        self._audio: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._audio)
+
+    def holds(self, text: str, rate: int) -> bool:
+        """Is ``text`` at ``rate`` kept (not counted as a hit or a miss)?"""
+        return (text, rate) in self._audio
+
+    def get(self, text: str, rate: int) -> np.ndarray | None:
+        """A copy of the audio of ``text`` at ``rate``, or None (counted as a hit or a miss)."""
+        audio = self._audio.get((text, rate))
+        if audio is None:
+            if self.entries and len(text) <= self.max_chars:
+                self.misses += 1
+            return None
+        self._audio.move_to_end((text, rate))
+        self.hits += 1
+        return audio.copy()
+
+    def put(self, text: str, rate: int, audio: np.ndarray) -> None:
+        """Keep ``audio`` as ``text`` at ``rate`` (when short enough and non-empty)."""
+        if not self.entries or len(text) > self.max_chars or len(audio) == 0:
+            return
+        self._audio[(text, rate)] = np.array(audio, dtype=np.float32, copy=True)
+        self._audio.move_to_end((text, rate))
+        while len(self._audio) > self.entries:
+            self._audio.popitem(last=False)
 
 
 class Tts(Protocol):

@@ -485,6 +485,14 @@ class VoiceConfig(_Frozen):
         "(the caller's pause has not become the end of the turn yet), so that adopted it is "
         "heard at once; costs one short synthesis when the caller goes on (docs/turn_taking.md)",
     )
+    tts_phrase_cache: int = Field(
+        32,
+        ge=0,
+        le=4096,
+        description="first chunks of answers kept as audio (\"Sure,\", \"Okay,\"; up to 40 "
+        "characters): an answer that opens as an earlier one did plays at once instead of "
+        "waiting for piper (25-55 ms quiet); 0 turns it off (docs/latency.md)",
+    )
     tts_speed: float = Field(1.0, gt=0.25, le=4)
     tts_threads: int = Field(
         1,

@@ -181,3 +181,24 @@ async def test_the_voice_configs_tts_threads_reach_piper_and_say_the_same() -> N
     finally:
         await one.aclose()
         await two.aclose()
+
+
+def test_phrase_cache_keeps_short_phrases_per_rate_and_drops_the_least_recently_used() -> None:
+    from peripherals.tts import PhraseCache
+
+    cache = PhraseCache(entries=2, max_chars=10)
+    one, two, three = (np.full(100, v, np.float32) for v in (0.1, 0.2, 0.3))
+    cache.put("Sure,", 16000, one)
+    cache.put("Okay,", 16000, two)
+    assert cache.get("Sure,", 8000) is None  # another rate is another phrase
+    got = cache.get("Sure,", 16000)  # now the most recently used
+    assert got is not None and np.array_equal(got, one)
+    got[:] = 0.0  # a copy: the caller may change it
+    cache.put("Right,", 16000, three)  # "Okay," gives way
+    assert cache.get("Okay,", 16000) is None
+    assert np.array_equal(cache.get("Sure,", 16000), one)  # type: ignore[arg-type]
+    cache.put("Of course, sir.", 16000, one)  # longer than max_chars: not kept
+    assert not cache.holds("Of course, sir.", 16000) and len(cache) == 2
+    off = PhraseCache(entries=0)
+    off.put("Sure,", 16000, one)
+    assert len(off) == 0 and off.get("Sure,", 16000) is None

@@ -336,3 +336,97 @@ async def test_an_answer_starts_with_its_first_sound_and_later_chunks_keep_their
     first_chunk_end = sound[0] + PER_WORD  # "Okay," is one word of tone
     gap = np.flatnonzero(timeline[first_chunk_end:])[0]
     assert gap >= RATE // 20  # the next chunk's 50 ms lead-in (its pause) is kept
+
+
+async def test_an_answer_opening_as_an_earlier_one_plays_the_kept_audio_without_synthesis(
+    rig,
+) -> None:  # type: ignore[no-untyped-def]
+    output, sink, events, tts = rig
+    output.push("r1", "Sure, I can help.")
+    output.end("r1")
+    await settle(output)
+    output.push("r2", "Sure, that is done.")  # opens as r1 did
+    output.end("r2")
+    await settle(output)
+    assert tts.asked == ["Sure,", "I can help.", "that is done."]
+    sink.advance(20 * PER_WORD)
+    output.poll()
+    assert events[-1] == PlayoutFinished(
+        response_id="r2", heard="Sure, that is done.", interrupted=False
+    )
+    assert sink.played_samples == 8 * PER_WORD  # the kept "Sure," played in full
+    output.push("r3", "Okay, then, sure, fine.")  # "Sure," only later in an answer: synthesised
+    output.end("r3")
+    await settle(output)
+    assert tts.asked[3:] == ["Okay,", "then, sure, fine."]
+
+
+async def test_an_output_without_a_phrase_cache_synthesises_every_first_chunk() -> None:
+    tts = WordTts()
+    output = AudioSpeechOutput(tts, TimelineSink(RATE), phrase_cache=0)
+    try:
+        for rid in ("r1", "r2"):
+            output.push(rid, "Sure, fine.")
+            output.end(rid)
+            await settle(output)
+        assert tts.asked == ["Sure,", "fine.", "Sure,", "fine."]
+    finally:
+        await output.aclose()
+
+
+async def test_a_kept_opening_needs_no_preparing(rig) -> None:  # type: ignore[no-untyped-def]
+    output, _, _, tts = rig
+    output.push("r1", "Okay, done.")
+    output.end("r1")
+    await settle(output)
+    output.prepare("Okay, one more")  # a held answer that opens as r1 did
+    await asyncio.sleep(0.01)
+    assert tts.asked == ["Okay,", "done."]
+
+
+class CountingPiper:
+    """A real ``PiperTts`` that records the text of every synthesis."""
+
+    def __init__(self) -> None:
+        from peripherals.tts import PiperTts
+
+        self.piper = PiperTts(output_rate=RATE)
+        self.asked: list[str] = []
+        self.output_rate = RATE
+
+    def synthesize(self, text: str, sample_rate: int | None = None) -> AsyncIterator[AudioChunk]:
+        self.asked.append(text)
+        return self.piper.synthesize(text, sample_rate)
+
+    async def aclose(self) -> None:
+        await self.piper.aclose()
+
+
+async def test_real_piper_opening_heard_again_is_the_same_audio_synthesised_once() -> None:
+    from voice_helpers import transcribe
+
+    tts = CountingPiper()
+    sink = TimelineSink(RATE)
+    output = AudioSpeechOutput(tts, sink)
+    starts = []
+    try:
+        for rid, text in (("r1", "Okay, it has shipped."), ("r2", "Okay, it is on its way.")):
+            starts.append(sink.played_samples)
+            output.push(rid, text)
+            output.end(rid)
+            await settle(output)
+            while sink.queued_samples:
+                sink.advance(320)
+                output.poll()
+        timeline = sink.render()
+        kept = output.phrases.get("Okay,", RATE)
+    finally:
+        await output.aclose()
+        await tts.aclose()
+    assert tts.asked == ["Okay,", "it has shipped.", "it is on its way."]
+    assert kept is not None and len(kept) > RATE // 10
+    r1, r2 = timeline[starts[0] : starts[1]], timeline[starts[1] :]
+    r2 = r2[np.flatnonzero(r2)[0] :]  # the sink's silence until r2 was written
+    assert np.array_equal(r1[: len(kept)], r2[: len(kept)])  # the same "Okay," both times
+    heard = transcribe(np.concatenate([r2, np.zeros(RATE // 2, dtype=np.float32)]))
+    assert "okay" in heard and "way" in heard

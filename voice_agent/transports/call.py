@@ -258,7 +258,12 @@ async def run_call(
     line = simulates_line(law, transport)
     if line:
         sink = LineSink(sink, law)
-    output = AudioSpeechOutput(tts, sink, prepare_ahead=config.voice.tts_prepare_held)
+    output = AudioSpeechOutput(
+        tts,
+        sink,
+        prepare_ahead=config.voice.tts_prepare_held,
+        phrase_cache=config.voice.tts_phrase_cache,
+    )
     call: Call | None = None
     voice: VoiceInput | None = None
 

@@ -28,6 +28,9 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
   a response whose chunk is that text plays the prepared audio without
   synthesising it again, so an adopted answer's first audio leaves as soon as
   it is released. At most ``PREPARED_MAX`` are kept; ``interrupt`` drops them.
+- A response's first chunk whose text an earlier response's first chunk had ("Sure,",
+  "Okay,") plays the audio made then, without synthesising it again (a
+  :class:`~peripherals.tts.PhraseCache` of ``phrase_cache`` entries; 0 turns it off).
 
 Playout progress is read from ``sink.played_samples`` by :meth:`poll`, which a
 monitor task calls every ``POLL_S``; a transport that moves a stream clock
@@ -48,7 +51,7 @@ import numpy as np
 
 from fsm import Event
 from peripherals.text_chunker import SentenceChunker
-from peripherals.tts import Tts, lead_in_trimmed
+from peripherals.tts import PHRASE_CACHE_ENTRIES, PhraseCache, Tts, lead_in_trimmed
 
 from ..events import PlayoutFinished, PlayoutStarted
 from .sinks import Sink
@@ -120,8 +123,11 @@ class AudioSpeechOutput:
         *,
         first_chunk_chars: int = FIRST_CHUNK_CHARS,
         prepare_ahead: bool = True,
+        phrase_cache: int = PHRASE_CACHE_ENTRIES,
     ) -> None:
         self._tts = tts
+        # first chunks already heard, trimmed as played (see the module doc)
+        self.phrases = PhraseCache(phrase_cache)
         self._prepare_ahead = prepare_ahead  # False: prepare() does nothing
         self._sink = sink
         self._first_chunk_chars = first_chunk_chars
@@ -184,6 +190,8 @@ class AudioSpeechOutput:
         chunks = SentenceChunker(first_clause_after_chars=self._first_chunk_chars).push(text)
         if not chunks or chunks[0] in self._prepared:
             return
+        if self.phrases.holds(chunks[0], self._sink.sample_rate):
+            return  # heard before: it plays at once without being prepared
         while len(self._prepared) >= PREPARED_MAX:
             oldest = next(iter(self._prepared))
             self._tasks.cancel(self._prepared.pop(oldest))
@@ -299,12 +307,17 @@ class AudioSpeechOutput:
                 await queue.put((resp, None, None))
                 continue
             text = resp.pending[0]
-            audio = await self._prepared_audio(text)
+            first = not resp.synthesized_any
+            rate = self._sink.sample_rate
+            audio = self.phrases.get(text, rate) if first else None
             if audio is None:
-                audio = await self._synthesize(text)
-            if not resp.synthesized_any:  # the answer's first sound leaves without a lead-in
-                audio = lead_in_trimmed(audio, self._sink.sample_rate)
-                resp.synthesized_any = True
+                audio = await self._prepared_audio(text)
+                if audio is None:
+                    audio = await self._synthesize(text)
+                if first:  # the answer's first sound leaves without a lead-in
+                    audio = lead_in_trimmed(audio, rate)
+                    self.phrases.put(text, rate, audio)
+            resp.synthesized_any = True
             resp.pending.popleft()
             await queue.put((resp, _Segment(text, 0, len(audio)), audio))
 
