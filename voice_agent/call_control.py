@@ -11,7 +11,9 @@ transports; the console and file transports record it).
 
 :class:`DtmfCollector` turns keypad digits into an entry (``#`` ends it, or a
 pause longer than the inter-digit timeout); :func:`confirmation_answer` reads
-a caller's answer to "shall I go ahead?".
+a caller's answer to "shall I go ahead?"; :func:`caller_closes` whether the
+caller's words end the conversation (the only time a call may be hung up on
+the model's word).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "HangUp",
     "SendDtmf",
     "Transfer",
+    "caller_closes",
     "confirmation_answer",
 ]
 
@@ -240,3 +243,46 @@ def confirmation_answer(text: str) -> Literal["yes", "no", "other"]:
         if _NO.match(said + " "):
             return "no"
     return "other"
+
+
+#: Words with which a caller ends a conversation: a goodbye, "that's all", "nothing
+#: else", or asking for the call to end. English, like the prompts shipped.
+_CLOSING = re.compile(
+    r"\b(?:good ?bye|bye(?:[- ]bye)?|see (?:you|ya)|take care|talk (?:to you )?(?:later|soon)"
+    r"|have a (?:good|nice|great|lovely) (?:day|night|evening|afternoon|morning|weekend|one)"
+    r"|that'?s (?:all|it|everything)|that is (?:all|it|everything)|that'?ll be all"
+    r"|(?:i'?m|i am|we'?re|we are) (?:all set|done|good)|all set|nothing (?:else|more)"
+    r"|no (?:more|other) questions|(?:you can |please )?(?:hang up|end (?:the|this) call))\b"
+)
+#: A closing word taken back ("don't hang up", "not yet, bye").
+_NOT_CLOSING = re.compile(
+    r"\b(?:don'?t|do not|not yet|wait|before you) (?:\w+ ){0,2}?(?:hang up|end|go|bye)\b"
+)
+#: The agent's question whether the caller needs more ("Anything else?").
+_ANYTHING_ELSE = re.compile(
+    r"\b(?:anything|something) (?:else|more)\b|\bother questions?\b|\bhelp (?:you )?with "
+    r"anything\b"
+)
+
+
+def caller_closes(text: str, agent_before: str = "") -> bool:
+    """Whether a caller's words end the conversation: a goodbye ("Thanks, bye!"), "that's
+    all I needed", "nothing else", "you can hang up", or a plain no to the agent's
+    "Anything else?" (``agent_before``: what the agent said before these words).
+
+    A closing followed by a question or a new request ("that's all, but where is
+    order 4417?") does not end it, nor a closing word taken back ("don't hang up").
+    The hang-up rule of the engine and the embedded model's decision: the 1.5B,
+    asked "Can you book me a table for dinner?", ended the call (bench b22).
+    """
+    t = " ".join(text.lower().replace("\u2019", "'").split())
+    if not t or _NOT_CLOSING.search(t):
+        return False
+    closings = list(_CLOSING.finditer(t))
+    if closings:
+        last = closings[-1]
+        rest = t[last.end() :]
+        return "?" not in rest and not re.search(r"\b(?:but|and|also|can you|could you)\b", rest)
+    if agent_before and _ANYTHING_ELSE.search(agent_before.lower()):
+        return confirmation_answer(text) == "no"
+    return False

@@ -49,6 +49,7 @@ from voice_agent.local_llm.respond import (
     caller_facing,
     echoes_caller,
     echoes_guidance,
+    ends_the_call,
     names_the_tool,
     repeats_instruction,
 )
@@ -1239,3 +1240,76 @@ async def test_a_follow_up_looked_up_again_is_answered_for_what_the_caller_just_
     system = engine.steps[-1][0].rsplit("<|im_start|>system", 1)[1]
     head, tail = note.split(" found above")  # what was looked up is named in between
     assert system.startswith(f"\n{head} found above about {order}{tail}")
+
+
+# ------------------------------------------------------------ ending the call
+
+END_CALL = {
+    "type": "function",
+    "function": {
+        "name": "end_call",
+        "description": "End the call after saying goodbye, when the caller has nothing more to ask.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
+
+def _ends_unless_offered_otherwise(prompt, grammar):
+    """A FAKE model that ends the call whenever it may, else says it cannot."""
+    if prompt.endswith(DECISION_PREFIX):
+        return 'end_call"' if "end_call" in (grammar or "") else 'cannot_do"'
+    if prompt.endswith('"arguments": '):
+        return "{}}\n</tool_call>"
+    return " Is there anything else?"
+
+
+@pytest.mark.parametrize(
+    ("said", "ended"),
+    [
+        ("Can you book me a table for dinner?", False),
+        ("Can you call me back later?", False),
+        ("Hold on a second.", False),
+        ("Thanks, that's all I needed. Bye!", True),
+        ("Okay, you can hang up now.", True),
+    ],
+)
+async def test_the_call_is_ended_only_when_the_callers_words_close_the_conversation(said, ended):
+    engine = ScriptedEngine(_ends_unless_offered_otherwise)
+    responder, reply, deltas = await _respond(engine, _user(said), tools=[*TOOLS, END_CALL])
+    called = [name for _, name, _ in reply.calls]
+    text = "".join(d.get("content") or "" for d in deltas)
+    if ended:
+        assert called == ["end_call"] and responder.plan.unwanted is None
+    else:
+        # Decided again without the hang-up: the caller hears an honest answer.
+        assert called == [] and responder.plan.unwanted == "end_call"
+        assert text.startswith(CANNOT_LEAD)
+
+
+async def test_a_no_to_anything_else_closes_the_conversation_and_a_forced_hang_up_waits_for_it():
+    engine = ScriptedEngine(_ends_unless_offered_otherwise)
+    asked = [
+        {"role": "system", "content": "You are Alex."},
+        {"role": "user", "content": "Where is order 5512?"},
+        {"role": "assistant", "content": "It has shipped. Is there anything else I can do?"},
+        {"role": "user", "content": "No, thank you."},
+    ]
+    _, reply, _ = await _respond(engine, asked, tools=[*TOOLS, END_CALL])
+    assert [name for _, name, _ in reply.calls] == ["end_call"]
+    forced = {"type": "function", "function": {"name": "end_call"}}
+    responder, _, deltas = await _respond(
+        engine, _user("What's the weather like?"), tools=[*TOOLS, END_CALL], tool_choice=forced
+    )
+    assert not [d for d in deltas if d.get("tool_calls")]
+    assert responder.plan.unwanted == "end_call"
+
+
+def test_a_tool_that_ends_the_call_takes_no_arguments_and_says_so():
+    assert ends_the_call(END_CALL["function"])
+    assert ends_the_call({"name": "hang_up", "parameters": {}})
+    assert ends_the_call({"name": "bye", "description": "Disconnect the line.", "parameters": {}})
+    assert not ends_the_call({"name": "list_promotions", "description": "Current promotions."})
+    assert not ends_the_call(TOOLS[2]["function"])  # schedule_callback: a call back, with arguments
+    assert not ends_the_call(
+        {"name": "schedule_call", "description": "Book a call with sales.", "parameters": {}}
+    )

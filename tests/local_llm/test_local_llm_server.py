@@ -291,3 +291,36 @@ async def test_a_call_back_that_is_sent_carries_only_what_the_caller_said(server
         assert value_grounded(arguments["time"], [said])
     if not message.tool_calls:
         assert (message.content or "").startswith((ASK_LEAD, CANNOT_LEAD))
+
+
+END_CALL_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "end_call",
+        "description": "End the call after saying goodbye, when the caller has nothing more to ask.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("said", "ends"),
+    [("Can you book me a table for dinner?", False), ("Thanks, that's all I needed. Bye!", True)],
+)
+async def test_the_model_ends_the_call_only_after_the_callers_goodbye(server, client, said, ends):
+    # Even when the client forces the hang-up, a caller with a request is not hung up on:
+    # the agent speaks instead (whatever the model then says).
+    forced = {"type": "function", "function": {"name": "end_call"}}
+    text, calls, timings = await _collect(
+        client,
+        server,
+        [SYSTEM, {"role": "user", "content": said}],
+        tools=[*TOOLS, CALLBACK_TOOL, END_CALL_TOOL],
+        tool_choice=forced,
+    )
+    if ends:
+        assert calls == ["end_call"]
+    else:
+        assert calls == []
+        assert timings["decision"] in {"reply", "cannot_do"}
+        assert text.strip() and not set(text) & set("<{`_")

@@ -14,6 +14,7 @@ from voice_agent.call_control import (
     HangUp,
     SendDtmf,
     Transfer,
+    caller_closes,
     confirmation_answer,
 )
 
@@ -100,3 +101,42 @@ def test_keys_on_a_recordings_timeline_are_parsed_with_a_typing_gap() -> None:
     for bad in ("4.0", "x:1", "3:12z", "-1:1"):
         with pytest.raises(ValueError, match="--keys"):
             parse_keys(bad)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Thanks Sam, that's all I needed. Bye!",
+        "Okay, that's everything, bye now.",
+        "No, that's it, thank you.",
+        "Great, have a good day!",
+        "I'm all set, thanks.",
+        "Please hang up.",
+        "Goodbye.",
+    ],
+)
+def test_a_goodbye_or_nothing_more_closes_the_conversation(said: str) -> None:
+    assert caller_closes(said)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Can you book me a table for dinner?",
+        "Can you call me back later?",
+        "Hello? Is anyone there?",
+        "Hold on a second.",
+        "Thanks. And where is order 12345?",
+        "That's all, but where is order 4417?",
+        "I'm done with my order, where is it?",
+        "Don't hang up!",
+        "no",  # a no with nothing asked before it
+    ],
+)
+def test_a_request_or_a_closing_taken_back_does_not_close_it(said: str) -> None:
+    assert not caller_closes(said)
+
+
+def test_a_plain_no_closes_it_only_after_the_agent_asked_whether_there_is_more() -> None:
+    assert caller_closes("No thanks.", "Is there anything else I can help you with?")
+    assert not caller_closes("No thanks.", "Shall I cancel order 4417?")

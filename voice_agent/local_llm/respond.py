@@ -10,7 +10,10 @@ reply is made in explicit steps, all on one KV cache:
    with the tools in the system turn, described as "speak to the caller").
    Decoding is greedy and stops as soon as the name is unambiguous (usually
    the first token), so the decision costs the few tokens of that prefix,
-   evaluated with the new part of the prompt.
+   evaluated with the new part of the prompt. A tool that ends the call
+   (`ends_the_call`: no arguments to ground) stands only when the caller's last
+   words close the conversation (`call_control.caller_closes`); otherwise the
+   decision is made again without it (`Responder._unless_unwanted`).
 2. **Call(s).** For a tool, the call is continued under that tool's
    JSON-schema grammar, greedily; up to `MAX_CALLS_PER_REPLY` - 1 further
    calls may follow, then the turn ends. No text can follow. Each call is
@@ -63,6 +66,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from voice_agent.call_control import caller_closes
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -227,6 +231,9 @@ class ResponsePlan:
     on_the_correction: list[tuple[str, list[str]]] | None = None
     #: tools a "cannot do" follow-up asked for what they give (see `_follow_up`)
     follow_up: list[str] | None = None
+    #: a tool without arguments the decision chose but the caller did not ask for
+    #: (`Responder._unless_unwanted`): not called, the decision made again without it
+    unwanted: str | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -364,6 +371,26 @@ def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
     return any(
         w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in tool
     )
+
+
+#: What a tool that ends the call is named or described as ("end_call", "Hang up").
+_ENDS_THE_CALL = re.compile(
+    r"\b(?:end|ends|ending|hang up|hangs up|hang_up|hangup|terminate|disconnect)\b"
+    r"(?:\W+\w+){0,2}?\W+(?:call|line|conversation)\b|\bhang[ _]?up\b",
+    re.IGNORECASE,
+)
+
+
+def ends_the_call(function: Mapping[str, Any]) -> bool:
+    """Whether a tool ends the call: it takes no arguments, and its name or its
+    description's first sentence says it ends, hangs up or disconnects the call
+    ("end_call": "End the call after saying goodbye, ..."). Such a call has no
+    argument the caller's words could ground (`Responder._unless_unwanted`)."""
+    properties = (function.get("parameters") or {}).get("properties")
+    if properties:
+        return False
+    name = str(function.get("name", "")).replace("_", " ")
+    return bool(_ENDS_THE_CALL.search(name) or _ENDS_THE_CALL.search(_purpose(function, name)))
 
 
 def _argument_words(function: Mapping[str, Any]) -> set[str]:
@@ -613,12 +640,20 @@ class Responder:
         if chat.tool_choice == "none":
             return await self._speak(on_text, None, None)
         prompt = self.prompt()
+
+        def options_of() -> list[str]:
+            if forced is not None:
+                return list(self._decision_speech)
+            return names if chat.tool_choice == "required" else [*names, *self._decision_speech]
+
+        stats: GenerationStats | None
         if forced is not None:
             choice = forced
             stats = None
         else:
-            options = names if chat.tool_choice == "required" else [*names, *self._decision_speech]
-            choice, stats = await self._decide(prompt, options)
+            choice, stats = await self._decide(prompt, options_of())
+        if self._fresh_turn and ends_the_call(self._function(choice)):
+            choice, stats = await self._unless_unwanted(prompt, choice, forced, options_of(), stats)
         if choice == REPLY:
             return await self._speak(on_text, self._results_note, stats)
         if choice == CANNOT:
@@ -662,6 +697,51 @@ class Responder:
         if forced is not None or chat.tool_choice == "required":
             return stats
         return await self._speak(on_text, self._results_note, stats)
+
+    async def _unless_unwanted(
+        self,
+        prompt: str,
+        choice: str,
+        forced: str | None,
+        options: list[str],
+        stats: GenerationStats | None,
+    ) -> tuple[str, GenerationStats | None]:
+        """A tool that ends the call (`ends_the_call`), chosen on a fresh turn, is called
+        only when the caller's last words close the conversation
+        (`call_control.caller_closes`: a goodbye, "that's all", a no to "anything
+        else?"); otherwise the decision is made again without it (a forced one:
+        between the speech options).
+
+        Asked "Can you book me a table for dinner?" with the phone profile's tools,
+        the 1.5B chose `end_call` and hung up on the caller (bench b22, session 6):
+        a call without arguments carries nothing to check against the caller's
+        words, so the argument rule let it through. Asked instead whether the
+        caller wants the call ended (`WANTED_QUESTION`), the 1.5B said yes to
+        "Can you call me back later?", "Hello? Is anyone there?" and "Hold on a
+        second." (11 of 16 right): the closing words are read, not asked for.
+        """
+        if caller_closes(latest_caller_words(self.chat.messages), self._agent_before()):
+            return choice, stats
+        self.plan.unwanted = choice
+        remaining = [o for o in options if o != choice] or list(self._decision_speech)
+        if not remaining:
+            return REPLY, stats
+        again, step = await self._decide(prompt, remaining)
+        step.extra["unwanted"] = choice
+        return again, _combine(stats, step)
+
+    def _agent_before(self) -> str:
+        """What the agent said last before the caller's latest words ("" if nothing)."""
+        seen_caller = False
+        for message in reversed(self.chat.messages):
+            role = message.get("role")
+            if role == "user":
+                seen_caller = True
+            elif role == "assistant" and seen_caller:
+                text = content_text(message.get("content"))
+                if text.strip():
+                    return text
+        return ""
 
     async def _follow_up(
         self, prompt: str, on_text: OnText, stats: GenerationStats | None
