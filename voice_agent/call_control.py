@@ -210,7 +210,8 @@ _YES = re.compile(
 )
 _NO = re.compile(
     r"^(?:(?:no|nope|nah|don'?t|do not|stop|cancel that|wait|hold on|never ?mind|"
-    r"not now|not yet|no thanks?|no thank you|leave it|scratch that)[\s,.!]*)+"
+    r"not now|not yet|no thanks?|no thank you|leave it|scratch that|"
+    r"n?uh[- ]uh|unh[- ]unh|mm[- ]mm)[\s,.!]*)+"  # "uh-uh": a no said as a sound (turn7)
     r"(?:(?:don'?t|do not|leave it|thanks?|thank you)[\s,.!]*)*$"
 )
 

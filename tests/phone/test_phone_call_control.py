@@ -74,7 +74,8 @@ def test_an_explicit_yes_confirms(said: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "said", ["No.", "No, don't.", "Wait.", "Hold on.", "Nope.", "No thanks.", "2"]
+    "said",
+    ["No.", "No, don't.", "Wait.", "Hold on.", "Nope.", "No thanks.", "2", "Uh-uh.", "Mm-mm."],
 )
 def test_an_explicit_no_declines(said: str) -> None:
     assert confirmation_answer(said) == "no"

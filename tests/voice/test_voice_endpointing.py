@@ -246,6 +246,14 @@ def test_rules_that_contradict_themselves_are_refused():
         ("Go on.", False),
         ("I", False),
         ("Uh.", False),  # a hesitation alone: the caller is about to speak
+        # a no said as a sound is an answer, though it sounds like "uh-huh" (turn7)
+        ("Uh-uh.", False),
+        ("Uh uh.", False),
+        ("Nuh-uh.", False),
+        ("Unh-unh.", False),
+        ("Mm-mm.", False),
+        ("Mm-hmm.", True),
+        ("Mmm.", True),
         ("Got it, but what about my refund?", False),
     ],
 )

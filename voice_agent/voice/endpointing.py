@@ -426,6 +426,10 @@ _FLOOR_WORDS = frozenset(
 # A hesitation alone ("Uh.") is how a caller starts to take the floor, not feedback.
 _HESITATIONS = frozenset("uh um er erm ehm".split())
 _SOUND_MAX_WORDS = 3  # a sound-alike match is tried on this many words at most
+# A "no" said as a sound: "uh-uh", "unh-unh", "nuh-uh", "mm-mm" (two flat syllables, no "h"
+# between them; "uh-huh" and "mm-hmm", with it, are yes). Whisper writes the difference; the
+# sound key drops "h" and would take the no for "uh huh". Over the agent it is an answer.
+_NO_SOUND = re.compile(r"(?:n?uh|unh|mm+)(?: (?:uh|unh|mm+))+")  # on the words, "-" as " "
 _VOWELS = frozenset("aeiouy")
 
 
@@ -462,10 +466,12 @@ def is_backchannel(text: str, phrases: tuple[str, ...] = DEFAULT_BACKCHANNELS) -
     "wait", "no", "sorry", "what", ...) *sounds like* one of ``phrases``
     (:func:`sound_key`): the early transcript of a backchannel said over the agent is
     Whisper's guess at a word or two, and on unfamiliar voices it guesses a near-homophone
-    ("Uh-oh.", "Guard it.")."""
+    ("Uh-oh.", "Guard it."). A no said as a sound ("Uh-uh.", "Mm-mm.") is never feedback."""
     plain = " ".join(_WORD.findall(text.lower().replace("-", " ")))
     if not plain:
         return False
+    if _NO_SOUND.fullmatch(plain):
+        return False  # "Uh-uh.": a no, not feedback
     if plain in phrases:
         return True
     # A few backchannels in a row ("yeah, okay", "right. mhm.") are still one.
