@@ -180,11 +180,11 @@ def profile_asr(items: list[cl.Item], rates: list[int], repeats: int) -> dict[st
                 t["generate_prefix"].append((time.perf_counter() - s) / generate_again)
                 t["prefix_tokens"].append(len(prefix))
                 if rep == 0:
-                    generated = window._tokenizer.decode(result.sequences_ids[0])
+                    # CTranslate2 returns the forced prefix with the generated tokens
+                    # (include_prompt_in_result)
+                    forced = window._tokenizer.decode(result.sequences_ids[0])
                     wer_plain.append(word_error_rate(ref, normalise(decoded.text)))
-                    wer_prefix.append(
-                        word_error_rate(ref, normalise(f"{committed} {generated}".strip()))
-                    )
+                    wer_prefix.append(word_error_rate(ref, normalise(forced)))
         encode_ratio = [a / b for a, b in zip(t["encode_1_thread"], t["encode"], strict=True)]
         out[str(rate)] = {
             "n": len(wer_plain),

@@ -489,7 +489,7 @@ class VoiceConfig(_Frozen):
         32,
         ge=0,
         le=4096,
-        description="first chunks of answers kept as audio (\"Sure,\", \"Okay,\"; up to 40 "
+        description='first chunks of answers kept as audio ("Sure,", "Okay,"; up to 40 '
         "characters): an answer that opens as an earlier one did plays at once instead of "
         "waiting for piper (25-55 ms quiet); 0 turns it off (docs/latency.md)",
     )

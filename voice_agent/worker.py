@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from fsm import Clock, Event
+from peripherals.tts import PhraseCache
 
 from .admission import Admission, QueueFull
 from .config import Config, VoiceConfig
@@ -81,6 +82,8 @@ class SharedSpeechModels:
             else self.whisper
         )
         self.voice = load_piper_voice(cfg.tts_voice, cfg.tts_threads)
+        # answers' first chunks, kept for every call (all calls run on one event loop)
+        self.phrases = PhraseCache(cfg.tts_phrase_cache)
         self.vad_session = load_silero_session()
         self._turn_detectors: dict[int, Any] = {}  # Smart Turn per VAD rate (stateless, shared)
         self.asr_pool = FairExecutor("asr", threads=1)
@@ -142,6 +145,9 @@ class CallModels:
             executor=self.tts_lane,
             **tts_options(cfg),
         )
+
+    def phrase_cache(self) -> PhraseCache:
+        return self.shared.phrases
 
     def open_input(
         self,

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from fsm import Clock, Event, TraceRecord
 from ledger import entries as le
 from peripherals.audio import AudioSink
-from peripherals.tts import Tts
+from peripherals.tts import PhraseCache, Tts
 
 from ..agent import Agent
 from ..agent_fsm import AGENT_BUSY, S
@@ -50,6 +50,10 @@ class SpeechModels(Protocol):
     def open_tts(self, output_rate: int) -> Tts:
         """A TTS producing audio at ``output_rate``."""
 
+    def phrase_cache(self) -> PhraseCache:
+        """The kept audio of answers' first chunks that the call's speech output uses (a
+        worker's calls share one: an opening heard in one call plays at once in the next)."""
+
     def open_input(
         self,
         *,
@@ -71,6 +75,9 @@ class PerCallModels:
         from ..voice.build import build_tts
 
         return build_tts(self._cfg, output_rate)
+
+    def phrase_cache(self) -> PhraseCache:
+        return PhraseCache(self._cfg.tts_phrase_cache)
 
     def open_input(
         self,
@@ -262,7 +269,7 @@ async def run_call(
         tts,
         sink,
         prepare_ahead=config.voice.tts_prepare_held,
-        phrase_cache=config.voice.tts_phrase_cache,
+        phrase_cache=models.phrase_cache(),
     )
     call: Call | None = None
     voice: VoiceInput | None = None

@@ -30,7 +30,8 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
   it is released. At most ``PREPARED_MAX`` are kept; ``interrupt`` drops them.
 - A response's first chunk whose text an earlier response's first chunk had ("Sure,",
   "Okay,") plays the audio made then, without synthesising it again (a
-  :class:`~peripherals.tts.PhraseCache` of ``phrase_cache`` entries; 0 turns it off).
+  :class:`~peripherals.tts.PhraseCache`: ``phrase_cache`` entries (0 turns it off), or a
+  cache shared with other outputs).
 
 Playout progress is read from ``sink.played_samples`` by :meth:`poll`, which a
 monitor task calls every ``POLL_S``; a transport that moves a stream clock
@@ -123,11 +124,13 @@ class AudioSpeechOutput:
         *,
         first_chunk_chars: int = FIRST_CHUNK_CHARS,
         prepare_ahead: bool = True,
-        phrase_cache: int = PHRASE_CACHE_ENTRIES,
+        phrase_cache: int | PhraseCache = PHRASE_CACHE_ENTRIES,
     ) -> None:
         self._tts = tts
         # first chunks already heard, trimmed as played (see the module doc)
-        self.phrases = PhraseCache(phrase_cache)
+        self.phrases = (
+            phrase_cache if isinstance(phrase_cache, PhraseCache) else PhraseCache(phrase_cache)
+        )
         self._prepare_ahead = prepare_ahead  # False: prepare() does nothing
         self._sink = sink
         self._first_chunk_chars = first_chunk_chars
