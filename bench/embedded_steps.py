@@ -1,0 +1,276 @@
+"""Benchmark: where the time to first audio goes on the embedded model (issue 11).
+
+Usage::
+
+    python bench/embedded_steps.py [--model 1.5b] [--split heldout,unseen]
+        [--only ID,ID] [--kinds lookup,two] [--json OUT]
+
+Runs the embedded server in this process (`server.build_app` on 127.0.0.1, the
+same `Responder` and engine the launched server runs) and asks the questions of
+``bench/questions/questions.yaml`` through `embedded_questions.ask` (the
+product's client, tools run at once). Every model step of every request is
+logged: which step it was (``decision``, ``call``, ``speech`` or ``yes/no``),
+the prompt's tokens, how many were already in the KV cache, how many were
+evaluated before the first sampled token and how long that took, the tokens
+sampled and the step's time. Per question kind it prints the medians of, for
+the request that carries the tool results (the *answer request*): the tokens
+evaluated and the time spent before the first sampled token of the spoken
+answer, the tokens sampled before the first chunk the speech output would
+speak, and the time from that request to its first audio. Times are real
+time on this machine: compare them as shares of one run, and say the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import embedded_questions as eq  # noqa: E402
+
+from voice_agent.config import LlmConfig, load_config  # noqa: E402
+from voice_agent.llm import LlmClient  # noqa: E402
+
+
+@dataclass
+class Step:
+    """One `LlamaEngine.generate` call."""
+
+    request: int
+    kind: str
+    started_ms: float  # since the question was asked
+    prompt_tokens: int = 0
+    reused: int = 0
+    evaluated: int = 0  # tokens evaluated before the first sampled token
+    eval_ms: float = 0.0
+    sampled: int = 0
+    first_text_ms: float | None = None  # since the question was asked
+    total_ms: float = 0.0
+    text: str = ""  # what the step wrote (calls included)
+
+
+@dataclass
+class Trace:
+    id: str
+    kind: str
+    steps: list[Step] = field(default_factory=list)
+    request_started_ms: list[float] = field(default_factory=list)
+    first_audio_ms: float | None = None
+    answer_ms: float = 0.0
+    spoken: str = ""
+    calls_ok: bool = False
+    answer_ok: bool = False
+
+
+def _step_kind(prompt: str) -> str:
+    from voice_agent.local_llm.respond import DECISION_PREFIX
+
+    if prompt.endswith(DECISION_PREFIX):
+        return "decision"
+    if prompt.endswith('"arguments": '):
+        return "call"
+    if "Answer only yes or no" in prompt[-400:]:
+        return "yes/no"
+    return "speech"
+
+
+def instrument(engine: Any, clock: dict[str, Any]) -> None:
+    """Log every generate and the first evaluation of each into `clock["trace"]`."""
+    real_generate = engine.generate
+    real_eval = engine._eval
+
+    async def generate(prompt: str, params: Any, grammar: Any, on_text: Any, until: Any = None):
+        trace: Trace = clock["trace"]
+        step = Step(
+            request=clock["request"],
+            kind=_step_kind(prompt),
+            started_ms=(time.monotonic() - clock["t0"]) * 1e3,
+        )
+        trace.steps.append(step)
+        clock["step"] = step
+
+        async def text(piece: str) -> bool:
+            step.text += piece
+            if step.first_text_ms is None and piece.strip():
+                step.first_text_ms = (time.monotonic() - clock["t0"]) * 1e3
+            return bool(await on_text(piece))
+
+        stats = await real_generate(prompt, params, grammar, text, until)
+        step.prompt_tokens = stats.prompt_tokens
+        step.reused = stats.reused_prompt_tokens
+        step.total_ms = stats.total_s * 1e3
+        return stats
+
+    def logged_eval(tokens: list[int]) -> None:
+        step: Step | None = clock.get("step")
+        started = time.monotonic()
+        real_eval(tokens)
+        if step is None:
+            return
+        if step.evaluated == 0 and step.sampled == 0:
+            step.evaluated = len(tokens)
+            step.eval_ms = (time.monotonic() - started) * 1e3
+        else:
+            step.sampled += 1
+
+    engine.generate = generate
+    engine._eval = logged_eval
+
+
+async def run(args: argparse.Namespace) -> list[Trace]:
+    from aiohttp import web
+
+    from voice_agent.local_llm.engine import LlamaEngine
+    from voice_agent.local_llm.models import resolve_model
+    from voice_agent.local_llm.server import build_app
+
+    questions = eq.load_questions()
+    # Never "all": the lead's blind split (recheck7) is not run here.
+    questions = [q for q in questions if q["split"] in set(args.split.split(",")) - {"recheck7"}]
+    if args.only:
+        questions = [q for q in questions if q["id"] in set(args.only.split(","))]
+    if args.kinds:
+        questions = [q for q in questions if q["kind"] in set(args.kinds.split(","))]
+    order = {name: i for i, name in enumerate(dict.fromkeys(q["tools"] for q in questions))}
+    questions.sort(key=lambda q: order[q["tools"]])
+    path = await asyncio.to_thread(resolve_model, eq.MODELS.get(args.model, args.model))
+    engine = await asyncio.to_thread(LlamaEngine.load, path, args.model, 2, 4096)
+    clock: dict[str, Any] = {"t0": time.monotonic(), "request": 0, "trace": Trace("warm", "")}
+    instrument(engine, clock)
+    runner = web.AppRunner(build_app(engine), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    config = load_config(environ={}).llm
+    client = LlmClient(
+        LlmConfig(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model=args.model,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            timeout_s=600,
+            first_token_timeout_s=300,
+            stall_timeout_s=300,
+        )
+    )
+    tool_sets = eq.load_tool_sets()
+    prompts = {name: eq._system_prompt(ROOT, name) for name in tool_sets}
+    traces = []
+    real_stream = client.stream
+
+    def stream(messages: Any, schemas: Any, *a: Any, **k: Any) -> Any:
+        clock["request"] += 1
+        clock["trace"].request_started_ms.append((time.monotonic() - clock["t0"]) * 1e3)
+        return real_stream(messages, schemas, *a, **k)
+
+    client.stream = stream  # type: ignore[method-assign,assignment]
+    try:
+        first = questions[0]["tools"] if questions else "demo"
+        await client.prewarm(
+            [{"role": "system", "content": prompts[first]}, {"role": "user", "content": "Hello."}],
+            [t.schema for t in tool_sets[first]],
+        )
+        for question in questions:
+            trace = Trace(question["id"], question["kind"])
+            clock.update(t0=time.monotonic(), request=0, trace=trace, step=None)
+            out = await eq.ask(
+                client, prompts[question["tools"]], tool_sets[question["tools"]], question, "m"
+            )
+            trace.first_audio_ms = out.first_audio_ms
+            trace.answer_ms = out.answer_ms
+            trace.spoken = out.spoken
+            trace.calls_ok, trace.answer_ok = out.calls_ok, out.answer_ok
+            traces.append(trace)
+            print(describe(trace), file=sys.stderr, flush=True)
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+        engine.close()
+    return traces
+
+
+def describe(trace: Trace) -> str:
+    mark = "ok " if trace.calls_ok and trace.answer_ok else "BAD"
+    lines = [
+        f"{mark} {trace.id} {trace.kind}: first audio {trace.first_audio_ms or 0:.0f} ms, "
+        f"answer {trace.answer_ms:.0f} ms | {trace.spoken[:90]!r}"
+    ]
+    for s in trace.steps:
+        lines.append(
+            f"    r{s.request} {s.kind:<8} at {s.started_ms:6.0f}: prompt {s.prompt_tokens:5d} "
+            f"cached {s.reused:5d} eval {s.evaluated:4d} in {s.eval_ms:5.0f} ms, "
+            f"sampled {s.sampled:3d}, {s.total_ms:6.0f} ms"
+            + (f", first text at {s.first_text_ms:.0f}" if s.first_text_ms else "")
+            + f" {s.text[:70]!r}"
+        )
+    return "\n".join(lines)
+
+
+def summary(traces: list[Trace]) -> dict[str, Any]:
+    """Per kind, medians over the questions whose answer request followed results."""
+    kinds: dict[str, list[dict[str, float]]] = {}
+    for t in traces:
+        if t.first_audio_ms is None or len(t.request_started_ms) < 2:
+            continue
+        last = len(t.request_started_ms)
+        answer_steps = [s for s in t.steps if s.request == last]
+        first_request = [s for s in t.steps if s.request == 1]
+        row = {
+            "request_to_first_audio_ms": t.first_audio_ms - t.request_started_ms[-1],
+            "answer_request_evaluated": sum(s.evaluated for s in answer_steps),
+            "answer_request_eval_ms": sum(s.eval_ms for s in answer_steps),
+            "answer_steps": len(answer_steps),
+            "first_request_ms": sum(s.total_ms for s in first_request),
+            "first_request_sampled": sum(s.sampled for s in first_request),
+        }
+        speech = [s for s in answer_steps if s.kind == "speech"]
+        if speech and speech[-1].first_text_ms is not None:
+            row["speech_step_start_after_request_ms"] = (
+                speech[-1].started_ms - t.request_started_ms[-1]
+            )
+        kinds.setdefault(t.kind, []).append(row)
+    out: dict[str, Any] = {}
+    for kind, rows in sorted(kinds.items()):
+        keys = sorted({k for r in rows for k in r})
+        out[kind] = {"n": len(rows)} | {
+            k: round(statistics.median([r[k] for r in rows if k in r]), 1) for k in keys
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="1.5b")
+    parser.add_argument("--split", default="heldout,unseen")
+    parser.add_argument("--only")
+    parser.add_argument("--kinds")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    load_start = os.getloadavg()
+    traces = asyncio.run(run(args))
+    report = {
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "per_kind": summary(traces),
+    }
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"summary": report, "traces": [asdict(t) for t in traces]}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()
