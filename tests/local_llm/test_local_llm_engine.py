@@ -315,6 +315,72 @@ async def test_the_next_request_reuses_the_call_the_model_wrote(engine):
     assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + 3
 
 
+async def _call_then_follow_up(engine, keep_own_tokens: bool):
+    """A call written token by token (the product's default: nothing forced), then the
+    request with its result; the follow-up's stats and the call step's."""
+    messages = [SYSTEM, {"role": "user", "content": "What is the status of order 12345?"}]
+    prompt = render_messages(messages, TOOLS) + (
+        '<tool_call>\n{"name": "get_order_status", "arguments": '
+    )
+    grammar = calls_grammar(TOOLS, "get_order_status", 0)
+    force_text, engine.force_text = engine.force_text, False
+    engine.keep_own_tokens = keep_own_tokens
+    try:
+        text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=40)
+        arguments = text[: text.rindex("}")]
+        called = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_order_status", "arguments": arguments},
+                }
+            ],
+        }
+        result = {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'}
+        follow_up = render_messages([*messages, called, result], TOOLS)
+        reply, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=8)
+    finally:
+        engine.force_text = force_text
+        engine.keep_own_tokens = True
+    return stats, next_stats, follow_up, reply
+
+
+async def test_a_follow_up_keeps_the_call_as_the_model_wrote_it(engine):
+    # Sampled token by token, the call does not tokenize as the template renders it
+    # (' ' then '{"' after '"arguments":'; '"}}' then '\n'): by tokens alone the cache
+    # ended at the call's first argument, and the call was evaluated again.
+    by_tokens, by_tokens_next, _, by_tokens_reply = await _call_then_follow_up(engine, False)
+    assert by_tokens_next.reused_prompt_tokens <= by_tokens.prompt_tokens
+    stats, next_stats, follow_up, reply = await _call_then_follow_up(engine, True)
+    # By text: everything the call step evaluated is kept (its prompt and the tokens it
+    # wrote, but the last, which ends the call and is never evaluated).
+    assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + stats.completion_tokens - 2
+    evaluated = next_stats.prompt_tokens - next_stats.reused_prompt_tokens
+    assert evaluated < by_tokens_next.prompt_tokens - by_tokens_next.reused_prompt_tokens
+    # The kept tokens spell the prompt's text: the model reads the same words.
+    llama = engine._llama
+    kept = llama.detokenize(list(llama._input_ids[: next_stats.reused_prompt_tokens]), special=True)
+    assert follow_up.startswith(kept.decode("utf-8"))
+    assert reply.strip() and by_tokens_reply.strip()
+
+
+async def test_a_cache_holding_other_text_is_reused_only_where_the_tokens_agree(engine):
+    await _generate(engine, _prompt("Check orders A-1 and B-2 for me."), None, max_tokens=1)
+    other = _prompt("Check orders A-7 and B-2 for me.")
+    expected = 0
+    cached = list(engine._llama._input_ids[: engine._llama.n_tokens])
+    for x, y in zip(cached, engine.tokenize(other), strict=False):
+        if x != y:
+            break
+        expected += 1
+    _, stats = await _generate(engine, other, None, temperature=0.0, max_tokens=1)
+    assert stats.reused_prompt_tokens == expected
+    assert stats.prompt_tokens == len(engine.tokenize(other))
+
+
 async def test_nothing_inside_a_tag_is_forced(engine):
     # A call that may be followed by another: the closing and opening tags are the
     # model's own tokens (forced as '<' '/tool' '_call', the 1.5B went on with calls it

@@ -4,7 +4,9 @@
 (llama.cpp calls block), and hands each decoded text piece to an async
 callback on the event loop. The KV cache is kept between requests: the
 longest common token prefix with the previous request is reused, so a shared
-system prompt is evaluated once.
+system prompt is evaluated once; beyond it, cached tokens that spell the
+prompt's next text are kept too (the model's own tokens for a reply the next
+request re-renders from its text: `LlamaEngine._keeping_own_tokens`).
 
 Two decoding paths (`DecodePath`), with the same sampling parameters (see
 `sampling` for how their draws differ):
@@ -136,6 +138,9 @@ class LlamaEngine:
         #: another call there gets four. Not a grammar or KV-cache fault: the model's
         #: own end-of-calls choice is fragile; see docs/results.md (session 6).
         self.force_text = False
+        #: Reuse the KV cache by text, not only by tokens (`_keeping_own_tokens`): a
+        #: follow-up request keeps the model's own tokens for the reply it re-renders.
+        self.keep_own_tokens = True
         #: Tokens this model has evaluated since it was loaded (prompts and replies, counted
         #: when evaluated), a progress count for clients; written by the decoding thread.
         self.evaluated_tokens = 0
@@ -217,13 +222,18 @@ class LlamaEngine:
         the next token and the exception propagates.
         """
         tokens = self.tokenize(prompt)
-        room = self.n_ctx - len(tokens)
-        if room < 1:
+        if len(tokens) >= self.n_ctx:
             raise PromptTooLongError(
                 f"prompt has {len(tokens)} tokens; the context holds {self.n_ctx}"
             )
-        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         async with self._lock:
+            tokens = self._keeping_own_tokens(prompt, tokens)
+            room = self.n_ctx - len(tokens)
+            if room < 1:
+                raise PromptTooLongError(
+                    f"prompt has {len(tokens)} tokens; the context holds {self.n_ctx}"
+                )
+            max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue[object] = asyncio.Queue()
             stop = threading.Event()
@@ -273,9 +283,60 @@ class LlamaEngine:
         if not tokens or len(tokens) >= self.n_ctx:
             return 0
         async with self._lock:
+            tokens = self._keeping_own_tokens(prompt, tokens)
+            if len(tokens) >= self.n_ctx:
+                return 0
             worker = asyncio.ensure_future(asyncio.to_thread(self._prefill, tokens))
             await _wait_even_if_cancelled(worker)
             return worker.result()
+
+    def _keeping_own_tokens(self, prompt: str, tokens: list[int]) -> list[int]:
+        """`tokens` (the prompt as tokenized), but where the KV cache holds text the
+        prompt repeats in other tokens, the cache's tokens for it (when `keep_own_tokens`).
+
+        A request that follows a reply re-renders that reply (a call, an answer) from
+        its text, and the text tokenizes otherwise than the model wrote it: the call
+        step's prompt ends in ``"arguments": `` and the model writes `` {"``, or
+        ``"}}`` then ``\n``; the template has `` {"`` and ``"}}\n``. Compared token by
+        token, the cache then ended at the call's first argument and the whole call
+        and its closing tag were evaluated again before the results (17-25 tokens for
+        one order lookup, before the first word of the answer). The model's own tokens
+        mean the same text; what follows them is tokenized from where they end. Only
+        the cache's own tokens are kept, and only while their text is the prompt's; the
+        result is checked to spell the prompt exactly, else the prompt's tokens are used.
+        Called with the lock held (the cache is not changing).
+        """
+        if not self.keep_own_tokens:
+            return tokens
+        llama = self._llama
+        cached = list(llama._input_ids[: llama.n_tokens])
+        same = _common_prefix(cached, tokens)
+        if same >= len(cached) or same >= len(tokens):
+            return tokens  # the cache is all reused already, or holds the whole prompt
+        data = prompt.encode("utf-8")
+        at = len(llama.detokenize(cached[:same], special=True))
+        if data[:at] != llama.detokenize(tokens[:same], special=True):
+            return tokens
+        kept = same
+        while kept < len(cached):
+            piece = llama.detokenize([cached[kept]], special=True)
+            if not piece or not data.startswith(piece, at):
+                break
+            at += len(piece)
+            kept += 1
+        if kept == same:
+            return tokens
+        rest = data[at:]
+        try:
+            rest.decode("utf-8")  # never split a character between cache and prompt
+        except UnicodeDecodeError:
+            return tokens
+        joined = cached[:kept]
+        if rest:  # (else the whole prompt is cached: its last token gives the logits again)
+            joined += list(llama.tokenize(rest, add_bos=False, special=True))
+        if llama.detokenize(joined, special=True) != data:
+            return tokens
+        return joined
 
     def _prefill(self, tokens: list[int]) -> int:
         pending = _reuse_kv_cache(self._llama, tokens)
