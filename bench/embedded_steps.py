@@ -219,7 +219,7 @@ def describe(trace: Trace) -> str:
 
 
 def summary(traces: list[Trace]) -> dict[str, Any]:
-    """Per kind, medians over the questions whose answer request followed results."""
+    """Scores, and per kind medians over the questions whose answer request followed results."""
     kinds: dict[str, list[dict[str, float]]] = {}
     for t in traces:
         if t.first_audio_ms is None or len(t.request_started_ms) < 2:
@@ -241,7 +241,18 @@ def summary(traces: list[Trace]) -> dict[str, Any]:
                 speech[-1].started_ms - t.request_started_ms[-1]
             )
         kinds.setdefault(t.kind, []).append(row)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {
+        "calls_ok_pct": round(100 * sum(t.calls_ok for t in traces) / max(len(traces), 1), 1),
+        "answer_ok_pct": round(100 * sum(t.answer_ok for t in traces) / max(len(traces), 1), 1),
+        "questions": len(traces),
+        # decisions after results that named a tool (another call, or the same one again)
+        "calls_decided_after_results": [
+            (t.id, s.text)
+            for t in traces
+            for s in t.steps
+            if s.kind == "decision" and s.request > 1 and s.text.strip() != "reply"
+        ],
+    }
     for kind, rows in sorted(kinds.items()):
         keys = sorted({k for r in rows for k in r})
         out[kind] = {"n": len(rows)} | {
