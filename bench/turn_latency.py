@@ -29,8 +29,9 @@ end-of-turn decode started: on the quiet tail or at the pause), ``turn_ended``
 ``final`` (TranscriptFinal), ``llm_request`` (the oracle
 received the request), ``llm_first_token``, ``tts_started`` / ``tts_done``
 (piper started / finished the answer's first chunk; for a held answer,
-``voice.tts_prepare_held``, before the turn ended), ``first_audio`` (= voice to
-voice). ``cut_off``: the turn was ended before the caller's last part began.
+``voice.tts_prepare_held``, before the turn ended; none when the first chunk played
+from ``voice.tts_phrase_cache``: ``first_chunk`` says ``kept`` or ``synthesized``),
+``first_audio`` (= voice to voice). ``cut_off``: the turn was ended before the caller's last part began.
 """
 
 from __future__ import annotations
@@ -177,7 +178,18 @@ class TtsProbe:
         self._cls.synthesize = self._orig  # type: ignore[method-assign]
 
 
-def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def first_chunk(answer: str) -> str:
+    """The first chunk the agent's voice cuts from ``answer`` (what piper says first)."""
+    from peripherals.text_chunker import SentenceChunker
+    from voice_agent.voice.output import FIRST_CHUNK_CHARS
+
+    chunker = SentenceChunker(first_clause_after_chars=FIRST_CHUNK_CHARS)
+    return (chunker.push(answer) or chunker.flush() or [answer])[0]
+
+
+def item_rows(  # type: ignore[no-untyped-def]
+    result, exchanges, placed: list[cl.Placed], rate: int, answers: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     out_spans = vl.spans(result.agent_audio) if rate == vl.RATE else _spans(result, rate)
     t0 = result.t0
     rows = []
@@ -267,12 +279,22 @@ def item_rows(result, exchanges, placed: list[cl.Placed], rate: int) -> list[dic
         if ex is not None and ex.first_token_at is not None:
             row["llm_request"] = rel(ex.received_at)
             row["llm_first_token"] = rel(ex.first_token_at)
-            # the answer's first chunk: synthesis started / done (after the first token)
+            # the answer's first chunk: synthesis started / done (after the first token), or
+            # played from the phrase cache (voice.tts_phrase_cache: no synthesis)
+            opening = first_chunk(answers[k % len(answers)]) if answers else None
             synth = next(
-                (c for c in getattr(result, "tts_calls", []) if c[0] >= ex.first_token_at), None
+                (
+                    c
+                    for c in getattr(result, "tts_calls", [])
+                    if c[0] >= ex.first_token_at and opening in (None, c[2])
+                ),
+                None,
             )
             if synth is not None:
                 row["tts_started"], row["tts_done"] = rel(synth[0]), rel(synth[1])
+                row["first_chunk"] = "synthesized"
+            elif opening is not None:
+                row["first_chunk"] = "kept"
         rows.append(row)
     return rows
 
@@ -316,6 +338,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
     uncut_questions = [r for r in ok if r["kind"] == "question"]
     return {
+        # answers whose first chunk played from the phrase cache / was synthesised
+        "first_chunk": {
+            how: sum(r.get("first_chunk") == how for r in ok) for how in ("kept", "synthesized")
+        },
         "voice_to_voice_questions": vl.summary([r["first_audio"] for r in uncut_questions]),
         "voice_to_voice_all_uncut": vl.summary([r["first_audio"] for r in ok if not r["cut_off"]]),
         "stages_questions_ms": {
@@ -415,7 +441,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 voice_overrides=overrides,
                 answers=VARIED_ANSWERS if args.answers == "varied" else (SHORT_ANSWER,),
             )
-            rows = item_rows(result, exchanges, placed, rate)
+            answers = VARIED_ANSWERS if args.answers == "varied" else (SHORT_ANSWER,)
+            rows = item_rows(result, exchanges, placed, rate, answers)
             run = summarise(rows)
             pre = vl.preemption(result)
             run["preemptive_adopted"], run["preemptive_dropped"] = pre["adopted"], pre["dropped"]
