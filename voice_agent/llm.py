@@ -472,6 +472,12 @@ class LlmClient:
             # A per-read backstop on wall time; the request's deadlines are ours, on the clock.
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
         )
+        if client is None:
+            # (turn7) openai imports its chat resources and their response types on first use:
+            # ~1 s of CPU at load 12, which a process's first request paid, i.e. the first
+            # caller's first answer (its preemptive request went out 0.4-1.1 s after the early
+            # transcript in bench/turn_latency.py). Paid here, when the session is set up.
+            self._client.chat.completions  # noqa: B018
         self.clock: Clock = clock or MonotonicClock()
         self._window: int | None = config.context_tokens
         self.last_fit: FitResult | None = None
