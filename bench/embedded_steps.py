@@ -112,6 +112,25 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         step.total_ms = stats.total_s * 1e3
         return stats
 
+    real_probability = engine.next_token_probability
+
+    async def probability(prompt: str, text: str) -> float:
+        trace: Trace = clock["trace"]
+        step = Step(
+            request=clock["request"],
+            kind="p(next)",
+            started_ms=(time.monotonic() - clock["t0"]) * 1e3,
+        )
+        trace.steps.append(step)
+        clock["step"] = step
+        started = time.monotonic()
+        p = await real_probability(prompt, text)
+        step.total_ms = (time.monotonic() - started) * 1e3
+        step.text = f"p({text})={p:.3f}"
+        return float(p)
+
+    engine.next_token_probability = probability
+
     def logged_eval(tokens: list[int]) -> None:
         step: Step | None = clock.get("step")
         started = time.monotonic()

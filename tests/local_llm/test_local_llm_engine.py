@@ -381,6 +381,34 @@ async def test_a_cache_holding_other_text_is_reused_only_where_the_tokens_agree(
     assert stats.prompt_tokens == len(engine.tokenize(other))
 
 
+async def test_a_next_token_probability_leaves_the_prompt_ready_to_decode(engine):
+    prompt = _prompt("What is the status of order 12345?")
+    p_call = await engine.next_token_probability(prompt, "<tool_call>")
+    p_other = await engine.next_token_probability(prompt, "Sure")
+    assert 0.0 <= p_other <= 1.0 and 0.0 <= p_call <= 1.0 and p_call + p_other <= 1.0 + 1e-9
+    evaluated: list[list[int]] = []
+    llama = engine._llama
+    real_eval = llama.eval
+
+    def logged_eval(tokens: list[int]) -> None:
+        evaluated.append(list(tokens))
+        real_eval(tokens)
+
+    llama.eval = logged_eval
+    try:
+        text, stats = await _generate(engine, prompt, None, temperature=0.0, max_tokens=1)
+    finally:
+        del llama.eval
+    # The logits the probability was read from give the first draw: nothing evaluated
+    # before it (the one evaluation is the drawn token's, if any).
+    assert stats.reused_prompt_tokens == stats.prompt_tokens
+    assert sum(len(batch) for batch in evaluated) <= 1
+    if p_call > 0.5:
+        assert text.startswith("<tool_call>")
+    if text.startswith("<tool_call>"):
+        assert p_call >= p_other
+
+
 async def test_nothing_inside_a_tag_is_forced(engine):
     # A call that may be followed by another: the closing and opening tags are the
     # model's own tokens (forced as '<' '/tool' '_call', the 1.5B went on with calls it

@@ -224,6 +224,14 @@ class ScriptedEngine:
 
     script: object
     steps: list[tuple[str, str | None, float]] = field(default_factory=list)
+    #: what `next_token_probability` answers (1.0: a call after results is likely, so
+    #: the decision step runs)
+    p_next: float = 1.0
+    asked_p: list[tuple[str, str]] = field(default_factory=list)
+
+    async def next_token_probability(self, prompt, text):
+        self.asked_p.append((prompt, text))
+        return self.p_next
 
     async def generate(self, prompt, params, grammar, on_text, until=None):
         self.steps.append((prompt, grammar, params.temperature))
@@ -587,6 +595,33 @@ async def test_speech_after_an_outcome_is_told_to_answer_from_it(payload, noted)
     decision, speech = engine.steps
     assert (ANSWER_NOTE in speech[0]) is noted
     assert ANSWER_NOTE not in decision[0]  # the decision's prompt is the cached one
+
+
+async def test_after_results_the_answer_starts_at_once_when_a_call_is_unlikely():
+    payload = {"status": "resolved", "result": {"status": "shipped"}}
+    engine = ScriptedEngine(_decision_then("get_order_status", "Shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    # One step: the answer, on the prompt whose next-token probability was read (so its
+    # logits are live); no decision.
+    ((speech, _, _),) = engine.steps
+    assert engine.asked_p == [(speech, "<tool_call>")] and ANSWER_NOTE in speech
+    assert reply.text == "Shipped." and not reply.calls
+    assert responder.plan.decision == REPLY and responder.plan.call_after_results_p == 0.01
+
+
+async def test_after_results_the_decision_runs_when_a_call_is_likely():
+    payload = {"status": "resolved", "result": {"status": "shipped"}}
+    engine = ScriptedEngine(_decision_then("reply", "Shipped."), p_next=0.5)
+    responder, _, _ = await _respond(engine, _after_call(payload))
+    decision, speech = engine.steps
+    assert decision[0].endswith(DECISION_PREFIX) and ANSWER_NOTE in speech[0]
+    assert responder.plan.call_after_results_p == 0.5
+
+
+async def test_a_fresh_turn_never_skips_the_decision():
+    engine = ScriptedEngine(_decision_then("reply", "Hello!"), p_next=0.0)
+    await _respond(engine, _user("Hi there"))
+    assert not engine.asked_p and engine.steps[0][0].endswith(DECISION_PREFIX)
 
 
 async def test_two_outcomes_are_told_each_on_its_own():

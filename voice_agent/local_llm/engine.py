@@ -260,6 +260,41 @@ class LlamaEngine:
                 stats.finish_reason = "stop"
             return stats
 
+    async def next_token_probability(self, prompt: str, text: str) -> float:
+        """The model's probability (temperature 1, no grammar) that the token after
+        `prompt` is the first token of `text`; `prompt` stays evaluated, its logits live,
+        so a `generate` on the same prompt next evaluates nothing before its first draw.
+
+        For a choice the model makes with its first token anyway (after tool results:
+        a call, which starts with ``<tool_call>``, or words), read off the logits the
+        reply's first draw needs, instead of a step of its own.
+        """
+        wanted = self.tokenize(text)[:1]
+        tokens = self.tokenize(prompt)
+        if not wanted or not tokens or len(tokens) >= self.n_ctx:
+            raise PromptTooLongError(
+                f"prompt has {len(tokens)} tokens; the context holds {self.n_ctx}"
+            )
+        async with self._lock:
+            tokens = self._keeping_own_tokens(prompt, tokens)
+            worker = asyncio.ensure_future(asyncio.to_thread(self._probability, tokens, wanted[0]))
+            await _wait_even_if_cancelled(worker)
+            return worker.result()
+
+    def _probability(self, tokens: list[int], token: int) -> float:
+        import numpy as np
+        from llama_cpp import llama_cpp as native
+
+        pending = _reuse_kv_cache(self._llama, tokens)
+        if pending:
+            self._eval(pending)
+        pointer = native.llama_get_logits_ith(self._llama._ctx.ctx, -1)
+        if not pointer:
+            raise RuntimeError("llama.cpp has no logits for the last token")
+        logits = np.ctypeslib.as_array(pointer, shape=(self._llama.n_vocab(),)).astype(np.float64)
+        top = float(logits.max())
+        return float(np.exp(logits[token] - top) / np.exp(logits - top).sum())
+
     def prefill_soon(self, prompt: str) -> None:
         """Evaluate `prompt` into the KV cache in the background, so that a request whose
         prompt starts with it evaluates only what follows.

@@ -208,6 +208,15 @@ DECISION_PREFIX = '<tool_call>\n{"name": "'
 MAX_CALLS_PER_REPLY = 4
 #: Tokens the decision may take (tool names are a few tokens; greedy, so it is deterministic).
 _DECISION_MAX_TOKENS = 24
+#: After results, a reply starts with a call (its first token ``<tool_call>``) or with
+#: words. When the model, given the answer note, puts less than this probability on
+#: a call as its first token, it answers at once: the decision step (its prefix, a
+#: draw, and the answer note evaluated after it) does not run. Above it, the decision
+#: runs as on a fresh turn. (quick7, issue 11: the request with results evaluated
+#: ~8 tokens and one model step more than before 04500c0's answer, before the first
+#: word; the decision after results named a tool only to repeat an answered call in
+#: the traces of bench/embedded_steps.py.)
+CALL_AFTER_RESULTS_MIN_P = 0.05
 
 OnText = Callable[[str], Awaitable[bool]]
 
@@ -234,6 +243,9 @@ class ResponsePlan:
     #: a tool without arguments the decision chose but the caller did not ask for
     #: (`Responder._unless_unwanted`): not called, the decision made again without it
     unwanted: str | None = None
+    #: after results: the probability of a call as the answer's first token
+    #: (`CALL_AFTER_RESULTS_MIN_P`)
+    call_after_results_p: float | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -655,6 +667,15 @@ class Responder:
             return names if chat.tool_choice == "required" else [*names, *self._decision_speech]
 
         stats: GenerationStats | None
+        if forced is None and self._answering and chat.tool_choice != "required":
+            # quick7 (issue 11): no decision step when the answer is all the model wants.
+            p_call = await self.engine.next_token_probability(
+                self.prompt(self._results_note), "<tool_call>"
+            )
+            self.plan.call_after_results_p = p_call
+            if p_call < CALL_AFTER_RESULTS_MIN_P:
+                self.plan.decision = REPLY
+                return await self._speak(on_text, self._results_note, None)
         if forced is not None:
             choice = forced
             stats = None
