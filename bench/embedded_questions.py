@@ -120,6 +120,18 @@ _ASKS = re.compile(
 _REFUSES = re.compile(
     r"\b(can ?not|can't|unable to|not able to) (help|assist|do that|do this)\b", re.IGNORECASE
 )
+#: A status that says something is not done yet, and the words that say the same of it
+#: without the status word: told a refund is "pending", "The refund for order 2290
+#: has not been paid yet." is right (bench b10, h16; session 7). Any such status of
+#: any tool, not one question's.
+_NOT_DONE_FACT = re.compile(
+    r"pending|processing|in progress|awaiting \w+|not (?:yet )?\w+(?: yet)?", re.IGNORECASE
+)
+_NOT_DONE_YET = re.compile(
+    r"\b(?:not|n't|never)\b[^.!?]{0,40}\byet\b|\bstill (?:being )?(?:processed|pending|"
+    r"in progress)\b|\bbeing processed\b|\bin progress\b|\bawaiting\b|\bpending\b",
+    re.IGNORECASE,
+)
 _NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
 _CLAIMS_DONE = re.compile(
@@ -536,6 +548,8 @@ def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
         lowered = spoken.lower()
         said_day = str(day.day) in _numbers(spoken) and day.strftime("%B").lower() in lowered
         return said_day or day.strftime("%A").lower() in lowered or str(fact) in spoken
+    if _NOT_DONE_FACT.fullmatch(str(fact).strip()) and _NOT_DONE_YET.search(spoken):
+        return True  # "pending": "has not been paid yet" says it
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", str(fact))
     runs = [r.lstrip("0") or "0" for r in re.findall(r"\d+", text)]
     if runs and set(runs) == {"0"} and _NOTHING.search(spoken):

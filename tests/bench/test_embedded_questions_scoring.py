@@ -164,3 +164,18 @@ async def test_a_history_call_turn_becomes_the_call_and_its_real_result():
 def test_every_question_has_its_own_id():
     ids = [q["id"] for q in eq.load_questions()]
     assert len(ids) == len(set(ids)) and len(ids) > 100
+
+
+@pytest.mark.parametrize(
+    ("fact", "spoken", "heard"),
+    [
+        ("pending", "The refund for order 2290 has not been paid yet.", True),
+        ("pending", "Your refund is still being processed.", True),
+        ("pending", "The refund for order 2290 is pending.", True),
+        ("pending", "The refund for order 2290 has been paid.", False),
+        ("paid on May 28", "The refund for order 5521 has not been paid yet.", False),
+        ("awaiting pickup", "It is not ready yet.", True),
+    ],
+)
+def test_a_not_done_status_is_heard_in_words_that_say_it_is_not_done_yet(fact, spoken, heard):
+    assert eq.fact_heard(fact, spoken, "refund") is heard
