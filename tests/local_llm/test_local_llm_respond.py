@@ -1352,3 +1352,29 @@ def test_a_tool_that_ends_the_call_takes_no_arguments_and_says_so():
     assert not ends_the_call(
         {"name": "schedule_call", "description": "Book a call with sales.", "parameters": {}}
     )
+
+
+_SHOP = [
+    {"name": "get_order_status", "description": "Look up the shipping status of an order."},
+    {"name": "cancel_order", "description": "Cancel an order that has not shipped yet."},
+    {
+        "name": "update_delivery_address",
+        "description": "Change the delivery address of an order that has not shipped yet.",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        ("Can I change the size of the shoes I ordered?", False),  # what is done, and "order"
+        ("Can I get a loan to pay for my order?", False),
+        ("I moved last week, can you update my address?", True),
+        ("I need to send my delivery somewhere else.", True),
+        ("I want to cancel my order.", False),  # cancel_order's own word, not this tool's
+    ],
+)
+def test_a_verb_or_a_word_every_tool_is_named_by_does_not_name_a_tool(said, named):
+    assert names_the_tool(said, _SHOP[2], _SHOP) is named
+    if "cancel" in said:
+        assert names_the_tool(said, _SHOP[1], _SHOP)

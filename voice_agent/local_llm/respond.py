@@ -365,11 +365,37 @@ def _content_words(text: str) -> set[str]:
     }
 
 
-def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
+#: Verbs that say what is done to a thing, not which thing: "Can I change the size of
+#: the shoes I ordered?" named `update_delivery_address` ("Change the delivery address
+#: of an order") by "change" and "ordered", and the agent asked for a new address
+#: (bench b14, session 6).
+_ACTION_WORDS = frozenset(
+    "change changed changing update updated modify edit check look find see show tell "
+    "give send make set put take help know".split()
+)
+
+
+def _same_word(a: str, b: str) -> bool:
+    return a == b or (len(a) >= 5 and len(b) >= 5 and a[:5] == b[:5])
+
+
+def _tool_words(function: Mapping[str, Any]) -> set[str]:
+    name = str(function.get("name", "")).replace("_", " ")
+    return _content_words(name) | _content_words(_purpose(function, name))
+
+
+def names_the_tool(
+    caller_words: str,
+    function: Mapping[str, Any],
+    others: Sequence[Mapping[str, Any]] = (),
+) -> bool:
     """Whether the caller's words name what a tool does: a content word of its name
     or of its description's first sentence said, as itself or with the same first
     five letters ("callback" for ``schedule_callback``, "cancel" for "Cancel an
-    order", "opening" for "open").
+    order", "opening" for "open"). A verb that says only what is done
+    (`_ACTION_WORDS`: "change", "update") does not name a tool, nor a word of
+    the `others` tools' names ("order", for a shop whose tools are
+    ``get_order_status``, ``cancel_order``, ...).
 
     Evidence that a request lacking details is for that tool, beside the yes/no
     question (`WANTED_QUESTION`), which the 1.5B answered "no" for "Can I get a
@@ -377,12 +403,19 @@ def names_the_tool(caller_words: str, function: Mapping[str, Any]) -> bool:
     the weather in Denver tomorrow?" against "look up an order: its status,
     items, total and estimated delivery date").
     """
-    name = str(function.get("name", "")).replace("_", " ")
-    tool = _content_words(name) | _content_words(_purpose(function, name))
+    shared = {
+        w
+        for other in others
+        if other is not function
+        for w in _content_words(str(other.get("name", "")).replace("_", " "))
+    }
+    tool = {
+        t
+        for t in _tool_words(function)
+        if t not in _ACTION_WORDS and not any(_same_word(t, o) for o in shared)
+    }
     said = _content_words(caller_words)
-    return any(
-        w == t or (len(w) >= 5 and len(t) >= 5 and w[:5] == t[:5]) for w in said for t in tool
-    )
+    return any(_same_word(w, t) for w in said for t in tool)
 
 
 #: What a tool that ends the call is named or described as ("end_call", "Hang up").
@@ -709,7 +742,11 @@ class Responder:
                 self._partly_given(reply.ungrounded_calls, reply.ungrounded)
                 or self._restates_request(reply.ungrounded_calls, reply.ungrounded)
                 or any(
-                    names_the_tool(latest_caller_words(self.chat.messages), self._function(name))
+                    names_the_tool(
+                        latest_caller_words(self.chat.messages),
+                        self._function(name),
+                        [t["function"] for t in self._tools],
+                    )
                     for name, _ in reply.ungrounded
                 )
             ):
