@@ -29,6 +29,7 @@ from fsm import Event
 __all__ = [
     "CallAction",
     "CallActionFailed",
+    "CallActionRefused",
     "CallActionRequested",
     "CallControl",
     "CallController",
@@ -87,6 +88,11 @@ class CallActionFailed(Event):
     error: str
 
 
+class CallActionRefused(RuntimeError):
+    """A tool's hang-up the engine would not carry out: the caller has not ended the
+    conversation (:func:`caller_closes`). The message says why, for the model."""
+
+
 class CallController(Protocol):
     """What a transport does for call control (the phone and LiveKit transports implement it)."""
 
@@ -106,9 +112,18 @@ class CallController(Protocol):
 class CallControl:
     """The call as a tool sees it: requests become FSM events, never direct actions."""
 
-    def __init__(self, post: Callable[[Event], None], *, call_id: str = "") -> None:
+    def __init__(
+        self,
+        post: Callable[[Event], None],
+        *,
+        call_id: str = "",
+        may_hang_up: Callable[[], bool] | None = None,
+    ) -> None:
         self._post_in_loop = post
         self._call_id = call_id
+        #: Whether a tool may end the call now (the engine: the caller's last words
+        #: closed the conversation); None: always.
+        self._may_hang_up = may_hang_up
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -118,6 +133,7 @@ class CallControl:
         """The same call control, with requests attributed to the tool call ``call_id``."""
         other = CallControl.__new__(CallControl)
         other._post_in_loop, other._call_id, other._loop = self._post_in_loop, call_id, self._loop
+        other._may_hang_up = self._may_hang_up
         return other
 
     def _post(self, event: Event) -> None:
@@ -140,7 +156,16 @@ class CallControl:
         return action
 
     def hang_up(self, reason: str = "") -> HangUp:
-        """Ask to end the call after the current sentence has been heard."""
+        """Ask to end the call after the current sentence has been heard.
+
+        Raises :class:`CallActionRefused` (nothing is posted) when the caller has not
+        ended the conversation: a model that hangs up on a request it cannot serve
+        ("Can you book me a table?") must answer it instead.
+        """
+        if self._may_hang_up is not None and not self._may_hang_up():
+            raise CallActionRefused(
+                "the caller has not said goodbye, so the call goes on: answer what they said"
+            )
         action = HangUp(reason=reason)
         self._post(CallActionRequested(action=action, call_id=self._call_id))
         return action

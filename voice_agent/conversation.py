@@ -34,7 +34,14 @@ from ledger import entries as le
 from ledger.budget import FitResult
 from ledger.state import RESULT_SUFFIX
 
-from .call_control import CallActionFailed, CallActionRequested, CallControl, HangUp, Transfer
+from .call_control import (
+    CallActionFailed,
+    CallActionRequested,
+    CallControl,
+    HangUp,
+    Transfer,
+    caller_closes,
+)
 from .call_flow import CallFlow
 from .config import AgentConfig
 from .confirmations import CONFIRMATION_PENDING, Confirmations
@@ -155,7 +162,7 @@ class Conversation:
         # and writes held for the caller's yes.
         self.call = CallFlow(config.call, clock=clock, post=post, spawn=self._spawn)
         self.confirmations = Confirmations()
-        self.scheduler.call_control = CallControl(post)
+        self.scheduler.call_control = CallControl(post, may_hang_up=self._caller_closed)
         self.speculation = Speculator(
             policy=self.policy,
             config=config.speculation,
@@ -946,6 +953,26 @@ class Conversation:
         if first:
             self.say(first)
         self._floor_quiet()
+
+    def _caller_closed(self) -> bool:
+        """Whether the caller's last words closed the conversation (`caller_closes`, with
+        what the agent said before them): only then may a tool hang up. A refusal is
+        noted in the ledger; the tool tells the model to answer instead."""
+        caller = agent = ""
+        for message in reversed(self.ledger.render_messages()):
+            text = message.get("content")
+            if not isinstance(text, str) or not text.strip():
+                continue
+            if message.get("role") == "user" and not caller:
+                caller = text
+            elif message.get("role") == "assistant" and caller:
+                agent = text
+                break
+        closed = caller_closes(caller, agent)
+        if not closed:
+            self.ledger.append(le.Note(text="hang-up refused: the caller's last words "
+                                       "did not end the conversation"))  # fmt: skip
+        return closed
 
     def _said_in_response_of(self, call_id: str) -> bool:
         try:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from fsm import Event
 from voice_agent.call_control import (
+    CallActionRefused,
     CallActionRequested,
     CallControl,
     DtmfCollector,
@@ -141,3 +142,15 @@ def test_a_request_or_a_closing_taken_back_does_not_close_it(said: str) -> None:
 def test_a_plain_no_closes_it_only_after_the_agent_asked_whether_there_is_more() -> None:
     assert caller_closes("No thanks.", "Is there anything else I can help you with?")
     assert not caller_closes("No thanks.", "Shall I cancel order 4417?")
+
+
+async def test_a_hang_up_the_engine_does_not_allow_is_refused_and_nothing_is_posted() -> None:
+    posted: list[Event] = []
+    allowed = [False]
+    call = CallControl(posted.append, may_hang_up=lambda: allowed[0]).for_call("call_9")
+    with pytest.raises(CallActionRefused, match="goodbye"):
+        call.hang_up("the model thought so")
+    assert posted == []
+    allowed[0] = True
+    call.hang_up("the caller said goodbye")
+    assert [e.action for e in posted] == [HangUp("the caller said goodbye")]  # type: ignore[attr-defined]

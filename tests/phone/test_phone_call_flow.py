@@ -34,7 +34,7 @@ NUMBER = re.compile(r"\d{3,}")
 
 class ScriptedCaller:
     """Fake model: 'status N' → lookup; 'cancel N' → cancel_order; 'human' → transfer;
-    'bye' → goodbye + end_call; tool results → read back."""
+    'bye' → goodbye + end_call; 'dinner' → end_call alone; tool results → read back."""
 
     def __init__(self) -> None:
         self.ids = 0
@@ -62,6 +62,8 @@ class ScriptedCaller:
             calls = [("transfer_to_human", {"reason": "asked for a person"})]
         elif "bye" in text:
             yield TextDelta("Thanks for calling, goodbye. ")
+            calls = [("end_call", {})]
+        elif "dinner" in text:  # a model that hangs up on a request no tool covers
             calls = [("end_call", {})]
         else:
             yield TextDelta("Okay.")
@@ -226,6 +228,22 @@ def test_a_caller_who_answers_the_idle_question_keeps_the_call(tmp_path: Path) -
     line, performed = on_line(tmp_path, script, CallConfig(idle_prompt_after_s=8.0))
     assert performed == []
     assert "shipped" in " ".join(line.heard())
+
+
+def test_a_hang_up_on_a_caller_who_did_not_say_goodbye_is_refused_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    async def table(line: Line) -> None:
+        await line.say("can you book me a table for dinner")
+        await line.say("status of order 4417")
+
+    line, performed = on_line(tmp_path, table)
+    assert performed == []
+    assert any(n.startswith("hang-up refused") for n in line.notes())
+    # The model was told why, and the caller was still served afterwards.
+    assert '"ended": false' in " ".join(line.heard())
+    assert "shipped" in " ".join(line.heard())
+    assert [e.reason for e in line.ledger.entries if e.type == "SessionEnded"] == ["test over"]
 
 
 def test_end_call_hangs_up_after_the_goodbye_and_transfer_after_saying_so(tmp_path: Path) -> None:

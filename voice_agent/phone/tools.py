@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from ..call_control import CallActionRefused
 from ..tools import SPOKEN_NUMBER, ToolContext, ToolRegistry
 from .numbers import digit_candidates
 from .store import Store
@@ -320,5 +321,8 @@ async def end_call(ctx: ToolContext) -> dict[str, Any]:
     """End the call after saying goodbye, when the caller has nothing more to ask."""
     if ctx.call is None:
         return {"ended": False, "reason": "this line cannot hang up"}
-    ctx.call.hang_up("the conversation was over")
+    try:
+        ctx.call.hang_up("the conversation was over")
+    except CallActionRefused as refused:
+        return {"ended": False, "note": str(refused)}
     return {"ending": True, "note": "the call ends after your goodbye"}
