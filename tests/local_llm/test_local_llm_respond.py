@@ -227,6 +227,7 @@ class ScriptedEngine:
     #: what `next_token_probability` answers (1.0: a call after results is likely, so
     #: the decision step runs)
     p_next: float = 1.0
+    written: list[str] = field(default_factory=list)  # each step's text until it stopped
     asked_p: list[tuple[str, str]] = field(default_factory=list)
 
     async def next_token_probability(self, prompt, text):
@@ -243,6 +244,7 @@ class ScriptedEngine:
             stats.completion_tokens += 1
             if not await on_text(piece) or (until is not None and until(so_far)):
                 break
+        self.written.append(so_far)
         return stats
 
 
@@ -377,6 +379,31 @@ async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_
     assert [name for _, name, _ in reply.calls] == ["get_order_status"]
     assert reply.ungrounded == [("get_store_hours", ["city"])]
     assert len(engine.steps) == 2  # a call was sent: no speech step
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [
+        '{"name": "schedule_callback", "arguments": {"phone": "123-456-7890", "time": "10 am"}}',
+        '{"name": "get_store_hours", "arguments": {"city": "902"}}',  # only reuses 902
+    ],
+)
+async def test_a_further_call_nobody_asked_for_ends_the_calls(dropped):
+    # The 1.5B, asked two things, wrote them and went on with calls nobody asked for
+    # (bench h03, h15): the first of those ends the decoding, nothing after it is written.
+    engine = ScriptedEngine(
+        _decision_then(
+            "get_order_status",
+            '{"order_id": "902"}}\n</tool_call>\n<tool_call>\n'
+            + dropped
+            + '\n</tool_call>\n<tool_call>\n{"name": "get_store_hours", '
+            '"arguments": {"city": "New York"}}\n</tool_call>',
+        )
+    )
+    _, reply, _ = await _respond(engine, _user("Where is order 902?"))
+    assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "902"}]
+    assert len(reply.ungrounded) + len(reply.reused) == 1
+    assert "New York" not in engine.written[-1]
 
 
 async def test_repeating_an_answered_call_turns_into_speech_without_a_note():
