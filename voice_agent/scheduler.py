@@ -125,6 +125,41 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return _text_of(value)
 
 
+# The most of one outcome the ledger keeps (characters of the result's JSON, of an error's
+# text). The model reads at most a quarter of its context of it (ledger.budget); the
+# session file redacts every line on the event loop, so a tool returning 10 MB stalled the
+# call for minutes. A longer outcome keeps its head and says how much was cut.
+MAX_OUTCOME_CHARS = 100_000
+
+
+def _cut(text: str, what: str) -> str:
+    return (
+        text[:MAX_OUTCOME_CHARS]
+        + f" … [{what} was {len(text):,} characters; the first {MAX_OUTCOME_CHARS:,} are kept]"
+    )
+
+
+def _bounded(payload: Any) -> Any:
+    """``payload`` (an outcome entry) with a result or error longer than
+    ``MAX_OUTCOME_CHARS`` cut to that (the result becomes its JSON text's head)."""
+    if isinstance(payload, le.ToolCallResolved):
+        if isinstance(payload.result, str):
+            if len(payload.result) > MAX_OUTCOME_CHARS:
+                return payload.model_copy(update={"result": _cut(payload.result, "the result")})
+            return payload
+        try:
+            text = json.dumps(payload.result, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return payload
+        if len(text) > MAX_OUTCOME_CHARS:
+            return payload.model_copy(update={"result": _cut(text, "the result")})
+        return payload
+    error = getattr(payload, "error", None)
+    if isinstance(error, str) and len(error) > MAX_OUTCOME_CHARS:
+        return payload.model_copy(update={"error": _cut(error, "the error")})
+    return payload
+
+
 def _text_of(value: Any) -> str:
     try:
         return str(value)
@@ -677,6 +712,7 @@ class ToolScheduler:
         done = self._done.get(call_id)
         if done is None or done.done():
             return
+        payload = _bounded(payload)
         try:
             entry = self._ledger.append(payload)
         except Exception as exc:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
 from test_va_llm_reliability import APOLOGY, HOLDS, run_call, then_answer
 
-from ledger import JsonlSink, load_jsonl
+from ledger import JsonlSink, load_jsonl, mask_url_secrets
 from ledger import entries as le
 from voice_agent.bench.fault_server import FaultServer, answer
 from voice_agent.config import AgentConfig, ConfigError, load_config, render_system_prompt
+from voice_agent.scheduler import MAX_OUTCOME_CHARS
+from voice_agent.tools import ToolRegistry
 from voice_agent.transports.text import run_chat
 
 LONE = "\udcff"  # what Python's surrogateescape makes of an undecodable byte 0xff
@@ -203,3 +206,63 @@ def test_a_chunk_with_a_field_of_the_wrong_type_is_a_malformed_chunk(delta):
     assert "malformed chunk from the LLM endpoint" in error.text and "not text" in error.text
     assert [text for _, text in call.heard(0)] == [APOLOGY]
     assert [text for _, text in call.heard(1)] == ["We open at nine."]
+
+
+# --- tools -----------------------------------------------------------------------------
+
+
+class _HugeError(Exception):
+    def __str__(self) -> str:
+        return "x" * 3_000_000
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    ["a1" * 2_000_000, {"rows": [{"id": i, "text": "z" * 100} for i in range(40_000)]}, "raise"],
+)
+def test_a_tool_returning_megabytes_is_answered_and_the_ledger_keeps_a_bounded_head(
+    tmp_path: Path, outcome
+):
+    """A 4 MB result (or error text) went whole into the ledger, and the session file
+    redacts every line on the event loop: 10 MB stalled the call for minutes."""
+    tools = ToolRegistry()
+
+    @tools.tool(name="lookup", description="Look an order up.", kind="read")
+    async def lookup(order: str) -> object:
+        if outcome == "raise":
+            raise _HugeError
+        return outcome
+
+    def plan(index: int, body: dict) -> list:
+        if any(m["role"] == "tool" for m in body["messages"]):
+            return answer("Here it is.")
+        call = ("call", 0, "c1", "lookup", '{"order": "5"}')
+        return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
+
+    call = run_call(plan, ["Where is my order 5?"], tools=tools)
+    assert [text for _, text in call.heard(0)][-1] == "Here it is."
+    (done,) = [e for e in call.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")]
+    kept = done.result if done.type == "ToolCallResolved" else done.error
+    assert isinstance(kept, str) and len(kept) <= MAX_OUTCOME_CHARS + 200
+    assert "characters; the first 100,000 are kept]" in kept
+    sink = JsonlSink(tmp_path / "s.jsonl")
+    for entry in call.ledger.entries:
+        sink.write(entry)
+    sink.close()
+    assert len(load_jsonl(tmp_path / "s.jsonl")) == len(call.ledger.entries)
+
+
+def test_masking_url_secrets_is_linear_in_a_run_of_letters():
+    """100 KB of letters or base64 took 18 s (quadratic backtracking in the URL
+    scheme's pattern); 1 MB would take half an hour. Generous bound: 1 MB in 60 s."""
+    blob = "Qm9vayBvbmU" * 100_000
+    started = time.monotonic()
+    assert mask_url_secrets(blob) == blob
+    assert mask_url_secrets("?" + "key" * 300_000).startswith("?key")
+    assert time.monotonic() - started < 60.0
+    cases = {
+        "see https://bob:pw@h/x?api_key=1&a=2": "see https://***@h/x?api_key=***&a=2",
+        "z" * 40 + "https://u:p@h": "z" * 40 + "https://***@h",
+    }
+    for text, masked in cases.items():
+        assert mask_url_secrets(text) == masked
