@@ -759,6 +759,13 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
         ("the caller is told and transferred", "The caller is transferred to a human agent.", ""),
         # ... and thanked the note (session 6, bench s23)
         ("the caller is told and transferred; say nothing more", "Thank you for the guidance.", ""),
+        # ... and the 0.5B named a speech option (session 6, bench r19)
+        (
+            "the caller is told and transferred",
+            'You can call the "reply" function to speak to them.',
+            "",
+        ),
+        ("the call ends after your goodbye", "I will use 'reply' now.", ""),
         (
             "the caller is told and transferred",
             "I'm transferring you to a colleague.",

@@ -488,6 +488,19 @@ def echoes_guidance(text: str, notes: Sequence[str]) -> bool:
 _OF_THE_CALLER = re.compile(r"\bthe caller\b|\bguidance\b", re.IGNORECASE)
 
 
+def names_a_function(text: str, names: Sequence[str]) -> bool:
+    """Whether speech speaks of the agent's functions: the word "function", or a tool's or
+    a speech option's name in quotes ("You can call the "reply" function ...": the 0.5B
+    after a transfer, bench r19, session 6). The speech grammar keeps out a name with an
+    underscore, not one that is an English word ("reply")."""
+    if re.search(r"\bfunctions?\b", text, re.IGNORECASE):
+        return True
+    quoted = {
+        q.strip().lower() for q in re.findall(r"[\"'`\u201c\u2018]([^\"'`\u201d\u2019]+)", text)
+    }
+    return any(name.lower() in quoted for name in names)
+
+
 #: Words in a row of the caller's that make a reply an echo of them.
 _ECHO_RUN = 4
 
@@ -656,6 +669,7 @@ class Responder:
         # cache keeps it); after tool results a tool was relevant, so the decision does
         # not offer "cannot do" then.
         self._speech_options = [o for o in _SPEECH_OPTIONS if o["function"]["name"] not in names]
+        self._option_names = [str(o["function"]["name"]) for o in self._speech_options]
         self._decision_speech = [
             str(o["function"]["name"])
             for o in self._speech_options
@@ -1173,6 +1187,7 @@ class Responder:
             echoes_guidance(text, notes)
             or repeats_instruction(text, GUIDANCE_NOTE)
             or _OF_THE_CALLER.search(text)
+            or names_a_function(text, [*tool_names(self._tools), *self._option_names])
         ):
             self.plan.echoed_guidance = text
         elif text:
@@ -1201,7 +1216,9 @@ class Responder:
 
         step = await self.engine.generate(self.prompt(note) + CANNOT_LEAD, sampling, grammar, hold)
         text = "".join(held)
-        if echoes_caller(text, latest_caller_words(self.chat.messages)):
+        if echoes_caller(text, latest_caller_words(self.chat.messages)) or names_a_function(
+            text, [*tool_names(self._tools), *self._option_names]
+        ):
             self.plan.echoed_caller = text
             text = " " + CANNOT_OFFER
         if text.strip():
