@@ -132,6 +132,13 @@ _NOT_DONE_YET = re.compile(
     r"in progress)\b|\bbeing processed\b|\bin progress\b|\bawaiting\b|\bpending\b",
     re.IGNORECASE,
 )
+#: An answer to a lookup or write that failed says so ("I couldn't find that order"),
+#: and is not a refusal to help with the request.
+_TELLS_FAILURE = re.compile(
+    r"^(?!.*\b(can ?not|can't|unable to|not able to) (help|assist)\b).*"
+    r"\b(no|not|n't|cannot|unable|couldn't|invalid|wrong)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 _NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
 _CLAIMS_DONE = re.compile(
@@ -538,6 +545,11 @@ def _reads_out(note: str, spoken: str) -> bool:
     return len(words) >= 4 and sum(w in heard for w in words) >= 0.7 * len(words)
 
 
+def _failed(result: Any) -> bool:
+    """A tool result that says the lookup or write did not succeed."""
+    return isinstance(result, dict) and (bool(result.get("error")) or result.get("found") is False)
+
+
 def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
     """Whether `spoken` carries `fact`: its longest number(s), else most of its words."""
     if isinstance(fact, bool):
@@ -685,6 +697,8 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
                 )
                 if field_name and value is not None and not fact_heard(value, spoken, field_name):
                     ok = False
+                if _failed(result["result"]) and not _TELLS_FAILURE.search(spoken):
+                    ok = False  # "I can't help with that." for "no account with that number"
         out.answer_ok = ok and out.calls_ok and not elsewhere
     elif answer == "pending":
         # A write waiting for the caller's yes: never said to be done.

@@ -179,3 +179,27 @@ def test_every_question_has_its_own_id():
 )
 def test_a_not_done_status_is_heard_in_words_that_say_it_is_not_done_yet(fact, spoken, heard):
     assert eq.fact_heard(fact, spoken, "refund") is heard
+
+
+@pytest.mark.parametrize(
+    ("spoken", "right"),
+    [
+        ("I'm sorry, but I can't help with that.", False),  # a refusal, not the lookup's answer
+        ("Your order 7001 is on its way.", False),  # says nothing of the failure
+        ("I couldn't find an order with the number 7001. Could you check it?", True),
+        ("Sorry, there's no order 7001 on our system.", True),
+    ],
+)
+def test_a_lookup_that_failed_is_answered_by_saying_so(spoken, right):
+    question = {
+        "say": "Where is order 7001?",
+        "answer": "facts",
+        "calls": [{"name": "get_order_status", "args": {"order_id": "7001"}}],
+    }
+    tools = {t.name: t for t in eq._demo_tools()}
+    calls = [{"name": "get_order_status", "arguments": {"order_id": "7001"}}]
+    results = [{"name": "get_order_status", "result": {"error": "no order with that number"}}]
+    outcome = _outcome(spoken, calls, results)
+    eq.score(outcome, question, tools)
+    assert outcome.calls_ok
+    assert outcome.answer_ok is right
