@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     from .process_end import end_process, ending_loops
 
     before = set(threading.enumerate())
+    if argv is None:
+        _terminate_as_interrupt()
     with ending_loops():
         status = _run_command(argv)
     return end_process(status, before) if argv is None else status
@@ -358,6 +361,23 @@ def _run_command(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a service manager, ``kill``, a container's stop) ends a command as Ctrl-C
+    does: the session closes, a write in flight gets its grace, the ledger records the end.
+    Python's default ended the process at once, the ledger stopping mid-call (hostile7)."""
+    import signal
+
+    def terminate(signum: int, frame: Any) -> None:
+        interrupt = signal.getsignal(signal.SIGINT)
+        if callable(interrupt) and interrupt is not signal.default_int_handler:
+            interrupt(signal.SIGINT, frame)  # asyncio.run's handler: cancel the main task
+            return
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _stdout_reader_left() -> bool:

@@ -1127,13 +1127,22 @@ class Conversation:
         self._stop_talking()
         self.speculation.reconcile(self.turn_id + 1, "the session ended")
         self.ledger.append(le.SessionEnded(reason=getattr(ev, "reason", "ended")))
+        self._end_recorded = True
 
     async def aclose(self) -> None:
-        """Cancel every owned task and running tool (idempotent)."""
+        """Cancel every owned task and running tool (idempotent). A session closed without
+        a ``SessionEnded`` (Ctrl-C, SIGTERM: the agent's task was cancelled) gets one,
+        after the outcomes of the calls that were running (hostile7)."""
         if self.closed:
             return
         self.closed = True
         await self.scheduler.aclose()
+        if not getattr(self, "_end_recorded", False):
+            self._end_recorded = True
+            try:
+                self.ledger.append(le.SessionEnded(reason="interrupted"))
+            except Exception as exc:  # a closed ledger: nothing more can be recorded
+                log.warning("could not record the session's end: %s", exc)
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()

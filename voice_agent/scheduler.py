@@ -86,6 +86,9 @@ class _Settled(Exception):
     """Internal: the call's outcome is already recorded; stop processing it."""
 
 
+# How long the end of a session waits for a write whose tool has started (s): stopping it
+# half-way could leave the world half-changed, and its outcome belongs in the ledger.
+SESSION_END_WRITE_GRACE_S = 10.0
 # How deep a tool's result is copied (levels); deeper (or self-referencing) parts are cut.
 _MAX_RESULT_DEPTH = 64
 
@@ -125,38 +128,38 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return _text_of(value)
 
 
-# The most of one outcome the ledger keeps (characters of the result's JSON, of an error's
-# text). The model reads at most a quarter of its context of it (ledger.budget); the
-# session file redacts every line on the event loop, so a tool returning 10 MB stalled the
-# call for minutes. A longer outcome keeps its head and says how much was cut.
-MAX_OUTCOME_CHARS = 100_000
+# The most of one outcome the ledger keeps (characters of a result's JSON, of an error's
+# text). The ledger keeps a large result whole (the model is shown a part of it:
+# ledger.budget), but the session file redacts every line on the event loop, 0.2-5 s per
+# MB: a tool returning 10 MB (or raising with a 10 MB message) stalled the call for
+# minutes. A longer outcome keeps its head and says how much was cut.
+MAX_RESULT_CHARS = 2_000_000
+MAX_ERROR_CHARS = 100_000  # an error is read by the model: its head says all it can use
 
 
-def _cut(text: str, what: str) -> str:
-    return (
-        text[:MAX_OUTCOME_CHARS]
-        + f" … [{what} was {len(text):,} characters; the first {MAX_OUTCOME_CHARS:,} are kept]"
-    )
+def _cut(text: str, what: str, limit: int) -> str:
+    return text[:limit] + f" … [{what} was {len(text):,} characters; the first {limit:,} are kept]"
 
 
 def _bounded(payload: Any) -> Any:
-    """``payload`` (an outcome entry) with a result or error longer than
-    ``MAX_OUTCOME_CHARS`` cut to that (the result becomes its JSON text's head)."""
+    """``payload`` (an outcome entry) with a result longer than ``MAX_RESULT_CHARS`` or an
+    error longer than ``MAX_ERROR_CHARS`` cut to that (the result becomes its JSON's head)."""
     if isinstance(payload, le.ToolCallResolved):
         if isinstance(payload.result, str):
-            if len(payload.result) > MAX_OUTCOME_CHARS:
-                return payload.model_copy(update={"result": _cut(payload.result, "the result")})
-            return payload
-        try:
-            text = json.dumps(payload.result, ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError):
-            return payload
-        if len(text) > MAX_OUTCOME_CHARS:
-            return payload.model_copy(update={"result": _cut(text, "the result")})
-        return payload
+            if len(payload.result) <= MAX_RESULT_CHARS:
+                return payload
+            text = payload.result
+        else:
+            try:
+                text = json.dumps(payload.result, ensure_ascii=False)
+            except (TypeError, ValueError, RecursionError):
+                return payload
+            if len(text) <= MAX_RESULT_CHARS:
+                return payload
+        return payload.model_copy(update={"result": _cut(text, "the result", MAX_RESULT_CHARS)})
     error = getattr(payload, "error", None)
-    if isinstance(error, str) and len(error) > MAX_OUTCOME_CHARS:
-        return payload.model_copy(update={"error": _cut(error, "the error")})
+    if isinstance(error, str) and len(error) > MAX_ERROR_CHARS:
+        return payload.model_copy(update={"error": _cut(error, "the error", MAX_ERROR_CHARS)})
     return payload
 
 
@@ -759,11 +762,35 @@ class ToolScheduler:
         return cancelled, silent
 
     async def aclose(self) -> None:
-        """Cancel every running call and wait briefly for them to unwind (idempotent)."""
+        """Cancel every running call and wait briefly for them to unwind (idempotent).
+
+        A write whose tool has started is not stopped half-way: its outcome is awaited
+        for up to ``SESSION_END_WRITE_GRACE_S`` and recorded; one still running then is
+        recorded as cancelled with a reason saying its effect is unknown (it used to be
+        "session ended" at once, while the tool went on and applied the write).
+        """
         self._closed = True
+        writing = {
+            call_id: running.task
+            for call_id, running in self._running.items()
+            if running.spec is not None and running.spec.kind == "write" and running.executing
+        }
+        if writing:
+            log.warning(
+                "the session is ending: waiting up to %g s for the write(s) in flight (%s)",
+                SESSION_END_WRITE_GRACE_S,
+                ", ".join(writing),
+            )
+            async with move_on_after(self._clock, SESSION_END_WRITE_GRACE_S):
+                await asyncio.wait(set(writing.values()))
         tasks = []
         for call_id, running in list(self._running.items()):
-            self._cancel_reason[call_id] = "session ended"
+            self._cancel_reason[call_id] = (
+                f"the session ended while the write ran ({SESSION_END_WRITE_GRACE_S:g} s "
+                "waited for it): its effect is unknown"
+                if call_id in writing
+                else "session ended"
+            )
             running.task.cancel()
             tasks.append(running.task)
         if tasks:  # they only wait for futures: cancelled, they end at once

@@ -10,17 +10,26 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from test_va_llm_reliability import APOLOGY, HOLDS, run_call, then_answer
 
-from ledger import JsonlSink, load_jsonl, mask_url_secrets
+from fsm import ManualClock
+from ledger import JsonlSink, Ledger, load_jsonl, mask_url_secrets
 from ledger import entries as le
 from voice_agent.bench.fault_server import FaultServer, answer
 from voice_agent.config import AgentConfig, ConfigError, load_config, render_system_prompt
-from voice_agent.scheduler import MAX_OUTCOME_CHARS
+from voice_agent.scheduler import (
+    MAX_ERROR_CHARS,
+    MAX_RESULT_CHARS,
+    SESSION_END_WRITE_GRACE_S,
+    ToolScheduler,
+)
 from voice_agent.tools import ToolRegistry
 from voice_agent.transports.text import run_chat
 
@@ -223,8 +232,8 @@ class _HugeError(Exception):
 def test_a_tool_returning_megabytes_is_answered_and_the_ledger_keeps_a_bounded_head(
     tmp_path: Path, outcome
 ):
-    """A 4 MB result (or error text) went whole into the ledger, and the session file
-    redacts every line on the event loop: 10 MB stalled the call for minutes."""
+    """A 4 MB result (or 3 MB error text) went whole into the ledger, and the session
+    file redacts every line on the event loop: 10 MB stalled the call for minutes."""
     tools = ToolRegistry()
 
     @tools.tool(name="lookup", description="Look an order up.", kind="read")
@@ -242,9 +251,10 @@ def test_a_tool_returning_megabytes_is_answered_and_the_ledger_keeps_a_bounded_h
     call = run_call(plan, ["Where is my order 5?"], tools=tools)
     assert [text for _, text in call.heard(0)][-1] == "Here it is."
     (done,) = [e for e in call.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")]
-    kept = done.result if done.type == "ToolCallResolved" else done.error
-    assert isinstance(kept, str) and len(kept) <= MAX_OUTCOME_CHARS + 200
-    assert "characters; the first 100,000 are kept]" in kept
+    resolved = done.type == "ToolCallResolved"
+    kept, limit = (done.result, MAX_RESULT_CHARS) if resolved else (done.error, MAX_ERROR_CHARS)
+    assert isinstance(kept, str) and len(kept) <= limit + 200
+    assert f"characters; the first {limit:,} are kept]" in kept
     sink = JsonlSink(tmp_path / "s.jsonl")
     for entry in call.ledger.entries:
         sink.write(entry)
@@ -266,3 +276,118 @@ def test_masking_url_secrets_is_linear_in_a_run_of_letters():
     }
     for text, masked in cases.items():
         assert mask_url_secrets(text) == masked
+
+
+# --- the session ends while a write runs ---------------------------------------------
+
+
+def _write_registry(clock: ManualClock, takes_s: float, applied: list[str]) -> ToolRegistry:
+    tools = ToolRegistry()
+
+    @tools.tool(name="refund", description="Refund an order.", kind="write", timeout_s=60)
+    async def refund(order: str) -> dict[str, str]:
+        await clock.sleep(takes_s)
+        applied.append(order)
+        return {"refunded": order}
+
+    return tools
+
+
+@pytest.mark.parametrize("takes_s", [3.0, 3600.0])
+async def test_a_write_in_flight_when_the_session_ends_is_awaited_or_said_unknown(takes_s):
+    """The session's end cancelled a started write at once as 'session ended' while its
+    backend went on (a phone caller hanging up mid-refund: the refund applied, the ledger
+    said cancelled). Now its outcome is awaited for SESSION_END_WRITE_GRACE_S; one still
+    running then is recorded as of unknown effect."""
+    clock = ManualClock()
+    applied: list[str] = []
+    ledger = Ledger("s", clock)
+    sched = ToolScheduler(_write_registry(clock, takes_s, applied), ledger, lambda e: None, clock)
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(call_id="call_1", response_id="r1", name="refund", arguments='{"order": "5"}')
+    for _ in range(4):
+        await clock.advance(0.25)
+    closing = asyncio.ensure_future(sched.aclose())
+    while not closing.done():
+        await clock.advance(0.5)
+        assert clock.now() < 3 * SESSION_END_WRITE_GRACE_S, "aclose must end by itself"
+    (outcome,) = [
+        e for e in ledger.entries if e.type.startswith("ToolCall") and e.type[8:] != "Started"
+    ]
+    if takes_s < SESSION_END_WRITE_GRACE_S:
+        assert applied == ["5"] and outcome.type == "ToolCallResolved"
+    else:
+        assert applied == [] and outcome.type == "ToolCallCancelled"
+        assert "effect is unknown" in outcome.reason
+
+
+TOOLS_MODULE = '''
+import os, time
+from voice_agent.tools import ToolRegistry
+registry = ToolRegistry()
+LOG = os.environ["H7_WRITES"]
+
+@registry.tool(kind="write", timeout_s=60)
+def refund(order: str) -> dict:
+    """Refund an order."""
+    with open(LOG, "a") as f:
+        f.write("start\\n")
+    for _ in range(600):  # until the test has sent its signal (at most 60 s)
+        if os.path.exists(LOG + ".go"):
+            break
+        time.sleep(0.1)
+    with open(LOG, "a") as f:
+        f.write("applied\\n")
+    return {"refunded": order}
+'''
+
+
+def _refund_plan(index: int, body: dict) -> list:
+    if any(m["role"] == "tool" for m in body["messages"]):
+        return answer("Your refund is done.")
+    call = ("call", 0, "call_1", "refund", '{"order": "5"}')
+    return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
+
+
+@pytest.mark.realtime  # a real process and its signals: the wall clock
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_mid_write_applies_it_once_and_the_ledger_says_so(tmp_path: Path, sig):
+    """SIGTERM killed `voice-agent chat` at once: the ledger stopped at the write's intent
+    (no outcome, no end) whether or not the backend applied it; Ctrl-C recorded the write
+    as 'cancelled' and no end. Now SIGTERM ends the session as Ctrl-C does, and either
+    waits for the write in flight, records its outcome and the session's end."""
+    (tmp_path / "h7_tools.py").write_text(TOOLS_MODULE)
+    writes = tmp_path / "writes.log"
+    sessions = tmp_path / "sessions"
+    async with FaultServer(_refund_plan) as server:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", ""), "."]),
+            "H7_WRITES": str(writes),
+            "VOICE_AGENT__LEDGER__DIRECTORY": str(sessions),
+            "VOICE_AGENT__TOOLS__MODULES": "[h7_tools:registry]",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voice_agent.cli", "--base-url", server.base_url, "chat",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        assert proc.stdin is not None
+        proc.stdin.write(b"Please refund order 5.\n")
+        await proc.stdin.drain()
+        async with asyncio.timeout(120):
+            while not writes.exists():
+                await asyncio.sleep(0.05)
+        proc.send_signal(sig)
+        await asyncio.sleep(0.5)
+        (tmp_path / "writes.log.go").touch()
+        async with asyncio.timeout(120):
+            printed, _ = await proc.communicate()
+    assert writes.read_text().split() == ["start", "applied"], printed.decode()
+    (session,) = sessions.glob("*.jsonl")
+    entries = load_jsonl(session)
+    kinds = [e.type for e in entries]
+    assert kinds.count("ToolCallResolved") == 1, (kinds, printed.decode())
+    assert kinds[-1] == "SessionEnded" and entries[-1].reason == "interrupted"  # type: ignore[union-attr]
+    assert "Traceback" not in printed.decode()
