@@ -332,8 +332,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(argv: list[str] | None) -> int:
-    from ledger import mask_url_secrets, redact_secrets
-
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
@@ -341,6 +339,38 @@ def _run_command(argv: list[str] | None) -> int:
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     command = args.command or "console"
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _log_unraisable(args.verbose)
+    try:
+        return _dispatch(command, args)
+    finally:
+        sys.unraisablehook = previous_hook
+
+
+def _log_unraisable(verbose: int) -> Any:
+    """An error Python cannot raise (a tool's object whose ``__del__`` raises, a callback
+    at garbage collection) is one warning line, not 'Exception ignored in' and a
+    traceback on the user's terminal (the traceback with -vv) (hostile7)."""
+    log = logging.getLogger("voice_agent")
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        where = unraisable.err_msg or "Exception ignored in"
+        log.warning(
+            "%s %s: %s: %s",
+            where,
+            getattr(unraisable.object, "__qualname__", type(unraisable.object).__name__),
+            type(exc).__name__,
+            exc,
+            exc_info=(unraisable.exc_type, exc, unraisable.exc_traceback) if verbose >= 2 else None,
+        )
+
+    return hook
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    from ledger import mask_url_secrets, redact_secrets
+
     if command == "console" and not hasattr(args, "list_devices"):
         args.input_device = args.output_device = None
         args.list_devices = False

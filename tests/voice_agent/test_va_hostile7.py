@@ -31,6 +31,7 @@ from voice_agent.scheduler import (
     ToolScheduler,
 )
 from voice_agent.tools import ToolRegistry
+from voice_agent.transports.livekit_settings import LiveKitSettingsError, settings_from_env
 from voice_agent.transports.text import run_chat
 
 LONE = "\udcff"  # what Python's surrogateescape makes of an undecodable byte 0xff
@@ -391,3 +392,70 @@ async def test_a_signal_mid_write_applies_it_once_and_the_ledger_says_so(tmp_pat
     assert kinds.count("ToolCallResolved") == 1, (kinds, printed.decode())
     assert kinds[-1] == "SessionEnded" and entries[-1].reason == "interrupted"  # type: ignore[union-attr]
     assert "Traceback" not in printed.decode()
+
+
+# --- newcomers' commands ---------------------------------------------------------------
+
+
+def test_a_livekit_url_with_credentials_is_refused_without_echoing_them():
+    """`LIVEKIT_URL=wss://user:pw@host` ended `voice-agent livekit` with 'unexpected
+    error: ValueError: Cannot combine AUTHORIZATION header with AUTH argument ...'."""
+    env = {
+        "LIVEKIT_URL": "wss://bob:hunter2@lk.example.invalid/?token=SEKRET",
+        "LIVEKIT_API_KEY": "key",
+        "LIVEKIT_API_SECRET": "secret",
+    }
+    with pytest.raises(LiveKitSettingsError) as raised:
+        settings_from_env(env)
+    message = str(raised.value)
+    assert raised.value.variable == "LIVEKIT_URL" and "user name or password" in message
+    assert "hunter2" not in message and "SEKRET" not in message
+
+
+UNRAISABLE_TOOLS = """
+from voice_agent.tools import ToolRegistry
+registry = ToolRegistry()
+
+class Handle:
+    def __del__(self):
+        raise RuntimeError("handle closed twice")
+    def __repr__(self):
+        return "Handle()"
+
+@registry.tool(kind="read")
+async def lookup(order: str) -> object:
+    '''Look an order up.'''
+    return Handle()
+"""
+
+
+def _lookup_plan(index: int, body: dict) -> list:
+    if any(m["role"] == "tool" for m in body["messages"]):
+        return answer("It has shipped.")
+    call = ("call", 0, "call_1", "lookup", '{"order": "5"}')
+    return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
+
+
+@pytest.mark.realtime  # a real process: the wall clock
+async def test_an_error_python_cannot_raise_is_one_warning_line_not_a_traceback(tmp_path):
+    """A tool's object whose __del__ raises printed 'Exception ignored in: ...' and a
+    traceback on the user's terminal."""
+    (tmp_path / "h7_unraisable.py").write_text(UNRAISABLE_TOOLS)
+    async with FaultServer(_lookup_plan) as server:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", ""), "."]),
+            "VOICE_AGENT__TOOLS__MODULES": "[h7_unraisable:registry]",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voice_agent.cli", "--no-persist", "--base-url",
+            server.base_url, "chat",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        async with asyncio.timeout(120):
+            out, err = await proc.communicate(b"Where is order 5?\n")
+    printed = out.decode() + err.decode()
+    assert "It has shipped." in printed
+    assert "Traceback" not in printed, printed
+    assert "handle closed twice" in err.decode()  # said, in one line

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from ledger.redact import mask_url_secrets
+
 ENV_URL = "LIVEKIT_URL"
 ENV_API_KEY = "LIVEKIT_API_KEY"
 ENV_API_SECRET = "LIVEKIT_API_SECRET"
@@ -66,14 +68,23 @@ def settings_from_env(environ: Mapping[str, str]) -> LiveKitSettings:
             "or ws://localhost:7880 for a self-hosted one",
         )
     parsed = urlparse(url)
+    shown = mask_url_secrets(url)
     if parsed.scheme not in _SCHEMES or not parsed.hostname:
         raise LiveKitSettingsError(
-            ENV_URL, f"{url!r} is not a ws://, wss://, http:// or https:// address with a host"
+            ENV_URL, f"{shown!r} is not a ws://, wss://, http:// or https:// address with a host"
+        )
+    if "@" in parsed.netloc:
+        # the server API client refused it with "unexpected error: ValueError: Cannot
+        # combine AUTHORIZATION header with ... credentials encoded in URL" (hostile7)
+        raise LiveKitSettingsError(
+            ENV_URL,
+            f"{shown!r} carries a user name or password: LiveKit authenticates with "
+            f"{ENV_API_KEY} and {ENV_API_SECRET}; remove the 'user:password@' part",
         )
     try:
         parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError:
-        raise LiveKitSettingsError(ENV_URL, f"{url!r} has an invalid port") from None
+        raise LiveKitSettingsError(ENV_URL, f"{shown!r} has an invalid port") from None
     key = environ.get(ENV_API_KEY, "")
     secret = environ.get(ENV_API_SECRET, "")
     for name, value in ((ENV_API_KEY, key), (ENV_API_SECRET, secret)):
@@ -98,6 +109,7 @@ async def check_credentials(
     import aiohttp
     from livekit import api
 
+    url = mask_url_secrets(settings.url)  # what a message may show of it
     try:
         async with api.LiveKitAPI(
             settings.http_url,
@@ -110,18 +122,18 @@ async def check_credentials(
         if exc.status in (401, 403) or exc.code in ("unauthenticated", "permission_denied"):
             raise LiveKitSettingsError(
                 f"{ENV_API_KEY}/{ENV_API_SECRET}",
-                f"the server at {settings.url} refused them ({exc.code}): "
+                f"the server at {url} refused them ({exc.code}): "
                 "check that the key and secret are a pair of this project/server",
             ) from None
         if exc.status == 404:
             raise LiveKitSettingsError(
-                ENV_URL, f"{settings.url} answered 404 to the server API: not a LiveKit server?"
+                ENV_URL, f"{url} answered 404 to the server API: not a LiveKit server?"
             ) from None
         raise LiveKitSettingsError(
-            ENV_URL, f"the server at {settings.url} answered an error ({exc.code}, {exc.status})"
+            ENV_URL, f"the server at {url} answered an error ({exc.code}, {exc.status})"
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         reason = (
             type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         )
-        raise LiveKitSettingsError(ENV_URL, f"cannot reach {settings.url}: {reason}") from None
+        raise LiveKitSettingsError(ENV_URL, f"cannot reach {url}: {reason}") from None
