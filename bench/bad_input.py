@@ -7,7 +7,8 @@ Each case runs ``python -m voice_agent.cli ...`` in a subprocess (with the
 and records the exit status, whether a Python traceback was printed, the last
 line of stderr, the wall time to exit, and for the secret cases whether the
 secret appears in anything printed or persisted. Used for the before/after
-figures of issue 10 (items 1.7, 1.8, 1.10). The LLM endpoint is a closed port
+figures of issue 10 (items 1.7, 1.8, 1.10) and of the session-7 hostile review
+(the cases after "session 7" below; docs/reliability_tools.md). The LLM endpoint is a closed port
 on 127.0.0.1 (no model is needed: every case fails or succeeds before a turn).
 """
 
@@ -59,18 +60,19 @@ def _sox_24bit(path: Path) -> bool:
     return result.returncode == 0
 
 
-def run(args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 240) -> dict:
+def run(args: list[str], env: dict[str, str], stdin: bytes = b"", timeout: float = 240) -> dict:
     t0 = time.monotonic()
     try:
         done = subprocess.run(
             [sys.executable, "-m", "voice_agent.cli", *args],
             input=stdin,
             capture_output=True,
-            text=True,
             env=env,
             timeout=timeout,
         )
-        code, out, err = done.returncode, done.stdout, done.stderr
+        code = done.returncode
+        out = done.stdout.decode(errors="replace")
+        err = done.stderr.decode(errors="replace")
     except subprocess.TimeoutExpired as exc:
         code = None
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -171,8 +173,45 @@ def cases(work: Path) -> dict[str, dict[str, Any]]:
             "args": run_wav + ["-i", str(bit24), "-o", out],
             "env": {},
         }
+    # session 7 (hostile7): faults nobody had tried
+    latin_prompt = work / "latin_prompt.md"
+    latin_prompt.write_bytes("Vous \xeates {persona}.\n".encode("latin-1"))
+    (work / "prompt.yaml").write_text(f"agent:\n  prompt_file: {latin_prompt}\n")
+    (work / "unset.yaml").write_text("llm:\n  api_key: ${H7_UNSET_KEY}\n")
+    (work / "inf.yaml").write_text("agent:\n  llm_deadline_s: .inf\n")
+    c.update(
+        {
+            "chat: a Latin-1 line on stdin, strict UTF-8 locale": {
+                "args": chat + ["--no-persist"],
+                "env": {"PYTHONIOENCODING": "utf-8:strict"},
+                "stdin": "caf\xe9\nwhere is my order?\n".encode("latin-1"),
+            },
+            "chat: a Latin-1 line on stdin, C.UTF-8 locale (surrogateescape)": {
+                "args": chat + ["--no-persist"],
+                "env": {"LC_ALL": "C.UTF-8"},
+                "stdin": "caf\xe9\nwhere is my order?\n".encode("latin-1"),
+            },
+            "config: ${VAR} unset": {"args": ["--config", str(work / "unset.yaml"), "config"]},
+            "config: .inf for a deadline": {
+                "args": ["--config", str(work / "inf.yaml")] + chat + ["--no-persist"],
+                "stdin": b"where is my order?\n",
+            },
+            "a prompt file that is not UTF-8": {
+                "args": ["--config", str(work / "prompt.yaml")] + chat + ["--no-persist"],
+            },
+            "LIVEKIT_URL with user:password@": {
+                "args": ["--base-url", DEAD_LLM, "livekit", "connect", "--room", "x"],
+                "env": {
+                    "LIVEKIT_URL": "wss://bob:hunter2pw@127.0.0.1:9",
+                    "LIVEKIT_API_KEY": "key",
+                    "LIVEKIT_API_SECRET": "secret",
+                },
+                "secret": ["hunter2pw"],
+            },
+        }
+    )
     for case in c.values():
-        case["env"] = {**case["env"], "PYTHONPATH_EXTRA": str(tools)}
+        case["env"] = {**case.get("env", {}), "PYTHONPATH_EXTRA": str(tools)}
     return c
 
 
@@ -192,7 +231,7 @@ def main() -> int:
             env.update(case["env"])
             env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), extra) if p)
             env.pop("OPENAI_BASE_URL", None)
-            result = run(case["args"], env)
+            result = run(case["args"], env, stdin=case.get("stdin", b""))
             if "secret" in case:
                 shown = result["stdout"] + result["stderr"]
                 persisted = ""
