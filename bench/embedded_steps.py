@@ -58,6 +58,8 @@ class Step:
     first_text_ms: float | None = None  # since the question was asked
     total_ms: float = 0.0
     text: str = ""  # what the step wrote (calls included)
+    drafted: int = 0  # tokens drafted, and kept, by speculative decoding (greedy steps)
+    drafted_kept: int = 0
 
 
 @dataclass
@@ -110,6 +112,8 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         step.prompt_tokens = stats.prompt_tokens
         step.reused = stats.reused_prompt_tokens
         step.total_ms = stats.total_s * 1e3
+        step.drafted = int(stats.extra.get("drafted", 0))
+        step.drafted_kept = int(stats.extra.get("drafted_kept", 0))
         return stats
 
     real_probability = engine.next_token_probability
@@ -231,6 +235,7 @@ def describe(trace: Trace) -> str:
             f"    r{s.request} {s.kind:<8} at {s.started_ms:6.0f}: prompt {s.prompt_tokens:5d} "
             f"cached {s.reused:5d} eval {s.evaluated:4d} in {s.eval_ms:5.0f} ms, "
             f"sampled {s.sampled:3d}, {s.total_ms:6.0f} ms"
+            + (f", drafts kept {s.drafted_kept}/{s.drafted}" if s.drafted else "")
             + (f", first text at {s.first_text_ms:.0f}" if s.first_text_ms else "")
             + f" {s.text[:70]!r}"
         )

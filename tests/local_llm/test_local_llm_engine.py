@@ -409,6 +409,58 @@ async def test_a_next_token_probability_leaves_the_prompt_ready_to_decode(engine
         assert p_call >= p_other
 
 
+async def test_greedy_replies_decoded_with_drafts_are_the_replies_decoded_without(engine):
+    # A call (its arguments' names are in the schema), then the answer from its result
+    # (which copies the result's words): the same text, token for token, and some of
+    # it came from kept drafts (fewer model steps).
+    messages = [SYSTEM, {"role": "user", "content": "What is the status of order 12345?"}]
+    call_prompt = render_messages(messages, TOOLS) + (
+        '<tool_call>\n{"name": "get_order_status", "arguments": '
+    )
+    called = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_order_status", "arguments": '{"order_id": "12345"}'},
+            }
+        ],
+    }
+    result = {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "content": '{"status": "shipped", "estimated_delivery": "Friday, November 27"}',
+    }
+    answer_prompt = render_messages([*messages, called, result], TOOLS)
+    grammar = calls_grammar(TOOLS, "get_order_status", 1)
+    force_text, engine.force_text = engine.force_text, False
+    kept = 0
+    try:
+        for prompt, step_grammar in ((call_prompt, grammar), (answer_prompt, None)):
+            replies = []
+            for speculate in (False, True, True):  # the second run may draft from the first
+                engine.speculate = speculate
+                text, stats = await _generate(
+                    engine, prompt, step_grammar, temperature=0.0, max_tokens=40
+                )
+                replies.append((text, stats.completion_tokens))
+                kept += stats.extra.get("drafted_kept", 0)
+                assert speculate or "drafted" not in stats.extra
+            assert replies[1] == replies[0] and replies[2] == replies[0]
+    finally:
+        engine.force_text = force_text
+        engine.speculate = True
+    assert kept > 0
+
+
+async def test_a_sampled_reply_is_never_drafted(engine):
+    prompt = _prompt("What is the status of order 12345?")
+    _, stats = await _generate(engine, prompt, None, temperature=0.7, max_tokens=20, seed=3)
+    assert "drafted" not in stats.extra
+
+
 async def test_nothing_inside_a_tag_is_forced(engine):
     # A call that may be followed by another: the closing and opening tags are the
     # model's own tokens (forced as '<' '/tool' '_call', the 1.5B went on with calls it

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import logging
 import random
 import threading
@@ -67,6 +68,11 @@ DEFAULT_DECODE_PATH: DecodePath = "lowlevel"
 #: default is 1.0; a 0.5B model rambles at 1.0, so the server uses 0.7.
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.95
+#: Most tokens of a draft checked in one batch: a wrong draft costs its batch (a few
+#: tokens of prompt evaluation), a right one saves a model step per token (tokens).
+_DRAFT_TOKENS = 6
+#: Replies kept as a source of drafts (the call format as this model spells it).
+_RECENT_REPLIES = 8
 #: llama.cpp's customary top-k / min-p (candidates kept per step, probability floor).
 _TOP_K = 40
 _MIN_P = 0.05
@@ -141,6 +147,11 @@ class LlamaEngine:
         #: Reuse the KV cache by text, not only by tokens (`_keeping_own_tokens`): a
         #: follow-up request keeps the model's own tokens for the reply it re-renders.
         self.keep_own_tokens = True
+        #: Greedy replies are decoded with drafts (`_decode_low_level`): the same text in
+        #: fewer model steps where the reply repeats its context or an earlier reply.
+        self.speculate = True
+        #: The tokens of the last few replies, a source of drafts (`_draft`).
+        self._recent_replies: collections.deque[Any] = collections.deque(maxlen=_RECENT_REPLIES)
         #: Tokens this model has evaluated since it was loaded (prompts and replies, counted
         #: when evaluated), a progress count for clients; written by the decoding thread.
         self.evaluated_tokens = 0
@@ -406,14 +417,17 @@ class LlamaEngine:
                 self._decode_with_generate(tokens, params, grammar, seed, reply, stop)
             else:
                 stats.extra["decode_path"] = "lowlevel"
+                speculate = self.speculate and params.temperature <= 0
                 try:
-                    self._decode_low_level(tokens, sampler, reply, stop)
+                    self._decode_low_level(tokens, sampler, reply, stop, speculate)
                 finally:
                     stats.extra["grammar_checks"] = sampler.grammar_checks
                     stats.extra["grammar_resamples"] = sampler.grammar_resamples
                     sampler.close()
             if stats.finish_reason != "cancelled":
                 reply.flush()
+            if llama.n_tokens > len(tokens):
+                self._recent_replies.append(llama.input_ids[len(tokens) : llama.n_tokens].copy())
         finally:
             stats.total_s = time.monotonic() - started
             emit(_END)
@@ -448,9 +462,13 @@ class LlamaEngine:
         sampler: TokenSampler,
         reply: _ReplyTokens,
         stop: threading.Event,
+        speculate: bool = False,
     ) -> None:
         """Evaluate the uncached prompt suffix, then sample and evaluate token by token;
-        forced text goes into the same batch as the token before it."""
+        forced text goes into the same batch as the token before it. With `speculate`
+        (greedy decoding only), a draft of the next tokens (`_draft`) is evaluated in
+        one batch with the token before it and kept as far as the model's own greedy
+        choices agree with it (`_verify`): the same reply, in fewer model steps."""
         llama = self._llama
         # What the reply starts with, whatever the model says.
         tokens, text, forced = self._joined(tokens, sampler.forced_text())
@@ -472,6 +490,70 @@ class LlamaEngine:
             pending = [token]
             if not self._take_forced(sampler, reply, pending):
                 return
+            while speculate and len(pending) == 1 and not stop.is_set():
+                draft = self._draft(token)
+                if not draft:
+                    break
+                ended, pending = self._verify(token, draft, sampler, reply)
+                if ended:
+                    return
+                token = pending[0]
+
+    def _draft(self, token: int) -> list[int]:
+        """Up to `_DRAFT_TOKENS` tokens that followed the last two tokens (those
+        evaluated last, and `token`, not yet evaluated) where the same pair occurred
+        before: latest first in this context (a reply copies its prompt: a value from a
+        result, an argument's name from the schema, the call the model wrote earlier),
+        then in the replies this engine wrote lately (the call format as the model
+        spells it: ``"}}`` ``\n`` ``<`` ``/`` ``tool`` ``_call`` ``>``).
+        """
+        import numpy as np
+
+        llama = self._llama
+        n = llama.n_tokens
+        if n < 1:
+            return []
+        ids = llama.input_ids[:n]
+        previous = int(ids[n - 1])
+        for source in (ids, *reversed(self._recent_replies)):
+            if len(source) < 3:
+                continue
+            hits = np.flatnonzero((source[:-2] == previous) & (source[1:-1] == token))
+            if len(hits):
+                start = int(hits[-1]) + 2
+                return [int(t) for t in source[start : start + _DRAFT_TOKENS]]
+        return []
+
+    def _verify(
+        self, token: int, draft: list[int], sampler: TokenSampler, reply: _ReplyTokens
+    ) -> tuple[bool, list[int]]:
+        """Evaluate `token` and `draft` in one batch keeping every position's logits, then
+        take the model's greedy choices one by one while they match the draft. Returns
+        (the reply ended, [the next token to evaluate]). The cache keeps what was taken."""
+        llama = self._llama
+        n_past = llama.n_tokens
+        batch = [token, *draft]
+        llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llama._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[n_past : n_past + len(batch)] = batch
+        llama.n_tokens = n_past + len(batch)
+        llama._requires_eval = False
+        self.evaluated_tokens += len(batch)
+        stats = reply.stats.extra
+        stats["drafted"] = stats.get("drafted", 0) + len(draft)
+        for index in range(len(batch)):
+            chosen = sampler.sample(index)
+            matched = index < len(draft) and chosen == draft[index]
+            if not matched:
+                llama.n_tokens = n_past + index + 1  # the rest of the draft is dropped
+            if not reply.take(chosen):
+                return True, []
+            sampler.accept(chosen)
+            if not matched:
+                return False, [chosen]
+            stats["drafted_kept"] = stats.get("drafted_kept", 0) + 1
+        raise AssertionError("unreachable: the last position is never a draft token")
 
     def _eval(self, tokens: list[int]) -> None:
         """Evaluate `tokens`, counting them as progress.

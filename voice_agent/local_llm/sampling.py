@@ -204,11 +204,12 @@ class TokenSampler:
             self.close()
             raise
 
-    def sample(self) -> int:
-        """The next token, drawn from the logits of the last evaluated token."""
+    def sample(self, index: int = -1) -> int:
+        """The next token, drawn from the logits of the last evaluated token (or of the
+        `index`-th token of the last batch, when that batch kept every token's logits)."""
         native = self._native
         # The common case in C: candidates built from the logits, chain applied.
-        token = int(native.llama_sampler_sample(self._chain, self._ctx, -1))
+        token = int(native.llama_sampler_sample(self._chain, self._ctx, index))
         if self._grammar is None:
             return token
         self.grammar_checks += 1
@@ -220,7 +221,7 @@ class TokenSampler:
         if one.logit != -math.inf:
             return token
         self.grammar_resamples += 1
-        self._load_logits()
+        self._load_logits(index)
         native.llama_sampler_apply(self._grammar, ctypes.byref(self._array))
         native.llama_sampler_apply(self._chain, ctypes.byref(self._array))
         return self._selected(self._array)
@@ -286,8 +287,8 @@ class TokenSampler:
         if grammar:
             self._native.llama_sampler_free(grammar)
 
-    def _load_logits(self) -> None:
-        logits = self._native.llama_get_logits_ith(self._ctx, -1)
+    def _load_logits(self, index: int = -1) -> None:
+        logits = self._native.llama_get_logits_ith(self._ctx, index)
         if not logits:
             raise RuntimeError("llama.cpp has no logits for the last token")
         candidates = self._candidates
