@@ -1412,3 +1412,30 @@ def test_a_verb_or_a_word_every_tool_is_named_by_does_not_name_a_tool(said, name
     assert names_the_tool(said, _SHOP[2], _SHOP) is named
     if "cancel" in said:
         assert names_the_tool(said, _SHOP[1], _SHOP)
+
+
+@pytest.mark.parametrize(
+    ("said", "city", "seen"),
+    [
+        (
+            "The Houston store, no, sorry, I meant San Diego. When are they open?",
+            "San Diego",
+            "The San Diego store, no, sorry, I meant San Diego. When are they open?",
+        ),
+        (
+            "Store hours for Atlanta please. Actually, make that Nashville.",
+            "Nashville",
+            "Store hours for Nashville please. Actually, make that Nashville.",
+        ),
+        # Nothing taken back: the caller's words as they are.
+        ("When do the Austin and Miami stores open?", "Austin", None),
+    ],
+)
+async def test_the_answer_reads_the_callers_words_without_the_name_they_took_back(said, city, seen):
+    engine = ScriptedEngine(_decision_then("reply", f"The {city} store opens at 9 am."))
+    responder, _, _ = await _respond(engine, _store_hours_turn([], said, city))
+    speech = engine.steps[-1][0]
+    assert responder.plan.as_corrected == seen
+    assert f"user\n{seen or said}<|im_end|>" in speech
+    if seen:
+        assert f"user\n{said}<|im_end|>" in engine.steps[0][0]  # the decision read the caller's own

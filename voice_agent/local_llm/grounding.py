@@ -229,6 +229,65 @@ def corrected_numbers(text: str) -> list[str]:
     return found
 
 
+#: A run of capitalised words (a name: "Houston", "San Diego").
+_NAME_RUN_RE = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)*\b")
+#: Capitalised words that are not names (a sentence's first word, the caller's "I").
+_NOT_NAMES = frozenset(
+    "the a an i no nope sorry wait hold actually oh um uh well and or but when what where "
+    "which who how is are can could would will do does did please hi hello hey yes yeah "
+    "okay ok make scratch rather mean meant".split()
+)
+
+
+def _names_in(text: str) -> list[tuple[int, int, str]]:
+    """Names in `text` as (start, end, name), leaving out a sentence's first word."""
+    found = []
+    for m in _NAME_RUN_RE.finditer(text):
+        words = m.group().split()
+        start = m.start()
+        while words and words[0].lower() in _NOT_NAMES:
+            start += len(words[0]) + 1
+            words = words[1:]
+        opens = not text[:start].strip() or text[:start].rstrip()[-1] in ".?!"
+        if start == m.start() and opens:
+            words = words[1:]  # "Store hours for Atlanta": "Store" starts the sentence
+            start = m.end() - len(" ".join(words)) if words else m.end()
+        if words:
+            found.append((start, m.end(), " ".join(words)))
+    return found
+
+
+def as_corrected(text: str, used: Sequence[str]) -> str:
+    """The caller's words with a name they took back replaced by the value the calls used
+    instead ("The Houston store, no, sorry, I meant San Diego." with San Diego looked up:
+    "The San Diego store, no, sorry, I meant San Diego."); `text` itself when nothing was.
+
+    The name taken back is the last one before a correction word, when a used value
+    (a name, not that one) follows the correction. For the answer only: the calls
+    were made on the caller's own words. Told the answer is about San Diego, the 1.5B
+    still said "The Houston store is closed." (bench b04, session 6).
+    """
+    values = [v for v in used if v.strip() and not any(ch.isdigit() for ch in v)]
+    if not values or not corrects_itself(text):
+        return text
+    lowered = [v.lower() for v in values]
+    names = [n for n in _names_in(text) if n[2].lower() not in lowered]
+    replaced: dict[int, tuple[int, str]] = {}
+    for marker in _CORRECTION_RE.finditer(text):
+        before = [n for n in names if n[1] <= marker.start()]
+        later = text[marker.end() :].lower()
+        value = next((v for v, lv in zip(values, lowered, strict=True) if lv in later), None)
+        if before and value is not None:
+            start, end, _ = before[-1]
+            replaced[start] = (end, value)
+    out, last = [], 0
+    for start in sorted(replaced):
+        end, value = replaced[start]
+        out.append(text[last:start] + value)
+        last = end
+    return "".join(out) + text[last:]
+
+
 def ungrounded_arguments(
     arguments_text: str,
     schema: Mapping[str, Any] | None,

@@ -78,6 +78,7 @@ from voice_agent.local_llm.grammar import (
     tool_names,
 )
 from voice_agent.local_llm.grounding import (
+    as_corrected,
     caller_spans,
     conversation_numbers,
     corrected_numbers,
@@ -243,6 +244,9 @@ class ResponsePlan:
     #: a tool without arguments the decision chose but the caller did not ask for
     #: (`Responder._unless_unwanted`): not called, the decision made again without it
     unwanted: str | None = None
+    #: the caller's latest words as the answer step saw them, a name they took back
+    #: replaced by the one looked up (`grounding.as_corrected`)
+    as_corrected: str | None = None
     #: after results: the probability of a call as the answer's first token
     #: (`CALL_AFTER_RESULTS_MIN_P`)
     call_after_results_p: float | None = None
@@ -679,10 +683,36 @@ class Responder:
     def prompt(self, extra_system: str | None = None) -> str:
         """The ChatML prompt: the request's messages, tools plus `REPLY` listed, results readable."""
         messages = list(self.chat.messages)
+        if self._answering and extra_system == self._results_note:
+            messages = self._as_corrected(messages)
         if extra_system:
             messages.append({"role": "system", "content": extra_system})
         listed = [*self._tools, *self._speech_options] if self._tools else None
         return render_messages(messages, listed, readable_results=True)
+
+    def _as_corrected(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`messages` with a name the caller took back in their latest words replaced by
+        the value this turn's calls used (`grounding.as_corrected`), for the answer from
+        the results only (the decision and the calls read the caller's own words; the
+        prompt differs from the caller's turn on, which is evaluated again)."""
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+        if last is None:
+            return messages
+        used: list[str] = []
+        for _, arguments_text in calls_this_turn(messages):
+            try:
+                arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+            except json.JSONDecodeError:
+                continue
+            for value in arguments.values() if isinstance(arguments, dict) else ():
+                if isinstance(value, str) and value not in used:
+                    used.append(value)
+        said = content_text(messages[last].get("content"))
+        corrected = as_corrected(said, used)
+        if corrected == said:
+            return messages
+        self.plan.as_corrected = corrected
+        return [*messages[:last], {**messages[last], "content": corrected}, *messages[last + 1 :]]
 
     def follow_up_prefix(self) -> str | None:
         """The start of the next request's prompt when this reply sent calls (the calls
