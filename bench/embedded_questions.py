@@ -550,6 +550,19 @@ def _failed(result: Any) -> bool:
     return isinstance(result, dict) and (bool(result.get("error")) or result.get("found") is False)
 
 
+#: A negation just before a claim of a change takes it back ("has not yet been refunded").
+_NEGATED_BEFORE = re.compile(r"\b(?:not|never|no longer)\b[^.!?]{0,20}$|n't\b[^.!?]{0,20}$")
+
+
+def claims_done(spoken: str) -> bool:
+    """Whether speech says a change was made (`_CLAIMS_DONE`) and does not negate it: "Your
+    money has not yet been refunded" says none was (bench b10, session 7)."""
+    return any(
+        not _NEGATED_BEFORE.search(spoken[max(0, m.start() - 30) : m.start()])
+        for m in _CLAIMS_DONE.finditer(spoken)
+    )
+
+
 def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
     """Whether `spoken` carries `fact`: its longest number(s), else most of its words."""
     if isinstance(fact, bool):
@@ -661,7 +674,7 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     ):
         out.invented = True
         out.why.append("states a fact without any tool result")
-    elif _CLAIMS_DONE.search(spoken) and not any(
+    elif claims_done(spoken) and not any(
         tools.get(r["name"]) is not None
         and tools[r["name"]].kind == "write"
         and not (isinstance(r["result"], dict) and r["result"].get("status"))
@@ -702,7 +715,7 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         out.answer_ok = ok and out.calls_ok and not elsewhere
     elif answer == "pending":
         # A write waiting for the caller's yes: never said to be done.
-        out.answer_ok = out.calls_ok and not _CLAIMS_DONE.search(spoken)
+        out.answer_ok = out.calls_ok and not claims_done(spoken)
     elif answer == "call":
         out.answer_ok = out.calls_ok  # the call is the answer (a transfer); words optional
     elif answer == "cannot":

@@ -203,3 +203,16 @@ def test_a_lookup_that_failed_is_answered_by_saying_so(spoken, right):
     eq.score(outcome, question, tools)
     assert outcome.calls_ok
     assert outcome.answer_ok is right
+
+
+@pytest.mark.parametrize(
+    ("spoken", "claims"),
+    [
+        ("Your order 3390 has been cancelled.", True),
+        ("Yes, your money has not yet been refunded for the return on order 2290.", False),
+        ("It hasn't been cancelled yet.", False),
+        ("Order 5 is not shipped, but order 6 has been cancelled.", True),
+    ],
+)
+def test_a_negated_change_is_not_a_claim_that_a_change_was_made(spoken, claims):
+    assert eq.claims_done(spoken) is claims
