@@ -31,8 +31,10 @@ from voice_agent.scheduler import (
     ToolScheduler,
 )
 from voice_agent.tools import ToolRegistry
+from voice_agent.transports.files import run_files
 from voice_agent.transports.livekit_settings import LiveKitSettingsError, settings_from_env
 from voice_agent.transports.text import run_chat
+from voice_agent.voice.wavio import WavError
 
 LONE = "\udcff"  # what Python's surrogateescape makes of an undecodable byte 0xff
 
@@ -459,3 +461,29 @@ async def test_an_error_python_cannot_raise_is_one_warning_line_not_a_traceback(
     assert "It has shipped." in printed
     assert "Traceback" not in printed, printed
     assert "handle closed twice" in err.decode()  # said, in one line
+
+
+@pytest.mark.parametrize("how", ["same path", "another spelling", "a symlink"])
+async def test_run_refuses_an_output_that_is_its_input(tmp_path: Path, how: str):
+    """`voice-agent run -i call.wav -o call.wav` replaced the caller's recording with the
+    agent's audio (exit 0): the input was lost."""
+    import wave
+
+    recording = tmp_path / "call.wav"
+    with wave.open(str(recording), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x01\x00" * 16000)
+    before = recording.read_bytes()
+    output = {
+        "same path": recording,
+        "another spelling": tmp_path / "." / "call.wav",
+        "a symlink": tmp_path / "link.wav",
+    }[how]
+    if how == "a symlink":
+        output.symlink_to(recording)
+    config = load_config(environ={}, overrides={"llm": {"base_url": "http://127.0.0.1:9/v1"}})
+    with pytest.raises(WavError, match="is the input too"):
+        await run_files(config, recording, output)
+    assert recording.read_bytes() == before

@@ -252,6 +252,12 @@ async def run_files(
     Both paths are checked before the call runs (an unwritable output fails at once).
     """
     samples, rate = read_wav(input_path)
+    if Path(output_path).exists() and Path(output_path).resolve() == Path(input_path).resolve():
+        # the agent's audio replaced the caller's recording (hostile7)
+        raise WavError(
+            f"{output_path}: is the input too; writing the agent's audio there would "
+            "replace the caller's recording: give another output file"
+        )
     check_writable(output_path)
     result = await run_audio(config, samples, rate, realtime=realtime, tools=tools, keys=keys)
     write_wav(output_path, result.agent_audio, result.sample_rate)
