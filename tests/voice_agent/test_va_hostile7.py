@@ -487,3 +487,41 @@ async def test_run_refuses_an_output_that_is_its_input(tmp_path: Path, how: str)
     with pytest.raises(WavError, match="is the input too"):
         await run_files(config, recording, output)
     assert recording.read_bytes() == before
+
+
+class _PipeClosedAfter(io.StringIO):
+    """A standard output whose reader goes away after ``lines`` lines (`| head -n`)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.left = lines
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= text.count("\n")
+        return super().write(text)
+
+
+@pytest.mark.parametrize("lines", [0, 3])
+def test_chat_ends_quietly_when_its_output_reader_goes_away(tmp_path: Path, lines: int):
+    """`voice-agent chat | head -3`: BrokenPipeError inside the agent's actions, a dozen
+    logged tracebacks, then 'unexpected error: ExceptionGroup' (exit 1) or a chat that
+    never ended (killed by `timeout` after 120 s)."""
+
+    async def main() -> int:
+        async with FaultServer(answer("Your order ships on Friday.")) as server:
+            config = load_config(
+                environ={},
+                overrides={
+                    "llm": {"base_url": server.base_url, "model": "m", "max_retries": 0},
+                    "ledger": {"persist": True, "directory": str(tmp_path)},
+                },
+            )
+            stdin = io.StringIO("where is my order?\nand again?\nand once more?\n")
+            return await asyncio.wait_for(run_chat(config, stdin, _PipeClosedAfter(lines)), 60)
+
+    assert asyncio.run(main()) == 141
+    (session,) = tmp_path.glob("*.jsonl")
+    end = load_jsonl(session)[-1]
+    assert isinstance(end, le.SessionEnded) and end.reason == "output closed"

@@ -10,8 +10,11 @@ scripted conversation does not interrupt itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from ledger import Ledger, mask_url_secrets
@@ -93,8 +96,52 @@ async def _read_lines(agent: Agent, stdin: TextIO, interactive: bool, stream: Te
     agent.post(SessionEnded(reason="end of input"))
 
 
+class ChatStdout:
+    """The chat's standard output. When its reader goes away (``voice-agent chat | head``)
+    the chat ends quietly: the session ends ("output closed", the ledger saved) and the
+    command's status is 141 (128 + SIGPIPE, as any Unix tool). Writing to the closed pipe
+    raised BrokenPipeError inside the agent's actions: a dozen tracebacks, then
+    'unexpected error: ExceptionGroup' or a chat that never ended (hostile7)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+        self.on_gone: Callable[[], None] | None = None
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except (BrokenPipeError, ConnectionResetError):
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self._reader_left()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def _reader_left(self) -> None:
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            # what is still buffered would fail again at the interpreter's exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        if self.on_gone is not None:
+            self.on_gone()
+
+
 async def run_chat(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    """Run a text conversation until end of input or ``/quit``; returns an exit status."""
+    """Run a text conversation until end of input or ``/quit``; returns an exit status
+    (141 when standard output's reader went away)."""
+    out = ChatStdout(stdout)
+    stdout = out  # type: ignore[assignment]
     interactive = stdin.isatty()
     reconfigure = getattr(stdin, "reconfigure", None)
     if reconfigure is not None:
@@ -111,10 +158,17 @@ async def run_chat(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = s
         if session.ledger_path:
             stdout.write(f"ledger: {session.ledger_path}\n")
         stdout.flush()
+        agent = session.agent
+        out.on_gone = lambda: agent.post(SessionEnded(reason="output closed"))
+        if out.gone:  # already while the banner was written
+            out.on_gone()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(session.agent.run())
-                tg.create_task(_read_lines(session.agent, stdin, interactive, stdout))
+                runner = tg.create_task(agent.run())
+                reader = tg.create_task(_read_lines(agent, stdin, interactive, stdout))
+                await asyncio.wait({runner, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if runner.done():
+                    reader.cancel()  # the session is over; standard input may never end
         finally:
             monitor.close()
-    return 0
+    return 141 if out.gone else 0
