@@ -455,6 +455,17 @@ async def test_greedy_replies_decoded_with_drafts_are_the_replies_decoded_withou
     assert kept > 0
 
 
+async def test_drafts_never_run_past_the_context(engine):
+    # A repeating prompt (drafts all the way) that leaves a few tokens of room.
+    unit = "one two three four five six seven eight. "
+    per_unit = len(engine.tokenize(unit * 10)) / 10
+    prompt = unit * int((engine.n_ctx - 12) / per_unit)
+    room = engine.n_ctx - len(engine.tokenize(prompt))
+    assert 0 < room < 80
+    _, stats = await _generate(engine, prompt, None, temperature=0.0)
+    assert stats.completion_tokens <= room
+
+
 async def test_a_sampled_reply_is_never_drafted(engine):
     prompt = _prompt("What is the status of order 12345?")
     _, stats = await _generate(engine, prompt, None, temperature=0.7, max_tokens=20, seed=3)

@@ -521,7 +521,10 @@ class LlamaEngine:
             hits = np.flatnonzero((source[:-2] == previous) & (source[1:-1] == token))
             if len(hits):
                 start = int(hits[-1]) + 2
-                return [int(t) for t in source[start : start + _DRAFT_TOKENS]]
+                room = int(llama.n_ctx()) - n - 2  # the batch must fit the context
+                if room <= 0:
+                    return []
+                return [int(t) for t in source[start : start + min(_DRAFT_TOKENS, room)]]
         return []
 
     def _verify(
