@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace) -> list[Trace]:
     path = await asyncio.to_thread(resolve_model, eq.MODELS.get(args.model, args.model))
     engine = await asyncio.to_thread(LlamaEngine.load, path, args.model, 2, 4096)
     clock: dict[str, Any] = {"t0": time.monotonic(), "request": 0, "trace": Trace("warm", "")}
-    engine.keep_own_tokens = not args.by_tokens_only
+    engine.keep_own_tokens = args.by_text
     instrument(engine, clock)
     runner = web.AppRunner(build_app(engine), access_log=None)
     await runner.setup()
@@ -294,9 +294,9 @@ def main() -> None:
     parser.add_argument("--kinds")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
-        "--by-tokens-only",
+        "--by-text",
         action="store_true",
-        help="reuse the KV cache by tokens only (engine.keep_own_tokens off), to compare",
+        help="reuse the KV cache by text too (engine.keep_own_tokens on; off by default)",
     )
     args = parser.parse_args()
     load_start = os.getloadavg()

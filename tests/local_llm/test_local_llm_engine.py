@@ -324,7 +324,7 @@ async def _call_then_follow_up(engine, keep_own_tokens: bool):
     )
     grammar = calls_grammar(TOOLS, "get_order_status", 0)
     force_text, engine.force_text = engine.force_text, False
-    engine.keep_own_tokens = keep_own_tokens
+    keep, engine.keep_own_tokens = engine.keep_own_tokens, keep_own_tokens
     try:
         text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=40)
         arguments = text[: text.rindex("}")]
@@ -344,7 +344,7 @@ async def _call_then_follow_up(engine, keep_own_tokens: bool):
         reply, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=8)
     finally:
         engine.force_text = force_text
-        engine.keep_own_tokens = True
+        engine.keep_own_tokens = keep
     return stats, next_stats, follow_up, reply
 
 

@@ -146,7 +146,12 @@ class LlamaEngine:
         self.force_text = False
         #: Reuse the KV cache by text, not only by tokens (`_keeping_own_tokens`): a
         #: follow-up request keeps the model's own tokens for the reply it re-renders.
-        self.keep_own_tokens = True
+        #: Off: with the call in the model's own tokens before the results, the 1.5B
+        #: answered h18 ("When is that due?" after a balance) with the balance only; with
+        #: the template's tokens, "... and it is due on June 3." (bench/embedded_steps.py
+        #: --only h18, with and without --by-tokens-only, session 7). Saves ~18 tokens of
+        #: evaluation per call re-rendered; needs a quality run before it is turned on.
+        self.keep_own_tokens = False
         #: Greedy replies are decoded with drafts (`_decode_low_level`): the same text in
         #: fewer model steps where the reply repeats its context or an earlier reply.
         self.speculate = True
