@@ -46,19 +46,7 @@ from ledger import entries as le  # noqa: E402
 # written as words or figures differ; any other word or digit does not)
 # Sounds that carry no request ("um", "uh"); never a content word like "like" or "well".
 FILLERS = frozenset("um umm uh uhh er erm ehm ah hmm mm mhm".split())
-_NUMBER_WORDS = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
+_NUMBER_WORDS = tl._DIGIT  # spoken digits ("oh" for zero) as figures
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _DECIMAL = re.compile(r"(\d)\.(\d)")
 

@@ -1,9 +1,11 @@
 """The engine on the real 0.5B model: the low-level decoding path and its fallback."""
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import math
+from collections.abc import Iterator
 
 import pytest
 import pytest_asyncio
@@ -16,6 +18,25 @@ from voice_agent.local_llm.output_parser import TextDelta, ToolCallFinished, Too
 from voice_agent.local_llm.sampling import SamplerInitError, TokenSampler
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
+
+
+@contextlib.contextmanager
+def _evaluations(engine: LlamaEngine) -> Iterator[list[list[int]]]:
+    """Every batch of tokens the model evaluates inside the block, in order."""
+    evaluated: list[list[int]] = []
+    llama = engine._llama
+    real_eval = llama.eval
+
+    def logged_eval(tokens: list[int]) -> None:
+        evaluated.append(list(tokens))
+        real_eval(tokens)
+
+    llama.eval = logged_eval
+    try:
+        yield evaluated
+    finally:
+        del llama.eval
+
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -386,19 +407,8 @@ async def test_a_next_token_probability_leaves_the_prompt_ready_to_decode(engine
     p_call = await engine.next_token_probability(prompt, "<tool_call>")
     p_other = await engine.next_token_probability(prompt, "Sure")
     assert 0.0 <= p_other <= 1.0 and 0.0 <= p_call <= 1.0 and p_call + p_other <= 1.0 + 1e-9
-    evaluated: list[list[int]] = []
-    llama = engine._llama
-    real_eval = llama.eval
-
-    def logged_eval(tokens: list[int]) -> None:
-        evaluated.append(list(tokens))
-        real_eval(tokens)
-
-    llama.eval = logged_eval
-    try:
+    with _evaluations(engine) as evaluated:
         text, stats = await _generate(engine, prompt, None, temperature=0.0, max_tokens=1)
-    finally:
-        del llama.eval
     # The logits the probability was read from give the first draw: nothing evaluated
     # before it (the one evaluation is the drawn token's, if any).
     assert stats.reused_prompt_tokens == stats.prompt_tokens
@@ -479,19 +489,9 @@ async def test_nothing_inside_a_tag_is_forced(engine):
     prompt = _prompt("Check orders A-1 and B-2 for me.")
     prompt += '<tool_call>\n{"name": "get_order_status", "arguments": '
     grammar = calls_grammar(TOOLS, "get_order_status", 2)
-    evaluated: list[list[int]] = []
     llama = engine._llama
-    real_eval = llama.eval
-
-    def logged_eval(tokens: list[int]) -> None:
-        evaluated.append(list(tokens))
-        real_eval(tokens)
-
-    llama.eval = logged_eval
-    try:
+    with _evaluations(engine) as evaluated:
         text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=80)
-    finally:
-        del llama.eval
     assert stats.extra["forced_tokens"] > 0
     pieces = [llama.detokenize(batch).decode("utf-8", "replace") for batch in evaluated[1:]]
     for piece in pieces:
