@@ -1317,7 +1317,7 @@ async def test_a_follow_up_looked_up_again_is_answered_for_what_the_caller_just_
 
 # ------------------------------------------------------------ ending the call
 
-END_CALL = {
+END_CALL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "end_call",

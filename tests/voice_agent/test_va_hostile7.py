@@ -254,8 +254,10 @@ def test_a_tool_returning_megabytes_is_answered_and_the_ledger_keeps_a_bounded_h
     call = run_call(plan, ["Where is my order 5?"], tools=tools)
     assert [text for _, text in call.heard(0)][-1] == "Here it is."
     (done,) = [e for e in call.ledger.entries if e.type in ("ToolCallResolved", "ToolCallFailed")]
-    resolved = done.type == "ToolCallResolved"
-    kept, limit = (done.result, MAX_RESULT_CHARS) if resolved else (done.error, MAX_ERROR_CHARS)
+    if isinstance(done, le.ToolCallResolved):
+        kept, limit = done.result, MAX_RESULT_CHARS
+    else:
+        kept, limit = done.error, MAX_ERROR_CHARS
     assert isinstance(kept, str) and len(kept) <= limit + 200
     assert f"characters; the first {limit:,} are kept]" in kept
     sink = JsonlSink(tmp_path / "s.jsonl")
