@@ -268,6 +268,7 @@ class LlamaEngine:
                     if not await on_text(str(item)):
                         stop.set()
                         stats.extra["stopped_by_caller"] = True
+                        break  # nothing after the caller's stop is passed on
             finally:
                 stop.set()
                 await _wait_even_if_cancelled(worker)
