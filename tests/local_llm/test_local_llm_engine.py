@@ -318,9 +318,19 @@ async def test_the_next_request_reuses_the_call_the_model_wrote(engine):
     grammar = calls_grammar(TOOLS, "get_order_status", 0)
     text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=40)
     arguments = text[: text.rindex("}")]
+    follow_up = _with_shipped_result(messages, arguments, content=None)
+    _, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=1)
+    # The cache holds the call as the template's text tokenizes it ('": ' then '{"' would
+    # have ended the reuse at the prompt's last space): only what follows is evaluated.
+    assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + 3
+
+
+def _with_shipped_result(messages: list, arguments: str, content: str | None) -> str:
+    """The prompt after the model called get_order_status with `arguments` (the
+    assistant turn's `content` as a client sends it) and got "shipped" back."""
     called = {
         "role": "assistant",
-        "content": None,
+        "content": content,
         "tool_calls": [
             {
                 "id": "c1",
@@ -330,11 +340,7 @@ async def test_the_next_request_reuses_the_call_the_model_wrote(engine):
         ],
     }
     result = {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'}
-    follow_up = render_messages([*messages, called, result], TOOLS)
-    _, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=1)
-    # The cache holds the call as the template's text tokenizes it ('": ' then '{"' would
-    # have ended the reuse at the prompt's last space): only what follows is evaluated.
-    assert next_stats.reused_prompt_tokens >= stats.prompt_tokens + 3
+    return render_messages([*messages, called, result], TOOLS)
 
 
 async def _call_then_follow_up(engine, keep_own_tokens: bool):
@@ -350,19 +356,7 @@ async def _call_then_follow_up(engine, keep_own_tokens: bool):
     try:
         text, stats = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=40)
         arguments = text[: text.rindex("}")]
-        called = {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [
-                {
-                    "id": "c1",
-                    "type": "function",
-                    "function": {"name": "get_order_status", "arguments": arguments},
-                }
-            ],
-        }
-        result = {"role": "tool", "tool_call_id": "c1", "content": '{"status": "shipped"}'}
-        follow_up = render_messages([*messages, called, result], TOOLS)
+        follow_up = _with_shipped_result(messages, arguments, content="")
         reply, next_stats = await _generate(engine, follow_up, None, temperature=0.0, max_tokens=8)
     finally:
         engine.force_text = force_text

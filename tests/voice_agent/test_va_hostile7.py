@@ -23,7 +23,7 @@ from fsm import ManualClock
 from ledger import JsonlSink, Ledger, load_jsonl, mask_url_secrets
 from ledger import entries as le
 from voice_agent.bench.fault_server import FaultServer, answer
-from voice_agent.config import AgentConfig, ConfigError, load_config, render_system_prompt
+from voice_agent.config import AgentConfig, Config, ConfigError, load_config, render_system_prompt
 from voice_agent.scheduler import (
     MAX_ERROR_CHARS,
     MAX_RESULT_CHARS,
@@ -86,19 +86,24 @@ def test_the_session_file_keeps_an_entry_holding_a_lone_surrogate(tmp_path: Path
     assert texts == ["hi \ufffd there", "next"]
 
 
+def _chat_config(base_url: str, ledger_dir: Path) -> Config:
+    """A chat against the fault server at `base_url`, its session file in `ledger_dir`."""
+    return load_config(
+        environ={},
+        overrides={
+            "llm": {"base_url": base_url, "model": "m", "max_retries": 0},
+            "ledger": {"persist": True, "directory": str(ledger_dir)},
+        },
+    )
+
+
 def test_chat_reads_bytes_its_encoding_cannot_decode(tmp_path: Path):
     """A Latin-1 line piped into `voice-agent chat` under a strict UTF-8 locale ended the
     chat with 'unexpected error: ExceptionGroup'; the next line was never answered."""
 
     async def main() -> str:
         async with FaultServer(answer("Your order ships on Friday.")) as server:
-            config = load_config(
-                environ={},
-                overrides={
-                    "llm": {"base_url": server.base_url, "model": "m", "max_retries": 0},
-                    "ledger": {"persist": True, "directory": str(tmp_path)},
-                },
-            )
+            config = _chat_config(server.base_url, tmp_path)
             stdin = io.TextIOWrapper(
                 io.BytesIO(b"caf\xe9 au lait\nwhere is my order?\n"), encoding="utf-8"
             )
@@ -513,13 +518,7 @@ def test_chat_ends_quietly_when_its_output_reader_goes_away(tmp_path: Path, line
 
     async def main() -> int:
         async with FaultServer(answer("Your order ships on Friday.")) as server:
-            config = load_config(
-                environ={},
-                overrides={
-                    "llm": {"base_url": server.base_url, "model": "m", "max_retries": 0},
-                    "ledger": {"persist": True, "directory": str(tmp_path)},
-                },
-            )
+            config = _chat_config(server.base_url, tmp_path)
             stdin = io.StringIO("where is my order?\nand again?\nand once more?\n")
             return await asyncio.wait_for(run_chat(config, stdin, _PipeClosedAfter(lines)), 60)
 
