@@ -22,6 +22,10 @@ Scores per question (see `score`):
 - ``calls_ok``: the calls made are exactly the expected ones (name and
   normalised arguments; order-free; a repeated identical call is not counted twice);
 - ``narration``: the spoken text names a tool or describes a call;
+- ``preamble``: the spoken text announces an answer instead of giving it ("Sure,
+  here's the answer:", "Here is the information you asked for."): the model echoing
+  its own note. Not a narration (no tool or call is named), but a defect the caller
+  hears: counted apart (``preambles``) and the answer is not right;
 - ``invented``: the spoken text states a number that is in neither the
   caller's words nor a tool result, or states a fact (status, hours, day,
   amount) although no tool result was in the context;
@@ -91,7 +95,18 @@ MODELS = {
 #: the lead's, never run by whoever tunes the model path) and `recheck5` (session 5, the
 #: same) and `recheck6` (session 6, the same) are run for figures only. `probe8` (session 8,
 #: right8's own phrasings, written before that session's changes) is open like `tune`.
-SPLITS = ("tune", "heldout", "fresh", "unseen", "recheck", "recheck5", "recheck6", "recheck7", "probe8", "recheck8")
+SPLITS = (
+    "tune",
+    "heldout",
+    "fresh",
+    "unseen",
+    "recheck",
+    "recheck5",
+    "recheck6",
+    "recheck7",
+    "probe8",
+    "recheck8",
+)
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4
 #: The demo tools' fact fields (their results are computed by the real functions).
@@ -142,6 +157,15 @@ _TELLS_FAILURE = re.compile(
 )
 _NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?](\s|$)")
+#: Speech that announces an answer rather than giving it: "here's / here is" the answer,
+#: the information, the details, what I found; "the answer (I|you) found"; "I found the
+#: answer". What a model writes when it echoes a note telling it to tell "the answer".
+_PREAMBLE = re.compile(
+    r"\bhere(?:'s| is| are)\b[^.!?]{0,30}?\b(?:answers?|information|info|details|results?|"
+    r"updates?|what (?:i|we) found)\b|\bthe answers? (?:i|you|we) found\b|"
+    r"\b(?:i|we) (?:have )?found the answers?\b",
+    re.IGNORECASE,
+)
 _CLAIMS_DONE = re.compile(
     r"\b(has|have|'ve|is|was|been|are) (now |successfully |already )?(been )?"
     r"(cancel+ed|refunded|changed|updated|opened|created|processed|issued)\b",
@@ -286,6 +310,7 @@ class Outcome:
     error: str | None = None
     calls_ok: bool = False
     narration: bool = False
+    preamble: bool = False
     invented: bool = False
     ungrounded_write: bool = False
     answer_ok: bool = False
@@ -650,6 +675,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     elif any(_repeats_words_of(text, spoken) for text in _internal_texts(tools)):
         out.narration = True  # "There is no answer to tell.", a parameter's description
         out.why.append("repeats the agent's own instructions")
+    if _PREAMBLE.search(spoken):
+        out.preamble = True
+        out.why.append("announces an answer instead of giving it")
 
     history_texts = [
         t for turn in question.get("history") or [] for t in turn.values() if isinstance(t, str)
@@ -741,7 +769,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     echoed = len(said.split()) >= 4 and said in " ".join(re.findall(r"[a-z0-9']+", spoken.lower()))
     if echoed:
         out.why.append("repeats the caller's words")
-    out.answer_ok = out.answer_ok and not out.narration and not out.invented and not echoed
+    out.answer_ok = (
+        out.answer_ok and not out.narration and not out.preamble and not out.invented and not echoed
+    )
     if not out.answer_ok:
         out.why.append("answer not right")
 
@@ -766,6 +796,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         "right_calls_pct": pct("calls_ok"),
         "answers_correct_pct": pct("answer_ok"),
         "narrations": sum(o.narration for o in outcomes),
+        "preambles": sum(o.preamble for o in outcomes),
         "invented_facts": sum(o.invented for o in outcomes),
         "ungrounded_writes": sum(o.ungrounded_write for o in outcomes),
         "errors": sum(o.error is not None for o in outcomes),
@@ -973,12 +1004,13 @@ def rescore(path: Path) -> dict[str, Any]:
     keep = {f for f in Outcome.__dataclass_fields__} - {
         "calls_ok",
         "narration",
+        "preamble",
         "invented",
         "ungrounded_write",
         "answer_ok",
         "why",
     }
-    verdicts = ("calls_ok", "answer_ok", "narration", "invented", "ungrounded_write")
+    verdicts = ("calls_ok", "answer_ok", "narration", "preamble", "invented", "ungrounded_write")
     for row in saved:
         outcome = Outcome(**{k: v for k, v in row.items() if k in keep})
         question = questions[outcome.id]

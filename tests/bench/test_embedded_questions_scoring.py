@@ -216,3 +216,32 @@ def test_a_lookup_that_failed_is_answered_by_saying_so(spoken, right):
 )
 def test_a_negated_change_is_not_a_claim_that_a_change_was_made(spoken, claims):
     assert eq.claims_done(spoken) is claims
+
+
+@pytest.mark.parametrize(
+    ("spoken", "preamble"),
+    [
+        ("Sure, here's the answer: order 3307 has shipped.", True),  # h08, b07 (session 7)
+        ("Here is the information you asked for. Order 3307 has shipped.", True),
+        ("Here's what I found: the Boston store opens at 9 am.", True),
+        ("I found the answer. Your order has shipped.", True),
+        ("Order 3307 has shipped and should arrive on Friday.", False),
+        ("Here you go, order 3307 has shipped.", False),  # no announcement of an answer
+        ("Order 3307 has shipped, so it should be here soon.", False),
+    ],
+)
+def test_speech_that_announces_an_answer_is_a_preamble(spoken, preamble):
+    question = {
+        "say": "Has order 3307 been dispatched?",
+        "answer": "facts",
+        "calls": [{"name": "get_order_status", "args": {"order_id": "3307"}}],
+    }
+    tools = {t.name: t for t in eq._demo_tools()}
+    calls = [{"name": "get_order_status", "arguments": {"order_id": "3307"}}]
+    results = [{"name": "get_order_status", "result": {"order_id": "3307", "status": "shipped"}}]
+    out = _outcome(spoken, calls, results)
+    eq.score(out, question, tools)
+    assert out.preamble is preamble
+    assert not out.narration  # counted apart, not as a narration
+    assert out.answer_ok is not preamble  # each carries the fact: only the preamble decides
+    assert eq.summarise([out])["preambles"] == int(preamble)

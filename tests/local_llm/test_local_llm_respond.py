@@ -1415,6 +1415,23 @@ def test_a_verb_or_a_word_every_tool_is_named_by_does_not_name_a_tool(said, name
 
 
 @pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        ("Can you change the email address on my account?", False),  # c11, session 7
+        ("Can I update the billing address on my card?", False),
+        ("Please update the shipping address on my order.", True),  # "shipped" is the tool's
+        ("The delivery address on my order is wrong.", True),
+        ("I moved, so I have a new address now.", True),  # "new" says no other kind
+        ("I'd like to change where my order gets delivered.", True),
+    ],
+)
+def test_a_word_said_of_another_kind_of_thing_does_not_name_a_tool(said, named):
+    assert names_the_tool(said, _SHOP[2], _SHOP) is named
+    if "cancel" in said:
+        assert names_the_tool(said, _SHOP[1], _SHOP)
+
+
+@pytest.mark.parametrize(
     ("said", "city", "seen"),
     [
         (

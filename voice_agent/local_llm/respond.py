@@ -399,7 +399,11 @@ def names_the_tool(
     order", "opening" for "open"). A verb that says only what is done
     (`_ACTION_WORDS`: "change", "update") does not name a tool, nor a word of
     the `others` tools' names ("order", for a shop whose tools are
-    ``get_order_status``, ``cancel_order``, ...).
+    ``get_order_status``, ``cancel_order``, ...), nor a word the caller says of
+    another kind of thing than the tool's (`_another_kind`: "Can you change the
+    email address on my account?" does not name "Change the delivery address of an
+    order": the 1.5B's call was dropped for its missing order and the agent asked
+    for an order number and an address, bench c11, session 7).
 
     Evidence that a request lacking details is for that tool, beside the yes/no
     question (`WANTED_QUESTION`), which the 1.5B answered "no" for "Can I get a
@@ -413,13 +417,51 @@ def names_the_tool(
         if other is not function
         for w in _content_words(str(other.get("name", "")).replace("_", " "))
     }
+    every = _tool_words(function)
     tool = {
-        t
-        for t in _tool_words(function)
-        if t not in _ACTION_WORDS and not any(_same_word(t, o) for o in shared)
+        t for t in every if t not in _ACTION_WORDS and not any(_same_word(t, o) for o in shared)
     }
+    name = str(function.get("name", "")).replace("_", " ")
+    tool_modifiers = _modifiers(f"{name}. {_purpose(function, name)}")
+    said_modifiers = _modifiers(caller_words)
     said = _content_words(caller_words)
-    return any(_same_word(w, t) for w in said for t in tool)
+    return any(
+        _same_word(w, t)
+        and not _another_kind(said_modifiers.get(w, set()), tool_modifiers.get(t, set()), every)
+        for w in said
+        for t in tool
+    )
+
+
+#: Words before a noun that do not say which kind of thing it is ("my new address").
+_NEUTRAL_MODIFIERS = frozenset(
+    "new old different other another correct wrong right current whole full same".split()
+)
+
+
+def _modifiers(text: str) -> dict[str, set[str]]:
+    """Content word -> the content words said right before it ("email address":
+    {"address": {"email"}}); a generic or neutral word before it is no modifier."""
+    words = re.findall(r"[a-z]+", text.lower())
+    found: dict[str, set[str]] = {}
+    for before, word in zip(words, words[1:], strict=False):
+        if (
+            len(before) >= 3
+            and before not in _GENERIC_WORDS
+            and before not in _NEUTRAL_MODIFIERS
+            and before not in _ACTION_WORDS
+        ):
+            found.setdefault(word, set()).add(before)
+    return found
+
+
+def _another_kind(said: set[str], tools: set[str], vocabulary: set[str]) -> bool:
+    """Whether the caller's word names another kind of the tool's thing: both are said
+    with a modifier, and none of the caller's is a word of the tool ("the email address
+    on my account" is not `update_delivery_address`'s "delivery address")."""
+    return bool(said and tools) and not any(
+        _same_word(m, v) for m in said for v in (vocabulary | tools)
+    )
 
 
 #: What a tool that ends the call is named or described as ("end_call", "Hang up").
