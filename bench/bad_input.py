@@ -7,8 +7,10 @@ Each case runs ``python -m voice_agent.cli ...`` in a subprocess (with the
 and records the exit status, whether a Python traceback was printed, the last
 line of stderr, the wall time to exit, and for the secret cases whether the
 secret appears in anything printed or persisted. Used for the before/after
-figures of issue 10 (items 1.7, 1.8, 1.10) and of the session-7 hostile review
-(the cases after "session 7" below; docs/reliability_tools.md). The LLM endpoint is a closed port
+figures of issue 10 (items 1.7, 1.8, 1.10) and of the session-7 and session-8 hostile
+reviews (the cases after "session 7"/"session 8" below; docs/reliability_tools.md).
+``--loop-lag`` measures only how long the event loop stops while the session file
+takes a 2 MB tool result (session 8). The LLM endpoint is a closed port
 on 127.0.0.1 (no model is needed: every case fails or succeeds before a turn).
 """
 
@@ -215,12 +217,84 @@ def cases(work: Path) -> dict[str, dict[str, Any]]:
     return c
 
 
+# session 8 (hostile8): how long the event loop stops while the session file takes a large
+# tool result. A ticker asks for a 5 ms sleep over and over; its worst lateness is the
+# longest the loop was held. Run in a subprocess, so the revision on PYTHONPATH is measured.
+LOOP_LAG_SCRIPT = """
+import asyncio, json, sys, tempfile, time
+from pathlib import Path
+from fsm import MonotonicClock
+from ledger import JsonlSink, Ledger, load_jsonl
+from ledger import entries as le
+
+RESULTS = {"2 MB of 'a1'": "a1" * 1_000_000, "2 MB of prose": "some words here. " * 120_000,
+           "a 100-byte result (the ticker's own lateness)": "x" * 100}
+
+async def one(result):
+    directory = Path(tempfile.mkdtemp())
+    sink = JsonlSink(directory / "s.jsonl")
+    ledger = Ledger("s", MonotonicClock(), sinks=[sink])
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    ledger.append(le.ToolCallStarted(call_id="c1", response_id="r1", name="f", arguments="{}",
+                                     kind="read"))
+    lags, done = [], asyncio.Event()
+    async def tick():
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - t - 0.005)
+    ticker = asyncio.ensure_future(tick())
+    await asyncio.sleep(0.1)
+    t0 = time.perf_counter()
+    ledger.append(le.ToolCallResolved(call_id="c1", result=result))
+    appended = time.perf_counter() - t0
+    for i in range(10):
+        ledger.append(le.Note(text=f"after {i}"))
+        await asyncio.sleep(0.01)
+    while sink.pending:
+        await asyncio.sleep(0.02)
+    written = time.perf_counter() - t0
+    done.set()
+    await ticker
+    sink.close()
+    entries = load_jsonl(directory / "s.jsonl")
+    return {"append_s": round(appended, 3), "written_s": round(written, 2),
+            "max_loop_stall_ms": round(max(lags) * 1000), "in_order_once":
+            [e.seq for e in entries] == list(range(len(ledger.entries)))}
+
+async def main():
+    print(json.dumps({name: await one(result) for name, result in RESULTS.items()}))
+
+asyncio.run(main())
+"""
+
+
+def loop_lag(env: dict[str, str]) -> dict[str, Any]:
+    """The longest event-loop stall while the session file takes a 2 MB result (hostile8)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP_LAG_SCRIPT], capture_output=True, env=env, timeout=600
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr.decode(errors="replace")[-500:]}
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--only", help="run only the cases whose name contains this")
+    parser.add_argument(
+        "--loop-lag", action="store_true", help="only the event-loop stall of a 2 MB tool result"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    if args.loop_lag:
+        results = loop_lag(dict(os.environ))
+        for name, figures in results.items():
+            print(f"{name:<48} {figures}", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, case in cases(work).items():

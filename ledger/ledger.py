@@ -24,7 +24,11 @@ Subscriber = Callable[[Entry], None]
 
 
 class Sink(Protocol):
-    """Where appended entries are written (e.g. `JsonlSink`)."""
+    """Where appended entries are written (e.g. `JsonlSink`).
+
+    A sink that writes in the background may also have ``drain()`` (wait until
+    everything given is written); `Ledger.close` calls it before refusing appends.
+    """
 
     def write(self, entry: Entry) -> None:
         """Record one entry; called synchronously on each append, in ledger order."""
@@ -33,6 +37,14 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release resources; idempotent."""
         ...
+
+
+def _drain(sink: Sink) -> None:
+    """Let a sink that writes in the background (`JsonlSink.drain`) finish what it was given:
+    what it reports meanwhile (a storage fault) can still be appended."""
+    drain = getattr(sink, "drain", None)
+    if callable(drain):
+        drain()
 
 
 class Ledger:
@@ -130,11 +142,16 @@ class Ledger:
         return unsubscribe
 
     def close(self) -> None:
-        """Close every sink and refuse further appends; idempotent."""
+        """Drain and close every sink and refuse further appends; idempotent."""
         if self._closed:
             return
-        self._closed = True
         errors: list[Exception] = []
+        for sink in self._sinks:
+            try:
+                _drain(sink)
+            except Exception as error:  # re-raised below, after every sink was closed
+                errors.append(error)
+        self._closed = True
         for sink in self._sinks:
             try:
                 sink.close()

@@ -4,7 +4,13 @@ One entry per line, `entry.model_dump(mode="json")`, handed to the OS at each
 write, so a killed process loses nothing it appended (`durable=True` also
 fsyncs, which survives a power cut at the price of a disk flush per entry).
 Private digits and URL secrets are masked before a line is written
-(`redact_entry`); the in-memory ledger keeps the raw text.
+(`redact_entry`); the in-memory ledger keeps the raw text. Masking costs up to
+seconds per megabyte of text, so an entry with more than `INLINE_CHARS`
+characters of text (a tool's multi-megabyte result) is masked and written by a
+writer thread, and every entry after it waits in the same queue behind it:
+the appending thread (the event loop) never waits for the masking, the file
+keeps the ledger's order, and each entry is written once. A small entry with
+nothing queued before it is written at once, as before.
 
 A storage fault (disk full, I/O error) never reaches the ledger's caller: the
 sink keeps the lines it could not write in memory, reports the fault once
@@ -20,6 +26,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import typing
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +37,7 @@ from pydantic import ValidationError
 
 from ledger.entries import ENTRY_ADAPTER, Entry, ToolCallStarted, UserUtterance
 from ledger.errors import LedgerError
+from ledger.helper_process import HelperProcess
 from ledger.redact import (
     redact_continuing,
     redact_json_numbers,
@@ -38,6 +46,7 @@ from ledger.redact import (
 )
 
 __all__ = [
+    "INLINE_CHARS",
     "JsonlSink",
     "Redactor",
     "StatusReporter",
@@ -136,6 +145,58 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
+INLINE_CHARS = 4096
+"""Most characters of text (strings, and the JSON of numbers) an entry may hold to be
+masked and written on the appending thread: masking costs 0.5-5 ms per 1,000 characters
+here (worst case: runs of digits among letters), so at most a few milliseconds, well
+within one 20 ms audio frame. A larger entry goes through the writer thread."""
+
+
+def _text_size(value: object, budget: int) -> int:
+    """Characters of text in `value` (strings, keys, numbers), counted until `budget` is passed."""
+    size = 0
+    stack = [value]
+    while stack and size <= budget:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += sum(len(key) for key in item if isinstance(key, str))
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            size += 20  # at most the digits of a float or a 64-bit integer
+    return size
+
+
+def _entry_size(entry: Entry, budget: int) -> int:
+    return _text_size([getattr(entry, field) for field in type(entry).model_fields], budget)
+
+
+def encode_line(entry: Entry, redactor: Redactor | None, carried: str) -> tuple[bytes, str]:
+    """`entry` as one UTF-8 JSON line, masked by `redactor`, and the digits to carry.
+
+    `carried` is the digit run the caller's last utterance ended with: with the
+    default redactor a number read over several utterances is masked piece by
+    piece (`redact_continuing`). Returns the line and the new carried digits.
+    A module-level function, so that the helper process can run it.
+    """
+    if redactor is redact_secrets and isinstance(entry, UserUtterance):
+        # a number the caller reads over several utterances ("4111" ... "1111 ..."):
+        # each piece is masked once the number so far is long enough
+        text, carried = redact_continuing(entry.text, carried)
+        entry = entry.model_copy(update={"text": text})
+    if redactor is not None:
+        entry = redact_entry(entry, redactor)
+    line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n"
+    try:
+        return line.encode("utf-8"), carried
+    except UnicodeEncodeError:
+        # a lone surrogate (undecodable input bytes, half a UTF-16 pair) is not text:
+        # written as U+FFFD, so the line is UTF-8 and JSON every reader accepts
+        return _LONE_SURROGATE.sub("\ufffd", line).encode("utf-8"), carried
+
 
 class JsonlSink:
     """A ledger sink appending one JSON line per entry to `path`.
@@ -150,6 +211,16 @@ class JsonlSink:
     each write retries them in order. `on_status(text, level)` is told once
     when writing starts failing and once when it has caught up (it may append
     to the ledger: the sink is re-entrant); without it the fault is logged.
+    `on_status` is only ever called on the thread that calls `write`/`close`
+    (a fault met by the writer thread is told at the next `write`, or `close`).
+
+    An entry with more than `INLINE_CHARS` characters of text, and every entry
+    written while one is queued, is masked and written by a writer thread
+    (started when needed, ended when the queue is empty; not a daemon, so the
+    interpreter's exit waits for the queue to be written); the large ones are
+    masked in a `HelperProcess` (the interpreter lock would otherwise still
+    stall the appending thread). `close` waits for both. Like the ledger,
+    `write` is called from one thread.
     """
 
     def __init__(
@@ -171,6 +242,14 @@ class JsonlSink:
         self._fault: OSError | None = None
         self._flushing = False
         self._caller_digits = ""  # digits the caller's last utterance ended with (unwritten)
+        # Entries waiting for the writer thread, and the thread while it runs; both
+        # guarded by `_lock`. The thread ends (and `_writer` becomes None) when `_queued`
+        # is empty, so "no writer" means nothing is queued or being written.
+        self._lock = threading.Lock()
+        self._queued: deque[tuple[Entry, bool]] = deque()  # (entry, large)
+        self._helper = HelperProcess(f"ledger writer of {self.path.name}")
+        self._writer: threading.Thread | None = None
+        self._told: deque[tuple[str, Literal["info", "warning", "error"]]] = deque()
 
     @property
     def closed(self) -> bool:
@@ -179,8 +258,10 @@ class JsonlSink:
 
     @property
     def pending(self) -> int:
-        """Entries not yet in the file (waiting in memory after a storage fault)."""
-        return len(self._backlog)
+        """Entries not yet in the file (queued for the writer thread, or waiting in memory
+        after a storage fault)."""
+        with self._lock:
+            return len(self._backlog) + len(self._queued)  # the one being written included
 
     @property
     def fault(self) -> OSError | None:
@@ -188,25 +269,74 @@ class JsonlSink:
         return self._fault
 
     def write(self, entry: Entry) -> None:
-        """Write `entry` (redacted) as one line (and fsync if durable); keep it if that fails."""
+        """Write `entry` (redacted) as one line (and fsync if durable); keep it if that fails.
+
+        A large entry, or any entry while one is queued, is handed to the writer
+        thread (in order) and this returns at once.
+        """
         if self._fd is None:
             raise LedgerError(f"JsonlSink for {self.path} is closed")
-        if self._redactor is redact_secrets and isinstance(entry, UserUtterance):
-            # a number the caller reads over several utterances ("4111" ... "1111 ..."):
-            # each piece is masked once the number so far is long enough
-            text, self._caller_digits = redact_continuing(entry.text, self._caller_digits)
-            entry = entry.model_copy(update={"text": text})
-        if self._redactor is not None:
-            entry = redact_entry(entry, self._redactor)
-        line = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False) + "\n"
-        try:
-            data = line.encode("utf-8")
-        except UnicodeEncodeError:
-            # a lone surrogate (undecodable input bytes, half a UTF-16 pair) is not text:
-            # written as U+FFFD, so the line is UTF-8 and JSON every reader accepts
-            data = _LONE_SURROGATE.sub("\ufffd", line).encode("utf-8")
+        large = _entry_size(entry, INLINE_CHARS) > INLINE_CHARS
+        with self._lock:
+            inline = self._writer is None and not large
+            if not inline:
+                self._queued.append((entry, large))
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._write_queued, name=f"ledger-writer {self.path.name}"
+                    )
+                    self._writer.start()
+        if inline:
+            self._write_entry(entry)
+        self._tell_deferred()
+
+    def _write_entry(self, entry: Entry, *, large: bool = False) -> None:
+        """Redact, encode and write one entry (on one thread at a time, in ledger order);
+        a `large` one is redacted in the helper process when the redactor allows it."""
+        if large and self._redactor in (None, redact_secrets):  # module functions: picklable
+            data, self._caller_digits = self._helper.run(
+                encode_line, entry, self._redactor, self._caller_digits
+            )
+        else:
+            data, self._caller_digits = encode_line(entry, self._redactor, self._caller_digits)
         self._backlog.append(data)
         self._flush()
+
+    def _write_queued(self) -> None:
+        """The writer thread: write queued entries in order until none is left."""
+        while True:
+            with self._lock:
+                if not self._queued:
+                    self._writer = None
+                    return
+                entry, large = self._queued[0]
+            try:
+                self._write_entry(entry, large=large)
+            except Exception:  # a bug, not a storage fault: say it, keep the rest going
+                log.exception("could not write a ledger entry (seq %s) to %s", entry.seq, self.path)
+            with self._lock:
+                self._queued.popleft()
+
+    def drain(self) -> None:
+        """Wait until the writer thread has written every entry given so far (into the file,
+        or into memory after a storage fault), then tell its news (`on_status`)."""
+        writer = self._writer
+        if writer is not None:
+            writer.join()
+        self._tell_deferred()
+
+    def _tell(self, text: str, level: Literal["info", "warning", "error"]) -> None:
+        if self._on_status is None:
+            return
+        if threading.current_thread() is self._writer:
+            self._told.append((text, level))  # told on the appending thread (it owns the ledger)
+        else:
+            self._on_status(text, level)
+
+    def _tell_deferred(self) -> None:
+        while self._told and self._on_status is not None:
+            text, level = self._told.popleft()
+            self._on_status(text, level)
 
     def _flush(self) -> None:
         if self._flushing or self._fd is None:
@@ -252,20 +382,21 @@ class JsonlSink:
                 "memory and written when the storage recovers"
             )
             log.error("%s", text)
-            if self._on_status is not None:
-                self._on_status(text, "error")
+            self._tell(text, "error")
 
     def _recovered(self) -> None:
         self._fault = None
         text = f"the session ledger is written to {self.path} again; nothing was lost"
         log.warning("%s", text)
-        if self._on_status is not None:
-            self._on_status(text, "warning")
+        self._tell(text, "warning")
 
     def close(self) -> None:
-        """Write what is still waiting (one last try), then close the file; idempotent."""
+        """Wait for the writer thread, write what is still waiting (one last try), then
+        close the file; idempotent."""
         if self._fd is None:
             return
+        self.drain()
+        self._helper.close()
         self._flush()
         if self._backlog:
             log.error(
