@@ -53,6 +53,14 @@ KNOWN_HALLUCINATIONS = frozenset(
 )
 HALLUCINATION_MAX_S = 0.35  # seconds of audio
 HALLUCINATION_RMS_DBFS = -40.0  # dBFS RMS over the utterance
+
+
+def is_stock_phrase(text: str) -> bool:
+    """`text` is only one of Whisper's stock phrases on unclear audio ("Thank you.", "you"),
+    whatever its case and punctuation (`KNOWN_HALLUCINATIONS`)."""
+    return _plain(text) in KNOWN_HALLUCINATIONS
+
+
 # Whisper's encoder reads a 30 s window whatever the utterance's length, and that
 # encoder pass is most of a decode. Encoding only the utterance plus WINDOW_TAIL_S,
 # but at least ``window_s`` (default DEFAULT_WINDOW_S), took 0.30x the decode time on

@@ -27,7 +27,9 @@ agent, in this order per utterance:
   An empty final after real speech (a partial or early transcript of the
   segment had words, or the VAD heard ``UNHEARD_MIN_VOICED_S`` of voice) is
   posted with ``unheard=True``: the agent asks the caller to say it again
-  instead of leaving them in silence; a cough's empty final is not.
+  instead of leaving them in silence; a cough's empty final is not. A final
+  that the ASR had to decode a second time (``AsrFinal.retried``) and that came
+  out as only Whisper's stock phrase ("Thank you.", "you") counts as empty.
 
 Barge-in without a late stop: while the agent is busy, ``playback`` (the
 agent's voice) is paused as soon as the level rises above the background
@@ -66,7 +68,7 @@ from typing import Protocol
 import numpy as np
 
 from fsm import ActionFailed, Clock, Event, Machine, MonotonicClock, TraceRecord
-from peripherals.asr import AsrPartial, StreamingAsr
+from peripherals.asr import AsrPartial, StreamingAsr, is_stock_phrase
 from peripherals.audio import to_float32
 from peripherals.half_duplex import HalfDuplexGate
 from peripherals.onset import EnergyOnset
@@ -681,6 +683,18 @@ class VoiceInput:
                 final.speculative,
                 final.decode_s,
             )
+            if final.retried and is_stock_phrase(text):
+                # (hostile8) The final decode was dropped and the second, stock decode of
+                # the same unclear audio gave only Whisper's stock phrase ("Thank you."):
+                # the caller is asked to repeat, not answered. A caller's own "Thank you."
+                # comes from a first decode and is heard.
+                log.info(
+                    "utterance %d: the second decode heard only %r, Whisper's stock phrase "
+                    "on unclear audio: taken as unheard",
+                    cur.index,
+                    text,
+                )
+                text = ""
         cur.text = text
         cur.unheard = not text.strip() and self._heard_speech(cur)
         cur.final_at = self._clock.now()
