@@ -60,6 +60,9 @@ class Step:
     text: str = ""  # what the step wrote (calls included)
     drafted: int = 0  # tokens drafted, and kept, by speculative decoding (greedy steps)
     drafted_kept: int = 0
+    steps_ms: float = 0.0  # the one-token model steps after the first sampled token
+    batches: int = 0  # draft batches evaluated (`LlamaEngine._verify`)
+    batches_ms: float = 0.0
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Trace:
     spoken: str = ""
     calls_ok: bool = False
     answer_ok: bool = False
+    side: bool | None = None  # the A/B attribute's value (--ab), else None
 
 
 def _step_kind(prompt: str) -> str:
@@ -146,9 +150,23 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
             step.eval_ms = (time.monotonic() - started) * 1e3
         else:
             step.sampled += 1
+            step.steps_ms += (time.monotonic() - started) * 1e3
+
+    real_verify = engine._verify
+
+    def logged_verify(*args: Any) -> Any:
+        step: Step | None = clock.get("step")
+        started = time.monotonic()
+        try:
+            return real_verify(*args)
+        finally:
+            if step is not None:
+                step.batches += 1
+                step.batches_ms += (time.monotonic() - started) * 1e3
 
     engine.generate = generate
     engine._eval = logged_eval
+    engine._verify = logged_verify
 
 
 async def run(args: argparse.Namespace) -> list[Trace]:
@@ -206,18 +224,35 @@ async def run(args: argparse.Namespace) -> list[Trace]:
             [{"role": "system", "content": prompts[first]}, {"role": "user", "content": "Hello."}],
             [t.schema for t in tool_sets[first]],
         )
-        for question in questions:
-            trace = Trace(question["id"], question["kind"])
-            clock.update(t0=time.monotonic(), request=0, trace=trace, step=None)
-            out = await eq.ask(
-                client, prompts[question["tools"]], tool_sets[question["tools"]], question, "m"
-            )
-            trace.first_audio_ms = out.first_audio_ms
-            trace.answer_ms = out.answer_ms
-            trace.spoken = out.spoken
-            trace.calls_ok, trace.answer_ok = out.calls_ok, out.answer_ok
-            traces.append(trace)
-            print(describe(trace), file=sys.stderr, flush=True)
+        sides: list[bool | None] = [None]
+        if args.ab:
+            default = bool(getattr(engine, args.ab))
+            sides = [default, not default]
+        for number, question in enumerate(questions * args.repeat):
+            tools = tool_sets[question["tools"]]
+            # A/B: both sides of one question back to back (same load), the order
+            # alternating, each after the same cache state (the system prompt and
+            # "Hello.", as after start-up), so neither side reuses the other's prompt.
+            for side in sides if number % 2 == 0 else sides[::-1]:
+                if side is not None:
+                    setattr(engine, args.ab, side)
+                    clock.update(trace=Trace("reset", ""), step=None)
+                    await client.prewarm(
+                        [
+                            {"role": "system", "content": prompts[question["tools"]]},
+                            {"role": "user", "content": "Hello."},
+                        ],
+                        [t.schema for t in tools],
+                    )
+                trace = Trace(question["id"], question["kind"], side=side)
+                clock.update(t0=time.monotonic(), request=0, trace=trace, step=None)
+                out = await eq.ask(client, prompts[question["tools"]], tools, question, "m")
+                trace.first_audio_ms = out.first_audio_ms
+                trace.answer_ms = out.answer_ms
+                trace.spoken = out.spoken
+                trace.calls_ok, trace.answer_ok = out.calls_ok, out.answer_ok
+                traces.append(trace)
+                print(describe(trace), file=sys.stderr, flush=True)
     finally:
         await client.aclose()
         await runner.cleanup()
@@ -227,8 +262,9 @@ async def run(args: argparse.Namespace) -> list[Trace]:
 
 def describe(trace: Trace) -> str:
     mark = "ok " if trace.calls_ok and trace.answer_ok else "BAD"
+    side = "" if trace.side is None else f" [{'on' if trace.side else 'off'}]"
     lines = [
-        f"{mark} {trace.id} {trace.kind}: first audio {trace.first_audio_ms or 0:.0f} ms, "
+        f"{mark} {trace.id}{side} {trace.kind}: first audio {trace.first_audio_ms or 0:.0f} ms, "
         f"answer {trace.answer_ms:.0f} ms | {trace.spoken[:90]!r}"
     ]
     for s in trace.steps:
@@ -236,7 +272,12 @@ def describe(trace: Trace) -> str:
             f"    r{s.request} {s.kind:<8} at {s.started_ms:6.0f}: prompt {s.prompt_tokens:5d} "
             f"cached {s.reused:5d} eval {s.evaluated:4d} in {s.eval_ms:5.0f} ms, "
             f"sampled {s.sampled:3d}, {s.total_ms:6.0f} ms"
-            + (f", drafts kept {s.drafted_kept}/{s.drafted}" if s.drafted else "")
+            + (
+                f", drafts kept {s.drafted_kept}/{s.drafted} in {s.batches} batches "
+                f"{s.batches_ms:.0f} ms (steps {s.steps_ms:.0f} ms)"
+                if s.drafted
+                else ""
+            )
             + (f", first text at {s.first_text_ms:.0f}" if s.first_text_ms else "")
             + f" {s.text[:70]!r}"
         )
@@ -286,6 +327,51 @@ def summary(traces: list[Trace]) -> dict[str, Any]:
     return out
 
 
+def ab_summary(traces: list[Trace]) -> dict[str, Any]:
+    """Per kind (and ``all``): the median of the paired on - off differences (ms) of first
+    audio and of the answer's end, how many pairs the "on" side was slower on, and the
+    model steps (tokens sampled, drafted, drafts kept) summed over each side's questions."""
+    on = [t for t in traces if t.side]
+    off = [t for t in traces if t.side is False]
+    kinds: dict[str, list[tuple[Trace, Trace]]] = {}
+    for a, b in zip(on, off, strict=True):
+        assert a.id == b.id
+        kinds.setdefault(a.kind, []).append((a, b))
+        kinds.setdefault("all", []).append((a, b))
+    out: dict[str, Any] = {}
+    for kind, pairs in sorted(kinds.items()):
+        row: dict[str, Any] = {"pairs": len(pairs)}
+        for key in ("first_audio_ms", "answer_ms"):
+            deltas = [
+                getattr(a, key) - getattr(b, key)
+                for a, b in pairs
+                if getattr(a, key) is not None and getattr(b, key) is not None
+            ]
+            ratios = [
+                getattr(a, key) / getattr(b, key)
+                for a, b in pairs
+                if getattr(a, key) and getattr(b, key)
+            ]
+            row[key] = {
+                "median_on_minus_off": round(statistics.median(deltas)) if deltas else None,
+                "median_on_over_off": round(statistics.median(ratios), 3) if ratios else None,
+                "on_slower": sum(d > 0 for d in deltas),
+            }
+        for label, side in (("on", 0), ("off", 1)):
+            steps = [s for pair in pairs for s in pair[side].steps]
+            row[f"steps_{label}"] = {
+                "one_token_steps": sum(s.sampled for s in steps),
+                "one_token_steps_ms": round(sum(s.steps_ms for s in steps)),
+                "draft_batches": sum(s.batches for s in steps),
+                "draft_batches_ms": round(sum(s.batches_ms for s in steps)),
+                "drafted": sum(s.drafted for s in steps),
+                "drafted_kept": sum(s.drafted_kept for s in steps),
+                "right": sum(p[side].calls_ok and p[side].answer_ok for p in pairs),
+            }
+        out[kind] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="1.5b")
@@ -298,6 +384,13 @@ def main() -> None:
         action="store_true",
         help="reuse the KV cache by text too (engine.keep_own_tokens on; off by default)",
     )
+    parser.add_argument(
+        "--ab",
+        choices=["speculate", "keep_own_tokens"],
+        help="ask each question twice, with this engine switch at its default and flipped "
+        "(back to back, the order alternating; the cache reset between): paired differences",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     load_start = os.getloadavg()
     traces = asyncio.run(run(args))
@@ -306,6 +399,8 @@ def main() -> None:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "per_kind": summary(traces),
     }
+    if args.ab:
+        report["ab"] = {"switch": args.ab, "per_kind": ab_summary(traces)}
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(

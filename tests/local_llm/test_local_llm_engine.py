@@ -441,23 +441,35 @@ async def test_greedy_replies_decoded_with_drafts_are_the_replies_decoded_withou
     answer_prompt = render_messages([*messages, called, result], TOOLS)
     grammar = calls_grammar(TOOLS, "get_order_status", 1)
     force_text, engine.force_text = engine.force_text, False
+    speculate = engine.speculate
     kept = 0
     try:
         for prompt, step_grammar in ((call_prompt, grammar), (answer_prompt, None)):
             replies = []
-            for speculate in (False, True, True):  # the second run may draft from the first
-                engine.speculate = speculate
+            for drafts in (False, True, True):  # the second run may draft from the first
+                engine.speculate = drafts
                 text, stats = await _generate(
                     engine, prompt, step_grammar, temperature=0.0, max_tokens=40
                 )
                 replies.append((text, stats.completion_tokens))
                 kept += stats.extra.get("drafted_kept", 0)
-                assert speculate or "drafted" not in stats.extra
+                assert drafts or "drafted" not in stats.extra
             assert replies[1] == replies[0] and replies[2] == replies[0]
     finally:
         engine.force_text = force_text
-        engine.speculate = True
+        engine.speculate = speculate
     assert kept > 0
+
+
+async def test_a_greedy_reply_is_decoded_without_drafts_by_default(engine):
+    # Drafts cost more than they save on a CPU (a batch with every position's logits
+    # against ~1 kept token in 3), so an engine as loaded decodes token by token, even
+    # where the reply could copy its prompt.
+    assert not engine.speculate
+    prompt = _prompt("Please repeat exactly: one two three four five six seven eight.")
+    _, stats = await _generate(engine, prompt, None, temperature=0.0, max_tokens=30)
+    assert stats.completion_tokens > 3
+    assert "drafted" not in stats.extra
 
 
 async def test_drafts_never_run_past_the_context(engine):
@@ -467,8 +479,13 @@ async def test_drafts_never_run_past_the_context(engine):
     prompt = unit * int((engine.n_ctx - 12) / per_unit)
     room = engine.n_ctx - len(engine.tokenize(prompt))
     assert 0 < room < 80
-    _, stats = await _generate(engine, prompt, None, temperature=0.0)
+    speculate, engine.speculate = engine.speculate, True
+    try:
+        _, stats = await _generate(engine, prompt, None, temperature=0.0)
+    finally:
+        engine.speculate = speculate
     assert stats.completion_tokens <= room
+    assert stats.extra.get("drafted", 0) > 0
 
 
 async def test_a_sampled_reply_is_never_drafted(engine):

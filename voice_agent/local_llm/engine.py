@@ -152,9 +152,16 @@ class LlamaEngine:
         #: --only h18, with and without --by-tokens-only, session 7). Saves ~18 tokens of
         #: evaluation per call re-rendered; needs a quality run before it is turned on.
         self.keep_own_tokens = False
-        #: Greedy replies are decoded with drafts (`_decode_low_level`): the same text in
-        #: fewer model steps where the reply repeats its context or an earlier reply.
-        self.speculate = True
+        #: Decode greedy replies with drafts (`_decode_low_level`): meant to give the same
+        #: text in fewer model steps where the reply repeats its context or an earlier
+        #: reply. Off: on this CPU a draft batch (7 tokens, every position's logits: the
+        #: 151,936-entry output layer 7 times) cost ~5 one-token steps, and ~1 drafted
+        #: token in 3 was kept (1.5B, bench/embedded_steps.py --ab speculate, session 8:
+        #: h03's call step 26 batches 26.9 s for 40 kept tokens, 17 plain steps 3.6 s).
+        #: Nor is it the same text on the 1.5B: a batch's logits differ from a step's in
+        #: the last bits, enough to flip a near tie ("with ID" / "with the number"; the
+        #: choice between a second call and the end of the turn).
+        self.speculate = False
         #: The tokens of the last few replies, a source of drafts (`_draft`).
         self._recent_replies: collections.deque[Any] = collections.deque(maxlen=_RECENT_REPLIES)
         #: Tokens this model has evaluated since it was loaded (prompts and replies, counted
