@@ -897,7 +897,9 @@ async def run_model(
                     mark = "ok " if outcome.answer_ok and outcome.calls_ok else "BAD"
                     print(
                         f"  {variant.label:>6} {mark} {question['id']} "
-                        f"{outcome.first_token_ms or 0:6.0f} {outcome.answer_ms:6.0f} ms | "
+                        f"token {outcome.first_token_ms or 0:6.0f} "
+                        f"audio {outcome.first_audio_ms or 0:6.0f} "
+                        f"answer {outcome.answer_ms:6.0f} ms | "
                         f"{outcome.spoken[:110]!r} "
                         f"{[(c['name'], c['arguments']) for c in outcome.calls]}"
                         + (f" | {'; '.join(outcome.why)}" if outcome.why else ""),

@@ -17,6 +17,19 @@ _MAYBE_FINAL = frozenset(
     "etc a.m p.m am pm inc ltd co corp u.s jan feb mar apr jun jul aug sep sept oct nov dec".split()
 )
 _WORD = re.compile(r"\w")
+# A new clause inside a sentence: a coordinating conjunction followed by a subject
+# pronoun or an auxiliary verb ("... has shipped | and it is due Friday", "... is open
+# | but will close at 5"). Not "and" between nouns or numbers ("Monday and Friday",
+# "9 am and 5 pm", "one hundred and five"): the word after it decides.
+_NEW_CLAUSE = re.compile(
+    r" (?:and|but|so) (?:it|it's|is|was|will|has|have|had|should|can|could|would|may|"
+    r"might|must|you|you'll|you're|we|we'll|they|they'll|he|she|i|i'll|are|were|there|"
+    r"that's|this|then)[\s,.!?]",
+    re.IGNORECASE,
+)
+# The first chunk ends before such a clause once it has this many characters: enough
+# words for the synthesis to sound like a phrase, not a word (characters).
+_FIRST_CLAUSE_MIN_CHARS = 16
 
 
 class SentenceChunker:
@@ -44,6 +57,23 @@ class SentenceChunker:
     after it (one token later from an LLM: "Sure" "," " I"); only a mark after a
     digit can be inside a number ("1,000", "3:30").
 
+    With ``first_clause_after_chars`` given, the first chunk also ends:
+
+    - at a ``?`` or ``!`` after a letter or digit, or a ``.`` after a word of two
+      or more letters that is no abbreviation ("shipped."; not "Dr.", "p.m.",
+      "3.5", "etc." or an initial), as soon as the mark arrives (the token after
+      it is not awaited; a closing quote then leads the next chunk). A ``.`` with
+      a letter or digit already after it is no sentence end ("example.com");
+    - before a new clause inside its sentence, once it has
+      `_FIRST_CLAUSE_MIN_CHARS` characters: "and"/"but"/"so" followed by a
+      subject pronoun or an auxiliary verb ("Your order has shipped | and it is
+      due Friday.").
+
+    These rules read the text before the cut (or a fixed few words after it),
+    so how the text is split into deltas does not change the chunks, but for a
+    ``.`` that comes last in a delta with a letter next ("example" "." "com": an
+    LLM's tokens put the dot with what follows it, ".com").
+
     Chunks are stripped; chunks with no letter or digit are dropped.
     """
 
@@ -63,6 +93,7 @@ class SentenceChunker:
             raise ValueError("need 0 < first_clause_after_chars <= max_chars")
         self.clause_after_chars = clause_after_chars
         self.first_clause_after_chars = first_clause_after_chars or clause_after_chars
+        self._early_first_chunk = first_clause_after_chars is not None
         self.max_chars = max_chars
         self._buf = ""
         self._carry = ""  # an unspeakable piece ("...") waiting to lead the next chunk
@@ -97,11 +128,16 @@ class SentenceChunker:
         """Index just after the first complete chunk in the buffer, or None."""
         buf = self._buf
         clause_after = self.first_clause_after_chars if self._first else self.clause_after_chars
+        early = self._first and self._early_first_chunk
         i = 0
         while i < len(buf):
             ch = buf[i]
             if ch == "\n" and buf[:i].strip():
                 return i + 1
+            if early and ch in _SENTENCE_END and self._ends_at_once(buf, i):
+                return i + 1
+            if early and ch == " " and i >= _FIRST_CLAUSE_MIN_CHARS and _NEW_CLAUSE.match(buf, i):
+                return i
             if ch in _SENTENCE_END:
                 j = i + 1
                 while j < len(buf) and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
@@ -128,6 +164,29 @@ class SentenceChunker:
             space = buf.rfind(" ", 0, self.max_chars)
             return space if space > 0 else None
         return None
+
+    @staticmethod
+    def _ends_at_once(buf: str, mark: int) -> bool:
+        """Whether the sentence mark at `mark` surely ends a sentence whatever follows
+        (see the class docstring): ``?``/``!`` after a letter or digit, ``.`` after a
+        word of letters only, two or more, that is no abbreviation."""
+        if mark == 0:
+            return False
+        if buf[mark] in "?!":
+            return buf[mark - 1].isalnum()
+        if buf[mark] != "." or buf[mark + 1 : mark + 2].isalnum():
+            return False  # ("example.com": what follows is already there)
+        start = mark
+        while start > 0 and not buf[start - 1].isspace():
+            start -= 1
+        word = buf[start:mark].lstrip("\"'([{“‘«")
+        lowered = word.lower()
+        return (
+            len(word) >= 2
+            and word.isalpha()
+            and lowered not in _NEVER_FINAL
+            and lowered not in _MAYBE_FINAL
+        )
 
     @staticmethod
     def _is_final(buf: str, dot: int, after: int) -> bool | None:

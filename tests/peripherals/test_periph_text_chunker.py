@@ -109,3 +109,70 @@ def test_the_first_clause_leaves_as_soon_as_its_mark_arrives_after_a_word() -> N
     assert numbers.push("About 1,") == []
     assert numbers.push("000 people, yes") == ["About 1,000 people,"]
     assert numbers.flush() == ["yes"]
+
+
+def test_the_first_sentence_leaves_as_soon_as_its_mark_arrives() -> None:
+    # an LLM streams "shipped" "." " It": the first chunk is complete at the period
+    chunker = SentenceChunker(first_clause_after_chars=4)
+    assert chunker.push("Your order has been shipped") == []
+    assert chunker.push(".") == ["Your order has been shipped."]
+    assert chunker.push(" It arrives Friday") == []
+    assert chunker.push(".") == []  # later chunks wait for what follows
+    asking = SentenceChunker(first_clause_after_chars=4)
+    assert asking.push("Could you tell me the order number") == []
+    assert asking.push("?") == ["Could you tell me the order number?"]
+    # a period that may not end the sentence waits, as before
+    for text in ("We met Dr", "It costs 3", "Bring pens etc", "Open until 5 p.m", "Ask J"):
+        waiting = SentenceChunker(first_clause_after_chars=4)
+        assert waiting.push(text + ".") == [], text
+    # a dot with a letter after it, as an LLM's tokens bring it (".com"), is no end
+    site = SentenceChunker(first_clause_after_chars=4)
+    assert site.push("See example") == []
+    assert site.push(".com today") == []
+    assert site.flush() == ["See example.com today"]
+    # without an early first chunk the rule is the usual one
+    assert SentenceChunker().push("Your order has been shipped.") == []
+
+
+def test_the_first_chunk_ends_before_a_new_clause_in_its_sentence() -> None:
+    text = "Your order 30418 has been shipped and is estimated to arrive on Wednesday."
+    assert chunks_of(text, first_clause_after_chars=4) == [
+        "Your order 30418 has been shipped",
+        "and is estimated to arrive on Wednesday.",
+    ]
+    chunker = SentenceChunker(first_clause_after_chars=4)
+    assert chunker.push("The store is open but") == []
+    assert chunker.push(" will") == []  # " will" may become " willing"
+    assert chunker.push(" close") == ["The store is open"]
+    # "and" between names, times or numbers is no new clause
+    for same in (
+        "We are open Monday and Friday from 9 am and until 5 pm.",
+        "It costs one hundred and five dollars.",
+        "Your order and the refund were both sent.",
+    ):
+        assert chunks_of(same, first_clause_after_chars=4) == [same]
+    # too short to stand alone, and later chunks keep the usual rule
+    assert chunks_of("Yes and it is.", first_clause_after_chars=4) == ["Yes and it is."]
+    two = "Sure. Your order has been shipped and it is due on Friday."
+    assert chunks_of(two, first_clause_after_chars=4) == [
+        "Sure.",
+        "Your order has been shipped and it is due on Friday.",
+    ]
+    assert chunks_of(text) == [text]
+
+
+_WORDS = ["and", "it", "is", "Dr.", "shipped.", "3.5", "a", "b", "but", "will", "Monday"]
+
+
+@given(
+    st.lists(st.sampled_from([*_WORDS, ",", "?", "!", ".", "\n"]), max_size=30),
+    st.integers(min_value=1, max_value=7),
+)
+def test_an_early_first_chunk_does_not_depend_on_the_deltas(words: list[str], step: int) -> None:
+    text = " ".join(words)
+    whole = chunks_of(text, step=len(text) or 1, first_clause_after_chars=4)
+    assert chunks_of(text, step=step, first_clause_after_chars=4) == whole
+    kept = "".join("".join(c.split()) for c in whole)
+    everything = "".join(text.split())
+    assert everything.startswith(kept)
+    assert not any(ch.isalnum() for ch in everything[len(kept) :])
