@@ -11,7 +11,7 @@ from ledger.ledger import Ledger, Sink, Subscriber
 from ledger.persist import JsonlSink, check_directory, load_jsonl, redact_entry
 from ledger.redact import mask_url_secrets, redact, redact_secrets
 from ledger.render import ProtocolError, check_protocol, render_messages
-from ledger.show import format_session
+from ledger.show import format_directory, format_session
 from ledger.views import CallStatus, CallView, ResponseView
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Subscriber",
     "check_directory",
     "check_protocol",
+    "format_directory",
     "format_session",
     "load_jsonl",
     "mask_url_secrets",

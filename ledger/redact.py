@@ -37,6 +37,9 @@ ideographic space, a fullwidth dash or comma): the text is matched through a
 same-length ASCII folding, and whatever is not masked is returned as written.
 
 Left alone: anything under 8 digits (amounts, times, short order numbers),
+compact ISO times (``20261126T150718Z``: a session file's name), a range of
+offsets after a word naming places in a text (``in position 1344-1345``: an
+error message's),
 dates (``2024-01-15``, ``15 01 2024``: 3 groups, short ones), a single
 digit group longer than 19 digits (a tracking number, not a card), and
 tool-call ids (``call_00000001``: the engine's names for things). Digits
@@ -118,7 +121,18 @@ _TOKEN = re.compile(
 _MACHINE_ID = re.compile(
     r"\bcall_[A-Za-z0-9_-]+"
     r"|\b[A-Z]{2}[0-9a-f]{32}\b"
-    r"|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+    r"|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
+    # a compact ISO 8601 time (a session id and its file: 20261126T150718Z-f01527)
+    r"|\b[0-9]{8}T[0-9]{6}(?:[.,][0-9]{1,9})?Z?(?![0-9])",
+    re.I,
+)
+# A word that says the range after it is places in a text or a file ("can't decode bytes
+# in position 1344-1345"): offsets in an error message, not a caller's number ("line" is
+# not one: "my line 5551-2345"). Only a range (`_is_offset`); a single number or a card
+# read in groups after such a word is still masked.
+_OFFSET_WORD = re.compile(
+    r"\b(?:positions?|columns?|chars?|characters?|bytes?|offsets?)"
+    r"\.?[ \t]{1,2}\Z",
     re.I,
 )
 _SEPARATOR = re.compile(r"\s{0,2}[,.\-/_\u2010-\u2015\u2212]?\s{0,2}")
@@ -252,9 +266,22 @@ def _number_spans(number: list[list[_Group]]) -> list[list[_Group]]:
     return alone
 
 
+def _is_offset(folded: str, chain: list[_Group]) -> bool:
+    """The chain is a range of places in a text ("position 1344-1345"): two digit groups
+    joined by a dash, the second not below the first, after a word naming places."""
+    if len(chain) != 2 or any(g.spelled for g in chain):
+        return False
+    first, last = chain
+    if folded[first.end : last.start].strip() not in ("-", "\u2013") or int(last.digits) < int(
+        first.digits
+    ):
+        return False
+    return _OFFSET_WORD.search(folded[max(0, first.start - 16) : first.start]) is not None
+
+
 def _numbers(folded: str) -> list[list[list[_Group]]]:
     """The numbers said in (folded) text: runs of chains joined by words (`_WORD_BRIDGE`)."""
-    chains = _chains(folded)
+    chains = [chain for chain in _chains(folded) if not _is_offset(folded, chain)]
     if not chains:
         return []
     numbers: list[list[list[_Group]]] = [[chains[0]]]

@@ -1,4 +1,5 @@
-"""A readable transcript of a recorded session (`voice-agent ledger show FILE`).
+"""A readable transcript of a recorded session (`voice-agent ledger show FILE`), and
+the list of the sessions in a directory (`voice-agent ledger show DIRECTORY`).
 
 One line per entry: time relative to the first entry, a word for the kind of
 entry, ids and names, clipped text; then a summary (user turns, responses
@@ -10,10 +11,15 @@ tool), and never renders raw JSON beyond `WIDTH` characters per value.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from ledger.entries import (
+    ENTRY_ADAPTER,
     AgentTextPlanned,
     AgentTextPlayed,
     Entry,
@@ -33,7 +39,7 @@ from ledger.entries import (
     UserUtterance,
 )
 
-__all__ = ["WIDTH", "format_session"]
+__all__ = ["WIDTH", "format_directory", "format_session"]
 
 WIDTH = 80
 """Longest text/value shown on one line (characters); longer ones end in an ellipsis."""
@@ -191,4 +197,68 @@ def format_session(entries: Sequence[Entry]) -> str:
         lines.append(f"+{entry.t - origin:7.3f}s  {kind:<{_KIND_WIDTH}} {detail}")
     lines.append("-" * 40)
     lines.extend(_summary(entries))
+    return "\n".join(lines)
+
+
+# Bytes read from the end of a session file to find its last entry (the end of a session
+# is a short line; a longer last line is read whole by a second try).
+_TAIL_BYTES = 8192
+
+
+def _first_and_last(path: Path) -> tuple[Entry | None, Entry | None]:
+    """The first and last entries of a session file, reading only its ends (None when a
+    line does not parse: an empty, torn or foreign file)."""
+
+    def parse(line: bytes) -> Entry | None:
+        try:
+            return ENTRY_ADAPTER.validate_json(line)
+        except (ValidationError, ValueError):
+            return None
+
+    with open(path, "rb") as file:
+        first = parse(file.readline())
+        size = file.seek(0, os.SEEK_END)
+        tail = b""
+        for span in (_TAIL_BYTES, size):
+            file.seek(max(0, size - span))
+            tail = file.read()
+            lines = [line for line in tail.split(b"\n") if line.strip()]
+            if len(lines) > 1 or span >= size:
+                break
+    lines = [line for line in tail.split(b"\n") if line.strip()]
+    last = next((e for e in (parse(line) for line in reversed(lines[-2:])) if e), None)
+    return first, last
+
+
+def format_directory(directory: str | os.PathLike[str]) -> str:
+    """One line per session file (``*.jsonl``) in `directory`, oldest first: its name,
+    when it started, its transport, and how it ended ("no end recorded" for a session
+    cut short); then how to show one. Reads only each file's first and last lines."""
+    path = Path(directory)
+    files = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+    if not files:
+        return (
+            f"no session files (*.jsonl) in {path}; sessions are written to "
+            "ledger.directory (see `voice-agent config`)"
+        )
+    lines = []
+    for file in files:
+        try:
+            first, last = _first_and_last(file)
+        except OSError as error:
+            lines.append(f"{file.name}  (cannot read: {error.strerror or error})")
+            continue
+        if not isinstance(first, SessionStarted):
+            lines.append(f"{file.name}  (not a session ledger, or its first line is torn)")
+            continue
+        started = first.started_at[:19].replace("T", " ")
+        transport = first.meta.get("transport", "?")
+        ended = (
+            f"ended: {_clip(last.reason, 40)}"
+            if isinstance(last, SessionEnded)
+            else "no end recorded"
+        )
+        entries = f"{last.seq + 1} entries" if last is not None else "last line torn"
+        lines.append(f"{file.name}  {started}  {transport:<8} {entries:>12}  {ended}")
+    lines.append(f"{len(files)} session(s); show one with: voice-agent ledger show FILE")
     return "\n".join(lines)

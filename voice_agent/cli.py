@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ledger", help="inspect recorded sessions")
     lsub = p.add_subparsers(dest="ledger_command", required=True)
-    ps = lsub.add_parser("show", help="print a session readably")
-    ps.add_argument("file")
+    ps = lsub.add_parser("show", help="print a session readably (a directory: list its sessions)")
+    ps.add_argument("file", help="a session file (.jsonl), or a sessions directory")
     ps.add_argument("--messages", action="store_true", help="print the LLM context as rendered")
 
     p = sub.add_parser("fsm", help="print a transition table (the agent's by default)")
@@ -172,11 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_ledger_show(args: argparse.Namespace) -> int:
     from fsm import MonotonicClock
-    from ledger import Ledger, LedgerError, format_session, load_jsonl
+    from ledger import Ledger, LedgerError, format_directory, format_session, load_jsonl
 
     path = Path(args.file)
+    if path.is_dir():  # the sessions directory: list its sessions (hostile8)
+        print(format_directory(path))
+        return 0
     if not path.is_file():
-        print(f"voice-agent: no such file: {path}", file=sys.stderr)
+        print(
+            f"voice-agent: no such file or directory: {path} (give a session file, or the "
+            "sessions directory to list its sessions)",
+            file=sys.stderr,
+        )
         return 2
     try:
         entries = load_jsonl(path)

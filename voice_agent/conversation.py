@@ -1136,18 +1136,20 @@ class Conversation:
         if self.closed:
             return
         self.closed = True
-        await self.scheduler.aclose()
-        if not getattr(self, "_end_recorded", False):
-            self._end_recorded = True
-            try:
-                self.ledger.append(le.SessionEnded(reason="interrupted"))
-            except Exception as exc:  # a closed ledger: nothing more can be recorded
-                log.warning("could not record the session's end: %s", exc)
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.scheduler.aclose()
+        finally:  # also when interrupted again meanwhile (hostile8): the end is recorded
+            if not getattr(self, "_end_recorded", False):
+                self._end_recorded = True
+                try:
+                    self.ledger.append(le.SessionEnded(reason="interrupted"))
+                except Exception as exc:  # a closed ledger: nothing more can be recorded
+                    log.warning("could not record the session's end: %s", exc)
+            tasks = list(self._tasks)
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def is_settled(self) -> bool:
         """No generation streaming (a finished, held fork counts as settled) and no running

@@ -545,6 +545,11 @@ class ToolScheduler:
                     await asyncio.wait({execution.future})
         except asyncio.CancelledError:
             self._abandon_write(call_id, spec, intent, execution, "cancelled")
+            # (hostile8) its tool had started: whatever the reason, the ledger must not say
+            # it simply did not happen (a second Ctrl-C cancelled it as "cancelled")
+            reason = self._cancel_reason.get(call_id, "cancelled while its tool ran")
+            if "effect is unknown" not in reason:
+                self._cancel_reason[call_id] = f"{reason}: its effect is unknown"
             raise
         if scope.expired:
             self._abandon_write(call_id, spec, intent, execution, "abandoned")
@@ -767,30 +772,46 @@ class ToolScheduler:
         A write whose tool has started is not stopped half-way: its outcome is awaited
         for up to ``SESSION_END_WRITE_GRACE_S`` and recorded; one still running then is
         recorded as cancelled with a reason saying its effect is unknown (it used to be
-        "session ended" at once, while the tool went on and applied the write).
+        "session ended" at once, while the tool went on and applied the write). Interrupted
+        while it waits (cancelled, or KeyboardInterrupt: a second Ctrl-C), it stops waiting,
+        records the same, and re-raises the interruption.
         """
         self._closed = True
+        interrupted: BaseException | None = None
         writing = {
             call_id: running.task
             for call_id, running in self._running.items()
             if running.spec is not None and running.spec.kind == "write" and running.executing
         }
         if writing:
-            log.warning(
-                "the session is ending: waiting up to %g s for the write(s) in flight (%s)",
-                SESSION_END_WRITE_GRACE_S,
-                ", ".join(writing),
-            )
-            async with move_on_after(self._clock, SESSION_END_WRITE_GRACE_S):
-                await asyncio.wait(set(writing.values()))
+            try:
+                log.warning(
+                    "the session is ending: waiting up to %g s for the write(s) in flight (%s)",
+                    SESSION_END_WRITE_GRACE_S,
+                    ", ".join(writing),
+                )
+                async with move_on_after(self._clock, SESSION_END_WRITE_GRACE_S):
+                    await asyncio.wait(set(writing.values()))
+            except (asyncio.CancelledError, KeyboardInterrupt) as stop:
+                # (hostile8) interrupted again while waiting (a second Ctrl-C, SIGTERM then
+                # Ctrl-C: asyncio cancels this task, or raises KeyboardInterrupt right here
+                # if the signal lands while this task runs): stop waiting, record what is
+                # known below, then let the interruption go on
+                interrupted = stop
         tasks = []
         for call_id, running in list(self._running.items()):
-            self._cancel_reason[call_id] = (
-                f"the session ended while the write ran ({SESSION_END_WRITE_GRACE_S:g} s "
-                "waited for it): its effect is unknown"
-                if call_id in writing
-                else "session ended"
-            )
+            if call_id not in writing:
+                reason = "session ended"
+            elif interrupted:
+                reason = (
+                    "the session was interrupted again while the write ran: its effect is unknown"
+                )
+            else:
+                reason = (
+                    f"the session ended while the write ran ({SESSION_END_WRITE_GRACE_S:g} s "
+                    "waited for it): its effect is unknown"
+                )
+            self._cancel_reason[call_id] = reason
             running.task.cancel()
             tasks.append(running.task)
         if tasks:  # they only wait for futures: cancelled, they end at once
@@ -804,6 +825,13 @@ class ToolScheduler:
             await asyncio.sleep(0)
         if self._watchdog is not None:
             self._watchdog.close()
+        if isinstance(interrupted, KeyboardInterrupt):
+            # raised in this task's code, it would end the task with an exception nobody
+            # retrieves (a traceback at exit): it ends as cancelled, as the first Ctrl-C
+            # does, and asyncio.run turns that into KeyboardInterrupt for the command
+            raise asyncio.CancelledError("interrupted again") from interrupted
+        if interrupted is not None:
+            raise interrupted  # never swallowed: the cancellation goes on
 
 
 def _ended_as(outcome: le.Entry) -> str:
