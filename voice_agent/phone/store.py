@@ -9,6 +9,19 @@ barge-in or the model calling the tool again never applies a write twice,
 even from another process (the key is UNIQUE in the table).
 
 SQLite calls are blocking; the tools run them in a worker thread.
+
+Faults of the database itself become a :class:`StoreUnavailable` whose message
+the model can say and that tells whether a write was applied (hostile8):
+
+- another program holding the write lock: a write waits at most
+  `WRITE_LOCK_WAIT_S`, well within the write tools' timeout, then fails with
+  "busy; nothing was changed" (the transaction never started), so the ledger
+  records a failure of known effect, not a timeout of unknown effect. Reads
+  use their own connection and never wait behind a write (WAL: a reader is
+  not blocked by a writer), nor does opening the store when it is seeded;
+- a damaged file ("file is not a database", "malformed"): every call fails
+  at once with a message saying so; a write rolled back, or failed before
+  it started, changed nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +37,22 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Store", "WriteOutcome"]
+__all__ = ["READ_WAIT_S", "WRITE_LOCK_WAIT_S", "Store", "StoreUnavailable", "WriteOutcome"]
+
+WRITE_LOCK_WAIT_S = 3.0
+"""How long a write waits for another program's write lock (seconds): under the write
+tools' 6 s timeout with room for a busy machine, so a locked database is a clean
+failure (nothing changed) rather than a timeout whose effect is unknown."""
+
+READ_WAIT_S = 2.0
+"""How long a read waits for the database (seconds; only a checkpoint or a recovery
+holds readers out in WAL mode): under the read tools' 4 s timeout."""
+
+
+class StoreUnavailable(Exception):
+    """The database cannot serve the call (locked by another program, damaged); the
+    message says what happened and whether anything was changed, in words for the caller."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -97,21 +125,48 @@ class Store:
     def __init__(self, path: Path | str, *, today: date | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()  # the write connection
+        self._read_lock = threading.Lock()
         self.today = today or date.today()
-        with self._tx() as db:
-            if db.execute("SELECT COUNT(*) FROM customers").fetchone()[0] == 0:
-                _seed(db, self.today)
+        with _faults("open the order database", wrote=False):
+            self._db = self._connect(WRITE_LOCK_WAIT_S)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if not self._seeded(self._db):  # a seeded store opens without the write lock
+                self._db.executescript(SCHEMA)
+                with self._tx() as db:
+                    if not self._seeded(db):
+                        _seed(db, self.today)
+            self._reader = self._connect(READ_WAIT_S)
+
+    def _connect(self, wait_s: float) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=wait_s, check_same_thread=False, isolation_level=None
+        )
+        db.row_factory = sqlite3.Row
+        return db
+
+    @staticmethod
+    def _seeded(db: sqlite3.Connection) -> bool:
+        try:
+            return bool(db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return False
+            raise
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connections (idempotent)."""
         with self._lock:
             self._db.close()
+        if hasattr(self, "_reader"):
+            with self._read_lock:
+                self._reader.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with _faults("read the order database", wrote=False), self._read_lock:
+            yield self._reader
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -119,23 +174,29 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # also when COMMIT itself failed: never leave the connection inside a
+                # transaction (every later write would fail, "within a transaction")
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the original error says more; SQLite rolled back itself
                 raise
-            self._db.execute("COMMIT")
 
     # ---- reads
     def order(self, order_id: str) -> dict[str, Any] | None:
         """An order with its items and customer name, or None."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT o.*, c.name AS customer_name FROM orders o JOIN customers c"
                 " ON c.id = o.customer_id WHERE o.id = ?",
                 (order_id,),
             ).fetchone()
             if row is None:
                 return None
-            items = self._db.execute(
+            items = db.execute(
                 "SELECT description, quantity, price_cents FROM items WHERE order_id = ?",
                 (order_id,),
             ).fetchall()
@@ -146,13 +207,13 @@ class Store:
     def customer_by_phone(self, phone: str) -> dict[str, Any] | None:
         """A customer by phone number (digits; the last ten digits are compared)."""
         digits = phone[-10:]
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT * FROM customers WHERE substr(phone, -10) = ?", (digits,)
             ).fetchone()
             if row is None:
                 return None
-            orders = self._db.execute(
+            orders = db.execute(
                 "SELECT id, status, placed_on FROM orders WHERE customer_id = ? ORDER BY placed_on DESC",
                 (row["id"],),
             ).fetchall()
@@ -162,8 +223,8 @@ class Store:
 
     def audit(self) -> list[dict[str, Any]]:
         """Every applied write, oldest first."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM audit ORDER BY id").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM audit ORDER BY id").fetchall()
         return [dict(r) for r in rows]
 
     # ---- writes
@@ -179,9 +240,11 @@ class Store:
         If ``key`` was applied before, nothing changes and the recorded outcome
         is returned with ``replayed=True``. ``apply`` runs inside the
         transaction; an exception from it rolls everything back (nothing is
-        recorded, so the write may be tried again).
+        recorded, so the write may be tried again). A fault of the database
+        (locked for longer than `WRITE_LOCK_WAIT_S`, damaged) raises
+        `StoreUnavailable`; nothing was changed.
         """
-        with self._tx() as db:
+        with _faults(f"{action.replace('_', ' ')}", wrote=True), self._tx() as db:
             seen = db.execute(
                 "SELECT outcome FROM audit WHERE idempotency_key = ?", (key,)
             ).fetchone()
@@ -198,6 +261,34 @@ class Store:
                 ),
             )
             return WriteOutcome(result, replayed=False)
+
+
+@contextmanager
+def _faults(what: str, *, wrote: bool) -> Iterator[None]:
+    """SQLite's own faults as `StoreUnavailable`, in words (errors of the caller's data,
+    raised by a write's ``apply``, pass as they are)."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        text = str(error)
+        if "locked" in text or "busy" in text:
+            raise StoreUnavailable(
+                f"could not {what}: the order system is busy (another program holds its "
+                f"database){'; nothing was changed' if wrote else ''}; try again in a moment"
+            ) from error
+        if "unable to open" in text or "disk" in text or "readonly" in text:
+            raise StoreUnavailable(
+                f"could not {what}: the order database cannot be used ({text})"
+                f"{'; nothing was changed' if wrote else ''}"
+            ) from error
+        raise
+    except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
+        if isinstance(error, sqlite3.IntegrityError):
+            raise
+        raise StoreUnavailable(
+            f"could not {what}: the order database is damaged ({error})"
+            f"{'; nothing was changed' if wrote else ''}"
+        ) from error
 
 
 def _seed(db: sqlite3.Connection, today: date) -> None:
