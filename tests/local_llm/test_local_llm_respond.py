@@ -636,6 +636,37 @@ async def test_after_results_the_answer_starts_at_once_when_a_call_is_unlikely()
     assert responder.plan.decision == REPLY and responder.plan.call_after_results_p == 0.01
 
 
+@pytest.mark.parametrize("p_next", [0.01, 0.5])  # with and without the decision step
+async def test_an_answer_from_results_opens_with_the_answer_not_an_announcement(p_next):
+    payload = {"status": "resolved", "result": {"status": "pending"}}
+    said = "Sure, here's the answer: Yes, order 58213 is still pending."
+    engine = ScriptedEngine(_decision_then("reply", said), p_next=p_next)
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    assert reply.text == "Sure, order 58213 is still pending."
+    assert responder.plan.left_out == ["here's the answer:", "Yes,"]
+
+
+async def test_nothing_held_of_an_answer_is_sent_after_the_callers_stop():
+    payload = {"status": "resolved", "result": {"status": "shipped"}}
+    engine = ScriptedEngine(_decision_then("reply", "Sure, Yes, it has shipped."), p_next=0.01)
+    chat = parse_chat_request({"messages": _after_call(payload), "tools": TOOLS})
+    reply = ReplyAssembler(ToolCallStreamParser(bare_json_calls=True))
+    sent: list[str] = []
+
+    async def on_text(piece: str) -> bool:
+        sent.append(piece)
+        return "," not in "".join(sent)  # the caller stops the answer after "Sure,"
+
+    await Responder(engine, chat, reply).run(on_text)
+    assert "".join(sent) == "Sure,"  # the space held after it is not sent
+
+
+async def test_a_reply_without_results_keeps_its_yes():
+    engine = ScriptedEngine(_decision_then("reply", "Yes, I can hear you fine."))
+    _, reply, _ = await _respond(engine, _user("Can you hear me?"))
+    assert reply.text == "Yes, I can hear you fine."
+
+
 async def test_after_results_the_decision_runs_when_a_call_is_likely():
     payload = {"status": "resolved", "result": {"status": "shipped"}}
     engine = ScriptedEngine(_decision_then("reply", "Shipped."), p_next=0.5)

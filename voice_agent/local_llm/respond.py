@@ -43,7 +43,9 @@ reply is made in explicit steps, all on one KV cache:
    `CANNOT` on a follow-up that asks for what a tool gives ("When is that
    due?" after a balance) calls that tool instead, or answers from its result
    already in the conversation (`Responder._follow_up`). After
-   results, `ANSWER_NOTE` tells the model to answer from them; when the
+   results, `ANSWER_NOTE` tells the model to answer from them, and the answer's
+   opening is the answer (`openings.AnswerOpening`: "Sure, here's the answer:" and
+   a bare "Yes," before the result are left out); when the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
@@ -92,6 +94,7 @@ from voice_agent.local_llm.grounding import (
     ungrounded_arguments,
     value_grounded,
 )
+from voice_agent.local_llm.openings import AnswerOpening
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
@@ -185,6 +188,8 @@ ANSWER_EACH_NOTE = (
     "Now tell the caller each answer you found above in a sentence of its own, "
     "in your own words. Add nothing."
 )
+#: The notes after which the reply is an answer from results (its opening filtered).
+_ANSWER_NOTES = (ANSWER_NOTE, ANSWER_AGAIN_NOTE, ANSWER_EACH_NOTE)
 #: What the speech step is told when the results since the caller spoke carry no fact,
 #: only a tool's guidance (call control: a transfer, the end of the call). "Tell the
 #: answer you found" then made the 1.5B invent one ("The order has been canceled."
@@ -250,6 +255,8 @@ class ResponsePlan:
     #: after results: the probability of a call as the answer's first token
     #: (`CALL_AFTER_RESULTS_MIN_P`)
     call_after_results_p: float | None = None
+    #: clauses left out of the answer's opening (`openings.AnswerOpening`)
+    left_out: list[str] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -1240,6 +1247,9 @@ class Responder:
             sampling = replace(sampling, temperature=0.0, top_p=1.0)
         if lead == CANNOT_LEAD:
             return await self._offer(on_text, note, sampling, grammar, stats)
+        answers = note in _ANSWER_NOTES or (self._answering and note == self._results_note)
+        if not notes and not lead and answers:
+            return await self._answer(on_text, note, sampling, grammar, stats)
         if not notes:
             step = await self.engine.generate(self.prompt(note) + lead, sampling, grammar, on_text)
             return _combine(stats, step)
@@ -1264,6 +1274,36 @@ class Responder:
             self.plan.echoed_guidance = text
         elif text:
             await on_text(text)
+        return _combine(stats, step)
+
+    async def _answer(
+        self,
+        on_text: OnText,
+        note: str | None,
+        sampling: SamplingParams,
+        grammar: str,
+        stats: GenerationStats | None,
+    ) -> GenerationStats:
+        """An answer from results, its opening filtered (`openings.AnswerOpening`): an
+        announcement of the answer ("Sure, here's the answer: ...") or a bare yes/no
+        before the result is left out. Only a clause that may be left out is held."""
+        opening = AnswerOpening()
+        stopped: list[bool] = []
+
+        async def filtered(piece: str) -> bool:
+            text = opening.push(piece)
+            if text and not await on_text(text):
+                stopped.append(True)
+                return False
+            return True
+
+        step = await self.engine.generate(self.prompt(note), sampling, grammar, filtered)
+        rest = opening.finish()
+        if rest and not stopped:  # nothing after the caller's stop
+            await on_text(rest)
+        if opening.left_out:
+            self.plan.left_out = list(opening.left_out)
+            step.extra["left_out"] = list(opening.left_out)
         return _combine(stats, step)
 
     async def _offer(

@@ -1,0 +1,90 @@
+"""The opening of an answer from results (voice_agent.local_llm.openings): pure text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from voice_agent.local_llm.openings import NEUTRAL_OPENING, AnswerOpening
+
+
+def _tokens(text: str) -> list[str]:
+    """Pieces as a model streams them: words with their leading space, punctuation apart."""
+    return re.findall(r" ?[A-Za-z0-9'$]+| ?[^A-Za-z0-9'$ ]", text)
+
+
+def _stream(text: str, pieces: list[str] | None = None) -> tuple[str, AnswerOpening]:
+    opening = AnswerOpening()
+    out = "".join(opening.push(p) for p in (pieces or _tokens(text)))
+    return out + opening.finish(), opening
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        # b10, session 7: the caller's framing contradicted by the rest
+        (
+            "Yes, your money has not yet been refunded for order 2290.",
+            "Okay, your money has not yet been refunded for order 2290.",
+        ),
+        # h08, b07, session 7: the note's words read out
+        (
+            "Sure, here's the answer: The call back has been scheduled for Friday 3 pm.",
+            "Sure, the call back has been scheduled for Friday 3 pm.",
+        ),
+        (
+            "Sure, here's the answer: order 3307 has shipped.",
+            "Sure, order 3307 has shipped.",
+        ),
+        (
+            "Here is the information you asked for. The Boston store opens at 9 am.",
+            "Okay, the Boston store opens at 9 am.",
+        ),
+        ("No, order 6127 was delivered on Monday.", "Okay, order 6127 was delivered on Monday."),
+        ("Yes.", "Okay, yes."),  # nothing after it: never a bare acknowledgment
+    ],
+)
+def test_an_opening_that_is_not_the_answer_is_left_out(model, said):
+    out, opening = _stream(model)
+    assert out == said
+    assert opening.left_out
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "Order 3307 has shipped and should arrive on Friday.",
+        "No order with that number was found. Could you repeat it?",
+        "Sure, order 3307 has shipped.",
+        "Okay, the refund for order 5521 was paid on May 28.",
+        "Here's the status of order 3307: it has shipped.",  # it names the order
+        "Your order is here: it was delivered on Monday.",
+        "Nope is not a word I use; order 3307 has shipped.",
+        "Yesterday, order 3307 was delivered.",
+        "The store, yes, opens at 9 am.",  # a yes after the opening is the answer's own
+    ],
+)
+def test_an_answer_that_opens_with_its_answer_passes_untouched(model):
+    out, opening = _stream(model)
+    assert out == model
+    assert not opening.left_out
+
+
+def test_only_a_clause_that_may_be_left_out_is_held():
+    """The first word of an ordinary answer is passed on as it comes (first audio)."""
+    opening = AnswerOpening()
+    assert opening.push("Order") == "Order"
+    assert opening.push(" 3307") == " 3307"
+    sure = AnswerOpening()
+    assert sure.push("Sure") == "Sure" and sure.push(",") == ","
+    held = AnswerOpening()
+    assert held.push("Yes") == ""
+    assert held.push(",") == NEUTRAL_OPENING  # said when "Yes," would have been
+
+
+def test_pieces_split_anywhere_give_the_same_text():
+    text = "Sure, here's what I found: your order 3307 has shipped."
+    whole, _ = _stream(text, [text])
+    by_char, _ = _stream(text, list(text))
+    assert whole == by_char == _stream(text)[0] == "Sure, your order 3307 has shipped."

@@ -1,0 +1,157 @@
+"""The opening of an answer from tool results: the answer, not an announcement of it.
+
+Told to "tell the caller the answer you found", the 1.5B sometimes opens with the
+note's own words ("Sure, here's the answer: ..."; bench h08, b07, session 7), and
+it answers a yes/no question with the caller's framing before it reads the result
+("Yes, your money has not yet been refunded."; b10). `AnswerOpening` streams an
+answer and leaves out, at its opening only:
+
+- a clause that announces the answer instead of giving it (`PREAMBLE`: "here's the
+  answer", "here is the information you asked for", "here's what I found");
+- a bare "yes" or "no" clause (the result says which, the rest of the answer
+  states it).
+
+Acknowledgments ("Sure,", "Okay,") pass at once and keep the opening open; the
+first clause that is anything else closes it, and from then on text passes
+untouched. Only a clause that may still become one to leave out is held (it
+starts with "here", "yes", "no", ...); everything else is released as it comes,
+so the first chunk of speech is not delayed. A clause left out at the very start
+is replaced by `NEUTRAL_OPENING` at the moment it is left out: the caller hears
+the acknowledgment when they would have heard "Yes," (its audio is usually kept
+by the phrase cache), never a word that contradicts the result.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Said in place of an opening left out before anything was said (an acknowledgment
+#: true whatever the result says; one of the openings the speech output's phrase
+#: cache usually holds).
+NEUTRAL_OPENING = "Okay,"
+#: First words of a clause that may be left out: it is held until it ends.
+_HOLD_WORDS = ("yes", "yeah", "yep", "no", "nope", "here")
+#: A bare yes or no.
+_YES_NO = frozenset({"yes", "yeah", "yep", "no", "nope"})
+#: A clause that announces an answer rather than giving it (no digit, no name).
+PREAMBLE = re.compile(
+    r"here(?:'s| is| are)\b(?:\s+[a-z']+){0,6}?\s+(?:the\s+|your\s+)?"
+    r"(?:answers?|information|info|details|results?|updates?|what (?:i|we) found)"
+    r"(?:\s+[a-z']+){0,5}",
+)
+#: Words of an acknowledgment clause ("Sure", "Of course", "Okay then"): passed on,
+#: and the opening stays open after it.
+_ACKNOWLEDGMENTS = frozenset(
+    "sure okay ok alright all right certainly of course absolutely great perfect thing "
+    "then well so thanks thank you".split()
+)
+#: Longest clause held while it may still be a preamble (words).
+_MAX_HELD_WORDS = 12
+#: Where a clause ends.
+_CLAUSE_END = ",.:;!?"
+#: Words written lower-case after `NEUTRAL_OPENING` when the model capitalised them.
+_LOWER_AFTER = frozenset(
+    "the your it its this that there we our you order orders a an unfortunately to for in "
+    "on at as if all both each my they their".split()
+)
+
+
+class AnswerOpening:
+    """Filters the start of one streamed answer (see the module docstring).
+
+    ``push(piece)`` returns the text to pass on now; ``finish()`` the rest at the
+    end. ``left_out`` lists the clauses left out.
+    """
+
+    def __init__(self) -> None:
+        self.left_out: list[str] = []
+        self._open = True
+        self._clause = ""  # the current clause, released or held
+        self._held = ""  # the part of it not released yet
+        self._said = ""  # everything passed on
+        self._replaced = False  # `NEUTRAL_OPENING` was said for a left-out clause
+        self._lower_next = False
+
+    def push(self, piece: str) -> str:
+        if not self._open:
+            return self._release(piece)
+        out = ""
+        for ch in piece:
+            if not self._open:
+                out += self._release(ch)
+                continue
+            self._clause += ch
+            self._held += ch
+            if ch in _CLAUSE_END and re.search(r"[A-Za-z]", self._clause):
+                out += self._end_of_clause()
+            elif not self._holding():
+                out += self._release(self._held)
+                self._held = ""
+        return out
+
+    def finish(self) -> str:
+        """The held rest (a clause the answer ended in is never left out)."""
+        out = self._release(self._held) if self._held else ""
+        self._held = ""
+        if self._replaced and self._said.strip() == NEUTRAL_OPENING and self.left_out:
+            # Nothing followed the left-out opening: say it after all ("Okay, yes.").
+            out += self._release(" " + self.left_out[-1].strip().lower())
+        self._open = False
+        return out
+
+    def _words(self) -> list[str]:
+        return re.findall(r"[a-z']+", self._clause.lower())
+
+    def _holding(self) -> bool:
+        """Whether the current clause may still become one to leave out."""
+        if not self._held:
+            return False
+        text = self._clause.lstrip().lower()
+        first = re.match(r"[a-z']*", text)
+        word = first.group() if first else ""
+        if not text:
+            return True
+        if len(word) == len(text):  # the first word is still being written
+            if self._lower_next:
+                return True  # its case is set once it is whole
+            return bool(word) and any(w.startswith(word) for w in (*_HOLD_WORDS, "here's"))
+        word = word.removesuffix("'s")
+        if word in _YES_NO:
+            return len(self._words()) <= 1
+        return word == "here" and len(self._words()) <= _MAX_HELD_WORDS
+
+    def _end_of_clause(self) -> str:
+        clause = self._clause.strip()
+        body = clause.rstrip(_CLAUSE_END).strip().lower()
+        words = self._words()
+        held = self._held
+        self._clause = self._held = ""
+        if held.strip() == clause and (
+            (len(words) == 1 and words[0] in _YES_NO) or PREAMBLE.fullmatch(body)
+        ):
+            self.left_out.append(clause)
+            out = ""
+            if not self._said.strip():
+                self._replaced = True
+                out = self._release(NEUTRAL_OPENING)
+            self._lower_next = True
+            return out
+        if not (words and all(w in _ACKNOWLEDGMENTS for w in words)):
+            self._open = False
+        return self._release(held)
+
+    def _release(self, text: str) -> str:
+        if not text:
+            return ""
+        if self._replaced and self._said.strip() == NEUTRAL_OPENING:
+            if not text.strip():
+                return ""  # the space after the opening comes with the next word
+            text = " " + text.lstrip()
+        if self._lower_next and text.strip():
+            word = re.match(r"\s*([A-Za-z']+)", text)
+            if word and word.group(1).lower() in _LOWER_AFTER:
+                start = word.start(1)
+                text = text[:start] + text[start].lower() + text[start + 1 :]
+            self._lower_next = False
+        self._said += text
+        return text
