@@ -142,6 +142,7 @@ class FrameQueue:
         self.maxsize = maxsize
         self._frames: deque[np.ndarray] = deque()
         self._ready = asyncio.Event()
+        self._error: Exception | None = None
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -163,17 +164,33 @@ class FrameQueue:
             self._ready.clear()
         return frame
 
+    def fail(self, error: Exception) -> None:
+        """No frame will come any more: ``get`` raises ``error`` once the queue is empty."""
+        self._error = error
+        self._ready.set()
+
     async def get(self) -> np.ndarray:
-        """Wait for and return the oldest frame."""
+        """Wait for and return the oldest frame (raises what ``fail`` was given, once empty)."""
         while True:
             frame = self.get_nowait()
             if frame is not None:
                 return frame
+            if self._error is not None:
+                raise self._error
             await self._ready.wait()
 
 
-def _open_stream(kind: str, device: DeviceInfo, rate: int, blocksize: int, callback: Any) -> Any:
-    """Open and start a mono float32 sounddevice stream; ``AudioDeviceError`` if it cannot."""
+def _open_stream(
+    kind: str,
+    device: DeviceInfo,
+    rate: int,
+    blocksize: int,
+    callback: Any,
+    finished: Callable[[], None] | None = None,
+) -> Any:
+    """Open and start a mono float32 sounddevice stream; ``AudioDeviceError`` if it cannot.
+    ``finished`` is called (in PortAudio's thread) when the stream stops, also by itself:
+    its device or the audio server went away."""
     sd = _sd()
     cls = sd.InputStream if kind == "input" else sd.OutputStream
     try:
@@ -184,6 +201,7 @@ def _open_stream(kind: str, device: DeviceInfo, rate: int, blocksize: int, callb
             channels=1,
             dtype="float32",
             callback=callback,
+            finished_callback=finished,
         )
         stream.start()
     except (sd.PortAudioError, ValueError) as exc:
@@ -241,8 +259,20 @@ class AudioInput:
         """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
         self._loop = asyncio.get_running_loop()
         self._stream = _open_stream(
-            "input", self.device, self._rate, self.frame_size, self._callback
+            "input", self.device, self._rate, self.frame_size, self._callback, self._finished
         )
+
+    def _finished(self) -> None:
+        """PortAudio stopped the stream: by ``aclose``, or because the device or the audio
+        server went away (hostile8: the reader waited for ever, the call in silence)."""
+        loop = self._loop
+        if self._closed or loop is None or loop.is_closed():
+            return
+        lost = AudioDeviceError(
+            f"the microphone {self.device.name!r} stopped delivering audio: the device or "
+            "the audio server went away"
+        )
+        loop.call_soon_threadsafe(self._queue.fail, lost)
 
     def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if status.input_overflow:
@@ -258,7 +288,8 @@ class AudioInput:
             loop.call_soon_threadsafe(self._queue.put_nowait, frame)
 
     async def read(self) -> AudioChunk:
-        """The next frame (waits for it); raises ``AudioDeviceError`` if ``process`` failed."""
+        """The next frame (waits for it); raises ``AudioDeviceError`` if ``process`` failed or
+        the device went away (after the frames it delivered before)."""
         frame = await self._queue.get()
         if self._failure is not None:
             raise AudioDeviceError(
@@ -392,6 +423,7 @@ class AudioOutput:
         self._drained.set()
         self.underflows = 0
         self._closed = False
+        self._lost: AudioDeviceError | None = None  # the stream stopped by itself
         self._on_played_failed = False
 
     @property
@@ -415,8 +447,22 @@ class AudioOutput:
         """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
         self._loop = asyncio.get_running_loop()
         self._stream = _open_stream(
-            "output", self.device, self._rate, self.block_size, self._callback
+            "output", self.device, self._rate, self.block_size, self._callback, self._finished
         )
+
+    def _finished(self) -> None:
+        """PortAudio stopped the stream: by ``aclose``, or because the device or the audio
+        server went away; then ``write`` and ``wait_drained`` raise instead of waiting for
+        ever (hostile8)."""
+        loop = self._loop
+        if self._closed or loop is None or loop.is_closed():
+            return
+        self._lost = AudioDeviceError(
+            f"the speaker {self.device.name!r} stopped playing: the device or the audio "
+            "server went away"
+        )
+        loop.call_soon_threadsafe(self._space.set)
+        loop.call_soon_threadsafe(self._drained.set)
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if status.output_underflow:
@@ -444,11 +490,14 @@ class AudioOutput:
                 self._on_drained()
 
     async def write(self, samples: np.ndarray) -> None:
-        """Queue float32 or int16 samples, waiting for room as needed."""
+        """Queue float32 or int16 samples, waiting for room as needed (``AudioDeviceError``
+        once the device went away)."""
         if self._closed:
             raise PeripheralError("AudioOutput is closed")
         x = to_float32(samples)
         while len(x):
+            if self._lost is not None:
+                raise self._lost
             self._space.clear()
             taken = self._buffer.write(x)
             if taken:
@@ -477,8 +526,11 @@ class AudioOutput:
         self._buffer.paused = False
 
     async def wait_drained(self) -> None:
-        """Wait until everything written has been handed to the device."""
+        """Wait until everything written has been handed to the device (``AudioDeviceError``
+        if the device went away meanwhile)."""
         await self._drained.wait()
+        if self._lost is not None:
+            raise self._lost
 
     async def aclose(self) -> None:
         """Stop and close the stream, dropping queued audio (idempotent)."""

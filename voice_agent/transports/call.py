@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from fsm import Clock, Event, TraceRecord
 from ledger import entries as le
 from peripherals.audio import AudioSink
+from peripherals.audio_io import AudioDeviceError
 from peripherals.tts import PhraseCache, Tts
 
 from ..agent import Agent
@@ -311,6 +312,9 @@ async def run_call(
                         if recorder is not None:
                             recorder.caller_frame(frame)
                         await voice.process(frame)
+                except AudioDeviceError as exc:  # (hostile8) a device gone mid-call: said plainly
+                    log.error("%s transport: %s; the call ends", transport.name, exc)
+                    agent.post(SessionEnded(reason=f"audio device lost: {exc}", detail=repr(exc)))
                 except Exception as exc:  # the call ends, recorded; never a silent hang
                     log.exception("%s transport: the caller's audio failed", transport.name)
                     agent.post(SessionEnded(reason="transport failed", detail=repr(exc)))
