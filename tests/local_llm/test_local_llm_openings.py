@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from voice_agent.local_llm.openings import NEUTRAL_OPENING, AnswerOpening
+from voice_agent.local_llm.openings import NEUTRAL_OPENING, AnswerOpening, RefusalStart
 
 
 def _tokens(text: str) -> list[str]:
@@ -88,3 +88,31 @@ def test_pieces_split_anywhere_give_the_same_text():
     whole, _ = _stream(text, [text])
     by_char, _ = _stream(text, list(text))
     assert whole == by_char == _stream(text)[0] == "Sure, your order 3307 has shipped."
+
+
+@pytest.mark.parametrize(
+    ("reply", "refused", "passed"),
+    [
+        ("I can't help with that.", True, ""),  # s08, session 7
+        ("Sorry, I cannot assist with that request.", True, "Sorry,"),
+        ("I'm doing well, thank you!", False, "I'm doing well, thank you!"),
+        ("I can help you with your order.", False, "I can help you with your order."),
+        ("I can't do that? Ha, I can do anything.", True, ""),
+        ("I can't download it, but I can help.", False, "I can't download it, but I can help."),
+        ("Good morning! How can I help?", False, "Good morning! How can I help?"),
+    ],
+)
+def test_a_refusal_is_held_until_known_and_never_passed_on(reply, refused, passed):
+    guard = RefusalStart()
+    out = "".join(guard.push(p) for p in _tokens(reply))
+    out += guard.finish()
+    assert guard.refused is refused
+    assert out == passed
+
+
+def test_a_reply_that_is_no_refusal_passes_as_it_comes():
+    guard = RefusalStart()
+    assert guard.push("Hello") == "Hello"
+    assert guard.push(" there") == " there"
+    held = RefusalStart()
+    assert held.push("I") == "" and held.push("'m") == "I'm"

@@ -39,11 +39,13 @@ from voice_agent.local_llm.respond import (
     ANSWER_EACH_NOTE,
     ANSWER_NOTE,
     ASK_LEAD,
+    ASKS_SOMETHING_QUESTION,
     CANNOT_LEAD,
     CANNOT_OFFER,
     DECISION_PREFIX,
     GUIDANCE_NOTE,
     REPLY,
+    SMALL_TALK_OFFER,
     Responder,
     asks_what_it_gives,
     caller_facing,
@@ -657,8 +659,33 @@ async def test_nothing_held_of_an_answer_is_sent_after_the_callers_stop():
         sent.append(piece)
         return "," not in "".join(sent)  # the caller stops the answer after "Sure,"
 
-    await Responder(engine, chat, reply).run(on_text)
+    await Responder(engine, chat, reply).run(on_text)  # type: ignore[arg-type]
     assert "".join(sent) == "Sure,"  # the space held after it is not sent
+
+
+@pytest.mark.parametrize(
+    ("said", "asks", "reply_text"),
+    [
+        ("I can't help with that.", "no", SMALL_TALK_OFFER),  # s08, session 7
+        ("I can't help with that.", "yes", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
+        ("Sorry, I can't help with that.", "no", "Sorry, how can I help you today?"),
+        ("Lovely, isn't it? How can I help?", "yes", "Lovely, isn't it? How can I help?"),
+    ],
+)
+async def test_a_reply_to_small_talk_is_never_a_refusal(said, asks, reply_text):
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'reply"'
+        if grammar and '"yes"' in grammar:
+            assert ASKS_SOMETHING_QUESTION in prompt
+            return asks
+        return said
+
+    engine = ScriptedEngine(script)
+    responder, reply, _ = await _respond(engine, _user("Morning! Lovely weather today, isn't it?"))
+    assert reply.text == reply_text and not reply.calls
+    asked = [s for s in engine.steps if s[1] and '"yes"' in s[1]]
+    assert len(asked) == (0 if reply_text == said else 1)  # asked only after a refusal
 
 
 async def test_a_reply_without_results_keeps_its_yes():

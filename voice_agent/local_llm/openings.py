@@ -155,3 +155,56 @@ class AnswerOpening:
             self._lower_next = False
         self._said += text
         return text
+
+
+#: How a refusal starts ("I can't help with that.", "I cannot assist ..."), matched on a
+#: clause's start, case-insensitive.
+_REFUSAL = re.compile(r"i (?:can't|can ?not|am unable to|am not able to) (?:help|assist|do)[^a-z]")
+#: Clause starts held while they may still become `_REFUSAL`.
+_REFUSAL_STARTS = (
+    "i can't help", "i can't assist", "i can't do", "i cannot help", "i cannot assist",
+    "i cannot do", "i can not help", "i can not assist", "i can not do",
+    "i am unable to help", "i am unable to assist", "i am unable to do",
+    "i am not able to help", "i am not able to assist", "i am not able to do",
+)  # fmt: skip
+
+
+class RefusalStart:
+    """Streams a reply and holds a clause that may be a refusal ("I can't help with
+    that") until it is known; ``refused`` is set once one is (nothing of it was passed
+    on). Other text passes as it comes: only a clause starting with "I" is held, and
+    only while its words are a refusal's first words."""
+
+    def __init__(self) -> None:
+        self.refused = False
+        self.passed = ""  # what was passed on
+        self._clause = ""
+        self._held = ""
+
+    def push(self, piece: str) -> str:
+        out = ""
+        for ch in piece:
+            if self.refused:
+                break
+            self._clause += ch
+            self._held += ch
+            if ch in _CLAUSE_END:
+                self._clause = ""
+            text = " ".join(self._clause.lower().replace("\u2019", "'").split())
+            if _REFUSAL.match(text):
+                self.refused = True
+                break
+            if not self._held.strip() or (
+                text and any(s.startswith(text) for s in _REFUSAL_STARTS)
+            ):
+                continue  # may still be a refusal (or only spaces so far)
+            out += self._held
+            self._held = ""
+        self.passed += out
+        return out
+
+    def finish(self) -> str:
+        """The held rest (none once refused)."""
+        out, self._held = ("" if self.refused else self._held), ""
+        self.passed += out
+        return out

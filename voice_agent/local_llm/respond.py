@@ -94,7 +94,7 @@ from voice_agent.local_llm.grounding import (
     ungrounded_arguments,
     value_grounded,
 )
-from voice_agent.local_llm.openings import AnswerOpening
+from voice_agent.local_llm.openings import AnswerOpening, RefusalStart
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
@@ -113,6 +113,13 @@ from voice_agent.local_llm.turn_history import (
     values_used_this_turn,
 )
 
+#: What a reply to small talk says instead of a refusal (`Responder._small_talk`).
+SMALL_TALK_OFFER = "How can I help you today?"
+#: Asked after a reply to a turn judged small talk began as a refusal.
+ASKS_SOMETHING_QUESTION = (
+    "Answer only yes or no: in their last words, does the caller ask you to do or find "
+    "out something for them?"
+)
 #: The decision's option for "no tool: speak to the caller".
 REPLY = "reply"
 #: The decision's option for "no tool does what the caller asks".
@@ -257,6 +264,8 @@ class ResponsePlan:
     call_after_results_p: float | None = None
     #: clauses left out of the answer's opening (`openings.AnswerOpening`)
     left_out: list[str] | None = None
+    #: a reply to small talk began as a refusal: what was said instead ("cannot", "offer")
+    refused_small_talk: str | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -1247,6 +1256,8 @@ class Responder:
             sampling = replace(sampling, temperature=0.0, top_p=1.0)
         if lead == CANNOT_LEAD:
             return await self._offer(on_text, note, sampling, grammar, stats)
+        if note is None and not lead and self._fresh_turn and self._results_note is None:
+            return await self._small_talk(on_text, sampling, grammar, stats)
         answers = note in _ANSWER_NOTES or (self._answering and note == self._results_note)
         if not notes and not lead and answers:
             return await self._answer(on_text, note, sampling, grammar, stats)
@@ -1275,6 +1286,76 @@ class Responder:
         elif text:
             await on_text(text)
         return _combine(stats, step)
+
+    async def _small_talk(
+        self,
+        on_text: OnText,
+        sampling: SamplingParams,
+        grammar: str,
+        stats: GenerationStats | None,
+    ) -> GenerationStats:
+        """A reply to a fresh turn the decision judged needs no tool (greetings, small
+        talk), never a refusal: one that starts "I can't help ..." (`openings.RefusalStart`,
+        held until known, never spoken) is stopped, and the model is asked whether the
+        caller asks for something (`ASKS_SOMETHING_QUESTION`): yes, the agent says it
+        cannot (`CANNOT_LEAD`, `CANNOT_OFFER`); no, it offers help (`SMALL_TALK_OFFER`).
+        Told "Morning! Lovely weather today, isn't it?", the 1.5B decided to reply and
+        said "I can't help with that." (bench s08, session 7). Only a clause starting
+        with a refusal's first words is held (the first chunk waits for a mark anyway);
+        the question runs only after a refusal."""
+        guard = RefusalStart()
+        stopped: list[bool] = []
+
+        async def guarded(piece: str) -> bool:
+            text = guard.push(piece)
+            if guard.refused:
+                return False  # stop: the refusal is not said
+            if text and not await on_text(text):
+                stopped.append(True)
+                return False
+            return True
+
+        step = await self.engine.generate(self.prompt(None), sampling, grammar, guarded)
+        stats = _combine(stats, step)
+        if not guard.refused:
+            rest = guard.finish()
+            if rest and not stopped:  # nothing after the caller's stop
+                await on_text(rest)
+            return stats
+        asks, stats = await self._yes_no(ASKS_SOMETHING_QUESTION, stats)
+        self.plan.refused_small_talk = "cannot" if asks else "offer"
+        said = f"{CANNOT_LEAD} {CANNOT_OFFER}" if asks else SMALL_TALK_OFFER
+        if guard.passed.strip():  # "Sorry," was said: go on from it
+            said = " " + said.removeprefix("Sorry, ")
+            said = said[:2].lower() + said[2:] if not said.startswith(" I ") else said
+        await on_text(said)
+        return stats
+
+    async def _yes_no(
+        self, question: str, stats: GenerationStats | None
+    ) -> tuple[bool, GenerationStats]:
+        """The model's yes or no to `question` (a system note after the conversation),
+        greedy, stopped at its first token; undecided is yes."""
+        answer: list[str] = []
+
+        def decided(text: str) -> bool:
+            if text.strip():
+                answer[:] = [text.strip()]
+                return True
+            return False
+
+        async def ignore(_: str) -> bool:
+            return True
+
+        step = await self.engine.generate(
+            self.prompt(question),
+            _greedy(self.chat.sampling, 2),
+            choice_grammar(["yes", "no"], closing=""),
+            ignore,
+            until=decided,
+        )
+        step.completion_tokens = 0  # not part of the reply
+        return (not answer or answer[0].startswith("y")), _combine(stats, step) if stats else step
 
     async def _answer(
         self,
