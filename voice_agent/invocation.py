@@ -7,12 +7,22 @@ copied. `command()` names the program as the user can actually type it.
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 PROGRAM = "voice-agent"
+#: The options every command takes (cli._add_common), as (attribute, flag).
+COMMON_OPTIONS = (
+    ("config", "--config"),
+    ("mode", "--mode"),
+    ("base_url", "--base-url"),
+    ("model", "--model"),
+    ("local_model", "--local-model"),
+)
 
 
 def _shortest(path: Path) -> str:
@@ -42,3 +52,18 @@ def command() -> str:
     if on_path and os.path.realpath(on_path) == os.path.realpath(script):
         return PROGRAM
     return _shortest(script)
+
+
+def repeated_options(args: argparse.Namespace) -> str:
+    """The common options the user gave (`COMMON_OPTIONS`, ``--no-persist``), shell-quoted
+    with a leading space, so a suggested command keeps them: without a microphone, the
+    console started with ``--config configs/customer_service_phone.yaml`` suggests ``chat
+    --config configs/customer_service_phone.yaml``, not the demo agent's ``chat``."""
+    words: list[str] = []
+    for attribute, flag in COMMON_OPTIONS:
+        value = getattr(args, attribute, None)
+        if value:
+            words += [flag, shlex.quote(str(value))]
+    if getattr(args, "no_persist", False):
+        words.append("--no-persist")
+    return "".join(f" {w}" for w in words)

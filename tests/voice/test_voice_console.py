@@ -247,6 +247,38 @@ def test_console_without_a_device_says_what_to_do_and_exits_2(capsys) -> None:  
     assert "voice-agent chat" in err and "voice-agent run" in err and "docs/audio.md" in err
 
 
+def test_the_no_device_message_suggests_commands_that_run_when_pasted_with_the_users_options(
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """Each suggested command stands alone on its line (a description after it became
+    arguments when the line was pasted) and keeps the options the console was started
+    with: `console --config configs/customer_service_phone.yaml` suggested plain `chat`,
+    the demo agent instead of the phone line."""
+    import argparse
+    import shlex
+
+    from voice_agent.cli import build_parser
+    from voice_agent.config import load_config
+    from voice_agent.transports import console
+
+    profile = "configs/customer_service_phone.yaml"
+    args = argparse.Namespace(
+        input_device="no-such-mic-xyz", output_device=None, list_devices=False,
+        config=profile, mode=None, base_url=None, model=None,
+        local_model="qwen2.5-coder-0.5b-instruct-q4_k_m", no_persist=True,
+    )  # fmt: skip
+    assert console.main(load_config(None, environ={}), args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    commands = [shlex.split(line) for line in lines if line.startswith("  ")]
+    assert [words[1] for words in commands] == ["chat", "run", "console", "console"]
+    parser = build_parser()
+    for words in commands:
+        parsed = parser.parse_args(words[1:])  # the whole pasted line parses
+        if not getattr(parsed, "list_devices", False):
+            assert parsed.config == profile and parsed.no_persist, words
+            assert parsed.local_model == "qwen2.5-coder-0.5b-instruct-q4_k_m", words
+
+
 def test_the_console_command_without_a_device_ends_with_its_message_and_no_traceback(
     tmp_path: Path,
 ) -> None:

@@ -48,12 +48,14 @@ OUTPUT_BLOCK_MS = 20  # speaker callback period: the granularity of a barge-in's
 NO_DEVICE_HELP = """\
 voice-agent: no usable audio device: {error}
 
-Without a microphone and speaker you can still talk to the agent:
-  {cmd} chat                                   the same agent over text
-  {cmd} run --input call.wav --output answer.wav   answer a recorded call
-or create virtual devices with PulseAudio null sinks (see docs/audio.md), then
-  {cmd} console --input-device pulse --output-device pulse
-List devices with: {cmd} console --list-devices"""
+Without a microphone and speaker you can still talk to the same agent, over text:
+  {cmd} chat{opts}
+or with a recorded call (WAV in, WAV out):
+  {cmd} run{opts} --input call.wav --output answer.wav
+or create virtual devices with PulseAudio null sinks (see docs/audio.md), then:
+  {cmd} console{opts} --input-device pulse --output-device pulse
+List the devices with:
+  {cmd} console --list-devices"""
 
 
 @dataclass
@@ -280,8 +282,9 @@ def main(config: Config, args: argparse.Namespace, stdout: TextIO = sys.stdout) 
             )
         )
     except AudioDeviceError as exc:
-        from ..invocation import command
+        from ..invocation import command, repeated_options
 
-        print(NO_DEVICE_HELP.format(error=exc, cmd=command()), file=sys.stderr)
+        help_text = NO_DEVICE_HELP.format(error=exc, cmd=command(), opts=repeated_options(args))
+        print(help_text, file=sys.stderr)
         return 2
     return 0
