@@ -426,6 +426,19 @@ def _cut_torn_tail(path: Path) -> None:
         file.truncate(data.rfind(b"\n") + 1)
 
 
+def _first_problem(error: ValidationError) -> str:
+    """The first problem pydantic found, in a few words, without the line's text (a binary
+    file's bytes, or a megabyte of JSON, on the terminal) (hostile8)."""
+    problems = error.errors(include_url=False, include_input=False)
+    if not problems:
+        return "not a ledger entry"
+    first = problems[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "tagged-union")
+    text = f"{where}: {first['msg']}" if where else str(first["msg"])
+    more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+    return text[:200] + more
+
+
 def load_jsonl(path: str | os.PathLike[str]) -> list[Entry]:
     """Read the entries written by `JsonlSink`, in file order.
 
@@ -446,5 +459,8 @@ def load_jsonl(path: str | os.PathLike[str]) -> list[Entry]:
         except ValidationError as error:
             if number == len(lines):
                 break  # torn final write
-            raise LedgerError(f"{path}:{number}: corrupt ledger line: {error}") from error
+            raise LedgerError(
+                f"{path}:{number}: corrupt ledger line ({_first_problem(error)}); is it a "
+                "session file?"
+            ) from error
     return entries

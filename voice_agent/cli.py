@@ -179,9 +179,10 @@ def _cmd_ledger_show(args: argparse.Namespace) -> int:
         print(format_directory(path))
         return 0
     if not path.is_file():
+        what = "is not a regular file" if path.exists() else "no such file or directory"
         print(
-            f"voice-agent: no such file or directory: {path} (give a session file, or the "
-            "sessions directory to list its sessions)",
+            f"voice-agent: {path}: {what} (give a session file, or the sessions directory "
+            "to list its sessions)",
             file=sys.stderr,
         )
         return 2

@@ -153,3 +153,17 @@ def test_ledger_show_of_an_empty_or_missing_directory_says_what_to_pass(tmp_path
     assert main(["ledger", "show", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "no such file or directory" in err and "sessions directory" in err
+    assert main(["ledger", "show", os.devnull]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_ledger_show_of_a_file_that_is_not_a_ledger_says_so_in_one_line(tmp_path: Path, capsys):
+    """Before: pydantic's whole report, with the file's bytes echoed on the terminal."""
+    from voice_agent.cli import main
+
+    binary = tmp_path / "photo.jsonl"
+    binary.write_bytes(bytes(range(256)) * 40 + b"\n" + b"\x00" * 100)
+    assert main(["ledger", "show", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "corrupt ledger line" in err and "\x00" not in err
+    assert "is it a session file?" in err and "errors.pydantic.dev" not in err
