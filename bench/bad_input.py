@@ -212,6 +212,25 @@ def cases(work: Path) -> dict[str, dict[str, Any]]:
             },
         }
     )
+    # session 8 (hostile8)
+    recorded = work / "recorded"
+    recorded.mkdir()
+    (recorded / "20261126T150718Z-f01527.jsonl").write_text(
+        '{"type": "SessionStarted", "seq": 0, "t": 0.0, "session_id": "20261126T150718Z-f01527",'
+        ' "started_at": "2026-11-26T15:07:18+00:00", "meta": {"transport": "text"}}\n'
+        '{"type": "SessionEnded", "seq": 1, "t": 1.0, "reason": "user quit"}\n'
+    )
+    binary = work / "photo.jsonl"
+    binary.write_bytes(bytes(range(256)) * 40)
+    c.update(
+        {
+            "s8: ledger show DIRECTORY": {"args": ["ledger", "show", str(recorded)]},
+            "s8: ledger show a file that is not a ledger": {
+                "args": ["ledger", "show", str(binary)]
+            },
+            "s8: ledger show /dev/null": {"args": ["ledger", "show", os.devnull]},
+        }
+    )
     for case in c.values():
         case["env"] = {**case.get("env", {}), "PYTHONPATH_EXTRA": str(tools)}
     return c
@@ -313,15 +332,18 @@ def main() -> int:
                     persisted = "".join(p.read_text() for p in Path(case["files"]).glob("*.jsonl"))
                 result["secret_printed"] = any(s in shown for s in case["secret"])
                 result["secret_persisted"] = any(s in persisted for s in case["secret"])
+            result["stdout_first"] = (result["stdout"].strip().splitlines() or [""])[0][:220]
+            result["stderr_lines"] = len(result["stderr"].strip().splitlines())
             result.pop("stdout")
             result.pop("stderr")
             results[name] = result
             flags = " ".join(
                 f"{k}={result[k]}" for k in ("secret_printed", "secret_persisted") if k in result
             )
+            shown = result["stderr_last"] or result.get("stdout_first", "")
             print(
                 f"{name:<58} exit={result['exit']} traceback={result['traceback']} "
-                f"{result['seconds']:>6.2f}s {flags}\n    {result['stderr_last']}",
+                f"{result['seconds']:>6.2f}s {flags}\n    {shown}",
                 flush=True,
             )
     if args.json:
