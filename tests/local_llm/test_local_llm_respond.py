@@ -30,6 +30,7 @@ from voice_agent.local_llm.grounding import (
     tool_words,
     ungrounded_arguments,
     value_grounded,
+    with_callers_day,
 )
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
@@ -919,6 +920,46 @@ async def test_a_time_whose_number_nobody_said_is_not_reworded_and_the_agent_ask
     responder, reply, _ = await _respond(engine, _user("Ring me at 646 555 0123 this evening."))
     assert responder.plan.in_callers_words is None and not reply.calls
     assert responder.plan.dropped_ungrounded == [("schedule_callback", ["time"])]
+
+
+@pytest.mark.parametrize(
+    ("said", "written", "sent"),
+    [
+        # the 0.5B's call-backs on the open splits (session 8): the day left out
+        ("Could a person ring me on 646 555 0123 on Friday at 3 pm?", "3 pm", "Friday at 3 pm"),
+        ("Ring me at 646 555 0123 this evening at 6 pm.", "6 pm", "this evening at 6 pm"),
+        ("Call me on 646 555 0123 at 3 pm tomorrow.", "15:00", "3 pm tomorrow"),
+        # the day kept, or none said: sent as written
+        ("Ring me on 646 555 0123 on Friday at 3 pm.", "Friday 3 pm", "Friday 3 pm"),
+        ("Ring me on 646 555 0123 at 3 pm.", "3 pm", "3 pm"),
+    ],
+)
+async def test_a_time_without_the_day_the_caller_named_is_sent_with_it(said, written, sent):
+    engine = ScriptedEngine(_rewording_script(written, "(never asked)"))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert [json.loads(a) for _, _, a in reply.calls] == [{"phone": "6465550123", "time": sent}]
+    assert responder.plan.with_the_day == (
+        [("schedule_callback", ["time"])] if sent != written else None
+    )
+    assert responder.plan.dropped_ungrounded is None and not reply.text
+    assert len(engine.steps) == 2  # the decision and the call: no model step more
+
+
+@pytest.mark.parametrize(
+    ("value", "said", "expected"),
+    [
+        ("3 pm", "Call me on Friday at 3 pm.", "Friday at 3 pm"),
+        ("10:00 am", "Monday at 10 am, please.", "Monday at 10 am"),
+        ("3 pm", "I bought 3 things; call me Friday at 3 pm.", "Friday at 3 pm"),
+        ("3 pm", "Friday is busy for me, so call me at 3 pm.", None),  # too far from the time
+        ("Friday 3 pm", "Call me on Friday at 3 pm.", None),  # the day is there
+        ("3 pm", "Call me at 3 pm.", None),  # no day said
+        ("4 pm", "Call me on Friday at 3 pm.", None),  # not a time the caller said
+        ("asap", "Call me on Friday at 3 pm.", None),  # no clock time
+    ],
+)
+def test_the_callers_day_is_found_next_to_the_time_they_said(value, said, expected):
+    assert with_callers_day(value, [said]) == expected
 
 
 async def test_nothing_is_said_after_a_write_held_for_the_callers_yes():

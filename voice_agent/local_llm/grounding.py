@@ -484,3 +484,66 @@ def caller_spans(texts: Sequence[str], numbers: Sequence[str]) -> list[str]:
                 if span and wanted <= set(_digit_groups(span)):
                     spans.setdefault(span, None)
     return sorted(spans, key=lambda s: (-len(s.split()), s))
+
+
+#: Words that say which day a clock time is on ("Friday", "tomorrow", "this evening").
+_DAY_WORD_RE = re.compile(
+    r"^(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|today|tonight|tomorrow|morning|"
+    r"afternoon|evening|weekend)$",
+    re.IGNORECASE,
+)
+#: A clock time in an argument value: its hour ("3 pm", "3pm", "10:30 am", "15:00").
+_CLOCK_RE = re.compile(r"\b(\d{1,2})(?::\d{2})?\s*(?:am|pm|a\.m\.|p\.m\.|o'?clock)(?!\w)", re.I)
+#: Words after an hour that belong to it ("3 pm", "11 o'clock").
+_CLOCK_TAIL = frozenset({"am", "pm", "a.m.", "p.m.", "o'clock", "oclock"})
+#: How many words from the hour a caller's day word may be to be that time's day.
+DAY_WINDOW_WORDS = 3
+
+
+def _bare(word: str) -> str:
+    return word.strip(_SPAN_EDGE).lower()
+
+
+def with_callers_day(value: str, caller_texts: Sequence[str]) -> str | None:
+    """The caller's own words for a time with the day they named for it, when `value`
+    is that clock time without the day ("3 pm" for "on Friday at 3 pm"); else None.
+
+    The run of words from the day word to the end of the time, whichever comes first
+    ("Friday at 3 pm", "3 pm tomorrow"), with a "this"/"next" before it kept ("this
+    evening at 6 pm"). The day word must be within `DAY_WINDOW_WORDS` of the hour in
+    one utterance (latest first). A value that has any day word, or no clock time, is
+    left alone. The 0.5B scheduled call-backs at "3 pm", "6 pm", "10 am" for "on
+    Friday at 3 pm", "this evening at 6 pm", "on Friday at 10 am" (bench h08, u07, s07,
+    b07, e07, session 8): a write at a time nobody asked for.
+    """
+    shown = _twelve_hour(value)
+    if any(_DAY_WORD_RE.match(_bare(w)) for w in shown.split()):
+        return None
+    clock = _CLOCK_RE.search(shown)
+    if clock is None:
+        return None
+    hour = clock.group(1).lstrip("0") or "0"
+    for text in reversed(list(caller_texts)):
+        words = _twelve_hour(text).split()
+        for i, word in enumerate(words):
+            digits = re.match(r"\d+", _bare(word))
+            if digits is None or (digits.group().lstrip("0") or "0") != hour:
+                continue
+            end = i + 1 if i + 1 < len(words) and _bare(words[i + 1]) in _CLOCK_TAIL else i
+            if end == i and not re.search(r"[ap]\.?m\.?$|o'?clock$", _bare(word)):
+                continue  # a bare number is not that time ("3 items")
+            near = [
+                d
+                for d in (*range(max(0, i - DAY_WINDOW_WORDS), i),
+                          *range(end + 1, min(len(words), end + 1 + DAY_WINDOW_WORDS)))
+                if _DAY_WORD_RE.match(_bare(words[d]))
+            ]  # fmt: skip
+            if not near:
+                continue
+            day = min(near, key=lambda d: abs(d - i))
+            start, stop = min(day, i), max(day, end)
+            if start > 0 and _bare(words[start - 1]) in ("this", "next"):
+                start -= 1
+            span = " ".join(words[start : stop + 1]).strip(_SPAN_EDGE)
+            return span or None
+    return None

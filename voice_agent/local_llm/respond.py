@@ -93,6 +93,7 @@ from voice_agent.local_llm.grounding import (
     tool_words,
     ungrounded_arguments,
     value_grounded,
+    with_callers_day,
 )
 from voice_agent.local_llm.openings import AnswerOpening, RefusalStart
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
@@ -259,6 +260,9 @@ class ResponsePlan:
     #: the caller's latest words as the answer step saw them, a name they took back
     #: replaced by the one looked up (`grounding.as_corrected`)
     as_corrected: str | None = None
+    #: calls written again with a time's day the caller named and the model left out
+    #: (`grounding.with_callers_day`): (name, arguments)
+    with_the_day: list[tuple[str, list[str]]] | None = None
     #: after results: the probability of a call as the answer's first token
     #: (`CALL_AFTER_RESULTS_MIN_P`)
     call_after_results_p: float | None = None
@@ -675,6 +679,7 @@ class Responder:
                 arguments, schemas.get(name), call_sources, vocabulary.get(name, frozenset())
             )
             or retracted_arguments(arguments, taken_back)
+            or list(self._with_the_day(name, arguments))
         )
         turn_values = values_used_this_turn(chat.messages)
         turn_calls = calls_this_turn(chat.messages)
@@ -828,6 +833,8 @@ class Responder:
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
+        if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
+            stats = await self._written_with_the_day(on_text, stats)
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
             stats = await self._in_callers_words(prompt, on_text, stats)
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
@@ -1077,6 +1084,45 @@ class Responder:
         wanted = not answer or answer[0].startswith("y")  # undecided: ask, never guess
         step.extra["wanted"] = wanted
         return wanted, _combine(stats, step)
+
+    def _with_the_day(self, name: str, arguments_text: str) -> dict[str, str]:
+        """The free-text arguments of a call that hold a clock time without the day the
+        caller named for it, each with the caller's words for that time and day
+        (`grounding.with_callers_day`: "3 pm" -> "Friday at 3 pm"). Such a call is not
+        sent as written (see `_written_with_the_day`)."""
+        arguments = _json_object(arguments_text)
+        if not arguments:
+            return {}
+        properties = (_schemas(self._tools).get(name) or {}).get("properties") or {}
+        callers = [
+            content_text(m.get("content")) for m in self.chat.messages if m.get("role") == "user"
+        ]
+        found: dict[str, str] = {}
+        for arg, value in arguments.items():
+            if isinstance(value, str) and _free_string(properties.get(arg)):
+                with_day = with_callers_day(value, callers)
+                if with_day is not None:
+                    found[arg] = with_day
+        return found
+
+    async def _written_with_the_day(
+        self, on_text: OnText, stats: GenerationStats
+    ) -> GenerationStats:
+        """The one dropped call whose every dropped argument is a time without the
+        caller's day, written again with the caller's words for it (`_written_again`, no
+        model step). Small edit by small8 (session 8, issue 11): the 0.5B scheduled
+        call-backs at "3 pm" for "on Friday at 3 pm" (five questions of the open splits)."""
+        reply = self.reply
+        if len(reply.ungrounded_calls) != 1 or len(reply.ungrounded) != 1:
+            return stats
+        name, arguments_text = reply.ungrounded_calls[0]
+        _, missing = reply.ungrounded[0]
+        values = self._with_the_day(name, arguments_text)
+        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        if tool is None or not values or set(values) != set(missing):
+            return stats
+        self.plan.with_the_day = [(name, list(missing))]
+        return await self._written_again(tool, arguments_text, values, on_text, stats)
 
     async def _in_callers_words(
         self, prompt: str, on_text: OnText, stats: GenerationStats
