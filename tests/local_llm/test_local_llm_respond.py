@@ -689,6 +689,25 @@ async def test_a_reply_to_small_talk_is_never_a_refusal(said, asks, reply_text):
     assert len(asked) == (0 if reply_text == said else 1)  # asked only after a refusal
 
 
+@pytest.mark.parametrize(
+    ("said", "banned"),
+    [
+        ("Has order 58213 been dispatched?", ["dispatch"]),  # e11, session 7
+        ("Where's my order 58213?", None),  # nothing of the caller's is left out
+    ],
+)
+async def test_an_answer_from_results_cannot_use_the_callers_words_nothing_gave(said, banned):
+    payload = {"status": "resolved", "result": {"status": "shipped"}}
+    messages = _after_call(payload)
+    messages[1] = {"role": "user", "content": said}
+    engine = ScriptedEngine(_decision_then("reply", "Order 58213 has shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, messages)
+    ((_, grammar, _),) = engine.steps
+    assert responder.plan.caller_only_words == banned
+    assert ("aw-word" in (grammar or "")) is bool(banned)
+    assert reply.text == "Order 58213 has shipped."
+
+
 async def test_a_reply_without_results_keeps_its_yes():
     engine = ScriptedEngine(_decision_then("reply", "Yes, I can hear you fine."))
     _, reply, _ = await _respond(engine, _user("Can you hear me?"))

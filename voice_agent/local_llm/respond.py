@@ -69,6 +69,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
+from voice_agent.local_llm.answer_words import caller_only_words, speech_grammar_without
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -270,6 +271,8 @@ class ResponsePlan:
     left_out: list[str] | None = None
     #: a reply to small talk began as a refusal: what was said instead ("cannot", "offer")
     refused_small_talk: str | None = None
+    #: stems of the caller's words the answer from results could not use (`answer_words`)
+    caller_only_words: list[str] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -1416,6 +1419,11 @@ class Responder:
         before the result is left out. Only a clause that may be left out is held."""
         opening = AnswerOpening()
         stopped: list[bool] = []
+        banned = caller_only_words(self.chat.messages, self._tools)
+        if banned:
+            grammar = speech_grammar_without(banned, self._numbers)
+            self.plan.caller_only_words = banned
+            check_grammar(grammar)
 
         async def filtered(piece: str) -> bool:
             text = opening.push(piece)
