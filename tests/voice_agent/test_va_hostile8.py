@@ -167,3 +167,55 @@ def test_ledger_show_of_a_file_that_is_not_a_ledger_says_so_in_one_line(tmp_path
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "corrupt ledger line" in err and "\x00" not in err
     assert "is it a session file?" in err and "errors.pydantic.dev" not in err
+
+
+# --- `voice-agent run -i` of a device or a pipe --------------------------------------
+
+
+def test_a_wav_input_that_never_ends_is_refused_not_read_whole(tmp_path: Path):
+    """Before: `voice-agent run -i /dev/zero` read the device whole: all memory, then the
+    kernel killed the process. Now its header is read first and refused."""
+    import resource
+    import subprocess
+
+    def limit_memory() -> None:  # so that the old behaviour fails here, not the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from voice_agent.voice.wavio import read_wav\n"
+         "try:\n read_wav('/dev/zero')\nexcept Exception as e:\n print(type(e).__name__, e)"],
+        capture_output=True, text=True, timeout=120, preexec_fn=limit_memory,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.stdout.startswith("WavError") and "no RIFF/WAVE header" in done.stdout, done
+
+
+def test_a_wav_through_a_pipe_is_read_up_to_its_declared_size(tmp_path: Path):
+    """A pipe with a WAV and then more bytes (`cat call.wav /dev/zero |`): the declared
+    size is read, nothing past it; a streaming writer's unknown size reads to the end."""
+    import threading
+
+    import numpy as np
+
+    from voice_agent.voice.wavio import read_wav, write_wav
+
+    wav = tmp_path / "call.wav"
+    write_wav(wav, np.zeros(1600, dtype=np.float32), 16000)
+    data = wav.read_bytes()
+    for tail, unknown in ((b"\0" * 1_000_000, False), (b"", True)):
+        fifo = tmp_path / f"pipe{unknown}"
+        os.mkfifo(fifo)
+        sent = data if not unknown else data[:4] + b"\xff\xff\xff\xff" + data[8:]
+
+        def feed(sent: bytes = sent, fifo: Path = fifo, tail: bytes = tail) -> None:
+            with open(fifo, "wb") as out:
+                try:
+                    out.write(sent + tail)
+                except BrokenPipeError:
+                    pass  # the reader stopped at the declared size
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        samples, rate = read_wav(fifo)
+        writer.join(60)
+        assert rate == 16000 and len(samples) == 1600

@@ -14,6 +14,7 @@ or channel count of 0.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import wave
 from pathlib import Path
@@ -48,7 +49,18 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if path.is_dir():
         raise _fail(path, "is a directory, not a WAV file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            if stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                data = file.read()
+            else:
+                # A device or a pipe: the header first, then at most the size it declares
+                # (until the end when a streaming writer left it unknown). Reading
+                # /dev/zero whole took all memory (hostile8).
+                data = file.read(12)
+                if len(data) == 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+                    declared = struct.unpack("<I", data[4:8])[0]
+                    unknown = declared < 4 or declared == 0xFFFFFFFF
+                    data += file.read(-1 if unknown else declared - 4)
     except FileNotFoundError:
         raise WavError(f"no such file: {path}") from None
     except OSError as exc:
