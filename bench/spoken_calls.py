@@ -19,9 +19,11 @@ the server would only add its start-up time).
 
 Fast mode (the default of ``voice-agent run``): the stream clock waits for the
 engine, so machine load does not change what is recognised. By default the
-LLM's deadlines are raised (`PATIENT_LLM`) so that load does not turn a slow
-answer into an apology either: the figures are the model's and the
-recognition's, not the machine's. ``--product-deadlines`` keeps the shipped
+LLM's deadlines are raised (`PATIENT_LLM`), and the file transport waits for
+the engine and for the answer after the input's end as long as it takes, so
+that load does not turn a slow answer into an apology or cut it off either
+(hold phrases run on the wall clock and their audio fills the stream's tail):
+the figures are the model's and the recognition's, not the machine's. ``--product-deadlines`` keeps the shipped
 ones (what a newcomer on a busy machine gets).
 
 Scores per call (the question-set scoring of `bench/embedded_questions.py`,
@@ -348,6 +350,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.product_deadlines:
         files.SETTLE_TIMEOUT_S = PATIENT_SETTLE_S
+        # Hold phrases run on the wall clock and their audio takes stream time: a model
+        # slowed for half an hour filled the 120 s tail with them and the call ended
+        # before its answer (seen at load 31).
+        files.MAX_TAIL_S = PATIENT_SETTLE_S
 
     calls = [c for c in CALLS if not args.only or c["id"] in args.only.split(",")]
     audio = {c["id"]: call_audio(c) for c in calls}
