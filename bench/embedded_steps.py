@@ -3,7 +3,8 @@
 Usage::
 
     python bench/embedded_steps.py [--model 1.5b] [--split heldout,unseen]
-        [--only ID,ID] [--kinds lookup,two] [--json OUT]
+        [--only ID,ID] [--kinds lookup,two] [--json OUT] [--code DIR]
+        [--ab speculate|keep_own_tokens] [--repeat N]
 
 Runs the embedded server in this process (`server.build_app` on 127.0.0.1, the
 same `Responder` and engine the launched server runs) and asks the questions of
@@ -18,12 +19,26 @@ evaluated and the time spent before the first sampled token of the spoken
 answer, the tokens sampled before the first chunk the speech output would
 speak, and the time from that request to its first audio. Times are real
 time on this machine: compare them as shares of one run, and say the load.
+
+Per question and per kind it also counts the model's work from the question to
+its first audio: prompt tokens evaluated in batches and one-token model steps.
+Those counts do not depend on the load (the steps are greedy), so ``--code DIR``
+(another checkout's product code, prompts and tools, with this checkout's text
+chunker) run after a run of this one compares two versions where the machine is
+too busy for their times to compare.
+
+``--ab SWITCH`` asks each question twice in one process, with that engine switch
+(``speculate``: greedy drafts; ``keep_own_tokens``: the KV cache reused by text) at
+its default and flipped, back to back, the order alternating, the KV cache reset
+to the system prompt and "Hello." before each; it reports the paired on - off
+differences per kind.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -34,8 +49,25 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+
+def _code_dir() -> Path:
+    """``--code DIR`` (read before anything is imported): the checkout whose product
+    code runs the server, its prompts and tools included (default: this one)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--code" and i + 1 < len(sys.argv):
+            return Path(sys.argv[i + 1]).resolve()
+        if arg.startswith("--code="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return ROOT
+
+
+CODE = _code_dir()
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(CODE))
+# CODE's packages, imported before embedded_questions puts this checkout first on the path.
+for _package in ("peripherals", "voice_agent"):
+    importlib.import_module(_package)
 
 import embedded_questions as eq  # noqa: E402
 
@@ -77,6 +109,15 @@ class Trace:
     calls_ok: bool = False
     answer_ok: bool = False
     side: bool | None = None  # the A/B attribute's value (--ab), else None
+    #: The model's work from the question to its first audio (the first chunk the
+    #: speech output would speak): prompt tokens evaluated in batches, one-token model
+    #: steps (a token drawn and evaluated), and the time of each. The counts do not
+    #: depend on the machine's load (greedy steps), so two checkouts run one after the
+    #: other compare by them (--code).
+    evaluated_before_audio: int = 0
+    eval_ms_before_audio: float = 0.0
+    steps_before_audio: int = 0
+    steps_ms_before_audio: float = 0.0
 
 
 def _step_kind(prompt: str) -> str:
@@ -94,7 +135,7 @@ def _step_kind(prompt: str) -> str:
 def instrument(engine: Any, clock: dict[str, Any]) -> None:
     """Log every generate and the first evaluation of each into `clock["trace"]`."""
     real_generate = engine.generate
-    real_eval = engine._eval
+    real_eval = engine._llama.eval
 
     async def generate(prompt: str, params: Any, grammar: Any, on_text: Any, until: Any = None):
         trace: Trace = clock["trace"]
@@ -120,7 +161,7 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         step.drafted_kept = int(stats.extra.get("drafted_kept", 0))
         return stats
 
-    real_probability = engine.next_token_probability
+    real_probability = getattr(engine, "next_token_probability", None)
 
     async def probability(prompt: str, text: str) -> float:
         trace: Trace = clock["trace"]
@@ -132,17 +173,28 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         trace.steps.append(step)
         clock["step"] = step
         started = time.monotonic()
+        assert real_probability is not None
         p = await real_probability(prompt, text)
         step.total_ms = (time.monotonic() - started) * 1e3
         step.text = f"p({text})={p:.3f}"
         return float(p)
 
-    engine.next_token_probability = probability
+    if real_probability is not None:
+        engine.next_token_probability = probability
 
     def logged_eval(tokens: list[int]) -> None:
         step: Step | None = clock.get("step")
         started = time.monotonic()
         real_eval(tokens)
+        elapsed_ms = (time.monotonic() - started) * 1e3
+        work = clock.get("work")
+        if work is not None and not work["heard"]:
+            if len(tokens) > 1:
+                work["evaluated"] += len(tokens)
+                work["eval_ms"] += elapsed_ms
+            else:
+                work["steps"] += 1
+                work["steps_ms"] += elapsed_ms
         if step is None:
             return
         if step.evaluated == 0 and step.sampled == 0:
@@ -152,11 +204,12 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
             step.sampled += 1
             step.steps_ms += (time.monotonic() - started) * 1e3
 
-    real_verify = engine._verify
+    real_verify = getattr(engine, "_verify", None)
 
     def logged_verify(*args: Any) -> Any:
         step: Step | None = clock.get("step")
         started = time.monotonic()
+        assert real_verify is not None
         try:
             return real_verify(*args)
         finally:
@@ -165,8 +218,44 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
                 step.batches_ms += (time.monotonic() - started) * 1e3
 
     engine.generate = generate
-    engine._eval = logged_eval
-    engine._verify = logged_verify
+    # llama-cpp-python's own evaluation, which every checkout's engine calls (a draft
+    # batch, `_verify`, decodes by itself and is timed apart).
+    engine._llama.eval = logged_eval
+    if real_verify is not None:
+        engine._verify = logged_verify
+
+
+def watch_first_audio(clock: dict[str, Any]) -> None:
+    """Have `embedded_questions.ask` cut speech with this checkout's text chunker (the
+    same rule whichever code runs the model, --code), and mark in ``clock["work"]``
+    the moment its first chunk is complete."""
+
+    from voice_agent.voice.output import FIRST_CHUNK_CHARS
+
+    spec = importlib.util.spec_from_file_location(
+        "_bench_text_chunker", ROOT / "peripherals" / "text_chunker.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Watched:
+        def __init__(self) -> None:
+            self._inner = module.SentenceChunker(first_clause_after_chars=FIRST_CHUNK_CHARS)
+
+        def push(self, text: str) -> list[str]:
+            return self._heard(self._inner.push(text))
+
+        def flush(self) -> list[str]:
+            return self._heard(self._inner.flush())
+
+        def _heard(self, chunks: list[str]) -> list[str]:
+            work = clock.get("work")
+            if chunks and work is not None:
+                work["heard"] = True
+            return chunks
+
+    eq._speech_chunker = Watched
 
 
 async def run(args: argparse.Namespace) -> list[Trace]:
@@ -190,6 +279,7 @@ async def run(args: argparse.Namespace) -> list[Trace]:
     clock: dict[str, Any] = {"t0": time.monotonic(), "request": 0, "trace": Trace("warm", "")}
     engine.keep_own_tokens = args.by_text
     instrument(engine, clock)
+    watch_first_audio(clock)
     runner = web.AppRunner(build_app(engine), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -207,8 +297,10 @@ async def run(args: argparse.Namespace) -> list[Trace]:
             stall_timeout_s=300,
         )
     )
+    if CODE != ROOT:
+        eq.PROFILES = {name: CODE / path.relative_to(ROOT) for name, path in eq.PROFILES.items()}
     tool_sets = eq.load_tool_sets()
-    prompts = {name: eq._system_prompt(ROOT, name) for name in tool_sets}
+    prompts = {name: eq._system_prompt(CODE, name) for name in tool_sets}
     traces = []
     real_stream = client.stream
 
@@ -245,8 +337,14 @@ async def run(args: argparse.Namespace) -> list[Trace]:
                         [t.schema for t in tools],
                     )
                 trace = Trace(question["id"], question["kind"], side=side)
-                clock.update(t0=time.monotonic(), request=0, trace=trace, step=None)
+                work = {"heard": False, "evaluated": 0, "eval_ms": 0.0, "steps": 0, "steps_ms": 0.0}
+                clock.update(t0=time.monotonic(), request=0, trace=trace, step=None, work=work)
                 out = await eq.ask(client, prompts[question["tools"]], tools, question, "m")
+                clock["work"] = None
+                trace.evaluated_before_audio = int(work["evaluated"])
+                trace.eval_ms_before_audio = float(work["eval_ms"])
+                trace.steps_before_audio = int(work["steps"])
+                trace.steps_ms_before_audio = float(work["steps_ms"])
                 trace.first_audio_ms = out.first_audio_ms
                 trace.answer_ms = out.answer_ms
                 trace.spoken = out.spoken
@@ -265,7 +363,10 @@ def describe(trace: Trace) -> str:
     side = "" if trace.side is None else f" [{'on' if trace.side else 'off'}]"
     lines = [
         f"{mark} {trace.id}{side} {trace.kind}: first audio {trace.first_audio_ms or 0:.0f} ms, "
-        f"answer {trace.answer_ms:.0f} ms | {trace.spoken[:90]!r}"
+        f"answer {trace.answer_ms:.0f} ms | {trace.spoken[:90]!r}",
+        f"    before first audio: {trace.evaluated_before_audio} tokens evaluated in "
+        f"{trace.eval_ms_before_audio:.0f} ms, {trace.steps_before_audio} one-token steps in "
+        f"{trace.steps_ms_before_audio:.0f} ms",
     ]
     for s in trace.steps:
         lines.append(
@@ -287,7 +388,11 @@ def describe(trace: Trace) -> str:
 def summary(traces: list[Trace]) -> dict[str, Any]:
     """Scores, and per kind medians over the questions whose answer request followed results."""
     kinds: dict[str, list[dict[str, float]]] = {}
+    before_audio: dict[str, list[Trace]] = {}
     for t in traces:
+        if t.first_audio_ms is not None:
+            before_audio.setdefault(t.kind, []).append(t)
+            before_audio.setdefault("all", []).append(t)
         if t.first_audio_ms is None or len(t.request_started_ms) < 2:
             continue
         last = len(t.request_started_ms)
@@ -318,6 +423,25 @@ def summary(traces: list[Trace]) -> dict[str, Any]:
             for s in t.steps
             if s.kind == "decision" and s.request > 1 and s.text.strip() != "reply"
         ],
+    }
+    # Per kind: the model's work before the first audio (medians; see `Trace`).
+    out["work_before_first_audio"] = {
+        kind: {
+            "n": len(ts),
+            "evaluated": statistics.median(t.evaluated_before_audio for t in ts),
+            "steps": statistics.median(t.steps_before_audio for t in ts),
+            "ms_per_evaluated": round(
+                sum(t.eval_ms_before_audio for t in ts)
+                / max(sum(t.evaluated_before_audio for t in ts), 1),
+                1,
+            ),
+            "ms_per_step": round(
+                sum(t.steps_ms_before_audio for t in ts)
+                / max(sum(t.steps_before_audio for t in ts), 1),
+                1,
+            ),
+        }
+        for kind, ts in sorted(before_audio.items())
     }
     for kind, rows in sorted(kinds.items()):
         keys = sorted({k for r in rows for k in r})
@@ -391,6 +515,13 @@ def main() -> None:
         "(back to back, the order alternating; the cache reset between): paired differences",
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose product code, prompts and tools run (e.g. a detached "
+        "worktree of the commit before a change); the text chunker stays this one's",
+    )
     args = parser.parse_args()
     load_start = os.getloadavg()
     traces = asyncio.run(run(args))
