@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
-from voice_agent.local_llm import resolve_model
+from voice_agent.local_llm import resolve_model, sampling
 from voice_agent.local_llm.chat_format import render_messages
 from voice_agent.local_llm.engine import _DRAFT_TOKENS, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import build_tool_grammar, calls_grammar
@@ -229,13 +229,13 @@ async def test_generate_path_can_be_chosen_and_agrees_at_temperature_zero(engine
     assert fast == slow
 
 
-def _sampler(engine, grammar: str) -> TokenSampler:
+def _sampler(engine, grammar: str | None, temperature: float = 0.0) -> TokenSampler:
     llama = engine._llama
     return TokenSampler(
         ctx=llama._ctx.ctx,
         vocab=llama._model.vocab,
         n_vocab=llama.n_vocab(),
-        temperature=0.0,
+        temperature=temperature,
         top_k=40,
         top_p=1.0,
         min_p=0.0,
@@ -243,6 +243,38 @@ def _sampler(engine, grammar: str) -> TokenSampler:
         grammar=grammar,
         probe=engine._probe,
     )
+
+
+async def test_a_rejected_draw_is_drawn_again_from_the_top_candidates(engine, monkeypatch):
+    # The grammar bans the letter the model's greedy reply starts with: the draw is
+    # rejected and drawn again from the few hundred candidates of highest logit, with the
+    # token the grammar applied to the whole vocabulary gives (greedy, and sampled with a
+    # seed: the chain keeps its top-k either way).
+    prompt = render_messages([SYSTEM, {"role": "user", "content": "Say hello to me."}], None)
+    await engine.next_token_probability(prompt, "x")  # the prompt's logits are live
+    free = _sampler(engine, None)
+    try:
+        wanted = engine._llama.detokenize([free.sample()]).decode().strip()
+    finally:
+        free.close()
+    assert wanted[:1].isalpha()
+    grammar = f"root ::= [^{wanted[0].upper()}{wanted[0].lower()} ] [a-zA-Z ,.!]*"
+    for temperature in (0.0, 0.7):
+        drawn = {}
+        for top in (sampling.RESAMPLE_TOP, engine._llama.n_vocab()):
+            monkeypatch.setattr(sampling, "RESAMPLE_TOP", top)
+            sampler = _sampler(engine, grammar, temperature=temperature)
+            try:
+                drawn[top] = sampler.sample()
+                assert sampler.grammar_resamples == 1
+                checked = sampler.candidates_checked
+            finally:
+                sampler.close()
+            if top < engine._llama.n_vocab():
+                assert checked == top  # never the whole vocabulary
+        assert len(set(drawn.values())) == 1, temperature
+        text = engine._llama.detokenize([next(iter(drawn.values()))]).decode().strip()
+        assert not text.lower().startswith(wanted[0].lower())
 
 
 async def test_forced_text_is_what_the_grammar_alone_admits_next(engine):

@@ -79,6 +79,14 @@ def check_low_level_api() -> None:
 #: Token ids searched for the vocabulary's single-byte tokens (byte-level BPE puts
 #: them first: Qwen's are ids 0-255, SentencePiece's <0xNN> follow a few specials).
 _BYTE_TOKEN_SEARCH = 1024
+#: After a rejected draw the grammar is applied first to this many candidates of highest
+#: logit, and to the whole vocabulary only when too few of them are allowed (none for a
+#: greedy draw; fewer than top-k for a sampled one, whose chain keeps the top-k: then the
+#: same candidates reach the chain either way). llama.cpp's grammar matches every
+#: candidate's text: on the 1.5B's 151,936 tokens one application took 0.35 s with the
+#: plain speech grammar and 1.1-3.7 s with an answer's banned words (load 30; session 8).
+#: Candidates.
+RESAMPLE_TOP = 256
 #: Characters `forced_text` looks ahead at most per call (a long literal continues at the
 #: next call).
 FORCED_TEXT_LIMIT = 64
@@ -144,6 +152,10 @@ class TokenSampler:
         self._native = native
         self._ctx = ctx
         self._n_vocab = n_vocab
+        #: Allowed candidates a rejected draw needs among the top ones (`RESAMPLE_TOP`):
+        #: one when greedy, top-k when sampled; a plain draw (temperature < 0) needs all.
+        self._enough = 1 if temperature == 0 else (top_k if temperature > 0 and top_k > 0 else 0)
+        self.candidates_checked = 0  # candidates the grammar was applied to after rejections
         self._chain: Any = None
         self._grammar: Any = None
         self.grammar_checks = 0  # drawn tokens checked against the grammar
@@ -180,6 +192,13 @@ class TokenSampler:
                 if not self._grammar:
                     raise SamplerInitError("llama.cpp rejected the grammar")
             self._candidates = np.empty(n_vocab, dtype=_TOKEN_DATA)
+            self._top = np.empty(min(RESAMPLE_TOP, n_vocab), dtype=_TOKEN_DATA)
+            self._top_array: Any = native.llama_token_data_array(
+                data=self._top.ctypes.data_as(native.llama_token_data_p),
+                size=len(self._top),
+                selected=-1,
+                sorted=False,
+            )
             self._ids = np.arange(n_vocab, dtype=np.int32)
             self._array: Any = native.llama_token_data_array(
                 data=self._candidates.ctypes.data_as(native.llama_token_data_p),
@@ -222,9 +241,35 @@ class TokenSampler:
             return token
         self.grammar_resamples += 1
         self._load_logits(index)
+        top = self._top_candidates()
+        if top is not None:
+            return top
+        self.candidates_checked += self._n_vocab
         native.llama_sampler_apply(self._grammar, ctypes.byref(self._array))
         native.llama_sampler_apply(self._chain, ctypes.byref(self._array))
         return self._selected(self._array)
+
+    def _top_candidates(self) -> int | None:
+        """After a rejected draw: the token drawn from the `RESAMPLE_TOP` candidates of
+        highest logit that the grammar allows, when there are enough of them for the
+        chain to see what it would see on the whole vocabulary; else None."""
+        n_top = len(self._top)
+        if not self._enough or n_top >= self._n_vocab:
+            return None
+        native = self._native
+        candidates = self._candidates
+        picked = np.argpartition(candidates["logit"], self._n_vocab - n_top)[-n_top:]
+        top = self._top
+        top[:] = candidates[picked]
+        array = self._top_array
+        array.data = top.ctypes.data_as(native.llama_token_data_p)
+        array.size, array.selected, array.sorted = n_top, -1, False
+        self.candidates_checked += n_top
+        native.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        if int(np.count_nonzero(top["logit"] != -np.inf)) < self._enough:
+            return None
+        native.llama_sampler_apply(self._chain, ctypes.byref(array))
+        return self._selected(array)
 
     def accept(self, token: int) -> None:
         """Advance the grammar past `token`.
