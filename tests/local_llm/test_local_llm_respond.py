@@ -290,9 +290,9 @@ async def test_a_reply_decision_speaks_from_the_plain_prompt_under_the_speech_gr
     assert reply.text == "Hello! How can I help?" and not reply.calls
     decision, speech = engine.steps
     assert decision[2] == 0.0  # the decision is greedy
-    assert decision[1] is not None and '"reply"' in decision[1]
+    assert decision[1] is not None and f'"{REPLY}"' in decision[1]
     assert speech[0].endswith("<|im_start|>assistant\n") and "sp-num" not in (speech[1] or "")
-    assert '"name": "reply"' in speech[0]  # the option is listed with the tools
+    assert f'"name": "{REPLY}"' in speech[0]  # the option is listed with the tools
 
 
 async def test_a_tool_decision_sends_the_call_as_standard_tool_call_deltas():
@@ -485,7 +485,7 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
     )
     await _respond(engine, follow_up)
     decision_grammar = engine.steps[0][1] or ""
-    assert '"reply"' in decision_grammar and "cannot_do" not in decision_grammar
+    assert f'"{REPLY}"' in decision_grammar and "cannot_do" not in decision_grammar
     assert engine.steps[0][0].split("<|im_end|>")[0] == fresh_system  # cached prefix kept
 
 

@@ -13,7 +13,7 @@ openai = pytest.importorskip("openai")
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
 from voice_agent.local_llm.grounding import value_grounded  # noqa: E402
-from voice_agent.local_llm.respond import ASK_LEAD, CANNOT_LEAD  # noqa: E402
+from voice_agent.local_llm.respond import ASK_LEAD, CANNOT, CANNOT_LEAD, REPLY  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -220,7 +220,7 @@ async def test_the_decision_step_is_reported_and_small_talk_is_spoken_without_ma
         [SYSTEM, {"role": "user", "content": "Hello!"}],
         tools=[*TOOLS, CALLBACK_TOOL],
     )
-    assert timings["decision"] in {"reply", "cannot_do", "get_order_status", "schedule_callback"}
+    assert timings["decision"] in {REPLY, CANNOT, "get_order_status", "schedule_callback"}
     assert timings["decision_ms"] > 0
     assert not calls  # a call would need an order number or a phone nobody gave
     assert text.strip() and not set(text) & set("<{`_")
@@ -322,5 +322,5 @@ async def test_the_model_ends_the_call_only_after_the_callers_goodbye(server, cl
         assert calls == ["end_call"]
     else:
         assert calls == []
-        assert timings["decision"] in {"reply", "cannot_do"}
+        assert timings["decision"] in {REPLY, CANNOT}
         assert text.strip() and not set(text) & set("<{`_")

@@ -195,28 +195,92 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
     return "\n".join(lines) + "\n"
 
 
+#: Words speech may not contain at the start of a word, in any case: the agent's own
+#: machinery, never words to the caller. "function" (and "functions", "functional"):
+#: the 0.5B said 'You can call the "reply" function ...' (bench r19, session 6), and
+#: checking held speech for it (`respond.names_a_function`) cannot unsay streamed
+#: speech. "caller": the prompts and notes speak of "the caller" ("The caller just
+#: asked ...": the 0.5B, r23; "Could you tell me the caller's phone number?": the
+#: 1.5B); the agent speaks to the caller as "you". "reply": the decision's option for
+#: speaking (`respond.REPLY`), an English word, so the "_" rule does not keep it out
+#: ("replies", "replying" go with it; the agent can say "answer"). A word that only
+#: starts like one ("fun", "call", "callback", "rep") is free.
+UNSPEAKABLE_WORDS = ("function", "caller", "reply")
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
 def speech_grammar(allowed_numbers: Iterable[str], continuing: bool = False) -> str:
     """Plain speech in which every digit run is one of `allowed_numbers`.
 
     The reply step. Text may not contain ``<``, ``{``, a backtick (markup,
-    calls) or ``_`` (a tool name is never spoken), must start with a
-    non-space character, and may write digits only as one of the numbers
-    found in the conversation (what the caller said, tool results, the
-    system prompt): a small model cannot state an hour, an amount or an
-    order number that nobody gave it. (Numbers written as words are not
-    caught here.) `continuing`: the text goes on after words already said,
-    so it may start with a space.
+    calls) or ``_`` (a tool name or a decision option is never spoken: they
+    are snake_case), nor a word that starts with one of `UNSPEAKABLE_WORDS`;
+    it must start with a non-space character, and may write digits only as
+    one of the numbers found in the conversation (what the caller said, tool
+    results, the system prompt): a small model cannot state an hour, an
+    amount or an order number that nobody gave it. (Numbers written as words
+    are not caught here.) `continuing`: the text goes on after words already
+    said, so it may start with a space.
+
+    The grammar is right-linear (a finite automaton): its state is where the
+    text is in a word (at a word's start, in a word that cannot become an
+    unspeakable one, or part-way through one: `sp-t-fun` after "fun") and
+    whether a number just ended (a digit may not follow it: two numbers
+    written together make one nobody gave).
     """
     numbers = sorted({n for n in allowed_numbers if n.isdigit()}, key=lambda n: (-len(n), n))
-    nd = f"[^{SPEECH_FORBIDDEN}0-9]"
-    first = nd if continuing else f"[^{SPEECH_FORBIDDEN}0-9 \\t\\n\\r]"
-    if not numbers:
-        return f"root ::= {first} {nd}*\n"
-    alternatives = " | ".join(_literal(n) for n in numbers)
-    return (
-        f"root ::= ( {first} | sp-num {nd} ) ( {nd} | sp-num {nd} )* sp-num? | sp-num\n"
-        f"sp-num ::= {alternatives}\n"
-    )
+    prefixes = sorted(
+        {w[:i] for w in UNSPEAKABLE_WORDS for i in range(1, len(w))}
+    )  # the trie's inner nodes
+    banned = set(UNSPEAKABLE_WORDS)
+
+    def state(prefix: str) -> str:
+        return f"sp-t-{prefix}" if prefix else "sp-w"
+
+    def letters(chars: Iterable[str]) -> str:
+        chosen = sorted(set(chars))
+        return "".join(chosen) + "".join(c.upper() for c in chosen)
+
+    def after(prefix: str | None) -> list[tuple[str, str]]:
+        """(letter class, next rule) for a letter written at a word start (None) or in
+        the middle of an unspeakable word's first letters `prefix`."""
+        base = "" if prefix is None else prefix
+        moves: dict[str, str] = {}
+        for letter in _LETTERS:
+            word = base + letter
+            if word in banned:
+                moves[letter] = ""  # no move: the word would be said
+            elif word in prefixes:
+                moves[letter] = state(word)
+            else:
+                moves[letter] = "sp-w"
+        out: list[tuple[str, str]] = []
+        for target in sorted({t for t in moves.values() if t}):
+            out.append((f"[{letters(c for c, t in moves.items() if t == target)}]", target))
+        return out
+
+    other = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z]"  # ends a word
+    other_first = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z \\t\\n\\r]"
+    number = ["sp-num sp-n"] if numbers else []
+
+    def alternatives(moves: list[tuple[str, str]], boundary: str, with_number: bool) -> str:
+        parts = [f"{cls} {target}" for cls, target in moves] + [f"{boundary} sp-b"]
+        return " | ".join(parts + (number if with_number else []))
+
+    start = after(None)
+    first = alternatives(start, other if continuing else other_first, True)
+    lines = [
+        f"root ::= {first}",
+        f'sp-b ::= {alternatives(start, other, True)} | ""',
+        f'sp-n ::= {alternatives(start, other, False)} | ""',
+        f"sp-w ::= [a-zA-Z] sp-w | {other} sp-b | {' | '.join(number + [chr(34) * 2])}",
+    ]
+    for prefix in prefixes:
+        lines.append(f'{state(prefix)} ::= {alternatives(after(prefix), other, True)} | ""')
+    if numbers:
+        lines.append("sp-num ::= " + " | ".join(_literal(n) for n in numbers))
+    return "\n".join(lines) + "\n"
 
 
 def check_grammar(grammar: str, root: str = "root") -> None:

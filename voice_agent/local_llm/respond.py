@@ -122,9 +122,14 @@ ASKS_SOMETHING_QUESTION = (
     "Answer only yes or no: in their last words, does the caller ask you to do or find "
     "out something for them?"
 )
-#: The decision's option for "no tool: speak to the caller".
+#: The decision's option for "no tool: speak to the caller". No speech can say it: the
+#: speech grammar lets no word start with "reply" (`grammar.UNSPEAKABLE_WORDS`); the 0.5B
+#: said 'You can call the "reply" function ...' (bench r19, session 6). (Renamed
+#: "reply_to_caller", the option would be unspeakable by its "_" alone, but every prompt's
+#: tool list would change, and the 1.5B's decisions could not be re-measured in session 8.)
 REPLY = "reply"
-#: The decision's option for "no tool does what the caller asks".
+#: The decision's option for "no tool does what the caller asks" (its "_" keeps it out of
+#: speech, as every snake_case tool name).
 CANNOT = "cannot_do"
 _SPEECH_OPTIONS: tuple[dict[str, Any], ...] = (
     {
@@ -560,8 +565,9 @@ _OF_THE_CALLER = re.compile(r"\bthe caller\b|\bguidance\b", re.IGNORECASE)
 def names_a_function(text: str, names: Sequence[str]) -> bool:
     """Whether speech speaks of the agent's functions: the word "function", or a tool's or
     a speech option's name in quotes ("You can call the "reply" function ...": the 0.5B
-    after a transfer, bench r19, session 6). The speech grammar keeps out a name with an
-    underscore, not one that is an English word ("reply")."""
+    after a transfer, bench r19, session 6). The speech grammar keeps out every name with
+    an underscore and the word "function" (`grammar.UNSPEAKABLE_WORDS`); this check is
+    for a tool name that is one English word ("refund")."""
     if re.search(r"\bfunctions?\b", text, re.IGNORECASE):
         return True
     quoted = {
@@ -996,6 +1002,12 @@ class Responder:
         stats.completion_tokens = 0  # the decision is not part of the reply
         return choice, stats
 
+    def _function_names(self) -> list[str]:
+        """The names held speech may not say in quotes (`names_a_function`): the tools',
+        the speech options', and each option's first word ("cannot" of `CANNOT`)."""
+        options = [*self._option_names, *(n.split("_")[0] for n in self._option_names)]
+        return [*tool_names(self._tools), *options]
+
     def _function(self, name: str) -> Mapping[str, Any]:
         return next(
             (t["function"] for t in self._tools if t["function"].get("name") == name),
@@ -1329,7 +1341,7 @@ class Responder:
             echoes_guidance(text, notes)
             or repeats_instruction(text, GUIDANCE_NOTE)
             or _OF_THE_CALLER.search(text)
-            or names_a_function(text, [*tool_names(self._tools), *self._option_names])
+            or names_a_function(text, self._function_names())
         ):
             self.plan.echoed_guidance = text
         elif text:
@@ -1464,7 +1476,7 @@ class Responder:
         step = await self.engine.generate(self.prompt(note) + CANNOT_LEAD, sampling, grammar, hold)
         text = "".join(held)
         if echoes_caller(text, latest_caller_words(self.chat.messages)) or names_a_function(
-            text, [*tool_names(self._tools), *self._option_names]
+            text, self._function_names()
         ):
             self.plan.echoed_caller = text
             text = " " + CANNOT_OFFER

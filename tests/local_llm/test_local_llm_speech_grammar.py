@@ -1,0 +1,159 @@
+"""What speech can never say: the decision's options, the agent's functions, "the caller".
+
+The speech grammar is checked with llama.cpp's own grammar matcher on the real
+0.5B model's vocabulary (loaded without weights), and once on the real 0.5B
+generating: asked to say a forbidden word, it cannot.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from voice_agent.local_llm import resolve_model
+from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
+from voice_agent.local_llm.respond import _SPEECH_OPTIONS, CANNOT, REPLY
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
+
+MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[object]:
+    llama = llama_cpp.Llama(str(resolve_model(MODEL)), vocab_only=True, verbose=False)
+    yield llama
+    llama.close()
+
+
+def _accepts(llama, grammar: str, text: str) -> bool:
+    """Whether llama.cpp's grammar matcher accepts `text` as a whole reply (and its end)."""
+    native = llama_cpp.llama_cpp
+    matcher = native.llama_sampler_init_grammar(
+        llama._model.vocab, grammar.encode("utf-8"), b"root"
+    )
+    assert matcher, "llama.cpp rejected the grammar"
+    try:
+        tokens = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        for token in [*tokens, llama.token_eos()]:
+            one = native.llama_token_data(token, 1.0, 0.0)
+            array = native.llama_token_data_array(
+                data=ctypes.pointer(one), size=1, selected=-1, sorted=False
+            )
+            native.llama_sampler_apply(matcher, ctypes.byref(array))
+            if one.logit == -math.inf:
+                return False
+            if token != llama.token_eos():
+                native.llama_sampler_accept(matcher, token)
+        return True
+    finally:
+        native.llama_sampler_free(matcher)
+
+
+def test_the_decision_options_can_never_be_spoken(vocab):
+    names = [str(o["function"]["name"]) for o in _SPEECH_OPTIONS]
+    assert set(names) == {REPLY, CANNOT}
+    for grammar in (speech_grammar({"58213"}), speech_grammar(set(), continuing=True)):
+        for name in names:
+            for text in (name, f'You can call the "{name}" option.', f" use {name} now"):
+                assert not _accepts(vocab, grammar, text), (name, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'You can call the "reply" function to speak to them.',
+        "Functions are not for you.",
+        "I'll use my FUNCTION now.",
+        "The caller just asked about order 58213.",
+        "Could you tell me the caller's phone number?",
+        "Callers often ask that.",
+        "I will use 'reply' now.",
+        "Reply: your order shipped.",
+    ],
+)
+def test_speech_never_says_a_word_of_the_agents_machinery(vocab, text):
+    assert {"function", "caller", REPLY} <= set(UNSPEAKABLE_WORDS)
+    assert not _accepts(vocab, speech_grammar({"58213"}), text)
+    assert not _accepts(vocab, speech_grammar({"58213"}, continuing=True), " " + text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order 58213 has shipped.",
+        "That was fun, and funny too!",
+        "I can call you back; a callback at 9 works.",
+        "Sorry about the malfunction.",
+        "A rep will repeat it.",
+        "We open at 9 am.",
+        "9",
+        "Hello!",
+    ],
+)
+def test_speech_that_only_starts_like_such_a_word_is_free(vocab, text):
+    grammar = speech_grammar({"58213", "9"})
+    check_grammar(grammar)
+    assert _accepts(vocab, grammar, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "continuing"),
+    [
+        ("Order 58214 has shipped.", False),  # a number nobody gave
+        ("99 of them", False),  # two allowed numbers written together
+        ("9 58213", False),  # ... but apart they are two
+        (" Hello", False),  # a fresh reply starts with a word
+        (" hello", True),  # ... one that goes on after a lead may start with a space
+        ("", False),  # speech says something
+        ("Here: {json} <b> `code`", False),  # no markup
+    ],
+)
+def test_numbers_and_markup_are_held_as_before(vocab, text, continuing):
+    expected = text in ("9 58213", " hello")
+    assert _accepts(vocab, speech_grammar({"58213", "9"}, continuing=continuing), text) is expected
+
+
+@pytest.mark.slow
+async def test_the_real_model_asked_to_say_them_cannot():
+    """The 0.5B, told to repeat a narration word for word, under the speech grammar at a
+    high temperature, over several seeds: no sample says a forbidden word or an option."""
+    from voice_agent.local_llm.chat_format import render_messages
+    from voice_agent.local_llm.engine import LlamaEngine, SamplingParams
+
+    engine = LlamaEngine.load(resolve_model(MODEL), "qwen", 2, 1024)
+    try:
+        prompt = render_messages(
+            [
+                {"role": "system", "content": "Repeat the user's sentence exactly."},
+                {
+                    "role": "user",
+                    "content": f'The caller can call the "{REPLY}" function or "{CANNOT}".',
+                },
+            ]
+        )
+        said: list[str] = []
+        for seed in range(4):
+            pieces: list[str] = []
+
+            async def on_text(piece: str, pieces: list[str] = pieces) -> bool:
+                pieces.append(piece)
+                return True
+
+            await engine.generate(
+                prompt,
+                SamplingParams(temperature=0.8, seed=seed, max_tokens=24),
+                speech_grammar(set()),
+                on_text,
+            )
+            said.append("".join(pieces))
+    finally:
+        engine.close()
+    for text in said:
+        assert text.strip(), said
+        assert not re.search(r"\b(?:function|caller)", text, re.IGNORECASE), said
+        assert REPLY not in text and CANNOT not in text, said
