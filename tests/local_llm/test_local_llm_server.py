@@ -289,6 +289,8 @@ async def test_a_call_back_that_is_sent_carries_only_what_the_caller_said(server
         arguments = json.loads(call.function.arguments)
         assert "".join(ch for ch in arguments["phone"] if ch.isdigit()) == "6465550123"
         assert value_grounded(arguments["time"], [said])
+        # ... with the day the caller named: the 0.5B wrote "6 pm" (small8, session 8)
+        assert "evening" in arguments["time"].lower()
     if not message.tool_calls:
         assert (message.content or "").startswith((ASK_LEAD, CANNOT_LEAD))
 
