@@ -157,3 +157,25 @@ async def test_the_real_model_asked_to_say_them_cannot():
         assert text.strip(), said
         assert not re.search(r"\b(?:function|caller)", text, re.IGNORECASE), said
         assert REPLY not in text and CANNOT not in text, said
+
+
+async def test_an_answer_that_leaves_out_the_callers_words_still_cannot_say_them(vocab):
+    """The answer from results has a grammar of its own when it leaves out words only the
+    caller said (`answer_words`); the unspeakable words are kept out of it too."""
+    from test_local_llm_respond import (
+        ScriptedEngine,
+        _after_call,
+        _decision_then,
+        _respond,
+    )
+
+    messages = _after_call({"status": "resolved", "result": {"status": "shipped"}})
+    messages[1] = {"role": "user", "content": "Has order 58213 been dispatched?"}
+    engine = ScriptedEngine(_decision_then("reply", "Order 58213 has shipped."), p_next=0.01)
+    responder, _, _ = await _respond(engine, messages)
+    ((_, grammar, _),) = engine.steps
+    assert grammar is not None and responder.plan.caller_only_words == ["dispatch"]
+    assert _accepts(vocab, grammar, "Order 58213 has shipped.")
+    for text in ("The function says it shipped.", "The caller's order 58213 has shipped."):
+        assert not _accepts(vocab, grammar, text), text
+    assert not _accepts(vocab, grammar, "It was dispatched.")  # answer_words' own rule

@@ -73,6 +73,7 @@ from voice_agent.local_llm.answer_words import caller_only_words, speech_grammar
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
+    UNSPEAKABLE_WORDS,
     calls_grammar,
     check_grammar,
     choice_grammar,
@@ -1433,7 +1434,8 @@ class Responder:
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
         if banned:
-            grammar = speech_grammar_without(banned, self._numbers)
+            # The words no speech may say stay out of this grammar too (small8).
+            grammar = speech_grammar_without([*banned, *UNSPEAKABLE_WORDS], self._numbers)
             self.plan.caller_only_words = banned
             check_grammar(grammar)
 
