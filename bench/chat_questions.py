@@ -72,8 +72,10 @@ def ask(question: dict[str, Any], ledgers: Path, patient: bool) -> tuple[list[An
             cwd=ROOT, env=env, timeout=CHAT_TIMEOUT_S,
         )  # fmt: skip
         output = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        output = str(exc.stdout or "") + "\n(stopped: no end after the timeout)"
+    except subprocess.TimeoutExpired as exc:  # scored as it stands: its ledger has it
+        partial = exc.stdout or b""  # bytes even with text=True
+        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+        output = text + "\n(stopped: no end after the timeout)"
     found = re.search(r"^ledger: (\S+)", output, re.MULTILINE)
     if not found:
         return [], output
