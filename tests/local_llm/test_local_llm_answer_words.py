@@ -54,7 +54,7 @@ def _after(said: str, result: dict) -> list[dict]:
         (
             "Morning, can you see if order 3307 has left the warehouse yet?",
             {"status": "out for delivery"},
-            ["left", "warehouse"],
+            ["left", "warehous"],  # "warehousing" too
         ),
         # words the result, the tool or the prompt say are the answer's to use
         ("Has order 3307 shipped yet?", {"status": "shipped"}, []),

@@ -44,9 +44,15 @@ _SUFFIX_RE = re.compile(r"(?:ing|ed|es|s)$")
 
 
 def _stem(word: str) -> str:
-    """A word without an inflection's ending, when at least `MIN_BANNED_LETTERS` remain."""
+    """A word without an inflection's ending, and without a final "e" ("warehouse" ->
+    "warehous": the 1.5B, with "warehouse" banned, said "warehousing"), when at least
+    `MIN_BANNED_LETTERS` remain."""
     stem = _SUFFIX_RE.sub("", word)
-    return stem if len(stem) >= MIN_BANNED_LETTERS else word
+    if len(stem) < MIN_BANNED_LETTERS:
+        stem = word
+    if stem.endswith("e") and len(stem) - 1 >= MIN_BANNED_LETTERS:
+        stem = stem[:-1]
+    return stem
 
 
 def _said_in(stem: str, vocabulary: set[str]) -> bool:
