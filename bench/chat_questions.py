@@ -83,6 +83,24 @@ def ask(question: dict[str, Any], ledgers: Path, patient: bool) -> tuple[list[An
     return load_jsonl(path if path.is_absolute() else ROOT / path), output
 
 
+#: How a persisted ledger writes a masked number (ledger redaction): its last digits kept.
+_REDACTED = re.compile(r"\[redacted \*+(\d+)\]")
+
+
+def unmask(calls: list[dict[str, Any]], question: dict[str, Any]) -> None:
+    """Put back, in `calls`, an argument the persisted ledger masked ("[redacted ****7788]")
+    when the question's expected call has a value ending in those digits; the session's
+    ledger never holds the caller's phone number in full, so it is scored by its tail."""
+    for call in calls:
+        for name, value in call["arguments"].items():
+            masked = _REDACTED.fullmatch(str(value))
+            for expected in question.get("calls") or []:
+                want = str(expected.get("args", {}).get(name, ""))
+                digits = re.sub(r"\D", "", want)
+                if masked and expected["name"] == call["name"] and digits.endswith(masked[1]):
+                    call["arguments"][name] = want
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="times the table is asked")
@@ -101,6 +119,9 @@ def main() -> int:
                 t0 = time.monotonic()
                 entries, output = ask(question, Path(tmp), args.patient)
                 out = sc.outcome_from_entries(question, entries, run, tools, canned)
+                if any(_REDACTED.search(json.dumps(c)) for c in out.calls):
+                    unmask(out.calls, question)
+                    sc.score_outcome(out, question, tools)
                 out.wall_s = round(time.monotonic() - t0, 1)
                 outcomes.append(out)
                 flags = ("T" if out.calls_ok else "-") + ("A" if out.answer_ok else "-")
