@@ -6,11 +6,10 @@ The grammar is checked with llama.cpp's own matcher on the 0.5B model's vocabula
 
 from __future__ import annotations
 
-import ctypes
 import json
-import math
 
 import pytest
+from grammar_helpers import grammar_accepts
 
 from voice_agent.local_llm.answer_words import caller_only_words, speech_grammar_without
 from voice_agent.local_llm.grammar import check_grammar
@@ -78,26 +77,7 @@ def engine():
 
 
 def _grammar_accepts(engine, grammar: str, text: str) -> bool:
-    """Whether llama.cpp's grammar matcher, fed `text` and its end, accepts it."""
-    from llama_cpp import llama_cpp as native
-
-    llama = engine._llama
-    matcher = native.llama_sampler_init_grammar(llama._model.vocab, grammar.encode(), b"root")
-    try:
-        tokens = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        for token in [*tokens, llama.token_eos()]:
-            one = native.llama_token_data(token, 1.0, 0.0)
-            array = native.llama_token_data_array(
-                data=ctypes.pointer(one), size=1, selected=-1, sorted=False
-            )
-            native.llama_sampler_apply(matcher, ctypes.byref(array))
-            if one.logit == -math.inf:
-                return False
-            if token != llama.token_eos():
-                native.llama_sampler_accept(matcher, token)
-        return True
-    finally:
-        native.llama_sampler_free(matcher)
+    return grammar_accepts(engine._llama, grammar, text)
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,12 @@
 
 import asyncio
 import contextlib
-import ctypes
 import json
-import math
 from collections.abc import Iterator
 
 import pytest
 import pytest_asyncio
+from grammar_helpers import grammar_accepts
 
 from voice_agent.local_llm import resolve_model, sampling
 from voice_agent.local_llm.chat_format import render_messages
@@ -99,28 +98,7 @@ async def _generate(engine, prompt, grammar, **sampling):
 
 
 def _grammar_accepts(engine, grammar: str, text: str, complete: bool) -> bool:
-    """Whether llama.cpp's grammar matcher, fed `text` afresh, accepts it (and its end)."""
-    from llama_cpp import llama_cpp as native
-
-    llama = engine._llama
-    matcher = native.llama_sampler_init_grammar(
-        llama._model.vocab, grammar.encode("utf-8"), b"root"
-    )
-    try:
-        tokens = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        for token in [*tokens, llama.token_eos()] if complete else tokens:
-            one = native.llama_token_data(token, 1.0, 0.0)
-            array = native.llama_token_data_array(
-                data=ctypes.pointer(one), size=1, selected=-1, sorted=False
-            )
-            native.llama_sampler_apply(matcher, ctypes.byref(array))
-            if one.logit == -math.inf:
-                return False
-            if token != llama.token_eos():
-                native.llama_sampler_accept(matcher, token)
-        return True
-    finally:
-        native.llama_sampler_free(matcher)
+    return grammar_accepts(engine._llama, grammar, text, complete=complete)
 
 
 def _calls(text: str) -> tuple[str, list[tuple[str, str]]]:

@@ -7,12 +7,11 @@ generating: asked to say a forbidden word, it cannot.
 
 from __future__ import annotations
 
-import ctypes
-import math
 import re
 from collections.abc import Iterator
 
 import pytest
+from grammar_helpers import grammar_accepts
 
 from voice_agent.local_llm import resolve_model
 from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
@@ -31,27 +30,7 @@ def vocab() -> Iterator[object]:
 
 
 def _accepts(llama, grammar: str, text: str) -> bool:
-    """Whether llama.cpp's grammar matcher accepts `text` as a whole reply (and its end)."""
-    native = llama_cpp.llama_cpp
-    matcher = native.llama_sampler_init_grammar(
-        llama._model.vocab, grammar.encode("utf-8"), b"root"
-    )
-    assert matcher, "llama.cpp rejected the grammar"
-    try:
-        tokens = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        for token in [*tokens, llama.token_eos()]:
-            one = native.llama_token_data(token, 1.0, 0.0)
-            array = native.llama_token_data_array(
-                data=ctypes.pointer(one), size=1, selected=-1, sorted=False
-            )
-            native.llama_sampler_apply(matcher, ctypes.byref(array))
-            if one.logit == -math.inf:
-                return False
-            if token != llama.token_eos():
-                native.llama_sampler_accept(matcher, token)
-        return True
-    finally:
-        native.llama_sampler_free(matcher)
+    return grammar_accepts(llama, grammar, text)
 
 
 def test_the_decision_options_can_never_be_spoken(vocab):

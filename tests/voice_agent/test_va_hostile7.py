@@ -8,12 +8,14 @@ real ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -359,13 +361,12 @@ def _refund_plan(index: int, body: dict) -> list:
     return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
 
 
-@pytest.mark.realtime  # a real process and its signals: the wall clock
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_a_signal_mid_write_applies_it_once_and_the_ledger_says_so(tmp_path: Path, sig):
-    """SIGTERM killed `voice-agent chat` at once: the ledger stopped at the write's intent
-    (no outcome, no end) whether or not the backend applied it; Ctrl-C recorded the write
-    as 'cancelled' and no end. Now SIGTERM ends the session as Ctrl-C does, and either
-    waits for the write in flight, records its outcome and the session's end."""
+@contextlib.asynccontextmanager
+async def refund_chat_mid_write(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, Path, Path]]:
+    """`voice-agent chat` (a real process, Ctrl-C as the default SIGINT) asked for a refund,
+    yielded once the refund tool has started: (the process, the tool's log, the sessions)."""
     (tmp_path / "h7_tools.py").write_text(TOOLS_MODULE)
     writes = tmp_path / "writes.log"
     sessions = tmp_path / "sessions"
@@ -389,6 +390,17 @@ async def test_a_signal_mid_write_applies_it_once_and_the_ledger_says_so(tmp_pat
         async with asyncio.timeout(120):
             while not writes.exists():
                 await asyncio.sleep(0.05)
+        yield proc, writes, sessions
+
+
+@pytest.mark.realtime  # a real process and its signals: the wall clock
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_mid_write_applies_it_once_and_the_ledger_says_so(tmp_path: Path, sig):
+    """SIGTERM killed `voice-agent chat` at once: the ledger stopped at the write's intent
+    (no outcome, no end) whether or not the backend applied it; Ctrl-C recorded the write
+    as 'cancelled' and no end. Now SIGTERM ends the session as Ctrl-C does, and either
+    waits for the write in flight, records its outcome and the session's end."""
+    async with refund_chat_mid_write(tmp_path) as (proc, writes, sessions):
         proc.send_signal(sig)
         await asyncio.sleep(0.5)
         (tmp_path / "writes.log.go").touch()

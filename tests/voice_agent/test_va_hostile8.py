@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_va_hostile7 import TOOLS_MODULE, _refund_plan, _write_registry
+from test_va_hostile7 import _write_registry, refund_chat_mid_write
 
 from fsm import ManualClock
 from ledger import Ledger, load_jsonl
 from ledger import entries as le
-from voice_agent.bench.fault_server import FaultServer
 from voice_agent.scheduler import SESSION_END_WRITE_GRACE_S, ToolScheduler
 
 # --- a second interrupt while the session waits for a write ------------------------
@@ -59,29 +58,8 @@ async def test_a_second_signal_mid_write_ends_at_once_and_the_ledger_says_what_i
     'cancelled' (as if it had not happened) and no end of session. Now the write is
     recorded as of unknown effect, then SessionEnded, and the process still ends at once
     (the tool is left waiting: it never finishes before the process is gone)."""
-    (tmp_path / "h7_tools.py").write_text(TOOLS_MODULE)
-    writes = tmp_path / "writes.log"
-    sessions = tmp_path / "sessions"
-    async with FaultServer(_refund_plan) as server:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", ""), "."]),
-            "H7_WRITES": str(writes),
-            "VOICE_AGENT__LEDGER__DIRECTORY": str(sessions),
-            "VOICE_AGENT__TOOLS__MODULES": "[h7_tools:registry]",
-        }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voice_agent.cli", "--base-url", server.base_url, "chat",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env=env,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(b"Please refund order 5.\n")
-        await proc.stdin.drain()
-        async with asyncio.timeout(120):
-            while not writes.exists():
-                await asyncio.sleep(0.05)
+    async with refund_chat_mid_write(tmp_path) as (proc, writes, sessions):
+        assert proc.stdout is not None
         proc.send_signal(signals[0])
         async with asyncio.timeout(120):  # the first signal: the session waits for the write
             while b"waiting up to" not in (line := await proc.stdout.readline()):
