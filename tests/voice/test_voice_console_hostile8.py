@@ -15,26 +15,16 @@ import io
 import os
 import shutil
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from voice_helpers import order_scenario, start_oracle, voice_config
+from voice_helpers import order_scenario, private_pulse, start_oracle, voice_config
 
 from ledger import entries as le
 from voice_agent.transports.console import run_console
 
 pytestmark = pytest.mark.audio
-
-CONFIG = """\
-load-module module-native-protocol-unix
-load-module module-null-sink sink_name=mic_feed rate=16000 channels=1
-load-module module-null-sink sink_name=agent_out rate=16000 channels=1
-set-default-sink agent_out
-set-default-source mic_feed.monitor
-"""
 
 WAIT_S = 60.0  # a safety net for a broken implementation, never the measure of a test
 
@@ -44,49 +34,8 @@ def own_pulse(tmp_path: Path) -> Iterator[int]:
     """A private PulseAudio daemon for this test only (it is killed mid-call); its pid."""
     if shutil.which("pulseaudio") is None:
         pytest.skip("pulseaudio is not installed (scripts/bootstrap installs it)")
-    home, runtime = tmp_path / "home", tmp_path / "run"
-    home.mkdir()
-    runtime.mkdir(mode=0o700)
-    (tmp_path / "default.pa").write_text(CONFIG)
-    names = ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER", "VOICE_AGENT_CACHE")
-    saved = {name: os.environ.get(name) for name in names}
-    cache = os.environ.get("VOICE_AGENT_CACHE") or str(Path.home() / ".cache" / "voice-agent")
-    env = dict(
-        os.environ,
-        VOICE_AGENT_CACHE=cache,
-        HOME=str(home),
-        XDG_RUNTIME_DIR=str(runtime),
-        PULSE_SERVER=f"unix:{runtime}/pulse/native",
-    )
-    subprocess.run(
-        ["pulseaudio", "-n", "-F", str(tmp_path / "default.pa"), "--daemonize=yes",
-         "--exit-idle-time=-1", "--use-pid-file=yes", "--log-level=error"],
-        env=env, check=True, timeout=30, capture_output=True,
-    )  # fmt: skip
-    pid_file = runtime / "pulse" / "pid"
-    deadline = time.monotonic() + WAIT_S
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text().strip())
-    os.environ.update({name: env[name] for name in names})
-    import sounddevice as sd
-
-    sd._terminate()  # PortAudio lists devices at initialisation: rescan with this daemon
-    sd._initialize()
-    try:
-        yield pid
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        sd._terminate()
-        sd._initialize()
+    with private_pulse(tmp_path / "pulse") as daemon:
+        yield daemon.pid
 
 
 async def test_the_audio_server_going_away_mid_call_ends_the_call_and_says_why(

@@ -3,9 +3,15 @@ oracle LLM with an order-status tool, Whisper transcription of the agent's audio
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -214,3 +220,74 @@ class RecordingPlayback:
 
     def resume(self) -> None:
         self.calls.append("resume")
+
+
+# ---------------------------------------------------------------- PulseAudio virtual devices
+PULSE_CONFIG = """\
+load-module module-native-protocol-unix
+load-module module-null-sink sink_name=mic_feed rate=16000 channels=1
+load-module module-null-sink sink_name=agent_out rate=16000 channels=1
+set-default-sink agent_out
+set-default-source mic_feed.monitor
+"""
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """A private PulseAudio daemon: ``env`` reaches it (for paplay/parecord/pactl)."""
+
+    env: dict[str, str]
+    runtime: str
+    pid: int
+
+
+@contextlib.contextmanager
+def private_pulse(root: Path) -> Iterator[Pulse]:
+    """A private PulseAudio daemon under ``root`` with null sinks mic_feed and agent_out,
+    this process's environment pointed at it while it runs; stopped afterwards.
+
+    PortAudio (through ALSA's pulse plugin) sees it as the devices "pulse" and
+    "default": the default source is mic_feed.monitor, the default sink agent_out.
+    """
+    home, runtime = root / "home", root / "run"
+    home.mkdir(parents=True)
+    runtime.mkdir(mode=0o700)
+    (root / "default.pa").write_text(PULSE_CONFIG)
+    names = ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER", "VOICE_AGENT_CACHE")
+    saved = {name: os.environ.get(name) for name in names}
+    # Models assembled into ~/.cache stay where they are while HOME points elsewhere.
+    cache = os.environ.get("VOICE_AGENT_CACHE") or str(Path.home() / ".cache" / "voice-agent")
+    env = dict(
+        os.environ,
+        VOICE_AGENT_CACHE=cache,
+        HOME=str(home),
+        XDG_RUNTIME_DIR=str(runtime),
+        PULSE_SERVER=f"unix:{runtime}/pulse/native",
+    )
+    subprocess.run(
+        ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--daemonize=yes",
+         "--exit-idle-time=-1", "--use-pid-file=yes", "--log-level=error"],
+        env=env, check=True, timeout=30, capture_output=True,
+    )  # fmt: skip
+    pid_file = runtime / "pulse" / "pid"
+    deadline = time.monotonic() + 60  # a safety net, never the measure of a test
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text().strip())
+    os.environ.update({name: env[name] for name in names})
+    import sounddevice as sd
+
+    sd._terminate()  # PortAudio lists devices at initialisation: rescan with the daemon up
+    sd._initialize()
+    try:
+        yield Pulse(env=env, runtime=str(runtime), pid=pid)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            os.kill(pid, signal.SIGTERM)
+        sd._terminate()
+        sd._initialize()

@@ -1078,26 +1078,7 @@ class Responder:
     ) -> tuple[bool, GenerationStats | None]:
         """Whether the caller asks for what the dropped calls' tools do (`WANTED_QUESTION`,
         answered greedily under a yes/no grammar, stopped at its first token)."""
-        answer: list[str] = []
-
-        def decided(text: str) -> bool:
-            if text.strip():
-                answer[:] = [text.strip()]
-                return True
-            return False
-
-        async def ignore(_: str) -> bool:
-            return True
-
-        step = await self.engine.generate(
-            self.prompt(wanted_question(dropped, self._tools)),
-            _greedy(self.chat.sampling, 2),
-            choice_grammar(["yes", "no"], closing=""),
-            ignore,
-            until=decided,
-        )
-        step.completion_tokens = 0  # not part of the reply
-        wanted = not answer or answer[0].startswith("y")  # undecided: ask, never guess
+        wanted, step = await self._yes_no_step(wanted_question(dropped, self._tools))
         step.extra["wanted"] = wanted
         return wanted, _combine(stats, step)
 
@@ -1396,8 +1377,14 @@ class Responder:
     async def _yes_no(
         self, question: str, stats: GenerationStats | None
     ) -> tuple[bool, GenerationStats]:
+        """The model's yes or no to `question` (see `_yes_no_step`), its step added to `stats`."""
+        yes, step = await self._yes_no_step(question)
+        return yes, _combine(stats, step)
+
+    async def _yes_no_step(self, question: str) -> tuple[bool, GenerationStats]:
         """The model's yes or no to `question` (a system note after the conversation),
-        greedy, stopped at its first token; undecided is yes."""
+        greedy under a yes/no grammar, stopped at its first token; undecided is yes (ask,
+        never guess). The step's tokens are not part of the reply."""
         answer: list[str] = []
 
         def decided(text: str) -> bool:
@@ -1417,7 +1404,7 @@ class Responder:
             until=decided,
         )
         step.completion_tokens = 0  # not part of the reply
-        return (not answer or answer[0].startswith("y")), _combine(stats, step) if stats else step
+        return (not answer or answer[0].startswith("y")), step
 
     async def _answer(
         self,
