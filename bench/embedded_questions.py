@@ -106,6 +106,7 @@ SPLITS = (
     "recheck7",
     "probe8",
     "recheck8",
+    "recheck9",
 )
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4
