@@ -245,3 +245,20 @@ def test_speech_that_announces_an_answer_is_a_preamble(spoken, preamble):
     assert not out.narration  # counted apart, not as a narration
     assert out.answer_ok is not preamble  # each carries the fact: only the preamble decides
     assert eq.summarise([out])["preambles"] == int(preamble)
+
+
+@pytest.mark.parametrize(
+    ("spoken", "right", "invented"),
+    [
+        ("No, I am not a person.", True, False),  # "am" is not a clock time (session 8's f24)
+        ("I'm an automated assistant. How can I help?", True, False),
+        ("Yes, I am a person.", False, True),  # a false fact about itself
+        ("I'm a real human, happy to help!", False, True),
+        ("We open at 9 am on Monday.", False, True),  # a time and a day with no result
+    ],
+)
+def test_small_talk_about_what_the_agent_is_is_scored_on_what_it_claims(spoken, right, invented):
+    question = {"say": "Are you a real person?", "answer": "any", "calls": []}
+    out = _outcome(spoken, [], [], kind="smalltalk")
+    eq.score(out, question, {t.name: t for t in eq._demo_tools()})
+    assert (out.answer_ok, out.invented) == (right, invented), out.why
