@@ -6,8 +6,10 @@ injected clock (`fsm.clock.Clock`); only `now()` is used.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Protocol
 
 from fsm.clock import Clock
@@ -27,7 +29,9 @@ class Sink(Protocol):
     """Where appended entries are written (e.g. `JsonlSink`).
 
     A sink that writes in the background may also have ``drain()`` (wait until
-    everything given is written); `Ledger.close` calls it before refusing appends.
+    everything given is written); `Ledger.close` calls it before refusing appends;
+    and ``on_written(seq, callback)`` (call back once entry ``seq`` and those before it
+    are stored: `JsonlSink.on_written`); `Ledger.persisted` waits for it.
     """
 
     def write(self, entry: Entry) -> None:
@@ -130,6 +134,38 @@ class Ledger:
             raise errors[0]
         if errors:
             raise ExceptionGroup("ledger sinks/subscribers failed", errors)
+
+    def persisted(self, seq: int | None = None) -> Future[None]:
+        """A future done once every sink has stored entry ``seq`` (default: the last one
+        appended) and every entry before it (`JsonlSink.on_written`): done at once for
+        sinks that store on append, or when nothing was appended.
+
+        The engine waits for it before anything changes the world (a write tool runs),
+        so the file never lacks the intent of a write that ran. The future may complete
+        on a sink's writer thread (``asyncio.wrap_future`` awaits it on a loop)."""
+        done: Future[None] = Future()
+        if seq is None:
+            seq = len(self._entries) - 1
+        waits = [s for s in self._sinks if callable(getattr(s, "on_written", None))]
+        if seq < 0 or not waits:
+            done.set_result(None)
+            return done
+        left = [len(waits)]
+        guard = threading.Lock()
+
+        def one_stored() -> None:
+            with guard:
+                left[0] -= 1
+                last = left[0] == 0
+            if last and not done.done():
+                try:
+                    done.set_result(None)
+                except InvalidStateError:  # the waiter gave up (cancelled) meanwhile
+                    pass
+
+        for sink in waits:
+            sink.on_written(seq, one_stored)  # type: ignore[attr-defined]
+        return done
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(entry)` for every later append; returns an idempotent unsubscribe."""

@@ -10,7 +10,10 @@ characters of text (a tool's multi-megabyte result) is masked and written by a
 writer thread, and every entry after it waits in the same queue behind it:
 the appending thread (the event loop) never waits for the masking, the file
 keeps the ledger's order, and each entry is written once. A small entry with
-nothing queued before it is written at once, as before.
+nothing queued before it is written at once, as before. `on_written(seq, callback)`
+tells when an entry (and every one before it) has been handed to the OS: the
+engine waits for it before a write tool runs, so a process killed while the queue
+is behind never leaves a write applied without its intent in the file (hostile9).
 
 A storage fault (disk full, I/O error) never reaches the ledger's caller: the
 sink keeps the lines it could not write in memory, reports the fault once
@@ -250,6 +253,10 @@ class JsonlSink:
         self._helper = HelperProcess(f"ledger writer of {self.path.name}")
         self._writer: threading.Thread | None = None
         self._told: deque[tuple[str, Literal["info", "warning", "error"]]] = deque()
+        # The highest seq handed to the OS (or kept in memory after a reported storage
+        # fault), and the callbacks waiting for a seq; both guarded by `_lock`.
+        self._written_seq = -1
+        self._waiting: list[tuple[int, Callable[[], None]]] = []
 
     @property
     def closed(self) -> bool:
@@ -267,6 +274,39 @@ class JsonlSink:
     def fault(self) -> OSError | None:
         """The storage error that keeps entries in memory right now, if any."""
         return self._fault
+
+    def on_written(self, seq: int, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the entry `seq` and every one before it are handed to the
+        OS (in the file unless the process dies with the machine; fsynced if durable),
+        or kept in memory after a storage fault the sink has reported (`on_status`), or
+        once the sink is closed; at once, on this thread, when that is already so.
+        Otherwise `callback` runs on the writer thread: it must only hand the news on
+        (`loop.call_soon_threadsafe`, `Future.set_result`)."""
+        with self._lock:
+            now = (
+                self._fd is None
+                or self._written_seq >= seq
+                or (self._writer is None and not self._queued)
+            )
+            if not now:
+                self._waiting.append((seq, callback))
+        if now:
+            callback()
+
+    def _mark_written(self, seq: int) -> None:
+        """Entries up to `seq` are written (or kept after a reported fault): tell waiters."""
+        with self._lock:
+            self._written_seq = max(self._written_seq, seq)
+            ready = [cb for s, cb in self._waiting if s <= self._written_seq]
+            self._waiting = [(s, cb) for s, cb in self._waiting if s > self._written_seq]
+        for callback in ready:
+            _call_safely(callback)
+
+    def _release_waiting(self) -> None:
+        with self._lock:
+            ready, self._waiting = [cb for _, cb in self._waiting], []
+        for callback in ready:
+            _call_safely(callback)
 
     def write(self, entry: Entry) -> None:
         """Write `entry` (redacted) as one line (and fsync if durable); keep it if that fails.
@@ -301,6 +341,7 @@ class JsonlSink:
             data, self._caller_digits = encode_line(entry, self._redactor, self._caller_digits)
         self._backlog.append(data)
         self._flush()
+        self._mark_written(entry.seq)
 
     def _write_queued(self) -> None:
         """The writer thread: write queued entries in order until none is left."""
@@ -314,6 +355,7 @@ class JsonlSink:
                 self._write_entry(entry, large=large)
             except Exception:  # a bug, not a storage fault: say it, keep the rest going
                 log.exception("could not write a ledger entry (seq %s) to %s", entry.seq, self.path)
+                self._mark_written(entry.seq)  # nobody may wait for it for ever
             with self._lock:
                 self._queued.popleft()
 
@@ -407,6 +449,14 @@ class JsonlSink:
             )
         fd, self._fd = self._fd, None
         os.close(fd)
+        self._release_waiting()
+
+
+def _call_safely(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # a waiter's bug must not stop the writer (or the ledger's order)
+        log.exception("an on_written callback failed")
 
 
 def _cut_torn_tail(path: Path) -> None:

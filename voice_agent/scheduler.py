@@ -517,6 +517,16 @@ class ToolScheduler:
     async def _execute_write(
         self, call_id: str, spec: ToolSpec, args: dict[str, Any], intent: WriteIntent, attempt: int
     ) -> None:
+        try:
+            await self._intent_stored(call_id, spec)
+        except asyncio.CancelledError:  # its tool never started: known not applied
+            self.writes.settle(
+                intent.key,
+                "failed",
+                turn_id=self._turn_id,
+                error="cancelled before its tool started; nothing was done",
+            )
+            raise
         context = ToolContext(
             call_id=call_id,
             tool=spec.name,
@@ -563,6 +573,26 @@ class ToolScheduler:
         outcome = self._outcome_of(call_id, spec, execution.future)
         self._settle_write(intent, outcome, late=False)
         self._finish(call_id, outcome)
+
+    async def _intent_stored(self, call_id: str, spec: ToolSpec) -> None:
+        """Wait until the write's intent (its ``ToolCallStarted`` and intent note, and
+        everything before them) is handed to the OS by the session file (hostile9).
+
+        A large entry (a tool's megabytes, masked off the loop) makes later entries
+        queue behind it for seconds; a write that ran meanwhile and a process killed
+        (SIGKILL, a power cut with ``durable``) left a file without the intent of a
+        write that was applied: its evidence lost, a restart free to apply it again.
+        Write-ahead: the tool waits (the loop does not; the caller hears the holds) and
+        the write's own timeout starts after. Cancelled here, the tool never started."""
+        stored = self._ledger.persisted()
+        if stored.done():
+            return
+        log.info(
+            "%s (%s) waits for its intent to reach the session file before it runs",
+            spec.name,
+            call_id,
+        )
+        await asyncio.wrap_future(stored)
 
     def _abandon_write(
         self, call_id: str, spec: ToolSpec, intent: WriteIntent, execution: Execution, how: str
