@@ -621,11 +621,40 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(exc: yaml.YAMLError, origin: str) -> str:
+    """PyYAML's error as one line naming the file, line and column (hostile9).
+
+    PyYAML's own text spans six lines, calls the file ``"<unicode string>"`` and
+    points at it with a caret: ``bad.yaml: line 3, column 4: not valid YAML:
+    expected ',' or ']', but got ':' (while parsing a flow sequence at line 2,
+    column 12)``."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{origin}: line {mark.line + 1}, column {mark.column + 1}" if mark else origin
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark is not mark:
+        problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        problem += f" ({context})"
+    return f"{where}: not valid YAML: {problem}"
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """The YAML document in ``path``: a file that cannot be read, is not UTF-8 or not
+    valid YAML is a :class:`ConfigError` of one line naming the file (and line)."""
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_problem(exc, str(path))) from None
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+        raise ConfigError(yaml_problem(exc, origin)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -82,7 +82,7 @@ def test_tool_with_two_behaviours_is_rejected() -> None:
 def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
-    with pytest.raises(ScenarioError, match="broken.yaml: invalid YAML"):
+    with pytest.raises(ScenarioError, match=r"broken.yaml: line \d+, column \d+: not valid YAML"):
         load_scenario(path)
 
 

@@ -401,7 +401,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(bench()) if realtime else virtual.run(bench())
     except ScenarioError as exc:
-        print(str(exc), file=sys.stderr)
+        print(f"voice-agent: {exc}", file=sys.stderr)
         return 2
     _print_summary(report)
     return 1 if report["errors"] else 0

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from voice_agent.bench.template import (
@@ -25,6 +24,7 @@ from voice_agent.bench.template import (
     references,
     render_arguments,
 )
+from voice_agent.config import ConfigError, load_yaml_file
 
 __all__ = [
     "ExpectedCall",
@@ -482,11 +482,9 @@ def load_scenario(path: str | Path) -> Scenario:
     and every invalid field (dotted path, e.g. ``turns.1.calls.0.tool``)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
+        data = load_yaml_file(path)  # one line naming the file and line (hostile9)
+    except ConfigError as exc:
+        raise ScenarioError(str(exc)) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top level")
     try:
