@@ -402,10 +402,13 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def _terminate_as_interrupt() -> None:
-    """SIGTERM (a service manager, ``kill``, a container's stop) ends a command as Ctrl-C
-    does: the session closes, a write in flight gets its grace, the ledger records the end.
-    Python's default ended the process at once, the ledger stopping mid-call (hostile7)."""
+    """SIGTERM (a service manager, ``kill``, a container's stop) and SIGHUP (the terminal
+    closed; not when ``nohup`` ignores it) end a command as Ctrl-C does: the session
+    closes, a write in flight gets its grace, the ledger records the end. Python's default
+    ended the process at once, the ledger stopping mid-call (hostile7, hostile9)."""
     import signal
+
+    from .process_end import ending_signals
 
     def terminate(signum: int, frame: Any) -> None:
         interrupt = signal.getsignal(signal.SIGINT)
@@ -414,8 +417,10 @@ def _terminate_as_interrupt() -> None:
             return
         raise KeyboardInterrupt
 
-    with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
-        signal.signal(signal.SIGTERM, terminate)
+    for signum in ending_signals():
+        if signum != signal.SIGINT:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
+                signal.signal(signum, terminate)
 
 
 def _stdout_reader_left() -> bool:

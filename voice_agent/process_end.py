@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -41,12 +42,26 @@ from typing import Any, TextIO
 
 from .tool_exec import EXEC_PREFIX, running_tool, started_by
 
-__all__ = ["EXIT_GRACE_S", "end_process", "ending_loops", "leftovers"]
+__all__ = ["EXIT_GRACE_S", "end_process", "ending_loops", "ending_signals", "leftovers"]
 
 EXIT_GRACE_S = 3.0
 """How long (wall seconds) threads and jobs still running after the session ended get
 to finish: an ASR decode or a SQLite commit in flight takes well under a second even
 on a busy machine; a person at the terminal should see the prompt again promptly."""
+
+
+def ending_signals() -> list[signal.Signals]:
+    """The signals that end a command the way Ctrl-C does (the session closes, a write in
+    flight gets its grace, the ledger records ``SessionEnded``): SIGINT, SIGTERM (a
+    service manager, ``kill``, a bench's timeout) and SIGHUP (the terminal or SSH session
+    closed), unless SIGHUP is ignored (``nohup``: it must stay so). Python's default for
+    SIGHUP ended the process at once, the session file ending mid-call (hostile9)."""
+    found = [signal.SIGINT, signal.SIGTERM]
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        found.append(hangup)
+    return found
+
 
 # Default-executor jobs running now (thread -> what it runs, and for which tool).
 _JOBS: dict[threading.Thread, str] = {}

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Any, TextIO
 
 from ..admission import Admission, QueueFull
 from ..config import Config
+from ..process_end import ending_signals
 from ..session import llm_endpoint
 from ..tools import ToolRegistry
 from ..waiting_room import WaitingRoom, admitted
@@ -307,7 +307,7 @@ def main(
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in ending_signals():  # SIGINT, SIGTERM, SIGHUP (unless nohup)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         await _run(command, config, settings, room=room, options=options, stdout=stdout, stop=stop)

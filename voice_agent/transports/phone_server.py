@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from aiohttp import WSMsgType, web
 from fsm import MonotonicClock, fail_after
 
 from ..config import Config, PhoneConfig
+from ..process_end import ending_signals
 from ..waiting_room import CallNotServed
 from ..worker import CallRefused, Worker
 from .call import Call, CallResult
@@ -295,7 +295,7 @@ async def serve(
     """Run ``voice-agent phone serve`` until ``stop`` is set (or SIGINT/SIGTERM)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in ending_signals():  # SIGINT, SIGTERM, SIGHUP (unless nohup)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with Worker(config) as worker, PhoneServer(worker, config.phone) as server:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import TextIO
 
@@ -25,6 +27,8 @@ from ..config import Config
 from ..events import SessionEnded, TranscriptFinal
 from ..output import TextOutput
 from ..session import open_session
+
+log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.05  # how often a scripted chat checks that the agent is idle, seconds
 
@@ -74,13 +78,52 @@ class FutureMonitor:
         self._unsubscribe()
 
 
+class _LineReader:
+    """Lines of ``stdin`` read by a daemon thread of the chat's own ("chat-input").
+
+    A read blocked on a terminal or pipe that never sends another line cannot be
+    interrupted; on the loop's default executor it was taken for a tool's leftover job
+    when the chat ended by SIGTERM/SIGHUP: 3 s of waiting, then "1 thread(s) still run
+    ... job TextIOWrapper.readline" on the user's terminal (hostile9). A daemon thread
+    is left behind silently at exit. The thread reads only when asked for a line."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._stdin = stdin
+        self._loop = asyncio.get_running_loop()
+        self._wanted = threading.Semaphore(0)
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._thread: threading.Thread | None = None
+
+    async def readline(self) -> str:
+        """The next line ("" at the end of input, or when it cannot be read)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._read, name="chat-input", daemon=True)
+            self._thread.start()
+        self._wanted.release()
+        return await self._lines.get()
+
+    def _read(self) -> None:
+        line = "x"
+        while line:
+            self._wanted.acquire()
+            try:
+                line = self._stdin.readline()
+            except (OSError, ValueError) as exc:  # closed or unreadable: the end of input
+                log.warning("chat: cannot read standard input (%s); ending", exc)
+                line = ""
+            try:
+                self._loop.call_soon_threadsafe(self._lines.put_nowait, line)
+            except RuntimeError:  # the loop is closed: the chat is over
+                return
+
+
 async def _read_lines(agent: Agent, stdin: TextIO, interactive: bool, stream: TextIO) -> None:
-    loop = asyncio.get_running_loop()
+    reader = _LineReader(stdin)
     while True:
         if not interactive:
             while not agent.is_idle():
                 await asyncio.sleep(IDLE_POLL_S)
-        line = await loop.run_in_executor(None, stdin.readline)
+        line = await reader.readline()
         if not line:
             break
         text = line.strip()

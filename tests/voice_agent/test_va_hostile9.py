@@ -1,0 +1,370 @@
+"""Session 9's hostile review: a write's intent reaches the session file before the write runs.
+
+A large ledger entry (a tool's megabytes) is masked by the session file's writer thread
+and every later entry queues behind it (hostile8). A write tool called meanwhile ran at
+once: a process killed then (SIGKILL, the OOM killer, a power cut) left a session file
+without the write's ``ToolCallStarted``, though its backend had applied it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fsm import MonotonicClock
+from ledger import JsonlSink, Ledger, load_jsonl
+from ledger import entries as le
+from ledger.persist import INLINE_CHARS
+from voice_agent.scheduler import ToolScheduler
+from voice_agent.tools import ToolRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 120.0  # a safety net for a broken implementation, never the measure of a test
+BEFORE_FIX_S = 3.0  # how long the masking is held: before the fix the write ran within it
+
+# A real ledger, session file and tool scheduler in a process of their own. The masking of
+# large entries is a fake that stalls until the test creates "release" (masking 2 MB takes
+# seconds to tens of seconds for real, depending on the text and the machine's load).
+SCRIPT = r"""
+import asyncio, sys, time
+from pathlib import Path
+import pytest
+
+from fsm import MonotonicClock
+from ledger import JsonlSink, Ledger
+from ledger import entries as le
+from ledger.persist import INLINE_CHARS
+from voice_agent.scheduler import ToolScheduler
+from voice_agent.tools import ToolRegistry
+
+work = Path(sys.argv[1])
+
+def stalling_masker(text):  # fake: a slow masking, held until the test releases it
+    if len(text) > INLINE_CHARS:
+        (work / "masking").touch()
+        while not (work / "release").exists():
+            time.sleep(0.01)
+    return text.replace("4111111111111111", "[card]")
+
+registry = ToolRegistry()
+
+@registry.tool(kind="read")
+async def fetch_statement(account: str) -> str:
+    '''A long statement.'''
+    return "line of the statement. " * (INLINE_CHARS // 4)
+
+@registry.tool(kind="write", timeout_s=600)
+def refund(order_id: str) -> dict:
+    '''Refund an order.'''
+    (work / "applied").write_text(order_id)  # the backend has applied it
+    time.sleep(600)  # the process is killed before it reports
+    return {"refunded": order_id}
+
+async def main():
+    ledger = Ledger("s9", MonotonicClock(), sinks=[JsonlSink(work / "s.jsonl", stalling_masker)])
+    sched = ToolScheduler(registry, ledger, lambda event: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(call_id="call_1", response_id="r1", name="fetch_statement",
+                arguments='{"account": "A1"}')
+    while ledger.call("call_1").status == "pending":
+        await asyncio.sleep(0.01)
+    sched.start(call_id="call_2", response_id="r1", name="refund",
+                arguments='{"order_id": "58213"}')
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def _wait_for(path: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_sigkill_never_leaves_an_applied_write_without_its_intent_in_the_file(
+    tmp_path: Path,
+) -> None:
+    """Before: the refund ran while its ToolCallStarted waited behind the statement's
+    masking; SIGKILL then left a file whose last entry was the read's start: the refund
+    applied, no trace of it. Now the write waits until its intent is handed to the OS
+    (the masking's stall delays the write, not the event loop), so the file killed at
+    the moment the backend applied it holds the write's start and intent note."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _wait_for(tmp_path / "masking", WAIT_S), child.stderr
+        ran_while_masking = _wait_for(tmp_path / "applied", BEFORE_FIX_S)
+        (tmp_path / "release").touch()
+        assert _wait_for(tmp_path / "applied", WAIT_S), "the write never ran"
+        child.send_signal(signal.SIGKILL)
+        child.wait(WAIT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    started = [e for e in lines if e["type"] == "ToolCallStarted"]
+    assert [e["call_id"] for e in started] == ["call_1", "call_2"], [e["type"] for e in lines]
+    assert started[1]["name"] == "refund" and started[1]["kind"] == "write"
+    assert any(e["type"] == "Note" and "call_2: write intent" in e["text"] for e in lines)
+    # the statement (the large entry) is in the file before the write's start, in order
+    assert [e["seq"] for e in lines] == list(range(len(lines)))
+    assert not ran_while_masking, "the write ran while its intent was not in the file"
+
+
+async def _pending(ledger: Ledger, call_id: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while ledger.call(call_id).status == "pending":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_a_write_ended_while_it_waits_for_its_intent_is_known_not_applied(
+    tmp_path: Path,
+) -> None:
+    """The session ends while the refund waits for its intent to reach the file: its
+    tool never runs, the ledger says cancelled (not "its effect is unknown") and the
+    write book knows nothing was done (a later turn may run it again)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def stalling_masker(text: str) -> str:  # fake: a slow masking, held by the test
+        if len(text) > INLINE_CHARS:
+            entered.set()
+            release.wait(WAIT_S)
+        return text
+
+    applied: list[str] = []
+    registry = ToolRegistry()
+
+    @registry.tool(kind="read")
+    async def fetch_statement(account: str) -> str:
+        """A long statement."""
+        return "line of the statement. " * (INLINE_CHARS // 4)
+
+    @registry.tool(kind="write")
+    async def refund(order_id: str) -> dict[str, str]:
+        """Refund an order."""
+        applied.append(order_id)
+        return {"refunded": order_id}
+
+    ledger = Ledger(
+        "s9", MonotonicClock(), sinks=[JsonlSink(tmp_path / "s.jsonl", stalling_masker)]
+    )
+    sched = ToolScheduler(registry, ledger, lambda event: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(
+        call_id="call_1", response_id="r1", name="fetch_statement", arguments='{"account": "A"}'
+    )
+    await _pending(ledger, "call_1")
+    sched.start(
+        call_id="call_2", response_id="r1", name="refund", arguments='{"order_id": "58213"}'
+    )
+    try:
+        assert await asyncio.to_thread(entered.wait, WAIT_S)
+        for _ in range(20):  # the loop runs on while the write waits
+            await asyncio.sleep(0.01)
+        assert applied == [] and ledger.call("call_2").status == "pending"
+        await sched.aclose()
+    finally:
+        release.set()
+    call = ledger.call("call_2")
+    assert call.status == "cancelled" and "unknown" not in (call.error or "")
+    assert applied == []
+    (intent,) = sched.writes.intents()
+    assert sched.writes.state(intent.key) == "failed"
+    await asyncio.to_thread(ledger.close)
+
+
+async def test_a_write_waiting_for_its_intent_runs_once_when_the_file_has_it(
+    tmp_path: Path,
+) -> None:
+    release = threading.Event()
+    path = tmp_path / "s.jsonl"
+
+    def stalling_masker(text: str) -> str:  # fake: a slow masking, held by the test
+        if len(text) > INLINE_CHARS:
+            release.wait(WAIT_S)
+        return text
+
+    seen_in_file: list[bool] = []
+    registry = ToolRegistry()
+
+    @registry.tool(kind="read")
+    async def fetch_statement(account: str) -> str:
+        """A long statement."""
+        return "line of the statement. " * (INLINE_CHARS // 4)
+
+    @registry.tool(kind="write")
+    async def refund(order_id: str) -> dict[str, str]:
+        """Refund an order."""
+        seen_in_file.append('"call_2"' in path.read_text())
+        return {"refunded": order_id}
+
+    ledger = Ledger("s9", MonotonicClock(), sinks=[JsonlSink(path, stalling_masker)])
+    sched = ToolScheduler(registry, ledger, lambda event: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(
+        call_id="call_1", response_id="r1", name="fetch_statement", arguments='{"account": "A"}'
+    )
+    await _pending(ledger, "call_1")
+    sched.start(
+        call_id="call_2", response_id="r1", name="refund", arguments='{"order_id": "58213"}'
+    )
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert seen_in_file == []
+    release.set()
+    await _pending(ledger, "call_2")
+    assert seen_in_file == [True] and ledger.call("call_2").status == "resolved"
+    await sched.aclose()
+    await asyncio.to_thread(ledger.close)
+    assert [e.seq for e in load_jsonl(path)] == list(range(len(ledger)))
+
+
+# -- a YAML file with a syntax error names the file and the line (every loading path) ----
+
+BROKEN_YAML = "agent:\n  persona: [Ren\n  mode: sync\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench", "{file}"],
+        ["--config", "{file}", "config"],
+        ["--config", "{file}", "chat", "--no-persist"],
+        ["--config", "{file}", "run", "-i", "in.wav", "-o", "out.wav"],
+        ["--config", "{file}", "console"],
+        ["--config", "{file}", "phone", "serve"],
+    ],
+    ids=["bench", "config", "chat", "run", "console", "phone serve"],
+)
+def test_a_yaml_syntax_error_is_one_line_naming_the_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """Before: PyYAML's six lines ("in "<unicode string>", line 3, column 4" and a
+    caret); the bench's also without "voice-agent:". Now one line, exit 2."""
+    from voice_agent import cli
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(BROKEN_YAML)
+    status = cli.main([part.format(file=path) for part in command])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err == (
+        f"voice-agent: {path}: line 3, column 7: not valid YAML: expected ',' or ']', "
+        "but got ':' (while parsing a flow sequence at line 2, column 12)"
+    )
+
+
+def test_a_scenario_that_is_not_utf8_is_a_message_not_an_unexpected_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "voice-agent: unexpected error: UnicodeDecodeError: 'utf-8' codec can't
+    decode byte 0xe9 ...", exit 1."""
+    from voice_agent import cli
+
+    path = tmp_path / "latin.yaml"
+    path.write_bytes('name: x\nturns:\n  - user: "caf\xe9"\n'.encode("latin-1"))
+    assert cli.main(["bench", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"voice-agent: {path}: line 3: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+
+
+# -- SIGTERM / SIGHUP end `voice-agent chat` as Ctrl-C does ------------------------------
+
+
+def _chat(tmp_path: Path, *, ignore_hangup: bool = False) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real `voice-agent chat` (its LLM a closed port: no turn is taken) waiting for input
+    on a pipe that stays open; returns it once its session file exists."""
+    sessions = tmp_path / "sessions"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "VOICE_AGENT__LEDGER__DIRECTORY": str(sessions),
+    }
+    env.pop("OPENAI_BASE_URL", None)
+
+    def nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "voice_agent.cli", "chat", "--base-url", "http://127.0.0.1:9/v1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=nohup if ignore_hangup else None,
+    )
+    assert child.stdout is not None
+    for raw in child.stdout:  # the banner, then "ledger: PATH"
+        if raw.startswith(b"ledger: "):
+            return child, Path(raw.decode().split(" ", 1)[1].strip())
+    child.kill()
+    raise AssertionError(f"the chat ended before its session began: {child.stderr!r}")
+
+
+def _entries(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_ends_the_chat_with_its_session_ended_and_nothing_on_the_terminal(
+    tmp_path: Path, signum: int
+) -> None:
+    """Before: SIGHUP (the terminal closed) killed the chat at once: the session file
+    ended at SessionStarted ("no end recorded"); SIGTERM recorded the end but the chat's
+    own stdin read was named as a leftover "job TextIOWrapper.readline" after 3 s of
+    waiting. Now both end as Ctrl-C does: SessionEnded(interrupted), exit 130, stderr
+    quiet."""
+    child, path = _chat(tmp_path)
+    try:
+        child.send_signal(signum)
+        child.wait(WAIT_S)  # its standard input still open, as a terminal's would be
+        assert child.stderr is not None
+        err = child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    entries = _entries(path)
+    assert entries[-1]["type"] == "SessionEnded" and entries[-1]["reason"] == "interrupted"
+    assert child.returncode == 130
+    assert err.decode().strip() == "", err.decode()
+
+
+def test_a_chat_started_under_nohup_keeps_running_after_sighup(tmp_path: Path) -> None:
+    """SIGHUP ignored by the parent (`nohup voice-agent chat < script`) stays ignored."""
+    child, path = _chat(tmp_path, ignore_hangup=True)
+    try:
+        child.send_signal(signal.SIGHUP)
+        assert child.stdin is not None
+        child.stdin.write(b"/quit\n")  # still reading: it ends when asked
+        child.stdin.flush()
+        child.communicate(timeout=WAIT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0
+    assert _entries(path)[-1]["reason"] == "end of input"
