@@ -51,6 +51,9 @@ PATIENT_ENV = {
 }
 #: A chat that has not finished in this long is stopped and scored as it stands (s).
 CHAT_TIMEOUT_S = 1800
+#: How long a chat stopped by SIGTERM gets to end its session (a write in flight gets
+#: SESSION_END_WRITE_GRACE_S, 10 s, of it) before it is killed (s).
+STOP_GRACE_S = 30
 
 
 def questions(only: str = "") -> list[dict[str, Any]]:
@@ -66,16 +69,24 @@ def ask(question: dict[str, Any], ledgers: Path, patient: bool) -> tuple[list[An
     if patient:
         env.update(PATIENT_ENV)
     command = [str(Path(sys.executable).parent / "voice-agent"), "chat"]
+    chat = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
     try:
-        done = subprocess.run(
-            command, input=question["say"] + "\n", capture_output=True, text=True,
-            cwd=ROOT, env=env, timeout=CHAT_TIMEOUT_S,
-        )  # fmt: skip
-        output = done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:  # scored as it stands: its ledger has it
-        partial = exc.stdout or b""  # bytes even with text=True
-        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
-        output = text + "\n(stopped: no end after the timeout)"
+        out, err = chat.communicate(question["say"] + "\n", timeout=CHAT_TIMEOUT_S)
+        output = out + err
+    except subprocess.TimeoutExpired:  # scored as it stands: its ledger has it
+        # (hostile9) SIGTERM, not subprocess.run's SIGKILL: the chat ends as Ctrl-C does and
+        # its ledger records SessionEnded (SIGKILL left "no end recorded"); killed only if
+        # it has not ended STOP_GRACE_S later
+        chat.terminate()
+        try:
+            out, err = chat.communicate(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            chat.kill()
+            out, err = chat.communicate()
+        output = out + err + "\n(stopped: no end after the timeout)"
     found = re.search(r"^ledger: (\S+)", output, re.MULTILINE)
     if not found:
         return [], output
