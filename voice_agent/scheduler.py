@@ -41,6 +41,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,23 @@ SESSION_END_WRITE_GRACE_S = 10.0
 _MAX_RESULT_DEPTH = 64
 
 
+_DIGITS_PER_BIT = 0.30103  # log10(2): decimal digits per bit of an integer
+
+
+def _too_long(value: int) -> bool:
+    """``value`` has more decimal digits than Python converts to text (``str``, ``json``)."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    return limit > 0 and abs(value).bit_length() * _DIGITS_PER_BIT >= limit - 1
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool) and _too_long(key):
+        return _json_safe(key)  # type: ignore[no-any-return]
+    return _text_of(key)
+
+
 def _json_safe(value: Any, depth: int = 0) -> Any:
     """A JSON-serialisable copy of a tool's result (pydantic models and dataclasses included).
 
@@ -107,6 +125,12 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
             return value
         except (TypeError, ValueError, RecursionError):
             pass
+    if isinstance(value, int) and not isinstance(value, bool) and _too_long(value):
+        # (hostile9) json.dumps (the session file, every later request's messages) raises
+        # ValueError for an int longer than sys.get_int_max_str_digits() (4,300 digits):
+        # the follow-up failed with a traceback and the agent stayed silent for good
+        digits = int(abs(value).bit_length() * _DIGITS_PER_BIT) + 1
+        return f"<an integer of about {digits:,} digits, too long to write out>"
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if hasattr(value, "model_dump"):
@@ -122,7 +146,7 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
         except (TypeError, RecursionError):
             return _text_of(value)
     if isinstance(value, dict):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        return {_key_text(k): _json_safe(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_json_safe(v, depth + 1) for v in value]
     return _text_of(value)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,7 @@ BEFORE_FIX_S = 3.0  # how long the masking is held: before the fix the write ran
 SCRIPT = r"""
 import asyncio, sys, time
 from pathlib import Path
+from typing import Any
 import pytest
 
 from fsm import MonotonicClock
@@ -368,3 +370,38 @@ def test_a_chat_started_under_nohup_keeps_running_after_sighup(tmp_path: Path) -
             child.wait()
     assert child.returncode == 0
     assert _entries(path)[-1]["reason"] == "end of input"
+
+
+# -- a tool result Python cannot write as text -------------------------------------------
+
+
+def test_a_tool_returning_an_integer_too_long_for_text_is_answered_not_silence() -> None:
+    """Before: a result holding an int of more than 4,300 digits (Python's limit for int
+    to text; a bignum, a bug) made every rendering of the messages raise ValueError: a
+    traceback ("start_followup failed"), the agent stuck thinking, silence for good. Now
+    the number is a short text saying what it was; the turn and the next are answered."""
+    from test_va_llm_reliability import run_call
+
+    from voice_agent.bench.fault_server import answer
+
+    tools = ToolRegistry()
+
+    @tools.tool(kind="read")
+    async def lookup(order_id: str) -> object:
+        """Look an order up."""
+        return {"balance": 10**5000, 7 * 10**4400: "key", "order": order_id}
+
+    def plan(index: int, body: dict[str, Any]) -> list[Any]:
+        users = [m for m in body["messages"] if m["role"] == "user"]
+        if any(m["role"] == "tool" for m in body["messages"]) or len(users) > 1:
+            return answer("Done.")
+        call = ("call", 0, "call_1", "lookup", '{"order_id": "5"}')
+        return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
+
+    call = run_call(plan, ["look up my order", "and the next one?"], tools=tools)
+    assert call.ledger.transcript().count("agent: Done.") == 2, call.ledger.transcript()
+    result = call.ledger.call("call_1").result
+    assert isinstance(result, dict) and result["order"] == "5"
+    assert result["balance"].startswith("<an integer of about 5,00")  # 5,001 digits
+    assert any(key.startswith("<an integer of about 4,40") for key in result)  # 4,401
+    json.dumps(call.ledger.render_messages("system"))
