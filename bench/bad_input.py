@@ -1,6 +1,7 @@
 """Bad input, storage faults and secrets through the real CLI: exit status, what it printed, when.
 
     PYTHONPATH=. .venv/bin/python bench/bad_input.py [--json out.json] [--only NAME]
+        [--loop-lag | --write-ahead | --signals]
 
 Each case runs ``python -m voice_agent.cli ...`` in a subprocess (with the
 ``PYTHONPATH`` given to this script, so the same file measures any revision)
@@ -10,7 +11,8 @@ secret appears in anything printed or persisted. Used for the before/after
 figures of issue 10 (items 1.7, 1.8, 1.10) and of the session-7 and session-8 hostile
 reviews (the cases after "session 7"/"session 8" below; docs/reliability_tools.md).
 ``--loop-lag`` measures only how long the event loop stops while the session file
-takes a 2 MB tool result (session 8). The LLM endpoint is a closed port
+takes a 2 MB tool result (session 8); ``--write-ahead`` a write called while that
+result is masked, ``--signals`` SIGTERM/SIGHUP to a chat (session 9). The LLM endpoint is a closed port
 on 127.0.0.1 (no model is needed: every case fails or succeeds before a turn).
 """
 
@@ -231,9 +233,148 @@ def cases(work: Path) -> dict[str, dict[str, Any]]:
             "s8: ledger show /dev/null": {"args": ["ledger", "show", os.devnull]},
         }
     )
+    # session 9 (hostile9)
+    (work / "bad_syntax.yaml").write_text("agent:\n  persona: [Ren\n  mode: sync\n")
+    (work / "latin_scenario.yaml").write_bytes(
+        'name: x\nturns:\n  - user: "caf\xe9"\n'.encode("latin-1")
+    )
+    (tools / "badname_tools.py").write_text(
+        "from voice_agent.tools import ToolRegistry\n"
+        "registry = ToolRegistry()\n"
+        "@registry.tool(name='look up order')\n"
+        "async def lookup(order_id: str) -> dict:\n"
+        '    """Look an order up."""\n'
+        "    return {}\n"
+    )
+    c.update(
+        {
+            "s9: bench scenario with a YAML syntax error": {
+                "args": ["bench", str(work / "bad_syntax.yaml")]
+            },
+            "s9: --config with a YAML syntax error (chat)": {
+                "args": ["--config", str(work / "bad_syntax.yaml")] + chat + ["--no-persist"]
+            },
+            "s9: bench scenario that is not UTF-8": {
+                "args": ["bench", str(work / "latin_scenario.yaml")]
+            },
+            "s9: a tool named 'look up order'": {
+                "args": chat + ["--no-persist"],
+                "env": {"VOICE_AGENT__TOOLS__MODULES": "[badname_tools:registry]"},
+            },
+        }
+    )
     for case in c.values():
         case["env"] = {**case.get("env", {}), "PYTHONPATH_EXTRA": str(tools)}
     return c
+
+
+def signal_chat(signum: int, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """`voice-agent chat` sent ``signum`` once its session began, its input left open as a
+    terminal's would be (session 9): exit status, seconds to exit, what it printed on
+    stderr, and how its session file ends."""
+    import signal as signals
+
+    sessions = work / f"signal-{signum}"
+    env = {**env, "VOICE_AGENT__LEDGER__DIRECTORY": str(sessions)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "voice_agent.cli", "chat", "--base-url", DEAD_LLM],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    path = None
+    for raw in child.stdout:
+        if raw.startswith(b"ledger: "):
+            path = Path(raw.decode().split(" ", 1)[1].strip())
+            break
+    t0 = time.monotonic()
+    child.send_signal(signum)
+    try:
+        child.wait(60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    seconds = time.monotonic() - t0
+    err = child.stderr.read().decode(errors="replace")
+    last = "(no session file)"
+    if path is not None and path.exists():
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        last = lines[-1]["type"] + (f"({lines[-1]['reason']})" if "reason" in lines[-1] else "")
+    return {
+        "signal": signals.Signals(signum).name,
+        "exit": child.returncode,
+        "seconds": round(seconds, 2),
+        "session_file_ends_with": last,
+        "stderr_lines": len(err.strip().splitlines()),
+        "stderr_first": (err.strip().splitlines() or [""])[0][:160],
+    }
+
+
+# session 9 (hostile9): a write called while a 2 MB tool result is being masked (the real
+# masker, its helper process): how long the write waits, whether its intent was in the
+# file when its tool ran, and the event loop's longest stall meanwhile.
+WRITE_AHEAD_SCRIPT = '''
+import asyncio, json, tempfile, time
+from pathlib import Path
+from fsm import MonotonicClock
+from ledger import JsonlSink, Ledger
+from ledger import entries as le
+from voice_agent.scheduler import ToolScheduler
+from voice_agent.tools import ToolRegistry
+
+path = Path(tempfile.mkdtemp()) / "s.jsonl"
+seen = {}
+registry = ToolRegistry()
+
+@registry.tool(kind="read")
+async def statement(account: str) -> str:
+    """2 MB of text."""
+    return "a1" * 1_000_000
+
+@registry.tool(kind="write")
+async def refund(order_id: str) -> dict:
+    """Refund an order."""
+    seen["tool_started_s"] = time.perf_counter() - seen["t0"]
+    seen["intent_in_file_when_tool_ran"] = '"call_2"' in path.read_text()
+    return {"refunded": order_id}
+
+async def main():
+    ledger = Ledger("s", MonotonicClock(), sinks=[JsonlSink(path)])
+    sched = ToolScheduler(registry, ledger, lambda e: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    lags, done = [], asyncio.Event()
+    async def tick():
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - t - 0.005)
+    ticker = asyncio.ensure_future(tick())
+    sched.start(call_id="call_1", response_id="r1", name="statement", arguments='{"account": "A"}')
+    while ledger.call("call_1").status == "pending":
+        await asyncio.sleep(0.005)
+    seen["t0"] = time.perf_counter()
+    sched.start(call_id="call_2", response_id="r1", name="refund", arguments='{"order_id": "5"}')
+    while ledger.call("call_2").status == "pending":
+        await asyncio.sleep(0.005)
+    done.set()
+    await ticker
+    await sched.aclose()
+    await asyncio.to_thread(ledger.close)
+    print(json.dumps({"write_waited_s": round(seen["tool_started_s"], 2),
+                      "intent_in_file_when_tool_ran": seen["intent_in_file_when_tool_ran"],
+                      "max_loop_stall_ms": round(max(lags) * 1000)}))
+
+asyncio.run(main())
+'''
+
+
+def write_ahead(env: dict[str, str]) -> dict[str, Any]:
+    """A write called behind a 2 MB result's masking (hostile9)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_AHEAD_SCRIPT], capture_output=True, env=env, timeout=600
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr.decode(errors="replace")[-500:]}
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 # session 8 (hostile8): how long the event loop stops while the session file takes a large
@@ -305,8 +446,31 @@ def main() -> int:
     parser.add_argument(
         "--loop-lag", action="store_true", help="only the event-loop stall of a 2 MB tool result"
     )
+    parser.add_argument(
+        "--write-ahead",
+        action="store_true",
+        help="only a write called while a 2 MB result is masked (session 9)",
+    )
+    parser.add_argument(
+        "--signals", action="store_true", help="only SIGTERM/SIGHUP to a chat (session 9)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    if args.write_ahead or args.signals:
+        import signal as signals
+
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+            if args.write_ahead:
+                results["write behind a 2 MB result"] = write_ahead(env)
+            if args.signals:
+                for signum in (signals.SIGTERM, signals.SIGHUP):
+                    results[f"chat: {signum.name}"] = signal_chat(signum, env, Path(tmp))
+        for name, figures in results.items():
+            print(f"{name:<32} {figures}", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if args.loop_lag:
         results = loop_lag(dict(os.environ))
         for name, figures in results.items():

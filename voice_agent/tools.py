@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_type_hints
@@ -42,6 +43,10 @@ ToolKind = Literal["read", "write"]
 OnInterrupt = Literal["cancel", "continue", "continue_and_report"]
 
 DEFAULT_TIMEOUT_S = 10.0  # a phone caller should not wait longer for one lookup
+
+#: What OpenAI-compatible servers accept as a function's name.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 # A write past its timeout keeps running (stopping it half-way could leave the world
 # half-changed); the engine waits this much longer for its outcome before recording
 # it as abandoned. Seconds: a backend that has not answered a minute late is down.
@@ -344,6 +349,13 @@ class ToolRegistry:
         """Register ``spec``; a second tool with the same name is an error."""
         if spec.name in self._specs:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
+        if not TOOL_NAME.fullmatch(spec.name):
+            # (hostile9) accepted before: an OpenAI-compatible server refuses every request
+            # that lists it (400), so each turn of the call was an apology
+            raise ValueError(
+                f"tool {spec.name!r}: a tool's name is 1-64 letters, digits, '_' or '-' "
+                "(what OpenAI-compatible servers accept); rename it"
+            )
         if not spec.timeout_s > 0:
             raise ValueError(f"tool {spec.name!r}: timeout_s must be > 0")
         if not spec.abandon_after_s >= 0:

@@ -405,3 +405,29 @@ def test_a_tool_returning_an_integer_too_long_for_text_is_answered_not_silence()
     assert result["balance"].startswith("<an integer of about 5,00")  # 5,001 digits
     assert any(key.startswith("<an integer of about 4,40") for key in result)  # 4,401
     json.dumps(call.ledger.render_messages("system"))
+
+
+@pytest.mark.parametrize("name", ["look up order", "x" * 65, "commande_réglée", "orders.lookup"])
+def test_a_tool_name_servers_refuse_is_a_config_error_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Before: accepted; an OpenAI-compatible server answers every request listing it
+    with 400 (the name must match ^[A-Za-z0-9_-]{1,64}$): each turn an apology."""
+    from voice_agent.config import ConfigError
+    from voice_agent.session import load_tools
+
+    module = f"h9_tools_{abs(hash(name))}"
+    (tmp_path / f"{module}.py").write_text(
+        "from voice_agent.tools import ToolRegistry\n"
+        "registry = ToolRegistry()\n"
+        f"@registry.tool(name={name!r})\n"
+        "async def lookup(order_id: str) -> dict:\n"
+        "    '''Look an order up.'''\n"
+        "    return {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        load_tools((f"{module}:registry",))
+    message = str(raised.value)
+    assert "letters, digits, '_' or '-'" in message and "rename it" in message
+    assert f"{module}.py:3" in message  # where the tool is declared
