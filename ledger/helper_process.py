@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-__all__ = ["HelperProcess"]
+__all__ = ["HelperProcess", "HelperTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,16 @@ def _receive(stream: IO[bytes]) -> bytes | None:
     return payload
 
 
+class HelperTimeout(TimeoutError):
+    """The child did not answer within the `timeout_s` given to `HelperProcess.run`."""
+
+
+def _readable(stream: IO[bytes], timeout_s: float) -> bool:
+    """Whether `stream` (a pipe) has data, or its end, within `timeout_s` seconds."""
+    ready, _, _ = select.select([stream], [], [], max(0.0, timeout_s))
+    return bool(ready)
+
+
 class HelperProcess:
     """Runs `fn(*args)` in one child process, started on first use.
 
@@ -74,8 +85,12 @@ class HelperProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._unusable = False  # the child failed once (or was closed): work runs here
 
-    def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)`, computed in the child process when it can be."""
+    def run(self, fn: Callable[..., T], *args: object, timeout_s: float | None = None) -> T:
+        """`fn(*args)`, computed in the child process when it can be.
+
+        With `timeout_s` (wall seconds), a child that has not answered by then is killed
+        (the next call starts another) and `HelperTimeout` is raised: the caller decides
+        what to do instead of waiting (hostile9: the session file's masking is bounded)."""
         with self._lock:
             child = self._started()
             if child is not None:
@@ -86,14 +101,21 @@ class HelperProcess:
                         "%s: cannot pass %s to the helper process (%s)", self._name, fn, error
                     )
                 else:
+                    late = False
                     try:
                         assert child.stdin is not None and child.stdout is not None
                         _send(child.stdin, request)
+                        late = timeout_s is not None and not _readable(child.stdout, timeout_s)
+                        if late:
+                            self._stop(kill=True)  # the next call starts another child
+                            raise HelperTimeout(f"{fn.__name__} took over {timeout_s:g} s")
                         reply = _receive(child.stdout)
                         if reply is None:
                             raise OSError(f"the helper process ended (status {child.poll()})")
                         failed, value = pickle.loads(reply)
                     except (OSError, EOFError, pickle.UnpicklingError) as error:
+                        if late:  # HelperTimeout is an OSError: not a broken child
+                            raise
                         self._give_up(error)
                     else:
                         if failed:
@@ -132,10 +154,12 @@ class HelperProcess:
         )
         self._stop()
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
         child, self._child = self._child, None
         if child is None:
             return
+        if kill:  # mid-request: it would finish its work before it saw its input close
+            child.kill()
         for stream in (child.stdin, child.stdout):
             try:
                 if stream is not None:

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from ledger.entries import ENTRY_ADAPTER, Entry, ToolCallStarted, UserUtterance
 from ledger.errors import LedgerError
-from ledger.helper_process import HelperProcess
+from ledger.helper_process import HelperProcess, HelperTimeout
 from ledger.redact import (
     redact_continuing,
     redact_json_numbers,
@@ -50,10 +50,12 @@ from ledger.redact import (
 
 __all__ = [
     "INLINE_CHARS",
+    "MASK_BUDGET_S",
     "JsonlSink",
     "Redactor",
     "StatusReporter",
     "check_directory",
+    "clipped_entry",
     "load_jsonl",
     "redact_entry",
 ]
@@ -153,6 +155,44 @@ INLINE_CHARS = 4096
 masked and written on the appending thread: masking costs 0.5-5 ms per 1,000 characters
 here (worst case: runs of digits among letters), so at most a few milliseconds, well
 within one 20 ms audio frame. A larger entry goes through the writer thread."""
+
+
+MASK_BUDGET_S = 3.0
+"""Most wall seconds the masking of one large entry may take in the helper process
+before the entry is written clipped instead (`clipped_entry`). Every later entry waits
+behind it in the file, and a write tool waits for its intent to be written (hostile9):
+2 MB of prose masks in about 1-2 s on a loaded 2-core machine, 2 MB of digits among
+letters (`a1a1...`) in 10-20 s. About two hold phrases' worth of waiting for a write."""
+
+_CLIP_TAIL = re.compile(r"[\d\s.,:;/\-]+$")  # a number cut at the end of a clipped head
+
+
+def clipped_entry(entry: Entry, keep: int = INLINE_CHARS) -> Entry:
+    """`entry` with each field holding more than `keep` characters of text cut to its
+    head (a dict's becomes ``{"clipped": head}``, a list's ``[head]``), saying how much
+    was left out. The head never ends in a digit run (a number cut in two could leave
+    fewer digits than masking needs). Cheap to mask: what `JsonlSink` writes when masking
+    a large entry takes over `MASK_BUDGET_S`; the in-memory ledger keeps it whole."""
+    update: dict[str, Any] = {}
+    for field in type(entry).model_fields:
+        if field in _IDENTIFIERS:
+            continue
+        value = getattr(entry, field)
+        if _text_size(value, keep) <= keep:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        head = _CLIP_TAIL.sub("", text[:keep])
+        note = (
+            f" … [{len(text):,} characters; the rest is not in the session file: masking "
+            f"it took over {MASK_BUDGET_S:g} s]"
+        )
+        if isinstance(value, dict):
+            update[field] = {"clipped": head + note}
+        elif isinstance(value, list | tuple):
+            update[field] = [head + note]
+        elif isinstance(value, str):
+            update[field] = head + note
+    return entry.model_copy(update=update) if update else entry
 
 
 def _text_size(value: object, budget: int) -> int:
@@ -334,9 +374,27 @@ class JsonlSink:
         """Redact, encode and write one entry (on one thread at a time, in ledger order);
         a `large` one is redacted in the helper process when the redactor allows it."""
         if large and self._redactor in (None, redact_secrets):  # module functions: picklable
-            data, self._caller_digits = self._helper.run(
-                encode_line, entry, self._redactor, self._caller_digits
-            )
+            try:
+                data, self._caller_digits = self._helper.run(
+                    encode_line,
+                    entry,
+                    self._redactor,
+                    self._caller_digits,
+                    timeout_s=MASK_BUDGET_S,
+                )
+            except HelperTimeout:
+                log.warning(
+                    "masking ledger entry %s (%s) for %s took over %g s: its large fields are "
+                    "written clipped to their first %d characters",
+                    entry.seq,
+                    entry.type,
+                    self.path,
+                    MASK_BUDGET_S,
+                    INLINE_CHARS,
+                )
+                data, self._caller_digits = encode_line(
+                    clipped_entry(entry), self._redactor, self._caller_digits
+                )
         else:
             data, self._caller_digits = encode_line(entry, self._redactor, self._caller_digits)
         self._backlog.append(data)

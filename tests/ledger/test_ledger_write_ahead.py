@@ -115,3 +115,47 @@ def test_a_storage_fault_releases_the_waiter_with_the_entry_kept_in_memory(
         release.set()
         monkeypatch.undo()
         ledger.close()
+
+
+# -- the masking of one entry is bounded (MASK_BUDGET_S) -----------------------------------
+
+CARD = "4111 1111 1111 1111"
+
+
+def test_an_entry_whose_masking_overruns_is_written_clipped_in_order_and_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a large entry's masking had no bound (2 MB of `a1a1...`: 10-20 s on a loaded
+    machine) and every later entry, a write's intent included, waited behind it. Now
+    the helper gets MASK_BUDGET_S (here 0: always over), then the entry is written with
+    its large fields cut to a masked head that says what was left out."""
+    monkeypatch.setattr("ledger.persist.MASK_BUDGET_S", 0.0)
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger("s", ManualClock(), sinks=[JsonlSink(path)])
+    ledger.append(LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    ledger.append(
+        ToolCallStarted(call_id="c1", response_id="r1", name="f", arguments="{}", kind="read")
+    )
+    big = f"card {CARD} on file. " + "a1" * 500_000
+    ledger.append(ToolCallResolved(call_id="c1", result={"statement": big, "n": 1}))
+    ledger.append(Note(text="write intent k1"))
+    ledger.persisted().result(WAIT_S)
+    ledger.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == [0, 1, 2, 3]
+    clipped = lines[2]["result"]["clipped"]
+    assert "the rest is not in the session file" in clipped
+    assert f"{len(json.dumps({'statement': big, 'n': 1})):,} characters" in clipped
+    assert len(clipped) < 2 * INLINE_CHARS
+    assert "4111" not in clipped and "1111 1111" not in clipped  # masked
+    assert ledger.call("c1").result == {"statement": big, "n": 1}  # kept whole in memory
+
+
+def test_a_clipped_head_never_ends_in_part_of_a_number() -> None:
+    from ledger.persist import clipped_entry
+
+    entry = ToolCallResolved(call_id="c1", result="x" * (INLINE_CHARS - 7) + CARD + "y" * 9000)
+    head = clipped_entry(entry).result
+    assert isinstance(head, str) and head.startswith("x" * (INLINE_CHARS - 7) + " …")
+    small = ToolCallResolved(call_id="c1", result="short")
+    assert clipped_entry(small) is small
