@@ -1,4 +1,5 @@
-"""The words an answer from results may use (voice_agent.local_llm.answer_words).
+"""The words an answer from results may use (voice_agent.local_llm.answer_words), and the
+speech grammar that bans the others (grammar.speech_grammar with them as `banned`).
 
 The grammar is checked with llama.cpp's own matcher on the 0.5B model's vocabulary
 (tokenizing only; nothing is generated).
@@ -11,8 +12,8 @@ import json
 import pytest
 from grammar_helpers import grammar_accepts
 
-from voice_agent.local_llm.answer_words import caller_only_words, speech_grammar_without
-from voice_agent.local_llm.grammar import check_grammar
+from voice_agent.local_llm.answer_words import caller_only_words
+from voice_agent.local_llm.grammar import check_grammar, speech_grammar
 
 ORDER_TOOL = {
     "type": "function",
@@ -99,6 +100,6 @@ def _grammar_accepts(engine, grammar: str, text: str) -> bool:
     ],
 )
 def test_the_answer_grammar_keeps_the_speech_rules_and_bans_the_stems(engine, text, accepted):
-    grammar = speech_grammar_without(["dispatch", "left"], ["3307", "1"])
+    grammar = speech_grammar(["3307", "1"], banned=["dispatch", "left"])
     check_grammar(grammar)
     assert _grammar_accepts(engine, grammar, text) is accepted

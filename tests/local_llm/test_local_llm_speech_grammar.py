@@ -53,6 +53,9 @@ def test_the_decision_options_can_never_be_spoken(vocab):
         "Callers often ask that.",
         "I will use 'reply' now.",
         "Reply: your order shipped.",
+        "Thecaller can call the return.",  # glued (the 0.5B at seed 4, before session 9)
+        "Use thefunction or thereply.",
+        "Sorry about the malfunction.",  # the price of the above
     ],
 )
 def test_speech_never_says_a_word_of_the_agents_machinery(vocab, text):
@@ -67,7 +70,6 @@ def test_speech_never_says_a_word_of_the_agents_machinery(vocab, text):
         "Order 58213 has shipped.",
         "That was fun, and funny too!",
         "I can call you back; a callback at 9 works.",
-        "Sorry about the malfunction.",
         "A rep will repeat it.",
         "We open at 9 am.",
         "9",
@@ -100,7 +102,9 @@ def test_numbers_and_markup_are_held_as_before(vocab, text, continuing):
 @pytest.mark.slow
 async def test_the_real_model_asked_to_say_them_cannot():
     """The 0.5B, told to repeat a narration word for word, under the speech grammar at a
-    high temperature, over several seeds: no sample says a forbidden word or an option."""
+    high temperature, over several seeds: no sample says a forbidden word or an option,
+    not even glued to the word before it (before session 9, when the words were banned
+    only at a word's start, seed 4 said "Thecaller can call ...")."""
     from voice_agent.local_llm.chat_format import render_messages
     from voice_agent.local_llm.engine import LlamaEngine, SamplingParams
 
@@ -116,7 +120,7 @@ async def test_the_real_model_asked_to_say_them_cannot():
             ]
         )
         said: list[str] = []
-        for seed in range(4):
+        for seed in range(6):
             pieces: list[str] = []
 
             async def on_text(piece: str, pieces: list[str] = pieces) -> bool:
@@ -134,7 +138,7 @@ async def test_the_real_model_asked_to_say_them_cannot():
         engine.close()
     for text in said:
         assert text.strip(), said
-        assert not re.search(r"\b(?:function|caller)", text, re.IGNORECASE), said
+        assert not re.search(r"function|caller|reply", text, re.IGNORECASE), said
         assert REPLY not in text and CANNOT not in text, said
 
 

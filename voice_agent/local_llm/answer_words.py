@@ -9,23 +9,19 @@ nothing. So the answer's grammar leaves those words out: a word of the caller's
 latest words that nothing the agent was given says (`caller_only_words`: not a
 result's key or value, not a call's argument, not the called tools' names and
 descriptions, not the system prompt, not a common word, not a name) cannot
-start a word of the answer (its stem is banned as a prefix, any case). The model
-then says what it has: "... has shipped".
-
-`speech_grammar_without` builds that grammar: the speech grammar's rules (no
-markup, no tool name, digits only as the conversation's numbers) with words as
-letter runs that do not start with a banned stem.
+be said in the answer (its stem is banned, any case: `grammar.speech_grammar`
+with these stems as its ``banned`` words). The model then says what it has:
+"... has shipped".
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import ChatFormatError, content_text
-from voice_agent.local_llm.grammar import SPEECH_FORBIDDEN
 
 #: Shortest word that is banned (letters): shorter words carry no fact of their own.
 MIN_BANNED_LETTERS = 4
@@ -112,99 +108,3 @@ def caller_only_words(
         if not _said_in(stem, vocabulary) and lowered not in vocabulary:
             banned.add(stem)
     return sorted(banned)
-
-
-def _literal(text: str) -> str:
-    """A GBNF string literal (digits only here: the conversation's numbers)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _either_case(ch: str) -> str:
-    return f"[{ch.lower()}{ch.upper()}]"
-
-
-#: A banned stem this long (letters) is banned anywhere inside a word, a shorter one
-#: only at a word's start: the 1.5B glued "warehouse" to the word before it
-#: ("yourwarehouse") when it was banned only as a start, while "come" and "turn" are
-#: inside "welcome" and "return".
-INSIDE_WORDS_LETTERS = 6
-
-
-def _word_rules(banned: Iterable[str]) -> list[str]:
-    """GBNF rules for ``aw-word``: a run of ASCII letters that holds no `banned` stem
-    (case-insensitive): a stem of `INSIDE_WORDS_LETTERS` or more letters nowhere in
-    it, a shorter one not at its start.
-
-    The rules are the states of an Aho-Corasick automaton over the patterns (a short
-    stem is anchored by "^", the word's start): each state is the longest pattern
-    prefix the word so far ends with; a letter moves to the next state; a state in
-    which a pattern is complete has no rule, so no word reaches it."""
-    stems = sorted({s.lower() for s in banned if s and s.isalpha()})
-    patterns = [s if len(s) >= INSIDE_WORDS_LETTERS else "^" + s for s in stems]
-    prefixes = sorted(
-        {p[:i] for p in patterns for i in range(len(p) + 1)}, key=lambda p: (len(p), p)
-    )
-    letters = "abcdefghijklmnopqrstuvwxyz"
-
-    def state_of(text: str) -> str:
-        """The longest pattern prefix that `text` ends with."""
-        for start in range(len(text) + 1):
-            if text[start:] in prefixes:
-                return text[start:]
-        return ""
-
-    def banned_state(state: str) -> bool:
-        return any(state.endswith(pattern) for pattern in patterns)
-
-    names = {prefix: f"aw-s{i}" for i, prefix in enumerate(prefixes)}
-    start = state_of("^")
-    lines: list[str] = []
-    for prefix in prefixes:
-        if banned_state(prefix):
-            continue
-        moves: dict[str, list[str]] = {}
-        for letter in letters:
-            target = state_of(prefix + letter)
-            if not banned_state(target):
-                moves.setdefault(target, []).append(letter)
-        body = " | ".join(
-            f"[{''.join(c + c.upper() for c in chars)}] {names[target]}"
-            for target, chars in sorted(moves.items())
-        )
-        if prefix == start:  # a word has one letter at least
-            lines.append(f"aw-word ::= {body}")
-        if prefix != "^":  # the word's start is no place to end it
-            lines.append(f'{names[prefix]} ::= {body} | ""' if body else f'{names[prefix]} ::= ""')
-    return lines
-
-
-def speech_grammar_without(
-    banned: Iterable[str], allowed_numbers: Iterable[str], continuing: bool = False
-) -> str:
-    """Plain speech as `grammar.speech_grammar` allows it (no ``<``, ``{``, backtick or
-    ``_``; digits only as one of `allowed_numbers`; the first character not a space
-    unless `continuing`), in which no word starts with a `banned` stem."""
-    numbers = sorted({n for n in allowed_numbers if n.isdigit()}, key=lambda n: (-len(n), n))
-    # A non-letter, non-digit character (a space, punctuation, a letter outside ASCII).
-    nd = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z]"
-    nd_first = nd if continuing else f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z \\t\\n\\r]"
-    if numbers:
-        # Two numbers never touch ("40716" then "5" would write a number nobody gave).
-        tail = f"( {nd} | aw-num {nd} )* aw-num?"
-        lines = [
-            f"aw-num ::= {' | '.join(_literal(n) for n in numbers)}",
-            f"aw-gap ::= {nd} {tail} | aw-num ( {nd} {tail} )?",
-            f"aw-gap1 ::= {nd_first} {tail} | aw-num ( {nd} {tail} )?",
-        ]
-    else:
-        lines = [f"aw-gap ::= {nd}+", f"aw-gap1 ::= {nd_first} {nd}*"]
-    return (
-        "\n".join(
-            [
-                "root ::= aw-word ( aw-gap aw-word )* aw-gap? | aw-gap1 ( aw-word aw-gap )* aw-word?",
-                *lines,
-                *_word_rules(banned),
-            ]
-        )
-        + "\n"
-    )

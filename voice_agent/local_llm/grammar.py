@@ -27,6 +27,7 @@ converter (`llama_cpp.llama_grammar.SchemaConverter`).
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -195,7 +196,7 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
     return "\n".join(lines) + "\n"
 
 
-#: Words speech may not contain at the start of a word, in any case: the agent's own
+#: Words speech may not contain, in any case, anywhere in a word: the agent's own
 #: machinery, never words to the caller. "function" (and "functions", "functional"):
 #: the 0.5B said 'You can call the "reply" function ...' (bench r19, session 6), and
 #: checking held speech for it (`respond.names_a_function`) cannot unsay streamed
@@ -203,84 +204,157 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
 #: asked ...": the 0.5B, r23; "Could you tell me the caller's phone number?": the
 #: 1.5B); the agent speaks to the caller as "you". "reply": the decision's option for
 #: speaking (`respond.REPLY`), an English word, so the "_" rule does not keep it out
-#: ("replies", "replying" go with it; the agent can say "answer"). A word that only
-#: starts like one ("fun", "call", "callback", "rep") is free.
+#: ("replies", "replying" go with it; the agent can say "answer"). Anywhere in a word,
+#: not only at its start: a model whose " function" is refused can write "function"
+#: glued to the word before it ("thefunction", read out as "the function"), as the
+#: 1.5B glued a banned "warehouse" ("yourwarehouse", session 8). The price: "malfunction"
+#: and "dysfunction" cannot be said either. A word that only starts like one ("fun",
+#: "call", "callback", "rep") is free.
 UNSPEAKABLE_WORDS = ("function", "caller", "reply")
 
+#: A banned stem this long (letters) is banned anywhere inside a word, a shorter one
+#: only at a word's start: the 1.5B glued "warehouse" to the word before it
+#: ("yourwarehouse") when it was banned only as a start, while "come" and "turn" are
+#: inside "welcome" and "return".
+INSIDE_WORDS_LETTERS = 6
+
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789"
 
 
-def speech_grammar(allowed_numbers: Iterable[str], continuing: bool = False) -> str:
-    """Plain speech in which every digit run is one of `allowed_numbers`.
+def speech_grammar(
+    allowed_numbers: Iterable[str], banned: Iterable[str] = (), continuing: bool = False
+) -> str:
+    """Plain speech in which every digit run is one of `allowed_numbers` and no word
+    holds a banned stem: the grammar of everything the agent speaks.
 
-    The reply step. Text may not contain ``<``, ``{``, a backtick (markup,
-    calls) or ``_`` (a tool name or a decision option is never spoken: they
-    are snake_case), nor a word that starts with one of `UNSPEAKABLE_WORDS`;
-    it must start with a non-space character, and may write digits only as
-    one of the numbers found in the conversation (what the caller said, tool
-    results, the system prompt): a small model cannot state an hour, an
-    amount or an order number that nobody gave it. (Numbers written as words
-    are not caught here.) `continuing`: the text goes on after words already
-    said, so it may start with a space.
+    Text may not contain ``<``, ``{``, a backtick (markup, calls) or ``_`` (a
+    tool name or a decision option is never spoken: they are snake_case). A
+    word (a run of ASCII letters, any case) may not contain one of
+    `UNSPEAKABLE_WORDS`, nor one of the `banned` stems (an answer from results
+    leaves out the caller's own words, `answer_words.caller_only_words`): a
+    stem of `INSIDE_WORDS_LETTERS` letters or more nowhere in the word, a
+    shorter one not at its start. Digits may only be written as one of the
+    numbers found in the conversation (what the caller said, tool results, the
+    system prompt; ASCII digits), two never touching: a small model cannot
+    state an hour, an amount or an order number that nobody gave it. (Numbers
+    written as words are not caught here.) Text starts with a non-space
+    character unless `continuing`: it goes on after words already said.
 
-    The grammar is right-linear (a finite automaton): its state is where the
-    text is in a word (at a word's start, in a word that cannot become an
-    unspeakable one, or part-way through one: `sp-t-fun` after "fun") and
-    whether a number just ended (a digit may not follow it: two numbers
-    written together make one nobody gave).
+    The grammar is right-linear and deterministic (a finite automaton: each
+    rule's alternatives start with disjoint characters, so no text can be read
+    two ways): its state is either in a word (the state of an Aho-Corasick
+    automaton over the banned patterns, a short stem anchored at the word's
+    start; a letter that would complete a pattern has no move), in a number (a
+    node of the trie of the allowed numbers), or between words (`sp-b`). One
+    builder for every speech (before session 9 the answer from results had its
+    own); `bench/speech_grammar_cost.py` measures what it costs per request.
     """
-    numbers = sorted({n for n in allowed_numbers if n.isdigit()}, key=lambda n: (-len(n), n))
-    prefixes = sorted(
-        {w[:i] for w in UNSPEAKABLE_WORDS for i in range(1, len(w))}
-    )  # the trie's inner nodes
-    banned = set(UNSPEAKABLE_WORDS)
+    numbers = {n for n in allowed_numbers if n.isascii() and n.isdigit()}
+    stems = {s.lower() for s in banned if s.isascii() and s.isalpha()}
+    patterns = {w.lower() for w in UNSPEAKABLE_WORDS} | {
+        s if len(s) >= INSIDE_WORDS_LETTERS else "^" + s for s in stems
+    }
+    letter_moves = _word_states(frozenset(patterns))
+    number_prefixes = sorted({n[:i] for n in numbers for i in range(1, len(n) + 1)})
+    number_rules = {digits: f"sp-n{i}" for i, digits in enumerate(number_prefixes)}
 
-    def state(prefix: str) -> str:
-        return f"sp-t-{prefix}" if prefix else "sp-w"
+    def digit_moves(digits: str) -> list[str]:
+        """Alternatives for a number's next digit."""
+        return [f"[{d}] {number_rules[digits + d]}" for d in _DIGITS if digits + d in number_rules]
 
-    def letters(chars: Iterable[str]) -> str:
-        chosen = sorted(set(chars))
-        return "".join(chosen) + "".join(c.upper() for c in chosen)
+    other = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z]"  # ends a word or a number
+    other_first = other if continuing else f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z \\t\\n\\r]"
 
-    def after(prefix: str | None) -> list[tuple[str, str]]:
-        """(letter class, next rule) for a letter written at a word start (None) or in
-        the middle of an unspeakable word's first letters `prefix`."""
-        base = "" if prefix is None else prefix
-        moves: dict[str, str] = {}
-        for letter in _LETTERS:
-            word = base + letter
-            if word in banned:
-                moves[letter] = ""  # no move: the word would be said
-            elif word in prefixes:
-                moves[letter] = state(word)
-            else:
-                moves[letter] = "sp-w"
-        out: list[tuple[str, str]] = []
-        for target in sorted({t for t in moves.values() if t}):
-            out.append((f"[{letters(c for c, t in moves.items() if t == target)}]", target))
-        return out
+    def alternatives(state: str, boundary: str, digits: str | None) -> list[str]:
+        """A word's next letter from `state`, a `boundary` character, then a number's
+        next digit after `digits` (None: no digit may follow): the likeliest first."""
+        moves = letter_moves[state]
+        return [
+            *moves[:1],
+            f"{boundary} sp-b",
+            *moves[1:],
+            *(digit_moves(digits) if digits is not None else []),
+        ]
 
-    other = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z]"  # ends a word
-    other_first = f"[^{SPEECH_FORBIDDEN}0-9a-zA-Z \\t\\n\\r]"
-    number = ["sp-num sp-n"] if numbers else []
-
-    def alternatives(moves: list[tuple[str, str]], boundary: str, with_number: bool) -> str:
-        parts = [f"{cls} {target}" for cls, target in moves] + [f"{boundary} sp-b"]
-        return " | ".join(parts + (number if with_number else []))
-
-    start = after(None)
-    first = alternatives(start, other if continuing else other_first, True)
     lines = [
-        f"root ::= {first}",
-        f'sp-b ::= {alternatives(start, other, True)} | ""',
-        f'sp-n ::= {alternatives(start, other, False)} | ""',
-        f"sp-w ::= [a-zA-Z] sp-w | {other} sp-b | {' | '.join(number + [chr(34) * 2])}",
+        "root ::= " + " | ".join(alternatives("^", other_first, "")),
+        "sp-b ::= " + " | ".join([*alternatives("^", other, ""), '""']),
     ]
-    for prefix in prefixes:
-        lines.append(f'{state(prefix)} ::= {alternatives(after(prefix), other, True)} | ""')
-    if numbers:
-        lines.append("sp-num ::= " + " | ".join(_literal(n) for n in numbers))
+    for state, rule in _state_rules(letter_moves).items():  # a number may follow a word
+        lines.append(f"{rule} ::= " + " | ".join([*alternatives(state, other, ""), '""']))
+    for digits, rule in number_rules.items():
+        body = digit_moves(digits)
+        if digits in numbers:  # a whole number: then anything but a digit, or the end
+            body += [*alternatives("^", other, None), '""']
+        lines.append(f"{rule} ::= " + " | ".join(body))
     return "\n".join(lines) + "\n"
+
+
+def _state_rules(states: Mapping[str, object]) -> dict[str, str]:
+    """The rule name of each word state (every state but the word's start, "^")."""
+    return {state: f"sp-w{i}" for i, state in enumerate(s for s in states if s != "^")}
+
+
+@functools.lru_cache(maxsize=64)  # the plain speech's patterns recur on every request
+def _word_states(patterns: frozenset[str]) -> dict[str, list[str]]:
+    """(Cached: the caller must not change what it returns.) The states of a word that holds none of `patterns` (an Aho-Corasick automaton; a
+    pattern starting with "^" only at the word's start), each with its alternatives for
+    the next letter (GBNF: a letter class and the next state's rule), the one most
+    letters go to first: llama.cpp tries a token against the alternatives in order.
+
+    A state is the longest pattern prefix that "^" followed by the word's letters ends
+    with; a letter that completes a pattern leads nowhere. States are listed from the
+    word's start ("^"), breadth first, so the rule names are stable."""
+    prefixes = {p[:i] for p in patterns for i in range(len(p) + 1)}
+    ending_in: dict[str, list[str]] = {}
+    for pattern in patterns:
+        ending_in.setdefault(pattern[-1], []).append(pattern)
+
+    def step(state: str, letter: str) -> str | None:
+        text = state + letter
+        if any(text.endswith(pattern) for pattern in ending_in.get(letter, ())):
+            return None
+        return next(text[i:] for i in range(len(text) + 1) if text[i:] in prefixes)
+
+    transitions: dict[str, dict[str, str]] = {}
+    frontier = ["^"]
+    while frontier:
+        state = frontier.pop(0)
+        transitions[state] = {}
+        for letter in _LETTERS:
+            target = step(state, letter)
+            if target is not None:
+                transitions[state][letter] = target
+                if target not in transitions and target not in frontier:
+                    frontier.append(target)
+    rules = _state_rules(transitions)
+    moves: dict[str, list[str]] = {}
+    for state, targets in transitions.items():
+        by_rule: dict[str, list[str]] = {}
+        for letter, target in targets.items():
+            by_rule.setdefault(rules[target], []).append(letter)
+        moves[state] = [
+            f"[{_ranges(chars)}{_ranges(c.upper() for c in chars)}] {rule}"
+            for rule, chars in sorted(by_rule.items(), key=lambda move: (-len(move[1]), move[0]))
+        ]
+    return moves
+
+
+def _ranges(chars: Iterable[str]) -> str:
+    """A character class's body for these letters, runs written as ranges ("a-eg-z"):
+    llama.cpp's matcher scans a class's ranges one by one."""
+    codes = sorted({ord(c) for c in chars})
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return "".join(
+        chr(a) if a == b else f"{chr(a)}{chr(b)}" if b == a + 1 else f"{chr(a)}-{chr(b)}"
+        for a, b in runs
+    )
 
 
 def check_grammar(grammar: str, root: str = "root") -> None:

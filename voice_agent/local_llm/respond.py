@@ -69,11 +69,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
-from voice_agent.local_llm.answer_words import caller_only_words, speech_grammar_without
+from voice_agent.local_llm.answer_words import caller_only_words
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
-    UNSPEAKABLE_WORDS,
     calls_grammar,
     check_grammar,
     choice_grammar,
@@ -1421,10 +1420,8 @@ class Responder:
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
         if banned:
-            # The words no speech may say stay out of this grammar too (small8).
-            grammar = speech_grammar_without([*banned, *UNSPEAKABLE_WORDS], self._numbers)
+            grammar = speech_grammar(self._numbers, banned=banned)
             self.plan.caller_only_words = banned
-            check_grammar(grammar)
 
         async def filtered(piece: str) -> bool:
             text = opening.push(piece)

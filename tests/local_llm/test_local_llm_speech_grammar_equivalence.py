@@ -1,0 +1,184 @@
+"""One speech-grammar builder for both paths accepts what the two old builders did.
+
+Before session 9 the plain speech (`grammar.speech_grammar`, a trie) and the answer
+from results (`answer_words.speech_grammar_without`) had a builder each; now
+`grammar.speech_grammar(numbers, banned=...)` builds both. The old builders, kept
+verbatim in `old_speech_grammars.py`, and the new one are run on generated word sets,
+numbers and sentences through llama.cpp's own grammar matcher on the 0.5B model's
+vocabulary (loaded without weights). They accept the same sentences, but for one
+deliberate change: a word of the agent's machinery (`UNSPEAKABLE_WORDS`) is refused
+anywhere inside a word, not only at its start, in both paths ("Thecaller": the 0.5B,
+asked to repeat "The caller can call the reply function", at seed 4 under the old
+grammar; "malfunction" goes with it). Before, only the plain speech allowed
+"thefunction" and "thecaller", and both allowed "thereply".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from grammar_helpers import grammar_accepts
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from old_speech_grammars import old_speech_grammar, old_speech_grammar_without
+
+from voice_agent.local_llm import resolve_model
+from voice_agent.local_llm.grammar import (
+    INSIDE_WORDS_LETTERS,
+    SPEECH_FORBIDDEN,
+    UNSPEAKABLE_WORDS,
+    check_grammar,
+    speech_grammar,
+)
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
+
+MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[object]:
+    llama = llama_cpp.Llama(str(resolve_model(MODEL)), vocab_only=True, verbose=False)
+    yield llama
+    llama.close()
+
+
+def spoken(
+    text: str, numbers: set[str], stems: list[str], continuing: bool, *, glued: bool = True
+) -> bool:
+    """What the speech grammar means, in plain Python: no forbidden character, a first
+    character that is not a space (unless `continuing`), every digit run one of
+    `numbers`, and no word (ASCII letter run, any case) holding a machinery word
+    (anywhere if `glued`, else at its start) or a banned stem (a long one anywhere, a
+    short one at its start)."""
+    if not text or any(c in SPEECH_FORBIDDEN for c in text):
+        return False
+    if not continuing and text[0] in " \t\n\r":
+        return False
+    if any(run not in numbers for run in re.findall(r"[0-9]+", text)):
+        return False
+    for word in re.findall(r"[A-Za-z]+", text.lower()):
+        for machinery in UNSPEAKABLE_WORDS:
+            if machinery in word if glued else word.startswith(machinery):
+                return False
+        for stem in stems:
+            if stem in word if len(stem) >= INSIDE_WORDS_LETTERS else word.startswith(stem):
+                return False
+    return True
+
+
+def machinery_inside_a_word(text: str, words: tuple[str, ...] = UNSPEAKABLE_WORDS) -> bool:
+    """Whether a word of the text holds one of `words` other than at its start."""
+    return any(w in word[1:] for word in re.findall(r"[A-Za-z]+", text.lower()) for w in words)
+
+
+_LETTERS = "acdefhilnoprtuy"  # the machinery words' letters, so that stems overlap them
+_STEMS = st.lists(
+    st.sampled_from(
+        ["dispatch", "warehous", "deliver", "refund", "cancel", "left", "come", "funct", "rep"]
+    )
+    | st.text(alphabet=_LETTERS, min_size=1, max_size=9),
+    max_size=4,
+)
+_NUMBERS = st.sets(
+    st.sampled_from(["58213", "5821", "9", "99", "0", "3307"])
+    | st.text(alphabet="0123456789", min_size=1, max_size=5),
+    max_size=4,
+)
+_MACHINERY = [
+    "function", "Functions", "FUNCTION", "functional", "malfunction", "thefunction",
+    "caller", "Callers", "thecaller", "callback", "call", "fun", "reply", "Replying",
+    "thereply", "rep", "repl", "replay",
+]  # fmt: skip
+_SEPARATORS = [" "] * 24 + ["", "", ", ", ". ", "!", "?", "\n", "\t", "'", "-", ":", "<", "_", "`"]
+
+
+@st.composite
+def _sentences(draw: st.DrawFn, stems: list[str], numbers: set[str]) -> str:
+    """Sentences of words that hit the banned stems and machinery words (whole, inflected,
+    glued, in another case), other words, numbers given and not, and separators
+    (mostly spaces and punctuation, sometimes none, sometimes a forbidden one)."""
+    words_ = st.text(alphabet=_LETTERS, min_size=1, max_size=10)
+    branches = [words_] * 4 + [st.sampled_from(_MACHINERY)]
+    if stems:
+        branches.append(
+            st.builds(
+                lambda s, form: form.format(s=s, S=s.capitalize(), U=s.upper()),
+                st.sampled_from(stems),
+                st.sampled_from(
+                    ["{s}", "{s}ing", "un{s}", "{S}", "{U}", "x{s}", "{s}s", "re{s}", "a{U}"]
+                ),
+            )
+        )
+        branches += [branches[-1]] * 2
+    if numbers:
+        branches += [st.sampled_from(sorted(numbers))] * 3
+    branches.append(st.text(alphabet="0123456789", min_size=1, max_size=6))
+    branches.append(st.sampled_from(["é", "naïve", "café", "½", "٣"]))
+    base = st.one_of(branches)
+    pieces = base | st.tuples(base, base).map("".join)  # two pieces glued, as "yourwarehouse"
+    words = draw(st.lists(pieces, min_size=1, max_size=6))
+    separators = st.sampled_from(_SEPARATORS)
+    text = draw(st.sampled_from(["", "", "", "", "", "", " ", "\n"]))
+    for word in words:
+        text += word + draw(separators)
+    return text
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), stems=_STEMS, numbers=_NUMBERS, continuing=st.booleans())
+def test_the_one_builder_accepts_what_both_old_builders_did_but_machinery_inside_a_word(
+    vocab, data, stems, numbers, continuing
+):
+    text = data.draw(_sentences(stems, numbers), label="text")
+    new_plain = speech_grammar(numbers, continuing=continuing)
+    new_answer = speech_grammar(numbers, banned=stems, continuing=continuing)
+    for grammar in (new_plain, new_answer):
+        check_grammar(grammar)
+    old_plain = old_speech_grammar(numbers, continuing=continuing)
+    old_answer = old_speech_grammar_without([*stems, *UNSPEAKABLE_WORDS], numbers, continuing)
+
+    said = {
+        name: grammar_accepts(vocab, grammar, text)
+        for name, grammar in [
+            ("new_plain", new_plain),
+            ("new_answer", new_answer),
+            ("old_plain", old_plain),
+            ("old_answer", old_answer),
+        ]
+    }
+    event(f"accepted by old/new plain: {said['old_plain']}/{said['new_plain']}")
+    event(f"accepted by old/new answer: {said['old_answer']}/{said['new_answer']}")
+    # The plain speech: the same, but for a machinery word inside a word.
+    if machinery_inside_a_word(text):
+        assert not said["new_plain"], (text, said)
+    else:
+        assert said["new_plain"] == said["old_plain"], (text, said)
+    # The answer: the same, but for "reply" inside a word (its 5 letters were banned
+    # only at a word's start there; "function" and "caller" were banned anywhere).
+    if machinery_inside_a_word(text, ("reply",)):
+        assert not said["new_answer"], (text, said)
+    else:
+        assert said["new_answer"] == said["old_answer"], (text, said)
+    # ... and each grammar means what `spoken` says.
+    lowered = [s.lower() for s in stems]
+    assert said["new_plain"] == spoken(text, numbers, [], continuing), (text, said)
+    assert said["new_answer"] == spoken(text, numbers, lowered, continuing), (text, said)
+    assert said["old_plain"] == spoken(text, numbers, [], continuing, glued=False), (text, said)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thecaller can call the return.",  # the 0.5B under the old grammar (seed 4)
+        "You can use thefunction now.",
+        "Use thereply option.",
+        "Sorry about the malfunction.",
+    ],
+)
+def test_machinery_glued_into_a_word_was_speakable_and_is_not(vocab, text):
+    assert grammar_accepts(vocab, old_speech_grammar({"58213"}), text)
+    assert not grammar_accepts(vocab, speech_grammar({"58213"}), text)
+    assert not grammar_accepts(vocab, speech_grammar({"58213"}, banned=["dispatch"]), text)
