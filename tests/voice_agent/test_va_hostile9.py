@@ -431,3 +431,19 @@ def test_a_tool_name_servers_refuse_is_a_config_error_at_start(
     message = str(raised.value)
     assert "letters, digits, '_' or '-'" in message and "rename it" in message
     assert f"{module}.py:3" in message  # where the tool is declared
+
+
+def test_sighup_ends_commands_unless_it_was_ignored_when_they_started() -> None:
+    """`voice-agent phone serve` and the LiveKit worker stop on what `ending_signals`
+    lists (their loops' handlers), the other commands through the CLI's handler (the
+    chat tests above): SIGHUP is listed, except under `nohup` (ignored at start)."""
+    from voice_agent.process_end import ending_signals
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert ending_signals() == [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert ending_signals() == [signal.SIGINT, signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
