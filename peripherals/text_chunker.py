@@ -75,6 +75,11 @@ class SentenceChunker:
     LLM's tokens put the dot with what follows it, ".com").
 
     Chunks are stripped; chunks with no letter or digit are dropped.
+
+    ``take_unfinished()`` is for a pause in the text (its source stalled): it
+    cuts what the pause completes and takes back the sentence begun, so that
+    something else (a hold phrase) can be said between sentences, never
+    inside one; pushing the taken text again goes on as if it had stayed.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class SentenceChunker:
         self._buf = ""
         self._carry = ""  # an unspeakable piece ("...") waiting to lead the next chunk
         self._first = True  # no chunk of the current text came out yet
+        self._inside = False  # the last chunk cut ended inside a sentence (not at its end)
 
     def push(self, delta: str) -> list[str]:
         """Add a text delta; return the chunks it completed."""
@@ -109,18 +115,51 @@ class SentenceChunker:
         rest = f"{self._carry} {self._buf.strip()}".strip()
         self._buf = self._carry = ""
         self._first = True
+        self._inside = False
         return [rest] if _WORD.search(rest) else []
+
+    def take_unfinished(self) -> tuple[list[str], str, bool]:
+        """The text pauses here (its source stalled): take back the sentence begun.
+
+        Returns ``(chunks, unfinished, inside)``:
+
+        - ``chunks``: what the pause completes, as ``push`` would return them: a
+          sentence whose final mark was the last text pushed ("Let me see.") is cut
+          as if whitespace followed (an abbreviation or "etc." is not);
+        - ``unfinished``: the rest of the buffer, the sentence begun and not ended,
+          removed (``""`` if none). Push it again, before more text, to go on as if it
+          had stayed: the cuts come out the same (the first chunk's rules too);
+        - ``inside``: the chunks cut so far end inside a sentence (at a clause mark,
+          before a new clause, or at ``max_chars``): part of the sentence that
+          ``unfinished`` continues is already out, so anything said now would land
+          inside that sentence. False before the text's first chunk.
+        """
+        buf, carry = self._buf, self._carry
+        chunks = self.push(" ") if self._buf.strip() else []
+        if not chunks:  # the pause completed nothing: leave no trace of the probe
+            self._buf, self._carry = buf, carry
+        elif self._buf.endswith(" "):
+            self._buf = self._buf[:-1]  # (the probe)
+        unfinished = f"{self._carry} {self._buf}".strip() if self._carry else self._buf.lstrip()
+        self._buf = self._carry = ""
+        return chunks, unfinished, self._inside
 
     def _drain(self) -> Iterator[str]:
         while True:
             cut = self._boundary()
             if cut is None:
                 return
+            at_line_end = self._buf[cut - 1] == "\n"
             chunk, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
             if _WORD.search(chunk):
                 yield f"{self._carry} {chunk}".strip()
                 self._carry = ""
                 self._first = False
+                # a line is a unit of its own (a list item); a clause or a long sentence's
+                # cut is not the end of its sentence
+                self._inside = not (
+                    at_line_end or chunk.rstrip(_CLOSERS).endswith(tuple(_SENTENCE_END))
+                )
             elif chunk:  # punctuation only ("..."): it leads the next chunk
                 self._carry = f"{self._carry} {chunk}".strip()
 

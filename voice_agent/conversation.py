@@ -66,7 +66,7 @@ from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
 from .llm_watch import LlmQuiet, SilencePolicy, watch_silence
 from .modes import policy_for
-from .output import SpeechOutput, SpeechPreparer
+from .output import SpeechOutput, SpeechPreparer, Withdrawn
 from .scheduler import ToolScheduler
 from .speculation import Speculator
 from .tools import ToolRegistry
@@ -641,6 +641,11 @@ class Conversation:
                 self._release_preamble(gen)  # no call: it is the answer
             else:
                 gen.preamble = None
+        if gen.withheld:
+            if how in ("stop", "tool_calls"):
+                self._push_text(gen, "")  # the answer's last words, after a hold phrase
+            else:
+                self._drop_withheld(gen, f"the answer ended ({how})")
         self._record_planned(gen, final=True)
         if gen.deferred_calls and how != "cancelled":
             self.awaiting_together.update(c.call_id for c in gen.deferred_calls)
@@ -702,6 +707,8 @@ class Conversation:
             self._push_text(gen, text)
 
     def _push_text(self, gen: Generation, text: str) -> None:
+        if gen.withheld:  # the sentence taken back at a stall goes on: said whole
+            text, gen.withheld = gen.withheld + text, ""
         if not gen.pushed and not text.strip():
             return  # leading whitespace is not speech
         gen.pushed = True
@@ -709,12 +716,25 @@ class Conversation:
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, text)
         self.call.spoke_since_request = True
-        gen.buffer += text
-        self._record_planned(gen, final=False)
+        self._record(gen, gen.plan(text))
+
+    def _drop_withheld(self, gen: Generation, why: str) -> None:
+        """The sentence taken back at a stall will not be said: record that, not a plan."""
+        if gen.withheld.strip():
+            self.ledger.append(
+                le.Note(
+                    text=f"{gen.response_id}: unfinished sentence {spoken(gen.withheld)!r} "
+                    f"not said: {why}"
+                )
+            )
+        gen.withheld = ""
 
     def _record_planned(self, gen: Generation, *, final: bool) -> None:
         """Record complete sentences of ``gen``'s text as planned (all of it when ``final``)."""
-        for sentence in gen.take_sentences(final=final):
+        self._record(gen, gen.take_sentences(final=final))
+
+    def _record(self, gen: Generation, sentences: list[str]) -> None:
+        for sentence in sentences:
             self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=sentence))
 
     def _unique_call_id(self, call_id: str, response_id: str) -> str:
@@ -818,24 +838,58 @@ class Conversation:
         )
 
     def say_llm_hold(self, ev: LlmStalled) -> None:
-        """The LLM is slow: say a hold phrase in its response, unless the caller is hearing
-        something else right now (earlier audio still playing)."""
+        """The LLM is slow: say a hold phrase in its response, between sentences only.
+
+        Not while the caller hears something else (earlier audio still playing). The
+        unfinished sentence is taken back from the output first (:meth:`_withdraw`), so
+        the phrase is said after the last complete sentence and the taken words, said
+        again once the model goes on, are heard whole after it: "One moment. The order
+        58213 is in processing." — never "The order / One moment. / 58213 is ...". When
+        part of that sentence is already being said (its opening clause, "Sure,"), a
+        phrase now would land inside it: none is said until the sentence ends (or the
+        deadline's apology ends the answer); the ledger notes the deferral.
+        """
         gen = self.gen
         assert gen is not None
         if any(rid != gen.response_id for rid in self.playing):
             return
+        if self._withdraw(gen).inside_sentence:
+            if gen.withheld:
+                self._push_text(gen, "")  # the words taken back go on where they were
+            self.ledger.append(
+                le.Note(
+                    text=f"{gen.response_id}: the LLM said nothing for {ev.silent_s:.1f}s "
+                    "inside a sentence already being said; no hold phrase until it ends"
+                )
+            )
+            return
+        self._record_planned(gen, final=True)  # the sentences before the phrase
         phrase = next(self._llm_hold_phrases)
-        self._record_planned(gen, final=True)
         self.output.push(gen.response_id, (" " if gen.pushed else "") + phrase + " ")
         gen.pushed = True
         self.playing.setdefault(gen.response_id, True)
         self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=phrase))
+        taken = f"; the unfinished {spoken(gen.withheld)!r} follows it" if gen.withheld else ""
         self.ledger.append(
             le.Note(
                 text=f"{gen.response_id}: the LLM said nothing for {ev.silent_s:.1f}s; "
-                f"hold phrase {phrase!r}"
+                f"hold phrase {phrase!r}{taken}"
             )
         )
+
+    def _withdraw(self, gen: Generation) -> Withdrawn:
+        """The answer's text pauses: take its unfinished sentence back from the output.
+
+        The sentence begun waits in ``gen.withheld``, out of the text to be recorded as
+        planned: it is pushed again before the next text (:meth:`_push_text`), or
+        dropped with a note if the answer fails or is cancelled (nobody heard any of it).
+        """
+        if not gen.pushed:
+            return Withdrawn()
+        taken = self.output.withdraw(gen.response_id)
+        self._record(gen, gen.take_back(taken.text))
+        gen.withheld += taken.text
+        return taken
 
     def apologize(self, ev: LlmFailed) -> None:
         """The LLM failed after retries: say so, record why, keep the session alive."""
@@ -844,6 +898,9 @@ class Conversation:
         self.ledger.append(
             le.Note(text=f"LLM request {gen.response_id} failed: {ev.error}", level="error")
         )
+        # the apology follows the last sentence said, not the words of one left unfinished
+        self._withdraw(gen)
+        self._drop_withheld(gen, "the answer failed")
         self._record_planned(gen, final=True)
         text = (" " if gen.pushed else "") + self.config.apology
         gen.pushed = True

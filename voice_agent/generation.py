@@ -9,18 +9,24 @@ ends it in one place (``Conversation._end_generation``).
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fsm import Event
+from peripherals.text_chunker import SentenceChunker
 
 from .events import LlmToolCallIssued
 
 RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 
-# A sentence ends at . ! ? (optionally followed by a quote/bracket) and whitespace.
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
+# The text recorded as planned is cut at sentence ends and line breaks only, by the speech
+# output's own sentence rules (abbreviations, "a.m.", numbers): every sentence the output
+# takes back at a stall is one the ledger has not recorded yet. (Characters: never reached.)
+_NO_CLAUSE_CUT = 10**9
+
+
+def _sentences() -> SentenceChunker:
+    return SentenceChunker(clause_after_chars=_NO_CLAUSE_CUT, max_chars=_NO_CLAUSE_CUT)
 
 
 def spoken(text: str) -> str:
@@ -42,7 +48,11 @@ class Generation:
     turn_id: int = 0  # the user turn it answers
     task: asyncio.Task[None] | None = None
     pushed: bool = False  # some text was handed to the output
-    buffer: str = ""  # text not yet recorded as a planned sentence
+    # the text handed to the output, cut into the sentences recorded as planned
+    planner: SentenceChunker = field(default_factory=_sentences)
+    # The unfinished sentence taken back from the output at a stall (a hold phrase is said
+    # before it); pushed again before the next text, dropped if the answer fails.
+    withheld: str = ""
     deferred_calls: list[LlmToolCallIssued] = field(default_factory=list)  # start at the end
     call_ids: list[str] = field(default_factory=list)
     held: list[Event] | None = None
@@ -68,17 +78,19 @@ class Generation:
             return self.completion_tokens
         return (self.streamed_chars + 3) // 4
 
+    def plan(self, text: str) -> list[str]:
+        """``text`` was handed to the output: the sentences it completed, to record."""
+        return [spoken(s) for s in self.planner.push(text)]
+
     def take_sentences(self, *, final: bool) -> list[str]:
-        """Complete sentences of the buffered text (all of it when ``final``), removed."""
-        out: list[str] = []
-        while True:
-            m = SENTENCE_END.search(self.buffer)
-            if m is None:
-                break
-            sentence, self.buffer = spoken(self.buffer[: m.start()]), self.buffer[m.end() :]
-            if sentence:
-                out.append(sentence)
-        if final and self.buffer.strip():
-            out.append(spoken(self.buffer))
-            self.buffer = ""
-        return out
+        """At the end (``final``): the rest of the text handed to the output, to record."""
+        return [spoken(s) for s in self.planner.flush()] if final else []
+
+    def take_back(self, text: str) -> list[str]:
+        """The output took back ``text``, the tail of what it was handed (a stall's
+        unfinished sentence): it is no longer planned. Returns the sentences the pause
+        completed (a final mark that came last), to record."""
+        done, unfinished, _ = self.planner.take_unfinished()
+        if not text or unfinished.endswith(text):
+            self.planner.push(unfinished[: len(unfinished) - len(text)])  # said before it
+        return [spoken(s) for s in done]

@@ -7,16 +7,45 @@ to: :class:`PlayoutStarted` when a response's first audio (or text) reaches
 the user, :class:`PlayoutFinished` when the response has been fully played.
 ``interrupt()`` stops everything at once and returns what the user actually
 heard of each response that had started; no PlayoutFinished follows for them.
+``withdraw()`` takes back the unfinished sentence of a response whose text paused
+(its LLM stalled), so that a hold phrase or an apology is said between
+sentences, never inside one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, TextIO, runtime_checkable
 
 from fsm import Event
 
 from .events import PlayoutFinished, PlayoutStarted
+
+_SENTENCE_MARKS = (".", "!", "?", "…")
+_CLOSERS = "\"')]}”’»"
+
+
+def ends_sentence(text: str) -> bool:
+    """``text`` ends at the end of a sentence (a mark, maybe closed by a quote or bracket,
+    or a line break) or is empty: what follows it starts a new sentence."""
+    if not text.strip() or text.rstrip(" \t").endswith("\n"):
+        return True
+    return text.rstrip().rstrip(_CLOSERS).endswith(_SENTENCE_MARKS)
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """What :meth:`SpeechOutput.withdraw` took back.
+
+    ``text``: the response's unfinished sentence, pushed but not yet committed to
+    speech, removed from the output (push it again before more text to go on);
+    ``inside_sentence``: what *is* committed ends inside a sentence (a clause of it
+    is being said), so anything said now would land inside that sentence.
+    """
+
+    text: str = ""
+    inside_sentence: bool = False
 
 
 class SpeechOutput(Protocol):
@@ -30,6 +59,11 @@ class SpeechOutput(Protocol):
 
     def end(self, response_id: str) -> None:
         """No more text will come for ``response_id``."""
+
+    def withdraw(self, response_id: str) -> Withdrawn:
+        """``response_id``'s text pauses here: commit what the pause completes (a sentence
+        whose final mark came last) and take back the sentence begun after it (see
+        :class:`Withdrawn`). Nothing pushed, or ended: ``Withdrawn()``."""
 
     def interrupt(self) -> dict[str, str]:
         """Stop at once, drop everything queued; return heard text per started response."""
@@ -78,6 +112,12 @@ class TextOutput:
             return
         self._ended.add(response_id)
         self._drain()
+
+    def withdraw(self, response_id: str) -> Withdrawn:
+        """Printed text cannot be taken back: nothing is withdrawn; inside a sentence when
+        the response's printed text does not end one."""
+        text = self._text.get(response_id, "")
+        return Withdrawn("", inside_sentence=not ends_sentence(text))
 
     def _drain(self) -> None:
         while self._order:

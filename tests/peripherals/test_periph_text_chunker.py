@@ -176,3 +176,60 @@ def test_an_early_first_chunk_does_not_depend_on_the_deltas(words: list[str], st
     everything = "".join(text.split())
     assert everything.startswith(kept)
     assert not any(ch.isalnum() for ch in everything[len(kept) :])
+
+
+# ------------------------------------------------------ a pause: take the sentence begun back
+
+
+def test_a_pause_takes_back_the_sentence_begun_and_completes_the_one_ended() -> None:
+    chunker = SentenceChunker()
+    assert chunker.push("It shipped on Monday. The order") == ["It shipped on Monday."]
+    assert chunker.take_unfinished() == ([], "The order", False)
+    chunker = SentenceChunker()
+    assert chunker.push("Let me see.") == []  # the "." could still be "3.5"
+    assert chunker.take_unfinished() == (["Let me see."], "", False)  # the pause ends it
+    chunker = SentenceChunker()
+    assert chunker.push("Ask Dr.") == []
+    assert chunker.take_unfinished() == ([], "Ask Dr.", False)  # an abbreviation: not an end
+
+
+def test_after_a_clause_was_cut_the_sentence_is_known_to_be_under_way() -> None:
+    chunker = SentenceChunker(first_clause_after_chars=4)
+    assert chunker.push("Sure, the order") == ["Sure,"]
+    assert chunker.take_unfinished() == ([], "the order", True)
+    assert chunker.push("the order is here. And") == ["the order is here."]
+    assert chunker.take_unfinished() == ([], "And", False)
+    chunker = SentenceChunker()
+    assert chunker.push("One\nTwo") == ["One"]
+    assert chunker.take_unfinished() == ([], "Two", False)  # a line is a unit of its own
+
+
+@given(
+    st.lists(
+        st.sampled_from(["Sure,", "the", "order", "Dr.", "3.5", "is", "here.", "Okay!", "and"]),
+        max_size=25,
+    ),
+    st.sets(st.integers(min_value=0, max_value=25)),
+    st.booleans(),
+)
+def test_taking_back_and_pushing_again_changes_no_chunk(
+    words: list[str], pauses: set[int], early: bool
+) -> None:
+    # whatever a pause completes, nothing is lost and the cuts are those of a text that
+    # paused there (a pause ends a sentence whose final mark came last)
+    kwargs = {"first_clause_after_chars": 4} if early else {}
+    text_pieces = [(" " if i else "") + w for i, w in enumerate(words)]
+    paused, plain = SentenceChunker(**kwargs), SentenceChunker(**kwargs)
+    out_paused: list[str] = []
+    out_plain: list[str] = []
+    for i, piece in enumerate(text_pieces):
+        if i in pauses:
+            chunks, unfinished, _ = paused.take_unfinished()
+            out_paused += chunks + paused.push(unfinished)
+            out_plain += plain.push(" ") if chunks else []
+        out_paused += paused.push(piece)
+        out_plain += plain.push(piece)
+    out_paused += paused.flush()
+    out_plain += plain.flush()
+    assert " ".join(out_paused).split() == " ".join(words).split()
+    assert out_paused == out_plain

@@ -439,3 +439,32 @@ async def test_real_piper_opening_heard_again_is_the_same_audio_synthesised_once
     assert np.array_equal(r1[: len(kept)], r2[: len(kept)])  # the same "Okay," both times
     heard = transcribe(np.concatenate([r2, np.zeros(RATE // 2, dtype=np.float32)]))
     assert "okay" in heard and "way" in heard
+
+
+async def test_withdraw_takes_back_the_unsynthesised_sentence_so_a_phrase_goes_between(
+    rig,
+) -> None:  # type: ignore[no-untyped-def]
+    from voice_agent.output import Withdrawn
+
+    output, sink, events, tts = rig
+    output.push("r1", "It shipped on Monday. The order")
+    assert output.withdraw("r1") == Withdrawn("The order", inside_sentence=False)
+    output.push("r1", " One moment. ")
+    output.push("r1", "The order" + " is here.")
+    output.end("r1")
+    await settle(output)
+    assert tts.asked == ["It shipped on Monday.", "One moment.", "The order is here."]
+    assert output.withdraw("r1") == Withdrawn()  # ended: nothing to take back
+    assert output.withdraw("nobody") == Withdrawn()
+
+
+async def test_withdraw_says_when_a_clause_of_the_sentence_is_already_out(rig) -> None:  # type: ignore[no-untyped-def]
+    from voice_agent.output import Withdrawn
+
+    output, sink, events, tts = rig
+    output.push("r1", "Sure, the order")
+    assert output.withdraw("r1") == Withdrawn("the order", inside_sentence=True)
+    output.push("r1", "the order is here.")
+    output.end("r1")
+    await settle(output)
+    assert tts.asked == ["Sure,", "the order is here."]

@@ -357,13 +357,14 @@ def test_a_configuration_error_never_echoes_a_secret(monkeypatch, capsys, env, v
 # -------------------------------------------- a model that trickles words, never a sentence
 
 
-def test_a_model_trickling_words_without_a_sentence_gets_holds_then_the_apology():
+def test_a_model_trickling_words_without_a_sentence_is_apologised_for_at_its_patience():
     # A word every 1.9 s is a sign of life (a model slowed by a busy machine looks the
     # same), so the 8 s deadline of a dead endpoint does not apply; the patience does:
-    # nothing speakable for llm_patience_s (30 s) is apologised for, with holds meanwhile.
+    # nothing speakable for llm_patience_s (30 s) is apologised for. The text output has
+    # printed the words, so no hold phrase may go inside their sentence (hold9: the speech
+    # output takes such words back and holds the line before them, see
+    # test_va_hold_phrases.test_a_model_trickling_words_gets_holds_before_its_words).
     from voice_agent.config import AgentConfig
-    from voice_agent.conversation import LLM_HOLD_AGAIN_S
-    from voice_agent.llm_watch import LATE_HOLD_FACTOR
 
     trickle: list = []
     text = "Your order with the blue kettle and the two mugs and the red toaster and the"
@@ -373,10 +374,6 @@ def test_a_model_trickling_words_without_a_sentence_gets_holds_then_the_apology(
     call = run_call(then_answer(script), ["Where is my order?", "When do you open?"])
     heard = call.heard(0)
     assert heard[-1] == (AgentConfig().llm_patience_s, APOLOGY)  # was: at the 8 s deadline
-    times = [0.0, *(t for t, text in heard if text in HOLDS or text == APOLOGY)]
-    longest = max(b - a for a, b in zip(times, times[1:], strict=False))
-    # past the first holds, one every LATE_HOLD_FACTOR hold intervals, counted from the
-    # last word at the earliest (a word restarts the silence count)
-    bound = LATE_HOLD_FACTOR * LLM_HOLD_AGAIN_S + AgentConfig().llm_hold_after_s
-    assert longest <= bound + 1e-6, heard
+    # one hold before the first word (at 1.9 s), none inside the sentence after it
+    assert [t for t, text in heard if text in HOLDS] == [1.5]
     assert call.heard(1)[-1][1] == "We open at nine."

@@ -33,6 +33,7 @@ from voice_agent.events import (
     UserSpeechEnded,
     UserSpeechStarted,
 )
+from voice_agent.output import Withdrawn
 
 IDLE_POLL_S = 0.05  # how often the user checks whether the agent finished, s
 IDLE_SETTLE_S = 0.3  # the agent must stay idle this long before the user speaks again, s
@@ -212,6 +213,20 @@ class SimulatedSpeechOutput:
         response.ended = True
         self._cut(response, final=True)
         self._wake.set()
+
+    def withdraw(self, response_id: str) -> Withdrawn:
+        """Take back the sentence begun (it plays in whole sentences: never inside one)."""
+        response = self._responses.get(response_id)
+        if response is None or response.ended:
+            return Withdrawn()
+        pushed = len(response.text)
+        response.text += " "  # the pause ends a sentence whose mark came last
+        self._cut(response, final=False)
+        pending = response.text[response.consumed : pushed]
+        response.consumed = min(response.consumed, pushed)
+        response.text = response.text[: response.consumed]
+        self._wake.set()
+        return Withdrawn(pending.lstrip())
 
     def interrupt(self) -> dict[str, str]:
         now = self._clock.now()

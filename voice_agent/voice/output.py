@@ -23,6 +23,13 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
 - A response's first chunk starts with its first sound: the synthesizer's
   lead-in silence (piper: 30-65 ms on most words) is cut to 10 ms
   (:func:`~peripherals.tts.lead_in_trimmed`); later chunks keep theirs.
+- ``withdraw(response_id)``: the response's text pauses (its LLM stalled); the
+  sentence whose final mark came last is committed, the sentence begun after it
+  is taken back from the chunker (it was never synthesised: nobody heard any of
+  it) and returned, with whether the chunks committed so far end inside a
+  sentence (:meth:`SentenceChunker.take_unfinished`). A hold phrase pushed next
+  is then said between sentences; the taken text pushed again after it is said
+  whole, as if it had never left.
 - ``prepare(text)``: text that may soon start a response (a preemptive answer
   held until the caller's turn ends) has its first chunk synthesised at once;
   a response whose chunk is that text plays the prepared audio without
@@ -55,6 +62,7 @@ from peripherals.text_chunker import SentenceChunker
 from peripherals.tts import PHRASE_CACHE_ENTRIES, PhraseCache, Tts, lead_in_trimmed
 
 from ..events import PlayoutFinished, PlayoutStarted
+from ..output import Withdrawn
 from .sinks import Sink
 from .tasks import TaskTracker
 
@@ -180,6 +188,16 @@ class AudioSpeechOutput:
         self._accept(resp, resp.chunker.flush())
         resp.ended = True
         self._more.set()
+
+    def withdraw(self, response_id: str) -> Withdrawn:
+        """Take back ``response_id``'s unfinished sentence (see the module doc)."""
+        resp = self._by_id.get(response_id)
+        if resp is None or resp.ended or self._closed:
+            return Withdrawn()
+        chunks, text, inside = resp.chunker.take_unfinished()
+        if chunks:
+            self._accept(resp, chunks)
+        return Withdrawn(text, inside_sentence=inside)
 
     def prepare(self, text: str) -> None:
         """Synthesise the first chunk of ``text`` now (see the module doc); idempotent.

@@ -1,0 +1,403 @@
+"""Hold phrases land between sentences, never inside one (what the caller hears of a slow LLM).
+
+The agent (real transition table, conversation, stall watch, ledger) speaks through the
+real :class:`AudioSpeechOutput` (its sentence chunker, synthesis and playout) into a
+:class:`TimelineSink` that plays in step with the clock; the TTS is a fake (``WordTts``:
+a fixed number of samples per word, instantly) and the LLM is a scripted fake
+(``SlowScriptedLlm``: text deltas with waits between them). Everything runs on
+``AutojumpClock``: a 10 s stall costs no wall time and the times asserted are exact.
+
+What the caller hears is what the TTS was asked to say, in order (each chunk is played
+whole unless the caller barges in): a hold phrase must be a chunk of its own, and the
+text before it must end a sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fsm import AutojumpClock, Clock
+from ledger import Ledger
+from peripherals.audio import AudioChunk
+from voice_agent.agent import Agent
+from voice_agent.config import AgentConfig
+from voice_agent.events import SessionEnded, TranscriptFinal, UserSpeechStarted
+from voice_agent.llm import LlmError, StreamFinished, TextDelta
+from voice_agent.tools import ToolRegistry
+from voice_agent.voice.output import AudioSpeechOutput
+from voice_agent.voice.sinks import TimelineSink
+
+RATE = 16000
+PER_WORD = 4000  # samples of fake speech per word: 0.25 s, a speaking rate of 240 words/min
+TICK_S = 0.01  # the sink plays in steps of this many clock seconds
+CONFIG = AgentConfig(system_prompt="You are a test agent.")
+HOLDS = CONFIG.hold_phrases
+APOLOGY = CONFIG.apology
+TURN_CAP_S = 120.0
+
+
+class WordTts:
+    """A fake TTS: PER_WORD samples per word, at once; records every chunk it was asked."""
+
+    output_rate = RATE
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.asked: list[tuple[float, str]] = []  # (clock time, chunk)
+
+    async def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]:
+        self.asked.append((self.clock.now(), text))
+        yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class SlowScriptedLlm:
+    """A fake LLM client: plays a script of ``("text", s)``, ``("wait", seconds)``,
+    ``("stall",)`` (never another byte) steps, then finishes with "stop"."""
+
+    config = None
+
+    def __init__(self, script: list[tuple[Any, ...]], clock: Clock) -> None:
+        self.script = script
+        self.clock = clock
+        self.requests = 0
+        self.waits: list[tuple[float, float]] = []  # (clock time a wait began, its length)
+
+    async def stream(self, messages: Any, tools: Any = None, **_: Any) -> Any:
+        self.requests += 1
+        if self.requests > 1:  # a later turn: a prompt, plain answer
+            yield TextDelta("We open at nine.")
+            yield StreamFinished("stop")
+            return
+        for step in self.script:
+            if step[0] == "text":
+                yield TextDelta(step[1])
+            elif step[0] == "wait":
+                self.waits.append((self.clock.now(), step[1]))
+                await self.clock.sleep(step[1])
+            elif step[0] == "stall":
+                await self.clock.sleep(3600)
+                raise LlmError("never", retryable=False)
+        yield StreamFinished("stop")
+
+    async def prewarm(self, messages: Any, tools: Any) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class Heard:
+    """One chunk the caller was given: when it was synthesised (clock seconds after the
+    turn began) and its text."""
+
+    at: float
+    text: str
+
+
+@dataclass
+class Call:
+    chunks: list[Heard]
+    ledger: Ledger
+    played: list[str]  # AgentTextPlayed texts
+    waits: list[
+        tuple[float, float]
+    ]  # the first answer's waits: (seconds after the turn began, length)
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.chunks]
+
+    def entries(self, kind: str) -> list[Any]:
+        return [e for e in self.ledger.entries if e.type == kind]
+
+    def planned(self) -> list[str]:
+        return [e.text for e in self.entries("AgentTextPlanned")]
+
+
+def run_call(
+    script: list[tuple[Any, ...]],
+    *,
+    barge_in_at: float | None = None,
+    turns: int = 1,
+    **agent: Any,
+) -> Call:
+    """One user turn answered by ``script`` on virtual time (then ``turns - 1`` more)."""
+    clock = AutojumpClock()
+
+    async def main() -> Call:
+        tts = WordTts(clock)
+        sink = TimelineSink(RATE)
+        output = AudioSpeechOutput(tts, sink)
+        ledger = Ledger("test", clock)
+        config = CONFIG.model_copy(update=agent)
+        llm = SlowScriptedLlm(script, clock)
+        a = Agent(config, llm, ToolRegistry(), output, ledger, clock)  # type: ignore[arg-type]
+
+        async def play() -> None:  # the sink plays in step with the clock
+            while True:
+                await clock.sleep(TICK_S)
+                sink.advance(round(RATE * TICK_S))
+                output.poll()
+
+        task = asyncio.create_task(a.run())
+        player = asyncio.create_task(play())
+        t0 = clock.now()
+        try:
+            for turn in range(turns):
+                a.post(TranscriptFinal(text=f"Where is my order? ({turn})"))
+                t0 = clock.now() if turn == 0 else t0
+                start = clock.now()
+                await clock.sleep(TICK_S)
+                barged = False
+                while not a.is_idle():
+                    assert clock.now() - start < TURN_CAP_S, ledger.transcript()
+                    if barge_in_at is not None and not barged and clock.now() - t0 >= barge_in_at:
+                        barged = True
+                        a.post(UserSpeechStarted())
+                        await clock.sleep(0.5)
+                        a.post(TranscriptFinal(text="Never mind."))
+                    await clock.sleep(TICK_S)
+                await clock.sleep(1.0)  # the last audio plays out
+        finally:
+            a.post(SessionEnded(reason="test over"))
+            await asyncio.wait_for(task, 10)
+            player.cancel()
+            await asyncio.gather(player, return_exceptions=True)
+            await output.aclose()
+        heard = [Heard(round(t - t0, 3), text) for t, text in tts.asked]
+        played = [e.text for e in ledger.entries if e.type == "AgentTextPlayed"]
+        waits = [(round(t - t0, 3), length) for t, length in llm.waits]
+        return Call(heard, ledger, played, waits)
+
+    return clock.run(main())
+
+
+def words(text: str) -> list[tuple[str, str]]:
+    """``text`` as one text step per word (with its leading space), like a model's tokens."""
+    return [("text", w if i == 0 else " " + w) for i, w in enumerate(text.split(" "))]
+
+
+def is_hold(text: str) -> bool:
+    return text in HOLDS
+
+
+def assert_ledger_true(call: Call) -> None:
+    """What the ledger says was planned is what was played, in the order heard."""
+    planned = " ".join(call.planned())
+    assert " ".join(planned.split()) == " ".join(" ".join(call.played).split())
+    assert " ".join(call.played) == " ".join(call.texts)
+
+
+def ends_sentence(text: str) -> bool:
+    return text.rstrip("\"')]}”’»").endswith((".", "!", "?", "…"))
+
+
+def assert_holds_between_sentences(chunks: list[str]) -> None:
+    """Every hold phrase is a chunk of its own, and what was said before it ends a sentence."""
+    for i, text in enumerate(chunks):
+        for hold in HOLDS:
+            if hold in text:
+                assert text == hold, f"a hold phrase inside a chunk: {text!r} in {chunks}"
+        if is_hold(text) and i > 0:
+            assert ends_sentence(chunks[i - 1]), f"hold after {chunks[i - 1]!r}: {chunks}"
+
+
+def answer_text(chunks: list[str]) -> str:
+    """The answer's words the caller heard: every chunk but the hold phrases and the apology."""
+    said = " ".join(c for c in chunks if not is_hold(c))
+    return said.removesuffix(APOLOGY).strip()
+
+
+ORDER = "The order 58213 is currently in the processing state. It ships on Friday."
+
+
+# ------------------------------------------------------------------ where a stall falls
+
+
+def test_a_stall_before_any_text_gets_hold_phrases_then_the_answer() -> None:
+    call = run_call([("wait", 4.0), *words(ORDER)])
+    assert [(c.at, c.text) for c in call.chunks][:2] == [(1.5, HOLDS[0]), (3.5, HOLDS[1])]
+    assert answer_text(call.texts) == ORDER
+
+
+def test_a_stall_mid_sentence_puts_the_hold_before_the_sentence_and_says_it_whole() -> None:
+    # the field report: "The order / One moment. / 58213 is currently in the / Almost there."
+    script = [*words("The order"), ("wait", 2.0), *words(" 58213 is currently in the")[1:],
+              ("wait", 2.0), *words(" processing state. It ships on Friday.")[1:]]  # fmt: skip
+    call = run_call(script)
+    # the words were taken back at each stall and are heard whole after the phrases
+    assert [(c.at, c.text) for c in call.chunks] == [
+        (1.5, HOLDS[0]),
+        (3.5, HOLDS[1]),
+        (4.0, "The order 58213 is currently in the processing state."),
+        (4.0, "It ships on Friday."),
+    ]
+    assert_ledger_true(call)
+
+
+def test_a_stall_after_a_sentence_gets_a_hold_there() -> None:
+    script = [*words("The order 58213 is currently in the processing state."), ("wait", 3.0),
+              *words(" It ships on Friday.")[1:]]  # fmt: skip
+    call = run_call(script)
+    assert call.texts == [
+        "The order 58213 is currently in the processing state.",
+        HOLDS[0],
+        "It ships on Friday.",
+    ]
+
+
+def test_a_stall_right_after_a_sentence_mark_holds_after_that_sentence() -> None:
+    # the model's last token so far is the period: no space after it yet
+    script = [*words("Let me see."), ("wait", 3.0), *words(" It ships on Friday.")[1:]]
+    call = run_call(script)
+    assert call.texts == ["Let me see.", HOLDS[0], "It ships on Friday."]
+
+
+def test_a_stall_mid_sentence_then_a_dead_model_drops_the_words_and_apologises() -> None:
+    call = run_call([*words("Your order has"), ("stall",)])
+    assert [(c.at, c.text) for c in call.chunks] == [
+        (1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]),
+        (8.0, "Sorry, I'm having trouble right now."), (8.0, "Could you say that again?"),
+    ]  # fmt: skip
+    # "Your order has" was never heard: not planned, not played; a note says so
+    assert call.planned() == [*HOLDS, APOLOGY]
+    assert_ledger_true(call)
+    notes = [e.text for e in call.entries("Note")]
+    assert any("unfinished sentence 'Your order has' not said" in n for n in notes), notes
+    assert [e.finish_reason for e in call.entries("LlmResponseFinished")] == ["error"]
+
+
+def test_a_stall_after_an_opening_clause_waits_for_the_sentence_end() -> None:
+    # "Sure," is already being said: a phrase now would land inside its sentence. The
+    # model goes on after 2.5 s and ends the sentence, then stalls: the hold goes there.
+    script = [*words("Sure, let me"), ("wait", 2.5), *words(" check that for you.")[1:],
+              ("wait", 2.0), *words(" It ships on Friday.")[1:]]  # fmt: skip
+    call = run_call(script)
+    assert call.texts == ["Sure,", "let me check that for you.", HOLDS[0], "It ships on Friday."]
+    at = {c.text: c.at for c in call.chunks}
+    assert at[HOLDS[0]] == 4.0  # 1.5 s after the sentence ended, not before
+    assert_ledger_true(call)
+    notes = [e.text for e in call.entries("Note")]
+    assert any("inside a sentence already being said" in n for n in notes)
+
+
+def test_a_stall_after_an_opening_clause_of_a_dead_model_ends_in_the_apology() -> None:
+    call = run_call([*words("Sure, the order"), ("stall",)])
+    assert [(c.at, c.text) for c in call.chunks] == [
+        (0.0, "Sure,"),
+        (8.0, "Sorry, I'm having trouble right now."),
+        (8.0, "Could you say that again?"),
+    ]
+    assert call.planned() == ["Sure,", APOLOGY]
+    assert_ledger_true(call)
+
+
+def test_a_model_trickling_words_gets_holds_before_its_words() -> None:
+    # A word every 1.9 s never makes a sentence: nothing of it is said; the line is held
+    # before it (never inside it) and the patience ends it with the apology.
+    trickle: list[tuple[Any, ...]] = []
+    text = "Your order with the blue kettle and the two mugs and the red toaster and the"
+    for step in words(text + " green lamp and the grey rug and the white clock is"):
+        trickle += [("wait", 1.9), step]
+    call = run_call(trickle)
+    assert_holds_between_sentences(call.texts)
+    assert call.texts[-2:] == ["Sorry, I'm having trouble right now.", "Could you say that again?"]
+    assert call.chunks[-1].at == CONFIG.llm_patience_s
+    assert all(is_hold(t) for t in call.texts[:-2])
+    times = [0.0, *(c.at for c in call.chunks)]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 5.5  # never longer
+    assert_ledger_true(call)
+
+
+def test_a_barge_in_during_a_hold_phrase_stops_it_and_records_what_was_heard() -> None:
+    # "One moment." (0.5 s of speech) starts at 1.5 s; the caller speaks at 1.8 s
+    call = run_call([*words("The order"), ("stall",)], barge_in_at=1.8)
+    first = [e for e in call.entries("AgentTextPlayed") if e.response_id == "r1"]
+    assert len(first) == 1 and first[0].interrupted
+    assert first[0].text == "One"  # the words heard of the phrase, no more
+    notes = [e.text for e in call.entries("Note")]
+    assert any("unfinished sentence 'The order' not said" in n for n in notes), notes
+    finished = {e.response_id: e.finish_reason for e in call.entries("LlmResponseFinished")}
+    assert finished["r1"] == "cancelled"
+    assert call.texts[-1] == "We open at nine."  # the next turn is answered
+    assert "The order" not in " ".join(call.texts)
+
+
+# ------------------------------------------------------------------ any split, any stalls
+
+SENTENCES = [
+    "The order 58213 is currently in the processing state.",
+    "Sure, let me check that for you.",
+    "It ships on Friday, and it should arrive by Monday at 9 a.m. at the latest.",
+    "Is there anything else?",
+    "Okay!",
+]
+# Waits between deltas (s): quick tokens, a slow machine, stalls past the hold time. At
+# most max_holds (3) waits longer than the hold time, each under hold_after_s +
+# hold_again_s (3.5 s), so each one's first phrase is due 1.5 s into it (past the third,
+# the watch spaces them out: test_va_llm_watch).
+QUICK = st.sampled_from([0.0, 0.05, 0.3, 0.8])
+STALL = st.sampled_from([1.6, 2.2, 3.0, 3.4])
+
+
+@st.composite
+def slow_answers(draw: st.DrawFn) -> tuple[str, list[tuple[Any, ...]], bool]:
+    """An answer, split at random into deltas with random waits; it finishes or dies."""
+    answer = " ".join(draw(st.lists(st.sampled_from(SENTENCES), min_size=1, max_size=3)))
+    cuts = sorted(draw(st.sets(st.integers(1, len(answer) - 1), max_size=12)))
+    pieces: list[str] = []
+    for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True):
+        if pieces and not pieces[-1].strip():  # a blank delta is no output (not even a sign of
+            pieces[-1] += answer[a:b]  # life) for the watch: it goes with the next one
+        else:
+            pieces.append(answer[a:b])
+    stalls = draw(st.sets(st.integers(0, len(pieces) - 1), max_size=3))
+    script: list[tuple[Any, ...]] = []
+    for i, piece in enumerate(pieces):
+        script.append(("wait", draw(STALL) if i in stalls else draw(QUICK)))
+        script.append(("text", piece))
+    dies = draw(st.booleans())
+    if dies:  # the model stops for good somewhere: the apology comes
+        script.insert(draw(st.integers(0, len(script))), ("stall",))
+    return answer, script, dies
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slow_answers())
+def test_any_slow_answer_holds_only_between_sentences_and_never_leaves_a_stall_silent(
+    case: tuple[str, list[tuple[Any, ...]], bool],
+) -> None:
+    answer, script, dies = case
+    call = run_call(script)
+    texts = call.texts
+    # 1. a hold phrase is a chunk of its own, after a sentence's end, never inside one
+    assert_holds_between_sentences(texts)
+    # 2. what the caller heard of the answer is the answer (whole if it finished; its
+    #    opening words, then the apology, if the model died); the ledger says the same
+    said = answer_text(texts).split()
+    if dies and call.entries("LlmResponseFinished")[0].finish_reason == "error":
+        assert texts[-2:] == ["Sorry, I'm having trouble right now.", "Could you say that again?"]
+        assert said == answer.split()[: len(said)]
+    else:
+        assert said == answer.split()
+    assert_ledger_true(call)
+    # 3. every stall before the first audio of the answer gets a hold phrase 1.5 s into it
+    first_audio = min((c.at for c in call.chunks if not is_hold(c.text)), default=float("inf"))
+    for start, length in call.waits:
+        if length > CONFIG.llm_hold_after_s and start + length <= first_audio:
+            due = start + CONFIG.llm_hold_after_s
+            assert any(is_hold(c.text) and abs(c.at - due) < 1e-6 for c in call.chunks), (
+                start, length, [(c.at, c.text) for c in call.chunks])  # fmt: skip
