@@ -24,6 +24,7 @@ is usable, with a message that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -279,7 +280,8 @@ class JsonlSink:
         self._durable = durable
         self._on_status = on_status
         _cut_torn_tail(self.path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # read and write: a file deleted while in use is copied back from this descriptor
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size  # bytes of complete lines in the file
         self._backlog: deque[bytes] = deque()
         self._fault: OSError | None = None
@@ -443,6 +445,12 @@ class JsonlSink:
             return  # re-entered from on_status: the outer loop writes it
         self._flushing = True
         try:
+            if self._backlog:
+                try:
+                    self._ensure_linked()
+                except OSError as error:
+                    self._failed(error)
+                    return
             while self._backlog and self._fd is not None:
                 data = self._backlog[0]
                 try:
@@ -457,7 +465,55 @@ class JsonlSink:
         finally:
             self._flushing = False
 
-    def _write_line(self, fd: int, data: bytes) -> None:
+    def _ensure_linked(self) -> None:
+        """Put the session file back if it was deleted while in use (hostile9).
+
+        A clean-up job, ``rm -r sessions/`` or a user tidying up: the sink went on writing
+        into the deleted file and the whole ledger was lost from disk without a word. Its
+        lines are still readable through this descriptor: they are copied into a new
+        file at the same path (the directory made again if it went too; a
+        ``-restored`` name if another file took the path meanwhile), which is used from
+        then on, and the ledger is told. Raises OSError when that cannot be done (then it
+        is a storage fault: the lines wait in memory and this is tried again)."""
+        assert self._fd is not None
+        mine = os.fstat(self._fd)
+        if mine.st_nlink > 0:
+            return
+        with contextlib.suppress(OSError):  # a file system that counts no links: still ours
+            if os.path.samestat(mine, os.stat(self.path)):
+                return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = self.path
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL
+        try:
+            new = os.open(target, flags, 0o644)
+        except FileExistsError:  # another file has the name now: never mix the two
+            target = self.path.with_name(f"{self.path.stem}-restored{self.path.suffix}")
+            new = os.open(target, (flags & ~os.O_EXCL) | os.O_TRUNC, 0o644)
+        try:
+            offset = 0
+            while offset < self._size:
+                chunk = os.pread(self._fd, min(1 << 20, self._size - offset), offset)
+                if not chunk:
+                    break
+                self._write_line(new, chunk, keep=0)
+                offset += len(chunk)
+        except OSError:
+            os.close(new)
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
+        old, self._fd = self._fd, new
+        os.close(old)
+        self.path = target
+        text = (
+            f"the session file was deleted while the call ran; it is written again at "
+            f"{target} with everything so far (nothing lost)"
+        )
+        log.warning("%s", text)
+        self._tell(text, "warning")
+
+    def _write_line(self, fd: int, data: bytes, keep: int | None = None) -> None:
         try:
             view = memoryview(data)
             while view:
@@ -467,7 +523,7 @@ class JsonlSink:
                 os.fsync(fd)
         except OSError:
             try:
-                os.ftruncate(fd, self._size)  # no torn line is left behind
+                os.ftruncate(fd, self._size if keep is None else keep)  # no torn line left
             except OSError:
                 pass  # the next successful write starts after the fragment; load_jsonl stops there
             raise

@@ -159,3 +159,58 @@ def test_a_clipped_head_never_ends_in_part_of_a_number() -> None:
     assert isinstance(head, str) and head.startswith("x" * (INLINE_CHARS - 7) + " …")
     small = ToolCallResolved(call_id="c1", result="short")
     assert clipped_entry(small) is small
+
+
+# -- the session file deleted while the call runs --------------------------------------
+
+
+@pytest.mark.parametrize("what", ["the file", "its directory"])
+def test_a_session_file_deleted_mid_call_is_written_again_whole(tmp_path: Path, what: str) -> None:
+    """Before: the sink went on writing into the deleted file: the ledger was lost from
+    disk and nobody was told. Now the file is put back (its lines copied from the open
+    descriptor), later entries follow, and the ledger gets a warning note."""
+    import shutil
+
+    directory = tmp_path / "sessions"
+    directory.mkdir()
+    path = directory / "s.jsonl"
+    told: list[str] = []
+    box: list[Ledger] = []
+
+    def status(text: str, level: str) -> None:
+        told.append(text)
+        box[0].append(Note(text=text, level="warning"))
+
+    ledger = Ledger("s", ManualClock(), sinks=[JsonlSink(path, on_status=status)])
+    box.append(ledger)
+    for i in range(3):
+        ledger.append(Note(text=f"before {i}"))
+    if what == "the file":
+        path.unlink()
+    else:
+        shutil.rmtree(directory)
+    ledger.append(Note(text="after"))
+    ledger.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == list(range(len(ledger)))
+    assert [line.get("text") for line in lines][:4] == ["before 0", "before 1", "before 2", "after"]
+    assert len(told) == 1 and "deleted while the call ran" in told[0]
+    assert lines[-1]["text"] == told[0]
+
+
+def test_a_deleted_session_file_whose_name_was_taken_is_restored_beside_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.jsonl"
+    ledger = Ledger("s", ManualClock(), sinks=[JsonlSink(path)])
+    ledger.append(Note(text="one"))
+    path.unlink()
+    path.write_text("someone else's file\n")
+    ledger.append(Note(text="two"))
+    ledger.close()
+    assert path.read_text() == "someone else's file\n"
+    restored = tmp_path / "s-restored.jsonl"
+    assert [json.loads(line)["text"] for line in restored.read_text().splitlines()] == [
+        "one",
+        "two",
+    ]
