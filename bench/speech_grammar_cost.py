@@ -39,6 +39,7 @@ from old_speech_grammars import (  # noqa: E402  (the pre-session-9 builders, te
     old_speech_grammar_without,
 )
 
+from voice_agent.local_llm.answer_words import INSIDE_WORDS_LETTERS  # noqa: E402
 from voice_agent.local_llm.grammar import (  # noqa: E402
     UNSPEAKABLE_WORDS,
     _word_states,
@@ -147,7 +148,8 @@ def _new(banned: list[str] | None) -> tuple[Callable[[], str], Callable[[str], N
     def build() -> str:
         if banned is not None:
             _word_states.cache_clear()
-        return speech_grammar(NUMBERS, banned=banned or ())
+        long = [s for s in banned or () if len(s) >= INSIDE_WORDS_LETTERS]  # as answer_bans
+        return speech_grammar(NUMBERS, long, [s for s in banned or () if s not in long])
 
     return build, (lambda _: None)
 

@@ -8,12 +8,15 @@ The grammar is checked with llama.cpp's own matcher on the 0.5B model's vocabula
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from grammar_helpers import grammar_accepts
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from voice_agent.local_llm.answer_words import caller_only_words
-from voice_agent.local_llm.grammar import check_grammar, speech_grammar
+from voice_agent.local_llm.answer_words import answer_bans, caller_only_words
+from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
 
 ORDER_TOOL = {
     "type": "function",
@@ -100,6 +103,73 @@ def _grammar_accepts(engine, grammar: str, text: str) -> bool:
     ],
 )
 def test_the_answer_grammar_keeps_the_speech_rules_and_bans_the_stems(engine, text, accepted):
-    grammar = speech_grammar(["3307", "1"], banned=["dispatch", "left"])
+    bans = answer_bans(["dispatch", "left"], _after("x", {"status": "shipped"}), [ORDER_TOOL])
+    assert bans == (["dispatch"], ["left"])  # a long stem anywhere, a short one at a start
+    grammar = speech_grammar(["3307", "1"], *bans)
     check_grammar(grammar)
     assert _grammar_accepts(engine, grammar, text) is accepted
+
+
+@pytest.mark.parametrize(
+    ("said", "result", "bans", "speakable", "unspeakable"),
+    [
+        (  # the result's own word holds the caller's stem inside
+            "Has order 3307 been delivered?",
+            {"status": "undelivered"},
+            ([], ["deliver"]),
+            "No, order 3307 is undelivered.",
+            "Yes, order 3307 has been delivered.",
+        ),
+        (
+            "Has order 3307 been dispatched?",
+            {"status": "shipped"},
+            (["dispatch"], []),
+            "Order 3307 has shipped.",
+            "Order 3307 is undispatched.",
+        ),
+    ],
+)
+def test_a_word_the_result_says_stays_speakable_though_it_holds_the_callers_stem(
+    engine, said, result, bans, speakable, unspeakable
+):
+    """With "deliver" banned anywhere (its length), "undelivered", the status itself,
+    could not be said: the answer had no word for the result (before session 9)."""
+    messages = _after(said, result)
+    stems = caller_only_words(messages, [ORDER_TOOL])
+    assert answer_bans(stems, messages, [ORDER_TOOL]) == bans
+    grammar = speech_grammar(["3307"], *bans)
+    assert _grammar_accepts(engine, grammar, speakable)
+    assert not _grammar_accepts(engine, grammar, unspeakable)
+
+
+_WORDS = st.text(alphabet="acdeilnoprstuvwy", min_size=4, max_size=11)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    asked=st.lists(_WORDS | st.sampled_from(["delivered", "dispatched", "warehouse"]), max_size=5),
+    result=st.lists(
+        _WORDS | st.sampled_from(["undelivered", "redispatched", "inwarehouse"]), max_size=4
+    ),
+)
+def test_every_word_the_agent_was_given_can_be_said_in_the_answer(engine, asked, result):
+    """Whatever the caller asked and the result says, the answer's grammar bans the
+    caller-only stems and no word of the result (nor of the call, the tool, the prompt)."""
+    messages = _after(" ".join(["Is", *asked]) + "?", {"status": " ".join(result)})
+    stems = caller_only_words(messages, [ORDER_TOOL])
+    anywhere, starts = answer_bans(stems, messages, [ORDER_TOOL])
+    assert sorted([*anywhere, *starts]) == stems
+    grammar = speech_grammar(["3307"], anywhere, starts)
+    system, _, call, tool_result = messages
+    given_texts = [
+        system["content"],
+        tool_result["content"],
+        json.dumps(call["tool_calls"][0]["function"]),
+        json.dumps(ORDER_TOOL["function"]),
+    ]
+    given = {w for text in given_texts for w in re.findall(r"[A-Za-z]+", text.replace("_", " "))}
+    for word in sorted(given):
+        if not any(w in word.lower() for w in UNSPEAKABLE_WORDS):
+            assert _grammar_accepts(engine, grammar, f"It is {word}."), (word, stems)
+    for stem in stems:
+        assert not _grammar_accepts(engine, grammar, f"It is {stem}."), stem

@@ -9,8 +9,8 @@ nothing. So the answer's grammar leaves those words out: a word of the caller's
 latest words that nothing the agent was given says (`caller_only_words`: not a
 result's key or value, not a call's argument, not the called tools' names and
 descriptions, not the system prompt, not a common word, not a name) cannot
-be said in the answer (its stem is banned, any case: `grammar.speech_grammar`
-with these stems as its ``banned`` words). The model then says what it has:
+be said in the answer: its stem is banned, any case, inside words or at their start
+(`answer_bans`, for `grammar.speech_grammar`). The model then says what it has:
 "... has shipped".
 """
 
@@ -78,6 +78,21 @@ def _result_texts(messages: Sequence[Mapping[str, Any]]) -> list[str]:
     return texts
 
 
+def _given_words(
+    messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    """The words (lower-case) of what the agent was given: results, calls, the system
+    prompt, the tools' names and descriptions."""
+    given = _result_texts(messages)
+    if messages and messages[0].get("role") == "system":
+        given.append(content_text(messages[0].get("content")))
+    for tool in tools:
+        function = tool.get("function")
+        if isinstance(function, Mapping):
+            given.append(json.dumps(function).replace("_", " "))
+    return {w.lower() for text in given for w in _WORD_RE.findall(text)}
+
+
 def caller_only_words(
     messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
 ) -> list[str]:
@@ -87,14 +102,7 @@ def caller_only_words(
         (content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
         "",
     )
-    given = _result_texts(messages)
-    if messages and messages[0].get("role") == "system":
-        given.append(content_text(messages[0].get("content")))
-    for tool in tools:
-        function = tool.get("function")
-        if isinstance(function, Mapping):
-            given.append(json.dumps(function).replace("_", " "))
-    vocabulary = {w.lower() for text in given for w in _WORD_RE.findall(text)}
+    vocabulary = _given_words(messages, tools)
     banned: set[str] = set()
     for match in _WORD_RE.finditer(latest):
         word = match.group()
@@ -108,3 +116,32 @@ def caller_only_words(
         if not _said_in(stem, vocabulary) and lowered not in vocabulary:
             banned.add(stem)
     return sorted(banned)
+
+
+#: A banned stem this long (letters) is banned anywhere inside a word, a shorter one
+#: only at a word's start: the 1.5B glued "warehouse" to the word before it
+#: ("yourwarehouse") when it was banned only as a start, while "come" and "turn" are
+#: inside "welcome" and "return".
+INSIDE_WORDS_LETTERS = 6
+
+
+def answer_bans(
+    stems: Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], list[str]]:
+    """Where the answer's grammar bans each of the caller-only `stems`: (anywhere in a
+    word, at a word's start), for `grammar.speech_grammar`'s ``banned`` and
+    ``banned_starts``. A stem of `INSIDE_WORDS_LETTERS` letters or more is banned
+    anywhere, unless a word the agent was given holds it inside: then only at a word's
+    start, so that the result's own word stays speakable (asked "Has it been
+    delivered?" with ``undelivered``, the answer may say "undelivered", not
+    "delivered"). No stem starts a given word (`caller_only_words`), so every word the
+    agent was given can be said."""
+    vocabulary = _given_words(messages, tools)
+    anywhere: list[str] = []
+    starts: list[str] = []
+    for stem in stems:
+        inside = any(stem in word[1:] for word in vocabulary)
+        (anywhere if len(stem) >= INSIDE_WORDS_LETTERS and not inside else starts).append(stem)
+    return anywhere, starts

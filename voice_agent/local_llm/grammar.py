@@ -212,18 +212,15 @@ def calls_grammar(tools: Sequence[Mapping[str, Any]], first: str, more_calls: in
 #: "call", "callback", "rep") is free.
 UNSPEAKABLE_WORDS = ("function", "caller", "reply")
 
-#: A banned stem this long (letters) is banned anywhere inside a word, a shorter one
-#: only at a word's start: the 1.5B glued "warehouse" to the word before it
-#: ("yourwarehouse") when it was banned only as a start, while "come" and "turn" are
-#: inside "welcome" and "return".
-INSIDE_WORDS_LETTERS = 6
-
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _DIGITS = "0123456789"
 
 
 def speech_grammar(
-    allowed_numbers: Iterable[str], banned: Iterable[str] = (), continuing: bool = False
+    allowed_numbers: Iterable[str],
+    banned: Iterable[str] = (),
+    banned_starts: Iterable[str] = (),
+    continuing: bool = False,
 ) -> str:
     """Plain speech in which every digit run is one of `allowed_numbers` and no word
     holds a banned stem: the grammar of everything the agent speaks.
@@ -231,10 +228,9 @@ def speech_grammar(
     Text may not contain ``<``, ``{``, a backtick (markup, calls) or ``_`` (a
     tool name or a decision option is never spoken: they are snake_case). A
     word (a run of ASCII letters, any case) may not contain one of
-    `UNSPEAKABLE_WORDS`, nor one of the `banned` stems (an answer from results
-    leaves out the caller's own words, `answer_words.caller_only_words`): a
-    stem of `INSIDE_WORDS_LETTERS` letters or more nowhere in the word, a
-    shorter one not at its start. Digits may only be written as one of the
+    `UNSPEAKABLE_WORDS` or of `banned` anywhere, nor start with one of
+    `banned_starts` (an answer from results leaves out the caller's own words:
+    `answer_words.answer_bans`). Digits may only be written as one of the
     numbers found in the conversation (what the caller said, tool results, the
     system prompt; ASCII digits), two never touching: a small model cannot
     state an hour, an amount or an order number that nobody gave it. (Numbers
@@ -251,10 +247,8 @@ def speech_grammar(
     own); `bench/speech_grammar_cost.py` measures what it costs per request.
     """
     numbers = {n for n in allowed_numbers if n.isascii() and n.isdigit()}
-    stems = {s.lower() for s in banned if s.isascii() and s.isalpha()}
-    patterns = {w.lower() for w in UNSPEAKABLE_WORDS} | {
-        s if len(s) >= INSIDE_WORDS_LETTERS else "^" + s for s in stems
-    }
+    patterns = {w.lower() for w in [*UNSPEAKABLE_WORDS, *banned] if w.isascii() and w.isalpha()}
+    patterns |= {"^" + w.lower() for w in banned_starts if w.isascii() and w.isalpha()}
     letter_moves = _word_states(frozenset(patterns))
     number_prefixes = sorted({n[:i] for n in numbers for i in range(1, len(n) + 1)})
     number_rules = {digits: f"sp-n{i}" for i, digits in enumerate(number_prefixes)}

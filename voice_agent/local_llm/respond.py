@@ -69,7 +69,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
-from voice_agent.local_llm.answer_words import caller_only_words
+from voice_agent.local_llm.answer_words import answer_bans, caller_only_words
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -1420,7 +1420,8 @@ class Responder:
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
         if banned:
-            grammar = speech_grammar(self._numbers, banned=banned)
+            anywhere, starts = answer_bans(banned, self.chat.messages, self._tools)
+            grammar = speech_grammar(self._numbers, banned=anywhere, banned_starts=starts)
             self.plan.caller_only_words = banned
 
         async def filtered(piece: str) -> bool:
