@@ -123,7 +123,7 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
         try:
             json.dumps(value)
             return value
-        except (TypeError, ValueError, RecursionError):
+        except Exception:  # not JSON as it is (or a broken object): converted below
             pass
     if isinstance(value, int) and not isinstance(value, bool) and _too_long(value):
         # (hostile9) json.dumps (the session file, every later request's messages) raises
@@ -145,10 +145,13 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
             return _json_safe(dataclasses.asdict(value), depth + 1)
         except (TypeError, RecursionError):
             return _text_of(value)
-    if isinstance(value, dict):
-        return {_key_text(k): _json_safe(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_safe(v, depth + 1) for v in value]
+    try:
+        if isinstance(value, dict):
+            return {_key_text(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_json_safe(v, depth + 1) for v in value]
+    except Exception:  # (hostile9) a container the tool broke (its items() raises): its text
+        return _text_of(value)
     return _text_of(value)
 
 

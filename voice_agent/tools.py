@@ -356,6 +356,17 @@ class ToolRegistry:
                 f"tool {spec.name!r}: a tool's name is 1-64 letters, digits, '_' or '-' "
                 "(what OpenAI-compatible servers accept); rename it"
             )
+        try:
+            json.dumps(spec.openai_schema(), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # (hostile9) a lone surrogate (bytes decoded with surrogateescape, a "\udce9"
+            # escape) in a description: every request of every turn failed to encode
+            around = exc.object[max(0, exc.start - 20) : exc.start].encode("utf-8", "replace")
+            raise ValueError(
+                f"tool {spec.name!r}: its description or parameters hold text that is not "
+                f"valid Unicode (U+{ord(exc.object[exc.start]):04X}, a lone surrogate, after "
+                f"{around.decode()!r}); fix the text where the tool is declared"
+            ) from None
         if not spec.timeout_s > 0:
             raise ValueError(f"tool {spec.name!r}: timeout_s must be > 0")
         if not spec.abandon_after_s >= 0:

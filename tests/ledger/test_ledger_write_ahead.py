@@ -155,7 +155,9 @@ def test_a_clipped_head_never_ends_in_part_of_a_number() -> None:
     from ledger.persist import clipped_entry
 
     entry = ToolCallResolved(call_id="c1", result="x" * (INLINE_CHARS - 7) + CARD + "y" * 9000)
-    head = clipped_entry(entry).result
+    clipped = clipped_entry(entry)
+    assert isinstance(clipped, ToolCallResolved)
+    head = clipped.result
     assert isinstance(head, str) and head.startswith("x" * (INLINE_CHARS - 7) + " …")
     small = ToolCallResolved(call_id="c1", result="short")
     assert clipped_entry(small) is small

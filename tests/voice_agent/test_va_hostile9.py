@@ -402,7 +402,7 @@ def test_a_tool_returning_an_integer_too_long_for_text_is_answered_not_silence()
     assert call.ledger.transcript().count("agent: Done.") == 2, call.ledger.transcript()
     result = call.ledger.call("call_1").result
     assert isinstance(result, dict) and result["order"] == "5"
-    assert result["balance"].startswith("<an integer of about 5,00")  # 5,001 digits
+    assert str(result["balance"]).startswith("<an integer of about 5,00")  # 5,001 digits
     assert any(key.startswith("<an integer of about 4,40") for key in result)  # 4,401
     json.dumps(call.ledger.render_messages("system"))
 
@@ -447,3 +447,64 @@ def test_sighup_ends_commands_unless_it_was_ignored_when_they_started() -> None:
         assert ending_signals() == [signal.SIGINT, signal.SIGTERM]
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        '@registry.tool(description="Look an order up (caf\\udce9).")\n'
+        "async def lookup(order_id: str) -> dict:\n",
+        "@registry.tool\n"
+        "async def lookup(order_id: Annotated[str, Field(description='n\\udce9')]) -> dict:\n"
+        "    '''Look an order up.'''\n",
+    ],
+    ids=["description", "parameter description"],
+)
+def test_a_tool_whose_text_is_not_unicode_is_a_config_error_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, declaration: str
+) -> None:
+    """Before: a lone surrogate in a tool's description (text decoded with
+    surrogateescape, a "\\udce9" escape) made every request fail to encode ("surrogates
+    not allowed"): each turn of the call an apology. Now: exit 2 at start, naming it."""
+    from voice_agent.config import ConfigError
+    from voice_agent.session import load_tools
+
+    module = f"h9_surrogate_{len(declaration)}"
+    (tmp_path / f"{module}.py").write_text(
+        "from typing import Annotated\n"
+        "from pydantic import Field\n"
+        "from voice_agent.tools import ToolRegistry\n"
+        "registry = ToolRegistry()\n" + declaration + "    return {}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        load_tools((f"{module}:registry",))
+    assert "U+DCE9, a lone surrogate" in str(raised.value)
+
+
+async def test_a_result_container_the_tool_broke_resolves_as_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: a dict subclass whose items() raises failed the call as "internal error"
+    and logged a traceback blaming the scheduler ("broke in the scheduler")."""
+
+    class Broken(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            raise RuntimeError("items broke")
+
+    registry = ToolRegistry()
+
+    @registry.tool(kind="read")
+    async def lookup(order_id: str) -> object:
+        """Look an order up."""
+        return Broken(order=order_id)
+
+    ledger = Ledger("s9", MonotonicClock())
+    sched = ToolScheduler(registry, ledger, lambda event: None, MonotonicClock())
+    ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+    sched.start(call_id="call_1", response_id="r1", name="lookup", arguments='{"order_id": "5"}')
+    await _pending(ledger, "call_1")
+    await sched.aclose()
+    call = ledger.call("call_1")
+    assert call.status == "resolved" and call.result == "{'order': '5'}"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
