@@ -18,7 +18,8 @@ the injected clock, two things:
 What the caller hears:
 
 - After ``hold_after_s`` without output it yields :class:`LlmQuiet` (the
-  conversation says a hold phrase); if the silence goes on, another one every
+  conversation says a hold phrase, between sentences only: see
+  ``Conversation.say_llm_hold``); if the silence goes on, another one every
   ``hold_again_s``, up to ``max_holds`` per generation (after output, a new
   silence starts the count again). Past ``max_holds``, a hold phrase comes
   only while the LLM shows signs of life (one within the last

@@ -1,0 +1,243 @@
+"""Where hold phrases land in a slow answer: between sentences, or spliced into one.
+
+Usage: python bench/hold_phrases.py [--stall-s 3.0] [--json out.json]
+
+Each answer below is streamed word by word (one delta per word) by a scripted slow
+endpoint (``voice_agent.bench.fault_server.FaultServer`` over HTTP, the real
+``LlmClient``), with one stall inserted after each word in turn: ``--stall-s``
+seconds of nothing, then the rest of the answer ("slow"), or nothing ever again
+("dead": the deadline's apology). Plus one run per answer without a stall (the
+time to first sound). The agent (async mode, the default agent configuration)
+speaks through the real ``AudioSpeechOutput`` (its sentence chunker, synthesis
+queue and playout) into a ``TimelineSink`` played in step with the clock; the TTS
+is a fake (``FakeWordTts``: 0.25 s of tone per word, made at once) so only the
+engine is measured. Time is virtual (``fsm.AutojumpClock``): the figures are exact
+and do not depend on the machine's load.
+
+Reported per kind of run (slow, dead, prompt):
+
+- ``holds``: hold phrases said; ``stalls_without_a_hold``: runs that got none; ``holds_inside_sentence``: of them, those said
+  inside a sentence (in one chunk with other words, or after a chunk that does not
+  end a sentence); ``holds_cut_at_a_word``: of those, the ones right after a word
+  (no punctuation: "The order / One moment.");
+- ``answers_heard_whole``: runs whose answer words were all heard, in order, with
+  nothing between them but hold phrases at sentence ends (slow and prompt runs);
+- ``stalls_before_audio_held``: stalls before any of the answer was heard that got
+  a hold phrase (of how many);
+- ``longest_silence_s``: the longest stretch without agent audio between the end of
+  the caller's turn and the end of the answer (median and max over runs);
+- ``first_sound_s``: the turn's end to the first agent audio (median, max).
+
+Run it on the code before a change with that code first on the path, e.g.
+``PYTHONPATH=/path/to/old/checkout python bench/hold_phrases.py``: it uses only
+the agent, the speech output, the fault server and the LLM client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+
+from fsm import AutojumpClock, Clock
+from ledger import Ledger
+from peripherals.audio import AudioChunk
+from voice_agent.agent import Agent
+from voice_agent.bench.fault_server import FaultServer, words
+from voice_agent.config import AgentConfig, LlmConfig
+from voice_agent.events import SessionEnded, TranscriptFinal
+from voice_agent.llm import LlmClient
+from voice_agent.tools import ToolRegistry
+from voice_agent.voice.output import AudioSpeechOutput
+from voice_agent.voice.sinks import TimelineSink
+
+ANSWERS = [
+    "The order 58213 is currently in the processing state. It ships on Friday.",
+    "Sure, let me check that for you. Your refund of 42 dollars was issued on Monday, "
+    "and it should reach your card within five days.",
+    "Our Denver store opens at 9 a.m. and closes at 6 p.m. on weekdays. "
+    "On Saturdays it closes at noon.",
+    "I can't book a taxi here. I can check an order, look up store hours, or schedule "
+    "a call-back. Would that help?",
+]
+RATE = 16000
+PER_WORD = 4000  # samples of fake speech per word: 0.25 s (240 words a minute)
+TICK_S = 0.01  # the sink plays in steps of this many clock seconds
+TTFT_S = 0.3  # the endpoint's time to first token (clock seconds)
+CAP_S = 60.0  # a turn taking longer (clock seconds) is reported as stuck
+CONFIG = AgentConfig(system_prompt="You are a test agent.", mode="async")
+HOLDS = set(CONFIG.hold_phrases)
+SENTENCE_MARKS = (".", "!", "?", "…")
+
+
+class FakeWordTts:
+    """A fake TTS (the engine is measured, not a voice): PER_WORD samples per word, at
+    once; records each chunk it is asked to say with the clock time."""
+
+    output_rate = RATE
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.asked: list[tuple[float, str]] = []
+
+    async def synthesize(
+        self, text: str, sample_rate: int | None = None
+    ) -> AsyncIterator[AudioChunk]:
+        self.asked.append((self.clock.now(), text))
+        yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _script(answer: str, stall_after: int | None, stall_s: float, dead: bool) -> list[Any]:
+    steps = words(answer)
+    if stall_after is not None:
+        steps.insert(stall_after + 1, ("stall",) if dead else ("sleep", stall_s))
+    return [("headers",), ("role",), ("sleep", TTFT_S), *steps, ("finish", "stop"), ("usage",),
+            ("done",)]  # fmt: skip
+
+
+async def _one_run(script: list[Any], clock: Clock) -> dict[str, Any]:
+    async with FaultServer(script, clock=clock) as server:
+        llm = LlmClient(LlmConfig(base_url=server.base_url, model="slow"), clock=clock)
+        tts = FakeWordTts(clock)
+        sink = TimelineSink(RATE)
+        output = AudioSpeechOutput(tts, sink)
+        ledger = Ledger("hold-bench", clock)
+        agent = Agent(CONFIG, llm, ToolRegistry(), output, ledger, clock)
+
+        async def play() -> None:
+            while True:
+                await clock.sleep(TICK_S)
+                sink.advance(round(RATE * TICK_S))
+                output.poll()
+
+        task = asyncio.create_task(agent.run())
+        player = asyncio.create_task(play())
+        agent.post(TranscriptFinal(text="Where is my order?"))
+        t0 = clock.now()
+        start_pos = sink.position
+        await clock.sleep(TICK_S)
+        stuck = False
+        while not agent.is_idle():
+            if clock.now() - t0 > CAP_S:
+                stuck = True
+                break
+            await clock.sleep(TICK_S)
+        end_pos = sink.position
+        agent.post(SessionEnded(reason="bench over"))
+        await asyncio.wait_for(task, 10)
+        player.cancel()
+        await asyncio.gather(player, return_exceptions=True)
+        await output.aclose()
+        await llm.aclose()
+    timeline = sink.render(end_pos)[start_pos:end_pos]
+    return {
+        "chunks": [text for _, text in tts.asked],
+        "first_sound_s": _first_sound(timeline),
+        "longest_silence_s": _longest_silence(timeline),
+        "stuck": stuck,
+    }
+
+
+def _first_sound(timeline: np.ndarray) -> float | None:
+    sound = np.flatnonzero(timeline)
+    return round(float(sound[0]) / RATE, 3) if len(sound) else None
+
+
+def _longest_silence(timeline: np.ndarray) -> float:
+    """Longest run without sound from the turn's end to the last sound (seconds)."""
+    sound = np.flatnonzero(timeline)
+    if not len(sound):
+        return round(len(timeline) / RATE, 3)
+    edges = np.diff(np.concatenate([[-1], sound]))
+    return round(float(edges.max() - 1) / RATE, 3)
+
+
+def _ends_sentence(text: str) -> bool:
+    return text.rstrip().rstrip("\"')]}”’»").endswith(SENTENCE_MARKS)
+
+
+def _judge(chunks: list[str], answer: str) -> dict[str, Any]:
+    holds = inside = at_word = 0
+    for i, text in enumerate(chunks):
+        spliced = [h for h in HOLDS if h in text and text != h]
+        if text in HOLDS or spliced:
+            holds += 1
+            before = chunks[i - 1] if i else ""
+            if spliced or (before and not _ends_sentence(before)):
+                inside += 1
+                cut = text.split(spliced[0])[0].strip() if spliced else before
+                at_word += bool(cut) and cut[-1].isalnum()
+    said = " ".join(c for c in chunks if c not in HOLDS).split()
+    whole = said == answer.split() and inside == 0
+    return {"holds": holds, "inside": inside, "at_word": at_word, "whole": whole}
+
+
+def run(stall_s: float) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    for answer in ANSWERS:
+        n = len(words(answer))
+        plans: list[tuple[str, int | None]] = [("prompt", None)]
+        plans += [(kind, k) for kind in ("slow", "dead") for k in range(-1, n - 1)]
+        for kind, k in plans:
+            clock = AutojumpClock()
+            script = _script(answer, k, stall_s, dead=kind == "dead")
+            result = clock.run(_one_run(script, clock))
+            result.update(kind=kind, answer=answer, stall_after_word=k)
+            result.update(_judge(result["chunks"], answer))
+            runs.append(result)
+    summary: dict[str, Any] = {}
+    for kind in ("prompt", "slow", "dead"):
+        rs = [r for r in runs if r["kind"] == kind]
+        silences = [r["longest_silence_s"] for r in rs]
+        firsts = [r["first_sound_s"] for r in rs if r["first_sound_s"] is not None]
+        before_audio = [r for r in rs if r["stall_after_word"] == -1]  # before any text
+        summary[kind] = {
+            "runs": len(rs),
+            "holds": sum(r["holds"] for r in rs),
+            "holds_inside_sentence": sum(r["inside"] for r in rs),
+            "holds_cut_at_a_word": sum(r["at_word"] for r in rs),
+            "runs_with_a_hold_inside_a_sentence": sum(r["inside"] > 0 for r in rs),
+            "stalls_without_a_hold": sum(r["holds"] == 0 for r in rs),
+            "answers_heard_whole": None if kind == "dead" else sum(r["whole"] for r in rs),
+            "stalls_before_audio_held": None
+            if kind == "prompt"
+            else f"{sum(r['holds'] > 0 for r in before_audio)}/{len(before_audio)}",
+            "longest_silence_s": {
+                "median": statistics.median(silences),
+                "max": max(silences),
+            },
+            "first_sound_s": {"median": statistics.median(firsts), "max": max(firsts)},
+            "stuck": sum(r["stuck"] for r in rs),
+        }
+    examples = [
+        r["chunks"]
+        for r in runs
+        if r["kind"] == "slow" and r["answer"] == ANSWERS[0] and r["stall_after_word"] == 1
+    ]
+    return {"stall_s": stall_s, "summary": summary, "example_slow_stall_after_2_words": examples}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stall-s", type=float, default=3.0)
+    parser.add_argument("--json", help="also write the full report here")
+    args = parser.parse_args(argv)
+    report = run(args.stall_s)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,34 @@
+"""bench/hold_phrases.py: its judge and one of its runs (virtual time, fake TTS, no model)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from fsm import AutojumpClock
+
+_PATH = Path(__file__).resolve().parents[2] / "bench" / "hold_phrases.py"
+_SPEC = importlib.util.spec_from_file_location("hold_phrases_bench", _PATH)
+assert _SPEC is not None and _SPEC.loader is not None
+hp = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(hp)
+
+ANSWER = "The order 58213 is in processing. It ships on Friday."
+
+
+def test_the_judge_counts_a_spliced_hold_and_one_after_an_unfinished_chunk() -> None:
+    spliced = ["The order One moment.", "58213 is in processing.", "It ships on Friday."]
+    assert hp._judge(spliced, ANSWER) == {"holds": 1, "inside": 1, "at_word": 1, "whole": False}
+    after_clause = ["Sure,", "One moment.", "the order 58213 is in processing."]
+    assert hp._judge(after_clause, "Sure, the order 58213 is in processing.")["inside"] == 1
+    between = ["One moment.", "The order 58213 is in processing.", "It ships on Friday."]
+    assert hp._judge(between, ANSWER) == {"holds": 1, "inside": 0, "at_word": 0, "whole": True}
+
+
+def test_a_stall_mid_sentence_is_measured_as_held_between_sentences() -> None:
+    clock = AutojumpClock()
+    result = clock.run(hp._one_run(hp._script(ANSWER, 1, 3.0, dead=False), clock))
+    assert result["chunks"] == ["One moment.", "The order 58213 is in processing.",
+                                "It ships on Friday."]  # fmt: skip
+    assert result["first_sound_s"] == hp.TTFT_S + 1.5  # the phrase, 1.5 s after "The order"
+    assert not result["stuck"]
