@@ -2,15 +2,17 @@
 
 Before session 9 the plain speech (`grammar.speech_grammar`, a trie) and the answer
 from results (`answer_words.speech_grammar_without`) had a builder each; now
-`grammar.speech_grammar(numbers, banned=...)` builds both. The old builders, kept
-verbatim in `old_speech_grammars.py`, and the new one are run on generated word sets,
-numbers and sentences through llama.cpp's own grammar matcher on the 0.5B model's
-vocabulary (loaded without weights). They accept the same sentences, but for one
-deliberate change: a word of the agent's machinery (`UNSPEAKABLE_WORDS`) is refused
-anywhere inside a word, not only at its start, in both paths ("Thecaller": the 0.5B,
-asked to repeat "The caller can call the reply function", at seed 4 under the old
-grammar; "malfunction" goes with it). Before, only the plain speech allowed
-"thefunction" and "thecaller", and both allowed "thereply".
+`grammar.speech_grammar(numbers, banned, banned_starts)` builds both (the answer's
+stems split by the old rule: 6+ letters anywhere, shorter at a word's start). The old
+builders, kept verbatim in `old_speech_grammars.py`, and the new one are run on
+generated word sets, numbers and sentences through llama.cpp's own grammar matcher on
+the 0.5B model's vocabulary (loaded without weights). They accept the same sentences,
+but for one deliberate change: a word of the agent's machinery (`UNSPEAKABLE_WORDS`)
+is refused anywhere inside a word, not only at its start, in both paths ("Thecaller":
+the 0.5B, asked to repeat 'The caller can call the "reply" function', at seeds 0 and 4
+under the old grammar; "malfunction" goes with it). Before, only the plain speech
+allowed "thefunction" and "thecaller", and both allowed "thereply". (Where the answer
+bans a stem, `answer_words.answer_bans`, is tested in test_local_llm_answer_words.py.)
 """
 
 from __future__ import annotations

@@ -301,15 +301,37 @@ def _word_states(patterns: frozenset[str]) -> dict[str, list[str]]:
     with; a letter that completes a pattern leads nowhere. States are listed from the
     word's start ("^"), breadth first, so the rule names are stable."""
     prefixes = {p[:i] for p in patterns for i in range(len(p) + 1)}
-    ending_in: dict[str, list[str]] = {}
-    for pattern in patterns:
-        ending_in.setdefault(pattern[-1], []).append(pattern)
+    fails: dict[str, str] = {}
+    moves_to: dict[tuple[str, str], str] = {}
+    holds: dict[str, bool] = {}
+
+    def fail(state: str) -> str:
+        """The longest proper suffix of `state` that is a pattern prefix."""
+        if state not in fails:
+            fails[state] = next(
+                state[i:] for i in range(1, len(state) + 1) if state[i:] in prefixes
+            )
+        return fails[state]
+
+    def move(state: str, letter: str) -> str:
+        """The state after `letter` (the automaton's goto, falling back along `fail`)."""
+        key = (state, letter)
+        if key not in moves_to:
+            if state + letter in prefixes:
+                moves_to[key] = state + letter
+            else:
+                moves_to[key] = move(fail(state), letter) if state else ""
+        return moves_to[key]
+
+    def holds_pattern(state: str) -> bool:
+        """Whether text whose longest pattern-prefix suffix is `state` ends in a pattern."""
+        if state not in holds:
+            holds[state] = state in patterns or (bool(state) and holds_pattern(fail(state)))
+        return holds[state]
 
     def step(state: str, letter: str) -> str | None:
-        text = state + letter
-        if any(text.endswith(pattern) for pattern in ending_in.get(letter, ())):
-            return None
-        return next(text[i:] for i in range(len(text) + 1) if text[i:] in prefixes)
+        target = move(state, letter)
+        return None if holds_pattern(target) else target
 
     transitions: dict[str, dict[str, str]] = {}
     frontier = ["^"]
@@ -338,7 +360,12 @@ def _word_states(patterns: frozenset[str]) -> dict[str, list[str]]:
 def _ranges(chars: Iterable[str]) -> str:
     """A character class's body for these letters, runs written as ranges ("a-eg-z"):
     llama.cpp's matcher scans a class's ranges one by one."""
-    codes = sorted({ord(c) for c in chars})
+    return _ranges_of("".join(sorted(set(chars))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _ranges_of(chars: str) -> str:
+    codes = [ord(c) for c in chars]
     runs: list[list[int]] = []
     for code in codes:
         if runs and code == runs[-1][1] + 1:
