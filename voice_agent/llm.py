@@ -199,7 +199,7 @@ class _PartialCall:
             return False
         try:
             return isinstance(json.loads(text), dict)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or a number too long for Python to read (hostile9)
             return False
 
 

@@ -370,7 +370,7 @@ class ToolScheduler:
         """Top-level arguments naming a future: ``({argument: call_id}, problem or None)``."""
         try:
             data = json.loads(arguments)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError):  # ValueError: also a number too long to read
             return {}, None
         if not isinstance(data, dict):
             return {}, None

@@ -164,7 +164,7 @@ def canonical_arguments(
     """
     try:
         data = json.loads(arguments)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, TypeError):  # ValueError: also a number too long to read (hostile9)
         return None
     if not isinstance(data, dict):
         return None
@@ -512,7 +512,7 @@ class Speculator:
             return arguments
         try:
             data = json.loads(arguments)
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError):  # ValueError: also a number too long to read
             return arguments
         if not isinstance(data, dict):
             return arguments

@@ -149,6 +149,11 @@ class ToolSpec:
             raise ToolArgumentsError(
                 f"arguments are not valid JSON: {exc.msg} at {exc.pos}"
             ) from None
+        except ValueError:  # (hostile9) a number longer than Python reads (4,300 digits)
+            raise ToolArgumentsError(
+                "arguments hold a number too long to read (thousands of digits); "
+                "send numbers of a sensible length, or as text"
+            ) from None
         if not isinstance(data, dict):
             raise ToolArgumentsError(f"arguments must be a JSON object, got {type(data).__name__}")
         if self.args_model is not None:

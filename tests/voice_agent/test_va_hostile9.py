@@ -508,3 +508,34 @@ async def test_a_result_container_the_tool_broke_resolves_as_its_text(
     call = ledger.call("call_1")
     assert call.status == "resolved" and call.result == "{'order': '5'}"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_call_whose_arguments_hold_a_number_too_long_to_read_fails_with_a_reason() -> None:
+    """Before (a `max_tokens` large enough to let it through): the model's call with a
+    5,000-digit number made the stream's parsing raise ValueError (json reads at most
+    4,300 digits): the whole response failed, the caller got the generic apology. Now
+    the call fails with a reason the model reads, and the model answers."""
+    from test_va_llm_reliability import run_call
+
+    from voice_agent.bench.fault_server import answer
+
+    tools = ToolRegistry()
+
+    @tools.tool(kind="read")
+    async def lookup(order_id: str) -> dict[str, bool]:
+        """Look an order up."""
+        return {"ok": True}
+
+    huge = '{"order_id": ' + "1" * 5000 + "}"
+
+    def plan(index: int, body: dict[str, Any]) -> list[Any]:
+        if any(m["role"] == "tool" for m in body["messages"]):
+            return answer("That number is too long; please read it again.")
+        call = ("call", 0, "call_1", "lookup", huge)
+        return [("headers",), ("role",), call, ("finish", "tool_calls"), ("done",)]
+
+    call = run_call(plan, ["look up my order"], tools=tools, llm={"max_tokens": 20000})
+    failed = call.entries("ToolCallFailed")
+    assert len(failed) == 1 and "number too long to read" in failed[0].error
+    assert "agent: That number is too long" in call.ledger.transcript()
+    assert not [e for e in call.entries("LlmResponseFinished") if e.finish_reason == "error"]
