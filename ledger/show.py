@@ -170,7 +170,35 @@ def _summary(entries: Sequence[Entry]) -> list[str]:
         f"speculative calls: {len(speculative)} ({len(set(adopted.values()))} adopted)",
         f"forks: {forks['ForkOpened']} opened, {forks['ForkAdopted']} adopted, "
         f"{forks['ForkDiscarded']} discarded",
+        *_unfinished_writes(entries, started, status),
     ]
+
+
+def _unfinished_writes(
+    entries: Sequence[Entry], started: Sequence[ToolCallStarted], status: dict[str, str]
+) -> list[str]:
+    """(hostile9) A session cut short (no `SessionEnded`: killed, the machine went down)
+    whose write has an intent and no outcome: the write may have been applied. Said
+    plainly, with its intent's key, so nobody repeats it blindly."""
+    if any(isinstance(e, SessionEnded) for e in entries):
+        return []
+    keys: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, Note):
+            call_id, _, rest = entry.text.partition(": ")
+            for lead in ("write intent ", "retrying intent "):
+                if rest.startswith(lead):
+                    keys[call_id] = rest[len(lead) :].split(" ", 1)[0]
+    lines = []
+    for call in started:
+        if call.kind == "write" and not call.speculative and call.call_id not in status:
+            key = f", intent {keys[call.call_id]}" if call.call_id in keys else ""
+            lines.append(
+                f"write with no outcome: {call.name} ({call.call_id}{key}) "
+                f"{call.arguments}: the session ended without a record of it (killed?); it "
+                "may have been applied: check before repeating it"
+            )
+    return lines
 
 
 def format_session(entries: Sequence[Entry]) -> str:

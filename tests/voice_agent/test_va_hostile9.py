@@ -133,6 +133,12 @@ def test_sigkill_never_leaves_an_applied_write_without_its_intent_in_the_file(
     # the statement (the large entry) is in the file before the write's start, in order
     assert [e["seq"] for e in lines] == list(range(len(lines)))
     assert not ran_while_masking, "the write ran while its intent was not in the file"
+    # and `voice-agent ledger show` says what a reader must know (before: "1 pending")
+    from ledger.show import format_session
+
+    shown = format_session(load_jsonl(tmp_path / "s.jsonl")).splitlines()
+    assert shown[-1].startswith("write with no outcome: refund (call_2, intent ")
+    assert "may have been applied: check before repeating it" in shown[-1]
 
 
 async def _pending(ledger: Ledger, call_id: str) -> None:
