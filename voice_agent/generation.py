@@ -19,14 +19,16 @@ from .events import LlmToolCallIssued
 
 RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 
-# The text recorded as planned is cut at sentence ends and line breaks only, by the speech
+# The text recorded as planned is cut at sentence ends and line breaks, by the speech
 # output's own sentence rules (abbreviations, "a.m.", numbers): every sentence the output
-# takes back at a stall is one the ledger has not recorded yet. (Characters: never reached.)
-_NO_CLAUSE_CUT = 10**9
+# takes back at a stall is one the ledger has not recorded yet. A run-on text with no end
+# is cut at this many characters (~2 min of speech: far past any sentence; it bounds the
+# scan of the buffer each delta costs).
+_RUN_ON_CHARS = 2000
 
 
 def _sentences() -> SentenceChunker:
-    return SentenceChunker(clause_after_chars=_NO_CLAUSE_CUT, max_chars=_NO_CLAUSE_CUT)
+    return SentenceChunker(clause_after_chars=_RUN_ON_CHARS, max_chars=_RUN_ON_CHARS)
 
 
 def spoken(text: str) -> str:

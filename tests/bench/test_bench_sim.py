@@ -165,3 +165,24 @@ async def test_barge_in_turn_does_not_wait_for_the_agent() -> None:
     assert [type(e) for _, e in events].count(TranscriptFinal) == 2
     assert any(isinstance(e, TranscriptPartial) for _, e in events)
     assert any(isinstance(e, UserSpeechEnded) for _, e in events)
+
+
+async def test_withdraw_takes_back_the_sentence_begun_so_a_phrase_plays_before_it() -> None:
+    from voice_agent.output import Withdrawn
+
+    s = Speaker()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(s.output.run())
+        s.output.push("r1", "It shipped. The order")
+        assert s.output.withdraw("r1") == Withdrawn("The order")
+        s.output.push("r1", "One moment. ")
+        s.output.push("r1", "The order is here.")
+        assert s.output.withdraw("r1") == Withdrawn()  # "here." ends a sentence: said
+        s.output.end("r1")
+        await run_for(s.clock, 6.0)
+        await s.output.aclose()
+    assert [p.text for p in s.output.sentences] == [
+        "It shipped.",
+        "One moment.",
+        "The order is here.",
+    ]
