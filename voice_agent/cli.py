@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     before = set(threading.enumerate())
     if argv is None:
         _terminate_as_interrupt()
+        _open_closed_standard_streams()
     with ending_loops():
         status = _run_command(argv)
     return end_process(status, before) if argv is None else status
@@ -399,6 +400,27 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _open_closed_standard_streams() -> None:
+    """A standard stream closed by whoever started the command (``<&-``, ``>&-``, a service
+    manager without them): Python leaves ``sys.stdin``/``sys.stdout`` None and every
+    command ended in "unexpected error: AttributeError: 'NoneType' object has no
+    attribute 'isatty'" (hostile9). Each is opened on the null device, as a daemon's are:
+    a closed input reads as empty (a chat ends at once, its session recorded), a closed
+    output is discarded, which is said on standard error when there is one."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (the process's own)
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        if sys.stderr is not None:
+            print(
+                "voice-agent: standard output is closed: nothing will be shown "
+                "(a session's record is in its ledger file)",
+                file=sys.stderr,
+            )
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def _terminate_as_interrupt() -> None:

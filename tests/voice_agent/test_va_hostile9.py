@@ -545,3 +545,36 @@ def test_a_call_whose_arguments_hold_a_number_too_long_to_read_fails_with_a_reas
     assert len(failed) == 1 and "number too long to read" in failed[0].error
     assert "agent: That number is too long" in call.ledger.transcript()
     assert not [e for e in call.entries("LlmResponseFinished") if e.finish_reason == "error"]
+
+
+@pytest.mark.parametrize("closed", [0, 1], ids=["stdin closed", "stdout closed"])
+def test_a_chat_started_with_a_standard_stream_closed_runs_and_records_its_session(
+    tmp_path: Path, closed: int
+) -> None:
+    """Before: `voice-agent chat <&-` (or `>&-`, a service started without them) ended in
+    "unexpected error: AttributeError: 'NoneType' object has no attribute 'isatty'"
+    ('write'), exit 1, no session. Now a closed input reads as empty and a closed output
+    is discarded (said on stderr): the session runs and its file ends with its end."""
+    sessions = tmp_path / "sessions"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "VOICE_AGENT__LEDGER__DIRECTORY": str(sessions),
+    }
+    env.pop("OPENAI_BASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "voice_agent.cli", "chat", "--base-url", "http://127.0.0.1:9/v1"],
+        input=None if closed == 0 else b"/quit\n",
+        stdout=None if closed == 1 else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: os.close(closed),
+        timeout=WAIT_S,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "unexpected error" not in err
+    if closed == 1:
+        assert "standard output is closed" in err
+    (session,) = sessions.glob("*.jsonl")
+    assert _entries(session)[-1]["reason"] == "end of input"
