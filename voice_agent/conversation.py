@@ -76,6 +76,9 @@ log = logging.getLogger(__name__)
 # Seconds between hold phrases while the LLM stays silent: a short phrase (~0.8 s spoken)
 # plus ~1.2 s of quiet keeps every silence under the 2 s the caller should ever wait.
 LLM_HOLD_AGAIN_S = 2.0
+# A hold phrase due while the caller still hears more than this of the answer waits for that
+# audio to end (the caller is not in silence; the model may go on meanwhile). Seconds.
+HOLD_AFTER_AUDIO_S = 0.1
 
 EndReason = Literal["stop", "tool_calls", "cancelled", "error"]
 
@@ -840,7 +843,9 @@ class Conversation:
     def say_llm_hold(self, ev: LlmStalled) -> None:
         """The LLM is slow: say a hold phrase in its response, between sentences only.
 
-        Not while the caller hears something else (earlier audio still playing). The
+        Not while the caller hears something else (earlier audio still playing), nor
+        while the caller still hears this answer: the phrase is due when its audio ends
+        if the model is still quiet then (:meth:`_hold_after_audio`). The
         unfinished sentence is taken back from the output first (:meth:`_withdraw`), so
         the phrase is said after the last complete sentence and the taken words, said
         again once the model goes on, are heard whole after it: "One moment. The order
@@ -852,6 +857,12 @@ class Conversation:
         gen = self.gen
         assert gen is not None
         if any(rid != gen.response_id for rid in self.playing):
+            return
+        if gen.hold_deferred:
+            return  # a phrase is already due when the answer's audio ends
+        left = self.output.unplayed_s(gen.response_id)
+        if left > HOLD_AFTER_AUDIO_S:
+            self._hold_after_audio(gen, ev, left)
             return
         if self._withdraw(gen).inside_sentence:
             if gen.withheld:
@@ -876,6 +887,21 @@ class Conversation:
                 f"hold phrase {phrase!r}{taken}"
             )
         )
+
+    def _hold_after_audio(self, gen: Generation, ev: LlmStalled, left: float) -> None:
+        """The caller still hears ``left`` seconds of this answer: no silence to fill yet.
+        Look again when that audio ends; if the model said nothing meanwhile, the
+        stall goes on and the phrase is due then (another LlmStalled)."""
+        chars = gen.streamed_chars
+        gen.hold_deferred = True
+
+        async def when_heard_out() -> None:
+            await self.clock.sleep(left)
+            gen.hold_deferred = False
+            if self.gen is gen and gen.streamed_chars == chars:
+                self._post(LlmStalled(response_id=gen.response_id, silent_s=ev.silent_s + left))
+
+        self._spawn(when_heard_out(), f"hold-after-audio:{gen.response_id}")
 
     def _withdraw(self, gen: Generation) -> Withdrawn:
         """The answer's text pauses: take its unfinished sentence back from the output.

@@ -65,6 +65,10 @@ class SpeechOutput(Protocol):
         whose final mark came last) and take back the sentence begun after it (see
         :class:`Withdrawn`). Nothing pushed, or ended: ``Withdrawn()``."""
 
+    def unplayed_s(self, response_id: str) -> float:
+        """Seconds of ``response_id``'s speech handed over and not yet heard (an estimate
+        for text not yet synthesised); 0 when the listener hears nothing more of it."""
+
     def interrupt(self) -> dict[str, str]:
         """Stop at once, drop everything queued; return heard text per started response."""
 
@@ -118,6 +122,10 @@ class TextOutput:
         the response's printed text does not end one."""
         text = self._text.get(response_id, "")
         return Withdrawn("", inside_sentence=not ends_sentence(text))
+
+    def unplayed_s(self, response_id: str) -> float:
+        """Printing is instantaneous: nothing is ever left to hear."""
+        return 0.0
 
     def _drain(self) -> None:
         while self._order:

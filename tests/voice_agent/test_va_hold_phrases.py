@@ -259,6 +259,33 @@ def test_a_stall_after_a_sentence_gets_a_hold_there() -> None:
     ]
 
 
+def test_no_hold_phrase_while_the_caller_still_hears_the_answer() -> None:
+    # the sentence is 2.25 s of speech; the model is quiet from 0.0 to 2.0 s: the caller
+    # never faced silence, so no "One moment." between the two sentences
+    script = [*words("The order 58213 is currently in the processing state."), ("wait", 2.0),
+              *words(" It ships on Friday.")[1:]]  # fmt: skip
+    call = run_call(script)
+    assert call.texts == [
+        "The order 58213 is currently in the processing state.",
+        "It ships on Friday.",
+    ]
+
+
+def test_a_hold_due_while_the_answer_plays_comes_when_its_audio_ends() -> None:
+    script = [*words("The order 58213 is currently in the processing state."), ("wait", 4.0),
+              *words(" It ships on Friday.")[1:]]  # fmt: skip
+    call = run_call(script)
+    assert call.texts == [
+        "The order 58213 is currently in the processing state.",
+        HOLDS[0],  # when the 9 words have been heard (not at 1.5 s, behind them)
+        HOLDS[1],  # the next one 2 s after the model's last word, as always
+        "It ships on Friday.",
+    ]
+    at = {c.text: c.at for c in call.chunks}
+    assert abs(at[HOLDS[0]] - 9 * PER_WORD / RATE) <= 2 * TICK_S
+    assert at[HOLDS[1]] == 3.5
+
+
 def test_a_stall_right_after_a_sentence_mark_holds_after_that_sentence() -> None:
     # the model's last token so far is the period: no space after it yet
     script = [*words("Let me see."), ("wait", 3.0), *words(" It ships on Friday.")[1:]]

@@ -228,6 +228,17 @@ class SimulatedSpeechOutput:
         self._wake.set()
         return Withdrawn(pending.lstrip())
 
+    def unplayed_s(self, response_id: str) -> float:
+        """The rest of its sentence playing plus its sentences waiting, at the speaking rate."""
+        left = 0.0
+        if self._playing is not None and self._playing.response_id == response_id:
+            left += max(0.0, self._playing.end - self._clock.now())
+        response = self._responses.get(response_id)
+        if response is not None:
+            rate = self._timing.speaking_rate_wpm
+            left += sum(words_duration_ms(t, rate) / 1000 for t, _ in response.sentences)
+        return left
+
     def interrupt(self) -> dict[str, str]:
         now = self._clock.now()
         if self._playing is not None:

@@ -29,7 +29,9 @@ Contract (see :class:`voice_agent.output.SpeechOutput`):
   it) and returned, with whether the chunks committed so far end inside a
   sentence (:meth:`SentenceChunker.take_unfinished`). A hold phrase pushed next
   is then said between sentences; the taken text pushed again after it is said
-  whole, as if it had never left.
+  whole, as if it had never left. ``unplayed_s(response_id)``: how long the
+  listener will still hear that response (its audio in the sink, plus its
+  chunks not yet synthesised at ``SPEECH_S_PER_WORD``).
 - ``prepare(text)``: text that may soon start a response (a preemptive answer
   held until the caller's turn ends) has its first chunk synthesised at once;
   a response whose chunk is that text plays the prepared audio without
@@ -77,6 +79,9 @@ FIRST_CHUNK_CHARS = 4
 # First chunks synthesised ahead by prepare() and not yet used: the newest preemptive answer's,
 # plus one that an older answer may still use; older ones are dropped (count).
 PREPARED_MAX = 2
+# How long a word of text not yet synthesised will take to say: piper's voices speak about
+# 170 words a minute. Only unplayed_s's estimate for text still waiting (s per word).
+SPEECH_S_PER_WORD = 0.35
 
 
 @dataclass
@@ -99,6 +104,7 @@ class _Response:
     segments: list[_Segment] = field(default_factory=list)
     started: bool = False  # PlayoutStarted posted
     synthesized_any: bool = False  # its first chunk went to the player
+    unwritten_words: int = 0  # words of its chunks accepted and not yet in the sink
 
 
 def heard_text(segments: list[_Segment], played: int) -> str:
@@ -199,6 +205,16 @@ class AudioSpeechOutput:
             self._accept(resp, chunks)
         return Withdrawn(text, inside_sentence=inside)
 
+    def unplayed_s(self, response_id: str) -> float:
+        """Seconds of ``response_id`` not yet heard: its audio in the sink, plus its chunks
+        not yet there at ``SPEECH_S_PER_WORD``."""
+        resp = self._by_id.get(response_id)
+        if resp is None:
+            return 0.0
+        played = self._sink.played_samples
+        samples = sum(max(0, s.start + s.length - played) for s in resp.segments)
+        return samples / self._sink.sample_rate + resp.unwritten_words * SPEECH_S_PER_WORD
+
     def prepare(self, text: str) -> None:
         """Synthesise the first chunk of ``text`` now (see the module doc); idempotent.
 
@@ -291,6 +307,7 @@ class AudioSpeechOutput:
     # ---------------------------------------------------------------- pipeline
     def _accept(self, resp: _Response, chunks: list[str]) -> None:
         resp.pending.extend(chunks)
+        resp.unwritten_words += sum(len(c.split()) for c in chunks)
         self._inflight += len(chunks)
         self._more.set()
         self._ensure_workers()
@@ -377,6 +394,7 @@ class AudioSpeechOutput:
                 resp.segments.append(seg)
                 self._written += len(audio)
                 await self._sink.write(audio)
+            resp.unwritten_words -= len(seg.text.split())
             self._inflight -= 1
 
     async def _monitor_loop(self) -> None:
