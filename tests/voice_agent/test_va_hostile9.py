@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -578,3 +579,70 @@ def test_a_chat_started_with_a_standard_stream_closed_runs_and_records_its_sessi
         assert "standard output is closed" in err
     (session,) = sessions.glob("*.jsonl")
     assert _entries(session)[-1]["reason"] == "end of input"
+
+
+def test_on_virtual_time_a_write_waiting_for_its_intent_is_not_jumped_past() -> None:
+    """The bench runs on `AutojumpClock` with a session file: the write's wait for the
+    writer thread must not let the idle loop jump virtual time to its next timer (here a
+    30 s one), or the bench's timings would depend on it. A guard (it held before this
+    session's change too: time stands still at 0.0 while the writer works)."""
+    from fsm import AutojumpClock
+
+    clock = AutojumpClock()
+    release = threading.Event()
+
+    def stalling_masker(text: str) -> str:  # fake: a slow masking, released in 0.3 s
+        if len(text) > INLINE_CHARS:
+            release.wait(WAIT_S)
+        return text
+
+    order: list[str] = []
+    registry = ToolRegistry()
+
+    @registry.tool(kind="read")
+    async def fetch_statement(account: str) -> str:
+        """A long statement."""
+        return "line of the statement. " * (INLINE_CHARS // 4)
+
+    @registry.tool(kind="write")
+    async def refund(order_id: str) -> dict[str, str]:
+        """Refund an order."""
+        order.append("refund ran")
+        return {"refunded": order_id}
+
+    async def main(path: Path) -> None:
+        ledger = Ledger("s9", clock, sinks=[JsonlSink(path, stalling_masker)])
+        sched = ToolScheduler(registry, ledger, lambda event: None, clock)
+        ledger.append(le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+
+        async def timer() -> None:
+            await asyncio.sleep(30)
+            order.append("30 s timer")
+
+        sentinel = asyncio.ensure_future(timer())
+        sched.start(call_id="call_1", response_id="r1", name="fetch_statement", arguments="{}")
+        while ledger.call("call_1").status == "pending":
+            await asyncio.sleep(0.01)
+        sched.start(
+            call_id="call_2", response_id="r1", name="refund", arguments='{"order_id": "5"}'
+        )
+        settled = asyncio.Event()  # no polling: the loop is idle but for the 30 s timer
+        ledger.subscribe(
+            lambda e: (
+                settled.set()
+                if getattr(e, "call_id", "") == "call_2" and e.type != "ToolCallStarted"
+                else None
+            )
+        )
+        threading.Timer(0.3, release.set).start()
+        if ledger.call("call_2").status == "pending":
+            await settled.wait()
+        await sentinel
+        await sched.aclose()
+        ledger.close()
+
+    try:
+        clock.run(main(Path(tempfile.mkdtemp()) / "s.jsonl"))
+    finally:
+        release.set()
+    assert order == ["refund ran", "30 s timer"]
