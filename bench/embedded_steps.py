@@ -4,7 +4,7 @@ Usage::
 
     python bench/embedded_steps.py [--model 1.5b] [--split heldout,unseen]
         [--only ID,ID] [--kinds lookup,two] [--json OUT] [--code DIR]
-        [--ab speculate|keep_own_tokens] [--repeat N]
+        [--ab speculate|keep_own_tokens|invented] [--repeat N]
 
 Runs the embedded server in this process (`server.build_app` on 127.0.0.1, the
 same `Responder` and engine the launched server runs) and asks the questions of
@@ -28,7 +28,8 @@ chunker) run after a run of this one compares two versions where the machine is
 too busy for their times to compare.
 
 ``--ab SWITCH`` asks each question twice in one process, with that engine switch
-(``speculate``: greedy drafts; ``keep_own_tokens``: the KV cache reused by text) at
+(``speculate``: greedy drafts; ``keep_own_tokens``: the KV cache reused by text;
+``invented``: decoding stops at a made-up argument, `switch_invented`) at
 its default and flipped, back to back, the order alternating, the KV cache reset
 to the system prompt and "Hello." before each; it reports the paired on - off
 differences per kind.
@@ -225,6 +226,24 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         engine._verify = logged_verify
 
 
+def switch_invented(engine: Any) -> None:
+    """``--ab invented``: ``engine.invented`` (on by default) switches the rule that stops
+    decoding at a made-up argument (`ReplyAssembler.is_invented` and the argument watch it
+    enables, notool9): off, each request's responder runs without it, as before."""
+    import voice_agent.local_llm.server as server_module
+
+    base = server_module.Responder
+
+    class Switched(base):  # type: ignore[misc,valid-type]
+        def __init__(self, engine: Any, chat: Any, reply: Any) -> None:
+            super().__init__(engine, chat, reply)
+            if not engine.invented:
+                reply.is_invented = None
+
+    engine.invented = True
+    server_module.Responder = Switched
+
+
 def watch_first_audio(clock: dict[str, Any]) -> None:
     """Have `embedded_questions.ask` cut speech with this checkout's text chunker (the
     same rule whichever code runs the model, --code), and mark in ``clock["work"]``
@@ -278,6 +297,8 @@ async def run(args: argparse.Namespace) -> list[Trace]:
     engine = await asyncio.to_thread(LlamaEngine.load, path, args.model, 2, 4096)
     clock: dict[str, Any] = {"t0": time.monotonic(), "request": 0, "trace": Trace("warm", "")}
     engine.keep_own_tokens = args.by_text
+    if args.ab == "invented":
+        switch_invented(engine)
     instrument(engine, clock)
     watch_first_audio(clock)
     runner = web.AppRunner(build_app(engine), access_log=None)
@@ -510,7 +531,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--ab",
-        choices=["speculate", "keep_own_tokens"],
+        choices=["speculate", "keep_own_tokens", "invented"],
         help="ask each question twice, with this engine switch at its default and flipped "
         "(back to back, the order alternating; the cache reset between): paired differences",
     )

@@ -26,6 +26,8 @@ from voice_agent.local_llm.grounding import (
     conversation_numbers,
     corrected_numbers,
     grounding_sources,
+    invented_arguments,
+    nothing_said,
     summary_grounded,
     taken_back_numbers,
     tool_words,
@@ -1078,6 +1080,62 @@ async def test_a_call_on_the_corrected_number_is_not_sent_beside_the_right_one()
     _, reply, _ = await _respond(engine, _user("Order 8080 - hold on, no, 8008. Shipped yet?"))
     assert [json.loads(a) for _, _, a in reply.calls] == [{"order_id": "8008"}]
     assert reply.ungrounded == [("get_order_status", ["order_id"])]
+
+
+@pytest.mark.parametrize(
+    ("said", "first", "then", "stops"),
+    [
+        # e22 (session 8): an order nobody named, then calls on a customer nobody named
+        ("Could you order me a taxi to the station?", {"order_id": "12345"},
+         {"phone": "555-123-4567", "time": "tomorrow 10 am"}, True),
+        # d11: the store hours of a city nobody named, read out as the weather
+        ("What's the weather like?", {"city": "New York"}, {"order_id": "58213"}, True),
+        # a number taken back: the right call may follow it (u04), decoding goes on
+        ("Order 8080 - hold on, no, 8008. Shipped yet?", {"order_id": "8080"},
+         {"order_id": "8008"}, False),
+    ],
+)  # fmt: skip
+async def test_a_dropped_call_whose_values_nobody_said_ends_the_decoding(said, first, then, stops):
+    # notool9 (session 9): the 1.5B went on writing calls after an invented one, 41-75
+    # tokens (3.4-5.6 s) before the caller heard "Sorry, I can't help" (bench e22).
+    name = "get_store_hours" if "city" in first else "get_order_status"
+    second = "schedule_callback" if "phone" in then else "get_order_status"
+    engine = ScriptedEngine(
+        lambda prompt, grammar: (
+            f'{name}"'
+            if prompt.endswith(DECISION_PREFIX)
+            else f"{json.dumps(first)}}}\n</tool_call>\n<tool_call>\n"
+            f'{{"name": "{second}", "arguments": {json.dumps(then)}}}\n</tool_call>'
+            if prompt.endswith('"arguments": ')
+            else "no"
+            if grammar and '"yes"' in grammar
+            else " I can look up orders or store hours."
+        )
+    )
+    responder, reply, _ = await _respond(engine, _user(said))
+    call_step = engine.written[1]
+    assert reply.stopped_at_invented is stops
+    assert (second in call_step) is not stops  # nothing written after the invented call
+    if stops:
+        assert not reply.calls and reply.ungrounded == [(name, list(first))]
+        # a number nobody said ends the step inside the value (`argument_watch`)
+        assert "order_id" not in first or first["order_id"] not in call_step
+        assert reply.text.startswith((ASK_LEAD, CANNOT_LEAD))  # the agent asks or declines
+    else:
+        assert [json.loads(a) for _, _, a in reply.calls] == [then]
+
+
+def test_a_value_is_invented_only_when_nothing_of_it_was_said():
+    said = ["Ring me at 646 555 0123 this evening at 6 pm, or order 8080, no, 8008."]
+    assert nothing_said("12345", said) and nothing_said("New York", said)
+    assert nothing_said("", said) and nothing_said("tomorrow 10 am", said)
+    assert not nothing_said("today at 18:00", said)  # reworded: 6 pm was said
+    assert not nothing_said("8080", said)  # taken back, not invented
+    assert not nothing_said("646-555-0123", said) and not nothing_said("this evening", said)
+    assert invented_arguments(
+        '{"phone": "555 987 6543", "time": "6 pm"}', ["phone", "time"], said
+    ) == ["phone"]
+    assert invented_arguments("not json", ["phone"], said) == []
 
 
 def test_a_results_note_is_shown_as_guidance_apart_from_the_result():

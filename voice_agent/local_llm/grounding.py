@@ -417,6 +417,63 @@ def summary_grounded(
     return found > 0 and found * 2 >= len(words)
 
 
+def said_digits(sources: Sequence[str]) -> list[str]:
+    """Strings of which every number `value_grounded` grounds in `sources` is a part: the
+    digits of all of them in order (numbers in words as digits). A run of digits that
+    is part of none of them is no part of any grounded number (`argument_watch`)."""
+    joined = _spelled_digits(" ".join(sources))
+    return ["".join(re.findall(r"\d", joined))]
+
+
+def nothing_said(value: str, sources: Sequence[str]) -> bool:
+    """Whether no part of an argument value was said: none of its numbers (as
+    `value_grounded` hears a number: a run of the digits said, spacing free) and none
+    of its words (itself or the same first five letters) occur in `sources`. An
+    empty value says nothing.
+
+    Such a value is invented, not reworded, nor a number the caller took back: the
+    1.5B, asked "Could you order me a taxi to the station?", looked up the order
+    "12345" (bench e22, session 8); asked about the weather, the store hours of "New
+    York". A reworded value ("today at 18:00" for "this evening at 6 pm") or a number
+    taken back ("8080, no, 8008") shares something with what was said.
+    """
+    shown = _twelve_hour(value.strip())
+    for number in _digit_groups(shown):
+        if number and value_grounded(number, sources):
+            return False
+    heard = set(re.findall(r"[a-z]+", " ".join(sources).lower()))
+    for word in re.findall(r"[a-z]+", shown.lower()):
+        if word in _FILLER_WORDS or len(word) < 2:
+            continue
+        if word in heard or (len(word) >= 5 and any(h.startswith(word[:5]) for h in heard)):
+            return False
+    return True
+
+
+def invented_arguments(
+    arguments_text: str, names: Sequence[str], sources: Sequence[str]
+) -> list[str]:
+    """Of the arguments `names` (a call's ungrounded ones), those whose every value
+    (`_leaves`) is `nothing_said`: values the model made up."""
+    arguments = _json_dict(arguments_text)
+    if arguments is None:
+        return []
+    return [
+        name
+        for name in names
+        if name in arguments
+        and all(nothing_said(leaf, sources) for leaf in _leaves(arguments[name]) or [""])
+    ]
+
+
+def _json_dict(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def retracted_arguments(arguments_text: str, taken_back: set[str]) -> list[str]:
     """Names of the arguments whose number is one the caller took back (`taken_back_numbers`)."""
     if not taken_back:

@@ -31,7 +31,15 @@ decoding should go on. Policy:
   Before anything was sent, decoding goes on: a call on a number the caller
   took back may come before the right one (u04). The cost: a call the caller
   did ask for, written after such a one, is lost; in the traces (h03, h15,
-  u04, b03) the asked calls came first, or before anything was sent.
+  u04, b03) the asked calls came first, or before anything was sent;
+- a dropped call with an argument `is_invented` finds made up (nothing of its
+  value was said: `grounding.invented_arguments`) ends decoding even before
+  anything was sent (notool9, session 9): no later call can repair it, and
+  the 1.5B, asked "Could you order me a taxi to the station?", looked up an
+  invented order "12345" and went on with calls on a customer nobody named,
+  41-75 tokens (3.4-5.6 s) before the caller heard "Sorry, I can't help"
+  (bench e22). A number taken back, or a value reworded, is not invented:
+  decoding goes on after those as before.
 """
 
 from __future__ import annotations
@@ -67,6 +75,9 @@ class ReplyAssembler:
     #: (name, arguments) -> True when the call brings no value of its own (see `respond`)
     is_reuse: Callable[[str, str], bool] | None = None
     reused: list[str] = field(default_factory=list)  # names of the calls not sent for that
+    #: (name, arguments, the ungrounded ones) -> True when one of them is made up
+    is_invented: Callable[[str, str, list[str]], bool] | None = None
+    stopped_at_invented: bool = False  # decoding ended at a dropped call with invented values
     text_allowed: bool = True  # False while only calls may come out (stray text is dropped)
     _seen: set[str] = field(default_factory=set)
     _sent_index: int = 0
@@ -78,6 +89,17 @@ class ReplyAssembler:
             self._seen.discard(key or "")
         self.ungrounded.clear()
         self.ungrounded_calls.clear()
+
+    def drop_invented(self, name: str, arguments: str, argument: str) -> None:
+        """Record a call whose decoding was stopped at `argument`, a value made up
+        (`argument_watch`), with `arguments` the values complete before it: it is not
+        sent, and it is kept in `ungrounded` like a call checked whole."""
+        missing = self.check_call(name, arguments) if self.check_call else []
+        if argument not in missing:
+            missing = [*missing, argument]
+        self.ungrounded.append((name, missing))
+        self.ungrounded_calls.append((name, arguments))
+        self.stopped_at_invented = True
 
     def feed(self, piece: str) -> tuple[list[dict[str, Any]], bool]:
         """Deltas to send for this piece, and False when decoding should stop."""
@@ -121,6 +143,11 @@ class ReplyAssembler:
                     self.ungrounded_calls.append((event.name, event.arguments))
                     if self.calls:
                         return deltas, False  # a further call nobody asked for: see below
+                    if self.is_invented is not None and self.is_invented(
+                        event.name, event.arguments, missing
+                    ):
+                        self.stopped_at_invented = True
+                        return deltas, False
                     continue
                 if self.is_reuse is not None and self.is_reuse(event.name, event.arguments):
                     self.reused.append(event.name)

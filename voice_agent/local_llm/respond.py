@@ -70,6 +70,7 @@ from typing import Any
 
 from voice_agent.call_control import caller_closes
 from voice_agent.local_llm.answer_words import answer_bans, caller_only_words
+from voice_agent.local_llm.argument_watch import ArgumentWatch
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -87,6 +88,7 @@ from voice_agent.local_llm.grounding import (
     corrected_numbers,
     corrects_itself,
     grounding_sources,
+    invented_arguments,
     numbers_in,
     retracted_arguments,
     summary_kind,
@@ -674,6 +676,7 @@ class Responder:
         self._tools = chat.tools
         schemas = _schemas(chat.tools)
         call_sources = grounding_sources(chat.messages, include_system=False)
+        self._call_sources = call_sources
         # A number the caller took back in their latest words grounds no call (the
         # 1.5B, told "8080, hold on, no, 8008", looked up both).
         taken_back = taken_back_numbers(latest_caller_words(chat.messages))
@@ -689,6 +692,9 @@ class Responder:
             )
             or retracted_arguments(arguments, taken_back)
             or list(self._with_the_day(name, arguments))
+        )
+        reply.is_invented = lambda name, arguments, missing: bool(
+            invented_arguments(arguments, missing, call_sources)
         )
         turn_values = values_used_this_turn(chat.messages)
         turn_calls = calls_this_turn(chat.messages)
@@ -1261,11 +1267,26 @@ class Responder:
         self.reply.text_allowed = False
         grammar = calls_grammar(tools or self._tools, name, more)
         check_grammar(grammar)
+        watch = (
+            ArgumentWatch(_schemas(tools or self._tools).get(name), self._call_sources)
+            if self.reply.is_invented is not None
+            else None
+        )
+
+        async def watched(piece: str) -> bool:
+            # A number nobody said in the first call's arguments ends the step at once
+            # (`argument_watch`): no completion of the call could be sent.
+            invented = watch.push(piece) if watch is not None else None
+            if invented is not None and watch is not None:
+                self.reply.drop_invented(name, watch.written, invented)
+                return False
+            return await on_text(piece)
+
         step = await self.engine.generate(
             prompt + head,
             _greedy(self.chat.sampling, self.chat.sampling.max_tokens),
             grammar,
-            on_text,
+            watched,
         )
         self.reply.text_allowed = True
         return _combine(stats, step)
