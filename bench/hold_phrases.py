@@ -19,9 +19,13 @@ Reported per kind of run (slow, dead, prompt):
 - ``holds``: hold phrases said; ``stalls_without_a_hold``: runs that got none; ``holds_inside_sentence``: of them, those said
   inside a sentence (in one chunk with other words, or after a chunk that does not
   end a sentence); ``holds_cut_at_a_word``: of those, the ones right after a word
-  (no punctuation: "The order / One moment.");
+  (no punctuation: "The order / One moment."); ``holds_after_a_clause_heard``: of
+  those, the ones after a clause the output had already said ("Sure, / One moment. /
+  let me check that for you."): said on time rather than leave the caller in silence
+  until the sentence ends;
 - ``answers_heard_whole``: runs whose answer words were all heard, in order, with
-  nothing between them but hold phrases at sentence ends (slow and prompt runs);
+  nothing between them but hold phrases at sentence ends or after a clause heard
+  (slow and prompt runs);
 - ``stalls_before_audio_held``: stalls before any of the answer was heard that got
   a hold phrase (of how many);
 - ``longest_silence_s``: the longest stretch without agent audio between the end of
@@ -74,6 +78,7 @@ CAP_S = 60.0  # a turn taking longer (clock seconds) is reported as stuck
 CONFIG = AgentConfig(system_prompt="You are a test agent.", mode="async")
 HOLDS = set(CONFIG.hold_phrases)
 SENTENCE_MARKS = (".", "!", "?", "…")
+CLAUSE_MARKS = (",", ";", ":")  # a chunk the output cut at a clause to start audio sooner
 
 
 class FakeWordTts:
@@ -166,7 +171,7 @@ def _ends_sentence(text: str) -> bool:
 
 
 def _judge(chunks: list[str], answer: str) -> dict[str, Any]:
-    holds = inside = at_word = 0
+    holds = inside = at_word = after_clause = 0
     for i, text in enumerate(chunks):
         spliced = [h for h in HOLDS if h in text and text != h]
         if text in HOLDS or spliced:
@@ -176,9 +181,16 @@ def _judge(chunks: list[str], answer: str) -> dict[str, Any]:
                 inside += 1
                 cut = text.split(spliced[0])[0].strip() if spliced else before
                 at_word += bool(cut) and cut[-1].isalnum()
+                after_clause += not spliced and before.rstrip().endswith(CLAUSE_MARKS)
     said = " ".join(c for c in chunks if c not in HOLDS).split()
-    whole = said == answer.split() and inside == 0
-    return {"holds": holds, "inside": inside, "at_word": at_word, "whole": whole}
+    whole = said == answer.split() and inside == after_clause
+    return {
+        "holds": holds,
+        "inside": inside,
+        "at_word": at_word,
+        "after_clause": after_clause,
+        "whole": whole,
+    }
 
 
 def run(stall_s: float) -> dict[str, Any]:
@@ -205,6 +217,7 @@ def run(stall_s: float) -> dict[str, Any]:
             "holds": sum(r["holds"] for r in rs),
             "holds_inside_sentence": sum(r["inside"] for r in rs),
             "holds_cut_at_a_word": sum(r["at_word"] for r in rs),
+            "holds_after_a_clause_heard": sum(r["after_clause"] for r in rs),
             "runs_with_a_hold_inside_a_sentence": sum(r["inside"] > 0 for r in rs),
             "stalls_without_a_hold": sum(r["holds"] == 0 for r in rs),
             "answers_heard_whole": None if kind == "dead" else sum(r["whole"] for r in rs),

@@ -849,10 +849,18 @@ class Conversation:
         unfinished sentence is taken back from the output first (:meth:`_withdraw`), so
         the phrase is said after the last complete sentence and the taken words, said
         again once the model goes on, are heard whole after it: "One moment. The order
-        58213 is in processing." — never "The order / One moment. / 58213 is ...". When
-        part of that sentence is already being said (its opening clause, "Sure,"), a
-        phrase now would land inside it: none is said until the sentence ends (or the
-        deadline's apology ends the answer); the ledger notes the deferral.
+        58213 is in processing." — never "The order / One moment. / 58213 is ...".
+
+        When part of that sentence is already being said (the output's first chunk may
+        end at a clause, "Sure,", to start audio sooner), the phrase is said anyway
+        after that clause and the rest of the sentence is said whole after it ("Sure, /
+        One moment. / let me check that for you."). Waiting for the sentence end
+        instead would leave the caller in silence for as long as the model stalls (up
+        to the deadline: 7.75 s before the apology for a dead model, 2.75 s for a slow
+        one in bench/hold_phrases.py); a phrase after a clause is the lesser evil, and
+        the stall watch already waited the normal hold time (``llm_hold_after_s``, then
+        ``LLM_HOLD_AGAIN_S``), so silence never exceeds that cadence. The ledger notes it.
+        A text output's printed clause stays in view: no phrase inside its sentence.
         """
         gen = self.gen
         assert gen is not None
@@ -864,19 +872,29 @@ class Conversation:
         if left > HOLD_AFTER_AUDIO_S:
             self._hold_after_audio(gen, ev, left)
             return
-        if self._withdraw(gen).inside_sentence:
-            if gen.withheld:
-                self._push_text(gen, "")  # the words taken back go on where they were
+        withdrawn = self._withdraw(gen)
+        if withdrawn.inside_sentence and withdrawn.visible:  # printed: the reader sees it go on
             self.ledger.append(
                 le.Note(
                     text=f"{gen.response_id}: the LLM said nothing for {ev.silent_s:.1f}s "
-                    "inside a sentence already being said; no hold phrase until it ends"
+                    "inside a sentence already printed; no hold phrase until it ends"
                 )
             )
             return
+        broken = withdrawn.inside_sentence
+        if broken:
+            self.ledger.append(
+                le.Note(
+                    text=f"{gen.response_id}: the LLM said nothing for {ev.silent_s:.1f}s "
+                    "inside a sentence already being said; the hold phrase follows the "
+                    "clause heard (waiting for the sentence end would leave the caller in "
+                    "silence)"
+                )
+            )
         self._record_planned(gen, final=True)  # the sentences before the phrase
         phrase = next(self._llm_hold_phrases)
-        self.output.push(gen.response_id, (" " if gen.pushed else "") + phrase + " ")
+        lead = "\n" if broken else " " if gen.pushed else ""  # a break after a clause
+        self.output.push(gen.response_id, lead + phrase + " ")
         gen.pushed = True
         self.playing.setdefault(gen.response_id, True)
         self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=phrase))
@@ -924,11 +942,13 @@ class Conversation:
         self.ledger.append(
             le.Note(text=f"LLM request {gen.response_id} failed: {ev.error}", level="error")
         )
-        # the apology follows the last sentence said, not the words of one left unfinished
-        self._withdraw(gen)
+        # the apology follows the last sentence said, not the words of one left unfinished;
+        # after a clause already said it starts a new line (a text output marks the break:
+        # "Your order has —" / "Sorry, ..."), never glued to the clause
+        broken = self._withdraw(gen).inside_sentence
         self._drop_withheld(gen, "the answer failed")
         self._record_planned(gen, final=True)
-        text = (" " if gen.pushed else "") + self.config.apology
+        text = ("\n" if broken else " " if gen.pushed else "") + self.config.apology
         gen.pushed = True
         self.playing.setdefault(gen.response_id, True)
         self.output.push(gen.response_id, text)

@@ -20,8 +20,9 @@ What the caller hears:
 - After ``hold_after_s`` without output it yields :class:`LlmQuiet` (the
   conversation says a hold phrase, between sentences only: see
   ``Conversation.say_llm_hold``); if the silence goes on, another one every
-  ``hold_again_s``, up to ``max_holds`` per generation (after output, a new
-  silence starts the count again). Past ``max_holds``, a hold phrase comes
+  ``hold_again_s``, up to ``max_holds`` per silence: any output starts the
+  count again (a new silence is a new wait; a count per generation left a model
+  that paused early and then died with no hold at all before the apology). Past ``max_holds``, a hold phrase comes
   only while the LLM shows signs of life (one within the last
   ``hold_again_s``), every ``LATE_HOLD_FACTOR`` x ``hold_again_s``: a model
   slowed by a busy machine keeps the line, a stopped one does not.
@@ -189,6 +190,8 @@ async def watch_silence(
                 continue  # a sign of life, nothing the caller hears
             heard = alive
             next_hold = heard + policy.hold_after_s
+            holds = 0  # a new silence: its holds count afresh (else a model that dies after
+            # output used up the count had 4-6 s of silence before the apology)
             if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
                 spoke = heard
             yield got  # type: ignore[misc]

@@ -41,11 +41,14 @@ class Withdrawn:
     ``text``: the response's unfinished sentence, pushed but not yet committed to
     speech, removed from the output (push it again before more text to go on);
     ``inside_sentence``: what *is* committed ends inside a sentence (a clause of it
-    is being said), so anything said now would land inside that sentence.
+    is being said), so anything said now would land inside that sentence;
+    ``visible``: what is committed stays in view (printed text): the reader sees the
+    answer begun, so a pause is no silence to fill inside its sentence.
     """
 
     text: str = ""
     inside_sentence: bool = False
+    visible: bool = False
 
 
 class SpeechOutput(Protocol):
@@ -89,6 +92,9 @@ class SpeechPreparer(Protocol):
 class TextOutput:
     """Prints the agent's text as it streams: playout is instantaneous.
 
+    A line break pushed after a sentence left unfinished (an apology after a clause
+    already printed) is printed as " —" then the break: "Your order has —" / "Sorry, ...".
+
     Used by ``voice-agent chat`` and by tests that need no audio.
     """
 
@@ -121,7 +127,7 @@ class TextOutput:
         """Printed text cannot be taken back: nothing is withdrawn; inside a sentence when
         the response's printed text does not end one."""
         text = self._text.get(response_id, "")
-        return Withdrawn("", inside_sentence=not ends_sentence(text))
+        return Withdrawn("", inside_sentence=not ends_sentence(text), visible=True)
 
     def unplayed_s(self, response_id: str) -> float:
         """Printing is instantaneous: nothing is ever left to hear."""
@@ -136,7 +142,10 @@ class TextOutput:
                 self._write(self._prefix)
                 self._emit(PlayoutStarted(response_id=rid))
             text = self._text[rid]
-            self._write(text[self._printed :])
+            new = text[self._printed :]
+            if new.startswith("\n") and not ends_sentence(text[: self._printed]):
+                new = " —" + new  # a line break after an unfinished sentence: mark the break
+            self._write(new)
             self._printed = len(text)
             if rid not in self._ended:
                 return

@@ -18,11 +18,26 @@ ANSWER = "The order 58213 is in processing. It ships on Friday."
 
 def test_the_judge_counts_a_spliced_hold_and_one_after_an_unfinished_chunk() -> None:
     spliced = ["The order One moment.", "58213 is in processing.", "It ships on Friday."]
-    assert hp._judge(spliced, ANSWER) == {"holds": 1, "inside": 1, "at_word": 1, "whole": False}
+    assert hp._judge(spliced, ANSWER) == {
+        "holds": 1, "inside": 1, "at_word": 1, "after_clause": 0, "whole": False
+    }  # fmt: skip
+    # a hold after a clause already heard ("Sure,"): said on time, the sentence whole after
     after_clause = ["Sure,", "One moment.", "the order 58213 is in processing."]
-    assert hp._judge(after_clause, "Sure, the order 58213 is in processing.")["inside"] == 1
+    judged = hp._judge(after_clause, "Sure, the order 58213 is in processing.")
+    assert judged["inside"] == 1 and judged["after_clause"] == 1 and judged["whole"]
     between = ["One moment.", "The order 58213 is in processing.", "It ships on Friday."]
-    assert hp._judge(between, ANSWER) == {"holds": 1, "inside": 0, "at_word": 0, "whole": True}
+    assert hp._judge(between, ANSWER) == {
+        "holds": 1, "inside": 0, "at_word": 0, "after_clause": 0, "whole": True
+    }  # fmt: skip
+
+
+def test_a_stall_after_an_opening_clause_is_held_on_time() -> None:
+    # before (hold9): "Sure," then silence until the sentence ended (or 7.75 s to the apology)
+    clock = AutojumpClock()
+    answer = "Sure, let me check that for you."
+    result = clock.run(hp._one_run(hp._script(answer, 1, 3.0, dead=True), clock))
+    assert result["chunks"][:2] == ["Sure,", "One moment."]
+    assert result["longest_silence_s"] <= 2.0 + hp.TICK_S
 
 
 def test_a_stall_mid_sentence_is_measured_as_held_between_sentences() -> None:

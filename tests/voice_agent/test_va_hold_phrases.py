@@ -28,6 +28,7 @@ from ledger import Ledger
 from peripherals.audio import AudioChunk
 from voice_agent.agent import Agent
 from voice_agent.config import AgentConfig
+from voice_agent.conversation import LLM_HOLD_AGAIN_S
 from voice_agent.events import SessionEnded, TranscriptFinal, UserSpeechStarted
 from voice_agent.llm import LlmError, StreamFinished, TextDelta
 from voice_agent.tools import ToolRegistry
@@ -205,14 +206,17 @@ def ends_sentence(text: str) -> bool:
     return text.rstrip("\"')]}”’»").endswith((".", "!", "?", "…"))
 
 
-def assert_holds_between_sentences(chunks: list[str]) -> None:
-    """Every hold phrase is a chunk of its own, and what was said before it ends a sentence."""
+def assert_holds_between_sentences(chunks: list[str], *, after_clause: bool = False) -> None:
+    """Every hold phrase is a chunk of its own, and what was said before it ends a sentence
+    (or, ``after_clause``, a clause: a chunk the output cut at a comma to start sooner)."""
     for i, text in enumerate(chunks):
         for hold in HOLDS:
             if hold in text:
                 assert text == hold, f"a hold phrase inside a chunk: {text!r} in {chunks}"
         if is_hold(text) and i > 0:
-            assert ends_sentence(chunks[i - 1]), f"hold after {chunks[i - 1]!r}: {chunks}"
+            before = chunks[i - 1]
+            ok = ends_sentence(before) or (after_clause and before.rstrip().endswith((",", ";")))
+            assert ok, f"hold after {before!r}: {chunks}"
 
 
 def answer_text(chunks: list[str]) -> str:
@@ -307,28 +311,35 @@ def test_a_stall_mid_sentence_then_a_dead_model_drops_the_words_and_apologises()
     assert [e.finish_reason for e in call.entries("LlmResponseFinished")] == ["error"]
 
 
-def test_a_stall_after_an_opening_clause_waits_for_the_sentence_end() -> None:
-    # "Sure," is already being said: a phrase now would land inside its sentence. The
-    # model goes on after 2.5 s and ends the sentence, then stalls: the hold goes there.
+def test_a_stall_after_an_opening_clause_gets_its_hold_on_time_then_the_sentence_whole() -> None:
+    # "Sure," is already being said when the model stalls for 2.5 s: waiting for the
+    # sentence end would leave the caller in silence; the phrase follows the clause at
+    # the normal hold time and the rest of the sentence is said whole after it.
     script = [*words("Sure, let me"), ("wait", 2.5), *words(" check that for you.")[1:],
               ("wait", 2.0), *words(" It ships on Friday.")[1:]]  # fmt: skip
     call = run_call(script)
-    assert call.texts == ["Sure,", "let me check that for you.", HOLDS[0], "It ships on Friday."]
+    assert call.texts == [
+        "Sure,",
+        HOLDS[0],
+        "let me check that for you.",
+        HOLDS[1],
+        "It ships on Friday.",
+    ]
     at = {c.text: c.at for c in call.chunks}
-    assert at[HOLDS[0]] == 4.0  # 1.5 s after the sentence ended, not before
+    assert at[HOLDS[0]] == CONFIG.llm_hold_after_s  # on time, not when the sentence ends
     assert_ledger_true(call)
     notes = [e.text for e in call.entries("Note")]
-    assert any("inside a sentence already being said" in n for n in notes)
+    assert any("the hold phrase follows the clause heard" in n for n in notes)
 
 
-def test_a_stall_after_an_opening_clause_of_a_dead_model_ends_in_the_apology() -> None:
+def test_a_stall_after_an_opening_clause_of_a_dead_model_holds_the_line_then_apologises() -> None:
+    # before: "Sure," then 7.75 s of silence until the apology
     call = run_call([*words("Sure, the order"), ("stall",)])
     assert [(c.at, c.text) for c in call.chunks] == [
-        (0.0, "Sure,"),
-        (8.0, "Sorry, I'm having trouble right now."),
-        (8.0, "Could you say that again?"),
-    ]
-    assert call.planned() == ["Sure,", APOLOGY]
+        (0.0, "Sure,"), (1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]),
+        (8.0, "Sorry, I'm having trouble right now."), (8.0, "Could you say that again?"),
+    ]  # fmt: skip
+    assert call.planned() == ["Sure,", *HOLDS, APOLOGY]
     assert_ledger_true(call)
 
 
@@ -410,8 +421,9 @@ def test_any_slow_answer_holds_only_between_sentences_and_never_leaves_a_stall_s
     answer, script, dies = case
     call = run_call(script)
     texts = call.texts
-    # 1. a hold phrase is a chunk of its own, after a sentence's end, never inside one
-    assert_holds_between_sentences(texts)
+    # 1. a hold phrase is a chunk of its own, after a sentence's end (or a clause already
+    #    heard), never inside a chunk nor after a bare word
+    assert_holds_between_sentences(texts, after_clause=True)
     # 2. what the caller heard of the answer is the answer (whole if it finished; its
     #    opening words, then the apology, if the model died); the ledger says the same
     said = answer_text(texts).split()
@@ -428,3 +440,29 @@ def test_any_slow_answer_holds_only_between_sentences_and_never_leaves_a_stall_s
             due = start + CONFIG.llm_hold_after_s
             assert any(is_hold(c.text) and abs(c.at - due) < 1e-6 for c in call.chunks), (
                 start, length, [(c.at, c.text) for c in call.chunks])  # fmt: skip
+    # 4. a dead model's stall is held at the hold cadence wherever it falls: the caller's
+    #    silence before the apology is at most the deadline less the last hold's due time
+    #    (before: a stall after an opening clause left 7.75 s of silence before it)
+    if dies and call.entries("LlmResponseFinished")[0].finish_reason == "error":
+        assert silence_before_apology(call) <= DEAD_SILENCE_BOUND_S, [
+            (c.at, c.text) for c in call.chunks
+        ]
+
+
+# Holds of a dead model are due hold_after_s, then every LLM_HOLD_AGAIN_S, after its last
+# output (three of them at the default 8 s deadline); the apology comes at the deadline.
+DEAD_SILENCE_BOUND_S = (
+    CONFIG.llm_deadline_s - CONFIG.llm_hold_after_s - 2 * LLM_HOLD_AGAIN_S + TICK_S
+)
+
+
+def silence_before_apology(call: Call) -> float:
+    """Seconds without speech before the apology's first chunk (each chunk plays whole,
+    in order, from when it is synthesised or the one before ends)."""
+    end = 0.0
+    for c in call.chunks:
+        start = max(c.at, end)
+        if c.text == APOLOGY.split(". ")[0] + ".":
+            return round(start - end, 3)
+        end = start + len(c.text.split()) * PER_WORD / RATE
+    raise AssertionError(f"no apology in {call.texts}")

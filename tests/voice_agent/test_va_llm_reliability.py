@@ -174,6 +174,9 @@ def test_a_stall_inside_a_printed_sentence_gets_no_hold_phrase_inside_it():
     assert sum("inside a sentence" in n for n in notes) == 3
     assert errors(call) == ["the LLM produced nothing for 8.0s"]
     assert call.heard(1)[-1][1] == "We open at nine."
+    # the apology reads as a break on its own line, never glued to the words printed
+    # (it was "agent> Your order has Sorry, I'm having trouble ..."; hold9b)
+    assert f"agent> Your order has —\n{APOLOGY}\n" in call.printed, call.printed
 
 
 def test_a_slow_but_working_llm_gets_one_hold_phrase_and_then_its_answer():
