@@ -277,6 +277,27 @@ class AgentConfig(_Frozen):
         "nothing speakable (a sentence, a call) for this many seconds: stop it and apologise. "
         "A model slowed by a busy machine keeps the line with hold phrases until then",
     )
+    llm_holds_before_long_wait: int = Field(
+        3,
+        ge=0,
+        description="hold phrases said every 2 s in one silence of the LLM before the wait "
+        "counts as long: then llm_long_wait_phrase once per answer, and later hold phrases "
+        "further apart (the gap doubles up to llm_hold_gap_max_s), never 'Almost there.' "
+        "every 2 s for a minute. The default equals the holds before a dead model's 8 s "
+        "deadline, so only a model that works on is told about",
+    )
+    llm_long_wait_phrase: str = Field(
+        "Sorry, this is taking a little longer than usual.",
+        min_length=1,
+        description="said once per answer when the LLM's silence outlasts the short holds "
+        "(llm_holds_before_long_wait)",
+    )
+    llm_hold_gap_max_s: float = Field(
+        8.0,
+        gt=0,
+        description="after the long-wait phrase, hold phrases come at doubling gaps "
+        "(4 s, 8 s, ...) up to this many seconds",
+    )
     preemptive_generation: bool = Field(
         True,
         description="start the LLM when the user pauses (early transcript); keep it if the turn ends there",

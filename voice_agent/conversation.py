@@ -146,6 +146,9 @@ class Conversation:
                 0,
                 int((config.llm_deadline_s - 1.0 - config.llm_hold_after_s) // LLM_HOLD_AGAIN_S),
             ),
+            # a long wait: a few short holds, once "this is taking longer", then spaced out
+            holds_before_long_wait=config.llm_holds_before_long_wait,
+            max_hold_gap_s=max(LLM_HOLD_AGAIN_S, config.llm_hold_gap_max_s),
         )
         self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
         self.quiet_since = clock.now()  # when the caller last stopped hearing anything
@@ -589,7 +592,11 @@ class Conversation:
             async for item in stream:
                 if isinstance(item, LlmQuiet):
                     if gen.held is None:  # a fork's silence is nobody's: the caller still talks
-                        self._post(LlmStalled(response_id=rid, silent_s=item.silent_s))
+                        self._post(
+                            LlmStalled(
+                                response_id=rid, silent_s=item.silent_s, long_wait=item.long_wait
+                            )
+                        )
                 elif isinstance(item, TextDelta):
                     gen.streamed_chars += len(item.text)
                     emit(LlmTextDelta(response_id=rid, text=item.text))
@@ -892,7 +899,9 @@ class Conversation:
                 )
             )
         self._record_planned(gen, final=True)  # the sentences before the phrase
-        phrase = next(self._llm_hold_phrases)
+        # a long wait is owned up to once ("Sorry, this is taking a little longer than
+        # usual."); the watch marks it after the short holds and spaces the later ones out
+        phrase = self.config.llm_long_wait_phrase if ev.long_wait else next(self._llm_hold_phrases)
         lead = "\n" if broken else " " if gen.pushed else ""  # a break after a clause
         self.output.push(gen.response_id, lead + phrase + " ")
         gen.pushed = True
@@ -917,7 +926,13 @@ class Conversation:
             await self.clock.sleep(left)
             gen.hold_deferred = False
             if self.gen is gen and gen.streamed_chars == chars:
-                self._post(LlmStalled(response_id=gen.response_id, silent_s=ev.silent_s + left))
+                self._post(
+                    LlmStalled(
+                        response_id=gen.response_id,
+                        silent_s=ev.silent_s + left,
+                        long_wait=ev.long_wait,
+                    )
+                )
 
         self._spawn(when_heard_out(), f"hold-after-audio:{gen.response_id}")
 

@@ -143,6 +143,7 @@ class LlmStalled(Event):
 
     response_id: str
     silent_s: float
+    long_wait: bool = False  # the wait is long: say so (once per answer)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,10 +22,13 @@ What the caller hears:
   ``Conversation.say_llm_hold``); if the silence goes on, another one every
   ``hold_again_s``, up to ``max_holds`` per silence: any output starts the
   count again (a new silence is a new wait; a count per generation left a model
-  that paused early and then died with no hold at all before the apology). Past ``max_holds``, a hold phrase comes
-  only while the LLM shows signs of life (one within the last
-  ``hold_again_s``), every ``LATE_HOLD_FACTOR`` x ``hold_again_s``: a model
-  slowed by a busy machine keeps the line, a stopped one does not.
+  that paused early and then died with no hold at all before the apology). A
+  long wait: after ``holds_before_long_wait`` holds, one marked ``long_wait``
+  (said once per generation: "this is taking longer than usual"), then gaps
+  doubling up to ``max_hold_gap_s`` (see :class:`SilencePolicy`). Past
+  ``max_holds``, a hold phrase comes only while the LLM shows signs of life
+  (one within the last ``hold_again_s``): a model slowed by a busy machine
+  keeps the line, a stopped one does not.
 - After ``deadline_s`` without a sign of life (a dead or stalled endpoint:
   within seconds, whatever the machine's load) it stops the stream (closing
   the HTTP request) and raises :class:`~voice_agent.llm.LlmError`: the
@@ -67,6 +70,13 @@ class SilencePolicy:
     ``deadline_s``: no sign of life (output or progress) this long ends the
     generation; ``patience_s``: nothing speakable this long ends it even while
     the LLM shows signs of life (at least ``deadline_s``).
+
+    A long wait is held the way a person on the phone holds it: after
+    ``holds_before_long_wait`` short holds ``hold_again_s`` apart, the next one
+    is marked ``long_wait`` (the conversation says once per answer "Sorry, this
+    is taking a little longer than usual."), and from then on the gaps double
+    (2x, 4x ``hold_again_s``...) up to ``max_hold_gap_s``: a few words now and
+    then, not "Almost there." every 2 s for a minute.
     """
 
     hold_after_s: float = 1.5
@@ -74,18 +84,24 @@ class SilencePolicy:
     deadline_s: float = 8.0
     max_holds: int = 2
     patience_s: float = 30.0
+    holds_before_long_wait: int = 3
+    max_hold_gap_s: float = 8.0
 
-
-# Past max_holds, while the LLM still progresses, hold phrases are this many times
-# hold_again_s apart (a long wait is announced, less often than a short one).
-LATE_HOLD_FACTOR = 2.0
+    def gap_after(self, holds: int) -> float:
+        """Seconds from the ``holds``-th hold phrase of a silence (1-based) to the next."""
+        doublings = holds - self.holds_before_long_wait
+        if doublings <= 0:
+            return self.hold_again_s
+        return max(self.hold_again_s, min(self.hold_again_s * 2.0**doublings, self.max_hold_gap_s))
 
 
 @dataclass(frozen=True)
 class LlmQuiet:
-    """The stream has been silent for ``silent_s`` seconds: time for a hold phrase."""
+    """The stream has been silent for ``silent_s`` seconds: time for a hold phrase
+    (``long_wait``: the first past the policy's short holds; say that it takes long)."""
 
     silent_s: float
+    long_wait: bool = False
 
 
 _END = object()
@@ -142,7 +158,8 @@ async def watch_silence(
         spoke = alive  # its last speakable progress
         heard = alive if quiet_since is None else min(alive, quiet_since)  # the caller's
         next_hold = heard + policy.hold_after_s
-        holds = 0
+        holds = 0  # hold phrases of the current silence
+        announced = False  # the long wait was announced (once per generation)
         last_hold = -math.inf  # when the last hold phrase was due (said or passed over)
         while True:
             lifeless = alive + policy.deadline_s <= spoke + patience  # which deadline is first
@@ -150,7 +167,7 @@ async def watch_silence(
             if holds < policy.max_holds:
                 hold_at = next_hold
             elif alive > last_hold:  # signs of life since: the LLM works, keep the line
-                hold_at = max(next_hold, last_hold + LATE_HOLD_FACTOR * policy.hold_again_s)
+                hold_at = next_hold  # spaced out by the policy's long-wait gaps
             else:
                 hold_at = math.inf
             hold_due = hold_at < deadline
@@ -163,8 +180,10 @@ async def watch_silence(
                     last_hold = now
                     if holds < policy.max_holds or now - alive < policy.hold_again_s:
                         holds += 1
-                        next_hold = now + policy.hold_again_s
-                        yield LlmQuiet(silent_s=now - heard)
+                        next_hold = now + policy.gap_after(holds)
+                        long_wait = holds == policy.holds_before_long_wait + 1 and not announced
+                        announced = announced or long_wait
+                        yield LlmQuiet(silent_s=now - heard, long_wait=long_wait)
                     continue
                 if lifeless:
                     raise LlmError(

@@ -40,6 +40,7 @@ from voice_agent.tools import ToolRegistry
 
 APOLOGY = AgentConfig().apology
 HOLDS = AgentConfig().hold_phrases
+LONG_WAIT = AgentConfig().llm_long_wait_phrase
 TURN_CAP_S = 120.0  # virtual seconds a turn may take before the test calls it hung
 
 
@@ -229,12 +230,55 @@ def test_a_model_slowed_by_a_busy_machine_is_heard_out_not_apologised_for():
     heard = call.heard(0)
     assert errors(call) == []
     assert APOLOGY not in [text for _, text in heard]
-    assert "".join(text for _, text in heard if text not in HOLDS).strip() == ANSWER
-    # the line is kept while it works: holds every 2 s, then (past the three a stall gets)
-    # every 4 s while progress comes; none once words stream (they end the silence count)
-    holds = [(t, text) for t, text in heard if text in HOLDS]
-    assert [t for t, _ in holds] == [1.5, 3.5, 5.5, 9.5, 13.5, 17.5]
+    assert "".join(text for _, text in heard if text not in (*HOLDS, LONG_WAIT)).strip() == ANSWER
+    # the line is kept while it works: three holds 2 s apart, then once "this is taking a
+    # little longer", then further apart (4 s, then 8 s) while progress comes; none once
+    # words stream (they end the silence). Was: a hold every 2 s, then every 4 s (hold9b)
+    holds = [(t, text) for t, text in heard if text in (*HOLDS, LONG_WAIT)]
+    assert holds == [(1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]), (7.5, LONG_WAIT),
+                     (11.5, HOLDS[0])]  # fmt: skip
     assert call.heard(1)[-1][1] == "We open at nine."
+
+
+@pytest.mark.parametrize("deadline_s", [8.0, 120.0])
+def test_a_long_wait_is_held_like_a_person_would_not_every_two_seconds(deadline_s):
+    # A model that shows signs of life (progress) but says nothing speakable until the
+    # patience runs out: a few short holds, once "Sorry, this is taking a little longer
+    # than usual.", then holds at doubling gaps capped at llm_hold_gap_max_s; never
+    # "Almost there." every 2 s (was ~10 phrases in 30 s; with a 120 s deadline, as the
+    # bench raises it, max_holds grew with it: one every 2 s for the whole wait).
+    end = max(30.0, deadline_s)  # the product's patience (30 s), or the raised deadline
+    works = [("headers",), ("role",), *progressing(end + 5.0, 1.0), ("stall",)]
+    call = run_call(
+        then_answer(works),
+        ["Where is my order?", "When do you open?"],
+        llm={"timeout_s": end + 10.0},  # the client's own deadline is not under test
+        llm_deadline_s=deadline_s,
+        llm_patience_s=end,
+    )
+    heard = call.heard(0)
+    said = [(t, text) for t, text in heard if text in (*HOLDS, LONG_WAIT)]
+    assert said[:4] == [(1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]), (7.5, LONG_WAIT)]
+    assert [text for _, text in said].count(LONG_WAIT) == 1
+    # doubling after the long-wait phrase (4 s, 8 s), capped at llm_hold_gap_max_s (8 s)
+    spaced = [11.5 + 8.0 * k for k in range(int(end // 8.0) + 1) if 11.5 + 8.0 * k < end]
+    assert [t for t, _ in said] == [1.5, 3.5, 5.5, 7.5, *spaced]
+    assert heard[-1] == (end, APOLOGY)
+    assert call.heard(1)[-1][1] == "We open at nine."
+
+
+def test_the_long_wait_is_configurable():
+    works = [("headers",), ("role",), *progressing(40.0, 1.0), ("stall",)]
+    call = run_call(
+        then_answer(works),
+        ["Where is my order?", "When do you open?"],
+        llm_holds_before_long_wait=1,
+        llm_long_wait_phrase="Bear with me, this one takes a while.",
+        llm_hold_gap_max_s=5.0,
+    )
+    said = [(t, text) for t, text in call.heard(0) if text != APOLOGY]
+    assert said[:4] == [(1.5, HOLDS[0]), (3.5, "Bear with me, this one takes a while."),
+                        (7.5, HOLDS[1]), (12.5, HOLDS[2])]  # fmt: skip
 
 
 @pytest.mark.parametrize("report", ["progress", "prompt_progress"])
@@ -269,7 +313,10 @@ def test_a_model_that_progresses_but_never_speaks_is_apologised_for_at_its_patie
     assert errors(call) == [
         "the LLM said nothing that can be spoken for 20.0s (it was still working)"
     ]
-    assert max(gaps(heard)) <= 4.0, heard
+    # holds 2 s apart, then (after "this is taking a little longer") further apart, at
+    # most llm_hold_gap_max_s (hold9b; was every 4 s)
+    assert max(gaps(heard)) <= AgentConfig().llm_hold_gap_max_s, heard
+    assert [t for _, t in heard].count(LONG_WAIT) == 1
     assert call.heard(1)[-1][1] == "We open at nine."
 
 

@@ -33,13 +33,15 @@ class Script:
             self.closed = True
 
 
-def run(clock: AutojumpClock, script: Script) -> tuple[list, BaseException | None]:
+def run(
+    clock: AutojumpClock, script: Script, policy: SilencePolicy = POLICY
+) -> tuple[list, BaseException | None]:
     got: list = []
     error: list[BaseException] = []
 
     async def consume() -> None:
         try:
-            async for item in watch_silence(script.__aiter__(), clock, POLICY):
+            async for item in watch_silence(script.__aiter__(), clock, policy):
                 got.append((clock.now(), item))
         except LlmError as exc:
             error.append(exc)
@@ -147,8 +149,27 @@ def test_progress_reports_keep_a_slow_stream_alive_and_are_not_passed_on():
         TextDelta("Done."),
         StreamFinished("stop"),
     ]
-    # two holds while no progress is needed to earn them, then one per 2 x 3 s it progresses
-    assert [t for t, i in got if isinstance(i, LlmQuiet)] == [1.5, 4.5, 10.5]
+    # two holds while no progress is needed to earn them, then more while it progresses:
+    # 3 s apart up to holds_before_long_wait (3), then the long-wait mark (hold9b; was one
+    # per 2 x 3 s past max_holds, and no long-wait mark)
+    quiet = [(t, i.long_wait) for t, i in got if isinstance(i, LlmQuiet)]
+    assert quiet == [(1.5, False), (4.5, False), (7.5, False), (10.5, True)]
+
+
+def test_a_long_wait_is_marked_once_then_holds_come_further_apart():
+    clock = AutojumpClock()
+    policy = SilencePolicy(hold_after_s=1.5, hold_again_s=2.0, deadline_s=8.0, max_holds=3,
+                           patience_s=60.0, holds_before_long_wait=2, max_hold_gap_s=6.0)  # fmt: skip
+    steps = [*((1.0, Progressed(64 * i)) for i in range(1, 26)), (1.0, TextDelta("Done.")),
+             *((1.0, Progressed(2000 + 64 * i)) for i in range(1, 16))]  # fmt: skip
+    got, error = run(clock, Script(clock, steps, stall=True), policy)
+    quiet = [(t, i.long_wait) for t, i in got if isinstance(i, LlmQuiet)]
+    # 2 short holds, the long-wait mark, then 4 s, 6 s (capped), 6 s...; after the output
+    # at 26 s a new silence: short holds again, but the long wait is not announced again
+    assert quiet == [(1.5, False), (3.5, False), (5.5, True), (9.5, False), (15.5, False),
+                     (21.5, False), (27.5, False), (29.5, False), (31.5, False),
+                     (35.5, False), (41.5, False)]  # fmt: skip
+    assert isinstance(error, LlmError)
 
 
 def test_when_progress_stops_the_deadline_counts_from_the_last_report():
