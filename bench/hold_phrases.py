@@ -30,7 +30,11 @@ Reported per kind of run (slow, dead, prompt):
   a hold phrase (of how many);
 - ``longest_silence_s``: the longest stretch without agent audio between the end of
   the caller's turn and the end of the answer (median and max over runs);
-- ``first_sound_s``: the turn's end to the first agent audio (median, max).
+- ``first_sound_s``: the turn's end to the first agent audio (median, max);
+- ``long_wait``: a model reporting progress but saying nothing for 30 s (the
+  default patience and deadline) and 120 s (both raised to it): phrases said before
+  the apology, of them "this is taking longer" and "Almost there.", and the
+  longest silence.
 
 Run it on the code before a change with that code first on the path, e.g.
 ``PYTHONPATH=/path/to/old/checkout python bench/hold_phrases.py``: it uses only
@@ -53,7 +57,7 @@ from fsm import AutojumpClock, Clock
 from ledger import Ledger
 from peripherals.audio import AudioChunk
 from voice_agent.agent import Agent
-from voice_agent.bench.fault_server import FaultServer, words
+from voice_agent.bench.fault_server import FaultServer, progressing, words
 from voice_agent.config import AgentConfig, LlmConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
 from voice_agent.llm import LlmClient
@@ -109,14 +113,22 @@ def _script(answer: str, stall_after: int | None, stall_s: float, dead: bool) ->
             ("done",)]  # fmt: skip
 
 
-async def _one_run(script: list[Any], clock: Clock) -> dict[str, Any]:
+async def _one_run(
+    script: list[Any],
+    clock: Clock,
+    config: AgentConfig = CONFIG,
+    timeout_s: float = 30.0,
+    cap_s: float = CAP_S,
+) -> dict[str, Any]:
     async with FaultServer(script, clock=clock) as server:
-        llm = LlmClient(LlmConfig(base_url=server.base_url, model="slow"), clock=clock)
+        llm = LlmClient(
+            LlmConfig(base_url=server.base_url, model="slow", timeout_s=timeout_s), clock=clock
+        )
         tts = FakeWordTts(clock)
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("hold-bench", clock)
-        agent = Agent(CONFIG, llm, ToolRegistry(), output, ledger, clock)
+        agent = Agent(config, llm, ToolRegistry(), output, ledger, clock)
 
         async def play() -> None:
             while True:
@@ -132,7 +144,7 @@ async def _one_run(script: list[Any], clock: Clock) -> dict[str, Any]:
         await clock.sleep(TICK_S)
         stuck = False
         while not agent.is_idle():
-            if clock.now() - t0 > CAP_S:
+            if clock.now() - t0 > cap_s:
                 stuck = True
                 break
             await clock.sleep(TICK_S)
@@ -239,12 +251,39 @@ def run(stall_s: float) -> dict[str, Any]:
     return {"stall_s": stall_s, "summary": summary, "example_slow_stall_after_2_words": examples}
 
 
+def long_wait(wait_s: float) -> dict[str, Any]:
+    """A model that reports progress every second but says nothing for ``wait_s`` (the
+    patience; the deadline raised to it when longer than the default patience, as the
+    benches raise it): the
+    phrases said before the apology, when, and the longest gap between them."""
+    raised = wait_s > CONFIG.llm_patience_s  # the product's deadline, unless raised with it
+    deadline = wait_s if raised else CONFIG.llm_deadline_s
+    config = CONFIG.model_copy(update={"llm_patience_s": wait_s, "llm_deadline_s": deadline})
+    script = [("headers",), ("role",), *progressing(wait_s + 5.0, 1.0), ("stall",)]
+    clock = AutojumpClock()
+    result = clock.run(
+        _one_run(script, clock, config, timeout_s=wait_s + 10.0, cap_s=wait_s + 10.0)
+    )
+    phrases = [c for c in result["chunks"] if c not in CONFIG.apology]
+    return {
+        "wait_s": wait_s,
+        "phrases": len(phrases),
+        "long_wait_phrases": sum(
+            c == getattr(CONFIG, "llm_long_wait_phrase", None) for c in phrases
+        ),  # fmt: skip
+        "almost_there": sum(c == "Almost there." for c in phrases),
+        "longest_silence_s": result["longest_silence_s"],
+        "stuck": result["stuck"],
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stall-s", type=float, default=3.0)
     parser.add_argument("--json", help="also write the full report here")
     args = parser.parse_args(argv)
     report = run(args.stall_s)
+    report["long_wait"] = [long_wait(w) for w in (30.0, 120.0)]
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

@@ -47,3 +47,10 @@ def test_a_stall_mid_sentence_is_measured_as_held_between_sentences() -> None:
                                 "It ships on Friday."]  # fmt: skip
     assert result["first_sound_s"] == hp.TTFT_S + 1.5  # the phrase, 1.5 s after "The order"
     assert not result["stuck"]
+
+
+def test_a_long_wait_is_measured_with_one_long_wait_phrase_and_spaced_holds() -> None:
+    got = hp.long_wait(30.0)
+    # 1.5, 3.5, 5.5, the long-wait phrase at 7.5, then 11.5, 19.5, 27.5 (was 9 phrases)
+    assert got["phrases"] == 7 and got["long_wait_phrases"] == 1 and not got["stuck"]
+    assert got["longest_silence_s"] <= hp.CONFIG.llm_hold_gap_max_s
