@@ -361,7 +361,7 @@ async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
     engine = ScriptedEngine(_dropping_script("no"))  # not what the caller asks for
     responder, reply, deltas = await _respond(engine, _user("Book me a table for dinner."))
     assert not reply.calls
-    assert deltas[0] == {"content": CANNOT_LEAD}
+    assert deltas[:2] == [{"content": CANNOT_LEAD}, {"content": " "}]  # before the model runs
     assert reply.text == CANNOT_LEAD + " I can look up orders or store hours."
     assert responder.plan.asked_or_cannot == "cannot_do"
 
@@ -448,6 +448,35 @@ async def test_tool_choice_none_speaks_at_once_and_a_named_function_skips_the_de
     assert len(engine.steps) == 1 and "tc-next" not in (engine.steps[0][1] or "")
 
 
+async def test_the_cannot_lead_is_a_chunk_a_speech_chunker_releases_at_once():
+    # notool9 (session 9): sent bare, the lead waited in the chat's sentence chunker
+    # (after the stall watch's hold phrases, the first-chunk rule no longer applies)
+    # until the next hold phrase, 1.5-3.4 s, while the model wrote the offer, held whole.
+    from peripherals.text_chunker import SentenceChunker
+
+    chat = parse_chat_request({"messages": _user("Book me a table for dinner."), "tools": TOOLS})
+    reply = ReplyAssembler(ToolCallStreamParser(bare_json_calls=True))
+    sent: list[str] = []
+    before_offer: list[str] = []
+    dropping = _dropping_script("no")
+
+    def script(prompt, grammar):
+        if prompt.endswith(CANNOT_LEAD):  # the offer's step starts: what was sent so far
+            before_offer[:] = sent
+        return dropping(prompt, grammar)
+
+    async def on_text(piece: str) -> bool:
+        out, go_on = reply.feed(piece)
+        sent.extend(d["content"] for d in out if "content" in d)
+        return go_on
+
+    await Responder(ScriptedEngine(script), chat, reply).run(on_text)  # type: ignore[arg-type]
+    chunker = SentenceChunker()
+    chunker.push("Let me check that for you. ")  # a hold phrase said before it
+    assert [c for piece in before_offer for c in chunker.push(piece)] == [CANNOT_LEAD]
+    assert "".join(sent) == CANNOT_LEAD + " I can look up orders or store hours."
+
+
 async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never_changes():
     def script(prompt, grammar):
         return (
@@ -459,10 +488,10 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
     assert responder.plan.decision == "cannot_do"
     # The honest answer goes out first, whole, before the model runs again; the
     # model continues after it (the speech step's prompt ends with it).
-    assert deltas[0] == {"content": CANNOT_LEAD}
+    assert deltas[:2] == [{"content": CANNOT_LEAD}, {"content": " "}]  # before the model runs
     assert engine.steps[-1][0].endswith("<|im_start|>assistant\n" + CANNOT_LEAD)
     assert "offer what you can help with" in engine.steps[-1][0]  # the note comes before
-    assert reply.text == CANNOT_LEAD + "I can't check the weather here."
+    assert reply.text == CANNOT_LEAD + " I can't check the weather here."
     fresh_system = engine.steps[0][0].split("<|im_end|>")[0]
 
     call = {

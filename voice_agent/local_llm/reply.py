@@ -79,6 +79,10 @@ class ReplyAssembler:
     is_invented: Callable[[str, str, list[str]], bool] | None = None
     stopped_at_invented: bool = False  # decoding ended at a dropped call with invented values
     text_allowed: bool = True  # False while only calls may come out (stray text is dropped)
+    #: True while the responder sends its own words (a lead's trailing space): passed on
+    #: as they are, not through the parser, which holds trailing whitespace back until
+    #: it knows no call follows
+    verbatim: bool = False
     _seen: set[str] = field(default_factory=set)
     _sent_index: int = 0
 
@@ -103,6 +107,9 @@ class ReplyAssembler:
 
     def feed(self, piece: str) -> tuple[list[dict[str, Any]], bool]:
         """Deltas to send for this piece, and False when decoding should stop."""
+        if self.verbatim:
+            self.text += piece
+            return ([{"content": piece}] if piece else []), True
         return self._convert(self.parser.feed(piece))
 
     def finish(self) -> list[dict[str, Any]]:

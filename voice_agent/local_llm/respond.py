@@ -1310,8 +1310,20 @@ class Responder:
         one session to the next. Small talk and the offer after "can't" keep the
         request's temperature.
         """
+        # A lead that is a whole sentence goes out with the space after it: a client's
+        # sentence chunker then releases it at once, not when the next words come
+        # (`_offer` holds them whole). Sent bare, "Sorry, I can't help with that here."
+        # waited in the chat's speech chunker until the stall watch's next hold phrase,
+        # 1.5-3.4 s (phone profile, notool9).
         if lead and not await on_text(lead):
             return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
+        if lead and lead[-1] in ".!?":
+            self.reply.verbatim = True
+            try:
+                if not await on_text(" "):
+                    return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
+            finally:
+                self.reply.verbatim = False
         grammar = speech_grammar(self._numbers, continuing=bool(lead))
         notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
         sampling = self.chat.sampling
@@ -1487,7 +1499,7 @@ class Responder:
             text, self._function_names()
         ):
             self.plan.echoed_caller = text
-            text = " " + CANNOT_OFFER
+            text = CANNOT_OFFER
         if text.strip():
-            await on_text(text)
+            await on_text(text.lstrip())  # the lead went out with its space (`_speak`)
         return _combine(stats, step)
