@@ -314,8 +314,10 @@ def _chat(tmp_path: Path, *, ignore_hangup: bool = False) -> tuple[subprocess.Po
     }
     env.pop("OPENAI_BASE_URL", None)
 
-    def nohup() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    def hangup_disposition() -> None:
+        # Set either way: a suite itself run under `nohup` (or from a service that ignores
+        # SIGHUP) hands the ignored disposition down, and the chat rightly keeps it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_hangup else signal.SIG_DFL)
 
     child = subprocess.Popen(
         [sys.executable, "-m", "voice_agent.cli", "chat", "--base-url", "http://127.0.0.1:9/v1"],
@@ -323,7 +325,7 @@ def _chat(tmp_path: Path, *, ignore_hangup: bool = False) -> tuple[subprocess.Po
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
-        preexec_fn=nohup if ignore_hangup else None,
+        preexec_fn=hangup_disposition,
     )
     assert child.stdout is not None
     for raw in child.stdout:  # the banner, then "ledger: PATH"
