@@ -212,7 +212,8 @@ def canned_phrases(config: Config) -> list[str]:
     those said inside a slow model's response), the apology, the cut-off phrase; longest
     first, so "Still checking, one moment." goes before "One moment."."""
     agent = config.agent
-    phrases = [*agent.hold_phrases, agent.apology, agent.cut_off_phrase, agent.unheard_phrase]
+    phrases = [*agent.hold_phrases, agent.llm_long_wait_phrase, agent.apology,
+               agent.cut_off_phrase, agent.unheard_phrase]  # fmt: skip
     return sorted({p for p in phrases if p}, key=len, reverse=True)
 
 

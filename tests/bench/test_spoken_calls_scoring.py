@@ -78,6 +78,15 @@ def test_hold_phrases_inside_a_slow_answer_are_not_the_answer():
     assert "Still checking, one moment." in out.canned
 
 
+def test_the_long_wait_phrase_is_canned_not_the_answer():
+    # "Sorry, this is taking a little longer than usual." is the engine's (hold9b)
+    said = ["One moment.", CONFIG.agent.llm_long_wait_phrase, CONFIG.agent.apology]
+    entries = _turn("Can you change the email address on my online account?", said=said)
+    out = sc.outcome_from_entries(CALLS["s10"], entries, 1, TOOLS, CANNED)
+    assert out.no_answer and out.spoken == ""
+    assert CONFIG.agent.llm_long_wait_phrase in out.canned
+
+
 def test_a_call_back_with_a_number_nobody_said_is_an_invented_write():
     entries = _turn(
         "Could somebody from your team ring me back this afternoon?",
