@@ -8,7 +8,6 @@ generating: asked to say a forbidden word, it cannot.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from grammar_helpers import grammar_accepts
@@ -20,13 +19,6 @@ from voice_agent.local_llm.respond import _SPEECH_OPTIONS, CANNOT, REPLY
 llama_cpp = pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
 MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
-
-
-@pytest.fixture(scope="module")
-def vocab() -> Iterator[object]:
-    llama = llama_cpp.Llama(str(resolve_model(MODEL)), vocab_only=True, verbose=False)
-    yield llama
-    llama.close()
 
 
 def _accepts(llama, grammar: str, text: str) -> bool:

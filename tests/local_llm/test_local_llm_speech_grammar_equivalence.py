@@ -18,7 +18,7 @@ bans a stem, `answer_words.answer_bans`, is tested in test_local_llm_answer_word
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from grammar_helpers import grammar_accepts
@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from old_speech_grammars import old_speech_grammar, old_speech_grammar_without
 
-from voice_agent.local_llm import resolve_model
 from voice_agent.local_llm.answer_words import INSIDE_WORDS_LETTERS
 from voice_agent.local_llm.grammar import (
     SPEECH_FORBIDDEN,
@@ -35,16 +34,7 @@ from voice_agent.local_llm.grammar import (
     speech_grammar,
 )
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
-
-MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
-
-
-@pytest.fixture(scope="module")
-def vocab() -> Iterator[object]:
-    llama = llama_cpp.Llama(str(resolve_model(MODEL)), vocab_only=True, verbose=False)
-    yield llama
-    llama.close()
+pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
 
 
 def spoken(

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,41 @@ asyncio.run(main())
 """
 
 
+def _held_masker(
+    release: threading.Event, entered: threading.Event | None = None
+) -> Callable[[str], str]:
+    """A fake of the session file's masking: a large entry's is held until `release` is set
+    (`entered` is set when it starts)."""
+
+    def stalling_masker(text: str) -> str:
+        if len(text) > INLINE_CHARS:
+            if entered is not None:
+                entered.set()
+            release.wait(WAIT_S)
+        return text
+
+    return stalling_masker
+
+
+def _statement_and_refund(on_refund: Callable[[str], object]) -> ToolRegistry:
+    """A read whose result is large (its masking is slow) and a write that calls
+    `on_refund` with the order when it runs."""
+    registry = ToolRegistry()
+
+    @registry.tool(kind="read")
+    async def fetch_statement(account: str) -> str:
+        """A long statement."""
+        return "line of the statement. " * (INLINE_CHARS // 4)
+
+    @registry.tool(kind="write")
+    async def refund(order_id: str) -> dict[str, str]:
+        """Refund an order."""
+        on_refund(order_id)
+        return {"refunded": order_id}
+
+    return registry
+
+
 def _wait_for(path: Path, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -156,26 +192,9 @@ async def test_a_write_ended_while_it_waits_for_its_intent_is_known_not_applied(
     tool never runs, the ledger says cancelled (not "its effect is unknown") and the
     write book knows nothing was done (a later turn may run it again)."""
     entered, release = threading.Event(), threading.Event()
-
-    def stalling_masker(text: str) -> str:  # fake: a slow masking, held by the test
-        if len(text) > INLINE_CHARS:
-            entered.set()
-            release.wait(WAIT_S)
-        return text
-
+    stalling_masker = _held_masker(release, entered)
     applied: list[str] = []
-    registry = ToolRegistry()
-
-    @registry.tool(kind="read")
-    async def fetch_statement(account: str) -> str:
-        """A long statement."""
-        return "line of the statement. " * (INLINE_CHARS // 4)
-
-    @registry.tool(kind="write")
-    async def refund(order_id: str) -> dict[str, str]:
-        """Refund an order."""
-        applied.append(order_id)
-        return {"refunded": order_id}
+    registry = _statement_and_refund(applied.append)
 
     ledger = Ledger(
         "s9", MonotonicClock(), sinks=[JsonlSink(tmp_path / "s.jsonl", stalling_masker)]
@@ -210,25 +229,11 @@ async def test_a_write_waiting_for_its_intent_runs_once_when_the_file_has_it(
 ) -> None:
     release = threading.Event()
     path = tmp_path / "s.jsonl"
-
-    def stalling_masker(text: str) -> str:  # fake: a slow masking, held by the test
-        if len(text) > INLINE_CHARS:
-            release.wait(WAIT_S)
-        return text
-
+    stalling_masker = _held_masker(release)
     seen_in_file: list[bool] = []
-    registry = ToolRegistry()
-
-    @registry.tool(kind="read")
-    async def fetch_statement(account: str) -> str:
-        """A long statement."""
-        return "line of the statement. " * (INLINE_CHARS // 4)
-
-    @registry.tool(kind="write")
-    async def refund(order_id: str) -> dict[str, str]:
-        """Refund an order."""
-        seen_in_file.append('"call_2"' in path.read_text())
-        return {"refunded": order_id}
+    registry = _statement_and_refund(
+        lambda _order: seen_in_file.append('"call_2"' in path.read_text())
+    )
 
     ledger = Ledger("s9", MonotonicClock(), sinks=[JsonlSink(path, stalling_masker)])
     sched = ToolScheduler(registry, ledger, lambda event: None, MonotonicClock())
@@ -592,25 +597,9 @@ def test_on_virtual_time_a_write_waiting_for_its_intent_is_not_jumped_past() -> 
 
     clock = AutojumpClock()
     release = threading.Event()
-
-    def stalling_masker(text: str) -> str:  # fake: a slow masking, released in 0.3 s
-        if len(text) > INLINE_CHARS:
-            release.wait(WAIT_S)
-        return text
-
+    stalling_masker = _held_masker(release)  # released in 0.3 s
     order: list[str] = []
-    registry = ToolRegistry()
-
-    @registry.tool(kind="read")
-    async def fetch_statement(account: str) -> str:
-        """A long statement."""
-        return "line of the statement. " * (INLINE_CHARS // 4)
-
-    @registry.tool(kind="write")
-    async def refund(order_id: str) -> dict[str, str]:
-        """Refund an order."""
-        order.append("refund ran")
-        return {"refunded": order_id}
+    registry = _statement_and_refund(lambda _order: order.append("refund ran"))
 
     async def main(path: Path) -> None:
         ledger = Ledger("s9", clock, sinks=[JsonlSink(path, stalling_masker)])
