@@ -77,8 +77,8 @@ def main() -> None:
             if heard is not None and e["t"] >= heard:
                 rest = {k: v for k, v in e.items() if k not in ("t", "type", "seq", "session_id")}
                 rows.append((round((e["t"] - heard) * 1e3), e["type"], json.dumps(rest)[:140]))
-    for ms, kind, rest in rows:
-        print(f"  ledger {ms:7d} ms {kind:<22} {rest}")
+    for ms, kind, detail in rows:
+        print(f"  ledger {ms:7d} ms {kind:<22} {detail}")
     print(f"load at the question {load}, at the end {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps({"printed": printed, "ledger": rows, "load": load}))
