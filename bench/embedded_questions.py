@@ -107,6 +107,7 @@ SPLITS = (
     "probe8",
     "recheck8",
     "recheck9",
+    "probe9",
 )
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4

@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from voice_agent.local_llm.openings import NEUTRAL_OPENING, AnswerOpening, RefusalStart
+from voice_agent.local_llm.openings import (
+    NEUTRAL_OPENING,
+    AnswerOpening,
+    PersonClaim,
+    RefusalStart,
+)
 
 
 def _tokens(text: str) -> list[str]:
@@ -116,3 +123,60 @@ def test_a_reply_that_is_no_refusal_passes_as_it_comes():
     assert guard.push(" there") == " there"
     held = RefusalStart()
     assert held.push("I") == "" and held.push("'m") == "I'm"
+
+
+# ------------------------------------------------------------ a claim to be a person
+
+
+def _claim(pieces: list[str]) -> tuple[bool, str]:
+    guard = PersonClaim()
+    out = "".join(guard.push(p) for p in pieces)
+    out += guard.finish()
+    return guard.claimed, out
+
+
+@pytest.mark.parametrize(
+    ("text", "claimed", "passed"),
+    [
+        ("Yes, I am a person.", True, ""),
+        ("I\u2019m a real human, happy to help!", True, ""),
+        ("Hello! Yes, I'm a person. How are you?", True, "Hello!"),
+        ("Of course, I am human", True, ""),  # the claim ends the text
+        ("No, I am not a person.", False, "No, I am not a person."),
+        ("I'm an automated assistant.", False, "I'm an automated assistant."),
+        ("I am a personal assistant.", False, "I am a personal assistant."),
+        ("I'm happy to help. I am here all day.", False, "I'm happy to help. I am here all day."),
+        ("Yes, I am.", False, "Yes, I am."),  # a claim only after the question: not read
+    ],
+)
+def test_a_claim_to_be_a_person_is_held_and_never_passed(text, claimed, passed):
+    assert _claim([text]) == (claimed, passed)
+    assert _claim(list(text)) == (claimed, passed)  # one character at a time
+
+
+@given(
+    st.lists(
+        st.sampled_from(["Yes,", "I", "I'm", "am", "a", "an", "real", "person", "personal",
+                         "human", "not", "here.", "Hello!", "help.", "assistant."]),
+        max_size=12,
+    ),
+    st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=40),
+)  # fmt: skip
+def test_the_pieces_a_reply_comes_in_change_nothing_and_a_claim_is_never_passed(words, cuts):
+    text = " ".join(words)
+    pieces, at = [], 0
+    for n in cuts * (len(text) // max(1, sum(cuts)) + 1):
+        if at >= len(text):
+            break
+        pieces.append(text[at : at + n])
+        at += n
+    whole = _claim([text])
+    assert _claim(pieces) == whole
+    claimed, passed = whole
+    assert text.startswith(passed)  # what passes is the text's start, unchanged
+    sentences = re.split(r"(?<=[.!?])\s+", passed)
+    assert not any(
+        re.match(r"(?:yes |of course )?(?:i am|i'm) (?:a |an )?(?:real )?(?:person|human)\b",
+                 " ".join(s.lower().replace(",", " ").split()))
+        for s in sentences
+    )  # fmt: skip

@@ -35,6 +35,7 @@ from voice_agent.local_llm.grounding import (
     value_grounded,
     with_callers_day,
 )
+from voice_agent.local_llm.openings import AUTOMATED_DISCLOSURE
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import parse_chat_request
 from voice_agent.local_llm.reply import ReplyAssembler
@@ -714,6 +715,26 @@ async def test_a_reply_to_small_talk_is_never_a_refusal(said, asks, reply_text):
     assert reply.text == reply_text and not reply.calls
     asked = [s for s in engine.steps if s[1] and '"yes"' in s[1]]
     assert len(asked) == (0 if reply_text == said else 1)  # asked only after a refusal
+
+
+@pytest.mark.parametrize(
+    ("said", "reply_text"),
+    [
+        ("Yes, I am a person.", f"{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}"),  # f24
+        (
+            "Hello! I'm a real human, happy to help.",
+            f"Hello! {AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}",
+        ),
+        ("No, I'm an automated assistant.", "No, I'm an automated assistant."),
+        ("I am a personal shopping assistant.", "I am a personal shopping assistant."),
+        ("Of course, I'm human", f"{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}"),  # at the end
+    ],
+)
+async def test_a_reply_to_small_talk_never_claims_the_agent_is_a_person(said, reply_text):
+    engine = ScriptedEngine(_decision_then("reply", said))
+    responder, reply, _ = await _respond(engine, _user("You sound very natural, are you real?"))
+    assert reply.text == reply_text and not reply.calls
+    assert responder.plan.claimed_person is (reply_text != said)
 
 
 @pytest.mark.parametrize(

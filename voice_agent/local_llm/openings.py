@@ -208,3 +208,82 @@ class RefusalStart:
         out, self._held = ("" if self.refused else self._held), ""
         self.passed += out
         return out
+
+
+# ------------------------------------------------ never a claim to be a person
+
+#: What the agent says instead of a claim to be a person (`PersonClaim`).
+AUTOMATED_DISCLOSURE = "No, I'm an automated assistant."
+_CLAIM_OPENERS = (
+    "", "yes ", "yeah ", "yep ", "sure ", "of course ", "absolutely ", "indeed ", "well ", "oh ",
+    "hi ", "hello ", "hey ", "haha ",
+)  # fmt: skip
+_CLAIM_SUBJECTS = ("i am ", "i'm ", "im ")
+_CLAIM_ARTICLES = ("", "a ", "an ")
+_CLAIM_ADJECTIVES = ("", "real ", "actual ", "live ", "human ")
+_CLAIM_NOUNS = ("person", "human", "human being", "man", "woman", "people")
+#: Every sentence start that claims to be a person, lower-case, commas dropped.
+_CLAIMS = tuple(
+    o + s + a + j + n
+    for o in _CLAIM_OPENERS
+    for s in _CLAIM_SUBJECTS
+    for a in _CLAIM_ARTICLES
+    for j in _CLAIM_ADJECTIVES
+    for n in _CLAIM_NOUNS
+)
+_SENTENCE_MARKS = ".!?"
+
+
+class PersonClaim:
+    """Streams a reply and holds a sentence that may claim the agent is a person ("Yes,
+    I am a person.", "I'm a real human") until it is known; ``claimed`` is set once one
+    is (nothing of that sentence was passed on), and the caller is told
+    `AUTOMATED_DISCLOSURE` instead.
+
+    A voice agent must never say it is a person; the prompts say so, and a 1.5B said
+    "Yes, I am a person." anyway (bench f24, sessions 8 and 9). Only a sentence whose
+    words so far are the start of such a claim is held, so other text passes as it
+    comes. A bare "Yes, I am." is not caught: it is a claim only after the caller's
+    question, which this does not read."""
+
+    def __init__(self) -> None:
+        self.claimed = False
+        self._sentence = ""  # since the last sentence mark
+        self._held = ""
+
+    @staticmethod
+    def _words(text: str) -> str:
+        text = text.lower().replace("\u2019", "'").replace(",", " ")
+        return " ".join(text.split())
+
+    def push(self, piece: str) -> str:
+        out = ""
+        for ch in piece:
+            if self.claimed:
+                break
+            self._sentence += ch
+            self._held += ch
+            words = self._words(self._sentence)
+            # a claim is known once the letter after its noun is not a letter
+            if not ch.isalpha() and any(
+                words.startswith(c) and not words[len(c) : len(c) + 1].isalpha() for c in _CLAIMS
+            ):
+                self.claimed = True
+                break
+            if ch in _SENTENCE_MARKS:
+                self._sentence = ""
+            if self._held.strip() and not (
+                words and ch not in _SENTENCE_MARKS and any(c.startswith(words) for c in _CLAIMS)
+            ):
+                out += self._held
+                self._held = ""
+        return out
+
+    def finish(self) -> str:
+        """The held rest (none once claimed); a claim that ends the text is caught here."""
+        if not self.claimed and self._held:
+            words = self._words(self._sentence)
+            if any(words == c for c in _CLAIMS):
+                self.claimed = True
+        out, self._held = ("" if self.claimed else self._held), ""
+        return out

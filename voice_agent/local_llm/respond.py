@@ -98,7 +98,12 @@ from voice_agent.local_llm.grounding import (
     value_grounded,
     with_callers_day,
 )
-from voice_agent.local_llm.openings import AnswerOpening, RefusalStart
+from voice_agent.local_llm.openings import (
+    AUTOMATED_DISCLOSURE,
+    AnswerOpening,
+    PersonClaim,
+    RefusalStart,
+)
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
@@ -278,6 +283,9 @@ class ResponsePlan:
     left_out: list[str] | None = None
     #: a reply to small talk began as a refusal: what was said instead ("cannot", "offer")
     refused_small_talk: str | None = None
+    #: a reply to small talk claimed the agent is a person (`openings.PersonClaim`): the
+    #: claim was not said, `AUTOMATED_DISCLOSURE` was
+    claimed_person: bool = False
     #: stems of the caller's words the answer from results could not use (`answer_words`)
     caller_only_words: list[str] | None = None
 
@@ -1377,25 +1385,43 @@ class Responder:
         Told "Morning! Lovely weather today, isn't it?", the 1.5B decided to reply and
         said "I can't help with that." (bench s08, session 7). Only a clause starting
         with a refusal's first words is held (the first chunk waits for a mark anyway);
-        the question runs only after a refusal."""
+        the question runs only after a refusal. Nor does it ever claim the agent is a
+        person (`openings.PersonClaim`): such a sentence is held until known, never
+        spoken, and `AUTOMATED_DISCLOSURE` is said instead."""
         guard = RefusalStart()
+        person = PersonClaim()
         stopped: list[bool] = []
+        passed: list[str] = []
+
+        async def say(text: str) -> bool:
+            if text:
+                passed.append(text)
+                if not await on_text(text):
+                    stopped.append(True)
+                    return False
+            return True
 
         async def guarded(piece: str) -> bool:
             text = guard.push(piece)
             if guard.refused:
                 return False  # stop: the refusal is not said
-            if text and not await on_text(text):
-                stopped.append(True)
-                return False
-            return True
+            text = person.push(text)
+            if person.claimed:
+                return False  # stop: the claim is not said
+            return await say(text)
 
         step = await self.engine.generate(self.prompt(None), sampling, grammar, guarded)
         stats = _combine(stats, step)
         if not guard.refused:
-            rest = guard.finish()
-            if rest and not stopped:  # nothing after the caller's stop
-                await on_text(rest)
+            if not person.claimed:
+                rest = person.push(guard.finish())
+                rest += "" if person.claimed else person.finish()
+                if rest and not stopped and not person.claimed:  # nothing after a stop
+                    await say(rest)
+            if person.claimed and not stopped:
+                self.plan.claimed_person = True
+                lead = " " if "".join(passed).strip() else ""
+                await on_text(f"{lead}{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}")
             return stats
         asks, stats = await self._yes_no(ASKS_SOMETHING_QUESTION, stats)
         self.plan.refused_small_talk = "cannot" if asks else "offer"
