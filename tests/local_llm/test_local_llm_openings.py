@@ -107,6 +107,10 @@ def test_pieces_split_anywhere_give_the_same_text():
         ("I can't do that? Ha, I can do anything.", True, ""),
         ("I can't download it, but I can help.", False, "I can't download it, but I can help."),
         ("Good morning! How can I help?", False, "Good morning! How can I help?"),
+        # k24, session 9: the refusal after an apology's clause
+        ("I'm sorry, but I can't assist with that.", True, "I'm sorry,"),
+        ("Unfortunately I cannot help with that.", True, ""),
+        ("But I can do that for you.", False, "But I can do that for you."),
     ],
 )
 def test_a_refusal_is_held_until_known_and_never_passed_on(reply, refused, passed):

@@ -698,6 +698,7 @@ async def test_nothing_held_of_an_answer_is_sent_after_the_callers_stop():
         ("I can't help with that.", "no", SMALL_TALK_OFFER),  # s08, session 7
         ("I can't help with that.", "yes", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
         ("Sorry, I can't help with that.", "no", "Sorry, how can I help you today?"),
+        ("I'm sorry, but I can't assist with that.", "no", "I'm sorry, how can I help you today?"),
         ("Lovely, isn't it? How can I help?", "yes", "Lovely, isn't it? How can I help?"),
     ],
 )

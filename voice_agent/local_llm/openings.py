@@ -157,15 +157,22 @@ class AnswerOpening:
         return text
 
 
-#: How a refusal starts ("I can't help with that.", "I cannot assist ..."), matched on a
-#: clause's start, case-insensitive.
-_REFUSAL = re.compile(r"i (?:can't|can ?not|am unable to|am not able to) (?:help|assist|do)[^a-z]")
+#: How a refusal starts ("I can't help with that.", "I cannot assist ...", "but I can't
+#: assist with that" after "I'm sorry,"), matched on a clause's start, case-insensitive.
+_REFUSAL = re.compile(
+    r"(?:but |unfortunately |sorry )?"
+    r"i (?:can't|can ?not|am unable to|am not able to) (?:help|assist|do)[^a-z]"
+)
 #: Clause starts held while they may still become `_REFUSAL`.
-_REFUSAL_STARTS = (
-    "i can't help", "i can't assist", "i can't do", "i cannot help", "i cannot assist",
-    "i cannot do", "i can not help", "i can not assist", "i can not do",
-    "i am unable to help", "i am unable to assist", "i am unable to do",
-    "i am not able to help", "i am not able to assist", "i am not able to do",
+_REFUSAL_STARTS = tuple(
+    lead + start
+    for lead in ("", "but ", "unfortunately ", "sorry ")
+    for start in (
+        "i can't help", "i can't assist", "i can't do", "i cannot help", "i cannot assist",
+        "i cannot do", "i can not help", "i can not assist", "i can not do",
+        "i am unable to help", "i am unable to assist", "i am unable to do",
+        "i am not able to help", "i am not able to assist", "i am not able to do",
+    )
 )  # fmt: skip
 
 
