@@ -637,3 +637,19 @@ def test_on_virtual_time_a_write_waiting_for_its_intent_is_not_jumped_past() -> 
     finally:
         release.set()
     assert order == ["refund ran", "30 s timer"]
+
+
+def test_the_chats_loop_drops_only_the_users_own_interrupt_from_its_error_report() -> None:
+    """A second Ctrl-C during asyncio.run's shutdown printed "Task exception was never
+    retrieved" and a traceback (CI, session 9); other unretrieved errors are still told."""
+    from voice_agent.transports.text import _quiet_on_the_users_signal
+
+    loop = asyncio.new_event_loop()
+    told: list[dict[str, Any]] = []
+    loop.default_exception_handler = told.append  # type: ignore[method-assign,assignment]
+    try:
+        for exc in (KeyboardInterrupt(), SystemExit(130), ValueError("a bug")):
+            _quiet_on_the_users_signal(loop, {"message": "never retrieved", "exception": exc})
+    finally:
+        loop.close()
+    assert [type(c["exception"]) for c in told] == [ValueError]
