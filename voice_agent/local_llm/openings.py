@@ -230,7 +230,7 @@ _CLAIM_ARTICLES = ("", "a ", "an ")
 _CLAIM_ADJECTIVES = ("", "real ", "actual ", "live ", "human ")
 _CLAIM_NOUNS = ("person", "human", "human being", "man", "woman", "people")
 #: Every sentence start that claims to be a person, lower-case, commas dropped.
-_CLAIMS = tuple(
+_CLAIMS = frozenset(
     o + s + a + j + n
     for o in _CLAIM_OPENERS
     for s in _CLAIM_SUBJECTS
@@ -238,6 +238,18 @@ _CLAIMS = tuple(
     for j in _CLAIM_ADJECTIVES
     for n in _CLAIM_NOUNS
 )
+#: Their starts: a sentence whose words are one of these may still become a claim.
+_CLAIM_STARTS = frozenset(c[:i] for c in _CLAIMS for i in range(1, len(c) + 1))
+#: A claim followed by something that is not a letter ("person." but not "personal").
+_CLAIM_MADE = re.compile(
+    "".join(
+        "(?:" + "|".join(sorted(map(re.escape, part), key=len, reverse=True)) + ")"
+        for part in (
+            _CLAIM_OPENERS, _CLAIM_SUBJECTS, _CLAIM_ARTICLES, _CLAIM_ADJECTIVES, _CLAIM_NOUNS
+        )
+    )
+    + r"(?![^\W\d_])"
+)  # fmt: skip
 _SENTENCE_MARKS = ".!?"
 
 
@@ -272,15 +284,13 @@ class PersonClaim:
             self._held += ch
             words = self._words(self._sentence)
             # a claim is known once the letter after its noun is not a letter
-            if not ch.isalpha() and any(
-                words.startswith(c) and not words[len(c) : len(c) + 1].isalpha() for c in _CLAIMS
-            ):
+            if not ch.isalpha() and _CLAIM_MADE.match(words + " "):
                 self.claimed = True
                 break
             if ch in _SENTENCE_MARKS:
                 self._sentence = ""
             if self._held.strip() and not (
-                words and ch not in _SENTENCE_MARKS and any(c.startswith(words) for c in _CLAIMS)
+                words and ch not in _SENTENCE_MARKS and words in _CLAIM_STARTS
             ):
                 out += self._held
                 self._held = ""
@@ -290,7 +300,7 @@ class PersonClaim:
         """The held rest (none once claimed); a claim that ends the text is caught here."""
         if not self.claimed and self._held:
             words = self._words(self._sentence)
-            if any(words == c for c in _CLAIMS):
+            if words in _CLAIMS:
                 self.claimed = True
         out, self._held = ("" if self.claimed else self._held), ""
         return out
