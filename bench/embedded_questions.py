@@ -108,6 +108,7 @@ SPLITS = (
     "recheck8",
     "recheck9",
     "probe9",
+    "recheck10",
 )
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4

@@ -285,8 +285,8 @@ async def run(args: argparse.Namespace) -> list[Trace]:
     from voice_agent.local_llm.server import build_app
 
     questions = eq.load_questions()
-    # Never "all": the lead's blind split (recheck9) is not run here.
-    questions = [q for q in questions if q["split"] in set(args.split.split(",")) - {"recheck9"}]
+    # Never "all": the lead's blind split (recheck10) is not run here.
+    questions = [q for q in questions if q["split"] in set(args.split.split(",")) - {"recheck10"}]
     if args.only:
         questions = [q for q in questions if q["id"] in set(args.only.split(","))]
     if args.kinds:
