@@ -94,7 +94,8 @@ MODELS = {
 #: `unseen` (committed before any of its results was seen) and `recheck` (session 4,
 #: the lead's, never run by whoever tunes the model path) and `recheck5` (session 5, the
 #: same) and `recheck6` (session 6, the same) are run for figures only. `probe8` (session 8,
-#: right8's own phrasings, written before that session's changes) is open like `tune`.
+#: right8's own phrasings, written before that session's changes) is open like `tune`, and so
+#: are `probe9` (session 9) and `probe10` (session 10, decide10's, written first).
 SPLITS = (
     "tune",
     "heldout",
@@ -108,6 +109,7 @@ SPLITS = (
     "recheck8",
     "recheck9",
     "probe9",
+    "probe10",
     "recheck10",
 )
 #: Requests per question at most: the question, up to two rounds of results, an answer.
