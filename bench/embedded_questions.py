@@ -110,6 +110,7 @@ SPLITS = (
     "recheck9",
     "probe9",
     "probe10",
+    "probe10a",
     "recheck10",
 )
 #: Requests per question at most: the question, up to two rounds of results, an answer.
@@ -764,7 +765,10 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         # A write waiting for the caller's yes: never said to be done.
         out.answer_ok = out.calls_ok and not claims_done(spoken)
     elif answer == "call":
-        out.answer_ok = out.calls_ok  # the call is the answer (a transfer); words optional
+        # The call is the answer (a transfer); words optional, but never a refusal ("I
+        # am sorry, but I cannot help with that." after putting the caller through: f23,
+        # session 9).
+        out.answer_ok = out.calls_ok and not _REFUSES.search(spoken)
     elif answer == "cannot":
         out.answer_ok = not out.calls and bool(_CANNOT.search(spoken))
     elif answer == "ask":

@@ -262,3 +262,31 @@ def test_small_talk_about_what_the_agent_is_is_scored_on_what_it_claims(spoken, 
     out = _outcome(spoken, [], [], kind="smalltalk")
     eq.score(out, question, {t.name: t for t in eq._demo_tools()})
     assert (out.answer_ok, out.invented) == (right, invented), out.why
+
+
+@pytest.mark.parametrize(
+    ("spoken", "right"),
+    [
+        ("I am sorry, but I cannot help with that. Please try again later.", False),
+        ("I'm putting you through to a colleague now.", True),
+        ("", True),  # the engine says its own transfer phrase
+    ],
+)
+def test_a_refusal_after_a_transfer_is_wrong(spoken, right):
+    question = {
+        "say": "Put me through to a manager please.",
+        "answer": "call",
+        "calls": [{"name": "transfer_to_human", "args": {"reason": "*"}}],
+    }
+    tools = {t.name: t for t in eq._phone_tools()}
+    calls = [{"name": "transfer_to_human", "arguments": {"reason": "wants a manager"}}]
+    results = [
+        {
+            "name": "transfer_to_human",
+            "result": {"transferring": True, "note": "the caller is told and transferred"},
+        }
+    ]
+    outcome = _outcome(spoken, calls, results, kind="transfer")
+    eq.score(outcome, question, tools)
+    assert outcome.calls_ok
+    assert outcome.answer_ok is right
