@@ -76,6 +76,7 @@ async def main() -> None:
     parser.add_argument("--only", required=True, help="comma list of question ids")
     parser.add_argument("--model", default="1.5b")
     parser.add_argument("--temperature", type=float, default=0.3)
+    parser.add_argument("--repeat", type=int, default=1, help="answers per question")
     args = parser.parse_args()
     questions = {q["id"]: q for q in eq.load_questions()}
     wanted = args.only.split(",")
@@ -85,7 +86,7 @@ async def main() -> None:
     path = resolve_model(eq.MODELS.get(args.model, args.model))
     engine = await asyncio.to_thread(LlamaEngine.load, path, args.model, 2, 4096)
     try:
-        for qid in wanted:
+        for qid in [q for q in wanted for _ in range(args.repeat)]:
             question = questions[qid]
             tools = tool_sets[question["tools"]]
             messages, calls, results = await conversation(question, tools)

@@ -13,6 +13,7 @@ from voice_agent.local_llm.openings import (
     AnswerOpening,
     PersonClaim,
     RefusalStart,
+    refuses,
 )
 
 
@@ -184,3 +185,17 @@ def test_the_pieces_a_reply_comes_in_change_nothing_and_a_claim_is_never_passed(
                  " ".join(s.lower().replace(",", " ").split()))
         for s in sentences
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("I am sorry, but I cannot help with that. Please try again later.", True),
+        ("I can't help.", True),  # the clause's end right after "help"
+        ("Unfortunately I am unable to help", True),  # at the text's very end
+        ("I'm putting you through to a colleague now.", False),
+        ("I can help with that.", False),
+    ],
+)
+def test_held_text_is_known_for_a_refusal_wherever_its_clause_ends(text, refusal):
+    assert refuses(text) is refusal

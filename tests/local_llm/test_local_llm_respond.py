@@ -873,8 +873,8 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
     [
         # The 1.5B's reply after a transfer (the lead's re-check, session 4).
         (
-            "the caller is told and transferred; say nothing more",
-            "The caller is told and transferred; say nothing more.",
+            "the caller is told and transferred; goodbye",
+            "The caller is told and transferred; goodbye.",
             "",
         ),
         ("the call ends after your goodbye", "The call ends.", "The call ends."),
@@ -886,7 +886,7 @@ async def test_after_call_control_the_reply_follows_its_guidance_and_states_no_f
         ("the caller is told and transferred", "Transfer the caller to a human agent.", ""),
         ("the caller is told and transferred", "The caller is transferred to a human agent.", ""),
         # ... and thanked the note (session 6, bench s23)
-        ("the caller is told and transferred; say nothing more", "Thank you for the guidance.", ""),
+        ("the caller is told and transferred", "Thank you for the guidance.", ""),
         # ... and the 0.5B named a speech option (session 6, bench r19)
         (
             "the caller is told and transferred",
@@ -913,6 +913,64 @@ async def test_a_reply_to_guidance_that_repeats_the_note_is_never_spoken(note, s
     text = "".join(d.get("content") or "" for d in deltas)
     assert text == spoken
     assert responder.plan.echoed_guidance == (said if not spoken else None)
+
+
+@pytest.mark.parametrize(
+    ("note", "said", "spoken"),
+    [
+        # The 1.5B after putting the caller through to a manager (bench f23, session 9).
+        (
+            "the caller is told and transferred",
+            "I am sorry, but I cannot help with that. Please try again later.",
+            "",
+        ),
+        ("the call ends after your goodbye", "I'm sorry, I can't assist with that.", ""),
+        ("the call ends after your goodbye", "Unfortunately I am unable to help", ""),
+        (
+            "the caller is told and transferred",
+            "Sorry for the wait, I'm putting you through now.",
+            "Sorry for the wait, I'm putting you through now.",
+        ),
+    ],
+)
+async def test_a_reply_to_guidance_that_refuses_is_never_spoken(note, said, spoken):
+    payload = {"status": "resolved", "result": {"transferring": True, "note": note}}
+    engine = ScriptedEngine(_decision_then("reply", said))
+    responder, _, deltas = await _respond(engine, _after_call(payload))
+    assert "".join(d.get("content") or "" for d in deltas) == spoken
+    assert responder.plan.refused_guidance == (said if not spoken else None)
+
+
+@pytest.mark.parametrize(
+    ("notes", "silent"),
+    [
+        (["the caller is told and transferred; say nothing more"], True),
+        (["the caller is told and transferred; do not say anything else"], True),
+        (["the call ends after your goodbye"], False),
+        (["the caller is told and transferred; say nothing more", "the call ends"], False),
+    ],
+)
+async def test_guidance_that_asks_to_say_nothing_more_is_followed_without_a_model_step(
+    notes, silent
+):
+    messages = _after_call({"status": "resolved", "result": {"transferring": True}})
+    messages[-1]["content"] = json.dumps(
+        {"status": "resolved", "result": {"transferring": True, "note": notes[0]}}
+    )
+    for number, note in enumerate(notes[1:], start=2):
+        messages[-2]["tool_calls"].append(
+            {"id": f"c{number}", "type": "function",
+             "function": {"name": "get_order_status", "arguments": "{}"}}
+        )  # fmt: skip
+        messages.append(
+            {"role": "tool", "tool_call_id": f"c{number}",
+             "content": json.dumps({"status": "resolved", "result": {"ok": True, "note": note}})}
+        )  # fmt: skip
+    engine = ScriptedEngine(_decision_then("reply", "I am sorry, but I cannot help with that."))
+    responder, _, deltas = await _respond(engine, messages)
+    assert responder.plan.said_nothing is silent
+    assert (engine.steps == []) is silent
+    assert "".join(d.get("content") or "" for d in deltas) == ""  # no refusal either way
 
 
 def test_an_answer_is_not_taken_for_an_echo_of_guidance():

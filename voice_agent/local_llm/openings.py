@@ -195,12 +195,12 @@ class RefusalStart:
                 break
             self._clause += ch
             self._held += ch
-            if ch in _CLAUSE_END:
-                self._clause = ""
             text = " ".join(self._clause.lower().replace("\u2019", "'").split())
-            if _REFUSAL.match(text):
+            if _REFUSAL.match(text):  # before a clause's end: "I can't help." is one
                 self.refused = True
                 break
+            if ch in _CLAUSE_END:
+                self._clause = text = ""
             if not self._held.strip() or (
                 text and any(s.startswith(text) for s in _REFUSAL_STARTS)
             ):
@@ -215,6 +215,14 @@ class RefusalStart:
         out, self._held = ("" if self.refused else self._held), ""
         self.passed += out
         return out
+
+
+def refuses(text: str) -> bool:
+    """Whether whole, held text has a clause that is a refusal (`RefusalStart`): "I am
+    sorry, but I cannot help with that." does, "I'm putting you through now." does not."""
+    guard = RefusalStart()
+    guard.push(text + ".")  # a refusal at the text's very end is known by what follows it
+    return guard.refused
 
 
 # ------------------------------------------------ never a claim to be a person

@@ -49,7 +49,10 @@ reply is made in explicit steps, all on one KV cache:
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
-   said "The order has been canceled."). When the only outcomes since the caller spoke are
+   said "The order has been canceled."); guidance that asks for nothing more to be said
+   (a transfer: the engine says its own words) is followed without a model step, and a
+   reply to guidance that refuses (`openings.refuses`) is never said. When the only
+   outcomes since the caller spoke are
    writes held for their yes (the engine's ``awaiting_confirmation``), nothing
    is decided or said: the engine reads the write back itself.
 
@@ -103,6 +106,7 @@ from voice_agent.local_llm.openings import (
     AnswerOpening,
     PersonClaim,
     RefusalStart,
+    refuses,
 )
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
@@ -219,6 +223,13 @@ GUIDANCE_NOTE = (
     "There is no answer to tell. Follow the guidance above in one short sentence, "
     "and state no fact."
 )
+#: A tool's guidance note that asks the agent to say nothing more ("the caller is told
+#: and transferred; say nothing more": `transfer_to_human`, whose words the engine says).
+_SAYS_NOTHING = re.compile(
+    r"\b(?:say|said) nothing\b|\bnothing (?:more )?(?:to|is) (?:say|be said)\b"
+    r"|\b(?:do not|don't|never) (?:say|speak)\b|\bstay silent\b",
+    re.IGNORECASE,
+)
 #: The yes/no question that decides, after a call was dropped for details the caller
 #: has not given, between asking for them and saying no function can do it; `{purpose}`
 #: is what the dropped tool(s) do. Asked of the caller's last words, with nothing else
@@ -261,6 +272,10 @@ class ResponsePlan:
     in_callers_words: list[tuple[str, list[str]]] | None = None
     #: a reply to guidance that only repeated a tool's note, never spoken
     echoed_guidance: str | None = None
+    #: a reply to guidance that refused (`openings.refuses`), never spoken
+    refused_guidance: str | None = None
+    #: the tools' guidance asked to say nothing more: no step ran, nothing was said
+    said_nothing: bool = False
     #: an offer after "can't" that only repeated the caller's words, never spoken
     echoed_caller: str | None = None
     #: calls decoded again on the number the caller corrected to: (name, arguments)
@@ -820,6 +835,16 @@ class Responder:
             return GenerationStats(finish_reason="stop")  # the engine's read-back speaks
         names = tool_names(self._tools)
         forced = forced_tool_name(chat.tool_choice)
+        notes = guidance_notes(chat.messages) if self._results_note == GUIDANCE_NOTE else None
+        if notes and all(_SAYS_NOTHING.search(n) for n in notes) and forced is None:
+            # The tools said what happens and asked for nothing more (a transfer: the
+            # engine says "I'm transferring you now."). Told to follow that guidance in
+            # a sentence, the 1.5B said "I'm sorry, but I can't assist with that.", "You
+            # are already told to transfer to a human." or "Please transfer the call to
+            # a manager." after putting the caller through (bench f23, v01; session 10).
+            self.plan.decision = REPLY
+            self.plan.said_nothing = True
+            return GenerationStats(prompt_tokens=0, finish_reason="stop")
         if chat.tool_choice == "none":
             return await self._speak(on_text, None, None)
         prompt = self.prompt()
@@ -1366,6 +1391,13 @@ class Responder:
             or names_a_function(text, self._function_names())
         ):
             self.plan.echoed_guidance = text
+        elif refuses(text):
+            # Nothing is refused: the call-control tool did what the caller asked, and
+            # the engine says what happens ("I'm transferring you now. Please hold.",
+            # the goodbye). After putting the caller through to a manager the 1.5B said
+            # "I am sorry, but I cannot help with that. Please try again later." (bench
+            # f23, every run of session 9's re-check).
+            self.plan.refused_guidance = text
         elif text:
             await on_text(text)
         return _combine(stats, step)
