@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from grammar_helpers import grammar_accepts
 
 from voice_agent.local_llm.chat_format import render_messages
 from voice_agent.local_llm.engine import GenerationStats
@@ -49,6 +50,7 @@ from voice_agent.local_llm.respond import (
     CANNOT_OFFER,
     DECISION_PREFIX,
     GUIDANCE_NOTE,
+    MACHINERY_STARTS,
     REPLY,
     SMALL_TALK_OFFER,
     Responder,
@@ -59,6 +61,7 @@ from voice_agent.local_llm.respond import (
     ends_the_call,
     names_the_tool,
     repeats_instruction,
+    what_the_tools_do,
 )
 
 pytest.importorskip("llama_cpp", reason="pip install 'voice-agent[local-llm]'")
@@ -288,7 +291,9 @@ async def test_a_reply_decision_speaks_from_the_plain_prompt_under_the_speech_gr
     decision, speech = engine.steps
     assert decision[2] == 0.0  # the decision is greedy
     assert decision[1] is not None and f'"{REPLY}"' in decision[1]
-    assert speech[0].endswith("<|im_start|>assistant\n") and speech[1] == speech_grammar(set())
+    assert speech[0].endswith("<|im_start|>assistant\n") and speech[1] == speech_grammar(
+        set(), banned_starts=MACHINERY_STARTS
+    )
     assert f'"name": "{REPLY}"' in speech[0]  # the option is listed with the tools
 
 
@@ -434,7 +439,7 @@ async def test_repeating_an_answered_call_turns_into_speech_without_a_note():
     assert not responder.plan.asked
     numbers = conversation_numbers(grounding_sources(messages))
     assert "58213" in numbers  # the result's number may be spoken
-    assert engine.steps[-1][1] == speech_grammar(numbers)
+    assert engine.steps[-1][1] == speech_grammar(numbers, banned_starts=MACHINERY_STARTS)
 
 
 async def test_tool_choice_none_speaks_at_once_and_a_named_function_skips_the_decision():
@@ -491,7 +496,8 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
     # model continues after it (the speech step's prompt ends with it).
     assert deltas[:2] == [{"content": CANNOT_LEAD}, {"content": " "}]  # before the model runs
     assert engine.steps[-1][0].endswith("<|im_start|>assistant\n" + CANNOT_LEAD)
-    assert "offer what you can help with" in engine.steps[-1][0]  # the note comes before
+    # The note comes before, with what the tools do in words for the caller.
+    assert f"You can help with: {what_the_tools_do(TOOLS)}." in engine.steps[-1][0]
     assert reply.text == CANNOT_LEAD + " I can't check the weather here."
     fresh_system = engine.steps[0][0].split("<|im_end|>")[0]
 
@@ -754,7 +760,7 @@ async def test_an_answer_from_results_cannot_use_the_callers_words_nothing_gave(
     ((_, grammar, _),) = engine.steps
     assert responder.plan.caller_only_words == banned
     numbers = conversation_numbers(grounding_sources(messages))
-    assert grammar == speech_grammar(numbers, banned=banned or ())
+    assert grammar == speech_grammar(numbers, banned=banned or (), banned_starts=MACHINERY_STARTS)
     assert reply.text == "Order 58213 has shipped."
 
 
@@ -1738,3 +1744,48 @@ async def test_the_answer_reads_the_callers_words_without_the_name_they_took_bac
     assert f"user\n{seen or said}<|im_end|>" in speech
     if seen:
         assert f"user\n{said}<|im_end|>" in engine.steps[0][0]  # the decision read the caller's own
+
+
+def test_the_offer_after_cannot_names_what_the_tools_do_in_words_for_the_caller():
+    tools = [
+        _phone_function_tool("lookup_order"),
+        _phone_function_tool("transfer_to_human"),
+        _phone_function_tool("end_call"),
+    ]
+    assert what_the_tools_do(tools) == "look up an order; transfer you to a human agent"
+    assert what_the_tools_do([_phone_function_tool("end_call")]) == ""  # no offer
+
+
+def _phone_function_tool(name: str) -> dict:
+    return {"type": "function", "function": _phone_function(name)}
+
+
+@pytest.mark.parametrize(
+    ("offer", "kept"),
+    [
+        (' You can use the "update email" tool.', False),  # spoken call s10, session 9
+        (" I can't help with that.", False),  # a second refusal offers nothing
+        (" I can look up an order for you.", True),
+    ],
+)
+async def test_an_offer_that_names_a_tool_or_refuses_again_is_not_said(offer, kept):
+    engine = ScriptedEngine(_decision_then("cannot_do", offer))
+    responder, reply, _ = await _respond(
+        engine, _user("Can you change the email address on my online account?")
+    )
+    assert reply.text == f"{CANNOT_LEAD} " + (offer.lstrip() if kept else CANNOT_OFFER)
+    assert (responder.plan.echoed_caller is None) is kept
+
+
+@pytest.mark.parametrize(
+    ("result", "tool_said"),
+    [({"status": "shipped"}, False), ({"items": "two power tools"}, True)],
+)
+async def test_speech_never_starts_a_word_with_tool_unless_a_result_says_it(
+    result, tool_said, vocab
+):
+    engine = ScriptedEngine(_decision_then("reply", "It has shipped."), p_next=0.01)
+    await _respond(engine, _after_call({"status": "resolved", "result": result}))
+    ((_, grammar, _),) = engine.steps
+    assert grammar_accepts(vocab, grammar, "Your power tools have shipped.") is tool_said
+    assert grammar_accepts(vocab, grammar, "It has shipped, sit on a stool.")

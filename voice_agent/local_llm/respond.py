@@ -38,8 +38,10 @@ reply is made in explicit steps, all on one KV cache:
    reply starts with `ASK_LEAD`; no (the tool was picked for a request it
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
-   the decision) and the model continues after it with an offer, held whole and
-   replaced by `CANNOT_OFFER` when it only repeats the caller's words. A
+   the decision) and the model continues after it with an offer of what the tools do
+   (`what_the_tools_do`, in the note), held whole and replaced by `CANNOT_OFFER` when
+   it only repeats the caller's words, names a tool or refuses again. No speech starts
+   a word with "tool" (`MACHINERY_STARTS`) unless a tool result does. A
    `CANNOT` on a follow-up that asks for what a tool gives ("When is that
    due?" after a balance) calls that tool instead, or answers from its result
    already in the conversation (`Responder._follow_up`). After
@@ -183,10 +185,18 @@ CANNOT_LEAD = "Sorry, I can't help with that here."
 #: What is said after `CANNOT_LEAD` instead of an offer that only repeats the caller's
 #: words (`echoes_caller`).
 CANNOT_OFFER = "Is there anything else I can help you with?"
-#: What the speech step is told after `CANNOT_LEAD` (facts it lacks are never guessed).
+#: What the speech step is told after `CANNOT_LEAD` (facts it lacks are never guessed);
+#: `{can}` is what the tools do, in words for the caller (`what_the_tools_do`). Told only
+#: to "offer what you can help with", the 1.5B offered what no tool does ('you can use
+#: the "update email" tool.', spoken call s10, session 9) or repeated the caller.
 CANNOT_NOTE = (
+    "None of your functions can do what the caller just asked. You can help with: {can}. "
+    "In one short sentence, offer one of those instead. Do not guess."
+)
+#: `CANNOT_NOTE` when no tool does anything to offer (every one ends the call).
+CANNOT_NOTE_BARE = (
     "None of your functions can do what the caller just asked. In one short sentence, "
-    "offer what you can help with instead. Do not guess."
+    "ask whether there is anything else. Do not guess."
 )
 #: What the speech step is told when results arrived since the caller spoke. Tool
 #: results render inside a user turn (Qwen's format), and the 1.5B, given an order's
@@ -230,6 +240,11 @@ _SAYS_NOTHING = re.compile(
     r"|\b(?:do not|don't|never) (?:say|speak)\b|\bstay silent\b",
     re.IGNORECASE,
 )
+#: Word starts speech never says unless a tool result of the conversation does (a shop's
+#: "tools"): the agent's machinery. "tool": 'you can use the "update email" tool.' (spoken
+#: call s10, session 9), for a request no tool covers. A word start, not anywhere in a
+#: word as `grammar.UNSPEAKABLE_WORDS`: "stool" stays speakable.
+MACHINERY_STARTS = ("tool",)
 #: The yes/no question that decides, after a call was dropped for details the caller
 #: has not given, between asking for them and saying no function can do it; `{purpose}`
 #: is what the dropped tool(s) do. Asked of the caller's last words, with nothing else
@@ -405,6 +420,21 @@ def wanted_question(
     return WANTED_QUESTION.format(
         purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names)
     )
+
+
+def what_the_tools_do(tools: Sequence[Mapping[str, Any]]) -> str:
+    """What the tools do, in words for the caller, for the offer after "can't"
+    (`CANNOT_NOTE`): each tool's description's first clause (`caller_facing`, cut at a
+    colon), "; " between them; a tool that ends the call is no offer. "" when none."""
+    done: list[str] = []
+    for tool in tools:
+        function = tool.get("function")
+        if not isinstance(function, Mapping) or ends_the_call(function):
+            continue
+        text = caller_facing(_purpose(function, str(function.get("name", "")))).split(":")[0]
+        if text.strip() and text.strip() not in done:
+            done.append(text.strip())
+    return "; ".join(done)
 
 
 #: Words that say nothing about which tool a caller wants.
@@ -593,7 +623,7 @@ def names_a_function(text: str, names: Sequence[str]) -> bool:
     after a transfer, bench r19, session 6). The speech grammar keeps out every name with
     an underscore and the word "function" (`grammar.UNSPEAKABLE_WORDS`); this check is
     for a tool name that is one English word ("refund")."""
-    if re.search(r"\bfunctions?\b", text, re.IGNORECASE):
+    if re.search(r"\b(?:functions?|tools?)\b", text, re.IGNORECASE):
         return True
     quoted = {
         q.strip().lower() for q in re.findall(r"[\"'`\u201c\u2018]([^\"'`\u201d\u2019]+)", text)
@@ -766,6 +796,17 @@ class Responder:
                 self._results_note = self._results_note.replace(
                     " found above", f" found above about {subjects}", 1
                 )
+        results = [
+            w.lower()
+            for m in chat.messages
+            if m.get("role") == "tool" and isinstance(m.get("content"), str)
+            for w in re.findall(r"[A-Za-z]+", m["content"])
+        ]
+        self._machinery_starts = [
+            s for s in MACHINERY_STARTS if not any(w.startswith(s) for w in results)
+        ]
+        can = what_the_tools_do(chat.tools)
+        self._cannot_note = CANNOT_NOTE.format(can=can) if can else CANNOT_NOTE_BARE
         names = set(tool_names(chat.tools)) if chat.tools else set()
         #: A fresh turn (the caller spoke last), not a follow-up on tool results.
         self._fresh_turn = bool(chat.messages) and chat.messages[-1].get("role") == "user"
@@ -877,7 +918,7 @@ class Responder:
             followed, stats = await self._follow_up(prompt, on_text, stats)
             if followed and stats is not None:
                 return stats
-            return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
+            return await self._speak(on_text, self._cannot_note, stats, lead=CANNOT_LEAD)
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
@@ -914,7 +955,7 @@ class Responder:
                 wanted, stats = await self._wanted(reply.ungrounded, stats)
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
             if not wanted:
-                return await self._speak(on_text, CANNOT_NOTE, stats, lead=CANNOT_LEAD)
+                return await self._speak(on_text, self._cannot_note, stats, lead=CANNOT_LEAD)
             note = ask_note(reply.ungrounded, self._tools)
             return await self._speak(on_text, note, stats, lead=ASK_LEAD)
         if forced is not None or chat.tool_choice == "required":
@@ -1357,7 +1398,9 @@ class Responder:
                     return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
             finally:
                 self.reply.verbatim = False
-        grammar = speech_grammar(self._numbers, continuing=bool(lead))
+        grammar = speech_grammar(
+            self._numbers, banned_starts=self._machinery_starts, continuing=bool(lead)
+        )
         notes = guidance_notes(self.chat.messages) if note == GUIDANCE_NOTE else None
         sampling = self.chat.sampling
         if (self._answering and note == self._results_note) or lead == ASK_LEAD:
@@ -1512,7 +1555,9 @@ class Responder:
         banned = caller_only_words(self.chat.messages, self._tools)
         if banned:
             anywhere, starts = answer_bans(banned, self.chat.messages, self._tools)
-            grammar = speech_grammar(self._numbers, banned=anywhere, banned_starts=starts)
+            grammar = speech_grammar(
+                self._numbers, banned=anywhere, banned_starts=[*starts, *self._machinery_starts]
+            )
             self.plan.caller_only_words = banned
 
         async def filtered(piece: str) -> bool:
@@ -1553,8 +1598,10 @@ class Responder:
 
         step = await self.engine.generate(self.prompt(note) + CANNOT_LEAD, sampling, grammar, hold)
         text = "".join(held)
-        if echoes_caller(text, latest_caller_words(self.chat.messages)) or names_a_function(
-            text, self._function_names()
+        if (
+            echoes_caller(text, latest_caller_words(self.chat.messages))
+            or names_a_function(text, self._function_names())
+            or refuses(text)
         ):
             self.plan.echoed_caller = text
             text = CANNOT_OFFER
