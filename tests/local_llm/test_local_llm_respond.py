@@ -1787,5 +1787,6 @@ async def test_speech_never_starts_a_word_with_tool_unless_a_result_says_it(
     engine = ScriptedEngine(_decision_then("reply", "It has shipped."), p_next=0.01)
     await _respond(engine, _after_call({"status": "resolved", "result": result}))
     ((_, grammar, _),) = engine.steps
+    assert grammar is not None
     assert grammar_accepts(vocab, grammar, "Your power tools have shipped.") is tool_said
     assert grammar_accepts(vocab, grammar, "It has shipped, sit on a stool.")
