@@ -118,6 +118,12 @@ class SentenceChunker:
         self._inside = False
         return [rest] if _WORD.search(rest) else []
 
+    @property
+    def pending(self) -> str:
+        """The text pushed after the last chunk cut, not yet part of a chunk: always the
+        tail of everything pushed (leading whitespace left out)."""
+        return self._buf
+
     def take_unfinished(self) -> tuple[list[str], str, bool]:
         """The text pauses here (its source stalled): take back the sentence begun.
 

@@ -67,6 +67,7 @@ from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
 from .llm_watch import LlmQuiet, SilencePolicy, watch_silence
 from .modes import policy_for
 from .output import SpeechOutput, SpeechPreparer, Withdrawn
+from .repeats import SaidInTurn
 from .scheduler import ToolScheduler
 from .speculation import Speculator
 from .tools import ToolRegistry
@@ -132,6 +133,7 @@ class Conversation:
         self.followups_in_turn = 0
         self.call_round: dict[str, int] = {}  # call id -> tool round of the response that issued it
         self.said_in_turn = False  # the LLM said something to the caller in this turn
+        self.said = SaidInTurn()  # its sentences: a later generation does not say them again
         self.loop_guard_told = False  # the caller was told the loop guard stopped this turn
         self._silence = SilencePolicy(
             hold_after_s=config.llm_hold_after_s,
@@ -404,6 +406,7 @@ class Conversation:
         self.followups_in_turn = 0
         self.call_round.clear()  # older calls' late outcomes start again at round 1
         self.said_in_turn = False
+        self.said.clear()
         self.loop_guard_told = False
         self.quiet_since = self.clock.now()
         self.holds.new_turn()
@@ -651,11 +654,13 @@ class Conversation:
                 self._release_preamble(gen)  # no call: it is the answer
             else:
                 gen.preamble = None
-        if gen.withheld:
-            if how in ("stop", "tool_calls"):
-                self._push_text(gen, "")  # the answer's last words, after a hold phrase
-            else:
-                self._drop_withheld(gen, f"the answer ended ({how})")
+        if how in ("stop", "tool_calls"):
+            last = gen.repeats.finish(self.said)
+            self._note_repeats(gen, last.repeats)
+            if last.text or gen.withheld:  # the answer's last words (after a hold phrase)
+                self._speak(gen, last.text)
+        else:
+            self._drop_withheld(gen, f"the answer ended ({how})")
         self._record_planned(gen, final=True)
         if gen.deferred_calls and how != "cancelled":
             self.awaiting_together.update(c.call_id for c in gen.deferred_calls)
@@ -717,6 +722,24 @@ class Conversation:
             self._push_text(gen, text)
 
     def _push_text(self, gen: Generation, text: str) -> None:
+        """The model's text for the output, less the sentences the caller heard in this turn."""
+        passed = gen.repeats.push(text, self.said)
+        self._note_repeats(gen, passed.repeats)
+        if passed.text:
+            self._speak(gen, passed.text)
+
+    def _note_repeats(self, gen: Generation, repeats: list[str]) -> None:
+        for sentence in repeats:
+            self.ledger.append(
+                le.Note(
+                    text=f"{gen.response_id}: {spoken(sentence)!r} not said again: the caller "
+                    "heard it earlier in this turn"
+                )
+            )
+
+    def _speak(self, gen: Generation, text: str) -> None:
+        """Hand ``text`` to the output (after the words taken back at a stall) and record
+        the sentences it completes as planned."""
         if gen.withheld:  # the sentence taken back at a stall goes on: said whole
             text, gen.withheld = gen.withheld + text, ""
         if not gen.pushed and not text.strip():
@@ -729,7 +752,9 @@ class Conversation:
         self._record(gen, gen.plan(text))
 
     def _drop_withheld(self, gen: Generation, why: str) -> None:
-        """The sentence taken back at a stall will not be said: record that, not a plan."""
+        """The sentence taken back at a stall, and the one held while it might be a repeat,
+        will not be said: record that, not a plan."""
+        gen.withheld += gen.repeats.discard()
         if gen.withheld.strip():
             self.ledger.append(
                 le.Note(
@@ -940,7 +965,7 @@ class Conversation:
         """The answer's text pauses: take its unfinished sentence back from the output.
 
         The sentence begun waits in ``gen.withheld``, out of the text to be recorded as
-        planned: it is pushed again before the next text (:meth:`_push_text`), or
+        planned: it is pushed again before the next text (:meth:`_speak`), or
         dropped with a note if the answer fails or is cancelled (nobody heard any of it).
         """
         if not gen.pushed:

@@ -16,6 +16,7 @@ from fsm import Event
 from peripherals.text_chunker import SentenceChunker
 
 from .events import LlmToolCallIssued
+from .repeats import RepeatFilter
 
 RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 
@@ -52,6 +53,8 @@ class Generation:
     pushed: bool = False  # some text was handed to the output
     # the text handed to the output, cut into the sentences recorded as planned
     planner: SentenceChunker = field(default_factory=_sentences)
+    # the text on its way to the output: a sentence said earlier in the turn is not said again
+    repeats: RepeatFilter = field(default_factory=lambda: RepeatFilter(_sentences()))
     # The unfinished sentence taken back from the output at a stall (a hold phrase is said
     # before it); pushed again before the next text, dropped if the answer fails.
     withheld: str = ""
