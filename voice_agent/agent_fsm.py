@@ -93,8 +93,9 @@ TRANSITIONS = (
     Transition(AGENT_BUSY, LlmToolCallIssued, None, guard=C.is_current, actions=[C.issue_call]),
     Transition(AGENT_BUSY, LlmStalled, None, guard=C.is_current, actions=[C.say_llm_hold]),
     Transition(AGENT_BUSY, LlmTurnFinished, None, guard=C.answered_nothing, actions=[C.apologize_empty]),
-    Transition(T, LlmTurnFinished, T, guard=C.finishing_silent_with_news, actions=[C.finish_response, C.start_followup]),
-    Transition(T, LlmTurnFinished, L, guard=C.finishing_silent, actions=[C.finish_response, C.arm_hold]),
+    # (in speaking too: earlier audio ended while a follow-up ran that says nothing new)
+    Transition(AGENT_BUSY, LlmTurnFinished, T, guard=C.finishing_silent_with_news, actions=[C.finish_response, C.start_followup]),
+    Transition(AGENT_BUSY, LlmTurnFinished, L, guard=C.finishing_silent, actions=[C.finish_response, C.arm_hold]),
     Transition(T, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response, C.maybe_followup]),
     Transition(SP, LlmTurnFinished, None, guard=C.is_current, actions=[C.finish_response, C.maybe_followup]),
     Transition(AGENT_BUSY, LlmFailed, None, guard=C.is_current, actions=[C.apologize]),

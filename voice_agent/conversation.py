@@ -754,7 +754,7 @@ class Conversation:
     def _drop_withheld(self, gen: Generation, why: str) -> None:
         """The sentence taken back at a stall, and the one held while it might be a repeat,
         will not be said: record that, not a plan."""
-        gen.withheld += gen.repeats.discard()
+        gen.withheld += gen.repeats.discard(self.said)
         if gen.withheld.strip():
             self.ledger.append(
                 le.Note(

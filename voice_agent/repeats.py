@@ -6,9 +6,10 @@ next outcome. Each sees what the earlier ones said (their text is in the
 context as the assistant's words), but a model may tell every outcome of the
 turn again ("The order 5091 is in processing. The Dallas store opens at 9."),
 and the caller would hear the first sentence twice. Whatever the model
-produces, a generation's sentence that repeats, word for word, one said
-earlier in the same turn (by any generation, itself included) is dropped
-before it reaches the output; the ledger notes it.
+produces, a generation's sentence that repeats, word for word, one an earlier
+generation said in the same turn is dropped before it reaches the output; the
+ledger notes it. (What one generation says is taken as it comes: the rule is
+about a later answer restarting, not about a model's own wording.)
 
 A :class:`RepeatFilter` (one per generation) sits between its text and the output.
 It holds the sentence begun only while its words so far could still become a
@@ -50,10 +51,12 @@ class SaidInTurn:
         """The caller spoke: a new turn, nothing said in it yet."""
         self._keys.clear()
 
-    def add(self, sentence: str) -> None:
-        key = sentence_key(sentence)
-        if key:
-            self._keys.add(key)
+    def add(self, sentences: list[str]) -> None:
+        """A generation said ``sentences`` (it ended, or was cut off)."""
+        for sentence in sentences:
+            key = sentence_key(sentence)
+            if key:
+                self._keys.add(key)
 
     def __contains__(self, sentence: str) -> bool:
         key = sentence_key(sentence)
@@ -87,13 +90,15 @@ class RepeatFilter:
     generation ended normally) returns the rest; ``discard`` drops the held text
     (the generation failed or was cancelled: its unfinished sentence is not said).
     Text comes out unchanged but for the dropped sentences (and the whitespace after
-    them), in order.
+    them), in order. What it let through counts as said in the turn once it ends
+    (``finish`` or ``discard``): the next generation's repeats are checked against it.
     """
 
     def __init__(self, chunker: SentenceChunker) -> None:
         self._chunker = chunker
         self._sentence = ""  # the raw text of the sentence begun, as pushed
         self._open = False  # the sentence begun can no longer be a repeat: it goes out as it comes
+        self._let_through: list[str] = []  # the sentences it let through
 
     @property
     def holding(self) -> str:
@@ -101,8 +106,7 @@ class RepeatFilter:
         return "" if self._open else self._sentence
 
     def push(self, text: str, said: SaidInTurn) -> Filtered:
-        """The next delta of the text; ``said``: what the turn said so far (this text's
-        sentences are added to it as they end)."""
+        """The next delta of the text; ``said``: what the turn's earlier generations said."""
         out = Filtered()
         for piece in _pieces(text):
             self._feed(piece, said, out)
@@ -112,22 +116,26 @@ class RepeatFilter:
         """The text is complete: its last sentence goes out unless it is a repeat."""
         out = Filtered()
         last = self._chunker.flush()
-        if not self._open and self._sentence:
-            if last and all(s in said for s in last):
-                out.repeats += last
-            else:
-                out.text += self._sentence
-        for sentence in last:
-            said.add(sentence)
-        self._sentence, self._open = "", False
+        if not self._open and self._sentence and last and all(s in said for s in last):
+            out.repeats += last
+        else:
+            out.text += self.holding
+            self._let_through += last
+        self._end(said)
         return out
 
-    def discard(self) -> str:
-        """The text ends here unsaid: return what was held (nothing of it goes out)."""
+    def discard(self, said: SaidInTurn) -> str:
+        """The text ends here (the generation failed or was cancelled): return what was
+        held, which is not said; what went out before counts as said."""
         held = self.holding
         self._chunker.flush()
-        self._sentence, self._open = "", False
+        self._end(said)
         return held
+
+    def _end(self, said: SaidInTurn) -> None:
+        said.add(self._let_through)
+        self._let_through = []
+        self._sentence, self._open = "", False
 
     def _feed(self, piece: str, said: SaidInTurn, out: Filtered) -> None:
         done = self._chunker.push(piece)
@@ -148,12 +156,12 @@ class RepeatFilter:
         head = combined[:cut]
         if self._open:
             out.text += head[len(before) :]
+            self._let_through += done
         elif all(s in said for s in done):
             out.repeats += done
         else:
             out.text += head
-        for sentence in done:
-            said.add(sentence)
+            self._let_through += done
         self._sentence, self._open = "", False
         if rest:
             self._feed_rest(rest, said, out)

@@ -85,9 +85,10 @@ def test_the_first_answer_of_a_turn_is_never_held() -> None:
     assert out[0] == "The" and repeats == []
 
 
-def test_a_repeat_inside_one_answer_is_dropped_too() -> None:
-    out, repeats = filtered(tokens(f"{ORDER} {ORDER} {HOURS}"), SaidInTurn())
-    assert "".join(out) == f"{ORDER} {HOURS}" and repeats == [ORDER]
+def test_an_answer_repeating_itself_is_said_as_the_model_said_it() -> None:
+    # the rule is about a later generation restarting, not about one answer's wording
+    out, repeats = filtered(tokens(f"Okay! {ORDER} Okay!"), SaidInTurn())
+    assert "".join(out) == f"Okay! {ORDER} Okay!" and repeats == []
 
 
 def test_a_new_turn_may_say_it_again() -> None:
@@ -110,7 +111,7 @@ def test_held_text_is_given_back_when_the_answer_ends_unsaid() -> None:
     filtered(tokens(ORDER), said)
     gen = Generation(response_id="r", reason="tool_results")
     assert gen.repeats.push("The order", said).text == ""
-    assert gen.repeats.discard() == "The order"
+    assert gen.repeats.discard(said) == "The order"
 
 
 POOL = [ORDER, HOURS, REFUND, "Sure.", "It ships on Friday, by 9 a.m. at the latest.", "Okay!"]
@@ -118,8 +119,8 @@ POOL = [ORDER, HOURS, REFUND, "Sure.", "It ships on Friday, by 9 a.m. at the lat
 
 @st.composite
 def split_text(draw: st.DrawFn) -> tuple[list[str], list[str], list[str]]:
-    """Sentences said earlier in the turn, and a new answer (sentences from the same pool)
-    cut into deltas at random places."""
+    """Sentences earlier generations said in the turn, and a new answer (sentences from the
+    same pool, maybe repeating its own) cut into deltas at random places."""
     earlier = draw(st.lists(st.sampled_from(POOL), max_size=3))
     answer = draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=4))
     text = " ".join(answer)
@@ -135,15 +136,9 @@ def test_any_split_of_an_answer_loses_nothing_but_its_repeats(
 ) -> None:
     earlier, answer, deltas = case
     said = SaidInTurn()
-    for sentence in earlier:
-        said.add(sentence)
+    said.add(earlier)
     out, repeats = filtered(deltas, said)
-    seen, kept = set(earlier), []
-    for sentence in answer:
-        if sentence in seen:
-            continue
-        seen.add(sentence)
-        kept.append(sentence)
+    kept = [sentence for sentence in answer if sentence not in earlier]
     assert " ".join("".join(out).split()) == " ".join(kept)  # the new ones, in order, whole
     assert len(repeats) == len(answer) - len(kept)  # every other one is accounted for
 
@@ -216,10 +211,42 @@ _DEFAULTS = AgentConfig(system_prompt="s")
 CANNED = {*_DEFAULTS.hold_phrases, _DEFAULTS.llm_long_wait_phrase}  # the engine's, not the model's
 
 
+class SaysItAgain:
+    """A scripted model: the caller's turn gets ``ORDER`` and the order's lookup; the
+    follow-up says ``ORDER`` again, a word every ``per_word_s``."""
+
+    config = None
+
+    def __init__(self, clock: Clock, per_word_s: float) -> None:
+        self.clock, self.per_word_s = clock, per_word_s
+        self.told: list[str] = []
+
+    async def stream(self, messages: list[dict[str, Any]], tools: Any = None, **_: Any) -> Any:
+        await self.clock.sleep(0.2)
+        self.told.append(ORDER)
+        if messages[-1]["role"] == "user":
+            yield TextDelta(ORDER + " ")
+            yield ToolCallReady("c1", "get_order_status", "{}")
+            yield StreamFinished("tool_calls")
+            return
+        for i, word in enumerate(tokens(ORDER)):
+            if i:
+                await self.clock.sleep(self.per_word_s)
+            yield TextDelta(word)
+        yield StreamFinished("stop")
+
+    async def prewarm(self, messages: Any, tools: Any) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 @dataclass
 class Call:
     ledger: Ledger
     told: list[str]  # what the model streamed, sentence by sentence
+    state: str  # the agent's state at the end
 
     def heard_sentences(self) -> list[str]:
         """The model's sentences the caller heard (the output's reports), in order; hold
@@ -232,10 +259,11 @@ class Call:
 
 
 def run_call(
-    latency_s: dict[str, float], *, ttft_s: float, per_word_s: float, gap_s: float,
-    mode: str = "async",
+    latency_s: dict[str, float], *, ttft_s: float = 0.2, per_word_s: float = 0.05,
+    gap_s: float = 0.0, mode: str = "async", model: type[SaysItAgain] | None = None,
 ) -> Call:  # fmt: skip
-    """One caller turn asking for every tool's answer, on virtual time, until idle."""
+    """One caller turn asking for every tool's answer, on virtual time, until idle
+    (``Reteller`` answers, or ``model``)."""
     clock = AutojumpClock()
 
     async def main() -> Call:
@@ -243,7 +271,11 @@ def run_call(
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("test", clock)
-        llm = Reteller(clock, list(latency_s), ttft_s, per_word_s, gap_s)
+        llm = (
+            model(clock, per_word_s)
+            if model is not None
+            else Reteller(clock, list(latency_s), ttft_s, per_word_s, gap_s)
+        )
         config = AgentConfig(system_prompt="You are a test agent.", mode=mode)
         agent = Agent(config, llm, registry(latency_s), output, ledger, clock)  # type: ignore[arg-type]
 
@@ -262,13 +294,14 @@ def run_call(
                 assert clock.now() < 300, ledger.transcript()
                 await clock.sleep(TICK_S)
             await clock.sleep(1.0)  # the last audio plays out
+            state = str(agent.state)
         finally:
             agent.post(SessionEnded(reason="test over"))
             await asyncio.wait_for(task, 10)
             player.cancel()
             await asyncio.gather(player, return_exceptions=True)
             await output.aclose()
-        return Call(ledger, llm.told)
+        return Call(ledger, llm.told, state)
 
     return clock.run(main())
 
@@ -284,6 +317,17 @@ def test_an_outcome_arriving_mid_answer_does_not_get_the_first_sentence_said_twi
     assert call.told == [ORDER, ORDER, HOURS]  # what the model said
     assert any(f"{ORDER!r} not said again" in note for note in call.notes())
     check_protocol(call.ledger.render_messages("s"))  # r3 saw r2's words as the agent's
+
+
+def test_a_follow_up_that_only_says_it_again_leaves_the_floor_when_it_ends() -> None:
+    # r1 says the order and looks it up; the outcome comes while its audio plays, so r2
+    # starts in speaking; r1's audio ends while r2 (slow) says the order again, which is
+    # dropped: r2 ends having said nothing, and the floor is free (before: the agent
+    # stayed in speaking with nothing to play and never settled)
+    call = run_call({"get_order_status": 0.3}, per_word_s=0.5, model=SaysItAgain)
+    assert call.heard_sentences() == [ORDER]
+    assert call.told == [ORDER, ORDER]
+    assert call.state == "listening"
 
 
 ALL_TOOLS = ["get_order_status", "get_store_hours", "get_refund"]
