@@ -722,7 +722,8 @@ class Conversation:
             self._push_text(gen, text)
 
     def _push_text(self, gen: Generation, text: str) -> None:
-        """The model's text for the output, less the sentences the caller heard in this turn."""
+        """The model's text for the output, less the sentences an earlier generation of this
+        turn said (:mod:`voice_agent.repeats`)."""
         passed = gen.repeats.push(text, self.said)
         self._note_repeats(gen, passed.repeats)
         if passed.text:

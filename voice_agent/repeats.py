@@ -20,8 +20,8 @@ held only for the words it shares with an earlier one ("The" ... "order" ...
 generation's planner uses, so what is compared is what the ledger records as
 planned.
 
-A new turn (the caller spoke) starts a new :class:`SaidInTurn`: a caller who
-asks "can you say that again?" hears it again.
+A new turn (the caller spoke) clears the turn's :class:`SaidInTurn`: a caller
+who asks "can you say that again?" hears it again.
 """
 
 from __future__ import annotations
