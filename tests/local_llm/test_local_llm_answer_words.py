@@ -15,7 +15,11 @@ from grammar_helpers import grammar_accepts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voice_agent.local_llm.answer_words import answer_bans, caller_only_words
+from voice_agent.local_llm.answer_words import (
+    answer_bans,
+    caller_only_words,
+    half_said_values,
+)
 from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
 
 ORDER_TOOL = {
@@ -173,3 +177,48 @@ def test_every_word_the_agent_was_given_can_be_said_in_the_answer(engine, asked,
             assert _grammar_accepts(engine, grammar, f"It is {word}."), (word, stems)
     for stem in stems:
         assert not _grammar_accepts(engine, grammar, f"It is {stem}."), stem
+
+
+def _two_results() -> list[dict]:
+    """h15's turn: an order and a refund looked up, both resolved."""
+
+    def call(call_id: str, name: str, order: str) -> dict:
+        arguments = json.dumps({"order_id": order})
+        return {"id": call_id, "type": "function",
+                "function": {"name": name, "arguments": arguments}}  # fmt: skip
+
+    def result(call_id: str, value: dict) -> dict:
+        content = json.dumps({"status": "resolved", "result": value})
+        return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+    return [
+        {"role": "user", "content": "Is order 6127 delivered, and has the refund for order "
+                                    "5521 been paid?"},  # fmt: skip
+        {"role": "assistant", "content": "", "tool_calls": [
+            call("a", "get_order_status", "6127"), call("b", "get_refund_status", "5521")]},
+        result("a", {"order_id": "6127", "status": "delivered", "estimated_delivery": "Monday"}),
+        result("b", {"order_id": "5521", "refund": "paid on May 28", "amount": "$84.99"}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "added"),
+    [
+        # bench h15, sessions 6-9: the date dropped, the caller's framing kept
+        (
+            "The order 6127 has been delivered. The refund for order 5521 has been paid.",
+            ["The refund for order 5521 is paid on May 28."],
+        ),
+        ("Order 6127 was delivered, and the refund was paid on May 28th.", []),  # whole
+        ("Order 6127 was delivered.", []),  # the refund not spoken of: not half-said
+        ("Both were paid and delivered.", ["The refund for order 5521 is paid on May 28."]),
+    ],
+)
+def test_a_results_value_said_only_in_part_is_told_whole(answer, added):
+    assert half_said_values(answer, _two_results()) == added
+
+
+def test_only_this_turns_results_are_told_again():
+    messages = [*_two_results(), {"role": "assistant", "content": "Paid."},
+                {"role": "user", "content": "Thanks, is it paid?"}]  # fmt: skip
+    assert half_said_values("It has been paid.", messages) == []

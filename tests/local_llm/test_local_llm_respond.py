@@ -51,6 +51,7 @@ from voice_agent.local_llm.respond import (
     DECISION_PREFIX,
     GUIDANCE_NOTE,
     MACHINERY_STARTS,
+    OFFER_LEAD,
     REPLY,
     SMALL_TALK_OFFER,
     Responder,
@@ -325,7 +326,7 @@ def _dropping_script(wanted: str):
             return wanted  # the yes/no question
         if prompt.endswith(ASK_LEAD):
             return " your phone number, and when we should call?"
-        return " I can look up orders or store hours."
+        return " look up orders or store hours."
 
     return script
 
@@ -467,7 +468,9 @@ async def test_the_cannot_lead_is_a_chunk_a_speech_chunker_releases_at_once():
     dropping = _dropping_script("no")
 
     def script(prompt, grammar):
-        if prompt.endswith(CANNOT_LEAD):  # the offer's step starts: what was sent so far
+        if prompt.endswith(
+            f"{CANNOT_LEAD} {OFFER_LEAD}"
+        ):  # the offer's step starts: what was sent so far
             before_offer[:] = sent
         return dropping(prompt, grammar)
 
@@ -485,9 +488,7 @@ async def test_the_cannot_lead_is_a_chunk_a_speech_chunker_releases_at_once():
 
 async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never_changes():
     def script(prompt, grammar):
-        return (
-            'cannot_do"' if prompt.endswith(DECISION_PREFIX) else "I can't check the weather here."
-        )
+        return 'cannot_do"' if prompt.endswith(DECISION_PREFIX) else " check orders instead."
 
     engine = ScriptedEngine(script)
     responder, reply, deltas = await _respond(engine, _user("What's the weather like?"))
@@ -495,10 +496,10 @@ async def test_cannot_do_is_decided_on_a_fresh_turn_only_and_the_tool_list_never
     # The honest answer goes out first, whole, before the model runs again; the
     # model continues after it (the speech step's prompt ends with it).
     assert deltas[:2] == [{"content": CANNOT_LEAD}, {"content": " "}]  # before the model runs
-    assert engine.steps[-1][0].endswith("<|im_start|>assistant\n" + CANNOT_LEAD)
+    assert engine.steps[-1][0].endswith(f"<|im_start|>assistant\n{CANNOT_LEAD} {OFFER_LEAD}")
     # The note comes before, with what the tools do in words for the caller.
     assert f"You can help with: {what_the_tools_do(TOOLS)}." in engine.steps[-1][0]
-    assert reply.text == CANNOT_LEAD + " I can't check the weather here."
+    assert reply.text == CANNOT_LEAD + " I can check orders instead."
     fresh_system = engine.steps[0][0].split("<|im_end|>")[0]
 
     call = {
@@ -1224,7 +1225,7 @@ async def test_a_dropped_call_whose_values_nobody_said_ends_the_decoding(said, f
             if prompt.endswith('"arguments": ')
             else "no"
             if grammar and '"yes"' in grammar
-            else " I can look up orders or store hours."
+            else " look up orders or store hours."
         )
     )
     responder, reply, _ = await _respond(engine, _user(said))
@@ -1432,8 +1433,8 @@ def test_an_offer_that_repeats_the_callers_words_is_told_from_a_real_offer(said,
 @pytest.mark.parametrize(
     ("offer", "spoken"),
     [
-        (" Can you tell me if the new iPhone is in stock?", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
-        (" I can look up an order for you.", f"{CANNOT_LEAD} I can look up an order for you."),
+        (" tell you if the new iPhone is in stock.", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
+        (" look up an order for you.", f"{CANNOT_LEAD} I can look up an order for you."),
     ],
 )
 async def test_the_offer_after_cannot_never_repeats_the_callers_question(offer, spoken):
@@ -1763,9 +1764,11 @@ def _phone_function_tool(name: str) -> dict:
 @pytest.mark.parametrize(
     ("offer", "kept"),
     [
-        (' You can use the "update email" tool.', False),  # spoken call s10, session 9
-        (" I can't help with that.", False),  # a second refusal offers nothing
-        (" I can look up an order for you.", True),
+        # spoken call s10, session 9: 'you can use the "update email" tool.'
+        (' help you with the "update email" tool.', False),
+        ("'t help with that.", False),  # a second refusal offers nothing
+        (" look up an order and", False),  # cut off at its tokens' limit
+        (" look up an order for you.", True),
     ],
 )
 async def test_an_offer_that_names_a_tool_or_refuses_again_is_not_said(offer, kept):
@@ -1773,7 +1776,7 @@ async def test_an_offer_that_names_a_tool_or_refuses_again_is_not_said(offer, ke
     responder, reply, _ = await _respond(
         engine, _user("Can you change the email address on my online account?")
     )
-    assert reply.text == f"{CANNOT_LEAD} " + (offer.lstrip() if kept else CANNOT_OFFER)
+    assert reply.text == f"{CANNOT_LEAD} " + (f"{OFFER_LEAD}{offer}" if kept else CANNOT_OFFER)
     assert (responder.plan.echoed_caller is None) is kept
 
 
@@ -1790,3 +1793,14 @@ async def test_speech_never_starts_a_word_with_tool_unless_a_result_says_it(
     assert grammar is not None
     assert grammar_accepts(vocab, grammar, "Your power tools have shipped.") is tool_said
     assert grammar_accepts(vocab, grammar, "It has shipped, sit on a stool.")
+
+
+async def test_an_answer_that_says_a_value_in_part_is_followed_by_the_whole_value():
+    payload = {"status": "resolved", "result": {"order_id": "5521", "refund": "paid on May 28"}}
+    engine = ScriptedEngine(
+        _decision_then("reply", "The refund for order 5521 has been paid."), p_next=0.01
+    )
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    added = "The refund for order 58213 is paid on May 28."  # the call's order, as looked up
+    assert reply.text == f"The refund for order 5521 has been paid. {added}"
+    assert responder.plan.half_said == [added]

@@ -12,6 +12,9 @@ descriptions, not the system prompt, not a common word, not a name) cannot
 be said in the answer: its stem is banned, any case, inside words or at their start
 (`answer_bans`, for `grammar.speech_grammar`). The model then says what it has:
 "... has shipped".
+
+And an answer that said a result's value only in part ("has been paid" for "paid on
+May 28") is followed by the whole value (`half_said_values`).
 """
 
 from __future__ import annotations
@@ -145,3 +148,86 @@ def answer_bans(
         inside = any(stem in word[1:] for word in vocabulary)
         (anywhere if len(stem) >= INSIDE_WORDS_LETTERS and not inside else starts).append(stem)
     return anywhere, starts
+
+
+# ------------------------------------------------ a value the answer half-said
+
+#: Words of a result's value that carry nothing of its own ("paid on May 28": "paid"
+#: and "may" are its words, "on" is not).
+_FILLER = frozenset("a an the on in at of to for by and or is are was were be".split())
+
+
+def _results_by_call(
+    messages: Sequence[Mapping[str, Any]],
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(the call's arguments, its result) of each result since the caller last spoke."""
+    turn: list[Mapping[str, Any]] = []
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        turn.insert(0, message)
+    arguments: dict[str, Mapping[str, Any]] = {}
+    found: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    for message in turn:
+        for call in message.get("tool_calls") or () if message.get("role") == "assistant" else ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                try:
+                    args = json.loads(str(function.get("arguments") or "{}"))
+                except json.JSONDecodeError:
+                    args = {}
+                arguments[str(call.get("id"))] = args if isinstance(args, dict) else {}
+        if message.get("role") != "tool":
+            continue
+        try:
+            payload = json.loads(content_text(message.get("content")))
+        except (json.JSONDecodeError, ChatFormatError):
+            continue
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if payload.get("status") == "resolved" and isinstance(result, dict):
+            found.append((arguments.get(str(message.get("tool_call_id")), {}), result))
+    return found
+
+
+def _subject(arguments: Mapping[str, Any]) -> str:
+    """What a call was about, in words ("order 5521" for ``{"order_id": "5521"}``)."""
+    for name, value in arguments.items():
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            words = [w for w in str(name).split("_") if w.lower() not in ("id", "number")]
+            return " ".join([*words, str(value)])
+    return ""
+
+
+def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences that tell what an answer from results said only half of: a result's value
+    holding a number ("paid on May 28") whose words the answer said ("paid") but not its
+    number(s). One sentence per such value, from its field and the call's subject ("The
+    refund for order 5521 is paid on May 28."); none when the answer said the value
+    whole, or none of it (a value left out was not asked about).
+
+    Asked "Is order 6127 delivered, and has the refund for order 5521 been paid?", the
+    1.5B answered "The refund for order 5521 has been paid." with the result's "paid on
+    May 28" (bench h15, sessions 6 to 9, greedy): it took the caller's yes/no framing and
+    left the date out.
+    """
+    said_numbers = set(re.findall(r"[0-9]+", answer))
+    said_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
+    added: list[str] = []
+    for arguments, result in _results_by_call(messages):
+        argument_texts = {str(v) for v in arguments.values()}
+        for field, value in result.items():
+            if not isinstance(value, str) or value in argument_texts or field == "note":
+                continue
+            numbers = set(re.findall(r"[0-9]+", value))
+            words = {
+                _stem(w.lower())
+                for w in _WORD_RE.findall(value)
+                if len(w) >= 3 and w.lower() not in _FILLER
+            }
+            if not numbers or not words or numbers <= said_numbers:
+                continue
+            if words & said_words:
+                subject = _subject(arguments)
+                about = f" for {subject}" if subject else ""
+                added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
+    return added

@@ -39,7 +39,7 @@ reply is made in explicit steps, all on one KV cache:
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
    the decision) and the model continues after it with an offer of what the tools do
-   (`what_the_tools_do`, in the note), held whole and replaced by `CANNOT_OFFER` when
+   (`what_the_tools_do`, in the note; it starts `OFFER_LEAD`), held whole and replaced by `CANNOT_OFFER` when
    it only repeats the caller's words, names a tool or refuses again. No speech starts
    a word with "tool" (`MACHINERY_STARTS`) unless a tool result does. A
    `CANNOT` on a follow-up that asks for what a tool gives ("When is that
@@ -47,7 +47,8 @@ reply is made in explicit steps, all on one KV cache:
    already in the conversation (`Responder._follow_up`). After
    results, `ANSWER_NOTE` tells the model to answer from them, and the answer's
    opening is the answer (`openings.AnswerOpening`: "Sure, here's the answer:" and
-   a bare "Yes," before the result are left out); when the
+   a bare "Yes," before the result are left out; a value it said only in part is
+   told whole after it, `answer_words.half_said_values`); when the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
@@ -74,7 +75,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
-from voice_agent.local_llm.answer_words import answer_bans, caller_only_words
+from voice_agent.local_llm.answer_words import answer_bans, caller_only_words, half_said_values
 from voice_agent.local_llm.argument_watch import ArgumentWatch
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
@@ -182,6 +183,12 @@ AWAIT_CONFIRMATION = "await_confirmation"
 #: had to read first cost +1.7 s to the first word on the 1.5B, and the 0.5B read
 #: the note out). English, like the prompts shipped with the product.
 CANNOT_LEAD = "Sorry, I can't help with that here."
+#: How the offer after `CANNOT_LEAD` starts: what the agent can do, said as such. Left to
+#: start on its own, told what the tools do, the 1.5B said "You can look up the shipping
+#: status of an order by its order number, get the ..." (bench h05, session 10).
+OFFER_LEAD = "I can"
+#: Tokens the offer may take: one short sentence; one cut off is not said (`CANNOT_OFFER`).
+_OFFER_MAX_TOKENS = 32
 #: What is said after `CANNOT_LEAD` instead of an offer that only repeats the caller's
 #: words (`echoes_caller`).
 CANNOT_OFFER = "Is there anything else I can help you with?"
@@ -191,7 +198,7 @@ CANNOT_OFFER = "Is there anything else I can help you with?"
 #: the "update email" tool.', spoken call s10, session 9) or repeated the caller.
 CANNOT_NOTE = (
     "None of your functions can do what the caller just asked. You can help with: {can}. "
-    "In one short sentence, offer one of those instead. Do not guess."
+    "In one short sentence, offer one or two of those instead. Do not guess."
 )
 #: `CANNOT_NOTE` when no tool does anything to offer (every one ends the call).
 CANNOT_NOTE_BARE = (
@@ -318,6 +325,9 @@ class ResponsePlan:
     claimed_person: bool = False
     #: stems of the caller's words the answer from results could not use (`answer_words`)
     caller_only_words: list[str] | None = None
+    #: sentences added after an answer that said a result's value only in part
+    #: (`answer_words.half_said_values`)
+    half_said: list[str] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -422,16 +432,24 @@ def wanted_question(
     )
 
 
+#: Where a tool's purpose goes on to how or when it is done ("look up the shipping status
+#: of an order | by its order number", "cancel an order | that has not shipped yet"): the
+#: offer names what, in few words.
+_HOW_IT_IS_DONE = re.compile(r"\s+(?:by|that|when|after|from|using)\s+")
+
+
 def what_the_tools_do(tools: Sequence[Mapping[str, Any]]) -> str:
     """What the tools do, in words for the caller, for the offer after "can't"
     (`CANNOT_NOTE`): each tool's description's first clause (`caller_facing`, cut at a
-    colon), "; " between them; a tool that ends the call is no offer. "" when none."""
+    colon and where it says how or when, `_HOW_IT_IS_DONE`), "; " between them; a tool
+    that ends the call is no offer. "" when none."""
     done: list[str] = []
     for tool in tools:
         function = tool.get("function")
         if not isinstance(function, Mapping) or ends_the_call(function):
             continue
-        text = caller_facing(_purpose(function, str(function.get("name", "")))).split(":")[0]
+        text = caller_facing(_purpose(function, str(function.get("name", ""))))
+        text = _HOW_IT_IS_DONE.split(text.split(":")[0])[0]
         if text.strip() and text.strip() not in done:
             done.append(text.strip())
     return "; ".join(done)
@@ -1560,8 +1578,11 @@ class Responder:
             )
             self.plan.caller_only_words = banned
 
+        said: list[str] = []
+
         async def filtered(piece: str) -> bool:
             text = opening.push(piece)
+            said.append(text)
             if text and not await on_text(text):
                 stopped.append(True)
                 return False
@@ -1570,7 +1591,16 @@ class Responder:
         step = await self.engine.generate(self.prompt(note), sampling, grammar, filtered)
         rest = opening.finish()
         if rest and not stopped:  # nothing after the caller's stop
+            said.append(rest)
             await on_text(rest)
+        # A result's value said only in part ("has been paid" for "paid on May 28") is
+        # told whole after the answer (`answer_words.half_said_values`).
+        added = [] if stopped else half_said_values("".join(said), self.chat.messages)
+        for sentence in added:
+            if not await on_text(f" {sentence}"):
+                break
+        if added:
+            self.plan.half_said = added
         if opening.left_out:
             self.plan.left_out = list(opening.left_out)
             step.extra["left_out"] = list(opening.left_out)
@@ -1590,18 +1620,24 @@ class Responder:
         the caller's words back (`echoes_caller`): told to offer what it can help
         with, the 1.5B said "Can you tell me if the new iPhone is in stock?" after
         "Sorry, I can't help with that here." (bench r20)."""
-        held: list[str] = []
+        held: list[str] = [OFFER_LEAD]
 
         async def hold(piece: str) -> bool:
             held.append(piece)
             return True
 
-        step = await self.engine.generate(self.prompt(note) + CANNOT_LEAD, sampling, grammar, hold)
-        text = "".join(held)
+        step = await self.engine.generate(
+            f"{self.prompt(note)}{CANNOT_LEAD} {OFFER_LEAD}",
+            replace(sampling, max_tokens=_OFFER_MAX_TOKENS),
+            grammar,
+            hold,
+        )
+        text = "".join(held).rstrip()
         if (
             echoes_caller(text, latest_caller_words(self.chat.messages))
             or names_a_function(text, self._function_names())
             or refuses(text)
+            or not text.endswith((".", "!", "?"))  # cut off at `_OFFER_MAX_TOKENS`
         ):
             self.plan.echoed_caller = text
             text = CANNOT_OFFER
