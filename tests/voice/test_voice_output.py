@@ -468,3 +468,17 @@ async def test_withdraw_says_when_a_clause_of_the_sentence_is_already_out(rig) -
     output.end("r1")
     await settle(output)
     assert tts.asked == ["Sure,", "the order is here."]
+
+
+async def test_unplayed_s_counts_each_queued_chunk_once(rig) -> None:  # type: ignore[no-untyped-def]
+    # Two chunks in the sink (3 + 2 words), none played: 5 words of audio are left, not the
+    # first chunk plus the second one's end position (8 words: the caller's silence was
+    # put seconds too late, and a hold phrase with it; hold10)
+    output, sink, _, _ = rig
+    output.push("r1", "One two three. Four five. ")
+    await settle(output)
+    assert output.unplayed_s("r1") == pytest.approx(5 * PER_WORD / RATE)
+    sink.advance(4 * PER_WORD)  # into the second chunk
+    assert output.unplayed_s("r1") == pytest.approx(PER_WORD / RATE)
+    sink.advance(PER_WORD)
+    assert output.unplayed_s("r1") == 0.0

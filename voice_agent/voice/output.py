@@ -212,7 +212,7 @@ class AudioSpeechOutput:
         if resp is None:
             return 0.0
         played = self._sink.played_samples
-        samples = sum(max(0, s.start + s.length - played) for s in resp.segments)
+        samples = sum(min(s.length, max(0, s.start + s.length - played)) for s in resp.segments)
         return samples / self._sink.sample_rate + resp.unwritten_words * SPEECH_S_PER_WORD
 
     def prepare(self, text: str) -> None:
