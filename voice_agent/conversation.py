@@ -43,6 +43,7 @@ from .call_control import (
     caller_closes,
 )
 from .call_flow import CallFlow
+from .caller_silence import CallerSilence, SilenceFrom
 from .config import AgentConfig
 from .confirmations import CONFIRMATION_PENDING, Confirmations
 from .events import (
@@ -64,7 +65,7 @@ from .events import (
 from .generation import Generation, RequestReason, spoken
 from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
-from .llm_watch import LlmQuiet, SilencePolicy, watch_silence
+from .llm_watch import Hearing, LlmQuiet, SilencePolicy, watch_silence
 from .modes import policy_for
 from .output import SpeechOutput, SpeechPreparer, Withdrawn
 from .repeats import SaidInTurn
@@ -77,9 +78,6 @@ log = logging.getLogger(__name__)
 # Seconds between hold phrases while the LLM stays silent: a short phrase (~0.8 s spoken)
 # plus ~1.2 s of quiet keeps every silence under the 2 s the caller should ever wait.
 LLM_HOLD_AGAIN_S = 2.0
-# A hold phrase due while the caller still hears more than this of the answer waits for that
-# audio to end (the caller is not in silence; the model may go on meanwhile). Seconds.
-HOLD_AFTER_AUDIO_S = 0.1
 
 EndReason = Literal["stop", "tool_calls", "cancelled", "error"]
 
@@ -153,7 +151,8 @@ class Conversation:
             max_hold_gap_s=max(LLM_HOLD_AGAIN_S, config.llm_hold_gap_max_s),
         )
         self._llm_hold_phrases = itertools.cycle(config.hold_phrases or ("One moment.",))
-        self.quiet_since = clock.now()  # when the caller last stopped hearing anything
+        # when the caller stopped (or will stop) hearing the agent: hold phrases count from it
+        self.silence = CallerSilence(clock, self._unplayed_s)
         self._ids = itertools.count(1)
         self._call_ids: set[str] = set()  # every call id a stream of this session issued
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -192,6 +191,26 @@ class Conversation:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _unplayed_s(self) -> float:
+        """Seconds of the agent's speech the caller has still to hear (responses play one
+        after another: all of them)."""
+        return sum(self.output.unplayed_s(rid) for rid in self.playing)
+
+    def _hand_over(
+        self, response_id: str, text: str, *, end: bool = False, hold: bool = False
+    ) -> None:
+        """Give ``text`` of ``response_id`` to the output (and end it): the one place the
+        agent's speech goes out. It is playing until its PlayoutFinished; ``self.silence``
+        learns at once what the caller has to hear (``hold``: a hold phrase for a slow
+        model, which does not end the caller's wait for the answer)."""
+        left = self._unplayed_s()
+        self.playing.setdefault(response_id, True)
+        if text:
+            self.output.push(response_id, text)
+        if end:
+            self.output.end(response_id)
+        self.silence.handed_over(added=self._unplayed_s() > left, hold=hold)
 
     def _on_tool_outcome(self, event: Event) -> None:
         """The scheduler recorded an outcome: mark it as news, then tell the FSM.
@@ -408,7 +427,7 @@ class Conversation:
         self.said_in_turn = False
         self.said.clear()
         self.loop_guard_told = False
-        self.quiet_since = self.clock.now()
+        self.silence.starts_now()  # the caller just spoke: their wait for the answer begins
         self.holds.new_turn()
         self.ledger.append(le.UserUtterance(turn_id=self.turn_id, text=text, final=True))
 
@@ -567,9 +586,12 @@ class Conversation:
                 self._post(event)
 
         try:
-            # The caller's silence may have begun before this request (earlier audio ended,
-            # tools ran): where the policy holds the line, the first hold counts from then.
-            quiet = self.quiet_since if self.policy.holds_the_line and not self.playing else None
+            # Hold phrases count from the caller's silence: it may have begun before this
+            # request (earlier audio ended, tools ran; where the policy holds the line, the
+            # first hold counts from then), or begin later (speech still playing).
+            hearing: Hearing = self.silence
+            if not self.policy.holds_the_line:
+                hearing = SilenceFrom(self.silence, self.clock.now())
 
             def record_fit(fit: FitResult) -> None:
                 if gen.held is None:  # a fork's record would void its adoption; logged anyway
@@ -590,7 +612,7 @@ class Conversation:
                 self.llm.stream(messages, tools, **fit_kw),
                 self.clock,
                 self._silence,
-                quiet_since=quiet,
+                hearing=hearing,
             )
             async for item in stream:
                 if isinstance(item, LlmQuiet):
@@ -676,7 +698,7 @@ class Conversation:
             )
         )
         if gen.pushed and how != "cancelled":
-            self.output.end(gen.response_id)
+            self._hand_over(gen.response_id, "", end=True)
         if self.gen is gen:
             self.gen = None
         self._ask_confirmation(gen, how)
@@ -747,8 +769,7 @@ class Conversation:
             return  # leading whitespace is not speech
         gen.pushed = True
         self.said_in_turn = True
-        self.playing.setdefault(gen.response_id, True)
-        self.output.push(gen.response_id, text)
+        self._hand_over(gen.response_id, text)
         self.call.spoke_since_request = True
         self._record(gen, gen.plan(text))
 
@@ -876,9 +897,9 @@ class Conversation:
     def say_llm_hold(self, ev: LlmStalled) -> None:
         """The LLM is slow: say a hold phrase in its response, between sentences only.
 
-        Not while the caller hears something else (earlier audio still playing), nor
-        while the caller still hears this answer: the phrase is due when its audio ends
-        if the model is still quiet then (:meth:`_hold_after_audio`). The
+        The stall watch times it from the caller's silence (``self.silence``): it comes
+        once the caller has heard everything said so far (earlier responses too) and
+        ``llm_hold_after_s`` more of nothing, never behind audio still playing. The
         unfinished sentence is taken back from the output first (:meth:`_withdraw`), so
         the phrase is said after the last complete sentence and the taken words, said
         again once the model goes on, are heard whole after it: "One moment. The order
@@ -894,18 +915,17 @@ class Conversation:
         the stall watch already waited the normal hold time (``llm_hold_after_s``, then
         ``LLM_HOLD_AGAIN_S``), so silence never exceeds that cadence. The ledger notes it.
         A text output's printed clause stays in view: no phrase inside its sentence.
+
+        A long wait (``ev.long_wait``) is owned up to once per answer, at the first such
+        hold actually said: one that cannot be said passes the phrase on to the next.
         """
         gen = self.gen
         assert gen is not None
-        if any(rid != gen.response_id for rid in self.playing):
-            return
-        if gen.hold_deferred:
-            return  # a phrase is already due when the answer's audio ends
-        left = self.output.unplayed_s(gen.response_id)
-        if left > HOLD_AFTER_AUDIO_S:
-            self._hold_after_audio(gen, ev, left)
-            return
         withdrawn = self._withdraw(gen)
+        if self.silence.since() > self.clock.now():
+            # the pause completed a sentence the output held for its next words: the caller
+            # hears it now, and the watch times the next hold from its end
+            return
         if withdrawn.inside_sentence and withdrawn.visible:  # printed: the reader sees it go on
             self.ledger.append(
                 le.Note(
@@ -925,13 +945,12 @@ class Conversation:
                 )
             )
         self._record_planned(gen, final=True)  # the sentences before the phrase
-        # a long wait is owned up to once ("Sorry, this is taking a little longer than
-        # usual."); the watch marks it after the short holds and spaces the later ones out
-        phrase = self.config.llm_long_wait_phrase if ev.long_wait else next(self._llm_hold_phrases)
+        long_wait = ev.long_wait and not gen.long_wait_said
+        gen.long_wait_said = gen.long_wait_said or long_wait
+        phrase = self.config.llm_long_wait_phrase if long_wait else next(self._llm_hold_phrases)
         lead = "\n" if broken else " " if gen.pushed else ""  # a break after a clause
-        self.output.push(gen.response_id, lead + phrase + " ")
         gen.pushed = True
-        self.playing.setdefault(gen.response_id, True)
+        self._hand_over(gen.response_id, lead + phrase + " ", hold=True)
         self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=phrase))
         taken = f"; the unfinished {spoken(gen.withheld)!r} follows it" if gen.withheld else ""
         self.ledger.append(
@@ -940,27 +959,6 @@ class Conversation:
                 f"hold phrase {phrase!r}{taken}"
             )
         )
-
-    def _hold_after_audio(self, gen: Generation, ev: LlmStalled, left: float) -> None:
-        """The caller still hears ``left`` seconds of this answer: no silence to fill yet.
-        Look again when that audio ends; if the model said nothing meanwhile, the
-        stall goes on and the phrase is due then (another LlmStalled)."""
-        chars = gen.streamed_chars
-        gen.hold_deferred = True
-
-        async def when_heard_out() -> None:
-            await self.clock.sleep(left)
-            gen.hold_deferred = False
-            if self.gen is gen and gen.streamed_chars == chars:
-                self._post(
-                    LlmStalled(
-                        response_id=gen.response_id,
-                        silent_s=ev.silent_s + left,
-                        long_wait=ev.long_wait,
-                    )
-                )
-
-        self._spawn(when_heard_out(), f"hold-after-audio:{gen.response_id}")
 
     def _withdraw(self, gen: Generation) -> Withdrawn:
         """The answer's text pauses: take its unfinished sentence back from the output.
@@ -971,7 +969,9 @@ class Conversation:
         """
         if not gen.pushed:
             return Withdrawn()
-        taken = self.output.withdraw(gen.response_id)
+        left = self._unplayed_s()
+        taken = self.output.withdraw(gen.response_id)  # a sentence it completes is said now
+        self.silence.handed_over(added=self._unplayed_s() > left)
         self._record(gen, gen.take_back(taken.text))
         gen.withheld += taken.text
         return taken
@@ -991,8 +991,7 @@ class Conversation:
         self._record_planned(gen, final=True)
         text = ("\n" if broken else " " if gen.pushed else "") + self.config.apology
         gen.pushed = True
-        self.playing.setdefault(gen.response_id, True)
-        self.output.push(gen.response_id, text)
+        self._hand_over(gen.response_id, text)
         self.ledger.append(
             le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology)
         )
@@ -1006,7 +1005,7 @@ class Conversation:
         if self.playing.pop(ev.response_id, None) is None:
             return  # already recorded (e.g. cut off by a barge-in)
         if not self.playing:
-            self.quiet_since = self.clock.now()
+            self.silence.starts_now()  # all of it heard, now
         self.ledger.append(
             le.AgentTextPlayed(
                 response_id=ev.response_id, text=spoken(ev.heard), interrupted=ev.interrupted
@@ -1037,9 +1036,7 @@ class Conversation:
         self.ledger.append(
             le.LlmResponseFinished(response_id=rid, finish_reason="stop", error=None)
         )
-        self.playing[rid] = True
-        self.output.push(rid, text)
-        self.output.end(rid)
+        self._hand_over(rid, text, end=True)
         self.call.spoke_since_request = True
         return rid
 
@@ -1262,6 +1259,7 @@ class Conversation:
                 )
             )
         self.playing.clear()
+        self.silence.starts_now()  # cut off: the caller hears nothing more of it
         if self.gen is not None:
             self._end_generation(self.gen, "cancelled")
 

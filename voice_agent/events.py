@@ -143,7 +143,7 @@ class LlmStalled(Event):
 
     response_id: str
     silent_s: float
-    long_wait: bool = False  # the wait is long: say so (once per answer)
+    long_wait: bool = False  # the wait is long (past the short holds): say so, once per answer
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,18 +17,25 @@ the injected clock, two things:
 
 What the caller hears:
 
-- After ``hold_after_s`` without output it yields :class:`LlmQuiet` (the
+- Hold phrases are timed from the **caller's silence**, not from the model's text: the
+  conversation tells the watch what the caller hears (``hearing``, from the speech
+  output's count of what is still to be played:
+  :class:`~voice_agent.caller_silence.CallerSilence`). A long sentence the model sent
+  at once is heard for seconds; the silence, and its first hold, begin when it ends.
+- After ``hold_after_s`` of the caller's silence it yields :class:`LlmQuiet` (the
   conversation says a hold phrase, between sentences only: see
-  ``Conversation.say_llm_hold``); if the silence goes on, another one every
-  ``hold_again_s``, up to ``max_holds`` per silence: any output starts the
-  count again (a new silence is a new wait; a count per generation left a model
-  that paused early and then died with no hold at all before the apology). A
-  long wait: after ``holds_before_long_wait`` holds, one marked ``long_wait``
-  (said once per generation: "this is taking longer than usual"), then gaps
-  doubling up to ``max_hold_gap_s`` (see :class:`SilencePolicy`). Past
-  ``max_holds``, a hold phrase comes only while the LLM shows signs of life
-  (one within the last ``hold_again_s``): a model slowed by a busy machine
-  keeps the line, a stopped one does not.
+  ``Conversation.say_llm_hold``); if the wait goes on, another one every
+  ``hold_again_s`` (never while the previous one is still heard). The caller's **wait**
+  ends when they are given something of the answer (anything but a hold phrase): a word
+  that makes no sentence is not heard, so it ends neither the silence nor the wait (a
+  model trickling words got no hold at all). A long wait: every hold of a wait past
+  ``holds_before_long_wait`` is marked ``long_wait`` (the conversation says "this is
+  taking longer than usual" at the first of them it says, once per answer), and the
+  gaps double up to ``max_hold_gap_s`` (see :class:`SilencePolicy`). After
+  ``max_holds`` since the LLM's last output (as many as fit before its deadline), a
+  hold phrase comes only while the LLM shows signs of life (one within the last
+  ``hold_again_s``): a model slowed by a busy machine keeps the line, a stopped one
+  does not.
 - After ``deadline_s`` without a sign of life (a dead or stalled endpoint:
   within seconds, whatever the machine's load) it stops the stream (closing
   the HTTP request) and raises :class:`~voice_agent.llm.LlmError`: the
@@ -54,13 +61,28 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from fsm import Clock, move_on_at
 from peripherals.text_chunker import SentenceChunker
 
 from .llm import LlmError, Progressed, StreamItem, TextDelta
 
-__all__ = ["LlmQuiet", "SilencePolicy", "watch_silence"]
+__all__ = ["Hearing", "LlmQuiet", "SilencePolicy", "watch_silence"]
+
+
+class Hearing(Protocol):
+    """What the caller hears of the agent (:class:`~voice_agent.caller_silence.CallerSilence`)."""
+
+    def since(self) -> float:
+        """When the caller's silence begins: in the future while speech still plays."""
+        ...
+
+    @property
+    def answered_at(self) -> float:
+        """When speech other than a hold phrase was last given to the caller (their wait
+        for the answer starts again once they have heard it)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -72,8 +94,8 @@ class SilencePolicy:
     the LLM shows signs of life (at least ``deadline_s``).
 
     A long wait is held the way a person on the phone holds it: after
-    ``holds_before_long_wait`` short holds ``hold_again_s`` apart, the next one
-    is marked ``long_wait`` (the conversation says once per answer "Sorry, this
+    ``holds_before_long_wait`` short holds ``hold_again_s`` apart, the next ones
+    are marked ``long_wait`` (the conversation says once per answer "Sorry, this
     is taking a little longer than usual."), and from then on the gaps double
     (2x, 4x ``hold_again_s``...) up to ``max_hold_gap_s``: a few words now and
     then, not "Almost there." every 2 s for a minute.
@@ -97,14 +119,19 @@ class SilencePolicy:
 
 @dataclass(frozen=True)
 class LlmQuiet:
-    """The stream has been silent for ``silent_s`` seconds: time for a hold phrase
-    (``long_wait``: the first past the policy's short holds; say that it takes long)."""
+    """The stream has been silent for ``silent_s`` seconds and the caller for the policy's
+    hold time: time for a hold phrase (``long_wait``: past the policy's short holds; the
+    wait is long, say so if not yet said in this answer)."""
 
     silent_s: float
     long_wait: bool = False
 
 
 _END = object()
+# Output just yielded reaches the speech output within this (the conversation hands it
+# over as soon as it handles the event): the watch looks at the caller's silence again
+# then, so a sentence about to be said is not taken for silence. Seconds.
+HAND_OVER_S = 0.1
 _SENTENCE_END = (".", "!", "?", "…")
 
 
@@ -122,14 +149,17 @@ async def watch_silence(
     clock: Clock,
     policy: SilencePolicy,
     *,
-    quiet_since: float | None = None,
+    hearing: Hearing | None = None,
 ) -> AsyncIterator[StreamItem | LlmQuiet]:
     """Re-yield ``items`` with :class:`LlmQuiet` marks; raise LlmError at the silence deadline.
 
-    ``quiet_since`` is when the caller's silence began, if earlier than now
-    (the previous response's audio ended a while ago, tools ran): the first
-    hold mark is due ``hold_after_s`` after it, while the deadline always
-    counts from the stream's start (the LLM's own silence).
+    ``hearing.since()`` is when the caller's silence began: in the past (the previous
+    response's audio ended a while ago, tools ran), or in the future while the agent's
+    speech still plays. It is read again whenever a hold may be due, and shortly after
+    each output and hold (when they have been handed over). Without ``hearing`` the
+    caller is taken to hear what the model says the moment it completes something
+    speakable. The deadlines always count from the stream's own items (the LLM's
+    silence), never from the caller's.
 
     Closing or cancelling the consumer cancels the stream's task and waits
     for it (the HTTP request is closed before this returns).
@@ -147,44 +177,56 @@ async def watch_silence(
             await queue.put(exc)
 
     task = asyncio.get_running_loop().create_task(pump(), name="llm-stream")
-    # For the patience, text counts once it completes something a speech output can say
-    # (a sentence, a long clause): a model trickling words without one leaves the caller
-    # in silence. (Any output restarts the hold phrases' count; any sign of life, the
-    # deadline's.)
+    # For the patience and for the caller's wait, text counts once it completes something a
+    # speech output says (a sentence, a long clause): a model trickling words without one
+    # leaves the caller in silence. (Any output is a sign of life, for the deadline.)
     speakable = SentenceChunker()
     patience = max(policy.patience_s, policy.deadline_s)
     try:
         alive = clock.now()  # the LLM's last sign of life (output or progress)
         spoke = alive  # its last speakable progress
-        heard = alive if quiet_since is None else min(alive, quiet_since)  # the caller's
-        next_hold = heard + policy.hold_after_s
-        holds = 0  # hold phrases of the current silence
-        announced = False  # the long wait was announced (once per generation)
+        said = alive if hearing is None else min(alive, hearing.since())  # its last output
+        holds = 0  # hold phrases of the caller's current wait (the long wait, the gaps)
+        # of them, those due hold_after_s or more after the LLM's last output: max_holds is
+        # sized to fit them before its deadline (the wait's earlier ones count from the
+        # caller's silence, which may have begun before that output)
+        quiet_holds = 0
+        next_hold = -math.inf  # no hold before this (the policy's cadence; output handed over)
+        look_at = math.inf  # when to read the caller's silence again (output handed over)
         last_hold = -math.inf  # when the last hold phrase was due (said or passed over)
+
+        def caller_silent_since() -> float:
+            return spoke if hearing is None else hearing.since()
+
+        def hold_due_at() -> float:
+            """When the next hold phrase is due (inf: none): the first after hold_after_s of
+            the caller's silence, the next ones at the policy's cadence but never while the
+            caller still hears the one before; past max_holds only while the LLM shows
+            signs of life."""
+            if quiet_holds >= policy.max_holds and alive <= last_hold:
+                return math.inf
+            quiet = caller_silent_since()
+            return max(next_hold, quiet + policy.hold_after_s if holds == 0 else quiet)
+
         while True:
+            now = clock.now()
+            answered_at = spoke if hearing is None else hearing.answered_at
+            if holds and answered_at >= last_hold:  # the caller was given more of the answer
+                holds, quiet_holds, next_hold = 0, 0, -math.inf  # since the last hold: a new wait
             lifeless = alive + policy.deadline_s <= spoke + patience  # which deadline is first
             deadline = alive + policy.deadline_s if lifeless else spoke + patience
-            if holds < policy.max_holds:
-                hold_at = next_hold
-            elif alive > last_hold:  # signs of life since: the LLM works, keep the line
-                hold_at = next_hold  # spaced out by the policy's long-wait gaps
-            else:
-                hold_at = math.inf
-            hold_due = hold_at < deadline
-            got: object = None
-            async with move_on_at(clock, hold_at if hold_due else deadline) as scope:
-                got = await queue.get()
-            if scope.expired:
-                now = clock.now()
-                if hold_due:
-                    last_hold = now
-                    if holds < policy.max_holds or now - alive < policy.hold_again_s:
-                        holds += 1
-                        next_hold = now + policy.gap_after(holds)
-                        long_wait = holds == policy.holds_before_long_wait + 1 and not announced
-                        announced = announced or long_wait
-                        yield LlmQuiet(silent_s=now - heard, long_wait=long_wait)
-                    continue
+            due = hold_due_at()
+            if due <= now and due < deadline:
+                last_hold = now
+                if quiet_holds < policy.max_holds or now - alive < policy.hold_again_s:
+                    holds += 1
+                    quiet_holds += now >= said + policy.hold_after_s
+                    next_hold = now + policy.gap_after(holds)
+                    look_at = now + HAND_OVER_S
+                    long_wait = holds > policy.holds_before_long_wait
+                    yield LlmQuiet(silent_s=now - said, long_wait=long_wait)
+                continue
+            if now >= deadline:
                 if lifeless:
                     raise LlmError(
                         f"the LLM produced nothing for {policy.deadline_s:.1f}s", retryable=False
@@ -194,6 +236,17 @@ async def watch_silence(
                     f"(it was still working)",
                     retryable=False,
                 )
+            wake = min(deadline, due, look_at)
+            quiet = caller_silent_since()
+            if quiet > now:  # the caller hears the agent: look again when that should end
+                wake = min(wake, quiet)
+            got: object = None
+            async with move_on_at(clock, wake) as scope:
+                got = await queue.get()
+            if scope.expired:
+                if clock.now() >= look_at:
+                    look_at = math.inf
+                continue  # a hold, the deadline, or a look at the caller's silence
             if got is _END:
                 return
             if isinstance(got, BaseException):
@@ -207,12 +260,12 @@ async def watch_silence(
             alive = clock.now()
             if isinstance(got, Progressed):
                 continue  # a sign of life, nothing the caller hears
-            heard = alive
-            next_hold = heard + policy.hold_after_s
-            holds = 0  # a new silence: its holds count afresh (else a model that dies after
-            # output used up the count had 4-6 s of silence before the apology)
+            said = alive
+            quiet_holds = 0
+            look_at = alive + HAND_OVER_S
+            next_hold = max(next_hold, look_at)  # not before it was handed over
             if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
-                spoke = heard
+                spoke = alive
             yield got  # type: ignore[misc]
     finally:
         if not task.done():

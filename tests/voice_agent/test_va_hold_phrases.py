@@ -31,6 +31,7 @@ from voice_agent.config import AgentConfig
 from voice_agent.conversation import LLM_HOLD_AGAIN_S
 from voice_agent.events import SessionEnded, TranscriptFinal, UserSpeechStarted
 from voice_agent.llm import LlmError, StreamFinished, TextDelta
+from voice_agent.llm_watch import HAND_OVER_S
 from voice_agent.tools import ToolRegistry
 from voice_agent.voice.output import AudioSpeechOutput
 from voice_agent.voice.sinks import TimelineSink
@@ -41,23 +42,26 @@ TICK_S = 0.01  # the sink plays in steps of this many clock seconds
 CONFIG = AgentConfig(system_prompt="You are a test agent.")
 HOLDS = CONFIG.hold_phrases
 APOLOGY = CONFIG.apology
+LONG_WAIT = CONFIG.llm_long_wait_phrase
 TURN_CAP_S = 120.0
 
 
 class WordTts:
-    """A fake TTS: PER_WORD samples per word, at once; records every chunk it was asked."""
+    """A fake TTS: ``per_word`` samples per word, at once; records every chunk it was asked."""
 
     output_rate = RATE
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, per_word: int = PER_WORD) -> None:
         self.clock = clock
+        self.per_word = per_word
         self.asked: list[tuple[float, str]] = []  # (clock time, chunk)
 
     async def synthesize(
         self, text: str, sample_rate: int | None = None
     ) -> AsyncIterator[AudioChunk]:
         self.asked.append((self.clock.now(), text))
-        yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
+        samples = self.per_word * len(text.split())
+        yield AudioChunk(np.full(samples, 0.5, dtype=np.float32), RATE)
 
     async def aclose(self) -> None:
         pass
@@ -111,6 +115,7 @@ class Heard:
 @dataclass
 class Call:
     chunks: list[Heard]
+    timeline: np.ndarray  # what the caller heard, from the turn's start (RATE samples a second)
     ledger: Ledger
     played: list[str]  # AgentTextPlayed texts
     waits: list[
@@ -133,13 +138,14 @@ def run_call(
     *,
     barge_in_at: float | None = None,
     turns: int = 1,
+    per_word: int = PER_WORD,
     **agent: Any,
 ) -> Call:
     """One user turn answered by ``script`` on virtual time (then ``turns - 1`` more)."""
     clock = AutojumpClock()
 
     async def main() -> Call:
-        tts = WordTts(clock)
+        tts = WordTts(clock, per_word)
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("test", clock)
@@ -156,6 +162,7 @@ def run_call(
         task = asyncio.create_task(a.run())
         player = asyncio.create_task(play())
         t0 = clock.now()
+        start_pos = sink.position
         try:
             for turn in range(turns):
                 a.post(TranscriptFinal(text=f"Where is my order? ({turn})"))
@@ -179,9 +186,10 @@ def run_call(
             await asyncio.gather(player, return_exceptions=True)
             await output.aclose()
         heard = [Heard(round(t - t0, 3), text) for t, text in tts.asked]
+        heard_audio = sink.render(sink.position)[start_pos : sink.position]
         played = [e.text for e in ledger.entries if e.type == "AgentTextPlayed"]
         waits = [(round(t - t0, 3), length) for t, length in llm.waits]
-        return Call(heard, ledger, played, waits)
+        return Call(heard, heard_audio, ledger, played, waits)
 
     return clock.run(main())
 
@@ -192,7 +200,8 @@ def words(text: str) -> list[tuple[str, str]]:
 
 
 def is_hold(text: str) -> bool:
-    return text in HOLDS
+    """A hold phrase for a slow model (the long-wait phrase is one)."""
+    return text in HOLDS or text == LONG_WAIT
 
 
 def assert_ledger_true(call: Call) -> None:
@@ -253,7 +262,9 @@ def test_a_stall_mid_sentence_puts_the_hold_before_the_sentence_and_says_it_whol
 
 
 def test_a_stall_after_a_sentence_gets_a_hold_there() -> None:
-    script = [*words("The order 58213 is currently in the processing state."), ("wait", 3.0),
+    # (the sentence is heard until 2.25 s: the stall is one for the caller from then; 3 s
+    # long it was 0.75 s of silence, which needs no hold: hold10)
+    script = [*words("The order 58213 is currently in the processing state."), ("wait", 4.5),
               *words(" It ships on Friday.")[1:]]  # fmt: skip
     call = run_call(script)
     assert call.texts == [
@@ -275,19 +286,50 @@ def test_no_hold_phrase_while_the_caller_still_hears_the_answer() -> None:
     ]
 
 
-def test_a_hold_due_while_the_answer_plays_comes_when_its_audio_ends() -> None:
+def test_a_hold_is_timed_from_the_end_of_the_audio_the_caller_heard() -> None:
+    # The sentence is 2.25 s of speech, streamed at once; the model is then quiet for 4 s.
+    # The caller's silence begins when the sentence has been heard: the hold comes 1.5 s
+    # into it. Before (hold9b's leftover) it was timed from the text: "One moment." right
+    # as the sentence ended (no silence at all), then "Just a second." at 3.5 s.
     script = [*words("The order 58213 is currently in the processing state."), ("wait", 4.0),
               *words(" It ships on Friday.")[1:]]  # fmt: skip
     call = run_call(script)
     assert call.texts == [
         "The order 58213 is currently in the processing state.",
-        HOLDS[0],  # when the 9 words have been heard (not at 1.5 s, behind them)
-        HOLDS[1],  # the next one 2 s after the model's last word, as always
+        HOLDS[0],
         "It ships on Friday.",
     ]
     at = {c.text: c.at for c in call.chunks}
-    assert abs(at[HOLDS[0]] - 9 * PER_WORD / RATE) <= 2 * TICK_S
-    assert at[HOLDS[1]] == 3.5
+    heard_out = 9 * PER_WORD / RATE
+    assert abs(at[HOLDS[0]] - (heard_out + CONFIG.llm_hold_after_s)) <= 2 * TICK_S
+
+
+def test_a_long_first_sentence_then_a_stall_gets_its_hold_after_the_sentence_is_heard() -> None:
+    # 16 words (4 s of speech) at once, then the model works for 7 s before going on (the
+    # blank tells the output the sentence is over: it is said at once)
+    first = "Sure, the order 58213 left our Denver warehouse on Monday and is now with the courier."
+    script = [*words(first), ("text", " "), ("wait", 7.0), *words("It ships on Friday.")]
+    call = run_call(script)
+    heard = played_spans(call.chunks)
+    holds = [(start, text) for start, _, text in heard if is_hold(text)]
+    answer_end = max(end for _, end, text in heard if text in first)  # heard out at 4.0 s
+    assert holds and abs(holds[0][0] - (answer_end + CONFIG.llm_hold_after_s)) <= 2 * TICK_S
+    assert all(start >= answer_end for start, _ in holds)  # never behind the answer's audio
+    assert answer_text(call.texts) == first + " It ships on Friday."
+
+
+def test_the_long_wait_phrase_is_said_even_when_its_turn_comes_while_the_answer_plays() -> None:
+    # After one short hold the wait counts as long. The first sentence plays until 4 s and
+    # the model is dead. Before: the first hold waited for the audio, and the long-wait
+    # mark (due at 3.5 s, during it) was dropped: "One moment." "Just a second." then the
+    # apology; the caller was never told it takes long.
+    first = "Your order 58213 left our Denver warehouse on Monday and is now with the courier."
+    # (the blank after it tells the output the sentence is over: all of it is said at once)
+    call = run_call([*words(first), ("text", " "), ("stall",)], llm_holds_before_long_wait=1)
+    said = [t for t in call.texts if is_hold(t) or t == CONFIG.llm_long_wait_phrase]
+    assert said == [HOLDS[0], CONFIG.llm_long_wait_phrase]
+    assert call.texts[-2:] == ["Sorry, I'm having trouble right now.", "Could you say that again?"]
+    assert_ledger_true(call)
 
 
 def test_a_stall_right_after_a_sentence_mark_holds_after_that_sentence() -> None:
@@ -318,15 +360,19 @@ def test_a_stall_after_an_opening_clause_gets_its_hold_on_time_then_the_sentence
     script = [*words("Sure, let me"), ("wait", 2.5), *words(" check that for you.")[1:],
               ("wait", 2.0), *words(" It ships on Friday.")[1:]]  # fmt: skip
     call = run_call(script)
+    # The sentence completed at 2.5 s waits in the output for the model's next words (its
+    # final mark came last) until the next hold is due (3.75 s): then it is said, and no
+    # hold phrase is glued behind it (before: "let me check that for you." / "Still
+    # checking, one moment." back to back, the caller hearing the answer already)
     assert call.texts == [
         "Sure,",
         HOLDS[0],
         "let me check that for you.",
-        HOLDS[1],
         "It ships on Friday.",
     ]
     at = {c.text: c.at for c in call.chunks}
-    assert at[HOLDS[0]] == CONFIG.llm_hold_after_s  # on time, not when the sentence ends
+    # on time, not when the sentence ends: the hold time after "Sure," was heard (0.25 s)
+    assert at[HOLDS[0]] == 0.25 + CONFIG.llm_hold_after_s
     assert_ledger_true(call)
     notes = [e.text for e in call.entries("Note")]
     assert any("the hold phrase follows the clause heard" in n for n in notes)
@@ -336,7 +382,7 @@ def test_a_stall_after_an_opening_clause_of_a_dead_model_holds_the_line_then_apo
     # before: "Sure," then 7.75 s of silence until the apology
     call = run_call([*words("Sure, the order"), ("stall",)])
     assert [(c.at, c.text) for c in call.chunks] == [
-        (0.0, "Sure,"), (1.5, HOLDS[0]), (3.5, HOLDS[1]), (5.5, HOLDS[2]),
+        (0.0, "Sure,"), (1.75, HOLDS[0]), (3.75, HOLDS[1]), (5.75, HOLDS[2]),
         (8.0, "Sorry, I'm having trouble right now."), (8.0, "Could you say that again?"),
     ]  # fmt: skip
     assert call.planned() == ["Sure,", *HOLDS, APOLOGY]
@@ -345,7 +391,10 @@ def test_a_stall_after_an_opening_clause_of_a_dead_model_holds_the_line_then_apo
 
 def test_a_model_trickling_words_gets_holds_before_its_words() -> None:
     # A word every 1.9 s never makes a sentence: nothing of it is said; the line is held
-    # before it (never inside it) and the patience ends it with the apology.
+    # before it (never inside it) and the patience ends it with the apology. The words are
+    # not heard, so they neither end the caller's silence nor their wait: it is a long
+    # wait, held like one (hold10; before, each word restarted the hold count, and a word
+    # every 1.4 s got no hold at all before the apology at 30 s).
     trickle: list[tuple[Any, ...]] = []
     text = "Your order with the blue kettle and the two mugs and the red toaster and the"
     for step in words(text + " green lamp and the grey rug and the white clock is"):
@@ -354,9 +403,12 @@ def test_a_model_trickling_words_gets_holds_before_its_words() -> None:
     assert_holds_between_sentences(call.texts)
     assert call.texts[-2:] == ["Sorry, I'm having trouble right now.", "Could you say that again?"]
     assert call.chunks[-1].at == CONFIG.llm_patience_s
-    assert all(is_hold(t) for t in call.texts[:-2])
+    assert all(is_hold(t) or t == LONG_WAIT for t in call.texts[:-2])
+    assert [c.at for c in call.chunks[:4]] == [1.5, 3.5, 5.5, 7.5]
+    assert call.texts.count(LONG_WAIT) == 1 and call.texts[3] == LONG_WAIT
     times = [0.0, *(c.at for c in call.chunks)]
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 5.5  # never longer
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) <= CONFIG.llm_hold_gap_max_s  # the long wait's widest gap
     assert_ledger_true(call)
 
 
@@ -433,18 +485,28 @@ def test_any_slow_answer_holds_only_between_sentences_and_never_leaves_a_stall_s
     else:
         assert said == answer.split()
     assert_ledger_true(call)
-    # 3. every stall before the first audio of the answer gets a hold phrase 1.5 s into it
-    first_audio = min((c.at for c in call.chunks if not is_hold(c.text)), default=float("inf"))
-    for start, length in call.waits:
-        if length > CONFIG.llm_hold_after_s and start + length <= first_audio:
-            due = start + CONFIG.llm_hold_after_s
-            assert any(is_hold(c.text) and abs(c.at - due) < 1e-6 for c in call.chunks), (
-                start, length, [(c.at, c.text) for c in call.chunks])  # fmt: skip
+    # 3. before the first audio of the answer, the caller's silence is held at the hold
+    #    time: the first hold 1.5 s after the turn, each next one when the one before has
+    #    been heard and 2 s after it was due (hold10: timed from the caller's silence, not
+    #    from the model's last token, which the caller did not hear)
+    spans = played_spans(call.chunks)
+    heard_end = 0.0
+    for start, end, text in spans:
+        if not is_hold(text):
+            break
+        if text == LONG_WAIT:
+            break  # from here on the long wait's wider gaps (assertion 4)
+        # (a word arriving as one is due puts it off until the word was handed over)
+        assert start - heard_end <= CONFIG.llm_hold_after_s + HAND_OVER_S + 2 * TICK_S, spans
+        heard_end = end
     # 4. a dead model's stall is held at the hold cadence wherever it falls: the caller's
     #    silence before the apology is at most the deadline less the last hold's due time
     #    (before: a stall after an opening clause left 7.75 s of silence before it)
+    #    (past the long-wait phrase, the long wait's wider gaps: words the caller did not
+    #    hear make a wait long, hold10)
     if dies and call.entries("LlmResponseFinished")[0].finish_reason == "error":
-        assert silence_before_apology(call) <= DEAD_SILENCE_BOUND_S, [
+        bound = CONFIG.llm_hold_gap_max_s if LONG_WAIT in call.texts else DEAD_SILENCE_BOUND_S
+        assert silence_before_apology(call) <= bound + HAND_OVER_S, [
             (c.at, c.text) for c in call.chunks
         ]
 
@@ -466,3 +528,94 @@ def silence_before_apology(call: Call) -> float:
             return round(start - end, 3)
         end = start + len(c.text.split()) * PER_WORD / RATE
     raise AssertionError(f"no apology in {call.texts}")
+
+
+def played_spans(chunks: list[Heard], per_word: int = PER_WORD) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each chunk as the caller heard it: whole, in order, from when
+    it was synthesised or when the one before it ended (seconds from the turn's start)."""
+    spans: list[tuple[float, float, str]] = []
+    end = 0.0
+    for c in chunks:
+        start = max(c.at, end)
+        end = start + len(c.text.split()) * per_word / RATE
+        spans.append((round(start, 3), round(end, 3), c.text))
+    return spans
+
+
+def silences(audio: np.ndarray) -> list[float]:
+    """The stretches without sound from the start to the last sound (seconds)."""
+    sound = np.flatnonzero(audio)
+    if not len(sound):
+        return [len(audio) / RATE]
+    edges = np.diff(np.concatenate([[-1], sound])) - 1
+    return [float(e) / RATE for e in edges if e > 0]
+
+
+# ------------------------------------------------------------------ any schedule, any voice
+
+# Speaking rates of the fake voice (samples per word at 16 kHz: 0.15, 0.25, 0.4 s a word)
+PER_WORDS = st.sampled_from([2400, 4000, 6400])
+# Waits: quick tokens, a slow machine, stalls past the hold time, long stalls a dead model
+# would have been apologised for (the model then goes on before its 8 s deadline).
+WAIT = st.sampled_from([0.0, 0.05, 0.8, 1.6, 3.0, 5.0, 7.5])
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> tuple[str, list[tuple[Any, ...]], bool]:
+    """An answer cut at random into deltas, with any waits between them; it may die."""
+    answer = " ".join(draw(st.lists(st.sampled_from(SENTENCES), min_size=1, max_size=3)))
+    cuts = sorted(draw(st.sets(st.integers(1, len(answer) - 1), max_size=8)))
+    pieces: list[str] = []
+    for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True):
+        if pieces and not pieces[-1].strip():
+            pieces[-1] += answer[a:b]
+        else:
+            pieces.append(answer[a:b])
+    script: list[tuple[Any, ...]] = []
+    for piece in pieces:
+        script += [("wait", draw(WAIT)), ("text", piece)]
+    dies = draw(st.booleans())
+    if dies:
+        script.insert(draw(st.integers(0, len(script))), ("stall",))
+    return answer, script, dies
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedules(), PER_WORDS, st.sampled_from([1, CONFIG.llm_holds_before_long_wait]))
+def test_any_schedule_and_voice_speed_bounds_the_callers_silence_and_says_the_long_wait_once(
+    case: tuple[str, list[tuple[Any, ...]], bool], per_word: int, short_holds: int
+) -> None:
+    answer, script, dies = case
+    # one short hold, then the wait counts as long: the long-wait phrase is due often (and
+    # the holds after it come at doubled gaps); or the default short holds
+    call = run_call(script, per_word=per_word, llm_holds_before_long_wait=short_holds)
+    spans = played_spans(call.chunks, per_word)
+    canned = set(HOLDS) | {LONG_WAIT}
+    for i, (start, _, text) in enumerate(spans):
+        if text not in canned or i == 0:
+            continue
+        before_end, before = spans[i - 1][1], spans[i - 1][2]
+        # 1. a hold phrase is said into silence, never queued behind audio still playing...
+        assert start >= before_end - 1e-6 and call.chunks[i].at >= before_end - TICK_S, spans
+        # 2. ...and after the answer's audio, only once the caller heard hold_after_s of it
+        if before not in canned:
+            assert start - before_end >= CONFIG.llm_hold_after_s - 2 * TICK_S, spans
+    # 3. the caller never hears a silence longer than the policy's bound: the hold time
+    #    (any audio, the answer's or a hold's, restarts it), a dead model's last gap before
+    #    its apology, or past the short holds the long wait's doubled gap
+    cut = next((round(s * RATE) for s, _, t in spans if t == LONG_WAIT), len(call.timeline))
+    short_wait, long_wait = call.timeline[:cut], call.timeline[cut:]
+    assert max(silences(short_wait), default=0.0) <= DEAD_SILENCE_BOUND_S + HAND_OVER_S, spans
+    assert max(silences(long_wait), default=0.0) <= CONFIG.llm_hold_gap_max_s, spans
+    # 4. the long-wait phrase: at most once per answer, and said whenever the caller heard
+    #    more than the short holds in a row without the answer going on
+    said_long = [t for _, _, t in spans if t == LONG_WAIT]
+    assert len(said_long) <= 1, spans
+    runs, run = [], 0
+    for _, _, text in spans:
+        run = run + 1 if text in canned else 0
+        runs.append(run)
+    if max(runs, default=0) > short_holds:
+        due = runs.index(short_holds + 1)
+        assert LONG_WAIT in [t for _, _, t in spans[: due + 1]], spans
+    assert_ledger_true(call)
