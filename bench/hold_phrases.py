@@ -35,6 +35,17 @@ Reported per kind of run (slow, dead, prompt):
   default patience and deadline) and 120 s (both raised to it): phrases said before
   the apology, of them "this is taking longer" and "Almost there.", and the
   longest silence.
+- ``long_first_sentence``: a long first sentence streamed at once (20 words, 5 s of
+  speech), then the model is quiet: 3, 5 and 7 s then the rest ("slow"), dead (the
+  apology), or working (progress reports) for 20 s then the rest; each also with the
+  long-wait phrase due after one short hold (``llm_holds_before_long_wait=1``), and
+  each with the stall right after the sentence's final mark (the output keeps that
+  sentence for the next token until a hold is due) or after a blank (it is said at
+  once). Per
+  run: the silence the caller heard between the sentence's end and the first hold
+  phrase (``silence_before_first_hold_s``; 0 is a phrase glued to the sentence), the
+  holds said, the long-wait phrase said (and whether it was due: a wait past the
+  short holds), the longest silence.
 
 Run it on the code before a change with that code first on the path, e.g.
 ``PYTHONPATH=/path/to/old/checkout python bench/hold_phrases.py``: it uses only
@@ -45,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -158,6 +170,7 @@ async def _one_run(
     timeline = sink.render(end_pos)[start_pos:end_pos]
     return {
         "chunks": [text for _, text in tts.asked],
+        "asked": [(round(at - t0, 3), text) for at, text in tts.asked],
         "first_sound_s": _first_sound(timeline),
         "longest_silence_s": _longest_silence(timeline),
         "stuck": stuck,
@@ -277,6 +290,68 @@ def long_wait(wait_s: float) -> dict[str, Any]:
     }
 
 
+LONG_FIRST = (
+    "Sure, your order 58213 left our Denver warehouse on Monday morning "
+    "and it is now on its way to you with the courier."
+)
+REST = "It should reach you by Friday."
+
+
+def _spans(asked: list[tuple[float, str]]) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each chunk as heard: whole, in order, from when it was
+    synthesised or when the one before it ended (seconds from the turn's end)."""
+    spans, end = [], 0.0
+    for at, text in asked:
+        start = max(at, end)
+        end = start + len(text.split()) * PER_WORD / RATE
+        spans.append((start, end, text))
+    return spans
+
+
+def long_first_sentence(
+    short_holds: tuple[int, ...] = (CONFIG.llm_holds_before_long_wait, 1),
+    blanks: tuple[bool, ...] = (False, True),
+) -> list[dict[str, Any]]:
+    """A long first sentence, then the model goes quiet (see the module doc)."""
+    holds = {*CONFIG.hold_phrases, CONFIG.llm_long_wait_phrase}
+    plans: list[tuple[str, list[Any]]] = [
+        (f"slow {s:g}s", [("sleep", s), *words(" " + REST)[1:]]) for s in (3.0, 5.0, 7.0)
+    ]
+    plans += [("dead", [("stall",)])]
+    plans += [("working 20s", [*progressing(20.0, 1.0), *words(" " + REST)[1:]])]
+    out = []
+    for short, blank in itertools.product(short_holds, blanks):
+        config = CONFIG.model_copy(update={"llm_holds_before_long_wait": short})
+        for name, tail in plans:
+            lead = [("text", " ")] if blank else []
+            script = [("headers",), ("role",), ("sleep", TTFT_S), *words(LONG_FIRST), *lead,
+                      *tail, ("finish", "stop"), ("usage",), ("done",)]  # fmt: skip
+            clock = AutojumpClock()
+            result = clock.run(_one_run(script, clock, config))
+            spans = _spans(result["asked"])
+            said = [t for _, _, t in spans]
+            first_hold = next((i for i, t in enumerate(said) if t in holds), None)
+            gap = None
+            if first_hold:
+                gap = round(spans[first_hold][0] - spans[first_hold - 1][1], 3)
+            run_holds, longest_run = 0, 0
+            for t in said:
+                run_holds = run_holds + 1 if t in holds else 0
+                longest_run = max(longest_run, run_holds)
+            out.append({
+                "run": name,
+                "short_holds": short,
+                "stall_after": "a blank" if blank else "the final mark",
+                "silence_before_first_hold_s": gap,
+                "holds": sum(t in holds for t in said),
+                "long_wait_said": said.count(CONFIG.llm_long_wait_phrase),
+                "long_wait_due": longest_run > short,
+                "longest_silence_s": result["longest_silence_s"],
+                "stuck": result["stuck"],
+            })  # fmt: skip
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stall-s", type=float, default=3.0)
@@ -284,6 +359,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     report = run(args.stall_s)
     report["long_wait"] = [long_wait(w) for w in (30.0, 120.0)]
+    report["long_first_sentence"] = long_first_sentence()
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

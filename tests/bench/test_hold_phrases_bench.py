@@ -45,7 +45,9 @@ def test_a_stall_mid_sentence_is_measured_as_held_between_sentences() -> None:
     result = clock.run(hp._one_run(hp._script(ANSWER, 1, 3.0, dead=False), clock))
     assert result["chunks"] == ["One moment.", "The order 58213 is in processing.",
                                 "It ships on Friday."]  # fmt: skip
-    assert result["first_sound_s"] == hp.TTFT_S + 1.5  # the phrase, 1.5 s after "The order"
+    # the phrase, 1.5 s into the caller's silence: "The order" (at TTFT_S) is not heard, so
+    # it does not put the phrase off (hold10; was TTFT_S + 1.5)
+    assert result["first_sound_s"] == 1.5
     assert not result["stuck"]
 
 
@@ -54,3 +56,13 @@ def test_a_long_wait_is_measured_with_one_long_wait_phrase_and_spaced_holds() ->
     # 1.5, 3.5, 5.5, the long-wait phrase at 7.5, then 11.5, 19.5, 27.5 (was 9 phrases)
     assert got["phrases"] == 7 and got["long_wait_phrases"] == 1 and not got["stuck"]
     assert got["longest_silence_s"] <= hp.CONFIG.llm_hold_gap_max_s
+
+
+def test_a_long_first_sentence_gets_its_first_hold_after_it_was_heard_and_the_long_wait_said() -> (
+    None
+):
+    runs = hp.long_first_sentence(short_holds=(1,), blanks=(True,))
+    held = [r for r in runs if r["holds"]]
+    assert held and all(r["silence_before_first_hold_s"] >= 1.5 - hp.TICK_S for r in held)
+    assert all(r["long_wait_said"] == 1 for r in runs if r["long_wait_due"])
+    assert all(r["long_wait_said"] <= 1 and not r["stuck"] for r in runs)
