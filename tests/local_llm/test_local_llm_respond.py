@@ -1804,3 +1804,11 @@ async def test_an_answer_that_says_a_value_in_part_is_followed_by_the_whole_valu
     added = "The refund for order 58213 is paid on May 28."  # the call's order, as looked up
     assert reply.text == f"The refund for order 5521 has been paid. {added}"
     assert responder.plan.half_said == [added]
+
+
+async def test_the_offer_after_cannot_offers_one_thing_and_stops_at_its_clauses_end():
+    offer = " look up an order, cancel one, or change its address."
+    engine = ScriptedEngine(_decision_then("cannot_do", offer))
+    _, reply, _ = await _respond(engine, _user("Can you change my email address?"))
+    assert reply.text == f"{CANNOT_LEAD} {OFFER_LEAD} look up an order."
+    assert engine.written[-1] == " look up an order,"  # the model stopped there
