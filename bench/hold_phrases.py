@@ -23,6 +23,8 @@ Reported per kind of run (slow, dead, prompt):
   those, the ones after a clause the output had already said ("Sure, / One moment. /
   let me check that for you."): said on time rather than leave the caller in silence
   until the sentence ends;
+- ``holds_right_after_the_answer``: hold phrases that began less than 0.5 s after
+  the answer's audio ended (or queued behind it): the caller was not in silence;
 - ``answers_heard_whole``: runs whose answer words were all heard, in order, with
   nothing between them but hold phrases at sentence ends or after a clause heard
   (slow and prompt runs);
@@ -94,7 +96,8 @@ CAP_S = 60.0  # a turn taking longer (clock seconds) is reported as stuck
 CONFIG = AgentConfig(system_prompt="You are a test agent.", mode="async")
 HOLDS = set(CONFIG.hold_phrases)
 SENTENCE_MARKS = (".", "!", "?", "…")
-CLAUSE_MARKS = (",", ";", ":")  # a chunk the output cut at a clause to start audio sooner
+CLAUSE_MARKS = (",", ";", ":")
+GLUED_S = 0.5  # a hold phrase this soon after the answer's audio follows it without a pause  # a chunk the output cut at a clause to start audio sooner
 
 
 class FakeWordTts:
@@ -191,6 +194,16 @@ def _longest_silence(timeline: np.ndarray) -> float:
     return round(float(edges.max() - 1) / RATE, 3)
 
 
+def _glued(asked: list[tuple[float, str]]) -> int:
+    """Hold phrases that began less than GLUED_S after the answer's audio ended."""
+    spans = _spans(asked)
+    return sum(
+        1
+        for (_, end, before), (start, _, text) in zip(spans, spans[1:], strict=False)
+        if text in HOLDS and before not in HOLDS and start - end < GLUED_S
+    )
+
+
 def _ends_sentence(text: str) -> bool:
     return text.rstrip().rstrip("\"')]}”’»").endswith(SENTENCE_MARKS)
 
@@ -230,6 +243,7 @@ def run(stall_s: float) -> dict[str, Any]:
             result = clock.run(_one_run(script, clock))
             result.update(kind=kind, answer=answer, stall_after_word=k)
             result.update(_judge(result["chunks"], answer))
+            result["glued"] = _glued(result["asked"])
             runs.append(result)
     summary: dict[str, Any] = {}
     for kind in ("prompt", "slow", "dead"):
@@ -242,6 +256,7 @@ def run(stall_s: float) -> dict[str, Any]:
             "holds": sum(r["holds"] for r in rs),
             "holds_inside_sentence": sum(r["inside"] for r in rs),
             "holds_cut_at_a_word": sum(r["at_word"] for r in rs),
+            "holds_right_after_the_answer": sum(r["glued"] for r in rs),
             "holds_after_a_clause_heard": sum(r["after_clause"] for r in rs),
             "runs_with_a_hold_inside_a_sentence": sum(r["inside"] > 0 for r in rs),
             "stalls_without_a_hold": sum(r["holds"] == 0 for r in rs),
