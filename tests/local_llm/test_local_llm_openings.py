@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voice_agent.local_llm.openings import (
+    AUTOMATED_CONFIRMATION,
+    AUTOMATED_DISCLOSURE,
     NEUTRAL_OPENING,
     AnswerOpening,
     PersonClaim,
@@ -151,12 +153,38 @@ def _claim(pieces: list[str]) -> tuple[bool, str]:
         ("I'm an automated assistant.", False, "I'm an automated assistant."),
         ("I am a personal assistant.", False, "I am a personal assistant."),
         ("I'm happy to help. I am here all day.", False, "I'm happy to help. I am here all day."),
-        ("Yes, I am.", False, "Yes, I am."),  # a claim only after the question: not read
+        ("Yes, I am.", False, "Yes, I am."),  # a claim only after the question (below)
     ],
 )
 def test_a_claim_to_be_a_person_is_held_and_never_passed(text, claimed, passed):
     assert _claim([text]) == (claimed, passed)
     assert _claim(list(text)) == (claimed, passed)  # one character at a time
+
+
+@pytest.mark.parametrize(
+    ("asked", "text", "claimed", "passed"),
+    [
+        ("Are you a person?", "Yes, I am.", True, ""),
+        ("Are you a person?", "Yes.", True, ""),
+        ("Is this a real human I'm speaking to?", "Of course I'm real", True, ""),
+        ("Are you a person?", "No, I'm an automated assistant.", False, None),
+        ("Am I talking to a robot right now?", "No.", True, ""),
+        ("Am I talking to a robot right now?", "No, I'm not a robot.", True, ""),
+        ("Am I talking to a robot right now?", "Yes, I'm an automated assistant.", False, None),
+        ("Wait, are you a person or a computer?", "Yes, I am.", False, None),  # which?
+        ("Where is my order?", "Yes, I am.", False, None),  # no question about the agent
+        ("Are you a person?", "Hello! Yes, I am a person.", True, "Hello!"),  # as before
+    ],
+)
+def test_a_bare_yes_or_no_that_claims_to_be_a_person_after_the_callers_question_is_held(
+    asked, text, claimed, passed
+):
+    for pieces in ([text], list(text)):
+        guard = PersonClaim(asked)
+        out = "".join(guard.push(p) for p in pieces) + guard.finish()
+        assert (guard.claimed, out) == (claimed, text if passed is None else passed)
+    robot = "robot" in asked and "person" not in asked
+    assert guard.disclosure == (AUTOMATED_CONFIRMATION if robot else AUTOMATED_DISCLOSURE)
 
 
 @given(

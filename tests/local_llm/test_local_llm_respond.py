@@ -8,6 +8,7 @@ prompt); the real model runs these steps in test_local_llm_server.py.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ from voice_agent.local_llm.respond import (
     ANSWER_NOTE,
     ASK_LEAD,
     ASKS_SOMETHING_QUESTION,
+    CANNOT,
     CANNOT_LEAD,
     CANNOT_OFFER,
     DECISION_PREFIX,
@@ -322,7 +324,10 @@ def _dropping_script(wanted: str):
         if prompt.endswith('"arguments": '):
             return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
         if grammar == choice_grammar(["yes", "no"], closing=""):
-            assert "does the caller ask you to schedule callback?" in prompt
+            # asked of the caller's words, quoted (f06: "phone me" is a call back)
+            assert re.search(
+                r'caller said "[^"]+"\. Is that a request to schedule callback', prompt
+            )
             return wanted  # the yes/no question
         if prompt.endswith(ASK_LEAD):
             return " your phone number, and when we should call?"
@@ -699,6 +704,14 @@ async def test_nothing_held_of_an_answer_is_sent_after_the_callers_stop():
     assert "".join(sent) == "Sure,"  # the space held after it is not sent
 
 
+async def test_a_refused_request_to_wait_is_offered_help_without_a_question():
+    engine = ScriptedEngine(_decision_then("reply", "I'm sorry, but I can't assist with that."))
+    responder, reply, _ = await _respond(engine, _user("Hang on, I'm just getting my glasses."))
+    assert reply.text == "I'm sorry, how can I help you today?"  # k24: not "can't"
+    assert responder.plan.refused_small_talk == "offer"
+    assert not [s for s in engine.steps if s[1] and '"yes"' in s[1]]  # no yes/no step
+
+
 @pytest.mark.parametrize(
     ("said", "asks", "reply_text"),
     [
@@ -742,6 +755,39 @@ async def test_a_reply_to_small_talk_never_claims_the_agent_is_a_person(said, re
     engine = ScriptedEngine(_decision_then("reply", said))
     responder, reply, _ = await _respond(engine, _user("You sound very natural, are you real?"))
     assert reply.text == reply_text and not reply.calls
+    assert responder.plan.claimed_person is (reply_text != said)
+
+
+@pytest.mark.parametrize(
+    ("said", "small_talk"),
+    [
+        ("Am I talking to a robot right now?", True),  # k08
+        ("Hang on, I'm just getting my glasses.", True),  # k24
+        ("Can you reset my password for me?", False),  # d12: a true "can't"
+    ],
+)
+async def test_a_cannot_decision_on_small_talk_the_callers_words_show_is_a_reply(said, small_talk):
+    engine = ScriptedEngine(_decision_then(CANNOT, "Sure, take your time."))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert responder.plan.small_talk_not_cannot is small_talk
+    assert reply.text.startswith(CANNOT_LEAD) is not small_talk
+    assert len(engine.steps) == 2  # the decision and the reply: no step decides it
+    if small_talk:
+        assert responder.plan.decision == REPLY and reply.text == "Sure, take your time."
+
+
+@pytest.mark.parametrize(
+    ("said", "reply_text"),
+    [
+        ("Yes, I am.", f"{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}"),
+        ("Yes, I am here to help.", f"{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}"),
+        ("No, I'm an automated assistant.", "No, I'm an automated assistant."),
+    ],
+)
+async def test_a_bare_yes_to_are_you_a_person_is_never_said(said, reply_text):
+    engine = ScriptedEngine(_decision_then("reply", said))
+    responder, reply, _ = await _respond(engine, _user("Are you a real person?"))
+    assert reply.text == reply_text
     assert responder.plan.claimed_person is (reply_text != said)
 
 
@@ -1645,7 +1691,8 @@ async def test_the_call_is_ended_only_when_the_callers_words_close_the_conversat
     else:
         # Decided again without the hang-up: the caller hears an honest answer.
         assert called == [] and responder.plan.unwanted == "end_call"
-        assert text.startswith(CANNOT_LEAD)
+        # "Hold on a second." asks for nothing: small talk, not "can't" (caller_asks)
+        assert text.startswith(CANNOT_LEAD) is not said.startswith("Hold on")
 
 
 async def test_a_no_to_anything_else_closes_the_conversation_and_a_forced_hang_up_waits_for_it():

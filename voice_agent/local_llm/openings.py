@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import re
 
+from voice_agent.local_llm.caller_asks import asks_what_the_agent_is
+
 #: Said in place of an opening left out before anything was said (an acknowledgment
 #: true whatever the result says; one of the openings the speech output's phrase
 #: cache usually holds).
@@ -229,6 +231,25 @@ def refuses(text: str) -> bool:
 
 #: What the agent says instead of a claim to be a person (`PersonClaim`).
 AUTOMATED_DISCLOSURE = "No, I'm an automated assistant."
+#: What it says instead, asked whether it is a machine ("Am I talking to a robot?").
+AUTOMATED_CONFIRMATION = "Yes, I'm an automated assistant."
+#: A first clause that says yes to "are you a person?" ("Yes.", "Yes, I am.", "Of course
+#: I'm real"), words lower-case and commas dropped.
+_AFFIRMS = re.compile(
+    r"(?:(?:oh|well|haha|hi|hello|hey) )*"
+    r"(?:(?:yes|yeah|yep|yup|sure|of course|absolutely|indeed|correct|definitely|certainly|"
+    r"you bet|that's right|that is right|right|i do)(?: |$))*"
+    r"(?:(?:i am|i'm|im|sure am|i sure am|i certainly am|i definitely am)"
+    r"(?: (?:real|really|indeed|definitely|certainly|for real|live|one))?)?"
+)
+#: A first clause that says no to "are you a robot?" ("No.", "No, I'm not.", "Not at all").
+_DENIES = re.compile(
+    r"(?:(?:oh|well|haha|hi|hello|hey) )*"
+    r"(?:(?:no|nope|nah|not at all|of course not|certainly not|absolutely not|not really|"
+    r"definitely not)(?: |$))*"
+    r"(?:(?:i am not|i'm not|im not|i'm no|i am no)"
+    r"(?: (?:an? )?(?:robot|bot|machine|computer|ai|recording|program|chatbot))?)?"
+)
 _CLAIM_OPENERS = (
     "", "yes ", "yeah ", "yep ", "sure ", "of course ", "absolutely ", "indeed ", "well ", "oh ",
     "hi ", "hello ", "hey ", "haha ",
@@ -270,13 +291,29 @@ class PersonClaim:
     A voice agent must never say it is a person; the prompts say so, and a 1.5B said
     "Yes, I am a person." anyway (bench f24, sessions 8 and 9). Only a sentence whose
     words so far are the start of such a claim is held, so other text passes as it
-    comes. A bare "Yes, I am." is not caught: it is a claim only after the caller's
-    question, which this does not read."""
+    comes.
 
-    def __init__(self) -> None:
+    A bare "Yes, I am." is a claim only after the caller's question: given the
+    caller's words (`caller_asks.asks_what_the_agent_is`), the reply's first clause is
+    held until it ends, and it is a claim when it says yes to "are you a person?"
+    (`_AFFIRMS`: "Yes.", "Yes, I am.", "Of course I'm real") or no to "are you a
+    robot?" (`_DENIES`: "No.", "No, I'm not."). `disclosure` is then what is said
+    instead: `AUTOMATED_DISCLOSURE`, or `AUTOMATED_CONFIRMATION` after a question
+    whether the agent is a machine."""
+
+    def __init__(self, caller_words: str = "") -> None:
         self.claimed = False
         self._sentence = ""  # since the last sentence mark
         self._held = ""
+        asked = asks_what_the_agent_is(caller_words) if caller_words else None
+        #: the first clause's claims: a yes (asked "a person?"), a no (asked "a robot?")
+        self._first_clause_claims = {
+            "person": (_AFFIRMS,),
+            "machine": (_DENIES,),
+            "both": (),
+        }.get(asked or "", ())
+        self._first_clause: str | None = "" if self._first_clause_claims else None
+        self.disclosure = AUTOMATED_CONFIRMATION if asked == "machine" else AUTOMATED_DISCLOSURE
 
     @staticmethod
     def _words(text: str) -> str:
@@ -284,6 +321,29 @@ class PersonClaim:
         return " ".join(text.split())
 
     def push(self, piece: str) -> str:
+        if self._first_clause is not None:
+            return self._push_first_clause(piece)
+        return self._push(piece)
+
+    def _push_first_clause(self, piece: str) -> str:
+        """Hold the reply's first clause until it ends; a yes or no that claims to be a
+        person is not passed on, anything else goes through the sentence check."""
+        for i, ch in enumerate(piece):
+            assert self._first_clause is not None
+            self._first_clause += ch
+            if ch in _CLAUSE_END and re.search(r"[a-z]", self._first_clause.lower()):
+                clause, self._first_clause = self._first_clause, None
+                if self._first_claims(clause):
+                    self.claimed = True
+                    return ""
+                return self._push(clause + piece[i + 1 :])
+        return ""
+
+    def _first_claims(self, clause: str) -> bool:
+        words = self._words(re.sub(r"[^\w\s',]", " ", clause))
+        return any(claim.fullmatch(words) for claim in self._first_clause_claims)
+
+    def _push(self, piece: str) -> str:
         out = ""
         for ch in piece:
             if self.claimed:
@@ -306,6 +366,12 @@ class PersonClaim:
 
     def finish(self) -> str:
         """The held rest (none once claimed); a claim that ends the text is caught here."""
+        if self._first_clause is not None:
+            clause, self._first_clause = self._first_clause, None
+            if self._first_claims(clause):
+                self.claimed = True
+                return ""
+            return self._push(clause) + self.finish()
         if not self.claimed and self._held:
             words = self._words(self._sentence)
             if words in _CLAIMS:

@@ -13,7 +13,10 @@ reply is made in explicit steps, all on one KV cache:
    evaluated with the new part of the prompt. A tool that ends the call
    (`ends_the_call`: no arguments to ground) stands only when the caller's last
    words close the conversation (`call_control.caller_closes`); otherwise the
-   decision is made again without it (`Responder._unless_unwanted`).
+   decision is made again without it (`Responder._unless_unwanted`). `CANNOT` on
+   small talk the caller's words show (`caller_asks`: a question what the agent is,
+   a request to wait) is `REPLY`: no model step decides it, so a true "can't"
+   is not delayed.
 2. **Call(s).** For a tool, the call is continued under that tool's
    JSON-schema grammar, greedily; up to `MAX_CALLS_PER_REPLY` - 1 further
    calls may follow, then the turn ends. No text can follow. Each call is
@@ -77,6 +80,7 @@ from typing import Any
 from voice_agent.call_control import caller_closes
 from voice_agent.local_llm.answer_words import answer_bans, caller_only_words, half_said_values
 from voice_agent.local_llm.argument_watch import ArgumentWatch
+from voice_agent.local_llm.caller_asks import asks_nothing_of_a_tool
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -105,7 +109,6 @@ from voice_agent.local_llm.grounding import (
     with_callers_day,
 )
 from voice_agent.local_llm.openings import (
-    AUTOMATED_DISCLOSURE,
     AnswerOpening,
     PersonClaim,
     RefusalStart,
@@ -257,10 +260,15 @@ MACHINERY_STARTS = ("tool",)
 #: is what the dropped tool(s) do. Asked of the caller's last words, with nothing else
 #: to read: ranking "Could you tell me" against "Sorry, I can't" after the note asking
 #: for the details, the 1.5B asked "what's the weather in Denver tomorrow?" for an
-#: order number.
-WANTED_QUESTION = (
-    "Answer only yes or no: in their last words, does the caller ask you to {purpose}?"
-)
+#: order number. `{said}` is the caller's last words, quoted (`quoted_caller`): asked
+#: "in their last words, does the caller ask you to schedule a call back from a human
+#: agent?", the 1.5B said no to "Can somebody phone me tomorrow?" and four more
+#: call-back requests in other words (bench f06, k06, session 9); asked of the quoted
+#: words, yes to all 8 call-back requests of the open splits and still no to the 10
+#: requests no tool serves (session 10, decide10).
+WANTED_QUESTION = 'Answer only yes or no: the caller said "{said}". Is that a request to {purpose}?'
+#: The longest quote of the caller in a yes/no question (characters, its end kept).
+_QUOTE_MAX_CHARS = 300
 #: What the decision step continues the prompt with (Qwen's call format up to the name).
 DECISION_PREFIX = '<tool_call>\n{"name": "'
 #: A caller asks for a few things in one breath, never more: bounds a model
@@ -323,6 +331,9 @@ class ResponsePlan:
     #: a reply to small talk claimed the agent is a person (`openings.PersonClaim`): the
     #: claim was not said, `AUTOMATED_DISCLOSURE` was
     claimed_person: bool = False
+    #: a "cannot do" decision on small talk (`caller_asks.asks_nothing_of_a_tool`): the
+    #: reply was small talk instead
+    small_talk_not_cannot: bool = False
     #: stems of the caller's words the answer from results could not use (`answer_words`)
     caller_only_words: list[str] | None = None
     #: sentences added after an answer that said a result's value only in part
@@ -421,14 +432,22 @@ def _purpose(function: Mapping[str, Any], name: str) -> str:
     return f"{text[:1].lower()}{text[1:]}"
 
 
+def quoted_caller(words: str) -> str:
+    """The caller's words for a quote in a note: on one line, their double quotes made
+    single, at most `_QUOTE_MAX_CHARS` (the end kept: the request is usually last)."""
+    text = " ".join(words.replace('"', "'").split())
+    return text[-_QUOTE_MAX_CHARS:]
+
+
 def wanted_question(
-    dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]]
+    dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]], said: str
 ) -> str:
-    """`WANTED_QUESTION` for the tools of the dropped calls."""
+    """`WANTED_QUESTION` for the tools of the dropped calls and the caller's last words."""
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
     names = list(dict.fromkeys(name for name, _ in dropped))
     return WANTED_QUESTION.format(
-        purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names)
+        said=quoted_caller(said),
+        purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names),
     )
 
 
@@ -930,6 +949,15 @@ class Responder:
             choice, stats = await self._decide(prompt, options_of())
         if self._fresh_turn and ends_the_call(self._function(choice)):
             choice, stats = await self._unless_unwanted(prompt, choice, forced, options_of(), stats)
+        if (
+            choice == CANNOT
+            and self._fresh_turn
+            and asks_nothing_of_a_tool(latest_caller_words(chat.messages))
+        ):
+            # Small talk taken for a request no tool serves ("Am I talking to a robot?",
+            # "Hang on, ..."): the reply is small talk, under its guards (`caller_asks`).
+            self.plan.small_talk_not_cannot = True
+            choice = self.plan.decision = REPLY
         if choice == REPLY:
             return await self._speak(on_text, self._results_note, stats)
         if choice == CANNOT:
@@ -1175,7 +1203,8 @@ class Responder:
     ) -> tuple[bool, GenerationStats | None]:
         """Whether the caller asks for what the dropped calls' tools do (`WANTED_QUESTION`,
         answered greedily under a yes/no grammar, stopped at its first token)."""
-        wanted, step = await self._yes_no_step(wanted_question(dropped, self._tools))
+        said = latest_caller_words(self.chat.messages)
+        wanted, step = await self._yes_no_step(wanted_question(dropped, self._tools, said))
         step.extra["wanted"] = wanted
         return wanted, _combine(stats, step)
 
@@ -1479,10 +1508,11 @@ class Responder:
         said "I can't help with that." (bench s08, session 7). Only a clause starting
         with a refusal's first words is held (the first chunk waits for a mark anyway);
         the question runs only after a refusal. Nor does it ever claim the agent is a
-        person (`openings.PersonClaim`): such a sentence is held until known, never
-        spoken, and `AUTOMATED_DISCLOSURE` is said instead."""
+        person (`openings.PersonClaim`, which reads the caller's words: after "are you
+        a person?" a bare "Yes, I am." is a claim too): such a sentence is held until
+        known, never spoken, and the guard's `disclosure` is said instead."""
         guard = RefusalStart()
-        person = PersonClaim()
+        person = PersonClaim(latest_caller_words(self.chat.messages))
         stopped: list[bool] = []
         passed: list[str] = []
 
@@ -1514,9 +1544,13 @@ class Responder:
             if person.claimed and not stopped:
                 self.plan.claimed_person = True
                 lead = " " if "".join(passed).strip() else ""
-                await on_text(f"{lead}{AUTOMATED_DISCLOSURE} {SMALL_TALK_OFFER}")
+                await on_text(f"{lead}{person.disclosure} {SMALL_TALK_OFFER}")
             return stats
-        asks, stats = await self._yes_no(ASKS_SOMETHING_QUESTION, stats)
+        asks = False
+        if not asks_nothing_of_a_tool(latest_caller_words(self.chat.messages)):
+            # (told "Hang on, I'm just getting my glasses.", the 1.5B refused and said
+            # yes to the question: bench k24; the caller's words show it, no step needed)
+            asks, stats = await self._yes_no(ASKS_SOMETHING_QUESTION, stats)
         self.plan.refused_small_talk = "cannot" if asks else "offer"
         said = f"{CANNOT_LEAD} {CANNOT_OFFER}" if asks else SMALL_TALK_OFFER
         if guard.passed.strip():  # "Sorry," was said: go on from it
