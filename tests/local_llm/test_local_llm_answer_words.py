@@ -222,3 +222,20 @@ def test_only_this_turns_results_are_told_again():
     messages = [*_two_results(), {"role": "assistant", "content": "Paid."},
                 {"role": "user", "content": "Thanks, is it paid?"}]  # fmt: skip
     assert half_said_values("It has been paid.", messages) == []
+
+
+def test_a_word_of_a_value_said_whole_does_not_make_another_value_half_said():
+    messages = _two_results()
+    messages[-2] = {
+        "role": "tool",
+        "tool_call_id": "a",
+        "content": json.dumps(
+            {"status": "resolved", "result": {"order_id": "6127", "due_date": "May 2"}}
+        ),
+    }
+    # bench v06, session 10: "July 14" said whole, "July 1" (the due date) left out
+    assert half_said_values("The refund was paid on May 28.", messages) == []
+    assert half_said_values("The refund was paid in May.", messages) == [
+        "The due date for order 6127 is May 2.",
+        "The refund for order 5521 is paid on May 28.",
+    ]

@@ -212,7 +212,7 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
     """
     said_numbers = set(re.findall(r"[0-9]+", answer))
     said_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
-    added: list[str] = []
+    values: list[tuple[str, str, Mapping[str, Any], set[str], set[str]]] = []
     for arguments, result in _results_by_call(messages):
         argument_texts = {str(v) for v in arguments.values()}
         for field, value in result.items():
@@ -224,10 +224,15 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
                 for w in _WORD_RE.findall(value)
                 if len(w) >= 3 and w.lower() not in _FILLER
             }
-            if not numbers or not words or numbers <= said_numbers:
-                continue
-            if words & said_words:
-                subject = _subject(arguments)
-                about = f" for {subject}" if subject else ""
-                added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
+            if numbers and words:
+                values.append((field, value, arguments, numbers, words))
+    # Words of the values said whole say nothing of another value: "July" of "paid on
+    # July 14" is not "July 1", a due date left out (bench v06, session 10).
+    whole = {w for _, _, _, numbers, words in values if numbers <= said_numbers for w in words}
+    added: list[str] = []
+    for field, value, arguments, numbers, words in values:
+        if not numbers <= said_numbers and (words & said_words) - whole:
+            subject = _subject(arguments)
+            about = f" for {subject}" if subject else ""
+            added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
     return added
