@@ -65,7 +65,7 @@ from .events import (
 from .generation import Generation, RequestReason, spoken
 from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
-from .llm_watch import Hearing, LlmQuiet, SilencePolicy, watch_silence
+from .llm_watch import Hearing, LlmQuiet, SentencePaused, SilencePolicy, watch_silence
 from .modes import policy_for
 from .output import SpeechOutput, SpeechPreparer, Withdrawn
 from .repeats import SaidInTurn
@@ -615,11 +615,16 @@ class Conversation:
                 hearing=hearing,
             )
             async for item in stream:
-                if isinstance(item, LlmQuiet):
+                if isinstance(item, SentencePaused):
+                    if gen.held is None:
+                        self._post(LlmStalled(response_id=rid, silent_s=item.silent_s, hold=False))
+                elif isinstance(item, LlmQuiet):
                     if gen.held is None:  # a fork's silence is nobody's: the caller still talks
                         self._post(
                             LlmStalled(
-                                response_id=rid, silent_s=item.silent_s, long_wait=item.long_wait
+                                response_id=rid,
+                                silent_s=item.silent_s,
+                                long_wait=item.long_wait,
                             )
                         )
                 elif isinstance(item, TextDelta):
@@ -918,10 +923,16 @@ class Conversation:
 
         A long wait (``ev.long_wait``) is owned up to once per answer, at the first such
         hold actually said: one that cannot be said passes the phrase on to the next.
+
+        Not yet a hold (``not ev.hold``): the text paused just after a sentence's final
+        mark (``SENTENCE_PAUSE_S``); the output says that sentence now instead of keeping
+        it for a continuation, so the caller does not wait the hold time for it.
         """
         gen = self.gen
         assert gen is not None
         withdrawn = self._withdraw(gen)
+        if not ev.hold:
+            return
         if self.silence.since() > self.clock.now():
             # the pause completed a sentence the output held for its next words: the caller
             # hears it now, and the watch times the next hold from its end

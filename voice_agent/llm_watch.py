@@ -68,7 +68,7 @@ from peripherals.text_chunker import SentenceChunker
 
 from .llm import LlmError, Progressed, StreamItem, TextDelta
 
-__all__ = ["Hearing", "LlmQuiet", "SilencePolicy", "watch_silence"]
+__all__ = ["Hearing", "LlmQuiet", "SentencePaused", "SilencePolicy", "watch_silence"]
 
 
 class Hearing(Protocol):
@@ -127,12 +127,30 @@ class LlmQuiet:
     long_wait: bool = False
 
 
+@dataclass(frozen=True)
+class SentencePaused:
+    """The text paused ``SENTENCE_PAUSE_S`` right after a sentence's final mark: the speech
+    output keeps that sentence for a continuation; time to have it said (no hold yet)."""
+
+    silent_s: float
+
+
 _END = object()
 # Output just yielded reaches the speech output within this (the conversation hands it
 # over as soon as it handles the event): the watch looks at the caller's silence again
 # then, so a sentence about to be said is not taken for silence. Seconds.
 HAND_OVER_S = 0.1
 _SENTENCE_END = (".", "!", "?", "…")
+_CLOSERS = "\"')]}”’»"
+# A sentence whose final mark came last is complete but for a continuation ("at 9." may
+# go on " a.m."): the speech output keeps it for the model's next token. When no text
+# follows for this long the watch yields :class:`SentencePaused` and the conversation
+# has the output say it (``withdraw`` commits what the pause completes). A continuation
+# is the model's very next token: 27 ms a step for the local 1.5B on a quiet machine,
+# ~17 ms for a 60 tokens/s endpoint, ~0.1 s on this 2-core machine at load 7
+# (docs/results.md), so 0.3 s lets a slow step join its sentence while the caller
+# waits 0.3 s, not the hold time (1.5 s: "Sure," ... rest), when the model stalls there.
+SENTENCE_PAUSE_S = 0.3
 
 
 def _completes_speech(chunker: SentenceChunker, text: str) -> bool:
@@ -150,7 +168,7 @@ async def watch_silence(
     policy: SilencePolicy,
     *,
     hearing: Hearing | None = None,
-) -> AsyncIterator[StreamItem | LlmQuiet]:
+) -> AsyncIterator[StreamItem | LlmQuiet | SentencePaused]:
     """Re-yield ``items`` with :class:`LlmQuiet` marks; raise LlmError at the silence deadline.
 
     ``hearing.since()`` is when the caller's silence began: in the past (the previous
@@ -194,6 +212,8 @@ async def watch_silence(
         next_hold = -math.inf  # no hold before this (the policy's cadence; output handed over)
         look_at = math.inf  # when to read the caller's silence again (output handed over)
         last_hold = -math.inf  # when the last hold phrase was due (said or passed over)
+        # when the sentence the last text ended (its final mark last) is said anyway
+        sentence_pause = math.inf
 
         def caller_silent_since() -> float:
             return spoke if hearing is None else hearing.since()
@@ -215,6 +235,11 @@ async def watch_silence(
                 holds, quiet_holds, next_hold = 0, 0, -math.inf  # since the last hold: a new wait
             lifeless = alive + policy.deadline_s <= spoke + patience  # which deadline is first
             deadline = alive + policy.deadline_s if lifeless else spoke + patience
+            if sentence_pause <= now:
+                sentence_pause = math.inf
+                look_at = now + HAND_OVER_S
+                yield SentencePaused(silent_s=now - said)
+                continue
             due = hold_due_at()
             if due <= now and due < deadline:
                 last_hold = now
@@ -236,7 +261,7 @@ async def watch_silence(
                     f"(it was still working)",
                     retryable=False,
                 )
-            wake = min(deadline, due, look_at)
+            wake = min(deadline, due, look_at, sentence_pause)
             quiet = caller_silent_since()
             if quiet > now:  # the caller hears the agent: look again when that should end
                 wake = min(wake, quiet)
@@ -266,6 +291,10 @@ async def watch_silence(
             next_hold = max(next_hold, look_at)  # not before it was handed over
             if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
                 spoke = alive
+            ends_mark = isinstance(got, TextDelta) and got.text.rstrip(_CLOSERS).endswith(
+                _SENTENCE_END
+            )
+            sentence_pause = alive + SENTENCE_PAUSE_S if ends_mark else math.inf
             yield got  # type: ignore[misc]
     finally:
         if not task.done():

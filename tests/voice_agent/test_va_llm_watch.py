@@ -8,7 +8,13 @@ import pytest
 
 from fsm import AutojumpClock
 from voice_agent.llm import LlmError, Progressed, StreamFinished, TextDelta
-from voice_agent.llm_watch import LlmQuiet, SilencePolicy, watch_silence
+from voice_agent.llm_watch import (
+    SENTENCE_PAUSE_S,
+    LlmQuiet,
+    SentencePaused,
+    SilencePolicy,
+    watch_silence,
+)
 
 POLICY = SilencePolicy(hold_after_s=1.5, deadline_s=8.0, max_holds=2)
 
@@ -59,12 +65,27 @@ def test_a_silent_stream_gets_a_hold_mark_then_fails_at_the_deadline():
     assert clock.now() == 8.0 and script.closed  # the stream was stopped
 
 
+def test_a_pause_right_after_a_final_mark_is_marked_once_before_any_hold():
+    # the text ends at a final mark ("3." may go on "5"): SENTENCE_PAUSE_S later, with no
+    # text, one SentencePaused; text that does not end at a mark gets none, nor does a
+    # mark followed by the next token in time
+    clock = AutojumpClock()
+    steps = [(1.0, TextDelta("The fee is 3.")), (0.1, TextDelta("5 percent.")),
+             (2.0, TextDelta(" And")), (2.0, TextDelta(" more?"))]  # fmt: skip
+    got, _ = run(clock, Script(clock, steps, stall=True))
+    paused = [round(t, 6) for t, i in got if isinstance(i, SentencePaused)]
+    assert paused == [round(1.1 + SENTENCE_PAUSE_S, 6), round(5.1 + SENTENCE_PAUSE_S, 6)]
+    first_hold = next(t for t, i in got if isinstance(i, LlmQuiet))
+    assert round(first_hold, 6) == round(1.1 + POLICY.hold_after_s, 6)  # a pause is no hold
+
+
 def test_silence_is_counted_from_the_last_item_and_each_silence_holds_afresh():
     clock = AutojumpClock()
     script = Script(
         clock, [(1.0, TextDelta("Let me see.")), (3.0, TextDelta(" Right."))], stall=True
     )
     got, error = run(clock, script)
+    got = [(t, i) for t, i in got if not isinstance(i, SentencePaused)]  # (see below)
     assert got == [
         (1.0, TextDelta("Let me see.")),
         (2.5, LlmQuiet(silent_s=1.5)),
