@@ -281,7 +281,7 @@ class AgentConfig(_Frozen):
         3,
         ge=0,
         description="hold phrases said every 2 s in one silence of the LLM before the wait "
-        "counts as long: then llm_long_wait_phrase once per answer, and later hold phrases "
+        "counts as long: then llm_long_wait_phrase once per caller turn, and later hold phrases "
         "further apart (the gap doubles up to llm_hold_gap_max_s), never 'Almost there.' "
         "every 2 s for a minute. The default equals the holds before a dead model's 8 s "
         "deadline, so only a model that works on is told about",
@@ -289,7 +289,7 @@ class AgentConfig(_Frozen):
     llm_long_wait_phrase: str = Field(
         "Sorry, this is taking a little longer than usual.",
         min_length=1,
-        description="said once per answer when the LLM's silence outlasts the short holds "
+        description="said once per caller turn when the LLM's silence outlasts the short holds "
         "(llm_holds_before_long_wait)",
     )
     llm_hold_gap_max_s: float = Field(

@@ -131,6 +131,9 @@ class Conversation:
         self.followups_in_turn = 0
         self.call_round: dict[str, int] = {}  # call id -> tool round of the response that issued it
         self.said_in_turn = False  # the LLM said something to the caller in this turn
+        # "this is taking longer than usual" was said in this turn (once: a follow-up's
+        # long wait in the same turn gets plain hold phrases)
+        self.long_wait_said = False
         self.said = SaidInTurn()  # its sentences: a later generation does not say them again
         self.loop_guard_told = False  # the caller was told the loop guard stopped this turn
         self._silence = SilencePolicy(
@@ -425,6 +428,7 @@ class Conversation:
         self.followups_in_turn = 0
         self.call_round.clear()  # older calls' late outcomes start again at round 1
         self.said_in_turn = False
+        self.long_wait_said = False
         self.said.clear()
         self.loop_guard_told = False
         self.silence.starts_now()  # the caller just spoke: their wait for the answer begins
@@ -921,8 +925,9 @@ class Conversation:
         ``LLM_HOLD_AGAIN_S``), so silence never exceeds that cadence. The ledger notes it.
         A text output's printed clause stays in view: no phrase inside its sentence.
 
-        A long wait (``ev.long_wait``) is owned up to once per answer, at the first such
-        hold actually said: one that cannot be said passes the phrase on to the next.
+        A long wait (``ev.long_wait``) is owned up to once per caller turn (its follow-ups
+        too), at the first such hold actually said: one that cannot be said passes the
+        phrase on to the next.
 
         Not yet a hold (``not ev.hold``): the text paused just after a sentence's final
         mark (``SENTENCE_PAUSE_S``); the output says that sentence now instead of keeping
@@ -956,8 +961,8 @@ class Conversation:
                 )
             )
         self._record_planned(gen, final=True)  # the sentences before the phrase
-        long_wait = ev.long_wait and not gen.long_wait_said
-        gen.long_wait_said = gen.long_wait_said or long_wait
+        long_wait = ev.long_wait and not self.long_wait_said
+        self.long_wait_said = self.long_wait_said or long_wait
         phrase = self.config.llm_long_wait_phrase if long_wait else next(self._llm_hold_phrases)
         lead = "\n" if broken else " " if gen.pushed else ""  # a break after a clause
         gen.pushed = True

@@ -143,7 +143,7 @@ class LlmStalled(Event):
 
     response_id: str
     silent_s: float
-    long_wait: bool = False  # the wait is long (past the short holds): say so, once per answer
+    long_wait: bool = False  # the wait is long (past the short holds): say so, once per caller turn
     # False: no hold yet; the text paused right after a sentence's final mark, which the
     # output keeps for a continuation ("9." " a.m."): have it said now
     hold: bool = True

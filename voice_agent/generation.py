@@ -58,7 +58,6 @@ class Generation:
     # The unfinished sentence taken back from the output at a stall (a hold phrase is said
     # before it); pushed again before the next text, dropped if the answer fails.
     withheld: str = ""
-    long_wait_said: bool = False  # "this is taking longer than usual" was said (once)
     deferred_calls: list[LlmToolCallIssued] = field(default_factory=list)  # start at the end
     call_ids: list[str] = field(default_factory=list)
     held: list[Event] | None = None

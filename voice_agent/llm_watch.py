@@ -30,7 +30,7 @@ What the caller hears:
   that makes no sentence is not heard, so it ends neither the silence nor the wait (a
   model trickling words got no hold at all). A long wait: every hold of a wait past
   ``holds_before_long_wait`` is marked ``long_wait`` (the conversation says "this is
-  taking longer than usual" at the first of them it says, once per answer), and the
+  taking longer than usual" at the first of them it says, once per caller turn), and the
   gaps double up to ``max_hold_gap_s`` (see :class:`SilencePolicy`). After
   ``max_holds`` since the LLM's last output (as many as fit before its deadline), a
   hold phrase comes only while the LLM shows signs of life (one within the last
@@ -95,7 +95,7 @@ class SilencePolicy:
 
     A long wait is held the way a person on the phone holds it: after
     ``holds_before_long_wait`` short holds ``hold_again_s`` apart, the next ones
-    are marked ``long_wait`` (the conversation says once per answer "Sorry, this
+    are marked ``long_wait`` (the conversation says once per caller turn "Sorry, this
     is taking a little longer than usual."), and from then on the gaps double
     (2x, 4x ``hold_again_s``...) up to ``max_hold_gap_s``: a few words now and
     then, not "Almost there." every 2 s for a minute.

@@ -30,7 +30,7 @@ from voice_agent.agent import Agent
 from voice_agent.config import AgentConfig
 from voice_agent.conversation import LLM_HOLD_AGAIN_S
 from voice_agent.events import SessionEnded, TranscriptFinal, UserSpeechStarted
-from voice_agent.llm import LlmError, StreamFinished, TextDelta
+from voice_agent.llm import LlmError, StreamFinished, TextDelta, ToolCallReady
 from voice_agent.llm_watch import HAND_OVER_S, SENTENCE_PAUSE_S
 from voice_agent.tools import ToolRegistry
 from voice_agent.voice.output import AudioSpeechOutput
@@ -73,14 +73,30 @@ class SlowScriptedLlm:
 
     config = None
 
-    def __init__(self, script: list[tuple[Any, ...]], clock: Clock) -> None:
+    def __init__(
+        self,
+        script: list[tuple[Any, ...]],
+        clock: Clock,
+        later: list[list[tuple[Any, ...]]] | None = None,
+    ) -> None:
         self.script = script
+        self.later = list(later or [])  # the next requests' scripts (a follow-up's)
         self.clock = clock
         self.requests = 0
         self.waits: list[tuple[float, float]] = []  # (clock time a wait began, its length)
 
     async def stream(self, messages: Any, tools: Any = None, **_: Any) -> Any:
         self.requests += 1
+        if self.requests > 1 and self.later:
+            for step in self.later.pop(0):
+                if step[0] == "call":  # ("call", name, arguments)
+                    yield ToolCallReady(f"c{self.requests}", step[1], step[2])
+                elif step[0] == "text":
+                    yield TextDelta(step[1])
+                else:
+                    await self.clock.sleep(step[1])
+            yield StreamFinished("stop")
+            return
         if self.requests > 1:  # a later turn: a prompt, plain answer
             yield TextDelta("We open at nine.")
             yield StreamFinished("stop")
@@ -91,6 +107,8 @@ class SlowScriptedLlm:
             elif step[0] == "wait":
                 self.waits.append((self.clock.now(), step[1]))
                 await self.clock.sleep(step[1])
+            elif step[0] == "call":  # ("call", name, arguments)
+                yield ToolCallReady("c1", step[1], step[2])
             elif step[0] == "stall":
                 await self.clock.sleep(3600)
                 raise LlmError("never", retryable=False)
@@ -139,6 +157,8 @@ def run_call(
     barge_in_at: float | None = None,
     turns: int = 1,
     per_word: int = PER_WORD,
+    later: list[list[tuple[Any, ...]]] | None = None,
+    tools: ToolRegistry | None = None,
     **agent: Any,
 ) -> Call:
     """One user turn answered by ``script`` on virtual time (then ``turns - 1`` more)."""
@@ -150,8 +170,8 @@ def run_call(
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("test", clock)
         config = CONFIG.model_copy(update=agent)
-        llm = SlowScriptedLlm(script, clock)
-        a = Agent(config, llm, ToolRegistry(), output, ledger, clock)  # type: ignore[arg-type]
+        llm = SlowScriptedLlm(script, clock, later)
+        a = Agent(config, llm, tools or ToolRegistry(), output, ledger, clock)  # type: ignore[arg-type]
 
         async def play() -> None:  # the sink plays in step with the clock
             while True:
@@ -371,6 +391,38 @@ def test_a_continuation_within_the_pause_joins_its_sentence() -> None:
     call = run_call(script)
     assert "we open at 9 a.m." in call.texts
     assert answer_text(call.texts) == "Sure, we open at 9 a.m. Anything else?"
+
+
+def lookup_tools() -> ToolRegistry:
+    reg = ToolRegistry()
+
+    @reg.tool(timeout_s=5)
+    async def lookup(order_id: str) -> dict:
+        """Look up an order."""
+        return {"order_id": order_id, "status": "shipped"}
+
+    return reg
+
+
+def test_the_long_wait_phrase_is_said_once_per_caller_turn_not_once_per_generation() -> None:
+    # The answer waits long (6 s) before its lookup, and the follow-up with the result
+    # waits long again (6 s): one caller turn, two generations. "This is taking longer than
+    # usual" is said once; the follow-up's long wait gets plain holds. Before: once per
+    # generation, the caller heard it twice in one wait for one answer.
+    script = [*words("Let me check that."), ("text", " "), ("wait", 6.0),
+              ("call", "lookup", '{"order_id": "58213"}')]  # fmt: skip
+    follow_up = [("wait", 6.0), ("text", "It has shipped.")]
+    call = run_call(
+        script,
+        later=[follow_up],
+        tools=lookup_tools(),
+        llm_holds_before_long_wait=1,
+    )
+    assert "It has shipped." in call.texts
+    said = [t for t in call.texts if is_hold(t) or t == LONG_WAIT]
+    assert said.count(LONG_WAIT) == 1, call.texts
+    assert said.index(LONG_WAIT) < len(said) - 1  # the follow-up's wait got holds too
+    assert_ledger_true(call)
 
 
 def test_a_stall_mid_sentence_then_a_dead_model_drops_the_words_and_apologises() -> None:
