@@ -10,7 +10,7 @@ included. The tools' latencies, the model's time to first token, its speed and t
 gap between its two calls run over a fixed grid (72 timings per mode). The agent
 (the real table, conversation, scheduler and ledger) speaks through the real
 ``AudioSpeechOutput`` into a ``TimelineSink`` played in step with the clock, with
-``hold_phrases.FakeWordTts`` (0.25 s per word); time is virtual
+``voice_agent.bench.word_voice.WordTts`` (0.25 s per word); time is virtual
 (``fsm.AutojumpClock``), so the figures are exact and do not depend on load.
 
 Reported per mode:
@@ -40,11 +40,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hold_phrases import PER_WORD, RATE, TICK_S, FakeWordTts  # noqa: E402
 
 from fsm import AutojumpClock, Clock  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from voice_agent.agent import Agent  # noqa: E402
+from voice_agent.bench.word_voice import PER_WORD, RATE, TICK_S, WordTts, play_in_step  # noqa: E402
 from voice_agent.config import AgentConfig  # noqa: E402
 from voice_agent.events import SessionEnded, TranscriptFinal  # noqa: E402
 from voice_agent.llm import StreamFinished, TextDelta, ToolCallReady  # noqa: E402
@@ -120,7 +120,7 @@ def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
     clock = AutojumpClock()
 
     async def main() -> tuple[Ledger, list[tuple[float, str]]]:
-        tts = FakeWordTts(clock)
+        tts = WordTts(clock)
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("repeats-bench", clock)
@@ -128,14 +128,8 @@ def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
         llm = Reteller(clock, ttft_s, per_word_s, gap_s)
         agent = Agent(config, llm, registry(order_s, hours_s), output, ledger, clock)  # type: ignore[arg-type]
 
-        async def play() -> None:
-            while True:
-                await clock.sleep(TICK_S)
-                sink.advance(round(RATE * TICK_S))
-                output.poll()
-
         task = asyncio.create_task(agent.run())
-        player = asyncio.create_task(play())
+        player = asyncio.create_task(play_in_step(sink, output, clock))
         try:
             agent.post(TranscriptFinal(text="Can you check order 5091, and the Dallas hours?"))
             await clock.sleep(TICK_S)

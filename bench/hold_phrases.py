@@ -10,7 +10,7 @@ seconds of nothing, then the rest of the answer ("slow"), or nothing ever again
 time to first sound). The agent (async mode, the default agent configuration)
 speaks through the real ``AudioSpeechOutput`` (its sentence chunker, synthesis
 queue and playout) into a ``TimelineSink`` played in step with the clock; the TTS
-is a fake (``FakeWordTts``: 0.25 s of tone per word, made at once) so only the
+is a fake (``WordTts``: 0.25 s of tone per word, made at once) so only the
 engine is measured. Time is virtual (``fsm.AutojumpClock``): the figures are exact
 and do not depend on the machine's load.
 
@@ -62,16 +62,15 @@ import itertools
 import json
 import statistics
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 
 from fsm import AutojumpClock, Clock
 from ledger import Ledger
-from peripherals.audio import AudioChunk
 from voice_agent.agent import Agent
 from voice_agent.bench.fault_server import FaultServer, progressing, words
+from voice_agent.bench.word_voice import PER_WORD, RATE, TICK_S, WordTts, play_in_step
 from voice_agent.config import AgentConfig, LlmConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
 from voice_agent.llm import LlmClient
@@ -88,9 +87,6 @@ ANSWERS = [
     "I can't book a taxi here. I can check an order, look up store hours, or schedule "
     "a call-back. Would that help?",
 ]
-RATE = 16000
-PER_WORD = 4000  # samples of fake speech per word: 0.25 s (240 words a minute)
-TICK_S = 0.01  # the sink plays in steps of this many clock seconds
 TTFT_S = 0.3  # the endpoint's time to first token (clock seconds)
 CAP_S = 60.0  # a turn taking longer (clock seconds) is reported as stuck
 CONFIG = AgentConfig(system_prompt="You are a test agent.", mode="async")
@@ -98,26 +94,6 @@ HOLDS = set(CONFIG.hold_phrases)
 SENTENCE_MARKS = (".", "!", "?", "…")
 CLAUSE_MARKS = (",", ";", ":")
 GLUED_S = 0.5  # a hold phrase this soon after the answer's audio follows it without a pause  # a chunk the output cut at a clause to start audio sooner
-
-
-class FakeWordTts:
-    """A fake TTS (the engine is measured, not a voice): PER_WORD samples per word, at
-    once; records each chunk it is asked to say with the clock time."""
-
-    output_rate = RATE
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.asked: list[tuple[float, str]] = []
-
-    async def synthesize(
-        self, text: str, sample_rate: int | None = None
-    ) -> AsyncIterator[AudioChunk]:
-        self.asked.append((self.clock.now(), text))
-        yield AudioChunk(np.full(PER_WORD * len(text.split()), 0.5, dtype=np.float32), RATE)
-
-    async def aclose(self) -> None:
-        pass
 
 
 def _script(answer: str, stall_after: int | None, stall_s: float, dead: bool) -> list[Any]:
@@ -139,20 +115,14 @@ async def _one_run(
         llm = LlmClient(
             LlmConfig(base_url=server.base_url, model="slow", timeout_s=timeout_s), clock=clock
         )
-        tts = FakeWordTts(clock)
+        tts = WordTts(clock)
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("hold-bench", clock)
         agent = Agent(config, llm, ToolRegistry(), output, ledger, clock)
 
-        async def play() -> None:
-            while True:
-                await clock.sleep(TICK_S)
-                sink.advance(round(RATE * TICK_S))
-                output.poll()
-
         task = asyncio.create_task(agent.run())
-        player = asyncio.create_task(play())
+        player = asyncio.create_task(play_in_step(sink, output, clock))
         agent.post(TranscriptFinal(text="Where is my order?"))
         t0 = clock.now()
         start_pos = sink.position

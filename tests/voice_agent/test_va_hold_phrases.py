@@ -15,7 +15,6 @@ text before it must end a sentence.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +24,8 @@ from hypothesis import strategies as st
 
 from fsm import AutojumpClock, Clock
 from ledger import Ledger
-from peripherals.audio import AudioChunk
 from voice_agent.agent import Agent
+from voice_agent.bench.word_voice import PER_WORD, RATE, TICK_S, WordTts, play_in_step
 from voice_agent.config import AgentConfig
 from voice_agent.conversation import LLM_HOLD_AGAIN_S
 from voice_agent.events import SessionEnded, TranscriptFinal, UserSpeechStarted
@@ -36,35 +35,11 @@ from voice_agent.tools import ToolRegistry
 from voice_agent.voice.output import AudioSpeechOutput
 from voice_agent.voice.sinks import TimelineSink
 
-RATE = 16000
-PER_WORD = 4000  # samples of fake speech per word: 0.25 s, a speaking rate of 240 words/min
-TICK_S = 0.01  # the sink plays in steps of this many clock seconds
 CONFIG = AgentConfig(system_prompt="You are a test agent.")
 HOLDS = CONFIG.hold_phrases
 APOLOGY = CONFIG.apology
 LONG_WAIT = CONFIG.llm_long_wait_phrase
 TURN_CAP_S = 120.0
-
-
-class WordTts:
-    """A fake TTS: ``per_word`` samples per word, at once; records every chunk it was asked."""
-
-    output_rate = RATE
-
-    def __init__(self, clock: Clock, per_word: int = PER_WORD) -> None:
-        self.clock = clock
-        self.per_word = per_word
-        self.asked: list[tuple[float, str]] = []  # (clock time, chunk)
-
-    async def synthesize(
-        self, text: str, sample_rate: int | None = None
-    ) -> AsyncIterator[AudioChunk]:
-        self.asked.append((self.clock.now(), text))
-        samples = self.per_word * len(text.split())
-        yield AudioChunk(np.full(samples, 0.5, dtype=np.float32), RATE)
-
-    async def aclose(self) -> None:
-        pass
 
 
 class SlowScriptedLlm:
@@ -173,14 +148,8 @@ def run_call(
         llm = SlowScriptedLlm(script, clock, later)
         a = Agent(config, llm, tools or ToolRegistry(), output, ledger, clock)  # type: ignore[arg-type]
 
-        async def play() -> None:  # the sink plays in step with the clock
-            while True:
-                await clock.sleep(TICK_S)
-                sink.advance(round(RATE * TICK_S))
-                output.poll()
-
         task = asyncio.create_task(a.run())
-        player = asyncio.create_task(play())
+        player = asyncio.create_task(play_in_step(sink, output, clock))
         t0 = clock.now()
         start_pos = sink.position
         try:

@@ -25,11 +25,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_va_hold_phrases import RATE, TICK_S, WordTts
 
 from fsm import AutojumpClock, Clock
 from ledger import Ledger, check_protocol
 from voice_agent.agent import Agent
+from voice_agent.bench.word_voice import RATE, TICK_S, WordTts, play_in_step
 from voice_agent.config import AgentConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
 from voice_agent.generation import Generation
@@ -279,14 +279,8 @@ def run_call(
         config = AgentConfig(system_prompt="You are a test agent.", mode=mode)
         agent = Agent(config, llm, registry(latency_s), output, ledger, clock)  # type: ignore[arg-type]
 
-        async def play() -> None:  # the sink plays in step with the clock
-            while True:
-                await clock.sleep(TICK_S)
-                sink.advance(round(RATE * TICK_S))
-                output.poll()
-
         task = asyncio.create_task(agent.run())
-        player = asyncio.create_task(play())
+        player = asyncio.create_task(play_in_step(sink, output, clock))
         try:
             agent.post(TranscriptFinal(text="Where is order 5091, and when is Dallas open?"))
             await clock.sleep(TICK_S)
