@@ -573,6 +573,26 @@ def _internal_texts(tools: dict[str, BenchTool]) -> list[str]:
     return texts
 
 
+def _names_a_tool_in_words(spoken: str, tools: dict[str, BenchTool], caller: str) -> bool:
+    """Whether `spoken` says a tool's name of two or more words with its underscores as
+    spaces or run together ("schedule callback", "getorderstatus"), words the caller did
+    not say: "you can use the following command: schedule callback from tomorrow" (spoken
+    call s10, session 10) named no tool the other patterns know."""
+
+    def flat(text: str) -> str:
+        return " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
+
+    said, heard = flat(spoken), flat(caller)
+    for name in tools:
+        words = [w for w in name.lower().split("_") if w]
+        if len(words) < 2:
+            continue
+        for form in (" ".join(words), "".join(words)):
+            if f" {form} " in said and f" {form} " not in heard:
+                return True
+    return False
+
+
 def _repeats_words_of(text: str, spoken: str, run: int = 6) -> bool:
     """Whether `spoken` holds `run` words in a row of `text`."""
     said = re.findall(r"[a-z']+", spoken.lower())
@@ -685,6 +705,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     if _NARRATION.search(spoken):
         out.narration = True
         out.why.append("narration")
+    elif _names_a_tool_in_words(spoken, tools, question["say"]):
+        out.narration = True
+        out.why.append("names a tool in words")
     elif any(_reads_out(note, spoken) for note in _result_notes(out.results)):
         out.narration = True  # an instruction to the agent, read to the caller
         out.why.append("reads out a result's note")

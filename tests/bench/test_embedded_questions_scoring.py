@@ -290,3 +290,30 @@ def test_a_refusal_after_a_transfer_is_wrong(spoken, right):
     eq.score(outcome, question, tools)
     assert outcome.calls_ok
     assert outcome.answer_ok is right
+
+
+def test_a_tools_name_said_in_words_is_a_narration_unless_the_caller_said_them():
+    # Spoken call s10 (session 10): no tool covers changing an email address, and the
+    # agent said a tool's name with its underscore as a space.
+    tools = {t.name: t for t in eq._demo_tools()}
+    question = {"say": "Can you change the email address on my online account?", "answer": "cannot"}
+    narrated = _outcome(
+        "To change the email address on your online account, you can use the following "
+        "command: schedule callback from tomorrow",
+        [],
+        [],
+        kind="nocover",
+    )
+    eq.score(narrated, question, tools)
+    assert narrated.narration and "names a tool in words" in narrated.why
+    run_together = _outcome("Just say getorderstatus and the number.", [], [], kind="nocover")
+    eq.score(run_together, question, tools)
+    assert run_together.narration
+    # Plain English that shares words with a name, or the caller's own words, is not.
+    plain = _outcome("I can look up store hours, or schedule a call back.", [], [], "nocover")
+    eq.score(plain, question, tools)
+    assert not plain.narration
+    asked = {"say": "Please schedule callback for 206 555 0148 tomorrow.", "answer": "facts"}
+    echoed = _outcome("I will schedule callback for you.", [], [], kind="write")
+    eq.score(echoed, asked, tools)
+    assert "names a tool in words" not in echoed.why
