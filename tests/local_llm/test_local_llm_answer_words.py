@@ -239,3 +239,11 @@ def test_a_word_of_a_value_said_whole_does_not_make_another_value_half_said():
         "The due date for order 6127 is May 2.",
         "The refund for order 5521 is paid on May 28.",
     ]
+
+
+@pytest.mark.parametrize("content", ["42", '"ok"', "[1, 2]", "null", "not json"])
+def test_a_result_that_is_not_an_object_is_skipped_not_a_crash(content):
+    # Another OpenAI client may send any text as a tool message's content.
+    messages = _two_results()
+    messages[-1] = {"role": "tool", "tool_call_id": "b", "content": content}
+    assert half_said_values("The order 6127 has been delivered.", messages) == []

@@ -183,7 +183,9 @@ def _results_by_call(
             payload = json.loads(content_text(message.get("content")))
         except (json.JSONDecodeError, ChatFormatError):
             continue
-        result = payload.get("result") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            continue  # another client's plain result ("42", "[1, 2]"): no fields to tell
+        result = payload.get("result")
         if payload.get("status") == "resolved" and isinstance(result, dict):
             found.append((arguments.get(str(message.get("tool_call_id")), {}), result))
     return found
