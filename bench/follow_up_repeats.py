@@ -41,13 +41,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-from fsm import AutojumpClock, Clock  # noqa: E402
+from fsm import AutojumpClock  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from voice_agent.agent import Agent  # noqa: E402
+from voice_agent.bench.reteller import Reteller  # noqa: E402
 from voice_agent.bench.word_voice import PER_WORD, RATE, TICK_S, WordTts, play_in_step  # noqa: E402
 from voice_agent.config import AgentConfig  # noqa: E402
 from voice_agent.events import SessionEnded, TranscriptFinal  # noqa: E402
-from voice_agent.llm import StreamFinished, TextDelta, ToolCallReady  # noqa: E402
 from voice_agent.tools import ToolRegistry  # noqa: E402
 from voice_agent.voice.output import AudioSpeechOutput  # noqa: E402
 from voice_agent.voice.sinks import TimelineSink  # noqa: E402
@@ -60,41 +60,6 @@ GRID = list(
     itertools.product([0.3, 0.8, 2.0], [0.4, 1.5, 4.0], [0.2, 0.6], [0.05, 0.25], [0.1, 1.0])
 )
 CAP_S = 120.0  # a turn taking longer (clock seconds) is reported as stuck
-
-
-class Reteller:
-    """The caller's turn gets both calls; a follow-up tells every outcome it is shown."""
-
-    config = None
-
-    def __init__(self, clock: Clock, ttft_s: float, per_word_s: float, gap_s: float) -> None:
-        self.clock, self.ttft_s, self.per_word_s, self.gap_s = clock, ttft_s, per_word_s, gap_s
-
-    async def stream(self, messages: list[dict[str, Any]], tools: Any = None, **_: Any) -> Any:
-        await self.clock.sleep(self.ttft_s)
-        if messages[-1]["role"] == "user":
-            yield ToolCallReady("c1", "get_order_status", '{"order_id": "5091"}')
-            await self.clock.sleep(self.gap_s)
-            yield ToolCallReady("c2", "get_store_hours", '{"city": "Dallas"}')
-            yield StreamFinished("tool_calls")
-            return
-        turn = max(i for i, m in enumerate(messages) if m["role"] == "user")
-        told = []
-        for message in messages[turn:]:
-            payload = json.loads(message["content"]) if message["role"] == "tool" else {}
-            if payload.get("status") == "resolved":
-                told.append(FACTS[payload["result"]["tool"]])
-        for i, word in enumerate(" ".join(told).split(" ")):
-            if i:
-                await self.clock.sleep(self.per_word_s)
-            yield TextDelta(word if i == 0 else " " + word)
-        yield StreamFinished("stop")
-
-    async def prewarm(self, messages: Any, tools: Any) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def registry(order_s: float, hours_s: float) -> ToolRegistry:
@@ -125,7 +90,17 @@ def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("repeats-bench", clock)
         config = AgentConfig(system_prompt="You are a test agent.", mode=mode)
-        llm = Reteller(clock, ttft_s, per_word_s, gap_s)
+        llm = Reteller(
+            clock,
+            [
+                ("get_order_status", '{"order_id": "5091"}'),
+                ("get_store_hours", '{"city": "Dallas"}'),
+            ],
+            lambda result: FACTS[result["tool"]],
+            ttft_s=ttft_s,
+            per_word_s=per_word_s,
+            gap_s=gap_s,
+        )
         agent = Agent(config, llm, registry(order_s, hours_s), output, ledger, clock)  # type: ignore[arg-type]
 
         task = asyncio.create_task(agent.run())

@@ -17,7 +17,6 @@ told to "tell each answer you found") and two or three tools of different latenc
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from hypothesis import strategies as st
 from fsm import AutojumpClock, Clock
 from ledger import Ledger, check_protocol
 from voice_agent.agent import Agent
+from voice_agent.bench.reteller import Reteller
 from voice_agent.bench.word_voice import RATE, TICK_S, WordTts, play_in_step
 from voice_agent.config import AgentConfig
 from voice_agent.events import SessionEnded, TranscriptFinal
@@ -152,49 +152,6 @@ def tell(result: dict[str, Any]) -> str:
     ]
 
 
-class Reteller:
-    """A scripted model: the caller's turn gets the calls (``gap_s`` apart, after
-    ``ttft_s``); a follow-up tells every outcome of the turn it is shown, one sentence
-    each (the ones it told before included), a word every ``per_word_s``."""
-
-    config = None
-
-    def __init__(self, clock: Clock, calls: list[str], ttft_s: float, per_word_s: float,
-                 gap_s: float) -> None:  # fmt: skip
-        self.clock, self.calls = clock, calls
-        self.ttft_s, self.per_word_s, self.gap_s = ttft_s, per_word_s, gap_s
-        self.told: list[str] = []  # every sentence streamed, repeats included
-
-    async def stream(self, messages: list[dict[str, Any]], tools: Any = None, **_: Any) -> Any:
-        check_protocol(messages)
-        await self.clock.sleep(self.ttft_s)
-        if messages[-1]["role"] == "user":
-            for i, name in enumerate(self.calls):
-                if i:
-                    await self.clock.sleep(self.gap_s)
-                yield ToolCallReady(f"c{i + 1}", name, "{}")
-            yield StreamFinished("tool_calls")
-            return
-        turn = max(i for i, m in enumerate(messages) if m["role"] == "user")
-        told = []
-        for message in messages[turn:]:
-            payload = json.loads(message["content"]) if message["role"] == "tool" else {}
-            if payload.get("status") == "resolved":
-                told.append(tell(payload["result"]))
-        self.told += told
-        for i, word in enumerate(tokens(" ".join(told))):
-            if i:
-                await self.clock.sleep(self.per_word_s)
-            yield TextDelta(word)
-        yield StreamFinished("stop")
-
-    async def prewarm(self, messages: Any, tools: Any) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 def registry(latency_s: dict[str, float]) -> ToolRegistry:
     reg = ToolRegistry()
     for name, seconds in latency_s.items():
@@ -274,7 +231,14 @@ def run_call(
         llm = (
             model(clock, per_word_s)
             if model is not None
-            else Reteller(clock, list(latency_s), ttft_s, per_word_s, gap_s)
+            else Reteller(
+                clock,
+                [(name, "{}") for name in latency_s],
+                tell,
+                ttft_s=ttft_s,
+                per_word_s=per_word_s,
+                gap_s=gap_s,
+            )
         )
         config = AgentConfig(system_prompt="You are a test agent.", mode=mode)
         agent = Agent(config, llm, registry(latency_s), output, ledger, clock)  # type: ignore[arg-type]

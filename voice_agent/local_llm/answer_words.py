@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import ChatFormatError, content_text
+from voice_agent.local_llm.turn_history import this_turn, tool_payloads
 
 #: Shortest word that is banned (letters): shorter words carry no fact of their own.
 MIN_BANNED_LETTERS = 4
@@ -161,34 +162,11 @@ def _results_by_call(
     messages: Sequence[Mapping[str, Any]],
 ) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
     """(the call's arguments, its result) of each result since the caller last spoke."""
-    turn: list[Mapping[str, Any]] = []
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        turn.insert(0, message)
-    arguments: dict[str, Mapping[str, Any]] = {}
-    found: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
-    for message in turn:
-        for call in message.get("tool_calls") or () if message.get("role") == "assistant" else ():
-            function = call.get("function") if isinstance(call, Mapping) else None
-            if isinstance(function, Mapping):
-                try:
-                    args = json.loads(str(function.get("arguments") or "{}"))
-                except json.JSONDecodeError:
-                    args = {}
-                arguments[str(call.get("id"))] = args if isinstance(args, dict) else {}
-        if message.get("role") != "tool":
-            continue
-        try:
-            payload = json.loads(content_text(message.get("content")))
-        except (json.JSONDecodeError, ChatFormatError):
-            continue
-        if not isinstance(payload, dict):
-            continue  # another client's plain result ("42", "[1, 2]"): no fields to tell
-        result = payload.get("result")
-        if payload.get("status") == "resolved" and isinstance(result, dict):
-            found.append((arguments.get(str(message.get("tool_call_id")), {}), result))
-    return found
+    return [
+        (arguments, payload["result"])
+        for _, arguments, payload in tool_payloads(this_turn(messages))
+        if payload.get("status") == "resolved" and isinstance(payload.get("result"), dict)
+    ]
 
 
 def _subject(arguments: Mapping[str, Any]) -> str:

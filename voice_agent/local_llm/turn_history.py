@@ -209,26 +209,54 @@ def latest_caller_words(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
-def result_fields(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Tool name -> the field names its resolved results carried in `messages`
-    (``{"get_account_balance": ["account_number", "balance", "due_date"]}``)."""
-    names: dict[str, str] = {}
+def this_turn(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The messages since the caller last spoke."""
+    turn: list[Mapping[str, Any]] = []
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        turn.append(message)
+    return turn[::-1]
+
+
+def tool_payloads(
+    messages: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(tool name, the call's arguments, the tool message's JSON object) of each tool
+    message in `messages` that holds an object (the engine's envelope: ``{"status":
+    "resolved", "result": ...}``); another client's plain text or JSON list is left out."""
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    found: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     for message in messages:
         if message.get("role") == "assistant":
             for call in message.get("tool_calls") or ():
                 function = call.get("function") if isinstance(call, Mapping) else None
                 if isinstance(function, Mapping):
-                    names[str(call.get("id"))] = str(function.get("name"))
-    fields: dict[str, list[str]] = {}
-    for message in messages:
+                    try:
+                        args = json.loads(str(function.get("arguments") or "{}"))
+                    except json.JSONDecodeError:
+                        args = {}
+                    calls[str(call.get("id"))] = (
+                        str(function.get("name")),
+                        args if isinstance(args, dict) else {},
+                    )
         if message.get("role") != "tool":
             continue
         try:
             payload = json.loads(content_text(message.get("content")))
         except (json.JSONDecodeError, ChatFormatError):
             continue
-        result = payload.get("result") if isinstance(payload, dict) else None
-        name = names.get(str(message.get("tool_call_id")))
+        if isinstance(payload, dict):
+            found.append((*calls.get(str(message.get("tool_call_id")), ("", {})), payload))
+    return found
+
+
+def result_fields(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Tool name -> the field names its resolved results carried in `messages`
+    (``{"get_account_balance": ["account_number", "balance", "due_date"]}``)."""
+    fields: dict[str, list[str]] = {}
+    for name, _, payload in tool_payloads(messages):
+        result = payload.get("result")
         if name and isinstance(result, dict):
             known = fields.setdefault(name, [])
             known += [str(k) for k in result if str(k) not in known]
