@@ -287,10 +287,14 @@ async def watch_silence(
                 continue  # a sign of life, nothing the caller hears
             said = alive
             quiet_holds = 0
-            look_at = alive + HAND_OVER_S
-            next_hold = max(next_hold, look_at)  # not before it was handed over
+            look_at = alive + HAND_OVER_S  # read the caller's silence once it is handed over
             if not isinstance(got, TextDelta) or _completes_speech(speakable, got.text):
                 spoke = alive
+                next_hold = max(next_hold, look_at)  # not before it was handed over
+            # (words that complete nothing put off no hold: a model trickling them faster
+            # than HAND_OVER_S kept the caller waiting past the cadence; Hypothesis found
+            # "r" 0.05 s before a due hold. The conversation still says no hold over
+            # audio that a clause of them started.)
             ends_mark = isinstance(got, TextDelta) and got.text.rstrip(_CLOSERS).endswith(
                 _SENTENCE_END
             )
