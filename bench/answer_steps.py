@@ -80,8 +80,8 @@ async def main() -> None:
     args = parser.parse_args()
     questions = {q["id"]: q for q in eq.load_questions()}
     wanted = args.only.split(",")
-    if "recheck10" in {questions[i]["split"] for i in wanted if i in questions}:
-        parser.error("recheck10 is the lead's blind set")
+    if eq.BLIND_SPLIT in {questions[i]["split"] for i in wanted if i in questions}:
+        parser.error(f"{eq.BLIND_SPLIT} is the lead's blind set")
     tool_sets = eq.load_tool_sets()
     path = resolve_model(eq.MODELS.get(args.model, args.model))
     engine = await asyncio.to_thread(LlamaEngine.load, path, args.model, 2, 4096)

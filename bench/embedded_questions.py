@@ -112,7 +112,10 @@ SPLITS = (
     "probe10",
     "probe10a",
     "recheck10",
+    "recheck11",
 )
+#: The lead's blind re-check set of the current session: the step-tracing benches refuse it.
+BLIND_SPLIT = "recheck11"
 #: Requests per question at most: the question, up to two rounds of results, an answer.
 MAX_REQUESTS = 4
 #: The demo tools' fact fields (their results are computed by the real functions).

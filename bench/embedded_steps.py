@@ -285,8 +285,10 @@ async def run(args: argparse.Namespace) -> list[Trace]:
     from voice_agent.local_llm.server import build_app
 
     questions = eq.load_questions()
-    # Never "all": the lead's blind split (recheck10) is not run here.
-    questions = [q for q in questions if q["split"] in set(args.split.split(",")) - {"recheck10"}]
+    # Never "all": the lead's blind split is not run here.
+    questions = [
+        q for q in questions if q["split"] in set(args.split.split(",")) - {eq.BLIND_SPLIT}
+    ]
     if args.only:
         questions = [q for q in questions if q["id"] in set(args.only.split(","))]
     if args.kinds:
