@@ -41,8 +41,9 @@ class SentenceChunker:
     - a sentence end (``. ! ? …`` plus closing quotes/brackets) followed by
       whitespace — a period after an abbreviation ("Dr.", "e.g.") or an
       initial ("J.") does not count, and "etc."/"a.m." count only before a
-      capital letter; a period inside a number ("3.5") is never followed by
-      whitespace and so never splits;
+      capital letter (or, last, at a pause: ``take_unfinished``); a period
+      inside a number ("3.5") is never followed by whitespace and so never
+      splits;
     - a line break;
     - once the chunk has at least ``clause_after_chars`` characters, a
       clause mark (``, ; :``) followed by whitespace ("1,000" and "3:30"
@@ -104,6 +105,7 @@ class SentenceChunker:
         self._carry = ""  # an unspeakable piece ("...") waiting to lead the next chunk
         self._first = True  # no chunk of the current text came out yet
         self._inside = False  # the last chunk cut ended inside a sentence (not at its end)
+        self._paused = False  # the text pauses here (take_unfinished): no capital will come
 
     def push(self, delta: str) -> list[str]:
         """Add a text delta; return the chunks it completed."""
@@ -131,7 +133,10 @@ class SentenceChunker:
 
         - ``chunks``: what the pause completes, as ``push`` would return them: a
           sentence whose final mark was the last text pushed ("Let me see.") is cut
-          as if whitespace followed (an abbreviation or "etc." is not);
+          as if whitespace followed; so is one ending in an abbreviation that may end a
+          sentence ("booked for 10 a.m.", "etc."): no capital will come to say so, and
+          the pause is the same evidence as for any other sentence (an abbreviation
+          that never ends one, "Dr.", or an initial is not cut);
         - ``unfinished``: the rest of the buffer, the sentence begun and not ended,
           removed (``""`` if none). Push it again, before more text, to go on as if it
           had stayed: the cuts come out the same (the first chunk's rules too);
@@ -141,7 +146,11 @@ class SentenceChunker:
           inside that sentence. False before the text's first chunk.
         """
         buf, carry = self._buf, self._carry
-        chunks = self.push(" ") if self._buf.strip() else []
+        self._paused = True
+        try:
+            chunks = self.push(" ") if self._buf.strip() else []
+        finally:
+            self._paused = False
         if not chunks:  # the pause completed nothing: leave no trace of the probe
             self._buf, self._carry = buf, carry
         elif self._buf.endswith(" "):
@@ -190,7 +199,7 @@ class SentenceChunker:
                 if j >= len(buf):
                     return None  # cannot tell yet: "3." may become "3.5"
                 if buf[j].isspace():
-                    final = self._is_final(buf, i, j)
+                    final = self._is_final(buf, i, j, paused=self._paused)
                     if final is None:
                         return None
                     if final:
@@ -234,8 +243,9 @@ class SentenceChunker:
         )
 
     @staticmethod
-    def _is_final(buf: str, dot: int, after: int) -> bool | None:
-        """Does the punctuation at ``dot`` end a sentence? None: wait for more text."""
+    def _is_final(buf: str, dot: int, after: int, *, paused: bool = False) -> bool | None:
+        """Does the punctuation at ``dot`` end a sentence? None: wait for more text
+        (``paused``: none is coming, so an abbreviation that may end one, last, ends it)."""
         if buf[dot] != ".":
             return True
         start = dot
@@ -247,6 +257,6 @@ class SentenceChunker:
         if word in _MAYBE_FINAL:
             rest = buf[after:].lstrip()
             if not rest:
-                return None
+                return True if paused else None
             return rest[0].isupper()
         return True

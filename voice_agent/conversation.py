@@ -772,6 +772,7 @@ class Conversation:
     def _speak(self, gen: Generation, text: str) -> None:
         """Hand ``text`` to the output (after the words taken back at a stall) and record
         the sentences it completes as planned."""
+        text = gen.rejoin(text)  # a number a pause cut is said whole
         if gen.withheld:  # the sentence taken back at a stall goes on: said whole
             text, gen.withheld = gen.withheld + text, ""
         if not gen.pushed and not text.strip():
@@ -988,7 +989,7 @@ class Conversation:
         left = self._unplayed_s()
         taken = self.output.withdraw(gen.response_id)  # a sentence it completes is said now
         self.silence.handed_over(added=self._unplayed_s() > left)
-        self._record(gen, gen.take_back(taken.text))
+        self._record(gen, gen.take_back(taken.text, heard=not taken.visible))
         gen.withheld += taken.text
         return taken
 

@@ -9,6 +9,7 @@ ends it in one place (``Conversation._end_generation``).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,10 @@ RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "ca
 # is cut at this many characters (~2 min of speech: far past any sentence; it bounds the
 # scan of the buffer each delta costs).
 _RUN_ON_CHARS = 2000
+
+
+# a word that ends in a digit and a period: a number the next token may go on ("3." "5")
+_NUMBER_END = re.compile(r"\d\.$")
 
 
 def _sentences() -> SentenceChunker:
@@ -58,6 +63,10 @@ class Generation:
     # The unfinished sentence taken back from the output at a stall (a hold phrase is said
     # before it); pushed again before the next text, dropped if the answer fails.
     withheld: str = ""
+    # The number a pause cut: the last word of a sentence the pause released, when it ends
+    # in a digit and its period ("... is 3."): the model's next text may go on from it
+    # ("5 percent."). See :meth:`rejoin`.
+    cut_number: str = ""
     deferred_calls: list[LlmToolCallIssued] = field(default_factory=list)  # start at the end
     call_ids: list[str] = field(default_factory=list)
     held: list[Event] | None = None
@@ -91,11 +100,37 @@ class Generation:
         """At the end (``final``): the rest of the text handed to the output, to record."""
         return [spoken(s) for s in self.planner.flush()] if final else []
 
-    def take_back(self, text: str) -> list[str]:
+    def take_back(self, text: str, *, heard: bool = True) -> list[str]:
         """The output took back ``text``, the tail of what it was handed (a stall's
         unfinished sentence): it is no longer planned. Returns the sentences the pause
-        completed (a final mark that came last), to record."""
+        completed (a final mark that came last), to record (``heard``: they are said as
+        sentences; a printed text is shown as it comes, cut nowhere)."""
         done, unfinished, _ = self.planner.take_unfinished()
         if not text or unfinished.endswith(text):
             self.planner.push(unfinished[: len(unfinished) - len(text)])  # said before it
+        if done and heard:
+            last = done[-1].split()[-1]
+            self.cut_number = last if _NUMBER_END.search(last) else ""
         return [spoken(s) for s in done]
+
+    def rejoin(self, text: str) -> str:
+        """The model's next ``text`` after a pause released a sentence ending in a number.
+
+        A number's period ("3.") and its next digits ("5") may come further apart than the
+        pause (``SENTENCE_PAUSE_S``: a step of a loaded machine, a stall): the caller has
+        heard "The fee is 3." as a sentence. When ``text`` goes on with a digit, the whole
+        number is said again before it ("3.5 percent."): the caller hears "The fee is 3.
+        3.5 percent.", a correction, instead of "3. 5 percent.", two numbers. A digit
+        only: a model that drops the space after a sentence ("3.It") is not joined.
+
+        (Keeping a sentence that ends in a number longer than the pause would avoid the
+        repetition, but a sentence ending in a number is common ("Your order number is
+        58213.") and every stall after one would keep the caller in silence that much
+        longer, for a continuation that almost always comes within the pause: the
+        repetition costs a second of speech in the rare case, the wait costs silence in the
+        common one.)
+        """
+        if not text:
+            return text
+        number, self.cut_number = self.cut_number, ""
+        return f" {number}{text}" if number and text[0].isdigit() else text

@@ -129,8 +129,9 @@ class LlmQuiet:
 
 @dataclass(frozen=True)
 class SentencePaused:
-    """The text paused ``SENTENCE_PAUSE_S`` right after a sentence's final mark: the speech
-    output keeps that sentence for a continuation; time to have it said (no hold yet)."""
+    """The text paused ``SENTENCE_PAUSE_S`` right after a sentence's final mark (and any
+    blank after it): the speech output keeps that sentence for a continuation ("3." "5",
+    "a.m." before a capital); time to have it said (no hold yet)."""
 
     silent_s: float
 
@@ -295,9 +296,11 @@ async def watch_silence(
             # than HAND_OVER_S kept the caller waiting past the cadence; Hypothesis found
             # "r" 0.05 s before a due hold. The conversation still says no hold over
             # audio that a clause of them started.)
-            ends_mark = isinstance(got, TextDelta) and got.text.rstrip(_CLOSERS).endswith(
-                _SENTENCE_END
-            )
+            # text ending at a final mark is kept by the output for a continuation: said
+            # after the pause; a blank after the mark in the same delta too ("6 p.m. ": kept
+            # for a capital; Hypothesis found it, session 11)
+            text = got.text if isinstance(got, TextDelta) else ""
+            ends_mark = text.rstrip().rstrip(_CLOSERS).endswith(_SENTENCE_END)
             sentence_pause = alive + SENTENCE_PAUSE_S if ends_mark else math.inf
             yield got  # type: ignore[misc]
     finally:

@@ -193,6 +193,20 @@ def test_a_pause_takes_back_the_sentence_begun_and_completes_the_one_ended() -> 
     assert chunker.take_unfinished() == ([], "Ask Dr.", False)  # an abbreviation: not an end
 
 
+def test_a_pause_ends_a_sentence_whose_last_word_is_an_abbreviation_that_may_end_one() -> None:
+    # "a.m."/"etc." end a sentence only before a capital: at a pause none is coming, and
+    # the pause is the evidence it is for any sentence (before: kept as unfinished)
+    for text in ("Your call back is booked for 10 a.m.", "Bring pens etc.", "See you Jan."):
+        chunker = SentenceChunker()
+        assert chunker.push(text) == []
+        assert chunker.take_unfinished() == ([text], "", False)
+    chunker = SentenceChunker()  # one that never ends a sentence, or an initial, does not
+    assert chunker.push("We open at 9 a.m. and ask for J.") == []
+    assert chunker.take_unfinished() == ([], "We open at 9 a.m. and ask for J.", False)
+    assert chunker.push("We open at 9 a.m. and ask for J. Smith.") == []
+    assert chunker.flush() == ["We open at 9 a.m. and ask for J. Smith."]  # no pause: as before
+
+
 def test_after_a_clause_was_cut_the_sentence_is_known_to_be_under_way() -> None:
     chunker = SentenceChunker(first_clause_after_chars=4)
     assert chunker.push("Sure, the order") == ["Sure,"]

@@ -114,6 +114,7 @@ class Call:
     waits: list[
         tuple[float, float]
     ]  # the first answer's waits: (seconds after the turn began, length)
+    t0: float = 0.0  # when the turn began (clock seconds; the ledger's times count from 0)
 
     @property
     def texts(self) -> list[str]:
@@ -178,7 +179,7 @@ def run_call(
         heard_audio = sink.render(sink.position)[start_pos : sink.position]
         played = [e.text for e in ledger.entries if e.type == "AgentTextPlayed"]
         waits = [(round(t - t0, 3), length) for t, length in llm.waits]
-        return Call(heard, heard_audio, ledger, played, waits)
+        return Call(heard, heard_audio, ledger, played, waits, t0)
 
     return clock.run(main())
 
@@ -353,13 +354,44 @@ def test_a_continuation_within_the_pause_joins_its_sentence() -> None:
     assert call.texts[:2] == ["Sure,", "the fee is 3.5 percent."]
     at = {c.text: c.at for c in call.chunks}
     assert abs(at["the fee is 3.5 percent."] - (0.2 + SENTENCE_PAUSE_S)) <= 2 * TICK_S
-    # "9 a." "m.": one sentence too ("a.m." then a stall ends no sentence: as before, it
-    # waits for the next text, after a hold if that is late)
+    # "9 a." "m.": one sentence too (then the stall: the pause ends it, as any other)
     script = [*words("Sure, we open at 9 a."), ("wait", 0.2), ("text", "m."), ("wait", 4.0),
               *words(" Anything else?")[1:]]  # fmt: skip
     call = run_call(script)
     assert "we open at 9 a.m." in call.texts
     assert answer_text(call.texts) == "Sure, we open at 9 a.m. Anything else?"
+
+
+def test_a_sentence_ending_in_a_m_is_said_after_the_pause_not_after_a_hold() -> None:
+    # "a.m." ends a sentence only before a capital; the model stalls right after it, so
+    # no capital comes. Before: the output kept the sentence for one, the pause took it
+    # back as unfinished, and the caller heard 1.5 s of silence, "One moment." and only
+    # then the sentence, once the model went on.
+    for sentence in ("Your call back is booked for 10 a.m.", "Bring your receipt and card etc."):
+        script = [*words(sentence), ("wait", 4.0), *words(" Anything else?")[1:]]
+        call = run_call(script)
+        assert call.texts == [sentence, HOLDS[0], "Anything else?"]
+        assert abs(call.chunks[0].at - SENTENCE_PAUSE_S) <= 2 * TICK_S
+        assert_ledger_true(call)
+
+
+def test_a_number_cut_by_a_late_token_is_said_again_whole() -> None:
+    # "3." then, 0.8 s later (past SENTENCE_PAUSE_S), "5 percent.": the pause said "the
+    # fee is 3." already. Before: "5 percent." followed, two numbers; now the whole number
+    # is said again, a correction: "the fee is 3." / "3.5 percent."
+    script = [*words("Sure, the fee is 3."), ("wait", 0.8), ("text", "5 percent."),
+              *words(" Anything else?")[1:]]  # fmt: skip
+    call = run_call(script)
+    assert call.texts == ["Sure,", "the fee is 3.", "3.5 percent.", "Anything else?"]
+    assert_ledger_true(call)
+    # after a hold phrase too (the number goes on after 4 s)
+    script = [*words("The fee is 3."), ("wait", 4.0), ("text", "5 percent.")]
+    call = run_call(script)
+    assert call.texts == ["The fee is 3.", HOLDS[0], "3.5 percent."]
+    # a new sentence after a number is no continuation: nothing is said again
+    script = [*words("Your order is 58213."), ("wait", 0.8), *words(" It ships Friday.")[1:]]
+    call = run_call(script)
+    assert call.texts == ["Your order is 58213.", "It ships Friday."]
 
 
 def lookup_tools() -> ToolRegistry:
@@ -573,6 +605,91 @@ def test_any_slow_answer_holds_only_between_sentences_and_never_leaves_a_stall_s
         assert silence_before_apology(call) <= bound + HAND_OVER_S, [
             (c.at, c.text) for c in call.chunks
         ]
+
+
+# Sentences ending in what a pause has to judge: an abbreviation that ends a sentence only
+# before a capital, a number (its period may be a decimal point: "3." "5"), a plain word.
+PAUSED_SENTENCES = [
+    "Your call back is booked for 10 a.m.",
+    "The fee is 3.5 percent.",
+    "Your order number is 58213.",
+    "We close at 6 p.m.",
+    "It ships on Friday.",
+]
+# Waits before a delta (s): quick tokens, a slow step within SENTENCE_PAUSE_S, slow steps
+# past it, a stall past the hold time.
+PAUSE_WAITS = st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0, 2.5])
+
+
+@st.composite
+def paused_answers(draw: st.DrawFn) -> tuple[str, list[tuple[Any, ...]]]:
+    """An answer of PAUSED_SENTENCES cut at random into deltas, with random waits."""
+    answer = " ".join(draw(st.lists(st.sampled_from(PAUSED_SENTENCES), min_size=1, max_size=3)))
+    cuts = sorted(draw(st.sets(st.integers(1, len(answer) - 1), max_size=10)))
+    pieces: list[str] = []
+    for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True):
+        if pieces and not pieces[-1].strip():  # a blank delta goes with the next one
+            pieces[-1] += answer[a:b]
+        else:
+            pieces.append(answer[a:b])
+    script: list[tuple[Any, ...]] = []
+    for piece in pieces:
+        script += [("wait", draw(PAUSE_WAITS)), ("text", piece)]
+    return answer, script
+
+
+def without_said_again(words: list[str]) -> list[str]:
+    """``words`` less each number a pause cut ("3.") said again whole next ("3.5")."""
+    return [
+        w
+        for w, after in zip(words, [*words[1:], ""], strict=True)
+        if not (w[-1:] == "." and w[-2:-1].isdigit() and after[len(w) : len(w) + 1].isdigit()
+                and after.startswith(w))
+    ]  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(paused_answers())
+@example(  # a stall right after "a.m." (before: kept for a capital until the model went on)
+    ("Your call back is booked for 10 a.m. It ships on Friday.",
+     [("wait", 0.0), ("text", "Your call back is booked for 10 a.m."), ("wait", 1.0),
+      ("text", " It ships on Friday.")]),
+)  # fmt: skip
+@example(  # "3." then "5" 0.5 s later (before: "The fee is 3." then "5 percent.")
+    ("The fee is 3.5 percent.",
+     [("wait", 0.0), ("text", "The fee is 3."), ("wait", 0.5), ("text", "5 percent.")]),
+)  # fmt: skip
+@example(  # found by it: "p.m. " with its blank in one delta was not marked as a pause
+    ("We close at 6 p.m. It ships on Friday.",
+     [("wait", 0.0), ("text", "We close at 6 p.m. "), ("wait", 0.5),
+      ("text", "It ships on Friday.")]),
+)  # fmt: skip
+def test_any_pause_after_a_final_mark_says_the_sentence_and_no_number_is_heard_broken(
+    case: tuple[str, list[tuple[Any, ...]]],
+) -> None:
+    answer, script = case
+    call = run_call(script)
+    # 1. every word is heard, in order, and every number whole: a number a pause cut is
+    #    said again whole ("3." / "3.5 percent."), never only in pieces ("3." / "5 percent.")
+    assert without_said_again(answer_text(call.texts).split()) == answer.split(), call.texts
+    assert_ledger_true(call)
+    # 2. a sentence is said (handed to the output, recorded as planned) at most
+    #    SENTENCE_PAUSE_S after its last character came, whatever it ends with
+    arrivals: list[float] = []  # when each character of the answer came (seconds)
+    texts = [step[1] for step in script if step[0] == "text"]
+    for (start, length), text in zip(call.waits, texts, strict=True):
+        arrivals += [start + length] * len(text)
+    pos, last = 0, ""
+    for entry in call.entries("AgentTextPlanned"):
+        if is_hold(entry.text):
+            continue
+        text = entry.text
+        if last and text.startswith(last) and text[len(last) : len(last) + 1].isdigit():
+            text = text[len(last) :]  # the number said again: its first part was said before
+        at = answer.index(text, pos)
+        pos, last = at + len(text), entry.text.split()[-1]
+        came = arrivals[pos - 1]
+        assert entry.t - call.t0 <= came + SENTENCE_PAUSE_S + 2 * TICK_S, (entry, came, script)
 
 
 # Holds of a dead model are due hold_after_s, then every LLM_HOLD_AGAIN_S, after its last

@@ -79,6 +79,17 @@ def test_a_pause_right_after_a_final_mark_is_marked_once_before_any_hold():
     assert round(first_hold, 6) == round(1.1 + POLICY.hold_after_s, 6)  # a pause is no hold
 
 
+def test_a_pause_after_a_final_mark_and_a_blank_in_the_same_delta_is_marked_too():
+    # "6 p.m. " (a model's token may carry the space): the output keeps "p.m." for a
+    # capital, so the pause must be marked as after a bare mark (before: none, the
+    # sentence waited for the first hold; Hypothesis found it, session 11)
+    clock = AutojumpClock()
+    steps = [(1.0, TextDelta("We close at 6 p.m. ")), (2.0, TextDelta("Bye."))]
+    got, _ = run(clock, Script(clock, steps))
+    paused = [round(t, 6) for t, i in got if isinstance(i, SentencePaused)]
+    assert paused == [round(1.0 + SENTENCE_PAUSE_S, 6)]
+
+
 def test_silence_is_counted_from_the_last_item_and_each_silence_holds_afresh():
     clock = AutojumpClock()
     script = Script(
