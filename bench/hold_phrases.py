@@ -49,6 +49,14 @@ Reported per kind of run (slow, dead, prompt):
   holds said, the long-wait phrase said (and whether it was due: a wait past the
   short holds), the longest silence.
 
+- ``slow_follow_up``: one caller turn answered in three generations ("Let me look that
+  up." and a lookup; with its result "Your order 58213 has shipped." and a second
+  lookup; each lookup 1 s), the last one (after the second result) slow: 3, 5, 7 s then
+  the answer, dead, or working 20 s; the stall at its start or after its first sentence
+  ("It is with the courier."), with the default short holds and with one. Per run: the
+  holds said, those right after the answer's audio (< 0.5 s), the long-wait phrase
+  said (and whether it was due), whether the answer was heard, the longest silence.
+
 Run it on the code before a change with that code first on the path, e.g.
 ``PYTHONPATH=/path/to/old/checkout python bench/hold_phrases.py``: it uses only
 the agent, the speech output, the fault server and the LLM client.
@@ -110,6 +118,7 @@ async def _one_run(
     config: AgentConfig = CONFIG,
     timeout_s: float = 30.0,
     cap_s: float = CAP_S,
+    tools: ToolRegistry | None = None,
 ) -> dict[str, Any]:
     async with FaultServer(script, clock=clock) as server:
         llm = LlmClient(
@@ -119,7 +128,7 @@ async def _one_run(
         sink = TimelineSink(RATE)
         output = AudioSpeechOutput(tts, sink)
         ledger = Ledger("hold-bench", clock)
-        agent = Agent(config, llm, ToolRegistry(), output, ledger, clock)
+        agent = Agent(config, llm, tools or ToolRegistry(), output, ledger, clock)
 
         task = asyncio.create_task(agent.run())
         player = asyncio.create_task(play_in_step(sink, output, clock))
@@ -164,13 +173,13 @@ def _longest_silence(timeline: np.ndarray) -> float:
     return round(float(edges.max() - 1) / RATE, 3)
 
 
-def _glued(asked: list[tuple[float, str]]) -> int:
+def _glued(asked: list[tuple[float, str]], holds: set[str] = HOLDS) -> int:
     """Hold phrases that began less than GLUED_S after the answer's audio ended."""
     spans = _spans(asked)
     return sum(
         1
         for (_, end, before), (start, _, text) in zip(spans, spans[1:], strict=False)
-        if text in HOLDS and before not in HOLDS and start - end < GLUED_S
+        if text in holds and before not in holds and start - end < GLUED_S
     )
 
 
@@ -337,6 +346,91 @@ def long_first_sentence(
     return out
 
 
+FOLLOW_UP_FIRST = "Let me look that up."
+FOLLOW_UP_SHIPPED = "Your order 58213 has shipped."
+FOLLOW_UP_COURIER = "It is with the courier."
+TOOL_S = 1.0  # each lookup's run time (clock seconds)
+
+
+def _follow_up_plan(tail: list[Any]) -> Any:
+    """A turn answered in three generations: "Let me look that up." and a lookup; with its
+    result, a sentence and a second lookup; with the second result, ``tail`` (the slow
+    follow-up). Keyed by the results the request carries, so a restarted request gets
+    the same script again."""
+    head = [("headers",), ("role",), ("sleep", TTFT_S)]
+
+    def plan(index: int, body: dict[str, Any]) -> list[Any]:
+        results = sum(1 for m in body["messages"] if m.get("role") == "tool")
+        if results == 0:
+            return [*head, *words(FOLLOW_UP_FIRST), ("call", 0, "call_a", "lookup_order",
+                    '{"order_id": "58213"}'), ("finish", "tool_calls"), ("done",)]  # fmt: skip
+        if results == 1:
+            return [*head, *words(FOLLOW_UP_SHIPPED), ("call", 0, "call_b", "track_parcel",
+                    '{"order_id": "58213"}'), ("finish", "tool_calls"), ("done",)]  # fmt: skip
+        return [*head, *tail, ("finish", "stop"), ("usage",), ("done",)]
+
+    return plan
+
+
+def _order_tools(clock: Clock) -> ToolRegistry:
+    registry = ToolRegistry()
+
+    @registry.tool
+    async def lookup_order(order_id: str) -> dict[str, str]:
+        """Look up an order's status."""
+        await clock.sleep(TOOL_S)
+        return {"order_id": order_id, "status": "shipped"}
+
+    @registry.tool
+    async def track_parcel(order_id: str) -> dict[str, str]:
+        """Where an order's parcel is."""
+        await clock.sleep(TOOL_S)
+        return {"order_id": order_id, "eta": "Friday"}
+
+    return registry
+
+
+def slow_follow_up(
+    short_holds: tuple[int, ...] = (CONFIG.llm_holds_before_long_wait, 1),
+) -> list[dict[str, Any]]:
+    """The turn's second follow-up is slow (see the module doc)."""
+    holds = {*CONFIG.hold_phrases, CONFIG.llm_long_wait_phrase}
+    out = []
+    for short, lead in itertools.product(short_holds, ([], words(FOLLOW_UP_COURIER))):
+        config = CONFIG.model_copy(update={"llm_holds_before_long_wait": short})
+        rest = words(" " + REST)[1:] if lead else words(REST)
+        plans: list[tuple[str, list[Any]]] = [
+            (f"slow {s:g}s", [*lead, ("sleep", s), *rest]) for s in (3.0, 5.0, 7.0)
+        ]
+        plans += [("dead", [*lead, ("stall",)])]
+        plans += [("working 20s", [*lead, *progressing(20.0, 1.0), *rest])]
+        for name, tail in plans:
+            clock = AutojumpClock()
+            result = clock.run(
+                _one_run(_follow_up_plan(tail), clock, config, tools=_order_tools(clock))
+            )
+            spans = _spans(result["asked"])
+            said = [t for _, _, t in spans]
+            run_holds, longest_run = 0, 0
+            for t in said:
+                run_holds = run_holds + 1 if t in holds else 0
+                longest_run = max(longest_run, run_holds)
+            out.append({
+                "run": name,
+                "short_holds": short,
+                "stall": "after its first sentence" if lead else "at its start",
+                "holds": sum(t in holds for t in said),
+                "holds_right_after_the_answer": _glued(result["asked"], holds),
+                "long_wait_said": said.count(CONFIG.llm_long_wait_phrase),
+                "long_wait_due": longest_run > short,
+                "answer_heard": REST in said,
+                "longest_silence_s": result["longest_silence_s"],
+                "stuck": result["stuck"],
+                "said": said,
+            })  # fmt: skip
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stall-s", type=float, default=3.0)
@@ -345,6 +439,7 @@ def main(argv: list[str]) -> int:
     report = run(args.stall_s)
     report["long_wait"] = [long_wait(w) for w in (30.0, 120.0)]
     report["long_first_sentence"] = long_first_sentence()
+    report["slow_follow_up"] = slow_follow_up()
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w") as f:

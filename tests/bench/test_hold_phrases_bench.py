@@ -66,3 +66,14 @@ def test_a_long_first_sentence_gets_its_first_hold_after_it_was_heard_and_the_lo
     assert held and all(r["silence_before_first_hold_s"] >= 1.5 - hp.TICK_S for r in held)
     assert all(r["long_wait_said"] == 1 for r in runs if r["long_wait_due"])
     assert all(r["long_wait_said"] <= 1 and not r["stuck"] for r in runs)
+
+
+def test_a_slow_second_follow_up_is_measured_after_two_lookups() -> None:
+    # the turn's third generation (after the second lookup's result) is 3 s late: one hold
+    # 1.5 s into the caller's silence, then its answer; the scenario reaches it
+    clock = AutojumpClock()
+    tail = [("sleep", 3.0), *hp.words(hp.REST)]
+    result = clock.run(hp._one_run(hp._follow_up_plan(tail), clock, tools=hp._order_tools(clock)))
+    assert result["chunks"] == [hp.FOLLOW_UP_FIRST, hp.FOLLOW_UP_SHIPPED, "One moment.", hp.REST]
+    assert result["longest_silence_s"] <= hp.CONFIG.llm_hold_after_s + hp.TICK_S
+    assert not result["stuck"]
