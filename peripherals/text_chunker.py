@@ -30,6 +30,10 @@ _NEW_CLAUSE = re.compile(
 # The first chunk ends before such a clause once it has this many characters: enough
 # words for the synthesis to sound like a phrase, not a word (characters).
 _FIRST_CLAUSE_MIN_CHARS = 16
+# whole_sentences(): a run-on text with no sentence end is still cut at this many
+# characters (~2 min of speech: far past any sentence; it bounds the scan of the buffer
+# each delta costs).
+_RUN_ON_CHARS = 2000
 
 
 class SentenceChunker:
@@ -260,3 +264,10 @@ class SentenceChunker:
                 return True if paused else None
             return rest[0].isupper()
         return True
+
+
+def whole_sentences() -> SentenceChunker:
+    """A chunker that cuts at sentence ends and line breaks only, never at a clause mark:
+    the speech output's sentence rules (abbreviations, "a.m.", numbers, a pause), a whole
+    sentence at a time. A run-on text with no end is cut at ``_RUN_ON_CHARS``."""
+    return SentenceChunker(clause_after_chars=_RUN_ON_CHARS, max_chars=_RUN_ON_CHARS)

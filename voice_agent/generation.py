@@ -14,27 +14,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fsm import Event
-from peripherals.text_chunker import SentenceChunker
+from peripherals.text_chunker import SentenceChunker, whole_sentences
 
 from .events import LlmToolCallIssued
 from .repeats import RepeatFilter
 
 RequestReason = Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
 
-# The text recorded as planned is cut at sentence ends and line breaks, by the speech
-# output's own sentence rules (abbreviations, "a.m.", numbers): every sentence the output
-# takes back at a stall is one the ledger has not recorded yet. A run-on text with no end
-# is cut at this many characters (~2 min of speech: far past any sentence; it bounds the
-# scan of the buffer each delta costs).
-_RUN_ON_CHARS = 2000
-
-
 # a word that ends in a digit and a period: a number the next token may go on ("3." "5")
 _NUMBER_END = re.compile(r"\d\.$")
-
-
-def _sentences() -> SentenceChunker:
-    return SentenceChunker(clause_after_chars=_RUN_ON_CHARS, max_chars=_RUN_ON_CHARS)
 
 
 def spoken(text: str) -> str:
@@ -56,10 +44,12 @@ class Generation:
     turn_id: int = 0  # the user turn it answers
     task: asyncio.Task[None] | None = None
     pushed: bool = False  # some text was handed to the output
-    # the text handed to the output, cut into the sentences recorded as planned
-    planner: SentenceChunker = field(default_factory=_sentences)
+    # the text handed to the output, cut into the sentences recorded as planned: whole
+    # sentences by the output's own rules (abbreviations, "a.m.", numbers), so every
+    # sentence the output takes back at a stall is one the ledger has not recorded yet
+    planner: SentenceChunker = field(default_factory=whole_sentences)
     # the text on its way to the output: a sentence said earlier in the turn is not said again
-    repeats: RepeatFilter = field(default_factory=lambda: RepeatFilter(_sentences()))
+    repeats: RepeatFilter = field(default_factory=lambda: RepeatFilter(whole_sentences()))
     # The unfinished sentence taken back from the output at a stall (a hold phrase is said
     # before it); pushed again before the next text, dropped if the answer fails.
     withheld: str = ""

@@ -38,6 +38,14 @@ class Speaker:
         self.events: list[tuple[float, Event]] = []
         self.output.bind(lambda e: self.events.append((self.clock.now(), e)))
 
+    async def played(self, seconds: float) -> list[str]:
+        """Play what was pushed for ``seconds``, then close: the sentences played."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.output.run())
+            await run_for(self.clock, seconds)
+            await self.output.aclose()
+        return [p.text for p in self.output.sentences]
+
 
 async def test_sentences_play_in_time_and_playout_events_follow() -> None:
     s = Speaker()
@@ -171,18 +179,31 @@ async def test_withdraw_takes_back_the_sentence_begun_so_a_phrase_plays_before_i
     from voice_agent.output import Withdrawn
 
     s = Speaker()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(s.output.run())
-        s.output.push("r1", "It shipped. The order")
-        assert s.output.withdraw("r1") == Withdrawn("The order")
-        s.output.push("r1", "One moment. ")
-        s.output.push("r1", "The order is here.")
-        assert s.output.withdraw("r1") == Withdrawn()  # "here." ends a sentence: said
-        s.output.end("r1")
-        await run_for(s.clock, 6.0)
-        await s.output.aclose()
-    assert [p.text for p in s.output.sentences] == [
+    s.output.push("r1", "It shipped. The order")
+    assert s.output.withdraw("r1") == Withdrawn("The order")
+    s.output.push("r1", "One moment. ")
+    s.output.push("r1", "The order is here.")
+    assert s.output.withdraw("r1") == Withdrawn()  # "here." ends a sentence: said
+    s.output.end("r1")
+    assert await s.played(6.0) == [
         "It shipped.",
         "One moment.",
         "The order is here.",
+    ]
+
+
+async def test_sentences_are_cut_by_the_products_rules_not_at_every_period() -> None:
+    """'9 a.m. tomorrow' and 'Dr. Lee' end no sentence, as in the product's output (the sim
+    cut at every period followed by a blank); '3.5' streamed as '3', '.', '5' is one number;
+    a pause still says a sentence that ends in 'a.m.'."""
+    s = Speaker()
+    for delta in ["Your call back is at 9", " a.m.", " tomorrow.", " The fee is 3", "."]:
+        s.output.push("r1", delta)
+    s.output.push("r1", "5 percent. Dr. Lee calls at 10 a.m.")
+    assert s.output.withdraw("r1").text == ""  # the pause ends the 'a.m.' sentence
+    s.output.end("r1")
+    assert await s.played(12.0) == [
+        "Your call back is at 9 a.m. tomorrow.",
+        "The fee is 3.5 percent.",
+        "Dr. Lee calls at 10 a.m.",
     ]

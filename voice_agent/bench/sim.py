@@ -9,18 +9,21 @@ turn's ``gap_before_ms``); a barge-in turn starts ``barge_in_after_ms`` after
 the previous turn's end of speech whatever the agent is doing.
 
 ``SimulatedSpeechOutput`` implements ``voice_agent.output.SpeechOutput``:
-text is cut into sentences; a sentence starts playing ``tts_first_audio_ms``
-after it became available, and never before the previous audio ended; it
-lasts its words at ``speaking_rate_wpm``. Every played sentence is recorded.
+text is cut into sentences by the product's sentence rules
+(:func:`peripherals.text_chunker.whole_sentences`: "9 a.m. and", "Dr. Lee" and
+"3.5" end none; a pause ends "... at 9 a.m."); a sentence starts playing
+``tts_first_audio_ms`` after it became available, and never before the previous
+audio ended; it lasts its words at ``speaking_rate_wpm``. Every played sentence
+is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from peripherals.text_chunker import SentenceChunker, whole_sentences
 from voice_agent.bench._clock import Clock, sleep_or_wake, sleep_until
 from voice_agent.bench.scenario import PeripheralTiming, Scenario, words_duration_ms
 from voice_agent.events import (
@@ -38,8 +41,6 @@ from voice_agent.output import Withdrawn
 IDLE_POLL_S = 0.05  # how often the user checks whether the agent finished, s
 IDLE_SETTLE_S = 0.3  # the agent must stay idle this long before the user speaks again, s
 TURN_TIMEOUT_S = 45.0  # give up waiting for the agent after this long, s
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
 @dataclass
@@ -155,8 +156,7 @@ class PlayedSentence:
 
 @dataclass
 class _Response:
-    text: str = ""
-    consumed: int = 0  # chars of ``text`` already cut into sentences
+    chunker: SentenceChunker = field(default_factory=whole_sentences)  # text not yet cut
     sentences: list[tuple[str, float]] = field(default_factory=list)  # (text, available_at)
     ended: bool = False
     started: bool = False
@@ -202,31 +202,23 @@ class SimulatedSpeechOutput:
         response = self._responses.setdefault(response_id, _Response())
         if response.ended:
             return
-        response.text += text
-        self._cut(response, final=False)
-        self._wake.set()
+        self._queue(response, response.chunker.push(text))
 
     def end(self, response_id: str) -> None:
         response = self._responses.get(response_id)
         if response is None or response.ended:
             return
         response.ended = True
-        self._cut(response, final=True)
-        self._wake.set()
+        self._queue(response, response.chunker.flush())
 
     def withdraw(self, response_id: str) -> Withdrawn:
         """Take back the sentence begun (it plays in whole sentences: never inside one)."""
         response = self._responses.get(response_id)
         if response is None or response.ended:
             return Withdrawn()
-        pushed = len(response.text)
-        response.text += " "  # the pause ends a sentence whose mark came last
-        self._cut(response, final=False)
-        pending = response.text[response.consumed : pushed]
-        response.consumed = min(response.consumed, pushed)
-        response.text = response.text[: response.consumed]
-        self._wake.set()
-        return Withdrawn(pending.lstrip())
+        done, unfinished, inside = response.chunker.take_unfinished()
+        self._queue(response, done)  # the pause ends a sentence whose mark came last
+        return Withdrawn(unfinished, inside_sentence=inside)
 
     def unplayed_s(self, response_id: str) -> float:
         """The rest of its sentence playing plus its sentences waiting, at the speaking rate."""
@@ -275,18 +267,11 @@ class SimulatedSpeechOutput:
             if await sleep_or_wake(self._clock, self._wake, deadline) and action is not None:
                 action()
 
-    def _cut(self, response: _Response, *, final: bool) -> None:
+    def _queue(self, response: _Response, sentences: list[str]) -> None:
+        """``sentences`` were cut from ``response``'s text: available to play from now."""
         now = self._clock.now()
-        pending = response.text[response.consumed :]
-        while (match := _SENTENCE_END.search(pending)) is not None:
-            sentence = pending[: match.start()].strip()
-            if sentence:
-                response.sentences.append((sentence, now))
-            response.consumed += match.end()
-            pending = response.text[response.consumed :]
-        if final and pending.strip():
-            response.sentences.append((pending.strip(), now))
-            response.consumed = len(response.text)
+        response.sentences.extend((sentence, now) for sentence in sentences)
+        self._wake.set()
 
     def _next_action(self) -> tuple[float | None, Callable[[], None] | None]:
         if self._playing is not None:
