@@ -6,8 +6,10 @@ import pytest
 
 from voice_agent.local_llm.caller_asks import (
     asks_nothing_of_a_tool,
+    asks_something_of_the_agent,
     asks_what_the_agent_is,
     holds_the_line,
+    makes_small_talk,
 )
 
 
@@ -43,9 +45,59 @@ def test_a_question_about_what_the_agent_is_says_which(said, asked):
         ("Hold on, where is my order?", False),
         ("Hang on, can you check 4471", False),
         ("One moment, my order number is 4410.", False),
-        ("I'd like a refund, hang on.", False),  # the wait is not what they start with
+        ("I'd like a refund, hang on.", False),  # a request beside the wait
+        ("Sorry, my dog is barking, give me a second.", True),  # m24: after a reason
+        ("Hi! Sorry, I've never called before, bear with me.", True),
+        ("Can you hold on a second? Someone's at the door.", True),
+        ("A moment, please.", True),
+        ("Can you hold on my order until Friday?", False),
+        ("I've been waiting for a minute.", False),  # no wait asked
+        ("Wait, that's not my order.", False),
+        ("Store hours in Dallas, no hang on, Houston I mean.", False),  # f04: a correction
+        ("How long do I have to wait for my refund?", False),
     ],
 )
 def test_a_request_to_wait_asks_for_nothing_else(said, holds):
     assert holds_the_line(said) is holds
     assert asks_nothing_of_a_tool(said) is holds
+
+
+@pytest.mark.parametrize(
+    ("said", "small_talk"),
+    [
+        ("Is it always this busy on your line?", True),  # m08
+        ("Morning! Lovely weather today, isn't it?", True),  # s08
+        ("Ugh, it's pouring with rain here. Anyway, how are you?", True),  # g05
+        ("Sorry, can you hear me okay? The line's a bit crackly.", True),  # b24
+        ("Oh great, a real voice. How's your day going?", True),  # e08
+        # asks for something beside it, or asks for a fact
+        ("How are you? I need to cancel order 4410.", False),
+        ("How are you? Can you check my order?", False),
+        ("What's the weather like?", False),  # d11
+        ("Can you tell me tomorrow's weather forecast?", False),  # f22
+        ("Is the Denver store busy on Saturdays?", False),
+        ("Do you sell gift cards?", False),
+    ],
+)
+def test_small_talk_about_the_call_the_day_or_the_weather_asks_nothing(said, small_talk):
+    assert makes_small_talk(said) is small_talk
+    assert asks_nothing_of_a_tool(said) is small_talk
+
+
+@pytest.mark.parametrize(
+    ("said", "asks"),
+    [
+        ("Can you change the email address on my online account?", True),  # s10
+        ("I'd like to leave a review for the delivery driver.", True),
+        ("Please add my wife as a second user on my account.", True),
+        ("Can I pay for my order with a gift card?", True),
+        ("Can someone call me back?", True),
+        ("Hello", False),
+        ("Thanks, that's all I needed.", False),
+        ("Sorry, can you hear me okay? The line's a bit crackly.", False),  # about the call
+        ("Could you hold on a second, please?", False),  # a wait
+        ("Do you sell gift cards?", False),  # a request, but not by its form
+    ],
+)
+def test_a_request_of_the_agent_is_told_by_its_form(said, asks):
+    assert asks_something_of_the_agent(said) is asks

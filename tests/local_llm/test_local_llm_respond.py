@@ -56,6 +56,7 @@ from voice_agent.local_llm.respond import (
     OFFER_LEAD,
     REPLY,
     SMALL_TALK_OFFER,
+    WAIT_REPLY,
     Responder,
     asks_what_it_gives,
     caller_facing,
@@ -704,12 +705,100 @@ async def test_nothing_held_of_an_answer_is_sent_after_the_callers_stop():
     assert "".join(sent) == "Sure,"  # the space held after it is not sent
 
 
-async def test_a_refused_request_to_wait_is_offered_help_without_a_question():
-    engine = ScriptedEngine(_decision_then("reply", "I'm sorry, but I can't assist with that."))
-    responder, reply, _ = await _respond(engine, _user("Hang on, I'm just getting my glasses."))
-    assert reply.text == "I'm sorry, how can I help you today?"  # k24: not "can't"
-    assert responder.plan.refused_small_talk == "offer"
-    assert not [s for s in engine.steps if s[1] and '"yes"' in s[1]]  # no yes/no step
+@pytest.mark.parametrize("decision", ["get_order_status", "reply", CANNOT])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Hang on, I'm just getting my glasses.",  # k24
+        "Sorry, my dog is barking, give me a second.",  # m24: a tool, then "order number?"
+    ],
+)
+async def test_a_request_to_wait_is_answered_at_once_without_a_model_step(decision, said):
+    engine = ScriptedEngine(_decision_then(decision, "Could you tell me the order number?"))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert reply.text == WAIT_REPLY and not reply.calls
+    assert responder.plan.held_the_line and responder.plan.decision == REPLY
+    assert engine.steps == []
+
+
+async def test_a_request_to_wait_beside_a_request_is_decided_as_usual():
+    engine = ScriptedEngine(_decision_then("get_order_status", '{"order_id": "4471"}}'))
+    responder, reply, _ = await _respond(engine, _user("Hang on, can you check order 4471?"))
+    assert not responder.plan.held_the_line
+    assert [(name, args) for _, name, args in reply.calls] == [
+        ("get_order_status", '{"order_id": "4471"}')
+    ]
+
+
+def _reply_unless_told_otherwise(again: str):
+    """A FAKE model that decides "reply" whenever it may, else `again`; it asks for the
+    details a call back needs, and offers to look up orders after "can't"."""
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'reply"' if f'"{REPLY}"' in (grammar or "") else f'{again}"'
+        if prompt.endswith('"arguments": '):
+            return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
+        if grammar == choice_grammar(["yes", "no"], closing=""):
+            return "yes"
+        if prompt.endswith(ASK_LEAD):
+            return " your phone number, and when we should call?"
+        if prompt.endswith(OFFER_LEAD):
+            return " look up an order."
+        return "You can use the following command: schedule callback."  # s10, session 10
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("said", "again", "spoken"),
+    [
+        # spoken call s10: "reply", then instructions nobody can follow
+        (
+            "Can you change the email address on my online account?",
+            CANNOT,
+            f"{CANNOT_LEAD} {OFFER_LEAD} look up an order.",
+        ),
+        (
+            "Can someone call me back?",
+            "schedule_callback",
+            f"{ASK_LEAD} your phone number, and when we should call?",
+        ),
+    ],
+)
+async def test_a_reply_decision_on_a_request_is_decided_again_between_the_tools_and_cannot(
+    said, again, spoken
+):
+    engine = ScriptedEngine(_reply_unless_told_otherwise(again))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert responder.plan.reply_to_request and reply.text == spoken and not reply.calls
+    first, second = [g for p, g, _ in engine.steps if p.endswith(DECISION_PREFIX)][:2]
+    assert f'"{REPLY}"' in (first or "") and f'"{REPLY}"' not in (second or "")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Hello",  # no request
+        "Sorry, can you hear me okay? The line's a bit crackly.",  # b24: about the call
+        "How are you doing today?",
+    ],
+)
+async def test_a_reply_decision_on_small_talk_stands(said):
+    engine = ScriptedEngine(_reply_unless_told_otherwise(CANNOT))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert not responder.plan.reply_to_request and responder.plan.decision == REPLY
+    assert reply.text == "You can use the following command: schedule callback."
+    assert len(engine.steps) == 2  # the decision and the reply
+
+
+async def test_a_reply_decision_on_a_request_after_results_stands():
+    engine = ScriptedEngine(_reply_unless_told_otherwise(CANNOT))
+    messages = _after_call({"status": "resolved", "result": {"status": "shipped"}})
+    messages.append({"role": "assistant", "content": "It has shipped."})
+    messages.append({"role": "user", "content": "Can you say when it will arrive?"})
+    responder, _, _ = await _respond(engine, messages)
+    assert not responder.plan.reply_to_request and responder.plan.decision == REPLY
 
 
 @pytest.mark.parametrize(
@@ -732,7 +821,7 @@ async def test_a_reply_to_small_talk_is_never_a_refusal(said, asks, reply_text):
         return said
 
     engine = ScriptedEngine(script)
-    responder, reply, _ = await _respond(engine, _user("Morning! Lovely weather today, isn't it?"))
+    responder, reply, _ = await _respond(engine, _user("Hiya, thanks for picking up."))  # u08
     assert reply.text == reply_text and not reply.calls
     asked = [s for s in engine.steps if s[1] and '"yes"' in s[1]]
     assert len(asked) == (0 if reply_text == said else 1)  # asked only after a refusal
@@ -762,8 +851,10 @@ async def test_a_reply_to_small_talk_never_claims_the_agent_is_a_person(said, re
     ("said", "small_talk"),
     [
         ("Am I talking to a robot right now?", True),  # k08
-        ("Hang on, I'm just getting my glasses.", True),  # k24
+        ("Is it always this busy on your line?", True),  # m08
+        ("Morning! Lovely weather today, isn't it?", True),  # s08
         ("Can you reset my password for me?", False),  # d12: a true "can't"
+        ("What's the weather like?", False),  # d11: asks for a forecast
     ],
 )
 async def test_a_cannot_decision_on_small_talk_the_callers_words_show_is_a_reply(said, small_talk):
@@ -1688,11 +1779,13 @@ async def test_the_call_is_ended_only_when_the_callers_words_close_the_conversat
     text = "".join(d.get("content") or "" for d in deltas)
     if ended:
         assert called == ["end_call"] and responder.plan.unwanted is None
+    elif said.startswith("Hold on"):
+        # Asks for nothing but a moment: nothing is decided (caller_asks.holds_the_line).
+        assert called == [] and responder.plan.held_the_line and text == WAIT_REPLY
     else:
         # Decided again without the hang-up: the caller hears an honest answer.
         assert called == [] and responder.plan.unwanted == "end_call"
-        # "Hold on a second." asks for nothing: small talk, not "can't" (caller_asks)
-        assert text.startswith(CANNOT_LEAD) is not said.startswith("Hold on")
+        assert text.startswith(CANNOT_LEAD)
 
 
 async def test_a_no_to_anything_else_closes_the_conversation_and_a_forced_hang_up_waits_for_it():
@@ -1814,6 +1907,9 @@ def _phone_function_tool(name: str) -> dict:
         # spoken call s10, session 9: 'you can use the "update email" tool.'
         (' help you with the "update email" tool.', False),
         ("'t help with that.", False),  # a second refusal offers nothing
+        ("'t schedule a call back.", False),
+        (" help with: look up an order.", False),  # m22: the note's list, copied
+        (" look up an order; cancel an order.", False),
         (" look up an order and", False),  # cut off at its tokens' limit
         (" look up an order for you.", True),
     ],

@@ -15,8 +15,12 @@ reply is made in explicit steps, all on one KV cache:
    words close the conversation (`call_control.caller_closes`); otherwise the
    decision is made again without it (`Responder._unless_unwanted`). `CANNOT` on
    small talk the caller's words show (`caller_asks`: a question what the agent is,
-   a request to wait) is `REPLY`: no model step decides it, so a true "can't"
-   is not delayed.
+   small talk about the call, the day or the weather) is `REPLY`: no model step
+   decides it, so a true "can't" is not delayed. `REPLY` on a request by its form
+   ("Can you change the email on my account?") with no result to answer from is
+   decided again without `REPLY` (`Responder._request_not_reply`): a tool or an
+   honest "can't". A caller who only asks the agent to wait hears `WAIT_REPLY`,
+   with no step at all.
 2. **Call(s).** For a tool, the call is continued under that tool's
    JSON-schema grammar, greedily; up to `MAX_CALLS_PER_REPLY` - 1 further
    calls may follow, then the turn ends. No text can follow. Each call is
@@ -80,7 +84,11 @@ from typing import Any
 from voice_agent.call_control import caller_closes
 from voice_agent.local_llm.answer_words import answer_bans, caller_only_words, half_said_values
 from voice_agent.local_llm.argument_watch import ArgumentWatch
-from voice_agent.local_llm.caller_asks import asks_nothing_of_a_tool
+from voice_agent.local_llm.caller_asks import (
+    asks_nothing_of_a_tool,
+    asks_something_of_the_agent,
+    holds_the_line,
+)
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
 from voice_agent.local_llm.grammar import (
@@ -134,6 +142,10 @@ from voice_agent.local_llm.turn_history import (
 
 #: What a reply to small talk says instead of a refusal (`Responder._small_talk`).
 SMALL_TALK_OFFER = "How can I help you today?"
+#: The whole reply to a caller who only asks the agent to wait (`caller_asks.holds_the_line`),
+#: said without a model step: told "Sorry, my dog is barking, give me a second.", the 1.5B
+#: picked a tool and asked "Could you tell me the order number?" (bench m24, session 10).
+WAIT_REPLY = "Of course, take your time."
 #: Asked after a reply to a turn judged small talk began as a refusal.
 ASKS_SOMETHING_QUESTION = (
     "Answer only yes or no: in their last words, does the caller ask you to do or find "
@@ -190,6 +202,10 @@ CANNOT_LEAD = "Sorry, I can't help with that here."
 #: start on its own, told what the tools do, the 1.5B said "You can look up the shipping
 #: status of an order by its order number, get the ..." (bench h05, session 10).
 OFFER_LEAD = "I can"
+#: An offer that is no clean spoken clause: a colon or semicolon copied from the note's
+#: list ("I can help with: look up an order.": bench m22, session 10), or a second refusal
+#: after `OFFER_LEAD` ("I can't schedule a call back."). Replaced by `CANNOT_OFFER`.
+_NOT_AN_OFFER = re.compile(r"[:;]|^I can(?:not\b|'t\b|\u2019t\b)", re.IGNORECASE)
 #: Tokens the offer may take: one short sentence; one cut off is not said (`CANNOT_OFFER`).
 _OFFER_MAX_TOKENS = 32
 #: What is said after `CANNOT_LEAD` instead of an offer that only repeats the caller's
@@ -334,6 +350,11 @@ class ResponsePlan:
     #: a "cannot do" decision on small talk (`caller_asks.asks_nothing_of_a_tool`): the
     #: reply was small talk instead
     small_talk_not_cannot: bool = False
+    #: a `REPLY` decision on a request (`Responder._asks_for_a_service`): decided again
+    #: without `REPLY`
+    reply_to_request: bool = False
+    #: the caller only asked the agent to wait: `WAIT_REPLY` was said, no model step ran
+    held_the_line: bool = False
     #: stems of the caller's words the answer from results could not use (`answer_words`)
     caller_only_words: list[str] | None = None
     #: sentences added after an answer that said a result's value only in part
@@ -923,6 +944,17 @@ class Responder:
             self.plan.decision = REPLY
             self.plan.said_nothing = True
             return GenerationStats(prompt_tokens=0, finish_reason="stop")
+        if (
+            self._fresh_turn
+            and forced is None
+            and chat.tool_choice != "required"
+            and holds_the_line(latest_caller_words(chat.messages))
+        ):
+            # Nothing to decide: the caller asks for nothing but a moment.
+            self.plan.decision = REPLY
+            self.plan.held_the_line = True
+            await on_text(WAIT_REPLY)
+            return GenerationStats(prompt_tokens=0, finish_reason="stop")
         if chat.tool_choice == "none":
             return await self._speak(on_text, None, None)
         prompt = self.prompt()
@@ -947,6 +979,8 @@ class Responder:
             stats = None
         else:
             choice, stats = await self._decide(prompt, options_of())
+        if choice == REPLY and forced is None and self._asks_for_a_service():
+            choice, stats = await self._request_not_reply(prompt, options_of(), stats)
         if self._fresh_turn and ends_the_call(self._function(choice)):
             choice, stats = await self._unless_unwanted(prompt, choice, forced, options_of(), stats)
         if (
@@ -1038,6 +1072,34 @@ class Responder:
             return REPLY, stats
         again, step = await self._decide(prompt, remaining)
         step.extra["unwanted"] = choice
+        return again, _combine(stats, step)
+
+    def _asks_for_a_service(self) -> bool:
+        """Whether a `REPLY` decision was made on a request: a fresh turn with no result
+        in the conversation to answer from, `CANNOT` among the options, and the caller's
+        words ask the agent to do or get something by their form
+        (`caller_asks.asks_something_of_the_agent`: "Can you change the email address on
+        my online account?", not "Can you hear me okay?")."""
+        return (
+            self._fresh_turn
+            and CANNOT in self._decision_speech
+            and not any(m.get("role") == "tool" for m in self.chat.messages)
+            and asks_something_of_the_agent(latest_caller_words(self.chat.messages))
+        )
+
+    async def _request_not_reply(
+        self, prompt: str, options: list[str], stats: GenerationStats | None
+    ) -> tuple[str, GenerationStats | None]:
+        """A request is served by a tool or gets an honest "can't": the decision is made
+        again without `REPLY` (the prompt and its prefix are in the KV cache: a token or
+        two). Decided "reply" for "Can you change the email address on my online
+        account?" (demo tools), the 1.5B improvised: "you can use the following command:
+        schedule callback", "please provide your current email address and the new one"
+        (spoken call s10, sessions 9-10). A request a tool serves whose details are
+        missing comes back to `ASK_LEAD` through the dropped call."""
+        self.plan.reply_to_request = True
+        again, step = await self._decide(prompt, [o for o in options if o != REPLY])
+        step.extra["reply_to_request"] = True
         return again, _combine(stats, step)
 
     def _agent_before(self) -> str:
@@ -1653,7 +1715,8 @@ class Responder:
         its first chunk anyway), and replaced by `CANNOT_OFFER` when it only repeats
         the caller's words back (`echoes_caller`): told to offer what it can help
         with, the 1.5B said "Can you tell me if the new iPhone is in stock?" after
-        "Sorry, I can't help with that here." (bench r20)."""
+        "Sorry, I can't help with that here." (bench r20). Nor is an offer said that
+        names a function, refuses again or is no clean clause (`_NOT_AN_OFFER`)."""
         held: list[str] = [OFFER_LEAD]
 
         async def hold(piece: str) -> bool:
@@ -1676,6 +1739,7 @@ class Responder:
             echoes_caller(text, latest_caller_words(self.chat.messages))
             or names_a_function(text, self._function_names())
             or refuses(text)
+            or _NOT_AN_OFFER.search(text)
             or not text.endswith((".", "!", "?"))  # cut off at `_OFFER_MAX_TOKENS`
         ):
             self.plan.echoed_caller = text
