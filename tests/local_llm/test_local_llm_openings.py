@@ -129,7 +129,9 @@ def test_a_reply_that_is_no_refusal_passes_as_it_comes():
     assert guard.push("Hello") == "Hello"
     assert guard.push(" there") == " there"
     held = RefusalStart()
-    assert held.push("I") == "" and held.push("'m") == "I'm"
+    assert held.push("I") == "" and held.push("'ll") == "I'll"
+    held = RefusalStart()  # "I'm" may become "I'm unable to help": held one word more
+    assert held.push("I'm") == "" and held.push(" here") == "I'm here"
 
 
 # ------------------------------------------------------------ a claim to be a person
@@ -223,6 +225,9 @@ def test_the_pieces_a_reply_comes_in_change_nothing_and_a_claim_is_never_passed(
         ("Unfortunately I am unable to help", True),  # at the text's very end
         ("I'm putting you through to a colleague now.", False),
         ("I can help with that.", False),
+        # m08, session 11: a refusal in other words, after "I'm sorry,"
+        ("I'm sorry, but I'm not able to provide an accurate answer to that question.", True),
+        ("I'm not able to hear you well.", False),
     ],
 )
 def test_held_text_is_known_for_a_refusal_wherever_its_clause_ends(text, refusal):

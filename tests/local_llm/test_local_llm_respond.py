@@ -808,6 +808,11 @@ async def test_a_reply_decision_on_a_request_after_results_stands():
         ("I can't help with that.", "yes", f"{CANNOT_LEAD} {CANNOT_OFFER}"),
         ("Sorry, I can't help with that.", "no", "Sorry, how can I help you today?"),
         ("I'm sorry, but I can't assist with that.", "no", "I'm sorry, how can I help you today?"),
+        (  # m08, session 11
+            "I'm sorry, but I'm not able to provide an accurate answer to that question.",
+            "no",
+            "I'm sorry, how can I help you today?",
+        ),
         ("Lovely, isn't it? How can I help?", "yes", "Lovely, isn't it? How can I help?"),
     ],
 )

@@ -160,22 +160,27 @@ class AnswerOpening:
 
 
 #: How a refusal starts ("I can't help with that.", "I cannot assist ...", "but I can't
-#: assist with that" after "I'm sorry,"), matched on a clause's start, case-insensitive.
+#: assist with that" after "I'm sorry,", "but I'm not able to provide an answer": the 1.5B
+#: to "Is it always this busy on your line?", bench m08, session 11), matched on a
+#: clause's start, case-insensitive: a lead, a subject that cannot, a verb of help.
+_REFUSAL_LEADS = ("", "but ", "unfortunately ", "sorry ")
+_REFUSAL_SUBJECTS = (
+    "i can't", "i cannot", "i can not", "i am unable to", "i am not able to",
+    "i'm unable to", "i'm not able to",
+)  # fmt: skip
+_REFUSAL_VERBS = ("help", "assist", "do", "provide", "answer")
 _REFUSAL = re.compile(
-    r"(?:but |unfortunately |sorry )?"
-    r"i (?:can't|can ?not|am unable to|am not able to) (?:help|assist|do)[^a-z]"
-)
+    "(?:" + "|".join(_REFUSAL_LEADS) + ")"
+    + "(?:" + "|".join(map(re.escape, _REFUSAL_SUBJECTS)) + ") "
+    + "(?:" + "|".join(_REFUSAL_VERBS) + ")[^a-z]"
+)  # fmt: skip
 #: Clause starts held while they may still become `_REFUSAL`.
 _REFUSAL_STARTS = tuple(
-    lead + start
-    for lead in ("", "but ", "unfortunately ", "sorry ")
-    for start in (
-        "i can't help", "i can't assist", "i can't do", "i cannot help", "i cannot assist",
-        "i cannot do", "i can not help", "i can not assist", "i can not do",
-        "i am unable to help", "i am unable to assist", "i am unable to do",
-        "i am not able to help", "i am not able to assist", "i am not able to do",
-    )
-)  # fmt: skip
+    f"{lead}{subject} {verb}"
+    for lead in _REFUSAL_LEADS
+    for subject in _REFUSAL_SUBJECTS
+    for verb in _REFUSAL_VERBS
+)
 
 
 class RefusalStart:
