@@ -125,6 +125,7 @@ from voice_agent.local_llm.openings import (
 from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
+from voice_agent.local_llm.spoken_counts import CountCheck, result_counts
 from voice_agent.local_llm.turn_history import (
     argument_values,
     calls_this_turn,
@@ -360,6 +361,9 @@ class ResponsePlan:
     #: sentences added after an answer that said a result's value only in part
     #: (`answer_words.half_said_values`)
     half_said: list[str] | None = None
+    #: counts an answer said that its results contradict: (what was said, what replaced
+    #: it) (`spoken_counts.CountCheck`)
+    counts_corrected: list[tuple[str, str]] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -1663,7 +1667,9 @@ class Responder:
     ) -> GenerationStats:
         """An answer from results, its opening filtered (`openings.AnswerOpening`): an
         announcement of the answer ("Sure, here's the answer: ...") or a bare yes/no
-        before the result is left out. Only a clause that may be left out is held."""
+        before the result is left out. Only a clause that may be left out is held. A
+        count the results contradict ("three recent orders" for a list of four) is
+        corrected before it is said (`spoken_counts.CountCheck`)."""
         opening = AnswerOpening()
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
@@ -1675,9 +1681,10 @@ class Responder:
             self.plan.caller_only_words = banned
 
         said: list[str] = []
+        counts = CountCheck(result_counts(self.chat.messages))
 
         async def filtered(piece: str) -> bool:
-            text = opening.push(piece)
+            text = counts.push(opening.push(piece))
             said.append(text)
             if text and not await on_text(text):
                 stopped.append(True)
@@ -1685,10 +1692,12 @@ class Responder:
             return True
 
         step = await self.engine.generate(self.prompt(note), sampling, grammar, filtered)
-        rest = opening.finish()
+        rest = counts.push(opening.finish()) + counts.finish()
         if rest and not stopped:  # nothing after the caller's stop
             said.append(rest)
             await on_text(rest)
+        if counts.corrected:
+            self.plan.counts_corrected = list(counts.corrected)
         # A result's value said only in part ("has been paid" for "paid on May 28") is
         # told whole after the answer (`answer_words.half_said_values`).
         added = [] if stopped else half_said_values("".join(said), self.chat.messages)
