@@ -19,6 +19,7 @@ from voice_agent.local_llm.answer_words import (
     answer_bans,
     caller_only_words,
     half_said_values,
+    untold_facts,
 )
 from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
 
@@ -247,3 +248,61 @@ def test_a_result_that_is_not_an_object_is_skipped_not_a_crash(content):
     messages = _two_results()
     messages[-1] = {"role": "tool", "tool_call_id": "b", "content": content}
     assert half_said_values("The order 6127 has been delivered.", messages) == []
+
+
+#: lookup_order (phone tools) and its result for bench k18 (recheck9)
+LOOKUP_ORDER = {
+    "type": "function",
+    "function": {
+        "name": "get_order_status",
+        "description": "Look up an order: its status, items, total and estimated delivery date.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+    },
+}
+K18_RESULT = {
+    "found": True,
+    "order_number": "3307",
+    "status": "shipped",
+    "items": "a toaster, a frying pan",
+    "total": "$64.98",
+    "placed_on": "Monday, November 23",
+    "estimated_delivery": "Friday, November 27",
+}
+
+
+@pytest.mark.parametrize(
+    ("said", "answer", "untold"),
+    [
+        # k18: items and the day, not the status the tool is described by first
+        ("Can you check 3370, oh sorry, 3307?",
+         "Order 3307 is for a toaster and a frying pan. It was placed on Monday, November 23.",
+         ["The status for order 3307 is shipped."]),
+        ("Can you check 3307?", "Order 3307 has shipped: a toaster and a frying pan.", []),
+        # what the caller names is what must be told ("total"), not the main fact
+        ("What was the total on 3307?", "Order 3307 has shipped.",
+         ["The total for order 3307 is $64.98."]),
+        ("What was the total on 3307?", "The total was $64.98.", []),
+        ("When was 3307 placed on?", "It shipped.",
+         ["The placed on for order 3307 is Monday, November 23."]),
+    ],
+)  # fmt: skip
+def test_an_answer_that_leaves_out_the_asked_or_main_fact_is_followed_by_it(said, answer, untold):
+    assert untold_facts(answer, _after(said, K18_RESULT), [LOOKUP_ORDER]) == untold
+
+
+def test_a_value_said_in_most_of_its_words_is_told():
+    result = {"order_id": "2604", "status": "awaiting collection from the courier"}
+    messages = _after("Where is order 2604?", result)
+    assert untold_facts("Order 2604 is awaiting collection.", messages, [ORDER_TOOL]) == []
+    assert untold_facts("Order 2604 is on its way.", messages, [ORDER_TOOL]) == [
+        "The status for order 3307 is awaiting collection from the courier."
+    ]
+
+
+def test_a_follow_up_needs_only_what_the_caller_names_and_no_argument_is_a_fact():
+    messages = _after("And which items were in it?", K18_RESULT)
+    assert untold_facts("It was placed on Monday.", messages, [LOOKUP_ORDER], main_fact=False) == [
+        "The items for order 3307 is a toaster, a frying pan."
+    ]
+    messages = _after("Is order 3307 there?", {"order_number": "3307", "found": True})
+    assert untold_facts("Yes.", messages, [LOOKUP_ORDER]) == []

@@ -1960,3 +1960,26 @@ async def test_the_offer_after_cannot_offers_one_thing_and_stops_at_its_clauses_
     _, reply, _ = await _respond(engine, _user("Can you change my email address?"))
     assert reply.text == f"{CANNOT_LEAD} {OFFER_LEAD} look up an order."
     assert engine.written[-1] == " look up an order,"  # the model stopped there
+
+
+async def test_a_count_an_answer_says_that_its_result_contradicts_is_corrected():
+    orders = "41882 (shipped), 55103 (delivered), 60211 (processing), 70001 (shipped)"
+    payload = {"status": "resolved", "result": {"name": "Dana", "recent_orders": orders}}
+    said = "Dana has three recent orders: 41882, 55103, 60211 and 70001."
+    engine = ScriptedEngine(_decision_then("reply", said), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    assert reply.text == said.replace("three", "four")  # m17: four were read out
+    assert responder.plan.counts_corrected == [("three recent orders", "four recent orders")]
+
+
+async def test_an_answer_that_leaves_out_the_tools_main_fact_is_followed_by_it():
+    payload = {
+        "status": "resolved",
+        "result": {"order_id": "58213", "status": "shipped", "items": "a toaster"},
+    }
+    said = "Order 58213 is for a toaster."
+    engine = ScriptedEngine(_decision_then("reply", said), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    told = "The status for order 58213 is shipped."  # k18: the status was left out
+    assert reply.text == f"{said} {told}"
+    assert responder.plan.untold == [told] and responder.plan.half_said is None

@@ -216,3 +216,104 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
             about = f" for {subject}" if subject else ""
             added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
     return added
+
+
+# ------------------------------------------------ the fact the answer left out
+
+#: Words of a field's name that say which thing, not what about it ("order" of
+#: ``order_number``): a field is asked for by its other words.
+_KEY_WORDS = frozenset("id number no".split())
+
+
+def _name_words(field: str) -> list[str]:
+    return [w for w in field.lower().split("_") if w and w not in _KEY_WORDS]
+
+
+def _said(value: str, answer_words: set[str], answer: str) -> bool:
+    """Whether an answer says a value: verbatim, or half or more of its words (stemmed),
+    numbers included ("awaiting collection" of "awaiting collection from the courier")."""
+    if value.lower() in answer.lower():
+        return True
+    words = [w for w in re.findall(r"[A-Za-z]+|[0-9]+", value) if w.lower() not in _FILLER]
+    said = [w in answer_words if w.isdigit() else _stem(w.lower()) in answer_words for w in words]
+    return bool(words) and sum(said) * 2 >= len(words)
+
+
+def _main_fields(function: Mapping[str, Any], result: Mapping[str, Any]) -> list[str]:
+    """The result's fields the tool's description names, the first named first ("Look up
+    an order: its status, items, total and estimated delivery date." -> ``status``)."""
+    description = str(function.get("description", "")).lower()
+    named = []
+    for field in result:
+        words = _name_words(str(field))
+        at = description.find(" ".join(words)) if words else -1
+        if at >= 0:
+            named.append((at, str(field)))
+    return [field for _, field in sorted(named)]
+
+
+def untold_facts(
+    answer: str,
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    main_fact: bool = True,
+) -> list[str]:
+    """Sentences that tell what an answer from results left out of each result since the
+    caller last spoke: the fields the caller's latest words name (every word of the
+    field's name said, "total" of "What was the total?"; not a field named only by
+    words of the tool's or its arguments' names), else the tool's main
+    fact (the field its description names first, `_main_fields`). One sentence per
+    such value left out ("The status for order 11376 is shipped."); a value that is a
+    call's argument, not text or a number, or a note is never one. Without `main_fact`
+    (a follow-up on what an earlier answer told, `turn_history.looks_up_again`), only
+    the fields the caller names.
+
+    Asked "Can you check 11367, oh sorry, 11376?", the 1.5B answered with the order's
+    items and the day it was placed, and not its status (bench k18, session 10), which
+    ``lookup_order`` is described by first.
+    """
+    by_name = {
+        str(t["function"].get("name")): t["function"]
+        for t in tools
+        if isinstance(t.get("function"), Mapping)
+    }
+    latest = next(
+        (content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
+        "",
+    )
+    caller = {_stem(w.lower()) for w in _WORD_RE.findall(latest)}
+    answer_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
+    answer_words |= set(re.findall(r"[0-9]+", answer))
+    added: list[str] = []
+    for name, arguments, payload in tool_payloads(this_turn(messages)):
+        result = payload.get("result")
+        if payload.get("status") != "resolved" or not isinstance(result, dict):
+            continue
+        argument_texts = {str(v) for v in arguments.values()}
+        told = {
+            str(field): value
+            for field, value in result.items()
+            if isinstance(value, str | int | float)
+            and not isinstance(value, bool)
+            and str(value) not in argument_texts
+            and field != "note"
+            and str(value).strip()
+        }
+        # (a field named only by words of the tool's or its arguments' names says which
+        # thing was looked up: "order" of ``order_number`` asks for nothing)
+        which = set(_name_words(name)) | {w for a in arguments for w in _name_words(str(a))}
+        asked = [
+            f
+            for f in told
+            if set(_name_words(f)) - which and all(_stem(w) in caller for w in _name_words(f))
+        ]
+        main = _main_fields(by_name.get(name) or {}, told)[:1] if main_fact else []
+        wanted = asked or main
+        for field in wanted:
+            value = str(told[field])
+            if not _said(value, answer_words, answer):
+                subject = _subject(arguments)
+                about = f" for {subject}" if subject else ""
+                added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
+    return added

@@ -82,7 +82,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
-from voice_agent.local_llm.answer_words import answer_bans, caller_only_words, half_said_values
+from voice_agent.local_llm.answer_words import (
+    answer_bans,
+    caller_only_words,
+    half_said_values,
+    untold_facts,
+)
 from voice_agent.local_llm.argument_watch import ArgumentWatch
 from voice_agent.local_llm.caller_asks import (
     asks_nothing_of_a_tool,
@@ -361,6 +366,9 @@ class ResponsePlan:
     #: sentences added after an answer that said a result's value only in part
     #: (`answer_words.half_said_values`)
     half_said: list[str] | None = None
+    #: sentences added after an answer that left out the fact asked for, or the tool's
+    #: main fact (`answer_words.untold_facts`)
+    untold: list[str] | None = None
     #: counts an answer said that its results contradict: (what was said, what replaced
     #: it) (`spoken_counts.CountCheck`)
     counts_corrected: list[tuple[str, str]] | None = None
@@ -1700,12 +1708,24 @@ class Responder:
             self.plan.counts_corrected = list(counts.corrected)
         # A result's value said only in part ("has been paid" for "paid on May 28") is
         # told whole after the answer (`answer_words.half_said_values`).
-        added = [] if stopped else half_said_values("".join(said), self.chat.messages)
-        for sentence in added:
+        answer = "".join(said)
+        added = [] if stopped else half_said_values(answer, self.chat.messages)
+        if added:
+            self.plan.half_said = list(added)
+        # The fact the caller asked for, or the tool's main fact, left out of the answer
+        # (an order's status) is told after it too (`answer_words.untold_facts`).
+        again = looks_up_again(self.chat.messages)
+        untold = (
+            []
+            if stopped
+            else untold_facts(answer, self.chat.messages, self._tools, main_fact=not again)
+        )
+        untold = [sentence for sentence in untold if sentence not in added]
+        if untold:
+            self.plan.untold = untold
+        for sentence in [*added, *untold]:
             if not await on_text(f" {sentence}"):
                 break
-        if added:
-            self.plan.half_said = added
         if opening.left_out:
             self.plan.left_out = list(opening.left_out)
             step.extra["left_out"] = list(opening.left_out)
