@@ -160,6 +160,9 @@ def instrument(engine: Any, clock: dict[str, Any]) -> None:
         step.total_ms = stats.total_s * 1e3
         step.drafted = int(stats.extra.get("drafted", 0))
         step.drafted_kept = int(stats.extra.get("drafted_kept", 0))
+        for seen in stats.extra.get("alternatives") or ():  # a decision's likeliest tokens
+            likeliest = ", ".join(f"{t!r} {p:.3f}" for t, p in seen["tokens"][:3])
+            step.text += f" [after {seen['after']!r}: {likeliest}]"
         return stats
 
     real_probability = getattr(engine, "next_token_probability", None)

@@ -12,7 +12,7 @@ from grammar_helpers import grammar_accepts
 from voice_agent.local_llm import resolve_model, sampling
 from voice_agent.local_llm.chat_format import render_messages
 from voice_agent.local_llm.engine import _DRAFT_TOKENS, LlamaEngine, SamplingParams
-from voice_agent.local_llm.grammar import build_tool_grammar, calls_grammar
+from voice_agent.local_llm.grammar import build_tool_grammar, calls_grammar, choice_grammar
 from voice_agent.local_llm.output_parser import TextDelta, ToolCallFinished, ToolCallStreamParser
 from voice_agent.local_llm.sampling import SamplerInitError, TokenSampler
 
@@ -422,6 +422,28 @@ async def test_a_next_token_probability_leaves_the_prompt_ready_to_decode(engine
         assert text.startswith("<tool_call>")
     if text.startswith("<tool_call>"):
         assert p_call >= p_other
+
+
+async def test_each_sampled_step_records_its_likeliest_tokens_and_where_it_stood(engine):
+    prompt = _prompt("What is the status of order 12345?") + '<tool_call>\n{"name": "'
+    grammar = choice_grammar(["get_order_status", "set_quantity"])
+    p_get = await engine.next_token_probability(prompt, "get")
+    text, stats = await _generate(
+        engine, prompt, grammar, temperature=0.0, max_tokens=8, alternatives=5
+    )
+    steps = stats.extra["alternatives"]
+    assert len(steps) == stats.completion_tokens - stats.extra.get("forced_tokens", 0)
+    assert steps[0]["after"] == ""
+    assert all(text.startswith(step["after"]) for step in steps)
+    for step in steps:
+        probabilities = [p for _, p in step["tokens"]]
+        assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+        assert 0.0 < sum(probabilities) <= 1.0 + 1e-6
+    # the same model probability as `next_token_probability` (temperature 1, no grammar)
+    first = dict((t, p) for t, p in steps[0]["tokens"])
+    assert first.get("get", 0.0) == pytest.approx(p_get, abs=1e-4) or p_get < min(first.values())
+    _, plain = await _generate(engine, prompt, grammar, temperature=0.0, max_tokens=8)
+    assert "alternatives" not in plain.extra  # recorded only when asked
 
 
 async def test_greedy_replies_decoded_with_drafts_are_the_replies_decoded_without(engine):

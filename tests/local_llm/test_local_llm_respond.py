@@ -236,6 +236,8 @@ class ScriptedEngine:
     p_next: float = 1.0
     written: list[str] = field(default_factory=list)  # each step's text until it stopped
     asked_p: list[tuple[str, str]] = field(default_factory=list)
+    #: what a decision step records of its likeliest tokens (`decision_margin`), if anything
+    alternatives: list[dict] | None = None
 
     async def next_token_probability(self, prompt, text):
         self.asked_p.append((prompt, text))
@@ -252,6 +254,8 @@ class ScriptedEngine:
             if not await on_text(piece) or (until is not None and until(so_far)):
                 break
         self.written.append(so_far)
+        if prompt.endswith(DECISION_PREFIX) and params.alternatives and self.alternatives:
+            stats.extra["alternatives"] = list(self.alternatives)
         return stats
 
 
@@ -1960,6 +1964,80 @@ async def test_the_offer_after_cannot_offers_one_thing_and_stops_at_its_clauses_
     _, reply, _ = await _respond(engine, _user("Can you change my email address?"))
     assert reply.text == f"{CANNOT_LEAD} {OFFER_LEAD} look up an order."
     assert engine.written[-1] == " look up an order,"  # the model stopped there
+
+
+# ------------------------------------------- a low-margin decision, checked
+
+#: k11's tools (the customer-service set, their descriptions)
+SERVICE_TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {**t["function"], "description": d}}
+    for t, d in (
+        (_tool("get_order_status", order_id="the order number"),
+         "Look up the shipping status of an order by its order number."),
+        (_tool("get_account_balance", account_number="the account number"),
+         "The current balance of a customer account and the date it is due."),
+        (_tool("get_refund_status", order_id="the order number"),
+         "Whether the refund for a returned order has been paid."),
+    )
+]  # fmt: skip
+#: bench k11: after "get", the 1.5B put 0.618 on "_ref" and 0.235 on "_order" (decide10)
+K11_STEPS = [
+    {"after": "", "tokens": [["get", 0.994], ["reply", 0.003]]},
+    {"after": "get", "tokens": [["_ref", 0.618], ["_order", 0.235], ["_delivery", 0.144]]},
+]
+
+
+def _checking_script(chosen: str, yes_to: set[str]):
+    """A model that decides `chosen` and says yes only to requests for what `yes_to`'s
+    tools do."""
+    purposes = {t["function"]["description"].rstrip(".").lower(): t["function"]["name"]
+                for t in SERVICE_TOOLS}  # fmt: skip
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return f'{chosen}"'
+        if grammar == choice_grammar(["yes", "no"], closing=""):
+            asked = re.search(r"Is that a request to (.+)\?", prompt.split("<|im_start|>")[-2])
+            assert asked is not None
+            return "yes" if purposes[asked.group(1)] in yes_to else "no"
+        return '{"order_id": "2604"}}\n</tool_call>'
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("yes_to", "called", "checked"),
+    [
+        ({"get_order_status"}, "get_order_status",
+         [("get_refund_status", False), ("get_order_status", True)]),
+        ({"get_refund_status", "get_order_status"}, "get_refund_status",
+         [("get_refund_status", True)]),
+        (set(), "get_refund_status", [("get_refund_status", False), ("get_order_status", False)]),
+    ],
+)  # fmt: skip
+async def test_a_low_margin_tool_decision_is_checked_against_the_callers_words(
+    yes_to, called, checked
+):
+    engine = ScriptedEngine(_checking_script("get_refund_status", yes_to), alternatives=K11_STEPS)
+    said = "What's the delivery status on order 2604?"
+    responder, reply, _ = await _respond(engine, _user(said), tools=SERVICE_TOOLS)
+    assert [name for _, name, _ in reply.calls] == [called]
+    assert responder.plan.margin == pytest.approx(0.235 / 0.618, abs=1e-3)
+    assert responder.plan.margin_check == checked
+    assert responder.plan.decision == called
+    yes_no = [s for s in engine.steps if s[1] == choice_grammar(["yes", "no"], closing="")]
+    assert len(yes_no) == len(checked)
+    assert all(f'caller said "{said}"' in s[0] for s in yes_no)  # quoted, as WANTED_QUESTION
+
+
+async def test_a_clear_tool_decision_costs_no_check():
+    steps = [{"after": "get", "tokens": [["_order", 0.9], ["_ref", 0.05]]}]
+    engine = ScriptedEngine(_checking_script("get_order_status", set()), alternatives=steps)
+    responder, reply, _ = await _respond(engine, _user("Where is order 2604?"), tools=SERVICE_TOOLS)
+    assert [name for _, name, _ in reply.calls] == ["get_order_status"]
+    assert responder.plan.margin == pytest.approx(0.05 / 0.9, abs=1e-3)
+    assert responder.plan.margin_check is None
+    assert len(engine.steps) == 2  # the decision and the call
 
 
 async def test_a_count_an_answer_says_that_its_result_contradicts_is_corrected():

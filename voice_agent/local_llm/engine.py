@@ -91,6 +91,11 @@ class SamplingParams:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: How many of the most likely tokens each sampled step records with their
+    #: probabilities (`GenerationStats.extra["alternatives"]`, see
+    #: `_ReplyTokens.note_alternatives`); 0: none. Read by the decision step
+    #: (`decision_margin`); only the low-level decoding path records them.
+    alternatives: int = 0
 
 
 @dataclass
@@ -464,6 +469,7 @@ class LlamaEngine:
                 seed=seed,
                 grammar=grammar,
                 probe=self._probe if self.force_text else None,
+                alternatives=params.alternatives,
             )
         except (SamplerInitError, AttributeError, TypeError, ValueError) as exc:
             log.warning("cannot build the low-level sampler (%s); using Llama.generate", exc)
@@ -497,6 +503,7 @@ class LlamaEngine:
             if pending:
                 self._eval(pending)
             token = sampler.sample()
+            reply.note_alternatives(sampler.last_alternatives)
             if not reply.take(token):
                 return
             sampler.accept(token)
@@ -560,6 +567,7 @@ class LlamaEngine:
         stats["drafted"] = stats.get("drafted", 0) + len(draft)
         for index in range(len(batch)):
             chosen = sampler.sample(index)
+            reply.note_alternatives(sampler.last_alternatives)
             matched = index < len(draft) and chosen == draft[index]
             if not matched:
                 llama.n_tokens = n_past + index + 1  # the rest of the draft is dropped
@@ -721,6 +729,7 @@ class _ReplyTokens:
         self._stopper = _StopStrings(stops)
         self._until = until
         self._text = ""
+        self._written = ""  # every piece of text so far, forced text included
         self.stats = stats
         #: Whether the text so far has a ``<`` not yet closed by ``>``: inside a tag.
         self.in_tag = False
@@ -742,6 +751,7 @@ class _ReplyTokens:
             return False
         stats.completion_tokens += 1
         decoded = self._decoder.decode(self._llama.detokenize([token]))
+        self._written += decoded
         self._track_tags(decoded)
         text, hit = self._stopper.feed(decoded)
         if text:
@@ -763,6 +773,7 @@ class _ReplyTokens:
         if stats.first_token_s is None:
             stats.first_token_s = time.monotonic() - self._started
         stats.completion_tokens += n_tokens
+        self._written += text
         self._track_tags(text)
         released, hit = self._stopper.feed(self._decoder.decode(text.encode("utf-8")))
         if released:
@@ -776,6 +787,18 @@ class _ReplyTokens:
                 stats.finish_reason = "stop"
                 return False
         return stats.completion_tokens < self._max_tokens
+
+    def note_alternatives(self, alternatives: list[tuple[int, float]]) -> None:
+        """Record the most likely tokens of the step about to be taken (`alternatives`,
+        token and probability) after the text written so far, in
+        ``stats.extra["alternatives"]``: a list of ``{"after": text, "tokens": [[token
+        text, p], ...]}``, one per sampled step, in order."""
+        if not alternatives:
+            return
+        detokenize = self._llama.detokenize
+        tokens = [[detokenize([t]).decode("utf-8", "replace"), p] for t, p in alternatives]
+        steps = self.stats.extra.setdefault("alternatives", [])
+        steps.append({"after": self._written, "tokens": tokens})
 
     def flush(self) -> None:
         """Emit what the UTF-8 decoder and the stop-string matcher still hold."""

@@ -146,6 +146,7 @@ class TokenSampler:
         seed: int,
         grammar: str | None,
         probe: ByteProbe | None = None,
+        alternatives: int = 0,
     ) -> None:
         from llama_cpp import llama_cpp as native
 
@@ -161,6 +162,10 @@ class TokenSampler:
         self.grammar_checks = 0  # drawn tokens checked against the grammar
         self.grammar_resamples = 0  # ... of which were rejected and drawn again
         self._probe = probe
+        self._alternatives = alternatives
+        #: With `alternatives` > 0: the most likely tokens at the last `sample`, by the
+        #: model's probability (temperature 1, no grammar), most likely first.
+        self.last_alternatives: list[tuple[int, float]] = []
         try:
             self._chain = native.llama_sampler_chain_init(
                 native.llama_sampler_chain_default_params()
@@ -225,7 +230,27 @@ class TokenSampler:
 
     def sample(self, index: int = -1) -> int:
         """The next token, drawn from the logits of the last evaluated token (or of the
-        `index`-th token of the last batch, when that batch kept every token's logits)."""
+        `index`-th token of the last batch, when that batch kept every token's logits).
+        With `alternatives`, the most likely tokens there are kept in `last_alternatives`."""
+        if self._alternatives > 0:
+            self.last_alternatives = self._most_likely(index)
+        return self._sample(index)
+
+    def _most_likely(self, index: int) -> list[tuple[int, float]]:
+        """The `alternatives` tokens of highest logit at `index` and their probabilities
+        (softmax at temperature 1 over the whole vocabulary, the grammar not applied)."""
+        logits = self._native.llama_get_logits_ith(self._ctx, index)
+        if not logits:
+            raise RuntimeError("llama.cpp has no logits for the last token")
+        values = np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).astype(np.float64)
+        n = min(self._alternatives, self._n_vocab)
+        top = np.argpartition(values, self._n_vocab - n)[-n:]
+        weights = np.exp(values - values.max())
+        probabilities = weights[top] / weights.sum()
+        order = np.argsort(-probabilities)
+        return [(int(top[i]), float(probabilities[i])) for i in order]
+
+    def _sample(self, index: int) -> int:
         native = self._native
         # The common case in C: candidates built from the logits, chain applied.
         token = int(native.llama_sampler_sample(self._chain, self._ctx, index))
