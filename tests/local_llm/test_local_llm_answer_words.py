@@ -225,6 +225,36 @@ def test_only_this_turns_results_are_told_again():
     assert half_said_values("It has been paid.", messages) == []
 
 
+def _late(messages: list[dict], call_id: str) -> list[dict]:
+    """`messages` with the result of `call_id` (the last two messages' call) come late:
+    a pending placeholder, then the engine's ``get_result`` pair after `messages`."""
+    call = next(c for c in messages[1]["tool_calls"] if c["id"] == call_id)
+    result = next(m for m in messages if m.get("tool_call_id") == call_id)
+    fetch = {"id": f"{call_id}-result", "type": "function",
+             "function": {"name": "get_result", "arguments": json.dumps({"call_id": call["id"]})}}  # fmt: skip
+    pending = json.dumps({"status": "pending", "future": call_id, "note": "running"})
+    return [
+        *(({**m, "content": pending} if m is result else m) for m in messages),
+        {"role": "assistant", "content": "", "tool_calls": [fetch]},
+        {**result, "tool_call_id": f"{call_id}-result"},
+    ]
+
+
+def test_a_result_the_agent_told_already_is_not_told_again():
+    # Async: the refund's result came first and the agent told it; the order's came later.
+    first = _late(_two_results()[:2] + _two_results()[3:] + _two_results()[2:3], "a")
+    first = [*first[:-2], {"role": "assistant", "content": "The refund is paid on May 28."},
+             *first[-2:]]  # fmt: skip
+    assert half_said_values("Order 6127 was delivered and paid for.", first) == []
+
+
+def test_a_late_result_is_told_about_the_call_it_answers():
+    messages = _late(_two_results(), "b")
+    assert half_said_values("The refund for order 5521 has been paid.", messages) == [
+        "The refund for order 5521 is paid on May 28."
+    ]
+
+
 def test_a_word_of_a_value_said_whole_does_not_make_another_value_half_said():
     messages = _two_results()
     messages[-2] = {

@@ -954,6 +954,63 @@ async def test_two_outcomes_are_told_each_on_its_own():
     assert ANSWER_NOTE in engine.steps[-1][0] and ANSWER_EACH_NOTE not in engine.steps[-1][0]
 
 
+def _late_results(history: list[dict], told: str) -> list[dict]:
+    """An async turn: order 5091 and the Dallas hours looked up, both pending; the order's
+    result came late and the agent told it (`told`); now the hours' result comes late."""
+    calls = [
+        {"id": "c1", "type": "function",
+         "function": {"name": "get_order_status", "arguments": '{"order_id": "5091"}'}},
+        {"id": "c2", "type": "function",
+         "function": {"name": "get_store_hours", "arguments": '{"city": "Dallas"}'}},
+    ]  # fmt: skip
+
+    def pending(call_id: str) -> dict:
+        content = json.dumps({"status": "pending", "future": call_id, "note": "running"})
+        return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+    def late(call_id: str, result: dict) -> list[dict]:
+        fetch = {"id": f"{call_id}-result", "type": "function",
+                 "function": {"name": "get_result", "arguments": json.dumps({"call_id": call_id})}}  # fmt: skip
+        content = json.dumps({"status": "resolved", "result": result})
+        return [{"role": "assistant", "content": "", "tool_calls": [fetch]},
+                {"role": "tool", "tool_call_id": f"{call_id}-result", "content": content}]  # fmt: skip
+
+    return [
+        {"role": "system", "content": "You are Alex."}, *history,
+        {"role": "user", "content": "Can you check order 5091, and the Dallas hours?"},
+        {"role": "assistant", "content": "", "tool_calls": calls}, pending("c1"), pending("c2"),
+        *late("c1", {"order_id": "5091", "status": "processing"}),
+        {"role": "assistant", "content": told},
+        *late("c2", {"city": "Dallas", "hours": "9 am to 7 pm"}),
+    ]  # fmt: skip
+
+
+async def test_a_late_result_after_the_agent_spoke_is_told_alone():
+    # Spoken call s06 (session 9): told to tell "each answer" of the turn again, the
+    # 1.5B said the order's status word for word before the hours.
+    messages = _late_results([], "The order 5091 is in processing.")
+    engine = ScriptedEngine(_decision_then("reply", "The Dallas store is open 9 am to 7 pm."))
+    await _respond(engine, messages)
+    assert ANSWER_NOTE in engine.steps[-1][0] and ANSWER_EACH_NOTE not in engine.steps[-1][0]
+    # Words said with the calls ("Let me check.") come before their results: both told.
+    words_with_calls = _late_results([], "")
+    words_with_calls[2] = {**words_with_calls[2], "content": "Let me check."}
+    del words_with_calls[7]  # no words after the first result
+    engine = ScriptedEngine(_decision_then("reply", "Processing. Open 9 am to 7 pm."))
+    await _respond(engine, words_with_calls)
+    assert ANSWER_EACH_NOTE in engine.steps[-1][0]
+
+
+async def test_the_answer_note_names_only_what_the_late_result_looked_up():
+    history = [
+        {"role": "user", "content": "When does the Miami store open?"},
+        {"role": "assistant", "content": "The Miami store opens at 9 am."},
+    ]
+    engine = ScriptedEngine(_decision_then("reply", "The Dallas store is open 9 am to 7 pm."))
+    await _respond(engine, _late_results(history, "The order 5091 is in processing."))
+    assert "found above about Dallas, in your own words" in engine.steps[-1][0]
+
+
 def _store_hours_turn(history: list[dict], said: str, city: str) -> list[dict]:
     call = {
         "id": "c1",

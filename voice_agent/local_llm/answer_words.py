@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from voice_agent.local_llm.chat_format import ChatFormatError, content_text
-from voice_agent.local_llm.turn_history import this_turn, tool_payloads
+from voice_agent.local_llm.turn_history import tool_payloads
 
 #: Shortest word that is banned (letters): shorter words carry no fact of their own.
 MIN_BANNED_LETTERS = 4
@@ -161,10 +161,11 @@ _FILLER = frozenset("a an the on in at of to for by and or is are was were be".s
 def _results_by_call(
     messages: Sequence[Mapping[str, Any]],
 ) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """(the call's arguments, its result) of each result since the caller last spoke."""
+    """(the call's arguments, its result) of each result the agent has not spoken about
+    yet (`turn_history.untold`): what the answer tells."""
     return [
         (arguments, payload["result"])
-        for _, arguments, payload in tool_payloads(this_turn(messages))
+        for _, arguments, payload in tool_payloads(messages, untold_only=True)
         if payload.get("status") == "resolved" and isinstance(payload.get("result"), dict)
     ]
 

@@ -110,7 +110,7 @@ def render_messages(
     and the engine's synthetic ``get_result`` calls are left out (their
     result names the call it answers).
     """
-    calls = _calls_by_id(messages) if readable_results else {}
+    calls = calls_by_id(messages) if readable_results else {}
     fetches = _result_fetch_ids(messages) if readable_results else set()
     if not messages:
         raise ChatFormatError("messages must not be empty")
@@ -149,7 +149,7 @@ def render_messages(
 RESULT_FETCH_TOOL = "get_result"
 
 
-def _calls_by_id(messages: Sequence[Message]) -> dict[str, tuple[str, str]]:
+def calls_by_id(messages: Sequence[Message]) -> dict[str, tuple[str, str]]:
     """tool_call id -> (name, arguments text) of every assistant call in `messages`.
 
     A ``get_result`` call maps to the call it fetches the result of.

@@ -141,13 +141,14 @@ from voice_agent.local_llm.spoken_counts import CountCheck, result_counts
 from voice_agent.local_llm.turn_history import (
     argument_values,
     calls_this_turn,
+    calls_to_tell,
     guidance_notes,
     latest_caller_words,
     latest_request_sources,
     looks_up_again,
     only_awaiting_confirmation,
     only_reuses,
-    outcomes_this_turn,
+    outcomes_to_tell,
     result_fields,
     results_note_kind,
     values_used_this_turn,
@@ -760,9 +761,10 @@ _SUBJECT_MAX_VALUES = 3
 def answer_subjects(
     messages: Sequence[Mapping[str, Any]], summaries: Mapping[str, frozenset[str]]
 ) -> str:
-    """What this turn's calls looked up ("Tampa", "3141 and 2718"), for the answer note,
-    when the conversation holds something else that could be taken for it: an earlier
-    turn of the caller's, or a correction in their latest words. "" otherwise.
+    """What the calls whose outcomes are to be told looked up ("Tampa", "3141 and 2718";
+    `turn_history.untold`), for the answer note, when the conversation holds something
+    else that could be taken for it: an earlier turn of the caller's, or a correction in
+    their latest words. "" otherwise.
 
     Asked "And the one in Tampa?" after an answer about the Miami store, the 1.5B
     answered "The Miami store opens from 10 am ..." with Tampa's hours; told the
@@ -773,7 +775,7 @@ def answer_subjects(
     if len(callers) < 2 and not corrects_itself(latest_caller_words(messages)):
         return ""
     values: list[str] = []
-    for name, arguments_text in calls_this_turn(messages):
+    for name, arguments_text in calls_to_tell(messages):
         try:
             arguments = json.loads(arguments_text) if arguments_text.strip() else {}
         except json.JSONDecodeError:
@@ -875,7 +877,7 @@ class Responder:
         )
         #: The speech step answers from results (greedy, see `_speak`).
         self._answering = self._results_note == ANSWER_NOTE
-        if self._answering and outcomes_this_turn(chat.messages) >= 2:
+        if self._answering and outcomes_to_tell(chat.messages) >= 2:
             self._results_note = ANSWER_EACH_NOTE
         elif self._answering and looks_up_again(chat.messages):
             self._results_note = ANSWER_AGAIN_NOTE

@@ -1,11 +1,19 @@
-"""What the conversation since the caller last spoke holds: calls, values, outcomes.
+"""What the conversation holds for the reply: this turn's calls and values, and the
+outcomes still to tell.
 
 Plain functions over OpenAI messages (dicts) that `respond` uses to decide
-what a reply may still call and say: the argument values calls of this turn
-already used, whether outcomes arrived, whether the only outcomes are writes
-held for the caller's yes, and what the caller's latest request can ground.
+what a reply may still call and say. Two spans of the conversation, each
+defined once:
+
+- **this turn** (`calls_this_turn`): since the caller last spoke. The argument
+  values its calls already used, and what the caller's latest request can ground.
+- **untold** (`untold`): since the caller or the agent last said something. The
+  outcomes there are the ones the reply tells (`outcomes_to_tell`, the answer
+  note, `answer_words`' checks), or follows (guidance), or leaves to the engine
+  (writes held for the caller's yes).
+
 The engine's ``get_result`` calls (a late result's fetch) are not calls of
-their own here.
+their own here: they stand for the call they answer.
 """
 
 from __future__ import annotations
@@ -14,7 +22,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from voice_agent.local_llm.chat_format import ChatFormatError, content_text
+from voice_agent.local_llm.chat_format import (
+    RESULT_FETCH_TOOL,
+    ChatFormatError,
+    calls_by_id,
+    content_text,
+)
 from voice_agent.local_llm.grounding import grounding_sources, value_grounded
 
 
@@ -62,7 +75,7 @@ def calls_this_turn(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, st
         if message.get("role") == "assistant":
             for call in message.get("tool_calls") or ():
                 function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping) and function.get("name") != "get_result":
+                if isinstance(function, Mapping) and function.get("name") != RESULT_FETCH_TOOL:
                     calls.append((str(function.get("name")), str(function.get("arguments", ""))))
     return calls
 
@@ -71,59 +84,83 @@ def calls_this_turn(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, st
 _NO_OUTCOME_YET = ("pending", "awaiting_confirmation")
 
 
-def results_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
-    """True when a tool message since the caller last spoke carries an outcome to tell
-    (a result or a failure; not the engine's "pending" or "awaiting confirmation")."""
-    for message in reversed(messages):
+def _untold_start(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Index of the first message after the caller's or the agent's last words."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
         if message.get("role") == "user":
-            return False
-        if message.get("role") == "tool":
+            return index + 1
+        if message.get("role") == "assistant":
             try:
-                payload = json.loads(content_text(message.get("content")))
-            except (json.JSONDecodeError, ChatFormatError):
-                return True  # another client's plain text result
-            if not isinstance(payload, dict) or payload.get("status") not in _NO_OUTCOME_YET:
-                return True
-    return False
-
-
-def outcomes_this_turn(messages: Sequence[Mapping[str, Any]]) -> int:
-    """How many tool messages since the caller last spoke carry an outcome (see
-    `results_this_turn`)."""
-    count = 0
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        if message.get("role") == "tool":
-            try:
-                payload = json.loads(content_text(message.get("content")))
-            except (json.JSONDecodeError, ChatFormatError):
-                count += 1
+                if content_text(message.get("content")).strip():
+                    return index + 1
+            except ChatFormatError:
                 continue
-            if not isinstance(payload, dict) or payload.get("status") not in _NO_OUTCOME_YET:
-                count += 1
-    return count
+    return 0
+
+
+def untold(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The messages since the caller or the agent last said something (an assistant
+    message with words): the outcomes among them are the ones the reply has to tell.
+
+    In ``async`` mode one turn's answer takes several generations: the engine asks
+    again for each outcome that arrives after the agent spoke about the earlier ones
+    (a ``get_result`` pair after the agent's words). Told to tell every answer since
+    the caller spoke, the 1.5B told the first result again, word for word, before the
+    new one (spoken call s06, session 9). The calls of the turn (`calls_this_turn`)
+    still count from the caller's words: a value they gave serves one request.
+    """
+    return list(messages[_untold_start(messages) :])
+
+
+def _outcomes(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """(tool_call_id, outcome) of each tool message in `messages` that carries an outcome,
+    in order: its JSON (an object or any value), or its text when it is no JSON (another
+    client's plain text result); the engine's placeholders (`_NO_OUTCOME_YET`) are left
+    out."""
+    outcomes: list[tuple[str, Any]] = []
+    for message in messages:
+        if message.get("role") != "tool":
+            continue
+        call_id = str(message.get("tool_call_id"))
+        try:
+            text = content_text(message.get("content"))
+        except ChatFormatError:
+            outcomes.append((call_id, message.get("content")))
+            continue
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError:
+            outcomes.append((call_id, text))
+            continue
+        if not isinstance(payload, dict) or payload.get("status") not in _NO_OUTCOME_YET:
+            outcomes.append((call_id, payload))
+    return outcomes
+
+
+def calls_to_tell(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(name, arguments) of the calls whose outcomes are to be told (`outcomes_to_tell`);
+    a late result's ``get_result`` stands for the call it answers."""
+    calls = calls_by_id(messages)
+    return [calls[i] for i, _ in _outcomes(untold(messages)) if i in calls]
+
+
+def outcomes_to_tell(messages: Sequence[Mapping[str, Any]]) -> int:
+    """How many tool messages the agent has not spoken about yet (`untold`) carry an
+    outcome (a result or a failure; not the engine's "pending" or "awaiting
+    confirmation")."""
+    return len(_outcomes(untold(messages)))
 
 
 def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
-    """The tools' guidance notes when the outcomes since the caller last spoke carry
-    nothing else; None when one carries something to tell or none has arrived yet.
+    """The tools' guidance notes when the outcomes not yet told (`untold`) carry nothing
+    else; None when one carries something to tell or none has arrived yet.
 
     Guidance is a result with no fact, only flags and a `note` for the agent (call
     control: ``{"ending": true, "note": "the call ends after your goodbye"}``).
     """
     notes: list[str] = []
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        if message.get("role") != "tool":
-            continue
-        try:
-            payload = json.loads(content_text(message.get("content")))
-        except (json.JSONDecodeError, ChatFormatError):
-            return None
-        if isinstance(payload, dict) and payload.get("status") in _NO_OUTCOME_YET:
-            continue
+    for _, payload in _outcomes(untold(messages)):
         if isinstance(payload, dict) and payload.get("status") == "resolved":
             result = payload.get("result")
             if (
@@ -138,19 +175,20 @@ def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
 
 
 def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:
-    """What the outcomes since the caller last spoke leave the reply to do.
+    """What the outcomes not yet told (`untold`) leave the reply to do.
 
     ``"answer"``: an outcome carries something to tell (a result with a fact,
     a failure, another client's plain text). ``"guidance"``: every outcome is
-    guidance (`guidance_notes`). None: no outcome yet (`results_this_turn` is False).
+    guidance (`guidance_notes`). None: no outcome to tell (`outcomes_to_tell` is 0).
     """
     if guidance_notes(messages):
         return "guidance"
-    return "answer" if results_this_turn(messages) else None
+    return "answer" if outcomes_to_tell(messages) else None
 
 
 def only_awaiting_confirmation(messages: Sequence[Mapping[str, Any]]) -> bool:
-    """True when every tool message since the caller last spoke is a write held for their yes.
+    """True when every tool message not yet told (`untold`) is a write held for the
+    caller's yes.
 
     The engine reads such a write back to the caller itself ("Just to confirm:
     cancel order 4471. Shall I go ahead?"); whatever the model said on top of
@@ -158,18 +196,16 @@ def only_awaiting_confirmation(messages: Sequence[Mapping[str, Any]]) -> bool:
     order has been cancelled." right before the read-back).
     """
     seen = False
-    for message in reversed(messages):
-        role = message.get("role")
-        if role == "user":
-            break
-        if role == "tool":
-            try:
-                payload = json.loads(content_text(message.get("content")))
-            except (json.JSONDecodeError, ChatFormatError):
-                return False
-            if not isinstance(payload, dict) or payload.get("status") != "awaiting_confirmation":
-                return False
-            seen = True
+    for message in untold(messages):
+        if message.get("role") != "tool":
+            continue
+        try:
+            payload = json.loads(content_text(message.get("content")))
+        except (json.JSONDecodeError, ChatFormatError):
+            return False
+        if not isinstance(payload, dict) or payload.get("status") != "awaiting_confirmation":
+            return False
+        seen = True
     return seen
 
 
@@ -209,45 +245,34 @@ def latest_caller_words(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
-def this_turn(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The messages since the caller last spoke."""
-    turn: list[Mapping[str, Any]] = []
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            break
-        turn.append(message)
-    return turn[::-1]
-
-
 def tool_payloads(
-    messages: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]], *, untold_only: bool = False
 ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(tool name, the call's arguments, the tool message's JSON object) of each tool
     message in `messages` that holds an object (the engine's envelope: ``{"status":
-    "resolved", "result": ...}``); another client's plain text or JSON list is left out."""
-    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    "resolved", "result": ...}``); another client's plain text or JSON list is left out.
+
+    A late result the engine fetched with ``get_result({"call_id": ...})`` is given the
+    name and arguments of the call it answers. With `untold_only`, only the tool
+    messages the agent has not spoken about yet (`untold`) are taken.
+    """
+    calls = calls_by_id(messages)
     found: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    for message in messages:
-        if message.get("role") == "assistant":
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping):
-                    try:
-                        args = json.loads(str(function.get("arguments") or "{}"))
-                    except json.JSONDecodeError:
-                        args = {}
-                    calls[str(call.get("id"))] = (
-                        str(function.get("name")),
-                        args if isinstance(args, dict) else {},
-                    )
-        if message.get("role") != "tool":
+    first = _untold_start(messages) if untold_only else 0
+    for index, message in enumerate(messages):
+        if message.get("role") != "tool" or index < first:
             continue
         try:
             payload = json.loads(content_text(message.get("content")))
         except (json.JSONDecodeError, ChatFormatError):
             continue
         if isinstance(payload, dict):
-            found.append((*calls.get(str(message.get("tool_call_id")), ("", {})), payload))
+            name, arguments_text = calls.get(str(message.get("tool_call_id")), ("", ""))
+            try:
+                arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+            except json.JSONDecodeError:
+                arguments = {}
+            found.append((name, arguments if isinstance(arguments, dict) else {}, payload))
     return found
 
 
