@@ -1,12 +1,15 @@
 """Two lookups in one turn: does a later follow-up make the caller hear a sentence twice?
 
-Usage: python bench/follow_up_repeats.py [--modes async,speculative,sync] [--json out.json]
+Usage: python bench/follow_up_repeats.py [--modes async,speculative,sync] [--since caller|agent]
+                                         [--json out.json]
 
 The caller asks for an order's status and a store's hours in one turn (spoken call s06).
-A scripted model (``Reteller``) calls both tools, then answers each follow-up the way
-the embedded server's "tell the caller each answer you found above" made the 1.5B
-answer: one sentence per outcome of the turn it is shown, the ones it told before
-included. The tools' latencies, the model's time to first token, its speed and the
+A scripted model (``Reteller``) calls both tools, then answers each follow-up as the
+embedded server's answer note asks: ``--since caller`` (the note before session 11,
+"tell the caller each answer you found above" about every outcome since the caller
+spoke) made the 1.5B tell one sentence per outcome of the turn it is shown, the ones
+it told before included; ``--since agent`` (the default: the note since session 11)
+asks for the outcomes since the agent last spoke only. The tools' latencies, the model's time to first token, its speed and the
 gap between its two calls run over a fixed grid (72 timings per mode). The agent
 (the real table, conversation, scheduler and ledger) speaks through the real
 ``AudioSpeechOutput`` into a ``TimelineSink`` played in step with the clock, with
@@ -18,6 +21,10 @@ Reported per mode:
 - ``timings_with_a_repeat``: timings in which the caller heard one of the model's
   sentences twice (of how many); ``sentences_heard_twice``: over all timings;
 - ``facts_missing``: timings in which an outcome's sentence was never heard;
+- ``dropped_as_repeats``: sentences the engine's repeat filter (`voice_agent.repeats`)
+  kept from the caller (generated, never said: the model's time spent on them);
+- ``both_facts_s``: the turn's end to the moment the caller heard the second fact
+  whole (mean, median, max);
 - ``turn_done_s``: the turn's end to the end of the last audio (mean, median, max).
 
 Run it on the code before a change with that code first on the path
@@ -80,7 +87,7 @@ def registry(order_s: float, hours_s: float) -> ToolRegistry:
     return reg
 
 
-def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
+def one_call(mode: str, timing: tuple[float, ...], since: str = "agent") -> dict[str, Any]:
     order_s, hours_s, ttft_s, per_word_s, gap_s = timing
     clock = AutojumpClock()
 
@@ -100,6 +107,7 @@ def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
             ttft_s=ttft_s,
             per_word_s=per_word_s,
             gap_s=gap_s,
+            since=since,  # type: ignore[arg-type]
         )
         agent = Agent(config, llm, registry(order_s, hours_s), output, ledger, clock)  # type: ignore[arg-type]
 
@@ -124,28 +132,43 @@ def one_call(mode: str, timing: tuple[float, ...]) -> dict[str, Any]:
     played = " ".join(e.text for e in ledger.entries if e.type == "AgentTextPlayed")
     heard = [s for s in re.split(r"(?<=[.!?])\s+", played) if s and s not in canned]
     end = 0.0
+    heard_at: dict[str, float] = {}  # fact -> when its last chunk finished playing
     for at, text in asked:  # each chunk plays whole, from when it is made or the last ends
         end = max(at, end) + len(text.split()) * PER_WORD / RATE
+        for fact in FACTS.values():
+            if fact not in heard_at and text.strip() and fact.endswith(text.strip()):
+                heard_at[fact] = end
+    dropped = [e for e in ledger.entries if e.type == "Note" and "not said again" in e.text]
     return {
         "twice": sum(n - 1 for n in Counter(heard).values()),
         "missing": sum(fact not in heard for fact in FACTS.values()),
+        "dropped": len(dropped),
         "turn_done_s": round(end, 3),
+        "both_facts_s": round(max(heard_at.values()), 3) if len(heard_at) == 2 else None,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default="async,speculative,sync")
+    parser.add_argument("--since", choices=("caller", "agent"), default="agent")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {}
     for mode in args.modes.split(","):
-        runs = [one_call(mode, timing) for timing in GRID]
+        runs = [one_call(mode, timing, args.since) for timing in GRID]
         done = [r["turn_done_s"] for r in runs]
+        both = [r["both_facts_s"] for r in runs if r["both_facts_s"] is not None]
         report[mode] = {
             "timings_with_a_repeat": f"{sum(r['twice'] > 0 for r in runs)} of {len(runs)}",
             "sentences_heard_twice": sum(r["twice"] for r in runs),
             "facts_missing": sum(r["missing"] > 0 for r in runs),
+            "dropped_as_repeats": sum(r["dropped"] for r in runs),
+            "both_facts_s": {
+                "mean": round(statistics.mean(both), 2),
+                "median": round(statistics.median(both), 2),
+                "max": round(max(both), 2),
+            },
             "turn_done_s": {
                 "mean": round(statistics.mean(done), 2),
                 "median": round(statistics.median(done), 2),

@@ -1,22 +1,28 @@
-"""A scripted model that re-tells every outcome of the turn, for the repeat filter's bench
-and tests.
+"""A scripted model that tells a turn's outcomes as the embedded server's answer note asks,
+for the repeat filter's bench and tests.
 
 Not a language model: a FAKE :class:`~voice_agent.llm.LlmClient` on the injected clock.
 The caller's turn gets the ``calls`` (``gap_s`` apart, after ``ttft_s``); a follow-up
-tells every outcome of the turn it is shown, one sentence each (``tell(result)``), the
-ones it told before included, a word every ``per_word_s``: what the embedded 1.5B did
-in spoken call s06 (session 9), on purpose every time.
+tells outcomes one sentence each (``tell(result)``), a word every ``per_word_s``. Which
+outcomes (``since``):
+
+- ``"caller"``: every outcome since the caller spoke, the ones it told before included:
+  what the embedded 1.5B did in spoken call s06 (session 9) when the note asked it to
+  "tell each answer" of the turn; on purpose every time;
+- ``"agent"``: those since the agent last spoke (`turn_history.untold`), what the note
+  asks for since session 11, obeyed every time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fsm import Clock
 from ledger import check_protocol
 from voice_agent.llm import StreamFinished, StreamItem, TextDelta, ToolCallReady
+from voice_agent.local_llm.turn_history import untold
 
 
 class Reteller:
@@ -34,8 +40,9 @@ class Reteller:
         ttft_s: float,
         per_word_s: float,
         gap_s: float,
+        since: Literal["caller", "agent"] = "caller",
     ) -> None:
-        self.clock, self.calls, self.tell = clock, calls, tell
+        self.clock, self.calls, self.tell, self.since = clock, calls, tell, since
         self.ttft_s, self.per_word_s, self.gap_s = ttft_s, per_word_s, gap_s
         self.told: list[str] = []
 
@@ -53,7 +60,7 @@ class Reteller:
             return
         turn = max(i for i, m in enumerate(messages) if m["role"] == "user")
         told = []
-        for message in messages[turn:]:
+        for message in messages[turn:] if self.since == "caller" else untold(messages):
             payload = json.loads(message["content"]) if message["role"] == "tool" else {}
             if payload.get("status") == "resolved":
                 told.append(self.tell(payload["result"]))
