@@ -4,6 +4,7 @@ turn's calls, and the outcomes still to tell."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from voice_agent.local_llm.turn_history import (
     calls_to_tell,
@@ -25,7 +26,7 @@ def _tool(call_id: str, payload: dict) -> dict:
 BALANCE = {"account_number": "77215", "balance": "$36.20", "due_date": "June 3"}
 #: An async turn: a balance and an order looked up, both pending; the balance came late and
 #: the agent told it; the order's result came after that.
-LATE = [
+LATE: list[dict[str, Any]] = [
     {"role": "user", "content": "What's the balance of account 77215, and where is order 4410?"},
     {"role": "assistant", "content": "", "tool_calls": [
         _call("c1", "get_account_balance", {"account_number": "77215"}),
