@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from grammar_helpers import grammar_accepts
 
+from voice_agent.guidance import guidance
 from voice_agent.local_llm.chat_format import render_messages
 from voice_agent.local_llm.engine import GenerationStats
 from voice_agent.local_llm.grammar import (
@@ -1151,36 +1152,42 @@ async def test_a_reply_to_guidance_that_refuses_is_never_spoken(note, said, spok
     assert responder.plan.refused_guidance == (said if not spoken else None)
 
 
-@pytest.mark.parametrize(
-    ("notes", "silent"),
-    [
-        (["the caller is told and transferred; say nothing more"], True),
-        (["the caller is told and transferred; do not say anything else"], True),
-        (["the call ends after your goodbye"], False),
-        (["the caller is told and transferred; say nothing more", "the call ends"], False),
-    ],
+TRANSFERRED = guidance(
+    "the caller is told and transferred; say nothing more", transferring=True, say_nothing_more=True
 )
-async def test_guidance_that_asks_to_say_nothing_more_is_followed_without_a_model_step(
-    notes, silent
+
+
+@pytest.mark.parametrize(
+    ("results", "silent"),
+    [
+        ([TRANSFERRED], True),
+        # the tool's flag decides, not the note's words
+        ([guidance("the line plays its own message", say_nothing_more=True)], True),
+        ([{"transferring": True, "note": "the caller is told and transferred; say nothing more"}], False),
+        ([guidance("the call ends after your goodbye", ending=True)], False),
+        ([TRANSFERRED, guidance("the call ends", ending=True)], False),
+        ([TRANSFERRED, {"status": "shipped"}], False),  # a fact to tell
+    ],
+)  # fmt: skip
+async def test_guidance_whose_tool_asks_for_no_reply_is_followed_without_a_model_step(
+    results, silent
 ):
-    messages = _after_call({"status": "resolved", "result": {"transferring": True}})
-    messages[-1]["content"] = json.dumps(
-        {"status": "resolved", "result": {"transferring": True, "note": notes[0]}}
-    )
-    for number, note in enumerate(notes[1:], start=2):
+    messages = _after_call({"status": "resolved", "result": results[0]})
+    for number, result in enumerate(results[1:], start=2):
         messages[-2]["tool_calls"].append(
             {"id": f"c{number}", "type": "function",
              "function": {"name": "get_order_status", "arguments": "{}"}}
         )  # fmt: skip
         messages.append(
             {"role": "tool", "tool_call_id": f"c{number}",
-             "content": json.dumps({"status": "resolved", "result": {"ok": True, "note": note}})}
+             "content": json.dumps({"status": "resolved", "result": result})}
         )  # fmt: skip
     engine = ScriptedEngine(_decision_then("reply", "I am sorry, but I cannot help with that."))
     responder, _, deltas = await _respond(engine, messages)
     assert responder.plan.said_nothing is silent
     assert (engine.steps == []) is silent
-    assert "".join(d.get("content") or "" for d in deltas) == ""  # no refusal either way
+    if silent:
+        assert "".join(d.get("content") or "" for d in deltas) == ""
 
 
 def test_an_answer_is_not_taken_for_an_echo_of_guidance():
@@ -1457,13 +1464,14 @@ def test_a_value_is_invented_only_when_nothing_of_it_was_said():
     assert invented_arguments("not json", ["phone"], said) == []
 
 
-def test_a_results_note_is_shown_as_guidance_apart_from_the_result():
-    messages = _after_call(
-        {"status": "resolved", "result": {"transferring": True, "note": "say nothing more"}}
-    )
+def test_a_results_note_is_shown_as_guidance_apart_from_the_result_and_its_flag_not_at_all():
+    messages = _after_call({"status": "resolved", "result": TRANSFERRED})
     prompt = render_messages(messages, TOOLS, readable_results=True)
     assert 'returned: {"transferring": true}\n' in prompt
-    assert "(Guidance for you, never to be said to the caller: say nothing more.)" in prompt
+    assert (
+        "(Guidance for you, never to be said to the caller: the caller is told and "
+        "transferred; say nothing more.)" in prompt
+    )
 
 
 async def test_a_write_whose_only_new_value_is_a_summary_is_a_reuse_and_not_sent():

@@ -26,6 +26,7 @@ from voice_agent.agent import Agent
 from voice_agent.call_control import CallAction, HangUp, Transfer
 from voice_agent.config import AgentConfig, CallConfig
 from voice_agent.events import DtmfReceived, SessionEnded, TranscriptFinal
+from voice_agent.guidance import says_nothing_more
 from voice_agent.llm import StreamFinished, TextDelta, ToolCallReady
 from voice_agent.output import TextOutput
 
@@ -261,6 +262,9 @@ def test_end_call_hangs_up_after_the_goodbye_and_transfer_after_saying_so(tmp_pa
     assert performed == [Transfer(destination="support-humans", reason="asked for a person")]
     assert CallConfig().transfer_phrase in line.heard()
     assert [e.reason for e in line.ledger.entries if e.type == "SessionEnded"][0] == "transferred"
+    # The engine says the transfer's words: the tool asks for no reply, as a flag.
+    results = [e.result for e in line.ledger.entries if e.type == "ToolCallResolved"]
+    assert [says_nothing_more(r) for r in results] == [True]
 
 
 def test_the_call_limit_warns_then_ends_the_call(tmp_path: Path) -> None:

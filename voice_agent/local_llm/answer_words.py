@@ -260,8 +260,8 @@ def untold_facts(
     *,
     main_fact: bool = True,
 ) -> list[str]:
-    """Sentences that tell what an answer from results left out of each result since the
-    caller last spoke: the fields the caller's latest words name (every word of the
+    """Sentences that tell what an answer from results left out of each result not yet
+    told (`turn_history.untold`): the fields the caller's latest words name (every word of the
     field's name said, "total" of "What was the total?"; not a field named only by
     words of the tool's or its arguments' names), else the tool's main
     fact (the field its description names first, `_main_fields`). One sentence per
@@ -287,7 +287,7 @@ def untold_facts(
     answer_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
     answer_words |= set(re.findall(r"[0-9]+", answer))
     added: list[str] = []
-    for name, arguments, payload in tool_payloads(this_turn(messages)):
+    for name, arguments, payload in tool_payloads(messages, untold_only=True):
         result = payload.get("result")
         if payload.get("status") != "resolved" or not isinstance(result, dict):
             continue

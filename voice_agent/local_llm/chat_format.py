@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from voice_agent.guidance import NOTE, SAY_NOTHING_MORE
+
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 TOOL_CALL_OPEN = "<tool_call>"
@@ -263,11 +265,12 @@ def readable_tool_result(
     if status == "resolved" and "result" in payload:
         result = payload["result"]
         note = None
-        if isinstance(result, dict) and isinstance(result.get("note"), str):
+        if isinstance(result, dict) and isinstance(result.get(NOTE), str):
             # A tool's note is guidance for the agent ("say nothing more"); shown inside
-            # the result, the 1.5B read it to the caller word for word.
-            note = result["note"]
-            result = {k: v for k, v in result.items() if k != "note"}
+            # the result, the 1.5B read it to the caller word for word. Its flag for the
+            # server (`SAY_NOTHING_MORE`) is not shown: the note says it in words.
+            note = result[NOTE]
+            result = {k: v for k, v in result.items() if k not in (NOTE, SAY_NOTHING_MORE)}
         shown = result if isinstance(result, str) else to_json(result)
         text = f"{label} returned: {spoken_dates(shown)}"
         return (

@@ -65,8 +65,9 @@ reply is made in explicit steps, all on one KV cache:
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
-   said "The order has been canceled."); guidance that asks for nothing more to be said
-   (a transfer: the engine says its own words) is followed without a model step, and a
+   said "The order has been canceled."); guidance whose tool asked for nothing more to be said
+   (a transfer: the engine says its own words; the result's flag,
+   `voice_agent.guidance.SAY_NOTHING_MORE`) is followed without a model step, and a
    reply to guidance that refuses (`openings.refuses`) is never said. When the only
    outcomes since the caller spoke are
    writes held for their yes (the engine's ``awaiting_confirmation``), nothing
@@ -88,6 +89,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from voice_agent.call_control import caller_closes
+from voice_agent.guidance import says_nothing_more
 from voice_agent.local_llm.answer_words import (
     answer_bans,
     caller_only_words,
@@ -143,6 +145,7 @@ from voice_agent.local_llm.turn_history import (
     calls_this_turn,
     calls_to_tell,
     guidance_notes,
+    guidance_results,
     latest_caller_words,
     latest_request_sources,
     looks_up_again,
@@ -272,13 +275,6 @@ _ANSWER_NOTES = (ANSWER_NOTE, ANSWER_AGAIN_NOTE, ANSWER_EACH_NOTE)
 GUIDANCE_NOTE = (
     "There is no answer to tell. Follow the guidance above in one short sentence, "
     "and state no fact."
-)
-#: A tool's guidance note that asks the agent to say nothing more ("the caller is told
-#: and transferred; say nothing more": `transfer_to_human`, whose words the engine says).
-_SAYS_NOTHING = re.compile(
-    r"\b(?:say|said) nothing\b|\bnothing (?:more )?(?:to|is) (?:say|be said)\b"
-    r"|\b(?:do not|don't|never) (?:say|speak)\b|\bstay silent\b",
-    re.IGNORECASE,
 )
 #: Word starts speech never says unless a tool result of the conversation does (a shop's
 #: "tools"): the agent's machinery. "tool": 'you can use the "update email" tool.' (spoken
@@ -969,10 +965,11 @@ class Responder:
             return GenerationStats(finish_reason="stop")  # the engine's read-back speaks
         names = tool_names(self._tools)
         forced = forced_tool_name(chat.tool_choice)
-        notes = guidance_notes(chat.messages) if self._results_note == GUIDANCE_NOTE else None
-        if notes and all(_SAYS_NOTHING.search(n) for n in notes) and forced is None:
-            # The tools said what happens and asked for nothing more (a transfer: the
-            # engine says "I'm transferring you now."). Told to follow that guidance in
+        guidance = guidance_results(chat.messages) if self._results_note == GUIDANCE_NOTE else None
+        if guidance and all(says_nothing_more(r) for r in guidance) and forced is None:
+            # The tools said what happens and asked for nothing more (their flag, not
+            # their note's words; a transfer: the engine says "I'm transferring you
+            # now."). Told to follow that guidance in
             # a sentence, the 1.5B said "I'm sorry, but I can't assist with that.", "You
             # are already told to transfer to a human." or "Please transfer the call to
             # a manager." after putting the caller through (bench f23, v01; session 10).

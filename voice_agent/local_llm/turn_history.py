@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from voice_agent.guidance import NOTE, is_guidance
 from voice_agent.local_llm.chat_format import (
     RESULT_FETCH_TOOL,
     ChatFormatError,
@@ -152,26 +153,29 @@ def outcomes_to_tell(messages: Sequence[Mapping[str, Any]]) -> int:
     return len(_outcomes(untold(messages)))
 
 
-def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
-    """The tools' guidance notes when the outcomes not yet told (`untold`) carry nothing
-    else; None when one carries something to tell or none has arrived yet.
+def guidance_results(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """The tools' guidance results when the outcomes not yet told (`untold`) carry
+    nothing else; None when one carries something to tell or none has arrived yet.
 
-    Guidance is a result with no fact, only flags and a `note` for the agent (call
-    control: ``{"ending": true, "note": "the call ends after your goodbye"}``).
+    Guidance (`voice_agent.guidance`) is a result with no fact, only flags and a note
+    for the agent (call control: ``{"ending": true, "note": "the call ends after your
+    goodbye"}``).
     """
-    notes: list[str] = []
+    results: list[dict[str, Any]] = []
     for _, payload in _outcomes(untold(messages)):
-        if isinstance(payload, dict) and payload.get("status") == "resolved":
-            result = payload.get("result")
-            if (
-                isinstance(result, dict)
-                and isinstance(result.get("note"), str)
-                and all(isinstance(v, bool) or v is None for k, v in result.items() if k != "note")
-            ):
-                notes.append(result["note"])
-                continue
-        return None
-    return notes or None
+        if not isinstance(payload, dict) or payload.get("status") != "resolved":
+            return None
+        result = payload.get("result")
+        if not isinstance(result, dict) or not is_guidance(result):
+            return None
+        results.append(result)
+    return results or None
+
+
+def guidance_notes(messages: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """The notes of the `guidance_results` (None when there are none)."""
+    results = guidance_results(messages)
+    return [r[NOTE] for r in results] if results else None
 
 
 def results_note_kind(messages: Sequence[Mapping[str, Any]]) -> str | None:

@@ -29,6 +29,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ..call_control import CallActionRefused
+from ..guidance import guidance
 from ..tools import SPOKEN_NUMBER, ToolContext, ToolRegistry
 from .numbers import digit_candidates
 from .store import Store
@@ -313,7 +314,12 @@ async def transfer_to_human(
     if ctx.call is None:
         return {"transferred": False, "reason": "transfers are not available on this line"}
     ctx.call.transfer(HUMAN_QUEUE, reason=reason)
-    return {"transferring": True, "note": "the caller is told and transferred; say nothing more"}
+    # The engine tells the caller ("I'm transferring you now."): the reply says nothing.
+    return guidance(
+        "the caller is told and transferred; say nothing more",
+        transferring=True,
+        say_nothing_more=True,
+    )
 
 
 @registry.tool(kind="write", timeout_s=2)
@@ -324,5 +330,5 @@ async def end_call(ctx: ToolContext) -> dict[str, Any]:
     try:
         ctx.call.hang_up("the conversation was over")
     except CallActionRefused as refused:
-        return {"ended": False, "note": str(refused)}
-    return {"ending": True, "note": "the call ends after your goodbye"}
+        return guidance(str(refused), ended=False)
+    return guidance("the call ends after your goodbye", ending=True)
