@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-_SENTENCE_END = ".!?…"
-_CLOSERS = "\"')]}”’»"
+#: The marks that end a sentence, and what may close one after its mark (a quote, a
+#: bracket). One definition for every place that asks where a sentence ends: this
+#: chunker, the engine's output and stall watch, the embedded server's claim check.
+SENTENCE_MARKS = ".!?…"
+CLOSERS = "\"')]}”’»"
+_SENTENCE_END = SENTENCE_MARKS
+_CLOSERS = CLOSERS
 _CLAUSE_END = ",;:"
 # Abbreviations that never end a sentence ("Dr. Smith", "e.g. this").
 _NEVER_FINAL = frozenset(

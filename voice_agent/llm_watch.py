@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fsm import Clock, move_on_at
-from peripherals.text_chunker import SentenceChunker
+from peripherals.text_chunker import CLOSERS, SENTENCE_MARKS, SentenceChunker
 
 from .llm import LlmError, Progressed, StreamItem, TextDelta
 
@@ -141,8 +141,7 @@ _END = object()
 # over as soon as it handles the event): the watch looks at the caller's silence again
 # then, so a sentence about to be said is not taken for silence. Seconds.
 HAND_OVER_S = 0.1
-_SENTENCE_END = (".", "!", "?", "…")
-_CLOSERS = "\"')]}”’»"
+_SENTENCE_END = tuple(SENTENCE_MARKS)
 # A sentence whose final mark came last is complete but for a continuation ("at 9." may
 # go on " a.m."): the speech output keeps it for the model's next token. When no text
 # follows for this long the watch yields :class:`SentencePaused` and the conversation
@@ -300,7 +299,7 @@ async def watch_silence(
             # after the pause; a blank after the mark in the same delta too ("6 p.m. ": kept
             # for a capital; Hypothesis found it, session 11)
             text = got.text if isinstance(got, TextDelta) else ""
-            ends_mark = text.rstrip().rstrip(_CLOSERS).endswith(_SENTENCE_END)
+            ends_mark = text.rstrip().rstrip(CLOSERS).endswith(_SENTENCE_END)
             sentence_pause = alive + SENTENCE_PAUSE_S if ends_mark else math.inf
             yield got  # type: ignore[misc]
     finally:

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO, runtime_checkable
 
 from fsm import Event
+from peripherals.text_chunker import CLOSERS, SENTENCE_MARKS
 
 from .events import PlayoutFinished, PlayoutStarted
-
-_SENTENCE_MARKS = (".", "!", "?", "…")
-_CLOSERS = "\"')]}”’»"
 
 
 def ends_sentence(text: str) -> bool:
@@ -31,7 +29,7 @@ def ends_sentence(text: str) -> bool:
     or a line break) or is empty: what follows it starts a new sentence."""
     if not text.strip() or text.rstrip(" \t").endswith("\n"):
         return True
-    return text.rstrip().rstrip(_CLOSERS).endswith(_SENTENCE_MARKS)
+    return text.rstrip().rstrip(CLOSERS).endswith(tuple(SENTENCE_MARKS))
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ def _claim(pieces: list[str]) -> tuple[bool, str]:
         ("I am a personal assistant.", False, "I am a personal assistant."),
         ("I'm happy to help. I am here all day.", False, "I'm happy to help. I am here all day."),
         ("Yes, I am.", False, "Yes, I am."),  # a claim only after the question (below)
+        ("Sure\u2026 I am a real person.", True, "Sure\u2026"),  # an ellipsis ends a sentence
     ],
 )
 def test_a_claim_to_be_a_person_is_held_and_never_passed(text, claimed, passed):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 
+from peripherals.text_chunker import SENTENCE_MARKS
 from voice_agent.local_llm.caller_asks import asks_what_the_agent_is
 
 #: Said in place of an opening left out before anything was said (an acknowledgment
@@ -284,7 +285,15 @@ _CLAIM_MADE = re.compile(
     )
     + r"(?![^\W\d_])"
 )  # fmt: skip
-_SENTENCE_MARKS = ".!?"
+#: Where a sentence ends, for the claim check: the engine's marks
+#: (`peripherals.text_chunker.SENTENCE_MARKS`, "…" too: "Sure… I am a real person." is
+#: a claim). Not the engine's `SentenceChunker` itself: the check decides at every
+#: character whether the words so far may still start a claim, and the chunker decides
+#: a "." only when the next character comes ("3." may become "3.5", "Dr." is no end).
+#: A mark taken for an end too soon ("Dr.") only starts the check again, so nothing is
+#: held longer; the text still reaches the client as it comes, and the engine cuts it
+#: into sentences by its own rules.
+_SENTENCE_MARKS = SENTENCE_MARKS
 
 
 class PersonClaim:
