@@ -10,6 +10,7 @@ from voice_agent.local_llm.turn_history import (
     calls_to_tell,
     outcomes_to_tell,
     result_fields,
+    told_this_turn,
     untold,
 )
 
@@ -56,3 +57,11 @@ def test_a_late_results_fields_belong_to_the_tool_it_answers():
         "get_account_balance": ["account_number", "balance", "due_date"],
         "get_order_status": ["status"],
     }
+
+
+def test_a_result_counts_as_told_once_the_agent_spoke_after_it():
+    assert told_this_turn(LATE) and told_this_turn(LATE[:-2])
+    assert not told_this_turn(LATE[:-3])  # the balance arrived, nothing said since
+    # words said with the calls come before their results
+    with_words = [LATE[0], {**LATE[1], "content": "Let me check."}, *LATE[2:6]]
+    assert not told_this_turn(with_words)

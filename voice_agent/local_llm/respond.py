@@ -154,6 +154,7 @@ from voice_agent.local_llm.turn_history import (
     outcomes_to_tell,
     result_fields,
     results_note_kind,
+    told_this_turn,
     values_used_this_turn,
 )
 
@@ -759,8 +760,8 @@ def answer_subjects(
 ) -> str:
     """What the calls whose outcomes are to be told looked up ("Tampa", "3141 and 2718";
     `turn_history.untold`), for the answer note, when the conversation holds something
-    else that could be taken for it: an earlier turn of the caller's, or a correction in
-    their latest words. "" otherwise.
+    else that could be taken for it: an earlier turn of the caller's, a correction in
+    their latest words, or a result of this turn the agent already told. "" otherwise.
 
     Asked "And the one in Tampa?" after an answer about the Miami store, the 1.5B
     answered "The Miami store opens from 10 am ..." with Tampa's hours; told the
@@ -768,7 +769,14 @@ def answer_subjects(
     (sent calls are grounded), not the model's summaries.
     """
     callers = [m for m in messages if m.get("role") == "user"]
-    if len(callers) < 2 and not corrects_itself(latest_caller_words(messages)):
+    if (
+        len(callers) < 2
+        and not corrects_itself(latest_caller_words(messages))
+        and not told_this_turn(messages)
+    ):
+        # (A result told already: told "the answer you found above" after a second order's
+        # result came late, the 1.5B told the first order again before it; bench
+        # late_results_embedded.py d07, d08, session 11.)
         return ""
     values: list[str] = []
     for name, arguments_text in calls_to_tell(messages):

@@ -146,6 +146,13 @@ def calls_to_tell(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]
     return [calls[i] for i, _ in _outcomes(untold(messages)) if i in calls]
 
 
+def told_this_turn(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the agent spoke after an outcome of this turn: a result it told (or
+    could have), still in the conversation beside the ones to tell now."""
+    start = max((i + 1 for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    return len(_outcomes(messages[start:])) > len(_outcomes(untold(messages)))
+
+
 def outcomes_to_tell(messages: Sequence[Mapping[str, Any]]) -> int:
     """How many tool messages the agent has not spoken about yet (`untold`) carry an
     outcome (a result or a failure; not the engine's "pending" or "awaiting
