@@ -17,6 +17,8 @@ in turn, A/B/A/B, so both see the same load):
   for nothing);
 - ``new_fact_s``: from the request to the end of the first sentence that carries the
   second result's fact (`embedded_questions.fact_heard`), None when none does;
+- ``words_before``: words generated before that sentence (the machine's load does not
+  change it; the time does);
 - ``told_second``: the second answer carries that fact at all.
 """
 
@@ -107,9 +109,11 @@ async def ask(
     said_before = {sentence_key(s) for s in _sentences_of(told_first)}
     fact_field = tools[second["name"]].fact
     fact = results[1].get(fact_field) if isinstance(results[1], dict) and fact_field else None
-    new_fact_s = next(
-        (at for at, s in sentences if fact is not None and fact_heard(fact, s, fact_field or "")),
-        None,
+    carries = [fact is not None and fact_heard(fact, s, fact_field or "") for _, s in sentences]
+    first_fact = carries.index(True) if True in carries else None
+    new_fact_s = None if first_fact is None else sentences[first_fact][0]
+    words_before = (
+        None if first_fact is None else sum(len(s.split()) for _, s in sentences[:first_fact])
     )
     return {
         "id": question["id"],
@@ -117,6 +121,7 @@ async def ask(
         "second": told_second,
         "repeats": sum(sentence_key(s) in said_before for _, s in sentences),
         "new_fact_s": None if new_fact_s is None else round(new_fact_s, 2),
+        "words_before": words_before,
         "told_second": fact is not None and fact_heard(fact, told_second, fact_field or ""),
     }
 
@@ -184,6 +189,7 @@ async def main() -> None:
                     "told_second": sum(r["told_second"] for r in done),
                     "new_fact_s_mean": round(statistics.mean(times), 2) if times else None,
                     "new_fact_s_median": round(statistics.median(times), 2) if times else None,
+                    "words_before": sum(r["words_before"] or 0 for r in done),
                     "runs": done,
                 }
                 summary = {k: v for k, v in report[f"{model} {label}"].items() if k != "runs"}
