@@ -10,8 +10,6 @@ from collections.abc import Iterator
 #: chunker, the engine's output and stall watch, the embedded server's claim check.
 SENTENCE_MARKS = ".!?…"
 CLOSERS = "\"')]}”’»"
-_SENTENCE_END = SENTENCE_MARKS
-_CLOSERS = CLOSERS
 _CLAUSE_END = ",;:"
 # Abbreviations that never end a sentence ("Dr. Smith", "e.g. this").
 _NEVER_FINAL = frozenset(
@@ -182,7 +180,7 @@ class SentenceChunker:
                 # a line is a unit of its own (a list item); a clause or a long sentence's
                 # cut is not the end of its sentence
                 self._inside = not (
-                    at_line_end or chunk.rstrip(_CLOSERS).endswith(tuple(_SENTENCE_END))
+                    at_line_end or chunk.rstrip(CLOSERS).endswith(tuple(SENTENCE_MARKS))
                 )
             elif chunk:  # punctuation only ("..."): it leads the next chunk
                 self._carry = f"{self._carry} {chunk}".strip()
@@ -197,13 +195,13 @@ class SentenceChunker:
             ch = buf[i]
             if ch == "\n" and buf[:i].strip():
                 return i + 1
-            if early and ch in _SENTENCE_END and self._ends_at_once(buf, i):
+            if early and ch in SENTENCE_MARKS and self._ends_at_once(buf, i):
                 return i + 1
             if early and ch == " " and i >= _FIRST_CLAUSE_MIN_CHARS and _NEW_CLAUSE.match(buf, i):
                 return i
-            if ch in _SENTENCE_END:
+            if ch in SENTENCE_MARKS:
                 j = i + 1
-                while j < len(buf) and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
+                while j < len(buf) and (buf[j] in SENTENCE_MARKS or buf[j] in CLOSERS):
                     j += 1
                 if j >= len(buf):
                     return None  # cannot tell yet: "3." may become "3.5"

@@ -141,7 +141,6 @@ _END = object()
 # over as soon as it handles the event): the watch looks at the caller's silence again
 # then, so a sentence about to be said is not taken for silence. Seconds.
 HAND_OVER_S = 0.1
-_SENTENCE_END = tuple(SENTENCE_MARKS)
 # A sentence whose final mark came last is complete but for a continuation ("at 9." may
 # go on " a.m."): the speech output keeps it for the model's next token. When no text
 # follows for this long the watch yields :class:`SentencePaused` and the conversation
@@ -156,7 +155,7 @@ SENTENCE_PAUSE_S = 0.3
 def _completes_speech(chunker: SentenceChunker, text: str) -> bool:
     """``text`` completes a chunk (or ends a sentence) of what the stream said so far."""
     done = bool(chunker.push(text))
-    if not done and text.rstrip().endswith(_SENTENCE_END):
+    if not done and text.rstrip().endswith(tuple(SENTENCE_MARKS)):
         chunker.flush()  # the sentence is over (the next delta cannot change that for us)
         done = True
     return done
@@ -299,7 +298,7 @@ async def watch_silence(
             # after the pause; a blank after the mark in the same delta too ("6 p.m. ": kept
             # for a capital; Hypothesis found it, session 11)
             text = got.text if isinstance(got, TextDelta) else ""
-            ends_mark = text.rstrip().rstrip(CLOSERS).endswith(_SENTENCE_END)
+            ends_mark = text.rstrip().rstrip(CLOSERS).endswith(tuple(SENTENCE_MARKS))
             sentence_pause = alive + SENTENCE_PAUSE_S if ends_mark else math.inf
             yield got  # type: ignore[misc]
     finally:
