@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from voice_agent.local_llm.turn_history import this_turn, tool_payloads
+from voice_agent.local_llm.turn_history import tool_payloads
 
 #: Words after a number within which the counted word must come ("three recent
 #: orders": the second).
@@ -98,10 +98,10 @@ def _field_counts(field: str, value: Any) -> tuple[str, set[int]] | None:
 
 
 def result_counts(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[set[int]]]:
-    """What the results since the caller last spoke count: counted word (singular) ->
+    """What the results not yet told (`turn_history.untold`) count: counted word (singular) ->
     the counts each list or count field gives for it (see the module docstring)."""
     counts: dict[str, list[set[int]]] = {}
-    for _, _, payload in tool_payloads(this_turn(messages)):
+    for _, _, payload in tool_payloads(messages, untold_only=True):
         result = payload.get("result")
         if payload.get("status") != "resolved" or not isinstance(result, Mapping):
             continue
