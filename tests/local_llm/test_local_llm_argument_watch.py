@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_agent.local_llm.argument_watch import ArgumentWatch
+from voice_agent.local_llm.argument_watch import ArgumentWatch, FurtherCalls, FurtherCallStop
 from voice_agent.local_llm.grounding import ungrounded_arguments
 
 ORDER = {
@@ -102,3 +102,65 @@ def test_a_value_the_watch_stops_is_never_one_the_grounding_check_would_send(
     stopped, read, _ = _watch(ORDER, caller, arguments)
     if stopped is not None:
         assert ungrounded_arguments(arguments, ORDER, [caller]) == ["order_number"]
+
+
+CUSTOMER = {
+    "type": "object",
+    "properties": {"phone_number": {"type": "string", "x-spoken-number": True}},
+    "required": ["phone_number"],
+}
+FURTHER_SCHEMAS = {
+    "lookup_order": ORDER,
+    "lookup_customer": CUSTOMER,
+    "schedule_callback": CALLBACK,
+}
+
+
+def _further(said: str, first: tuple[str, dict], then: list[tuple[str, dict]], cuts: list[int]):
+    """Feed a call step's text (the first call's arguments, then `then`) cut at `cuts`;
+    the first stop, and the text read before the piece it came in."""
+    text = json.dumps(first[1]) + "}\n</tool_call>"
+    for name, arguments in then:
+        text += f'\n<tool_call>\n{{"name": "{name}", "arguments": {json.dumps(arguments)}}}\n</tool_call>'
+    from voice_agent.local_llm.grounding import numbers_in
+
+    watch = FurtherCalls(FURTHER_SCHEMAS, [said], numbers_in(said))
+    calls = [(first[0], json.dumps(first[1]))]
+    # digits are tokens of their own (Qwen): a piece ends after each
+    digits = {i + 1 for i, ch in enumerate(text) if ch.isdigit()}
+    bounds = sorted({0, len(text), *digits, *(c % (len(text) + 1) for c in cuts)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        stop = watch.push(text[a:b], calls)
+        if stop is not None:
+            return stop, text[:a]
+    return None, text
+
+
+CASES = [
+    # m16 (session 11): the same lookup again
+    ("How much did I pay for order 90875?", ("lookup_order", {"order_number": "90875"}),
+     [("lookup_order", {"order_number": "90875"})], "repeat"),
+    # m17: a lookup on an order nobody named after the caller's own lookup
+    ("My number is 555 838 9065, can you pull up my account?",
+     ("lookup_customer", {"phone_number": "555 838 9065"}),
+     [("lookup_order", {"order_number": "12345"})], "invented"),
+    # two orders said: the second lookup goes on
+    ("Where are my orders 3931 and 15482?", ("lookup_order", {"order_number": "3931"}),
+     [("lookup_order", {"order_number": "15482"})], None),
+    # a call-back whose time nobody said, after a lookup (its phone was said)
+    ("Order 4410, and my number is 555 201 7788.", ("lookup_order", {"order_number": "4410"}),
+     [("schedule_callback", {"phone": "555 201 7788", "time": "9 pm"})], "invented"),
+]  # fmt: skip
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=30))
+def test_a_further_call_is_stopped_the_same_however_the_text_comes(cuts):
+    for said, first, then, why in CASES:
+        stop, before = _further(said, first, then, cuts)
+        assert (stop.why if stop else None) == why, said
+        if why == "repeat":  # in the piece that completes its name
+            assert isinstance(stop, FurtherCallStop) and stop.name == "lookup_order"
+            assert '"name": "lookup_order"' not in before
+        elif why == "invented":  # no later than the piece that ends the made-up number
+            assert stop is not None and stop.argument in ("order_number", "time")
+            assert "12345" not in before and "9 pm" not in before

@@ -2128,3 +2128,59 @@ async def test_an_answer_that_leaves_out_the_tools_main_fact_is_followed_by_it()
     told = "The status for order 58213 is shipped."  # k18: the status was left out
     assert reply.text == f"{said} {told}"
     assert responder.plan.untold == [told] and responder.plan.half_said is None
+
+
+def _calls_then(first: tuple[str, dict], *more: tuple[str, dict]):
+    """A FAKE model's script: the decision picks `first`'s tool, the call step writes
+    `first`'s arguments and then each of `more` as a further call, then it speaks."""
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return f'{first[0]}"'
+        if prompt.endswith('"arguments": '):
+            text = f"{json.dumps(first[1])}}}\n</tool_call>"
+            for name, arguments in more:
+                text += (
+                    f'\n<tool_call>\n{{"name": "{name}", "arguments": {json.dumps(arguments)}}}'
+                    "\n</tool_call>"
+                )
+            return text
+        return "Let me check."
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("said", "first", "further", "sent", "stopped"),
+    [
+        # m16 (session 11): the same lookup again, on the number already looked up
+        ("How much did I pay for order 90875?", ("get_order_status", {"order_id": "90875"}),
+         ("get_order_status", {"order_id": "90875"}), 1, "repeat"),
+        # m17: after the caller's own lookup, an order nobody named
+        ("When does the Denver store open?", ("get_store_hours", {"city": "Denver"}),
+         ("get_order_status", {"order_id": "12345"}), 1, "invented"),
+        # a second number said: the second lookup has it left
+        ("Where are my orders 3931 and 15482?", ("get_order_status", {"order_id": "3931"}),
+         ("get_order_status", {"order_id": "15482"}), 2, None),
+        # a second city: not a number, never stopped at its name
+        ("Store hours for Denver and Boston?", ("get_store_hours", {"city": "Denver"}),
+         ("get_store_hours", {"city": "Boston"}), 2, None),
+        # a number taken back left over: no call on it either way (dropped when complete)
+        ("Order 8080, no, 8008. Shipped yet?", ("get_order_status", {"order_id": "8008"}),
+         ("get_order_status", {"order_id": "8008"}), 1, "repeat"),
+    ],
+)  # fmt: skip
+async def test_a_further_call_that_can_bring_nothing_ends_the_step_early(
+    said, first, further, sent, stopped
+):
+    # The 1.5B wrote a second call after the one asked for (25-50 tokens, dropped once
+    # complete) before the answer request could start (bench m16, m17; session 11).
+    engine = ScriptedEngine(_calls_then(first, further))
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [first, further][:sent]
+    assert responder.plan.further_call_stopped == stopped
+    call_step = engine.written[1]
+    if stopped == "repeat":  # at the further call's name: none of its arguments written
+        assert call_step.count('"arguments"') == 0 and further[0] in call_step
+    elif stopped == "invented":  # inside the made-up number
+        assert "12345" not in call_step and '"order_id": "' in call_step

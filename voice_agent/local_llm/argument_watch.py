@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from voice_agent.local_llm.grounding import said_digits, summary_kind
 
@@ -162,3 +163,120 @@ class ArgumentWatch:
         if run.group().isdigit() and (digits in ("1", "2") or 13 <= int(digits) <= 23):
             return None  # may be a 24-hour clock's hour ("18:00" is the "6 pm" said)
         return key
+
+
+#: A further call's name, complete: `<tool_call>` then the object's "name" value.
+_FURTHER_CALL_NAME = re.compile(r'<tool_call>\s*\{\s*"name"\s*:\s*"([^"\\]+)"')
+
+
+def _digits_only(value: str) -> str | None:
+    """The digits of a value that is a number as a caller says it ("555 838 9065"), or
+    None when it holds anything else (a city, a time, a sentence)."""
+    digits = re.sub(r"[" + re.escape(_GROUP_SEPARATORS) + r"]", "", value.strip())
+    return digits if digits.isdigit() else None
+
+
+@dataclass(frozen=True)
+class FurtherCallStop:
+    """A further call `FurtherCalls` ended the step at: its tool, why, and for a made-up
+    number the argument and the arguments complete before it (as `ArgumentWatch.written`)."""
+
+    name: str
+    why: Literal["repeat", "invented"]
+    argument: str | None = None
+    written: str = "{}"
+
+
+class FurtherCalls:
+    """Reads the calls a call step writes after its first, and says when one can bring
+    nothing, as soon as that is certain, so that decoding stops there.
+
+    After the call the caller asked for, the 1.5B often wrote another: the same lookup
+    again ("How much did I pay for order 90875?": `lookup_order` 90875 twice) or one on
+    a number nobody said (after `lookup_customer`, `lookup_order` "12345"; bench m16,
+    m17, session 11). `reply.ReplyAssembler` drops such a call once it is complete, but
+    its 25-50 tokens were decoded first, and the answer request waits for the step's
+    end: seconds before the caller hears the answer on a loaded machine.
+
+    A further call brings nothing when
+
+    - its tool was already called in this step with numbers only (its arguments as a
+      caller says a number) and the caller's latest words hold no number that no call
+      of the step used (`used_numbers`): a second call of it could only repeat one or
+      invent one. Told "orders 3931 and 15482", the second lookup has 15482 left; the
+      store hours of a second city are not numbers, and are never stopped here;
+    - its arguments hold a number nobody said (`ArgumentWatch`, as for the first call).
+    """
+
+    def __init__(
+        self,
+        schemas: Mapping[str, Mapping[str, Any]],
+        sources: Sequence[str],
+        caller_numbers: Sequence[str],
+    ) -> None:
+        self._schemas = schemas
+        self._sources = sources
+        self._caller_numbers = [n.lstrip("0") for n in caller_numbers if n.strip("0")]
+        self._text = ""
+        self._searched = 0  # where the next further call's name is looked for
+        self._watch: ArgumentWatch | None = None
+        self._name = ""  # the further call being read
+        self._args_from: int | None = None  # where the current call's arguments start
+
+    def push(self, piece: str, calls: Sequence[tuple[str, str]]) -> FurtherCallStop | None:
+        """Read `piece` of the call step's text (from the first call's arguments on; only
+        calls that open after it are read); `calls` the (name, arguments) the step has
+        sent so far. Returns where and why decoding should stop, else None."""
+        self._text += piece
+        if self._watch is None:
+            match = _FURTHER_CALL_NAME.search(self._text, self._searched)
+            if match is None:
+                return None
+            self._name = match.group(1)
+            self._searched = match.end()
+            if self._repeats(self._name, calls):
+                return FurtherCallStop(self._name, "repeat")
+            self._watch = ArgumentWatch(self._schemas.get(self._name), self._sources)
+            opening = self._text.find("{", match.end())
+            self._args_from = opening if opening >= 0 else None
+            if self._args_from is None:
+                return None
+            piece = self._text[self._args_from :]
+        elif self._args_from is None:
+            opening = self._text.find("{", self._searched)
+            if opening < 0:
+                return None
+            self._args_from = opening
+            piece = self._text[opening:]
+        if (argument := self._watch.push(piece)) is not None:
+            return FurtherCallStop(self._name, "invented", argument, self._watch.written)
+        if self._watch.done:
+            self._watch, self._args_from = None, None
+            self._searched = len(self._text)
+        return None
+
+    def _repeats(self, name: str, calls: Sequence[tuple[str, str]]) -> bool:
+        earlier = [a for n, a in calls if n == name]
+        if not earlier:
+            return False
+        numbers: list[str] = []
+        for arguments in earlier:
+            values = _values(arguments)
+            digits = [_digits_only(v) for v in values]
+            if not values or any(d is None for d in digits):
+                return False  # a city, a time: another one may follow
+            numbers += [d.lstrip("0") for d in digits if d]
+        used = {n for _, a in calls for v in _values(a) if (n := _digits_only(v))}
+        used = {n.lstrip("0") for n in used} | set(numbers)
+        return all(n in used for n in self._caller_numbers)
+
+
+def _values(arguments: str) -> list[str]:
+    """The string and number values of a call's top-level arguments."""
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    return [str(v) for v in parsed.values() if isinstance(v, str | int) and str(v).strip()]

@@ -96,7 +96,7 @@ from voice_agent.local_llm.answer_words import (
     half_said_values,
     untold_facts,
 )
-from voice_agent.local_llm.argument_watch import ArgumentWatch
+from voice_agent.local_llm.argument_watch import ArgumentWatch, FurtherCalls
 from voice_agent.local_llm.caller_asks import (
     asks_nothing_of_a_tool,
     asks_something_of_the_agent,
@@ -372,6 +372,9 @@ class ResponsePlan:
     reply_to_request: bool = False
     #: the caller only asked the agent to wait: `WAIT_REPLY` was said, no model step ran
     held_the_line: bool = False
+    #: a further call that could bring nothing ended the call step early
+    #: (`argument_watch.FurtherCalls`): "repeat" or "invented"
+    further_call_stopped: str | None = None
     #: stems of the caller's words the answer from results could not use (`answer_words`)
     caller_only_words: list[str] | None = None
     #: sentences added after an answer that said a result's value only in part
@@ -829,6 +832,10 @@ class Responder:
         # 1.5B, told "8080, hold on, no, 8008", looked up both).
         taken_back = taken_back_numbers(latest_caller_words(chat.messages))
         self._taken_back = taken_back
+        #: the numbers the caller's latest words give, less those taken back (`FurtherCalls`)
+        self._said = [
+            n for n in numbers_in(latest_caller_words(chat.messages)) if n not in taken_back
+        ]
         vocabulary = {
             str(t["function"]["name"]): tool_words(t["function"])
             for t in chat.tools
@@ -1532,11 +1539,14 @@ class Responder:
         self.reply.text_allowed = False
         grammar = calls_grammar(tools or self._tools, name, more)
         check_grammar(grammar)
+        schemas = _schemas(tools or self._tools)
         watch = (
-            ArgumentWatch(_schemas(tools or self._tools).get(name), self._call_sources)
+            ArgumentWatch(schemas.get(name), self._call_sources)
             if self.reply.is_invented is not None
             else None
         )
+
+        further = FurtherCalls(schemas, self._call_sources, self._said)
 
         async def watched(piece: str) -> bool:
             # A number nobody said in the first call's arguments ends the step at once
@@ -1544,6 +1554,17 @@ class Responder:
             invented = watch.push(piece) if watch is not None else None
             if invented is not None and watch is not None:
                 self.reply.drop_invented(name, watch.written, invented)
+                return False
+            if stop := further.push(piece, [(n, a) for _, n, a in self.reply.calls]):
+                # A further call that can bring nothing ends the step at its name or
+                # its first unsaid digit (`FurtherCalls`), not at its end; it is not
+                # sent, and is recorded as a call dropped whole would be.
+                self.plan.further_call_stopped = stop.why
+                if stop.argument is None:
+                    self.reply.reused.append(stop.name)
+                else:
+                    self.reply.ungrounded.append((stop.name, [stop.argument]))
+                    self.reply.ungrounded_calls.append((stop.name, stop.written))
                 return False
             return await on_text(piece)
 
