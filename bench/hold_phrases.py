@@ -173,6 +173,16 @@ def _longest_silence(timeline: np.ndarray) -> float:
     return round(float(edges.max() - 1) / RATE, 3)
 
 
+def _longest_hold_run(said: list[str], holds: set[str]) -> int:
+    """The most hold phrases said in a row: the long-wait phrase is due after more
+    than the short ones."""
+    run, longest = 0, 0
+    for text in said:
+        run = run + 1 if text in holds else 0
+        longest = max(longest, run)
+    return longest
+
+
 def _glued(asked: list[tuple[float, str]], holds: set[str] = HOLDS) -> int:
     """Hold phrases that began less than GLUED_S after the answer's audio ended."""
     spans = _spans(asked)
@@ -328,10 +338,6 @@ def long_first_sentence(
             gap = None
             if first_hold:
                 gap = round(spans[first_hold][0] - spans[first_hold - 1][1], 3)
-            run_holds, longest_run = 0, 0
-            for t in said:
-                run_holds = run_holds + 1 if t in holds else 0
-                longest_run = max(longest_run, run_holds)
             out.append({
                 "run": name,
                 "short_holds": short,
@@ -339,7 +345,7 @@ def long_first_sentence(
                 "silence_before_first_hold_s": gap,
                 "holds": sum(t in holds for t in said),
                 "long_wait_said": said.count(CONFIG.llm_long_wait_phrase),
-                "long_wait_due": longest_run > short,
+                "long_wait_due": _longest_hold_run(said, holds) > short,
                 "longest_silence_s": result["longest_silence_s"],
                 "stuck": result["stuck"],
             })  # fmt: skip
@@ -411,10 +417,6 @@ def slow_follow_up(
             )
             spans = _spans(result["asked"])
             said = [t for _, _, t in spans]
-            run_holds, longest_run = 0, 0
-            for t in said:
-                run_holds = run_holds + 1 if t in holds else 0
-                longest_run = max(longest_run, run_holds)
             out.append({
                 "run": name,
                 "short_holds": short,
@@ -422,7 +424,7 @@ def slow_follow_up(
                 "holds": sum(t in holds for t in said),
                 "holds_right_after_the_answer": _glued(result["asked"], holds),
                 "long_wait_said": said.count(CONFIG.llm_long_wait_phrase),
-                "long_wait_due": longest_run > short,
+                "long_wait_due": _longest_hold_run(said, holds) > short,
                 "answer_heard": REST in said,
                 "longest_silence_s": result["longest_silence_s"],
                 "stuck": result["stuck"],
