@@ -75,6 +75,19 @@ def test_the_callers_words_nothing_given_says_are_the_ones_left_out(said, result
     assert caller_only_words(_after(said, result), [ORDER_TOOL]) == banned
 
 
+def test_a_short_word_of_the_callers_is_not_said_by_a_longer_word_it_starts():
+    # x09 (session 11): "sent" counted as said by the prompt's "sentence", so "Okay, order
+    # 3815 has been sent out." could be said of an order waiting for the courier.
+    messages = _after("Has order 3307 been sent out yet?", {"status": "waiting for the courier"})
+    messages[0] = {"role": "system", "content": "Answer in one short sentence. Be open."}
+    assert caller_only_words(messages, [ORDER_TOOL]) == ["sent"]
+    # ... while the word itself, or inflected, still counts as said
+    for prompt in ("It was sent on Monday.", "Parcels are sent daily.", "The sender is Bo."):
+        messages[0] = {"role": "system", "content": prompt}
+        expected = [] if "sent " in prompt else ["sent"]
+        assert caller_only_words(messages, [ORDER_TOOL]) == expected, prompt
+
+
 @pytest.fixture(scope="module")
 def engine():
     from voice_agent.local_llm.engine import LlamaEngine

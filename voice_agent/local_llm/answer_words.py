@@ -57,10 +57,19 @@ def _stem(word: str) -> str:
 
 def _said_in(stem: str, vocabulary: set[str]) -> bool:
     """Whether a stem is a word of the vocabulary, as itself, inflected, or by its first
-    five letters ("deliver" in "delivery")."""
-    probe = stem[:5] if len(stem) >= 5 else stem
+    five letters ("deliver" in "delivery"). A shorter stem only as itself or inflected:
+    "sent" is not said by the prompt's "sentence" (told "Has order 3815 been sent out
+    yet?", the 1.5B answered "Okay, order 3815 has been sent out." for an order packed
+    and waiting for the courier; bench x09, session 11)."""
+    if len(stem) >= 5:
+        return any(
+            word.startswith(stem[:5]) or (len(word) >= 4 and stem.startswith(word))
+            for word in vocabulary
+        )
+    inflected = re.compile(re.escape(stem) + r"(?:e?s|e?d|ing|e?r|ers|ly)?")
     return any(
-        word.startswith(probe) or (len(word) >= 4 and stem.startswith(word)) for word in vocabulary
+        inflected.fullmatch(word) or (len(word) >= 4 and stem.startswith(word))
+        for word in vocabulary
     )
 
 
