@@ -113,6 +113,7 @@ SPLITS = (
     "probe10a",
     "recheck10",
     "recheck11",
+    "recheck11b",
 )
 #: The lead's blind re-check set of the current session: the step-tracing benches refuse it.
 BLIND_SPLIT = "recheck11"
