@@ -93,7 +93,9 @@ MODELS = {
 #: `heldout` (session 2), `fresh` (committed before session 3 changed anything),
 #: `unseen` (committed before any of its results was seen) and `recheck` (session 4,
 #: the lead's, never run by whoever tunes the model path) and `recheck5` (session 5, the
-#: same) and `recheck6` (session 6, the same) are run for figures only. `probe8` (session 8,
+#: same) and `recheck6` ... `recheck11` (one per session, the same; session 11 also wrote
+#: `recheck11b` after running `recheck11`) are run for figures only; once reported, a
+#: session's set is open, and the next session writes its own first. `probe8` (session 8,
 #: right8's own phrasings, written before that session's changes) is open like `tune`, and so
 #: are `probe9` (session 9) and `probe10` (session 10, decide10's, written first).
 SPLITS = (
