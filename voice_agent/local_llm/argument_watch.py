@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from voice_agent.local_llm.grounding import said_digits, summary_kind
+from voice_agent.local_llm.turn_history import argument_values
 
 #: Separators inside one number as a caller says it ("555-201-7788", "4 4 1 7"):
 #: `grounding`'s digit groups are joined across these.
@@ -256,27 +257,10 @@ class FurtherCalls:
         return None
 
     def _repeats(self, name: str, calls: Sequence[tuple[str, str]]) -> bool:
-        earlier = [a for n, a in calls if n == name]
-        if not earlier:
-            return False
-        numbers: list[str] = []
-        for arguments in earlier:
-            values = _values(arguments)
-            digits = [_digits_only(v) for v in values]
-            if not values or any(d is None for d in digits):
-                return False  # a city, a time: another one may follow
-            numbers += [d.lstrip("0") for d in digits if d]
-        used = {n for _, a in calls for v in _values(a) if (n := _digits_only(v))}
-        used = {n.lstrip("0") for n in used} | set(numbers)
+        earlier = [argument_values(a) for n, a in calls if n == name]
+        if not earlier or any(not v or any(_digits_only(x) is None for x in v) for v in earlier):
+            return False  # not called yet, or with a city, a time: another one may follow
+        used = {
+            n.lstrip("0") for _, a in calls for v in argument_values(a) if (n := _digits_only(v))
+        }
         return all(n in used for n in self._caller_numbers)
-
-
-def _values(arguments: str) -> list[str]:
-    """The string and number values of a call's top-level arguments."""
-    try:
-        parsed = json.loads(arguments)
-    except json.JSONDecodeError:
-        return []
-    if not isinstance(parsed, dict):
-        return []
-    return [str(v) for v in parsed.values() if isinstance(v, str | int) and str(v).strip()]

@@ -830,12 +830,11 @@ class Responder:
         self._call_sources = call_sources
         # A number the caller took back in their latest words grounds no call (the
         # 1.5B, told "8080, hold on, no, 8008", looked up both).
-        taken_back = taken_back_numbers(latest_caller_words(chat.messages))
+        caller_words = latest_caller_words(chat.messages)
+        taken_back = taken_back_numbers(caller_words)
         self._taken_back = taken_back
         #: the numbers the caller's latest words give, less those taken back (`FurtherCalls`)
-        self._said = [
-            n for n in numbers_in(latest_caller_words(chat.messages)) if n not in taken_back
-        ]
+        self._said = [n for n in numbers_in(caller_words) if n not in taken_back]
         vocabulary = {
             str(t["function"]["name"]): tool_words(t["function"])
             for t in chat.tools
