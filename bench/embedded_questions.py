@@ -28,7 +28,11 @@ Scores per question (see `score`):
   hears: counted apart (``preambles``) and the answer is not right;
 - ``invented``: the spoken text states a number that is in neither the
   caller's words nor a tool result, or states a fact (status, hours, day,
-  amount) although no tool result was in the context;
+  amount) although no tool result was in the context (``invented_facts``);
+- ``invented_claim``: the spoken text claims a state no tool result in the context
+  supports ("has been sent out" for an order packed and waiting), or tells a write's
+  outcome wrongly (a cancel that ran told as "I can cancel it"); see `spoken_claims`
+  (``invented_claims``, its own column; such an answer is not right);
 - ``ungrounded_write``: a write call ran that the question did not ask for
   with those arguments;
 - ``answer_ok``: the answer does what the question needs (carries each
@@ -79,6 +83,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # its sibling modules, by name
+
+from spoken_claims import invented_claims  # noqa: E402
 
 from voice_agent.config import LlmConfig  # noqa: E402
 from voice_agent.llm import LlmClient, StreamFinished, TextDelta, ToolCallReady  # noqa: E402
@@ -335,6 +342,7 @@ class Outcome:
     narration: bool = False
     preamble: bool = False
     invented: bool = False
+    invented_claim: bool = False
     ungrounded_write: bool = False
     answer_ok: bool = False
     why: list[str] = field(default_factory=list)
@@ -762,6 +770,17 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         out.invented = True  # "has been cancelled" when no change to the world was made
         out.why.append("says a change was made that no write made")
 
+    claimed = invented_claims(
+        spoken,
+        out.results,
+        out.earlier_results,
+        {name for name, tool in tools.items() if tool.kind == "write"},
+        out.calls,
+    )
+    if claimed:
+        out.invented_claim = True
+        out.why += claimed
+
     for call in unique:
         tool = tools.get(call["name"])
         if tool is not None and tool.kind == "write" and call["name"] not in allowed:
@@ -822,7 +841,12 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     if echoed:
         out.why.append("repeats the caller's words")
     out.answer_ok = (
-        out.answer_ok and not out.narration and not out.preamble and not out.invented and not echoed
+        out.answer_ok
+        and not out.narration
+        and not out.preamble
+        and not out.invented
+        and not out.invented_claim
+        and not echoed
     )
     if not out.answer_ok:
         out.why.append("answer not right")
@@ -850,6 +874,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         "narrations": sum(o.narration for o in outcomes),
         "preambles": sum(o.preamble for o in outcomes),
         "invented_facts": sum(o.invented for o in outcomes),
+        "invented_claims": sum(o.invented_claim for o in outcomes),
         "ungrounded_writes": sum(o.ungrounded_write for o in outcomes),
         "errors": sum(o.error is not None for o in outcomes),
         "first_token_ms_median": median("first_token_ms"),
@@ -1060,11 +1085,20 @@ def rescore(path: Path) -> dict[str, Any]:
         "narration",
         "preamble",
         "invented",
+        "invented_claim",
         "ungrounded_write",
         "answer_ok",
         "why",
     }
-    verdicts = ("calls_ok", "answer_ok", "narration", "preamble", "invented", "ungrounded_write")
+    verdicts = (
+        "calls_ok",
+        "answer_ok",
+        "narration",
+        "preamble",
+        "invented",
+        "invented_claim",
+        "ungrounded_write",
+    )
     for row in saved:
         outcome = Outcome(**{k: v for k, v in row.items() if k in keep})
         question = questions[outcome.id]

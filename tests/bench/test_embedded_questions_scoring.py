@@ -317,3 +317,139 @@ def test_a_tools_name_said_in_words_is_a_narration_unless_the_caller_said_them()
     echoed = _outcome("I will schedule callback for you.", [], [], kind="write")
     eq.score(echoed, asked, tools)
     assert "names a tool in words" not in echoed.why
+
+
+# ------------------------------------------------- claims no result supports (session 12)
+
+_PACKED = {"order_id": "3815", "status": "packed and waiting for the courier",
+           "estimated_delivery": "Saturday"}  # fmt: skip
+
+
+def _customer_service() -> dict:
+    return {t.name: t for t in eq.load_tool_sets()["customer_service"]}
+
+
+@pytest.mark.parametrize(
+    ("spoken", "claimed"),
+    [
+        ("Okay, order 3815 has been sent out. It is packed and waiting for the courier.", True),
+        ("Order 3815 has been dispatched.", True),  # the same state in other words
+        ("Order 3815 is packed and waiting for the courier.", False),
+        ("Order 3815 has not been sent out yet; it is waiting for the courier.", False),
+        ("It should be shipped by Saturday.", False),  # a future, not a fact
+        ("It is expected to be delivered on Saturday.", False),
+    ],
+)
+def test_a_state_no_result_says_is_an_invented_claim_not_an_invented_number(spoken, claimed):
+    # bench x09 (session 11): "Has order 3815 been sent out yet?", the status "packed and
+    # waiting for the courier", and the 1.5B said it had been sent out: no number wrong.
+    question = {"say": "Has order 3815 been sent out yet?", "answer": "facts",
+                "calls": [{"name": "get_order_status", "args": {"order_id": "3815"}}]}  # fmt: skip
+    calls = [{"name": "get_order_status", "arguments": {"order_id": "3815"}}]
+    out = _outcome(spoken, calls, [{"name": "get_order_status", "result": _PACKED}])
+    eq.score(out, question, _customer_service())
+    assert out.invented_claim is claimed, out.why
+    assert not out.invented  # the invented-numbers column is what it was
+    if claimed:
+        assert not out.answer_ok
+
+
+def test_a_synonym_of_the_results_state_is_supported():
+    shipped = {"order_id": "3815", "status": "shipped", "estimated_delivery": "Saturday"}
+    out = _outcome("Yes, order 3815 has been sent out.", [],
+                   [{"name": "get_order_status", "result": shipped}])  # fmt: skip
+    eq.score(out, {"say": "Has it been sent out?", "answer": "facts", "calls": []}, {})
+    assert not out.invented_claim, out.why
+
+
+@pytest.mark.parametrize(
+    ("spoken", "results", "claimed"),
+    [
+        # 0.5B, x12 (session 11): the refund never looked up, told as paid
+        ("The balance on account 27743 is $9.99, and the refund for order 9180 has been paid.",
+         [{"name": "get_account_balance", "result": {"account_number": "27743",
+                                                      "balance": "$9.99"}}], True),
+        ("The refund for order 9180 has been paid on October 21.",
+         [{"name": "get_refund_status", "result": {"order_id": "9180",
+                                                    "refund": "paid on October 21"}}], False),
+        # 0.5B, x03: the store's hours never looked up, told as open
+        ("The Fresno store is open from Friday to Saturday.",
+         [{"name": "get_order_status", "result": _PACKED}], True),
+        ("The Fresno store is open from 10 am to 8 pm.",
+         [{"name": "get_store_hours", "result": {"city": "Fresno",
+                                                  "hours": "10 am to 8 pm, Monday to Saturday"}}],
+         False),
+        ("It was placed on November 2.",  # a field named by the state ("placed_on")
+         [{"name": "lookup_order", "result": {"placed_on": "2026-11-02"}}], False),
+        ("You paid $269.98 for the order.",  # what the caller did, not a state
+         [{"name": "lookup_order", "result": {"total": "$269.98"}}], False),
+    ],
+)  # fmt: skip
+def test_a_state_is_supported_only_by_a_result_that_says_it(spoken, results, claimed):
+    out = _outcome(spoken, [], results)
+    eq.score(out, {"say": "What about it?", "answer": "facts", "calls": []}, {})
+    assert out.invented_claim is claimed, out.why
+
+
+@pytest.mark.parametrize(
+    ("spoken", "result", "claimed"),
+    [
+        # bench x13 (session 11): the cancel ran and the caller heard a promise
+        ("Sure, I can cancel order 4096 for you.",
+         {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, True),
+        ("I'll cancel that order for you right away.",
+         {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, True),
+        ("Order 4096 has been cancelled.",
+         {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, False),
+        ("Done, your cancellation number is X-4096.",
+         {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, False),
+        # a write that did not run, told as done
+        ("Your order 4096 has been cancelled.", {"error": "that order cannot be cancelled"}, True),
+        ("Order 4096 has been cancelled.",
+         {"cancelled": False, "reason": "the order is already shipped"}, True),
+        ("Order 4096 has been cancelled.",
+         {"status": "awaiting_confirmation", "note": "Not done yet."}, True),
+        ("Sorry, order 4096 could not be cancelled: it has already shipped.",
+         {"error": "that order cannot be cancelled, it has already shipped"}, False),
+    ],
+)  # fmt: skip
+def test_a_writes_outcome_must_be_told_as_it_happened(spoken, result, claimed):
+    question = {"say": "Can you cancel order 4096 for me?", "answer": "facts",
+                "calls": [{"name": "cancel_order", "args": {"order_id": "4096"}}]}  # fmt: skip
+    calls = [{"name": "cancel_order", "arguments": {"order_id": "4096"}}]
+    out = _outcome(spoken, calls, [{"name": "cancel_order", "result": result}], kind="write")
+    eq.score(out, question, _customer_service())
+    assert out.invented_claim is claimed, out.why
+    if claimed:
+        assert not out.answer_ok
+
+
+def test_a_call_back_that_ran_is_told_done_by_its_confirmation_or_a_done_word():
+    tools = {t.name: t for t in eq._demo_tools()}
+    question = {"say": "Call me back on 617 555 0143 this Friday at 10 am.", "answer": "facts",
+                "calls": [{"name": "schedule_callback",
+                           "args": {"phone": "6175550143", "time": "Friday 10 am"}}]}  # fmt: skip
+    calls = [{"name": "schedule_callback",
+              "arguments": {"phone": "617 555 0143", "time": "Friday 10 am"}}]  # fmt: skip
+    results = [{"name": "schedule_callback",
+                "result": {"confirmation": "CB-8700", "time": "Friday 10 am"}}]  # fmt: skip
+    for spoken, claimed in [
+        ("I have scheduled a call back on Friday at 10 am.", False),
+        ("Your confirmation is CB-8700, Friday 10 am.", False),
+        ("Yes", True),
+        ("I can schedule a call back for Friday at 10 am.", True),
+    ]:
+        out = _outcome(spoken, calls, results, kind="write")
+        eq.score(out, question, tools)
+        assert out.invented_claim is claimed, (spoken, out.why)
+
+
+def test_invented_claims_are_their_own_column_beside_invented_numbers():
+    claim = _outcome("Order 3815 has been sent out.", [],
+                     [{"name": "get_order_status", "result": _PACKED}])  # fmt: skip
+    number = _outcome("Order 3815 arrives on May 9.", [],
+                      [{"name": "get_order_status", "result": _PACKED}])  # fmt: skip
+    for out in (claim, number):
+        eq.score(out, {"say": "Where is order 3815?", "answer": "facts", "calls": []}, {})
+    summary = eq.summarise([claim, number])
+    assert (summary["invented_facts"], summary["invented_claims"]) == (1, 1)

@@ -1,0 +1,225 @@
+"""The claims an answer makes, checked against the tool results it was given (issue 11).
+
+`embedded_questions.score` counts a number no result or caller gave as invented. A
+false claim holds no number: asked "Has order 3815 been sent out yet?" with the status
+"packed and waiting for the courier", the 1.5B said "order 3815 has been sent out";
+after a cancel that ran, "Sure, I can cancel order 4096 for you." (bench x09, x13,
+session 11). `invented_claims` finds two kinds, by general rules over the results'
+fields and a small vocabulary of state words (`STATES`), never a question's sentence:
+
+- **a state claim no result supports**: a word of a state (sent, shipped, delivered,
+  paid, cancelled, refunded, open, closed, done, scheduled, ...) said as a fact (`claims`:
+  not negated, not asked, not a promise or a future) when no tool result in the context
+  says that state (`supported`): a result's text value holding one of its words, a flag
+  of its name that is true, a field the state is about (a store's ``hours`` for "open"),
+  or, for the states a write brings about (`DONE`), a write that ran.
+- **a write's outcome told wrongly**: a write that ran and succeeded but the answer does
+  not tell it done (a promise, "I can cancel order 4096", or nothing of it); a write that
+  failed or waits for the caller's yes told as done is a state claim no result supports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voice_agent.guidance import is_guidance
+
+#: The states a claim can be of, each with the words that say it. A word of a state is
+#: supported by a result that says any word of the same state ("shipped" supports "sent
+#: out": the same state in the caller's words).
+STATES: dict[str, tuple[str, ...]] = {
+    "shipped": ("sent", "shipped", "dispatched", "on its way", "on the way"),
+    "delivered": ("delivered", "arrived"),
+    "paid": ("paid", "refunded", "credited"),
+    "cancelled": ("cancelled", "canceled"),
+    "open": ("open", "closed"),
+    "done": (
+        "done", "completed", "processed", "scheduled", "booked", "arranged", "confirmed",
+        "issued", "changed", "updated", "created", "opened", "submitted", "placed", "set up",
+    ),
+}  # fmt: skip
+#: The states a write brings about: an answer that claims one tells a write done.
+DONE = frozenset({"done", "cancelled", "paid"})
+#: Words of a field's name that make the field about a state: a store's ``hours`` say
+#: when it is open or closed, whatever words they hold.
+STATE_FIELDS: dict[str, tuple[str, ...]] = {"open": ("hours", "open", "opening", "closing")}
+
+_WORD_TO_STATE = {word: state for state, words in STATES.items() for word in words}
+_STATE_WORD = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _WORD_TO_STATE), key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+#: Where a clause ends: a claim is judged within its clause.
+_CLAUSE_END = re.compile(r"[,;:]|\bbut\b|\bhowever\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+#: Words before a state word in its clause that make it no claim of a fact: a negation
+#: ("has not shipped"), a modal or a promise ("will be delivered", "I can cancel", "I'll
+#: have it cancelled"), a condition ("once it is delivered"), a process ("being
+#: processed").
+_NOT_A_CLAIM = frozenset(
+    "not never no cannot can could will would shall should may might must let going if "
+    "whether once until unless when before being wants want like".split()
+)
+_NOT_A_CLAIM_ENDINGS = ("n't", "'ll", "'d")
+#: Right before the state word: "to be delivered", "to get it shipped".
+_INFINITIVE = re.compile(r"\bto (?:be|get|have)(?: \w+)?\s*$", re.IGNORECASE)
+#: A promise of a write ("I can cancel", "I'll schedule", "let me book"): the write's
+#: outcome told as something still to do.
+_PROMISE = re.compile(
+    r"\b(?:i|we)\s*(?:can|could|will|would|'ll|'d|am going to|are going to|shall)\b"
+    r"|\blet me\b|\bwould you like me to\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A state word said as a fact: the word as said, its state, and its sentence."""
+
+    word: str
+    state: str
+    sentence: str
+
+
+def claims(spoken: str) -> list[Claim]:
+    """The state words `spoken` says as facts: in a sentence that is not a question, with
+    no negation, modal, promise or condition before them in their clause (`_NOT_A_CLAIM`)
+    and not "to be ..." ("It is expected to be delivered on Friday")."""
+    found: list[Claim] = []
+    for sentence_match in _SENTENCE.finditer(spoken):
+        sentence = sentence_match.group().strip()
+        if not sentence or sentence.endswith("?"):
+            continue
+        for match in _STATE_WORD.finditer(sentence):
+            before = _CLAUSE_END.split(sentence[: match.start()])[-1]
+            words = re.findall(r"[a-z']+", before.lower())
+            if any(w in _NOT_A_CLAIM or w.endswith(_NOT_A_CLAIM_ENDINGS) for w in words):
+                continue
+            if _INFINITIVE.search(before) or (words and words[0] == "to"):
+                continue  # "to be delivered"; "To refund an order that has shipped, ..."
+            if words and words[-1] == "you":
+                continue  # what the caller did ("You paid $269.98 for the order.")
+            word = match.group(1).lower()
+            found.append(Claim(word, _WORD_TO_STATE[word], sentence))
+    return found
+
+
+#: A negated word inside a result's text ("not shipped yet"): it supports no claim.
+_NEGATED_IN_VALUE = re.compile(
+    r"(?:\b(?:not|never|no|cannot)|n't)\s+(?:(?:yet|be|been|longer)\s+)*[a-z]+", re.IGNORECASE
+)
+
+
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+
+
+def _fields(value: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k), v
+            yield from _fields(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _fields(v)
+
+
+def supported(state: str, results: Iterable[Any], writes_done: Iterable[str] = ()) -> bool:
+    """Whether a result says `state`: a text value holds one of its words (not negated),
+    a field named by one of its words is true, a field it is about is there
+    (`STATE_FIELDS`); or a write that ran (`writes_done`, tool names) brought it about:
+    any write is "done" ("I've booked your call back"), and a write is the state its
+    name's words start ("cancelled" after ``cancel_order``)."""
+    words = STATES[state]
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
+    for name in writes_done:
+        if state == "done" or any(
+            w.startswith(part) for part in name.lower().split("_") if len(part) >= 4 for w in words
+        ):
+            return True
+    for result in results:
+        for text in _texts(result):
+            if pattern.search(_NEGATED_IN_VALUE.sub(" ", text)):
+                return True
+        for name, value in _fields(result):
+            name_words = name.lower().split("_")
+            if value not in (None, "", False) and any(w in words for w in name_words):
+                return True  # ``"cancelled": true``, ``"placed_on": "2026-11-02"``
+            if value not in (None, "", False) and any(
+                w in STATE_FIELDS.get(state, ()) for w in name_words
+            ):
+                return True
+    return False
+
+
+def write_outcome(result: Any) -> str:
+    """What a write's result says happened: "done", "failed" (an error, nothing found, a
+    flag that is false: ``{"cancelled": false, "reason": ...}``), "held" (waiting for the
+    caller's yes: any other ``status``) or "guidance" (call control: nothing to tell)."""
+    if is_guidance(result):
+        return "guidance"
+    if not isinstance(result, Mapping):
+        return "done"
+    if result.get("error") or result.get("found") is False:
+        return "failed"
+    if any(v is False for v in result.values()):
+        return "failed"
+    if isinstance(result.get("status"), str):
+        return "held"
+    return "done"
+
+
+def tells_done(spoken: str, result: Any, arguments: Mapping[str, Any]) -> bool:
+    """Whether the answer tells a write done: it claims a state the write brings about
+    (`DONE`: "has been cancelled", "I've scheduled"), or says a value the write returned
+    that the caller did not give (a confirmation, a ticket: "CB-6682")."""
+    if any(c.state in DONE for c in claims(spoken)):
+        return True
+    given = {str(v).lower() for v in arguments.values()}
+    said = spoken.lower()
+    return any(
+        len(text) >= 4 and text.lower() not in given and text.lower() in said
+        for name, text in _fields(result)
+        if isinstance(text, str) and re.search(r"\d", text)
+    )
+
+
+def invented_claims(
+    spoken: str,
+    results: list[dict[str, Any]],
+    earlier_results: list[Any],
+    write_tools: set[str],
+    calls: list[dict[str, Any]],
+) -> list[str]:
+    """Why `spoken` makes a claim no result supports, or tells a write's outcome wrongly;
+    empty when it does neither. `results` are this question's ``{name, result}``,
+    `earlier_results` those of its history, `write_tools` the names of the tools that
+    change the world, `calls` this question's ``{name, arguments}``."""
+    why: list[str] = []
+    writes = [r for r in results if r["name"] in write_tools]
+    outcomes = [write_outcome(r["result"]) for r in writes]
+    context = [r["result"] for r in results] + list(earlier_results)
+    done = [w["name"] for w, outcome in zip(writes, outcomes, strict=True) if outcome == "done"]
+    unsupported = sorted({c.word for c in claims(spoken) if not supported(c.state, context, done)})
+    if unsupported:
+        why.append(f"claims no result supports: {unsupported}")
+    arguments: dict[str, Mapping[str, Any]] = {
+        r["name"]: next((c["arguments"] for c in calls if c["name"] == r["name"]), {})
+        for r in writes
+    }
+    for write, outcome in zip(writes, outcomes, strict=True):
+        if outcome != "done" or tells_done(spoken, write["result"], arguments[write["name"]]):
+            continue
+        told = "as a promise" if _PROMISE.search(spoken) else "not told"
+        why.append(f"the {write['name']} that ran is {told}")
+    return why
