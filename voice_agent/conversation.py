@@ -63,6 +63,7 @@ from .events import (
     TranscriptPartial,
 )
 from .generation import Generation, RequestReason, spoken
+from .guidance import says_nothing_more
 from .holds import HoldTimer
 from .llm import LlmClient, LlmError, StreamFinished, TextDelta, ToolCallReady
 from .llm_watch import Hearing, LlmQuiet, SentencePaused, SilencePolicy, watch_silence
@@ -230,12 +231,27 @@ class Conversation:
             # Adopted (or claimed: the adoption is recorded when the answer's stream ends,
             # before any follow-up can start): the outcome is news for the final call.
             call_id = final
+        self._outcome_arrived(call_id)
+        self._post(event)
+
+    def _outcome_arrived(self, call_id: str) -> None:
+        """The one place that decides whether a recorded outcome is news (a follow-up will
+        report it) or not: a call whose outcome stays silent (its ``on_interrupt`` policy,
+        a write held for the caller's yes), or a result that asks for no reply
+        (`voice_agent.guidance.SAY_NOTHING_MORE`: the engine says what happens itself, as
+        for a transfer; any words of the model's after it could only contradict them).
+        The ledger keeps the outcome either way; a later generation still sees it."""
         self.awaiting_together.discard(call_id)
         if call_id in self.silent_calls:
             self.silent_calls.discard(call_id)
-        else:
-            self.news.add(call_id)
-        self._post(event)
+            return
+        outcome = self.ledger.call(call_id).outcome
+        if isinstance(outcome, le.ToolCallResolved) and says_nothing_more(outcome.result):
+            self.ledger.append(
+                le.Note(text=f"{call_id}: its result asks for no reply; no follow-up for it")
+            )
+            return
+        self.news.add(call_id)
 
     def _next_response_id(self) -> str:
         return f"r{next(self._ids)}"
@@ -717,11 +733,7 @@ class Conversation:
 
     def _on_adopted_outcome(self, final_id: str) -> None:
         """An adopted call's outcome was already there when the answer claimed it."""
-        self.awaiting_together.discard(final_id)
-        if final_id in self.silent_calls:
-            self.silent_calls.discard(final_id)
-        else:
-            self.news.add(final_id)
+        self._outcome_arrived(final_id)
 
     def speak_delta(self, ev: LlmTextDelta) -> None:
         gen = self.gen

@@ -267,6 +267,27 @@ def test_end_call_hangs_up_after_the_goodbye_and_transfer_after_saying_so(tmp_pa
     assert [says_nothing_more(r) for r in results] == [True]
 
 
+def test_a_failed_transfer_is_said_and_no_answer_follows_the_transfer_result(
+    tmp_path: Path,
+) -> None:
+    """The transfer's result asks for no reply; when the line cannot transfer, the engine
+    says so and the caller speaks next: no generation reports the result ("you are being
+    transferred" would contradict what they just heard)."""
+
+    async def human(line: Line) -> None:
+        async def cannot(action: CallAction) -> bool:
+            return False
+
+        line.agent.conversation.call.perform = cannot
+        await line.say("let me talk to a human", wait_s=10.0)
+
+    line, _ = on_line(tmp_path, human)
+    assert line.heard()[-1] == CallConfig().transfer_failed
+    assert len(line.model.requests) == 1
+    results = [e.result for e in line.ledger.entries if e.type == "ToolCallResolved"]
+    assert [says_nothing_more(r) for r in results] == [True]
+
+
 def test_the_call_limit_warns_then_ends_the_call(tmp_path: Path) -> None:
     async def script(line: Line) -> None:
         await asyncio.sleep(200)
