@@ -73,11 +73,17 @@ class LlmRequestStarted(_EntryBase):
 
 
 class AgentTextPlanned(_EntryBase):
-    """A sentence/chunk of a response handed to the speech output."""
+    """A sentence/chunk of a response handed to the speech output.
+
+    `canned`: the engine's own words (a hold phrase, the apology, an acknowledgement,
+    a read-back), not the model's; the model's context shows them apart
+    (`ledger.render.ENGINE_SPEAKER`).
+    """
 
     type: Literal["AgentTextPlanned"] = "AgentTextPlanned"
     response_id: str
     text: str
+    canned: bool = False
 
 
 class AgentTextPlayed(_EntryBase):

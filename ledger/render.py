@@ -5,13 +5,23 @@ The rules (docs/INTERFACES.md), applied in ledger order:
 - a final `UserUtterance` -> `{"role": "user", "content": text}` at its position;
   partial utterances are not rendered.
 - a response that produced text or non-speculative calls -> one assistant
-  message at the position of its `LlmRequestStarted`: `content` is the played
-  text if an `AgentTextPlayed` exists (an interruption therefore renders only
-  what was heard, possibly `""`), else the planned chunks joined by single
-  spaces; `tool_calls` lists its non-speculative calls in order (the key is
-  absent when there are none). Right after it, one tool message per call:
-  the outcome when it was recorded before the first `LlmRequestStarted`
-  following the call's start, else a pending placeholder naming the future.
+  message at the position of its `LlmRequestStarted`: `content` is the model's
+  own words of the played text if an `AgentTextPlayed` exists (an
+  interruption therefore renders only what was heard, possibly `""`), else of
+  the planned chunks joined by single spaces; `tool_calls` lists its
+  non-speculative calls in order (the key is absent when there are none).
+  Right after it, one tool message per call: the outcome when it was recorded
+  before the first `LlmRequestStarted` following the call's start, else a
+  pending placeholder naming the future. The message is left out when the
+  response has neither words of the model's nor calls.
+- the engine's own words in a response (chunks planned as `canned`: a hold
+  phrase, the apology, an acknowledgement, a greeting) -> an assistant message
+  of their own named `ENGINE_SPEAKER`, right before the response's own message
+  (`engine_speech`, the one place that decides how they are shown): a call's
+  tool messages must follow the call directly, and the outcomes came after the
+  engine's words (a hold while the model stalled, the engine's "doing that
+  now" before the confirmed write it runs), so a request never ends on them
+  where it used to end on a result.
 - an outcome that came after its placeholder was shown to a request is
   reported at the outcome's position by a synthetic pair: an assistant call
   of `get_result({"call_id": ...})` with id `"<call_id>-result"` and its tool
@@ -23,9 +33,10 @@ The rules (docs/INTERFACES.md), applied in ledger order:
 Every block (user message, response with its tool messages, synthetic pair) is
 self-contained, so the protocol holds after every append. A rendering shown to
 a request is a prefix of every later rendering as long as each earlier
-response had finished before that request; the one exception is an assistant
-message whose played text is recorded later (a barge-in), whose `content`
-becomes the heard text.
+response had finished before that request; the one exception is a response
+whose played text is recorded later (a barge-in): its `content` becomes the
+model's words heard, and its engine message the engine's words heard (none
+when the caller heard none of them).
 """
 
 from __future__ import annotations
@@ -49,10 +60,12 @@ from ledger.entries import (
 from ledger.state import RESULT_SUFFIX, CallRecord, LedgerState, ResponseRecord
 
 __all__ = [
+    "ENGINE_SPEAKER",
     "GET_RESULT_TOOL",
     "PENDING_NOTE",
     "ProtocolError",
     "check_protocol",
+    "engine_speech",
     "outcome_payload",
     "render_messages",
     "render_state",
@@ -68,6 +81,9 @@ PENDING_NOTE = (
     "can take the future's id as that argument's value and will wait for it."
 )
 """The note in a pending placeholder."""
+
+ENGINE_SPEAKER = "engine"
+"""The `name` of an assistant message that holds the engine's own words (`engine_speech`)."""
 
 Message = dict[str, Any]
 
@@ -107,16 +123,32 @@ def _is_late(call: CallRecord, request_seqs: list[int]) -> bool:
     return next_request is not None and settled > next_request
 
 
+def engine_speech(text: str) -> Message:
+    """How the engine's own words (a hold phrase, the apology, a read-back) are shown to
+    the model: an assistant message of their own, named `ENGINE_SPEAKER`.
+
+    They are what the caller heard from the agent, so they stay in the conversation
+    (the caller may answer them: "Are you still there?"), but they are not the model's:
+    the `name` field (the OpenAI protocol's way to tell participants of one role apart)
+    says so to any server, and the model's own messages never carry them. So "told" can
+    be read from the model's words alone: a result that came before an apology and was
+    never told is still untold after it.
+    """
+    return {"role": "assistant", "name": ENGINE_SPEAKER, "content": text}
+
+
 def _response_block(response: ResponseRecord, state: LedgerState, late: set[str]) -> list[Message]:
-    if not response.produced_text and not response.call_ids:
-        return []
     calls = [state.calls[call_id] for call_id in response.call_ids]
-    assistant: Message = {"role": "assistant", "content": response.text}
+    canned = response.canned_text
+    block = [engine_speech(canned)] if canned else []
+    if not response.produced_text and not calls:
+        return block
+    assistant: Message = {"role": "assistant", "content": response.model_text}
     if calls:
         assistant["tool_calls"] = [
             _tool_call(c.started.call_id, c.started.name, c.started.arguments) for c in calls
         ]
-    block = [assistant]
+    block.append(assistant)
     for call in calls:
         call_id = call.started.call_id
         outcome = call.future.outcome

@@ -75,7 +75,8 @@ def _describe(
         case LlmRequestStarted():
             return "llm", f"{entry.response_id} request ({entry.reason}, {entry.mode})"
         case AgentTextPlanned():
-            return "agent (planned)", f"{entry.response_id} {_quote(entry.text)}"
+            kind = "engine (planned)" if entry.canned else "agent (planned)"
+            return kind, f"{entry.response_id} {_quote(entry.text)}"
         case AgentTextPlayed():
             cut = " [interrupted]" if entry.interrupted else ""
             return "agent (heard)", f"{entry.response_id} {_quote(entry.text)}{cut}"

@@ -51,7 +51,7 @@ class ResponseRecord:
     """One LLM response: its request, text and (non-speculative) calls."""
 
     started: LlmRequestStarted
-    planned: list[str] = field(default_factory=list)
+    planned: list[AgentTextPlanned] = field(default_factory=list)
     played: AgentTextPlayed | None = None
     finished: LlmResponseFinished | None = None
     call_ids: list[str] = field(default_factory=list)
@@ -59,19 +59,63 @@ class ResponseRecord:
     @property
     def planned_text(self) -> str:
         """The planned chunks, each stripped, joined by single spaces (blank chunks skipped)."""
-        return join_chunks(self.planned)
+        return join_chunks([chunk.text for chunk in self.planned])
 
     @property
     def produced_text(self) -> bool:
-        """True if the response generated any non-blank text."""
-        return bool(self.planned_text) or bool(self.played and self.played.text.strip())
+        """True if the model generated any non-blank text (the engine's canned words are not
+        the model's)."""
+        return any(c.text.strip() for c in self.planned if not c.canned) or bool(self.model_text)
 
     @property
     def text(self) -> str:
-        """What the model is told it said: the played text if recorded, else the planned text."""
+        """What the caller was given of it: the played text if recorded, else the planned
+        text (the engine's canned words included)."""
         if self.played is not None:
             return self.played.text.strip()
         return self.planned_text
+
+    @property
+    def model_text(self) -> str:
+        """The model's own words of `text`: without the engine's (`canned_text`)."""
+        return self._split()[0]
+
+    @property
+    def canned_text(self) -> str:
+        """The engine's own words of `text` (chunks planned as `canned`: a hold phrase, the
+        apology), in the order said."""
+        return self._split()[1]
+
+    def _split(self) -> tuple[str, str]:
+        """(the model's words, the engine's words) of `text`.
+
+        Without a played record, the planned chunks by their `canned` mark. With one, the
+        heard text is matched against the planned chunks in order: a canned chunk found in
+        it is the engine's, everything else heard is the model's (its sentences may be
+        heard rejoined or cut: a barge-in). A canned chunk cut off before its end is not
+        found and counts as the model's: the caller heard a fragment of it at most.
+        """
+        if self.played is None:
+            return (
+                join_chunks([c.text for c in self.planned if not c.canned]),
+                join_chunks([c.text for c in self.planned if c.canned]),
+            )
+        heard = " ".join(self.played.text.split())
+        if not any(c.canned for c in self.planned):
+            return heard, ""
+        model: list[str] = []
+        engine: list[str] = []
+        rest = heard
+        for chunk in self.planned:
+            words = " ".join(chunk.text.split())
+            at = rest.find(words) if words else -1
+            if at < 0:
+                continue
+            model.append(rest[:at])
+            (engine if chunk.canned else model).append(words)
+            rest = rest[at + len(words) :]
+        model.append(rest)
+        return join_chunks(model), join_chunks(engine)
 
 
 @dataclass
@@ -240,7 +284,7 @@ class LedgerState:
                 self.responses[entry.response_id] = ResponseRecord(started=entry)
                 self.request_seqs.append(entry.seq)
             case AgentTextPlanned():
-                self.responses[entry.response_id].planned.append(entry.text)
+                self.responses[entry.response_id].planned.append(entry)
             case AgentTextPlayed():
                 self.responses[entry.response_id].played = entry
             case LlmResponseFinished():

@@ -980,7 +980,9 @@ class Conversation:
         lead = "\n" if broken else " " if gen.pushed else ""  # a break after a clause
         gen.pushed = True
         self._hand_over(gen.response_id, lead + phrase + " ", hold=True)
-        self.ledger.append(le.AgentTextPlanned(response_id=gen.response_id, text=phrase))
+        self.ledger.append(
+            le.AgentTextPlanned(response_id=gen.response_id, text=phrase, canned=True)
+        )
         taken = f"; the unfinished {spoken(gen.withheld)!r} follows it" if gen.withheld else ""
         self.ledger.append(
             le.Note(
@@ -1022,7 +1024,7 @@ class Conversation:
         gen.pushed = True
         self._hand_over(gen.response_id, text)
         self.ledger.append(
-            le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology)
+            le.AgentTextPlanned(response_id=gen.response_id, text=self.config.apology, canned=True)
         )
         self._end_generation(gen, "error", ev.error)
 
@@ -1058,10 +1060,11 @@ class Conversation:
         self.say(self.holds.next_phrase(), reason="canned")
 
     def say(self, text: str, *, reason: RequestReason = "canned") -> str:
-        """Speak a fixed text as its own response (greetings, hold phrases)."""
+        """Speak a fixed text as its own response (greetings, hold phrases): the engine's
+        own words, planned as ``canned`` (the model's context shows them apart)."""
         rid = self._next_response_id()
         self.ledger.append(le.LlmRequestStarted(response_id=rid, reason=reason, mode=self.mode))
-        self.ledger.append(le.AgentTextPlanned(response_id=rid, text=text))
+        self.ledger.append(le.AgentTextPlanned(response_id=rid, text=text, canned=True))
         self.ledger.append(
             le.LlmResponseFinished(response_id=rid, finish_reason="stop", error=None)
         )

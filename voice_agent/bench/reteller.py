@@ -11,6 +11,9 @@ outcomes (``since``):
   "tell each answer" of the turn; on purpose every time;
 - ``"agent"``: those since the agent last spoke (`turn_history.untold`), what the note
   asks for since session 11, obeyed every time.
+
+``stalls``: that many follow-ups (the first ones) never say anything: the engine's
+deadline ends them with its apology.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ class Reteller:
         per_word_s: float,
         gap_s: float,
         since: Literal["caller", "agent"] = "caller",
+        stalls: int = 0,
     ) -> None:
         self.clock, self.calls, self.tell, self.since = clock, calls, tell, since
         self.ttft_s, self.per_word_s, self.gap_s = ttft_s, per_word_s, gap_s
         self.told: list[str] = []
+        self.stalls = stalls  # follow-ups that say nothing at all, ever (a dead model)
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: Any = None, **_: Any
@@ -58,6 +63,9 @@ class Reteller:
                 yield ToolCallReady(f"c{i + 1}", name, arguments)
             yield StreamFinished("tool_calls")
             return
+        if self.stalls:
+            self.stalls -= 1
+            await self.clock.sleep(3600.0)  # the engine gives up first (its deadline)
         turn = max(i for i, m in enumerate(messages) if m["role"] == "user")
         told = []
         for message in messages[turn:] if self.since == "caller" else untold(messages):

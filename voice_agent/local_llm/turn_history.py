@@ -7,7 +7,8 @@ defined once:
 
 - **this turn** (`calls_this_turn`): since the caller last spoke. The argument
   values its calls already used, and what the caller's latest request can ground.
-- **untold** (`untold`): since the caller or the agent last said something. The
+- **untold** (`untold`): since the caller or the model last said something (the
+  engine's own words, `ledger.render.ENGINE_SPEAKER`, tell nothing). The
   outcomes there are the ones the reply tells (`outcomes_to_tell`, the answer
   note, `answer_words`' checks), or follows (guidance), or leaves to the engine
   (writes held for the caller's yes).
@@ -22,6 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ledger.render import ENGINE_SPEAKER
 from voice_agent.guidance import NOTE, is_guidance
 from voice_agent.local_llm.chat_format import (
     RESULT_FETCH_TOOL,
@@ -86,12 +88,16 @@ _NO_OUTCOME_YET = ("pending", "awaiting_confirmation")
 
 
 def _untold_start(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Index of the first message after the caller's or the agent's last words."""
+    """Index of the first message after the caller's or the agent's last words.
+
+    The engine's own words (an assistant message named `ENGINE_SPEAKER`: a hold phrase,
+    the apology) tell nothing: a result that came before them is still to tell.
+    """
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
         if message.get("role") == "user":
             return index + 1
-        if message.get("role") == "assistant":
+        if message.get("role") == "assistant" and message.get("name") != ENGINE_SPEAKER:
             try:
                 if content_text(message.get("content")).strip():
                     return index + 1
