@@ -95,6 +95,13 @@ class LlmConfig(_Frozen):
     temperature: float = Field(0.3, ge=0, le=2)
     max_tokens: int = Field(300, gt=0)
     parallel_tool_calls: bool = True
+    message_names: bool = Field(
+        True,
+        description="the endpoint takes OpenAI's optional `name` on messages, which marks "
+        "the engine's own words (ledger.render.ENGINE_SPEAKER) apart from the model's. "
+        "False for one that rejects the key (Mistral's API did): the mark is left out, the "
+        "engine's words stay messages of their own",
+    )
     prewarm: bool | None = Field(
         None, description="cache the prompt prefix at start-up; None: only for the embedded model"
     )

@@ -501,7 +501,11 @@ class LlmClient:
         starts in a fraction of a second instead of evaluating the whole prefix.
         Failures are logged, never raised: the real request will report them.
         """
-        kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages, "max_tokens": 1}
+        kwargs: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": self._sendable(messages),
+            "max_tokens": 1,
+        }
         if tools:
             kwargs["tools"] = tools
         try:
@@ -623,6 +627,13 @@ class LlmClient:
             log.warning("LLM request failed (%s); retry %d in %.2fs", error, attempt, delay)
             await clock.sleep(delay)
 
+    def _sendable(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages as this endpoint takes them: without `name` when it rejects the key
+        (``message_names``)."""
+        if self.config.message_names:
+            return messages
+        return [{k: v for k, v in m.items() if k != "name"} for m in messages]
+
     def _kwargs(
         self,
         messages: list[dict[str, Any]],
@@ -631,7 +642,7 @@ class LlmClient:
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.config.model,
-            "messages": valid_json(messages),
+            "messages": valid_json(self._sendable(messages)),
             "stream": True,
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,

@@ -219,3 +219,29 @@ async def test_cancelling_mid_stream_closes_the_connection():
         await asyncio.wait_for(disconnected.wait(), 2)
         await llm.aclose()
     assert len(got) < 20
+
+
+@pytest.mark.parametrize("names", [True, False])
+async def test_the_engines_mark_on_a_message_is_sent_unless_the_endpoint_rejects_it(names):
+    """`name` marks the engine's own words (ledger.render.ENGINE_SPEAKER); an endpoint that
+    rejects the key gets the same messages without it."""
+    bodies = []
+
+    async def handler(request):
+        bodies.append(await request.json())
+        resp = await start_stream(request)
+        await resp.write(sse({"content": "ok"}))
+        await resp.write(sse(finish="stop"))
+        return resp
+
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "name": "engine", "content": "One moment."},
+    ]
+    async for url in serve(handler):
+        async for _ in client(url, message_names=names).stream(messages, None):
+            pass
+    sent = bodies[0]["messages"]
+    assert [m["content"] for m in sent] == ["hi", "One moment."]
+    assert ("name" in sent[1]) is names
+    assert messages[1]["name"] == "engine"  # the caller's list is left as it was
