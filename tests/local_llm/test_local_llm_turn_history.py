@@ -65,3 +65,15 @@ def test_a_result_counts_as_told_once_the_agent_spoke_after_it():
     # words said with the calls come before their results
     with_words = [LATE[0], {**LATE[1], "content": "Let me check."}, *LATE[2:6]]
     assert not told_this_turn(with_words)
+
+
+def test_the_engines_own_words_tell_nothing():
+    """A hold phrase or the apology (an assistant message named `ENGINE_SPEAKER`) after the
+    balance came: the balance is still to tell, with the order's result."""
+    from ledger.render import engine_speech
+
+    apology = engine_speech("Sorry, I'm having trouble right now.")
+    messages = [*LATE[:6], apology, *LATE[7:]]
+    assert outcomes_to_tell(messages) == 2
+    assert not told_this_turn(messages)
+    assert outcomes_to_tell(LATE) == 1  # the model's own words did tell it
