@@ -24,12 +24,14 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -177,13 +179,100 @@ class _Job:
     call: Callable[[], Any]
 
 
+class _EndingLoop(asyncio.SelectorEventLoop):
+    """An event loop whose interrupts land where it can take them (session 12).
+
+    - **Any thread.** Python runs a signal's handler (``asyncio.run``'s Ctrl-C,
+      `_terminate_as_interrupt`'s SIGTERM) on the main thread, but the OS may deliver the
+      signal to any thread: a tool's, the chat's standard-input reader. The main thread
+      asleep in the loop's ``select`` learnt of it only when something else woke the
+      loop; an idle loop did not answer Ctrl-C or ``kill`` until then. While it runs on
+      the main thread, the loop registers a wake-up socket (``signal.set_wakeup_fd``),
+      as asyncio's own ``add_signal_handler`` does, unless other code has set one.
+    - **At a safe point.** ``asyncio.run`` answers a second Ctrl-C by raising
+      KeyboardInterrupt from its handler, that is at whatever line the main thread runs:
+      inside a task's coroutine (which then ends with it, skipping its own cleanup, and
+      whoever waits for that task waits for ever) or inside the loop's bookkeeping
+      between taking a callback off its queue and running it (a task's wake-up lost).
+      SIGINT's handler is instead run as the loop's next callback, between callbacks, so
+      the interrupt leaves every task to be cancelled and cleaned up as on the first.
+      A loop stuck in one callback still answers: a signal that arrives while the
+      previous one still waits for the loop runs its handler at once.
+    """
+
+    def run_forever(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return super().run_forever()
+        with self._signals_wake_the_loop(), self._interrupts_between_callbacks():
+            return super().run_forever()
+
+    @contextmanager
+    def _signals_wake_the_loop(self) -> Iterator[None]:
+        wake, woken = socket.socketpair()
+        wake.setblocking(False)
+        woken.setblocking(False)
+        ours = False
+        with contextlib.suppress(ValueError):  # ValueError: not the main interpreter
+            previous = signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
+            ours = previous == -1
+            if not ours:  # someone else's (a library's add_signal_handler): theirs wakes it
+                signal.set_wakeup_fd(previous)
+        if ours:
+            self.add_reader(woken.fileno(), _drain, woken)
+        try:
+            yield
+        finally:
+            if ours:
+                self.remove_reader(woken.fileno())
+                current = signal.set_wakeup_fd(-1)
+                if current != wake.fileno():  # replaced while the loop ran: leave theirs
+                    signal.set_wakeup_fd(current)
+            wake.close()
+            woken.close()
+
+    @contextmanager
+    def _interrupts_between_callbacks(self) -> Iterator[None]:
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):  # ignored, or the OS default: nothing of Python's runs
+            yield
+            return
+        waiting = False
+
+        def run(signum: int) -> None:
+            nonlocal waiting
+            waiting = False
+            handler(signum, None)
+
+        def deferred(signum: int, frame: Any) -> None:
+            nonlocal waiting
+            if waiting:  # the loop has not taken the last one: it is stuck, answer now
+                handler(signum, frame)
+                return
+            waiting = True
+            self.call_soon_threadsafe(run, signum)
+
+        signal.signal(signal.SIGINT, deferred)
+        try:
+            yield
+        finally:
+            if signal.getsignal(signal.SIGINT) is deferred:
+                signal.signal(signal.SIGINT, handler)
+
+
+def _drain(sock: socket.socket) -> None:
+    """Reading the wake-up bytes is all: the handlers run on the main thread once awake."""
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass
+
+
 class _EndingPolicy(asyncio.DefaultEventLoopPolicy):
     def __init__(self, grace_s: float) -> None:
         super().__init__()
         self._grace_s = grace_s
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = super().new_event_loop()
+        loop = _EndingLoop()
         loop.set_default_executor(_EndingExecutor(self._grace_s))
         return loop
 

@@ -231,3 +231,98 @@ def test_to_thread_jobs_run_on_a_bounded_pool_of_reused_threads(monkeypatch) -> 
     assert len(one_by_one) == 1, "each job after the first reused the idle worker"
     assert at_once == 3 and len(names) <= 3, (at_once, names)
     assert len(running) == 8, "the queued jobs ran once workers were free"
+
+
+def test_a_signal_delivered_to_another_thread_wakes_the_idle_loop() -> None:
+    """The OS may deliver SIGINT or SIGTERM to any thread (a tool's, the chat's reader);
+    Python runs the handler on the main thread, which slept on in the idle loop's select
+    until something else woke it: Ctrl-C went unanswered while a write ran. Now the loop
+    wakes: the session is cancelled while the tool's thread still waits (session 12)."""
+    import signal
+
+    release = threading.Event()
+    tool_waiting = threading.Event()
+    outcome: list[str] = []
+
+    def tool() -> None:
+        tool_waiting.set()
+        time.sleep(0.2)  # the loop is asleep in select by now
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # delivered to this thread
+        release.wait(30.0)  # (before: the loop woke only when this wait ended)
+        tool_waiting.clear()
+
+    async def session() -> None:
+        try:
+            await asyncio.to_thread(tool)
+        except asyncio.CancelledError:
+            outcome.append("cancelled while the tool ran" if tool_waiting.is_set() else "late")
+            raise
+        outcome.append("the tool ended first")
+
+    with ending_loops(grace_s=0.05), pytest.raises(KeyboardInterrupt):
+        try:
+            asyncio.run(session())
+        finally:
+            release.set()
+    assert outcome == ["cancelled while the tool ran"]
+
+
+def test_the_loop_leaves_the_wakeup_fd_as_it_found_it() -> None:
+    """Outside the loop no wake-up socket stays registered (the next loop, or code that is
+    not ours, starts from none), and one set by other code is neither replaced nor removed."""
+    import signal
+    import socket
+
+    async def nothing() -> None:
+        await asyncio.sleep(0)
+
+    with ending_loops():
+        asyncio.run(nothing())
+    assert signal.set_wakeup_fd(-1) == -1
+    theirs, other = socket.socketpair()
+    theirs.setblocking(False)
+    try:
+        signal.set_wakeup_fd(theirs.fileno())
+        with ending_loops():
+            asyncio.run(nothing())
+        assert signal.set_wakeup_fd(-1) == theirs.fileno()
+    finally:
+        theirs.close()
+        other.close()
+
+
+def test_a_second_ctrl_c_is_taken_between_callbacks_so_every_cleanup_runs() -> None:
+    """``asyncio.run`` raises KeyboardInterrupt for a second Ctrl-C at whatever line the
+    main thread runs: a session's cleanup code was cut mid-way (its task ending with the
+    interrupt, whoever awaited it waiting for ever). Now the interrupt is taken between the
+    loop's callbacks: the code running when it arrived goes on to its next await, then every
+    task is cancelled and its cleanup (awaits included) runs, and the command still ends
+    with KeyboardInterrupt."""
+    import signal
+
+    steps: list[str] = []
+
+    async def session() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: the session is cancelled
+        try:
+            await asyncio.sleep(PROCESS_BOUND_S)
+        except asyncio.CancelledError:
+            steps.append("closing")
+            os.kill(os.getpid(), signal.SIGINT)  # the second, while the cleanup runs
+            for _ in range(1000):  # the handler has had its chance to run by now
+                pass
+            steps.append("the line after the second Ctrl-C ran")
+            try:
+                await asyncio.sleep(0)
+            finally:
+                await asyncio.sleep(0)  # an await in a cleanup, as closing a session has
+                steps.append("the cleanup's await returned")
+            raise
+
+    with ending_loops(grace_s=0.05), pytest.raises(KeyboardInterrupt):
+        asyncio.run(session())
+    assert steps == [
+        "closing",
+        "the line after the second Ctrl-C ran",
+        "the cleanup's await returned",
+    ]
