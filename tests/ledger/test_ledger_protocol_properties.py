@@ -13,6 +13,12 @@ assistant message whose response had not been played at R may later show a
 prefix of its text (what the user heard before barging in). When responses
 overlap (a request starts while another response still streams), the earlier
 response's message may still grow, so only the protocol is checked then.
+
+The engine's own words (chunks planned as `canned`: hold phrases, the apology) are
+shown in a message of their own named `ENGINE_SPEAKER`, right before their response's
+own message, and never inside it; a canned chunk the caller heard only part of counts
+as the model's. A response whose played text comes later may then change in more than
+its content's end, so its messages are left out of the append-stability check.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from ledger.entries import (
     ToolCallTimedOut,
     UserUtterance,
 )
+from ledger.render import ENGINE_SPEAKER
 
 
 class StepClock:
@@ -65,6 +72,9 @@ class Snapshot:
     messages: list[dict[str, Any]]
     # indices of assistant messages whose response had not been played yet
     unplayed: set[int] = field(default_factory=set)
+    # when an unplayed response has engine words, every unplayed response: their
+    # messages may change shape when played
+    reshaped: set[str] = field(default_factory=set)
 
 
 def _response_of(message: dict[str, Any]) -> str | None:
@@ -92,6 +102,7 @@ class LedgerSession(RuleBasedStateMachine):
         self.script: list[tuple[str, str]] = []  # ("user", text) / ("agent", response id)
         self.heard: dict[str, str] = {}
         self.calls_of: dict[str, list[str]] = {}
+        self.canned: set[str] = set()  # planned chunks that are the engine's own words
 
     def _id(self, prefix: str) -> str:
         self.counter += 1
@@ -139,28 +150,72 @@ class LedgerSession(RuleBasedStateMachine):
             return self.heard[response_id]
         return " ".join(self.planned[response_id])
 
+    def _owner(self, message: dict[str, Any]) -> str | None:
+        """The response a message belongs to: by its words, its calls or the call it answers."""
+        ids = [c["id"] for c in message.get("tool_calls", [])] or [message.get("tool_call_id")]
+        for response_id, calls in self.calls_of.items():
+            if any(i in calls for i in ids):
+                return response_id
+        return _response_of(message)
+
+    def _split(self, response_id: str) -> tuple[str, str, bool]:
+        """(the model's words, the engine's words, whether the model planned any) of what
+        the caller was given: a canned chunk heard whole is the engine's."""
+        given = self._text(response_id).split()
+        own: list[str] = []
+        engine: list[str] = []
+        at = 0
+        for chunk in self.planned[response_id]:
+            words = chunk.split()
+            heard = given[at : at + len(words)]
+            at += len(words)
+            whole = len(heard) == len(words)
+            (engine if chunk in self.canned and whole else own).extend(heard)
+        planned_own = any(c not in self.canned for c in self.planned[response_id])
+        return " ".join(own), " ".join(engine), planned_own
+
     def _check_texts(self, messages: list[dict[str, Any]]) -> None:
         users = [text for who, text in self.script if who == "user"]
         responses = [r for who, r in self.script if who == "agent"]
         rendered = [r for r in responses if self.planned[r] or self.calls_of[r]]
         assert [m["content"] for m in messages if m["role"] == "user"] == users
         assistant = [
-            m["content"]
+            (m.get("name"), m["content"])
             for m in messages
             if m["role"] == "assistant"
             and not m.get("tool_calls", [{"id": ""}])[0]["id"].endswith("-result")
         ]
-        assert assistant == [self._text(r) for r in rendered]
-        expected = [
+        expected: list[tuple[str | None, str]] = []
+        for r in rendered:
+            own, engine, planned_own = self._split(r)
+            if engine:
+                expected.append((ENGINE_SPEAKER, engine))
+            if self.calls_of[r] or planned_own or own:
+                expected.append((None, own))
+        assert assistant == expected
+        lines = [
             f"user: {text}" if who == "user" else f"agent: {self._text(text)}"
             for who, text in self.script
             if who == "user" or self._text(text)
         ]
-        assert self.ledger.transcript() == "\n".join(expected)
+        assert self.ledger.transcript() == "\n".join(lines)  # the caller heard it all
 
     def _check_append_stable(self, messages: list[dict[str, Any]]) -> None:
         for snapshot in self.snapshots:
             seen = snapshot.messages
+            if snapshot.reshaped:
+                # a response with engine words was not played yet: its messages (and its
+                # calls' tool messages) may change shape; the others may not
+                def rest(ms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                    return [
+                        m
+                        for m in ms
+                        if self._owner(m) not in snapshot.reshaped
+                        and m != {"role": "assistant", "content": ""}  # all of it cut off
+                    ]
+
+                assert rest(messages)[: len(rest(seen))] == rest(seen)
+                continue
             assert len(messages) >= len(seen)
             for index, old in enumerate(seen):
                 new = messages[index]
@@ -209,7 +264,14 @@ class LedgerSession(RuleBasedStateMachine):
                 if message["role"] == "assistant"
                 and _response_of(message) not in (None, *self.played)
             }
-            self.snapshots.append(Snapshot(before, unplayed))
+            reshaped = {
+                r
+                for r in self.planned
+                if r not in self.played and any(c in self.canned for c in self.planned[r])
+            }
+            if reshaped:  # then every unplayed response's messages are left out
+                reshaped |= {r for r in self.planned if r not in self.played}
+            self.snapshots.append(Snapshot(before, unplayed, reshaped))
 
     def finish(self, response_id: str, reason: Any) -> None:
         self.open_responses.remove(response_id)
@@ -224,6 +286,18 @@ class LedgerSession(RuleBasedStateMachine):
         )
         self.planned[response_id].append(chunk)
         self.append(AgentTextPlanned(response_id=response_id, text=chunk))
+
+    @precondition(lambda self: self.open_responses)
+    @rule(data=st.data(), words=st.integers(1, 3))
+    def engine_words_planned(self, data: st.DataObject, words: int) -> None:
+        """A hold phrase or the apology said in a response (or a canned one)."""
+        response_id = data.draw(st.sampled_from(self.open_responses))
+        chunk = " ".join(
+            f"{response_id}-{len(self.planned[response_id])}e{i}" for i in range(words)
+        )
+        self.planned[response_id].append(chunk)
+        self.canned.add(chunk)
+        self.append(AgentTextPlanned(response_id=response_id, text=chunk, canned=True))
 
     @precondition(lambda self: self.open_responses)
     @rule(data=st.data(), reason=st.sampled_from(["stop", "tool_calls", "cancelled", "error"]))
