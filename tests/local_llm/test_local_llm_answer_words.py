@@ -285,6 +285,47 @@ def test_a_word_of_a_value_said_whole_does_not_make_another_value_half_said():
     ]
 
 
+def _call_back(time: str, said: str) -> list[dict]:
+    call = {"id": "c1", "type": "function", "function": {
+        "name": "schedule_callback",
+        "arguments": json.dumps({"phone": "617 555 0143", "time": time})}}  # fmt: skip
+    result = {"confirmation": "CB-8700", "time": time}
+    return [
+        {"role": "user", "content": said},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "added"),
+    [
+        # bench x07 (session 11): booked for "Friday 10 am", told "at 10 am"
+        (
+            "I have scheduled a call back from a human agent on 617 555 0143 at 10 am.",
+            ["The time for phone 617 555 0143 is Friday 10 am."],
+        ),
+        ("I have scheduled a call back on Friday at 10 am.", []),  # whole
+        ("Your call back is booked, confirmation CB-8700.", []),  # the time not spoken of
+    ],
+)
+def test_a_time_said_without_its_day_is_told_whole(answer, added):
+    messages = _call_back("Friday 10 am", "Call me back on 617 555 0143 this Friday at 10 am.")
+    assert half_said_values(answer, messages) == added
+
+
+def test_a_value_with_no_day_said_with_its_numbers_is_whole():
+    messages = _call_back("10 am", "Call me back on 617 555 0143 at 10 am.")
+    assert half_said_values("I have scheduled a call back at 10 am.", messages) == []
+    hours = _after("When does the Fresno store open?",
+                   {"city": "Fresno", "hours": "10 am to 8 pm, Monday to Saturday"})  # fmt: skip
+    assert half_said_values("It opens 10 am to 8 pm, Monday to Saturday.", hours) == []
+    assert half_said_values("It opens from 10 am to 8 pm.", hours) == [
+        "The hours for order 3307 is 10 am to 8 pm, Monday to Saturday."
+    ]
+
+
 @pytest.mark.parametrize("content", ["42", '"ok"', "[1, 2]", "null", "not json"])
 def test_a_result_that_is_not_an_object_is_skipped_not_a_crash(content):
     # Another OpenAI client may send any text as a tool message's content.

@@ -2025,6 +2025,28 @@ async def test_an_answer_that_says_a_value_in_part_is_followed_by_the_whole_valu
     assert responder.plan.half_said == [added]
 
 
+async def test_an_answer_that_promises_a_write_already_done_is_followed_by_its_outcome():
+    # bench x13 (session 11): the cancel ran, and the 1.5B said "Sure, I can cancel
+    # order 4096 for you." The caller must hear that it is done.
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "cancel_order", "arguments": '{"order_id": "4096"}'}}  # fmt: skip
+    result = {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}
+    messages = _user("Can you cancel order 4096 for me?") + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+    engine = ScriptedEngine(
+        _decision_then("reply", "Sure, I can cancel order 4096 for you."), p_next=0.01
+    )
+    responder, reply, _ = await _respond(engine, messages)
+    assert reply.text == "Sure, I can cancel order 4096 for you. Order 4096 is cancelled."
+    assert responder.plan.outcomes_told == ["Order 4096 is cancelled."]
+    engine = ScriptedEngine(_decision_then("reply", "Order 4096 has been cancelled."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, messages)
+    assert reply.text == "Order 4096 has been cancelled." and responder.plan.outcomes_told is None
+
+
 async def test_the_offer_after_cannot_offers_one_thing_and_stops_at_its_clauses_end():
     offer = " look up an order, cancel one, or change its address."
     engine = ScriptedEngine(_decision_then("cannot_do", offer))

@@ -179,7 +179,7 @@ def _results_by_call(
     ]
 
 
-def _subject(arguments: Mapping[str, Any]) -> str:
+def call_subject(arguments: Mapping[str, Any]) -> str:
     """What a call was about, in words ("order 5521" for ``{"order_id": "5521"}``)."""
     for name, value in arguments.items():
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
@@ -188,25 +188,37 @@ def _subject(arguments: Mapping[str, Any]) -> str:
     return ""
 
 
+#: Words that say which day a value's numbers are on ("Friday 10 am", "paid on May 28").
+_DAY_WORDS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday today tomorrow tonight "
+    "january february march april may june july august september october november "
+    "december".split()
+)
+
+
 def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[str]:
     """Sentences that tell what an answer from results said only half of: a result's value
     holding a number ("paid on May 28") whose words the answer said ("paid") but not its
-    number(s). One sentence per such value, from its field and the call's subject ("The
+    number(s), or whose numbers it said ("10 am") but not the day they are on ("Friday 10
+    am"). One sentence per such value, from its field and the call's subject ("The
     refund for order 5521 is paid on May 28."); none when the answer said the value
     whole, or none of it (a value left out was not asked about).
 
     Asked "Is order 6127 delivered, and has the refund for order 5521 been paid?", the
     1.5B answered "The refund for order 5521 has been paid." with the result's "paid on
     May 28" (bench h15, sessions 6 to 9, greedy): it took the caller's yes/no framing and
-    left the date out.
+    left the date out. With a call back booked for "Friday 10 am", it said "... at 10
+    am" (bench x07, session 11): a time on no day. A day left out counts also in a value
+    that is the call's own argument (the time the write was done for).
     """
     said_numbers = set(re.findall(r"[0-9]+", answer))
     said_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
-    values: list[tuple[str, str, Mapping[str, Any], set[str], set[str]]] = []
+    said_days = {w.lower() for w in _WORD_RE.findall(answer)} & _DAY_WORDS
+    values: list[tuple[str, str, Mapping[str, Any], set[str], set[str], set[str]]] = []
     for arguments, result in _results_by_call(messages):
         argument_texts = {str(v) for v in arguments.values()}
         for field, value in result.items():
-            if not isinstance(value, str) or value in argument_texts or field == "note":
+            if not isinstance(value, str) or field == "note":
                 continue
             numbers = set(re.findall(r"[0-9]+", value))
             words = {
@@ -214,15 +226,25 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
                 for w in _WORD_RE.findall(value)
                 if len(w) >= 3 and w.lower() not in _FILLER
             }
-            if numbers and words:
-                values.append((field, value, arguments, numbers, words))
+            days = {w.lower() for w in _WORD_RE.findall(value)} & _DAY_WORDS
+            if numbers and words and (value not in argument_texts or days):
+                values.append((field, value, arguments, numbers, words, days))
     # Words of the values said whole say nothing of another value: "July" of "paid on
     # July 14" is not "July 1", a due date left out (bench v06, session 10).
-    whole = {w for _, _, _, numbers, words in values if numbers <= said_numbers for w in words}
+    whole = {
+        w
+        for _, _, _, numbers, words, days in values
+        if numbers <= said_numbers and days <= said_days
+        for w in words
+    }
     added: list[str] = []
-    for field, value, arguments, numbers, words in values:
-        if not numbers <= said_numbers and (words & said_words) - whole:
-            subject = _subject(arguments)
+    for field, value, arguments, numbers, words, days in values:
+        if numbers <= said_numbers:
+            half = not days <= said_days  # its time said, not its day
+        else:
+            half = bool((words & said_words) - whole)
+        if half:
+            subject = call_subject(arguments)
             about = f" for {subject}" if subject else ""
             added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
     return added
@@ -323,7 +345,7 @@ def untold_facts(
         for field in wanted:
             value = str(told[field])
             if not _said(value, answer_words, answer):
-                subject = _subject(arguments)
+                subject = call_subject(arguments)
                 about = f" for {subject}" if subject else ""
                 added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
     return added

@@ -60,7 +60,9 @@ reply is made in explicit steps, all on one KV cache:
    opening is the answer (`openings.AnswerOpening`: "Sure, here's the answer:" and
    a bare "Yes," before the result are left out; a value it said only in part is
    told whole after it, `answer_words.half_said_values`, and so is the fact the
-   caller asked for or the tool's main fact left out, `answer_words.untold_facts`;
+   caller asked for or the tool's main fact left out, `answer_words.untold_facts`,
+   and a change a write made that it did not tell as done ("I can cancel it" after the
+   cancel ran), `write_outcomes.untold_outcomes`;
    a count the results contradict is corrected, `spoken_counts`); when the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
@@ -157,6 +159,7 @@ from voice_agent.local_llm.turn_history import (
     told_this_turn,
     values_used_this_turn,
 )
+from voice_agent.local_llm.write_outcomes import untold_outcomes
 
 #: What a reply to small talk says instead of a refusal (`Responder._small_talk`).
 SMALL_TALK_OFFER = "How can I help you today?"
@@ -383,6 +386,9 @@ class ResponsePlan:
     #: sentences added after an answer that left out the fact asked for, or the tool's
     #: main fact (`answer_words.untold_facts`)
     untold: list[str] | None = None
+    #: sentences added after an answer that did not tell a write's outcome as it happened
+    #: (`write_outcomes.untold_outcomes`)
+    outcomes_told: list[str] | None = None
     #: counts an answer said that its results contradict: (what was said, what replaced
     #: it) (`spoken_counts.CountCheck`)
     counts_corrected: list[tuple[str, str]] | None = None
@@ -1813,7 +1819,12 @@ class Responder:
         untold = [sentence for sentence in untold if sentence not in added]
         if untold:
             self.plan.untold = untold
-        for sentence in [*added, *untold]:
+        # A change a write made, not told as done ("Sure, I can cancel order 4096 for
+        # you." after the cancel ran), is told first (`write_outcomes.untold_outcomes`).
+        outcomes = [] if stopped else untold_outcomes(answer, self.chat.messages)
+        if outcomes:
+            self.plan.outcomes_told = outcomes
+        for sentence in [*outcomes, *added, *untold]:
             if not await on_text(f" {sentence}"):
                 break
         if opening.left_out:

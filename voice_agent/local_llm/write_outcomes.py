@@ -1,0 +1,117 @@
+"""A change the tools made, told as done: an answer after a write says what happened.
+
+After ``cancel_order`` ran and returned ``{"cancelled": true, ...}``, the 1.5B answered
+"Sure, I can cancel order 4096 for you." (bench x13, session 11): the caller heard a
+promise of what was already done, and never that it was done. `untold_outcomes` finds
+the outcomes of this turn's results (`turn_history.untold`) that an answer did not tell,
+and gives a sentence for each, said after the answer:
+
+- an **outcome flag**, a true/false field whose name says a change ("cancelled",
+  "refunded", "changed", "updated": it ends in "ed"; a result that is only call-control
+  guidance has none, `voice_agent.guidance.is_guidance`): a true one is told when a
+  sentence of the answer says the change's word ("cancel" of "cancelled") as a fact,
+  else "Order 4096 is cancelled." follows; a false one must not be said as a fact
+  (the answer tells why from the result's reason), else "Order 4096 is not cancelled."
+  follows;
+- a **promise of a done call** without such a flag ("I can schedule a call back for
+  you" after ``schedule_callback`` returned): the answer offers to do what the tool's
+  name says (its first word, a verb not of reading, `_READING_VERBS`) with a modal before
+  it ("I can", "I'll", "let me"). Then "The callback is scheduled.".
+
+A result that failed (an ``error``) is told by the answer itself; only its flag is
+checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from voice_agent.guidance import is_guidance
+from voice_agent.local_llm.answer_words import call_subject
+from voice_agent.local_llm.turn_history import tool_payloads
+
+#: Words before a change's word in its sentence that make it no fact: a negation, a
+#: modal, a promise, a condition.
+_NOT_A_FACT = frozenset(
+    "not never no cannot can could will would shall should may might must let going if "
+    "whether once until unless want like".split()
+)
+_NOT_A_FACT_ENDINGS = ("n't", "'ll", "'d")
+#: First words of a tool's name that read, not change: no promise of theirs is a write's.
+_READING_VERBS = frozenset(
+    "get look lookup check find search list read show fetch query see view".split()
+)
+#: A promise before a verb ("I can", "we'll", "I am going to", "let me").
+_PROMISE_BEFORE = (
+    r"\b(?:(?:i|we)\s*(?:can|could|will|would|'ll|'d|shall|am going to|are going to)"
+    r"(?:\s+(?:now|also|just|certainly|definitely|gladly))?|let me|happy to|glad to)\s+"
+)
+_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+def _change_word(field: str) -> str:
+    """The start of a change's word that every form of it has: "cancel" of "cancelled",
+    "refund" of "refunded", "chang" of "changed"."""
+    return re.sub(r"(?:led|ed|d)$", "", field.lower()) if len(field) > 5 else field.lower()
+
+
+def _said_as_fact(answer: str, word: str) -> bool:
+    """Whether a sentence of `answer` says a word starting `word` as a fact: not asked,
+    and with no negation, modal or promise before it (`_NOT_A_FACT`)."""
+    for sentence in _SENTENCE.findall(answer):
+        if sentence.strip().endswith("?"):
+            continue
+        for match in re.finditer(rf"\b{re.escape(word)}\w*", sentence, re.IGNORECASE):
+            before = re.findall(r"[a-z']+", sentence[: match.start()].lower())
+            if not any(w in _NOT_A_FACT or w.endswith(_NOT_A_FACT_ENDINGS) for w in before):
+                return True
+    return False
+
+
+def _participle(verb: str) -> str:
+    if verb.endswith("e"):
+        return verb + "d"
+    if re.search(r"[^aeiou]y$", verb):
+        return verb[:-1] + "ied"
+    return verb + "ed"
+
+
+def _promised(answer: str, name: str) -> str | None:
+    """The sentence "The <thing> is <verb>ed." when `answer` promises what the tool `name`
+    does ("I can schedule ..." for ``schedule_callback``), else None."""
+    verb, *thing = [w for w in name.lower().split("_") if w]
+    if verb in _READING_VERBS or not thing:
+        return None
+    if not re.search(_PROMISE_BEFORE + re.escape(verb) + r"\b", answer, re.IGNORECASE):
+        return None
+    return f"The {' '.join(thing)} is {_participle(verb)}."
+
+
+def untold_outcomes(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences that tell the outcome of each change this turn's results report and
+    `answer` did not tell (see the module docstring), in the results' order."""
+    added: list[str] = []
+    for name, arguments, payload in tool_payloads(messages, untold_only=True):
+        result = payload.get("result")
+        if payload.get("status") != "resolved" or not isinstance(result, dict):
+            continue
+        if is_guidance(result):
+            continue
+        flags = [
+            (str(field), value)
+            for field, value in result.items()
+            if isinstance(value, bool) and str(field).lower().endswith("ed")
+        ]
+        subject = call_subject(arguments) or "it"
+        subject = subject[:1].upper() + subject[1:]
+        for field, done in flags:
+            if _said_as_fact(answer, _change_word(field)) is not done:
+                state = field.replace("_", " ") if done else f"not {field.replace('_', ' ')}"
+                added.append(f"{subject} is {state}.")
+        if not flags and not result.get("error"):
+            promise = _promised(answer, name)
+            if promise is not None:
+                added.append(promise)
+    return added
