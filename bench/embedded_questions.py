@@ -658,13 +658,31 @@ def fact_heard(fact: Any, spoken: str, field_name: str = "") -> bool:
         return True  # "$0.00": "you owe nothing" says it
     if runs:
         longest = max(len(r) for r in runs)
-        return bool({r for r in runs if len(r) == longest} & _numbers(spoken))
+        heard = {r for r in runs if len(r) == longest} & _numbers(spoken)
+        # The day a number is on, in the same part of the fact, is part of it: a call
+        # back booked for "Friday 10 am" told as "at 10 am" is not told (bench x07,
+        # session 11); "10 am to 8 pm, Monday to Saturday" told as "10 am to 8 pm" is.
+        said = set(re.findall(r"[a-z]+", spoken.lower()))
+        days = {
+            day
+            for part in text.split(",")
+            if heard & _numbers(part)
+            for day in re.findall(r"[a-z]+", part.lower())
+            if day in _DAY_NAMES
+        }
+        return bool(heard) and days <= said
     words = _content_words(text)
     # A fact word is heard as itself or inflected ("ship" in "shipped", "process" in
     # "processing"), never by a shared stem: "delivered" and "out for delivery" are
     # different statuses.
     stems = {_stem(w) for w in _content_words(spoken)}
     return bool(words) and sum(_stem(w) in stems for w in words) * 2 >= len(words)
+
+
+#: Words that say which day a number is on.
+_DAY_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday today tomorrow tonight".split()
+)
 
 
 def _stem(word: str) -> str:

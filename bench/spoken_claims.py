@@ -220,6 +220,6 @@ def invented_claims(
     for write, outcome in zip(writes, outcomes, strict=True):
         if outcome != "done" or tells_done(spoken, write["result"], arguments[write["name"]]):
             continue
-        told = "as a promise" if _PROMISE.search(spoken) else "not told"
+        told = "told as a promise" if _PROMISE.search(spoken) else "not told"
         why.append(f"the {write['name']} that ran is {told}")
     return why

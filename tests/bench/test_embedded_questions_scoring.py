@@ -453,3 +453,16 @@ def test_invented_claims_are_their_own_column_beside_invented_numbers():
         eq.score(out, {"say": "Where is order 3815?", "answer": "facts", "calls": []}, {})
     summary = eq.summarise([claim, number])
     assert (summary["invented_facts"], summary["invented_claims"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("fact", "spoken", "heard"),
+    [
+        # bench x07 (session 11): the call back booked for Friday, told "at 10 am"
+        ("Friday 10 am", "I have scheduled a call back on 617 555 0143 at 10 am.", False),
+        ("Friday 10 am", "I have scheduled a call back for Friday at 10 am.", True),
+        ("10 am to 8 pm, Monday to Saturday", "It is open from 10 am to 8 pm.", True),
+    ],
+)
+def test_a_time_is_heard_with_the_day_it_is_on(fact, spoken, heard):
+    assert eq.fact_heard(fact, spoken, "time") is heard
