@@ -42,6 +42,15 @@ def test_a_change_made_and_not_told_as_done_is_told(answer, added):
     assert untold_outcomes(answer, CANCELLED) == added
 
 
+def test_a_change_told_done_in_other_words_is_told():
+    changed = _after("change_delivery_address", {"order_number": "7781", "new_address": "12 Elm"},
+                     {"changed": True, "order_number": "7781", "new_address": "12 Elm"})  # fmt: skip
+    assert untold_outcomes("The address for order 7781 has been updated to 12 Elm.", changed) == []
+    assert untold_outcomes("I can update the address for you.", changed) == [
+        "Order 7781 is changed."
+    ]
+
+
 def test_a_change_that_did_not_happen_is_never_left_told_as_done():
     refused = _after("cancel_order", {"order_id": "4096"},
                      {"cancelled": False, "reason": "the order has already shipped"})  # fmt: skip

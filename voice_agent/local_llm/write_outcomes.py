@@ -9,7 +9,8 @@ and gives a sentence for each, said after the answer:
 - an **outcome flag**, a true/false field whose name says a change ("cancelled",
   "refunded", "changed", "updated": it ends in "ed"; a result that is only call-control
   guidance has none, `voice_agent.guidance.is_guidance`): a true one is told when a
-  sentence of the answer says the change's word ("cancel" of "cancelled") as a fact,
+  sentence of the answer says the change's word ("cancel" of "cancelled"), or a word
+  of any change done (`_DONE_STARTS`: "updated", "done"), as a fact,
   else "Order 4096 is cancelled." follows; a false one must not be said as a fact
   (the answer tells why from the result's reason), else "Order 4096 is not cancelled."
   follows;
@@ -39,6 +40,9 @@ _NOT_A_FACT = frozenset(
     "whether once until unless want like".split()
 )
 _NOT_A_FACT_ENDINGS = ("n't", "'ll", "'d")
+#: Starts of words that tell any change done ("The address has been updated" for a
+#: ``changed`` flag, "All done").
+_DONE_STARTS = ("done", "updat", "chang", "complet", "process", "booked", "schedul", "went through")
 #: First words of a tool's name that read, not change: no promise of theirs is a write's.
 _READING_VERBS = frozenset(
     "get look lookup check find search list read show fetch query see view".split()
@@ -107,7 +111,10 @@ def untold_outcomes(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[
         subject = call_subject(arguments) or "it"
         subject = subject[:1].upper() + subject[1:]
         for field, done in flags:
-            if _said_as_fact(answer, _change_word(field)) is not done:
+            said = _said_as_fact(answer, _change_word(field))
+            if done and not said:
+                said = any(_said_as_fact(answer, start) for start in _DONE_STARTS)
+            if said is not done:
                 state = field.replace("_", " ") if done else f"not {field.replace('_', ' ')}"
                 added.append(f"{subject} is {state}.")
         if not flags and not result.get("error"):
