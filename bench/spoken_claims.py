@@ -141,6 +141,8 @@ def supported(state: str, results: Iterable[Any], writes_done: Iterable[str] = (
     any write is "done" ("I've booked your call back"), and a write is the state its
     name's words start ("cancelled" after ``cancel_order``)."""
     words = STATES[state]
+    if state == "done":  # a thing shipped, paid or cancelled has been processed, is done
+        words = tuple(w for s, ws in STATES.items() if s != "open" for w in ws)
     pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
     for name in writes_done:
         if state == "done" or any(

@@ -381,6 +381,10 @@ def test_a_synonym_of_the_results_state_is_supported():
          False),
         ("It was placed on November 2.",  # a field named by the state ("placed_on")
          [{"name": "lookup_order", "result": {"placed_on": "2026-11-02"}}], False),
+        ("Your refund has been processed.",  # a paid refund is processed
+         [{"name": "get_refund_status", "result": {"refund": "paid on May 2"}}], False),
+        ("Your refund has been processed.",
+         [{"name": "get_refund_status", "result": {"refund": "pending"}}], True),
         ("You paid $269.98 for the order.",  # what the caller did, not a state
          [{"name": "lookup_order", "result": {"total": "$269.98"}}], False),
     ],
