@@ -69,7 +69,7 @@ _INFINITIVE = re.compile(r"\bto (?:be|get|have)(?: \w+)?\s*$", re.IGNORECASE)
 #: A promise of a write ("I can cancel", "I'll schedule", "let me book"): the write's
 #: outcome told as something still to do.
 _PROMISE = re.compile(
-    r"\b(?:i|we)\s*(?:can|could|will|would|'ll|'d|am going to|are going to|shall)\b"
+    r"\b(?:i|we)\s*(?:can|could|will|would|'ll|'d|am going to|are going to|shall)(?!n?'t)\b"
     r"|\blet me\b|\bwould you like me to\b",
     re.IGNORECASE,
 )

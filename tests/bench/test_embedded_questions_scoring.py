@@ -403,6 +403,8 @@ def test_a_state_is_supported_only_by_a_result_that_says_it(spoken, results, cla
          {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, True),
         ("I'll cancel that order for you right away.",
          {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, True),
+        ("I'm sorry, but I can't assist with that.",  # 0.5B, m12 (session 12)
+         {"order_id": "2187", "cancelled": True, "confirmation": "X-2187"}, True),
         ("Order 4096 has been cancelled.",
          {"order_id": "4096", "cancelled": True, "confirmation": "X-4096"}, False),
         ("Done, your cancellation number is X-4096.",
