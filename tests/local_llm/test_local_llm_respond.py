@@ -54,6 +54,7 @@ from voice_agent.local_llm.respond import (
     DECISION_PREFIX,
     GUIDANCE_NOTE,
     MACHINERY_STARTS,
+    NOT_WANTED_QUESTION,
     OFFER_LEAD,
     REPLY,
     SMALL_TALK_OFFER,
@@ -239,9 +240,13 @@ class ScriptedEngine:
     asked_p: list[tuple[str, str]] = field(default_factory=list)
     #: what a decision step records of its likeliest tokens (`decision_margin`), if anything
     alternatives: list[dict] | None = None
+    #: what `next_token_probability` answers for (prompt, text), when given (else `p_next`)
+    probability: object = None
 
     async def next_token_probability(self, prompt, text):
         self.asked_p.append((prompt, text))
+        if self.probability is not None:
+            return self.probability(prompt, text)  # type: ignore[operator]
         return self.p_next
 
     async def generate(self, prompt, params, grammar, on_text, until=None):
@@ -320,9 +325,33 @@ async def test_a_tool_decision_sends_the_call_as_standard_tool_call_deltas():
     assert call_prompt.endswith(DECISION_PREFIX + 'get_order_status", "arguments": ')
 
 
-def _dropping_script(wanted: str):
-    """A model that calls schedule_callback with invented details, then answers `wanted`
-    ("yes" or "no") to whether the caller asks for a call back."""
+#: The 1.5B's next-token probabilities of "yes" and "no" after `WANTED_QUESTION` and
+#: after `NOT_WANTED_QUESTION` (session 12): it leans to "yes" on both, and only the
+#: comparison tells a request a tool serves from one no tool serves.
+CALL_BACK_ODDS = {"asked": (0.1059, 0.0589), "negated": (0.059, 0.1317)}  # f06
+LAPTOP_ODDS = {"asked": (0.1082, 0.0804), "negated": (0.1368, 0.0457)}  # y15
+
+
+def _answers_by_odds(odds: dict[str, tuple[float, float]]):
+    """A FAKE model's next-token probabilities of "yes" and "no" after the yes/no notes
+    of a dropped call: `odds["asked"]` after `WANTED_QUESTION`, `odds["negated"]` after
+    `NOT_WANTED_QUESTION`. Asked anything else, it has no answer."""
+
+    def probability(prompt: str, text: str) -> float:
+        note = prompt.rsplit("<|im_start|>system", 1)[-1]
+        assert re.search(r'caller said "[^"]+"\. Is that a request', note), note
+        negation = NOT_WANTED_QUESTION.split("{said}")[1].split("{purpose}")[0]
+        asked = "negated" if negation in note else "asked"
+        return dict(zip(("yes", "no"), odds[asked], strict=True)).get(text, 0.0)
+
+    return probability
+
+
+def _dropping_script(odds: dict[str, tuple[float, float]] | None = None):
+    """A model that calls schedule_callback with invented details and answers the yes/no
+    notes after the dropped call by `odds` (`_answers_by_odds`): greedily, the likelier
+    of "yes" and "no"."""
+    probability = _answers_by_odds(odds or CALL_BACK_ODDS)
 
     def script(prompt, grammar):
         if prompt.endswith(DECISION_PREFIX):
@@ -330,11 +359,8 @@ def _dropping_script(wanted: str):
         if prompt.endswith('"arguments": '):
             return '{"phone": "123-456-7890", "time": "tomorrow 10 am"}}\n</tool_call>'
         if grammar == choice_grammar(["yes", "no"], closing=""):
-            # asked of the caller's words, quoted (f06: "phone me" is a call back)
-            assert re.search(
-                r'caller said "[^"]+"\. Is that a request to schedule callback', prompt
-            )
-            return wanted  # the yes/no question
+            yes, no = probability(prompt, "yes"), probability(prompt, "no")
+            return "yes" if yes >= no else "no"
         if prompt.endswith(ASK_LEAD):
             return " your phone number, and when we should call?"
         return " look up orders or store hours."
@@ -342,16 +368,20 @@ def _dropping_script(wanted: str):
     return script
 
 
+def _scripted(script, odds: dict[str, tuple[float, float]] | None = None) -> ScriptedEngine:
+    return ScriptedEngine(script, probability=_answers_by_odds(odds or CALL_BACK_ODDS))
+
+
 async def test_a_call_with_invented_arguments_is_not_sent_and_the_agent_asks():
-    engine = ScriptedEngine(_dropping_script("yes"))
+    engine = _scripted(_dropping_script())
     responder, reply, deltas = await _respond(engine, _user("Can someone call me back?"))
     assert not reply.calls and not any("tool_calls" in d for d in deltas)
     assert reply.text == "Could you tell me your phone number, and when we should call?"
     assert responder.plan.asked and responder.plan.asked_or_cannot == "ask"
     assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone", "time"])]
     assert responder.plan.in_callers_words is None  # invented numbers are not reworded ones
-    choice, speech = engine.steps[-2:]
-    assert choice[2] == 0.0 and choice[1] == 'root ::= ( "yes" | "no" ) ""\n'  # greedy yes/no
+    assert responder.plan.wanted_odds == (round(0.1059 / 0.0589, 3), round(0.059 / 0.1317, 3))
+    speech = engine.steps[-1]
     assert speech[0].endswith(ASK_LEAD)
     # What is missing, in words for the caller (the 1.5B copied "the caller's phone number").
     assert f'"{ASK_LEAD} your phone number and when to call back?"' in speech[0]
@@ -376,12 +406,68 @@ def test_an_arguments_description_is_turned_into_words_for_the_caller(descriptio
 
 
 async def test_a_dropped_call_for_a_request_no_tool_serves_says_it_cannot():
-    engine = ScriptedEngine(_dropping_script("no"))  # not what the caller asks for
+    odds = {"asked": (0.02, 0.3), "negated": (0.3, 0.02)}  # not what the caller asks for
+    engine = _scripted(_dropping_script(odds), odds)
     responder, reply, deltas = await _respond(engine, _user("Book me a table for dinner."))
     assert not reply.calls
     assert deltas[:2] == [{"content": CANNOT_LEAD}, {"content": " "}]  # before the model runs
     assert reply.text == CANNOT_LEAD + " I can look up orders or store hours."
     assert responder.plan.asked_or_cannot == "cannot_do"
+
+
+@pytest.mark.parametrize(
+    ("said", "odds", "spoken"),
+    [
+        # y15 (phone tools, session 11): greedily "yes" (0.108 to 0.080), and the agent
+        # asked "Could you tell me the order number?"
+        (
+            "Could you recommend a good laptop for me?",
+            LAPTOP_ODDS,
+            CANNOT_LEAD + " I can look up orders or store hours.",
+        ),
+        # f06: the same leaning, and a call back is what the caller asks for
+        (
+            "Can somebody phone me tomorrow?",
+            CALL_BACK_ODDS,
+            "Could you tell me your phone number, and when we should call?",
+        ),
+        # n09 (session 12): a "no" stands though its odds beat the negation's (0.84, 0.75)
+        (
+            "What's your return policy?",
+            {"asked": (0.0840, 0.1000), "negated": (0.0750, 0.1000)},
+            CANNOT_LEAD + " I can look up orders or store hours.",
+        ),
+    ],
+)
+async def test_after_a_dropped_call_the_models_leaning_to_yes_does_not_decide_whether_to_ask(
+    said, odds, spoken
+):
+    engine = _scripted(_dropping_script(odds), odds)
+    responder, reply, _ = await _respond(engine, _user(said))
+    assert not reply.calls and reply.text == spoken
+    asked, negated = odds["asked"], odds["negated"]
+    read_negation = asked[0] >= asked[1]  # after a "no", the negation is not read
+    assert responder.plan.wanted_odds == (
+        round(asked[0] / asked[1], 3),
+        round(negated[0] / negated[1], 3) if read_negation else None,
+    )
+    assert len(engine.asked_p) == (4 if read_negation else 2)
+
+
+async def test_the_wanted_question_and_its_negation_are_read_without_sampling_a_step():
+    engine = _scripted(_dropping_script())
+    said = "Can somebody phone me tomorrow?"
+    await _respond(engine, _user(said))
+    assert not [s for s in engine.steps if s[1] == choice_grammar(["yes", "no"], closing="")]
+    (first, yes), (again, no), (negated, yes2), (again2, no2) = engine.asked_p
+    assert (yes, no, yes2, no2) == ("yes", "no", "yes", "no") and again == first
+    assert again2 == negated
+    quoted = f'the caller said "{said}". Is that a request '
+    assert first.endswith(f"{quoted}to schedule callback?<|im_end|>\n<|im_start|>assistant\n")
+    assert quoted + "for something other than to schedule callback?" in negated
+    # the notes differ only in their last words: the second evaluates only those
+    head = first.split(quoted)[0] + quoted
+    assert negated.startswith(head)
 
 
 async def test_an_ungrounded_second_call_is_dropped_while_the_grounded_first_is_sent():
@@ -476,7 +562,8 @@ async def test_the_cannot_lead_is_a_chunk_a_speech_chunker_releases_at_once():
     reply = ReplyAssembler(ToolCallStreamParser(bare_json_calls=True))
     sent: list[str] = []
     before_offer: list[str] = []
-    dropping = _dropping_script("no")
+    odds = {"asked": (0.02, 0.3), "negated": (0.3, 0.02)}
+    dropping = _dropping_script(odds)
 
     def script(prompt, grammar):
         if prompt.endswith(
@@ -490,7 +577,7 @@ async def test_the_cannot_lead_is_a_chunk_a_speech_chunker_releases_at_once():
         sent.extend(d["content"] for d in out if "content" in d)
         return go_on
 
-    await Responder(ScriptedEngine(script), chat, reply).run(on_text)  # type: ignore[arg-type]
+    await Responder(_scripted(script, odds), chat, reply).run(on_text)  # type: ignore[arg-type]
     chunker = SentenceChunker()
     chunker.push("Let me check that for you. ")  # a hold phrase said before it
     assert [c for piece in before_offer for c in chunker.push(piece)] == [CANNOT_LEAD]
@@ -774,7 +861,7 @@ def _reply_unless_told_otherwise(again: str):
 async def test_a_reply_decision_on_a_request_is_decided_again_between_the_tools_and_cannot(
     said, again, spoken
 ):
-    engine = ScriptedEngine(_reply_unless_told_otherwise(again))
+    engine = _scripted(_reply_unless_told_otherwise(again))
     responder, reply, _ = await _respond(engine, _user(said))
     assert responder.plan.reply_to_request and reply.text == spoken and not reply.calls
     first, second = [g for p, g, _ in engine.steps if p.endswith(DECISION_PREFIX)][:2]
@@ -1060,7 +1147,7 @@ async def test_an_answer_from_results_and_a_question_for_details_are_greedy_smal
     engine = ScriptedEngine(_decision_then("reply", "Order 58213 has shipped."))
     await _respond(engine, _after_call(result), temperature=0.3)
     assert engine.steps[-1][2] == 0.0  # the answer copies the result
-    engine = ScriptedEngine(_dropping_script("yes"))
+    engine = _scripted(_dropping_script())
     await _respond(engine, _user("Can someone call me back?"), temperature=0.3)
     assert engine.steps[-1][0].endswith(ASK_LEAD) and engine.steps[-1][2] == 0.0
     engine = ScriptedEngine(_decision_then("reply", "Hello! How can I help?"))
@@ -1545,6 +1632,7 @@ async def test_a_dropped_call_with_an_argument_the_caller_gave_asks_without_the_
     engine = ScriptedEngine(script)
     responder, reply, _ = await _respond(engine, _user("Can I get a callback tomorrow?"))
     assert not reply.calls and reply.text == "Could you tell me your phone number?"
+    assert not engine.asked_p  # nor read off probabilities
     assert responder.plan.asked_or_cannot == "ask"
     assert responder.plan.dropped_ungrounded == [("schedule_callback", ["phone"])]
 
@@ -1575,6 +1663,7 @@ async def test_a_dropped_call_for_a_tool_the_caller_named_asks_without_the_yes_n
     engine = ScriptedEngine(script)
     responder, reply, _ = await _respond(engine, _user("Can I get a callback?"))
     assert not reply.calls and responder.plan.asked_or_cannot == "ask"
+    assert not engine.asked_p  # nor read off probabilities
 
 
 TICKET = {
@@ -1612,7 +1701,7 @@ async def test_a_ticket_with_only_the_request_as_summary_is_not_opened_and_the_a
     )
     assert not reply.calls and not any("tool_calls" in d for d in deltas)
     assert responder.plan.dropped_ungrounded == [("open_ticket", ["summary"])]
-    assert responder.plan.asked_or_cannot == "ask"
+    assert responder.plan.asked_or_cannot == "ask" and not engine.asked_p
     assert reply.text == f"{ASK_LEAD} what it is about?"
 
 

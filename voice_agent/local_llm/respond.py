@@ -44,7 +44,9 @@ reply is made in explicit steps, all on one KV cache:
    no tool names, no number the conversation does not contain. When calls
    were dropped as ungrounded, and the caller gave none of their arguments,
    the model is first asked a yes/no question: does the caller ask for what
-   the dropped tool does (`WANTED_QUESTION`)? Yes, or an argument the caller
+   the dropped tool does (`WANTED_QUESTION`)? Its "yes" counts only when it is also
+   likelier than to the same question negated (`NOT_WANTED_QUESTION`), which
+   cancels the model's leaning to "yes" (`Responder._wanted`). Yes, or an argument the caller
    did give: a system note asks it to ask the caller for what is missing and the
    reply starts with `ASK_LEAD`; no (the tool was picked for a request it
    does not serve): the reply is `CANNOT_LEAD` and an offer. For
@@ -297,6 +299,22 @@ MACHINERY_STARTS = ("tool",)
 #: words, yes to all 8 call-back requests of the open splits and still no to the 10
 #: requests no tool serves (session 10, decide10).
 WANTED_QUESTION = 'Answer only yes or no: the caller said "{said}". Is that a request to {purpose}?'
+#: `WANTED_QUESTION` negated, read after its "yes" so that the model's leaning to "yes"
+#: cancels out (`Responder._wanted`). To `WANTED_QUESTION` the 1.5B said "yes" (odds of
+#: yes over no 1.06-1.71) for requests no tool serves: "Could you recommend a good laptop
+#: for me?" and "Can you give me a discount code?" as requests to look up an order, "I
+#: need to update the email on my online profile." as one to change a delivery address
+#: (bench y15, u13, v09); to this question it said "yes" to them at higher odds. On the
+#: 102 open nocover and write_missing questions (session 12, decision and odds only):
+#: of the 48 requests a tool serves whose details were missing, each had odds of 1.8-18
+#: to `WANTED_QUESTION` and lower odds to this one (by a factor of 1.39 or more); of
+#: the 32 requests no tool serves that the decision gave a tool, 8 had a "yes", and 6 of
+#: them higher odds to this question (r20, s22, "new iPhone in stock", "jobs at the
+#: warehouse", did not).
+NOT_WANTED_QUESTION = (
+    'Answer only yes or no: the caller said "{said}". Is that a request for something '
+    "other than to {purpose}?"
+)
 #: The longest quote of the caller in a yes/no question (characters, its end kept).
 _QUOTE_MAX_CHARS = 300
 #: What the decision step continues the prompt with (Qwen's call format up to the name).
@@ -395,6 +413,10 @@ class ResponsePlan:
     #: the decision's margin: its runner-up's probability over its choice's where they
     #: part (`decision_margin`); None when not measured
     margin: float | None = None
+    #: after a dropped call, the model's odds of "yes" to `WANTED_QUESTION` and to
+    #: `NOT_WANTED_QUESTION` (`Responder._wanted`; None when not read, after a "no"): it
+    #: asked for details when the first was at least 1 and at least the second
+    wanted_odds: tuple[float, float | None] | None = None
     #: a low-margin tool decision checked (`Responder._checked_choice`): each tool asked
     #: about and the model's yes (True) or no, in order; `decision` is what it picked
     margin_check: list[tuple[str, bool]] | None = None
@@ -499,12 +521,16 @@ def quoted_caller(words: str) -> str:
 
 
 def wanted_question(
-    dropped: list[tuple[str, list[str]]], tools: Sequence[Mapping[str, Any]], said: str
+    dropped: list[tuple[str, list[str]]],
+    tools: Sequence[Mapping[str, Any]],
+    said: str,
+    template: str = WANTED_QUESTION,
 ) -> str:
-    """`WANTED_QUESTION` for the tools of the dropped calls and the caller's last words."""
+    """`WANTED_QUESTION` (or `template`: `NOT_WANTED_QUESTION`) for the tools of the
+    dropped calls and the caller's last words."""
     by_name = {str(t["function"]["name"]): t["function"] for t in tools}
     names = list(dict.fromkeys(name for name, _ in dropped))
-    return WANTED_QUESTION.format(
+    return template.format(
         said=quoted_caller(said),
         purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names),
     )
@@ -1357,12 +1383,39 @@ class Responder:
     async def _wanted(
         self, dropped: list[tuple[str, list[str]]], stats: GenerationStats | None
     ) -> tuple[bool, GenerationStats | None]:
-        """Whether the caller asks for what the dropped calls' tools do (`WANTED_QUESTION`,
-        answered greedily under a yes/no grammar, stopped at its first token)."""
+        """Whether the caller asks for what the dropped calls' tools do: the model's
+        "yes" to `WANTED_QUESTION` is at least as likely as its "no" (its greedy answer),
+        and its odds of "yes" over "no" there are at least those to the same question
+        negated (`NOT_WANTED_QUESTION`). Both are read off the prompt's next-token
+        probabilities (`_yes_odds`); nothing is sampled, and the second note shares the
+        first's prompt up to its last words, so it costs their evaluation only.
+
+        A model that leans to "yes" leans so on both questions: the comparison cancels
+        it, where the greedy answer to the first question did not (`NOT_WANTED_QUESTION`).
+        Neither half alone: "What's your return policy?" as a request to look up an
+        order had odds of 0.84 (a greedy "no") and 0.75 negated (bench n09, session 12).
+        A tie asks (never guess a "can't" either); after a "no" the negation is not read."""
         said = latest_caller_words(self.chat.messages)
-        wanted, step = await self._yes_no_step(wanted_question(dropped, self._tools, said))
-        step.extra["wanted"] = wanted
-        return wanted, _combine(stats, step)
+        asked = await self._yes_odds(wanted_question(dropped, self._tools, said))
+        if asked < 1.0:
+            self.plan.wanted_odds = (round(asked, 3), None)
+            return False, stats
+        negated = await self._yes_odds(
+            wanted_question(dropped, self._tools, said, NOT_WANTED_QUESTION)
+        )
+        self.plan.wanted_odds = (round(asked, 3), round(negated, 3))
+        return asked >= negated, stats
+
+    async def _yes_odds(self, question: str) -> float:
+        """The model's probability of "yes" over that of "no" as the first token after
+        `question` (a system note after the conversation); no step is sampled. A prompt
+        after which neither is likely at all gives even odds."""
+        prompt = self.prompt(question)
+        yes = await self.engine.next_token_probability(prompt, "yes")
+        no = await self.engine.next_token_probability(prompt, "no")
+        if no <= 0.0:
+            return 1.0 if yes <= 0.0 else float("inf")
+        return yes / no
 
     def _with_the_day(self, name: str, arguments_text: str) -> dict[str, str]:
         """The free-text arguments of a call that hold a clock time without the day the
