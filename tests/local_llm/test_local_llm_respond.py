@@ -2295,3 +2295,91 @@ async def test_a_further_call_that_can_bring_nothing_ends_the_step_early(
         assert call_step.count('"arguments"') == 0 and further[0] in call_step
     elif stopped == "invented":  # inside the made-up number
         assert "12345" not in call_step and '"order_id": "' in call_step
+
+
+# ------------------------------------------ a caller's number in an argument it does not fit
+
+#: the phone profile's two lookups (their descriptions)
+LOOKUPS: list[dict[str, Any]] = [
+    {"type": "function", "function": {**t["function"], "description": d}}
+    for t, d in (
+        (_tool("lookup_order", order_number="the order number exactly as the caller gave it"),
+         "Look up an order: its status, items, total and estimated delivery date."),
+        (_tool("lookup_customer", phone_number="the caller's phone number as they said it"),
+         "Find a customer account by phone number: name, store credit and recent orders."),
+    )
+]  # fmt: skip
+#: bench y12 (session 11): "lookup" for sure, then "_order" 0.660 against "_customer" 0.331
+Y12_STEPS = [
+    {"after": "", "tokens": [["lookup", 0.993], ["reply", 0.001]]},
+    {"after": "lookup", "tokens": [["_order", 0.660], ["_customer", 0.331]]},
+]
+Y12 = "My number's 555 808 6261, what orders do I have?"
+
+
+def _misplacing_script(yes_to: set[str]):
+    """A model that decides `lookup_order`, writes the caller's phone number as its order
+    number, and says yes only to requests for what `yes_to`'s tools do."""
+    purposes = {
+        t["function"]["description"].split(":")[0].lower(): t["function"]["name"] for t in LOOKUPS
+    }
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'lookup_order"'
+        if grammar == choice_grammar(["yes", "no"], closing=""):
+            asked = re.search(r"Is that a request to (.+?)[:?]", prompt.split("<|im_start|>")[-2])
+            assert asked is not None
+            return "yes" if purposes[asked.group(1)] in yes_to else "no"
+        if prompt.endswith('lookup_order", "arguments": '):
+            return '{"order_number": "555 808 6261"}}\n</tool_call>'
+        if prompt.endswith(ASK_LEAD):
+            return " the order number?"
+        raise AssertionError(f"no other step expected: {prompt[-80:]!r}")
+
+    return script
+
+
+async def test_a_phone_number_in_an_order_lookup_is_looked_up_as_a_phone_number():
+    # y12: the runner-up of the decision is the tool the number fits: called at once,
+    # its only argument written without a model step
+    engine = ScriptedEngine(_misplacing_script({"lookup_order"}), alternatives=Y12_STEPS)
+    responder, reply, deltas = await _respond(engine, _user(Y12), tools=LOOKUPS)
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("lookup_customer", {"phone_number": "555 808 6261"})
+    ]
+    assert [d["tool_calls"][0]["function"].get("name") for d in deltas[:1]] == ["lookup_customer"]
+    assert responder.plan.misplaced == ("lookup_order", "order_number", "lookup_customer")
+    assert responder.plan.decision == "lookup_customer"
+    assert responder.plan.margin_check == [("lookup_order", True)]
+    assert len(engine.steps) == 3  # decision, its check, the dropped call: no step more
+    assert not reply.text
+
+
+@pytest.mark.parametrize(("yes_to", "called"), [({"lookup_customer"}, True), (set(), False)])
+async def test_a_tool_the_decision_did_not_put_near_is_taken_on_the_models_yes(yes_to, called):
+    clear = [{"after": "lookup", "tokens": [["_order", 0.95], ["_customer", 0.02]]}]
+    engine = ScriptedEngine(_misplacing_script(yes_to), alternatives=clear)
+    responder, reply, _ = await _respond(engine, _user(Y12), tools=LOOKUPS)
+    yes_no = [s for s in engine.steps if s[1] == choice_grammar(["yes", "no"], closing="")]
+    assert "find a customer account by phone number" in yes_no[0][0].rsplit("system", 1)[1]
+    if called:
+        assert [n for _, n, _ in reply.calls] == ["lookup_customer"]
+        assert responder.plan.misplaced == ("lookup_order", "order_number", "lookup_customer")
+    else:
+        # the number is not the order's: the call stays dropped and the agent asks for it
+        assert not reply.calls
+        assert reply.text == "Could you tell me the order number?"
+        assert responder.plan.misplaced == ("lookup_order", "order_number", None)
+        assert responder.plan.dropped_ungrounded == [("lookup_order", ["order_number"])]
+        assert responder.plan.in_callers_words is None  # not decoded again on its spans
+
+
+async def test_a_number_called_by_its_arguments_name_is_sent_where_the_model_put_it():
+    engine = ScriptedEngine(
+        _decision_then("lookup_order", '{"order_number": "4417"}}\n</tool_call>'),
+        alternatives=Y12_STEPS,
+    )
+    responder, reply, _ = await _respond(engine, _user("Where's order 4417?"), tools=LOOKUPS)
+    assert [n for _, n, _ in reply.calls] == ["lookup_order"]
+    assert responder.plan.misplaced is None

@@ -38,7 +38,11 @@ reply is made in explicit steps, all on one KV cache:
    ("78342, oh no, 78324") is decoded once more on the number they corrected
    it to (`grounding.corrected_numbers`). A summary argument (a ticket's) must
    carry something the caller said beyond the request itself
-   (`grounding.summary_grounded`), else the agent asks what it is about.
+   (`grounding.summary_grounded`), else the agent asks what it is about. A call
+   that puts a caller's number in an argument it does not fit (what the caller
+   called it, its digit count: `number_labels`, "My number's 555 808 6261" as an
+   order number) is not sent; the tool whose argument it fits is called instead
+   (`Responder._to_the_fitting_tool`).
 3. **Speech.** For `REPLY` (or when every call was dropped), the reply is
    generated from the plain prompt under `grammar.speech_grammar`: no markup,
    no tool names, no number the conversation does not contain. When calls
@@ -134,6 +138,7 @@ from voice_agent.local_llm.grounding import (
     value_grounded,
     with_callers_day,
 )
+from voice_agent.local_llm.number_labels import MisplacedNumber, misplaced_number, said_numbers
 from voice_agent.local_llm.openings import (
     AnswerOpening,
     PersonClaim,
@@ -420,6 +425,9 @@ class ResponsePlan:
     #: a low-margin tool decision checked (`Responder._checked_choice`): each tool asked
     #: about and the model's yes (True) or no, in order; `decision` is what it picked
     margin_check: list[tuple[str, bool]] | None = None
+    #: a call not sent for a caller's number in an argument it does not fit
+    #: (`number_labels`): (tool, argument, the tool called instead or None)
+    misplaced: tuple[str, str, str | None] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -872,12 +880,25 @@ class Responder:
             for t in chat.tools
             if isinstance(t.get("function"), Mapping)
         }
+        said = said_numbers(caller_words)
+        #: calls not sent for a number in an argument it does not fit: (tool, arguments
+        #: text) -> what `number_labels.misplaced_number` found
+        self._misplaced: dict[tuple[str, str], MisplacedNumber] = {}
+
+        def misplaced(name: str, arguments: str) -> list[str]:
+            found = misplaced_number(name, arguments, chat.tools, said)
+            if found is None:
+                return []
+            self._misplaced[(name, arguments)] = found
+            return [found.argument]
+
         reply.check_call = lambda name, arguments: (
             ungrounded_arguments(
                 arguments, schemas.get(name), call_sources, vocabulary.get(name, frozenset())
             )
             or retracted_arguments(arguments, taken_back)
             or list(self._with_the_day(name, arguments))
+            or misplaced(name, arguments)
         )
         reply.is_invented = lambda name, arguments, missing: bool(
             invented_arguments(arguments, missing, call_sources)
@@ -1082,6 +1103,8 @@ class Responder:
         more = MAX_CALLS_PER_REPLY - 1 if chat.parallel_tool_calls and forced is None else 0
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
+        if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
+            stats = await self._to_the_fitting_tool(prompt, on_text, stats)
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
             stats = await self._written_with_the_day(on_text, stats)
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
@@ -1310,6 +1333,58 @@ class Responder:
         self.plan.decision = stats.extra["decision"] = choice
         return choice, stats
 
+    async def _to_the_fitting_tool(
+        self, prompt: str, on_text: OnText, stats: GenerationStats
+    ) -> GenerationStats:
+        """The one dropped call that put a caller's number in an argument it does not fit
+        (`number_labels.misplaced_number`), made on the tool whose argument it fits.
+
+        Told "My number's 555 808 6261, what orders do I have?", the 1.5B chose
+        `lookup_order` over `lookup_customer` (0.660 to 0.331), said yes to its check,
+        and looked up the order "555 808 6261" (bench y12, session 11). Among several
+        fitting tools the model decides (the prompt is cached: a token or two). The
+        tool is taken when the decision had it as a close runner-up (`decision_margin`:
+        the model itself put it near), else when the model says yes to the quoted
+        `WANTED_QUESTION` for it. A tool whose only argument is that one is called
+        without a model step (`_written_again`); another's call is decoded. When none
+        fits or the model says no, the call stays dropped and the agent asks for what
+        the argument is: the number was not its.
+        """
+        reply = self.reply
+        if len(reply.ungrounded_calls) != 1:
+            return stats
+        name, arguments_text = reply.ungrounded_calls[0]
+        found = self._misplaced.get((name, arguments_text))
+        if found is None:
+            return stats
+        self.plan.misplaced = (name, found.argument, None)
+        fits = dict(found.fits)
+        if not fits:
+            return stats
+        if len(fits) > 1:
+            target, step = await self._decide(prompt, list(fits))
+            stats = _combine(stats, step)
+        else:
+            target = next(iter(fits))
+        margin = self._margin
+        if margin is None or not margin.low or target not in margin.runners_up:
+            said = latest_caller_words(self.chat.messages)
+            question = wanted_question([(target, [])], self._tools, said)
+            yes, stats = await self._yes_no(question, stats)
+            if not yes:
+                return stats
+        self.plan.misplaced = (name, found.argument, target)
+        self.plan.decision = stats.extra["decision"] = target
+        tool = next(t for t in self._tools if t["function"]["name"] == target)
+        properties = (tool["function"].get("parameters") or {}).get("properties") or {}
+        if list(properties) == [fits[target]]:
+            value = (_json_object(arguments_text) or {}).get(found.argument, found.digits)
+            values = {fits[target]: str(value)}
+            return await self._written_again(tool, "{}", values, on_text, stats)
+        reply.forget_ungrounded()
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        return await self._call(prompt, target, 0, on_text, stats)
+
     def _function_names(self) -> list[str]:
         """The names held speech may not say in quotes (`names_a_function`): the tools',
         the speech options', and each option's first word ("cannot" of `CANNOT`)."""
@@ -1482,6 +1557,8 @@ class Responder:
             return stats
         if retracted_arguments(arguments_text, self._taken_back):
             return stats  # a number the caller took back is not a rewording
+        if (name, arguments_text) in self._misplaced:
+            return stats  # nor one in an argument it does not fit
         properties = (tool["function"].get("parameters") or {}).get("properties") or {}
         callers = [
             content_text(m.get("content")) for m in self.chat.messages if m.get("role") == "user"
