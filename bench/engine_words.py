@@ -38,6 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import follow_up_repeats  # noqa: E402
+
 from fsm import AutojumpClock  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from voice_agent.agent import Agent  # noqa: E402
@@ -68,19 +70,8 @@ GRID = list(itertools.product([0.2, 0.5, 1.0], [2.0, 4.0, 12.0, 20.0], [0.1, 0.5
 
 
 def registry(first_s: float, second_s: float) -> ToolRegistry:
-    reg = ToolRegistry()
-
-    @reg.tool(timeout_s=60)
-    async def get_order_status(order_id: str) -> dict[str, str]:
-        """An order's status."""
-        await asyncio.sleep(first_s)
-        return {"tool": "get_order_status"}
-
-    @reg.tool(timeout_s=60)
-    async def get_store_hours(city: str) -> dict[str, str]:
-        """A store's opening hours."""
-        await asyncio.sleep(second_s)
-        return {"tool": "get_store_hours"}
+    """follow_up_repeats' two lookups (order, hours), and a lookup chained on another's."""
+    reg = follow_up_repeats.registry(first_s, second_s)
 
     @reg.tool(timeout_s=60)
     async def find_customer(phone: str) -> str:
@@ -129,12 +120,16 @@ def one_call(scenario: str, timing: tuple[float, ...]) -> dict[str, Any]:
     return {"missing": any(f not in said for f in wanted)}
 
 
+#: The config's own phrases (holds, the apology, the long-wait phrase): what the engine
+#: said before its words were marked `canned`.
+_CONFIG = AgentConfig(system_prompt="s")
+_ENGINE_PHRASES = {*_CONFIG.hold_phrases, _CONFIG.apology, _CONFIG.llm_long_wait_phrase}
+
+
 def _canned(entry: Any) -> bool:
     """The engine's own words: marked `canned` (from this change on), else said by the
     engine's own phrases (the config's holds and apology)."""
-    config = AgentConfig(system_prompt="s")
-    own = {*config.hold_phrases, config.apology, config.llm_long_wait_phrase}
-    return bool(getattr(entry, "canned", False)) or entry.text in own
+    return bool(getattr(entry, "canned", False)) or entry.text in _ENGINE_PHRASES
 
 
 def main() -> None:
