@@ -455,7 +455,7 @@ def invented_arguments(
 ) -> list[str]:
     """Of the arguments `names` (a call's ungrounded ones), those whose every value
     (`_leaves`) is `nothing_said`: values the model made up."""
-    arguments = _json_dict(arguments_text)
+    arguments = arguments_object(arguments_text)
     if arguments is None:
         return []
     return [
@@ -466,7 +466,9 @@ def invented_arguments(
     ]
 
 
-def _json_dict(text: str) -> dict[str, Any] | None:
+def arguments_object(text: str) -> dict[str, Any] | None:
+    """A call's arguments text as an object (empty text: no arguments); None when it is
+    not a JSON object."""
     try:
         value = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError:

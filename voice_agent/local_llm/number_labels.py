@@ -27,11 +27,12 @@ argument fits it best are named (`MisplacedNumber.fits`); the call is not sent
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from voice_agent.local_llm.grounding import arguments_object
 
 #: How many digits a phone number has (E.164 allows 15; a local number has 7 or more).
 PHONE_DIGITS = range(7, 16)
@@ -198,11 +199,8 @@ def misplaced_number(
     (`said`) and does not fit it: the argument cannot take its digit count
     (`allowed_digits`), or another tool's argument that can holds more of its label's
     words (`argument_words`). None when every number fits where it is."""
-    try:
-        arguments = json.loads(arguments_text) if arguments_text.strip() else {}
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(arguments, dict):
+    arguments = arguments_object(arguments_text)
+    if arguments is None:
         return None
     by_tool = {str((t.get("function") or {}).get("name")): _arguments(t) for t in tools}
     own_arguments = by_tool.get(name, {})
