@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from peripherals.text_chunker import SENTENCE_MARKS
 from voice_agent.guidance import is_guidance
 from voice_agent.local_llm.answer_words import call_subject
 from voice_agent.local_llm.turn_history import tool_payloads
@@ -52,7 +53,7 @@ _PROMISE_BEFORE = (
     r"\b(?:(?:i|we)\s*(?:can|could|will|would|'ll|'d|shall|am going to|are going to)"
     r"(?:\s+(?:now|also|just|certainly|definitely|gladly))?|let me|happy to|glad to)\s+"
 )
-_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+_SENTENCE = re.compile(rf"[^{SENTENCE_MARKS}]+[{SENTENCE_MARKS}]*")  # the chunker's marks
 
 
 def _change_word(field: str) -> str:
