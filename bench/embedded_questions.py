@@ -968,22 +968,31 @@ async def run_model(
             )
             stack.push_async_callback(client.aclose)
             prompts = {name: _system_prompt(variant.code, name) for name in tool_sets}
-            # Cache the first question's prefix, as the agent does at start-up (the
-            # server keeps one prefix: the next tool set is evaluated when it comes).
-            first = questions[0]["tools"] if questions else "demo"
+            clients[variant.label] = (client, prompts)
+        # The server keeps one prompt prefix. A session prewarms its own (one tool set) at
+        # start-up, so a question on a tool set the server does not hold yet is asked after
+        # an untimed prewarm of that set, as a new session's first question would be.
+        warm: dict[str, str] = {}
+
+        async def prewarm(label: str, tools_name: str) -> None:
+            if warm.get(label) == tools_name:
+                return
+            client, prompts = clients[label]
             await client.prewarm(
                 [
-                    {"role": "system", "content": prompts[first]},
+                    {"role": "system", "content": prompts[tools_name]},
                     {"role": "user", "content": "Hello."},
                 ],
-                [t.schema for t in tool_sets[first]],
+                [t.schema for t in tool_sets[tools_name]],
             )
-            clients[variant.label] = (client, prompts)
+            warm[label] = tools_name
+
         for _ in range(repeat):
             for number, question in enumerate(questions):
                 # Before/after, then after/before: neither side is always the one
                 # that runs right after the other's burst of computing.
                 for variant in variants if number % 2 == 0 else variants[::-1]:
+                    await prewarm(variant.label, question["tools"])
                     client, prompts = clients[variant.label]
                     tools = tool_sets[question["tools"]]
                     outcome = await ask(
