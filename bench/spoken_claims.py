@@ -64,6 +64,18 @@ _NOT_A_CLAIM = frozenset(
     "whether once until unless when before being wants want like".split()
 )
 _NOT_A_CLAIM_ENDINGS = ("n't", "'ll", "'d")
+#: Words that report what follows them ("I can confirm that it has shipped", "I'm happy
+#: to tell you your order was delivered", "I see it was paid"): what is reported is
+#: judged from them on, so a modal or an infinitive before them ("can", "to") takes
+#: nothing from the claim; a negation before them does ("I can't confirm that it has
+#: shipped" claims nothing), and so does a question word after them ("I can check
+#: whether it has shipped").
+_REPORTS = re.compile(
+    r"\b(?:confirm(?:ed|s)?|tell you|let you know|assure you|inform you|say|see|saw|"
+    r"show(?:s|ed)?|found|find|know|verif(?:y|ied))\b(?:\s+(?:you|that))*",
+    re.IGNORECASE,
+)
+_NEGATIONS = frozenset("not never no cannot".split())
 #: Right before the state word: "to be delivered", "to get it shipped".
 _INFINITIVE = re.compile(r"\bto (?:be|get|have)(?: \w+)?\s*$", re.IGNORECASE)
 #: A promise of a write ("I can cancel", "I'll schedule", "let me book"): the write's
@@ -87,7 +99,9 @@ class Claim:
 def claims(spoken: str) -> list[Claim]:
     """The state words `spoken` says as facts: in a sentence that is not a question, with
     no negation, modal, promise or condition before them in their clause (`_NOT_A_CLAIM`)
-    and not "to be ..." ("It is expected to be delivered on Friday")."""
+    and not "to be ..." ("It is expected to be delivered on Friday"). What a clause
+    reports ("I can confirm that it has shipped", `_REPORTS`) is judged from the
+    reporting words on, unless they are negated."""
     found: list[Claim] = []
     for sentence_match in _SENTENCE.finditer(spoken):
         sentence = sentence_match.group().strip()
@@ -95,6 +109,12 @@ def claims(spoken: str) -> list[Claim]:
             continue
         for match in _STATE_WORD.finditer(sentence):
             before = _CLAUSE_END.split(sentence[: match.start()])[-1]
+            reports = list(_REPORTS.finditer(before))
+            if reports:  # judged from what reports it on (`_REPORTS`)
+                lead = re.findall(r"[a-z']+", before[: reports[-1].start()].lower())
+                if any(w in _NEGATIONS or w.endswith("n't") for w in lead):
+                    continue  # "I can't confirm that it has shipped"
+                before = before[reports[-1].end() :]
             words = re.findall(r"[a-z']+", before.lower())
             if any(w in _NOT_A_CLAIM or w.endswith(_NOT_A_CLAIM_ENDINGS) for w in words):
                 continue

@@ -354,6 +354,39 @@ def test_a_state_no_result_says_is_an_invented_claim_not_an_invented_number(spok
         assert not out.answer_ok
 
 
+@pytest.mark.parametrize(
+    ("spoken", "claimed"),
+    [
+        # what a clause reports is a claim, whatever modal comes before the report
+        ("I can confirm that order 3815 has shipped.", True),
+        ("I'm happy to tell you your order has been delivered.", True),
+        ("I can tell you it has been sent out.", True),
+        ("I can see that it was delivered on Saturday.", True),
+        # a negated report, a question or a future after it: no claim
+        ("I can't confirm that it has shipped yet.", False),
+        ("I can check whether it has shipped.", False),
+        ("I can confirm it will be delivered on Saturday.", False),
+        ("I found that it has not been sent out yet.", False),
+        # the result's own words, reported: no claim is unsupported
+        ("I can confirm that order 3815 is packed and waiting for the courier.", False),
+    ],
+)
+def test_a_reported_state_is_a_claim_unless_the_report_is_negated(spoken, claimed):
+    # "I can confirm that it has shipped" was not read as a claim (session 12's detector
+    # skipped any state after a modal in its clause).
+    out = _outcome(spoken, [], [{"name": "get_order_status", "result": _PACKED}])
+    eq.score(out, {"say": "Has order 3815 shipped?", "answer": "facts", "calls": []}, {})
+    assert out.invented_claim is claimed, out.why
+
+
+def test_a_reported_state_the_result_says_is_supported():
+    shipped = {"order_id": "3815", "status": "shipped", "estimated_delivery": "Saturday"}
+    out = _outcome("I can confirm that order 3815 has been sent out.", [],
+                   [{"name": "get_order_status", "result": shipped}])  # fmt: skip
+    eq.score(out, {"say": "Has it been sent out?", "answer": "facts", "calls": []}, {})
+    assert not out.invented_claim, out.why
+
+
 def test_a_synonym_of_the_results_state_is_supported():
     shipped = {"order_id": "3815", "status": "shipped", "estimated_delivery": "Saturday"}
     out = _outcome("Yes, order 3815 has been sent out.", [],
