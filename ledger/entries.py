@@ -64,12 +64,18 @@ class UserUtterance(_EntryBase):
 
 
 class LlmRequestStarted(_EntryBase):
-    """An LLM generation started; the model saw the ledger rendered at this point."""
+    """A response started: an LLM generation, whose model saw the ledger rendered at this
+    point, or (`reason` `canned`) the engine's own words, which no model saw."""
 
     type: Literal["LlmRequestStarted"] = "LlmRequestStarted"
     response_id: str
     reason: Literal["user_turn", "tool_results", "hold", "continuation", "canned"]
     mode: str
+
+    @property
+    def by_model(self) -> bool:
+        """A model generates this response (not the engine's `canned` words alone)."""
+        return self.reason != "canned"
 
 
 class AgentTextPlanned(_EntryBase):

@@ -11,9 +11,10 @@ The rules (docs/INTERFACES.md), applied in ledger order:
   the planned chunks joined by single spaces; `tool_calls` lists its
   non-speculative calls in order (the key is absent when there are none).
   Right after it, one tool message per call: the outcome when it was recorded
-  before the first `LlmRequestStarted` following the call's start, else a
-  pending placeholder naming the future. The message is left out when the
-  response has neither words of the model's nor calls.
+  before the first model request (an `LlmRequestStarted` that is not the
+  engine's `canned` words: no model sees those) following the call's start,
+  else a pending placeholder naming the future. The message is left out when
+  the response has neither words of the model's nor calls.
 - the engine's own words in a response (chunks planned as `canned`: a hold
   phrase, the apology, an acknowledgement, a greeting) -> an assistant message
   of their own named `ENGINE_SPEAKER`, right before the response's own message
@@ -22,8 +23,8 @@ The rules (docs/INTERFACES.md), applied in ledger order:
   engine's words (a hold while the model stalled, the engine's "doing that
   now" before the confirmed write it runs), so a request never ends on them
   where it used to end on a result.
-- an outcome that came after its placeholder was shown to a request is
-  reported at the outcome's position by a synthetic pair: an assistant call
+- an outcome that came after its placeholder was shown to a model's request
+  is reported at the outcome's position by a synthetic pair: an assistant call
   of `get_result({"call_id": ...})` with id `"<call_id>-result"` and its tool
   message holding the outcome.
 - speculative calls are never rendered; a final call adopted from a fork
@@ -32,7 +33,7 @@ The rules (docs/INTERFACES.md), applied in ledger order:
 
 Every block (user message, response with its tool messages, synthetic pair) is
 self-contained, so the protocol holds after every append. A rendering shown to
-a request is a prefix of every later rendering as long as each earlier
+a model's request is a prefix of every later rendering as long as each earlier
 response had finished before that request; the one exception is a response
 whose played text is recorded later (a barge-in): its `content` becomes the
 model's words heard, and its engine message the engine's words heard (none
@@ -113,11 +114,11 @@ def _tool_call(call_id: str, name: str, arguments: str) -> Message:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _is_late(call: CallRecord, request_seqs: list[int]) -> bool:
-    """True if the call's placeholder was (or will stay) what requests see."""
+def _is_late(call: CallRecord, model_request_seqs: list[int]) -> bool:
+    """True if the call's placeholder was (or will stay) what a model's request sees."""
     settled = call.outcome_seq
-    index = bisect.bisect_right(request_seqs, call.started.seq)
-    next_request = request_seqs[index] if index < len(request_seqs) else None
+    index = bisect.bisect_right(model_request_seqs, call.started.seq)
+    next_request = model_request_seqs[index] if index < len(model_request_seqs) else None
     if settled is None:
         return False
     return next_request is not None and settled > next_request
@@ -184,7 +185,7 @@ def render_state(
 ) -> list[Message]:
     """Render `entries` (already folded into `state`) as chat messages."""
     final_calls = [c for c in state.calls.values() if not c.started.speculative]
-    late = {c.started.call_id for c in final_calls if _is_late(c, state.request_seqs)}
+    late = {c.started.call_id for c in final_calls if _is_late(c, state.model_request_seqs)}
     late_at: dict[int, list[CallRecord]] = defaultdict(list)
     for call in final_calls:
         if call.started.call_id in late:

@@ -166,7 +166,9 @@ class LedgerState:
         self.responses: dict[str, ResponseRecord] = {}
         self.calls: dict[str, CallRecord] = {}
         self.forks: dict[str, ForkRecord] = {}
-        self.request_seqs: list[int] = []
+        # The seqs of the requests a model saw (`LlmRequestStarted.by_model`), in order:
+        # a call's outcome is inlined unless one of them came between its start and it.
+        self.model_request_seqs: list[int] = []
         self._reserved_ids: set[str] = set()
 
     def apply(self, entry: Entry) -> None:
@@ -282,7 +284,8 @@ class LedgerState:
                     self.session_id = entry.session_id
             case LlmRequestStarted():
                 self.responses[entry.response_id] = ResponseRecord(started=entry)
-                self.request_seqs.append(entry.seq)
+                if entry.by_model:
+                    self.model_request_seqs.append(entry.seq)
             case AgentTextPlanned():
                 self.responses[entry.response_id].planned.append(entry)
             case AgentTextPlayed():

@@ -63,6 +63,31 @@ def test_a_canned_response_is_the_engines_message_not_the_models() -> None:
     assert outcomes_to_tell(messages) == 1
 
 
+def test_a_result_after_a_hold_phrase_is_shown_with_its_call_as_no_model_saw_it_pending() -> None:
+    """The engine's words are no request a model sees: a result that came after them (but
+    before the model's next request) is inlined, with no placeholder and no get_result
+    pair; after a model's request it is late (session 12's turn12 finding)."""
+    for between, late in (("canned", False), ("hold", True)):
+        ledger = Ledger("s", ManualClock())
+        ledger.append(UserUtterance(turn_id=1, text="where is order 5091?"))
+        ledger.append(LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"))
+        ledger.append(ToolCallStarted(call_id="c1", response_id="r1", name="lookup",
+                                      arguments='{"id": "5091"}', kind="read"))  # fmt: skip
+        ledger.append(LlmResponseFinished(response_id="r1", finish_reason="tool_calls"))
+        ledger.append(LlmRequestStarted(response_id="r2", reason=between, mode="async"))
+        said(ledger, "r2", "One moment.", canned=True)
+        ledger.append(LlmResponseFinished(response_id="r2", finish_reason="stop"))
+        ledger.append(ToolCallResolved(call_id="c1", result={"status": "shipped"}))
+        messages = rendered(ledger)
+        shown = json.loads(next(m for m in messages if m.get("tool_call_id") == "c1")["content"])
+        pairs = [m for m in messages if m.get("tool_call_id") == "c1-result"]
+        if late:
+            assert shown["status"] == "pending" and len(pairs) == 1, between
+        else:
+            assert shown == {"status": "resolved", "result": {"status": "shipped"}}, between
+            assert pairs == [], between
+
+
 def test_an_apology_in_a_failed_follow_up_leaves_the_result_untold() -> None:
     ledger = Ledger("s", ManualClock())
     turn_with_a_result(ledger)

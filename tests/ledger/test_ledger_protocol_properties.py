@@ -4,10 +4,12 @@ A Hypothesis state machine plays an engine: user utterances (partial and
 final), responses streaming text and calls, outcomes at random later points
 (before and after the next request), barge-ins with partial played text, and
 forks whose speculative calls are adopted or discarded. After every single
-append it checks the rendering.
+append it checks the rendering: a call's outcome is shown with its call unless a
+model's request started between the two (then a pending placeholder and a
+`get_result` pair); the engine's own responses (`canned`) are no such request.
 
 Append stability, the strongest form that holds under the rendering rules:
-for a request R that started when every earlier response had finished, the
+for a model's request R that started when every earlier response had finished, the
 messages rendered for R are a prefix of every later rendering, except that an
 assistant message whose response had not been played at R may later show a
 prefix of its text (what the user heard before barging in). When responses
@@ -239,17 +241,21 @@ class LedgerSession(RuleBasedStateMachine):
     # -- responses -----------------------------------------------------------------
 
     @rule(
-        reason=st.sampled_from(["user_turn", "tool_results", "hold", "continuation"]),
+        reason=st.sampled_from(["user_turn", "tool_results", "hold", "continuation", "canned"]),
         overlap=st.booleans(),
     )
     def request_starts(self, reason: Any, overlap: bool) -> None:
+        """A model's request (it sees the rendering: pending calls are shown pending) or
+        the engine's own words (`canned`: no model sees anything)."""
         if not overlap:
             for response_id in list(self.open_responses):
                 self.finish(response_id, "cancelled")
         before = self.ledger.render_messages("system")
-        self.shown_pending.update(
-            c for c in self.final_calls if self.future_of[c] not in self.settled
-        )
+        by_model = reason != "canned"
+        if by_model:
+            self.shown_pending.update(
+                c for c in self.final_calls if self.future_of[c] not in self.settled
+            )
         response_id = self._id("r")
         self.planned[response_id] = []
         self.calls_of[response_id] = []
@@ -257,7 +263,7 @@ class LedgerSession(RuleBasedStateMachine):
         self.open_responses.append(response_id)
         self.append(LlmRequestStarted(response_id=response_id, reason=reason, mode="async"))
         assert self.ledger.render_messages("system") == before
-        if len(self.open_responses) == 1:
+        if by_model and len(self.open_responses) == 1:
             unplayed = {
                 index
                 for index, message in enumerate(before)

@@ -205,7 +205,7 @@ def responses_from_ledger(entries: Iterable[Any]) -> list[tuple[float, int]]:
     started: dict[str, Any] = {}
     out = []
     for entry in entries:
-        if entry.type == "LlmRequestStarted" and entry.reason != "canned":
+        if entry.type == "LlmRequestStarted" and entry.by_model:
             started[entry.response_id] = entry
         elif entry.type == "LlmResponseFinished" and entry.response_id in started:
             out.append((started[entry.response_id].t, entry.completion_tokens or 0))
