@@ -4,15 +4,26 @@ PortAudio calls back from its own thread; the pure, thread-safe buffers here
 (``FrameQueue`` for input, ``PlayoutBuffer`` for output) are what the
 callbacks touch, and the asyncio side waits on them through
 ``loop.call_soon_threadsafe``.
+
+A device or audio server that goes away is not always reported: when a PulseAudio
+daemon dies, the ALSA pulse plugin can deadlock PortAudio's callback thread (it waits
+for the plugin's mainloop lock while the mainloop waits for a buffer that thread
+holds), so the stream neither calls back nor says it finished, and stopping or closing
+it blocks for ever (hostile8, session 13). So a started stream that calls back no
+block for ``STALL_S`` counts as lost, and ``aclose`` stops and closes a stream on a
+daemon thread of its own, waits ``CLOSE_S`` for it and then abandons it with a
+warning: the event loop and the process's exit never wait on PortAudio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -25,6 +36,14 @@ log = logging.getLogger(__name__)
 
 DeviceKind = Literal["input", "output"]
 
+# A started stream calls back every block (20 ms here); one that has called back nothing
+# for this long lost its device or audio server, reported or not (s). Generous: PortAudio's
+# thread outlives a busy machine's stalls, and a call need not end on a hiccup.
+STALL_S = 5.0
+# How long ``aclose`` waits for PortAudio to stop and close a stream before abandoning it
+# (s): a healthy stream stops within a block or two; a stuck one never does.
+CLOSE_S = 2.0
+
 _PORTAUDIO_HINT = (
     "PortAudio is not available: install it with 'apt-get install libportaudio2' "
     "(Debian/Ubuntu) or 'brew install portaudio' (macOS), and sounddevice with "
@@ -34,6 +53,81 @@ _PORTAUDIO_HINT = (
 
 class AudioDeviceError(PeripheralError):
     """An audio device is missing, ambiguous or cannot be opened, or PortAudio is absent."""
+
+
+class _DaemonThreads(Executor):
+    """Runs each job on a daemon thread of its own. A PortAudio call stuck in C for ever
+    must hold neither the event loop nor the process's exit, and the default executor's
+    workers are joined when the loop and the interpreter shut down."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="portaudio-close", daemon=True).start()
+        return future
+
+
+_abandoned: list[Any] = []  # streams PortAudio could not close: kept alive, never touched again
+
+
+async def _close_stream(stream: Any, what: str) -> None:
+    """Stop and close ``stream`` off the event loop, waiting at most ``CLOSE_S``; a stream
+    that does not close in time is abandoned with a warning (see the module's docstring).
+    Once one is, PortAudio is not terminated at exit (it would wait for that stream)."""
+
+    def stop_and_close() -> None:
+        stream.stop()  # stop before close: older PortAudio hangs closing a running stream
+        stream.close()
+
+    closing = asyncio.get_running_loop().run_in_executor(_DaemonThreads(), stop_and_close)
+    try:
+        await asyncio.wait_for(asyncio.shield(closing), CLOSE_S)
+    except TimeoutError:
+        _abandoned.append(stream)
+        log.warning(
+            "PortAudio did not close the %s within %.0f s (its audio server is probably "
+            "gone); the stream is abandoned",
+            what,
+            CLOSE_S,
+        )
+        exit_handler = getattr(_sd(), "_exit_handler", None)  # sounddevice's Pa_Terminate
+        if exit_handler is not None:
+            atexit.unregister(exit_handler)
+
+
+def rescan_devices() -> bool:
+    """Make PortAudio list the devices anew (it lists them once, when it starts: an audio
+    server started since is not seen). Returns False, changing nothing, once a stream had
+    to be abandoned: restarting PortAudio would wait for that stream for ever."""
+    if _abandoned:
+        return False
+    sd = _sd()
+    sd._terminate()
+    sd._initialize()
+    return True
+
+
+async def _wait_unless_stalled(
+    ready: asyncio.Event, blocks: Callable[[], int], lost: Callable[[], AudioDeviceError]
+) -> None:
+    """Wait for ``ready``; raise ``lost()`` if the stream called back no block (``blocks``
+    counts them) for ``STALL_S`` meanwhile."""
+    while not ready.is_set():
+        seen = blocks()
+        try:
+            async with asyncio.timeout(STALL_S):
+                await ready.wait()
+        except TimeoutError:
+            if blocks() == seen:
+                raise lost() from None
 
 
 def _sd() -> ModuleType:
@@ -245,6 +339,7 @@ class AudioInput:
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.overflows = 0
+        self._blocks = 0  # callbacks so far: a stream that stops calling back is lost
         self._closed = False
 
     @property
@@ -268,13 +363,15 @@ class AudioInput:
         loop = self._loop
         if self._closed or loop is None or loop.is_closed():
             return
-        lost = AudioDeviceError(
-            f"the microphone {self.device.name!r} stopped delivering audio: the device or "
-            "the audio server went away"
+        loop.call_soon_threadsafe(self._queue.fail, self._lost_error("stopped delivering audio"))
+
+    def _lost_error(self, what: str) -> AudioDeviceError:
+        return AudioDeviceError(
+            f"the microphone {self.device.name!r} {what}: the device or the audio server went away"
         )
-        loop.call_soon_threadsafe(self._queue.fail, lost)
 
     def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        self._blocks += 1
         if status.input_overflow:
             self.overflows += 1
         frame = indata[:, 0].copy()
@@ -289,8 +386,17 @@ class AudioInput:
 
     async def read(self) -> AudioChunk:
         """The next frame (waits for it); raises ``AudioDeviceError`` if ``process`` failed or
-        the device went away (after the frames it delivered before)."""
-        frame = await self._queue.get()
+        the device went away (after the frames it delivered before), also when PortAudio
+        does not say so: no frame for ``STALL_S``."""
+        while True:
+            blocks = self._blocks
+            try:
+                async with asyncio.timeout(STALL_S):
+                    frame = await self._queue.get()
+                break
+            except TimeoutError:
+                if self._blocks == blocks:  # else the loop was late, not the device
+                    self._queue.fail(self._lost_error(f"delivered no audio for {STALL_S:.0f} s"))
         if self._failure is not None:
             raise AudioDeviceError(
                 f"processing the microphone audio failed: {self._failure!r}"
@@ -303,13 +409,12 @@ class AudioInput:
             yield await self.read()
 
     async def aclose(self) -> None:
-        """Stop and close the stream (idempotent)."""
+        """Stop and close the stream (idempotent); abandons it after ``CLOSE_S``."""
         if self._closed:
             return
         self._closed = True
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+            await _close_stream(self._stream, f"microphone {self.device.name!r}")
 
     async def __aenter__(self) -> AudioInput:
         await self.start()
@@ -423,7 +528,9 @@ class AudioOutput:
         self._drained.set()
         self.underflows = 0
         self._closed = False
-        self._lost: AudioDeviceError | None = None  # the stream stopped by itself
+        self._blocks = 0  # callbacks so far: a stream that stops calling back is lost
+        self._lost: AudioDeviceError | None = None  # the stream stopped by itself, or stalled
+        self._gone = asyncio.Event()  # set with ``_lost``
         self._on_played_failed = False
 
     @property
@@ -457,14 +564,24 @@ class AudioOutput:
         loop = self._loop
         if self._closed or loop is None or loop.is_closed():
             return
-        self._lost = AudioDeviceError(
-            f"the speaker {self.device.name!r} stopped playing: the device or the audio "
-            "server went away"
-        )
-        loop.call_soon_threadsafe(self._space.set)
-        loop.call_soon_threadsafe(self._drained.set)
+        loop.call_soon_threadsafe(self._lose, "stopped playing")
+
+    def _lose(self, what: str) -> AudioDeviceError:
+        """Note (in the event loop) that the speaker is gone: every wait on it ends."""
+        if self._lost is None:
+            self._lost = AudioDeviceError(
+                f"the speaker {self.device.name!r} {what}: the device or the audio server went away"
+            )
+            self._space.set()
+            self._drained.set()
+            self._gone.set()
+        return self._lost
+
+    def _stalled(self) -> AudioDeviceError:
+        return self._lose(f"took no audio for {STALL_S:.0f} s")
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        self._blocks += 1
         if status.output_underflow:
             self.underflows += 1
         before = self._buffer.buffered
@@ -504,7 +621,7 @@ class AudioOutput:
                 self._drained.clear()
             x = x[taken:]
             if len(x):
-                await self._space.wait()
+                await _wait_unless_stalled(self._space, lambda: self._blocks, self._stalled)
 
     def clear(self) -> int:
         """Stop at once: drop all queued audio; returns the samples dropped."""
@@ -527,10 +644,17 @@ class AudioOutput:
 
     async def wait_drained(self) -> None:
         """Wait until everything written has been handed to the device (``AudioDeviceError``
-        if the device went away meanwhile)."""
-        await self._drained.wait()
+        if the device went away meanwhile, or took no audio for ``STALL_S``)."""
+        await _wait_unless_stalled(self._drained, lambda: self._blocks, self._stalled)
         if self._lost is not None:
             raise self._lost
+
+    async def wait_lost(self) -> AudioDeviceError:
+        """Wait until the speaker is known to be gone (it stopped by itself, or a wait on it
+        stalled); returns why."""
+        await self._gone.wait()
+        assert self._lost is not None
+        return self._lost
 
     async def aclose(self) -> None:
         """Stop and close the stream, dropping queued audio (idempotent)."""
@@ -539,8 +663,7 @@ class AudioOutput:
         self._closed = True
         self.clear()
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+            await _close_stream(self._stream, f"speaker {self.device.name!r}")
 
     async def __aenter__(self) -> AudioOutput:
         await self.start()

@@ -6,6 +6,12 @@ Before: when the audio server went away, PortAudio stopped the streams by themse
 the microphone's reader waited for ever and the call went on in silence until Ctrl-C
 (still running 30 s later). Now the call ends at once, says why, and the ledger records
 "audio device lost".
+
+Beside a CPU hog (sessions 12 and 13, load 10-14) PortAudio's microphone
+thread instead stuck in the ALSA pulse plugin: no finished callback, no more frames, and
+closing the stream blocked the event loop for ever (``portaudio_fakes`` has the stacks).
+Now the loss is seen by the speaker's finished callback or the microphone's silence
+(``audio_io.STALL_S``), and the stuck stream is abandoned after ``audio_io.CLOSE_S``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from peripherals.audio_io import rescan_devices
 from peripherals.resample import resample
 from voice_agent.bench.oracle import MODEL_ID, OracleServer
 from voice_agent.bench.runner import build_registry
@@ -275,10 +276,7 @@ def private_pulse(root: Path) -> Iterator[Pulse]:
         time.sleep(0.05)
     pid = int(pid_file.read_text().strip())
     os.environ.update({name: env[name] for name in names})
-    import sounddevice as sd
-
-    sd._terminate()  # PortAudio lists devices at initialisation: rescan with the daemon up
-    sd._initialize()
+    rescan_devices()  # PortAudio lists devices when it starts: rescan with the daemon up
     try:
         yield Pulse(env=env, runtime=str(runtime), pid=pid)
     finally:
@@ -289,5 +287,4 @@ def private_pulse(root: Path) -> Iterator[Pulse]:
                 os.environ[name] = value
         with contextlib.suppress(ProcessLookupError):  # a test may have killed it
             os.kill(pid, signal.SIGTERM)
-        sd._terminate()
-        sd._initialize()
+        rescan_devices()  # not after a stream was abandoned (it would wait for that stream)

@@ -153,17 +153,22 @@ class ConsoleTransport(TransportBase):
         return self._speaker
 
     async def audio_in(self) -> AsyncIterator[np.ndarray]:
-        """Microphone frames (echo-cancelled or gated as captured) until ``stop`` is set."""
+        """Microphone frames (echo-cancelled or gated as captured) until ``stop`` is set;
+        raises ``AudioDeviceError`` once the microphone or the speaker is gone."""
         first = True
-        stop_wait = asyncio.ensure_future(self._stop.wait()) if self._stop else None
+        stop_wait = asyncio.ensure_future((self._stop or asyncio.Event()).wait())
+        speaker_lost = asyncio.ensure_future(self._speaker.wait_lost())
         try:
             while True:
                 read = asyncio.ensure_future(self._mic.read())
-                waits = {read} if stop_wait is None else {read, stop_wait}
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {read, stop_wait, speaker_lost}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not read.done():
                     read.cancel()
                     await asyncio.wait([read])
+                    if speaker_lost.done():
+                        raise speaker_lost.result()
                     return
                 chunk = read.result()
                 if first and self._listening is not None:
@@ -171,8 +176,8 @@ class ConsoleTransport(TransportBase):
                 first = False
                 yield chunk.samples
         finally:
-            if stop_wait is not None:
-                stop_wait.cancel()
+            stop_wait.cancel()
+            speaker_lost.cancel()
 
     def state_changed(self, change: AgentStateChanged) -> None:
         self._print(f"[{change.state}]")

@@ -1,0 +1,80 @@
+"""A fake of a PortAudio stream whose audio server died under it, for ``peripherals.audio_io``.
+
+What the real one did (hostile8, session 13, gdb on the hung test): the PulseAudio daemon
+was SIGKILLed; PortAudio's callback thread blocked in the ALSA pulse plugin
+(``pa_mutex_lock`` under ``snd_pcm_poll_descriptors_revents``) while the plugin's
+mainloop thread, holding that lock, waited in ``pa_memimport_free`` for a buffer the
+callback thread held. So the stream stopped calling back without calling its finished
+callback, and ``Pa_StopStream`` (``pthread_join`` of that thread) never returned.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from peripherals import audio_io
+
+FAKE_DEVICE = audio_io.DeviceInfo(
+    index=7,
+    name="fake pulse",
+    hostapi="ALSA",
+    max_input_channels=1,
+    max_output_channels=1,
+    default_sample_rate=48000.0,
+    is_default_input=True,
+    is_default_output=True,
+)
+
+
+class StuckPortAudioStream:
+    """Calls back only when told (``call_back``); then, like the stuck thread, nothing:
+    not its finished callback, and ``stop``/``close`` block until ``release``."""
+
+    def __init__(self, kind: str, blocksize: int, callback: Any, finished: Any) -> None:
+        self.kind = kind
+        self.blocksize = blocksize
+        self.callback = callback
+        self.finished = finished
+        self.stop_called = threading.Event()
+        self._released = threading.Event()
+
+    def call_back(self, blocks: int) -> None:
+        """``blocks`` callbacks, as PortAudio's thread makes them while the server is up."""
+        for _ in range(blocks):
+            data = np.full((self.blocksize, 1), 0.1, dtype=np.float32)
+            status = SimpleNamespace(input_overflow=False, output_underflow=False)
+            self.callback(data, self.blocksize, None, status)
+
+    def stop(self) -> None:
+        self.stop_called.set()
+        self._released.wait()
+
+    def close(self) -> None:
+        self._released.wait()
+
+    def release(self) -> None:
+        """Let a blocked ``stop``/``close`` return (the test's cleanup; PortAudio never does)."""
+        self._released.set()
+
+
+def install_stuck_streams(monkeypatch: pytest.MonkeyPatch) -> list[StuckPortAudioStream]:
+    """Make ``AudioInput``/``AudioOutput`` find ``FAKE_DEVICE`` and open stuck streams (the
+    list they are appended to); streams abandoned meanwhile are forgotten afterwards."""
+    streams: list[StuckPortAudioStream] = []
+
+    def open_stream(
+        kind: str, device: Any, rate: int, blocksize: int, callback: Any, finished: Any = None
+    ) -> StuckPortAudioStream:
+        stream = StuckPortAudioStream(kind, blocksize, callback, finished)
+        streams.append(stream)
+        return stream
+
+    monkeypatch.setattr(audio_io, "find_device", lambda spec, kind: FAKE_DEVICE)
+    monkeypatch.setattr(audio_io, "_open_stream", open_stream)
+    monkeypatch.setattr(audio_io, "_abandoned", [])
+    return streams
