@@ -795,6 +795,7 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
         out.earlier_results,
         {name for name, tool in tools.items() if tool.kind == "write"},
         out.calls,
+        str(question.get("say", "")),
     )
     if claimed:
         out.invented_claim = True

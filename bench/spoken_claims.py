@@ -20,6 +20,7 @@ fields and a small vocabulary of state words (`STATES`), never a question's sent
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -216,18 +217,69 @@ def tells_done(spoken: str, result: Any, arguments: Mapping[str, Any]) -> bool:
     )
 
 
+#: Where a clause ends, for a value told about a thing: sentence marks, commas, semicolons.
+_VALUE_CLAUSE = re.compile(r"[.!?;,]\s+|[.!?]$")
+#: A number as told ("$38.75", "220.00", "12"): digits with their decimal or thousands marks.
+_TOLD_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _told_numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _TOLD_NUMBER.findall(text)}
+
+
+def misattributed_values(
+    spoken: str, results: list[dict[str, Any]], calls: list[dict[str, Any]], caller: str = ""
+) -> list[str]:
+    """Numbers told about one call's thing that only another call's result holds: in a
+    clause that names the key of one or more calls ("account 31580": a number in its
+    arguments), a number none of their results, arguments or the caller's words hold,
+    and another result does. Asked for a refund and a balance, the 0.5B said "the balance
+    on account 31580 is $38.75", the refund's amount (bench z12, session 13): each number
+    is in some result, so neither column caught it. Clauses are cut at commas too, so a
+    clause without a key is never judged."""
+    pending = list(calls)
+    paired: list[tuple[set[str], set[str]]] = []  # (the call's keys, its result's numbers)
+    for result in results:
+        call = next((c for c in pending if c["name"] == result["name"]), None)
+        if call is None:
+            continue
+        pending.remove(call)
+        keys = {
+            re.sub(r"\D", "", str(v))
+            for v in call["arguments"].values()
+            if re.search(r"\d", str(v)) and len(re.sub(r"\D", "", str(v))) >= 3
+        }
+        paired.append((keys, _told_numbers(json.dumps(result["result"]))))
+    why: list[str] = []
+    for clause in _VALUE_CLAUSE.split(spoken):
+        digits = {re.sub(r"\D", "", n) for n in _told_numbers(clause)}
+        named = [numbers for keys, numbers in paired if keys & digits]
+        if not named:
+            continue
+        own = set().union(*named) | _told_numbers(caller)
+        own |= {k for keys, _ in paired for k in keys}
+        others = set().union(*(numbers for _, numbers in paired)) - own
+        wrong = sorted(n for n in _told_numbers(clause) if n in others)
+        if wrong:
+            why.append(f"tells another result's {wrong} in {clause.strip()!r}")
+    return why
+
+
 def invented_claims(
     spoken: str,
     results: list[dict[str, Any]],
     earlier_results: list[Any],
     write_tools: set[str],
     calls: list[dict[str, Any]],
+    caller: str = "",
 ) -> list[str]:
-    """Why `spoken` makes a claim no result supports, or tells a write's outcome wrongly;
-    empty when it does neither. `results` are this question's ``{name, result}``,
+    """Why `spoken` makes a claim no result supports, tells a write's outcome wrongly, or
+    tells a number about a thing whose result does not hold it (`misattributed_values`);
+    empty when it does none. `results` are this question's ``{name, result}``,
     `earlier_results` those of its history, `write_tools` the names of the tools that
-    change the world, `calls` this question's ``{name, arguments}``."""
-    why: list[str] = []
+    change the world, `calls` this question's ``{name, arguments}``, `caller` what the
+    caller said."""
+    why: list[str] = misattributed_values(spoken, results, calls, caller)
     writes = [r for r in results if r["name"] in write_tools]
     outcomes = [write_outcome(r["result"]) for r in writes]
     context = [r["result"] for r in results] + list(earlier_results)

@@ -387,6 +387,39 @@ def test_a_reported_state_the_result_says_is_supported():
     assert not out.invented_claim, out.why
 
 
+_Z12_CALLS = [
+    {"name": "get_refund_status", "arguments": {"order_id": "8427"}},
+    {"name": "get_account_balance", "arguments": {"account_number": "31580"}},
+]
+_Z12_RESULTS = [
+    {"name": "get_refund_status",
+     "result": {"order_id": "8427", "refund": "paid on November 20", "amount": "$38.75"}},
+    {"name": "get_account_balance",
+     "result": {"account_number": "31580", "balance": "$220.00", "due_date": "December 15"}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spoken", "claimed"),
+    [
+        # bench z12 (session 13, 0.5B): both calls made, the refund's amount told as the balance
+        ("The refund for order 8427 has been paid on November 20, and the balance on "
+         "account 31580 is $38.75.", True),
+        ("The refund for order 8427 was paid on November 20, and the balance on account "
+         "31580 is $220.00, due December 15.", False),
+        ("The refund of $38.75 for order 8427 was paid. Your balance is $220.00.", False),
+        ("Orders 8427 and 31580: $38.75 and $220.00.", False),  # both named: not judged
+    ],
+)  # fmt: skip
+def test_a_number_told_about_a_thing_whose_result_does_not_hold_it_is_a_claim(spoken, claimed):
+    question = {"say": "Has the refund for order 8427 gone through, and what's the balance "
+                "on account 31580?", "answer": "facts", "calls": []}  # fmt: skip
+    out = _outcome(spoken, _Z12_CALLS, _Z12_RESULTS)
+    eq.score(out, question, _customer_service())
+    assert out.invented_claim is claimed, out.why
+    assert not out.invented  # every number is some result's
+
+
 def test_a_synonym_of_the_results_state_is_supported():
     shipped = {"order_id": "3815", "status": "shipped", "estimated_delivery": "Saturday"}
     out = _outcome("Yes, order 3815 has been sent out.", [],
