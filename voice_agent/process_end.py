@@ -19,6 +19,12 @@ shutdown waits at most `EXIT_GRACE_S`. :func:`end_process` runs last, where the 
 started it, the code it is stuck in) on standard error and ends the process
 at once with the command's status. A clean exit prints nothing and waits for
 nothing.
+
+What the interpreter still does once the command is done is collect its whole heap,
+which took 3-9 s on a loaded machine after a second Ctrl-C (session 13: the process
+"Garbage-collecting" 2.5 s after its last line, load 16). The heap is frozen
+(``gc.freeze``) before the process ends: its last collections see only what the exit
+handlers make, and every exit handler still runs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import gc
 import logging
 import os
 import queue
@@ -327,6 +334,7 @@ def end_process(
     stderr: TextIO | None = None,
     grace_s: float = EXIT_GRACE_S,
     exit_now: Callable[[int], object] = os._exit,
+    freeze_heap: Callable[[], None] = gc.freeze,
 ) -> int:
     """Let the process end with ``status`` within about ``grace_s`` seconds.
 
@@ -337,7 +345,7 @@ def end_process(
     the standard streams and logging), since Python would otherwise wait for
     them for ever. Default-executor jobs still running are named too (they are
     abandoned, they cannot hold the process). Returns ``status`` when nothing
-    holds the process.
+    holds the process, the heap frozen (``freeze_heap``, see the module doc).
     """
     stream = stderr if stderr is not None else sys.stderr
     deadline = time.monotonic() + grace_s
@@ -346,6 +354,7 @@ def end_process(
         if thread is not me and thread not in before and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
     threads, jobs = leftovers(before)
+    freeze_heap()
     if not threads and not jobs:
         return status
     what = threads + jobs

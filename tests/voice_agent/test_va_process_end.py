@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,23 @@ async def test_chat_ends_after_its_session_naming_the_threads_a_tool_left_runnin
     assert entries[-1]["type"] == "SessionEnded"
     outcomes = {e["type"] for e in entries if e["type"].startswith("ToolCall")}
     assert {"ToolCallResolved", "ToolCallTimedOut"} <= outcomes, outcomes
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen_heap() -> Iterator[None]:
+    """``end_process`` freezes the heap of the process it ends: not this one's for good."""
+    yield
+    gc.unfreeze()
+
+
+def test_the_process_ends_with_its_heap_frozen_so_exit_does_not_collect_it() -> None:
+    """After a second Ctrl-C under load the interpreter spent 3-9 s collecting the heap of
+    a command that was done (session 13)."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    status = end_process(130, set(threading.enumerate()), stderr=io.StringIO())
+    assert status == 130
+    assert gc.get_freeze_count() > 0  # the command's objects: left to the OS, not collected
 
 
 def _stuck_thread(release: threading.Event, name: str) -> threading.Thread:
