@@ -76,7 +76,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -243,14 +242,11 @@ def _fixture_tool(spec: dict[str, Any]) -> BenchTool:
 
 
 def _demo_tools() -> list[BenchTool]:
+    """The demo tools (voice_agent/demo_tools.py), without their simulated latency: the
+    bench times the model alone."""
     from voice_agent import demo_tools
 
-    async def no_sleep(_seconds: float) -> None:
-        return None
-
-    # The demo functions simulate backend latency with asyncio.sleep; the bench
-    # times the model alone, so they run without it (module-local patch).
-    demo_tools.asyncio = SimpleNamespace(sleep=no_sleep)  # type: ignore[assignment]
+    demo_tools.LATENCY_S.update(dict.fromkeys(demo_tools.LATENCY_S, 0.0))
     tools = []
     for spec in demo_tools.registry:
 

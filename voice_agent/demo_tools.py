@@ -1,15 +1,21 @@
 """Demo customer-service tools for the embedded defaults (a fictional shop, Acme).
 
 These are examples, named as such: a deterministic in-memory "backend" with a
-little latency, so that ``voice-agent chat`` shows futures running and
-resolving. Real deployments point ``tools.modules`` at their own registry.
+little latency (`LATENCY_S`), so that ``voice-agent chat`` shows futures running
+and resolving. Real deployments point ``tools.modules`` at their own registry.
+
+Each result says one thing a small model can read aloud without contradicting
+itself: a delivered order says when it was delivered, any other order when it
+is expected; a city that is not a place name ("the weather", nothing at all)
+gets no opening hours but a request to ask which city.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -17,11 +23,33 @@ from .tools import ToolRegistry
 
 registry = ToolRegistry()
 
+#: The simulated backend's round trip per tool, in seconds: long enough for a chat to
+#: show a future running. A bench that times the model alone sets them to 0.
+LATENCY_S = {"get_order_status": 0.8, "get_store_hours": 0.4, "schedule_callback": 1.0}
+
 _STATUSES = ("processing", "shipped", "out for delivery", "delivered")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
+
+#: Words that are never part of a city's name: articles, pronouns, question words and
+#: auxiliaries ("the weather", "my place", "where you are", "near me").
+_NOT_IN_A_PLACE_NAME = frozenset(
+    "a an the my your our their his her its this that these those here there me i you we "
+    "they it what which who where when how why is are was be do does near nearest closest "
+    "any some".split()
+)
+#: A place name: one to four words of letters, with - ' . inside ("Winston-Salem",
+#: "Coeur d'Alene", "St. Louis") and a comma before a state ("Portland, Oregon").
+_WORD = r"[^\W\d_]+(?:[-'.][^\W\d_]*)*"
+_PLACE_NAME = re.compile(rf"{_WORD}(?:,? {_WORD}){{0,3}}")
 
 
 def _pick(key: str, n: int) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest(), 16) % n
+
+
+def _is_place_name(text: str) -> bool:
+    words = text.lower().split()
+    return bool(_PLACE_NAME.fullmatch(text)) and not _NOT_IN_A_PLACE_NAME.intersection(words)
 
 
 @registry.tool(kind="read", timeout_s=5)
@@ -29,20 +57,32 @@ async def get_order_status(
     order_id: Annotated[str, Field(description="the order number the caller gives, digits only")],
 ) -> dict[str, str]:
     """Look up the shipping status of an order by its order number."""
-    await asyncio.sleep(0.8)  # a backend round trip
+    await asyncio.sleep(LATENCY_S["get_order_status"])
     status = _STATUSES[_pick(order_id, len(_STATUSES))]
-    eta = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")[_pick(order_id + "eta", 5)]
-    return {"order_id": order_id, "status": status, "estimated_delivery": eta}
+    day = _WEEKDAYS[_pick(order_id + "eta", len(_WEEKDAYS))]
+    # One date, named for what it is: "estimated_delivery" beside "delivered" was read as
+    # "is currently delivered and estimated to be delivered on Thursday" (z01, session 12).
+    if status == "delivered":
+        return {"order_id": order_id, "status": status, "delivered_on": day}
+    expected = "today" if status == "out for delivery" else day
+    return {"order_id": order_id, "status": status, "estimated_delivery": expected}
 
 
 @registry.tool(kind="read", timeout_s=5)
 async def get_store_hours(
     city: Annotated[str, Field(description="the city of the store")],
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Opening hours of the store in a city."""
-    await asyncio.sleep(0.4)
-    opens = 8 + _pick(city.lower(), 3)
-    return {"city": city, "hours": f"{opens} am to {opens + 10 - 12} pm, Monday to Saturday"}
+    await asyncio.sleep(LATENCY_S["get_store_hours"])
+    name = " ".join(city.split())
+    if not _is_place_name(name):
+        return {
+            "found": False,
+            "heard": name,
+            "next_step": "ask the caller which city the store is in",
+        }
+    opens = 8 + _pick(name.lower(), 3)
+    return {"city": name, "hours": f"{opens} am to {opens + 10 - 12} pm, Monday to Saturday"}
 
 
 @registry.tool(kind="write", on_interrupt="continue_and_report", timeout_s=8)
@@ -51,5 +91,5 @@ async def schedule_callback(
     time: Annotated[str, Field(description="when to call back, e.g. 'tomorrow 10 am'")],
 ) -> dict[str, str]:
     """Schedule a call back from a human agent."""
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(LATENCY_S["schedule_callback"])
     return {"confirmation": f"CB-{_pick(phone + time, 9000) + 1000}", "time": time}

@@ -104,7 +104,7 @@ def test_a_call_back_with_a_number_nobody_said_is_an_invented_write():
 
 
 def test_a_misheard_number_is_told_apart_as_a_recognition_error():
-    status = {"order_id": "7229", "status": "delivered", "estimated_delivery": "Monday"}
+    status = {"order_id": "7229", "status": "delivered", "delivered_on": "Monday"}
     entries = _turn(
         "My order number is 7229. No, sorry, 7229. Where is it?",
         calls=[("get_order_status", {"order_id": "7229"}, status)],
