@@ -241,9 +241,20 @@ def _fixture_tool(spec: dict[str, Any]) -> BenchTool:
     return BenchTool(spec["name"], spec["kind"], schema, spec.get("fact"), run)
 
 
+def held_for_confirmation(spec: Any, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """The engine's answer to a call of a write that waits for the caller's yes (nothing
+    runs: `PendingWrite.answer`, "awaiting confirmation" with the read-back), or None
+    when the tool runs at once. Invalid arguments raise, as the engine fails them."""
+    from voice_agent.confirmations import Confirmations
+
+    if not spec.needs_confirmation:
+        return None
+    return Confirmations().hold("bench", spec, json.dumps(arguments), turn_id=0).answer()
+
+
 def _demo_tools() -> list[BenchTool]:
     """The demo tools (voice_agent/demo_tools.py), without their simulated latency: the
-    bench times the model alone."""
+    bench times the model alone. The call-back is held for the caller's yes."""
     from voice_agent import demo_tools
 
     demo_tools.LATENCY_S.update(dict.fromkeys(demo_tools.LATENCY_S, 0.0))
@@ -251,6 +262,9 @@ def _demo_tools() -> list[BenchTool]:
     for spec in demo_tools.registry:
 
         async def run(arguments: dict[str, Any], spec: Any = spec) -> Any:
+            held = held_for_confirmation(spec, arguments)
+            if held is not None:
+                return held
             result = spec.fn(**spec.parse_arguments(json.dumps(arguments)))
             return await result if inspect.isawaitable(result) else result
 
@@ -270,13 +284,12 @@ def _phone_tools() -> list[BenchTool]:
     """The phone profile's real tools on a fresh seeded SQLite database.
 
     A write that needs the caller's yes is answered as the engine answers it
-    (`CONFIRMATION_PENDING`: nothing runs); call control (transfer, hang-up)
+    (`held_for_confirmation`: nothing runs); call control (transfer, hang-up)
     runs against a real `CallControl` whose requests are only collected.
     """
     import tempfile
 
     from voice_agent.call_control import CallControl
-    from voice_agent.confirmations import CONFIRMATION_PENDING
     from voice_agent.tools import ToolContext
 
     folder = tempfile.TemporaryDirectory(prefix="embedded-questions-")
@@ -289,8 +302,9 @@ def _phone_tools() -> list[BenchTool]:
     for spec in phone.registry:
 
         async def run(arguments: dict[str, Any], spec: Any = spec) -> Any:
-            if spec.needs_confirmation:
-                return dict(CONFIRMATION_PENDING)
+            held = held_for_confirmation(spec, arguments)
+            if held is not None:
+                return held
             parsed = spec.parse_arguments(json.dumps(arguments))
             ctx = ToolContext(
                 call_id="bench", tool=spec.name, session_id="bench",

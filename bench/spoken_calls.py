@@ -35,10 +35,11 @@ applied to what the ledger recorded):
 - ``answer_ok``: the spoken answer does what the call needs (the facts from the
   results, "can't do that here", a question for what is missing, a word of
   small talk), with no narration and no invented fact;
-- ``invented_write``: a write (the call-back) ran that the caller did not ask
-  for with those arguments;
+- ``invented_write``: the model asked for a write (the call-back) that the caller
+  did not ask for with those arguments (it is read back and runs only on a yes);
 - ``no_answer``: the agent said nothing from the model after the caller's turn
-  (hold phrases and the apology do not count as an answer).
+  (hold phrases and the apology do not count as an answer; the engine's read-back of
+  a call-back held for the caller's yes does: the model says nothing after it).
 
 The report gives, per run, how many of the 12 calls had each, and per call the
 transcript, the calls, what the agent said and why a score failed.
@@ -121,7 +122,7 @@ CALLS: list[dict[str, Any]] = [
              "three, tomorrow at eleven in the morning.",
      "say": "Please have someone call me back on 206 555 0173, tomorrow at 11 in the morning.",
      "calls": [{"name": "schedule_callback",
-                "args": {"phone": "2065550173", "time": "tomorrow 11"}}], "answer": "facts"},
+                "args": {"phone": "2065550173", "time": "tomorrow 11"}}], "answer": "pending"},
     {"id": "s09", "voice": "en-gb-x-gbcwmd+m3", "wpm": 155, "kind": "write_missing",
      "text": "Could somebody from your team ring me back this afternoon?",
      "say": "Could somebody from your team ring me back this afternoon?",
@@ -274,12 +275,20 @@ def outcome_from_entries(
     return out
 
 
+def read_back_heard(out: CallOutcome) -> bool:
+    """Whether the caller heard the engine read back a write held for their yes: that is
+    the turn's answer (the model says nothing after a held write; see
+    voice_agent/confirmations.py)."""
+    backs = [r["result"].get("read_back") for r in out.results if isinstance(r["result"], dict)]
+    return any(back and any(back in said for said in out.canned) for back in backs)
+
+
 def score_outcome(out: CallOutcome, call: dict[str, Any], tools: dict[str, Any]) -> None:
     """Fill `out`'s scores from what it recorded (heard, calls, results, spoken)."""
     import embedded_questions as eq
 
     out.heard_ok = heard_ok(call, out.heard)
-    out.no_answer = not out.spoken.strip()
+    out.no_answer = not out.spoken.strip() and not read_back_heard(out)
     # The model knows only what it heard: the transcript is what its facts may come from.
     question = {**call, "say": out.heard or call["say"], "split": "spoken"}
     scored = eq.Outcome(call["id"], "spoken", call["kind"], "embedded")

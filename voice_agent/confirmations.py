@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from .tools import ToolSpec
 
@@ -43,6 +44,11 @@ class PendingWrite:
     read_back: str
     turn_id: int
     asked: bool = False
+
+    def answer(self) -> dict[str, Any]:
+        """What the model's call is answered with while the write waits: not done, and
+        what the caller is asked to confirm."""
+        return {**CONFIRMATION_PENDING, "read_back": self.read_back}
 
     def question(self) -> str:
         """What the agent asks (a sentence the caller answers with yes or no)."""

@@ -45,7 +45,7 @@ from .call_control import (
 from .call_flow import CallFlow
 from .caller_silence import CallerSilence, SilenceFrom
 from .config import AgentConfig
-from .confirmations import CONFIRMATION_PENDING, Confirmations
+from .confirmations import Confirmations
 from .events import (
     DtmfReceived,
     LlmFailed,
@@ -1207,7 +1207,7 @@ class Conversation:
             response_id=ev.response_id,
             name=ev.name,
             arguments=ev.arguments,
-            result={**CONFIRMATION_PENDING, "read_back": pending.read_back},
+            result=pending.answer(),
         )
         self.ledger.append(le.Note(text=f"{ev.call_id}: {ev.name} held for the caller's "
                                    f"confirmation: {pending.read_back}"))  # fmt: skip

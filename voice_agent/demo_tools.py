@@ -7,7 +7,9 @@ and resolving. Real deployments point ``tools.modules`` at their own registry.
 Each result says one thing a small model can read aloud without contradicting
 itself: a delivered order says when it was delivered, any other order when it
 is expected; a city that is not a place name ("the weather", nothing at all)
-gets no opening hours but a request to ask which city.
+gets no opening hours but a request to ask which city. The call-back is a write
+the caller confirms first (``confirm=``): the engine reads the number back digit
+by digit and runs it only on a yes, so a misheard number books nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from .phone.numbers import spoken_digits
 from .tools import ToolRegistry
 
 registry = ToolRegistry()
@@ -50,6 +53,23 @@ def _pick(key: str, n: int) -> int:
 def _is_place_name(text: str) -> bool:
     words = text.lower().split()
     return bool(_PLACE_NAME.fullmatch(text)) and not _NOT_IN_A_PLACE_NAME.intersection(words)
+
+
+def _spelled(digits: str) -> str:
+    """Digits as a caller checks them by ear: one by one, grouped in threes with the last
+    four together ("5552017788" -> "5 5 5, 2 0 1, 7 7 8 8")."""
+    head, tail = digits[:-4], digits[-4:]
+    groups = [head[max(0, end - 3) : end] for end in range(len(head), 0, -3)][::-1]
+    return ", ".join(" ".join(group) for group in [*groups, tail])
+
+
+def _callback_read_back(arguments: dict[str, Any]) -> str:
+    """The call-back as the caller confirms it: "schedule a call back to 5 5 5, 2 0 1,
+    7 7 8 8 for tomorrow 10 am" (the number as heard when it holds no digit)."""
+    phone = str(arguments.get("phone", ""))
+    digits = spoken_digits(phone)
+    number = _spelled(digits) if digits else phone
+    return f"schedule a call back to {number} for {arguments['time']}"
 
 
 @registry.tool(kind="read", timeout_s=5)
@@ -85,7 +105,9 @@ async def get_store_hours(
     return {"city": name, "hours": f"{opens} am to {opens + 10 - 12} pm, Monday to Saturday"}
 
 
-@registry.tool(kind="write", on_interrupt="continue_and_report", timeout_s=8)
+@registry.tool(
+    kind="write", confirm=_callback_read_back, on_interrupt="continue_and_report", timeout_s=8
+)
 async def schedule_callback(
     phone: Annotated[str, Field(description="the caller's phone number")],
     time: Annotated[str, Field(description="when to call back, e.g. 'tomorrow 10 am'")],

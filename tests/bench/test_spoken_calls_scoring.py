@@ -103,6 +103,47 @@ def test_a_call_back_with_a_number_nobody_said_is_an_invented_write():
     assert out.invented_write and not out.calls_ok and not out.answer_ok
 
 
+def _held_call_back(read_back_played: str) -> list:
+    """A caller turn whose call-back the engine held for the caller's yes: the model's call
+    answered "awaiting confirmation" (as `held_for_confirmation` answers it), no follow-up
+    request, and the engine's read-back as its own (canned) response."""
+    import embedded_questions as eq
+
+    from voice_agent import demo_tools
+
+    spec = demo_tools.registry.get("schedule_callback")
+    arguments = {"phone": "206 555 0173", "time": "tomorrow 11"}
+    held = eq.held_for_confirmation(spec, arguments)
+    assert held is not None and held["status"] == "awaiting_confirmation"
+    return [
+        le.UserUtterance(turn_id=1, text=CALLS["s08"]["say"]),
+        le.LlmRequestStarted(response_id="r1", reason="user_turn", mode="async"),
+        le.ToolCallStarted(
+            call_id="c0",
+            response_id="r1",
+            name="schedule_callback",
+            arguments=json.dumps(arguments),
+            kind="write",
+        ),  # fmt: skip
+        le.ToolCallResolved(call_id="c0", result=held),
+        le.LlmResponseFinished(response_id="r1", finish_reason="tool_calls"),
+        le.LlmRequestStarted(response_id="r2", reason="canned", mode="async"),
+        le.AgentTextPlayed(response_id="r2", text=read_back_played),
+        le.SessionEnded(reason="input ended"),
+    ]
+
+
+def test_a_call_back_held_for_the_callers_yes_is_answered_by_its_read_back():
+    question = "Just to confirm: schedule a call back to 2 0 6, 5 5 5, 0 1 7 3 for tomorrow 11."
+    out = sc.outcome_from_entries(CALLS["s08"], _held_call_back(question + " Shall I go ahead?"),
+                                  1, TOOLS, CANNED)  # fmt: skip
+    assert (out.calls_ok, out.answer_ok, out.no_answer, out.invented_write) == (
+        True, True, False, False), out.why  # fmt: skip
+    # cut off before the read-back: the caller heard nothing of it, so no answer
+    cut = sc.outcome_from_entries(CALLS["s08"], _held_call_back("Just to"), 1, TOOLS, CANNED)
+    assert cut.no_answer and not cut.answer_ok
+
+
 def test_a_misheard_number_is_told_apart_as_a_recognition_error():
     status = {"order_id": "7229", "status": "delivered", "delivered_on": "Monday"}
     entries = _turn(
