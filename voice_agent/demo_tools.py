@@ -6,10 +6,11 @@ and resolving. Real deployments point ``tools.modules`` at their own registry.
 
 Each result says one thing a small model can read aloud without contradicting
 itself: a delivered order says when it was delivered, any other order when it
-is expected; a city that is not a place name ("the weather", nothing at all)
-gets no opening hours but a request to ask which city. The call-back is a write
-the caller confirms first (``confirm=``): the engine reads the number back digit
-by digit and runs it only on a yes, so a misheard number books nothing.
+is expected; an order number without a digit, or a city that is not a place
+name ("the weather", nothing at all), gets no status or hours but a request to
+ask the caller again. The call-back is a write the caller confirms first
+(``confirm=``): the engine reads the number back digit by digit and runs it
+only on a yes, so a misheard number books nothing.
 """
 
 from __future__ import annotations
@@ -75,17 +76,24 @@ def _callback_read_back(arguments: dict[str, Any]) -> str:
 @registry.tool(kind="read", timeout_s=5)
 async def get_order_status(
     order_id: Annotated[str, Field(description="the order number the caller gives, digits only")],
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Look up the shipping status of an order by its order number."""
     await asyncio.sleep(LATENCY_S["get_order_status"])
-    status = _STATUSES[_pick(order_id, len(_STATUSES))]
-    day = _WEEKDAYS[_pick(order_id + "eta", len(_WEEKDAYS))]
+    number = spoken_digits(order_id)  # "4,417" and "four four one seven" are order 4417
+    if not number:
+        return {
+            "found": False,
+            "heard": order_id,
+            "next_step": "ask the caller for the order number",
+        }
+    status = _STATUSES[_pick(number, len(_STATUSES))]
+    day = _WEEKDAYS[_pick(number + "eta", len(_WEEKDAYS))]
     # One date, named for what it is: "estimated_delivery" beside "delivered" was read as
     # "is currently delivered and estimated to be delivered on Thursday" (z01, session 12).
     if status == "delivered":
-        return {"order_id": order_id, "status": status, "delivered_on": day}
+        return {"order_id": number, "status": status, "delivered_on": day}
     expected = "today" if status == "out for delivery" else day
-    return {"order_id": order_id, "status": status, "estimated_delivery": expected}
+    return {"order_id": number, "status": status, "estimated_delivery": expected}
 
 
 @registry.tool(kind="read", timeout_s=5)

@@ -61,6 +61,17 @@ def test_an_order_names_one_date_for_what_it_is() -> None:
     )  # the same order says the same thing every time
 
 
+def test_an_order_number_is_read_by_its_digits_and_one_without_any_is_asked_again() -> None:
+    assert run_tool("get_order_status", order_id="4,417") == run_tool(
+        "get_order_status", order_id="four four one seven"
+    )
+    assert run_tool("get_order_status", order_id="4,417")["order_id"] == "4417"
+    for heard in ("", "my last order"):
+        result = run_tool("get_order_status", order_id=heard)
+        assert result["found"] is False and "status" not in result
+        assert "order number" in result["next_step"]
+
+
 @pytest.mark.parametrize(
     "city", ["Boston", "salt lake city", "Portland, Oregon", "St. Louis", "Winston-Salem"]
 )
