@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voice_agent.local_llm.caller_asks import (
+    asks_for_a_person,
     asks_nothing_of_a_tool,
     asks_something_of_the_agent,
     asks_what_the_agent_is,
@@ -101,3 +102,24 @@ def test_small_talk_about_the_call_the_day_or_the_weather_asks_nothing(said, sma
 )
 def test_a_request_of_the_agent_is_told_by_its_form(said, asks):
     assert asks_something_of_the_agent(said) is asks
+
+
+@pytest.mark.parametrize(
+    ("said", "asks"),
+    [
+        ("Can you connect me with someone in billing?", True),  # y16
+        ("Could you put me through to one of your colleagues, please?", True),
+        ("Is there a supervisor I could speak with?", True),
+        ("Just get me a real human on the line.", True),
+        ("I want to talk to somebody about my bill.", True),
+        ("Can somebody phone me tomorrow?", False),  # a call back, nobody reached now
+        ("I'd like someone to ring me back about a complaint.", False),
+        ("Am I speaking to a real person?", False),  # what the agent is
+        ("Is this a real human I'm talking to?", False),
+        ("Can you get me the status of order 5127?", False),  # no person
+        ("Can you transfer my order to a new address?", False),
+        ("Do you have any job openings?", False),
+    ],
+)
+def test_a_request_to_be_put_through_to_a_person_is_told_from_other_requests(said, asks):
+    assert asks_for_a_person(said) is asks

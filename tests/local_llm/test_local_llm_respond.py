@@ -65,8 +65,10 @@ from voice_agent.local_llm.respond import (
     echoes_caller,
     echoes_guidance,
     ends_the_call,
+    hands_to_a_person,
     names_the_tool,
     repeats_instruction,
+    what_it_does,
     what_the_tools_do,
 )
 
@@ -1715,6 +1717,147 @@ async def test_a_ticket_whose_summary_holds_the_callers_details_is_sent():
     assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
         ("open_ticket", {"summary": "The kettle leaks."})
     ]
+
+
+#: The phone profile's ticket, with its optional order (`voice_agent.phone.tools.open_ticket`).
+TICKET_ABOUT_AN_ORDER: dict[str, Any] = json.loads(json.dumps(TICKET))
+TICKET_ABOUT_AN_ORDER["function"]["parameters"]["properties"]["order_number"] = {
+    "type": "string",
+    "description": "the order it is about, if any",
+    "default": "",
+}
+TRANSFER = {
+    "type": "function",
+    "function": {
+        "name": "transfer_to_human",
+        "description": "Transfer the caller to a human agent (when they ask for one or you "
+        "cannot help).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "description": "why the caller needs a person, in a few words",
+                    "x-summary": "note",
+                }
+            },
+            "required": ["reason"],
+        },
+    },
+}
+LOOKUP_CUSTOMER = _tool("lookup_customer", phone_number="the caller's phone number")
+LOOKUP_CUSTOMER["function"]["description"] = (
+    "Find a customer account by phone number: name, store credit and recent orders."
+)
+
+
+@pytest.mark.parametrize(
+    ("tool", "does"),
+    [
+        (TICKET, "open a support ticket"),
+        (TRANSFER, "transfer the caller to a human agent"),
+        # no clause of what the agent cannot do: the purpose whole
+        (TOOLS[2], "schedule callback"),
+        (
+            {"name": "f", "description": "Whether the refund for a returned order has been paid."},
+            "whether the refund for a returned order has been paid",
+        ),
+        (
+            {"name": "f", "description": "Look up the shipping status of an order by its number."},
+            "look up the shipping status of an order by its number",
+        ),
+    ],
+)
+def test_a_catch_alls_condition_is_left_out_of_what_the_caller_is_asked_about(tool, does):
+    function = tool.get("function", tool)
+    assert what_it_does(function, function["name"]) == does
+
+
+def _ticket_script(summary: str):
+    """A FAKE model that opens a ticket with `summary` and an empty order number (what the
+    1.5B wrote for z16), answers yes/no by the engine's probabilities, and speaks an offer."""
+
+    def script(prompt, grammar):
+        if prompt.endswith(DECISION_PREFIX):
+            return 'open_ticket"'
+        if prompt.endswith('"arguments": '):
+            return json.dumps({"summary": summary, "order_number": ""}) + "}\n</tool_call>"
+        return " look up orders or store hours."
+
+    return script
+
+
+async def test_a_catch_all_dropped_for_a_request_no_tool_serves_is_asked_about_without_its_condition():
+    # z16 (session 12): asked of "a problem the agent cannot solve on the call", yes 1.9
+    # over 1.36 negated, and the caller was asked for an order; asked of what it does, no.
+    odds = {"asked": (0.05, 0.3), "negated": (0.3, 0.05)}
+    engine = _scripted(_ticket_script("Looking for a job opening"), odds)
+    responder, reply, _ = await _respond(
+        engine, _user("Do you have any job openings?"), [*TOOLS, TICKET_ABOUT_AN_ORDER]
+    )
+    assert not reply.calls and reply.text.startswith(CANNOT_LEAD)
+    assert responder.plan.asked_or_cannot == CANNOT and responder.plan.without_optional is None
+    note = engine.asked_p[0][0].rsplit("<|im_start|>system", 1)[1]
+    assert "Is that a request to open a support ticket?" in note
+    assert "cannot solve" not in note
+
+
+@pytest.mark.parametrize(
+    ("said", "odds"),
+    [
+        ("Please open a ticket, my toaster arrived dented.", None),  # names the tool
+        ("My toaster arrived dented, can somebody sort that out?", CALL_BACK_ODDS),  # a yes
+    ],
+)
+async def test_a_call_missing_only_an_optional_detail_is_sent_without_it_not_asked_for(said, odds):
+    engine = _scripted(_ticket_script("The toaster arrived dented."), odds)
+    responder, reply, deltas = await _respond(engine, _user(said), [*TOOLS, TICKET_ABOUT_AN_ORDER])
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("open_ticket", {"summary": "The toaster arrived dented."})
+    ]
+    assert not reply.text and not any(d.get("content") for d in deltas)
+    assert responder.plan.without_optional == ("open_ticket", ["order_number"])
+    assert not responder.plan.asked
+    assert len(engine.steps) == 2  # the decision and the call: sent as written, no step more
+    assert len(engine.asked_p) == (0 if odds is None else 4)
+
+
+def _person_script(prompt, grammar):
+    """A FAKE model that looks up a customer for a caller who asks for a person (the
+    1.5B's y16), with an invented phone number; asked for a transfer's reason, gives one."""
+    if prompt.endswith(DECISION_PREFIX):
+        return 'lookup_customer"'
+    if prompt.endswith('transfer_to_human", "arguments": '):
+        return '{"reason": "billing question"}}\n</tool_call>'
+    if prompt.endswith('"arguments": '):
+        return '{"phone_number": "123-456-7890"}}\n</tool_call>'
+    return " your phone number?"
+
+
+async def test_a_call_dropped_for_a_caller_who_asks_for_a_person_goes_to_the_tool_that_hands_them_over():
+    engine = ScriptedEngine(_person_script)
+    responder, reply, _ = await _respond(
+        engine,
+        _user("Can you connect me with someone in billing?"),
+        [LOOKUP_CUSTOMER, TICKET_ABOUT_AN_ORDER, TRANSFER],
+    )
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("transfer_to_human", {"reason": "billing question"})
+    ]
+    assert responder.plan.to_a_person == ("lookup_customer", "transfer_to_human")
+    assert not reply.text and not engine.asked_p  # no yes/no read, nothing asked
+    assert len(engine.steps) == 3  # the decision, the dropped call, the transfer's call
+
+
+async def test_a_person_asked_for_with_no_tool_that_hands_over_to_one_changes_nothing():
+    engine = _scripted(_person_script)
+    tools = [LOOKUP_CUSTOMER, TICKET_ABOUT_AN_ORDER]
+    assert not any(hands_to_a_person(t["function"]) for t in tools)
+    responder, reply, _ = await _respond(
+        engine, _user("Can you connect me with someone in billing?"), tools
+    )
+    assert not reply.calls and responder.plan.to_a_person is None
+    assert responder.plan.dropped_ungrounded == [("lookup_customer", ["phone_number"])]
 
 
 @pytest.mark.parametrize(

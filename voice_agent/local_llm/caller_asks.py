@@ -150,6 +150,34 @@ def asks_nothing_of_a_tool(text: str) -> bool:
     )
 
 
+#: Words for a person the caller may ask to be put through to.
+PERSON_WORDS = (
+    r"someone|somebody|anyone|anybody|person|people|human|humans|agent|representative|rep|"
+    r"operator|manager|supervisor|colleague|colleagues|staff|boss|advisor|adviser"
+)
+#: Words with which a caller asks to reach someone: to talk or speak to them, to be
+#: connected, put or passed through, transferred, or to have them got on the line.
+_REACH = re.compile(
+    r"\b(?:talk|speak|chat)(?:ing)? (?:to|with)\b|"
+    r"\b(?:connect|put|pass|transfer|get|patch|send) (?:me|us)\b|\bthrough to\b"
+)
+_PERSON_WORD = re.compile(rf"\b(?:{PERSON_WORDS})\b")
+
+
+def asks_for_a_person(text: str) -> bool:
+    """Whether the caller asks to be put through to a person: words with which they ask
+    to reach someone (`_REACH`: "talk to", "connect me", "put me through to", "get me")
+    and a word for a person (`PERSON_WORDS`: "someone", "a human", "your manager"), not
+    a question what the agent is ("Am I speaking to a real person?",
+    `asks_what_the_agent_is`). "Can you connect me with someone in billing?" asks for a
+    person, though it sounds like an account lookup to the 1.5B (bench y16); "Can
+    somebody phone me tomorrow?" asks for a call back, not to reach anyone now."""
+    t = _words(text)
+    if asks_what_the_agent_is(text) is not None or re.search(r"\bam i (?:talking|speaking)\b", t):
+        return False
+    return _REACH.search(t) is not None and _PERSON_WORD.search(t) is not None
+
+
 def asks_something_of_the_agent(text: str) -> bool:
     """Whether the caller's words ask the agent to do or get something by their form
     ("Can you change the email on my account?", "I'd like a refund", "Please ..."),

@@ -50,10 +50,17 @@ reply is made in explicit steps, all on one KV cache:
    the model is first asked a yes/no question: does the caller ask for what
    the dropped tool does (`WANTED_QUESTION`)? Its "yes" counts only when it is also
    likelier than to the same question negated (`NOT_WANTED_QUESTION`), which
-   cancels the model's leaning to "yes" (`Responder._wanted`). Yes, or an argument the caller
+   cancels the model's leaning to "yes" (`Responder._wanted`). The question names what
+   the tool does without a clause that makes it the tool for what the agent cannot do
+   otherwise (`what_it_does`: a ticket "for a problem the agent cannot solve" fits every
+   request no tool serves). Yes, or an argument the caller
    did give: a system note asks it to ask the caller for what is missing and the
-   reply starts with `ASK_LEAD`; no (the tool was picked for a request it
-   does not serve): the reply is `CANNOT_LEAD` and an offer. For
+   reply starts with `ASK_LEAD`, unless only details the tool's schema leaves optional
+   are missing: the call is then sent without them (`Responder._without_optional_details`);
+   no (the tool was picked for a request it
+   does not serve): the reply is `CANNOT_LEAD` and an offer. A call dropped for a
+   caller who asks to be put through to a person (`caller_asks.asks_for_a_person`) is
+   made on the tool that hands them to one instead (`Responder._to_a_person`). For
    `CANNOT`, `CANNOT_LEAD` is sent at once (the caller hears it right after
    the decision) and the model continues after it with an offer of what the tools do
    (`what_the_tools_do`, in the note; it starts `OFFER_LEAD`), held whole and replaced by `CANNOT_OFFER` when
@@ -106,6 +113,7 @@ from voice_agent.local_llm.answer_words import (
 )
 from voice_agent.local_llm.argument_watch import ArgumentWatch, FurtherCalls
 from voice_agent.local_llm.caller_asks import (
+    asks_for_a_person,
     asks_nothing_of_a_tool,
     asks_something_of_the_agent,
     holds_the_line,
@@ -428,6 +436,12 @@ class ResponsePlan:
     #: a call not sent for a caller's number in an argument it does not fit
     #: (`number_labels`): (tool, argument, the tool called instead or None)
     misplaced: tuple[str, str, str | None] | None = None
+    #: a call dropped for a caller who asks for a person, made on the tool that puts
+    #: them through to one instead (`Responder._to_a_person`): (dropped tool, that tool)
+    to_a_person: tuple[str, str] | None = None
+    #: a call dropped only for optional details the caller did not give, sent without
+    #: them (`Responder._without_optional_details`): (tool, the arguments left out)
+    without_optional: tuple[str, list[str]] | None = None
 
 
 def _greedy(sampling: SamplingParams, max_tokens: int | None) -> SamplingParams:
@@ -521,6 +535,30 @@ def _purpose(function: Mapping[str, Any], name: str) -> str:
     return f"{text[:1].lower()}{text[1:]}"
 
 
+#: A clause of a tool's description that makes it the tool for what the agent cannot do
+#: otherwise: a catch-all's condition ("Open a support ticket | for a problem the agent
+#: cannot solve on the call", "Transfer the caller to a human agent | (when they ask for
+#: one or you cannot help)"). Every request no tool serves is one the agent cannot solve,
+#: so a yes/no question that keeps the clause fits all of them: asked whether "Do you have
+#: any job openings?" is "a request to open a support ticket for a problem the agent
+#: cannot solve on the call", the 1.5B's odds of yes were 1.9, over 1.36 negated, and the
+#: caller was asked for an order number (bench z16, session 12).
+_FALLBACK_CLAUSE = re.compile(
+    r"\s*\([^()]*\b(?:cannot|can't|can not|unable to)\b[^()]*\)"
+    r"|\s+(?:for|when|whenever|if)\b[^().;]*\b(?:cannot|can't|can not|unable to)\b[^().;]*",
+    re.IGNORECASE,
+)
+
+
+def what_it_does(function: Mapping[str, Any], name: str) -> str:
+    """What a tool does, for a question whether the caller asks for it: its purpose
+    (`_purpose`) without a clause that makes it the tool for what the agent cannot do
+    otherwise (`_FALLBACK_CLAUSE`: "open a support ticket", not "... for a problem the
+    agent cannot solve on the call")."""
+    purpose = _purpose(function, name)
+    return _FALLBACK_CLAUSE.sub("", purpose).strip() or purpose
+
+
 def quoted_caller(words: str) -> str:
     """The caller's words for a quote in a note: on one line, their double quotes made
     single, at most `_QUOTE_MAX_CHARS` (the end kept: the request is usually last)."""
@@ -540,7 +578,7 @@ def wanted_question(
     names = list(dict.fromkeys(name for name, _ in dropped))
     return template.format(
         said=quoted_caller(said),
-        purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names),
+        purpose=" or ".join(what_it_does(by_name.get(n) or {}, n) for n in names),
     )
 
 
@@ -695,6 +733,25 @@ def ends_the_call(function: Mapping[str, Any]) -> bool:
         return False
     name = str(function.get("name", "")).replace("_", " ")
     return bool(_ENDS_THE_CALL.search(name) or _ENDS_THE_CALL.search(_purpose(function, name)))
+
+
+#: What a tool that puts the caller through to a person says it does ("Transfer the caller
+#: to a human agent", "Schedule a call back from a human agent"). Not "agent" alone: a
+#: tool's description calls the voice agent itself that ("a problem the agent cannot
+#: solve").
+_HANDS_TO_A_PERSON = re.compile(
+    r"\b(?:human|person|people|staff|representative|operator|manager|supervisor|colleague)s?\b",
+    re.IGNORECASE,
+)
+
+
+def hands_to_a_person(function: Mapping[str, Any]) -> bool:
+    """Whether a tool puts the caller in touch with a person: its name or its
+    description's first sentence names one (`_HANDS_TO_A_PERSON`), and it does not
+    end the call."""
+    name = str(function.get("name", "")).replace("_", " ")
+    text = f"{name}. {_purpose(function, name)}"
+    return bool(_HANDS_TO_A_PERSON.search(text)) and not ends_the_call(function)
 
 
 def _argument_words(function: Mapping[str, Any]) -> set[str]:
@@ -1104,6 +1161,8 @@ class Responder:
         stats = await self._call(prompt, choice, more, on_text, stats)
         reply = self.reply
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
+            stats = await self._to_a_person(prompt, on_text, stats)
+        if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
             stats = await self._to_the_fitting_tool(prompt, on_text, stats)
         if reply.sent_nothing and reply.ungrounded and self._fresh_turn:
             stats = await self._written_with_the_day(on_text, stats)
@@ -1139,6 +1198,9 @@ class Responder:
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
             if not wanted:
                 return await self._speak(on_text, self._cannot_note, stats, lead=CANNOT_LEAD)
+            stats = await self._without_optional_details(on_text, stats)
+            if not reply.sent_nothing:
+                return stats
             note = ask_note(reply.ungrounded, self._tools)
             return await self._speak(on_text, note, stats, lead=ASK_LEAD)
         if forced is not None or chat.tool_choice == "required":
@@ -1384,6 +1446,71 @@ class Responder:
         reply.forget_ungrounded()
         reply.parser = ToolCallStreamParser(bare_json_calls=True)
         return await self._call(prompt, target, 0, on_text, stats)
+
+    async def _to_a_person(
+        self, prompt: str, on_text: OnText, stats: GenerationStats
+    ) -> GenerationStats:
+        """A call dropped for missing details, when the caller asks to be put through to a
+        person (`caller_asks.asks_for_a_person`), made on the tool that hands them to one
+        (`hands_to_a_person`) instead; among several, the model decides (the prompt is
+        cached: a token or two). The call passes the usual checks. When no tool hands the
+        caller to a person, or the dropped call's tool is one, nothing changes.
+
+        Asked "Can you connect me with someone in billing?" with the phone profile's
+        tools, the 1.5B chose `lookup_customer` over `transfer_to_human` (0.692 to
+        0.131), its call was dropped for an invented phone number, and the yes/no
+        question did not tell the two apart (odds 3.1 against 1.9 negated): the agent
+        asked for a phone number (bench y16, sessions 11-12).
+        """
+        reply = self.reply
+        if not asks_for_a_person(latest_caller_words(self.chat.messages)):
+            return stats
+        people = [
+            str(t["function"]["name"]) for t in self._tools if hands_to_a_person(t["function"])
+        ]
+        dropped = [name for name, _ in reply.ungrounded]
+        if not people or set(dropped) & set(people):
+            return stats
+        if len(people) > 1:
+            target, step = await self._decide(prompt, people)
+            stats = _combine(stats, step)
+        else:
+            target = people[0]
+        self.plan.to_a_person = (dropped[0], target)
+        self.plan.decision = stats.extra["decision"] = target
+        reply.forget_ungrounded()
+        reply.parser = ToolCallStreamParser(bare_json_calls=True)
+        return await self._call(prompt, target, 0, on_text, stats)
+
+    async def _without_optional_details(
+        self, on_text: OnText, stats: GenerationStats | None
+    ) -> GenerationStats | None:
+        """The one dropped call whose only ungrounded arguments are optional in its
+        schema (not ``required``), sent without them, as written otherwise (no model
+        step); the usual checks run on what is left. The caller, who asks for what the
+        tool does, is not asked for a detail the tool does without: told "Do you have
+        any job openings?", the 1.5B opened a ticket with an empty "order it is about,
+        if any", and the agent asked "Could you tell me the order it is about?" (bench
+        z16, session 12). Nothing changes when a required argument is missing too."""
+        reply = self.reply
+        if len(reply.ungrounded_calls) != 1:
+            return stats
+        (name, arguments_text), (_, missing) = reply.ungrounded_calls[0], reply.ungrounded[0]
+        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        arguments = _json_object(arguments_text)
+        if tool is None or arguments is None or not missing:
+            return stats
+        required = set((tool["function"].get("parameters") or {}).get("required") or ())
+        if required & set(missing):
+            return stats
+        self.plan.without_optional = (name, list(missing))
+        kept = {arg: value for arg, value in arguments.items() if arg not in missing}
+        written = await self._written_again(
+            tool, json.dumps(kept), {}, on_text, stats or GenerationStats()
+        )
+        if not reply.sent_nothing:
+            self.plan.asked, self.plan.asked_or_cannot = False, None
+        return written
 
     def _function_names(self) -> list[str]:
         """The names held speech may not say in quotes (`names_a_function`): the tools',
