@@ -65,6 +65,36 @@ def test_a_number_is_labelled_with_the_words_the_caller_said_before_it(said, lab
     assert _label(said) == labels
 
 
+@pytest.mark.parametrize(
+    ("said", "labels"),
+    [
+        # speech recognition may write a number in words: labelled as if in digits
+        ("Check order forty-two please.", [("42", {"order"})]),
+        ("The order number is nine two eight six zero.", [("92860", {"order", "number"})]),
+        # said digit by digit, 10 digits: a phone number, as "555 808 6261" is
+        (
+            "My number is five five five, eight oh eight, six two six one.",
+            [("5558086261", {"number", "phone"})],
+        ),
+        (
+            "Account three oh oh one seven, no sorry, 30071.",
+            [("30017", {"account"}), ("30071", {"account"})],
+        ),
+        # digits stay as said: "for" next to them is no 4, "one of" no number
+        ("Can you check order 30418 for me?", [("30418", {"order"})]),
+        ("Could you connect me to one of your colleagues?", []),
+    ],
+)
+def test_a_number_said_in_words_is_labelled_as_one_said_in_digits(said, labels):
+    assert _label(said) == labels
+
+
+def test_a_phone_number_said_in_words_in_an_order_number_fits_the_phone_lookup():
+    said = "My number's five five five eight oh eight six two six one, what orders do I have?"
+    found = _misplaced("lookup_order", {"order_number": "5558086261"}, PHONE, said)
+    assert found is not None and found.fits == (("lookup_customer", "phone_number"),)
+
+
 def test_a_number_said_in_one_piece_is_not_taken_for_a_phone_number():
     assert _label("order 5558086261") == [("5558086261", {"order"})]
 

@@ -62,13 +62,13 @@ from voice_agent.local_llm.respond import (
     Responder,
     asks_what_it_gives,
     caller_facing,
+    catch_all,
     echoes_caller,
     echoes_guidance,
     ends_the_call,
     hands_to_a_person,
     names_the_tool,
     repeats_instruction,
-    what_it_does,
     what_the_tools_do,
 )
 
@@ -1752,25 +1752,17 @@ LOOKUP_CUSTOMER["function"]["description"] = (
 
 
 @pytest.mark.parametrize(
-    ("tool", "does"),
+    ("tool", "is_catch_all"),
     [
-        (TICKET, "open a support ticket"),
-        (TRANSFER, "transfer the caller to a human agent"),
-        # no clause of what the agent cannot do: the purpose whole
-        (TOOLS[2], "schedule callback"),
-        (
-            {"name": "f", "description": "Whether the refund for a returned order has been paid."},
-            "whether the refund for a returned order has been paid",
-        ),
-        (
-            {"name": "f", "description": "Look up the shipping status of an order by its number."},
-            "look up the shipping status of an order by its number",
-        ),
+        (TICKET, True),  # "... for a problem the agent cannot solve on the call"
+        (TRANSFER, True),  # "... (when they ask for one or you cannot help)"
+        (TOOLS[2], False),
+        ({"name": "f", "description": "Whether the refund for a returned order has been paid."}, False),
+        ({"name": "f", "description": "Cancel an order that has not shipped yet."}, False),
     ],
-)
-def test_a_catch_alls_condition_is_left_out_of_what_the_caller_is_asked_about(tool, does):
-    function = tool.get("function", tool)
-    assert what_it_does(function, function["name"]) == does
+)  # fmt: skip
+def test_a_catch_all_is_told_by_a_clause_of_what_the_agent_cannot_do(tool, is_catch_all):
+    assert catch_all(tool.get("function", tool)) is is_catch_all
 
 
 def _ticket_script(summary: str):
@@ -1787,39 +1779,51 @@ def _ticket_script(summary: str):
     return script
 
 
-async def test_a_catch_all_dropped_for_a_request_no_tool_serves_is_asked_about_without_its_condition():
-    # z16 (session 12): asked of "a problem the agent cannot solve on the call", yes 1.9
-    # over 1.36 negated, and the caller was asked for an order; asked of what it does, no.
-    odds = {"asked": (0.05, 0.3), "negated": (0.3, 0.05)}
-    engine = _scripted(_ticket_script("Looking for a job opening"), odds)
+async def test_a_dropped_catch_all_the_caller_did_not_name_is_cannot_without_a_yes_no():
+    # z16: the yes/no leaned to "yes" (2.8 over 1.0 negated, session 13): a ticket
+    # write for "Do you have any job openings?". These odds would ask, or send it.
+    engine = _scripted(_ticket_script("Looking for a job opening"), CALL_BACK_ODDS)
     responder, reply, _ = await _respond(
         engine, _user("Do you have any job openings?"), [*TOOLS, TICKET_ABOUT_AN_ORDER]
     )
     assert not reply.calls and reply.text.startswith(CANNOT_LEAD)
     assert responder.plan.asked_or_cannot == CANNOT and responder.plan.without_optional is None
-    note = engine.asked_p[0][0].rsplit("<|im_start|>system", 1)[1]
-    assert "Is that a request to open a support ticket?" in note
-    assert "cannot solve" not in note
+    assert not engine.asked_p  # no yes/no read
 
 
-@pytest.mark.parametrize(
-    ("said", "odds"),
-    [
-        ("Please open a ticket, my toaster arrived dented.", None),  # names the tool
-        ("My toaster arrived dented, can somebody sort that out?", CALL_BACK_ODDS),  # a yes
-    ],
-)
-async def test_a_call_missing_only_an_optional_detail_is_sent_without_it_not_asked_for(said, odds):
-    engine = _scripted(_ticket_script("The toaster arrived dented."), odds)
-    responder, reply, deltas = await _respond(engine, _user(said), [*TOOLS, TICKET_ABOUT_AN_ORDER])
+async def test_a_catch_all_the_caller_names_missing_only_an_optional_detail_is_sent_without_it():
+    engine = _scripted(_ticket_script("The toaster arrived dented."))
+    responder, reply, deltas = await _respond(
+        engine,
+        _user("Please open a ticket, my toaster arrived dented."),
+        [*TOOLS, TICKET_ABOUT_AN_ORDER],
+    )
     assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
         ("open_ticket", {"summary": "The toaster arrived dented."})
     ]
     assert not reply.text and not any(d.get("content") for d in deltas)
     assert responder.plan.without_optional == ("open_ticket", ["order_number"])
-    assert not responder.plan.asked
+    assert not responder.plan.asked and not engine.asked_p
     assert len(engine.steps) == 2  # the decision and the call: sent as written, no step more
-    assert len(engine.asked_p) == (0 if odds is None else 4)
+
+
+async def test_a_call_missing_only_an_optional_detail_is_sent_without_it_not_asked_for():
+    callback = json.loads(json.dumps(TOOLS[2]))
+    callback["function"]["parameters"]["required"] = ["phone"]  # the time is optional
+    engine = ScriptedEngine(
+        _decision_then(
+            "schedule_callback",
+            '{"phone": "555 201 7788", "time": "tomorrow 10 am"}}\n</tool_call>',
+        )
+    )
+    responder, reply, _ = await _respond(
+        engine, _user("Please call me back on 555 201 7788."), [*TOOLS[:2], callback]
+    )
+    assert [(n, json.loads(a)) for _, n, a in reply.calls] == [
+        ("schedule_callback", {"phone": "555 201 7788"})
+    ]
+    assert responder.plan.without_optional == ("schedule_callback", ["time"])
+    assert not reply.text and len(engine.steps) == 2
 
 
 def _person_script(prompt, grammar):

@@ -10,7 +10,8 @@ with the number 555 808 6261."
 
 `misplaced_number` reads a call's number arguments against the caller's latest words:
 
-- the *label* of each number the caller said (`said_numbers`): the words right
+- the *label* of each number the caller said (`said_numbers`; in digits or in words,
+  "nine two eight six zero"): the words right
   before it ("order", "account", "phone number"), a number without words of its own
   in a list or a correction taking those of the number before it ("orders 3931 and
   15482", "60917, no sorry, 60971"); a number said in groups, 7 to 15 digits in all
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_agent.local_llm.grounding import arguments_object
+from voice_agent.phone.numbers import digit_runs  # pure text rules, no phone state
 
 #: How many digits a phone number has (E.164 allows 15; a local number has 7 or more).
 PHONE_DIGITS = range(7, 16)
@@ -53,6 +55,14 @@ _NOT_LABEL = frozenset(
     "did have has had just also mean meant wait hold hang actually then so if than "
     "here there hi hello okay ok right like want need check look find pull get tell give "
     "send see track cancel change update call ring reach try use".split()
+)
+#: Words for one digit, as a number said digit by digit has them ("eight oh eight").
+_DIGIT_WORDS = frozenset("zero oh o one two three four five six seven eight nine".split())
+#: Words a number is said in, written as digits when the caller says two or more of them
+#: in a row (`_written_as_digits`): not a word that only sounds like one ("for", "to").
+_NUMBER_WORDS = _DIGIT_WORDS | frozenset(
+    "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty "
+    "thirty forty fifty sixty seventy eighty ninety hundred thousand and double triple".split()
 )
 #: The most words a label has ("order number", "phone number").
 _LABEL_WORDS = 2
@@ -115,8 +125,29 @@ def _label_before(text: str) -> frozenset[str]:
     return frozenset(label)
 
 
+def _written_as_digits(text: str) -> str:
+    """`text` with each number said in two or more number words (`_NUMBER_WORDS`)
+    written in digits, where it was said ("order forty-two" -> "order 42"; not "one"
+    of "one of your colleagues", nor "for" of "30418 for me", which `digit_runs` reads
+    as a 4 next to digits); one said digit by digit keeps a digit per word
+    ("five five five, eight oh eight, six two six one" -> "5 5 5 8 0 8 6 2 6 1"), so
+    that it reads in groups, as a phone number written in groups does. Speech
+    recognition writes numbers either way."""
+    out, end = [], 0
+    for run in digit_runs(text):
+        words = re.findall(r"[a-z]+|\d+", text[run.start : run.end].lower())
+        if len(words) < 2 or not all(w in _NUMBER_WORDS for w in words):
+            continue  # digits, a word that only sounds like one ("for"), or one word ("one of")
+        digit_by_digit = all(w in _DIGIT_WORDS for w in words)
+        out += [text[end : run.start], " ".join(run.digits) if digit_by_digit else run.digits]
+        end = run.end
+    return "".join([*out, text[end:]])
+
+
 def said_numbers(text: str) -> list[SaidNumber]:
-    """The numbers in `text` (digits as written, not spelled out) with their labels."""
+    """The numbers in `text` with their labels: in digits, or said in words
+    (`_written_as_digits`)."""
+    text = _written_as_digits(text)
     found: list[SaidNumber] = []
     end = 0
     previous: frozenset[str] = frozenset()

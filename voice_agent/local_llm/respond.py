@@ -50,10 +50,10 @@ reply is made in explicit steps, all on one KV cache:
    the model is first asked a yes/no question: does the caller ask for what
    the dropped tool does (`WANTED_QUESTION`)? Its "yes" counts only when it is also
    likelier than to the same question negated (`NOT_WANTED_QUESTION`), which
-   cancels the model's leaning to "yes" (`Responder._wanted`). The question names what
-   the tool does without a clause that makes it the tool for what the agent cannot do
-   otherwise (`what_it_does`: a ticket "for a problem the agent cannot solve" fits every
-   request no tool serves). Yes, or an argument the caller
+   cancels the model's leaning to "yes" (`Responder._wanted`). A catch-all (`catch_all`:
+   a ticket "for a problem the agent cannot solve") is never asked about: that question
+   fits every request no tool serves; without an argument the caller gave or words that
+   name it, the reply is "can't" and the offer, which names it. Yes, or an argument the caller
    did give: a system note asks it to ask the caller for what is missing and the
    reply starts with `ASK_LEAD`, unless only details the tool's schema leaves optional
    are missing: the call is then sent without them (`Responder._without_optional_details`);
@@ -538,11 +538,7 @@ def _purpose(function: Mapping[str, Any], name: str) -> str:
 #: A clause of a tool's description that makes it the tool for what the agent cannot do
 #: otherwise: a catch-all's condition ("Open a support ticket | for a problem the agent
 #: cannot solve on the call", "Transfer the caller to a human agent | (when they ask for
-#: one or you cannot help)"). Every request no tool serves is one the agent cannot solve,
-#: so a yes/no question that keeps the clause fits all of them: asked whether "Do you have
-#: any job openings?" is "a request to open a support ticket for a problem the agent
-#: cannot solve on the call", the 1.5B's odds of yes were 1.9, over 1.36 negated, and the
-#: caller was asked for an order number (bench z16, session 12).
+#: one or you cannot help)").
 _FALLBACK_CLAUSE = re.compile(
     r"\s*\([^()]*\b(?:cannot|can't|can not|unable to)\b[^()]*\)"
     r"|\s+(?:for|when|whenever|if)\b[^().;]*\b(?:cannot|can't|can not|unable to)\b[^().;]*",
@@ -550,13 +546,15 @@ _FALLBACK_CLAUSE = re.compile(
 )
 
 
-def what_it_does(function: Mapping[str, Any], name: str) -> str:
-    """What a tool does, for a question whether the caller asks for it: its purpose
-    (`_purpose`) without a clause that makes it the tool for what the agent cannot do
-    otherwise (`_FALLBACK_CLAUSE`: "open a support ticket", not "... for a problem the
-    agent cannot solve on the call")."""
-    purpose = _purpose(function, name)
-    return _FALLBACK_CLAUSE.sub("", purpose).strip() or purpose
+def catch_all(function: Mapping[str, Any]) -> bool:
+    """Whether a tool is a catch-all: its description's first sentence makes it the tool
+    for what the agent cannot do otherwise (`_FALLBACK_CLAUSE`). Every request no tool
+    serves fits it, so whether the caller asks for it is never a yes/no question to the
+    model (`Responder.run`): asked whether "Do you have any job openings?" is a request
+    to open a support ticket, the 1.5B's odds of yes were 1.9 over 1.4 negated with the
+    clause (bench z16, session 12) and 2.8 over 1.0 without it (session 13)."""
+    name = str(function.get("name", ""))
+    return _FALLBACK_CLAUSE.search(_purpose(function, name)) is not None
 
 
 def quoted_caller(words: str) -> str:
@@ -578,7 +576,7 @@ def wanted_question(
     names = list(dict.fromkeys(name for name, _ in dropped))
     return template.format(
         said=quoted_caller(said),
-        purpose=" or ".join(what_it_does(by_name.get(n) or {}, n) for n in names),
+        purpose=" or ".join(_purpose(by_name.get(n) or {}, n) for n in names),
     )
 
 
@@ -1193,6 +1191,10 @@ class Responder:
                 # The caller gave part of what it needs, asked for it in so many words,
                 # or named what it does.
                 wanted = True
+            elif all(catch_all(self._function(name)) for name, _ in reply.ungrounded):
+                # Only the caller's own words make a request a catch-all's: the yes/no
+                # question fits every request (`catch_all`). The offer names it.
+                wanted = False
             else:
                 wanted, stats = await self._wanted(reply.ungrounded, stats)
             self.plan.asked_or_cannot = "ask" if wanted else CANNOT
