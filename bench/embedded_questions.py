@@ -221,6 +221,12 @@ class BenchTool:
 
 
 def _fixture_tool(spec: dict[str, Any]) -> BenchTool:
+    for name, prop in (spec["parameters"].get("properties") or {}).items():
+        # an unquoted YAML flow value with a comma ("{description: a, b}") becomes a
+        # cut description plus a key without a value: a schema nobody meant
+        broken = [key for key, value in prop.items() if value is None]
+        if broken:
+            raise ValueError(f"{TOOLS}: {spec['name']}.{name} has keys without a value: {broken}")
     results = {str(k): v for k, v in (spec.get("results") or {}).items()}
 
     async def run(arguments: dict[str, Any]) -> Any:

@@ -538,3 +538,24 @@ def test_invented_claims_are_their_own_column_beside_invented_numbers():
 )
 def test_a_time_is_heard_with_the_day_it_is_on(fact, spoken, heard):
     assert eq.fact_heard(fact, spoken, "time") is heard
+
+
+# ------------------------------------------------------ the fixture tools' schemas (session 13)
+
+
+def test_every_fixture_argument_keeps_its_whole_description() -> None:
+    for tools in eq.load_tool_sets().values():
+        for tool in tools:
+            for prop in tool.schema["function"]["parameters"].get("properties", {}).values():
+                assert None not in prop.values(), (tool.name, prop)
+
+
+def test_a_description_cut_by_an_unquoted_comma_is_refused() -> None:
+    import yaml
+
+    spec = yaml.safe_load(
+        "{name: t, kind: read, description: d, parameters: {type: object, properties:"
+        " {order_id: {type: string, description: the order number, digits only}}}}"
+    )
+    with pytest.raises(ValueError, match="digits only"):
+        eq._fixture_tool(spec)
