@@ -40,6 +40,9 @@ DeviceKind = Literal["input", "output"]
 # for this long lost its device or audio server, reported or not (s). Generous: PortAudio's
 # thread outlives a busy machine's stalls, and a call need not end on a hiccup.
 STALL_S = 5.0
+# The longest output underrun passed on as silence (s): a longer jump in the stream's
+# time stamps is a clock glitch, not a gap the speaker played.
+MAX_UNDERRUN_S = 2
 # How long ``aclose`` waits for PortAudio to stop and close a stream before abandoning it
 # (s): a healthy stream stops within a block or two; a stuck one never does.
 CLOSE_S = 2.0
@@ -502,7 +505,12 @@ class AudioOutput:
     the device (silence included), e.g. an echo canceller's or a
     ``HalfDuplexGate``'s ``note_played``: it sees the speaker when it plays,
     even while the event loop is busy. It must be short and thread-safe; what
-    it raises is logged (once) and playback goes on.
+    it raises is logged (once) and playback goes on. When the device ran dry
+    between two callbacks (a starved machine: its stream time stamps jump ahead
+    of the samples handed over), ``on_played`` first gets the silence the
+    device played in that gap, so what it sees stays in step with the speaker
+    (an echo canceller fed only the blocks lost alignment by every underrun:
+    0.3-1.4 s after a 1.5 s stall at load 13).
     """
 
     def __init__(
@@ -532,6 +540,7 @@ class AudioOutput:
         self._lost: AudioDeviceError | None = None  # the stream stopped by itself, or stalled
         self._gone = asyncio.Event()  # set with ``_lost``
         self._on_played_failed = False
+        self._next_dac_time: float | None = None  # when the next block should reach the DAC
 
     @property
     def sample_rate(self) -> int:
@@ -580,6 +589,16 @@ class AudioOutput:
     def _stalled(self) -> AudioDeviceError:
         return self._lose(f"took no audio for {STALL_S:.0f} s")
 
+    def _underrun_samples(self, dac_time: float, frames: int) -> int:
+        """The silence (samples) the device played before this block: how much later
+        than the previous block's end the stream time stamps it, beyond a block's jitter.
+        0 for the first block, a time stamp of 0 (a host without them) or a block on time."""
+        expected, self._next_dac_time = self._next_dac_time, dac_time + frames / self._rate
+        if expected is None or dac_time <= 0:
+            return 0
+        late = round((dac_time - expected) * self._rate)
+        return min(late, MAX_UNDERRUN_S * self._rate) if late > self.block_size else 0
+
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         self._blocks += 1
         if status.output_underflow:
@@ -588,6 +607,9 @@ class AudioOutput:
         self._buffer.read_into(outdata[:, 0])
         if self._on_played is not None:
             try:
+                gap = self._underrun_samples(float(time.outputBufferDacTime), frames)
+                if gap:
+                    self._on_played(np.zeros(gap, dtype=outdata.dtype))
                 self._on_played(outdata[:, 0].copy())
             except Exception:  # playback must go on (this is PortAudio's thread); said once
                 if not self._on_played_failed:

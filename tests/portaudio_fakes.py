@@ -35,20 +35,28 @@ class StuckPortAudioStream:
     """Calls back only when told (``call_back``); then, like the stuck thread, nothing:
     not its finished callback, and ``stop``/``close`` block until ``release``."""
 
-    def __init__(self, kind: str, blocksize: int, callback: Any, finished: Any) -> None:
+    def __init__(
+        self, kind: str, blocksize: int, callback: Any, finished: Any, rate: int = 48000
+    ) -> None:
         self.kind = kind
         self.blocksize = blocksize
+        self.rate = rate
+        self.dac_time = 1.0  # the stream's time stamp of the next block (s)
         self.callback = callback
         self.finished = finished
         self.stop_called = threading.Event()
         self._released = threading.Event()
 
-    def call_back(self, blocks: int) -> None:
-        """``blocks`` callbacks, as PortAudio's thread makes them while the server is up."""
+    def call_back(self, blocks: int, *, late_s: float = 0.0) -> None:
+        """``blocks`` callbacks, as PortAudio's thread makes them while the server is up;
+        ``late_s`` later than the last one's end (the device ran dry meanwhile)."""
+        self.dac_time += late_s
         for _ in range(blocks):
             data = np.full((self.blocksize, 1), 0.1, dtype=np.float32)
-            status = SimpleNamespace(input_overflow=False, output_underflow=False)
-            self.callback(data, self.blocksize, None, status)
+            status = SimpleNamespace(input_overflow=False, output_underflow=late_s > 0)
+            time = SimpleNamespace(outputBufferDacTime=self.dac_time, inputBufferAdcTime=0.0)
+            self.callback(data, self.blocksize, time, status)
+            self.dac_time += self.blocksize / self.rate
 
     def stop(self) -> None:
         self.stop_called.set()
@@ -70,7 +78,7 @@ def install_stuck_streams(monkeypatch: pytest.MonkeyPatch) -> list[StuckPortAudi
     def open_stream(
         kind: str, device: Any, rate: int, blocksize: int, callback: Any, finished: Any = None
     ) -> StuckPortAudioStream:
-        stream = StuckPortAudioStream(kind, blocksize, callback, finished)
+        stream = StuckPortAudioStream(kind, blocksize, callback, finished, rate)
         streams.append(stream)
         return stream
 
