@@ -233,3 +233,51 @@ def test_the_pieces_a_reply_comes_in_change_nothing_and_a_claim_is_never_passed(
 )
 def test_held_text_is_known_for_a_refusal_wherever_its_clause_ends(text, refusal):
     assert refuses(text) is refusal
+
+
+@pytest.mark.parametrize(
+    ("model", "said", "refusal"),
+    [
+        # z13, session 12 (0.5B): a refusal before the result it then told
+        (
+            "I'm sorry, but I can't assist with that. Order 94859 has shipped.",
+            "Order 94859 has shipped.",
+            "I'm sorry, but I can't assist with that.",
+        ),
+        (
+            "I can't help with that. The refund was paid.",
+            "The refund was paid.",
+            "I can't help with that.",
+        ),
+        # nothing else said: kept aside all the same (the responder decides)
+        (
+            "I'm sorry, but I can't assist with that.",
+            "",
+            "I'm sorry, but I can't assist with that.",
+        ),
+        ("Sorry, I cannot help with that", "", "Sorry, I cannot help with that"),
+    ],
+)
+def test_a_refusal_opening_an_answer_is_kept_aside(model, said, refusal):
+    out, opening = _stream(model)
+    assert out == said
+    assert opening.refusal == refusal
+    by_char, _ = _stream(model, list(model))
+    assert by_char == said
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "I'm sorry, order 5521 was not found.",  # an apology that is the answer's own
+        "Sorry, the Boston store is closed on Sunday.",
+        "I can't see an order 5521; could you check the number?",
+        "I found order 5521: it has shipped.",
+        "Order 5521 has shipped, but I can't help with the refund.",  # not at the opening
+    ],
+)
+def test_an_apology_or_answer_that_is_no_refusal_passes_untouched(model):
+    out, opening = _stream(model)
+    assert out == model
+    assert opening.refusal == ""
+    assert _stream(model, list(model))[0] == model

@@ -2283,6 +2283,30 @@ async def test_an_answer_that_promises_a_write_already_done_is_followed_by_its_o
     assert reply.text == "Order 4096 has been cancelled." and responder.plan.outcomes_told is None
 
 
+async def test_a_refusal_before_the_results_is_not_said_when_something_is_told():
+    # bench z13 (session 12, 0.5B): "I'm sorry, but I can't assist with that." and then
+    # the order's status, which the responder adds: the caller heard a refusal, then
+    # the answer.
+    payload = {"status": "resolved", "result": {"order_id": "58213", "status": "shipped"}}
+    refusal = "I'm sorry, but I can't assist with that."
+    engine = ScriptedEngine(_decision_then("reply", refusal), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_call(payload), tools=SERVICE_TOOLS)
+    assert reply.text == "The status for order 58213 is shipped."
+    assert responder.plan.left_out == [refusal]
+    engine = ScriptedEngine(_decision_then("reply", f"{refusal} Order 58213 has shipped."))
+    engine.p_next = 0.01
+    _, reply, _ = await _respond(engine, _after_call(payload), tools=SERVICE_TOOLS)
+    assert reply.text == "Order 58213 has shipped."
+
+
+async def test_a_refusal_after_results_with_nothing_else_to_tell_is_said_after_all():
+    payload = {"status": "failed", "error": "HTTP 503"}  # nothing to tell from it
+    refusal = "I'm sorry, but I can't assist with that."
+    engine = ScriptedEngine(_decision_then("reply", refusal), p_next=0.01)
+    _, reply, _ = await _respond(engine, _after_call(payload), tools=SERVICE_TOOLS)
+    assert reply.text.strip() == refusal
+
+
 async def test_the_offer_after_cannot_offers_one_thing_and_stops_at_its_clauses_end():
     offer = " look up an order, cancel one, or change its address."
     engine = ScriptedEngine(_decision_then("cannot_do", offer))
@@ -2530,3 +2554,66 @@ async def test_a_number_called_by_its_arguments_name_is_sent_where_the_model_put
     responder, reply, _ = await _respond(engine, _user("Where's order 4417?"), tools=LOOKUPS)
     assert [n for _, n, _ in reply.calls] == ["lookup_order"]
     assert responder.plan.misplaced is None
+
+
+# ------------------------------------- a number the caller named and no call used
+
+
+def _after_refund(said: str, result: dict | None = None) -> list[dict]:
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "get_refund_status", "arguments": '{"order_id": "8427"}'}}  # fmt: skip
+    result = result or {"order_id": "8427", "refund": "paid on November 20", "amount": "$38.75"}
+    return _user(said) + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+
+
+async def test_a_number_the_caller_named_for_a_second_lookup_gets_its_call_before_any_answer():
+    # bench z12 (session 12, 0.5B): one call made, then "the balance on account 31580 is
+    # $38.75", the refund's amount. The balance's call is made first, with no model step.
+    said = "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
+    engine = ScriptedEngine(_decision_then("reply", "The balance is $38.75."), p_next=0.01)
+    responder, reply, deltas = await _respond(engine, _after_refund(said), tools=SERVICE_TOOLS)
+    assert [(name, json.loads(args)) for _, name, args in reply.calls] == [
+        ("get_account_balance", {"account_number": "31580"})
+    ]
+    assert not reply.text and not engine.steps
+    assert responder.plan.unused_number_call == ("get_account_balance", "account_number")
+    assert deltas[0]["tool_calls"][0]["function"]["name"] == "get_account_balance"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Has the refund for order 8427 gone through?",  # every number used
+        "Has the refund for order 8472, sorry, 8427 gone through?",  # 8472 taken back
+        "Has the refund for order 8427 gone through? I paid it on 11 20.",  # no label fits
+        # the label fits several tools, and the caller names none of them
+        "Has the refund for order 8427 gone through, and what about order 5521?",
+    ],
+)
+async def test_no_call_is_added_when_every_named_number_was_used_or_fits_no_named_tool(said):
+    engine = ScriptedEngine(_decision_then("reply", "The refund was paid."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_refund(said), tools=SERVICE_TOOLS)
+    assert not reply.calls and reply.text.startswith("The refund was paid.")
+    assert responder.plan.unused_number_call is None
+
+
+async def test_after_the_added_call_s_result_the_answer_follows():
+    said = "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
+    messages = _after_refund(said)
+    call = {"id": "c2", "type": "function",
+            "function": {"name": "get_account_balance", "arguments": '{"account_number": "31580"}'}}  # fmt: skip
+    result = {"account_number": "31580", "balance": "$120.00"}
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c2",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+    answer = "The refund was paid on November 20, and the balance is $120.00."
+    engine = ScriptedEngine(_decision_then("reply", answer), p_next=0.01)
+    responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)
+    assert not reply.calls and reply.text.startswith(answer)
+    assert responder.plan.unused_number_call is None

@@ -220,6 +220,33 @@ def _arguments(tool: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(a): p for a, p in properties.items() if _takes_a_number(p)}
 
 
+def _fit(number: SaidNumber, argument: str, prop: Mapping[str, Any]) -> int | None:
+    """How many of the number's label words the argument holds; None when it cannot
+    take the number's digit count (`allowed_digits`)."""
+    allowed = allowed_digits(argument, prop)
+    if allowed is not None and len(number.digits) not in allowed:
+        return None
+    return len(number.label & argument_words(argument, prop))
+
+
+def fitting_arguments(
+    number: SaidNumber, tools: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """The (tool, argument) pairs that hold the most of `number`'s label words (at least
+    one) and can take its digit count, in the tools' order: where the caller's
+    "account 31580" goes (``get_account_balance``'s ``account_number``). Empty for a
+    number without a label, or whose label no argument holds."""
+    scores: dict[tuple[str, str], int] = {}
+    for tool in tools:
+        name = str((tool.get("function") or {}).get("name"))
+        for argument, prop in _arguments(tool).items():
+            score = _fit(number, argument, prop)
+            if score:
+                scores[(name, argument)] = score
+    top = max(scores.values(), default=0)
+    return [pair for pair, score in scores.items() if score == top]
+
+
 def misplaced_number(
     name: str,
     arguments_text: str,
@@ -243,18 +270,10 @@ def misplaced_number(
         number = next((n for n in said if n.digits == digits), None)
         if number is None:
             continue  # not the caller's number: grounding's part
-
-        def fit(arg: str, p: Mapping[str, Any], n: SaidNumber = number) -> int | None:
-            """How many label words the argument holds; None when it cannot take it."""
-            allowed = allowed_digits(arg, p)
-            if allowed is not None and len(n.digits) not in allowed:
-                return None
-            return len(n.label & argument_words(arg, p))
-
-        own = fit(str(argument), prop)
+        own = _fit(number, str(argument), prop)
         scores: dict[tuple[str, str], int] = {}
         for tool, props in by_tool.items():
-            fitting = {a: s for a, p in props.items() if (s := fit(a, p)) is not None}
+            fitting = {a: s for a, p in props.items() if (s := _fit(number, a, p)) is not None}
             if tool != name and fitting:
                 best = max(fitting, key=lambda a: fitting[a])
                 scores[(tool, best)] = fitting[best]

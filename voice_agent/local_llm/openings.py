@@ -9,7 +9,13 @@ answer and leaves out, at its opening only:
 - a clause that announces the answer instead of giving it (`PREAMBLE`: "here's the
   answer", "here is the information you asked for", "here's what I found");
 - a bare "yes" or "no" clause (the result says which, the rest of the answer
-  states it).
+  states it);
+- a refusal (`refuses`: "I can't assist with that.", with an apology clause before it,
+  "I'm sorry, but ..."): after results there is something to tell, and the 0.5B
+  opened with one before it ("I'm sorry, but I can't assist with that. The status for
+  order 94859 is shipped.": bench z13, x01, x11, m12, session 12). It is kept aside
+  (`refusal`), not said: the responder says it after all only when nothing else is
+  told.
 
 Acknowledgments ("Sure,", "Okay,") pass at once and keep the opening open; the
 first clause that is anything else closes it, and from then on text passes
@@ -52,6 +58,9 @@ _ACKNOWLEDGMENTS = frozenset(
 _MAX_HELD_WORDS = 12
 #: Where a clause ends.
 _CLAUSE_END = ",.:;!?"
+#: A clause of apology that may come before a refusal ("I'm sorry, but I can't ..."):
+#: held until the next clause says whether it is one.
+_APOLOGIES = ("sorry", "i'm sorry", "i am sorry", "we're sorry", "we are sorry")
 #: Words written lower-case after `NEUTRAL_OPENING` when the model capitalised them.
 _LOWER_AFTER = frozenset(
     "the your it its this that there we our you order orders a an unfortunately to for in "
@@ -68,7 +77,10 @@ class AnswerOpening:
 
     def __init__(self) -> None:
         self.left_out: list[str] = []
+        #: a refusal left out of the opening, its apology with it (never passed on)
+        self.refusal = ""
         self._open = True
+        self._apology = ""  # a held apology clause ("I'm sorry,") before what follows
         self._clause = ""  # the current clause, released or held
         self._held = ""  # the part of it not released yet
         self._said = ""  # everything passed on
@@ -88,13 +100,18 @@ class AnswerOpening:
             if ch in _CLAUSE_END and re.search(r"[A-Za-z]", self._clause):
                 out += self._end_of_clause()
             elif not self._holding():
-                out += self._release(self._held)
-                self._held = ""
+                out += self._release(self._apology + self._held)
+                self._apology = self._held = ""
         return out
 
     def finish(self) -> str:
-        """The held rest (a clause the answer ended in is never left out)."""
-        out = self._release(self._held) if self._held else ""
+        """The held rest (a clause the answer ended in is never left out, nor a held
+        apology that no refusal followed)."""
+        held, self._apology = self._apology + self._held, ""
+        if held and refuses(held):
+            self._left_out_refusal(held)
+            held = ""
+        out = self._release(held) if held else ""
         self._held = ""
         if self._replaced and self._said.strip() == NEUTRAL_OPENING and self.left_out:
             # Nothing followed the left-out opening: say it after all ("Okay, yes.").
@@ -114,6 +131,11 @@ class AnswerOpening:
         word = first.group() if first else ""
         if not text:
             return True
+        words = " ".join(text.replace("\u2019", "'").split())
+        if any(s.startswith(words) for s in (*_REFUSAL_STARTS, *_APOLOGIES)):
+            return True  # may still become a refusal or the apology before one
+        if _REFUSAL.match(words + " "):
+            return True  # a refusal: held to its clause's end, then left out
         if len(word) == len(text):  # the first word is still being written
             if self._lower_next:
                 return True  # its case is set once it is whole
@@ -129,6 +151,16 @@ class AnswerOpening:
         words = self._words()
         held = self._held
         self._clause = self._held = ""
+        whole = held.strip() == clause
+        normal = " ".join(body.replace("\u2019", "'").split())
+        if whole and normal in _APOLOGIES:
+            self._apology += held  # said only if no refusal follows
+            return ""
+        if whole and _REFUSAL.match(normal + " "):
+            self._left_out_refusal(self._apology + held)
+            self._apology = ""
+            return ""
+        held, self._apology = self._apology + held, ""
         if held.strip() == clause and (
             (len(words) == 1 and words[0] in _YES_NO) or PREAMBLE.fullmatch(body)
         ):
@@ -143,9 +175,16 @@ class AnswerOpening:
             self._open = False
         return self._release(held)
 
+    def _left_out_refusal(self, text: str) -> None:
+        self.left_out.append(text.strip())
+        self.refusal = f"{self.refusal} {text.strip()}".strip()
+        self._lower_next = False
+
     def _release(self, text: str) -> str:
         if not text:
             return ""
+        if self.refusal and not self._said.strip():
+            text = text.lstrip()  # nothing said before it: the left-out refusal's space
         if self._replaced and self._said.strip() == NEUTRAL_OPENING:
             if not text.strip():
                 return ""  # the space after the opening comes with the next word

@@ -146,7 +146,12 @@ from voice_agent.local_llm.grounding import (
     value_grounded,
     with_callers_day,
 )
-from voice_agent.local_llm.number_labels import MisplacedNumber, misplaced_number, said_numbers
+from voice_agent.local_llm.number_labels import (
+    MisplacedNumber,
+    fitting_arguments,
+    misplaced_number,
+    said_numbers,
+)
 from voice_agent.local_llm.openings import (
     AnswerOpening,
     PersonClaim,
@@ -433,6 +438,9 @@ class ResponsePlan:
     #: a low-margin tool decision checked (`Responder._checked_choice`): each tool asked
     #: about and the model's yes (True) or no, in order; `decision` is what it picked
     margin_check: list[tuple[str, bool]] | None = None
+    #: after results, a call on a number the caller named and no call used
+    #: (`Responder._call_on_an_unused_number`): (tool, argument)
+    unused_number_call: tuple[str, str] | None = None
     #: a call not sent for a caller's number in an argument it does not fit
     #: (`number_labels`): (tool, argument, the tool called instead or None)
     misplaced: tuple[str, str, str | None] | None = None
@@ -455,6 +463,11 @@ def _free_string(prop: object) -> bool:
         and prop.get("type") == "string"
         and not {"enum", "const", "pattern", "format"} & set(prop)
     )
+
+
+def _required(function: Mapping[str, Any]) -> list[str]:
+    """The names of a function's required arguments."""
+    return [str(a) for a in (function.get("parameters") or {}).get("required") or ()]
 
 
 def _schemas(tools: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -1120,6 +1133,9 @@ class Responder:
 
         stats: GenerationStats | None
         if forced is None and self._answering and chat.tool_choice != "required":
+            further = await self._call_on_an_unused_number(on_text)
+            if further is not None:
+                return further
             # quick7 (issue 11): no decision step when the answer is all the model wants.
             p_call = await self.engine.next_token_probability(
                 self.prompt(self._results_note), "<tool_call>"
@@ -1513,6 +1529,42 @@ class Responder:
         if not reply.sent_nothing:
             self.plan.asked, self.plan.asked_or_cannot = False, None
         return written
+
+    async def _call_on_an_unused_number(self, on_text: OnText) -> GenerationStats | None:
+        """After results, before any answer: the call on a number the caller's latest
+        words named that no call since used ("account 31580"), on the tool whose only
+        required argument its label fits (`number_labels.fitting_arguments`) and whose
+        name or purpose the caller's words name (`names_the_tool`: "balance"). Written
+        without a model step (`_written_again`); None when there is no such number,
+        and the answer (or the model's own further call) follows as before.
+
+        Asked "Has the refund for order 8427 gone through, and what's the balance on
+        account 31580?", the 0.5B made the refund's call only, and then said "the
+        balance on account 31580 is $38.75": the refund's amount (bench z12, x12,
+        session 12). A fact is said only when it came from a result; the call that
+        brings it is the one the caller asked for, and it is made."""
+        caller = latest_caller_words(self.chat.messages)
+        used = {re.sub(r"\D", "", v) for v in values_used_this_turn(self.chat.messages)}
+        functions = [t["function"] for t in self._tools]
+        for number in said_numbers(caller):
+            if number.digits in used or number.digits in self._taken_back:
+                continue
+            named = [
+                (tool, argument)
+                for tool, argument in fitting_arguments(number, self._tools)
+                if _required(self._function(tool)) == [argument]
+                and names_the_tool(caller, self._function(tool), functions)
+            ]
+            if len(named) != 1:
+                continue  # no tool, or several: the model's own decision stands
+            ((target, argument),) = named
+            self.plan.unused_number_call = (target, argument)
+            self.plan.decision = target
+            tool = next(t for t in self._tools if t["function"]["name"] == target)
+            stats = GenerationStats(prompt_tokens=0, finish_reason="stop")
+            stats.extra["decision"] = target
+            return await self._written_again(tool, "{}", {argument: number.digits}, on_text, stats)
+        return None
 
     def _function_names(self) -> list[str]:
         """The names held speech may not say in quotes (`names_a_function`): the tools',
@@ -2083,7 +2135,12 @@ class Responder:
         outcomes = [] if stopped else untold_outcomes(answer, self.chat.messages)
         if outcomes:
             self.plan.outcomes_told = outcomes
-        for sentence in [*outcomes, *added, *untold]:
+        sentences = [*outcomes, *added, *untold]
+        if opening.refusal and not answer.strip() and not sentences and not stopped:
+            # A refusal was all the model said, and the results add nothing to tell:
+            # it is said after all, never silence (`openings.AnswerOpening`).
+            sentences = [opening.refusal]
+        for sentence in sentences:
             if not await on_text(f" {sentence}"):
                 break
         if opening.left_out:
