@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from voice_agent.local_llm.answer_words import (
     answer_bans,
+    call_about,
     caller_only_words,
     half_said_values,
     untold_facts,
+    value_sentence,
 )
 from voice_agent.local_llm.grammar import UNSPEAKABLE_WORDS, check_grammar, speech_grammar
 
@@ -304,7 +306,7 @@ def _call_back(time: str, said: str) -> list[dict]:
         # bench x07 (session 11): booked for "Friday 10 am", told "at 10 am"
         (
             "I have scheduled a call back from a human agent on 617 555 0143 at 10 am.",
-            ["The time for phone 617 555 0143 is Friday 10 am."],
+            ["The time of your callback is Friday 10 am."],  # the callback's time, not the phone's
         ),
         ("I have scheduled a call back on Friday at 10 am.", []),  # whole
         ("Your call back is booked, confirmation CB-8700.", []),  # the time not spoken of
@@ -322,7 +324,7 @@ def test_a_value_with_no_day_said_with_its_numbers_is_whole():
                    {"city": "Fresno", "hours": "10 am to 8 pm, Monday to Saturday"})  # fmt: skip
     assert half_said_values("It opens 10 am to 8 pm, Monday to Saturday.", hours) == []
     assert half_said_values("It opens from 10 am to 8 pm.", hours) == [
-        "The hours for order 3307 is 10 am to 8 pm, Monday to Saturday."
+        "The hours for order 3307 are 10 am to 8 pm, Monday to Saturday."
     ]
 
 
@@ -386,7 +388,29 @@ def test_a_value_said_in_most_of_its_words_is_told():
 def test_a_follow_up_needs_only_what_the_caller_names_and_no_argument_is_a_fact():
     messages = _after("And which items were in it?", K18_RESULT)
     assert untold_facts("It was placed on Monday.", messages, [LOOKUP_ORDER], main_fact=False) == [
-        "The items for order 3307 is a toaster, a frying pan."
+        "The items for order 3307 are a toaster, a frying pan."
     ]
     messages = _after("Is order 3307 there?", {"order_number": "3307", "found": True})
     assert untold_facts("Yes.", messages, [LOOKUP_ORDER]) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "field", "value", "sentence"),
+    [
+        # a lookup's value is about what it was called on
+        ("get_order_status", {"order_id": "11376"}, "status", "shipped",
+         "The status for order 11376 is shipped."),
+        ("get_store_hours", {"city": "Fresno"}, "hours", "10 am to 8 pm",
+         "The hours for city Fresno are 10 am to 8 pm."),
+        # a write's value is about the thing it made, when no argument names that thing
+        ("schedule_callback", {"phone": "617 555 0143", "time": "Friday 10 am"}, "time",
+         "Friday 10 am", "The time of your callback is Friday 10 am."),
+        # ... and about the argument that names it otherwise
+        ("cancel_order", {"order_id": "4096"}, "confirmation", "X-4096",
+         "The confirmation for order 4096 is X-4096."),
+        ("update_delivery_address", {"order_id": "7781", "address": "12 Elm Street"},
+         "eta", "Friday", "The eta for order 7781 is Friday."),
+    ],
+)  # fmt: skip
+def test_a_value_is_told_about_what_the_call_was_about(name, arguments, field, value, sentence):
+    assert value_sentence(field, call_about(name, arguments), value) == sentence

@@ -2276,8 +2276,8 @@ async def test_an_answer_that_promises_a_write_already_done_is_followed_by_its_o
         _decision_then("reply", "Sure, I can cancel order 4096 for you."), p_next=0.01
     )
     responder, reply, _ = await _respond(engine, messages)
-    assert reply.text == "Sure, I can cancel order 4096 for you. Order 4096 is cancelled."
-    assert responder.plan.outcomes_told == ["Order 4096 is cancelled."]
+    assert reply.text == "Sure, I can cancel order 4096 for you. Order 4096 has been cancelled."
+    assert responder.plan.outcomes_told == ["Order 4096 has been cancelled."]
     engine = ScriptedEngine(_decision_then("reply", "Order 4096 has been cancelled."), p_next=0.01)
     responder, reply, _ = await _respond(engine, messages)
     assert reply.text == "Order 4096 has been cancelled." and responder.plan.outcomes_told is None

@@ -29,10 +29,10 @@ CANCELLED = _after("cancel_order", {"order_id": "4096"},
     ("answer", "added"),
     [
         # bench x13 (session 11): a promise of what was done
-        ("Sure, I can cancel order 4096 for you.", ["Order 4096 is cancelled."]),
-        ("I'll cancel that for you now.", ["Order 4096 is cancelled."]),
-        ("X-4096", ["Order 4096 is cancelled."]),  # nothing of the change said
-        ("Would you like me to cancel it?", ["Order 4096 is cancelled."]),
+        ("Sure, I can cancel order 4096 for you.", ["Order 4096 has been cancelled."]),
+        ("I'll cancel that for you now.", ["Order 4096 has been cancelled."]),
+        ("X-4096", ["Order 4096 has been cancelled."]),  # nothing of the change said
+        ("Would you like me to cancel it?", ["Order 4096 has been cancelled."]),
         ("Order 4096 has been cancelled.", []),
         ("I've cancelled order 4096; your confirmation is X-4096.", []),
         ("Your cancellation went through.", []),
@@ -47,7 +47,7 @@ def test_a_change_told_done_in_other_words_is_told():
                      {"changed": True, "order_number": "7781", "new_address": "12 Elm"})  # fmt: skip
     assert untold_outcomes("The address for order 7781 has been updated to 12 Elm.", changed) == []
     assert untold_outcomes("I can update the address for you.", changed) == [
-        "Order 7781 is changed."
+        "The delivery address for order 7781 has been changed."
     ]
 
 
@@ -55,7 +55,7 @@ def test_a_change_that_did_not_happen_is_never_left_told_as_done():
     refused = _after("cancel_order", {"order_id": "4096"},
                      {"cancelled": False, "reason": "the order has already shipped"})  # fmt: skip
     assert untold_outcomes("Order 4096 has been cancelled.", refused) == [
-        "Order 4096 is not cancelled."
+        "Order 4096 has not been cancelled."
     ]
     said_why = "Sorry, order 4096 can't be cancelled: it has already shipped."
     assert untold_outcomes(said_why, refused) == []
@@ -66,7 +66,7 @@ def test_a_promise_of_what_a_call_without_a_flag_did_is_followed_by_its_outcome(
     booked = _after("schedule_callback", {"phone": "617 555 0143", "time": "Friday 10 am"},
                     {"confirmation": "CB-8700", "time": "Friday 10 am"})  # fmt: skip
     assert untold_outcomes("I can schedule a call back for you on Friday at 10 am.", booked) == [
-        "The callback is scheduled."
+        "Your callback has been scheduled."
     ]
     assert untold_outcomes("I have scheduled a call back on Friday at 10 am.", booked) == []
 
@@ -90,3 +90,18 @@ def test_only_this_turns_outcomes_are_told():
     told = [*CANCELLED, {"role": "assistant", "content": "Order 4096 is cancelled."},
             {"role": "user", "content": "Thanks. Can you cancel another one?"}]  # fmt: skip
     assert untold_outcomes("Sure, I can cancel another order for you.", told) == []
+
+
+def test_an_outcome_names_what_was_changed_as_a_person_would():
+    # session 12 added "Order 7781 is changed." and "The callback is scheduled.": the
+    # flag's word after the order, and a call back with no owner
+    moved = _after("update_delivery_address", {"order_id": "7781", "address": "12 Elm Street"},
+                   {"order_id": "7781", "address_changed": False, "reason": "it has shipped"})  # fmt: skip
+    assert untold_outcomes("The address has been changed.", moved) == [
+        "The delivery address for order 7781 has not been changed."
+    ]
+    refunded = _after("refund_order", {"order_number": "5521", "reason": "broken"},
+                      {"refunded": True, "amount": "$12.00"})  # fmt: skip
+    assert untold_outcomes("I can refund that for you.", refunded) == [
+        "Order 5521 has been refunded."
+    ]

@@ -169,12 +169,12 @@ _FILLER = frozenset("a an the on in at of to for by and or is are was were be".s
 
 def _results_by_call(
     messages: Sequence[Mapping[str, Any]],
-) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """(the call's arguments, its result) of each result the agent has not spoken about
-    yet (`turn_history.untold`): what the answer tells."""
+) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(the tool's name, the call's arguments, its result) of each result the agent has
+    not spoken about yet (`turn_history.untold`): what the answer tells."""
     return [
-        (arguments, payload["result"])
-        for _, arguments, payload in tool_payloads(messages, untold_only=True)
+        (name, arguments, payload["result"])
+        for name, arguments, payload in tool_payloads(messages, untold_only=True)
         if payload.get("status") == "resolved" and isinstance(payload.get("result"), dict)
     ]
 
@@ -186,6 +186,34 @@ def call_subject(arguments: Mapping[str, Any]) -> str:
             words = [w for w in str(name).split("_") if w.lower() not in ("id", "number")]
             return " ".join([*words, str(value)])
     return ""
+
+
+#: First words of a tool's name that read, not change: such a tool's result is about
+#: what it was called on ("order 5521"), never a thing it made.
+READING_VERBS = frozenset(
+    "get look lookup check find search list read show fetch query see view".split()
+)
+
+
+def made_thing(name: str) -> str:
+    """What a tool that changes things acts on, from its name: the words after its verb
+    ("callback" of ``schedule_callback``, "delivery address" of
+    ``update_delivery_address``); "" for a tool that reads (`READING_VERBS`) or whose
+    name is one word."""
+    verb, *thing = [w for w in name.lower().split("_") if w]
+    return "" if verb in READING_VERBS or not thing else " ".join(thing)
+
+
+def call_about(name: str, arguments: Mapping[str, Any]) -> str:
+    """What a call's result is about, for a sentence that tells one of its values: "your
+    callback" when the tool made a thing none of its arguments names (``schedule_callback``
+    with a phone and a time: the time is the call back's, not the phone's), else the
+    call's subject (`call_subject`: "order 5521")."""
+    thing = made_thing(name)
+    argument_words = {w for a in arguments for w in str(a).lower().split("_")}
+    if thing and not set(thing.split()) & argument_words:
+        return f"your {thing}"
+    return call_subject(arguments)
 
 
 #: Words that say which day a value's numbers are on ("Friday 10 am", "paid on May 28").
@@ -200,8 +228,8 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
     """Sentences that tell what an answer from results said only half of: a result's value
     holding a number ("paid on May 28") whose words the answer said ("paid") but not its
     number(s), or whose numbers it said ("10 am") but not the day they are on ("Friday 10
-    am"). One sentence per such value, from its field and the call's subject ("The
-    refund for order 5521 is paid on May 28."); none when the answer said the value
+    am"). One sentence per such value, from its field and what the call was about
+    (`value_sentence`: "The refund for order 5521 is paid on May 28."); none when the answer said the value
     whole, or none of it (a value left out was not asked about).
 
     Asked "Is order 6127 delivered, and has the refund for order 5521 been paid?", the
@@ -214,8 +242,8 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
     said_numbers = set(re.findall(r"[0-9]+", answer))
     said_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
     said_days = {w.lower() for w in _WORD_RE.findall(answer)} & _DAY_WORDS
-    values: list[tuple[str, str, Mapping[str, Any], set[str], set[str], set[str]]] = []
-    for arguments, result in _results_by_call(messages):
+    values: list[tuple[str, str, str, set[str], set[str], set[str]]] = []
+    for name, arguments, result in _results_by_call(messages):
         argument_texts = {str(v) for v in arguments.values()}
         for field, value in result.items():
             if not isinstance(value, str) or field == "note":
@@ -228,7 +256,7 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
             }
             days = {w.lower() for w in _WORD_RE.findall(value)} & _DAY_WORDS
             if numbers and words and (value not in argument_texts or days):
-                values.append((field, value, arguments, numbers, words, days))
+                values.append((field, value, call_about(name, arguments), numbers, words, days))
     # Words of the values said whole say nothing of another value: "July" of "paid on
     # July 14" is not "July 1", a due date left out (bench v06, session 10).
     whole = {
@@ -238,16 +266,31 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
         for w in words
     }
     added: list[str] = []
-    for field, value, arguments, numbers, words, days in values:
+    for field, value, subject, numbers, words, days in values:
         if numbers <= said_numbers:
             half = not days <= said_days  # its time said, not its day
         else:
             half = bool((words & said_words) - whole)
         if half:
-            subject = call_subject(arguments)
-            about = f" for {subject}" if subject else ""
-            added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
+            added.append(value_sentence(field, subject, value))
     return added
+
+
+def value_sentence(field: str, subject: str, value: object) -> str:
+    """A result's value told in a sentence: "The refund for order 5521 is paid on May
+    28.", "The time of your callback is Friday 10 am." (`call_about`)."""
+    about = f" for {subject}" if subject else ""
+    if subject.startswith("your "):
+        about = f" of {subject}"
+    verb = "are" if _plural(field) else "is"
+    return f"The {field.replace('_', ' ')}{about} {verb} {value}."
+
+
+def _plural(field: str) -> bool:
+    """Whether a field's name is a plural noun ("hours", "recent_orders"; not "status",
+    "address", "bonus")."""
+    last = field.lower().split("_")[-1]
+    return last.endswith("s") and not last.endswith(("ss", "us", "is"))
 
 
 # ------------------------------------------------ the fact the answer left out
@@ -345,7 +388,5 @@ def untold_facts(
         for field in wanted:
             value = str(told[field])
             if not _said(value, answer_words, answer):
-                subject = call_subject(arguments)
-                about = f" for {subject}" if subject else ""
-                added.append(f"The {field.replace('_', ' ')}{about} is {value}.")
+                added.append(value_sentence(field, call_about(name, arguments), value))
     return added

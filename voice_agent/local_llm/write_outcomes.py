@@ -11,13 +11,19 @@ and gives a sentence for each, said after the answer:
   guidance has none, `voice_agent.guidance.is_guidance`): a true one is told when a
   sentence of the answer says the change's word ("cancel" of "cancelled"), or a word
   of any change done (`_DONE_STARTS`: "updated", "done"), as a fact,
-  else "Order 4096 is cancelled." follows; a false one must not be said as a fact
-  (the answer tells why from the result's reason), else "Order 4096 is not cancelled."
-  follows;
+  else "Order 4096 has been cancelled." follows; a false one must not be said as a fact
+  (the answer tells why from the result's reason), else "Order 4096 has not been
+  cancelled." follows;
 - a **promise of a done call** without such a flag ("I can schedule a call back for
   you" after ``schedule_callback`` returned): the answer offers to do what the tool's
-  name says (its first word, a verb not of reading, `_READING_VERBS`) with a modal before
-  it ("I can", "I'll", "let me"). Then "The callback is scheduled.".
+  name says (its first word, a verb not of reading, `answer_words.READING_VERBS`) with a
+  modal before it ("I can", "I'll", "let me"). Then "Your callback has been scheduled.".
+
+Each sentence names what was changed as a person would (`changed_thing`): the order
+itself for ``cancel_order`` ("Order 4096"), the thing for the order when the tool
+changes part of it ("The delivery address for order 7781" for
+``update_delivery_address``), and the caller's own thing when no argument names it
+("Your callback": its phone number is not what was scheduled).
 
 A result that failed (an ``error``) is told by the answer itself; only its flag is
 checked here.
@@ -31,7 +37,7 @@ from typing import Any
 
 from peripherals.text_chunker import SENTENCE_MARKS
 from voice_agent.guidance import is_guidance
-from voice_agent.local_llm.answer_words import call_subject
+from voice_agent.local_llm.answer_words import READING_VERBS, call_about, made_thing
 from voice_agent.local_llm.turn_history import tool_payloads
 
 #: Words before a change's word in its sentence that make it no fact: a negation, a
@@ -44,10 +50,6 @@ _NOT_A_FACT_ENDINGS = ("n't", "'ll", "'d")
 #: Starts of words that tell any change done ("The address has been updated" for a
 #: ``changed`` flag, "All done").
 _DONE_STARTS = ("done", "updat", "chang", "complet", "process", "booked", "schedul", "went through")
-#: First words of a tool's name that read, not change: no promise of theirs is a write's.
-_READING_VERBS = frozenset(
-    "get look lookup check find search list read show fetch query see view".split()
-)
 #: A promise before a verb ("I can", "we'll", "I am going to", "let me").
 _PROMISE_BEFORE = (
     r"\b(?:(?:i|we)\s*(?:can|could|will|would|'ll|'d|shall|am going to|are going to)"
@@ -58,8 +60,9 @@ _SENTENCE = re.compile(rf"[^{SENTENCE_MARKS}]+[{SENTENCE_MARKS}]*")  # the chunk
 
 def _change_word(field: str) -> str:
     """The start of a change's word that every form of it has: "cancel" of "cancelled",
-    "refund" of "refunded", "chang" of "changed"."""
-    return re.sub(r"(?:led|ed|d)$", "", field.lower()) if len(field) > 5 else field.lower()
+    "refund" of "refunded", "chang" of "changed" (and of ``address_changed``)."""
+    word = field.lower().split("_")[-1]
+    return re.sub(r"(?:led|ed|d)$", "", word) if len(word) > 5 else word
 
 
 def _said_as_fact(answer: str, word: str) -> bool:
@@ -83,15 +86,31 @@ def _participle(verb: str) -> str:
     return verb + "ed"
 
 
-def _promised(answer: str, name: str) -> str | None:
-    """The sentence "The <thing> is <verb>ed." when `answer` promises what the tool `name`
-    does ("I can schedule ..." for ``schedule_callback``), else None."""
-    verb, *thing = [w for w in name.lower().split("_") if w]
-    if verb in _READING_VERBS or not thing:
+def changed_thing(name: str, arguments: Mapping[str, Any]) -> str:
+    """What a change was made to, as a sentence's subject: the call's subject when the
+    tool's thing is in it ("Order 4096" for ``cancel_order``), the thing for the
+    subject when not ("The delivery address for order 7781" for
+    ``update_delivery_address``), the caller's thing when no argument names it ("Your
+    callback" for ``schedule_callback``; `answer_words.call_about`)."""
+    about = call_about(name, arguments)
+    thing = made_thing(name)
+    if thing and about and not about.startswith("your "):
+        if not set(thing.split()) <= set(about.lower().split()):
+            about = f"the {thing} for {about}"
+    about = about or (f"the {thing}" if thing else "it")
+    return about[:1].upper() + about[1:]
+
+
+def _promised(answer: str, name: str, arguments: Mapping[str, Any]) -> str | None:
+    """The sentence "<thing> has been <verb>ed." when `answer` promises what the tool
+    `name` does ("I can schedule ..." for ``schedule_callback``: "Your callback has been
+    scheduled."), else None."""
+    verb = name.lower().split("_")[0]
+    if verb in READING_VERBS or not made_thing(name):
         return None
     if not re.search(_PROMISE_BEFORE + re.escape(verb) + r"\b", answer, re.IGNORECASE):
         return None
-    return f"The {' '.join(thing)} is {_participle(verb)}."
+    return f"{changed_thing(name, arguments)} has been {_participle(verb)}."
 
 
 def untold_outcomes(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -109,17 +128,16 @@ def untold_outcomes(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[
             for field, value in result.items()
             if isinstance(value, bool) and str(field).lower().endswith("ed")
         ]
-        subject = call_subject(arguments) or "it"
-        subject = subject[:1].upper() + subject[1:]
+        subject = changed_thing(name, arguments)
         for field, done in flags:
             said = _said_as_fact(answer, _change_word(field))
             if done and not said:
                 said = any(_said_as_fact(answer, start) for start in _DONE_STARTS)
             if said is not done:
-                state = field.replace("_", " ") if done else f"not {field.replace('_', ' ')}"
-                added.append(f"{subject} is {state}.")
+                change = field.lower().split("_")[-1]  # "changed" of ``address_changed``
+                added.append(f"{subject} has {'' if done else 'not '}been {change}.")
         if not flags and not result.get("error"):
-            promise = _promised(answer, name)
+            promise = _promised(answer, name, arguments)
             if promise is not None:
                 added.append(promise)
     return added
