@@ -176,3 +176,13 @@ def test_a_number_labelled_with_its_arguments_own_words_is_never_moved(label, di
     )
     said = f"Hi, {label} {digits}, what's happening with it?"
     assert _misplaced(name, {argument: digits}, SERVICE, said) is None
+
+
+def test_each_number_carries_the_callers_words_between_its_neighbours():
+    said = said_numbers(
+        "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
+    )
+    assert [(n.digits, n.words) for n in said] == [
+        ("8427", "Has the refund for order 8427 gone through, and what's the balance on account "),
+        ("31580", " gone through, and what's the balance on account 31580?"),
+    ]

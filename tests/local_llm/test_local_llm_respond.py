@@ -2617,3 +2617,11 @@ async def test_after_the_added_call_s_result_the_answer_follows():
     responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)
     assert not reply.calls and reply.text.startswith(answer)
     assert responder.plan.unused_number_call is None
+
+
+async def test_no_write_is_added_by_rule_for_a_number_the_caller_named():
+    tools = [*SERVICE_TOOLS, _tool("cancel_order", order_id="the order number to cancel")]
+    said = "Has the refund for order 8427 gone through? And cancel order 5521."
+    engine = ScriptedEngine(_decision_then("reply", "The refund was paid."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_refund(said), tools=tools)
+    assert not reply.calls and responder.plan.unused_number_call is None

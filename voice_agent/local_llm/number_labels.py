@@ -86,6 +86,10 @@ class SaidNumber:
     #: the words right before it, singular ("order", "number"), and "phone" when it
     #: was said in groups as a phone number is
     label: frozenset[str]
+    #: the caller's words that go with it: from the end of the number said before it
+    #: to the start of the one said after it ("and what's the balance on account" of
+    #: "... order 8427 gone through, and what's the balance on account 31580?")
+    words: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,8 @@ def said_numbers(text: str) -> list[SaidNumber]:
     found: list[SaidNumber] = []
     end = 0
     previous: frozenset[str] = frozenset()
-    for match in _NUMBER_RE.finditer(text):
+    matches = list(_NUMBER_RE.finditer(text))
+    for index, match in enumerate(matches):
         between = text[end : match.start()]
         own = _label_before(between)
         groups = re.findall(r"\d+", match.group())
@@ -161,7 +166,8 @@ def said_numbers(text: str) -> list[SaidNumber]:
         label = set(own)
         if len(digits) in PHONE_DIGITS and (len(groups) >= 2 or match.group().startswith("+")):
             label.add("phone")
-        found.append(SaidNumber(digits, frozenset(label)))
+        after = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        found.append(SaidNumber(digits, frozenset(label), text[end:after]))
         previous, end = own, match.end()
     return found
 

@@ -106,6 +106,7 @@ from typing import Any
 from voice_agent.call_control import caller_closes
 from voice_agent.guidance import says_nothing_more
 from voice_agent.local_llm.answer_words import (
+    READING_VERBS,
     answer_bans,
     caller_only_words,
     half_said_values,
@@ -1534,7 +1535,9 @@ class Responder:
         """After results, before any answer: the call on a number the caller's latest
         words named that no call since used ("account 31580"), on the tool whose only
         required argument its label fits (`number_labels.fitting_arguments`) and whose
-        name or purpose the caller's words name (`names_the_tool`: "balance"). Written
+        name or purpose the caller's words around it name, its label aside
+        (`SaidNumber.words`, `names_the_tool`: "balance"); only a
+        tool that reads (its name's verb, `answer_words.READING_VERBS`). Written
         without a model step (`_written_again`); None when there is no such number,
         and the answer (or the model's own further call) follows as before.
 
@@ -1549,11 +1552,19 @@ class Responder:
         for number in said_numbers(caller):
             if number.digits in used or number.digits in self._taken_back:
                 continue
+            # what the caller asks of it, its label aside ("order" of "what about order
+            # 5521?" names no lookup of its own)
+            around = " ".join(
+                w
+                for w in re.findall(r"[A-Za-z']+", number.words)
+                if w.lower() not in number.label and w.lower().removesuffix("s") not in number.label
+            )
             named = [
                 (tool, argument)
                 for tool, argument in fitting_arguments(number, self._tools)
                 if _required(self._function(tool)) == [argument]
-                and names_the_tool(caller, self._function(tool), functions)
+                and tool.split("_")[0].lower() in READING_VERBS  # never a write by rule
+                and names_the_tool(around, self._function(tool), functions)
             ]
             if len(named) != 1:
                 continue  # no tool, or several: the model's own decision stands
