@@ -401,7 +401,7 @@ def test_a_follow_up_needs_only_what_the_caller_names_and_no_argument_is_a_fact(
         ("get_order_status", {"order_id": "11376"}, "status", "shipped",
          "The status for order 11376 is shipped."),
         ("get_store_hours", {"city": "Fresno"}, "hours", "10 am to 8 pm",
-         "The hours for city Fresno are 10 am to 8 pm."),
+         "The hours for Fresno are 10 am to 8 pm."),
         # a write's value is about the thing it made, when no argument names that thing
         ("schedule_callback", {"phone": "617 555 0143", "time": "Friday 10 am"}, "time",
          "Friday 10 am", "The time of your callback is Friday 10 am."),

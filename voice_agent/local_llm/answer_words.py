@@ -180,9 +180,13 @@ def _results_by_call(
 
 
 def call_subject(arguments: Mapping[str, Any]) -> str:
-    """What a call was about, in words ("order 5521" for ``{"order_id": "5521"}``)."""
+    """What a call was about, in words: a number with what it numbers ("order 5521" for
+    ``{"order_id": "5521"}``), a name as itself ("Tulsa" for ``{"city": "Tulsa"}``, not
+    "city Tulsa")."""
     for name, value in arguments.items():
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            if not re.search(r"\d", str(value)):
+                return str(value)
             words = [w for w in str(name).split("_") if w.lower() not in ("id", "number")]
             return " ".join([*words, str(value)])
     return ""
