@@ -23,7 +23,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from peripherals.audio import AudioChunk, PeripheralError, to_float32
+from peripherals.daemon_threads import DaemonThreads
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +58,6 @@ class AudioDeviceError(PeripheralError):
     """An audio device is missing, ambiguous or cannot be opened, or PortAudio is absent."""
 
 
-class _DaemonThreads(Executor):
-    """Runs each job on a daemon thread of its own. A PortAudio call stuck in C for ever
-    must hold neither the event loop nor the process's exit, and the default executor's
-    workers are joined when the loop and the interpreter shut down."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def run() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name="portaudio-close", daemon=True).start()
-        return future
-
-
 _abandoned: list[Any] = []  # streams PortAudio could not close: kept alive, never touched again
 
 
@@ -90,7 +70,9 @@ async def _close_stream(stream: Any, what: str) -> None:
         stream.stop()  # stop before close: older PortAudio hangs closing a running stream
         stream.close()
 
-    closing = asyncio.get_running_loop().run_in_executor(_DaemonThreads(), stop_and_close)
+    closing = asyncio.get_running_loop().run_in_executor(
+        DaemonThreads("portaudio-close"), stop_and_close
+    )
     try:
         await asyncio.wait_for(asyncio.shield(closing), CLOSE_S)
     except TimeoutError:

@@ -33,10 +33,11 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from peripherals.daemon_threads import DaemonThreads
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def start_execution(
     if inspect.iscoroutinefunction(fn) and not isolated:
         task = loop.create_task(_contained(fn(**kwargs)), name=label, context=context)
         return Execution(name, call_id, "loop", task, task=task)
-    future = loop.run_in_executor(_DaemonThreads(label), context.run, _call_in_thread, fn, kwargs)
+    future = loop.run_in_executor(DaemonThreads(label), context.run, _call_in_thread, fn, kwargs)
     return Execution(name, call_id, "isolated" if isolated else "thread", future)
 
 
@@ -135,35 +136,6 @@ def _call_in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         if inspect.isawaitable(result):  # an async tool isolated on its own loop
             result = asyncio.run(_awaited(result))
         return result
-
-
-class _DaemonThreads(Executor):
-    """Runs each job on a new daemon thread.
-
-    Not the default executor: its few workers would be exhausted by a few
-    hung tools, and its threads are joined at exit (a hung tool would keep the
-    process from ending). Going through ``loop.run_in_executor`` keeps the job
-    visible to the loop (virtual-time loops wait for executor jobs).
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the waiter, whatever it is
-                future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
-            else:
-                future.set_result(result)
-
-        threading.Thread(target=work, name=self._name, daemon=True).start()
-        return future
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from portaudio_fakes import StuckPortAudioStream, install_stuck_streams
 
 from peripherals.resample import resample
 
@@ -65,3 +67,13 @@ def make_speech(
 @pytest.fixture(scope="session")
 def speech_factory():  # type: ignore[no-untyped-def]
     return make_speech
+
+
+@pytest.fixture
+def stuck_streams(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[StuckPortAudioStream]]:
+    """``AudioInput``/``AudioOutput`` open fakes of a stuck PortAudio stream
+    (``portaudio_fakes``): the streams opened, each released at the end."""
+    streams = install_stuck_streams(monkeypatch)
+    yield streams
+    for stream in streams:
+        stream.release()

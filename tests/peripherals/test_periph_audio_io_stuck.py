@@ -11,23 +11,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from portaudio_fakes import StuckPortAudioStream, install_stuck_streams
+from portaudio_fakes import StuckPortAudioStream
 
 from peripherals import audio_io
 from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput
-
-
-@pytest.fixture
-def stuck(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[StuckPortAudioStream]]:
-    streams = install_stuck_streams(monkeypatch)
-    yield streams
-    for stream in streams:
-        stream.release()
 
 
 @pytest.fixture
@@ -39,11 +31,13 @@ def unregistered(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
 
 
 async def test_a_microphone_that_stops_calling_back_is_lost_after_its_frames(
-    stuck: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
     mic = AudioInput("fake", sample_rate=16000)
     await mic.start()
-    stuck[0].call_back(3)  # then the server dies and the thread sticks: no finished callback
+    stuck_streams[0].call_back(
+        3
+    )  # then the server dies and the thread sticks: no finished callback
     for _ in range(3):
         assert len((await mic.read()).samples) == mic.frame_size
     with pytest.raises(AudioDeviceError, match="microphone 'fake pulse' delivered no audio.*went"):
@@ -53,16 +47,16 @@ async def test_a_microphone_that_stops_calling_back_is_lost_after_its_frames(
 
 
 async def test_closing_a_stuck_microphone_returns_abandons_it_and_keeps_portaudio_at_exit(
-    stuck: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
     unregistered: list[Callable[..., Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     mic = AudioInput("fake", sample_rate=16000)
     await mic.start()
-    stuck[0].call_back(1)
+    stuck_streams[0].call_back(1)
     with caplog.at_level(logging.WARNING, logger="peripherals.audio_io"):
         await mic.aclose()  # before: Pa_StopStream in the event loop, blocked for ever
-    assert stuck[0].stop_called.is_set()
+    assert stuck_streams[0].stop_called.is_set()
     assert "did not close the microphone 'fake pulse'" in caplog.text
     assert "abandoned" in caplog.text
     # Pa_Terminate would wait for the stuck stream: the process could never exit
@@ -74,25 +68,25 @@ async def test_closing_a_stuck_microphone_returns_abandons_it_and_keeps_portaudi
 
 
 async def test_a_healthy_stream_closes_without_being_abandoned(
-    stuck: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
     unregistered: list[Callable[..., Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     speaker = AudioOutput("fake", sample_rate=24000)
     await speaker.start()
-    stuck[0].release()  # its stop returns at once, as a live stream's does
+    stuck_streams[0].release()  # its stop returns at once, as a live stream's does
     await speaker.aclose()
-    assert stuck[0].stop_called.is_set()
+    assert stuck_streams[0].stop_called.is_set()
     assert unregistered == [] and "abandoned" not in caplog.text
 
 
 async def test_a_speaker_that_stops_calling_back_ends_writes_and_waits_and_says_so(
-    stuck: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
     speaker = AudioOutput("fake", sample_rate=24000, buffer_s=0.1)
     await speaker.start()
     lost = asyncio.ensure_future(speaker.wait_lost())
-    stuck[0].call_back(2)  # 40 ms played, then the thread sticks
+    stuck_streams[0].call_back(2)  # 40 ms played, then the thread sticks
     with pytest.raises(AudioDeviceError, match="speaker 'fake pulse' took no audio.*went away"):
         await speaker.write(np.zeros(24000, dtype=np.float32))  # 1 s: waits for room
     assert "took no audio" in str(await lost)  # whoever waits for the loss hears of it
@@ -103,10 +97,10 @@ async def test_a_speaker_that_stops_calling_back_ends_writes_and_waits_and_says_
 
 
 async def test_a_speaker_reported_finished_by_portaudio_is_lost(
-    stuck: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
     speaker = AudioOutput("fake", sample_rate=24000)
     await speaker.start()
-    stuck[0].finished()  # PortAudio's thread: the stream stopped by itself
+    stuck_streams[0].finished()  # PortAudio's thread: the stream stopped by itself
     error = await speaker.wait_lost()
     assert "speaker 'fake pulse' stopped playing" in str(error)

@@ -4,26 +4,17 @@ must hold the silence the speaker played, or every underrun shifts its alignment
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
-from portaudio_fakes import StuckPortAudioStream, install_stuck_streams
+from portaudio_fakes import StuckPortAudioStream
 
 from peripherals.audio_io import MAX_UNDERRUN_S, AudioOutput
 
 RATE = 16000
 
 
-@pytest.fixture
-def streams(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[StuckPortAudioStream]]:
-    opened = install_stuck_streams(monkeypatch)
-    yield opened
-    for stream in opened:
-        stream.release()
-
-
-async def _speaker(streams: list[StuckPortAudioStream]) -> tuple[AudioOutput, list[np.ndarray]]:
+async def _speaker(
+    stuck_streams: list[StuckPortAudioStream],
+) -> tuple[AudioOutput, list[np.ndarray]]:
     played: list[np.ndarray] = []
     speaker = AudioOutput("fake", sample_rate=RATE, on_played=played.append)
     await speaker.start()
@@ -31,36 +22,36 @@ async def _speaker(streams: list[StuckPortAudioStream]) -> tuple[AudioOutput, li
 
 
 async def test_the_silence_of_an_underrun_reaches_on_played_before_the_next_block(
-    streams: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
-    speaker, played = await _speaker(streams)
-    streams[0].call_back(2)
-    streams[0].call_back(1, late_s=0.3)  # the device played 300 ms of nothing
+    speaker, played = await _speaker(stuck_streams)
+    stuck_streams[0].call_back(2)
+    stuck_streams[0].call_back(1, late_s=0.3)  # the device played 300 ms of nothing
     block = speaker.block_size
     assert [len(p) for p in played] == [block, block, int(0.3 * RATE), block]
     assert not played[2].any()
-    streams[0].release()
+    stuck_streams[0].release()
     await speaker.aclose()
 
 
 async def test_blocks_on_time_or_jittering_by_less_than_a_block_add_nothing(
-    streams: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
-    speaker, played = await _speaker(streams)
-    streams[0].call_back(3)
-    streams[0].call_back(1, late_s=0.015)  # under one 20 ms block: jitter, not an underrun
-    streams[0].call_back(1, late_s=-0.012)  # a time stamp early
+    speaker, played = await _speaker(stuck_streams)
+    stuck_streams[0].call_back(3)
+    stuck_streams[0].call_back(1, late_s=0.015)  # under one 20 ms block: jitter, not an underrun
+    stuck_streams[0].call_back(1, late_s=-0.012)  # a time stamp early
     assert [len(p) for p in played] == [speaker.block_size] * 5
-    streams[0].release()
+    stuck_streams[0].release()
     await speaker.aclose()
 
 
 async def test_a_jump_longer_than_any_underrun_adds_at_most_max_underrun(
-    streams: list[StuckPortAudioStream],
+    stuck_streams: list[StuckPortAudioStream],
 ) -> None:
-    speaker, played = await _speaker(streams)
-    streams[0].call_back(1)
-    streams[0].call_back(1, late_s=3600.0)  # a clock glitch
+    speaker, played = await _speaker(stuck_streams)
+    stuck_streams[0].call_back(1)
+    stuck_streams[0].call_back(1, late_s=3600.0)  # a clock glitch
     assert len(played[1]) == MAX_UNDERRUN_S * RATE
-    streams[0].release()
+    stuck_streams[0].release()
     await speaker.aclose()

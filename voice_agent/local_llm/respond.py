@@ -934,6 +934,9 @@ class Responder:
         self.reply = reply
         self.plan = ResponsePlan()
         self._tools = chat.tools
+        self._tools_by_name: dict[Any, dict[str, Any]] = {}
+        for tool in chat.tools or []:  # the first of a name, as the model's call finds it
+            self._tools_by_name.setdefault(tool["function"].get("name"), tool)
         schemas = _schemas(chat.tools)
         call_sources = grounding_sources(chat.messages, include_system=False)
         self._call_sources = call_sources
@@ -1456,7 +1459,7 @@ class Responder:
                 return stats
         self.plan.misplaced = (name, found.argument, target)
         self.plan.decision = stats.extra["decision"] = target
-        tool = next(t for t in self._tools if t["function"]["name"] == target)
+        tool = self._tools_by_name[target]
         properties = (tool["function"].get("parameters") or {}).get("properties") or {}
         if list(properties) == [fits[target]]:
             value = (_json_object(arguments_text) or {}).get(found.argument, found.digits)
@@ -1515,7 +1518,7 @@ class Responder:
         if len(reply.ungrounded_calls) != 1:
             return stats
         (name, arguments_text), (_, missing) = reply.ungrounded_calls[0], reply.ungrounded[0]
-        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        tool = self._tools_by_name.get(name)
         arguments = _json_object(arguments_text)
         if tool is None or arguments is None or not missing:
             return stats
@@ -1571,7 +1574,7 @@ class Responder:
             ((target, argument),) = named
             self.plan.unused_number_call = (target, argument)
             self.plan.decision = target
-            tool = next(t for t in self._tools if t["function"]["name"] == target)
+            tool = self._tools_by_name[target]
             stats = GenerationStats(prompt_tokens=0, finish_reason="stop")
             stats.extra["decision"] = target
             return await self._written_again(tool, "{}", {argument: number.digits}, on_text, stats)
@@ -1584,10 +1587,8 @@ class Responder:
         return [*tool_names(self._tools), *options]
 
     def _function(self, name: str) -> Mapping[str, Any]:
-        return next(
-            (t["function"] for t in self._tools if t["function"].get("name") == name),
-            {"name": name},
-        )
+        tool = self._tools_by_name.get(name)
+        return tool["function"] if tool is not None else {"name": name}
 
     def _partly_given(
         self, calls: list[tuple[str, str]], dropped: list[tuple[str, list[str]]]
@@ -1717,7 +1718,7 @@ class Responder:
         name, arguments_text = reply.ungrounded_calls[0]
         _, missing = reply.ungrounded[0]
         values = self._with_the_day(name, arguments_text)
-        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        tool = self._tools_by_name.get(name)
         if tool is None or not values or set(values) != set(missing):
             return stats
         self.plan.with_the_day = [(name, list(missing))]
@@ -1744,7 +1745,7 @@ class Responder:
             arguments = json.loads(arguments_text)
         except json.JSONDecodeError:
             return stats
-        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        tool = self._tools_by_name.get(name)
         if tool is None or not isinstance(arguments, dict):
             return stats
         if retracted_arguments(arguments_text, self._taken_back):
@@ -1790,7 +1791,7 @@ class Responder:
         if set(retracted_arguments(arguments_text, self._taken_back)) != set(missing):
             return stats
         corrections = corrected_numbers(latest_caller_words(self.chat.messages))
-        tool = next((t for t in self._tools if t["function"]["name"] == name), None)
+        tool = self._tools_by_name.get(name)
         if tool is None or not corrections:
             return stats
         properties = (tool["function"].get("parameters") or {}).get("properties") or {}
