@@ -12,7 +12,7 @@ import re
 
 import pytest
 from grammar_helpers import grammar_accepts
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from voice_agent.local_llm.answer_words import (
@@ -124,7 +124,7 @@ def _grammar_accepts(engine, grammar: str, text: str) -> bool:
 )
 def test_the_answer_grammar_keeps_the_speech_rules_and_bans_the_stems(engine, text, accepted):
     bans = answer_bans(["dispatch", "left"], _after("x", {"status": "shipped"}), [ORDER_TOOL])
-    assert bans == (["dispatch"], ["left"])  # a long stem anywhere, a short one at a start
+    assert bans == (["dispatch"], ["left"], [])  # a long stem anywhere, a short one at a start
     grammar = speech_grammar(["3307", "1"], *bans)
     check_grammar(grammar)
     assert _grammar_accepts(engine, grammar, text) is accepted
@@ -136,16 +136,30 @@ def test_the_answer_grammar_keeps_the_speech_rules_and_bans_the_stems(engine, te
         (  # the result's own word holds the caller's stem inside
             "Has order 3307 been delivered?",
             {"status": "undelivered"},
-            ([], ["deliver"]),
+            ([], ["deliver"], []),
             "No, order 3307 is undelivered.",
             "Yes, order 3307 has been delivered.",
         ),
         (
             "Has order 3307 been dispatched?",
             {"status": "shipped"},
-            (["dispatch"], []),
+            (["dispatch"], [], []),
             "Order 3307 has shipped.",
             "Order 3307 is undispatched.",
+        ),
+        (  # a short stem begins a word of the result: that word, not the stem, is said
+            "Has order 3307 been sent?",
+            {"status": "shipped", "carrier": "Sentinel"},
+            ([], ["sent"], ["sentinel"]),
+            "Order 3307 has shipped with Sentinel.",
+            "Order 3307 has been sent.",
+        ),
+        (  # Hypothesis, session 13: the result's word was banned with the caller's stem
+            "Is it inwa?",
+            {"status": "inwarehouse"},
+            ([], ["inwa"], ["inwarehouse"]),
+            "It is inwarehouse.",
+            "It is inwa.",
         ),
     ],
 )
@@ -172,14 +186,16 @@ _WORDS = st.text(alphabet="acdeilnoprstuvwy", min_size=4, max_size=11)
         _WORDS | st.sampled_from(["undelivered", "redispatched", "inwarehouse"]), max_size=4
     ),
 )
+@example(asked=["inwa"], result=["inwarehouse"])  # a short stem began the result's word
+@example(asked=["sent"], result=["sentinel"])
 def test_every_word_the_agent_was_given_can_be_said_in_the_answer(engine, asked, result):
     """Whatever the caller asked and the result says, the answer's grammar bans the
     caller-only stems and no word of the result (nor of the call, the tool, the prompt)."""
     messages = _after(" ".join(["Is", *asked]) + "?", {"status": " ".join(result)})
     stems = caller_only_words(messages, [ORDER_TOOL])
-    anywhere, starts = answer_bans(stems, messages, [ORDER_TOOL])
-    assert sorted([*anywhere, *starts]) == stems
-    grammar = speech_grammar(["3307"], anywhere, starts)
+    bans = answer_bans(stems, messages, [ORDER_TOOL])
+    assert sorted([*bans.anywhere, *bans.starts]) == stems
+    grammar = speech_grammar(["3307"], *bans)
     system, _, call, tool_result = messages
     given_texts = [
         system["content"],

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import pytest
 from grammar_helpers import grammar_accepts
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from old_speech_grammars import old_speech_grammar, old_speech_grammar_without
 
@@ -43,6 +43,7 @@ def spoken(
     continuing: bool,
     banned: Sequence[str] = (),
     banned_starts: Sequence[str] = (),
+    speakable: Sequence[str] = (),
     *,
     glued: bool = True,
 ) -> bool:
@@ -50,7 +51,8 @@ def spoken(
     character that is not a space (unless `continuing`), every digit run one of
     `numbers`, and no word (ASCII letter run, any case) holding a machinery word
     (anywhere if `glued`, else at its start) or one of `banned`, nor starting with one
-    of `banned_starts`."""
+    of `banned_starts` unless it starts with one of the `speakable` words that stem
+    begins (longer than the stem)."""
     if not text or any(c in SPEECH_FORBIDDEN for c in text):
         return False
     if not continuing and text[0] in " \t\n\r":
@@ -63,8 +65,10 @@ def spoken(
                 return False
         if any(stem in word for stem in banned):
             return False
-        if any(word.startswith(stem) for stem in banned_starts):
-            return False
+        for stem in banned_starts:
+            kept = [k for k in speakable if k.startswith(stem) and k != stem]
+            if word.startswith(stem) and not any(word.startswith(k) for k in kept):
+                return False
     return True
 
 
@@ -191,3 +195,59 @@ def test_machinery_glued_into_a_word_was_speakable_and_is_not(vocab, text):
     assert grammar_accepts(vocab, old_speech_grammar({"58213"}), text)
     assert not grammar_accepts(vocab, speech_grammar({"58213"}), text)
     assert not grammar_accepts(vocab, speech_grammar({"58213"}, ["dispatch"], ["left"]), text)
+
+
+_SHORT_STEMS = st.lists(
+    st.sampled_from(["sent", "inwa", "left", "come"])
+    | st.text(alphabet="acdeilnt", min_size=2, max_size=4),
+    min_size=1,
+    max_size=3,
+)
+
+
+@st.composite
+def _kept_and_sentence(draw: st.DrawFn, stems: list[str]) -> tuple[list[str], str]:
+    """Words the stems begin (kept), and a sentence of the stems, the kept words, words
+    between them (a kept word cut short, grown on, or turned aside) and other words."""
+    kept = draw(
+        st.lists(
+            st.builds(
+                str.__add__,
+                st.sampled_from(stems),
+                st.text(alphabet="acdeilnt", min_size=1, max_size=5),
+            ),
+            max_size=3,
+        )
+    )
+    near = st.sampled_from(stems + kept).flatmap(
+        lambda w: st.sampled_from(
+            [w, w[:-1], w + "s", w + "ing", w[:-1] + "x", w.upper(), w.capitalize()]
+        )
+    )
+    words = draw(
+        st.lists(
+            near | st.text(alphabet="acdeilnt", min_size=1, max_size=8), min_size=1, max_size=5
+        )
+    )
+    return kept, " ".join(words) + "."
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), stems=_SHORT_STEMS)
+@example(data=None, stems=["inwa"]).via("Hypothesis, session 13: inwa/inwarehouse")
+def test_a_word_a_banned_start_begins_is_speakable_when_kept_and_the_stem_is_not(
+    vocab, data, stems
+):
+    """Banned starts with speakable words carved out: exactly the kept words and the
+    words they begin stay speakable of all the words a banned stem begins ("sent"
+    banned, "sentence" kept: "sentence" and "sentences" yes, "sent", "sents", "sen",
+    "sentex" no)."""
+    if data is None:
+        kept, text = ["inwarehouse"], "It is inwa, inwar or inwarehouse."
+    else:
+        kept, text = data.draw(_kept_and_sentence(stems), label="kept, text")
+    grammar = speech_grammar(set(), (), stems, kept)
+    check_grammar(grammar)
+    accepted = grammar_accepts(vocab, grammar, text)
+    event(f"accepted: {accepted}")
+    assert accepted == spoken(text, set(), False, (), stems, kept), (text, kept)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from voice_agent.local_llm.chat_format import ChatFormatError, content_text
 from voice_agent.local_llm.turn_history import tool_payloads
@@ -138,26 +138,38 @@ def caller_only_words(
 INSIDE_WORDS_LETTERS = 6
 
 
+class AnswerBans(NamedTuple):
+    """Where the answer's grammar bans the caller-only stems, for
+    `grammar.speech_grammar`'s ``banned``, ``banned_starts`` and ``speakable``."""
+
+    anywhere: list[str]
+    starts: list[str]
+    #: Given words a start-banned stem begins ("sentence" for "sent"): still speakable.
+    speakable: list[str]
+
+
 def answer_bans(
     stems: Sequence[str],
     messages: Sequence[Mapping[str, Any]],
     tools: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], list[str]]:
-    """Where the answer's grammar bans each of the caller-only `stems`: (anywhere in a
-    word, at a word's start), for `grammar.speech_grammar`'s ``banned`` and
-    ``banned_starts``. A stem of `INSIDE_WORDS_LETTERS` letters or more is banned
-    anywhere, unless a word the agent was given holds it inside: then only at a word's
-    start, so that the result's own word stays speakable (asked "Has it been
-    delivered?" with ``undelivered``, the answer may say "undelivered", not
-    "delivered"). No stem starts a given word (`caller_only_words`), so every word the
-    agent was given can be said."""
+) -> AnswerBans:
+    """Where the answer's grammar bans each of the caller-only `stems`. A stem of
+    `INSIDE_WORDS_LETTERS` letters or more is banned anywhere, unless a word the agent
+    was given holds it inside: then only at a word's start, so that the result's own
+    word stays speakable (asked "Has it been delivered?" with ``undelivered``, the
+    answer may say "undelivered", not "delivered"). A stem banned at a word's start
+    that begins a given word (only a short one can: `caller_only_words` counts a longer
+    stem said by a word its first five letters begin) leaves that word speakable
+    ("sent" with "sentence"; asked "inwa" with ``inwarehouse``, the grammar banned the
+    result's word before session 14). So every word the agent was given can be said."""
     vocabulary = _given_words(messages, tools)
     anywhere: list[str] = []
     starts: list[str] = []
     for stem in stems:
         inside = any(stem in word[1:] for word in vocabulary)
         (anywhere if len(stem) >= INSIDE_WORDS_LETTERS and not inside else starts).append(stem)
-    return anywhere, starts
+    speakable = sorted(w for w in vocabulary if any(w.startswith(s) for s in starts))
+    return AnswerBans(anywhere, starts, speakable)
 
 
 # ------------------------------------------------ a value the answer half-said

@@ -220,6 +220,8 @@ def speech_grammar(
     allowed_numbers: Iterable[str],
     banned: Iterable[str] = (),
     banned_starts: Iterable[str] = (),
+    speakable: Iterable[str] = (),
+    *,
     continuing: bool = False,
 ) -> str:
     """Plain speech in which every digit run is one of `allowed_numbers` and no word
@@ -230,7 +232,9 @@ def speech_grammar(
     word (a run of ASCII letters, any case) may not contain one of
     `UNSPEAKABLE_WORDS` or of `banned` anywhere, nor start with one of
     `banned_starts` (an answer from results leaves out the caller's own words:
-    `answer_words.answer_bans`). Digits may only be written as one of the
+    `answer_words.answer_bans`), unless the word starts with one of `speakable`:
+    words the agent was given stay speakable though a banned start begins them
+    ("sent" banned, "sentence" given; the word "sent" itself stays banned). Digits may only be written as one of the
     numbers found in the conversation (what the caller said, tool results, the
     system prompt; ASCII digits), two never touching: a small model cannot
     state an hour, an amount or an order number that nobody gave it. (Numbers
@@ -248,8 +252,11 @@ def speech_grammar(
     """
     numbers = {n for n in allowed_numbers if n.isascii() and n.isdigit()}
     patterns = {w.lower() for w in [*UNSPEAKABLE_WORDS, *banned] if w.isascii() and w.isalpha()}
-    patterns |= {"^" + w.lower() for w in banned_starts if w.isascii() and w.isalpha()}
-    letter_moves = _word_states(frozenset(patterns))
+    kept = frozenset(w.lower() for w in speakable if w.isascii() and w.isalpha())
+    for stem in banned_starts:
+        if stem.isascii() and stem.isalpha():
+            patterns |= _start_patterns(stem.lower(), kept)
+    letter_moves, unending = _word_states(frozenset(patterns))
     number_prefixes = sorted({n[:i] for n in numbers for i in range(1, len(n) + 1)})
     number_rules = {digits: f"sp-n{i}" for i, digits in enumerate(number_prefixes)}
 
@@ -262,8 +269,11 @@ def speech_grammar(
 
     def alternatives(state: str, boundary: str, digits: str | None) -> list[str]:
         """A word's next letter from `state`, a `boundary` character, then a number's
-        next digit after `digits` (None: no digit may follow): the likeliest first."""
+        next digit after `digits` (None: no digit may follow): the likeliest first. A
+        word that may not end in `state` (a banned whole word) only takes a letter."""
         moves = letter_moves[state]
+        if state in unending:
+            return moves
         return [
             *moves[:1],
             f"{boundary} sp-b",
@@ -276,7 +286,8 @@ def speech_grammar(
         "sp-b ::= " + " | ".join([*alternatives("^", other, ""), '""']),
     ]
     for state, rule in _state_rules(letter_moves).items():  # a number may follow a word
-        lines.append(f"{rule} ::= " + " | ".join([*alternatives(state, other, ""), '""']))
+        end = [] if state in unending else ['""']
+        lines.append(f"{rule} ::= " + " | ".join([*alternatives(state, other, ""), *end]))
     for digits, rule in number_rules.items():
         body = digit_moves(digits)
         if digits in numbers:  # a whole number: then anything but a digit, or the end
@@ -290,12 +301,39 @@ def _state_rules(states: Mapping[str, object]) -> dict[str, str]:
     return {state: f"sp-w{i}" for i, state in enumerate(s for s in states if s != "^")}
 
 
+def _start_patterns(stem: str, kept: frozenset[str]) -> set[str]:
+    """The patterns (for `_word_states`) that ban every word starting with `stem` but the
+    `kept` words and the words they begin: "^stem" when no kept word starts with it,
+    else, along the kept words' letters, each letter that leaves them ("^stemx") and
+    each word that ends before one is complete ("^stem$")."""
+    below = sorted(w for w in kept if w.startswith(stem) and w != stem)
+    if not below:
+        return {"^" + stem}
+    patterns: set[str] = set()
+    frontier = [stem]
+    while frontier:
+        prefix = frontier.pop()
+        if prefix in below:
+            continue  # a kept word: it, and any word it begins, may be said
+        patterns.add(f"^{prefix}$")
+        onward = {w[len(prefix)] for w in below if w.startswith(prefix) and len(w) > len(prefix)}
+        for letter in _LETTERS:
+            if letter in onward:
+                frontier.append(prefix + letter)
+            else:
+                patterns.add(f"^{prefix}{letter}")
+    return patterns
+
+
 @functools.lru_cache(maxsize=64)  # the plain speech's patterns recur on every request
-def _word_states(patterns: frozenset[str]) -> dict[str, list[str]]:
-    """(Cached: the caller must not change what it returns.) The states of a word that holds none of `patterns` (an Aho-Corasick automaton; a
-    pattern starting with "^" only at the word's start), each with its alternatives for
-    the next letter (GBNF: a letter class and the next state's rule), the one most
-    letters go to first: llama.cpp tries a token against the alternatives in order.
+def _word_states(patterns: frozenset[str]) -> tuple[dict[str, list[str]], frozenset[str]]:
+    """(Cached: the caller must not change what it returns.) The states of a word that
+    holds none of `patterns` (an Aho-Corasick automaton; a pattern starting with "^"
+    only at the word's start, one ending with "$" only as the whole word), each with
+    its alternatives for the next letter (GBNF: a letter class and the next state's
+    rule), the one most letters go to first: llama.cpp tries a token against the
+    alternatives in order; and the states in which the word may not end (a whole-word
+    pattern's letters read).
 
     A state is the longest pattern prefix that "^" followed by the word's letters ends
     with; a letter that completes a pattern leads nowhere. States are listed from the
@@ -354,7 +392,8 @@ def _word_states(patterns: frozenset[str]) -> dict[str, list[str]]:
             f"[{_ranges(chars)}{_ranges(c.upper() for c in chars)}] {rule}"
             for rule, chars in sorted(by_rule.items(), key=lambda move: (-len(move[1]), move[0]))
         ]
-    return moves
+    unending = frozenset(s for s in transitions if s + "$" in patterns)
+    return moves, unending
 
 
 def _ranges(chars: Iterable[str]) -> str:

@@ -2101,9 +2101,12 @@ class Responder:
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
         if banned:
-            anywhere, starts = answer_bans(banned, self.chat.messages, self._tools)
+            bans = answer_bans(banned, self.chat.messages, self._tools)
             grammar = speech_grammar(
-                self._numbers, banned=anywhere, banned_starts=[*starts, *self._machinery_starts]
+                self._numbers,
+                banned=bans.anywhere,
+                banned_starts=[*bans.starts, *self._machinery_starts],
+                speakable=bans.speakable,
             )
             self.plan.caller_only_words = banned
 
