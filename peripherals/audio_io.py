@@ -40,9 +40,9 @@ DeviceKind = Literal["input", "output"]
 # for this long lost its device or audio server, reported or not (s). Generous: PortAudio's
 # thread outlives a busy machine's stalls, and a call need not end on a hiccup.
 STALL_S = 5.0
-# The longest output underrun passed on as silence (s): a longer jump in the stream's
-# time stamps is a clock glitch, not a gap the speaker played.
-MAX_UNDERRUN_S = 2
+# The longest gap in a stream passed on as silence (s): a longer jump in the stream's time
+# stamps is a clock glitch, not audio the speaker played or the microphone lost.
+MAX_GAP_S = 2
 # How long ``aclose`` waits for PortAudio to stop and close a stream before abandoning it
 # (s): a healthy stream stops within a block or two; a stuck one never does.
 CLOSE_S = 2.0
@@ -123,6 +123,31 @@ def _sd() -> ModuleType:
     except ImportError as exc:
         raise AudioDeviceError(_PORTAUDIO_HINT) from exc
     return sounddevice
+
+
+class _StreamGaps:
+    """The samples a stream's time stamps say went by between two callbacks beyond the
+    block handed over: an output underrun (the device ran dry and played silence) or an
+    input overflow (the device captured samples nobody took, and they were dropped).
+
+    A starved machine calls PortAudio's callbacks late; every such gap that is not passed
+    on shifts an echo canceller's alignment for good, its far end against its near end
+    (0.3-1.4 s after a 1.5 s stall at load 13, echo13)."""
+
+    def __init__(self, rate: int, block_size: int) -> None:
+        self._rate = rate
+        self._block_size = block_size
+        self._next: float | None = None  # the time stamp the next block should carry (s)
+
+    def gap(self, stamp: float, frames: int) -> int:
+        """Samples missing before the block of ``frames`` stamped ``stamp`` (s): 0 for the
+        first block, a stamp of 0 (a host without them) or a block on time or late by
+        less than a block (the stamps' jitter, about 15 ms); at most ``MAX_GAP_S``."""
+        expected, self._next = self._next, stamp + frames / self._rate
+        if expected is None or stamp <= 0:
+            return 0
+        late = round((stamp - expected) * self._rate)
+        return min(late, MAX_GAP_S * self._rate) if late > self._block_size else 0
 
 
 @dataclass(frozen=True)
@@ -304,6 +329,11 @@ class AudioInput:
     the speaker's callback, not when a busy event loop gets to the frame (a
     loop stalled for 0.7 s let the WebRTC canceller's echo through). It must be
     short and thread-safe; if it raises, ``read`` raises ``AudioDeviceError``.
+    When the device dropped samples before a block (PortAudio flags an input overflow
+    on a starved machine, and the stream's time stamps jump ahead of the samples),
+    ``process`` first gets that stretch as silence, so that an echo canceller's near end
+    stays in step with its far end (the speaker went on playing meanwhile); what it
+    returns for that silence is not queued: nobody captured it.
     """
 
     def __init__(
@@ -326,6 +356,7 @@ class AudioInput:
         self.overflows = 0
         self._blocks = 0  # callbacks so far: a stream that stops calling back is lost
         self._closed = False
+        self._gaps = _StreamGaps(sample_rate, self.frame_size)  # the device's overflows
 
     @property
     def sample_rate(self) -> int:
@@ -359,9 +390,15 @@ class AudioInput:
         self._blocks += 1
         if status.input_overflow:
             self.overflows += 1
+        gap = self._gaps.gap(float(time.inputBufferAdcTime), frames)
+        # Only a block PortAudio flags holds a loss: on PulseAudio's ALSA plugin the stamps
+        # jump by up to 28 ms in a stream's first second with nothing lost.
+        lost = gap if status.input_overflow else 0
         frame = indata[:, 0].copy()
         if self._process is not None and self._failure is None:
             try:
+                if lost:
+                    self._process(np.zeros(lost, dtype=frame.dtype))
                 frame = self._process(frame)
             except Exception as exc:  # for the reader: this thread must go on (it is PortAudio's)
                 self._failure = exc
@@ -522,7 +559,7 @@ class AudioOutput:
         self._lost: AudioDeviceError | None = None  # the stream stopped by itself, or stalled
         self._gone = asyncio.Event()  # set with ``_lost``
         self._on_played_failed = False
-        self._next_dac_time: float | None = None  # when the next block should reach the DAC
+        self._gaps = _StreamGaps(sample_rate, self.block_size)  # the device's underruns
 
     @property
     def sample_rate(self) -> int:
@@ -571,16 +608,6 @@ class AudioOutput:
     def _stalled(self) -> AudioDeviceError:
         return self._lose(f"took no audio for {STALL_S:.0f} s")
 
-    def _underrun_samples(self, dac_time: float, frames: int) -> int:
-        """The silence (samples) the device played before this block: how much later
-        than the previous block's end the stream time stamps it, beyond a block's jitter.
-        0 for the first block, a time stamp of 0 (a host without them) or a block on time."""
-        expected, self._next_dac_time = self._next_dac_time, dac_time + frames / self._rate
-        if expected is None or dac_time <= 0:
-            return 0
-        late = round((dac_time - expected) * self._rate)
-        return min(late, MAX_UNDERRUN_S * self._rate) if late > self.block_size else 0
-
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         self._blocks += 1
         if status.output_underflow:
@@ -589,7 +616,7 @@ class AudioOutput:
         self._buffer.read_into(outdata[:, 0])
         if self._on_played is not None:
             try:
-                gap = self._underrun_samples(float(time.outputBufferDacTime), frames)
+                gap = self._gaps.gap(float(time.outputBufferDacTime), frames)
                 if gap:
                     self._on_played(np.zeros(gap, dtype=outdata.dtype))
                 self._on_played(outdata[:, 0].copy())

@@ -41,22 +41,42 @@ class StuckPortAudioStream:
         self.kind = kind
         self.blocksize = blocksize
         self.rate = rate
-        self.dac_time = 1.0  # the stream's time stamp of the next block (s)
+        self.stream_time = 1.0  # the stream's time stamp of the next block (s)
         self.callback = callback
         self.finished = finished
         self.stop_called = threading.Event()
         self._released = threading.Event()
 
-    def call_back(self, blocks: int, *, late_s: float = 0.0) -> None:
+    def call_back(
+        self,
+        blocks: int,
+        *,
+        late_s: float = 0.0,
+        flagged: bool | None = None,
+        audio: np.ndarray | None = None,
+    ) -> None:
         """``blocks`` callbacks, as PortAudio's thread makes them while the server is up;
-        ``late_s`` later than the last one's end (the device ran dry meanwhile)."""
-        self.dac_time += late_s
-        for _ in range(blocks):
-            data = np.full((self.blocksize, 1), 0.1, dtype=np.float32)
-            status = SimpleNamespace(input_overflow=False, output_underflow=late_s > 0)
-            time = SimpleNamespace(outputBufferDacTime=self.dac_time, inputBufferAdcTime=0.0)
+        the first stamped ``late_s`` later than the last one's end (a speaker ran dry
+        meanwhile, a microphone's samples were dropped) and, unless ``flagged`` is False,
+        flagged as an underflow or overflow. A speaker's blocks carry a DAC time, a
+        microphone's an ADC time; a microphone captures ``audio`` (``blocks`` blocks of
+        it), else 0.1."""
+        self.stream_time += late_s
+        late = late_s > 0 if flagged is None else flagged
+        for i in range(blocks):
+            if audio is None:
+                data = np.full((self.blocksize, 1), 0.1, dtype=np.float32)
+            else:
+                data = audio[i * self.blocksize : (i + 1) * self.blocksize, None].astype(np.float32)
+            if self.kind == "input":
+                status = SimpleNamespace(input_overflow=late, output_underflow=False)
+                time = SimpleNamespace(outputBufferDacTime=0.0, inputBufferAdcTime=self.stream_time)
+            else:
+                status = SimpleNamespace(input_overflow=False, output_underflow=late)
+                time = SimpleNamespace(outputBufferDacTime=self.stream_time, inputBufferAdcTime=0.0)
             self.callback(data, self.blocksize, time, status)
-            self.dac_time += self.blocksize / self.rate
+            self.stream_time += self.blocksize / self.rate
+            late = False
 
     def stop(self) -> None:
         self.stop_called.set()
