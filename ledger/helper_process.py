@@ -11,7 +11,10 @@ the ``if __name__ == "__main__"`` guard; fork is unsafe in a process running
 threads), started on first use, so a session that never writes a large
 entry never starts one. It runs in its own session (a Ctrl-C at the terminal
 reaches the parent only: the parent decides what it means) and ends when its
-standard input closes, i.e. at `close` or when the parent dies.
+standard input closes, i.e. at `close` or when the parent dies. Its first frame
+says it has started (its imports done): a `run`'s `timeout_s` bounds the work from
+there, and the start has its own bound (`START_TIMEOUT_S`), so a slow start on a busy
+machine is never taken for slow work.
 
 Requests and replies are pickles framed by an 8-byte length on the child's
 standard input/output, one at a time. Whatever goes wrong with the child (it
@@ -32,7 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-__all__ = ["HelperProcess", "HelperTimeout"]
+__all__ = ["START_TIMEOUT_S", "HelperProcess", "HelperTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,13 @@ T = TypeVar("T")
 
 _CHILD = "from ledger.helper_process import serve_stdio; serve_stdio()"
 _FRAME = struct.Struct("<Q")  # the length of the pickle that follows (bytes)
+_STARTED = b""  # the child's first frame, sent once its imports are done
+
+START_TIMEOUT_S = 30.0
+"""Most wall seconds a new child may take to start (the interpreter, then the ledger
+package imported) before it is taken for broken and the work is done here: 0.4 s on
+an idle 2-core machine, 2-3.6 s at load 16 (session 14: counted in the masking's 3 s
+budget, it had the first large entry of a session written clipped)."""
 
 
 def _send(stream: IO[bytes], payload: bytes) -> None:
@@ -88,9 +98,10 @@ class HelperProcess:
     def run(self, fn: Callable[..., T], *args: object, timeout_s: float | None = None) -> T:
         """`fn(*args)`, computed in the child process when it can be.
 
-        With `timeout_s` (wall seconds), a child that has not answered by then is killed
-        (the next call starts another) and `HelperTimeout` is raised: the caller decides
-        what to do instead of waiting (hostile9: the session file's masking is bounded)."""
+        With `timeout_s` (wall seconds, counted once the child has started and has the
+        request), a child that has not answered by then is killed (the next call starts
+        another) and `HelperTimeout` is raised: the caller decides what to do instead of
+        waiting (hostile9: the session file's masking is bounded)."""
         with self._lock:
             child = self._started()
             if child is not None:
@@ -129,7 +140,7 @@ class HelperProcess:
         if self._child is None:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             try:
-                self._child = subprocess.Popen(
+                child = subprocess.Popen(
                     [sys.executable, "-c", _CHILD],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -142,9 +153,17 @@ class HelperProcess:
                     "%s: cannot start a helper process (%s); working here", self._name, error
                 )
                 return None
+            self._child = child
+            assert child.stdout is not None
+            if not _readable(child.stdout, START_TIMEOUT_S):
+                self._give_up(OSError(f"it did not start within {START_TIMEOUT_S:g} s"), kill=True)
+                return None
+            if _receive(child.stdout) != _STARTED:
+                self._give_up(OSError(f"it ended before it started (status {child.poll()})"))
+                return None
         return self._child
 
-    def _give_up(self, error: BaseException) -> None:
+    def _give_up(self, error: BaseException, *, kill: bool = False) -> None:
         self._unusable = True
         log.warning(
             "%s: the helper process failed (%s: %s); working in this process",
@@ -152,13 +171,13 @@ class HelperProcess:
             type(error).__name__,
             error,
         )
-        self._stop()
+        self._stop(kill=kill)
 
     def _stop(self, *, kill: bool = False) -> None:
         child, self._child = self._child, None
         if child is None:
             return
-        if kill:  # mid-request: it would finish its work before it saw its input close
+        if kill:  # mid-request or mid-start: it would not see its input close before then
             child.kill()
         for stream in (child.stdin, child.stdout):
             try:
@@ -198,4 +217,5 @@ def serve_stdio() -> None:
     """The child's entry point: requests on standard input, replies on standard output."""
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed by the work must not corrupt the replies
+    _send(replies, _STARTED)
     _serve(sys.stdin.buffer, replies)

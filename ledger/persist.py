@@ -163,7 +163,9 @@ MASK_BUDGET_S = 3.0
 before the entry is written clipped instead (`clipped_entry`). Every later entry waits
 behind it in the file, and a write tool waits for its intent to be written (hostile9):
 2 MB of prose masks in about 1-2 s on a loaded 2-core machine, 2 MB of digits among
-letters (`a1a1...`) in 10-20 s. About two hold phrases' worth of waiting for a write."""
+letters (`a1a1...`) in 10-20 s. About two hold phrases' worth of waiting for a write.
+The helper's start is not counted (it has its own bound, `START_TIMEOUT_S`), and
+without a redactor nothing is masked, so nothing is clipped."""
 
 _CLIP_TAIL = re.compile(r"[\d\s.,:;/\-]+$")  # a number cut at the end of a clipped head
 
@@ -382,7 +384,7 @@ class JsonlSink:
                     entry,
                     self._redactor,
                     self._caller_digits,
-                    timeout_s=MASK_BUDGET_S,
+                    timeout_s=None if self._redactor is None else MASK_BUDGET_S,
                 )
             except HelperTimeout:
                 log.warning(
