@@ -12,7 +12,9 @@ holds), so the stream neither calls back nor says it finished, and stopping or c
 it blocks for ever (hostile8, session 13). So a started stream that calls back no
 block for ``STALL_S`` counts as lost, and ``aclose`` stops and closes a stream on a
 daemon thread of its own, waits ``CLOSE_S`` for it and then abandons it with a
-warning: the event loop and the process's exit never wait on PortAudio.
+warning; ``start`` likewise opens a stream on a daemon thread and gives up after
+``OPEN_S`` (an audio server that hangs without dying): the event loop and the
+process's exit never wait on PortAudio.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ STALL_S = 5.0
 # stamps is a clock glitch, not audio the speaker played or the microphone lost.
 MAX_GAP_S = 2
 # How long ``aclose`` waits for PortAudio to stop and close a stream before abandoning it
-# (s): a healthy stream stops within a block or two; a stuck one never does.
-CLOSE_S = 2.0
+# (s): a stuck one never does; a healthy one on PulseAudio's ALSA plugin took up to 2.0 s
+# to stop (96 streams at load 8; the 2 s of session 13 abandoned healthy microphones).
+CLOSE_S = 5.0
+# How long ``start`` waits for PortAudio to open and start a stream (s): PulseAudio did in
+# 5-33 ms (48 streams at load 8); a hung (not dead) audio server blocks it for ever.
+OPEN_S = 5.0
 
 _PORTAUDIO_HINT = (
     "PortAudio is not available: install it with 'apt-get install libportaudio2' "
@@ -58,7 +64,13 @@ class AudioDeviceError(PeripheralError):
     """An audio device is missing, ambiguous or cannot be opened, or PortAudio is absent."""
 
 
-_abandoned: list[Any] = []  # streams PortAudio could not close: kept alive, never touched again
+# streams PortAudio could not close, and opens it did not finish: kept alive, never touched again
+_abandoned: list[Any] = []
+
+
+def _stop_and_close(stream: Any) -> None:
+    stream.stop()  # stop before close: older PortAudio hangs closing a running stream
+    stream.close()
 
 
 async def _close_stream(stream: Any, what: str) -> None:
@@ -66,26 +78,78 @@ async def _close_stream(stream: Any, what: str) -> None:
     that does not close in time is abandoned with a warning (see the module's docstring).
     Once one is, PortAudio is not terminated at exit (it would wait for that stream)."""
 
-    def stop_and_close() -> None:
-        stream.stop()  # stop before close: older PortAudio hangs closing a running stream
-        stream.close()
-
     closing = asyncio.get_running_loop().run_in_executor(
-        DaemonThreads("portaudio-close"), stop_and_close
+        DaemonThreads("portaudio-close"), _stop_and_close, stream
     )
     try:
         await asyncio.wait_for(asyncio.shield(closing), CLOSE_S)
     except TimeoutError:
-        _abandoned.append(stream)
+        _abandon(stream)
         log.warning(
             "PortAudio did not close the %s within %.0f s (its audio server is probably "
             "gone); the stream is abandoned",
             what,
             CLOSE_S,
         )
-        exit_handler = getattr(_sd(), "_exit_handler", None)  # sounddevice's Pa_Terminate
-        if exit_handler is not None:
-            atexit.unregister(exit_handler)
+
+
+def _abandon(stuck: Any) -> None:
+    """Keep ``stuck`` (a stream, or the job still opening one) alive and never touch
+    PortAudio again: restarting or terminating it (sounddevice does at exit) would wait
+    for what is stuck."""
+    _abandoned.append(stuck)
+    exit_handler = getattr(_sd(), "_exit_handler", None)  # sounddevice's Pa_Terminate
+    if exit_handler is not None:
+        atexit.unregister(exit_handler)
+
+
+async def _start_stream(
+    kind: DeviceKind,
+    device: DeviceInfo,
+    rate: int,
+    blocksize: int,
+    callback: Any,
+    finished: Callable[[], None],
+) -> Any:
+    """``_open_stream`` off the event loop, waiting at most ``OPEN_S`` for it; then
+    ``AudioDeviceError`` (a hung audio server blocks PortAudio's open for ever, and the
+    event loop and the console's Ctrl-C with it). A stream that opens after all is stopped
+    and closed again on its thread: whoever asked for it was told it failed."""
+    lock = threading.Lock()
+    given_up = False
+    opened: list[Any] = []
+
+    def open_unless_given_up() -> Any:
+        stream = _open_stream(kind, device, rate, blocksize, callback, finished)
+        with lock:
+            if not given_up:
+                opened.append(stream)
+                return stream
+        _stop_and_close(stream)
+        return None
+
+    opening = asyncio.get_running_loop().run_in_executor(
+        DaemonThreads("portaudio-open"), open_unless_given_up
+    )
+    try:
+        return await asyncio.wait_for(asyncio.shield(opening), OPEN_S)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        with lock:
+            given_up = True
+            late = opened[0] if opened else None
+        if late is not None and isinstance(exc, TimeoutError):
+            return late  # it opened as the wait ended
+        if late is not None:  # cancelled as it opened: nobody will close it but this
+            DaemonThreads("portaudio-close").submit(_stop_and_close, late)
+        opening.add_done_callback(lambda job: job.cancelled() or job.exception())  # retrieved
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        _abandon(opening)
+        raise AudioDeviceError(
+            f"cannot open {kind} device {device.index} {device.name!r}: PortAudio did not "
+            f"return within {OPEN_S:.0f} s: the audio server is not answering (restart it; "
+            "PulseAudio: 'pulseaudio -k')"
+        ) from None
 
 
 def rescan_devices() -> bool:
@@ -367,9 +431,10 @@ class AudioInput:
         return self._queue.dropped
 
     async def start(self) -> None:
-        """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
+        """Open and start the stream (raises ``AudioDeviceError`` if it cannot, also when
+        PortAudio does not return within ``OPEN_S``)."""
         self._loop = asyncio.get_running_loop()
-        self._stream = _open_stream(
+        self._stream = await _start_stream(
             "input", self.device, self._rate, self.frame_size, self._callback, self._finished
         )
 
@@ -579,9 +644,10 @@ class AudioOutput:
         return float(self._stream.latency) if self._stream is not None else 0.0
 
     async def start(self) -> None:
-        """Open and start the stream (raises ``AudioDeviceError`` if it cannot)."""
+        """Open and start the stream (raises ``AudioDeviceError`` if it cannot, also when
+        PortAudio does not return within ``OPEN_S``)."""
         self._loop = asyncio.get_running_loop()
-        self._stream = _open_stream(
+        self._stream = await _start_stream(
             "output", self.device, self._rate, self.block_size, self._callback, self._finished
         )
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -104,3 +105,62 @@ async def test_a_speaker_reported_finished_by_portaudio_is_lost(
     stuck_streams[0].finished()  # PortAudio's thread: the stream stopped by itself
     error = await speaker.wait_lost()
     assert "speaker 'fake pulse' stopped playing" in str(error)
+
+
+@pytest.fixture
+def hung_server(
+    stuck_streams: list[StuckPortAudioStream], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[threading.Event]:
+    """Opening a stream blocks, as on an audio server that hangs without dying, until
+    the event is set (by the test, or at the latest HUNG_S later, a safety net for the
+    code before the fix, which waited for it in the event loop)."""
+    answers = threading.Event()
+    open_stuck = audio_io._open_stream
+
+    def open_stream(*args: Any) -> StuckPortAudioStream:
+        answers.wait()
+        return open_stuck(*args)
+
+    monkeypatch.setattr(audio_io, "_open_stream", open_stream)
+    monkeypatch.setattr(audio_io, "OPEN_S", 0.5)  # real seconds (a blocked thread): kept short
+    safety_net = threading.Timer(HUNG_S, answers.set)
+    safety_net.start()
+    yield answers
+    answers.set()
+    safety_net.cancel()
+
+
+HUNG_S = 10.0
+
+
+@pytest.mark.realtime  # the open blocks a real thread on a real event: wall-clock seconds
+async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_frees_the_loop(
+    hung_server: threading.Event,
+    stuck_streams: list[StuckPortAudioStream],
+    unregistered: list[Callable[..., Any]],
+) -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    mic = AudioInput("fake", sample_rate=16000)
+    with pytest.raises(AudioDeviceError, match=r"input device 7 'fake pulse'.*did not return"):
+        await mic.start()  # before: Pa_OpenStream in the event loop, until the server answers
+    ticker.cancel()
+    assert ticks > 0, "the event loop was blocked while PortAudio opened the stream"
+    assert not hung_server.is_set()
+    # PortAudio is busy with the open for as long as the server hangs: not restarted, not
+    # terminated at exit (it would wait for the open)
+    import sounddevice
+
+    assert unregistered == [sounddevice._exit_handler]
+    assert audio_io.rescan_devices() is False
+    hung_server.set()  # the server answers after all: the stream nobody wants is closed
+    await asyncio.to_thread(lambda: stuck_streams and stuck_streams[0].stop_called.wait(5))
+    assert len(stuck_streams) == 1 and stuck_streams[0].stop_called.is_set()
+    await mic.aclose()
