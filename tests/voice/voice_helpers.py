@@ -4,12 +4,13 @@ oracle LLM with an order-status tool, Whisper transcription of the agent's audio
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,13 +225,31 @@ class RecordingPlayback:
 
 
 # ---------------------------------------------------------------- PulseAudio virtual devices
+# The native protocol's socket comes last: once it exists, the devices do.
 PULSE_CONFIG = """\
-load-module module-native-protocol-unix
 load-module module-null-sink sink_name=mic_feed rate=16000 channels=1
 load-module module-null-sink sink_name=agent_out rate=16000 channels=1
 set-default-sink agent_out
 set-default-source mic_feed.monitor
+load-module module-native-protocol-unix
 """
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """For ``Popen(preexec_fn=…)``: the child gets SIGTERM when this process dies, however
+    it dies (a test run killed with SIGKILL left its daemon running for 90 minutes).
+    Linux's parent-death signal; "parent" is the thread that starts the child, so start it
+    from a thread that lives as long as the daemon should (pytest's main thread)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 @dataclass(frozen=True)
@@ -245,7 +264,9 @@ class Pulse:
 @contextlib.contextmanager
 def private_pulse(root: Path) -> Iterator[Pulse]:
     """A private PulseAudio daemon under ``root`` with null sinks mic_feed and agent_out,
-    this process's environment pointed at it while it runs; stopped afterwards.
+    this process's environment pointed at it while it runs; stopped afterwards, and
+    also when this process is killed (it is this process's child, with a parent-death
+    signal: ``_die_with_parent``).
 
     PortAudio (through ALSA's pulse plugin) sees it as the devices "pulse" and
     "default": the default source is mic_feed.monitor, the default sink agent_out.
@@ -265,26 +286,34 @@ def private_pulse(root: Path) -> Iterator[Pulse]:
         XDG_RUNTIME_DIR=str(runtime),
         PULSE_SERVER=f"unix:{runtime}/pulse/native",
     )
-    subprocess.run(
-        ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--daemonize=yes",
+    log = (root / "pulse.log").open("wb")
+    daemon = subprocess.Popen(
+        ["pulseaudio", "-n", "-F", str(root / "default.pa"), "--daemonize=no",
          "--exit-idle-time=-1", "--use-pid-file=yes", "--log-level=error"],
-        env=env, check=True, timeout=30, capture_output=True,
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        preexec_fn=_die_with_parent(),  # a prctl call in the child: nothing that locks
     )  # fmt: skip
-    pid_file = runtime / "pulse" / "pid"
-    deadline = time.monotonic() + 60  # a safety net, never the measure of a test
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text().strip())
-    os.environ.update({name: env[name] for name in names})
-    rescan_devices()  # PortAudio lists devices when it starts: rescan with the daemon up
     try:
-        yield Pulse(env=env, runtime=str(runtime), pid=pid)
+        socket = runtime / "pulse" / "native"
+        deadline = time.monotonic() + 60  # a safety net, never the measure of a test
+        while not socket.exists() and daemon.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not socket.exists():
+            raise RuntimeError(f"pulseaudio did not start: {(root / 'pulse.log').read_text()}")
+        os.environ.update({name: env[name] for name in names})
+        rescan_devices()  # PortAudio lists devices when it starts: rescan with the daemon up
+        yield Pulse(env=env, runtime=str(runtime), pid=daemon.pid)
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
-            os.kill(pid, signal.SIGTERM)
+        daemon.terminate()  # a test may have killed it already
+        try:
+            daemon.wait(10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
         rescan_devices()  # not after a stream was abandoned (it would wait for that stream)
