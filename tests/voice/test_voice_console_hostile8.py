@@ -28,6 +28,7 @@ import pytest
 from voice_helpers import order_scenario, private_pulse, start_oracle, voice_config
 
 from ledger import entries as le
+from peripherals.audio_io import OPEN_S
 from voice_agent.transports.console import run_console
 
 pytestmark = pytest.mark.audio
@@ -72,3 +73,26 @@ async def test_the_audio_server_going_away_mid_call_ends_the_call_and_says_why(
     assert "went away" in ended[0].reason
     said = [r for r in caplog.records if "went away" in r.getMessage()]
     assert said and all(r.exc_info is None for r in said)  # one plain line, no traceback
+
+
+def test_an_audio_server_that_hangs_gets_the_console_to_say_so_within_seconds(
+    own_pulse: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PulseAudio daemon that hangs without dying (stopped here with SIGSTOP): before,
+    PortAudio's open waited 30 s in the event loop (libpulse's own timeout) per device,
+    then failed as "Illegal combination of I/O devices"."""
+    import argparse
+
+    from voice_agent.config import load_config
+    from voice_agent.transports import console
+
+    args = argparse.Namespace(input_device="pulse", output_device="pulse", list_devices=False)
+    os.kill(own_pulse, signal.SIGSTOP)
+    try:
+        status = console.main(load_config(None, environ={}), args)
+    finally:
+        os.kill(own_pulse, signal.SIGCONT)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"'pulse': PortAudio did not return within {OPEN_S:.0f} s" in err, err
+    assert "the audio server is not answering" in err and "Traceback" not in err
