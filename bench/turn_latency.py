@@ -357,19 +357,27 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def model_cost(rounds: int = 7) -> dict[str, Any]:
     """The turn model's cost against one Whisper decode of the same 3 s utterance, interleaved
-    in one process (a ratio that survives the machine's load), and per second of audio."""
+    in one process (a ratio that survives the machine's load), and per second of audio; the
+    Silero VAD's cost per 32 ms frame of it (it runs on every frame of the call)."""
     import statistics as st
 
     from peripherals.asr import WhisperStreamingAsr
     from peripherals.turn import SmartTurnDetector
+    from peripherals.vad import SileroVad
 
     x, _ = cl.render(cl.Item("question", (cl.QUESTIONS[2],), cl.VOICES[0], 165), vl.RATE)
     x = np.concatenate([x, np.zeros(int(0.2 * vl.RATE), dtype=np.float32)])
     turn = {r: SmartTurnDetector(r) for r in (16000, 8000)}
     x8 = resample(x, vl.RATE, 8000)
     asr = WhisperStreamingAsr(cpu_threads=1)
-    model16, model8, whisper = [], [], []
+    vad = SileroVad(vl.RATE)
+    frames = [x[i : i + vad.frame_size] for i in range(0, len(x) - vad.frame_size, vad.frame_size)]
+    model16, model8, whisper, vad_frame = [], [], [], []
     for _ in range(rounds):
+        t = time.perf_counter()
+        for frame in frames:
+            vad.probability(frame)
+        vad_frame.append((time.perf_counter() - t) / len(frames))
         t = time.perf_counter()
         turn[16000].probability_done(x)
         model16.append(time.perf_counter() - t)
@@ -378,12 +386,15 @@ def model_cost(rounds: int = 7) -> dict[str, Any]:
         model8.append(time.perf_counter() - t)
         whisper.append(asr._decode_blocking(x, 1).decode_s)
     m16, m8, w = st.median(model16), st.median(model8), st.median(whisper)
+    v = st.median(vad_frame)
     return {
         "rounds": rounds,
         "turn_model_ms_16k": round(m16 * 1000, 1),
         "turn_model_ms_8k": round(m8 * 1000, 1),
         "whisper_tiny_decode_ms": round(w * 1000, 1),
         "turn_model_over_decode": round(m16 / w, 3),
+        "vad_ms_per_frame": round(v * 1000, 3),
+        "vad_share_of_real_time": round(v / (vad.frame_size / vl.RATE), 4),
         "note": "one score per pause of >= candidate_silence; cost per second of audio = "
         "pauses per second x turn_model_ms (see each run's turn_model.cpu_s_per_audio_s)",
     }

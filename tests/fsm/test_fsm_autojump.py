@@ -30,7 +30,7 @@ def test_an_hour_of_sleeps_takes_no_real_time_and_keeps_the_real_order() -> None
 
     started = time.monotonic()
     clock.run(main())
-    assert time.monotonic() - started < 2.0  # generous: an hour of waiting is skipped
+    assert time.monotonic() - started < 60.0  # an hour of waiting is skipped (a safety net)
     assert woke == [("early", 6.0), ("middle", 65.0), ("late", 3605.0)]
     assert isinstance(clock, Clock)
     assert clock.jumps >= 3
@@ -118,16 +118,18 @@ def test_thread_work_that_computes_takes_no_virtual_time_however_long() -> None:
 def test_a_blocked_thread_cannot_stop_a_deadline() -> None:
     clock = AutojumpClock()
 
-    async def main() -> float:
+    async def main() -> tuple[float, float]:
+        started = time.monotonic()
         with pytest.raises(TimeoutError):
             async with fail_after(clock, 0.2):
                 await asyncio.shield(asyncio.to_thread(time.sleep, 2.5))
-        return clock.now()
+        return clock.now(), time.monotonic() - started
 
-    started = time.monotonic()
-    fired_at = clock.run(main())
+    fired_at, real_s = clock.run(main())
     assert fired_at == pytest.approx(0.2, abs=0.05)
-    assert time.monotonic() - started < 6.0  # the grace, the timeout, the thread's own end
+    # It fired while the thread slept (about 0.5 s in), not once the thread counted as a
+    # runaway (the clock's 30 s grace); half the grace is a bound no load reaches.
+    assert real_s < 15.0
 
 
 def test_sleep_off_its_loop_is_refused() -> None:
