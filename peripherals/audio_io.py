@@ -47,10 +47,10 @@ STALL_S = 5.0
 MAX_GAP_S = 2
 # How long ``aclose`` waits for PortAudio to stop and close a stream before abandoning it
 # (s): a stuck one never does; a healthy one on PulseAudio's ALSA plugin took up to 2.0 s
-# to stop (96 streams at load 8; the 2 s of session 13 abandoned healthy microphones).
+# to stop (84 streams at load 8; the 2 s of session 13 abandoned healthy microphones).
 CLOSE_S = 5.0
 # How long ``start`` waits for PortAudio to open and start a stream (s): PulseAudio did in
-# 5-33 ms (48 streams at load 8); a hung (not dead) audio server blocks it for ever.
+# 5-33 ms (64 streams at load 8); a hung (not dead) audio server blocks it for ever.
 OPEN_S = 5.0
 
 _PORTAUDIO_HINT = (
