@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -161,6 +162,31 @@ async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_f
     assert unregistered == [sounddevice._exit_handler]
     assert audio_io.rescan_devices() is False
     hung_server.set()  # the server answers after all: the stream nobody wants is closed
-    await asyncio.to_thread(lambda: stuck_streams and stuck_streams[0].stop_called.wait(5))
-    assert len(stuck_streams) == 1 and stuck_streams[0].stop_called.is_set()
+    assert await asyncio.to_thread(_closed_after_all, stuck_streams)
     await mic.aclose()
+
+
+@pytest.mark.realtime
+async def test_a_start_cancelled_while_the_server_hangs_closes_the_stream_that_opens_later(
+    hung_server: threading.Event,
+    stuck_streams: list[StuckPortAudioStream],
+    unregistered: list[Callable[..., Any]],
+) -> None:
+    speaker = AudioOutput("fake", sample_rate=24000)
+    starting = asyncio.ensure_future(speaker.start())
+    await asyncio.sleep(0.1)  # the open is under way (OPEN_S is 0.5 s here)
+    starting.cancel()  # Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    hung_server.set()  # the server answers: nobody wants the stream any more
+    assert await asyncio.to_thread(_closed_after_all, stuck_streams)
+    assert unregistered == []  # nothing stuck: PortAudio is still terminated at exit
+
+
+def _closed_after_all(streams: list[StuckPortAudioStream]) -> bool:
+    """Did the one stream opened after the waiter gave up get stopped (waits up to 5 s,
+    a safety net: the open's thread stops it at once)?"""
+    deadline = time.monotonic() + 5
+    while not streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(streams) == 1 and streams[0].stop_called.wait(5)
