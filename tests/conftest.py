@@ -14,6 +14,11 @@ hide: real audio devices (``audio`` marker), processes outside the test and
 real-time figures (``realtime`` marker: a model server subprocess, how
 promptly TTS stops, how long the loop's ticks take), and the local-model
 tests (their folder below).
+
+Hypothesis runs without its per-example deadline (200 ms of wall time by default): that
+is a timed assert, and on a busy machine an example that takes 10 ms can take longer
+and fail the test (DeadlineExceeded, then Flaky). The number of examples bounds a
+property test; its time is a benchmark's business.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fsm import AutojumpClock
+
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 _REALTIME_FOLDERS = {"local_llm"}
 _TESTS = Path(__file__).resolve().parent
