@@ -2619,6 +2619,28 @@ async def test_after_the_added_call_s_result_the_answer_follows():
     assert responder.plan.unused_number_call is None
 
 
+async def test_a_number_told_about_one_result_that_another_result_holds_is_corrected():
+    # bench z12 (session 13, 0.5B): with both results in hand, "the balance on account
+    # 31580 is $38.75", the refund's amount. The balance is said instead, and the sentence
+    # that would have told the balance after the answer is not needed.
+    said = "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
+    messages = _after_refund(said)
+    call = {"id": "c2", "type": "function",
+            "function": {"name": "get_account_balance", "arguments": '{"account_number": "31580"}'}}  # fmt: skip
+    result = {"account_number": "31580", "balance": "$220.00"}
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c2",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+    answer = "The refund was paid on November 20, and the balance on account 31580 is $38.75."
+    engine = ScriptedEngine(_decision_then("reply", answer), p_next=0.01)
+    responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)
+    assert reply.text == answer.replace("$38.75", "$220.00")
+    assert responder.plan.values_corrected == [("$38.75", "$220.00")]
+    assert responder.plan.untold is None
+
+
 async def test_no_write_is_added_by_rule_for_a_number_the_caller_named():
     tools = [*SERVICE_TOOLS, _tool("cancel_order", order_id="the order number to cancel")]
     said = "Has the refund for order 8427 gone through? And cancel order 5521."

@@ -76,7 +76,8 @@ reply is made in explicit steps, all on one KV cache:
    caller asked for or the tool's main fact left out, `answer_words.untold_facts`,
    and a change a write made that it did not tell as done ("I can cancel it" after the
    cancel ran), `write_outcomes.untold_outcomes`;
-   a count the results contradict is corrected, `spoken_counts`); when the
+   a count the results contradict is corrected, `spoken_counts`, and a number told
+   about one result's thing that only another result holds, `spoken_values`); when the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,
@@ -163,6 +164,7 @@ from voice_agent.local_llm.output_parser import ToolCallStreamParser
 from voice_agent.local_llm.protocol import ChatRequest
 from voice_agent.local_llm.reply import ReplyAssembler, answered_calls
 from voice_agent.local_llm.spoken_counts import CountCheck, result_counts
+from voice_agent.local_llm.spoken_values import ValueCheck, caller_numbers, result_values
 from voice_agent.local_llm.turn_history import (
     argument_values,
     calls_this_turn,
@@ -429,6 +431,9 @@ class ResponsePlan:
     #: counts an answer said that its results contradict: (what was said, what replaced
     #: it) (`spoken_counts.CountCheck`)
     counts_corrected: list[tuple[str, str]] | None = None
+    #: numbers an answer told about one result's thing that only another result holds:
+    #: (what was said, what replaced it; "" when left out) (`spoken_values.ValueCheck`)
+    values_corrected: list[tuple[str, str]] | None = None
     #: the decision's margin: its runner-up's probability over its choice's where they
     #: part (`decision_margin`); None when not measured
     margin: float | None = None
@@ -2096,7 +2101,9 @@ class Responder:
         announcement of the answer ("Sure, here's the answer: ...") or a bare yes/no
         before the result is left out. Only a clause that may be left out is held. A
         count the results contradict ("three recent orders" for a list of four) is
-        corrected before it is said (`spoken_counts.CountCheck`)."""
+        corrected before it is said (`spoken_counts.CountCheck`), and so is a number told
+        about one result's thing that only another result holds (the refund's amount
+        as the balance: `spoken_values.ValueCheck`)."""
         opening = AnswerOpening()
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
@@ -2111,10 +2118,11 @@ class Responder:
             self.plan.caller_only_words = banned
 
         said: list[str] = []
+        values = ValueCheck(result_values(self.chat.messages), caller_numbers(self.chat.messages))
         counts = CountCheck(result_counts(self.chat.messages))
 
         async def filtered(piece: str) -> bool:
-            text = counts.push(opening.push(piece))
+            text = counts.push(values.push(opening.push(piece)))
             said.append(text)
             if text and not await on_text(text):
                 stopped.append(True)
@@ -2122,12 +2130,14 @@ class Responder:
             return True
 
         step = await self.engine.generate(self.prompt(note), sampling, grammar, filtered)
-        rest = counts.push(opening.finish()) + counts.finish()
+        rest = counts.push(values.push(opening.finish()) + values.finish()) + counts.finish()
         if rest and not stopped:  # nothing after the caller's stop
             said.append(rest)
             await on_text(rest)
         if counts.corrected:
             self.plan.counts_corrected = list(counts.corrected)
+        if values.corrected:
+            self.plan.values_corrected = list(values.corrected)
         # A result's value said only in part ("has been paid" for "paid on May 28") is
         # told whole after the answer (`answer_words.half_said_values`).
         answer = "".join(said)
