@@ -2412,6 +2412,25 @@ async def test_an_answer_that_leaves_out_the_tools_main_fact_is_followed_by_it()
     assert responder.plan.untold == [told] and responder.plan.half_said is None
 
 
+@pytest.mark.parametrize(
+    ("said", "heard"),
+    [
+        ("Order 58213 is for a toaster", "Order 58213 is for a toaster."),
+        ("Order 58213 is for a toaster.", "Order 58213 is for a toaster."),
+        ("Order 58213 is for a toaster,", "Order 58213 is for a toaster,"),
+    ],
+)
+async def test_an_answer_left_without_its_full_stop_ends_before_a_sentence_added_to_it(said, heard):
+    # c08 (0.5B, session 14): "... due date: June 12 The status for order 4410 is ..."
+    payload = {
+        "status": "resolved",
+        "result": {"order_id": "58213", "status": "shipped", "items": "a toaster"},
+    }
+    engine = ScriptedEngine(_decision_then("reply", said), p_next=0.01)
+    _, reply, _ = await _respond(engine, _after_call(payload))
+    assert reply.text == f"{heard} The status for order 58213 is shipped."
+
+
 def _calls_then(first: tuple[str, dict], *more: tuple[str, dict]):
     """A FAKE model's script: the decision picks `first`'s tool, the call step writes
     `first`'s arguments and then each of `more` as a further call, then it speaks."""

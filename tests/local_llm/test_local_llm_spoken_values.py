@@ -79,8 +79,9 @@ def test_a_number_only_another_result_holds_is_corrected_before_it_is_said(said,
         # a number the caller said, or one no result holds, is not this check's
         "Account 31580 was opened after order 8427.",
         "The balance on account 31580 is 99 dollars.",
-        # a single digit is a count or an hour
+        # a single digit is a count or an hour; a time is one number ("12:15", not "12")
         "The balance on account 31580 has 2 parts.",
+        "The balance on account 31580 was checked at 12:15 today.",
     ],
 )
 def test_a_number_its_clause_may_tell_is_said_as_it_came(said):
@@ -96,6 +97,14 @@ def test_what_was_corrected_is_listed():
     assert corrected == [("$38.75", "$220.00")]
     left_out = _checked("The balance on account 31580 is 20 dollars.", _turn(Z12, REFUND, BALANCE))
     assert left_out == ("The balance on account 31580 is.", [("20 dollars", "")])
+
+
+def test_a_clause_left_out_after_a_clause_mark_takes_its_own_mark_along():
+    # c08's shape (0.5B, session 14): "Sure, 20 for order 8427 ..., the balance ..."
+    said = "Sure, 20 on account 31580 today: the refund was paid."
+    told, corrected = _checked(said, _turn(Z12, REFUND, BALANCE))
+    assert told == "Sure, the refund was paid."
+    assert corrected == [("20 on account 31580", "")]
 
 
 def test_one_result_or_two_fields_that_fit_leave_the_number_as_said_or_out():

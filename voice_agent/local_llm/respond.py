@@ -2165,6 +2165,10 @@ class Responder:
             # A refusal was all the model said, and the results add nothing to tell:
             # it is said after all, never silence (`openings.AnswerOpening`).
             sentences = [opening.refusal]
+        if sentences and answer.rstrip()[-1:].isalnum():
+            # the answer's last sentence ends before an added one ("... due date: June 12"
+            # then "The status for order 4410 is ...": 0.5B, bench c08, session 14)
+            await on_text(".")
         for sentence in sentences:
             if not await on_text(f" {sentence}"):
                 break

@@ -45,8 +45,9 @@ from voice_agent.local_llm.turn_history import tool_payloads
 #: ("1 teapot", "5 pm"), said in many ways; amounts, dates and keys have more.
 MIN_DIGITS = 2
 
-#: A number as said or written: a currency sign may lead it; thousands and decimal marks.
-_NUMBER = re.compile(r"[$€£]?\d+(?:[.,]\d+)*")
+#: A number as said or written: a currency sign may lead it; thousands and decimal marks,
+#: and a time's colon ("10:30": one number, not "10" and "30").
+_NUMBER = re.compile(r"[$€£]?\d+(?:[.,:]\d+)*")
 #: A clause's end inside a sentence, or its start after a joining word.
 _CLAUSE_BOUNDARY = re.compile(r"[.!?;:,](?=\s)|\b(?:and|but)\b", re.IGNORECASE)
 #: Where the window after a number ends: a clause mark, or a word that joins a new clause.
@@ -197,6 +198,7 @@ class ValueCheck:
         self._held = ""
         self._clause = ""  # the words of the current clause said so far
         self._leaving_out = False  # dropping the rest of a clause
+        self._after_mark = False  # what was said before the clause left out ends at a mark
         self.corrected: list[tuple[str, str]] = []
 
     def push(self, piece: str) -> str:
@@ -227,6 +229,8 @@ class ValueCheck:
                 self._held = held[end.start() :]
                 if end.group() in _MARKS and end.end() == len(held) and not final:
                     return out  # "3." may be "3.5"
+                if end.group()[0] in ",;:" and self._after_mark:
+                    self._held = held[end.start() + 1 :]  # "Sure, [left out]: the" -> "Sure, the"
                 self._leaving_out = False
                 continue
             number = next((m for m in _NUMBER.finditer(held) if self._whole(m, held, final)), None)
@@ -253,6 +257,7 @@ class ValueCheck:
                 out += self._said(space + sign + verdict)
             else:
                 self.corrected.append((held[:window].strip(), ""))
+                self._after_mark = self._clause.rstrip()[-1:] in ("", *_MARKS)
                 self._clause = ""
                 self._leaving_out = True
 
@@ -262,7 +267,7 @@ class ValueCheck:
         if final:
             return True
         rest = held[number.end() :]
-        return bool(rest) and not (rest[0] in ".," and len(rest) == 1)
+        return bool(rest) and not (rest[0] in ".,:" and len(rest) == 1)
 
     @staticmethod
     def _unfinished_start(held: str) -> int:
@@ -272,7 +277,7 @@ class ValueCheck:
         tokens = list(_TOKEN.finditer(held))
         cut = tokens[-1].start() if tokens and tokens[-1].end() == len(held) else len(held)
         numbers = list(_NUMBER.finditer(held))
-        if numbers and len(held) - numbers[-1].end() <= 1 and held[numbers[-1].end() :] in ",.":
+        if numbers and len(held) - numbers[-1].end() <= 1 and held[numbers[-1].end() :] in ",.:":
             cut = numbers[-1].start()  # "$45." may be "$45.30"
         while cut > 0 and (held[cut - 1] in "$€£" or held[cut - 1].isspace()):
             cut -= 1
