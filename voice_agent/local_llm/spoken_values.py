@@ -22,8 +22,10 @@ results goes through `ValueCheck`:
   number and the rest of its clause are **left out** (what the answer leaves untold is
   added after it, `answer_words.untold_facts`).
 
-Only the words from a number to the end of that window are held, as `CountCheck` holds
-a count; the words before a number go out as they come. The check is general over the
+Only a number that could be another result's (`ValueCheck._may_be_anothers`: held by
+some results, not all, and not said by the caller) is held, with the words after it to
+the end of that window, as `CountCheck` holds a count; every other word goes out as it
+comes. The check is general over the
 results' fields and the calls' arguments: no field or tool is named here.
 
 English, like the prompts shipped with the product.
@@ -199,6 +201,7 @@ class ValueCheck:
         self._clause = ""  # the words of the current clause said so far
         self._leaving_out = False  # dropping the rest of a clause
         self._after_mark = False  # what was said before the clause left out ends at a mark
+        self._last = ""  # the last character said
         self.corrected: list[tuple[str, str]] = []
 
     def push(self, piece: str) -> str:
@@ -212,6 +215,7 @@ class ValueCheck:
 
     def _said(self, text: str) -> str:
         """`text` goes out: the clause said so far follows it."""
+        self._last = (self._last + text)[-1:]
         clause = self._clause + text
         ends = list(_CLAUSE_BOUNDARY.finditer(clause))
         self._clause = clause[ends[-1].end() :] if ends else clause
@@ -244,6 +248,10 @@ class ValueCheck:
             held = self._held = held[start:]
             space, said = held[: number.start() - start], number.group()
             taken = len(space) + len(said)
+            if not self._may_be_anothers(said):  # said at once: no need to wait
+                out += self._said(space + said)
+                self._held = held[taken:]
+                continue
             window = self._window(held, taken, final)
             if window is None:
                 return out  # the words that may name its thing may still come
@@ -269,18 +277,19 @@ class ValueCheck:
         rest = held[number.end() :]
         return bool(rest) and not (rest[0] in ".,:" and len(rest) == 1)
 
-    @staticmethod
-    def _unfinished_start(held: str) -> int:
-        """Where the text that may still become a number or a longer word starts: a last
-        token, or a currency sign or spaces at the end (a number left out takes the space
-        before it along)."""
-        tokens = list(_TOKEN.finditer(held))
-        cut = tokens[-1].start() if tokens and tokens[-1].end() == len(held) else len(held)
+    def _unfinished_start(self, held: str) -> int:
+        """Where the text that may still become a number starts: digits at the end
+        ("$45." may be "$45.30"), a currency sign at the end, or spaces after a word (a
+        number left out takes the space before it along). A word goes out as it comes."""
+        cut = len(held)
         numbers = list(_NUMBER.finditer(held))
         if numbers and len(held) - numbers[-1].end() <= 1 and held[numbers[-1].end() :] in ",.:":
-            cut = numbers[-1].start()  # "$45." may be "$45.30"
-        while cut > 0 and (held[cut - 1] in "$€£" or held[cut - 1].isspace()):
+            cut = numbers[-1].start()
+        while cut > 0 and held[cut - 1] in "$€£":
             cut -= 1
+        spaces = len(held[:cut]) - len(held[:cut].rstrip())
+        if spaces and (self._last + held[: cut - spaces])[-1:].isalnum():
+            cut -= spaces  # (after a mark, no number waits)
         return cut
 
     @staticmethod
@@ -296,12 +305,21 @@ class ValueCheck:
             return tokens[NOUN_WINDOW_WORDS - 1].end()
         return len(held) if final else None
 
+    def _may_be_anothers(self, said: str) -> bool:
+        """Whether a number could be told about the wrong result, whatever its clause
+        names: `MIN_DIGITS` long, not the caller's, held by some results and not all."""
+        value = _canonical(said)
+        holding = sum(value in r.numbers for r in self._results)
+        return (
+            len(re.sub(r"\D", "", value)) >= MIN_DIGITS
+            and value not in self._caller
+            and 0 < holding < len(self._results)
+        )
+
     def _judged(self, said: str, before: str, clause: str) -> str | None:
         """None when `said` may stand in `clause`; the number to say instead; or "" when
         it is another result's and no value fits (the rest of the clause is left out)."""
         value = _canonical(said)
-        if len(re.sub(r"\D", "", value)) < MIN_DIGITS or value in self._caller:
-            return None
         named = [r for r in self._results if r.named_in(clause)]
         if not named or any(value in r.numbers for r in named):
             return None
