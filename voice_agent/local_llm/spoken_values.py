@@ -237,7 +237,8 @@ class ValueCheck:
                 if end.group() in _MARKS and end.end() == len(held) and not final:
                     return out  # "3." may be "3.5"
                 if end.group()[0] in ",;:" and self._after_mark:
-                    self._held = held[end.start() + 1 :]  # "Sure, [left out]: the" -> "Sure, the"
+                    # "Sure, [left out]: the" -> "Sure, the": one space stays
+                    self._held = held[end.end() if self._last.isspace() else end.start() + 1 :]
                 self._leaving_out = False
                 continue
             number = next((m for m in _NUMBER.finditer(held) if self._whole(m, held, final)), None)
@@ -245,8 +246,8 @@ class ValueCheck:
                 cut = len(held) if final else self._unfinished_start(held)
                 out, self._held = out + self._said(held[:cut]), held[cut:]
                 return out
-            # the space before the number is held with it: left out, it goes too
-            start = len(held[: number.start()].rstrip())
+            # the space after a word is held with the number: left out, it goes too
+            start = number.start() - self._spaces_held(held[: number.start()])
             out += self._said(held[:start])
             held = self._held = held[start:]
             space, said = held[: number.start() - start], number.group()
@@ -290,10 +291,13 @@ class ValueCheck:
             cut = numbers[-1].start()
         while cut > 0 and held[cut - 1] in "$€£":
             cut -= 1
-        spaces = len(held[:cut]) - len(held[:cut].rstrip())
-        if spaces and (self._last + held[: cut - spaces])[-1:].isalnum():
-            cut -= spaces  # (after a mark, no number waits)
-        return cut
+        return cut - self._spaces_held(held[:cut])
+
+    def _spaces_held(self, before: str) -> int:
+        """How many spaces at the end of `before` wait for what follows: those after a
+        word (a number may follow; left out, it takes them along), none after a mark."""
+        spaces = len(before) - len(before.rstrip())
+        return spaces if (self._last + before[: len(before) - spaces])[-1:].isalnum() else 0
 
     @staticmethod
     def _window(held: str, start: int, final: bool) -> int | None:
