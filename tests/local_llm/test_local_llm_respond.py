@@ -2660,6 +2660,77 @@ async def test_a_number_told_about_one_result_that_another_result_holds_is_corre
     assert responder.plan.untold is None
 
 
+def _after_order(said: str) -> list[dict]:
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "get_order_status", "arguments": '{"order_id": "8154"}'}}  # fmt: skip
+    result = {"order_id": "8154", "status": "shipped"}
+    return _user(said) + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+
+
+async def test_a_name_the_caller_gave_for_a_second_lookup_gets_its_call_before_any_answer():
+    # bench x03 (session 13, 0.5B): the order looked up, the store's hours not
+    said = "Two things: how late is the Fresno store open, and what's going on with order 8154?"
+    engine = ScriptedEngine(_decision_then("reply", "Order 8154 has shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_order(said))
+    assert [(name, json.loads(args)) for _, name, args in reply.calls] == [
+        ("get_store_hours", {"city": "Fresno"})
+    ]
+    assert not reply.text and not engine.steps
+    assert responder.plan.unused_name_call == ("get_store_hours", "city")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "What's going on with order 8154?",  # no name
+        "This is Dana, what's going on with order 8154?",  # its clause names no tool
+        "Is the store open on Sunday, and where is order 8154?",  # a day names no city
+        # the name taken back: which one stands is the caller's to say
+        "Is the Fresno store, no wait, the Tulsa store open, and where is order 8154?",
+    ],
+)
+async def test_no_call_is_added_for_a_name_whose_clause_names_no_lookup(said):
+    engine = ScriptedEngine(_decision_then("reply", "Order 8154 has shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_order(said))
+    assert not reply.calls and reply.text.startswith("Order 8154 has shipped.")
+    assert responder.plan.unused_name_call is None
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "How late is the Fresno store open, and what's going on with order 8154?",
+        # the clause a call of the tool served: the model's own answer stands
+        "How late are the Tulsa and Fresno stores open, and where is order 8154?",
+    ],
+)
+async def test_no_call_is_added_for_a_name_a_call_used_or_a_clause_it_served(said):
+    messages = _after_order(said)
+    city = "Tulsa" if "Tulsa" in said else "Fresno"
+    call = {"id": "c2", "type": "function",
+            "function": {"name": "get_store_hours", "arguments": json.dumps({"city": city})}}  # fmt: skip
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c2",
+         "content": json.dumps({"status": "resolved", "result": {"hours": "9 am to 7 pm"}})},
+    ]  # fmt: skip
+    engine = ScriptedEngine(_decision_then("reply", "Order 8154 has shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, messages)
+    assert not reply.calls and responder.plan.unused_name_call is None
+
+
+async def test_no_call_is_added_by_rule_on_a_tool_that_writes_for_a_name():
+    said = "How late is the Fresno store open, and what's going on with order 8154?"
+    tools = [TOOLS[0], _tool("book_store_visit", city="the city of the store")]
+    engine = ScriptedEngine(_decision_then("reply", "Order 8154 has shipped."), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_order(said), tools=tools)
+    assert not reply.calls and responder.plan.unused_name_call is None
+
+
 async def test_no_write_is_added_by_rule_for_a_number_the_caller_named():
     tools = [*SERVICE_TOOLS, _tool("cancel_order", order_id="the order number to cancel")]
     said = "Has the refund for order 8427 gone through? And cancel order 5521."

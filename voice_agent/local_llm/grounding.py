@@ -239,7 +239,7 @@ _NOT_NAMES = frozenset(
 )
 
 
-def _names_in(text: str) -> list[tuple[int, int, str]]:
+def names_in(text: str) -> list[tuple[int, int, str]]:
     """Names in `text` as (start, end, name), leaving out a sentence's first word."""
     found = []
     for m in _NAME_RUN_RE.finditer(text):
@@ -271,7 +271,7 @@ def as_corrected(text: str, used: Sequence[str]) -> str:
     if not values or not corrects_itself(text):
         return text
     lowered = [v.lower() for v in values]
-    names = [n for n in _names_in(text) if n[2].lower() not in lowered]
+    names = [n for n in names_in(text) if n[2].lower() not in lowered]
     replaced: dict[int, tuple[int, str]] = {}
     for marker in _CORRECTION_RE.finditer(text):
         before = [n for n in names if n[1] <= marker.start()]

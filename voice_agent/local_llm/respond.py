@@ -139,6 +139,7 @@ from voice_agent.local_llm.grounding import (
     corrects_itself,
     grounding_sources,
     invented_arguments,
+    names_in,
     numbers_in,
     retracted_arguments,
     summary_kind,
@@ -447,6 +448,9 @@ class ResponsePlan:
     #: after results, a call on a number the caller named and no call used
     #: (`Responder._call_on_an_unused_number`): (tool, argument)
     unused_number_call: tuple[str, str] | None = None
+    #: after results, a call on a name the caller said and no call used
+    #: (`Responder._call_on_an_unused_name`): (tool, argument)
+    unused_name_call: tuple[str, str] | None = None
     #: a call not sent for a caller's number in an argument it does not fit
     #: (`number_labels`): (tool, argument, the tool called instead or None)
     misplaced: tuple[str, str, str | None] | None = None
@@ -469,6 +473,26 @@ def _free_string(prop: object) -> bool:
         and prop.get("type") == "string"
         and not {"enum", "const", "pattern", "format"} & set(prop)
     )
+
+
+#: Words of an argument's name or description that say it takes a number, not a name.
+_NUMBERING = re.compile(r"\b(?:number|id|digits?|phone|code|zip|amount|date|time)\b", re.I)
+
+
+def _takes_a_name(function: Mapping[str, Any], argument: str) -> bool:
+    """Whether an argument is free text (`_free_string`) that numbers nothing: neither its
+    name nor its description says a number, an id, digits, a phone, a code, a date or a
+    time ("city": "the city of the store")."""
+    prop = ((function.get("parameters") or {}).get("properties") or {}).get(argument)
+    described = f"{argument.replace('_', ' ')} {(prop or {}).get('description', '')}"
+    return _free_string(prop) and not _NUMBERING.search(described)
+
+
+#: Capitalised words that name a day or a month, not a thing a tool looks up.
+_DAY_WORDS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april "
+    "may june july august september october november december today tomorrow".split()
+)
 
 
 def _required(function: Mapping[str, Any]) -> list[str]:
@@ -1143,6 +1167,8 @@ class Responder:
         stats: GenerationStats | None
         if forced is None and self._answering and chat.tool_choice != "required":
             further = await self._call_on_an_unused_number(on_text)
+            if further is None:
+                further = await self._call_on_an_unused_name(on_text)
             if further is not None:
                 return further
             # quick7 (issue 11): no decision step when the answer is all the model wants.
@@ -1583,6 +1609,55 @@ class Responder:
             stats = GenerationStats(prompt_tokens=0, finish_reason="stop")
             stats.extra["decision"] = target
             return await self._written_again(tool, "{}", {argument: number.digits}, on_text, stats)
+        return None
+
+    async def _call_on_an_unused_name(self, on_text: OnText) -> GenerationStats | None:
+        """After results, before any answer: the call on a name the caller's latest words
+        said ("the Fresno store", `grounding.names_in`) that no call since used, on the
+        one tool that reads (`answer_words.READING_VERBS`) whose only required argument
+        is free text that numbers nothing (`_takes_a_name`) and whose name or purpose
+        the words of the name's clause name, the name aside (`names_the_tool`: "store").
+        Never for a day or a month, nor a clause a call of that tool already served
+        (a value it used is said there), nor when the caller takes something back (which
+        name stands is theirs to say); never a write. Written without a model step (`_written_again`); None when
+        there is no such name.
+
+        Asked "Two things: how late is the Fresno store open, and what's going on with
+        order 8154?", the 0.5B looked the order up only (bench x03, session 13): the
+        number's added call (`_call_on_an_unused_number`) does not cover a name."""
+        caller = latest_caller_words(self.chat.messages)
+        if corrects_itself(caller):
+            return None
+        calls = calls_this_turn(self.chat.messages)
+        used = " ".join(values_used_this_turn(self.chat.messages))
+        functions = [t["function"] for t in self._tools]
+        for start, end, name in names_in(caller):
+            if name.lower() in used or name.lower() in _DAY_WORDS:
+                continue
+            clause_start = max(caller.rfind(mark, 0, start) for mark in ",;:.!?") + 1
+            ends = [i for i in (caller.find(mark, end) for mark in ",;:.!?") if i >= 0]
+            around = f"{caller[clause_start:start]} {caller[end : min(ends, default=len(caller))]}"
+            named = [
+                (str(function["name"]), argument)
+                for function in functions
+                for argument in _required(function)[:1]
+                if len(_required(function)) == 1
+                and str(function["name"]).split("_")[0].lower() in READING_VERBS
+                and _takes_a_name(function, argument)
+                and names_the_tool(around, function, functions)
+            ]
+            if len(named) != 1:
+                continue  # no tool, or several: the model's own decision stands
+            ((target, argument),) = named
+            served = {v for n, a in calls if n == target for v in argument_values(a)}
+            if any(value in around.lower() for value in served):
+                continue  # "When do the Austin and Miami stores open?": its clause was served
+            self.plan.unused_name_call = (target, argument)
+            self.plan.decision = target
+            stats = GenerationStats(prompt_tokens=0, finish_reason="stop")
+            stats.extra["decision"] = target
+            tool = self._tools_by_name[target]
+            return await self._written_again(tool, "{}", {argument: name}, on_text, stats)
         return None
 
     def _function_names(self) -> list[str]:
