@@ -2589,6 +2589,18 @@ def _after_refund(said: str, result: dict | None = None) -> list[dict]:
     ]  # fmt: skip
 
 
+def _after_refund_and_balance(said: str, balance: str) -> list[dict]:
+    """`_after_refund`, then the added call's result: account 31580's `balance`."""
+    call = {"id": "c2", "type": "function",
+            "function": {"name": "get_account_balance", "arguments": '{"account_number": "31580"}'}}  # fmt: skip
+    result = {"account_number": "31580", "balance": balance}
+    return _after_refund(said) + [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c2",
+         "content": json.dumps({"status": "resolved", "result": result})},
+    ]  # fmt: skip
+
+
 async def test_a_number_the_caller_named_for_a_second_lookup_gets_its_call_before_any_answer():
     # bench z12 (session 12, 0.5B): one call made, then "the balance on account 31580 is
     # $38.75", the refund's amount. The balance's call is made first, with no model step.
@@ -2622,15 +2634,7 @@ async def test_no_call_is_added_when_every_named_number_was_used_or_fits_no_name
 
 async def test_after_the_added_call_s_result_the_answer_follows():
     said = "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
-    messages = _after_refund(said)
-    call = {"id": "c2", "type": "function",
-            "function": {"name": "get_account_balance", "arguments": '{"account_number": "31580"}'}}  # fmt: skip
-    result = {"account_number": "31580", "balance": "$120.00"}
-    messages += [
-        {"role": "assistant", "content": "", "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c2",
-         "content": json.dumps({"status": "resolved", "result": result})},
-    ]  # fmt: skip
+    messages = _after_refund_and_balance(said, "$120.00")
     answer = "The refund was paid on November 20, and the balance is $120.00."
     engine = ScriptedEngine(_decision_then("reply", answer), p_next=0.01)
     responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)
@@ -2643,15 +2647,7 @@ async def test_a_number_told_about_one_result_that_another_result_holds_is_corre
     # 31580 is $38.75", the refund's amount. The balance is said instead, and the sentence
     # that would have told the balance after the answer is not needed.
     said = "Has the refund for order 8427 gone through, and what's the balance on account 31580?"
-    messages = _after_refund(said)
-    call = {"id": "c2", "type": "function",
-            "function": {"name": "get_account_balance", "arguments": '{"account_number": "31580"}'}}  # fmt: skip
-    result = {"account_number": "31580", "balance": "$220.00"}
-    messages += [
-        {"role": "assistant", "content": "", "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c2",
-         "content": json.dumps({"status": "resolved", "result": result})},
-    ]  # fmt: skip
+    messages = _after_refund_and_balance(said, "$220.00")
     answer = "The refund was paid on November 20, and the balance on account 31580 is $38.75."
     engine = ScriptedEngine(_decision_then("reply", answer), p_next=0.01)
     responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)

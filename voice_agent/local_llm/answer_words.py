@@ -232,8 +232,9 @@ def call_about(name: str, arguments: Mapping[str, Any]) -> str:
     return call_subject(arguments)
 
 
-#: Words that say which day a value's numbers are on ("Friday 10 am", "paid on May 28").
-_DAY_WORDS = frozenset(
+#: Words that say which day a value's numbers are on ("Friday 10 am", "paid on May 28"),
+#: and that name a day or a month, not a thing a tool looks up (`respond`).
+DAY_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday today tomorrow tonight "
     "january february march april may june july august september october november "
     "december".split()
@@ -257,7 +258,7 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
     """
     said_numbers = set(re.findall(r"[0-9]+", answer))
     said_words = {_stem(w.lower()) for w in _WORD_RE.findall(answer)}
-    said_days = {w.lower() for w in _WORD_RE.findall(answer)} & _DAY_WORDS
+    said_days = {w.lower() for w in _WORD_RE.findall(answer)} & DAY_WORDS
     values: list[tuple[str, str, str, set[str], set[str], set[str]]] = []
     for name, arguments, result in _results_by_call(messages):
         argument_texts = {str(v) for v in arguments.values()}
@@ -270,7 +271,7 @@ def half_said_values(answer: str, messages: Sequence[Mapping[str, Any]]) -> list
                 for w in _WORD_RE.findall(value)
                 if len(w) >= 3 and w.lower() not in _FILLER
             }
-            days = {w.lower() for w in _WORD_RE.findall(value)} & _DAY_WORDS
+            days = {w.lower() for w in _WORD_RE.findall(value)} & DAY_WORDS
             if numbers and words and (value not in argument_texts or days):
                 values.append((field, value, call_about(name, arguments), numbers, words, days))
     # Words of the values said whole say nothing of another value: "July" of "paid on

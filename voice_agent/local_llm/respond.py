@@ -107,6 +107,7 @@ from typing import Any
 from voice_agent.call_control import caller_closes
 from voice_agent.guidance import says_nothing_more
 from voice_agent.local_llm.answer_words import (
+    DAY_WORDS,
     READING_VERBS,
     answer_bans,
     caller_only_words,
@@ -486,13 +487,6 @@ def _takes_a_name(function: Mapping[str, Any], argument: str) -> bool:
     prop = ((function.get("parameters") or {}).get("properties") or {}).get(argument)
     described = f"{argument.replace('_', ' ')} {(prop or {}).get('description', '')}"
     return _free_string(prop) and not _NUMBERING.search(described)
-
-
-#: Capitalised words that name a day or a month, not a thing a tool looks up.
-_DAY_WORDS = frozenset(
-    "monday tuesday wednesday thursday friday saturday sunday january february march april "
-    "may june july august september october november december today tomorrow".split()
-)
 
 
 def _required(function: Mapping[str, Any]) -> list[str]:
@@ -1632,7 +1626,7 @@ class Responder:
         used = " ".join(values_used_this_turn(self.chat.messages))
         functions = [t["function"] for t in self._tools]
         for start, end, name in names_in(caller):
-            if name.lower() in used or name.lower() in _DAY_WORDS:
+            if name.lower() in used or name.lower() in DAY_WORDS:
                 continue
             clause_start = max(caller.rfind(mark, 0, start) for mark in ",;:.!?") + 1
             ends = [i for i in (caller.find(mark, end) for mark in ",;:.!?") if i >= 0]
