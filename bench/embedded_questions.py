@@ -28,7 +28,9 @@ Scores per question (see `score`):
   hears: counted apart (``preambles``) and the answer is not right;
 - ``invented``: the spoken text states a number that is in neither the
   caller's words nor a tool result, or states a fact (status, hours, day,
-  amount) although no tool result was in the context (``invented_facts``);
+  amount) although no tool result was in the context, or says a quantity of a thing
+  a result counts that no result gives it ("3 bookshelf items" for "2 bookshelf":
+  `spoken_quantities`) (``invented_facts``);
 - ``invented_claim``: the spoken text claims a state no tool result in the context
   supports ("has been sent out" for an order packed and waiting), or tells a write's
   outcome wrongly (a cancel that ran told as "I can cancel it"); see `spoken_claims`
@@ -85,6 +87,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))  # its sibling modules, by name
 
 from spoken_claims import invented_claims  # noqa: E402
+from spoken_quantities import misstated_quantities  # noqa: E402
 
 from voice_agent.config import LlmConfig  # noqa: E402
 from voice_agent.llm import LlmClient, StreamFinished, TextDelta, ToolCallReady  # noqa: E402
@@ -789,6 +792,9 @@ def score(out: Outcome, question: dict[str, Any], tools: dict[str, BenchTool]) -
     elif invented_numbers:
         out.invented = True
         out.why.append(f"numbers not from the caller or a result: {sorted(invented_numbers)}")
+    elif misstated := misstated_quantities(spoken, [out.results, out.earlier_results]):
+        out.invented = True  # "3 bookshelf items" for "2 bookshelf" (recheck14 o15)
+        out.why.append(f"quantities no result gives: {misstated}")
     elif (
         not out.results
         and not out.earlier_results

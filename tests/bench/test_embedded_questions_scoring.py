@@ -559,3 +559,30 @@ def test_a_description_cut_by_an_unquoted_comma_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="digits only"):
         eq._fixture_tool(spec)
+
+
+def test_a_quantity_said_of_a_thing_a_result_counts_that_no_result_gives_is_invented():
+    """recheck14 o15: "3 bookshelf items" for "2 bookshelf" holds only digits some result
+    has (3 entries), so it was not counted; a quantity of a thing is checked against the
+    thing's."""
+    question = {"say": "Could you check orders 27562 and 58206 for me?", "answer": "facts"}
+    results = [
+        {"name": "lookup_order", "result": {"order_number": "27562", "items": "2 bookshelf"}},
+        {"name": "lookup_order",
+         "result": {"order_number": "58206", "items": "2 toaster, 2 wool blanket, a yoga mat"}},
+    ]  # fmt: skip
+    wrong = _outcome("Order 27562 has 3 bookshelf items; 58206 has 2 toasters.", [], results)
+    eq.score(wrong, {**question, "calls": []}, {})
+    assert wrong.invented
+    assert "quantities no result gives: [\"'3 bookshelf' (results: 2)\"]" in wrong.why
+    one = _outcome("Order 58206 has two toasters and 2 yoga mats.", [], results)
+    eq.score(one, {**question, "calls": []}, {})
+    assert one.invented  # a thing the result has one of, said to be two
+    right = _outcome(
+        "Order 27562 has 2 bookshelf items; 58206 has two toasters, two wool blankets "
+        "and a yoga mat, 3 items.",
+        [],
+        results,
+    )
+    eq.score(right, {**question, "calls": []}, {})
+    assert not right.invented, right.why
