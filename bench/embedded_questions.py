@@ -173,11 +173,12 @@ _NOT_DONE_YET = re.compile(
     r"in progress)\b|\bbeing processed\b|\bin progress\b|\bawaiting\b|\bpending\b",
     re.IGNORECASE,
 )
-#: An answer to a lookup or write that failed says so ("I couldn't find that order"),
-#: and is not a refusal to help with the request.
+#: An answer to a lookup or write that failed says so ("I couldn't find that order", "I
+#: can't find a refund for your order 7716"), and is not a refusal to help with the
+#: request or a "can't do that here". ("n't" ends a word: ``\bn't`` never matched "can't", bench o08, session 14.)
 _TELLS_FAILURE = re.compile(
-    r"^(?!.*\b(can ?not|can't|unable to|not able to) (help|assist)\b).*"
-    r"\b(no|not|n't|cannot|unable|couldn't|invalid|wrong)\b",
+    r"^(?!.*\b(can ?not|can't|unable to|not able to) (help|assist|do that)\b).*"
+    r"(\b(no|not|cannot|unable|invalid|wrong)\b|n't\b)",
     re.IGNORECASE | re.DOTALL,
 )
 _NOTHING = re.compile(r"\b(nothing|zero|no balance|not owe|don't owe|do not owe)\b", re.I)

@@ -16,6 +16,10 @@ fields and a small vocabulary of state words (`STATES`), never a question's sent
 - **a write's outcome told wrongly**: a write that ran and succeeded but the answer does
   not tell it done (a promise, "I can cancel order 4096", or nothing of it); a write that
   failed or waits for the caller's yes told as done is a state claim no result supports.
+- **a reason no result gives** (`invented_reasons`): a causal clause ("because ...",
+  "since it ...", "as it ...", "due to ...") with a word that neither a result nor the
+  caller said. After ``{"error": "that order cannot be cancelled"}`` the 1.5B said "I
+  can't cancel order 2058 because it hasn't been shipped yet." (bench o09, session 14).
 """
 
 from __future__ import annotations
@@ -265,6 +269,42 @@ def misattributed_values(
     return why
 
 
+#: A causal clause, up to the end of its sentence or clause: "because ...", "due to ...",
+#: "since" before a subject ("since it ...", not "since Monday") and "as it" / "as there"
+#: ("as it has shipped"; not "as the caller gave it", "exactly as it is": a manner; not "as
+#: soon as it ships": a time).
+_REASON = re.compile(
+    r"\b(?:because(?: of)?|due to|since (?=(?:it|its|it's|the|your|this|that|there|we|you|i|"
+    r"they)\b)|(?<!exactly )(?<!just )(?<!soon )as (?=(?:it|it's|there|there's)\b))([^.!?;,]*)",
+    re.IGNORECASE,
+)
+#: Words that carry no reason of their own: what a clause is built with.
+_REASON_FILLER = frozenset(
+    "a an the it its it's this that there these those we you your i they he she is are was "
+    "were be been being has have had hasn't haven't isn't wasn't can't cannot couldn't "
+    "doesn't didn't won't not no yet still already of to for in on at by with and or but "
+    "so do does did will would can could may might must our my me us".split()
+)
+
+
+def _word_stem(word: str) -> str:
+    return re.sub(r"(?<=\w{3})(ing|ed|es|s)$", "", word)
+
+
+def invented_reasons(spoken: str, grounds: Iterable[str]) -> list[str]:
+    """The causal clauses of `spoken` that hold a word no text of `grounds` (the results'
+    values, the caller's words) holds, by stem ("shipped" for "ship"); fillers
+    (`_REASON_FILLER`) carry no reason."""
+    known = {_word_stem(w) for text in grounds for w in re.findall(r"[a-z']+", text.lower())}
+    found = []
+    for match in _REASON.finditer(spoken):
+        words = re.findall(r"[a-z']+", match.group(1).lower())
+        new = [w for w in words if w not in _REASON_FILLER and _word_stem(w) not in known]
+        if new:
+            found.append(match.group(0).strip())
+    return found
+
+
 def invented_claims(
     spoken: str,
     results: list[dict[str, Any]],
@@ -273,7 +313,8 @@ def invented_claims(
     calls: list[dict[str, Any]],
     caller: str = "",
 ) -> list[str]:
-    """Why `spoken` makes a claim no result supports, tells a write's outcome wrongly, or
+    """Why `spoken` makes a claim no result supports, tells a write's outcome wrongly,
+    gives a reason no result or caller gives (`invented_reasons`), or
     tells a number about a thing whose result does not hold it (`misattributed_values`);
     empty when it does none. `results` are this question's ``{name, result}``,
     `earlier_results` those of its history, `write_tools` the names of the tools that
@@ -287,6 +328,10 @@ def invented_claims(
     unsupported = sorted({c.word for c in claims(spoken) if not supported(c.state, context, done)})
     if unsupported:
         why.append(f"claims no result supports: {unsupported}")
+    grounds = [*_texts(context), *(str(k) for r in context for k, _ in _fields(r)), caller]
+    reasons = invented_reasons(spoken, grounds)
+    if reasons:
+        why.append(f"a reason no result gives: {reasons}")
     arguments: dict[str, Mapping[str, Any]] = {
         r["name"]: next((c["arguments"] for c in calls if c["name"] == r["name"]), {})
         for r in writes

@@ -188,6 +188,8 @@ def test_a_not_done_status_is_heard_in_words_that_say_it_is_not_done_yet(fact, s
         ("Your order 7001 is on its way.", False),  # says nothing of the failure
         ("I couldn't find an order with the number 7001. Could you check it?", True),
         ("Sorry, there's no order 7001 on our system.", True),
+        ("I'm sorry, but I can't find an order 7001.", True),  # bench o08, session 14
+        ("I can't do that here. I can help with other things.", False),  # the lookup runs
     ],
 )
 def test_a_lookup_that_failed_is_answered_by_saying_so(spoken, right):
@@ -586,3 +588,48 @@ def test_a_quantity_said_of_a_thing_a_result_counts_that_no_result_gives_is_inve
     )
     eq.score(right, {**question, "calls": []}, {})
     assert not right.invented, right.why
+
+
+# ------------------------------------------------- a reason no result gives (session 15)
+
+
+@pytest.mark.parametrize(
+    ("spoken", "result", "invented"),
+    [
+        # bench o09 (session 14, 1.5B): the result gives no reason
+        ("I'm sorry, but I can't cancel order 2058 because it hasn't been shipped yet.",
+         {"error": "that order cannot be cancelled"}, True),
+        ("Sorry, that order cannot be cancelled.", {"error": "that order cannot be cancelled"},
+         False),
+        ("Sorry, order 2058 can't be cancelled since it has already shipped.",
+         {"error": "that order cannot be cancelled"}, True),
+        # the result's own reason, told as one
+        ("Order 2058 can't be cancelled because it is already shipped.",
+         {"cancelled": False, "reason": "the order is already shipped"}, False),
+    ],
+)  # fmt: skip
+def test_a_reason_no_result_gives_is_an_invented_claim(spoken, result, invented):
+    question = {"say": "I changed my mind, please cancel order 2058.", "answer": "facts",
+                "calls": [{"name": "cancel_order", "args": {"order_id": "2058"}}]}  # fmt: skip
+    calls = [{"name": "cancel_order", "arguments": {"order_id": "2058"}}]
+    out = _outcome(spoken, calls, [{"name": "cancel_order", "result": result}], kind="write")
+    eq.score(out, question, _customer_service())
+    assert out.invented_claim is invented, out.why
+    assert out.answer_ok is not invented, out.why
+
+
+@pytest.mark.parametrize(
+    ("not_a_reason", "a_reason"),
+    [
+        # "since" a time, not a reason
+        ("It has been delayed since Monday.", "It has been delayed since it was lost."),
+        # a manner
+        ("Please give the number exactly as it is printed.", "Please wait, as it is lost."),
+        # a time
+        ("I'll call you as soon as it ships.", "I'll call you, as it ships."),
+    ],
+)
+def test_a_clause_that_gives_no_reason_is_not_judged_as_one(not_a_reason, a_reason):
+    sc = sys.modules["spoken_claims"]
+    assert sc.invented_reasons(not_a_reason, ["delayed"]) == []
+    assert sc.invented_reasons(a_reason, ["delayed"]) != []
