@@ -13,8 +13,9 @@ it blocks for ever (hostile8, session 13). So a started stream that calls back n
 block for ``STALL_S`` counts as lost, and ``aclose`` stops and closes a stream on a
 daemon thread of its own, waits ``CLOSE_S`` for it and then abandons it with a
 warning; ``start`` likewise opens a stream on a daemon thread and gives up after
-``OPEN_S`` (an audio server that hangs without dying): the event loop and the
-process's exit never wait on PortAudio.
+``OPEN_S`` (an audio server that hangs without dying), and PortAudio's own start (the
+import of sounddevice) and restart (``rescan_devices``) run on one and are waited for at
+most ``INIT_S``: the event loop and the process's exit never wait on PortAudio.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -52,6 +56,12 @@ CLOSE_S = 5.0
 # How long ``start`` waits for PortAudio to open and start a stream (s): PulseAudio did in
 # 5-33 ms (64 streams at load 8); a hung (not dead) audio server blocks it for ever.
 OPEN_S = 5.0
+# How long PortAudio may take to start or restart (s): it asks the audio server for its
+# devices, 0.3-0.6 s on PulseAudio here (load 9); a hung server held it 120 s, after which
+# it listed no devices at all (session 15).
+INIT_S = 5.0
+
+_NOT_ANSWERING = "the audio server is not answering (restart it; PulseAudio: 'pulseaudio -k')"
 
 _PORTAUDIO_HINT = (
     "PortAudio is not available: install it with 'apt-get install libportaudio2' "
@@ -64,8 +74,12 @@ class AudioDeviceError(PeripheralError):
     """An audio device is missing, ambiguous or cannot be opened, or PortAudio is absent."""
 
 
-# streams PortAudio could not close, and opens it did not finish: kept alive, never touched again
-_abandoned: list[Any] = []
+# the jobs closing or opening a stream that PortAudio did not finish in time: kept alive,
+# and PortAudio is left alone (never restarted nor terminated) until they all return
+_abandoned: list[asyncio.Future[Any]] = []
+# PortAudio's start (importing sounddevice) or its latest restart: running or done
+_starting: _Start | None = None
+_starting_lock = threading.Lock()
 
 
 def _stop_and_close(stream: Any) -> None:
@@ -84,23 +98,35 @@ async def _close_stream(stream: Any, what: str) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(closing), CLOSE_S)
     except TimeoutError:
-        _abandon(stream)
+        _abandon(closing)
         log.warning(
             "PortAudio did not close the %s within %.0f s (its audio server is probably "
-            "gone); the stream is abandoned",
+            "gone); the stream is abandoned, and PortAudio cannot list the devices anew "
+            "until it returns: restart voice-agent to use audio devices again",
             what,
             CLOSE_S,
         )
 
 
-def _abandon(stuck: Any) -> None:
-    """Keep ``stuck`` (a stream, or the job still opening one) alive and never touch
-    PortAudio again: restarting or terminating it (sounddevice does at exit) would wait
-    for what is stuck."""
-    _abandoned.append(stuck)
+def _abandon(stuck: asyncio.Future[Any]) -> None:
+    """Keep ``stuck`` (the job closing a stream, or opening one) alive and leave PortAudio
+    alone while it runs: restarting or terminating it (sounddevice does at exit) would wait
+    for it. A job that returns after all gives PortAudio back: an open on a hung
+    PulseAudio returned 0.06 s after the server went on (SIGCONT), or failed by itself
+    after libpulse's 30 s, and PortAudio then opened and restarted as before (session 15).
+    A close stuck on a dead server's plugin never returns (hostile8)."""
     exit_handler = getattr(_sd(), "_exit_handler", None)  # sounddevice's Pa_Terminate
-    if exit_handler is not None:
+    if not _abandoned and exit_handler is not None:
         atexit.unregister(exit_handler)
+    _abandoned.append(stuck)
+
+    def returned(job: asyncio.Future[Any]) -> None:
+        if job in _abandoned:
+            _abandoned.remove(job)
+            if not _abandoned and exit_handler is not None:
+                atexit.register(exit_handler)
+
+    stuck.add_done_callback(returned)
 
 
 async def _start_stream(
@@ -147,21 +173,30 @@ async def _start_stream(
         _abandon(opening)
         raise AudioDeviceError(
             f"cannot open {kind} device {device.index} {device.name!r}: PortAudio did not "
-            f"return within {OPEN_S:.0f} s: the audio server is not answering (restart it; "
-            "PulseAudio: 'pulseaudio -k')"
+            f"return within {OPEN_S:.0f} s: {_NOT_ANSWERING}"
         ) from None
 
 
 def rescan_devices() -> bool:
     """Make PortAudio list the devices anew (it lists them once, when it starts: an audio
-    server started since is not seen). Returns False, changing nothing, once a stream had
-    to be abandoned: restarting PortAudio would wait for that stream for ever."""
+    server started since is not seen). Returns False, changing nothing, while a stream is
+    abandoned: restarting PortAudio would wait for that stream. Raises
+    ``AudioDeviceError`` if the restart does not return within ``INIT_S``; it goes on on
+    its thread, and PortAudio's next use waits for it (``_sd``)."""
+    global _starting
+    sd = _sd()
     if _abandoned:
         return False
-    sd = _sd()
+    with _starting_lock:
+        _starting = _Start(lambda: _restart(sd))
+    _starting.result("list the audio devices anew")
+    return True
+
+
+def _restart(sd: ModuleType) -> ModuleType:
     sd._terminate()
     sd._initialize()
-    return True
+    return sd
 
 
 async def _wait_unless_stalled(
@@ -180,6 +215,75 @@ async def _wait_unless_stalled(
 
 
 def _sd() -> ModuleType:
+    """sounddevice, once PortAudio has started; ``AudioDeviceError`` if PortAudio is missing
+    or did not start (or restart) within ``INIT_S``. Importing sounddevice starts PortAudio,
+    which asks the audio server for its devices: the first call imports it on a thread of
+    its own. A start given up on goes on there, and the next call waits for it again."""
+    return _portaudio_start().result("start")
+
+
+async def start_portaudio() -> None:
+    """Start PortAudio (see ``_sd``) without blocking the event loop, waiting at most
+    ``INIT_S``: in a running loop, call it before building an ``AudioInput`` or
+    ``AudioOutput`` (their device lookup needs PortAudio started)."""
+    await _portaudio_start().wait("start")
+
+
+def _portaudio_start() -> _Start:
+    """PortAudio's start or latest restart, starting it if nothing did yet."""
+    global _starting
+    with _starting_lock:
+        if _starting is None:
+            _starting = _Start(_import_sounddevice)
+        return _starting
+
+
+class _Start:
+    """PortAudio starting (``start``: the import of sounddevice) or restarting, on a daemon
+    thread of its own, waited for at most ``INIT_S`` each time.
+
+    While PortAudio starts, sounddevice points the process's standard error at /dev/null
+    (ALSA and JACK print their probing there) and points it back only when the start
+    returns. A start given up on points it back here: else the message saying why goes
+    nowhere (the console exited 2 without a word: standard error was still /dev/null)."""
+
+    def __init__(self, start: Callable[[], ModuleType]) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._stderr: int | None = os.dup(2)
+        except OSError:  # the process has no standard error
+            self._stderr = None
+        self._job = DaemonThreads("portaudio-start").submit(start)
+        self._job.add_done_callback(self._returned)
+
+    def result(self, what: str) -> ModuleType:
+        """sounddevice once the start returned; ``AudioDeviceError`` after ``INIT_S``."""
+        try:
+            return self._job.result(timeout=INIT_S)
+        except FutureTimeout:
+            raise self._given_up(what) from None
+
+    async def wait(self, what: str) -> None:
+        """``result`` without blocking the event loop."""
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._job)), INIT_S)
+        except TimeoutError:
+            raise self._given_up(what) from None
+
+    def _given_up(self, what: str) -> AudioDeviceError:
+        with self._lock:
+            if self._stderr is not None:
+                os.dup2(self._stderr, 2)
+        return AudioDeviceError(f"PortAudio did not {what} within {INIT_S:.0f} s: {_NOT_ANSWERING}")
+
+    def _returned(self, job: Future[ModuleType]) -> None:
+        with self._lock:
+            if self._stderr is not None:
+                os.close(self._stderr)
+                self._stderr = None
+
+
+def _import_sounddevice() -> ModuleType:
     try:
         import sounddevice
     except OSError as exc:  # the PortAudio shared library is missing

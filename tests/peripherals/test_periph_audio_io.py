@@ -48,6 +48,7 @@ def test_missing_portaudio_names_the_install_command(monkeypatch: pytest.MonkeyP
 
     monkeypatch.delitem(__import__("sys").modules, "sounddevice", raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(audio_io, "_starting", None)  # PortAudio not started yet
     with pytest.raises(AudioDeviceError, match="apt-get install libportaudio2"):
         list_devices()
 

@@ -32,6 +32,14 @@ def unregistered(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
     return taken
 
 
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., Any]]:
+    """What was put back on the interpreter's exit handlers (nothing really is)."""
+    given: list[Callable[..., Any]] = []
+    monkeypatch.setattr(atexit, "register", given.append)
+    return given
+
+
 async def test_a_microphone_that_stops_calling_back_is_lost_after_its_frames(
     stuck_streams: list[StuckPortAudioStream],
 ) -> None:
@@ -67,6 +75,29 @@ async def test_closing_a_stuck_microphone_returns_abandons_it_and_keeps_portaudi
     assert unregistered == [sounddevice._exit_handler]
     assert audio_io.rescan_devices() is False
     await mic.aclose()  # idempotent
+
+
+async def test_a_stuck_close_that_returns_after_all_gives_portaudio_back(
+    stuck_streams: list[StuckPortAudioStream],
+    unregistered: list[Callable[..., Any]],
+    registered: list[Callable[..., Any]],
+) -> None:
+    speaker = AudioOutput("fake", sample_rate=24000)
+    await speaker.start()
+    await speaker.aclose()  # abandoned after CLOSE_S
+    assert audio_io.rescan_devices() is False
+    stuck_streams[0].release()  # its audio server answers again: the stop returns
+    await _until_given_back()
+    import sounddevice
+
+    assert unregistered == registered == [sounddevice._exit_handler]  # Pa_Terminate at exit
+
+
+async def _until_given_back() -> None:
+    """Until no job is abandoned any more (the loop runs the abandoned job's callback)."""
+    async with asyncio.timeout(10):  # a safety net: the job returns at once here
+        while audio_io._abandoned:
+            await asyncio.sleep(0.01)
 
 
 async def test_a_healthy_stream_closes_without_being_abandoned(
@@ -139,6 +170,7 @@ async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_f
     hung_server: threading.Event,
     stuck_streams: list[StuckPortAudioStream],
     unregistered: list[Callable[..., Any]],
+    registered: list[Callable[..., Any]],
 ) -> None:
     ticks = 0
 
@@ -164,6 +196,9 @@ async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_f
     hung_server.set()  # the server answers after all: the stream nobody wants is closed
     assert await asyncio.to_thread(_closed_after_all, stuck_streams)
     await mic.aclose()
+    stuck_streams[0].release()  # and its close returns: nothing is stuck in PortAudio any
+    await _until_given_back()  # more, so it may restart, and be terminated at exit
+    assert registered == [sounddevice._exit_handler]
 
 
 @pytest.mark.realtime
@@ -190,3 +225,50 @@ def _closed_after_all(streams: list[StuckPortAudioStream]) -> bool:
     while not streams and time.monotonic() < deadline:
         time.sleep(0.01)
     return len(streams) == 1 and streams[0].stop_called.wait(5)
+
+
+@pytest.fixture
+def hung_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """PortAudio's start (the import of sounddevice, which asks the audio server for its
+    devices) blocks, as on an audio server that hangs without dying, until the event is
+    set (by the test, or HUNG_S later: a safety net for the code before the fix)."""
+    answers = threading.Event()
+    import sounddevice  # already imported: the start below only waits, then returns it
+
+    def import_on_a_hung_server() -> Any:
+        answers.wait()
+        return sounddevice
+
+    monkeypatch.setattr(audio_io, "_starting", None)  # PortAudio not started yet
+    monkeypatch.setattr(audio_io, "_import_sounddevice", import_on_a_hung_server)
+    monkeypatch.setattr(audio_io, "INIT_S", 0.5)  # real seconds (a blocked thread): kept short
+    safety_net = threading.Timer(HUNG_S, answers.set)
+    safety_net.start()
+    yield answers
+    answers.set()
+    safety_net.cancel()
+
+
+@pytest.mark.realtime  # the start blocks a real thread on a real event: wall-clock seconds
+async def test_portaudio_starting_on_a_hung_audio_server_fails_within_init_s_and_frees_the_loop(
+    hung_start: threading.Event,
+) -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    with pytest.raises(AudioDeviceError, match=r"PortAudio did not start within .*not answering"):
+        await audio_io.start_portaudio()  # before: the import in the event loop, 120 s
+    ticker.cancel()
+    assert ticks > 0, "the event loop was blocked while PortAudio started"
+    with pytest.raises(AudioDeviceError, match="did not start"):  # and so does a plain call
+        audio_io.list_devices()
+    assert not hung_start.is_set()
+    hung_start.set()  # the server answers: the same start finishes, and is used
+    assert isinstance(audio_io.list_devices(), list)
+    await audio_io.start_portaudio()

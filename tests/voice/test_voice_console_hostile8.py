@@ -28,7 +28,7 @@ import pytest
 from voice_helpers import order_scenario, private_pulse, start_oracle, voice_config
 
 from ledger import entries as le
-from peripherals.audio_io import OPEN_S
+from peripherals.audio_io import INIT_S, OPEN_S
 from voice_agent.transports.console import run_console
 
 pytestmark = pytest.mark.audio
@@ -96,3 +96,128 @@ def test_an_audio_server_that_hangs_gets_the_console_to_say_so_within_seconds(
     assert status == 2
     assert f"'pulse': PortAudio did not return within {OPEN_S:.0f} s" in err, err
     assert "the audio server is not answering" in err and "Traceback" not in err
+
+
+def test_a_console_started_while_the_audio_server_hangs_says_so_within_seconds(
+    own_pulse: int, tmp_path: Path
+) -> None:
+    """The real command in its own process, where importing sounddevice starts PortAudio:
+    before, that start waited 128 s for the stopped server in the event loop, found no
+    device, and the console said "there is no default input device". ``--list-devices``
+    starts PortAudio the same way."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    os.kill(own_pulse, signal.SIGSTOP)
+    try:
+        for extra in ([], ["--list-devices"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "voice_agent.cli", "console", *extra],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=WAIT_S,  # a safety net: the code before the fix took 120 s
+                cwd=tmp_path,
+                env={**os.environ, "PYTHONPATH": str(root)},
+            )
+            assert done.returncode == 2, done.stderr
+            said = (
+                f"PortAudio did not start within {INIT_S:.0f} s: the audio server is not answering"
+            )
+            assert said in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+    finally:
+        os.kill(own_pulse, signal.SIGCONT)
+
+
+# PortAudio in a process of its own (this one's may hold a stream an earlier test had to
+# abandon, and then it is never restarted): the audio server is stopped (SIGSTOP) by the
+# test and goes on (SIGCONT) when the script says "stopped".
+HUNG_SERVER_SCRIPT = """
+import asyncio, os, signal, sys
+from peripherals import audio_io
+from peripherals.audio_io import AudioDeviceError, AudioInput
+
+def attempt(call):
+    try:
+        return repr(call())
+    except AudioDeviceError as exc:
+        return str(exc)
+
+async def open_mic():
+    async with AudioInput("pulse", sample_rate=16000) as mic:
+        return len((await mic.read()).samples) == mic.frame_size
+
+async def main(server):
+    audio_io.list_devices()
+    os.kill(server, signal.SIGSTOP)
+    try:
+        if sys.argv[1] == "rescan":
+            print("rescan:", attempt(audio_io.rescan_devices))
+            print("list:", attempt(audio_io.list_devices))
+        else:
+            try:
+                await AudioInput("pulse", sample_rate=16000).start()
+            except AudioDeviceError as exc:
+                print("open:", exc)
+            print("rescan:", attempt(audio_io.rescan_devices))
+    finally:
+        os.kill(server, signal.SIGCONT)
+    if sys.argv[1] == "rescan":
+        print("after:", [d.name for d in audio_io.list_devices()])
+        return
+    async with asyncio.timeout(60):  # a safety net: the open returned 0.06 s after SIGCONT
+        while not audio_io.rescan_devices():
+            await asyncio.sleep(0.05)
+    print("after:", await open_mic())
+
+asyncio.run(main(int(sys.argv[2])))
+"""
+
+
+def _with_a_hung_server(scenario: str, server: int, cwd: Path) -> list[str]:
+    """Run ``HUNG_SERVER_SCRIPT``'s ``scenario``; the lines it printed."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", HUNG_SERVER_SCRIPT, scenario, str(server)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,  # a safety net: the code before the fix took 120 s per restart
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_rescanning_while_the_audio_server_hangs_fails_within_seconds_and_recovers(
+    own_pulse: int, tmp_path: Path
+) -> None:
+    """Before: PortAudio's restart waited 120 s in the caller (the event loop, if that is
+    where it was called), then listed no devices."""
+    rescan, listing, after = _with_a_hung_server("rescan", own_pulse, tmp_path)
+    assert rescan == (
+        f"rescan: PortAudio did not list the audio devices anew within {INIT_S:.0f} s: "
+        "the audio server is not answering (restart it; PulseAudio: 'pulseaudio -k')"
+    )
+    assert listing.startswith("list: PortAudio did not start within")  # still restarting
+    # the restart under way finishes once the server answers, with its devices
+    assert after == "after: ['pulse', 'default']"
+
+
+def test_an_open_given_up_on_a_hung_server_gives_portaudio_back_when_it_answers(
+    own_pulse: int, tmp_path: Path
+) -> None:
+    """A hung open is abandoned (PortAudio neither restarted nor terminated at exit while
+    it runs); once the server answers, the open returns and PortAudio is usable again:
+    the devices can be listed anew and a new microphone delivers audio. Before, PortAudio
+    stayed abandoned for the rest of the process (the script waited out its safety net)."""
+    opened, rescan, after = _with_a_hung_server("open", own_pulse, tmp_path)
+    assert f"did not return within {OPEN_S:.0f} s" in opened
+    assert rescan == "rescan: False"
+    assert after == "after: True"

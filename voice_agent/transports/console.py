@@ -32,7 +32,13 @@ import numpy as np
 
 from ledger import entries as le
 from peripherals.aec import EchoCanceller
-from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput, list_devices
+from peripherals.audio_io import (
+    AudioDeviceError,
+    AudioInput,
+    AudioOutput,
+    list_devices,
+    start_portaudio,
+)
 from peripherals.half_duplex import HalfDuplexGate
 
 from ..config import Config, VoiceConfig
@@ -222,6 +228,7 @@ async def run_console(
     start late: wait for it before speaking into a virtual device). Raises
     :class:`AudioDeviceError` when a device is missing or cannot be opened.
     """
+    await start_portaudio()  # off the event loop: a hung audio server holds it for minutes
     audio = console_audio(config.voice, input_device, output_device)
     mic, speaker, aec, gate = audio.mic, audio.speaker, audio.aec, audio.gate
     transport = ConsoleTransport(mic, speaker, stdout=stdout, stop=stop, listening=listening)
