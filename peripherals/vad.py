@@ -98,6 +98,16 @@ def load_silero_session(model: str | ModelRef | None = None, threads: int = 1) -
     return _session(ref.location, threads)
 
 
+# Silero's recurrent state drifts over a long silence: after 20 s or more of digital
+# silence (or of -70 dBFS noise) the onset of "Wait, I have another question." (piper,
+# 8 and 16 kHz) first scored >= 0.5 0.6 s into the speech, against 0.04-0.08 s after 1-15 s
+# of it; a fresh state scores it at once (session 15). So the state is reset once the stream
+# has been quiet this long (s): every frame below ``QUIET_PROBABILITY``, well under any
+# speech threshold.
+RESET_AFTER_QUIET_S = 5.0
+QUIET_PROBABILITY = 0.1
+
+
 class SileroVad:
     """Streaming Silero VAD over onnxruntime, at 16 kHz (512-sample frames)
     or 8 kHz (256-sample frames).
@@ -107,6 +117,9 @@ class SileroVad:
     natively at both rates, and faster-whisper's v6 variant (``input``,
     ``h``, ``c``), which is 16 kHz only — at 8 kHz its input is upsampled to
     16 kHz by a short interpolation filter (under 1 ms of extra lag).
+
+    The recurrent state is reset after ``RESET_AFTER_QUIET_S`` of quiet frames (the
+    audio context is kept): else speech after a long silence is heard late.
     """
 
     def __init__(
@@ -133,6 +146,7 @@ class SileroVad:
         self._rate = sample_rate
         self._model_rate = sample_rate if self._layout == "standard" else 16000
         self._upsampler = _Upsampler2x() if self._model_rate != sample_rate else None
+        self._reset_after = int(RESET_AFTER_QUIET_S * self._model_rate / _FRAME[self._model_rate])
         self.reset()
 
     @property
@@ -145,14 +159,18 @@ class SileroVad:
 
     def reset(self) -> None:
         """Forget the stream: zero state and context."""
-        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
-        self._h = np.zeros(_HC_SHAPE, dtype=np.float32)
-        self._c = np.zeros(_HC_SHAPE, dtype=np.float32)
+        self._reset_state()
         self._context = np.zeros(_CONTEXT[self._model_rate], dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)  # upsampled audio awaiting a model frame
         self._last_prob = 0.0
         if self._upsampler is not None:
             self._upsampler = _Upsampler2x()
+
+    def _reset_state(self) -> None:
+        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._h = np.zeros(_HC_SHAPE, dtype=np.float32)
+        self._c = np.zeros(_HC_SHAPE, dtype=np.float32)
+        self._quiet = 0  # model frames in a row below QUIET_PROBABILITY
 
     def probability(self, frame: np.ndarray) -> float:
         """Speech probability in [0, 1] of the next ``frame_size`` samples."""
@@ -160,13 +178,20 @@ class SileroVad:
             raise ValueError(f"expected a frame of {self.frame_size} samples, got {len(frame)}")
         x = to_float32(frame)
         if self._upsampler is None:
-            self._last_prob = self._run(x)
-            return self._last_prob
+            return self._step(x)
         self._pending = np.concatenate([self._pending, self._upsampler.process(x)])
         size = _FRAME[self._model_rate]
         while len(self._pending) >= size:
-            self._last_prob = self._run(self._pending[:size])
+            self._step(self._pending[:size])
             self._pending = self._pending[size:]
+        return self._last_prob
+
+    def _step(self, x: np.ndarray) -> float:
+        """One model frame of the stream; the state is reset after a long quiet."""
+        self._last_prob = self._run(x)
+        self._quiet = self._quiet + 1 if self._last_prob < QUIET_PROBABILITY else 0
+        if self._quiet >= self._reset_after:
+            self._reset_state()
         return self._last_prob
 
     @property

@@ -111,3 +111,24 @@ def test_frame_size_is_enforced_and_rates_are_validated() -> None:
         vad.probability(np.zeros(100, dtype=np.float32))
     with pytest.raises(ValueError):
         SileroVad(44100)
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_speech_after_a_long_silence_starts_as_soon_as_after_a_short_one(
+    speech_factory, rate: int
+) -> None:
+    """Silero's recurrent state drifted over a long digital silence: after 30 s of it, the
+    speech below started 0.6 s late at 8 kHz (after 1 s: 0.05 s), and a caller who talked
+    over the agent heard its voice resume mid-word (session 15). The state is now reset
+    after ``RESET_AFTER_QUIET_S`` of quiet."""
+    speech = speech_factory("Wait, I have another question.", rate, before_s=30.0)
+    short = speech.samples[int(29 * rate) :]  # the same speech after 1 s of silence
+    long_start = first_start(speech.samples, rate) - 29.0
+    assert long_start - first_start(short, rate) < 0.04  # at most a frame or so apart
+    assert long_start - (speech.start_s - 29.0) < 0.15
+
+
+def first_start(samples: np.ndarray, rate: int) -> float:
+    """When the segmenter's first segment starts (s of stream time)."""
+    started = [e for e in run(VadSegmenter(SileroVad(rate)), samples, rate // 50)]
+    return next(e.t for e in started if isinstance(e, SpeechStarted))

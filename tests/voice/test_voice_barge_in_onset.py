@@ -74,3 +74,23 @@ async def test_with_the_vad_onset_only_a_noise_burst_leaves_the_agent_alone() ->
     finally:
         await voice.aclose()
     assert playback.calls == []
+
+
+async def test_a_barge_in_after_a_long_silence_keeps_the_agent_paused_until_it_is_taken() -> None:
+    """A caller silent for 30 s (the agent took long to answer) talks over the answer.
+    Before, the VAD's state had drifted over the silence and it took the speech 0.6 s
+    late: the level's onset gave up after ``HOLD_S``, and the agent's voice went on for
+    0.3 s after the provider's buffer was cleared (test_voice_phone_stream, session 15)."""
+    x, first, _ = speech("Wait, I have another question.")
+    onset = int(first * RATE)
+    silence = np.zeros(30 * RATE, dtype=np.float32)
+    audio = np.concatenate([silence, x[onset:]])
+    playback = RecordingPlayback()
+    voice = build_input(VoiceConfig(), lambda e: None, agent_busy=lambda: True, playback=playback)
+    try:
+        for i in range(0, len(silence) + int(0.8 * RATE), FRAME):  # "Wait, I have"
+            await voice.process(audio[i : i + FRAME])
+        calls = list(playback.calls)
+    finally:
+        await voice.aclose()
+    assert calls == ["pause"], "paused from the onset on, never resumed meanwhile"
