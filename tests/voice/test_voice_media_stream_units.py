@@ -240,6 +240,41 @@ async def test_clear_drops_the_rest_at_once_and_counts_only_what_was_heard() -> 
     await sink.aclose()
 
 
+async def test_a_pause_while_a_mark_goes_out_loses_no_audio_and_resumes_in_step() -> None:
+    """The provider's socket takes a moment with the mark between two sentences, and the
+    caller's voice pauses the agent just then. Before, the next sentence's first frame,
+    taken before the mark went out, was sent just ahead of the clear and never again
+    (20 ms lost), and stayed counted as unheard: the interrupt after it sent a second clear."""
+    clock = MonotonicClock()
+    listener = Listener(clock)
+    paused = False
+
+    async def send(text: str | bytes) -> None:
+        nonlocal paused
+        if json.loads(text)["event"] == "mark" and not paused:
+            paused = True
+            sink.pause()  # the input pauses the agent while the mark goes out
+        await listener.send(text)
+
+    sink = MediaStreamSink(send, TwilioDialect(), "MZ1", G711("mulaw"), clock=clock)
+    first, second = _tone(0.3), _tone(0.6)
+    await sink.write(first)
+    await sink.write(second)
+    await asyncio.sleep(0.6)
+    assert paused and listener.clears
+    sink.resume()
+    await sink.wait_drained()
+    await asyncio.sleep(0.1)
+    heard = listener.heard()
+    expected = g711.decode(g711.encode(np.concatenate([first, second])))
+    assert len(heard) == len(expected) and np.allclose(heard, expected, atol=1e-6)
+    assert sink.played_samples == len(expected)
+    sink.pause()  # and a pause that finds nothing unheard sends no clear
+    await asyncio.sleep(0.05)
+    assert len(listener.clears) == 1
+    await sink.aclose()
+
+
 def test_keypad_tones_are_the_two_frequencies_of_each_key() -> None:
     tones = dtmf_tones("5", RATE)
     tone = tones[: int(0.1 * RATE)]

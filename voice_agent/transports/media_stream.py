@@ -417,19 +417,22 @@ class MediaStreamSink:
         last = self._sent[-1]
         return max(now, last.start + len(last.samples) / self._rate)
 
-    def _take_frame(self) -> tuple[np.ndarray | None, list[str]]:
-        """Up to one frame of pending audio, and the marks that precede the next audio."""
+    def _take_marks(self) -> list[str]:
+        """The marks at the head of the pending audio (those whose audio was all sent)."""
         marks: list[str] = []
+        while self._pending and isinstance(head := self._pending[0], str):
+            marks.append(head)
+            self._pending.popleft()
+        return marks
+
+    def _take_frame(self) -> np.ndarray:
+        """Up to one frame of the pending audio (it starts with audio), up to the next mark."""
         parts: list[np.ndarray] = []
         need = self._frame
         while self._pending and need > 0:
             head = self._pending[0]
             if isinstance(head, str):
-                if parts:
-                    break  # send the audio before the mark first
-                marks.append(head)
-                self._pending.popleft()
-                continue
+                break  # the audio before the mark goes first
             take = head[:need]
             parts.append(take)
             need -= len(take)
@@ -437,12 +440,11 @@ class MediaStreamSink:
                 self._pending.popleft()
             else:
                 self._pending[0] = head[len(take) :]
-        audio = np.concatenate(parts) if parts else None
-        if audio is not None:
-            self._pending_samples -= len(audio)
-            if self._dialect.whole_frames and len(audio) < self._frame:  # pad the last frame
-                audio = np.concatenate([audio, np.zeros(self._frame - len(audio), np.float32)])
-        return audio, marks
+        audio = np.concatenate(parts)
+        self._pending_samples -= len(audio)
+        if self._dialect.whole_frames and len(audio) < self._frame:  # pad the last frame
+            audio = np.concatenate([audio, np.zeros(self._frame - len(audio), np.float32)])
+        return audio
 
     async def _send_loop(self) -> None:
         lead = LEAD_MS / 1000
@@ -455,6 +457,11 @@ class MediaStreamSink:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if marks := self._take_marks():
+                for name in marks:
+                    self.marks_sent[name] = now
+                    await self._send(self._dialect.mark(self._stream_id, name))
+                continue  # a pause or clear may have come while they went out
             end = self._play_end(now)
             if end - now >= lead:
                 # move_on_after, not asyncio.wait_for: on Python 3.11 wait_for swallows a
@@ -464,13 +471,12 @@ class MediaStreamSink:
                     await self._wake.wait()
                 self._wake.clear()
                 continue
-            audio, marks = self._take_frame()
-            for name in marks:
-                self.marks_sent[name] = now
-                await self._send(self._dialect.mark(self._stream_id, name))
-            if audio is not None:
-                self._sent.append(_Sent(end, audio))
-                await self._send(self._dialect.media(self._stream_id, self._codec.encode(audio)))
+            # taken and counted as sent with no wait in between: a pause while it goes
+            # out puts it back, a clear drops it (before, a pause while a mark went out
+            # lost the frame taken before it, and left it counted as unheard)
+            audio = self._take_frame()
+            self._sent.append(_Sent(end, audio))
+            await self._send(self._dialect.media(self._stream_id, self._codec.encode(audio)))
 
 
 # ---------------------------------------------------------------- the transport
