@@ -124,6 +124,7 @@ from voice_agent.local_llm.caller_asks import (
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.decision_margin import DecisionMargin, decision_margin
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
+from voice_agent.local_llm.failed_results import Failure, untold_failures
 from voice_agent.local_llm.grammar import (
     calls_grammar,
     check_grammar,
@@ -305,6 +306,11 @@ GUIDANCE_NOTE = (
     "There is no answer to tell. Follow the guidance above in one short sentence, "
     "and state no fact."
 )
+#: What the speech step is told after the sentences that tell a failure
+#: (`failed_results`), when the failed result asks for a next step and no other outcome
+#: is to be told; ``{step}`` is the results' ``next_step`` ("ask the caller for the order
+#: number"). Without a next step (and with nothing else to tell) no model step runs.
+NEXT_STEP_NOTE = "Now tell the caller what failed above, then {step}. Add nothing."
 #: Word starts speech never says unless a tool result of the conversation does (a shop's
 #: "tools"): the agent's machinery. "tool": 'you can use the "update email" tool.' (spoken
 #: call s10, session 9), for a request no tool covers. A word start, not anywhere in a
@@ -430,6 +436,9 @@ class ResponsePlan:
     #: sentences added after an answer that did not tell a write's outcome as it happened
     #: (`write_outcomes.untold_outcomes`)
     outcomes_told: list[str] | None = None
+    #: the tools whose results reported a failure, told in the results' own words before
+    #: anything else (`failed_results`)
+    failures_told: list[str] | None = None
     #: counts an answer said that its results contradict: (what was said, what replaced
     #: it) (`spoken_counts.CountCheck`)
     counts_corrected: list[tuple[str, str]] | None = None
@@ -1165,6 +1174,12 @@ class Responder:
                 further = await self._call_on_an_unused_name(on_text)
             if further is not None:
                 return further
+            failures = untold_failures(chat.messages)
+            if failures and len(failures) == outcomes_to_tell(chat.messages):
+                # Every outcome reports a failure: it is told in the results' own words
+                # at once, with no step that would only read the prompt (`_answer`).
+                self.plan.decision = REPLY
+                return await self._speak(on_text, self._results_note, None)
             # quick7 (issue 11): no decision step when the answer is all the model wants.
             p_call = await self.engine.next_token_probability(
                 self.prompt(self._results_note), "<tool_call>"
@@ -2172,7 +2187,20 @@ class Responder:
         count the results contradict ("three recent orders" for a list of four) is
         corrected before it is said (`spoken_counts.CountCheck`), and so is a number told
         about one result's thing that only another result holds (the refund's amount
-        as the balance: `spoken_values.ValueCheck`)."""
+        as the balance: `spoken_values.ValueCheck`).
+
+        A result that reports a failure is told first, in its own words, with no model
+        step (`_told_failures`); the model then goes on only to tell the outcomes that
+        did not fail, or the next step a failed result asks for (`NEXT_STEP_NOTE`)."""
+        failures = untold_failures(self.chat.messages)
+        told = await self._told_failures(on_text, failures) if failures else ""
+        if told is None:  # the caller stopped it
+            return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
+        if failures and len(failures) == outcomes_to_tell(self.chat.messages):
+            steps = [f.next_step for f in failures if f.next_step]
+            if not steps:
+                return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
+            note = NEXT_STEP_NOTE.format(step=" and ".join(dict.fromkeys(steps)))
         opening = AnswerOpening()
         stopped: list[bool] = []
         banned = caller_only_words(self.chat.messages, self._tools)
@@ -2183,8 +2211,13 @@ class Responder:
                 banned=bans.anywhere,
                 banned_starts=[*bans.starts, *self._machinery_starts],
                 speakable=bans.speakable,
+                continuing=bool(told),
             )
             self.plan.caller_only_words = banned
+        elif told:
+            grammar = speech_grammar(
+                self._numbers, banned_starts=self._machinery_starts, continuing=True
+            )
 
         said: list[str] = []
         values = ValueCheck(result_values(self.chat.messages), caller_numbers(self.chat.messages))
@@ -2198,7 +2231,7 @@ class Responder:
                 return False
             return True
 
-        step = await self.engine.generate(self.prompt(note), sampling, grammar, filtered)
+        step = await self.engine.generate(self.prompt(note) + told, sampling, grammar, filtered)
         rest = counts.push(values.push(opening.finish()) + values.finish()) + counts.finish()
         if rest and not stopped:  # nothing after the caller's stop
             said.append(rest)
@@ -2209,7 +2242,7 @@ class Responder:
             self.plan.values_corrected = list(values.corrected)
         # A result's value said only in part ("has been paid" for "paid on May 28") is
         # told whole after the answer (`answer_words.half_said_values`).
-        answer = "".join(said)
+        answer = told + "".join(said)
         added = [] if stopped else half_said_values(answer, self.chat.messages)
         if added:
             self.plan.half_said = list(added)
@@ -2245,6 +2278,26 @@ class Responder:
             self.plan.left_out = list(opening.left_out)
             step.extra["left_out"] = list(opening.left_out)
         return _combine(stats, step)
+
+    async def _told_failures(self, on_text: OnText, failures: Sequence[Failure]) -> str | None:
+        """Say each failure's sentence (`failed_results.Failure.sentence`: the result's own
+        error or reason), at once and whole; what was said, with the space after it
+        (released by a client's sentence chunker at once, as `_speak` sends a lead), or
+        None when the caller stopped it. Told to "tell the answer you found" after
+        ``{"error": "no account with that number"}``, the 1.5B said "I'm sorry, but I
+        can't help with that.", and after "that order cannot be cancelled" a reason no
+        result gives (bench o07, o09, session 14)."""
+        self.plan.failures_told = [f.tool for f in failures]
+        text = " ".join(dict.fromkeys(f.sentence for f in failures))
+        if not await on_text(text):
+            return None
+        self.reply.verbatim = True
+        try:
+            if not await on_text(" "):
+                return None
+        finally:
+            self.reply.verbatim = False
+        return text + " "
 
     async def _offer(
         self,

@@ -58,7 +58,7 @@ _PROMISE_BEFORE = (
 _SENTENCE = re.compile(rf"[^{SENTENCE_MARKS}]+[{SENTENCE_MARKS}]*")  # the chunker's marks
 
 
-def _change_word(field: str) -> str:
+def change_word(field: str) -> str:
     """The start of a change's word that every form of it has: "cancel" of "cancelled",
     "refund" of "refunded", "chang" of "changed" (and of ``address_changed``)."""
     word = field.lower().split("_")[-1]
@@ -130,7 +130,7 @@ def untold_outcomes(answer: str, messages: Sequence[Mapping[str, Any]]) -> list[
         ]
         subject = changed_thing(name, arguments)
         for field, done in flags:
-            said = _said_as_fact(answer, _change_word(field))
+            said = _said_as_fact(answer, change_word(field))
             if done and not said:
                 said = any(_said_as_fact(answer, start) for start in _DONE_STARTS)
             if said is not done:
