@@ -128,6 +128,7 @@ SPLITS = (
     "recheck12",
     "recheck13",
     "recheck14",
+    "errors15",
     "recheck15",
 )
 #: The lead's blind re-check set of the current session: the step-tracing benches refuse it.
