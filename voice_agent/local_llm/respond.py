@@ -77,7 +77,12 @@ reply is made in explicit steps, all on one KV cache:
    and a change a write made that it did not tell as done ("I can cancel it" after the
    cancel ran), `write_outcomes.untold_outcomes`;
    a count the results contradict is corrected, `spoken_counts`, and a number told
-   about one result's thing that only another result holds, `spoken_values`); when the
+   about one result's thing that only another result holds, `spoken_values`). A result
+   that reports a failure (an error, nothing found, a false outcome flag) is told first in
+   its own words, with no model step (`failed_results`: "Sorry, there is no account with
+   that number."), and the model goes on only for the outcomes that did not fail or the
+   next step the result asks for (`NEXT_STEP_NOTE`); when every outcome failed, no step
+   reads the prompt before it is said. When the
    results carry no fact, only a tool's guidance (call control: "the call
    ends after your goodbye"), `GUIDANCE_NOTE` tells it to follow that and
    state nothing (the 1.5B, told to "tell the answer" after ending a call,

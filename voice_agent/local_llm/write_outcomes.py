@@ -25,8 +25,8 @@ changes part of it ("The delivery address for order 7781" for
 ``update_delivery_address``), and the caller's own thing when no argument names it
 ("Your callback": its phone number is not what was scheduled).
 
-A result that failed (an ``error``) is told by the answer itself; only its flag is
-checked here.
+A result that failed (an ``error``, a false flag) is told before the answer, in its own
+words (`failed_results`); only its flag is checked here.
 """
 
 from __future__ import annotations
