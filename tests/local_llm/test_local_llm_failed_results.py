@@ -44,7 +44,9 @@ NOT_FOUND = {
          "Sorry, there are no agents on this line."),
         # nothing found: what was looked for, as the tool heard it
         ("lookup_order", {"order_number": "5558086261"}, NOT_FOUND,
-         "Sorry, I couldn't find order 5 5 5 8 0 8 6 2 6 1."),
+         "Sorry, I couldn't find order number 5 5 5 8 0 8 6 2 6 1."),
+        ("get_order_status", {"order_id": "4417"}, {"found": False},
+         "Sorry, I couldn't find order 4417."),
         ("get_store_hours", {"city": "Smallville"}, {"found": False},
          "Sorry, I couldn't find Smallville."),
     ],
@@ -123,7 +125,7 @@ async def test_a_next_step_the_result_asks_for_is_taken_after_the_failure_is_tol
     )
     engine = ScriptedEngine(_decision_then("reply", "Could you say the number again?"))
     responder, reply, _ = await _respond(engine, messages, tools=tools)
-    lead = "Sorry, I couldn't find order 5 5 5 8 0 8 6 2 6 1. "
+    lead = "Sorry, I couldn't find order number 5 5 5 8 0 8 6 2 6 1. "
     assert reply.text == lead + "Could you say the number again?"
     ((prompt, grammar, temperature),) = engine.steps  # the next step's, and only it
     note = NEXT_STEP_NOTE.format(step=NOT_FOUND["next_step"])

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_agent.guidance import is_guidance
-from voice_agent.local_llm.answer_words import call_subject
 from voice_agent.local_llm.turn_history import tool_payloads
 from voice_agent.local_llm.write_outcomes import change_word, changed_thing
 
@@ -78,15 +77,18 @@ def _as_said(text: str) -> str:
 
 
 def _subject(arguments: Mapping[str, Any], heard: str) -> str:
-    """What was not found, as the call named it ("order 4417"); with the number as the
-    tool heard it (``heard``: "5 5 5 8 ...") in place of the argument's value when the
-    result gives it."""
-    if heard:
-        for name, value in arguments.items():
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                arguments = {name: heard}
-                break
-    return call_subject(arguments) or "that"
+    """What was not found, as the call named it: its first argument's value, with what
+    the value is when it holds a number (``{"order_id": "4417"}``: "order 4417";
+    ``{"phone_number": ...}``: "phone number ..."), as the tool heard it (``heard``: "5 5
+    5 8 ...") when the result gives that."""
+    for name, value in arguments.items():
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            value = heard or str(value)
+            if not re.search(r"\d", value):
+                return value
+            words = [w for w in str(name).split("_") if w and w.lower() != "id"]
+            return " ".join([*words, value])
+    return heard or "that"
 
 
 def _lowered(subject: str) -> str:
