@@ -8,9 +8,12 @@ model's answers these replace.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_local_llm_respond import SERVICE_TOOLS, ScriptedEngine, _decision_then, _respond, _tool
 
 from voice_agent.guidance import guidance
@@ -157,3 +160,29 @@ async def test_a_failure_told_in_an_earlier_turn_is_not_told_again():
     assert [f.sentence for f in untold_failures(messages[:-2])] == [
         f"{APOLOGY}there is no account with that number."
     ]
+
+
+_values = st.one_of(
+    st.booleans(), st.none(), st.integers(-9999, 99999), st.text(max_size=30),
+    st.dictionaries(st.sampled_from(["message", "code"]), st.text(max_size=20), max_size=2),
+)  # fmt: skip
+_fields = st.sampled_from(
+    ["error", "reason", "found", "heard", "next_step", "cancelled", "changed", "status", "note"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(["cancel_order", "lookup_order", "get_store_hours", "transfer_to_human"]),
+    arguments=st.dictionaries(st.sampled_from(["order_id", "city"]), st.text(max_size=12)),
+    result=st.dictionaries(_fields, _values, max_size=5),
+)
+def test_a_failure_s_sentence_holds_no_number_its_result_and_call_do_not(name, arguments, result):
+    # Whatever a result holds, its failure (if any) is told without a number nobody gave.
+    told = failure(name, arguments, result)
+    if told is None:
+        return
+    assert told.sentence.startswith(APOLOGY) and told.sentence.endswith(".")
+    given = json.dumps([arguments, result], ensure_ascii=False)
+    for number in re.findall(r"\d+", told.sentence):
+        assert number in given
