@@ -143,11 +143,10 @@ async def test_with_a_result_that_did_not_fail_the_model_tells_it_after_the_fail
     messages = _after("What do I owe on 60481 and on 31580?", NO_ACCOUNT, balance)
     engine = ScriptedEngine(_decision_then("reply", "The balance of account 31580 is $220.00."))
     responder, reply, _ = await _respond(engine, messages, tools=SERVICE_TOOLS)
-    assert reply.text == (
-        "Sorry, there is no account with that number. The balance of account 31580 is $220.00."
-    )
+    lead = "Sorry, account number 60481: there is no account with that number. "
+    assert reply.text == lead + "The balance of account 31580 is $220.00."
     answer_prompt = engine.steps[-1][0]
-    assert answer_prompt.endswith("Sorry, there is no account with that number. ")
+    assert answer_prompt.endswith(lead)
     assert responder.plan.failures_told == ["get_account_balance"]
 
 

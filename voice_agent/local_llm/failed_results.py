@@ -110,9 +110,15 @@ def _false_flag(name: str, result: Mapping[str, Any], reason: str) -> str | None
     return None
 
 
-def failure(name: str, arguments: Mapping[str, Any], result: Any) -> Failure | None:
+def failure(
+    name: str, arguments: Mapping[str, Any], result: Any, *, named: bool = False
+) -> Failure | None:
     """The failure `result` (of the call `name` with `arguments`) reports, or None when it
-    reports none (see the module docstring)."""
+    reports none (see the module docstring). When `named` (other outcomes are told beside
+    it), the sentence names what the call was about, unless it does already: "Sorry,
+    account number 55120: there is no account with that number." (After "What's the
+    balance on account 88301, and on account 55120?", "there is no account with that
+    number" alone does not say which; bench er02, session 15.)"""
     if not isinstance(result, Mapping) or is_guidance(result):
         return None
     error, reason = _text(result.get("error")), _text(result.get("reason"))
@@ -130,17 +136,21 @@ def failure(name: str, arguments: Mapping[str, Any], result: Any) -> Failure | N
         told = f"{_lowered(changed_thing(name, arguments))} has not been {change}"
     else:
         return None
+    subject = _subject(arguments, "")
+    if named and arguments and subject.lower() not in told.lower():
+        told = f"{subject}: {told}"
     return Failure(name, f"{APOLOGY}{told}.", next_step)
 
 
 def untold_failures(messages: Sequence[Mapping[str, Any]]) -> list[Failure]:
     """The failures the resolved outcomes not yet told (`turn_history.untold`) report, in
-    their order."""
+    their order; each names its call's subject when there are several outcomes."""
     found: list[Failure] = []
-    for name, arguments, payload in tool_payloads(messages, untold_only=True):
+    payloads = tool_payloads(messages, untold_only=True)
+    for name, arguments, payload in payloads:
         if payload.get("status") != "resolved":
             continue
-        told = failure(name, arguments, payload.get("result"))
+        told = failure(name, arguments, payload.get("result"), named=len(payloads) > 1)
         if told is not None:
             found.append(told)
     return found
