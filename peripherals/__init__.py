@@ -6,7 +6,8 @@ kind is one small ``Protocol``; the adapters implement exactly that:
 - ``peripherals.vad``: ``Vad`` / ``SileroVad`` (onnxruntime), ``VadSegmenter``
 - ``peripherals.asr``: ``StreamingAsr`` / ``WhisperStreamingAsr`` (faster-whisper)
 - ``peripherals.tts``: ``Tts`` / ``PiperTts`` (piper-tts)
-- ``peripherals.audio_io``: ``AudioInput`` / ``AudioOutput`` (sounddevice)
+- ``peripherals.audio_io``: ``AudioInput`` / ``AudioOutput`` (sounddevice), on
+  ``peripherals.portaudio`` (PortAudio's start, devices, bounded open and close)
 - ``peripherals.half_duplex``: ``HalfDuplexGate`` (self-hearing suppression)
 - ``peripherals.aec``: ``EchoCanceller`` / ``WebRtcEchoCanceller`` (livekit), ``NullEchoCanceller``
 - ``peripherals.resample``, ``peripherals.text_chunker``, ``peripherals.stable_prefix``,

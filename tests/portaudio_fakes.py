@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from peripherals import audio_io
+from peripherals import audio_io, portaudio
 
-FAKE_DEVICE = audio_io.DeviceInfo(
+FAKE_DEVICE = portaudio.DeviceInfo(
     index=7,
     name="fake pulse",
     hostapi="ALSA",
@@ -103,6 +103,6 @@ def install_stuck_streams(monkeypatch: pytest.MonkeyPatch) -> list[StuckPortAudi
         return stream
 
     monkeypatch.setattr(audio_io, "find_device", lambda spec, kind: FAKE_DEVICE)
-    monkeypatch.setattr(audio_io, "_open_stream", open_stream)
-    monkeypatch.setattr(audio_io, "_abandoned", [])
+    monkeypatch.setattr(portaudio, "_open_stream", open_stream)
+    monkeypatch.setattr(portaudio, "_abandoned", [])
     return streams

@@ -8,7 +8,7 @@ import builtins
 import numpy as np
 import pytest
 
-from peripherals import audio_io
+from peripherals import audio_io, portaudio
 from peripherals.audio_io import (
     AudioDeviceError,
     AudioInput,
@@ -48,7 +48,7 @@ def test_missing_portaudio_names_the_install_command(monkeypatch: pytest.MonkeyP
 
     monkeypatch.delitem(__import__("sys").modules, "sounddevice", raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    monkeypatch.setattr(audio_io, "_starting", None)  # PortAudio not started yet
+    monkeypatch.setattr(portaudio, "_starting", None)  # PortAudio not started yet
     with pytest.raises(AudioDeviceError, match="apt-get install libportaudio2"):
         list_devices()
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from portaudio_fakes import StuckPortAudioStream
 
-from peripherals import audio_io
+from peripherals import portaudio
 from peripherals.audio_io import AudioDeviceError, AudioInput, AudioOutput
 
 
@@ -64,7 +64,7 @@ async def test_closing_a_stuck_microphone_returns_abandons_it_and_keeps_portaudi
     mic = AudioInput("fake", sample_rate=16000)
     await mic.start()
     stuck_streams[0].call_back(1)
-    with caplog.at_level(logging.WARNING, logger="peripherals.audio_io"):
+    with caplog.at_level(logging.WARNING, logger="peripherals.portaudio"):
         await mic.aclose()  # before: Pa_StopStream in the event loop, blocked for ever
     assert stuck_streams[0].stop_called.is_set()
     assert "did not close the microphone 'fake pulse'" in caplog.text
@@ -73,7 +73,7 @@ async def test_closing_a_stuck_microphone_returns_abandons_it_and_keeps_portaudi
     import sounddevice
 
     assert unregistered == [sounddevice._exit_handler]
-    assert audio_io.rescan_devices() is False
+    assert portaudio.rescan_devices() is False
     await mic.aclose()  # idempotent
 
 
@@ -85,7 +85,7 @@ async def test_a_stuck_close_that_returns_after_all_gives_portaudio_back(
     speaker = AudioOutput("fake", sample_rate=24000)
     await speaker.start()
     await speaker.aclose()  # abandoned after CLOSE_S
-    assert audio_io.rescan_devices() is False
+    assert portaudio.rescan_devices() is False
     stuck_streams[0].release()  # its audio server answers again: the stop returns
     await _until_given_back()
     import sounddevice
@@ -96,7 +96,7 @@ async def test_a_stuck_close_that_returns_after_all_gives_portaudio_back(
 async def _until_given_back() -> None:
     """Until no job is abandoned any more (the loop runs the abandoned job's callback)."""
     async with asyncio.timeout(10):  # a safety net: the job returns at once here
-        while audio_io._abandoned:
+        while portaudio._abandoned:
             await asyncio.sleep(0.01)
 
 
@@ -147,14 +147,14 @@ def hung_server(
     the event is set (by the test, or at the latest HUNG_S later, a safety net for the
     code before the fix, which waited for it in the event loop)."""
     answers = threading.Event()
-    open_stuck = audio_io._open_stream
+    open_stuck = portaudio._open_stream
 
     def open_stream(*args: Any) -> StuckPortAudioStream:
         answers.wait()
         return open_stuck(*args)
 
-    monkeypatch.setattr(audio_io, "_open_stream", open_stream)
-    monkeypatch.setattr(audio_io, "OPEN_S", 0.5)  # real seconds (a blocked thread): kept short
+    monkeypatch.setattr(portaudio, "_open_stream", open_stream)
+    monkeypatch.setattr(portaudio, "OPEN_S", 0.5)  # real seconds (a blocked thread): kept short
     safety_net = threading.Timer(HUNG_S, answers.set)
     safety_net.start()
     yield answers
@@ -192,7 +192,7 @@ async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_f
     import sounddevice
 
     assert unregistered == [sounddevice._exit_handler]
-    assert audio_io.rescan_devices() is False
+    assert portaudio.rescan_devices() is False
     hung_server.set()  # the server answers after all: the stream nobody wants is closed
     assert await asyncio.to_thread(_closed_after_all, stuck_streams)
     await mic.aclose()
@@ -239,9 +239,9 @@ def hung_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
         answers.wait()
         return sounddevice
 
-    monkeypatch.setattr(audio_io, "_starting", None)  # PortAudio not started yet
-    monkeypatch.setattr(audio_io, "_import_sounddevice", import_on_a_hung_server)
-    monkeypatch.setattr(audio_io, "INIT_S", 0.5)  # real seconds (a blocked thread): kept short
+    monkeypatch.setattr(portaudio, "_starting", None)  # PortAudio not started yet
+    monkeypatch.setattr(portaudio, "_import_sounddevice", import_on_a_hung_server)
+    monkeypatch.setattr(portaudio, "INIT_S", 0.5)  # real seconds (a blocked thread): kept short
     safety_net = threading.Timer(HUNG_S, answers.set)
     safety_net.start()
     yield answers
@@ -263,12 +263,12 @@ async def test_portaudio_starting_on_a_hung_audio_server_fails_within_init_s_and
 
     ticker = asyncio.create_task(tick())
     with pytest.raises(AudioDeviceError, match=r"PortAudio did not start within .*not answering"):
-        await audio_io.start_portaudio()  # before: the import in the event loop, 120 s
+        await portaudio.start_portaudio()  # before: the import in the event loop, 120 s
     ticker.cancel()
     assert ticks > 0, "the event loop was blocked while PortAudio started"
     with pytest.raises(AudioDeviceError, match="did not start"):  # and so does a plain call
-        audio_io.list_devices()
+        portaudio.list_devices()
     assert not hung_start.is_set()
     hung_start.set()  # the server answers: the same start finishes, and is used
-    assert isinstance(audio_io.list_devices(), list)
-    await audio_io.start_portaudio()
+    assert isinstance(portaudio.list_devices(), list)
+    await portaudio.start_portaudio()

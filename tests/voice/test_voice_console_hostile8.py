@@ -11,7 +11,7 @@ Beside a CPU hog (sessions 12 and 13, load 10-14) PortAudio's microphone
 thread instead stuck in the ALSA pulse plugin: no finished callback, no more frames, and
 closing the stream blocked the event loop for ever (``portaudio_fakes`` has the stacks).
 Now the loss is seen by the speaker's finished callback or the microphone's silence
-(``audio_io.STALL_S``), and the stuck stream is abandoned after ``audio_io.CLOSE_S``.
+(``audio_io.STALL_S``), and the stuck stream is abandoned after ``portaudio.CLOSE_S``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 from voice_helpers import order_scenario, private_pulse, start_oracle, voice_config
 
 from ledger import entries as le
-from peripherals.audio_io import INIT_S, OPEN_S
+from peripherals.portaudio import INIT_S, OPEN_S
 from voice_agent.transports.console import run_console
 
 pytestmark = pytest.mark.audio
