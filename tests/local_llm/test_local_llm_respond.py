@@ -2399,6 +2399,16 @@ async def test_a_count_an_answer_says_that_its_result_contradicts_is_corrected()
     assert responder.plan.counts_corrected == [("three recent orders", "four recent orders")]
 
 
+async def test_a_quantity_an_answer_says_of_a_thing_its_result_counts_is_the_results():
+    items = "2 toaster, 2 wool blanket, 2 yoga mat"
+    payload = {"status": "resolved", "result": {"order_number": "58206", "items": items}}
+    said = "Order 58206 has 2 toaster, 2 wool blanket, and 3 yoga mat items."
+    engine = ScriptedEngine(_decision_then("reply", said), p_next=0.01)
+    responder, reply, _ = await _respond(engine, _after_call(payload))
+    assert reply.text == said.replace("3 yoga", "2 yoga")  # recheck14 o15
+    assert responder.plan.counts_corrected == [("3 yoga mat", "2 yoga mat")]
+
+
 async def test_an_answer_that_leaves_out_the_tools_main_fact_is_followed_by_it():
     payload = {
         "status": "resolved",

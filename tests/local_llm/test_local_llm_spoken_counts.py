@@ -44,7 +44,13 @@ def test_what_results_count_a_list_its_entries_and_quantities_and_a_count_field(
             {"boxes": [{"id": 1}, {"id": 2}], "order_count": 7},
         )
     )
-    assert counts == {"order": [{4}, {7}], "item": [{2, 3}], "box": [{2}]}
+    assert counts == {
+        "order": [{4}, {7}],
+        "item": [{2, 3}],
+        "mug": [{2}],
+        "teapot": [{1}],
+        "box": [{2}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -98,3 +104,73 @@ def test_any_split_of_the_answer_says_the_same(cuts):
     assert out + check.finish() == (
         "Dana has four recent orders: 41882 (shipped), one more, and 4 orders."
     )
+
+
+#: o15 (recheck14): two orders whose items pair quantities with things.
+BOOKSHELF = {"order_number": "27562", "items": "2 bookshelf", "total": "$239.98"}
+BLANKETS = {"order_number": "58206", "items": "2 toaster, 2 wool blanket, 2 yoga mat"}
+O15 = (
+    "Order 27562 has 3 bookshelf items, totaling $239.98. Order 58206 has 2 toaster, "
+    "2 wool blanket, and 3 yoga mat items."
+)
+
+
+def test_a_text_value_counts_each_thing_it_pairs_with_a_quantity():
+    counts = result_counts(
+        _turn({"items": "2 wool blanket, a yoga mat, 3 x coffee mug, a pair of shoes"})
+    )
+    assert counts["blanket"] == [{2}]
+    assert counts["mat"] == [{1}]
+    assert counts["mug"] == [{3}]
+    assert counts["pair"] == [{1}]  # the naming words stop at "of"
+    assert "shoe" not in counts
+
+
+def test_an_address_a_sentence_or_a_time_counts_nothing():
+    counts = result_counts(
+        _turn({"ship_to": "12 Lake Drive, Madison", "note": "Not done yet.", "time": "10 am"})
+    )
+    assert counts == {}
+    assert _checked("It is at 9 am.", {"time": "10 am"})[0] == "It is at 9 am."
+
+
+def test_a_quantity_said_of_a_thing_a_result_counts_is_the_results():
+    said, corrected = _checked(O15, BOOKSHELF, BLANKETS)
+    assert said == O15.replace("3 bookshelf", "2 bookshelf").replace("3 yoga", "2 yoga")
+    assert corrected == [("3 bookshelf", "2 bookshelf"), ("3 yoga mat", "2 yoga mat")]
+
+
+@pytest.mark.parametrize(
+    ("said", "told"),
+    [
+        # a thing the result has one of is not said to be two or three
+        ("It has 2 yoga mats.", "It has 1 yoga mat."),
+        ("It has three bookshelves and a yoga mat.", "It has two bookshelves and a yoga mat."),
+        ("It has one bookshelf.", "It has two bookshelves."),
+        # right, or not said as a count of the thing: as said
+        ("It has 2 bookshelves and a yoga mat.", "It has 2 bookshelves and a yoga mat."),
+        ("One of the bookshelves has shipped.", "One of the bookshelves has shipped."),
+        ("It comes on December 2, with the yoga mat.", "It comes on December 2, with the yoga mat."),
+        ("It has 3 items.", "It has 3 items."),  # the items as the list counts them
+    ],
+)  # fmt: skip
+def test_a_quantity_the_result_contradicts_is_corrected_in_the_words_agreeing(said, told):
+    order = {"items": "2 bookshelf, a yoga mat"}
+    for step in (None, 1, 3):
+        assert _checked(said, order, step=step)[0] == told
+
+
+def test_a_thing_two_results_count_differently_takes_either_quantity():
+    other = {"order_number": "1", "items": "a bookshelf"}
+    assert _checked("It has 1 bookshelf.", BOOKSHELF, other)[0] == "It has 1 bookshelf."
+    assert _checked("It has 2 bookshelf.", BOOKSHELF, other)[0] == "It has 2 bookshelf."
+    assert _checked("It has 3 bookshelf.", BOOKSHELF, other)[0] == "It has bookshelf."
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(O15)), max_size=12))
+def test_any_split_of_an_answer_gives_the_same_quantities(cuts):
+    points = sorted({*cuts, 0, len(O15)})
+    check = CountCheck(result_counts(_turn(BOOKSHELF, BLANKETS)))
+    out = "".join(check.push(O15[a:b]) for a, b in zip(points, points[1:], strict=False))
+    assert out + check.finish() == _checked(O15, BOOKSHELF, BLANKETS)[0]
+    assert check.corrected == [("3 bookshelf", "2 bookshelf"), ("3 yoga mat", "2 yoga mat")]

@@ -76,7 +76,8 @@ reply is made in explicit steps, all on one KV cache:
    caller asked for or the tool's main fact left out, `answer_words.untold_facts`,
    and a change a write made that it did not tell as done ("I can cancel it" after the
    cancel ran), `write_outcomes.untold_outcomes`;
-   a count the results contradict is corrected, `spoken_counts`, and a number told
+   a count the results contradict ("3 bookshelf items" for "2 bookshelf") is
+   corrected, `spoken_counts`, and a number told
    about one result's thing that only another result holds, `spoken_values`). A result
    that reports a failure (an error, nothing found, a false outcome flag) is told first in
    its own words, with no model step (`failed_results`: "Sorry, there is no account with
@@ -2189,8 +2190,9 @@ class Responder:
         """An answer from results, its opening filtered (`openings.AnswerOpening`): an
         announcement of the answer ("Sure, here's the answer: ...") or a bare yes/no
         before the result is left out. Only a clause that may be left out is held. A
-        count the results contradict ("three recent orders" for a list of four) is
-        corrected before it is said (`spoken_counts.CountCheck`), and so is a number told
+        count the results contradict ("three recent orders" for a list of four, "3
+        bookshelf items" for "2 bookshelf") is corrected before it is said
+        (`spoken_counts.CountCheck`), and so is a number told
         about one result's thing that only another result holds (the refund's amount
         as the balance: `spoken_values.ValueCheck`).
 

@@ -14,6 +14,14 @@ gives is replaced by the list's own count, or left out when the results give mor
 than one. Only the words from a number to the end of that window are held, and only
 when results count something.
 
+A text value that pairs quantities with things ("2 toaster, 2 wool blanket, a yoga mat",
+any field) counts each thing too (`_things_counted`): the word naming it ("toaster",
+"blanket", "mat") is counted as often as its entry says. Asked about two orders whose
+``items`` were "2 bookshelf" and "2 toaster, 2 wool blanket, 2 yoga mat", the 1.5B said
+"3 bookshelf items" and "3 yoga mat items" (bench recheck14 o15, session 14); both are
+now said as 2, and a thing a result has one of is not said to be two. Only lowercase
+words name such a thing, so an address ("12 Lake Drive") counts nothing.
+
 English, like the prompts shipped with the product.
 """
 
@@ -50,6 +58,11 @@ _WINDOW_ENDS = frozenset(
     "this that these those is are was were has have had".split()
 )
 _TOKEN = re.compile(r"[A-Za-z]+|\d+")
+#: An entry of a text value that counts a thing: its quantity, then up to four lowercase
+#: words naming it ("2 wool blanket", "a yoga mat", "3 x coffee mug").
+_COUNTED_THING = re.compile(
+    r"^(?:(?P<n>\d{1,3})\s*(?:x\s+)?|(?:a|an|one)\s+)(?P<thing>[a-z]+(?:[ -][a-z]+){0,3})$"
+)
 
 
 def _noun(word: str) -> str:
@@ -57,11 +70,41 @@ def _noun(word: str) -> str:
     word = word.lower()
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
+    if word.endswith("lves"):  # "bookshelves" -> "bookshelf"
+        return word[:-3] + "f"
     if word.endswith(("ses", "xes", "ches", "shes")):
         return word[:-2]
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         return word[:-1]
     return word
+
+
+def _plural(word: str) -> str:
+    """`word` made plural ("order" -> "orders", "box" -> "boxes", "shelf" -> "shelves")."""
+    if word.endswith("y") and word[-2:-1] not in ("", *"aeiou"):
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if word.endswith("lf"):
+        return word[:-1] + "ves"
+    return word + "s"
+
+
+def _agreeing(words: str, said: int | None, right: int) -> str:
+    """The words from a number to its counted word (their last), made to agree with the
+    `right` count when the `said` one made them agree with another: "one order" -> "four
+    orders", "2 yoga mats" -> "1 yoga mat". Otherwise as said: the model chose their form
+    ("3 bookshelf items" -> "2 bookshelf items")."""
+    head = re.search(r"[A-Za-z]+$", words)
+    if head is None:
+        return words
+    word = head.group()
+    plural = _noun(word) != word.lower()
+    if said == 1 and right != 1 and not plural:
+        return words[: head.start()] + _plural(word)
+    if right == 1 and said != 1 and plural and word.islower():
+        return words[: head.start()] + _noun(word)
+    return words
 
 
 def _entry_counts(entries: Sequence[Any]) -> set[int]:
@@ -97,9 +140,28 @@ def _field_counts(field: str, value: Any) -> tuple[str, set[int]] | None:
     return None
 
 
+def _things_counted(value: str) -> list[tuple[str, int]]:
+    """(the word naming a thing, singular; its quantity) for each entry of a text value
+    that counts a thing ("2 wool blanket" -> ("blanket", 2), "a yoga mat" -> ("mat", 1)).
+    The naming words stop at a word that ends a count's window ("a pair of shoes":
+    "pair"); a word of two letters names no thing ("10 am")."""
+    things = []
+    for entry in _ENTRY_SPLIT.split(value.strip()):
+        match = _COUNTED_THING.match(entry.strip())
+        if match is None:
+            continue
+        words = re.split(r"[ -]", match.group("thing"))
+        ends = [i for i, word in enumerate(words) if word in _WINDOW_ENDS]
+        words = words[: ends[0]] if ends else words
+        if words and len(words[-1]) > 2:  # "10 am" is a time, not ten of a thing
+            things.append((_noun(words[-1]), int(match.group("n") or 1)))
+    return things
+
+
 def result_counts(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[set[int]]]:
     """What the results not yet told (`turn_history.untold`) count: counted word (singular) ->
-    the counts each list or count field gives for it (see the module docstring)."""
+    the counts each list, count field or counted thing gives for it (see the module
+    docstring)."""
     counts: dict[str, list[set[int]]] = {}
     for _, _, payload in tool_payloads(messages, untold_only=True):
         result = payload.get("result")
@@ -109,6 +171,9 @@ def result_counts(messages: Sequence[Mapping[str, Any]]) -> dict[str, list[set[i
             found = _field_counts(str(field), value)
             if found is not None:
                 counts.setdefault(found[0], []).append(found[1])
+            if isinstance(value, str):
+                for thing, quantity in _things_counted(value):
+                    counts.setdefault(thing, []).append({quantity})
     return counts
 
 
@@ -163,7 +228,12 @@ class CountCheck:
             clause = re.search(r"[.!?:;,]", held[len(said) :])
             end = len(held) if clause is None else len(said) + clause.start()
             after = [t for t in _TOKEN.finditer(held, len(said)) if t.start() < end]
-            if not (final or clause is not None or len(after) > NOUN_WINDOW_WORDS):
+            # a whole word that ends the window ("27562 is") decides it as its end does
+            ended = any(
+                t.end() < len(held) and t.group().lower() in _WINDOW_ENDS
+                for t in after[:NOUN_WINDOW_WORDS]
+            )
+            if not (final or ended or clause is not None or len(after) > NOUN_WINDOW_WORDS):
                 return out  # the counted word may still come
             window = after[:NOUN_WINDOW_WORDS]
             ends = [i for i, t in enumerate(window) if t.group().lower() in _WINDOW_ENDS]
@@ -192,9 +262,7 @@ class CountCheck:
             words = held[len(said) : match.end()]
             if len(entries) == 1:
                 right = entries.pop()
-                if right != 1 and not match.group().lower().endswith("s"):
-                    words += "s"  # "one order" -> "two orders"
-                text = _said_as(right, said) + words
+                text = _said_as(right, said) + _agreeing(words, count, right)
             else:  # the results count it more than one way: the count is left out
                 text = words.lstrip()
                 text = text[:1].upper() + text[1:] if said[:1].isupper() else text
