@@ -174,3 +174,10 @@ def test_any_split_of_an_answer_gives_the_same_quantities(cuts):
     out = "".join(check.push(O15[a:b]) for a, b in zip(points, points[1:], strict=False))
     assert out + check.finish() == _checked(O15, BOOKSHELF, BLANKETS)[0]
     assert check.corrected == [("3 bookshelf", "2 bookshelf"), ("3 yoga mat", "2 yoga mat")]
+
+
+def test_a_number_whose_window_a_word_ends_goes_out_without_waiting():
+    check = CountCheck(result_counts(_turn(BOOKSHELF)))
+    assert check.push("Order 27562 is ") == "Order 27562 is "  # "is" ends what it counts
+    assert check.push("due with 3 ") == "due with "  # "3" waits for the word it counts
+    assert check.push("bookshelf items.") + check.finish() == "2 bookshelf items."
