@@ -138,15 +138,16 @@ _NEGATED_IN_VALUE = re.compile(
 )
 
 
-def _texts(value: Any) -> Iterable[str]:
+def result_texts(value: Any) -> Iterable[str]:
+    """Every text inside a result (its strings, in dicts and lists, at any depth)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, Mapping):
         for v in value.values():
-            yield from _texts(v)
+            yield from result_texts(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _texts(v)
+            yield from result_texts(v)
 
 
 def _fields(value: Any) -> Iterable[tuple[str, Any]]:
@@ -175,7 +176,7 @@ def supported(state: str, results: Iterable[Any], writes_done: Iterable[str] = (
         ):
             return True
     for result in results:
-        for text in _texts(result):
+        for text in result_texts(result):
             if pattern.search(_NEGATED_IN_VALUE.sub(" ", text)):
                 return True
         for name, value in _fields(result):
@@ -328,7 +329,7 @@ def invented_claims(
     unsupported = sorted({c.word for c in claims(spoken) if not supported(c.state, context, done)})
     if unsupported:
         why.append(f"claims no result supports: {unsupported}")
-    grounds = [*_texts(context), *(str(k) for r in context for k, _ in _fields(r)), caller]
+    grounds = [*result_texts(context), *(str(k) for r in context for k, _ in _fields(r)), caller]
     reasons = invented_reasons(spoken, grounds)
     if reasons:
         why.append(f"a reason no result gives: {reasons}")

@@ -16,8 +16,9 @@ score does not share its mistakes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
+
+from spoken_claims import result_texts
 
 _NUMBER_WORDS = {
     word: n
@@ -51,22 +52,11 @@ def _forms(word: str) -> set[str]:
     return forms
 
 
-def _texts(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _texts(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _texts(v)
-
-
 def counted_things(results: Any) -> dict[str, set[int]]:
     """The thing each counting entry of the results' text values names (its last word)
     -> the quantities they give it ("2 wool blanket, a yoga mat": blanket 2, mat 1)."""
     things: dict[str, set[int]] = {}
-    for text in _texts(results):
+    for text in result_texts(results):
         for entry in re.split(r",\s*|\s+and\s+", text.strip()):
             match = _ENTRY.match(entry.strip())
             if match is None:

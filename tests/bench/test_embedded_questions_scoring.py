@@ -463,6 +463,17 @@ def test_a_state_is_supported_only_by_a_result_that_says_it(spoken, results, cla
     assert out.invented_claim is claimed, out.why
 
 
+def _scored_cancel(say: str, order_id: str, spoken: str, result: dict):
+    """A cancel question asked as `say`, scored with the call on `order_id` made and answered
+    with `result`, then `spoken`."""
+    question = {"say": say, "answer": "facts",
+                "calls": [{"name": "cancel_order", "args": {"order_id": order_id}}]}  # fmt: skip
+    calls = [{"name": "cancel_order", "arguments": {"order_id": order_id}}]
+    out = _outcome(spoken, calls, [{"name": "cancel_order", "result": result}], kind="write")
+    eq.score(out, question, _customer_service())
+    return out
+
+
 @pytest.mark.parametrize(
     ("spoken", "result", "claimed"),
     [
@@ -488,11 +499,7 @@ def test_a_state_is_supported_only_by_a_result_that_says_it(spoken, results, cla
     ],
 )  # fmt: skip
 def test_a_writes_outcome_must_be_told_as_it_happened(spoken, result, claimed):
-    question = {"say": "Can you cancel order 4096 for me?", "answer": "facts",
-                "calls": [{"name": "cancel_order", "args": {"order_id": "4096"}}]}  # fmt: skip
-    calls = [{"name": "cancel_order", "arguments": {"order_id": "4096"}}]
-    out = _outcome(spoken, calls, [{"name": "cancel_order", "result": result}], kind="write")
-    eq.score(out, question, _customer_service())
+    out = _scored_cancel("Can you cancel order 4096 for me?", "4096", spoken, result)
     assert out.invented_claim is claimed, out.why
     if claimed:
         assert not out.answer_ok
@@ -609,11 +616,7 @@ def test_a_quantity_said_of_a_thing_a_result_counts_that_no_result_gives_is_inve
     ],
 )  # fmt: skip
 def test_a_reason_no_result_gives_is_an_invented_claim(spoken, result, invented):
-    question = {"say": "I changed my mind, please cancel order 2058.", "answer": "facts",
-                "calls": [{"name": "cancel_order", "args": {"order_id": "2058"}}]}  # fmt: skip
-    calls = [{"name": "cancel_order", "arguments": {"order_id": "2058"}}]
-    out = _outcome(spoken, calls, [{"name": "cancel_order", "result": result}], kind="write")
-    eq.score(out, question, _customer_service())
+    out = _scored_cancel("I changed my mind, please cancel order 2058.", "2058", spoken, result)
     assert out.invented_claim is invented, out.why
     assert out.answer_ok is not invented, out.why
 

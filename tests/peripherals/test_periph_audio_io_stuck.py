@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -155,14 +156,46 @@ def hung_server(
 
     monkeypatch.setattr(portaudio, "_open_stream", open_stream)
     monkeypatch.setattr(portaudio, "OPEN_S", 0.5)  # real seconds (a blocked thread): kept short
-    safety_net = threading.Timer(HUNG_S, answers.set)
-    safety_net.start()
-    yield answers
-    answers.set()
-    safety_net.cancel()
+    with _answered_at_the_latest_after_hung_s(answers):
+        yield answers
 
 
 HUNG_S = 10.0
+
+
+@contextlib.contextmanager
+def _answered_at_the_latest_after_hung_s(answers: threading.Event) -> Iterator[None]:
+    """Set `answers` when the block ends, or HUNG_S from now at the latest: a safety net for
+    the code before the fixes, which waited for it in the event loop."""
+    safety_net = threading.Timer(HUNG_S, answers.set)
+    safety_net.start()
+    try:
+        yield
+    finally:
+        answers.set()
+        safety_net.cancel()
+
+
+class _LoopTicks:
+    """Counts the event loop's 50 ms sleeps while in use (``count``): none means something
+    blocked the loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _LoopTicks:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._ticker is not None
+        self._ticker.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            self.count += 1
 
 
 @pytest.mark.realtime  # the open blocks a real thread on a real event: wall-clock seconds
@@ -172,20 +205,11 @@ async def test_opening_a_stream_on_a_hung_audio_server_fails_within_open_s_and_f
     unregistered: list[Callable[..., Any]],
     registered: list[Callable[..., Any]],
 ) -> None:
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
     mic = AudioInput("fake", sample_rate=16000)
-    with pytest.raises(AudioDeviceError, match=r"input device 7 'fake pulse'.*did not return"):
-        await mic.start()  # before: Pa_OpenStream in the event loop, until the server answers
-    ticker.cancel()
-    assert ticks > 0, "the event loop was blocked while PortAudio opened the stream"
+    async with _LoopTicks() as ticks:
+        with pytest.raises(AudioDeviceError, match=r"input device 7 'fake pulse'.*did not return"):
+            await mic.start()  # before: Pa_OpenStream in the event loop, until the server answers
+    assert ticks.count > 0, "the event loop was blocked while PortAudio opened the stream"
     assert not hung_server.is_set()
     # PortAudio is busy with the open for as long as the server hangs: not restarted, not
     # terminated at exit (it would wait for the open)
@@ -242,30 +266,20 @@ def hung_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     monkeypatch.setattr(portaudio, "_starting", None)  # PortAudio not started yet
     monkeypatch.setattr(portaudio, "_import_sounddevice", import_on_a_hung_server)
     monkeypatch.setattr(portaudio, "INIT_S", 0.5)  # real seconds (a blocked thread): kept short
-    safety_net = threading.Timer(HUNG_S, answers.set)
-    safety_net.start()
-    yield answers
-    answers.set()
-    safety_net.cancel()
+    with _answered_at_the_latest_after_hung_s(answers):
+        yield answers
 
 
 @pytest.mark.realtime  # the start blocks a real thread on a real event: wall-clock seconds
 async def test_portaudio_starting_on_a_hung_audio_server_fails_within_init_s_and_frees_the_loop(
     hung_start: threading.Event,
 ) -> None:
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.05)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    with pytest.raises(AudioDeviceError, match=r"PortAudio did not start within .*not answering"):
-        await portaudio.start_portaudio()  # before: the import in the event loop, 120 s
-    ticker.cancel()
-    assert ticks > 0, "the event loop was blocked while PortAudio started"
+    async with _LoopTicks() as ticks:
+        with pytest.raises(
+            AudioDeviceError, match=r"PortAudio did not start within .*not answering"
+        ):
+            await portaudio.start_portaudio()  # before: the import in the event loop, 120 s
+    assert ticks.count > 0, "the event loop was blocked while PortAudio started"
     with pytest.raises(AudioDeviceError, match="did not start"):  # and so does a plain call
         portaudio.list_devices()
     assert not hung_start.is_set()

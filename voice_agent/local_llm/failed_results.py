@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_agent.guidance import is_guidance
-from voice_agent.local_llm.turn_history import tool_payloads
+from voice_agent.local_llm.turn_history import outcomes_to_tell, tool_payloads
 from voice_agent.local_llm.write_outcomes import change_word, changed_thing
 
 #: The first words of every failure's sentence: the caller hears an apology, then what
@@ -154,3 +154,9 @@ def untold_failures(messages: Sequence[Mapping[str, Any]]) -> list[Failure]:
         if told is not None:
             found.append(told)
     return found
+
+
+def only_failures(failures: Sequence[Failure], messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether `failures` (`untold_failures` of `messages`) are every outcome not yet told
+    (`turn_history.outcomes_to_tell`): then nothing but the failures is to be told."""
+    return bool(failures) and len(failures) == outcomes_to_tell(messages)

@@ -130,7 +130,7 @@ from voice_agent.local_llm.caller_asks import (
 from voice_agent.local_llm.chat_format import content_text, render_messages, tool_results_head
 from voice_agent.local_llm.decision_margin import DecisionMargin, decision_margin
 from voice_agent.local_llm.engine import GenerationStats, LlamaEngine, SamplingParams
-from voice_agent.local_llm.failed_results import Failure, untold_failures
+from voice_agent.local_llm.failed_results import Failure, only_failures, untold_failures
 from voice_agent.local_llm.grammar import (
     calls_grammar,
     check_grammar,
@@ -1180,8 +1180,7 @@ class Responder:
                 further = await self._call_on_an_unused_name(on_text)
             if further is not None:
                 return further
-            failures = untold_failures(chat.messages)
-            if failures and len(failures) == outcomes_to_tell(chat.messages):
+            if only_failures(untold_failures(chat.messages), chat.messages):
                 # Every outcome reports a failure: it is told in the results' own words
                 # at once, with no step that would only read the prompt (`_answer`).
                 self.plan.decision = REPLY
@@ -2026,13 +2025,8 @@ class Responder:
         # 1.5-3.4 s (phone profile, notool9).
         if lead and not await on_text(lead):
             return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
-        if lead and lead[-1] in ".!?":
-            self.reply.verbatim = True
-            try:
-                if not await on_text(" "):
-                    return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
-            finally:
-                self.reply.verbatim = False
+        if lead and lead[-1] in ".!?" and not await self._release(on_text):
+            return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
         grammar = speech_grammar(
             self._numbers, banned_starts=self._machinery_starts, continuing=bool(lead)
         )
@@ -2203,7 +2197,7 @@ class Responder:
         told = await self._told_failures(on_text, failures) if failures else ""
         if told is None:  # the caller stopped it
             return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
-        if failures and len(failures) == outcomes_to_tell(self.chat.messages):
+        if only_failures(failures, self.chat.messages):
             steps = [f.next_step for f in failures if f.next_step]
             if not steps:
                 return stats or GenerationStats(prompt_tokens=0, finish_reason="stop")
@@ -2289,22 +2283,26 @@ class Responder:
     async def _told_failures(self, on_text: OnText, failures: Sequence[Failure]) -> str | None:
         """Say each failure's sentence (`failed_results.Failure.sentence`: the result's own
         error or reason), at once and whole; what was said, with the space after it
-        (released by a client's sentence chunker at once, as `_speak` sends a lead), or
+        (released by a client's sentence chunker at once: `_release`), or
         None when the caller stopped it. Told to "tell the answer you found" after
         ``{"error": "no account with that number"}``, the 1.5B said "I'm sorry, but I
         can't help with that.", and after "that order cannot be cancelled" a reason no
         result gives (bench o07, o09, session 14)."""
         self.plan.failures_told = [f.tool for f in failures]
         text = " ".join(dict.fromkeys(f.sentence for f in failures))
-        if not await on_text(text):
+        if not await on_text(text) or not await self._release(on_text):
             return None
+        return text + " "
+
+    async def _release(self, on_text: OnText) -> bool:
+        """Send the space after a whole sentence as it is (``verbatim``): a client's
+        sentence chunker then releases the sentence at once, not when the next words come.
+        False when the caller stopped the reply."""
         self.reply.verbatim = True
         try:
-            if not await on_text(" "):
-                return None
+            return await on_text(" ")
         finally:
             self.reply.verbatim = False
-        return text + " "
 
     async def _offer(
         self,
